@@ -1,0 +1,138 @@
+//! Settings: one TOML file, environment overrides, secrets by reference.
+//!
+//! Loading is two steps, as in Vector: [`Settings::from_toml`] parses (unknown keys are errors), then the
+//! *pure* [`Settings::validate`] checks every value and returns **all** problems with their key paths,
+//! before anything connects. Secrets are never inline: a secret field holds `env:NAME` or `file:PATH`
+//! ([`SecretRef`]) and is resolved only when the component that needs it is built.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// One thing wrong with the configuration, at a dotted key path (`connectors.okta.base_url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found, printed one per line.
+#[derive(Debug, thiserror::Error)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} configuration problem(s):", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a secret lives: `env:NAME` or `file:PATH`. Inline secrets are refused so that config files can
+/// be committed and printed. `Debug` and `Display` show only the reference, never the value.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+impl SecretRef {
+    /// Parse `env:NAME` / `file:PATH`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(name) = s.strip_prefix("env:") {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("`env:{name}` is not a valid environment variable name"));
+            }
+            Ok(SecretRef::Env(name.to_string()))
+        } else if let Some(path) = s.strip_prefix("file:") {
+            if path.is_empty() {
+                return Err("`file:` needs a path".into());
+            }
+            Ok(SecretRef::File(PathBuf::from(path)))
+        } else {
+            Err("secrets must be given by reference, as `env:NAME` or `file:PATH`, never inline".into())
+        }
+    }
+
+    /// Read the secret now. Trailing newlines of files are trimmed.
+    pub fn resolve(&self) -> Result<SecretString, String> {
+        match self {
+            SecretRef::Env(name) => std::env::var(name)
+                .map(SecretString::from)
+                .map_err(|_| format!("environment variable `{name}` is not set")),
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map(|s| SecretString::from(s.trim_end_matches(['\r', '\n']).to_string()))
+                .map_err(|e| format!("cannot read secret file `{}`: {e}", path.display())),
+        }
+    }
+}
+
+impl From<SecretRef> for String {
+    fn from(r: SecretRef) -> String {
+        r.to_string()
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(n) => write!(f, "env:{n}"),
+            SecretRef::File(p) => write!(f, "file:{}", p.display()),
+        }
+    }
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretRef({self})")
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        SecretRef::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_secrets_are_refused() {
+        assert!(SecretRef::parse("hunter2").is_err());
+        assert_eq!(
+            SecretRef::parse("env:OKTA_TOKEN").unwrap(),
+            SecretRef::Env("OKTA_TOKEN".into())
+        );
+        assert!(SecretRef::parse("env:BAD-NAME").is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        // SAFETY of the assertion: the variable is private to this test.
+        let r = SecretRef::File("/run/secrets/x".into());
+        assert_eq!(format!("{r:?}"), "SecretRef(file:/run/secrets/x)");
+    }
+}

@@ -1,0 +1,1 @@
+//! The declarative HTTP connector runtime: one YAML spec per target type in `connectors/`.

@@ -1,0 +1,234 @@
+//! The action ledger: every planned action is written here *before* its source is acknowledged, and the
+//! executor drains it. The [`StateStore`] trait has two implementations that pass one shared test suite:
+//! [`store::redis::RedisStore`] (production, shared by replicas) and [`store::embedded::EmbeddedStore`]
+//! (single node, on disk, zero setup).
+
+pub mod store;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::connectors::Operation;
+
+/// Where an action is in its life.
+///
+/// `planned → (awaiting_approval) → running → succeeded | failed | skipped | cancelled`, and
+/// `restored` once a reversal has undone a succeeded action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionState {
+    Planned,
+    AwaitingApproval,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+    Restored,
+}
+
+impl ActionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionState::Planned => "planned",
+            ActionState::AwaitingApproval => "awaiting_approval",
+            ActionState::Running => "running",
+            ActionState::Succeeded => "succeeded",
+            ActionState::Failed => "failed",
+            ActionState::Skipped => "skipped",
+            ActionState::Cancelled => "cancelled",
+            ActionState::Restored => "restored",
+        }
+    }
+
+    /// Still has work to do (counts towards `deprovd_ledger_pending`).
+    pub fn is_pending(self) -> bool {
+        matches!(
+            self,
+            ActionState::Planned | ActionState::AwaitingApproval | ActionState::Running
+        )
+    }
+
+    /// Coalesces later alerts for the same (subject, connector, operation) while in this state.
+    pub fn absorbs_duplicates(self) -> bool {
+        matches!(
+            self,
+            ActionState::Planned
+                | ActionState::AwaitingApproval
+                | ActionState::Running
+                | ActionState::Succeeded
+        )
+    }
+}
+
+/// What caused an action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// A policy decision on an alert.
+    Alert {
+        alert_id: String,
+        dedup_key: String,
+        /// When the vendor saw the detection (for time-to-containment).
+        alert_time: DateTime<Utc>,
+    },
+    /// A responder's manual lockout or restore.
+    Manual { request_id: String, actor: String },
+}
+
+/// One (connector, operation, subject) to carry out, with everything needed to resume it after a crash
+/// and to reverse it later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    /// Idempotency key: see [`action_key`].
+    pub key: String,
+    pub origin: Origin,
+    /// Stable id of the policy rule (or `manual`).
+    pub rule: String,
+    /// Digest of the policy bundle that decided it (empty for manual actions).
+    #[serde(default)]
+    pub policy_digest: String,
+    pub subject: String,
+    pub connector: String,
+    pub operation: Operation,
+    pub reason: String,
+    pub state: ActionState,
+    /// Connector calls made so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When the executor may next try; `None` once nothing is left to do.
+    #[serde(default)]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Short summary of the target's last answer (status, ids); never secrets.
+    #[serde(default)]
+    pub response: Option<String>,
+    /// What the reversal needs: prior status, groups removed, keys deactivated.
+    #[serde(default)]
+    pub pre_state: Option<serde_json::Value>,
+    /// For reversal actions: the key of the action being undone.
+    #[serde(default)]
+    pub reverses: Option<String>,
+    /// Later alerts absorbed by this action (coalesced instead of calling the target again).
+    #[serde(default)]
+    pub linked_alerts: Vec<String>,
+    /// Why a guard skipped or held it, or `dry_run`.
+    #[serde(default)]
+    pub note: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `sha256(dedup key, rule, connector, operation, subject)`, hex. Fields are length-prefixed so that no
+/// two different tuples can produce the same preimage.
+pub fn action_key(
+    dedup_key: &str,
+    rule: &str,
+    connector: &str,
+    operation: Operation,
+    subject: &str,
+) -> String {
+    let mut h = Sha256::new();
+    for part in [dedup_key, rule, connector, operation.as_str(), subject] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// The coalescing identity of an action: at most one live action per (subject, connector, operation).
+pub fn coalesce_key(subject: &str, connector: &str, operation: Operation) -> String {
+    let mut h = Sha256::new();
+    for part in [subject, connector, operation.as_str()] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Result of [`StateStore::insert_action`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inserted {
+    /// New action recorded; the executor will run it.
+    New,
+    /// An action with the same idempotency key exists (a redelivery): nothing changes.
+    Duplicate,
+    /// Another live action for the same (subject, connector, operation) absorbed this one; the alert
+    /// was linked to it. Holds the absorbing action's key.
+    Coalesced(String),
+}
+
+/// Filter for listing actions; all set fields must match.
+#[derive(Debug, Clone, Default)]
+pub struct ActionFilter {
+    pub subject: Option<String>,
+    pub state: Option<ActionState>,
+    pub alert_id: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+    #[error("state store data is corrupt at `{key}`: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("state store error: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// Transient (connection) errors are worth retrying; corruption is not.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Durable state shared by the pipeline, the executor and (later) the API, audit and guards.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Round trip to the backend; readiness depends on it.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Atomically record `action` unless its key exists (→ `Duplicate`) or a live action for the same
+    /// [`coalesce_key`] was recorded within `coalesce_window` (→ `Coalesced`, and `linked_alert` is
+    /// appended to that action's `linked_alerts`). A new action in a state that
+    /// [`absorbs_duplicates`](ActionState::absorbs_duplicates) claims the coalesce slot for the window.
+    async fn insert_action(
+        &self,
+        action: &ActionRecord,
+        coalesce_window: Duration,
+        linked_alert: Option<&str>,
+    ) -> Result<Inserted, StoreError>;
+
+    async fn get_action(&self, key: &str) -> Result<Option<ActionRecord>, StoreError>;
+
+    /// Overwrite an existing action and keep the indexes true: it is in the due index exactly when it
+    /// is `planned` with a `next_attempt_at`; it frees its coalesce slot when it ends in a state that
+    /// does not absorb duplicates.
+    async fn put_action(&self, action: &ActionRecord) -> Result<(), StoreError>;
+
+    /// Keys of actions whose `next_attempt_at <= now`, earliest first, at most `limit`.
+    async fn due_actions(&self, now: DateTime<Utc>, limit: usize)
+    -> Result<Vec<String>, StoreError>;
+
+    /// Earliest `next_attempt_at` among due-indexed actions, so the executor can sleep until then.
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Take an exclusive, expiring claim on an action (Redis `SET NX PX`). Only the holder runs it.
+    async fn claim(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Release a claim held by `owner` (a claim held by someone else is left alone).
+    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// Actions matching `filter`, newest first.
+    async fn list_actions(&self, filter: &ActionFilter) -> Result<Vec<ActionRecord>, StoreError>;
+
+    /// Number of actions in a pending state.
+    async fn pending_count(&self) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,1 @@
+//! [`StateStore`](super::StateStore) implementations.

@@ -1,0 +1,37 @@
+//! deprovd turns security alerts into containment: it reads alerts, asks Rego policies what to do, and
+//! carries the answer out across identity systems — at once, exactly once in effect, and safely.
+//!
+//! # Layout
+//!
+//! Each module depends only on those listed after it in the flow; nothing below calls back up.
+//!
+//! - [`app`]: `Application::build` → `run_until_stopped`; wires every part together and owns shutdown.
+//! - [`config`]: the TOML settings, environment overrides, secret references and the *pure* validation
+//!   step that reports every problem at once before anything connects.
+//! - [`ingest`]: sources of raw alert bytes — Kafka (primary), a JSONL file (for `simulate`). HTTP ingest
+//!   lives in [`api`] because it shares the router, auth and limits.
+//! - [`api`]: the axum HTTP surface (`/v1/*`, health, metrics) and bearer-token auth.
+//! - [`pipeline`]: the one path every source takes: normalize → policy → plan → guards → ledger.
+//! - [`alert`]: the canonical [`alert::Alert`] model and the normalizer registry (one file per format).
+//! - [`policy`]: loading, compiling and evaluating the Rego bundle; hot reload; the `policy test` runner.
+//! - [`plan`]: expands decisions into concrete actions, one per (connector, operation, subject).
+//! - [`guard`]: what no policy may override — protected subjects, global dry-run, approval holds.
+//! - [`ledger`]: the durable action records and the [`ledger::StateStore`] trait (Redis and embedded).
+//! - [`executor`]: claims due actions, runs them through connectors, retries with backoff, dead-letters.
+//! - [`connectors`]: the [`connectors::Connector`] trait, the declarative HTTP runtime, native protocols.
+//! - [`telemetry`]: tracing setup and the Prometheus registry with typed metric handles.
+#![forbid(unsafe_code)]
+
+pub mod alert;
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod connectors;
+pub mod executor;
+pub mod guard;
+pub mod ingest;
+pub mod ledger;
+pub mod pipeline;
+pub mod plan;
+pub mod policy;
+pub mod telemetry;
