@@ -1,1 +1,340 @@
-//! (being written)
+//! The HTTP surface: alert ingest, read-only views of the ledger, health, readiness and metrics.
+//!
+//! Every `/v1` route needs a bearer token. Tokens are kept only as SHA-256 hashes and compared in
+//! constant time against every configured hash (no early exit that would leak which one matched).
+//! Errors are JSON `{"code": "...", "message": "..."}` with a stable `code`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tracing::info;
+
+use crate::config::{Problem, SecretRef};
+use crate::ledger::{ActionFilter, ActionState, StateStore};
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::telemetry::Metrics;
+
+/// Roles, from least to most powerful. `admin` can do everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Ingest,
+    Viewer,
+    Responder,
+    Approver,
+    Admin,
+}
+
+impl Role {
+    /// Whether a holder of `self` may use an endpoint that requires `needed`.
+    pub fn allows(self, needed: Role) -> bool {
+        match (self, needed) {
+            (Role::Admin, _) => true,
+            (a, b) if a == b => true,
+            // Responders and approvers can read what they act on.
+            (Role::Responder | Role::Approver, Role::Viewer) => true,
+            _ => false,
+        }
+    }
+}
+
+/// `[[api.tokens]]`: one bearer token, given by reference or by its SHA-256 hex hash.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it (shows up in logs and, later, the audit trail).
+    pub name: String,
+    pub role: Role,
+    /// `env:NAME` / `file:PATH` of the token itself; hashed at start, then forgotten.
+    #[serde(default)]
+    pub token: Option<SecretRef>,
+    /// Lower-case hex SHA-256 of the token, for configs that should not reference the token at all.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// `[api]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Listen address. Loopback by default; expose deliberately.
+    pub listen: String,
+    /// Largest request body accepted (bytes); larger gets 413.
+    pub max_body_bytes: usize,
+    pub tokens: Vec<TokenConfig>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8780".into(),
+            max_body_bytes: 1024 * 1024,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+impl ApiConfig {
+    pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+        if self.listen.parse::<SocketAddr>().is_err() {
+            problems.push(Problem::new(format!("{path}.listen"), format!("`{}` is not an address like 127.0.0.1:8780", self.listen)));
+        }
+        if self.max_body_bytes < 1024 {
+            problems.push(Problem::new(format!("{path}.max_body_bytes"), "must be at least 1024"));
+        }
+        for (i, t) in self.tokens.iter().enumerate() {
+            let p = format!("{path}.tokens[{i}]");
+            if t.name.trim().is_empty() {
+                problems.push(Problem::new(format!("{p}.name"), "must not be empty"));
+            }
+            match (&t.token, &t.sha256) {
+                (None, None) | (Some(_), Some(_)) => problems.push(Problem::new(&p, "set exactly one of `token` (a reference) or `sha256`")),
+                (None, Some(h)) if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) => {
+                    problems.push(Problem::new(format!("{p}.sha256"), "must be 64 hex characters"))
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A verified identity.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+/// Hashes of every accepted token.
+pub struct TokenStore {
+    entries: Vec<([u8; 32], Caller)>,
+}
+
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl TokenStore {
+    /// Resolve references and hash them. Errors name the token entry, never the value.
+    pub fn from_config(tokens: &[TokenConfig]) -> Result<Self, String> {
+        use secrecy::ExposeSecret;
+        let mut entries = Vec::new();
+        for t in tokens {
+            let hash = match (&t.token, &t.sha256) {
+                (Some(r), _) => hash_token(r.resolve().map_err(|e| format!("api token `{}`: {e}", t.name))?.expose_secret()),
+                (None, Some(h)) => {
+                    let bytes = hex::decode(h).map_err(|e| format!("api token `{}`: sha256: {e}", t.name))?;
+                    bytes.try_into().map_err(|_| format!("api token `{}`: sha256 must be 32 bytes", t.name))?
+                }
+                (None, None) => return Err(format!("api token `{}` has neither token nor sha256", t.name)),
+            };
+            entries.push((hash, Caller { name: t.name.clone(), role: t.role }));
+        }
+        Ok(Self { entries })
+    }
+
+    pub fn add(&mut self, token: &str, name: &str, role: Role) {
+        self.entries.push((hash_token(token), Caller { name: name.into(), role }));
+    }
+
+    /// Constant-time lookup over all entries.
+    pub fn verify(&self, presented: &str) -> Option<Caller> {
+        let h = hash_token(presented);
+        let mut found: Option<&Caller> = None;
+        for (stored, caller) in &self.entries {
+            if bool::from(stored.ct_eq(&h)) && found.is_none() {
+                found = Some(caller);
+            }
+        }
+        found.cloned()
+    }
+}
+
+/// What `/readyz` reports. Components flip their flag as they connect and disconnect.
+#[derive(Default)]
+pub struct Readiness {
+    pub store: AtomicBool,
+    pub policies: AtomicBool,
+    /// `None` when Kafka is not configured.
+    pub kafka: std::sync::OnceLock<Arc<AtomicBool>>,
+    /// Set once the pipeline is built (after the store first answers).
+    pub pipeline: std::sync::OnceLock<Arc<Pipeline>>,
+}
+
+impl Readiness {
+    fn report(&self) -> (bool, serde_json::Value) {
+        let store = self.store.load(Ordering::Relaxed);
+        let policies = self.policies.load(Ordering::Relaxed);
+        let kafka = self.kafka.get().map(|k| k.load(Ordering::Relaxed));
+        let ready = store && policies && kafka.unwrap_or(true) && self.pipeline.get().is_some();
+        (ready, serde_json::json!({"ready": ready, "store": store, "policies": policies, "kafka": kafka}))
+    }
+}
+
+/// Shared state of the router.
+pub struct ApiState {
+    pub tokens: TokenStore,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+    pub store: std::sync::OnceLock<Arc<dyn StateStore>>,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    code: &'static str,
+    message: String,
+}
+
+/// An error response with a stable `code`.
+pub struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.0, Json(ErrorBody { code: self.1, message: self.2 })).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+fn authorize(state: &ApiState, headers: &HeaderMap, needed: Role) -> Result<Caller, ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unauthenticated", "missing bearer token".into()))?;
+    let caller = state
+        .tokens
+        .verify(presented)
+        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unauthenticated", "invalid bearer token".into()))?;
+    if !caller.role.allows(needed) {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("role `{:?}` may not do this; needs `{:?}`", caller.role, needed).to_lowercase(),
+        ));
+    }
+    Ok(caller)
+}
+
+pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/alerts", post(post_alert))
+        .route("/v1/actions", get(list_actions))
+        .route("/v1/actions/{key}", get(get_action))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
+    let (ready, body) = s.readiness.report();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct AlertQuery {
+    /// Alert format; `auto` (default) detects it.
+    format: Option<String>,
+}
+
+async fn post_alert(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<AlertQuery>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&s, &headers, Role::Ingest)?;
+    let Some(pipeline) = s.readiness.pipeline.get() else {
+        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "deprovd is starting: the state store is not reachable yet".into()));
+    };
+    match pipeline.process(&body, q.format.as_deref(), "http").await {
+        Ok(processed) => {
+            info!(alert_id = %processed.alert_id, caller = %caller.name, %peer, actions = processed.actions.len(), "alert accepted");
+            Ok((StatusCode::ACCEPTED, Json(processed)).into_response())
+        }
+        Err(PipelineError::Rejected { reason, code }) => {
+            info!(caller = %caller.name, %peer, reason = %reason, "alert rejected");
+            Err(ApiError(StatusCode::BAD_REQUEST, code, reason))
+        }
+        Err(e @ PipelineError::Unavailable(_)) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ActionsQuery {
+    subject: Option<String>,
+    state: Option<ActionState>,
+    alert_id: Option<String>,
+    limit: Option<usize>,
+}
+
+fn store_of(s: &ApiState) -> Result<&Arc<dyn StateStore>, ApiError> {
+    s.store.get().ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "state store not reachable yet".into()))
+}
+
+async fn list_actions(State(s): State<Arc<ApiState>>, headers: HeaderMap, Query(q): Query<ActionsQuery>) -> Result<Response, ApiError> {
+    authorize(&s, &headers, Role::Viewer)?;
+    let filter = ActionFilter {
+        subject: q.subject.map(|s| crate::plan::normalize_subject(&s)),
+        state: q.state,
+        alert_id: q.alert_id,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let actions = store_of(&s)?
+        .list_actions(&filter)
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?;
+    Ok(Json(serde_json::json!({ "actions": actions })).into_response())
+}
+
+async fn get_action(State(s): State<Arc<ApiState>>, headers: HeaderMap, Path(key): Path<String>) -> Result<Response, ApiError> {
+    authorize(&s, &headers, Role::Viewer)?;
+    match store_of(&s)?.get_action(&key).await {
+        Ok(Some(a)) => Ok(Json(a).into_response()),
+        Ok(None) => Err(ApiError(StatusCode::NOT_FOUND, "not_found", format!("no action with key `{key}`"))),
+        Err(e) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_by_hash_only() {
+        let mut t = TokenStore::from_config(&[]).unwrap();
+        t.add("s3cret-token", "siem", Role::Ingest);
+        assert_eq!(t.verify("s3cret-token").unwrap().name, "siem");
+        assert!(t.verify("s3cret-tokem").is_none());
+        assert!(t.verify("").is_none());
+    }
+
+    #[test]
+    fn roles_allow_what_they_should() {
+        assert!(Role::Admin.allows(Role::Ingest));
+        assert!(Role::Responder.allows(Role::Viewer));
+        assert!(!Role::Viewer.allows(Role::Ingest));
+        assert!(!Role::Ingest.allows(Role::Viewer));
+    }
+}

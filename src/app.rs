@@ -1,1 +1,310 @@
-//! (being written)
+//! `Application::build(settings)` → `port()` → `run_until_stopped()`: wires every part together.
+//!
+//! Startup is split so that a dependency outage never crashes the process: the HTTP server (health,
+//! readiness, metrics) comes up first; the pipeline, executor and Kafka consumer start only once the
+//! state store answers. Until then `/readyz` is 503 and nothing is consumed, so no offset can be stored
+//! for an alert whose actions are not durable.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::api::{ApiState, Readiness, Role, TokenStore};
+use crate::config::Settings;
+use crate::connectors::ConnectorSet;
+use crate::executor::{ConnectorLimits, Executor};
+use crate::guard::Guards;
+use crate::ingest::kafka::{KafkaDeadLetter, KafkaSource};
+use crate::ingest::{DeadLetterSink, FileDeadLetter};
+use crate::ledger::StateStore;
+use crate::pipeline::Pipeline;
+use crate::plan::Planner;
+use crate::policy::Policies;
+use crate::telemetry::Metrics;
+
+/// A built, not yet running, deprovd.
+pub struct Application {
+    settings: Settings,
+    listener: TcpListener,
+    port: u16,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    api: Arc<ApiState>,
+    policies: Arc<Policies>,
+    connectors: ConnectorSet,
+    kafka: Option<Arc<KafkaSource>>,
+    generated_token: Option<String>,
+}
+
+impl Application {
+    /// Validate, load policies and connectors, bind the listener. Fails (listing every problem) on
+    /// bad config, policies or connector specs; does not need the store or Kafka to be up.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let problems = settings.validate();
+        if !problems.is_empty() {
+            return Err(crate::config::Problems(problems).into());
+        }
+        let metrics = Arc::new(Metrics::new());
+        let readiness = Arc::new(Readiness::default());
+
+        let policies = Policies::load(&settings.policy).context("loading policies")?;
+        readiness.policies.store(true, Ordering::Relaxed);
+
+        let connectors = crate::connectors::http::build_connectors(
+            &settings.connectors,
+            settings.connector_specs.as_deref(),
+        )
+        .map_err(crate::config::Problems)
+        .context("building connectors")?;
+
+        let mut tokens = TokenStore::from_config(&settings.api.tokens).map_err(anyhow::Error::msg)?;
+        let generated_token = if settings.api.tokens.is_empty() {
+            let token = random_token();
+            tokens.add(&token, "generated-admin", Role::Admin);
+            Some(token)
+        } else {
+            None
+        };
+
+        let kafka = match &settings.kafka {
+            Some(k) => {
+                let source = Arc::new(KafkaSource::new(k.clone()).map_err(anyhow::Error::msg)?);
+                let _ = readiness.kafka.set(source.healthy.clone());
+                Some(source)
+            }
+            None => None,
+        };
+
+        let listener = TcpListener::bind(&settings.api.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.api.listen))?;
+        let port = listener.local_addr()?.port();
+        let api = Arc::new(ApiState {
+            tokens,
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            store: Default::default(),
+        });
+        Ok(Self {
+            settings,
+            listener,
+            port,
+            metrics,
+            readiness,
+            api,
+            policies,
+            connectors,
+            kafka,
+            generated_token,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The admin token generated because no `[[api.tokens]]` were configured (dev mode).
+    pub fn generated_token(&self) -> Option<&str> {
+        self.generated_token.as_deref()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Run until `shutdown` resolves, then stop taking input, let in-flight work finish, and return.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+
+        let router = crate::api::router(self.api.clone(), self.settings.api.max_body_bytes);
+        let mut http_stop = stop_rx.clone();
+        let listener = self.listener;
+        tasks.spawn(async move {
+            let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                error!(error = %e, "http server failed");
+            }
+        });
+        info!(port = self.port, "http api listening");
+
+        // Policies: hot reload on change and on SIGHUP.
+        if self.settings.policy.watch {
+            tasks.spawn({
+                let p = self.policies.clone();
+                let rx = stop_rx.clone();
+                async move {
+                    let _ = p.spawn_watcher(rx).await;
+                }
+            });
+        }
+        #[cfg(unix)]
+        tasks.spawn(reload_on_sighup(self.policies.clone(), self.metrics.clone(), stop_rx.clone()));
+
+        // The store: keep trying until it answers; only then start consuming.
+        let settings = self.settings.clone();
+        let readiness = self.readiness.clone();
+        let metrics = self.metrics.clone();
+        let api = self.api.clone();
+        let policies = self.policies.clone();
+        let connectors = self.connectors.clone();
+        let kafka = self.kafka.clone();
+        let core_stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let Some(store) = connect_store(&settings, &readiness, core_stop.clone()).await else {
+                return;
+            };
+            let _ = api.store.set(store.clone());
+            if let Err(e) = start_core(settings, store, readiness, metrics, policies, connectors, kafka, core_stop).await {
+                error!(error = %format!("{e:#}"), "cannot start the pipeline");
+            }
+        });
+
+        shutdown.await;
+        info!("shutting down");
+        if let Some(p) = self.readiness.pipeline.get() {
+            p.begin_shutdown();
+        }
+        let _ = stop_tx.send(true);
+        while tasks.join_next().await.is_some() {}
+        info!("stopped");
+        Ok(())
+    }
+}
+
+fn random_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("dpv_{}", hex::encode(bytes))
+}
+
+async fn connect_store(settings: &Settings, readiness: &Readiness, mut stop: watch::Receiver<bool>) -> Option<Arc<dyn StateStore>> {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match settings.state.open().await {
+            Ok(store) => {
+                readiness.store.store(true, Ordering::Relaxed);
+                info!(backend = settings.state.backend_name(), "state store connected");
+                return Some(store);
+            }
+            Err(e) => {
+                warn!(error = %e, "state store unavailable; not ready, consuming nothing");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return None,
+        }
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_core(
+    settings: Settings,
+    store: Arc<dyn StateStore>,
+    readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
+    policies: Arc<Policies>,
+    connectors: ConnectorSet,
+    kafka: Option<Arc<KafkaSource>>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let dead_letters: Arc<dyn DeadLetterSink> = match &settings.kafka {
+        Some(k) => Arc::new(KafkaDeadLetter::new(k.producer().map_err(anyhow::Error::msg)?, "deprovd.actions.dlq")),
+        None => Arc::new(FileDeadLetter::new(&settings.data_dir.join("dead-letter.jsonl"))),
+    };
+    let limits: BTreeMap<String, ConnectorLimits> = settings
+        .connectors
+        .iter()
+        .map(|(name, c)| (name.clone(), ConnectorLimits { concurrency: c.concurrency, max_attempts: c.max_attempts.unwrap_or(settings.executor.retry.max_attempts) }))
+        .collect();
+    let executor = Arc::new(Executor::new(store.clone(), connectors.clone(), &limits, metrics.clone(), dead_letters, settings.executor.clone()));
+    let guards = Guards::new(&settings.guards).map_err(anyhow::Error::msg)?;
+    let pipeline = Arc::new(Pipeline::new(
+        policies,
+        Planner::new(&connectors),
+        guards,
+        store.clone(),
+        metrics.clone(),
+        settings.executor.enabled.then(|| executor.waker()),
+        settings.coalesce_window,
+    ));
+    let _ = readiness.pipeline.set(pipeline.clone());
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(watch_store(store, readiness.clone(), stop.clone()));
+    if settings.executor.enabled {
+        tasks.spawn(executor.run(stop.clone()));
+    } else {
+        info!("executor disabled: this replica only records actions");
+    }
+    if let Some(k) = kafka {
+        tasks.spawn(k.run(pipeline, stop.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Flip store readiness with its health, so `/readyz` tells the truth during an outage.
+async fn watch_store(store: Arc<dyn StateStore>, readiness: Arc<Readiness>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let ok = store.ping().await.is_ok();
+        if readiness.store.swap(ok, Ordering::Relaxed) != ok {
+            if ok { info!("state store reachable again") } else { warn!("state store unreachable; not ready") }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(if ok { 5 } else { 1 })) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(policies: Arc<Policies>, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("cannot listen for SIGHUP; policy reload only by file change");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                match policies.reload() {
+                    Ok(digest) => { metrics.policy_reloads.with_label_values(&["ok"]).inc(); info!(%digest, "policies reloaded on SIGHUP") }
+                    Err(e) => { metrics.policy_reloads.with_label_values(&["rejected"]).inc(); error!(error = %e, "policy reload rejected; the previous bundle keeps serving") }
+                }
+            }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,1 +1,149 @@
-fn main() {}
+//! The `deprovd` command: thin — parse, load config, call into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use deprovd::config::Settings;
+
+#[derive(Parser)]
+#[command(name = "deprovd", version, about = "Policy-driven security auto-deprovisioning")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (no config: a loopback dev server with an embedded ledger).
+    Run {
+        #[arg(long, short, env = "DEPROVD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Check a config file and print every problem with its key path.
+    Validate {
+        #[arg(long, short, env = "DEPROVD_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print a JSON Schema.
+    Schema {
+        #[arg(value_parser = ["alert"])]
+        what: String,
+    },
+    /// Policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Replay alerts through normalization, policies and planning; print what would be done, do nothing.
+    Simulate {
+        /// JSONL file, one alert per line.
+        #[arg(long)]
+        alerts: PathBuf,
+        /// Alert format (default: detect per line).
+        #[arg(long)]
+        format: Option<String>,
+        /// Policy directory (default: the config's, or ./policies).
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        #[arg(long, short, env = "DEPROVD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Connector tools.
+    Connectors {
+        #[command(subcommand)]
+        command: ConnectorsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run every `test_*` rule, like `opa test`; exit 1 on failure.
+    Test { dir: Option<PathBuf> },
+}
+
+#[derive(Subcommand)]
+enum ConnectorsCommand {
+    /// Preflight every configured connector: reachable, credentials valid, permitted. Changes nothing.
+    Check {
+        #[arg(long, short, env = "DEPROVD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(config: Option<&std::path::Path>) -> Result<Settings, ExitCode> {
+    Settings::load(config).map_err(|problems| {
+        eprint!("{problems}");
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => {
+            let settings = match load(config.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            deprovd::telemetry::init_tracing(&settings.telemetry);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            rt.block_on(async move {
+                let app = match deprovd::app::Application::build(settings).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        eprintln!("deprovd cannot start: {e:#}");
+                        return ExitCode::from(2);
+                    }
+                };
+                if let Some(token) = app.generated_token() {
+                    // Printed once, to stdout only, so a developer can call the API; never logged.
+                    println!("deprovd dev admin token (shown once): {token}");
+                }
+                match app.run_until_stopped(deprovd::app::shutdown_signal()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("deprovd failed: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+        Command::Validate { config } => match load(Some(&config)) {
+            Ok(s) => match deprovd::cli::validate_deep(&s) {
+                Ok(()) => {
+                    println!("{}: ok", config.display());
+                    ExitCode::SUCCESS
+                }
+                Err(problems) => {
+                    eprint!("{problems}");
+                    ExitCode::from(2)
+                }
+            },
+            Err(code) => code,
+        },
+        Command::Schema { .. } => {
+            println!("{}", serde_json::to_string_pretty(&deprovd::alert::alert_json_schema()).expect("json"));
+            ExitCode::SUCCESS
+        }
+        Command::Policy { command: PolicyCommand::Test { dir } } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("policies"));
+            deprovd::cli::policy_test(&dir)
+        }
+        Command::Simulate { alerts, format, policies, config } => {
+            let settings = match load(config.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            deprovd::cli::simulate(&settings, &alerts, format.as_deref(), policies.as_deref())
+        }
+        Command::Connectors { command: ConnectorsCommand::Check { config } } => {
+            let settings = match load(config.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            rt.block_on(deprovd::cli::connectors_check(&settings))
+        }
+    }
+}

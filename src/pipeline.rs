@@ -1,1 +1,271 @@
-//! (being written)
+//! The one path every alert takes, whatever its source: normalize → policy → plan → guards → ledger.
+//!
+//! [`Pipeline::decide`] is the pure, synchronous part (CPU only: it runs on a blocking thread, and
+//! `simulate` and the benchmark call it directly). [`Pipeline::process`] adds the durable part: it writes
+//! every action to the ledger and only then returns, so the caller may acknowledge its source.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::Serialize;
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+use crate::alert::{Alert, NormalizeError, NormalizerRegistry};
+use crate::guard::Guards;
+use crate::ledger::{ActionRecord, ActionState, Inserted, StateStore};
+use crate::plan::Planner;
+use crate::policy::{Decision, Policies};
+use crate::telemetry::Metrics;
+
+/// Why an input could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The input itself is bad: dead-letter it with this reason (HTTP: 400). Retrying cannot help.
+    #[error("{reason}")]
+    Rejected { reason: String, code: &'static str },
+    /// A dependency (the ledger) is down: do not acknowledge; retry later (HTTP: 503).
+    #[error("not durable yet: {0}")]
+    Unavailable(String),
+}
+
+impl PipelineError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PipelineError::Unavailable(_))
+    }
+}
+
+/// The result of the pure part: what would be done.
+#[derive(Debug, Clone, Serialize)]
+pub struct Planned {
+    pub alert: Alert,
+    pub decisions: Vec<Decision>,
+    pub actions: Vec<ActionRecord>,
+    /// Policy problems (bad decision shapes, unknown connectors): counted and logged, never fatal.
+    pub problems: Vec<String>,
+    pub policy_digest: String,
+}
+
+/// What happened to one planned action when it was recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordedAction {
+    pub key: String,
+    pub connector: String,
+    pub operation: crate::connectors::Operation,
+    pub subject: String,
+    pub state: ActionState,
+    /// `new`, `duplicate` (redelivery) or `coalesced` (absorbed by a live action).
+    pub disposition: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coalesced_into: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The result of [`Pipeline::process`]: the HTTP API returns it as the 202 body.
+#[derive(Debug, Clone, Serialize)]
+pub struct Processed {
+    pub alert_id: String,
+    pub decisions: Vec<Decision>,
+    pub actions: Vec<RecordedAction>,
+    pub policy_digest: String,
+}
+
+/// Everything the path needs, shared by every source (`Arc`).
+pub struct Pipeline {
+    pub registry: NormalizerRegistry,
+    pub policies: Arc<Policies>,
+    pub planner: Planner,
+    pub guards: Guards,
+    pub store: Arc<dyn StateStore>,
+    pub metrics: Arc<Metrics>,
+    /// Wakes the executor when a runnable action was recorded.
+    pub wake: Option<Arc<Notify>>,
+    /// Window within which a live action for the same (subject, connector, operation) absorbs new alerts.
+    pub coalesce_window: Duration,
+    shutting_down: AtomicBool,
+}
+
+impl Pipeline {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        policies: Arc<Policies>,
+        planner: Planner,
+        guards: Guards,
+        store: Arc<dyn StateStore>,
+        metrics: Arc<Metrics>,
+        wake: Option<Arc<Notify>>,
+        coalesce_window: Duration,
+    ) -> Self {
+        Self {
+            registry: NormalizerRegistry::new(),
+            policies,
+            planner,
+            guards,
+            store,
+            metrics,
+            wake,
+            coalesce_window,
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Sources stop retrying (and do not acknowledge) once this is set.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Normalize, evaluate, plan and guard — CPU only, no I/O.
+    pub fn decide(&self, bytes: &[u8], format: Option<&str>) -> Result<Planned, NormalizeError> {
+        let alert = self.registry.normalize(bytes, format)?;
+        Ok(self.decide_alert(alert))
+    }
+
+    /// As [`decide`](Self::decide) for an already normalized alert (manual lockouts, SSF).
+    pub fn decide_alert(&self, alert: Alert) -> Planned {
+        let now = Utc::now();
+        let started = Instant::now();
+        let eval = self.policies.evaluate(&alert, now, &serde_json::Value::Null);
+        self.metrics
+            .policy_eval_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let mut problems = eval.errors;
+        if !problems.is_empty() {
+            self.metrics
+                .policy_errors
+                .with_label_values(&["evaluation"])
+                .inc_by(problems.len() as u64);
+        }
+        for d in &eval.decisions {
+            self.metrics
+                .decisions
+                .with_label_values(&[d.action.as_str(), d.mode.as_str()])
+                .inc();
+        }
+        let (mut actions, plan_problems) =
+            self.planner.plan(&alert, &eval.decisions, &eval.digest, now);
+        if !plan_problems.is_empty() {
+            self.metrics
+                .policy_errors
+                .with_label_values(&["plan"])
+                .inc_by(plan_problems.len() as u64);
+        }
+        problems.extend(plan_problems);
+        for a in &mut actions {
+            if let Some(hit) = self.guards.apply(a) {
+                self.metrics
+                    .guard_blocks
+                    .with_label_values(&[hit.as_str()])
+                    .inc();
+            }
+        }
+        Planned {
+            alert,
+            decisions: eval.decisions,
+            actions,
+            problems,
+            policy_digest: eval.digest.to_string(),
+        }
+    }
+
+    /// Decide on a blocking thread, then record every action in the ledger. Returns only when the
+    /// input is durable (or rejected): the caller acknowledges its source after this.
+    pub async fn process(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        format: Option<&str>,
+        source: &'static str,
+    ) -> Result<Processed, PipelineError> {
+        let this = self.clone();
+        let owned = bytes.to_vec();
+        let format_owned = format.map(str::to_string);
+        let decided = tokio::task::spawn_blocking(move || this.decide(&owned, format_owned.as_deref()))
+            .await
+            .map_err(|e| PipelineError::Unavailable(format!("policy evaluation task failed: {e}")))?;
+        let label = format.unwrap_or("auto");
+        let planned = match decided {
+            Ok(p) => p,
+            Err(e) => {
+                self.metrics.alerts.with_label_values(&[label, "dead_lettered"]).inc();
+                self.metrics.dead_letters.with_label_values(&["ingest"]).inc();
+                return Err(PipelineError::Rejected {
+                    code: e.reason_code(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        for p in &planned.problems {
+            warn!(alert_id = %planned.alert.id, problem = %p, source, "policy problem");
+        }
+        let recorded = self.record(&planned).await?;
+        self.metrics
+            .alerts
+            .with_label_values(&[planned.alert.source.format.as_str(), "accepted"])
+            .inc();
+        Ok(Processed {
+            alert_id: planned.alert.id,
+            decisions: planned.decisions,
+            actions: recorded,
+            policy_digest: planned.policy_digest,
+        })
+    }
+
+    /// Write planned actions to the ledger; wake the executor if any can run now.
+    pub async fn record(&self, planned: &Planned) -> Result<Vec<RecordedAction>, PipelineError> {
+        let mut out = Vec::with_capacity(planned.actions.len());
+        let mut runnable = false;
+        for a in &planned.actions {
+            let inserted = self
+                .store
+                .insert_action(a, self.coalesce_window, Some(&planned.alert.id))
+                .await
+                .map_err(|e| PipelineError::Unavailable(e.to_string()))?;
+            let (disposition, coalesced_into) = match inserted {
+                Inserted::New => {
+                    runnable |= a.state == ActionState::Planned;
+                    if matches!(a.state, ActionState::Skipped) {
+                        let outcome = if a.note.as_deref().is_some_and(|n| n.starts_with("protected")) {
+                            "skipped"
+                        } else {
+                            "dry_run"
+                        };
+                        self.metrics
+                            .actions
+                            .with_label_values(&[a.connector.as_str(), a.operation.as_str(), outcome])
+                            .inc();
+                    }
+                    ("new", None)
+                }
+                Inserted::Duplicate => ("duplicate", None),
+                Inserted::Coalesced(into) => {
+                    self.metrics
+                        .actions
+                        .with_label_values(&[a.connector.as_str(), a.operation.as_str(), "coalesced"])
+                        .inc();
+                    ("coalesced", Some(into))
+                }
+            };
+            debug!(alert_id = %planned.alert.id, action_key = %a.key, connector = %a.connector, disposition, "action recorded");
+            out.push(RecordedAction {
+                key: a.key.clone(),
+                connector: a.connector.clone(),
+                operation: a.operation,
+                subject: a.subject.clone(),
+                state: a.state,
+                disposition,
+                coalesced_into,
+                note: a.note.clone(),
+            });
+        }
+        if runnable && let Some(w) = &self.wake {
+            w.notify_one();
+        }
+        Ok(out)
+    }
+}

@@ -1,1 +1,214 @@
-//! (being written)
+//! Plan: expand policy decisions into concrete actions, one per (connector, operation, subject).
+//!
+//! A decision without `connectors` goes to every configured connector that supports its action; the
+//! connector's own `lookup` later finds out whether the subject exists there (`not_found` is not an
+//! error). Problems — a decision naming an unknown connector or one that cannot perform the action —
+//! are returned beside the plan, counted and audited, never fatal.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::alert::Alert;
+use crate::connectors::{ConnectorSet, Operation};
+use crate::ledger::{ActionRecord, ActionState, Origin, action_key};
+use crate::policy::{Decision, Mode};
+
+/// What each configured connector can do; built once from the [`ConnectorSet`].
+#[derive(Debug, Clone, Default)]
+pub struct Planner {
+    capabilities: BTreeMap<String, BTreeSet<Operation>>,
+}
+
+impl Planner {
+    pub fn new(connectors: &ConnectorSet) -> Self {
+        let capabilities = connectors
+            .iter()
+            .map(|(name, c)| {
+                let ops = Operation::ALL.into_iter().filter(|op| c.supports(*op)).collect();
+                (name.clone(), ops)
+            })
+            .collect();
+        Self { capabilities }
+    }
+
+    /// From an explicit table (tests, simulate without connectors).
+    pub fn from_capabilities(capabilities: BTreeMap<String, BTreeSet<Operation>>) -> Self {
+        Self { capabilities }
+    }
+
+    /// Actions for `decisions` on `alert`, deduplicated by idempotency key, in a stable order.
+    pub fn plan(
+        &self,
+        alert: &Alert,
+        decisions: &[Decision],
+        policy_digest: &str,
+        now: DateTime<Utc>,
+    ) -> (Vec<ActionRecord>, Vec<String>) {
+        let dedup_key = alert.dedup_key();
+        let mut actions: BTreeMap<String, ActionRecord> = BTreeMap::new();
+        let mut problems = Vec::new();
+        for d in decisions {
+            let subject = normalize_subject(&d.subject);
+            if subject.is_empty() {
+                problems.push(format!("rule `{}`: decision has an empty subject", d.rule));
+                continue;
+            }
+            let targets: Vec<&str> = match &d.connectors {
+                Some(named) => named
+                    .iter()
+                    .filter(|name| match self.capabilities.get(name.as_str()) {
+                        None => {
+                            problems.push(format!(
+                                "rule `{}`: connector `{name}` is not configured",
+                                d.rule
+                            ));
+                            false
+                        }
+                        Some(ops) if !ops.contains(&d.action) => {
+                            problems.push(format!(
+                                "rule `{}`: connector `{name}` cannot {}",
+                                d.rule, d.action
+                            ));
+                            false
+                        }
+                        Some(_) => true,
+                    })
+                    .map(String::as_str)
+                    .collect(),
+                None => self
+                    .capabilities
+                    .iter()
+                    .filter(|(_, ops)| ops.contains(&d.action))
+                    .map(|(name, _)| name.as_str())
+                    .collect(),
+            };
+            if targets.is_empty() && d.connectors.is_none() {
+                problems.push(format!(
+                    "rule `{}`: no configured connector can {}",
+                    d.rule, d.action
+                ));
+            }
+            for connector in targets {
+                let key = action_key(&dedup_key, &d.rule, connector, d.action, &subject);
+                let (state, note) = match d.mode {
+                    Mode::Enforce => (ActionState::Planned, None),
+                    Mode::Approval => (ActionState::AwaitingApproval, None),
+                    Mode::DryRun => (ActionState::Skipped, Some("dry_run (policy)".to_string())),
+                };
+                actions.entry(key.clone()).or_insert_with(|| ActionRecord {
+                    key,
+                    origin: Origin::Alert {
+                        alert_id: alert.id.clone(),
+                        dedup_key: dedup_key.clone(),
+                        alert_time: alert.time,
+                    },
+                    rule: d.rule.clone(),
+                    policy_digest: policy_digest.to_string(),
+                    subject: subject.clone(),
+                    connector: connector.to_string(),
+                    operation: d.action,
+                    reason: d.reason.clone(),
+                    state,
+                    attempts: 0,
+                    next_attempt_at: (state == ActionState::Planned).then_some(now),
+                    last_error: None,
+                    response: None,
+                    pre_state: None,
+                    reverses: None,
+                    linked_alerts: Vec::new(),
+                    note,
+                    created_at: now,
+                    updated_at: now,
+                });
+            }
+        }
+        (actions.into_values().collect(), problems)
+    }
+}
+
+/// Trim, and lower-case email-like subjects so `Alice@Corp.example` and `alice@corp.example` are one
+/// subject for idempotency and coalescing. Other identifiers (per-system ids) keep their case.
+pub fn normalize_subject(s: &str) -> String {
+    let s = s.trim();
+    if s.contains('@') {
+        s.to_lowercase()
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{Severity, Source};
+
+    fn alert() -> Alert {
+        Alert {
+            id: "a-1".into(),
+            source: Source { vendor: "test".into(), product: None, format: "generic".into() },
+            time: Utc::now(),
+            severity: Severity::High,
+            severity_score: None,
+            category: "credential_theft".into(),
+            title: String::new(),
+            subjects: vec![],
+            host: None,
+            indicators: vec![],
+            labels: Default::default(),
+            raw: serde_json::Value::Null,
+        }
+    }
+
+    fn planner() -> Planner {
+        let mut caps = BTreeMap::new();
+        caps.insert("scim".to_string(), BTreeSet::from([Operation::DisableAccount, Operation::EnableAccount]));
+        caps.insert("hook".to_string(), BTreeSet::from([Operation::Notify]));
+        Planner::from_capabilities(caps)
+    }
+
+    fn decision(action: Operation, connectors: Option<Vec<&str>>, mode: Mode) -> Decision {
+        Decision {
+            action,
+            subject: " Alice@Corp.Example ".into(),
+            connectors: connectors.map(|c| c.into_iter().map(String::from).collect()),
+            reason: "r".into(),
+            mode,
+            rule: "rule-1".into(),
+        }
+    }
+
+    #[test]
+    fn decisions_expand_to_capable_connectors_with_stable_keys() {
+        let p = planner();
+        let a = alert();
+        let ds = [decision(Operation::DisableAccount, None, Mode::Enforce)];
+        let (actions, problems) = p.plan(&a, &ds, "digest", Utc::now());
+        assert!(problems.is_empty());
+        assert_eq!(actions.len(), 1);
+        assert_eq!(actions[0].connector, "scim");
+        assert_eq!(actions[0].subject, "alice@corp.example");
+        assert_eq!(actions[0].state, ActionState::Planned);
+        let (again, _) = p.plan(&a, &ds, "digest", Utc::now());
+        assert_eq!(actions[0].key, again[0].key, "same alert and rule give the same key");
+    }
+
+    #[test]
+    fn unknown_or_incapable_connectors_are_problems_not_actions() {
+        let p = planner();
+        let ds = [decision(Operation::DisableAccount, Some(vec!["okta", "hook"]), Mode::Enforce)];
+        let (actions, problems) = p.plan(&alert(), &ds, "d", Utc::now());
+        assert!(actions.is_empty());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn modes_set_the_initial_state() {
+        let p = planner();
+        let (a, _) = p.plan(&alert(), &[decision(Operation::DisableAccount, None, Mode::Approval)], "d", Utc::now());
+        assert_eq!(a[0].state, ActionState::AwaitingApproval);
+        assert_eq!(a[0].next_attempt_at, None);
+        let (a, _) = p.plan(&alert(), &[decision(Operation::DisableAccount, None, Mode::DryRun)], "d", Utc::now());
+        assert_eq!(a[0].state, ActionState::Skipped);
+    }
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Runs deprovd's whole test suite against real services, starting what is missing and stopping what it
+# started: Redis on 127.0.0.1:6379, the tansu Kafka-protocol broker on 127.0.0.1:9092 (memory storage),
+# and the Python test targets (scim2-server) in ./.venv. Works on a fresh Debian machine with Rust.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export PATH="$HOME/.cargo/bin:$PATH"
+WORK="$ROOT/.ci/tmp"
+mkdir -p "$WORK"
+STARTED=()
+
+log() { printf '[test.sh] %s\n' "$*" >&2; }
+
+cleanup() {
+  for pid in "${STARTED[@]:-}"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # port seconds name
+  local deadline=$((SECONDS + $2))
+  until port_open "$1"; do
+    if [ $SECONDS -ge "$deadline" ]; then log "$3 did not open port $1 within $2 s"; return 1; fi
+    sleep 0.2
+  done
+}
+
+apt_install() {
+  if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- Redis -----------------------------------------------------------------------------------------
+if ! port_open 6379; then
+  command -v redis-server >/dev/null || { log "installing redis-server"; apt_install redis-server; }
+  log "starting redis-server on 127.0.0.1:6379"
+  redis-server --bind 127.0.0.1 --port 6379 --save "" --appendonly no --daemonize no \
+    --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+  STARTED+=($!)
+  wait_port 6379 20 redis
+fi
+
+# --- tansu (Kafka protocol) ------------------------------------------------------------------------
+if ! command -v tansu >/dev/null; then
+  log "installing tansu (cargo install tansu --locked --features dynostore; 10-20 min on 2 cores)"
+  cargo install tansu --locked --features dynostore
+fi
+if ! port_open 9092; then
+  log "starting tansu on 127.0.0.1:9092"
+  tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+    --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 &
+  STARTED+=($!)
+  wait_port 9092 30 tansu
+fi
+export DEPROVD_TEST_KAFKA=127.0.0.1:9092
+
+# --- Python test targets ---------------------------------------------------------------------------
+if [ ! -x "$ROOT/.venv/bin/scim2-server" ]; then
+  python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+  log "creating .venv with scim2-server"
+  python3 -m venv "$ROOT/.venv"
+  "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check scim2-server
+fi
+export DEPROVD_SCIM2_SERVER="$ROOT/.venv/bin/scim2-server"
+
+# --- the suite -------------------------------------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+log "cargo test"
+cargo test --lib --bins --tests
+log "cargo test --doc"
+cargo test --doc --quiet

@@ -1,0 +1,384 @@
+//! The executor drains the ledger: it claims due actions, runs them through their connector with a
+//! per-connector concurrency limit, records the outcome, and schedules retries.
+//!
+//! Crash safety comes from the ledger, not from memory: an action is `planned` in the store before any
+//! call; while it runs it is `running` with `next_attempt_at` set to the end of its claim (a lease), so
+//! if this process dies mid-call the action becomes due again once the lease ends and another executor
+//! (or this one after restart) finishes it. Connectors read state before writing, so a repeated call
+//! after such a crash is `already_done`, not a second side effect.
+
+pub mod retry;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::Deserialize;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::Problem;
+use crate::connectors::{ConnectorSet, OperationRequest, Outcome};
+use crate::ingest::DeadLetterSink;
+use crate::ledger::{ActionRecord, ActionState, Origin, StateStore};
+use crate::telemetry::Metrics;
+use retry::{Backoff, RetryConfig};
+
+/// `[executor]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutorConfig {
+    /// Run the executor in this process. `false` makes an ingest-only replica: it records actions and
+    /// leaves them to executor replicas sharing the same Redis ledger.
+    pub enabled: bool,
+    /// How long a claim (and the `running` lease) lasts; must exceed the slowest connector call.
+    #[serde(with = "humantime_serde")]
+    pub claim_ttl: Duration,
+    /// How often to look for due actions when nothing wakes the executor (other replicas' work).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Actions fetched per scan of the due index.
+    pub batch: usize,
+    pub retry: RetryConfig,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            claim_ttl: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            batch: 256,
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+impl ExecutorConfig {
+    pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+        if self.claim_ttl < Duration::from_secs(1) {
+            problems.push(Problem::new(
+                format!("{path}.claim_ttl"),
+                "must be at least 1s (it bounds a connector call)",
+            ));
+        }
+        if self.poll_interval.is_zero() {
+            problems.push(Problem::new(
+                format!("{path}.poll_interval"),
+                "must be greater than zero",
+            ));
+        }
+        if self.batch == 0 {
+            problems.push(Problem::new(format!("{path}.batch"), "must be at least 1"));
+        }
+        self.retry.validate(&format!("{path}.retry"), problems);
+    }
+}
+
+/// Per-connector limits: concurrency and retry budget.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectorLimits {
+    pub concurrency: usize,
+    pub max_attempts: u32,
+}
+
+struct Lane {
+    permits: Arc<Semaphore>,
+    max_attempts: u32,
+}
+
+/// Runs ledger actions through connectors. Cheap to share (`Arc`).
+pub struct Executor {
+    store: Arc<dyn StateStore>,
+    connectors: ConnectorSet,
+    lanes: HashMap<String, Lane>,
+    metrics: Arc<Metrics>,
+    dead_letters: Arc<dyn DeadLetterSink>,
+    wake: Arc<Notify>,
+    /// Unique per process, so a claim names its holder.
+    owner: String,
+    cfg: ExecutorConfig,
+    backoff: Backoff,
+    /// Keys this process is working on, so a rescan never starts a second task for one action.
+    inflight: Mutex<HashSet<String>>,
+}
+
+impl Executor {
+    pub fn new(
+        store: Arc<dyn StateStore>,
+        connectors: ConnectorSet,
+        limits: &BTreeMap<String, ConnectorLimits>,
+        metrics: Arc<Metrics>,
+        dead_letters: Arc<dyn DeadLetterSink>,
+        cfg: ExecutorConfig,
+    ) -> Self {
+        let lanes = connectors
+            .keys()
+            .map(|name| {
+                let l = limits.get(name).copied().unwrap_or(ConnectorLimits {
+                    concurrency: 8,
+                    max_attempts: cfg.retry.max_attempts,
+                });
+                (
+                    name.clone(),
+                    Lane {
+                        permits: Arc::new(Semaphore::new(l.concurrency.max(1))),
+                        max_attempts: l.max_attempts.max(1),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            store,
+            connectors,
+            lanes,
+            metrics,
+            dead_letters,
+            wake: Arc::new(Notify::new()),
+            owner: format!("executor-{}", uuid::Uuid::new_v4()),
+            backoff: cfg.retry.backoff(),
+            cfg,
+            inflight: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Handle the pipeline uses to wake the executor as soon as it records a new action, so the first
+    /// connector request leaves without waiting for the next poll.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Scan for due actions until `shutdown` turns true, then wait for in-flight calls to finish.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut tasks = JoinSet::new();
+        let mut store_backoff = Duration::from_millis(100);
+        info!(owner = %self.owner, "executor started");
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let now = Utc::now();
+            let mut wait = self.cfg.poll_interval;
+            match self.store.due_actions(now, self.cfg.batch).await {
+                Ok(keys) => {
+                    store_backoff = Duration::from_millis(100);
+                    let mut started = 0usize;
+                    for key in keys {
+                        if self.inflight.lock().expect("not poisoned").insert(key.clone()) {
+                            started += 1;
+                            let this = self.clone();
+                            tasks.spawn(async move {
+                                this.run_one(&key).await;
+                                this.inflight.lock().expect("not poisoned").remove(&key);
+                            });
+                        }
+                    }
+                    if let Ok(Some(next)) = self.store.next_due_at().await {
+                        let until = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                        wait = wait.min(until);
+                    }
+                    if started == 0 {
+                        // Everything due is already ours and in flight: don't spin on it.
+                        wait = wait.max(Duration::from_millis(10));
+                    }
+                    if let Ok(n) = self.store.pending_count().await {
+                        self.metrics.ledger_pending.set(n as i64);
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "executor cannot read the due index; retrying");
+                    wait = store_backoff;
+                    store_backoff = (store_backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+            while tasks.try_join_next().is_some() {}
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        info!(inflight = tasks.len(), "executor stopping; waiting for in-flight calls");
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Claim, run and record one action. Every failure path leaves the ledger consistent.
+    async fn run_one(&self, key: &str) {
+        let claimed = match self.store.claim(key, &self.owner, self.cfg.claim_ttl).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(action_key = key, error = %e, "cannot claim action");
+                return;
+            }
+        };
+        if !claimed {
+            return;
+        }
+        if let Err(e) = self.run_claimed(key).await {
+            warn!(action_key = key, error = %e, "action left for retry after a store error");
+        }
+        if let Err(e) = self.store.release(key, &self.owner).await {
+            debug!(action_key = key, error = %e, "claim release failed; it expires by itself");
+        }
+    }
+
+    async fn run_claimed(&self, key: &str) -> Result<(), crate::ledger::StoreError> {
+        let Some(mut rec) = self.store.get_action(key).await? else {
+            return Ok(());
+        };
+        if !matches!(rec.state, ActionState::Planned | ActionState::Running) {
+            return Ok(());
+        }
+        let span = info_span!("action", action_key = %rec.key, connector = %rec.connector,
+            operation = %rec.operation, alert_id = tracing::field::Empty);
+        if let Origin::Alert { alert_id, .. } = &rec.origin {
+            span.record("alert_id", alert_id.as_str());
+        }
+        async {
+            let (Some(connector), Some(lane)) =
+                (self.connectors.get(&rec.connector), self.lanes.get(&rec.connector))
+            else {
+                let reason = format!("connector `{}` is not configured", rec.connector);
+                return self.finish_failed(&mut rec, reason).await;
+            };
+            let _permit = lane.permits.acquire().await.expect("semaphore never closed");
+            let now = Utc::now();
+            rec.state = ActionState::Running;
+            rec.attempts += 1;
+            rec.next_attempt_at = Some(now + self.cfg.claim_ttl);
+            rec.updated_at = now;
+            self.store.put_action(&rec).await?;
+
+            let request = OperationRequest {
+                operation: rec.operation,
+                subject: rec.subject.clone(),
+                idempotency_key: rec.key.clone(),
+                pre_state: rec.pre_state.clone(),
+                context: request_context(&rec),
+            };
+            let result = connector.execute(&request).await;
+            self.metrics
+                .action_attempts
+                .with_label_values(&[rec.connector.as_str(), result.outcome.as_str()])
+                .inc();
+            rec.response = Some(result.summary.clone());
+            if rec.pre_state.is_none() {
+                rec.pre_state = result.pre_state.clone();
+            }
+            rec.updated_at = Utc::now();
+            match result.outcome {
+                Outcome::Done | Outcome::AlreadyDone => {
+                    rec.state = ActionState::Succeeded;
+                    rec.next_attempt_at = None;
+                    rec.last_error = None;
+                    if result.outcome == Outcome::AlreadyDone {
+                        rec.note = Some("already in the desired state".into());
+                    }
+                    self.store.put_action(&rec).await?;
+                    self.observe_containment(&rec);
+                    self.count_end(&rec, "succeeded");
+                    info!(outcome = result.outcome.as_str(), attempts = rec.attempts, "action succeeded");
+                }
+                Outcome::NotFound => {
+                    rec.state = ActionState::Skipped;
+                    rec.next_attempt_at = None;
+                    rec.note = Some("subject not found on this target".into());
+                    self.store.put_action(&rec).await?;
+                    self.count_end(&rec, "not_found");
+                    info!("subject not found on target; nothing to do");
+                }
+                Outcome::Retry { after, reason } => {
+                    if rec.attempts >= lane.max_attempts {
+                        let reason = format!(
+                            "gave up after {} attempts; last error: {reason}",
+                            rec.attempts
+                        );
+                        return self.finish_failed(&mut rec, reason).await;
+                    }
+                    let delay = self.backoff.delay(rec.attempts, after, &mut rand::rng());
+                    rec.state = ActionState::Planned;
+                    rec.last_error = Some(reason.clone());
+                    rec.next_attempt_at = Some(
+                        Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
+                    );
+                    self.store.put_action(&rec).await?;
+                    info!(attempts = rec.attempts, delay_ms = delay.as_millis() as u64, error = %reason,
+                        "action will be retried");
+                }
+                Outcome::Failed { reason } => {
+                    return self.finish_failed(&mut rec, reason).await;
+                }
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn finish_failed(
+        &self,
+        rec: &mut ActionRecord,
+        reason: String,
+    ) -> Result<(), crate::ledger::StoreError> {
+        rec.state = ActionState::Failed;
+        rec.next_attempt_at = None;
+        rec.last_error = Some(reason.clone());
+        rec.updated_at = Utc::now();
+        self.store.put_action(rec).await?;
+        self.count_end(rec, "failed");
+        self.metrics.dead_letters.with_label_values(&["action"]).inc();
+        warn!(error = %reason, attempts = rec.attempts, "action failed; dead-lettered");
+        let payload = serde_json::to_vec(rec).unwrap_or_default();
+        let origin = [
+            ("deprovd-action-key", rec.key.as_str()),
+            ("deprovd-connector", rec.connector.as_str()),
+        ];
+        if let Err(e) = self.dead_letters.send(&payload, &reason, &origin).await {
+            warn!(error = %e, "could not dead-letter the failed action (it stays `failed` in the ledger)");
+        }
+        Ok(())
+    }
+
+    fn count_end(&self, rec: &ActionRecord, outcome: &str) {
+        self.metrics
+            .actions
+            .with_label_values(&[rec.connector.as_str(), rec.operation.as_str(), outcome])
+            .inc();
+    }
+
+    fn observe_containment(&self, rec: &ActionRecord) {
+        let now = Utc::now();
+        let secs = |from: chrono::DateTime<Utc>| (now - from).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        self.metrics
+            .time_to_containment
+            .with_label_values(&["ingest"])
+            .observe(secs(rec.created_at).max(0.0));
+        if let Origin::Alert { alert_time, .. } = &rec.origin {
+            self.metrics
+                .time_to_containment
+                .with_label_values(&["alert_time"])
+                .observe(secs(*alert_time).max(0.0));
+        }
+    }
+}
+
+/// Values connector templates may use besides the subject: never secrets.
+fn request_context(rec: &ActionRecord) -> BTreeMap<String, serde_json::Value> {
+    let mut ctx = BTreeMap::new();
+    ctx.insert("reason".into(), rec.reason.clone().into());
+    ctx.insert("rule".into(), rec.rule.clone().into());
+    ctx.insert("action_key".into(), rec.key.clone().into());
+    ctx.insert("operation".into(), rec.operation.as_str().into());
+    match &rec.origin {
+        Origin::Alert { alert_id, .. } => {
+            ctx.insert("alert_id".into(), alert_id.clone().into());
+        }
+        Origin::Manual { request_id, actor } => {
+            ctx.insert("request_id".into(), request_id.clone().into());
+            ctx.insert("actor".into(), actor.clone().into());
+        }
+    }
+    ctx
+}

@@ -1,0 +1,349 @@
+//! Kafka source: a consumer-group member with at-least-once delivery.
+//!
+//! `enable.auto.offset.store=false`: an offset is stored (and later committed by librdkafka's
+//! auto-commit) only after the pipeline has put the alert's actions in the ledger, or after the bytes
+//! are in the dead-letter topic. Messages are processed concurrently but their offsets are stored in
+//! arrival order ([`futures::StreamExt::buffered`] keeps order), so a crash can only redeliver, never
+//! skip. A ledger outage stalls the stream (retrying with backoff) rather than losing anything.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::Deserialize;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::DeadLetterSink;
+use crate::config::{Problem, SecretRef};
+use crate::pipeline::{Pipeline, PipelineError};
+
+/// `[kafka]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port]` bootstrap servers.
+    pub brokers: String,
+    /// Topics carrying alerts.
+    pub topics: Vec<String>,
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Alert format for these topics; `auto` detects per message.
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// Dead-letter topic is `<topic><dlq_suffix>`.
+    #[serde(default = "default_dlq_suffix")]
+    pub dlq_suffix: String,
+    /// Messages processed concurrently (their offsets are still stored in order).
+    #[serde(default = "default_inflight")]
+    pub max_in_flight: usize,
+    /// librdkafka properties passed through as-is (TLS, SASL, fetch tuning). Values of keys that hold
+    /// secrets (`*password*`, `*secret*`, `*.key.pem`) must be `env:`/`file:` references.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_group() -> String {
+    "deprovd".into()
+}
+fn default_format() -> String {
+    "auto".into()
+}
+fn default_dlq_suffix() -> String {
+    ".dlq".into()
+}
+fn default_inflight() -> usize {
+    64
+}
+
+/// Set `key` unless the operator already chose a value in `properties`.
+fn set_default(cc: &mut ClientConfig, key: &str, value: &str) {
+    if cc.get(key).is_none() {
+        cc.set(key, value);
+    }
+}
+
+fn is_secret_property(key: &str) -> bool {
+    key.contains("password") || key.contains("secret") || key.ends_with(".key.pem")
+}
+
+impl KafkaConfig {
+    pub fn validate(&self, path: &str, known_formats: &[&str], problems: &mut Vec<Problem>) {
+        if self.brokers.trim().is_empty() {
+            problems.push(Problem::new(format!("{path}.brokers"), "must name at least one broker"));
+        }
+        if self.topics.is_empty() {
+            problems.push(Problem::new(format!("{path}.topics"), "must name at least one topic"));
+        }
+        if self.group_id.is_empty() {
+            problems.push(Problem::new(format!("{path}.group_id"), "must not be empty"));
+        }
+        if self.format != "auto" && !known_formats.contains(&self.format.as_str()) {
+            problems.push(Problem::new(
+                format!("{path}.format"),
+                format!("unknown format `{}` (known: auto, {})", self.format, known_formats.join(", ")),
+            ));
+        }
+        if self.dlq_suffix.is_empty() {
+            problems.push(Problem::new(format!("{path}.dlq_suffix"), "must not be empty: the dead-letter topic must differ from the source"));
+        }
+        if self.max_in_flight == 0 {
+            problems.push(Problem::new(format!("{path}.max_in_flight"), "must be at least 1"));
+        }
+        for (k, v) in &self.properties {
+            if matches!(k.as_str(), "enable.auto.offset.store" | "group.id" | "bootstrap.servers") {
+                problems.push(Problem::new(
+                    format!("{path}.properties.\"{k}\""),
+                    "is managed by deprovd (at-least-once delivery depends on it); remove it",
+                ));
+            }
+            if is_secret_property(k)
+                && let Err(e) = SecretRef::parse(v)
+            {
+                problems.push(Problem::new(format!("{path}.properties.\"{k}\""), e));
+            }
+        }
+    }
+
+    /// librdkafka config with secrets resolved. Errors name the property, never its value.
+    fn client_config(&self) -> Result<ClientConfig, String> {
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.properties {
+            if is_secret_property(k) {
+                let secret = SecretRef::parse(v)
+                    .and_then(|r| r.resolve())
+                    .map_err(|e| format!("kafka property `{k}`: {e}"))?;
+                use secrecy::ExposeSecret;
+                cc.set(k, secret.expose_secret());
+            } else {
+                cc.set(k, v);
+            }
+        }
+        Ok(cc)
+    }
+
+    pub fn consumer(&self) -> Result<StreamConsumer, String> {
+        let mut cc = self.client_config()?;
+        cc.set("group.id", &self.group_id)
+            .set("enable.auto.offset.store", "false");
+        for (k, v) in [
+            ("enable.auto.commit", "true"),
+            ("auto.commit.interval.ms", "1000"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+        ] {
+            set_default(&mut cc, k, v);
+        }
+        cc.create().map_err(|e| format!("cannot create Kafka consumer: {e}"))
+    }
+
+    pub fn producer(&self) -> Result<FutureProducer, String> {
+        let mut cc = self.client_config()?;
+        for (k, v) in [
+            ("acks", "all"),
+            ("enable.idempotence", "true"),
+            ("message.timeout.ms", "30000"),
+        ] {
+            set_default(&mut cc, k, v);
+        }
+        // Consumer-only tuning must not reach the producer (librdkafka warns on it).
+        for k in ["fetch.wait.max.ms", "fetch.min.bytes", "session.timeout.ms", "auto.offset.reset"] {
+            cc.remove(k);
+        }
+        cc.create().map_err(|e| format!("cannot create Kafka producer: {e}"))
+    }
+}
+
+/// Dead letters produced to a Kafka topic: original bytes as the value, reason and origin as headers.
+pub struct KafkaDeadLetter {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl KafkaDeadLetter {
+    pub fn new(producer: FutureProducer, topic: impl Into<String>) -> Self {
+        Self {
+            producer,
+            topic: topic.into(),
+        }
+    }
+
+    async fn send_to(&self, topic: &str, payload: &[u8], reason: &str, origin: &[(&str, &str)]) -> Result<(), String> {
+        let mut headers = OwnedHeaders::new().insert(Header {
+            key: "deprovd-reason",
+            value: Some(reason),
+        });
+        for (k, v) in origin {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
+        }
+        let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(topic).payload(payload).headers(headers);
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| format!("dead-letter produce to `{topic}` failed: {e}"))
+    }
+}
+
+#[async_trait]
+impl DeadLetterSink for KafkaDeadLetter {
+    async fn send(&self, payload: &[u8], reason: &str, origin: &[(&str, &str)]) -> Result<(), String> {
+        self.send_to(&self.topic, payload, reason, origin).await
+    }
+}
+
+/// Consume until `shutdown`, processing every message through `pipeline`.
+pub struct KafkaSource {
+    cfg: KafkaConfig,
+    consumer: StreamConsumer,
+    dlq: KafkaDeadLetter,
+    /// Cleared while the broker cannot be reached; read by `/readyz`.
+    pub healthy: Arc<AtomicBool>,
+}
+
+impl KafkaSource {
+    pub fn new(cfg: KafkaConfig) -> Result<Self, String> {
+        let consumer = cfg.consumer()?;
+        let producer = cfg.producer()?;
+        let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
+        Ok(Self {
+            dlq: KafkaDeadLetter::new(producer, String::new()),
+            consumer,
+            cfg,
+            healthy: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub async fn run(self: Arc<Self>, pipeline: Arc<Pipeline>, mut shutdown: watch::Receiver<bool>) {
+        let health = tokio::spawn(self.clone().watch_health(shutdown.clone()));
+        info!(topics = ?self.cfg.topics, group = %self.cfg.group_id, "kafka source started");
+        let format = (self.cfg.format != "auto").then(|| self.cfg.format.clone());
+        let mut inflight = FuturesOrdered::new();
+        let max = self.cfg.max_in_flight;
+        loop {
+            tokio::select! {
+                biased;
+                Some((msg, durable)) = inflight.next(), if !inflight.is_empty() => {
+                    self.store_offset(&msg, durable);
+                }
+                received = self.consumer.recv(), if inflight.len() < max => match received {
+                    Ok(m) => {
+                        let msg = m.detach();
+                        let (this, pipeline, format) = (self.clone(), pipeline.clone(), format.clone());
+                        inflight.push_back(async move {
+                            let durable = this.handle(&pipeline, &msg, format.as_deref()).await;
+                            (msg, durable)
+                        });
+                    }
+                    Err(e) => warn!(error = %e, "kafka consume error"),
+                },
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+        }
+        // In-flight messages finish (or give up without storing when the ledger is down).
+        while let Some((msg, durable)) = inflight.next().await {
+            self.store_offset(&msg, durable);
+        }
+        health.abort();
+        // Commit what was stored before leaving the group, so a clean restart does not redeliver.
+        if let Err(e) = self.consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+            info!(error = %e, "final offset commit skipped");
+        }
+        info!("kafka source stopped");
+    }
+
+    fn store_offset(&self, msg: &OwnedMessage, durable: bool) {
+        if durable
+            && let Err(e) = self.consumer.store_offset(msg.topic(), msg.partition(), msg.offset())
+        {
+            warn!(error = %e, "cannot store offset; the message will be redelivered");
+        }
+    }
+
+    /// Process one message until it is durable: in the ledger, or in the dead-letter topic. Returns
+    /// `false` only when shutting down first (the offset is then not stored: it will be redelivered).
+    async fn handle(&self, pipeline: &Arc<Pipeline>, msg: &OwnedMessage, format: Option<&str>) -> bool {
+        let payload = msg.payload().unwrap_or_default();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let reason = match pipeline.process(payload, format, "kafka").await {
+                Ok(_) => return true,
+                Err(PipelineError::Rejected { reason, .. }) => reason,
+                Err(e) => {
+                    warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(),
+                        error = %e, "alert not yet durable; retrying");
+                    if pipeline.is_shutting_down() {
+                        return false;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            let topic = format!("{}{}", msg.topic(), self.cfg.dlq_suffix);
+            let partition = msg.partition().to_string();
+            let offset = msg.offset().to_string();
+            let origin = [
+                ("deprovd-origin-topic", msg.topic()),
+                ("deprovd-origin-partition", partition.as_str()),
+                ("deprovd-origin-offset", offset.as_str()),
+            ];
+            loop {
+                match self.dlq.send_to(&topic, payload, &reason, &origin).await {
+                    Ok(()) => {
+                        warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(),
+                            reason = %reason, dlq = %topic, "message dead-lettered");
+                        return true;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "dead-letter produce failed; retrying");
+                        if pipeline.is_shutting_down() {
+                            return false;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn watch_health(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let this = self.clone();
+            let ok = tokio::task::spawn_blocking(move || {
+                this.consumer
+                    .fetch_metadata(this.cfg.topics.first().map(String::as_str), Duration::from_secs(3))
+                    .is_ok()
+            })
+            .await
+            .unwrap_or(false);
+            if self.healthy.swap(ok, Ordering::Relaxed) != ok {
+                if ok {
+                    info!("kafka reachable");
+                } else {
+                    warn!("kafka unreachable; not ready");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(if ok { 5 } else { 1 })) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
