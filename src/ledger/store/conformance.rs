@@ -74,7 +74,9 @@ pub(crate) fn record(name: &str, subject: &str, created: DateTime<Utc>) -> Actio
         next_attempt_at: Some(created),
         last_error: None,
         response: None,
-        pre_state: Some(serde_json::json!({"groups": [], "status": "ACTIVE", "score": 0.123456789012345678})),
+        pre_state: Some(
+            serde_json::json!({"groups": [], "status": "ACTIVE", "score": 0.123_456_789_012_345_6}),
+        ),
         reverses: None,
         linked_alerts: Vec::new(),
         note: Some("ünïcödé ✓".into()),
@@ -94,7 +96,10 @@ where
         if f().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -108,19 +113,31 @@ pub(crate) async fn ping_and_missing_get(store: Arc<dyn StateStore>) {
     assert_eq!(store.get_action("no-such-key").await.unwrap(), None);
     assert_eq!(store.pending_count().await.unwrap(), 0);
     assert_eq!(store.next_due_at().await.unwrap(), None);
-    assert!(store.list_actions(&ActionFilter::default()).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_actions(&ActionFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub(crate) async fn insert_new_then_duplicate_leaves_record_unchanged(store: Arc<dyn StateStore>) {
     let a = record("a", "alice", Utc::now());
-    assert_eq!(store.insert_action(&a, LONG, None).await.unwrap(), Inserted::New);
+    assert_eq!(
+        store.insert_action(&a, LONG, None).await.unwrap(),
+        Inserted::New
+    );
     assert_eq!(store.get_action(&a.key).await.unwrap(), Some(a.clone()));
 
     let mut again = a.clone();
     again.reason = "a redelivery must not overwrite".into();
     again.state = ActionState::Failed;
     assert_eq!(
-        store.insert_action(&again, LONG, Some("alert-a")).await.unwrap(),
+        store
+            .insert_action(&again, LONG, Some("alert-a"))
+            .await
+            .unwrap(),
         Inserted::Duplicate
     );
     assert_eq!(store.get_action(&a.key).await.unwrap(), Some(a));
@@ -130,18 +147,27 @@ pub(crate) async fn insert_new_then_duplicate_leaves_record_unchanged(store: Arc
 pub(crate) async fn live_action_coalesces_later_alert_and_links_it(store: Arc<dyn StateStore>) {
     let now = Utc::now();
     let a = record("a", "alice", now);
-    assert_eq!(store.insert_action(&a, LONG, None).await.unwrap(), Inserted::New);
+    assert_eq!(
+        store.insert_action(&a, LONG, None).await.unwrap(),
+        Inserted::New
+    );
 
     let b = record("b", "alice", now);
     assert_eq!(
-        store.insert_action(&b, LONG, Some("alert-b")).await.unwrap(),
+        store
+            .insert_action(&b, LONG, Some("alert-b"))
+            .await
+            .unwrap(),
         Inserted::Coalesced(a.key.clone())
     );
     // The absorbed action is not recorded; the alert is linked to the live one, once.
     assert_eq!(store.get_action(&b.key).await.unwrap(), None);
     let c = record("c", "alice", now);
     assert_eq!(
-        store.insert_action(&c, LONG, Some("alert-b")).await.unwrap(),
+        store
+            .insert_action(&c, LONG, Some("alert-b"))
+            .await
+            .unwrap(),
         Inserted::Coalesced(a.key.clone())
     );
     let stored = store.get_action(&a.key).await.unwrap().unwrap();
@@ -149,10 +175,16 @@ pub(crate) async fn live_action_coalesces_later_alert_and_links_it(store: Arc<dy
 
     // A different subject, connector or operation is a different slot.
     let other = record("d", "bob", now);
-    assert_eq!(store.insert_action(&other, LONG, None).await.unwrap(), Inserted::New);
+    assert_eq!(
+        store.insert_action(&other, LONG, None).await.unwrap(),
+        Inserted::New
+    );
     let mut other_op = record("e", "alice", now);
     other_op.operation = Operation::RevokeSessions;
-    assert_eq!(store.insert_action(&other_op, LONG, None).await.unwrap(), Inserted::New);
+    assert_eq!(
+        store.insert_action(&other_op, LONG, None).await.unwrap(),
+        Inserted::New
+    );
 
     // Linked alerts survive an update that did not carry them.
     let mut running = a.clone();
@@ -168,49 +200,84 @@ pub(crate) async fn non_absorbing_new_action_takes_no_coalesce_slot(store: Arc<d
     let mut skipped = record("s", "alice", now);
     skipped.state = ActionState::Skipped;
     skipped.next_attempt_at = None;
-    assert_eq!(store.insert_action(&skipped, LONG, None).await.unwrap(), Inserted::New);
+    assert_eq!(
+        store.insert_action(&skipped, LONG, None).await.unwrap(),
+        Inserted::New
+    );
 
     let a = record("a", "alice", now);
-    assert_eq!(store.insert_action(&a, LONG, None).await.unwrap(), Inserted::New);
+    assert_eq!(
+        store.insert_action(&a, LONG, None).await.unwrap(),
+        Inserted::New
+    );
 
     // A zero window takes no slot either.
     let z = record("z", "zed", now);
-    assert_eq!(store.insert_action(&z, Duration::ZERO, None).await.unwrap(), Inserted::New);
+    assert_eq!(
+        store.insert_action(&z, Duration::ZERO, None).await.unwrap(),
+        Inserted::New
+    );
     let z2 = record("z2", "zed", now);
-    assert_eq!(store.insert_action(&z2, LONG, None).await.unwrap(), Inserted::New);
+    assert_eq!(
+        store.insert_action(&z2, LONG, None).await.unwrap(),
+        Inserted::New
+    );
 }
 
 pub(crate) async fn failed_action_frees_its_coalesce_slot(store: Arc<dyn StateStore>) {
     let now = Utc::now();
     let mut a = record("a", "alice", now);
-    assert_eq!(store.insert_action(&a, LONG, None).await.unwrap(), Inserted::New);
+    assert_eq!(
+        store.insert_action(&a, LONG, None).await.unwrap(),
+        Inserted::New
+    );
     a.state = ActionState::Failed;
     a.next_attempt_at = None;
     a.last_error = Some("okta said 403".into());
     store.put_action(&a).await.unwrap();
 
     let b = record("b", "alice", now);
-    assert_eq!(store.insert_action(&b, LONG, Some("alert-b")).await.unwrap(), Inserted::New);
+    assert_eq!(
+        store
+            .insert_action(&b, LONG, Some("alert-b"))
+            .await
+            .unwrap(),
+        Inserted::New
+    );
     // And the new action holds the slot now.
     let c = record("c", "alice", now);
     assert_eq!(
         store.insert_action(&c, LONG, None).await.unwrap(),
         Inserted::Coalesced(b.key.clone())
     );
-    assert!(store.get_action(&a.key).await.unwrap().unwrap().linked_alerts.is_empty());
+    assert!(
+        store
+            .get_action(&a.key)
+            .await
+            .unwrap()
+            .unwrap()
+            .linked_alerts
+            .is_empty()
+    );
 }
 
 pub(crate) async fn succeeded_action_keeps_its_coalesce_slot(store: Arc<dyn StateStore>) {
     let now = Utc::now();
     let mut a = record("a", "alice", now);
-    assert_eq!(store.insert_action(&a, LONG, None).await.unwrap(), Inserted::New);
+    assert_eq!(
+        store.insert_action(&a, LONG, None).await.unwrap(),
+        Inserted::New
+    );
     a.state = ActionState::Succeeded;
     a.next_attempt_at = None;
     store.put_action(&a).await.unwrap();
 
     let b = record("b", "alice", now);
     assert_eq!(
-        store.insert_action(&b, LONG, Some("alert-b")).await.unwrap(),
+        store
+            .insert_action(&b, LONG, Some("alert-b"))
+            .await
+            .unwrap(),
         Inserted::Coalesced(a.key.clone())
     );
     let stored = store.get_action(&a.key).await.unwrap().unwrap();
@@ -222,9 +289,18 @@ pub(crate) async fn action_that_does_not_hold_the_slot_cannot_free_it(store: Arc
     let now = Utc::now();
     // `early` takes no slot (zero window), so `a` is new and takes it.
     let mut early = record("early", "alice", now);
-    assert_eq!(store.insert_action(&early, Duration::ZERO, None).await.unwrap(), Inserted::New);
+    assert_eq!(
+        store
+            .insert_action(&early, Duration::ZERO, None)
+            .await
+            .unwrap(),
+        Inserted::New
+    );
     let a = record("a", "alice", now);
-    assert_eq!(store.insert_action(&a, LONG, None).await.unwrap(), Inserted::New);
+    assert_eq!(
+        store.insert_action(&a, LONG, None).await.unwrap(),
+        Inserted::New
+    );
 
     // `early` failing must leave `a`'s slot alone.
     early.state = ActionState::Failed;
@@ -241,10 +317,16 @@ pub(crate) async fn coalesce_slot_expires_after_the_window(store: Arc<dyn StateS
     let now = Utc::now();
     let window = Duration::from_millis(800);
     let a = record("a", "alice", now);
-    assert_eq!(store.insert_action(&a, window, None).await.unwrap(), Inserted::New);
+    assert_eq!(
+        store.insert_action(&a, window, None).await.unwrap(),
+        Inserted::New
+    );
     let b = record("b", "alice", now);
     assert_eq!(
-        store.insert_action(&b, window, Some("alert-b")).await.unwrap(),
+        store
+            .insert_action(&b, window, Some("alert-b"))
+            .await
+            .unwrap(),
         Inserted::Coalesced(a.key.clone())
     );
 
@@ -294,35 +376,59 @@ pub(crate) async fn due_index_orders_earliest_first_and_follows_state(store: Arc
     let mut unscheduled = record("n", "u-n", t0);
     unscheduled.next_attempt_at = None;
     for r in [&a, &b, &c, &future, &held, &running, &unscheduled] {
-        assert_eq!(store.insert_action(r, LONG, None).await.unwrap(), Inserted::New);
+        assert_eq!(
+            store.insert_action(r, LONG, None).await.unwrap(),
+            Inserted::New
+        );
     }
 
-    assert_eq!(store.due_actions(now, 10).await.unwrap(), vec![b.key.clone(), c.key.clone(), a.key.clone()]);
-    assert_eq!(store.due_actions(now, 2).await.unwrap(), vec![b.key.clone(), c.key.clone()]);
+    assert_eq!(
+        store.due_actions(now, 10).await.unwrap(),
+        vec![b.key.clone(), c.key.clone(), a.key.clone()]
+    );
+    assert_eq!(
+        store.due_actions(now, 2).await.unwrap(),
+        vec![b.key.clone(), c.key.clone()]
+    );
     assert!(store.due_actions(t0, 10).await.unwrap().is_empty());
     // `<= now` is inclusive.
     assert_eq!(
-        store.due_actions(t0 + chrono::Duration::seconds(1), 10).await.unwrap(),
+        store
+            .due_actions(t0 + chrono::Duration::seconds(1), 10)
+            .await
+            .unwrap(),
         vec![b.key.clone()]
     );
 
     b.state = ActionState::Running;
     b.next_attempt_at = None;
     store.put_action(&b).await.unwrap();
-    assert_eq!(store.due_actions(now, 10).await.unwrap(), vec![c.key.clone(), a.key.clone()]);
+    assert_eq!(
+        store.due_actions(now, 10).await.unwrap(),
+        vec![c.key.clone(), a.key.clone()]
+    );
 
     c.next_attempt_at = Some(now + chrono::Duration::hours(2));
     store.put_action(&c).await.unwrap();
-    assert_eq!(store.due_actions(now, 10).await.unwrap(), vec![a.key.clone()]);
+    assert_eq!(
+        store.due_actions(now, 10).await.unwrap(),
+        vec![a.key.clone()]
+    );
 
     a.state = ActionState::Succeeded;
     store.put_action(&a).await.unwrap(); // keeps next_attempt_at, but is no longer planned
     assert!(store.due_actions(now, 10).await.unwrap().is_empty());
     assert_eq!(
-        store.due_actions(now + chrono::Duration::hours(3), 10).await.unwrap(),
+        store
+            .due_actions(now + chrono::Duration::hours(3), 10)
+            .await
+            .unwrap(),
         vec![future.key.clone(), c.key.clone()]
     );
-    assert_eq!(store.due_actions(now, 0).await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        store.due_actions(now, 0).await.unwrap(),
+        Vec::<String>::new()
+    );
 }
 
 pub(crate) async fn next_due_at_tracks_the_earliest_due_action(store: Arc<dyn StateStore>) {
@@ -356,12 +462,18 @@ pub(crate) async fn claim_is_exclusive_and_released_only_by_its_owner(store: Arc
     let ttl = Duration::from_secs(60);
     assert!(store.claim("k1", "worker-a", ttl).await.unwrap());
     assert!(!store.claim("k1", "worker-b", ttl).await.unwrap());
-    assert!(!store.claim("k1", "worker-a", ttl).await.unwrap(), "a claim is not re-entrant");
+    assert!(
+        !store.claim("k1", "worker-a", ttl).await.unwrap(),
+        "a claim is not re-entrant"
+    );
     // Another key is independent.
     assert!(store.claim("k2", "worker-b", ttl).await.unwrap());
 
     store.release("k1", "worker-b").await.unwrap();
-    assert!(!store.claim("k1", "worker-c", ttl).await.unwrap(), "a non-owner released the claim");
+    assert!(
+        !store.claim("k1", "worker-c", ttl).await.unwrap(),
+        "a non-owner released the claim"
+    );
 
     store.release("k1", "worker-a").await.unwrap();
     assert!(store.claim("k1", "worker-c", ttl).await.unwrap());
@@ -372,16 +484,36 @@ pub(crate) async fn claim_is_exclusive_and_released_only_by_its_owner(store: Arc
 }
 
 pub(crate) async fn claim_expires_after_its_ttl(store: Arc<dyn StateStore>) {
-    assert!(store.claim("k", "crashed-worker", Duration::from_millis(300)).await.unwrap());
-    assert!(!store.claim("k", "worker-b", Duration::from_secs(60)).await.unwrap());
+    assert!(
+        store
+            .claim("k", "crashed-worker", Duration::from_millis(300))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim("k", "worker-b", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
     eventually(Duration::from_secs(10), "the claim to lapse", || {
         let store = Arc::clone(&store);
-        async move { store.claim("k", "worker-b", Duration::from_secs(60)).await.unwrap() }
+        async move {
+            store
+                .claim("k", "worker-b", Duration::from_secs(60))
+                .await
+                .unwrap()
+        }
     })
     .await;
     // The new claim is worker-b's: the old owner cannot release it.
     store.release("k", "crashed-worker").await.unwrap();
-    assert!(!store.claim("k", "worker-c", Duration::from_secs(60)).await.unwrap());
+    assert!(
+        !store
+            .claim("k", "worker-c", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
 }
 
 pub(crate) async fn list_filters_newest_first(store: Arc<dyn StateStore>) {
@@ -401,14 +533,20 @@ pub(crate) async fn list_filters_newest_first(store: Arc<dyn StateStore>) {
         actor: "responder@example.com".into(),
     };
     for r in [&a1, &a2, &b1, &b2, &m1] {
-        assert_eq!(store.insert_action(r, LONG, None).await.unwrap(), Inserted::New);
+        assert_eq!(
+            store.insert_action(r, LONG, None).await.unwrap(),
+            Inserted::New
+        );
     }
     a2.state = ActionState::Succeeded;
     store.put_action(&a2).await.unwrap();
     // alert-x is coalesced into a1.
     let x = record("x", "alice", sec(6));
     assert_eq!(
-        store.insert_action(&x, LONG, Some("alert-x")).await.unwrap(),
+        store
+            .insert_action(&x, LONG, Some("alert-x"))
+            .await
+            .unwrap(),
         Inserted::Coalesced(a1.key.clone())
     );
 
@@ -418,18 +556,34 @@ pub(crate) async fn list_filters_newest_first(store: Arc<dyn StateStore>) {
     };
     let all = list(ActionFilter::default()).await;
     assert_eq!(keys(&all), [&m1.key, &b2.key, &b1.key, &a2.key, &a1.key]);
-    assert_eq!(all[3].state, ActionState::Succeeded, "listing returns the current record");
+    assert_eq!(
+        all[3].state,
+        ActionState::Succeeded,
+        "listing returns the current record"
+    );
     assert_eq!(all[4].linked_alerts, vec!["alert-x".to_string()]);
 
-    let f = |subject: Option<&str>, state: Option<ActionState>, alert: Option<&str>, limit: usize| ActionFilter {
+    let f = |subject: Option<&str>,
+             state: Option<ActionState>,
+             alert: Option<&str>,
+             limit: usize| ActionFilter {
         subject: subject.map(str::to_string),
         state,
         alert_id: alert.map(str::to_string),
         limit,
     };
-    assert_eq!(keys(&list(f(None, None, None, 2)).await), [&m1.key, &b2.key]);
-    assert_eq!(keys(&list(f(Some("alice"), None, None, 0)).await), [&a2.key, &a1.key]);
-    assert_eq!(keys(&list(f(Some("alice"), None, None, 1)).await), [&a2.key]);
+    assert_eq!(
+        keys(&list(f(None, None, None, 2)).await),
+        [&m1.key, &b2.key]
+    );
+    assert_eq!(
+        keys(&list(f(Some("alice"), None, None, 0)).await),
+        [&a2.key, &a1.key]
+    );
+    assert_eq!(
+        keys(&list(f(Some("alice"), None, None, 1)).await),
+        [&a2.key]
+    );
     assert_eq!(
         keys(&list(f(None, Some(ActionState::Planned), None, 0)).await),
         [&m1.key, &b1.key, &a1.key]
@@ -438,14 +592,36 @@ pub(crate) async fn list_filters_newest_first(store: Arc<dyn StateStore>) {
         keys(&list(f(Some("bob"), Some(ActionState::AwaitingApproval), None, 0)).await),
         [&b2.key]
     );
-    assert_eq!(keys(&list(f(None, None, Some("alert-a1"), 0)).await), [&a1.key]);
-    assert_eq!(keys(&list(f(None, None, Some("alert-x"), 0)).await), [&a1.key]);
     assert_eq!(
-        keys(&list(f(Some("alice"), Some(ActionState::Planned), Some("alert-a1"), 0)).await),
+        keys(&list(f(None, None, Some("alert-a1"), 0)).await),
         [&a1.key]
     );
-    assert!(list(f(Some("alice"), None, Some("alert-b1"), 0)).await.is_empty());
-    assert!(list(f(None, Some(ActionState::Failed), None, 0)).await.is_empty());
+    assert_eq!(
+        keys(&list(f(None, None, Some("alert-x"), 0)).await),
+        [&a1.key]
+    );
+    assert_eq!(
+        keys(
+            &list(f(
+                Some("alice"),
+                Some(ActionState::Planned),
+                Some("alert-a1"),
+                0
+            ))
+            .await
+        ),
+        [&a1.key]
+    );
+    assert!(
+        list(f(Some("alice"), None, Some("alert-b1"), 0))
+            .await
+            .is_empty()
+    );
+    assert!(
+        list(f(None, Some(ActionState::Failed), None, 0))
+            .await
+            .is_empty()
+    );
     assert!(list(f(Some("nobody"), None, None, 0)).await.is_empty());
     // Manual actions have no alert id.
     assert!(list(f(None, None, Some("req-1"), 0)).await.is_empty());
@@ -458,7 +634,10 @@ pub(crate) async fn list_filters_newest_first(store: Arc<dyn StateStore>) {
         keys(&list(f(None, Some(ActionState::Planned), None, 0)).await),
         [&m1.key, &a1.key]
     );
-    assert_eq!(keys(&list(f(None, Some(ActionState::Failed), None, 0)).await), [&b1.key]);
+    assert_eq!(
+        keys(&list(f(None, Some(ActionState::Failed), None, 0)).await),
+        [&b1.key]
+    );
 }
 
 pub(crate) async fn pending_count_follows_state(store: Arc<dyn StateStore>) {
@@ -496,21 +675,39 @@ pub(crate) async fn put_of_an_unknown_action_is_an_error(store: Arc<dyn StateSto
     assert_eq!(store.pending_count().await.unwrap(), 0);
 }
 
-pub(crate) async fn concurrent_inserts_of_one_key_yield_exactly_one_new(store: Arc<dyn StateStore>) {
+pub(crate) async fn concurrent_inserts_of_one_key_yield_exactly_one_new(
+    store: Arc<dyn StateStore>,
+) {
     let a = record("a", "alice", Utc::now());
     let tasks: Vec<_> = (0..32)
         .map(|_| {
             let store = Arc::clone(&store);
             let a = a.clone();
-            tokio::spawn(async move { store.insert_action(&a, LONG, Some("alert-a")).await.unwrap() })
+            tokio::spawn(async move {
+                store
+                    .insert_action(&a, LONG, Some("alert-a"))
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let mut outcomes = Vec::new();
     for t in tasks {
         outcomes.push(t.await.unwrap());
     }
-    assert_eq!(outcomes.iter().filter(|o| **o == Inserted::New).count(), 1, "{outcomes:?}");
-    assert_eq!(outcomes.iter().filter(|o| **o == Inserted::Duplicate).count(), 31, "{outcomes:?}");
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Inserted::New).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == Inserted::Duplicate)
+            .count(),
+        31,
+        "{outcomes:?}"
+    );
     assert_eq!(store.pending_count().await.unwrap(), 1);
     assert_eq!(store.get_action(&a.key).await.unwrap(), Some(a));
 }
@@ -525,7 +722,10 @@ pub(crate) async fn concurrent_alerts_for_one_subject_coalesce_into_one_action(
             let r = record(&format!("storm-{i}"), "alice", now);
             tokio::spawn(async move {
                 let alert = format!("alert-storm-{i}");
-                (r.key.clone(), store.insert_action(&r, LONG, Some(&alert)).await.unwrap())
+                (
+                    r.key.clone(),
+                    store.insert_action(&r, LONG, Some(&alert)).await.unwrap(),
+                )
             })
         })
         .collect();
@@ -533,7 +733,10 @@ pub(crate) async fn concurrent_alerts_for_one_subject_coalesce_into_one_action(
     for t in tasks {
         outcomes.push(t.await.unwrap());
     }
-    let winners: Vec<_> = outcomes.iter().filter(|(_, o)| *o == Inserted::New).collect();
+    let winners: Vec<_> = outcomes
+        .iter()
+        .filter(|(_, o)| *o == Inserted::New)
+        .collect();
     assert_eq!(winners.len(), 1, "{outcomes:?}");
     let winner = winners[0].0.clone();
     assert!(
@@ -545,5 +748,12 @@ pub(crate) async fn concurrent_alerts_for_one_subject_coalesce_into_one_action(
     let stored = store.get_action(&winner).await.unwrap().unwrap();
     assert_eq!(stored.linked_alerts.len(), 31, "{:?}", stored.linked_alerts);
     assert_eq!(store.pending_count().await.unwrap(), 1);
-    assert_eq!(store.list_actions(&ActionFilter::default()).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_actions(&ActionFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -50,12 +50,15 @@ const COALESCE: TableDefinition<&str, (&str, i64)> = TableDefinition::new("coale
 const CLAIMS: TableDefinition<&str, (&str, i64)> = TableDefinition::new("claims");
 /// Newest-first listing without a filter.
 const CREATED: TableDefinition<(i64, &str), ()> = TableDefinition::new("created");
+/// A secondary index: (field value, created ms, action key), walked newest first for one value.
+type SecondaryIndex = TableDefinition<'static, (&'static str, i64, &'static str), ()>;
+
 /// Listing by subject ("what did we do to alice?") without scanning the ledger.
-const BY_SUBJECT: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("by_subject");
+const BY_SUBJECT: SecondaryIndex = TableDefinition::new("by_subject");
 /// Listing by alert, including alerts coalesced into an action.
-const BY_ALERT: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("by_alert");
+const BY_ALERT: SecondaryIndex = TableDefinition::new("by_alert");
 /// Listing by state (the approvals queue is `awaiting_approval`).
-const BY_STATE: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("by_state");
+const BY_STATE: SecondaryIndex = TableDefinition::new("by_state");
 
 /// The ledger in a single redb file under a data directory. Cheap to clone (shares the database).
 #[derive(Clone)]
@@ -152,10 +155,16 @@ impl EmbeddedStore {
 /// Add `key`'s entries to every index derived from `d`.
 fn index_add(tx: &WriteTransaction, d: &Derived<'_>, key: &str) -> Result<(), StoreError> {
     if let Some(due) = d.due_ms {
-        tx.open_table(DUE).map_err(db_err)?.insert((due, key), ()).map_err(db_err)?;
+        tx.open_table(DUE)
+            .map_err(db_err)?
+            .insert((due, key), ())
+            .map_err(db_err)?;
     }
     if d.pending {
-        tx.open_table(PENDING).map_err(db_err)?.insert(key, ()).map_err(db_err)?;
+        tx.open_table(PENDING)
+            .map_err(db_err)?
+            .insert(key, ())
+            .map_err(db_err)?;
     }
     tx.open_table(CREATED)
         .map_err(db_err)?
@@ -182,10 +191,16 @@ fn index_add(tx: &WriteTransaction, d: &Derived<'_>, key: &str) -> Result<(), St
 /// keeps its entries: they include linked alerts, which are never unlinked.
 fn index_remove(tx: &WriteTransaction, d: &Derived<'_>, key: &str) -> Result<(), StoreError> {
     if let Some(due) = d.due_ms {
-        tx.open_table(DUE).map_err(db_err)?.remove((due, key)).map_err(db_err)?;
+        tx.open_table(DUE)
+            .map_err(db_err)?
+            .remove((due, key))
+            .map_err(db_err)?;
     }
     if d.pending {
-        tx.open_table(PENDING).map_err(db_err)?.remove(key).map_err(db_err)?;
+        tx.open_table(PENDING)
+            .map_err(db_err)?
+            .remove(key)
+            .map_err(db_err)?;
     }
     tx.open_table(CREATED)
         .map_err(db_err)?
@@ -335,14 +350,13 @@ fn list_tx(db: &Database, filter: &ActionFilter) -> Result<Vec<ActionRecord>, St
         Ok(out.len() >= limit)
     };
     // Walk the narrowest index the filter allows, newest first.
-    let by: Option<(TableDefinition<(&str, i64, &str), ()>, &str)> =
-        if let Some(alert) = filter.alert_id.as_deref() {
-            Some((BY_ALERT, alert))
-        } else if let Some(subject) = filter.subject.as_deref() {
-            Some((BY_SUBJECT, subject))
-        } else {
-            filter.state.map(|s| (BY_STATE, s.as_str()))
-        };
+    let by: Option<(SecondaryIndex, &str)> = if let Some(alert) = filter.alert_id.as_deref() {
+        Some((BY_ALERT, alert))
+    } else if let Some(subject) = filter.subject.as_deref() {
+        Some((BY_SUBJECT, subject))
+    } else {
+        filter.state.map(|s| (BY_STATE, s.as_str()))
+    };
     match by {
         Some((table, value)) => {
             let index = tx.open_table(table).map_err(db_err)?;
@@ -512,7 +526,10 @@ impl StateStore for EmbeddedStore {
     async fn pending_count(&self) -> Result<u64, StoreError> {
         self.run(|db| {
             let tx = db.begin_read().map_err(db_err)?;
-            tx.open_table(PENDING).map_err(db_err)?.len().map_err(db_err)
+            tx.open_table(PENDING)
+                .map_err(db_err)?
+                .len()
+                .map_err(db_err)
         })
         .await
     }
@@ -549,23 +566,43 @@ mod tests {
     async fn reopening_after_drop_sees_every_committed_record_and_index() {
         let dir = tempfile::tempdir().unwrap();
         let now = Utc::now();
-        let (a, b) = (conformance::record("a", "alice", now), conformance::record("b", "bob", now));
+        let (a, b) = (
+            conformance::record("a", "alice", now),
+            conformance::record("b", "bob", now),
+        );
         {
             let store = EmbeddedStore::open(dir.path()).unwrap();
-            store.insert_action(&a, Duration::from_secs(60), None).await.unwrap();
-            store.insert_action(&b, Duration::from_secs(60), None).await.unwrap();
-            store.claim(&a.key, "worker-1", Duration::from_secs(60)).await.unwrap();
+            store
+                .insert_action(&a, Duration::from_secs(60), None)
+                .await
+                .unwrap();
+            store
+                .insert_action(&b, Duration::from_secs(60), None)
+                .await
+                .unwrap();
+            store
+                .claim(&a.key, "worker-1", Duration::from_secs(60))
+                .await
+                .unwrap();
         }
         let store = EmbeddedStore::open(dir.path()).unwrap();
         assert_eq!(store.get_action(&a.key).await.unwrap(), Some(a.clone()));
         assert_eq!(store.get_action(&b.key).await.unwrap(), Some(b.clone()));
         assert_eq!(store.pending_count().await.unwrap(), 2);
         assert_eq!(store.due_actions(now, 10).await.unwrap().len(), 2);
-        assert!(!store.claim(&a.key, "worker-2", Duration::from_secs(60)).await.unwrap());
+        assert!(
+            !store
+                .claim(&a.key, "worker-2", Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
         // The coalesce slot survived too.
         let c = conformance::record("c", "alice", now);
         assert_eq!(
-            store.insert_action(&c, Duration::from_secs(60), None).await.unwrap(),
+            store
+                .insert_action(&c, Duration::from_secs(60), None)
+                .await
+                .unwrap(),
             Inserted::Coalesced(a.key.clone())
         );
     }
@@ -586,7 +623,10 @@ mod tests {
             for i in 0..20 {
                 let r = conformance::record(&format!("crash-{i}"), &format!("user-{i}"), now);
                 assert_eq!(
-                    store.insert_action(&r, Duration::from_secs(60), None).await.unwrap(),
+                    store
+                        .insert_action(&r, Duration::from_secs(60), None)
+                        .await
+                        .unwrap(),
                     Inserted::New
                 );
             }

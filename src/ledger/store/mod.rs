@@ -40,7 +40,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{ActionFilter, ActionRecord, ActionState, Origin, StateStore, StoreError, coalesce_key};
+use super::{
+    ActionFilter, ActionRecord, ActionState, Origin, StateStore, StoreError, coalesce_key,
+};
 use crate::config::Problem;
 
 /// Which [`StateStore`] to run.
@@ -141,7 +143,9 @@ impl StoreConfig {
                              `redis://[user][:password@]host[:port][/db]`"
                         ),
                     ));
-                } else if self.redis_url.starts_with("rediss") || self.redis_url.starts_with("valkeys") {
+                } else if self.redis_url.starts_with("rediss")
+                    || self.redis_url.starts_with("valkeys")
+                {
                     problems.push(Problem::new(
                         format!("{path}.redis_url"),
                         format!("`{shown}` asks for TLS, which this build does not include; use `redis://`"),
@@ -152,10 +156,17 @@ impl StoreConfig {
                         format!("{path}.key_prefix"),
                         "must not be empty: the prefix keeps deprovd's keys apart from other users of the Redis",
                     ));
-                } else if self.key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                } else if self
+                    .key_prefix
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+                {
                     problems.push(Problem::new(
                         format!("{path}.key_prefix"),
-                        format!("`{}` contains whitespace or control characters", self.key_prefix.escape_debug()),
+                        format!(
+                            "`{}` contains whitespace or control characters",
+                            self.key_prefix.escape_debug()
+                        ),
                     ));
                 }
             }
@@ -169,13 +180,17 @@ impl StoreConfig {
         match self.backend {
             Backend::Embedded => {
                 let dir = self.path.clone();
-                let store = tokio::task::spawn_blocking(move || self::embedded::EmbeddedStore::open(&dir))
-                    .await
-                    .map_err(|e| StoreError::Other(format!("opening the embedded store panicked: {e}")))??;
+                let store =
+                    tokio::task::spawn_blocking(move || self::embedded::EmbeddedStore::open(&dir))
+                        .await
+                        .map_err(|e| {
+                            StoreError::Other(format!("opening the embedded store panicked: {e}"))
+                        })??;
                 Ok(Arc::new(store))
             }
             Backend::Redis => {
-                let store = self::redis::RedisStore::connect(&self.redis_url, &self.key_prefix).await?;
+                let store =
+                    self::redis::RedisStore::connect(&self.redis_url, &self.key_prefix).await?;
                 Ok(Arc::new(store))
             }
         }
@@ -384,7 +399,10 @@ mod tests {
         c.validate("state", &mut problems);
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["state.redis_url", "state.key_prefix"]);
-        assert!(problems.iter().all(|p| !p.message.contains("s3cret")), "{problems:?}");
+        assert!(
+            problems.iter().all(|p| !p.message.contains("s3cret")),
+            "{problems:?}"
+        );
     }
 
     #[test]
@@ -411,7 +429,10 @@ mod tests {
             redact_url("redis://alice:p@ss@redis.internal/1"),
             "redis://***@redis.internal/1"
         );
-        assert_eq!(redact_url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
         assert_eq!(
             redact_url("redis+unix:///run/redis.sock?db=1&pass=hunter2#x"),
             "redis+unix:///run/redis.sock?db=1&pass=***#x"

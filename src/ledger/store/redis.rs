@@ -164,7 +164,9 @@ pub struct RedisStore {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore").field("base", &self.base).finish()
+        f.debug_struct("RedisStore")
+            .field("base", &self.base)
+            .finish()
     }
 }
 
@@ -269,14 +271,16 @@ impl RedisStore {
             let (Some(raw), Some(linked)) = (values.next(), values.next()) else {
                 break;
             };
-            let raw: Option<Vec<u8>> = ::redis::from_redis_value(raw).map_err(|e| StoreError::Corrupt {
-                key: k.clone(),
-                reason: format!("record is not a string: {e}"),
-            })?;
-            let linked: Vec<String> = ::redis::from_redis_value(linked).map_err(|e| StoreError::Corrupt {
-                key: k.clone(),
-                reason: format!("linked alerts are not a set of strings: {e}"),
-            })?;
+            let raw: Option<Vec<u8>> =
+                ::redis::from_redis_value(raw).map_err(|e| StoreError::Corrupt {
+                    key: k.clone(),
+                    reason: format!("record is not a string: {e}"),
+                })?;
+            let linked: Vec<String> =
+                ::redis::from_redis_value(linked).map_err(|e| StoreError::Corrupt {
+                    key: k.clone(),
+                    reason: format!("linked alerts are not a set of strings: {e}"),
+                })?;
             out.push(match raw {
                 None => None,
                 Some(raw) => {
@@ -486,7 +490,10 @@ impl StateStore for RedisStore {
                 .map_err(|e| redis_err("listing actions", e))?;
             let got = keys.len();
             // Entries inserted meanwhile shift the pages; never list a key twice.
-            let keys: Vec<String> = keys.into_iter().filter(|k| seen.insert(k.clone())).collect();
+            let keys: Vec<String> = keys
+                .into_iter()
+                .filter(|k| seen.insert(k.clone()))
+                .collect();
             for a in self.fetch(&keys).await?.into_iter().flatten() {
                 if out.len() < limit && matches(filter, &a) {
                     out.push(a);
@@ -542,7 +549,11 @@ mod tests {
                 .unwrap();
             if !keys.is_empty() {
                 deleted += keys.len();
-                let _: () = ::redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+                let _: () = ::redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
             }
             if next == 0 {
                 return deleted;
@@ -584,7 +595,11 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
         assert!(err.is_retryable());
-        assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "took {:?}",
+            started.elapsed()
+        );
         let shown = err.to_string();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains(&format!("127.0.0.1:{port}")), "{shown}");
@@ -604,8 +619,14 @@ mod tests {
         let prefix = prefix();
         let store = RedisStore::connect(URL, &prefix).await.unwrap();
         let a = conformance::record("a", "alice", Utc::now());
-        store.insert_action(&a, Duration::from_secs(60), None).await.unwrap();
-        store.claim(&a.key, "w", Duration::from_secs(60)).await.unwrap();
+        store
+            .insert_action(&a, Duration::from_secs(60), None)
+            .await
+            .unwrap();
+        store
+            .claim(&a.key, "w", Duration::from_secs(60))
+            .await
+            .unwrap();
 
         let mut conn = store.conn.clone();
         let raw: String = ::redis::cmd("GET")
