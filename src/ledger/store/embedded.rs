@@ -607,6 +607,37 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn failed_action_removes_its_coalesce_slot_but_succeeded_keeps_it() {
+        // The insert also ignores a slot whose holder no longer absorbs, so the conformance suite
+        // cannot see the slot itself; this checks the table directly.
+        let (_dir, store) = fresh();
+        let now = Utc::now();
+        let mut a = conformance::record("a", "alice", now);
+        let mut b = conformance::record("b", "bob", now);
+        for r in [&a, &b] {
+            store
+                .insert_action(r, Duration::from_secs(60), None)
+                .await
+                .unwrap();
+        }
+        let has_slot = |r: &ActionRecord| {
+            let tx = store.db.begin_read().unwrap();
+            let slots = tx.open_table(COALESCE).unwrap();
+            slots
+                .get(Derived::of(r).coalesce.as_str())
+                .unwrap()
+                .is_some()
+        };
+        assert!(has_slot(&a) && has_slot(&b));
+        a.state = crate::ledger::ActionState::Failed;
+        b.state = crate::ledger::ActionState::Succeeded;
+        store.put_action(&a).await.unwrap();
+        store.put_action(&b).await.unwrap();
+        assert!(!has_slot(&a), "failed action kept its coalesce slot");
+        assert!(has_slot(&b), "succeeded action lost its coalesce slot");
+    }
+
     /// Environment variable that turns [`crash_child_writes_then_aborts`] into a real crash.
     const CRASH_DIR_ENV: &str = "DEPROVD_LEDGER_CRASH_DIR";
 

@@ -581,6 +581,129 @@ mod tests {
 
     conformance::for_each_case!(conformance_tests);
 
+    async fn exists(store: &RedisStore, key: &str) -> bool {
+        let mut conn = store.conn.clone();
+        let n: i64 = ::redis::cmd("EXISTS")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        n == 1
+    }
+
+    #[tokio::test]
+    async fn failed_action_deletes_its_coalesce_key_but_succeeded_keeps_it() {
+        // The insert script also ignores a slot whose holder no longer absorbs, so the conformance
+        // suite cannot see the slot itself; this checks the key is really gone (no stale slot left
+        // to absorb alerts if the action were re-planned).
+        let prefix = prefix();
+        let store = RedisStore::connect(URL, &prefix).await.unwrap();
+        let now = Utc::now();
+        let mut a = conformance::record("a", "alice", now);
+        let mut b = conformance::record("b", "bob", now);
+        for r in [&a, &b] {
+            store
+                .insert_action(r, Duration::from_secs(60), None)
+                .await
+                .unwrap();
+        }
+        let slot = |r: &ActionRecord| store.key("coalesce", &Derived::of(r).coalesce);
+        assert!(exists(&store, &slot(&a)).await && exists(&store, &slot(&b)).await);
+        a.state = crate::ledger::ActionState::Failed;
+        b.state = crate::ledger::ActionState::Succeeded;
+        store.put_action(&a).await.unwrap();
+        store.put_action(&b).await.unwrap();
+        let (a_slot, b_slot) = (
+            exists(&store, &slot(&a)).await,
+            exists(&store, &slot(&b)).await,
+        );
+        cleanup(&store, &prefix).await;
+        assert!(!a_slot, "failed action kept its coalesce slot");
+        assert!(b_slot, "succeeded action lost its coalesce slot");
+    }
+
+    /// A loopback TCP proxy to the test Redis that can be cut, to simulate an outage without touching
+    /// the shared server. Aborting the task drops the listener and every proxied connection.
+    async fn proxy(listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                conns.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:6379").await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outage_is_unavailable_and_the_store_recovers_when_redis_returns() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = proxy(listener).await;
+        let prefix = prefix();
+        let store = RedisStore::connect(&format!("redis://{addr}/0"), &prefix)
+            .await
+            .unwrap();
+        let a = conformance::record("a", "alice", Utc::now());
+        store
+            .insert_action(&a, Duration::from_secs(60), None)
+            .await
+            .unwrap();
+
+        up.abort();
+        let _ = up.await;
+        let err = store.ping().await.unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+        let b = conformance::record("b", "bob", Utc::now());
+        let err = store
+            .insert_action(&b, Duration::from_secs(60), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+
+        let up = proxy(tokio::net::TcpListener::bind(addr).await.unwrap()).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while store.ping().await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the store never reconnected"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let inserted = store.insert_action(&b, Duration::from_secs(60), None).await;
+        let kept = store.get_action(&a.key).await;
+        cleanup(&store, &prefix).await;
+        up.abort();
+        assert_eq!(inserted.unwrap(), Inserted::New);
+        assert_eq!(kept.unwrap(), Some(a));
+    }
+
+    #[tokio::test]
+    async fn config_opens_a_redis_store_under_its_prefix() {
+        let prefix = prefix();
+        let config = crate::ledger::store::StoreConfig {
+            backend: crate::ledger::store::Backend::Redis,
+            redis_url: URL.into(),
+            key_prefix: prefix.clone(),
+            ..Default::default()
+        };
+        let store = config.open().await.unwrap();
+        let a = conformance::record("a", "alice", Utc::now());
+        store
+            .insert_action(&a, Duration::from_secs(60), None)
+            .await
+            .unwrap();
+        let direct = RedisStore::connect(URL, &prefix).await.unwrap();
+        let seen = direct.get_action(&a.key).await.unwrap();
+        cleanup(&direct, &prefix).await;
+        assert_eq!(seen, Some(a));
+    }
+
     #[tokio::test]
     async fn connect_to_a_closed_port_fails_fast_as_unavailable() {
         // Bind then drop a listener: nothing listens on that port now.
