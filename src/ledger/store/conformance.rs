@@ -37,6 +37,7 @@ macro_rules! for_each_case {
             put_of_an_unknown_action_is_an_error,
             concurrent_inserts_of_one_key_yield_exactly_one_new,
             concurrent_alerts_for_one_subject_coalesce_into_one_action,
+            huge_window_and_ttl_are_accepted,
         );
     };
 }
@@ -756,4 +757,22 @@ pub(crate) async fn concurrent_alerts_for_one_subject_coalesce_into_one_action(
             .len(),
         1
     );
+}
+
+pub(crate) async fn huge_window_and_ttl_are_accepted(store: Arc<dyn StateStore>) {
+    let now = Utc::now();
+    let a = record("a", "alice", now);
+    assert_eq!(
+        store.insert_action(&a, Duration::MAX, None).await.unwrap(),
+        Inserted::New
+    );
+    let b = record("b", "alice", now);
+    assert_eq!(
+        store.insert_action(&b, Duration::MAX, None).await.unwrap(),
+        Inserted::Coalesced(a.key.clone())
+    );
+    assert!(store.claim(&a.key, "w1", Duration::MAX).await.unwrap());
+    assert!(!store.claim(&a.key, "w2", Duration::MAX).await.unwrap());
+    // A zero TTL still takes the claim (for at least a moment) rather than erroring.
+    assert!(store.claim("other", "w1", Duration::ZERO).await.unwrap());
 }

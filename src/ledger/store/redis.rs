@@ -43,6 +43,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Upper bound on one command. Our scripts are O(log n); a reply slower than this means Redis is in
 /// trouble, and the caller (pipeline, executor) retries.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest `PX` we send (ten years): Redis rejects expiries that overflow, and no window or claim
+/// legitimately needs more.
+const MAX_PX_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+
+/// `d` in whole milliseconds, capped at [`MAX_PX_MS`].
+fn px_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .min(MAX_PX_MS)
+}
 
 /// KEYS: record, coalesce slot. ARGV: base, key, json, created ms, due ms or '', pending 0/1,
 /// absorbs 0/1, window ms, linked alert or '', now ms, state, subject, alert id or '',
@@ -330,7 +340,7 @@ impl StateStore for RedisStore {
     ) -> Result<Inserted, StoreError> {
         let d = Derived::of(action);
         let json = encode(action)?;
-        let window_ms = u64::try_from(coalesce_window.as_millis()).unwrap_or(u64::MAX);
+        let window_ms = px_ms(coalesce_window);
         let mut conn = self.conn.clone();
         let reply: Vec<String> = INSERT
             .key(self.key("action", &action.key))
@@ -437,7 +447,7 @@ impl StateStore for RedisStore {
     }
 
     async fn claim(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ttl_ms = px_ms(ttl).max(1);
         let mut conn = self.conn.clone();
         let set: Option<String> = ::redis::cmd("SET")
             .arg(self.key("claim", key))
