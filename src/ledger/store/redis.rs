@@ -234,6 +234,21 @@ impl RedisStore {
             ))
         })?
         .map_err(|e| redis_err(&format!("connecting to Redis at `{shown}`"), e))?;
+        // Load the scripts now, so that the first insert is already a single `EVALSHA` round trip and
+        // a Redis that refuses scripts (ACL, disabled Lua) fails startup rather than the first alert.
+        let mut loader = conn.clone();
+        for script in [&*INSERT, &*PUT, &*RELEASE] {
+            script
+                .prepare_invoke()
+                .load_async(&mut loader)
+                .await
+                .map_err(|e| {
+                    redis_err(
+                        &format!("loading the ledger scripts into Redis at `{shown}`"),
+                        e,
+                    )
+                })?;
+        }
         Ok(RedisStore {
             conn,
             base: Arc::from(format!("{prefix}{{ledger}}:")),
