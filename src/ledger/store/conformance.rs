@@ -1,0 +1,778 @@
+//! The one behaviour suite every [`StateStore`] must pass. Each case gets a fresh, empty store; the
+//! backends' test modules run every case through [`for_each_case!`], so a case added here runs against
+//! both backends.
+//!
+//! Cases take `Arc<dyn StateStore>` (rather than `&dyn`) so that the concurrency cases can hand the
+//! store to spawned tasks; the others only borrow it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use crate::connectors::Operation;
+use crate::ledger::{
+    ActionFilter, ActionRecord, ActionState, Inserted, Origin, StateStore, action_key,
+};
+
+/// Calls `$m!` with the name of every case.
+macro_rules! for_each_case {
+    ($m:ident) => {
+        $m!(
+            ping_and_missing_get,
+            insert_new_then_duplicate_leaves_record_unchanged,
+            live_action_coalesces_later_alert_and_links_it,
+            non_absorbing_new_action_takes_no_coalesce_slot,
+            failed_action_frees_its_coalesce_slot,
+            succeeded_action_keeps_its_coalesce_slot,
+            action_that_does_not_hold_the_slot_cannot_free_it,
+            coalesce_slot_expires_after_the_window,
+            due_index_orders_earliest_first_and_follows_state,
+            next_due_at_tracks_the_earliest_due_action,
+            claim_is_exclusive_and_released_only_by_its_owner,
+            claim_expires_after_its_ttl,
+            list_filters_newest_first,
+            pending_count_follows_state,
+            put_of_an_unknown_action_is_an_error,
+            concurrent_inserts_of_one_key_yield_exactly_one_new,
+            concurrent_alerts_for_one_subject_coalesce_into_one_action,
+            huge_window_and_ttl_are_accepted,
+        );
+    };
+}
+pub(crate) use for_each_case;
+
+/// A long window: nothing in a test expires by accident.
+const LONG: Duration = Duration::from_secs(600);
+
+/// `t` truncated to whole milliseconds (index precision), so equality after a round trip is exact.
+fn ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(t.timestamp_millis()).unwrap()
+}
+
+/// A planned `disable_account` on okta for `subject`, caused by alert `alert-{name}`, due at
+/// `created`. Its key depends only on `name` and `subject`; records for the same subject share a
+/// coalesce key. `pre_state` holds an empty array and a long float, which a store that re-encodes
+/// records (e.g. through Lua's cjson) would mangle.
+pub(crate) fn record(name: &str, subject: &str, created: DateTime<Utc>) -> ActionRecord {
+    let created = ms(created);
+    ActionRecord {
+        key: action_key(name, "rule-1", "okta", Operation::DisableAccount, subject),
+        origin: Origin::Alert {
+            alert_id: format!("alert-{name}"),
+            dedup_key: name.to_string(),
+            alert_time: created,
+        },
+        rule: "rule-1".into(),
+        policy_digest: "sha256:0123".into(),
+        subject: subject.to_string(),
+        connector: "okta".into(),
+        operation: Operation::DisableAccount,
+        reason: "impossible travel".into(),
+        state: ActionState::Planned,
+        attempts: 0,
+        next_attempt_at: Some(created),
+        last_error: None,
+        response: None,
+        pre_state: Some(
+            serde_json::json!({"groups": [], "status": "ACTIVE", "score": 0.123_456_789_012_345_6}),
+        ),
+        reverses: None,
+        linked_alerts: Vec::new(),
+        note: Some("ünïcödé ✓".into()),
+        created_at: created,
+        updated_at: created,
+    }
+}
+
+/// Poll `f` until it returns true or `within` passes (then fail with `what`).
+async fn eventually<F, Fut>(within: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn keys(v: &[ActionRecord]) -> Vec<&str> {
+    v.iter().map(|a| a.key.as_str()).collect()
+}
+
+pub(crate) async fn ping_and_missing_get(store: Arc<dyn StateStore>) {
+    store.ping().await.unwrap();
+    assert_eq!(store.get_action("no-such-key").await.unwrap(), None);
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+    assert!(
+        store
+            .list_actions(&ActionFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub(crate) async fn insert_new_then_duplicate_leaves_record_unchanged(store: Arc<dyn StateStore>) {
+    let a = record("a", "alice", Utc::now());
+    assert_eq!(
+        store.insert_action(&a, LONG, None).await.unwrap(),
+        Inserted::New
+    );
+    assert_eq!(store.get_action(&a.key).await.unwrap(), Some(a.clone()));
+
+    let mut again = a.clone();
+    again.reason = "a redelivery must not overwrite".into();
+    again.state = ActionState::Failed;
+    assert_eq!(
+        store
+            .insert_action(&again, LONG, Some("alert-a"))
+            .await
+            .unwrap(),
+        Inserted::Duplicate
+    );
+    assert_eq!(store.get_action(&a.key).await.unwrap(), Some(a));
+    assert_eq!(store.pending_count().await.unwrap(), 1);
+}
+
+pub(crate) async fn live_action_coalesces_later_alert_and_links_it(store: Arc<dyn StateStore>) {
+    let now = Utc::now();
+    let a = record("a", "alice", now);
+    assert_eq!(
+        store.insert_action(&a, LONG, None).await.unwrap(),
+        Inserted::New
+    );
+
+    let b = record("b", "alice", now);
+    assert_eq!(
+        store
+            .insert_action(&b, LONG, Some("alert-b"))
+            .await
+            .unwrap(),
+        Inserted::Coalesced(a.key.clone())
+    );
+    // The absorbed action is not recorded; the alert is linked to the live one, once.
+    assert_eq!(store.get_action(&b.key).await.unwrap(), None);
+    let c = record("c", "alice", now);
+    assert_eq!(
+        store
+            .insert_action(&c, LONG, Some("alert-b"))
+            .await
+            .unwrap(),
+        Inserted::Coalesced(a.key.clone())
+    );
+    let stored = store.get_action(&a.key).await.unwrap().unwrap();
+    assert_eq!(stored.linked_alerts, vec!["alert-b".to_string()]);
+
+    // A different subject, connector or operation is a different slot.
+    let other = record("d", "bob", now);
+    assert_eq!(
+        store.insert_action(&other, LONG, None).await.unwrap(),
+        Inserted::New
+    );
+    let mut other_op = record("e", "alice", now);
+    other_op.operation = Operation::RevokeSessions;
+    assert_eq!(
+        store.insert_action(&other_op, LONG, None).await.unwrap(),
+        Inserted::New
+    );
+
+    // Linked alerts survive an update that did not carry them.
+    let mut running = a.clone();
+    running.state = ActionState::Running;
+    store.put_action(&running).await.unwrap();
+    let stored = store.get_action(&a.key).await.unwrap().unwrap();
+    assert_eq!(stored.state, ActionState::Running);
+    assert_eq!(stored.linked_alerts, vec!["alert-b".to_string()]);
+}
+
+pub(crate) async fn non_absorbing_new_action_takes_no_coalesce_slot(store: Arc<dyn StateStore>) {
+    let now = Utc::now();
+    let mut skipped = record("s", "alice", now);
+    skipped.state = ActionState::Skipped;
+    skipped.next_attempt_at = None;
+    assert_eq!(
+        store.insert_action(&skipped, LONG, None).await.unwrap(),
+        Inserted::New
+    );
+
+    let a = record("a", "alice", now);
+    assert_eq!(
+        store.insert_action(&a, LONG, None).await.unwrap(),
+        Inserted::New
+    );
+
+    // A zero window takes no slot either.
+    let z = record("z", "zed", now);
+    assert_eq!(
+        store.insert_action(&z, Duration::ZERO, None).await.unwrap(),
+        Inserted::New
+    );
+    let z2 = record("z2", "zed", now);
+    assert_eq!(
+        store.insert_action(&z2, LONG, None).await.unwrap(),
+        Inserted::New
+    );
+}
+
+pub(crate) async fn failed_action_frees_its_coalesce_slot(store: Arc<dyn StateStore>) {
+    let now = Utc::now();
+    let mut a = record("a", "alice", now);
+    assert_eq!(
+        store.insert_action(&a, LONG, None).await.unwrap(),
+        Inserted::New
+    );
+    a.state = ActionState::Failed;
+    a.next_attempt_at = None;
+    a.last_error = Some("okta said 403".into());
+    store.put_action(&a).await.unwrap();
+
+    let b = record("b", "alice", now);
+    assert_eq!(
+        store
+            .insert_action(&b, LONG, Some("alert-b"))
+            .await
+            .unwrap(),
+        Inserted::New
+    );
+    // And the new action holds the slot now.
+    let c = record("c", "alice", now);
+    assert_eq!(
+        store.insert_action(&c, LONG, None).await.unwrap(),
+        Inserted::Coalesced(b.key.clone())
+    );
+    assert!(
+        store
+            .get_action(&a.key)
+            .await
+            .unwrap()
+            .unwrap()
+            .linked_alerts
+            .is_empty()
+    );
+}
+
+pub(crate) async fn succeeded_action_keeps_its_coalesce_slot(store: Arc<dyn StateStore>) {
+    let now = Utc::now();
+    let mut a = record("a", "alice", now);
+    assert_eq!(
+        store.insert_action(&a, LONG, None).await.unwrap(),
+        Inserted::New
+    );
+    a.state = ActionState::Succeeded;
+    a.next_attempt_at = None;
+    store.put_action(&a).await.unwrap();
+
+    let b = record("b", "alice", now);
+    assert_eq!(
+        store
+            .insert_action(&b, LONG, Some("alert-b"))
+            .await
+            .unwrap(),
+        Inserted::Coalesced(a.key.clone())
+    );
+    let stored = store.get_action(&a.key).await.unwrap().unwrap();
+    assert_eq!(stored.state, ActionState::Succeeded);
+    assert_eq!(stored.linked_alerts, vec!["alert-b".to_string()]);
+}
+
+pub(crate) async fn action_that_does_not_hold_the_slot_cannot_free_it(store: Arc<dyn StateStore>) {
+    let now = Utc::now();
+    // `early` takes no slot (zero window), so `a` is new and takes it.
+    let mut early = record("early", "alice", now);
+    assert_eq!(
+        store
+            .insert_action(&early, Duration::ZERO, None)
+            .await
+            .unwrap(),
+        Inserted::New
+    );
+    let a = record("a", "alice", now);
+    assert_eq!(
+        store.insert_action(&a, LONG, None).await.unwrap(),
+        Inserted::New
+    );
+
+    // `early` failing must leave `a`'s slot alone.
+    early.state = ActionState::Failed;
+    early.next_attempt_at = None;
+    store.put_action(&early).await.unwrap();
+    let c = record("c", "alice", now);
+    assert_eq!(
+        store.insert_action(&c, LONG, None).await.unwrap(),
+        Inserted::Coalesced(a.key.clone())
+    );
+}
+
+pub(crate) async fn coalesce_slot_expires_after_the_window(store: Arc<dyn StateStore>) {
+    let now = Utc::now();
+    let window = Duration::from_millis(800);
+    let a = record("a", "alice", now);
+    assert_eq!(
+        store.insert_action(&a, window, None).await.unwrap(),
+        Inserted::New
+    );
+    let b = record("b", "alice", now);
+    assert_eq!(
+        store
+            .insert_action(&b, window, Some("alert-b"))
+            .await
+            .unwrap(),
+        Inserted::Coalesced(a.key.clone())
+    );
+
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(10);
+    let mut n = 0;
+    let holder = loop {
+        n += 1;
+        let r = record(&format!("p{n}"), "alice", now);
+        match store.insert_action(&r, window, None).await.unwrap() {
+            Inserted::New => break r.key,
+            Inserted::Coalesced(k) => assert_eq!(k, a.key),
+            Inserted::Duplicate => panic!("fresh key reported as duplicate"),
+        }
+        assert!(Instant::now() < deadline, "the coalesce slot never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "slot vanished long before its window"
+    );
+    // The original action is still there (only the slot expired) and the new one holds the slot.
+    assert!(store.get_action(&a.key).await.unwrap().is_some());
+    let c = record("c", "alice", now);
+    assert_eq!(
+        store.insert_action(&c, LONG, None).await.unwrap(),
+        Inserted::Coalesced(holder)
+    );
+}
+
+pub(crate) async fn due_index_orders_earliest_first_and_follows_state(store: Arc<dyn StateStore>) {
+    let now = ms(Utc::now());
+    let t0 = now - chrono::Duration::seconds(60);
+    let at = |name: &str, subject: &str, next: DateTime<Utc>| {
+        let mut r = record(name, subject, t0);
+        r.next_attempt_at = Some(next);
+        r
+    };
+    let mut a = at("a", "u-a", t0 + chrono::Duration::seconds(3));
+    let mut b = at("b", "u-b", t0 + chrono::Duration::seconds(1));
+    let mut c = at("c", "u-c", t0 + chrono::Duration::seconds(2));
+    let future = at("f", "u-f", now + chrono::Duration::hours(1));
+    let mut held = at("h", "u-h", t0);
+    held.state = ActionState::AwaitingApproval;
+    let mut running = at("r", "u-r", t0);
+    running.state = ActionState::Running;
+    let mut unscheduled = record("n", "u-n", t0);
+    unscheduled.next_attempt_at = None;
+    for r in [&a, &b, &c, &future, &held, &running, &unscheduled] {
+        assert_eq!(
+            store.insert_action(r, LONG, None).await.unwrap(),
+            Inserted::New
+        );
+    }
+
+    assert_eq!(
+        store.due_actions(now, 10).await.unwrap(),
+        vec![b.key.clone(), c.key.clone(), a.key.clone()]
+    );
+    assert_eq!(
+        store.due_actions(now, 2).await.unwrap(),
+        vec![b.key.clone(), c.key.clone()]
+    );
+    assert!(store.due_actions(t0, 10).await.unwrap().is_empty());
+    // `<= now` is inclusive.
+    assert_eq!(
+        store
+            .due_actions(t0 + chrono::Duration::seconds(1), 10)
+            .await
+            .unwrap(),
+        vec![b.key.clone()]
+    );
+
+    b.state = ActionState::Running;
+    b.next_attempt_at = None;
+    store.put_action(&b).await.unwrap();
+    assert_eq!(
+        store.due_actions(now, 10).await.unwrap(),
+        vec![c.key.clone(), a.key.clone()]
+    );
+
+    c.next_attempt_at = Some(now + chrono::Duration::hours(2));
+    store.put_action(&c).await.unwrap();
+    assert_eq!(
+        store.due_actions(now, 10).await.unwrap(),
+        vec![a.key.clone()]
+    );
+
+    a.state = ActionState::Succeeded;
+    store.put_action(&a).await.unwrap(); // keeps next_attempt_at, but is no longer planned
+    assert!(store.due_actions(now, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .due_actions(now + chrono::Duration::hours(3), 10)
+            .await
+            .unwrap(),
+        vec![future.key.clone(), c.key.clone()]
+    );
+    assert_eq!(
+        store.due_actions(now, 0).await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+pub(crate) async fn next_due_at_tracks_the_earliest_due_action(store: Arc<dyn StateStore>) {
+    let now = ms(Utc::now());
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+    let mut a = record("a", "u-a", now);
+    a.next_attempt_at = Some(now + chrono::Duration::seconds(30));
+    let mut b = record("b", "u-b", now);
+    b.next_attempt_at = Some(now + chrono::Duration::seconds(10));
+    store.insert_action(&a, LONG, None).await.unwrap();
+    assert_eq!(store.next_due_at().await.unwrap(), a.next_attempt_at);
+    store.insert_action(&b, LONG, None).await.unwrap();
+    assert_eq!(store.next_due_at().await.unwrap(), b.next_attempt_at);
+
+    b.state = ActionState::Cancelled;
+    b.next_attempt_at = None;
+    store.put_action(&b).await.unwrap();
+    assert_eq!(store.next_due_at().await.unwrap(), a.next_attempt_at);
+
+    a.next_attempt_at = Some(now + chrono::Duration::seconds(5));
+    store.put_action(&a).await.unwrap();
+    assert_eq!(store.next_due_at().await.unwrap(), a.next_attempt_at);
+
+    a.state = ActionState::Failed;
+    a.next_attempt_at = None;
+    store.put_action(&a).await.unwrap();
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+}
+
+pub(crate) async fn claim_is_exclusive_and_released_only_by_its_owner(store: Arc<dyn StateStore>) {
+    let ttl = Duration::from_secs(60);
+    assert!(store.claim("k1", "worker-a", ttl).await.unwrap());
+    assert!(!store.claim("k1", "worker-b", ttl).await.unwrap());
+    assert!(
+        !store.claim("k1", "worker-a", ttl).await.unwrap(),
+        "a claim is not re-entrant"
+    );
+    // Another key is independent.
+    assert!(store.claim("k2", "worker-b", ttl).await.unwrap());
+
+    store.release("k1", "worker-b").await.unwrap();
+    assert!(
+        !store.claim("k1", "worker-c", ttl).await.unwrap(),
+        "a non-owner released the claim"
+    );
+
+    store.release("k1", "worker-a").await.unwrap();
+    assert!(store.claim("k1", "worker-c", ttl).await.unwrap());
+    // Releasing what one does not hold (any more) is harmless.
+    store.release("k1", "worker-a").await.unwrap();
+    store.release("never-claimed", "worker-a").await.unwrap();
+    assert!(!store.claim("k1", "worker-a", ttl).await.unwrap());
+}
+
+pub(crate) async fn claim_expires_after_its_ttl(store: Arc<dyn StateStore>) {
+    assert!(
+        store
+            .claim("k", "crashed-worker", Duration::from_millis(300))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim("k", "worker-b", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    eventually(Duration::from_secs(10), "the claim to lapse", || {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .claim("k", "worker-b", Duration::from_secs(60))
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    // The new claim is worker-b's: the old owner cannot release it.
+    store.release("k", "crashed-worker").await.unwrap();
+    assert!(
+        !store
+            .claim("k", "worker-c", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+}
+
+pub(crate) async fn list_filters_newest_first(store: Arc<dyn StateStore>) {
+    let t = ms(Utc::now()) - chrono::Duration::minutes(10);
+    let sec = |n: i64| t + chrono::Duration::seconds(n);
+
+    let a1 = record("a1", "alice", sec(1));
+    let mut a2 = record("a2", "alice", sec(2));
+    a2.operation = Operation::RevokeSessions; // another coalesce slot than a1
+    let b1 = record("b1", "bob", sec(3));
+    let mut b2 = record("b2", "bob", sec(4));
+    b2.connector = "entra".into();
+    b2.state = ActionState::AwaitingApproval;
+    let mut m1 = record("m1", "carol", sec(5));
+    m1.origin = Origin::Manual {
+        request_id: "req-1".into(),
+        actor: "responder@example.com".into(),
+    };
+    for r in [&a1, &a2, &b1, &b2, &m1] {
+        assert_eq!(
+            store.insert_action(r, LONG, None).await.unwrap(),
+            Inserted::New
+        );
+    }
+    a2.state = ActionState::Succeeded;
+    store.put_action(&a2).await.unwrap();
+    // alert-x is coalesced into a1.
+    let x = record("x", "alice", sec(6));
+    assert_eq!(
+        store
+            .insert_action(&x, LONG, Some("alert-x"))
+            .await
+            .unwrap(),
+        Inserted::Coalesced(a1.key.clone())
+    );
+
+    let list = |f: ActionFilter| {
+        let store = Arc::clone(&store);
+        async move { store.list_actions(&f).await.unwrap() }
+    };
+    let all = list(ActionFilter::default()).await;
+    assert_eq!(keys(&all), [&m1.key, &b2.key, &b1.key, &a2.key, &a1.key]);
+    assert_eq!(
+        all[3].state,
+        ActionState::Succeeded,
+        "listing returns the current record"
+    );
+    assert_eq!(all[4].linked_alerts, vec!["alert-x".to_string()]);
+
+    let f = |subject: Option<&str>,
+             state: Option<ActionState>,
+             alert: Option<&str>,
+             limit: usize| ActionFilter {
+        subject: subject.map(str::to_string),
+        state,
+        alert_id: alert.map(str::to_string),
+        limit,
+    };
+    assert_eq!(
+        keys(&list(f(None, None, None, 2)).await),
+        [&m1.key, &b2.key]
+    );
+    assert_eq!(
+        keys(&list(f(Some("alice"), None, None, 0)).await),
+        [&a2.key, &a1.key]
+    );
+    assert_eq!(
+        keys(&list(f(Some("alice"), None, None, 1)).await),
+        [&a2.key]
+    );
+    assert_eq!(
+        keys(&list(f(None, Some(ActionState::Planned), None, 0)).await),
+        [&m1.key, &b1.key, &a1.key]
+    );
+    assert_eq!(
+        keys(&list(f(Some("bob"), Some(ActionState::AwaitingApproval), None, 0)).await),
+        [&b2.key]
+    );
+    assert_eq!(
+        keys(&list(f(None, None, Some("alert-a1"), 0)).await),
+        [&a1.key]
+    );
+    assert_eq!(
+        keys(&list(f(None, None, Some("alert-x"), 0)).await),
+        [&a1.key]
+    );
+    assert_eq!(
+        keys(
+            &list(f(
+                Some("alice"),
+                Some(ActionState::Planned),
+                Some("alert-a1"),
+                0
+            ))
+            .await
+        ),
+        [&a1.key]
+    );
+    assert!(
+        list(f(Some("alice"), None, Some("alert-b1"), 0))
+            .await
+            .is_empty()
+    );
+    assert!(
+        list(f(None, Some(ActionState::Failed), None, 0))
+            .await
+            .is_empty()
+    );
+    assert!(list(f(Some("nobody"), None, None, 0)).await.is_empty());
+    // Manual actions have no alert id.
+    assert!(list(f(None, None, Some("req-1"), 0)).await.is_empty());
+
+    // State index follows updates.
+    let mut b1_done = b1.clone();
+    b1_done.state = ActionState::Failed;
+    store.put_action(&b1_done).await.unwrap();
+    assert_eq!(
+        keys(&list(f(None, Some(ActionState::Planned), None, 0)).await),
+        [&m1.key, &a1.key]
+    );
+    assert_eq!(
+        keys(&list(f(None, Some(ActionState::Failed), None, 0)).await),
+        [&b1.key]
+    );
+}
+
+pub(crate) async fn pending_count_follows_state(store: Arc<dyn StateStore>) {
+    let now = Utc::now();
+    let mut a = record("a", "u-a", now);
+    let mut b = record("b", "u-b", now);
+    b.state = ActionState::AwaitingApproval;
+    let mut c = record("c", "u-c", now);
+    c.state = ActionState::Skipped;
+    for r in [&a, &b, &c] {
+        store.insert_action(r, LONG, None).await.unwrap();
+    }
+    assert_eq!(store.pending_count().await.unwrap(), 2);
+    a.state = ActionState::Running;
+    store.put_action(&a).await.unwrap();
+    assert_eq!(store.pending_count().await.unwrap(), 2);
+    a.state = ActionState::Succeeded;
+    store.put_action(&a).await.unwrap();
+    assert_eq!(store.pending_count().await.unwrap(), 1);
+    b.state = ActionState::Cancelled;
+    store.put_action(&b).await.unwrap();
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+    // Re-planning a finished action (a manual retry) counts it again.
+    a.state = ActionState::Planned;
+    store.put_action(&a).await.unwrap();
+    assert_eq!(store.pending_count().await.unwrap(), 1);
+}
+
+pub(crate) async fn put_of_an_unknown_action_is_an_error(store: Arc<dyn StateStore>) {
+    let a = record("ghost", "alice", Utc::now());
+    let err = store.put_action(&a).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert!(err.to_string().contains(&a.key), "{err}");
+    assert_eq!(store.get_action(&a.key).await.unwrap(), None);
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+}
+
+pub(crate) async fn concurrent_inserts_of_one_key_yield_exactly_one_new(
+    store: Arc<dyn StateStore>,
+) {
+    let a = record("a", "alice", Utc::now());
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let a = a.clone();
+            tokio::spawn(async move {
+                store
+                    .insert_action(&a, LONG, Some("alert-a"))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Inserted::New).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == Inserted::Duplicate)
+            .count(),
+        31,
+        "{outcomes:?}"
+    );
+    assert_eq!(store.pending_count().await.unwrap(), 1);
+    assert_eq!(store.get_action(&a.key).await.unwrap(), Some(a));
+}
+
+pub(crate) async fn concurrent_alerts_for_one_subject_coalesce_into_one_action(
+    store: Arc<dyn StateStore>,
+) {
+    let now = Utc::now();
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let r = record(&format!("storm-{i}"), "alice", now);
+            tokio::spawn(async move {
+                let alert = format!("alert-storm-{i}");
+                (
+                    r.key.clone(),
+                    store.insert_action(&r, LONG, Some(&alert)).await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let winners: Vec<_> = outcomes
+        .iter()
+        .filter(|(_, o)| *o == Inserted::New)
+        .collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    let winner = winners[0].0.clone();
+    assert!(
+        outcomes
+            .iter()
+            .all(|(k, o)| *k == winner || *o == Inserted::Coalesced(winner.clone())),
+        "{outcomes:?}"
+    );
+    let stored = store.get_action(&winner).await.unwrap().unwrap();
+    assert_eq!(stored.linked_alerts.len(), 31, "{:?}", stored.linked_alerts);
+    assert_eq!(store.pending_count().await.unwrap(), 1);
+    assert_eq!(
+        store
+            .list_actions(&ActionFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub(crate) async fn huge_window_and_ttl_are_accepted(store: Arc<dyn StateStore>) {
+    let now = Utc::now();
+    let a = record("a", "alice", now);
+    assert_eq!(
+        store.insert_action(&a, Duration::MAX, None).await.unwrap(),
+        Inserted::New
+    );
+    let b = record("b", "alice", now);
+    assert_eq!(
+        store.insert_action(&b, Duration::MAX, None).await.unwrap(),
+        Inserted::Coalesced(a.key.clone())
+    );
+    assert!(store.claim(&a.key, "w1", Duration::MAX).await.unwrap());
+    assert!(!store.claim(&a.key, "w2", Duration::MAX).await.unwrap());
+    // A zero TTL still takes the claim (for at least a moment) rather than erroring.
+    assert!(store.claim("other", "w1", Duration::ZERO).await.unwrap());
+}
