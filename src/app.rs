@@ -197,7 +197,7 @@ async fn connect_store(settings: &Settings, readiness: &Readiness, mut stop: wat
         match settings.state.open().await {
             Ok(store) => {
                 readiness.store.store(true, Ordering::Relaxed);
-                info!(backend = settings.state.backend_name(), "state store connected");
+                info!(backend = ?settings.state.backend, "state store connected");
                 return Some(store);
             }
             Err(e) => {

@@ -209,7 +209,8 @@ pub trait StateStore: Send + Sync {
     async fn get_action(&self, key: &str) -> Result<Option<ActionRecord>, StoreError>;
 
     /// Overwrite an existing action and keep the indexes true: it is in the due index exactly when it
-    /// is `planned` with a `next_attempt_at`; it frees its coalesce slot when it ends in a state that
+    /// is `planned` or `running` with a `next_attempt_at` (for `running`, the end of the executor's
+    /// lease: a crashed executor's action becomes due again); it frees its coalesce slot when it ends in a state that
     /// does not absorb duplicates.
     async fn put_action(&self, action: &ActionRecord) -> Result<(), StoreError>;
 

@@ -144,3 +144,160 @@ async fn handle(State(script): State<Arc<Mutex<Script>>>, method: Method, uri: U
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
+
+/// A recording reverse proxy in front of a real server (e.g. scim2-server), so a test can count the
+/// requests that actually reached the target — "exactly one PATCH" is counted here.
+#[derive(Clone)]
+pub struct CountingProxy {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<(Method, String)>>>,
+}
+
+impl CountingProxy {
+    pub async fn start(upstream: String) -> CountingProxy {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let client = reqwest::Client::new();
+        let state = (seen.clone(), client, upstream);
+        let app = Router::new().fallback(forward).with_state(Arc::new(state));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        CountingProxy { addr, seen }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests with this method whose path starts with `prefix`.
+    pub fn count(&self, method: &str, prefix: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, p)| m.as_str() == method && p.starts_with(prefix))
+            .count()
+    }
+}
+
+type ProxyState = Arc<(Arc<Mutex<Vec<(Method, String)>>>, reqwest::Client, String)>;
+
+async fn forward(State(state): State<ProxyState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let (seen, client, upstream) = &*state;
+    seen.lock().unwrap().push((method.clone(), uri.path().to_string()));
+    let url = format!("{upstream}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut req = client.request(method, url).body(body);
+    for (k, v) in headers.iter() {
+        if k != axum::http::header::HOST && k != axum::http::header::CONTENT_LENGTH {
+            req = req.header(k, v);
+        }
+    }
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.unwrap_or_default();
+            let mut out = (status, body).into_response();
+            for (k, v) in headers.iter() {
+                if k != axum::http::header::TRANSFER_ENCODING && k != axum::http::header::CONTENT_LENGTH {
+                    out.headers_mut().insert(k.clone(), v.clone());
+                }
+            }
+            out
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
+/// Kafka helpers against the real broker the test script started (tansu on 127.0.0.1:9092, or
+/// `DEPROVD_TEST_KAFKA`).
+pub mod kafka {
+    use std::time::Duration;
+
+    use rdkafka::ClientConfig;
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    pub fn brokers() -> String {
+        std::env::var("DEPROVD_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+    }
+
+    pub async fn create_topics(names: &[&str]) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .expect("admin client");
+        let topics: Vec<NewTopic> = names.iter().map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1))).collect();
+        let res = admin
+            .create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+            .await
+            .expect("create topics (is the Kafka-protocol broker running? see scripts/test.sh)");
+        for r in res {
+            if let Err((t, e)) = r {
+                assert_eq!(e, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists, "create topic {t}: {e}");
+            }
+        }
+    }
+
+    pub async fn produce(topic: &str, payload: &[u8]) {
+        let p: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("message.timeout.ms", "10000")
+            .create()
+            .expect("producer");
+        p.send(FutureRecord::<(), [u8]>::to(topic).payload(payload), Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produce");
+    }
+
+    /// Committed offset of partition 0 of `topic` for `group` (None when nothing was committed).
+    pub fn committed(group: &str, topic: &str) -> Option<i64> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", group)
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, 0);
+        let got = c.committed_offsets(tpl, Duration::from_secs(5)).expect("committed offsets");
+        match got.find_partition(topic, 0).map(|p| p.offset()) {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Every record of partition 0 of `topic`: (payload, headers as (key, value) pairs).
+    pub fn read_all(topic: &str, want: usize, timeout: Duration) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", super::unique("reader"))
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+        c.assign(&tpl).unwrap();
+        let deadline = std::time::Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < want && std::time::Instant::now() < deadline {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((m.payload().unwrap_or_default().to_vec(), headers));
+            }
+        }
+        out
+    }
+}

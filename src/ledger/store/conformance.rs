@@ -372,7 +372,8 @@ pub(crate) async fn due_index_orders_earliest_first_and_follows_state(store: Arc
     let future = at("f", "u-f", now + chrono::Duration::hours(1));
     let mut held = at("h", "u-h", t0);
     held.state = ActionState::AwaitingApproval;
-    let mut running = at("r", "u-r", t0);
+    // A running action's `next_attempt_at` is the end of its executor's lease.
+    let mut running = at("r", "u-r", now + chrono::Duration::minutes(30));
     running.state = ActionState::Running;
     let mut unscheduled = record("n", "u-n", t0);
     unscheduled.next_attempt_at = None;
@@ -392,6 +393,13 @@ pub(crate) async fn due_index_orders_earliest_first_and_follows_state(store: Arc
         vec![b.key.clone(), c.key.clone()]
     );
     assert!(store.due_actions(t0, 10).await.unwrap().is_empty());
+    // Once the lease ends (the executor died mid-call), the running action is due again.
+    let after_lease = store
+        .due_actions(now + chrono::Duration::minutes(31), 10)
+        .await
+        .unwrap();
+    assert!(after_lease.contains(&running.key), "{after_lease:?}");
+    assert!(!after_lease.contains(&held.key));
     // `<= now` is inclusive.
     assert_eq!(
         store
@@ -424,7 +432,7 @@ pub(crate) async fn due_index_orders_earliest_first_and_follows_state(store: Arc
             .due_actions(now + chrono::Duration::hours(3), 10)
             .await
             .unwrap(),
-        vec![future.key.clone(), c.key.clone()]
+        vec![running.key.clone(), future.key.clone(), c.key.clone()]
     );
     assert_eq!(
         store.due_actions(now, 0).await.unwrap(),
