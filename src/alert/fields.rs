@@ -92,6 +92,16 @@ pub(crate) fn has_identifier(s: &Subject) -> bool {
     set(&s.email) || set(&s.username) || s.ids.values().any(|v| !v.trim().is_empty())
 }
 
+/// Most distinct subjects one alert may name. Merging is quadratic in this bound, and an alert naming
+/// more accounts than this is a mass event for a human, not for automatic containment: it is
+/// dead-lettered with a reason instead of silently truncated (a dropped account is worse than none).
+pub(crate) const MAX_SUBJECTS: usize = 1000;
+
+/// The reason given when an alert names more than [`MAX_SUBJECTS`] accounts.
+pub(crate) fn too_many_subjects() -> String {
+    format!("more than {MAX_SUBJECTS} distinct subjects; refusing to normalize a mass event")
+}
+
 /// Adds `new` to `list`, merging it into an existing entry that names the same account: same email
 /// (case-insensitive), same per-system id, or same username with compatible domains. Alerts often
 /// name one user in several places (actor, evidence, resources); policies must see it once, or a

@@ -11,7 +11,7 @@
 //! | `time` | RFC 3339 string or epoch **milliseconds** | required; values before 1973 in ms are refused as probable epoch seconds |
 //! | `severity` | a name (case-insensitive; `info`, `moderate` aliases) or a number 0–10 / 0–100 | required; unknown names and numbers outside 0–100 are errors |
 //! | `category` | any case, spaces or dashes for `_`; absent → `other` | a word outside the vocabulary becomes `other`, the original kept in label `category_original` |
-//! | `subjects` | objects (the canonical shape) or bare strings; absent → none (notify-only alert) | a subject with no email, username or id is an error |
+//! | `subjects` | objects (the canonical shape) or bare strings; absent → none (notify-only alert) | a subject with no email, username or id is an error; more than 1000 distinct subjects is an error |
 //! | `host` | object or a bare hostname string | |
 //! | `labels` | string values; numbers and booleans are stringified | other value types are errors |
 //!
@@ -38,7 +38,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::fields::{
-    has_identifier, merge_subject, severity_from_name, subject_from_name, time_from_epoch_ms,
+    MAX_SUBJECTS, has_identifier, merge_subject, severity_from_name, subject_from_name,
+    time_from_epoch_ms, too_many_subjects,
 };
 use super::{Alert, CATEGORIES, Host, Indicator, NormalizeError, Normalizer, Severity, Source};
 
@@ -342,6 +343,9 @@ fn parse_subjects(v: Option<&Value>) -> Result<Vec<super::Subject>, NormalizeErr
             }
         };
         merge_subject(&mut out, subject);
+        if out.len() > MAX_SUBJECTS {
+            return Err(invalid(format!("`subjects`: {}", too_many_subjects())));
+        }
     }
     Ok(out)
 }

@@ -251,6 +251,14 @@ pub fn alert_json_schema() -> serde_json::Value {
             "title".into(),
             format!("deprovd Alert (canonical model v{ALERT_SCHEMA_VERSION})").into(),
         );
+        // `category` is a `String` in Rust (forward-compatible), but the vocabulary is closed.
+        if let Some(cat) = obj
+            .get_mut("properties")
+            .and_then(|p| p.get_mut("category"))
+            .and_then(|c| c.as_object_mut())
+        {
+            cat.insert("enum".into(), CATEGORIES.into());
+        }
     }
     schema
 }
@@ -271,6 +279,10 @@ mod tests {
         let email = &defs["Subject"]["properties"]["email"]["description"];
         assert!(email.as_str().unwrap().contains("UPN"), "{email}");
         assert_eq!(schema["additionalProperties"], false);
+        assert_eq!(
+            schema["properties"]["category"]["enum"],
+            serde_json::json!(CATEGORIES)
+        );
         let required: Vec<&str> = schema["required"]
             .as_array()
             .unwrap()

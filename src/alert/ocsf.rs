@@ -21,13 +21,13 @@
 //!
 //! Detection: `class_uid` is the number 2004. Under an explicit `format = "ocsf"`, any other class is
 //! an error naming it, so a misrouted Authentication event is dead-lettered rather than guessed at.
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde_json::Value;
 
 use super::fields::{
-    has_identifier, merge_subject, severity_from_name, str_of, subject_from_name,
-    time_from_epoch_ms,
+    MAX_SUBJECTS, has_identifier, merge_subject, severity_from_name, str_of, subject_from_name,
+    time_from_epoch_ms, too_many_subjects,
 };
 use super::{Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
 
@@ -183,7 +183,7 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
         severity_score,
         category,
         title,
-        subjects: subjects(doc, &source.vendor),
+        subjects: subjects(doc, &source.vendor)?,
         host: host(doc.get("device")),
         indicators: indicators(doc.get("observables")),
         labels,
@@ -325,27 +325,31 @@ pub(crate) fn category_from_tactic(name: &str) -> Option<&'static str> {
 }
 
 /// Every user the finding names, merged per account.
-fn subjects(doc: &Value, vendor: &str) -> Vec<Subject> {
-    let mut out = Vec::new();
-    let mut add = |user: Option<&Value>| {
-        if let Some(s) = user.and_then(|u| user_subject(u, vendor)) {
-            merge_subject(&mut out, s);
-        }
-    };
-    add(doc.pointer("/actor/user"));
+fn subjects(doc: &Value, vendor: &str) -> Result<Vec<Subject>, NormalizeError> {
     let evidences = doc.get("evidences").and_then(Value::as_array);
-    for e in evidences.into_iter().flatten() {
-        add(e.get("user"));
-        add(e.pointer("/actor/user"));
-    }
     let resources = doc.get("resources").and_then(Value::as_array);
-    for r in resources.into_iter().flatten() {
-        let is_user = str_of(r.get("type")).is_some_and(|t| t.to_lowercase().ends_with("user"));
-        if is_user {
-            add(Some(r));
+    let users = std::iter::once(doc.pointer("/actor/user"))
+        .chain(
+            evidences
+                .into_iter()
+                .flatten()
+                .flat_map(|e| [e.get("user"), e.pointer("/actor/user")]),
+        )
+        .chain(resources.into_iter().flatten().map(|r| {
+            let is_user = str_of(r.get("type")).is_some_and(|t| t.to_lowercase().ends_with("user"));
+            is_user.then_some(r)
+        }))
+        .flatten();
+    let mut out = Vec::new();
+    for user in users {
+        if let Some(s) = user_subject(user, vendor) {
+            merge_subject(&mut out, s);
+            if out.len() > MAX_SUBJECTS {
+                return Err(invalid(too_many_subjects()));
+            }
         }
     }
-    out
+    Ok(out)
 }
 
 /// OCSF User object (or a user-typed resource) → subject; `None` when it names no account.
@@ -463,6 +467,8 @@ pub(crate) fn indicator_kind(type_id: u64, value: &str, caption: Option<&str>) -
 
 fn indicators(observables: Option<&Value>) -> Vec<Indicator> {
     let mut out: Vec<Indicator> = Vec::new();
+    // A set, not a scan of `out`: observables are vendor-controlled and may number thousands.
+    let mut seen = HashSet::new();
     let list = observables.and_then(Value::as_array);
     for o in list.into_iter().flatten() {
         let Some(value) = str_of(o.get("value")) else {
@@ -470,7 +476,7 @@ fn indicators(observables: Option<&Value>) -> Vec<Indicator> {
         };
         let type_id = o.get("type_id").and_then(Value::as_u64).unwrap_or(0);
         let kind = indicator_kind(type_id, value, str_of(o.get("type")));
-        if !out.iter().any(|i| i.kind == kind && i.value == value) {
+        if seen.insert((kind.clone(), value)) {
             out.push(Indicator {
                 kind,
                 value: value.to_string(),
@@ -530,6 +536,23 @@ mod tests {
         assert_eq!(indicator_kind(8, &"a".repeat(32), None), "md5");
         assert_eq!(indicator_kind(99, "x", Some("Ja3 Hash")), "ja3_hash");
         assert_eq!(indicator_kind(0, "x", None), "other");
+    }
+
+    #[test]
+    fn mass_event_is_refused_not_truncated_and_stays_fast() {
+        let users: Vec<Value> = (0..=MAX_SUBJECTS)
+            .map(|i| json!({"user": {"name": format!("user{i}@corp.example")}}))
+            .collect();
+        let doc = json!({"class_uid": 2004, "time": 1772356500000i64, "severity_id": 4,
+            "finding_info": {"uid": "mass"}, "evidences": users});
+        let started = std::time::Instant::now();
+        let err = Ocsf.normalize(doc).unwrap_err();
+        assert!(
+            err.to_string().contains("more than 1000 distinct subjects"),
+            "{err}"
+        );
+        // Quadratic merging is bounded by MAX_SUBJECTS; a debug build still does this well under 5 s.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]
