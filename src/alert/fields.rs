@@ -11,6 +11,34 @@ use super::{Severity, Subject};
 /// with a precise message is kinder than guessing.
 const MIN_EPOCH_MS: i64 = 100_000_000_000;
 
+/// Longest echo of a sender's value inside an error message. Messages go to dead-letter headers and
+/// logs; a 1 MB `time` string must not come back in full.
+const ECHO_MAX: usize = 64;
+/// Longest whole error reason (serde's messages echo field names we do not control).
+const REASON_MAX: usize = 512;
+
+/// `text` cut to at most `max` characters (on a char boundary), with `…` when cut.
+fn clip_to(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
+}
+
+/// A sender's value, shortened for quoting in an error message.
+pub(crate) fn echo(value: impl std::fmt::Display) -> String {
+    clip_to(&value.to_string(), ECHO_MAX)
+}
+
+/// An error reason, bounded in length.
+pub(crate) fn bounded_reason(reason: String) -> String {
+    if reason.len() <= REASON_MAX {
+        reason
+    } else {
+        clip_to(&reason, REASON_MAX)
+    }
+}
+
 /// A non-empty, trimmed string at `v`, or `None` (absent, null, not a string, or blank).
 pub(crate) fn str_of(v: Option<&Value>) -> Option<&str> {
     v.and_then(Value::as_str)
@@ -26,7 +54,8 @@ pub(crate) fn time_from_epoch_ms(v: &Value) -> Result<DateTime<Utc>, String> {
         f as i64
     } else {
         return Err(format!(
-            "`{v}` is not an integer number of epoch milliseconds"
+            "`{}` is not an integer number of epoch milliseconds",
+            echo(v)
         ));
     };
     if ms < MIN_EPOCH_MS {
@@ -183,6 +212,16 @@ mod tests {
                 .unwrap_err()
                 .contains("out of range")
         );
+    }
+
+    #[test]
+    fn echoed_values_and_reasons_are_bounded() {
+        let long = "é".repeat(10_000);
+        assert_eq!(echo(&long).chars().count(), ECHO_MAX + 1);
+        assert!(bounded_reason(long.clone()).chars().count() <= REASON_MAX + 1);
+        assert_eq!(echo("short"), "short");
+        let err = time_from_epoch_ms(&json!([long])).unwrap_err();
+        assert!(err.len() < 300, "{err}");
     }
 
     #[test]

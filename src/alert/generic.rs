@@ -38,8 +38,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::fields::{
-    MAX_SUBJECTS, has_identifier, merge_subject, severity_from_name, subject_from_name,
-    time_from_epoch_ms, too_many_subjects,
+    MAX_SUBJECTS, bounded_reason, echo, has_identifier, merge_subject, severity_from_name,
+    subject_from_name, time_from_epoch_ms, too_many_subjects,
 };
 use super::{Alert, CATEGORIES, Host, Indicator, NormalizeError, Normalizer, Severity, Source};
 
@@ -77,7 +77,7 @@ impl Normalizer for Generic {
 fn invalid(reason: impl Into<String>) -> NormalizeError {
     NormalizeError::Invalid {
         format: FORMAT,
-        reason: reason.into(),
+        reason: bounded_reason(reason.into()),
     }
 }
 
@@ -193,7 +193,7 @@ fn parse_time(v: Option<&Value>) -> Result<DateTime<Utc>, NormalizeError> {
         )),
         Some(Value::String(s)) => DateTime::parse_from_rfc3339(s.trim())
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| invalid(format!("`time`: `{s}` is not RFC 3339 ({e})"))),
+            .map_err(|e| invalid(format!("`time`: `{}` is not RFC 3339 ({e})", echo(s)))),
         Some(v @ Value::Number(_)) => {
             time_from_epoch_ms(v).map_err(|e| invalid(format!("`time`: {e}")))
         }
@@ -216,8 +216,9 @@ fn parse_severity(v: Option<&Value>) -> Result<(Severity, Option<f64>), Normaliz
             Some(sev) => return Ok((sev, None)),
             None => s.trim().parse::<f64>().map_err(|_| {
                 invalid(format!(
-                    "`severity`: `{s}` is neither a known name (informational, low, medium, high, \
-                     critical) nor a number 0–100"
+                    "`severity`: `{}` is neither a known name (informational, low, medium, high, \
+                     critical) nor a number 0–100",
+                    echo(s)
                 ))
             })?,
         },

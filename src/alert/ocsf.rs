@@ -26,8 +26,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use serde_json::Value;
 
 use super::fields::{
-    MAX_SUBJECTS, has_identifier, merge_subject, severity_from_name, str_of, subject_from_name,
-    time_from_epoch_ms, too_many_subjects,
+    MAX_SUBJECTS, bounded_reason, echo, has_identifier, merge_subject, severity_from_name, str_of,
+    subject_from_name, time_from_epoch_ms, too_many_subjects,
 };
 use super::{Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
 
@@ -60,7 +60,7 @@ impl Normalizer for Ocsf {
 fn invalid(reason: impl Into<String>) -> NormalizeError {
     NormalizeError::Invalid {
         format: FORMAT,
-        reason: reason.into(),
+        reason: bounded_reason(reason.into()),
     }
 }
 
@@ -76,7 +76,10 @@ fn check_class(doc: &Value) -> Result<(), NormalizeError> {
                  another format",
                 class_name(n)
             ))),
-            None => Err(invalid(format!("class_uid `{v}` is not an integer"))),
+            None => Err(invalid(format!(
+                "class_uid `{}` is not an integer",
+                echo(v)
+            ))),
         },
     }
 }
@@ -198,8 +201,9 @@ fn parse_severity(doc: &Value) -> Result<(Severity, Option<u64>), NormalizeError
     let by_name = |why: &str| match name {
         Some(n) => severity_from_name(n).ok_or_else(|| {
             invalid(format!(
-                "{why} and severity `{n}` is not a known name (informational, low, medium, high, \
-                 critical)"
+                "{why} and severity `{}` is not a known name (informational, low, medium, high, \
+                 critical)",
+                echo(n)
             ))
         }),
         None => Err(invalid(format!("{why} and severity is missing"))),
@@ -209,7 +213,7 @@ fn parse_severity(doc: &Value) -> Result<(Severity, Option<u64>), NormalizeError
         Some(v) => {
             let id = v
                 .as_u64()
-                .ok_or_else(|| invalid(format!("severity_id `{v}` is not an integer")))?;
+                .ok_or_else(|| invalid(format!("severity_id `{}` is not an integer", echo(v))))?;
             let sev = match id {
                 0 | 1 => Severity::Informational,
                 2 => Severity::Low,
