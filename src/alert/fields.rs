@@ -115,6 +115,26 @@ pub(crate) fn subject_from_name(name: &str) -> Option<Subject> {
     Some(s)
 }
 
+/// Trims every identifier of a sender-written subject and drops the blank ones, so that
+/// `{"email": " ", "username": "jdoe"}` is the username `jdoe`, not an email of one space.
+pub(crate) fn tidy_subject(s: &mut Subject) {
+    for field in [
+        &mut s.email,
+        &mut s.username,
+        &mut s.domain,
+        &mut s.display_name,
+    ] {
+        *field = field
+            .take()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+    }
+    s.ids.retain(|_, v| !v.trim().is_empty());
+    for v in s.ids.values_mut() {
+        *v = v.trim().to_string();
+    }
+}
+
 /// Whether a subject names an account at all (a non-blank email, username or per-system id).
 pub(crate) fn has_identifier(s: &Subject) -> bool {
     let set = |o: &Option<String>| o.as_deref().is_some_and(|v| !v.trim().is_empty());

@@ -39,7 +39,7 @@ use serde_json::{Map, Value};
 
 use super::fields::{
     MAX_SUBJECTS, bounded_reason, echo, has_identifier, merge_subject, severity_from_name,
-    subject_from_name, time_from_epoch_ms, too_many_subjects,
+    subject_from_name, tidy_subject, time_from_epoch_ms, too_many_subjects,
 };
 use super::{Alert, CATEGORIES, Host, Indicator, NormalizeError, Normalizer, Severity, Source};
 
@@ -321,6 +321,7 @@ fn parse_subjects(v: Option<&Value>) -> Result<Vec<super::Subject>, NormalizeErr
             Value::Object(_) => {
                 let mut s = super::Subject::deserialize(item)
                     .map_err(|e| invalid(format!("`subjects[{i}]`: {e}")))?;
+                tidy_subject(&mut s);
                 // Forgiving: `username: "CORP\\jdoe"` means what a bare `CORP\jdoe` means.
                 if s.domain.is_none() {
                     let split = s.username.as_deref().and_then(subject_from_name);
@@ -458,6 +459,23 @@ mod tests {
                 ..a
             }
         );
+    }
+
+    #[test]
+    fn blank_identifiers_are_dropped_not_kept_as_values() {
+        let mut doc = minimal();
+        doc["subjects"] = json!([{"email": " ", "username": " jdoe ", "ids": {"okta": ""}}]);
+        let a = Generic.normalize(doc).unwrap();
+        let s = &a.subjects[0];
+        assert_eq!(
+            (s.email.as_deref(), s.username.as_deref()),
+            (None, Some("jdoe"))
+        );
+        assert!(s.ids.is_empty());
+        let mut doc = minimal();
+        doc["subjects"] = json!([{"email": "", "ids": {"okta": " "}}]);
+        let err = Generic.normalize(doc).unwrap_err().to_string();
+        assert!(err.contains("`subjects[0]` has no identifier"), "{err}");
     }
 
     #[test]

@@ -8,14 +8,14 @@
 //!   6 Fatal → critical, 99 Other → the `severity` string read as a name. Missing `severity_id` falls
 //!   back to the `severity` string. `severity_score` ← `risk_score`, else `severity_id` (0–6).
 //! - `category` ← first match of `finding_info.types[]`, then `finding_info.analytic` (name,
-//!   category), then ATT&CK techniques, then ATT&CK tactics ([`category_from_text`],
-//!   [`category_from_technique`], [`category_from_tactic`]); default `other`.
+//!   category), then ATT&CK techniques, then ATT&CK tactics (`category_from_text`,
+//!   `category_from_technique`, `category_from_tactic`); default `other`.
 //! - `subjects` ← `actor.user`, `evidences[].user`, `evidences[].actor.user`, `resources[]` whose
 //!   `type` ends in `user`; merged when they name the same account. A user object with no
 //!   identifier is skipped (vendors emit partial objects); a finding with no user at all is kept,
 //!   because policies may still notify.
 //! - `host` ← `device` (`hostname` or `name`, `uid`, `ip`, `os.name`).
-//! - `indicators` ← `observables[]`, `type_id` → kind ([`indicator_kind`]).
+//! - `indicators` ← `observables[]`, `type_id` → kind (`indicator_kind`).
 //! - `source` ← `metadata.product.vendor_name` / `name`, lower-cased (vendor `unknown` if absent).
 //! - `labels`: `mitre_tactics`, `mitre_techniques`, `finding_types` (comma-separated), when present.
 //!
