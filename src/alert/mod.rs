@@ -4,7 +4,10 @@
 //! configured per source, or detected) and returns one [`Alert`]. The alert keeps the original document
 //! in [`Alert::raw`] so that policies can look at vendor fields the model does not carry.
 
+mod fields;
 pub mod generic;
+#[cfg(test)]
+mod golden;
 pub mod ocsf;
 mod registry;
 
@@ -18,6 +21,21 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the canonical model; bumped on any incompatible change to [`Alert`].
 pub const ALERT_SCHEMA_VERSION: &str = "1";
+
+/// The closed vocabulary of [`Alert::category`]. Normalizers map vendor taxonomies onto these words so
+/// that a policy can say `input.alert.category == "credential_theft"` without knowing any vendor.
+pub const CATEGORIES: &[&str] = &[
+    "credential_theft",
+    "account_takeover",
+    "malware",
+    "impossible_travel",
+    "data_exfiltration",
+    "privilege_escalation",
+    "phishing",
+    "suspicious_login",
+    "policy_violation",
+    "other",
+];
 
 /// One security alert, whatever system raised it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -87,10 +105,15 @@ pub struct Source {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Worth recording, not worth acting on by itself.
     Informational,
+    /// Low risk.
     Low,
+    /// Medium risk.
     Medium,
+    /// High risk: typical threshold for automatic containment.
     High,
+    /// Critical: confirmed or near-certain compromise.
     Critical,
 }
 
@@ -111,8 +134,10 @@ impl Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SubjectKind {
+    /// A person's account (the default).
     #[default]
     User,
+    /// A non-human account; often protected from automatic containment.
     ServiceAccount,
 }
 
@@ -120,8 +145,10 @@ pub enum SubjectKind {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subject {
+    /// Person or service account; `user` when the alert does not say.
     #[serde(default)]
     pub kind: SubjectKind,
+    /// Email address or UPN (`jdoe@example.com`): the identifier most connectors resolve best.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// Login name without domain (`jdoe`), as the alert gives it.
@@ -130,6 +157,7 @@ pub struct Subject {
     /// Windows / AD domain when the alert gives `DOMAIN\user`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+    /// Human name for audit and notifications; never used to resolve the account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     /// Per-system identifiers, keyed by system (`okta`, `entra`, `aws`, …).
@@ -151,12 +179,16 @@ impl Subject {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
+    /// Host name as the vendor reports it (short name or FQDN).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// The vendor's device id (e.g. an EDR agent id), what `contain_host` connectors act on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// IP addresses of the host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<String>,
+    /// Operating system name, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os: Option<String>,
 }
@@ -168,28 +200,118 @@ pub struct Indicator {
     /// `ip`, `domain`, `url`, `sha256`, `md5`, `email`, `process`, …
     #[serde(rename = "type")]
     pub kind: String,
+    /// The observable itself (`203.0.113.7`, a hash, a URL).
     pub value: String,
 }
 
 /// Why raw bytes could not become an [`Alert`]. The message goes to the dead-letter destination as is.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum NormalizeError {
+    /// The bytes are not JSON at all (the parser's message, with line and column).
     #[error("not valid JSON: {0}")]
     InvalidJson(String),
+    /// The source is configured with a format no normalizer has.
     #[error("unknown format `{0}` (known: {1})")]
     UnknownFormat(String, String),
+    /// Auto-detection found no normalizer for this document. The payload lists the formats tried,
+    /// then what the document lacked (`ocsf, generic; OCSF class_uid 3002 is not …`).
     #[error("no normalizer recognizes this document (tried: {0})")]
     Unrecognized(String),
+    /// The format is known but this document breaks it; `reason` names the field.
     #[error("{format}: {reason}")]
     Invalid {
+        /// The normalizer that rejected the document.
         format: &'static str,
+        /// What is wrong, naming the field (`finding_info.uid and metadata.uid are both missing`).
         reason: String,
     },
 }
 
-/// JSON Schema of the canonical alert, printed by `deprovd schema alert`.
-pub fn alert_json_schema() -> serde_json::Value {
-    serde_json::to_value(schemars::schema_for!(Alert)).expect("schema serializes")
+impl NormalizeError {
+    /// Bounded label for metrics and dead-letter headers (`invalid_json`, `unknown_format`,
+    /// `unrecognized`, `invalid`): the message itself is unbounded and must not become a label.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            NormalizeError::InvalidJson(_) => "invalid_json",
+            NormalizeError::UnknownFormat(..) => "unknown_format",
+            NormalizeError::Unrecognized(_) => "unrecognized",
+            NormalizeError::Invalid { .. } => "invalid",
+        }
+    }
 }
-// TEMP-PLACEHOLDER
-impl NormalizeError { pub fn reason_code(&self) -> &'static str { "x" } }
+
+/// JSON Schema of the canonical alert, printed by `deprovd schema alert`.
+///
+/// Descriptions come from the rustdoc of the model; the title carries the model version so a
+/// consumer can tell which shape it validates against.
+pub fn alert_json_schema() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(Alert)).expect("schema serializes");
+    if let Some(obj) = schema.as_object_mut() {
+        obj.insert(
+            "title".into(),
+            format!("deprovd Alert (canonical model v{ALERT_SCHEMA_VERSION})").into(),
+        );
+        // `category` is a `String` in Rust (forward-compatible), but the vocabulary is closed.
+        if let Some(cat) = obj
+            .get_mut("properties")
+            .and_then(|p| p.get_mut("category"))
+            .and_then(|c| c.as_object_mut())
+        {
+            cat.insert("enum".into(), CATEGORIES.into());
+        }
+    }
+    schema
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_has_title_and_field_descriptions_from_rustdoc() {
+        let schema = alert_json_schema();
+        assert_eq!(schema["title"], "deprovd Alert (canonical model v1)");
+        let desc = schema["properties"]["id"]["description"].as_str().unwrap();
+        assert!(desc.contains("dedup key"), "{desc}");
+        let defs = schema["$defs"]
+            .as_object()
+            .expect("$defs with Subject, Host, …");
+        let email = &defs["Subject"]["properties"]["email"]["description"];
+        assert!(email.as_str().unwrap().contains("UPN"), "{email}");
+        assert_eq!(schema["additionalProperties"], false);
+        assert_eq!(
+            schema["properties"]["category"]["enum"],
+            serde_json::json!(CATEGORIES)
+        );
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        for field in ["id", "source", "time", "severity", "category"] {
+            assert!(
+                required.contains(&field),
+                "{field} not required: {required:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reason_codes_are_the_bounded_set() {
+        let errs = [
+            NormalizeError::InvalidJson(String::new()),
+            NormalizeError::UnknownFormat(String::new(), String::new()),
+            NormalizeError::Unrecognized(String::new()),
+            NormalizeError::Invalid {
+                format: "x",
+                reason: String::new(),
+            },
+        ];
+        let codes: Vec<_> = errs.iter().map(NormalizeError::reason_code).collect();
+        assert_eq!(
+            codes,
+            ["invalid_json", "unknown_format", "unrecognized", "invalid"]
+        );
+    }
+}

@@ -73,9 +73,66 @@ impl NormalizerRegistry {
                     .normalizers
                     .iter()
                     .find(|n| n.detect(&doc))
-                    .ok_or_else(|| NormalizeError::Unrecognized(self.names().join(", ")))?;
+                    .ok_or_else(|| {
+                        NormalizeError::Unrecognized(format!(
+                            "{}; {}",
+                            self.names().join(", "),
+                            why_unrecognized(&doc)
+                        ))
+                    })?;
                 n.normalize(doc)
             }
         }
+    }
+}
+
+/// One line for the dead-letter message saying what the document lacked, so an operator can tell
+/// a misrouted OCSF class from a malformed generic alert without opening the payload.
+fn why_unrecognized(doc: &serde_json::Value) -> String {
+    let Some(obj) = doc.as_object() else {
+        return "the document is not a JSON object".into();
+    };
+    match obj.get("class_uid") {
+        Some(class) => format!(
+            "OCSF class_uid {class} is not a Detection Finding (2004); set an explicit format if \
+             this source sends another schema"
+        ),
+        None => {
+            "no OCSF class_uid, and not generic (needs `severity` plus `id` or `subjects`)".into()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_kind_has_its_bounded_reason_code() {
+        let r = NormalizerRegistry::new();
+        let code = |bytes: &[u8], f: Option<&str>| r.normalize(bytes, f).unwrap_err().reason_code();
+        assert_eq!(code(b"{not json", None), "invalid_json");
+        assert_eq!(code(b"{}", Some("splunk")), "unknown_format");
+        assert_eq!(code(br#"{"class_uid": 3002}"#, None), "unrecognized");
+        assert_eq!(code(br#"{"class_uid": 3002}"#, Some("ocsf")), "invalid");
+    }
+
+    #[test]
+    fn unknown_format_lists_the_known_ones() {
+        let err = NormalizerRegistry::new()
+            .normalize(b"{}", Some("splunk"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown format `splunk` (known: ocsf, generic)"
+        );
+    }
+
+    #[test]
+    fn auto_is_the_same_as_no_format() {
+        let r = NormalizerRegistry::new();
+        let doc = br#"{"id": "1", "time": 1767225600000, "severity": "low"}"#;
+        assert_eq!(r.normalize(doc, Some("auto")), r.normalize(doc, None));
+        assert_eq!(r.normalize(doc, None).unwrap().source.format, "generic");
     }
 }

@@ -4,6 +4,7 @@
 //! 202) only once the pipeline says the actions are in the ledger — or once the bytes are in the
 //! dead-letter destination with their reason. Nothing is dropped silently.
 
+pub mod file;
 pub mod kafka;
 
 use std::path::{Path, PathBuf};

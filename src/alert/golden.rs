@@ -1,0 +1,161 @@
+//! Golden tests for every normalizer, walked from files so that adding a case is adding two files.
+//!
+//! Layout: `tests/golden/<format>/<case>.input.json` plus either `<case>.expected.json` (the alert,
+//! without `raw`) or `<case>.error.txt` (the exact dead-letter message). The directory name is the
+//! explicit format; the directory `auto` runs auto-detection. For every success case the harness
+//! also checks that `raw` is the untouched input and that auto-detection yields the same alert.
+//!
+//! `DEPROVD_BLESS=1 cargo test --lib alert::golden` rewrites the expectations from the current code;
+//! review the diff before committing it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{Alert, CATEGORIES, NormalizerRegistry};
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// `(format dir name, case name, input path)` for every case, sorted for stable output.
+fn cases() -> Vec<(String, String, PathBuf)> {
+    let mut out = Vec::new();
+    for dir in fs::read_dir(golden_dir()).expect("tests/golden exists") {
+        let dir = dir.expect("readable dir entry").path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let format = dir.file_name().unwrap().to_string_lossy().into_owned();
+        for file in fs::read_dir(&dir).expect("readable format dir") {
+            let path = file.expect("readable file entry").path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if let Some(case) = name.strip_suffix(".input.json") {
+                out.push((format.clone(), case.to_string(), path));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn write(path: &Path, text: &str) {
+    fs::write(path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+#[test]
+fn golden_cases_match_expectations() {
+    let bless = std::env::var("DEPROVD_BLESS").is_ok_and(|v| v == "1");
+    let registry = NormalizerRegistry::new();
+    let cases = cases();
+    assert!(
+        !cases.is_empty(),
+        "no golden cases under {}",
+        golden_dir().display()
+    );
+    let mut failures = Vec::new();
+    for (format, case, input) in &cases {
+        let label = format!("{format}/{case}");
+        let dir = input.parent().unwrap();
+        let expected_path = dir.join(format!("{case}.expected.json"));
+        let error_path = dir.join(format!("{case}.error.txt"));
+        let bytes = fs::read(input).unwrap();
+        let explicit = (format != "auto").then_some(format.as_str());
+        match registry.normalize(&bytes, explicit) {
+            Ok(alert) => {
+                let original: Value = serde_json::from_slice(&bytes).unwrap();
+                if alert.raw != original {
+                    failures.push(format!("{label}: raw is not the original document"));
+                }
+                if explicit.is_some() {
+                    match registry.normalize(&bytes, None) {
+                        Ok(auto) if auto == alert => {}
+                        other => failures.push(format!(
+                            "{label}: auto-detection disagrees with format `{format}`: {other:?}"
+                        )),
+                    }
+                }
+                let mut actual = serde_json::to_value(&alert).unwrap();
+                actual.as_object_mut().unwrap().remove("raw");
+                if bless {
+                    let pretty = serde_json::to_string_pretty(&actual).unwrap();
+                    write(&expected_path, &format!("{pretty}\n"));
+                    let _ = fs::remove_file(&error_path);
+                    continue;
+                }
+                match fs::read(&expected_path) {
+                    Err(_) => failures.push(format!(
+                        "{label}: normalized fine but {} is missing; got:\n{}",
+                        expected_path.display(),
+                        serde_json::to_string_pretty(&actual).unwrap()
+                    )),
+                    Ok(text) => {
+                        let expected: Value = serde_json::from_slice(&text).unwrap();
+                        if expected != actual {
+                            failures.push(format!(
+                                "{label}: output differs\n--- expected\n{}\n--- actual\n{}",
+                                serde_json::to_string_pretty(&expected).unwrap(),
+                                serde_json::to_string_pretty(&actual).unwrap()
+                            ));
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                let message = err.to_string();
+                if bless {
+                    write(&error_path, &format!("{message}\n"));
+                    let _ = fs::remove_file(&expected_path);
+                    continue;
+                }
+                match fs::read_to_string(&error_path) {
+                    Err(_) => failures.push(format!(
+                        "{label}: failed but {} is missing; error: {message}",
+                        error_path.display()
+                    )),
+                    Ok(want) if want.trim_end() == message => {}
+                    Ok(want) => failures.push(format!(
+                        "{label}: error differs\n--- expected\n{}\n--- actual\n{message}",
+                        want.trim_end()
+                    )),
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} golden case(s) failed (DEPROVD_BLESS=1 rewrites expectations):\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn golden_expected_outputs_deserialize_into_the_model() {
+    let mut checked = 0;
+    for (_, case, input) in cases() {
+        let path = input.with_file_name(format!("{case}.expected.json"));
+        let Ok(text) = fs::read(&path) else {
+            continue;
+        };
+        let alert: Alert = serde_json::from_slice(&text)
+            .unwrap_or_else(|e| panic!("{} does not fit the model: {e}", path.display()));
+        assert!(
+            CATEGORIES.contains(&alert.category.as_str()),
+            "{}: category `{}` is outside the vocabulary",
+            path.display(),
+            alert.category
+        );
+        for s in &alert.subjects {
+            assert!(
+                super::fields::has_identifier(s),
+                "{}: subject without identifier",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked > 0, "no expected outputs found");
+}
