@@ -30,7 +30,9 @@ pub enum AuthError {
     #[error("cannot resolve secret {reference}: {reason}")]
     Secret { reference: String, reason: String },
     /// A secret or name cannot be sent in an HTTP header (control characters, non-ASCII).
-    #[error("{what} is not a valid HTTP header {part}; remove control characters and non-ASCII bytes")]
+    #[error(
+        "{what} is not a valid HTTP header {part}; remove control characters and non-ASCII bytes"
+    )]
     InvalidHeader {
         what: &'static str,
         part: &'static str,
@@ -47,7 +49,10 @@ pub enum AuthConfig {
     /// `Authorization: Bearer <token>`.
     Bearer { token: SecretRef },
     /// `Authorization: Basic base64(username:password)`.
-    Basic { username: String, password: SecretRef },
+    Basic {
+        username: String,
+        password: SecretRef,
+    },
     /// An API key in a named header (`X-Api-Key: <key>`).
     Header { name: String, value: SecretRef },
     /// Webhook signing: HMAC-SHA256 of `"<timestamp>.<body>"` in `X-Deprovd-Signature`, the timestamp in
@@ -117,7 +122,8 @@ impl AuthConfig {
             AuthConfig::None => Auth::None,
             AuthConfig::Bearer { token } => {
                 let token = read(token)?;
-                let value = header_value(&format!("Bearer {}", token.expose_secret()), "the token")?;
+                let value =
+                    header_value(&format!("Bearer {}", token.expose_secret()), "the token")?;
                 Auth::Header {
                     name: AUTHORIZATION,
                     value,
@@ -139,11 +145,12 @@ impl AuthConfig {
             }
             AuthConfig::Header { name, value } => {
                 let key = read(value)?;
-                let name =
-                    HeaderName::from_bytes(name.as_bytes()).map_err(|_| AuthError::InvalidHeader {
+                let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    AuthError::InvalidHeader {
                         what: "the API key header",
                         part: "name",
-                    })?;
+                    }
+                })?;
                 let value = header_value(key.expose_secret(), "the API key")?;
                 Auth::Header {
                     name,
@@ -155,8 +162,10 @@ impl AuthConfig {
                 let bearer = match bearer {
                     Some(r) => {
                         let token = read(r)?;
-                        let v =
-                            header_value(&format!("Bearer {}", token.expose_secret()), "the token")?;
+                        let v = header_value(
+                            &format!("Bearer {}", token.expose_secret()),
+                            "the token",
+                        )?;
                         Some((v, token))
                     }
                     None => None,
@@ -219,7 +228,10 @@ impl Auth {
                 if let Ok(v) = HeaderValue::from_str(&signature) {
                     headers.insert(HeaderName::from_static(SIGNATURE_HEADER), v);
                 }
-                headers.insert(HeaderName::from_static(TIMESTAMP_HEADER), HeaderValue::from(now));
+                headers.insert(
+                    HeaderName::from_static(TIMESTAMP_HEADER),
+                    HeaderValue::from(now),
+                );
                 if let Some((v, _)) = bearer {
                     headers.insert(AUTHORIZATION, v.clone());
                 }
@@ -336,10 +348,38 @@ mod tests {
     fn webhook_signature_verifies_and_refuses_tampering_and_replay() {
         let secret = SecretString::from("s3cret-key");
         let sig = sign_webhook(&secret, 1_700_000_000, b"{\"a\":1}");
-        assert!(verify_webhook(&secret, "1700000000", &sig, b"{\"a\":1}", 1_700_000_010, 300));
-        assert!(!verify_webhook(&secret, "1700000000", &sig, b"{\"a\":2}", 1_700_000_010, 300));
-        assert!(!verify_webhook(&secret, "1700000001", &sig, b"{\"a\":1}", 1_700_000_010, 300));
-        assert!(!verify_webhook(&secret, "1700000000", &sig, b"{\"a\":1}", 1_700_009_999, 300));
+        assert!(verify_webhook(
+            &secret,
+            "1700000000",
+            &sig,
+            b"{\"a\":1}",
+            1_700_000_010,
+            300
+        ));
+        assert!(!verify_webhook(
+            &secret,
+            "1700000000",
+            &sig,
+            b"{\"a\":2}",
+            1_700_000_010,
+            300
+        ));
+        assert!(!verify_webhook(
+            &secret,
+            "1700000001",
+            &sig,
+            b"{\"a\":1}",
+            1_700_000_010,
+            300
+        ));
+        assert!(!verify_webhook(
+            &secret,
+            "1700000000",
+            &sig,
+            b"{\"a\":1}",
+            1_700_009_999,
+            300
+        ));
     }
 
     #[test]

@@ -39,7 +39,10 @@ use crate::connectors::ConnectorSet;
 /// Specs shipped inside the binary: (file name, source).
 pub const BUILTIN_SPECS: &[(&str, &str)] = &[
     ("scim.yaml", include_str!("../../../connectors/scim.yaml")),
-    ("webhook.yaml", include_str!("../../../connectors/webhook.yaml")),
+    (
+        "webhook.yaml",
+        include_str!("../../../connectors/webhook.yaml"),
+    ),
 ];
 
 /// Loaded specs by type name.
@@ -84,7 +87,10 @@ impl ConnectorConfig {
     /// Pure checks of one instance (no spec, no secret, no network). `path` is `connectors.<name>`.
     pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
         if self.kind.trim().is_empty() {
-            problems.push(Problem::new(format!("{path}.type"), "must name a connector spec"));
+            problems.push(Problem::new(
+                format!("{path}.type"),
+                "must name a connector spec",
+            ));
         }
         match reqwest::Url::parse(&self.base_url) {
             Err(e) => problems.push(Problem::new(
@@ -152,7 +158,10 @@ impl ConnectorConfig {
 pub fn load_specs(dir: Option<&Path>) -> Result<SpecSet, Vec<Problem>> {
     let mut sources: BTreeMap<String, (String, String)> = BTreeMap::new(); // file → (origin, text)
     for (file, src) in BUILTIN_SPECS {
-        sources.insert(file.to_string(), (format!("built-in {file}"), src.to_string()));
+        sources.insert(
+            file.to_string(),
+            (format!("built-in {file}"), src.to_string()),
+        );
     }
     let mut problems = Vec::new();
     if let Some(dir) = dir {
@@ -176,10 +185,7 @@ pub fn load_specs(dir: Option<&Path>) -> Result<SpecSet, Vec<Problem>> {
                     }
                     match std::fs::read_to_string(&path) {
                         Ok(text) => {
-                            sources.insert(
-                                file.to_string(),
-                                (path.display().to_string(), text),
-                            );
+                            sources.insert(file.to_string(), (path.display().to_string(), text));
                         }
                         Err(e) => problems.push(Problem::new(
                             path.display().to_string(),

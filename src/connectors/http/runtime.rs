@@ -35,8 +35,9 @@ pub struct HttpConnector {
     /// Instance name (`scim-prod`).
     name: String,
     spec: Arc<Spec>,
-    /// Without a trailing slash; step paths are appended.
     base_url: Url,
+    /// `base_url`'s path without its trailing slash (`/scim/v2`, or empty); step paths are appended.
+    base_path: String,
     auth: Auth,
     /// Shared by all instances: one connection pool, one TLS config.
     client: reqwest::Client,
@@ -96,13 +97,12 @@ struct Run {
 impl HttpConnector {
     /// Assemble an instance. Prefer `build_connectors`, which validates config and resolves secrets.
     pub fn new(parts: HttpConnectorParts) -> Self {
-        let mut base_url = parts.base_url;
-        let trimmed = base_url.path().trim_end_matches('/').to_string();
-        base_url.set_path(&trimmed);
+        let base_path = parts.base_url.path().trim_end_matches('/').to_string();
         Self {
             name: parts.name,
             spec: parts.spec,
-            base_url,
+            base_url: parts.base_url,
+            base_path,
             auth: parts.auth,
             client: parts.client,
             timeout: parts.timeout,
@@ -201,7 +201,11 @@ impl HttpConnector {
                 match self.truthy(when, &ctx) {
                     Ok(true) => {}
                     Ok(false) => {
-                        set_step(&mut ctx, &step.name, json!({"skipped": true, "processed": []}));
+                        set_step(
+                            &mut ctx,
+                            &step.name,
+                            json!({"skipped": true, "processed": []}),
+                        );
                         match step.otherwise {
                             None | Some(StepOutcome::Continue) => continue,
                             Some(o) => {
@@ -238,7 +242,11 @@ impl HttpConnector {
                 },
             };
             let mut processed = Vec::new();
-            set_step(&mut ctx, &step.name, json!({"skipped": false, "processed": []}));
+            set_step(
+                &mut ctx,
+                &step.name,
+                json!({"skipped": false, "processed": []}),
+            );
             for item in items {
                 if let Some(it) = &item {
                     ctx.insert("item".into(), it.clone());
@@ -319,8 +327,10 @@ impl HttpConnector {
                     return StepOutcome::Retry;
                 }
             };
-            run.trail
-                .push(format!("{method} {url_for_trail} → {}", resp.status.as_u16()));
+            run.trail.push(format!(
+                "{method} {url_for_trail} → {}",
+                resp.status.as_u16()
+            ));
             run.last_status = Some(resp.status.as_u16());
             let extracts = extract_all(step, &resp);
             let values = match merged.take() {
@@ -419,8 +429,23 @@ impl HttpConnector {
         ctx: &Map<String, Value>,
     ) -> Result<reqwest::Request, Outcome> {
         let path = self.render_text(&step.url, ctx)?;
+        // `.`/`..` segments (also percent-encoded) would be resolved by the URL parser and let a value
+        // reach another endpoint; a spec should use `| segment`, this is the backstop.
+        let path_only = path.split('?').next().unwrap_or_default();
+        if path_only.split('/').any(|seg| {
+            let s = seg.to_ascii_lowercase().replace("%2e", ".");
+            s == "." || s == ".."
+        }) {
+            return Err(Outcome::Failed {
+                reason: format!(
+                    "{}.path: rendered path `{}` contains a `.` or `..` segment; refused",
+                    step.path,
+                    short(&path)
+                ),
+            });
+        }
         let mut url = self.base_url.clone();
-        let joined = format!("{}{}", self.base_url.path(), path);
+        let joined = format!("{}{}", self.base_path, path);
         // Split an inline query (`/Users?x=1`) from the path.
         match joined.split_once('?') {
             Some((p, q)) => {
@@ -536,7 +561,11 @@ impl HttpConnector {
     ) -> (StepOutcome, Option<Outcome>) {
         let code = resp.status.as_u16();
         for rule in &step.outcomes {
-            if !rule.status.iter().any(|(lo, hi)| (*lo..=*hi).contains(&code)) {
+            if !rule
+                .status
+                .iter()
+                .any(|(lo, hi)| (*lo..=*hi).contains(&code))
+            {
                 continue;
             }
             if let Some((ptr, test)) = &rule.body {
@@ -631,7 +660,11 @@ impl HttpConnector {
     }
 
     fn render_text(&self, t: &Tpl, ctx: &Map<String, Value>) -> Result<String, Outcome> {
-        let tmpl = self.spec.env.get_template(&t.name).map_err(|e| self.tpl_err(t, &e))?;
+        let tmpl = self
+            .spec
+            .env
+            .get_template(&t.name)
+            .map_err(|e| self.tpl_err(t, &e))?;
         tmpl.render(ctx).map_err(|e| self.tpl_err(t, &e))
     }
 
@@ -671,12 +704,9 @@ impl HttpConnector {
 
     fn tpl_err(&self, t: &Tpl, e: &minijinja::Error) -> Outcome {
         Outcome::Failed {
-            reason: self.auth.redact(&format!(
-                "{}: {}: {}",
-                self.spec.file,
-                t.name,
-                describe(e)
-            )),
+            reason: self
+                .auth
+                .redact(&format!("{}: {}: {}", self.spec.file, t.name, describe(e))),
         }
     }
 }
@@ -972,6 +1002,114 @@ mod tests {
     use super::*;
     use crate::connectors::http::spec::parse_pointer;
 
+    fn connector(spec_src: &str) -> HttpConnector {
+        let spec = Spec::parse("t.yaml", spec_src).expect("spec");
+        HttpConnector::new(HttpConnectorParts {
+            name: "t".into(),
+            spec: Arc::new(spec),
+            base_url: Url::parse("https://target.example.com/api/").expect("url"),
+            auth: Auth::None,
+            client: reqwest::Client::new(),
+            timeout: Duration::from_secs(1),
+            vars: json!({"attr": "userName"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            concurrency: 1,
+            max_attempts: 3,
+        })
+    }
+
+    fn context(subject: &str, extra: Value) -> Map<String, Value> {
+        let mut ctx = json!({
+            "subject": subject,
+            "vars": {"attr": "userName"},
+            "steps": {},
+            "context": extra,
+            "pre_state": {"groups": [{"id": "g1"}, {"id": "g2"}]},
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+        ctx.insert("idempotency_key".into(), json!("k1"));
+        ctx
+    }
+
+    const TEMPLATED: &str = r#"
+name: t
+auth: [none]
+operations:
+  notify:
+    steps:
+      - method: POST
+        path: "/Users/{{ subject | segment }}"
+        query: { filter: '{{ vars.attr }} eq {{ subject | tojson }}' }
+        headers: { If-Match: '{{ context.etag or "" }}', X-Key: "{{ idempotency_key }}" }
+        body:
+          ids: "{{ pre_state.groups | map(attribute='id') | list }}"
+          flag: "{{ context.flag }}"
+          text: "subject={{ subject }}"
+          fixed: 3
+"#;
+
+    #[test]
+    fn templates_render_typed_bodies_urlencoded_paths_and_omit_empty_headers() {
+        let c = connector(TEMPLATED);
+        let step = &c.spec.operations["notify"].steps[0];
+        let ctx = context("a b/c@x.com", json!({"flag": false, "etag": null}));
+        let req = c.build_request(step, &ctx).expect("request");
+        assert_eq!(req.url().path(), "/api/Users/a%20b%2Fc%40x.com");
+        let filter: Vec<(String, String)> = req.url().query_pairs().into_owned().collect();
+        assert_eq!(
+            filter,
+            [(
+                "filter".to_string(),
+                "userName eq \"a b/c@x.com\"".to_string()
+            )]
+        );
+        assert!(req.headers().get("if-match").is_none());
+        assert_eq!(req.headers()["x-key"], "k1");
+        assert_eq!(req.headers()[CONTENT_TYPE], "application/json");
+        let body: Value =
+            serde_json::from_slice(req.body().and_then(|b| b.as_bytes()).unwrap_or_default())
+                .expect("json body");
+        assert_eq!(
+            body,
+            json!({"ids": ["g1", "g2"], "flag": false, "text": "subject=a b/c@x.com", "fixed": 3})
+        );
+    }
+
+    #[test]
+    fn dot_segments_in_rendered_paths_are_refused() {
+        let c = connector(
+            "name: t\nauth: [none]\noperations:\n  notify:\n    steps:\n      - { method: GET, path: \"/Users/{{ subject }}\" }\n",
+        );
+        let step = &c.spec.operations["notify"].steps[0];
+        for evil in ["../Groups", "%2E%2e/x", "a/./b"] {
+            let r = c.build_request(step, &context(evil, json!({})));
+            assert!(
+                matches!(&r, Err(Outcome::Failed { reason }) if reason.contains("segment")),
+                "{evil}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn undefined_values_fail_with_the_template_path_instead_of_rendering_empty() {
+        let c = connector(TEMPLATED);
+        let step = &c.spec.operations["notify"].steps[0];
+        let ctx = context("u", json!({"etag": null})); // no `flag`
+        match c.build_request(step, &ctx) {
+            Err(Outcome::Failed { reason }) => {
+                assert!(
+                    reason.contains("operations.notify[0].body.flag"),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected a template failure, got {other:?}"),
+        }
+    }
+
     #[test]
     fn retry_after_seconds_and_http_date() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
@@ -1010,7 +1148,10 @@ mod tests {
     fn pointer_wildcard_maps_over_arrays() {
         let v = json!({"Resources": [{"id": "a", "n": 1}, {"id": "b"}], "x": {"a/b": 2}});
         let p = |s: &str| parse_pointer(s).unwrap();
-        assert_eq!(pointer_get(&v, &p("/Resources/*/id")), Some(json!(["a", "b"])));
+        assert_eq!(
+            pointer_get(&v, &p("/Resources/*/id")),
+            Some(json!(["a", "b"]))
+        );
         assert_eq!(pointer_get(&v, &p("/Resources/*/n")), Some(json!([1])));
         assert_eq!(pointer_get(&v, &p("/Resources/1/id")), Some(json!("b")));
         assert_eq!(pointer_get(&v, &p("/x/a~1b")), Some(json!(2)));
@@ -1019,8 +1160,14 @@ mod tests {
 
     #[test]
     fn pages_concatenate_lists() {
-        let a = json!({"groups": [1], "total": 3}).as_object().unwrap().clone();
-        let b = json!({"groups": [2, 3], "total": 3}).as_object().unwrap().clone();
+        let a = json!({"groups": [1], "total": 3})
+            .as_object()
+            .unwrap()
+            .clone();
+        let b = json!({"groups": [2, 3], "total": 3})
+            .as_object()
+            .unwrap()
+            .clone();
         assert_eq!(
             Value::Object(merge_pages(a, b)),
             json!({"groups": [1, 2, 3], "total": 3})

@@ -16,7 +16,7 @@
 //!         when: "vars.read_first"         # optional: skip unless truthy; `otherwise: already_done` ends here
 //!         foreach: "steps.x.groups"       # optional: run once per item, the item is `item`
 //!         method: PATCH
-//!         path: "/Users/{{ lookup.id | urlencode }}"
+//!         path: "/Users/{{ lookup.id | segment }}"
 //!         query: { filter: 'userName eq {{ subject | tojson }}' }
 //!         headers: { If-Match: "{{ steps.read.etag or '' }}" }   # empty value → header omitted
 //!         body: { active: false, id: "{{ lookup.id }}" }         # leaves are templates
@@ -35,6 +35,8 @@
 //! error, never an empty string sent to a target. Values: `subject`, `vars`, `steps.<name>.<extract>`,
 //! `lookup.<recorded>` (the `lookup` operation runs first when an operation mentions `lookup`),
 //! `pre_state`, `context`, `idempotency_key`, `operation`, and `item` inside a `foreach` step.
+//! Filters: minijinja's builtins, a `tojson` that refuses undefined values, and `segment`, which
+//! percent-encodes a value for use as one path segment (use it for every value put in a `path`).
 //! A body leaf or record value that is exactly one `{{ expression }}` keeps the expression's JSON type
 //! (a list stays a list, `false` stays a boolean); anything else renders to a string.
 //!
@@ -435,13 +437,54 @@ impl Spec {
     }
 }
 
-/// The sandbox: no loader (no file access), no custom functions, strict undefined, no auto-escaping.
+/// The sandbox: no loader (no file access), no functions beyond minijinja's pure builtins plus the two
+/// filters below, strict undefined, no auto-escaping.
 fn new_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_recursion_limit(50);
+    env.add_filter("tojson", strict_tojson);
+    env.add_filter("segment", segment);
     env
+}
+
+/// `tojson` that refuses undefined values (the builtin turns them into `null`, which would silently send
+/// e.g. a filter `id eq null` to a target).
+fn strict_tojson(value: minijinja::Value) -> Result<minijinja::Value, minijinja::Error> {
+    if value.is_undefined() {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::UndefinedError,
+            "tojson of an undefined value",
+        ));
+    }
+    serde_json::to_string(&value)
+        .map(minijinja::Value::from_safe_string)
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string()))
+}
+
+/// One URL path segment: percent-encodes everything but RFC 3986 unreserved characters. Unlike
+/// `urlencode` it encodes `/`, so a subject like `../Groups/x` cannot walk the target's API.
+fn segment(value: minijinja::Value) -> Result<String, minijinja::Error> {
+    if value.is_undefined() || value.is_none() {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::UndefinedError,
+            "segment of an undefined or none value",
+        ));
+    }
+    let raw = match value.as_str() {
+        Some(s) => s.to_string(),
+        None => value.to_string(),
+    };
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(out)
 }
 
 /// What a template in a given place may refer to.
@@ -802,9 +845,7 @@ impl Compiler<'_> {
                     self.var_refs.insert(v.to_string());
                 }
                 ("lookup", k) => match scope.lookup {
-                    None => {
-                        self.problem(path, "the lookup operation cannot use `lookup`".into())
-                    }
+                    None => self.problem(path, "the lookup operation cannot use `lookup`".into()),
                     Some(None) => self.problem(
                         path,
                         "uses `lookup` but the spec has no `lookup` operation".into(),
@@ -829,10 +870,7 @@ impl Compiler<'_> {
                     Some(extracts) => {
                         if let Some(x) = third {
                             if !extracts.contains(x) {
-                                self.problem(
-                                    path,
-                                    format!("step `{step}` has no extract `{x}`"),
-                                );
+                                self.problem(path, format!("step `{step}` has no extract `{x}`"));
                             }
                         }
                     }
@@ -1030,7 +1068,10 @@ operations:
         let got = problems(
             "name: t\nauth: [none]\noperations:\n  notify:\n    steps:\n      - { method: POST, path: \"/{{ item }}\" }\n",
         );
-        assert!(got[0].contains("only defined in a `foreach` step"), "{got:?}");
+        assert!(
+            got[0].contains("only defined in a `foreach` step"),
+            "{got:?}"
+        );
     }
 
     #[test]
