@@ -463,6 +463,24 @@ async fn spawn_target() -> (String, Arc<Mutex<Received>>) {
             }),
         )
         .route(
+            "/huge",
+            post(|| async { "x".repeat(5 * 1024 * 1024) }),
+        )
+        .route(
+            "/pages",
+            axum::routing::get(
+                |axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>| async move {
+                    let page: u32 = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+                    let next = match (q.get("escape"), page) {
+                        (Some(_), _) => json!("http://elsewhere.example.com/pages?page=2"),
+                        (None, 1 | 2) => json!(format!("/pages?page={}", page + 1)),
+                        (None, _) => Value::Null,
+                    };
+                    axum::Json(json!({"items": [format!("p{page}a"), format!("p{page}b")], "next": next}))
+                },
+            ),
+        )
+        .route(
             "/thing",
             axum::routing::get(|| async {
                 (
@@ -567,6 +585,15 @@ async fn target_failures_map_to_retry_and_failed() {
         Outcome::Failed {
             reason: "HTTP 400: subject is not a valid account name".into()
         }
+    );
+
+    let r = webhook(&base, "huge", none)
+        .execute(&request(Operation::Notify, "u@example.com", None))
+        .await;
+    assert!(
+        matches!(&r.outcome, Outcome::Failed { reason } if reason.contains("larger than")),
+        "{:?}",
+        r.outcome
     );
 
     // Nobody listening: a connection error is retryable.
@@ -674,4 +701,51 @@ operations:
         .await;
     assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
     assert_eq!(r.pre_state, Some(json!({"etag": "W/\"7\""})));
+}
+
+#[tokio::test]
+async fn next_link_pagination_concatenates_pages_and_stays_on_the_target() {
+    let (base, _) = spawn_target().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("paged.yaml"),
+        r#"
+name: paged
+auth: [none]
+defaults: { escape: false }
+operations:
+  lookup:
+    steps:
+      - name: list
+        method: GET
+        path: '/pages{{ "?escape=1" if vars.escape else "" }}'
+        paginate: { next_link: { pointer: /next } }
+        extract: { items: /items }
+    record: { items: "{{ steps.list.items }}" }
+"#,
+    )
+    .expect("write spec");
+    let build = |escape: bool| {
+        let cfg: ConnectorConfig = toml::from_str(&format!(
+            "type = \"paged\"\nbase_url = \"{base}\"\nauth = {{ scheme = \"none\" }}\nvars = {{ escape = {escape} }}\n"
+        ))
+        .expect("config");
+        let specs = deprovd::connectors::http::load_specs(Some(dir.path())).expect("specs");
+        let client = deprovd::connectors::http::shared_client().expect("client");
+        let mut problems = Vec::new();
+        deprovd::connectors::http::build_one("p", &cfg, &specs, &client, &mut problems)
+            .unwrap_or_else(|| panic!("{problems:?}"))
+    };
+    let r = build(false).lookup("anyone").await;
+    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
+    assert_eq!(
+        r.pre_state,
+        Some(json!({"items": ["p1a", "p1b", "p2a", "p2b", "p3a", "p3b"]}))
+    );
+    let r = build(true).lookup("anyone").await;
+    assert!(
+        matches!(&r.outcome, Outcome::Failed { reason } if reason.contains("leaves the target")),
+        "{:?}",
+        r.outcome
+    );
 }

@@ -295,6 +295,14 @@ pub fn build_one(
     for (k, v) in &cfg.vars {
         vars.insert(k.clone(), v.clone());
     }
+    for k in cfg.vars.keys() {
+        if !spec.var_refs.contains(k) && !spec.defaults.contains_key(k) {
+            problems.push(Problem::new(
+                format!("{path}.vars.{k}"),
+                format!("{} does not use this var (typo?)", spec.file),
+            ));
+        }
+    }
     for v in &spec.var_refs {
         if !vars.contains_key(v) {
             problems.push(Problem::new(
@@ -374,6 +382,12 @@ auth = { scheme = "none" }
 type = "scim"
 base_url = "https://idp.example.com"
 auth = { scheme = "bearer", token = "env:DEPROVD_TEST_UNSET_C" }
+
+[connectors.d]
+type = "scim"
+base_url = "https://idp.example.com"
+auth = { scheme = "none" }
+vars = { user_atribute = "mail" }
 "#);
         let Err(problems) = build_connectors(&c, None) else {
             panic!("build must fail")
@@ -387,6 +401,8 @@ auth = { scheme = "bearer", token = "env:DEPROVD_TEST_UNSET_C" }
                 "connectors.a.auth.scheme",
                 "connectors.b.type",
                 "connectors.c.auth",
+                "connectors.d.auth.scheme",
+                "connectors.d.vars.user_atribute",
             ],
             "{problems:#?}"
         );
