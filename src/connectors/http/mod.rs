@@ -1,5 +1,437 @@
 //! The declarative HTTP connector runtime: one YAML spec per target type in `connectors/`.
-// TEMP-PLACEHOLDER
-#[derive(Debug, Clone, serde::Deserialize)] pub struct ConnectorConfig { pub concurrency: usize, pub max_attempts: Option<u32> }
-impl ConnectorConfig { pub fn validate(&self, _p: &str, _pr: &mut Vec<crate::config::Problem>) {} }
-pub fn build_connectors(_c: &std::collections::BTreeMap<String, ConnectorConfig>, _d: Option<&std::path::Path>) -> Result<super::ConnectorSet, Vec<crate::config::Problem>> { todo!() }
+//!
+//! Adding a SaaS target means adding a spec file, not code: [`spec`] defines and compiles the file
+//! format, [`runtime`] executes it, [`auth`] holds the schemes (those are code). Instances come from the
+//! main config as [`ConnectorConfig`] (`[connectors.<name>]`) and are built by [`build_connectors`].
+//! Built-in specs are compiled into the binary so it works from any directory; a file with the same name
+//! in the configured spec directory overrides the built-in one.
+//!
+//! ```toml
+//! [connectors.scim-prod]
+//! type = "scim"
+//! base_url = "https://idp.example.com/scim/v2"
+//! auth = { scheme = "bearer", token = "env:SCIM_TOKEN" }
+//! vars = { user_attribute = "userName" }
+//! timeout = "10s"
+//! concurrency = 8
+//! max_attempts = 8
+//! ```
+
+pub mod auth;
+pub mod runtime;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub use auth::{Auth, AuthConfig};
+pub use runtime::{HttpConnector, HttpConnectorParts};
+pub use spec::Spec;
+
+use crate::config::Problem;
+use crate::connectors::ConnectorSet;
+
+/// Specs shipped inside the binary: (file name, source).
+pub const BUILTIN_SPECS: &[(&str, &str)] = &[
+    ("scim.yaml", include_str!("../../../connectors/scim.yaml")),
+    (
+        "webhook.yaml",
+        include_str!("../../../connectors/webhook.yaml"),
+    ),
+];
+
+/// Loaded specs by type name.
+pub type SpecSet = BTreeMap<String, Arc<Spec>>;
+
+/// One `[connectors.<name>]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// The spec's `name` (`scim`, `webhook`, …).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Root of the target's API; step paths are appended. `https://` unless the host is loopback.
+    pub base_url: String,
+    /// Which scheme and where its secrets live.
+    pub auth: AuthConfig,
+    /// Values for the spec's templates (`vars.*`), over the spec's `defaults`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, Value>,
+    /// Per HTTP request.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Operations in flight at once against this instance.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Attempts per action before it is failed and dead-lettered (used by the executor).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_concurrency() -> usize {
+    8
+}
+fn default_max_attempts() -> u32 {
+    8
+}
+
+impl ConnectorConfig {
+    /// Pure checks of one instance (no spec, no secret, no network). `path` is `connectors.<name>`.
+    pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+        if self.kind.trim().is_empty() {
+            problems.push(Problem::new(
+                format!("{path}.type"),
+                "must name a connector spec",
+            ));
+        }
+        match reqwest::Url::parse(&self.base_url) {
+            Err(e) => problems.push(Problem::new(
+                format!("{path}.base_url"),
+                format!("`{}` is not a URL: {e}", self.base_url),
+            )),
+            Ok(url) => {
+                let host = url.host_str().unwrap_or_default();
+                let loopback = host == "localhost"
+                    || host
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                match url.scheme() {
+                    "https" => {}
+                    "http" if loopback => {}
+                    "http" => problems.push(Problem::new(
+                        format!("{path}.base_url"),
+                        "plain http would expose credentials; use https (http is allowed only for loopback)",
+                    )),
+                    s => problems.push(Problem::new(
+                        format!("{path}.base_url"),
+                        format!("scheme `{s}` is not supported; use https"),
+                    )),
+                }
+                if url.query().is_some() || url.fragment().is_some() {
+                    problems.push(Problem::new(
+                        format!("{path}.base_url"),
+                        "must not have a query or fragment",
+                    ));
+                }
+                if !url.username().is_empty() || url.password().is_some() {
+                    problems.push(Problem::new(
+                        format!("{path}.base_url"),
+                        "must not embed credentials; use `auth`",
+                    ));
+                }
+            }
+        }
+        self.auth.validate(&format!("{path}.auth"), problems);
+        if self.timeout.is_zero() || self.timeout > Duration::from_secs(300) {
+            problems.push(Problem::new(
+                format!("{path}.timeout"),
+                "must be between 1ms and 5m",
+            ));
+        }
+        if !(1..=1024).contains(&self.concurrency) {
+            problems.push(Problem::new(
+                format!("{path}.concurrency"),
+                "must be between 1 and 1024",
+            ));
+        }
+        if !(1..=100).contains(&self.max_attempts) {
+            problems.push(Problem::new(
+                format!("{path}.max_attempts"),
+                "must be between 1 and 100",
+            ));
+        }
+    }
+}
+
+/// Load the built-in specs, then every `*.yaml`/`*.yml` of `dir` (overriding built-ins of the same file
+/// name). Every problem of every file is returned; `deprovd validate` prints them.
+pub fn load_specs(dir: Option<&Path>) -> Result<SpecSet, Vec<Problem>> {
+    let mut sources: BTreeMap<String, (String, String)> = BTreeMap::new(); // file → (origin, text)
+    for (file, src) in BUILTIN_SPECS {
+        sources.insert(
+            file.to_string(),
+            (format!("built-in {file}"), src.to_string()),
+        );
+    }
+    let mut problems = Vec::new();
+    if let Some(dir) = dir {
+        match std::fs::read_dir(dir) {
+            Err(e) => problems.push(Problem::new(
+                dir.display().to_string(),
+                format!("cannot read connector spec directory: {e}"),
+            )),
+            Ok(entries) => {
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let is_yaml = matches!(
+                        path.extension().and_then(|e| e.to_str()),
+                        Some("yaml" | "yml")
+                    );
+                    let Some(file) = path.file_name().and_then(|f| f.to_str()) else {
+                        continue;
+                    };
+                    if !is_yaml || !path.is_file() {
+                        continue;
+                    }
+                    match std::fs::read_to_string(&path) {
+                        Ok(text) => {
+                            sources.insert(file.to_string(), (path.display().to_string(), text));
+                        }
+                        Err(e) => problems.push(Problem::new(
+                            path.display().to_string(),
+                            format!("cannot read: {e}"),
+                        )),
+                    }
+                }
+            }
+        }
+    }
+    let mut specs = SpecSet::new();
+    for (file, (_origin, text)) in &sources {
+        match Spec::parse(file, text) {
+            Ok(spec) => {
+                if specs.contains_key(&spec.name) {
+                    problems.push(Problem::new(
+                        file.clone(),
+                        format!("a second spec named `{}`", spec.name),
+                    ));
+                } else {
+                    specs.insert(spec.name.clone(), Arc::new(spec));
+                }
+            }
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(specs)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The one HTTP client all connectors share: rustls, no redirects (a redirect could carry credentials
+/// elsewhere and hides misconfigured base URLs), bounded connect time.
+pub fn shared_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("deprovd/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// Build every configured HTTP connector: validate each instance, match it to its spec, check its auth
+/// scheme and vars against the spec, resolve its secrets. All problems are reported together, with
+/// paths `connectors.<name>.<key>`.
+pub fn build_connectors(
+    configs: &BTreeMap<String, ConnectorConfig>,
+    spec_dir: Option<&Path>,
+) -> Result<ConnectorSet, Vec<Problem>> {
+    let specs = load_specs(spec_dir)?;
+    let client = shared_client().map_err(|m| vec![Problem::new("connectors", m)])?;
+    let mut problems = Vec::new();
+    let mut set = ConnectorSet::new();
+    for (name, cfg) in configs {
+        if let Some(c) = build_one(name, cfg, &specs, &client, &mut problems) {
+            set.insert(name.clone(), Arc::new(c));
+        }
+    }
+    if problems.is_empty() {
+        Ok(set)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Build one instance; problems are appended, `None` when there were any.
+pub fn build_one(
+    name: &str,
+    cfg: &ConnectorConfig,
+    specs: &SpecSet,
+    client: &reqwest::Client,
+    problems: &mut Vec<Problem>,
+) -> Option<HttpConnector> {
+    let path = format!("connectors.{name}");
+    let before = problems.len();
+    cfg.validate(&path, problems);
+    let Some(spec) = specs.get(&cfg.kind) else {
+        problems.push(Problem::new(
+            format!("{path}.type"),
+            format!(
+                "unknown connector type `{}`; available: {}",
+                cfg.kind,
+                specs.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+        return None;
+    };
+    let scheme = cfg.auth.scheme();
+    if !spec.auth.iter().any(|s| s == scheme) {
+        problems.push(Problem::new(
+            format!("{path}.auth.scheme"),
+            format!(
+                "`{scheme}` is not accepted by {}; use one of: {}",
+                spec.file,
+                spec.auth.join(", ")
+            ),
+        ));
+    }
+    let mut vars: Map<String, Value> = spec
+        .defaults
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in &cfg.vars {
+        vars.insert(k.clone(), v.clone());
+    }
+    for k in cfg.vars.keys() {
+        if !spec.var_refs.contains(k) && !spec.defaults.contains_key(k) {
+            problems.push(Problem::new(
+                format!("{path}.vars.{k}"),
+                format!("{} does not use this var (typo?)", spec.file),
+            ));
+        }
+    }
+    for v in &spec.var_refs {
+        if !vars.contains_key(v) {
+            problems.push(Problem::new(
+                format!("{path}.vars.{v}"),
+                format!("{} needs this var and has no default", spec.file),
+            ));
+        }
+    }
+    if problems.len() > before {
+        return None;
+    }
+    let auth = match cfg.auth.resolve() {
+        Ok(a) => a,
+        Err(e) => {
+            problems.push(Problem::new(format!("{path}.auth"), e.to_string()));
+            return None;
+        }
+    };
+    let base_url = reqwest::Url::parse(&cfg.base_url).ok()?;
+    Some(HttpConnector::new(HttpConnectorParts {
+        name: name.to_string(),
+        spec: spec.clone(),
+        base_url,
+        auth,
+        client: client.clone(),
+        timeout: cfg.timeout,
+        vars,
+        concurrency: cfg.concurrency,
+        max_attempts: cfg.max_attempts,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(toml_src: &str) -> BTreeMap<String, ConnectorConfig> {
+        #[derive(Deserialize)]
+        struct Root {
+            connectors: BTreeMap<String, ConnectorConfig>,
+        }
+        toml::from_str::<Root>(toml_src).unwrap().connectors
+    }
+
+    #[test]
+    fn config_parses_with_defaults() {
+        let c = cfg(r#"
+[connectors.scim]
+type = "scim"
+base_url = "https://idp.example.com/scim/v2"
+auth = { scheme = "bearer", token = "env:SCIM_TOKEN" }
+"#);
+        let s = &c["scim"];
+        assert_eq!(s.timeout, Duration::from_secs(10));
+        assert_eq!(s.concurrency, 8);
+        assert_eq!(s.max_attempts, 8);
+        let mut p = Vec::new();
+        s.validate("connectors.scim", &mut p);
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn build_reports_every_problem_with_its_path() {
+        let c = cfg(r#"
+[connectors.a]
+type = "scim"
+base_url = "http://idp.example.com/scim"
+auth = { scheme = "hmac", secret = "env:DEPROVD_TEST_UNSET_A" }
+concurrency = 0
+
+[connectors.b]
+type = "nosuch"
+base_url = "https://x.example.com"
+auth = { scheme = "none" }
+
+[connectors.c]
+type = "scim"
+base_url = "https://idp.example.com"
+auth = { scheme = "bearer", token = "env:DEPROVD_TEST_UNSET_C" }
+
+[connectors.d]
+type = "scim"
+base_url = "https://idp.example.com"
+auth = { scheme = "none" }
+vars = { user_atribute = "mail" }
+"#);
+        let Err(problems) = build_connectors(&c, None) else {
+            panic!("build must fail")
+        };
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "connectors.a.base_url",
+                "connectors.a.concurrency",
+                "connectors.a.auth.scheme",
+                "connectors.b.type",
+                "connectors.c.auth",
+                "connectors.d.auth.scheme",
+                "connectors.d.vars.user_atribute",
+            ],
+            "{problems:#?}"
+        );
+        assert!(problems[4].message.contains("DEPROVD_TEST_UNSET_C"));
+    }
+
+    #[test]
+    fn spec_dir_overrides_builtin_and_reports_bad_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("webhook.yaml"),
+            "name: webhook\nauth: [none]\noperations:\n  notify:\n    steps:\n      - { method: POST, path: /custom }\n",
+        )
+        .unwrap();
+        let specs = load_specs(Some(dir.path())).unwrap();
+        assert!(!specs["webhook"].supports(crate::connectors::Operation::DisableAccount));
+        assert!(specs["scim"].supports(crate::connectors::Operation::DisableAccount));
+        std::fs::write(
+            dir.path().join("broken.yaml"),
+            "name: broken\nauth: [none]\noperations:\n  notify:\n    steps:\n      - { method: POST, path: \"/{{ x\" }\n",
+        )
+        .unwrap();
+        let problems = load_specs(Some(dir.path())).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0]
+                .to_string()
+                .starts_with("broken.yaml: operations.notify[0].path: template error"),
+            "{problems:?}"
+        );
+    }
+}
