@@ -230,7 +230,7 @@ async fn start_core(
     let limits: BTreeMap<String, ConnectorLimits> = settings
         .connectors
         .iter()
-        .map(|(name, c)| (name.clone(), ConnectorLimits { concurrency: c.concurrency, max_attempts: c.max_attempts.unwrap_or(settings.executor.retry.max_attempts) }))
+        .map(|(name, c)| (name.clone(), ConnectorLimits { concurrency: c.concurrency, max_attempts: c.max_attempts }))
         .collect();
     let executor = Arc::new(Executor::new(store.clone(), connectors.clone(), &limits, metrics.clone(), dead_letters, settings.executor.clone()));
     let guards = Guards::new(&settings.guards).map_err(anyhow::Error::msg)?;

@@ -264,9 +264,7 @@ impl Executor {
                 .with_label_values(&[rec.connector.as_str(), result.outcome.as_str()])
                 .inc();
             rec.response = Some(result.summary.clone());
-            if rec.pre_state.is_none() {
-                rec.pre_state = result.pre_state.clone();
-            }
+            rec.pre_state = merge_pre_state(rec.pre_state.take(), result.pre_state.clone());
             rec.updated_at = Utc::now();
             match result.outcome {
                 Outcome::Done | Outcome::AlreadyDone => {
@@ -364,6 +362,39 @@ impl Executor {
     }
 }
 
+/// Combine the pre-state recorded by earlier attempts with this attempt's. The first value of a field
+/// wins (it is the state before *any* change), except lists, which are unioned: a group removal that
+/// failed halfway and was retried must remember the groups removed by both attempts.
+fn merge_pre_state(
+    old: Option<serde_json::Value>,
+    new: Option<serde_json::Value>,
+) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    match (old, new) {
+        (None, n) => n,
+        (o, None) => o,
+        (Some(Value::Object(mut o)), Some(Value::Object(n))) => {
+            for (k, v) in n {
+                match (o.get_mut(&k), v) {
+                    (Some(Value::Array(existing)), Value::Array(more)) => {
+                        for item in more {
+                            if !existing.contains(&item) {
+                                existing.push(item);
+                            }
+                        }
+                    }
+                    (Some(_), _) => {}
+                    (None, v) => {
+                        o.insert(k, v);
+                    }
+                }
+            }
+            Some(Value::Object(o))
+        }
+        (o, _) => o,
+    }
+}
+
 /// Values connector templates may use besides the subject: never secrets.
 fn request_context(rec: &ActionRecord) -> BTreeMap<String, serde_json::Value> {
     let mut ctx = BTreeMap::new();
@@ -381,4 +412,22 @@ fn request_context(rec: &ActionRecord) -> BTreeMap<String, serde_json::Value> {
         }
     }
     ctx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_pre_state;
+    use serde_json::json;
+
+    #[test]
+    fn pre_state_keeps_the_first_values_and_unions_lists() {
+        let first = json!({"active": true, "groups": [{"id": "a"}, {"id": "b"}]});
+        let retry = json!({"active": false, "groups": [{"id": "c"}, {"id": "a"}], "id": "u1"});
+        let merged = merge_pre_state(Some(first), Some(retry)).unwrap();
+        assert_eq!(merged["active"], true, "state before any change wins");
+        assert_eq!(merged["groups"], json!([{"id": "a"}, {"id": "b"}, {"id": "c"}]));
+        assert_eq!(merged["id"], "u1");
+        assert_eq!(merge_pre_state(None, Some(json!(1))), Some(json!(1)));
+        assert_eq!(merge_pre_state(Some(json!(1)), None), Some(json!(1)));
+    }
 }

@@ -1,3 +1,4 @@
 //! The one integration-test binary; each module tests one part against real services.
 
 mod scim;
+mod support;
