@@ -1,4 +1,5 @@
 //! The one integration-test binary; each module tests one part against real services.
 
 mod scim;
+mod scim_server;
 mod support;
