@@ -186,6 +186,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub store: std::sync::OnceLock<Arc<dyn StateStore>>,
+    /// Where rejected HTTP alerts go (with the reason), so a sender that ignores the 400 loses nothing.
+    pub dead_letters: std::sync::OnceLock<Arc<dyn crate::ingest::DeadLetterSink>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -275,6 +277,13 @@ async fn post_alert(
         }
         Err(PipelineError::Rejected { reason, code }) => {
             info!(caller = %caller.name, %peer, reason = %reason, "alert rejected");
+            if let Some(dlq) = s.dead_letters.get() {
+                let peer = peer.to_string();
+                let origin = [("deprovd-origin", "http"), ("deprovd-caller", caller.name.as_str()), ("deprovd-peer", peer.as_str())];
+                if let Err(e) = dlq.send(&body, &reason, &origin).await {
+                    tracing::warn!(error = %e, "could not dead-letter a rejected alert");
+                }
+            }
             Err(ApiError(StatusCode::BAD_REQUEST, code, reason))
         }
         Err(e @ PipelineError::Unavailable(_)) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())),

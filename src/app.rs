@@ -92,6 +92,7 @@ impl Application {
             metrics: metrics.clone(),
             readiness: readiness.clone(),
             store: Default::default(),
+            dead_letters: Default::default(),
         });
         Ok(Self {
             settings,
@@ -167,7 +168,7 @@ impl Application {
                 return;
             };
             let _ = api.store.set(store.clone());
-            if let Err(e) = start_core(settings, store, readiness, metrics, policies, connectors, kafka, core_stop).await {
+            if let Err(e) = start_core(settings, store, readiness, metrics, policies, connectors, kafka, api, core_stop).await {
                 error!(error = %format!("{e:#}"), "cannot start the pipeline");
             }
         });
@@ -221,12 +222,24 @@ async fn start_core(
     policies: Arc<Policies>,
     connectors: ConnectorSet,
     kafka: Option<Arc<KafkaSource>>,
+    api: Arc<ApiState>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let dead_letters: Arc<dyn DeadLetterSink> = match &settings.kafka {
-        Some(k) => Arc::new(KafkaDeadLetter::new(k.producer().map_err(anyhow::Error::msg)?, "deprovd.actions.dlq")),
-        None => Arc::new(FileDeadLetter::new(&settings.data_dir.join("dead-letter.jsonl"))),
+    // Failed actions and rejected HTTP alerts: to Kafka when it is configured, else to files.
+    let (dead_letters, http_dead_letters): (Arc<dyn DeadLetterSink>, Arc<dyn DeadLetterSink>) = match &settings.kafka {
+        Some(k) => {
+            let producer = k.producer().map_err(anyhow::Error::msg)?;
+            (
+                Arc::new(KafkaDeadLetter::new(producer.clone(), k.actions_dlq_topic.clone())),
+                Arc::new(KafkaDeadLetter::new(producer, k.http_dlq_topic.clone())),
+            )
+        }
+        None => (
+            Arc::new(FileDeadLetter::new(&settings.data_dir.join("actions.dlq.jsonl"))),
+            Arc::new(FileDeadLetter::new(&settings.data_dir.join("alerts.dlq.jsonl"))),
+        ),
     };
+    let _ = api.dead_letters.set(http_dead_letters);
     let limits: BTreeMap<String, ConnectorLimits> = settings
         .connectors
         .iter()

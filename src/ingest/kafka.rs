@@ -42,6 +42,12 @@ pub struct KafkaConfig {
     /// Dead-letter topic is `<topic><dlq_suffix>`.
     #[serde(default = "default_dlq_suffix")]
     pub dlq_suffix: String,
+    /// Where failed actions are dead-lettered (the action record as JSON, reason in a header).
+    #[serde(default = "default_actions_dlq")]
+    pub actions_dlq_topic: String,
+    /// Where alerts rejected by the HTTP API are dead-lettered.
+    #[serde(default = "default_http_dlq")]
+    pub http_dlq_topic: String,
     /// Messages processed concurrently (their offsets are still stored in order).
     #[serde(default = "default_inflight")]
     pub max_in_flight: usize,
@@ -59,6 +65,12 @@ fn default_format() -> String {
 }
 fn default_dlq_suffix() -> String {
     ".dlq".into()
+}
+fn default_actions_dlq() -> String {
+    "deprovd.actions.dlq".into()
+}
+fn default_http_dlq() -> String {
+    "deprovd.http.dlq".into()
 }
 fn default_inflight() -> usize {
     64

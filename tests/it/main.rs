@@ -1,5 +1,8 @@
 //! The one integration-test binary; each module tests one part against real services.
 
+mod kafka;
+mod pipeline;
+mod process;
 mod scim;
 mod scim_server;
 mod support;

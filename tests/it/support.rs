@@ -301,3 +301,148 @@ pub mod kafka {
         out
     }
 }
+
+/// The real application, started in-process on a free port (zero-to-production's `spawn_app`).
+pub struct TestApp {
+    pub port: u16,
+    pub token: String,
+    pub http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// Build from TOML text (`api.listen` should be `127.0.0.1:0`) and run until [`TestApp::stop`].
+    pub async fn spawn(toml: &str) -> TestApp {
+        let settings = deprovd::config::Settings::from_toml(toml, Vec::new()).expect("test config parses");
+        let problems = settings.validate();
+        assert!(problems.is_empty(), "test config invalid: {problems:?}");
+        let app = deprovd::app::Application::build(settings).await.expect("application builds");
+        let port = app.port();
+        let token = app.generated_token().expect("dev token").to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            app.run_until_stopped(async move {
+                let _ = rx.await;
+            })
+            .await
+            .expect("app runs");
+        });
+        TestApp { port, token, http: reqwest::Client::new(), stop: Some(tx), handle: Some(handle) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("app task");
+        }
+    }
+
+    pub async fn post_alert(&self, body: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .post(self.url("/v1/alerts"))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("post alert");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.http.get(self.url(path)).bearer_auth(&self.token).send().await.expect("get").json().await.expect("json")
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.http.get(self.url("/metrics")).send().await.expect("metrics").text().await.expect("text")
+    }
+
+    /// Value of one sample line of `/metrics` (`name{labels}` exactly as exported), if present.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        metric_value(&self.metrics().await, series)
+    }
+
+    pub async fn ready(&self) -> bool {
+        self.http.get(self.url("/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false)
+    }
+
+    /// Actions of the ledger, filtered by a query string like `subject=a@b`.
+    pub async fn actions(&self, query: &str) -> Vec<serde_json::Value> {
+        self.get_json(&format!("/v1/actions?{query}"))
+            .await["actions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A policy directory holding `files` (name → Rego or data), in a temp dir kept alive by the caller.
+pub fn policy_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write policy");
+    }
+    dir
+}
+
+/// A policy that disables every subject of every high or critical alert, on every capable connector.
+pub const DISABLE_ALL_POLICY: &str = r#"package deprovd
+
+import rego.v1
+
+decisions contains d if {
+    input.alert.severity in {"high", "critical"}
+    some s in input.alert.subjects
+    d := {
+        "action": "disable_account",
+        "subject": s.email,
+        "reason": sprintf("%s: %s", [input.alert.category, input.alert.title]),
+        "rule": "test.disable_high",
+    }
+}
+"#;
+
+/// A canonical alert for `email` with id `id`.
+pub fn alert_json(id: &str, email: &str) -> String {
+    serde_json::json!({
+        "id": id,
+        "source": {"vendor": "test"},
+        "time": chrono::Utc::now().to_rfc3339(),
+        "severity": "high",
+        "category": "credential_theft",
+        "title": "Credential theft detected",
+        "subjects": [{"email": email}],
+    })
+    .to_string()
+}
+
+/// Redis settings with a random key prefix so tests never share ledger state.
+pub fn redis_state() -> String {
+    format!(
+        "[state]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379/0\"\nkey_prefix = \"{}:\"\n",
+        unique("deprovd-test")
+    )
+}
