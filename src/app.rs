@@ -25,7 +25,7 @@ use crate::guard::Guards;
 use crate::ingest::kafka::{KafkaDeadLetter, KafkaSource};
 use crate::ingest::{DeadLetterSink, FileDeadLetter};
 use crate::ledger::StateStore;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Decider, Pipeline};
 use crate::plan::Planner;
 use crate::policy::Policies;
 use crate::telemetry::Metrics;
@@ -247,12 +247,10 @@ async fn start_core(
         .collect();
     let executor = Arc::new(Executor::new(store.clone(), connectors.clone(), &limits, metrics.clone(), dead_letters, settings.executor.clone()));
     let guards = Guards::new(&settings.guards).map_err(anyhow::Error::msg)?;
+    let decider = Decider::new(policies, Planner::new(&connectors), guards, metrics.clone());
     let pipeline = Arc::new(Pipeline::new(
-        policies,
-        Planner::new(&connectors),
-        guards,
+        decider,
         store.clone(),
-        metrics.clone(),
         settings.executor.enabled.then(|| executor.waker()),
         settings.coalesce_window,
     ));

@@ -73,52 +73,25 @@ pub struct Processed {
     pub policy_digest: String,
 }
 
-/// Everything the path needs, shared by every source (`Arc`).
-pub struct Pipeline {
+/// The pure part of the path: normalize, evaluate, plan, guard. No I/O, so `simulate` and the
+/// benchmark use it directly and the pipeline runs it on a blocking thread.
+pub struct Decider {
     pub registry: NormalizerRegistry,
     pub policies: Arc<Policies>,
     pub planner: Planner,
     pub guards: Guards,
-    pub store: Arc<dyn StateStore>,
     pub metrics: Arc<Metrics>,
-    /// Wakes the executor when a runnable action was recorded.
-    pub wake: Option<Arc<Notify>>,
-    /// Window within which a live action for the same (subject, connector, operation) absorbs new alerts.
-    pub coalesce_window: Duration,
-    shutting_down: AtomicBool,
 }
 
-impl Pipeline {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        policies: Arc<Policies>,
-        planner: Planner,
-        guards: Guards,
-        store: Arc<dyn StateStore>,
-        metrics: Arc<Metrics>,
-        wake: Option<Arc<Notify>>,
-        coalesce_window: Duration,
-    ) -> Self {
+impl Decider {
+    pub fn new(policies: Arc<Policies>, planner: Planner, guards: Guards, metrics: Arc<Metrics>) -> Self {
         Self {
             registry: NormalizerRegistry::new(),
             policies,
             planner,
             guards,
-            store,
             metrics,
-            wake,
-            coalesce_window,
-            shutting_down: AtomicBool::new(false),
         }
-    }
-
-    /// Sources stop retrying (and do not acknowledge) once this is set.
-    pub fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::Relaxed);
-    }
-
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Relaxed)
     }
 
     /// Normalize, evaluate, plan and guard — CPU only, no I/O.
@@ -173,6 +146,45 @@ impl Pipeline {
             policy_digest: eval.digest.to_string(),
         }
     }
+}
+
+/// Everything the path needs, shared by every source (`Arc`).
+pub struct Pipeline {
+    pub decider: Decider,
+    pub store: Arc<dyn StateStore>,
+    pub metrics: Arc<Metrics>,
+    /// Wakes the executor when a runnable action was recorded.
+    pub wake: Option<Arc<Notify>>,
+    /// Window within which a live action for the same (subject, connector, operation) absorbs new alerts.
+    pub coalesce_window: Duration,
+    shutting_down: AtomicBool,
+}
+
+impl Pipeline {
+    pub fn new(
+        decider: Decider,
+        store: Arc<dyn StateStore>,
+        wake: Option<Arc<Notify>>,
+        coalesce_window: Duration,
+    ) -> Self {
+        Self {
+            metrics: decider.metrics.clone(),
+            decider,
+            store,
+            wake,
+            coalesce_window,
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Sources stop retrying (and do not acknowledge) once this is set.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
 
     /// Decide on a blocking thread, then record every action in the ledger. Returns only when the
     /// input is durable (or rejected): the caller acknowledges its source after this.
@@ -185,7 +197,9 @@ impl Pipeline {
         let this = self.clone();
         let owned = bytes.to_vec();
         let format_owned = format.map(str::to_string);
-        let decided = tokio::task::spawn_blocking(move || this.decide(&owned, format_owned.as_deref()))
+        let decided = tokio::task::spawn_blocking(move || {
+            this.decider.decide(&owned, format_owned.as_deref())
+        })
             .await
             .map_err(|e| PipelineError::Unavailable(format!("policy evaluation task failed: {e}")))?;
         let label = format.unwrap_or("auto");
