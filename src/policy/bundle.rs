@@ -157,12 +157,35 @@ fn parse_data(file: &SourceFile) -> Result<Value, String> {
     Ok(value)
 }
 
+/// regorus reports `\n--> file:line:col\n | source\n | ^\nerror: message`; turn that into the one-line
+/// `file:line:col: message` that editors and CI annotate. Anything else is kept, prefixed with the file.
+pub(crate) fn tidy_rego_error(rel: &str, message: &str) -> String {
+    // Nested errors repeat the frame; the innermost (last) one is the precise one.
+    let location = message
+        .lines()
+        .rev()
+        .find_map(|l| l.trim_start().strip_prefix("--> "))
+        .map(str::trim);
+    let error = message
+        .lines()
+        .rev()
+        .find_map(|l| l.trim_start().strip_prefix("error: "))
+        .map(str::trim);
+    match (location, error) {
+        (Some(loc), Some(err)) => format!("{loc}: {err}"),
+        _ => format!("{rel}: {}", message.trim()),
+    }
+}
+
+/// `(relative path, package)` of each Rego module, in file order, e.g. `("a/x.rego", "data.x")`.
+pub(crate) type ModulePackages = Vec<(String, String)>;
+
 /// Build an interpreter [`regorus::Engine`] with every module and data document of `files`, collecting
-/// all problems. Returns the engine and the package of each module, in file order.
+/// all problems. Returns the engine and the package of each module.
 pub(crate) fn build_engine(
     files: &[SourceFile],
     config_timer: Option<regorus::utils::limits::ExecutionTimerConfig>,
-) -> Result<(regorus::Engine, Vec<(String, String)>), Vec<String>> {
+) -> Result<(regorus::Engine, ModulePackages), Vec<String>> {
     let mut engine = regorus::Engine::new();
     if let Some(t) = config_timer {
         engine.set_execution_timer_config(t);
@@ -184,7 +207,7 @@ pub(crate) fn build_engine(
                 };
                 match engine.add_policy(f.rel.clone(), text) {
                     Ok(pkg) => packages.push((f.rel.clone(), pkg)),
-                    Err(e) => problems.push(format!("{}: {e}", f.rel)),
+                    Err(e) => problems.push(tidy_rego_error(&f.rel, &e.to_string())),
                 }
             }
             FileKind::DataJson | FileKind::DataYaml => match parse_data(f) {
@@ -215,7 +238,56 @@ pub(crate) enum Executable {
     /// Bytecode for the regorus VM plus the merged data document.
     Vm { program: Arc<Program>, data: Value },
     /// The tree-walking interpreter, prepared once; each thread evaluates on its own clone.
-    Interpreter { engine: regorus::Engine },
+    Interpreter { engine: Box<regorus::Engine> },
+}
+
+/// Why the VM path could not be used.
+enum VmFailure {
+    /// A language feature the 0.14 VM compiler lacks (`with`, `walk`, some partial objects…): the
+    /// interpreter can still run the bundle.
+    Unsupported(String),
+    /// A real policy error the interpreter would only hit at evaluation time (unknown function,
+    /// undefined variable, data/rule conflict): refuse the bundle.
+    Invalid(String),
+}
+
+/// Compile to bytecode and probe a VM once, so data/rule conflicts are load errors, not per-alert ones.
+fn compile_vm(
+    compiled: &regorus::CompiledPolicy,
+    engine: &regorus::Engine,
+) -> Result<(Arc<Program>, Value), VmFailure> {
+    use regorus::languages::rego::compiler::CompilerError as E;
+    let program = Compiler::compile_from_policy(compiled, &[ENTRYPOINT]).map_err(|e| {
+        let raw = e.to_string();
+        let text = tidy_rego_error("bytecode compiler", &raw);
+        // Errors from nested compilation arrive wrapped in `General`; their text still starts with
+        // the variant's message, so classify on both.
+        let invalid = matches!(
+            e.error,
+            E::UnknownFunction { .. }
+                | E::UnknownBuiltinFunction { .. }
+                | E::UndefinedVariable { .. }
+                | E::DirectDataAccess
+        ) || [
+            "error: Unknown function: ",
+            "error: Unknown builtin function: ",
+            "error: Undefined variable: ",
+            "error: Direct access to 'data' root",
+        ]
+        .iter()
+        .any(|needle| raw.contains(needle));
+        if invalid {
+            VmFailure::Invalid(text)
+        } else {
+            VmFailure::Unsupported(text)
+        }
+    })?;
+    let data = engine.get_data();
+    let mut vm = RegoVM::new();
+    vm.load_program(program.clone());
+    vm.set_data(data.clone())
+        .map_err(|e| VmFailure::Invalid(format!("data conflicts with a rule: {e}")))?;
+    Ok((program, data))
 }
 
 /// A compiled, immutable version of the policy directory.
@@ -239,44 +311,50 @@ impl Bundle {
             return Err(PolicyError::NoPolicies { dir: dir.clone() });
         }
         let timer = config.timer();
-        let (mut engine, _packages) = build_engine(&scan.files, Some(timer)).map_err(&invalid)?;
+        let (mut engine, packages) = build_engine(&scan.files, Some(timer)).map_err(&invalid)?;
+        // Without the entrypoint every alert would silently get no decisions: refuse the bundle.
+        let declares_entrypoint = packages.iter().any(|(rel, package)| {
+            package == "data.deprovd"
+                && engine
+                    .has_declared_rule_rooted_at(rel, "decisions")
+                    .unwrap_or(false)
+        });
+        if !declares_entrypoint {
+            return Err(invalid(vec![format!(
+                "no module defines `{ENTRYPOINT}`: add `decisions contains d if {{ ... }}` to a module with `package deprovd`"
+            )]));
+        }
         let entry: regorus::Rc<str> = ENTRYPOINT.into();
-        let compiled = engine
-            .compile_with_entrypoint(&entry)
-            .map_err(|e| invalid(vec![format!("compiling `{ENTRYPOINT}`: {e}")]))?;
+        let compiled = engine.compile_with_entrypoint(&entry).map_err(|e| {
+            invalid(vec![tidy_rego_error(
+                &format!("compiling `{ENTRYPOINT}`"),
+                &e.to_string(),
+            )])
+        })?;
 
-        let vm_attempt = match config.engine {
-            Backend::Interpreter => None,
-            Backend::Auto | Backend::Vm => Some(
-                Compiler::compile_from_policy(&compiled, &[ENTRYPOINT])
-                    .map_err(|e| e.to_string())
-                    .and_then(|program| {
-                        // Probe once here so that data/rule conflicts are load errors, not
-                        // per-alert errors.
-                        let data = engine.get_data();
-                        let mut vm = RegoVM::new();
-                        vm.load_program(program.clone());
-                        vm.set_data(data.clone()).map_err(|e| e.to_string())?;
-                        Ok((program, data))
-                    }),
-            ),
-        };
-        let executable = match vm_attempt {
-            None => Executable::Interpreter { engine },
-            Some(Ok((program, data))) => Executable::Vm { program, data },
-            Some(Err(e)) if config.engine == Backend::Vm => {
-                return Err(invalid(vec![format!(
-                    "the bytecode VM cannot compile this bundle: {e} (set policy.engine = \"auto\" to fall back to the interpreter)"
-                )]));
-            }
-            Some(Err(e)) => {
-                tracing::warn!(
-                    dir = %config.dir.display(),
-                    error = %e,
-                    "regorus VM rejected the policy bundle; falling back to the slower interpreter"
-                );
-                Executable::Interpreter { engine }
-            }
+        let executable = match config.engine {
+            Backend::Interpreter => Executable::Interpreter {
+                engine: Box::new(engine),
+            },
+            Backend::Auto | Backend::Vm => match compile_vm(&compiled, &engine) {
+                Ok((program, data)) => Executable::Vm { program, data },
+                Err(VmFailure::Invalid(problem)) => return Err(invalid(vec![problem])),
+                Err(VmFailure::Unsupported(e)) if config.engine == Backend::Vm => {
+                    return Err(invalid(vec![format!(
+                        "the bytecode VM cannot compile this bundle: {e} (set policy.engine = \"auto\" to fall back to the interpreter)"
+                    )]));
+                }
+                Err(VmFailure::Unsupported(e)) => {
+                    tracing::warn!(
+                        dir = %config.dir.display(),
+                        error = %e,
+                        "regorus VM cannot compile the policy bundle; falling back to the slower interpreter"
+                    );
+                    Executable::Interpreter {
+                        engine: Box::new(engine),
+                    }
+                }
+            },
         };
         Ok(Bundle {
             id: NEXT_BUNDLE_ID.fetch_add(1, Ordering::Relaxed),

@@ -77,7 +77,7 @@ impl Worker {
                 vm.set_max_instructions(bundle.max_instructions);
                 WorkerKind::Vm(Box::new(vm))
             }
-            Executable::Interpreter { engine } => WorkerKind::Interpreter(Box::new(engine.clone())),
+            Executable::Interpreter { engine } => WorkerKind::Interpreter(engine.clone()),
         };
         Ok(Worker {
             bundle_id: bundle.id,
@@ -254,8 +254,12 @@ impl Policies {
     /// Poll the directory about once a second and reload when its content changes, until `shutdown`
     /// becomes `true` (or its sender is dropped). A broken version is logged once per distinct digest
     /// and the serving version stays. Polling, not inotify: it works the same on ConfigMap symlink
-    /// swaps, network filesystems and editors that write via rename.
+    /// swaps, network filesystems and editors that write via rename. With `watch = false` the task
+    /// ends at once (SIGHUP → [`Policies::reload`] still works). Must be called inside a Tokio runtime.
     pub fn spawn_watcher(self: Arc<Self>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        if !self.config.watch {
+            return tokio::spawn(async {});
+        }
         self.spawn_watcher_every(Duration::from_secs(1), shutdown)
     }
 

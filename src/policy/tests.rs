@@ -355,15 +355,47 @@ fn load_reports_every_problem_with_file_and_line() {
     };
     assert_eq!(problems.len(), 3, "{err}");
     let text = err.to_string();
-    assert!(text.contains("a.rego:"), "{text}");
-    assert!(text.contains("sub/b.rego:"), "{text}");
-    assert!(text.contains("data.yaml:"), "{text}");
+    assert!(
+        problems.contains(&"a.rego:4:1: expecting expression".to_string()),
+        "{text}"
+    );
+    assert!(
+        problems.contains(&"sub/b.rego:4:1: expecting `]` while parsing array".to_string()),
+        "{text}"
+    );
+    assert!(text.contains("data.yaml:2: invalid YAML"), "{text}");
 
     let empty = tempfile::tempdir().unwrap();
     assert!(matches!(
         Policies::load(&config(empty.path(), Backend::Auto)),
         Err(PolicyError::NoPolicies { .. })
     ));
+}
+
+#[test]
+fn missing_entrypoint_and_semantic_errors_fail_the_load() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.rego",
+        "package other\nimport rego.v1\nx := 1\n",
+    );
+    let err = Policies::load(&config(dir.path(), Backend::Auto)).unwrap_err();
+    assert!(err.to_string().contains("data.deprovd.decisions"), "{err}");
+
+    write(
+        dir.path(),
+        "p.rego",
+        "package deprovd\nimport rego.v1\ndecisions contains x if {\n\tx := no_such_function(1)\n}\n",
+    );
+    // The interpreter alone finds this only when evaluating; the VM compiler finds it at load, and
+    // `auto` must refuse the bundle rather than fall back and fail on every alert.
+    for engine in [Backend::Auto, Backend::Vm] {
+        let err = Policies::load(&config(dir.path(), engine)).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("p.rego:4:"), "{text}");
+        assert!(text.contains("no_such_function"), "{text}");
+    }
 }
 
 #[test]
