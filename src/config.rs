@@ -61,9 +61,7 @@ impl SecretRef {
     pub fn parse(s: &str) -> Result<Self, String> {
         if let Some(name) = s.strip_prefix("env:") {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "`env:{name}` is not a valid environment variable name"
-                ));
+                return Err(format!("`env:{name}` is not a valid environment variable name"));
             }
             Ok(SecretRef::Env(name.to_string()))
         } else if let Some(path) = s.strip_prefix("file:") {
@@ -72,10 +70,7 @@ impl SecretRef {
             }
             Ok(SecretRef::File(PathBuf::from(path)))
         } else {
-            Err(
-                "secrets must be given by reference, as `env:NAME` or `file:PATH`, never inline"
-                    .into(),
-            )
+            Err("secrets must be given by reference, as `env:NAME` or `file:PATH`, never inline".into())
         }
     }
 

@@ -181,10 +181,7 @@ pub enum NormalizeError {
     #[error("no normalizer recognizes this document (tried: {0})")]
     Unrecognized(String),
     #[error("{format}: {reason}")]
-    Invalid {
-        format: &'static str,
-        reason: String,
-    },
+    Invalid { format: &'static str, reason: String },
 }
 
 /// JSON Schema of the canonical alert, printed by `deprovd schema alert`.

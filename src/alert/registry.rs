@@ -50,8 +50,8 @@ impl NormalizerRegistry {
 
     /// Parse `bytes` once and normalize with `format` (or auto-detect when `None` or `"auto"`).
     pub fn normalize(&self, bytes: &[u8], format: Option<&str>) -> Result<Alert, NormalizeError> {
-        let doc: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| NormalizeError::InvalidJson(e.to_string()))?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| NormalizeError::InvalidJson(e.to_string()))?;
         self.normalize_value(doc, format)
     }
 

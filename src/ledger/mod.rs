@@ -214,11 +214,8 @@ pub trait StateStore: Send + Sync {
     async fn put_action(&self, action: &ActionRecord) -> Result<(), StoreError>;
 
     /// Keys of actions whose `next_attempt_at <= now`, earliest first, at most `limit`.
-    async fn due_actions(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError>;
+    async fn due_actions(&self, now: DateTime<Utc>, limit: usize)
+    -> Result<Vec<String>, StoreError>;
 
     /// Earliest `next_attempt_at` among due-indexed actions, so the executor can sleep until then.
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
