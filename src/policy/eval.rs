@@ -95,7 +95,7 @@ impl Worker {
                 engine.set_input(input);
                 engine
                     .eval_rule(ENTRYPOINT.to_string())
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| bundle::tidy_rego_error("policy", &e.to_string()))
             }
         }
     }
@@ -125,10 +125,25 @@ fn build_input(
     Ok(Value::from(input))
 }
 
+/// The element as JSON, cut to a length that fits a log line or an audit record.
+fn abbreviate(element: &Value) -> String {
+    const MAX: usize = 200;
+    let mut text = element.to_string();
+    if text.len() > MAX {
+        let mut cut = MAX;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
 /// Check each element of the result against the [`Decision`] schema.
 fn collect_decisions(result: Value, decisions: &mut Vec<Decision>, errors: &mut Vec<String>) {
     let elements: Vec<Value> = match result {
-        Value::Undefined | Value::Null => return,
+        Value::Undefined => return,
         Value::Set(set) => set.iter().cloned().collect(),
         Value::Array(arr) => arr.iter().cloned().collect(),
         other => {
@@ -146,7 +161,7 @@ fn collect_decisions(result: Value, decisions: &mut Vec<Decision>, errors: &mut 
             .and_then(|json| Decision::deserialize(json).map_err(|e| e.to_string()));
         match parsed {
             Ok(d) => decisions.push(d),
-            Err(e) => errors.push(format!("invalid decision {element}: {e}")),
+            Err(e) => errors.push(format!("invalid decision {}: {e}", abbreviate(&element))),
         }
     }
 }
