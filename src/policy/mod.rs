@@ -21,7 +21,7 @@
 //!
 //! # Engines
 //!
-//! The hot path runs regorus' bytecode VM (about 5× the tree-walking interpreter): the bundle is compiled
+//! The hot path runs regorus' bytecode VM (about 3× the tree-walking interpreter on the starter policies): the bundle is compiled
 //! once to a program, and every thread that evaluates keeps its own VM, loaded with program and data once
 //! and rebuilt only when the bundle changes. The VM compiler does not yet accept all of Rego (e.g. `with`
 //! and `walk` reachable from the entrypoint); such a bundle falls back to the interpreter with a warning.
