@@ -1,0 +1,298 @@
+//! The LDAP connector against a real slapd with the ppolicy overlay (see `slapd.rs`): every test checks
+//! the directory's effect — who can bind, who is in which group — not just the connector's answer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use deprovd::config::SecretRef;
+use deprovd::connectors::ldap::{LdapConfig, LdapFlavor, PERMANENT_LOCK, build};
+use deprovd::connectors::{Connector, Operation, OperationRequest, Outcome};
+use serde_json::{Value, json};
+
+use crate::slapd::{self, Slapd};
+
+const PEOPLE: &str = "ou=people,dc=example,dc=org";
+const GROUPS: &str = "ou=groups,dc=example,dc=org";
+const ENGINEERING: &str = "cn=engineering,ou=groups,dc=example,dc=org";
+const VPN: &str = "cn=vpn,ou=groups,dc=example,dc=org";
+const DEVS: &str = "cn=devs,ou=groups,dc=example,dc=org";
+
+/// A connector for `server`, binding as `bind_dn` with `password` (kept in a secret file, as in production).
+fn connector(server: &Slapd, url: &str, bind_dn: &str, password: &str) -> Arc<dyn Connector> {
+    let secret = server.dir().join(format!("pw-{}", rand_suffix()));
+    std::fs::write(&secret, format!("{password}\n")).expect("write secret file");
+    let cfg: LdapConfig = toml::from_str(&format!(
+        r#"
+        url = "{url}"
+        bind_dn = "{bind_dn}"
+        bind_password = "file:{secret}"
+        base_dn = "{PEOPLE}"
+        group_base_dn = "{GROUPS}"
+        timeout = "5s"
+        "#,
+        secret = secret.display()
+    ))
+    .expect("test config parses");
+    assert!(matches!(cfg.bind_password, SecretRef::File(_)));
+    build("directory", &cfg, LdapFlavor::OpenLdap).expect("connector builds")
+}
+
+fn service(server: &Slapd) -> Arc<dyn Connector> {
+    connector(server, &server.url, slapd::SERVICE_DN, slapd::SERVICE_PW)
+}
+
+fn rand_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn request(op: Operation, subject: &str, pre_state: Option<Value>) -> OperationRequest {
+    OperationRequest {
+        operation: op,
+        subject: subject.to_string(),
+        idempotency_key: rand_suffix(),
+        pre_state,
+        context: BTreeMap::new(),
+    }
+}
+
+#[tokio::test]
+async fn disabled_user_cannot_bind_until_enabled() {
+    let server = Slapd::start();
+    let ldap = service(&server);
+    assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
+
+    let r = ldap
+        .execute(&request(Operation::DisableAccount, "alice@example.org", None))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    let pre = r.pre_state.expect("disable records the prior lock state");
+    assert_eq!(pre["pwdAccountLockedTime"], Value::Null);
+    assert_eq!(pre["dn"], slapd::ALICE_DN);
+    assert_eq!(
+        server.values(slapd::ALICE_DN, "pwdAccountLockedTime").await,
+        vec![PERMANENT_LOCK.to_string()]
+    );
+    assert!(
+        !server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await,
+        "a locked account must not bind, even with the right password"
+    );
+    assert!(
+        server.can_bind(slapd::BOB_DN, slapd::BOB_PW).await,
+        "only the subject is locked"
+    );
+
+    let again = ldap
+        .execute(&request(Operation::DisableAccount, "alice", None))
+        .await;
+    assert_eq!(again.outcome, Outcome::AlreadyDone, "{again:?}");
+
+    let r = ldap
+        .execute(&request(Operation::EnableAccount, "alice", Some(pre.clone())))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    assert!(server.values(slapd::ALICE_DN, "pwdAccountLockedTime").await.is_empty());
+    assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
+
+    let again = ldap
+        .execute(&request(Operation::EnableAccount, "alice", Some(pre)))
+        .await;
+    assert_eq!(again.outcome, Outcome::AlreadyDone, "{again:?}");
+}
+
+#[tokio::test]
+async fn enable_restores_a_lock_that_predated_the_action() {
+    let server = Slapd::start();
+    let ldap = service(&server);
+    // Bob was locked by an administrator before deprovd acted: the reversal must not unlock him.
+    let first = ldap
+        .execute(&request(Operation::DisableAccount, "bob", None))
+        .await;
+    assert_eq!(first.outcome, Outcome::Done);
+    let second = ldap
+        .execute(&request(Operation::DisableAccount, "bob", None))
+        .await;
+    assert_eq!(second.outcome, Outcome::AlreadyDone);
+    let r = ldap
+        .execute(&request(Operation::EnableAccount, "bob", second.pre_state))
+        .await;
+    assert_eq!(r.outcome, Outcome::AlreadyDone, "{r:?}");
+    assert!(!server.can_bind(slapd::BOB_DN, slapd::BOB_PW).await);
+}
+
+async fn memberships(server: &Slapd) -> Vec<Vec<String>> {
+    vec![
+        server.values(ENGINEERING, "member").await,
+        server.values(VPN, "member").await,
+        server.values(DEVS, "memberUid").await,
+    ]
+}
+
+#[tokio::test]
+async fn group_removal_round_trip_leaves_memberships_as_before() {
+    let server = Slapd::start();
+    let ldap = service(&server);
+    let before = memberships(&server).await;
+
+    let r = ldap
+        .execute(&request(Operation::RemoveGroupMemberships, "alice", None))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    let pre = r.pre_state.expect("removal records the groups");
+    assert_eq!(pre["groups"], json!([DEVS, ENGINEERING, VPN]));
+    assert_eq!(
+        memberships(&server).await,
+        vec![
+            vec![slapd::BOB_DN.to_string()],
+            vec![slapd::BOB_DN.to_string()],
+            vec!["bob".to_string()],
+        ],
+        "alice is out of every group (member and memberUid), bob untouched"
+    );
+
+    let again = ldap
+        .execute(&request(Operation::RemoveGroupMemberships, "alice", None))
+        .await;
+    assert_eq!(again.outcome, Outcome::AlreadyDone, "{again:?}");
+
+    let r = ldap
+        .execute(&request(Operation::RestoreGroupMemberships, "alice", Some(pre.clone())))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    assert_eq!(memberships(&server).await, before);
+
+    let again = ldap
+        .execute(&request(Operation::RestoreGroupMemberships, "alice", Some(pre)))
+        .await;
+    assert_eq!(again.outcome, Outcome::AlreadyDone, "already a member is fine");
+    assert_eq!(memberships(&server).await, before);
+}
+
+#[tokio::test]
+async fn restore_from_a_bare_group_list_picks_each_groups_member_attribute() {
+    let server = Slapd::start();
+    let ldap = service(&server);
+    let before = memberships(&server).await;
+    let r = ldap
+        .execute(&request(Operation::RemoveGroupMemberships, "alice", None))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+
+    // A responder restoring by hand may only know the group DNs.
+    let pre = json!({ "groups": [ENGINEERING, VPN, DEVS] });
+    let r = ldap
+        .execute(&request(Operation::RestoreGroupMemberships, "alice", Some(pre)))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    assert_eq!(memberships(&server).await, before);
+}
+
+#[tokio::test]
+async fn filter_injection_matches_nobody() {
+    let server = Slapd::start();
+    let ldap = service(&server);
+    for subject in ["*)(uid=*", "*", "alice)(|(uid=*", "*)(|(objectClass=*"] {
+        for op in [Operation::DisableAccount, Operation::RemoveGroupMemberships] {
+            let r = ldap.execute(&request(op, subject, None)).await;
+            assert_eq!(r.outcome, Outcome::NotFound, "{op} {subject:?}: {r:?}");
+        }
+    }
+    assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
+    assert!(server.can_bind(slapd::BOB_DN, slapd::BOB_PW).await);
+    assert_eq!(server.values(ENGINEERING, "member").await.len(), 2);
+}
+
+#[tokio::test]
+async fn unknown_user_is_not_found() {
+    let server = Slapd::start();
+    let ldap = service(&server);
+    for op in [
+        Operation::DisableAccount,
+        Operation::EnableAccount,
+        Operation::RemoveGroupMemberships,
+    ] {
+        let r = ldap.execute(&request(op, "mallory@example.org", None)).await;
+        assert_eq!(r.outcome, Outcome::NotFound, "{op}: {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn wrong_bind_password_fails_terminally_with_a_fix() {
+    let server = Slapd::start();
+    let ldap = connector(&server, &server.url, slapd::SERVICE_DN, "not-the-password");
+    let r = ldap
+        .execute(&request(Operation::DisableAccount, "alice", None))
+        .await;
+    let Outcome::Failed { reason } = r.outcome else {
+        panic!("bad credentials must be terminal: {r:?}");
+    };
+    assert!(reason.contains("invalidCredentials"), "{reason}");
+    assert!(reason.contains("bind_password"), "{reason}");
+    let report = ldap.check().await;
+    assert!(!report.ok);
+    assert!(report.fix.is_some());
+    assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
+}
+
+#[tokio::test]
+async fn missing_write_permission_fails_with_the_acl_hint() {
+    let server = Slapd::start();
+    let ldap = connector(&server, &server.url, slapd::READER_DN, slapd::READER_PW);
+    let r = ldap
+        .execute(&request(Operation::DisableAccount, "alice", None))
+        .await;
+    let Outcome::Failed { reason } = r.outcome else {
+        panic!("insufficient rights must be terminal: {r:?}");
+    };
+    assert!(reason.contains("insufficientAccessRights"), "{reason}");
+    assert!(reason.contains("docs/connectors/ldap.md"), "{reason}");
+    assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
+
+    let r = ldap
+        .execute(&request(Operation::RemoveGroupMemberships, "alice", None))
+        .await;
+    assert!(matches!(r.outcome, Outcome::Failed { .. }), "{r:?}");
+    assert_eq!(server.values(ENGINEERING, "member").await.len(), 2);
+}
+
+#[tokio::test]
+async fn unreachable_server_is_retried() {
+    let server = Slapd::start();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let port = closed.local_addr().expect("port").port();
+    drop(closed);
+    let ldap = connector(
+        &server,
+        &format!("ldap://127.0.0.1:{port}"),
+        slapd::SERVICE_DN,
+        slapd::SERVICE_PW,
+    );
+    let r = ldap
+        .execute(&request(Operation::DisableAccount, "alice", None))
+        .await;
+    assert!(matches!(r.outcome, Outcome::Retry { .. }), "{r:?}");
+    assert!(!ldap.check().await.ok);
+}
+
+#[tokio::test]
+async fn check_passes_and_changes_nothing() {
+    let server = Slapd::start();
+    let ldap = service(&server);
+    let before = memberships(&server).await;
+    let report = ldap.check().await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.connector, "directory");
+    assert_eq!(memberships(&server).await, before);
+    assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
+}
+
+#[tokio::test]
+async fn revoke_sessions_is_unsupported() {
+    let server = Slapd::start();
+    let ldap = service(&server);
+    assert!(!ldap.supports(Operation::RevokeSessions));
+    assert!(ldap.supports(Operation::DisableAccount));
+    let r = ldap
+        .execute(&request(Operation::RevokeSessions, "alice", None))
+        .await;
+    assert!(matches!(r.outcome, Outcome::Failed { .. }), "{r:?}");
+}
