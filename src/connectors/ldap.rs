@@ -118,6 +118,10 @@ pub struct LdapConfig {
     /// Upgrade an `ldap://` connection with StartTLS before binding.
     #[serde(default)]
     pub starttls: bool,
+    /// PEM file of the CA certificate(s) to trust for this server *instead of* the system store (a private
+    /// enterprise CA). Without it the system store is used (`SSL_CERT_FILE` also works).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Permit a cleartext `ldap://` connection to a non-loopback host. The bind password would cross the
     /// network in clear, so this must be asked for explicitly.
     #[serde(default)]
@@ -163,7 +167,10 @@ fn is_loopback_host(url: &str) -> bool {
     let host = if let Some(v6) = host_port.strip_prefix('[') {
         v6.split(']').next().unwrap_or("")
     } else {
-        host_port.rsplit_once(':').map(|(h, _)| h).unwrap_or(host_port)
+        host_port
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(host_port)
     };
     host == "localhost" || host == "::1" || host.starts_with("127.")
 }
@@ -206,6 +213,12 @@ impl LdapConfig {
                     ),
                 ));
             }
+        }
+        if self.ca_file.is_some() && !tls && !self.starttls {
+            problems.push(Problem::new(
+                format!("{path}.ca_file"),
+                "a CA file only applies to TLS: use an ldaps:// url or starttls = true",
+            ));
         }
         for (key, dn) in [
             ("bind_dn", Some(&self.bind_dn)),
@@ -287,8 +300,19 @@ pub fn build(
             None
         }
     };
+    let tls_config = match &cfg.ca_file {
+        None => None,
+        Some(file) => match tls_config_trusting(file) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                problems.push(Problem::new(format!("{path}.ca_file"), e));
+                None
+            }
+        },
+    };
     match password {
         Some(password) if problems.is_empty() => Ok(Arc::new(LdapConnector {
+            tls_config,
             name: name.to_string(),
             flavor,
             user_filter: cfg
@@ -305,6 +329,36 @@ pub fn build(
         })),
         _ => Err(problems),
     }
+}
+
+/// A rustls client config trusting exactly the CA certificates in `file`. The ring provider is named
+/// explicitly so this never depends on which provider happens to be the process default.
+fn tls_config_trusting(file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(file)
+        .map_err(|e| format!("cannot read CA file `{}`: {e}", file.display()))?;
+    for cert in certs {
+        let cert =
+            cert.map_err(|e| format!("CA file `{}` is not valid PEM: {e}", file.display()))?;
+        roots.add(cert).map_err(|e| {
+            format!(
+                "CA file `{}` holds an unusable certificate: {e}",
+                file.display()
+            )
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(format!("CA file `{}` holds no certificate", file.display()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Why an LDAP step failed. Mapped to an [`Outcome`] by [`LdapError::outcome`].
@@ -489,6 +543,8 @@ pub struct LdapConnector {
     flavor: LdapFlavor,
     cfg: LdapConfig,
     password: SecretString,
+    /// Set when `ca_file` is configured; otherwise ldap3 trusts the system store.
+    tls_config: Option<Arc<rustls::ClientConfig>>,
     user_filter: String,
     group_base_dn: String,
     /// Bounds open connections to the directory.
@@ -528,7 +584,11 @@ struct Membership {
     value: String,
 }
 
-fn result(outcome: Outcome, pre_state: Option<Value>, summary: impl Into<String>) -> OperationResult {
+fn result(
+    outcome: Outcome,
+    pre_state: Option<Value>,
+    summary: impl Into<String>,
+) -> OperationResult {
     OperationResult {
         outcome,
         pre_state,
@@ -549,9 +609,12 @@ impl LdapConnector {
     /// Open a connection and bind as the service account. One connection per operation: containment
     /// is rare and latency-tolerant, and a fresh bind never acts on a half-broken pooled connection.
     async fn session(&self) -> Result<Ldap, LdapError> {
-        let settings = LdapConnSettings::new()
+        let mut settings = LdapConnSettings::new()
             .set_conn_timeout(self.cfg.timeout)
             .set_starttls(self.cfg.starttls);
+        if let Some(tls) = &self.tls_config {
+            settings = settings.set_config(tls.clone());
+        }
         let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.cfg.url)
             .await
             .map_err(|e| LdapError::from_ldap("connect", &self.cfg.url, e))?;
@@ -827,7 +890,13 @@ impl LdapConnector {
             let filter = format!("({attr}={})", escape_filter_value(&value));
             // "1.1": no attributes; large groups' member lists are never transferred.
             for group in self
-                .search(ldap, &self.group_base_dn, Scope::Subtree, &filter, vec!["1.1"])
+                .search(
+                    ldap,
+                    &self.group_base_dn,
+                    Scope::Subtree,
+                    &filter,
+                    vec!["1.1"],
+                )
                 .await?
             {
                 out.push(Membership {
@@ -853,9 +922,8 @@ impl LdapConnector {
             Err(e) => return OperationResult::new(e.outcome(), ""),
         };
         // A retry after a partial removal finds fewer groups: keep what the earlier attempt recorded.
-        let mut all: BTreeSet<Membership> = memberships_of(req.pre_state.as_ref())
-            .into_iter()
-            .collect();
+        let mut all: BTreeSet<Membership> =
+            memberships_of(req.pre_state.as_ref()).into_iter().collect();
         all.extend(found.iter().cloned());
         let pre = pre_state_of(&user.dn, &all);
         if found.is_empty() {
@@ -985,7 +1053,13 @@ impl LdapConnector {
         group: &str,
     ) -> Result<Option<Membership>, LdapError> {
         let entries = self
-            .search(ldap, group, Scope::Base, "(objectClass=*)", vec!["objectClass"])
+            .search(
+                ldap,
+                group,
+                Scope::Base,
+                "(objectClass=*)",
+                vec!["objectClass"],
+            )
             .await?;
         let Some(entry) = entries.first() else {
             return Ok(None);
@@ -1111,7 +1185,9 @@ impl Connector for LdapConnector {
             }
         }
         // The server must accept the user filter too (read-only: a subject nobody has).
-        let probe = self.find_user(&mut ldap, "deprovd-preflight-probe", vec!["1.1"]).await;
+        let probe = self
+            .find_user(&mut ldap, "deprovd-preflight-probe", vec!["1.1"])
+            .await;
         let _ = ldap.unbind().await;
         match probe {
             Ok(_) => report(
@@ -1187,12 +1263,15 @@ mod tests {
             ActiveDirectory(LdapConfig),
         }
         let doc = format!("type = \"active_directory\"\n{MINIMAL}");
-        assert!(matches!(
-            toml::from_str::<Any>(&doc),
-            Ok(Any::ActiveDirectory(_))
-        ));
+        let Ok(Any::ActiveDirectory(ad)) = toml::from_str::<Any>(&doc) else {
+            panic!("active_directory routes to LdapConfig");
+        };
+        assert_eq!(ad.url, "ldaps://ldap.example.org");
         let doc = format!("type = \"ldap\"\n{MINIMAL}");
-        assert!(matches!(toml::from_str::<Any>(&doc), Ok(Any::Ldap(_))));
+        let Ok(Any::Ldap(ldap)) = toml::from_str::<Any>(&doc) else {
+            panic!("ldap routes to LdapConfig");
+        };
+        assert_eq!(ldap.base_dn, "ou=people,dc=example,dc=org");
     }
 
     #[test]

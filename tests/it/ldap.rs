@@ -19,6 +19,28 @@ const DEVS: &str = "cn=devs,ou=groups,dc=example,dc=org";
 
 /// A connector for `server`, binding as `bind_dn` with `password` (kept in a secret file, as in production).
 fn connector(server: &Slapd, url: &str, bind_dn: &str, password: &str) -> Arc<dyn Connector> {
+    connector_of(server, url, bind_dn, password, LdapFlavor::OpenLdap)
+}
+
+fn connector_of(
+    server: &Slapd,
+    url: &str,
+    bind_dn: &str,
+    password: &str,
+    flavor: LdapFlavor,
+) -> Arc<dyn Connector> {
+    connector_with(server, url, bind_dn, password, flavor, "")
+}
+
+/// `extra`: more TOML lines (TLS settings).
+fn connector_with(
+    server: &Slapd,
+    url: &str,
+    bind_dn: &str,
+    password: &str,
+    flavor: LdapFlavor,
+    extra: &str,
+) -> Arc<dyn Connector> {
     let secret = server.dir().join(format!("pw-{}", rand_suffix()));
     std::fs::write(&secret, format!("{password}\n")).expect("write secret file");
     let cfg: LdapConfig = toml::from_str(&format!(
@@ -29,12 +51,13 @@ fn connector(server: &Slapd, url: &str, bind_dn: &str, password: &str) -> Arc<dy
         base_dn = "{PEOPLE}"
         group_base_dn = "{GROUPS}"
         timeout = "5s"
+        {extra}
         "#,
         secret = secret.display()
     ))
     .expect("test config parses");
     assert!(matches!(cfg.bind_password, SecretRef::File(_)));
-    build("directory", &cfg, LdapFlavor::OpenLdap).expect("connector builds")
+    build("directory", &cfg, flavor).expect("connector builds")
 }
 
 fn service(server: &Slapd) -> Arc<dyn Connector> {
@@ -62,7 +85,11 @@ async fn disabled_user_cannot_bind_until_enabled() {
     assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
 
     let r = ldap
-        .execute(&request(Operation::DisableAccount, "alice@example.org", None))
+        .execute(&request(
+            Operation::DisableAccount,
+            "alice@example.org",
+            None,
+        ))
         .await;
     assert_eq!(r.outcome, Outcome::Done, "{r:?}");
     let pre = r.pre_state.expect("disable records the prior lock state");
@@ -87,10 +114,19 @@ async fn disabled_user_cannot_bind_until_enabled() {
     assert_eq!(again.outcome, Outcome::AlreadyDone, "{again:?}");
 
     let r = ldap
-        .execute(&request(Operation::EnableAccount, "alice", Some(pre.clone())))
+        .execute(&request(
+            Operation::EnableAccount,
+            "alice",
+            Some(pre.clone()),
+        ))
         .await;
     assert_eq!(r.outcome, Outcome::Done, "{r:?}");
-    assert!(server.values(slapd::ALICE_DN, "pwdAccountLockedTime").await.is_empty());
+    assert!(
+        server
+            .values(slapd::ALICE_DN, "pwdAccountLockedTime")
+            .await
+            .is_empty()
+    );
     assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
 
     let again = ldap
@@ -155,15 +191,27 @@ async fn group_removal_round_trip_leaves_memberships_as_before() {
     assert_eq!(again.outcome, Outcome::AlreadyDone, "{again:?}");
 
     let r = ldap
-        .execute(&request(Operation::RestoreGroupMemberships, "alice", Some(pre.clone())))
+        .execute(&request(
+            Operation::RestoreGroupMemberships,
+            "alice",
+            Some(pre.clone()),
+        ))
         .await;
     assert_eq!(r.outcome, Outcome::Done, "{r:?}");
     assert_eq!(memberships(&server).await, before);
 
     let again = ldap
-        .execute(&request(Operation::RestoreGroupMemberships, "alice", Some(pre)))
+        .execute(&request(
+            Operation::RestoreGroupMemberships,
+            "alice",
+            Some(pre),
+        ))
         .await;
-    assert_eq!(again.outcome, Outcome::AlreadyDone, "already a member is fine");
+    assert_eq!(
+        again.outcome,
+        Outcome::AlreadyDone,
+        "already a member is fine"
+    );
     assert_eq!(memberships(&server).await, before);
 }
 
@@ -180,7 +228,11 @@ async fn restore_from_a_bare_group_list_picks_each_groups_member_attribute() {
     // A responder restoring by hand may only know the group DNs.
     let pre = json!({ "groups": [ENGINEERING, VPN, DEVS] });
     let r = ldap
-        .execute(&request(Operation::RestoreGroupMemberships, "alice", Some(pre)))
+        .execute(&request(
+            Operation::RestoreGroupMemberships,
+            "alice",
+            Some(pre),
+        ))
         .await;
     assert_eq!(r.outcome, Outcome::Done, "{r:?}");
     assert_eq!(memberships(&server).await, before);
@@ -210,7 +262,9 @@ async fn unknown_user_is_not_found() {
         Operation::EnableAccount,
         Operation::RemoveGroupMemberships,
     ] {
-        let r = ldap.execute(&request(op, "mallory@example.org", None)).await;
+        let r = ldap
+            .execute(&request(op, "mallory@example.org", None))
+            .await;
         assert_eq!(r.outcome, Outcome::NotFound, "{op}: {r:?}");
     }
 }
@@ -295,4 +349,123 @@ async fn revoke_sessions_is_unsupported() {
         .execute(&request(Operation::RevokeSessions, "alice", None))
         .await;
     assert!(matches!(r.outcome, Outcome::Failed { .. }), "{r:?}");
+}
+
+/// The `active_directory` flavor's LDAP logic against slapd with an AD-shaped schema. What this cannot
+/// show is AD's own effect (a disabled account refused at bind): that needs a Samba AD DC.
+#[tokio::test]
+async fn ad_flavor_toggles_only_the_accountdisable_bit() {
+    let server = Slapd::start();
+    let ad = connector_of(
+        &server,
+        &server.url,
+        slapd::SERVICE_DN,
+        slapd::SERVICE_PW,
+        LdapFlavor::ActiveDirectory,
+    );
+    let uac = |dn: &'static str| {
+        let server = &server;
+        async move { server.values(dn, "userAccountControl").await }
+    };
+
+    // By userPrincipalName (the default AD filter); DONT_EXPIRE_PASSWORD (0x10000) must survive.
+    let r = ad
+        .execute(&request(
+            Operation::DisableAccount,
+            "carol@corp.example.org",
+            None,
+        ))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    let pre = r.pre_state.expect("prior userAccountControl recorded");
+    assert_eq!(pre["userAccountControl"], 66048);
+    assert_eq!(uac(slapd::CAROL_DN).await, vec!["66050"]);
+    let again = ad
+        .execute(&request(Operation::DisableAccount, "carol", None))
+        .await;
+    assert_eq!(again.outcome, Outcome::AlreadyDone);
+    let r = ad
+        .execute(&request(Operation::EnableAccount, "carol", Some(pre)))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    assert_eq!(uac(slapd::CAROL_DN).await, vec!["66048"]);
+
+    // Dave was disabled before deprovd acted: disable is a no-op and its reversal keeps him disabled.
+    let r = ad
+        .execute(&request(Operation::DisableAccount, "dave", None))
+        .await;
+    assert_eq!(r.outcome, Outcome::AlreadyDone, "{r:?}");
+    let r = ad
+        .execute(&request(Operation::EnableAccount, "dave", r.pre_state))
+        .await;
+    assert_eq!(r.outcome, Outcome::AlreadyDone, "{r:?}");
+    assert_eq!(uac(slapd::DAVE_DN).await, vec!["514"]);
+
+    // Group removal uses `member` only; round trip restores it.
+    let staff = "cn=ad-staff,ou=groups,dc=example,dc=org";
+    let before = server.values(staff, "member").await;
+    let r = ad
+        .execute(&request(Operation::RemoveGroupMemberships, "carol", None))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    assert_eq!(server.values(staff, "member").await, vec![slapd::BOB_DN]);
+    let r = ad
+        .execute(&request(
+            Operation::RestoreGroupMemberships,
+            "carol",
+            r.pre_state,
+        ))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    assert_eq!(server.values(staff, "member").await, before);
+}
+
+#[tokio::test]
+async fn ldaps_and_starttls_trust_a_private_ca() {
+    let server = Slapd::start_tls();
+    let ldaps = server.ldaps_url.clone().expect("TLS server");
+    let ca = server.ca_file.clone().expect("CA file");
+    let over_ldaps = connector_with(
+        &server,
+        &ldaps,
+        slapd::SERVICE_DN,
+        slapd::SERVICE_PW,
+        LdapFlavor::OpenLdap,
+        &format!("ca_file = \"{}\"", ca.display()),
+    );
+    let r = over_ldaps
+        .execute(&request(Operation::DisableAccount, "alice", None))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    assert!(!server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
+
+    let over_starttls = connector_with(
+        &server,
+        &server.url,
+        slapd::SERVICE_DN,
+        slapd::SERVICE_PW,
+        LdapFlavor::OpenLdap,
+        &format!("starttls = true\nca_file = \"{}\"", ca.display()),
+    );
+    let r = over_starttls
+        .execute(&request(Operation::EnableAccount, "alice", r.pre_state))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
+}
+
+#[tokio::test]
+async fn untrusted_certificate_fails_terminally_with_a_fix() {
+    let server = Slapd::start_tls();
+    let ldaps = server.ldaps_url.clone().expect("TLS server");
+    // No ca_file: the system store does not know the throwaway CA.
+    let ldap = connector(&server, &ldaps, slapd::SERVICE_DN, slapd::SERVICE_PW);
+    let r = ldap
+        .execute(&request(Operation::DisableAccount, "alice", None))
+        .await;
+    let Outcome::Failed { reason } = r.outcome else {
+        panic!("an untrusted certificate must not be retried: {r:?}");
+    };
+    assert!(reason.contains("TLS"), "{reason}");
+    assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
 }

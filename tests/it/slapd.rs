@@ -7,6 +7,8 @@
 //!
 //! - `uid=alice` and `uid=bob` under `ou=people` (inetOrgPerson + posixAccount, passwords [`ALICE_PW`], [`BOB_PW`]);
 //! - groupOfNames `cn=engineering` and `cn=vpn` (both: alice and bob), posixGroup `cn=devs` (memberUid alice, bob);
+//! - AD-shaped `cn=carol` (`userAccountControl` 66048) and `cn=dave` (514, already disabled), and the
+//!   groupOfNames `cn=ad-staff` (carol, bob), for the `active_directory` flavor's LDAP logic;
 //! - `cn=deprovd,ou=services`: the connector's bind DN, holding exactly the least-privilege ACLs that
 //!   `docs/connectors/ldap.md` documents (tests therefore prove those ACLs are sufficient);
 //! - `cn=reader,ou=services`: may read but not write, to prove `insufficientAccessRights` handling.
@@ -31,6 +33,9 @@ pub const ALICE_DN: &str = "uid=alice,ou=people,dc=example,dc=org";
 pub const ALICE_PW: &str = "alice-pw";
 pub const BOB_DN: &str = "uid=bob,ou=people,dc=example,dc=org";
 pub const BOB_PW: &str = "bob-pw";
+/// AD-shaped users: `userAccountControl` 66048 (NORMAL_ACCOUNT | DONT_EXPIRE_PASSWORD) and 514 (disabled).
+pub const CAROL_DN: &str = "cn=carol,ou=people,dc=example,dc=org";
+pub const DAVE_DN: &str = "cn=dave,ou=people,dc=example,dc=org";
 
 const SLAPD: &str = "/usr/sbin/slapd";
 const SLAPADD: &str = "/usr/sbin/slapadd";
@@ -41,13 +46,27 @@ const SCHEMA_DIR: &str = "/etc/ldap/schema";
 pub struct Slapd {
     child: Child,
     dir: tempfile::TempDir,
+    /// `ldap://127.0.0.1:PORT` (StartTLS available when started with TLS).
     pub url: String,
     pub addr: SocketAddr,
+    /// With [`Slapd::start_tls`]: `ldaps://127.0.0.1:PORT` and the PEM of the CA that signed its certificate.
+    pub ldaps_url: Option<String>,
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Slapd {
     /// Build a fresh directory and start slapd on a free loopback port; returns once it accepts connections.
     pub fn start() -> Slapd {
+        Self::launch(false)
+    }
+
+    /// Like [`Slapd::start`], also serving LDAPS and StartTLS with a certificate for `127.0.0.1` signed by a
+    /// throwaway CA (made with the `openssl` CLI).
+    pub fn start_tls() -> Slapd {
+        Self::launch(true)
+    }
+
+    fn launch(tls: bool) -> Slapd {
         assert!(
             Path::new(SLAPD).exists() && Path::new(SLAPADD).exists(),
             "slapd is not installed: run `DEBIAN_FRONTEND=noninteractive apt-get install -y slapd ldap-utils`"
@@ -56,7 +75,23 @@ impl Slapd {
         let db = dir.path().join("db");
         std::fs::create_dir(&db).expect("create slapd db dir");
         let conf = dir.path().join("slapd.conf");
-        std::fs::write(&conf, slapd_conf(dir.path(), &db)).expect("write slapd.conf");
+        let mut conf_text = slapd_conf(dir.path(), &db);
+        if tls {
+            make_certificates(dir.path());
+            let d = dir.path().display();
+            // TLS settings are global: they go before the first `database` line.
+            conf_text = conf_text.replacen(
+                "database mdb",
+                &format!(
+                    "TLSCACertificateFile {d}/ca.crt\nTLSCertificateFile {d}/server.crt\n\
+                     TLSCertificateKeyFile {d}/server.key\ndatabase mdb"
+                ),
+                1,
+            );
+        }
+        std::fs::write(&conf, conf_text).expect("write slapd.conf");
+        std::fs::write(dir.path().join("ad-shaped.schema"), AD_SHAPED_SCHEMA)
+            .expect("write ad-shaped.schema");
         let seed = dir.path().join("seed.ldif");
         std::fs::write(&seed, SEED).expect("write seed.ldif");
         let out = Command::new(SLAPADD)
@@ -76,19 +111,21 @@ impl Slapd {
         // between, so a start that dies early is retried on a new port.
         let mut last_log = String::new();
         for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("find a free port")
-                .port();
+            let port = free_port();
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             let url = format!("ldap://127.0.0.1:{port}");
+            let tls_port = tls.then(free_port);
+            let mut listen = format!("{url}/");
+            if let Some(p) = tls_port {
+                listen.push_str(&format!(" ldaps://127.0.0.1:{p}/"));
+            }
             let log_path = dir.path().join("slapd.log");
             let log = std::fs::File::create(&log_path).expect("slapd log file");
             let mut child = Command::new(SLAPD)
                 .arg("-f")
                 .arg(&conf)
                 .arg("-h")
-                .arg(format!("{url}/"))
+                .arg(&listen)
                 // `-d 0`: stay in the foreground (so we own the process) without debug output.
                 .args(["-d", "0"])
                 .stdin(Stdio::null())
@@ -98,12 +135,18 @@ impl Slapd {
                 .expect("spawn slapd");
             let deadline = Instant::now() + Duration::from_secs(15);
             loop {
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                let up = |a: &SocketAddr| {
+                    TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok()
+                };
+                if up(&addr) && tls_port.is_none_or(|p| up(&([127, 0, 0, 1], p).into())) {
+                    let ca_file = tls.then(|| dir.path().join("ca.crt"));
                     return Slapd {
                         child,
                         dir,
                         url,
                         addr,
+                        ldaps_url: tls_port.map(|p| format!("ldaps://127.0.0.1:{p}")),
+                        ca_file,
                     };
                 }
                 if let Ok(Some(_)) = child.try_wait() {
@@ -190,12 +233,93 @@ impl Drop for Slapd {
     }
 }
 
-fn slapd_conf(dir: &Path, db: &PathBuf) -> String {
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("find a free port")
+        .port()
+}
+
+/// A CA and a server certificate for IP 127.0.0.1 (rustls refuses a self-signed leaf, so two steps).
+fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl (install the `openssl` package)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write server.ext");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=deprovd test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "server.crt",
+        "-extfile",
+        "server.ext",
+    ]);
+}
+
+fn slapd_conf(dir: &Path, db: &Path) -> String {
     format!(
         r#"include {SCHEMA_DIR}/core.schema
 include {SCHEMA_DIR}/cosine.schema
 include {SCHEMA_DIR}/inetorgperson.schema
 include {SCHEMA_DIR}/nis.schema
+include {ad_schema}
 modulepath {MODULE_PATH}
 moduleload back_mdb
 # OpenLDAP 2.5 ships the ppolicy schema inside the module.
@@ -212,6 +336,7 @@ ppolicy_default "cn=default,ou=policies,{SUFFIX}"
 ppolicy_use_lockout
 {ACLS}"#,
         pid = dir.join("slapd.pid").display(),
+        ad_schema = dir.join("ad-shaped.schema").display(),
         db = db.display(),
     )
 }
@@ -221,11 +346,11 @@ const ACLS: &str = r#"access to attrs=userPassword
   by self write
   by anonymous auth
   by * none
-access to dn.subtree="ou=people,dc=example,dc=org" attrs=pwdAccountLockedTime
+access to dn.subtree="ou=people,dc=example,dc=org" attrs=pwdAccountLockedTime,userAccountControl
   by dn.exact="cn=deprovd,ou=services,dc=example,dc=org" write
   by dn.exact="cn=reader,ou=services,dc=example,dc=org" read
   by * none
-access to dn.subtree="ou=people,dc=example,dc=org" attrs=entry,objectClass,uid,mail
+access to dn.subtree="ou=people,dc=example,dc=org" attrs=entry,objectClass,uid,mail,sAMAccountName,userPrincipalName
   by dn.exact="cn=deprovd,ou=services,dc=example,dc=org" read
   by users read
   by * none
@@ -241,6 +366,20 @@ access to *
   by dn.exact="cn=deprovd,ou=services,dc=example,dc=org" none
   by users read
   by * none
+"#;
+
+/// The few Active Directory attributes the `active_directory` flavor uses, with AD's semantics where
+/// LDAP can express them (integer `userAccountControl` with equality, so value-level modifies work as on
+/// AD). OIDs are under OpenLDAP's experimental arc. Debian's `msuser.schema` cannot stand in: its
+/// `userAccountControl` has no equality rule.
+const AD_SHAPED_SCHEMA: &str = r#"attributetype ( 1.3.6.1.4.1.4203.666.11.901.1 NAME 'userAccountControl'
+  EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.3.6.1.4.1.4203.666.11.901.2 NAME 'sAMAccountName'
+  EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+attributetype ( 1.3.6.1.4.1.4203.666.11.901.3 NAME 'userPrincipalName'
+  EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+objectclass ( 1.3.6.1.4.1.4203.666.11.901.10 NAME 'adShapedUser' SUP top AUXILIARY
+  MAY ( userAccountControl $ sAMAccountName $ userPrincipalName ) )
 "#;
 
 const SEED: &str = r#"dn: dc=example,dc=org
@@ -327,4 +466,28 @@ cn: devs
 gidNumber: 20001
 memberUid: alice
 memberUid: bob
+
+dn: cn=carol,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+objectClass: adShapedUser
+cn: carol
+sn: Example
+sAMAccountName: carol
+userPrincipalName: carol@corp.example.org
+userAccountControl: 66048
+
+dn: cn=dave,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+objectClass: adShapedUser
+cn: dave
+sn: Example
+sAMAccountName: dave
+userPrincipalName: dave@corp.example.org
+userAccountControl: 514
+
+dn: cn=ad-staff,ou=groups,dc=example,dc=org
+objectClass: groupOfNames
+cn: ad-staff
+member: cn=carol,ou=people,dc=example,dc=org
+member: uid=bob,ou=people,dc=example,dc=org
 "#;
