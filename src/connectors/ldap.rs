@@ -28,12 +28,16 @@
 //! ```text
 //! access to dn.subtree="ou=people,dc=example,dc=org" attrs=pwdAccountLockedTime
 //!   by dn.exact="cn=deprovd,ou=services,dc=example,dc=org" write
+//!   by * break
 //! access to dn.subtree="ou=people,dc=example,dc=org" attrs=entry,objectClass,uid,mail
 //!   by dn.exact="cn=deprovd,ou=services,dc=example,dc=org" read
+//!   by * break
 //! access to dn.subtree="ou=groups,dc=example,dc=org" attrs=member,uniqueMember,memberUid
 //!   by dn.exact="cn=deprovd,ou=services,dc=example,dc=org" write
+//!   by * break
 //! access to dn.subtree="ou=groups,dc=example,dc=org" attrs=entry,objectClass
 //!   by dn.exact="cn=deprovd,ou=services,dc=example,dc=org" read
+//!   by * break
 //! ```
 //! (plus read on any other attribute your `user_filter` names). No `manage`, no rootdn, no `userPassword`.
 //!

@@ -339,6 +339,30 @@ async fn check_passes_and_changes_nothing() {
     assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
 }
 
+/// The operational tests use the service account; this shows its grants are really that narrow, so
+/// those tests prove the documented ACLs suffice.
+#[tokio::test]
+async fn service_account_sees_only_what_the_documented_acls_grant() {
+    let server = Slapd::start();
+    let as_service = |dn: &'static str, attr: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .values_as(slapd::SERVICE_DN, slapd::SERVICE_PW, dn, attr)
+                .await
+        }
+    };
+    assert_eq!(as_service(slapd::ALICE_DN, "uid").await, vec!["alice"]);
+    assert_eq!(as_service(ENGINEERING, "member").await.len(), 2);
+    for attr in ["cn", "sn", "userPassword", "homeDirectory"] {
+        assert!(
+            as_service(slapd::ALICE_DN, attr).await.is_empty(),
+            "service account must not read {attr}"
+        );
+    }
+    assert!(as_service(slapd::SERVICE_DN, "cn").await.is_empty());
+}
+
 #[tokio::test]
 async fn revoke_sessions_is_unsupported() {
     let server = Slapd::start();

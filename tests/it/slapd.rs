@@ -189,13 +189,29 @@ impl Slapd {
 
     /// The values of `attr` on the entry `dn`, read as the root DN (sorted, for comparison).
     pub async fn values(&self, dn: &str, attr: &str) -> Vec<String> {
-        let mut ldap = self.root().await;
-        let (entries, _) = ldap
+        self.values_as(ROOT_DN, ROOT_PW, dn, attr).await
+    }
+
+    /// The values of `attr` on `dn` as `bind_dn` may see them (ACLs applied).
+    pub async fn values_as(&self, bind_dn: &str, pw: &str, dn: &str, attr: &str) -> Vec<String> {
+        let (conn, mut ldap) = ldap3::LdapConnAsync::new(&self.url)
+            .await
+            .expect("connect to test slapd");
+        ldap3::drive!(conn);
+        ldap.simple_bind(bind_dn, pw)
+            .await
+            .expect("bind request")
+            .success()
+            .expect("bind succeeds");
+        let ldap3::SearchResult(entries, res) = ldap
             .search(dn, ldap3::Scope::Base, "(objectClass=*)", vec![attr])
             .await
-            .expect("search request")
-            .success()
-            .expect("search succeeds");
+            .expect("search request");
+        // 32 noSuchObject: the ACLs hide the entry itself from this reader.
+        assert!(
+            matches!(res.rc, 0 | 32),
+            "search {dn} as {bind_dn}: {res:?}"
+        );
         let _ = ldap.unbind().await;
         let mut out: Vec<String> = entries
             .into_iter()
@@ -341,27 +357,31 @@ ppolicy_use_lockout
     )
 }
 
-/// The least-privilege ACLs of docs/connectors/ldap.md, for `cn=deprovd`, plus what the test users need.
+/// The service account's grants, verbatim from docs/connectors/ldap.md (the four `by * break` rules), plus
+/// the AD-shaped attributes for the `active_directory` flavor; everything else is denied to it. Other users
+/// may read (so `cn=reader` can search but not write).
 const ACLS: &str = r#"access to attrs=userPassword
   by self write
   by anonymous auth
   by * none
-access to dn.subtree="ou=people,dc=example,dc=org" attrs=pwdAccountLockedTime,userAccountControl
+access to dn.subtree="ou=people,dc=example,dc=org" attrs=pwdAccountLockedTime
   by dn.exact="cn=deprovd,ou=services,dc=example,dc=org" write
-  by dn.exact="cn=reader,ou=services,dc=example,dc=org" read
-  by * none
-access to dn.subtree="ou=people,dc=example,dc=org" attrs=entry,objectClass,uid,mail,sAMAccountName,userPrincipalName
+  by * break
+access to dn.subtree="ou=people,dc=example,dc=org" attrs=entry,objectClass,uid,mail
   by dn.exact="cn=deprovd,ou=services,dc=example,dc=org" read
-  by users read
-  by * none
+  by * break
 access to dn.subtree="ou=groups,dc=example,dc=org" attrs=member,uniqueMember,memberUid
   by dn.exact="cn=deprovd,ou=services,dc=example,dc=org" write
-  by users read
-  by * none
+  by * break
 access to dn.subtree="ou=groups,dc=example,dc=org" attrs=entry,objectClass
   by dn.exact="cn=deprovd,ou=services,dc=example,dc=org" read
-  by users read
-  by * none
+  by * break
+access to dn.subtree="ou=people,dc=example,dc=org" attrs=userAccountControl
+  by dn.exact="cn=deprovd,ou=services,dc=example,dc=org" write
+  by * break
+access to dn.subtree="ou=people,dc=example,dc=org" attrs=sAMAccountName,userPrincipalName
+  by dn.exact="cn=deprovd,ou=services,dc=example,dc=org" read
+  by * break
 access to *
   by dn.exact="cn=deprovd,ou=services,dc=example,dc=org" none
   by users read
