@@ -239,6 +239,113 @@ async fn restore_from_a_bare_group_list_picks_each_groups_member_attribute() {
 }
 
 #[tokio::test]
+async fn retried_removal_keeps_the_groups_an_earlier_attempt_recorded() {
+    let server = Slapd::start();
+    let ldap = service(&server);
+    let before = memberships(&server).await;
+    // An earlier attempt removed alice from `engineering`, recorded it, then lost its connection.
+    let earlier = json!({ "memberships": [
+        { "group": ENGINEERING, "attribute": "member", "value": slapd::ALICE_DN }
+    ]});
+    let mut root = server.root().await;
+    root.modify(
+        ENGINEERING,
+        vec![ldap3::Mod::Delete("member", [slapd::ALICE_DN].into())],
+    )
+    .await
+    .expect("modify request")
+    .success()
+    .expect("remove alice from engineering");
+
+    let r = ldap
+        .execute(&request(
+            Operation::RemoveGroupMemberships,
+            "alice",
+            Some(earlier),
+        ))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    let pre = r.pre_state.expect("pre-state");
+    assert_eq!(pre["groups"], json!([DEVS, ENGINEERING, VPN]));
+    let r = ldap
+        .execute(&request(
+            Operation::RestoreGroupMemberships,
+            "alice",
+            Some(pre),
+        ))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    assert_eq!(memberships(&server).await, before);
+}
+
+#[tokio::test]
+async fn a_group_that_cannot_lose_its_last_member_fails_the_action_but_not_the_rest() {
+    let server = Slapd::start();
+    let ldap = service(&server);
+    let solo = "cn=solo,ou=groups,dc=example,dc=org";
+    let mut root = server.root().await;
+    root.add(
+        solo,
+        vec![
+            ("objectClass", ["groupOfNames"].into()),
+            ("cn", ["solo"].into()),
+            ("member", [slapd::ALICE_DN].into()),
+        ],
+    )
+    .await
+    .expect("add request")
+    .success()
+    .expect("add group solo");
+    let before = memberships(&server).await;
+
+    let r = ldap
+        .execute(&request(Operation::RemoveGroupMemberships, "alice", None))
+        .await;
+    let Outcome::Failed { reason } = &r.outcome else {
+        panic!("alice is still in `solo`: the action must fail: {r:?}");
+    };
+    assert!(reason.contains("objectClassViolation"), "{reason}");
+    assert!(reason.contains("placeholder"), "{reason}");
+    let pre = r.pre_state.clone().expect("pre-state even on failure");
+    assert_eq!(pre["groups"], json!([DEVS, ENGINEERING, solo, VPN]));
+    assert_eq!(
+        server.values(ENGINEERING, "member").await,
+        vec![slapd::BOB_DN],
+        "the other groups were still cleared"
+    );
+    assert_eq!(server.values(solo, "member").await, vec![slapd::ALICE_DN]);
+
+    let r = ldap
+        .execute(&request(
+            Operation::RestoreGroupMemberships,
+            "alice",
+            Some(pre),
+        ))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    assert_eq!(memberships(&server).await, before);
+}
+
+#[tokio::test]
+async fn an_ambiguous_subject_fails_and_locks_nobody() {
+    let server = Slapd::start();
+    let ldap = service(&server);
+    let r = ldap
+        .execute(&request(
+            Operation::DisableAccount,
+            "team@example.org",
+            None,
+        ))
+        .await;
+    let Outcome::Failed { reason } = &r.outcome else {
+        panic!("two entries match: must fail: {r:?}");
+    };
+    assert!(reason.contains("matches 2 entries"), "{reason}");
+    assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
+    assert!(server.can_bind(slapd::BOB_DN, slapd::BOB_PW).await);
+}
+
+#[tokio::test]
 async fn filter_injection_matches_nobody() {
     let server = Slapd::start();
     let ldap = service(&server);

@@ -5,7 +5,8 @@
 //! `ppolicy_use_lockout` and a default policy, so an account whose `pwdAccountLockedTime` is set can no
 //! longer bind. It is seeded (offline, with `slapadd`, before the server starts) with:
 //!
-//! - `uid=alice` and `uid=bob` under `ou=people` (inetOrgPerson + posixAccount, passwords [`ALICE_PW`], [`BOB_PW`]);
+//! - `uid=alice` and `uid=bob` under `ou=people` (inetOrgPerson + posixAccount, passwords [`ALICE_PW`], [`BOB_PW`]),
+//!   both also reachable as `team@example.org` (an ambiguous subject);
 //! - groupOfNames `cn=engineering` and `cn=vpn` (both: alice and bob), posixGroup `cn=devs` (memberUid alice, bob);
 //! - AD-shaped `cn=carol` (`userAccountControl` 66048) and `cn=dave` (514, already disabled), and the
 //!   groupOfNames `cn=ad-staff` (carol, bob), for the `active_directory` flavor's LDAP logic;
@@ -451,6 +452,7 @@ uid: alice
 cn: Alice Example
 sn: Example
 mail: alice@example.org
+mail: team@example.org
 uidNumber: 10001
 gidNumber: 10001
 homeDirectory: /home/alice
@@ -463,6 +465,7 @@ uid: bob
 cn: Bob Example
 sn: Example
 mail: bob@example.org
+mail: team@example.org
 uidNumber: 10002
 gidNumber: 10002
 homeDirectory: /home/bob
