@@ -65,8 +65,7 @@ impl Application {
         .map_err(crate::config::Problems)
         .context("building connectors")?;
 
-        let mut tokens =
-            TokenStore::from_config(&settings.api.tokens).map_err(anyhow::Error::msg)?;
+        let mut tokens = TokenStore::from_config(&settings.api.tokens).map_err(anyhow::Error::msg)?;
         let generated_token = if settings.api.tokens.is_empty() {
             let token = random_token();
             tokens.add(&token, "generated-admin", Role::Admin);
@@ -122,10 +121,7 @@ impl Application {
     }
 
     /// Run until `shutdown` resolves, then stop taking input, let in-flight work finish, and return.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
@@ -133,14 +129,11 @@ impl Application {
         let mut http_stop = stop_rx.clone();
         let listener = self.listener;
         tasks.spawn(async move {
-            let served = axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .await;
+            let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop.wait_for(|s| *s).await;
+                })
+                .await;
             if let Err(e) = served {
                 error!(error = %e, "http server failed");
             }
@@ -158,11 +151,7 @@ impl Application {
             });
         }
         #[cfg(unix)]
-        tasks.spawn(reload_on_sighup(
-            self.policies.clone(),
-            self.metrics.clone(),
-            stop_rx.clone(),
-        ));
+        tasks.spawn(reload_on_sighup(self.policies.clone(), self.metrics.clone(), stop_rx.clone()));
 
         // The store: keep trying until it answers; only then start consuming.
         let settings = self.settings.clone();
@@ -178,11 +167,7 @@ impl Application {
                 return;
             };
             let _ = api.store.set(store.clone());
-            if let Err(e) = start_core(
-                settings, store, readiness, metrics, policies, connectors, kafka, core_stop,
-            )
-            .await
-            {
+            if let Err(e) = start_core(settings, store, readiness, metrics, policies, connectors, kafka, core_stop).await {
                 error!(error = %format!("{e:#}"), "cannot start the pipeline");
             }
         });
@@ -206,11 +191,7 @@ fn random_token() -> String {
     format!("dpv_{}", hex::encode(bytes))
 }
 
-async fn connect_store(
-    settings: &Settings,
-    readiness: &Readiness,
-    mut stop: watch::Receiver<bool>,
-) -> Option<Arc<dyn StateStore>> {
+async fn connect_store(settings: &Settings, readiness: &Readiness, mut stop: watch::Receiver<bool>) -> Option<Arc<dyn StateStore>> {
     let mut wait = Duration::from_millis(200);
     loop {
         match settings.state.open().await {
@@ -243,37 +224,15 @@ async fn start_core(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let dead_letters: Arc<dyn DeadLetterSink> = match &settings.kafka {
-        Some(k) => Arc::new(KafkaDeadLetter::new(
-            k.producer().map_err(anyhow::Error::msg)?,
-            "deprovd.actions.dlq",
-        )),
-        None => Arc::new(FileDeadLetter::new(
-            &settings.data_dir.join("dead-letter.jsonl"),
-        )),
+        Some(k) => Arc::new(KafkaDeadLetter::new(k.producer().map_err(anyhow::Error::msg)?, "deprovd.actions.dlq")),
+        None => Arc::new(FileDeadLetter::new(&settings.data_dir.join("dead-letter.jsonl"))),
     };
     let limits: BTreeMap<String, ConnectorLimits> = settings
         .connectors
         .iter()
-        .map(|(name, c)| {
-            (
-                name.clone(),
-                ConnectorLimits {
-                    concurrency: c.concurrency,
-                    max_attempts: c
-                        .max_attempts
-                        .unwrap_or(settings.executor.retry.max_attempts),
-                },
-            )
-        })
+        .map(|(name, c)| (name.clone(), ConnectorLimits { concurrency: c.concurrency, max_attempts: c.max_attempts.unwrap_or(settings.executor.retry.max_attempts) }))
         .collect();
-    let executor = Arc::new(Executor::new(
-        store.clone(),
-        connectors.clone(),
-        &limits,
-        metrics.clone(),
-        dead_letters,
-        settings.executor.clone(),
-    ));
+    let executor = Arc::new(Executor::new(store.clone(), connectors.clone(), &limits, metrics.clone(), dead_letters, settings.executor.clone()));
     let guards = Guards::new(&settings.guards).map_err(anyhow::Error::msg)?;
     let pipeline = Arc::new(Pipeline::new(
         policies,
@@ -301,19 +260,11 @@ async fn start_core(
 }
 
 /// Flip store readiness with its health, so `/readyz` tells the truth during an outage.
-async fn watch_store(
-    store: Arc<dyn StateStore>,
-    readiness: Arc<Readiness>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn watch_store(store: Arc<dyn StateStore>, readiness: Arc<Readiness>, mut stop: watch::Receiver<bool>) {
     loop {
         let ok = store.ping().await.is_ok();
         if readiness.store.swap(ok, Ordering::Relaxed) != ok {
-            if ok {
-                info!("state store reachable again")
-            } else {
-                warn!("state store unreachable; not ready")
-            }
+            if ok { info!("state store reachable again") } else { warn!("state store unreachable; not ready") }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(if ok { 5 } else { 1 })) => {}
@@ -323,11 +274,7 @@ async fn watch_store(
 }
 
 #[cfg(unix)]
-async fn reload_on_sighup(
-    policies: Arc<Policies>,
-    metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn reload_on_sighup(policies: Arc<Policies>, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         warn!("cannot listen for SIGHUP; policy reload only by file change");
@@ -353,8 +300,7 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };

@@ -192,8 +192,4 @@ pub fn alert_json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Alert)).expect("schema serializes")
 }
 // TEMP-PLACEHOLDER
-impl NormalizeError {
-    pub fn reason_code(&self) -> &'static str {
-        "x"
-    }
-}
+impl NormalizeError { pub fn reason_code(&self) -> &'static str { "x" } }

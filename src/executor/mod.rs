@@ -166,12 +166,7 @@ impl Executor {
                     store_backoff = Duration::from_millis(100);
                     let mut started = 0usize;
                     for key in keys {
-                        if self
-                            .inflight
-                            .lock()
-                            .expect("not poisoned")
-                            .insert(key.clone())
-                        {
+                        if self.inflight.lock().expect("not poisoned").insert(key.clone()) {
                             started += 1;
                             let this = self.clone();
                             tasks.spawn(async move {
@@ -205,10 +200,7 @@ impl Executor {
                 _ = shutdown.changed() => {}
             }
         }
-        info!(
-            inflight = tasks.len(),
-            "executor stopping; waiting for in-flight calls"
-        );
+        info!(inflight = tasks.len(), "executor stopping; waiting for in-flight calls");
         while tasks.join_next().await.is_some() {}
     }
 
@@ -336,10 +328,7 @@ impl Executor {
         rec.updated_at = Utc::now();
         self.store.put_action(rec).await?;
         self.count_end(rec, "failed");
-        self.metrics
-            .dead_letters
-            .with_label_values(&["action"])
-            .inc();
+        self.metrics.dead_letters.with_label_values(&["action"]).inc();
         warn!(error = %reason, attempts = rec.attempts, "action failed; dead-lettered");
         let payload = serde_json::to_vec(rec).unwrap_or_default();
         let origin = [
@@ -361,8 +350,7 @@ impl Executor {
 
     fn observe_containment(&self, rec: &ActionRecord) {
         let now = Utc::now();
-        let secs =
-            |from: chrono::DateTime<Utc>| (now - from).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        let secs = |from: chrono::DateTime<Utc>| (now - from).num_microseconds().unwrap_or(0) as f64 / 1e6;
         self.metrics
             .time_to_containment
             .with_label_values(&["ingest"])

@@ -53,11 +53,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Self {
-            status,
-            headers: vec![],
-            body: String::new(),
-        }
+        Self { status, headers: vec![], body: String::new() }
     }
     pub fn json(status: u16, body: serde_json::Value) -> Self {
         Self {
@@ -104,19 +100,12 @@ impl Target {
     /// Answer `method path` with `reply` once (queued in order), before falling back to the default.
     pub fn then(&self, method: &str, path: &str, reply: Reply) {
         let mut s = self.script.lock().unwrap();
-        s.queued
-            .entry(format!("{method} {path}"))
-            .or_default()
-            .push_back(reply);
+        s.queued.entry(format!("{method} {path}")).or_default().push_back(reply);
     }
 
     /// Answer `method path` with `reply` whenever nothing is queued.
     pub fn always(&self, method: &str, path: &str, reply: Reply) {
-        self.script
-            .lock()
-            .unwrap()
-            .defaults
-            .insert(format!("{method} {path}"), reply);
+        self.script.lock().unwrap().defaults.insert(format!("{method} {path}"), reply);
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -124,30 +113,15 @@ impl Target {
     }
 
     pub fn count(&self, method: &str, path: &str) -> usize {
-        self.seen()
-            .iter()
-            .filter(|s| s.method.as_str() == method && s.path == path)
-            .count()
+        self.seen().iter().filter(|s| s.method.as_str() == method && s.path == path).count()
     }
 }
 
-async fn handle(
-    State(script): State<Arc<Mutex<Script>>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn handle(State(script): State<Arc<Mutex<Script>>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let key = format!("{} {}", method, uri.path());
     let reply = {
         let mut s = script.lock().unwrap();
-        s.seen.push(Seen {
-            method: method.clone(),
-            path: uri.path().to_string(),
-            headers,
-            body,
-            at: Instant::now(),
-        });
+        s.seen.push(Seen { method: method.clone(), path: uri.path().to_string(), headers, body, at: Instant::now() });
         let queued = s.queued.get_mut(&key).and_then(VecDeque::pop_front);
         queued.or_else(|| s.defaults.get(&key).cloned())
     };
@@ -208,21 +182,10 @@ impl CountingProxy {
 
 type ProxyState = Arc<(Arc<Mutex<Vec<(Method, String)>>>, reqwest::Client, String)>;
 
-async fn forward(
-    State(state): State<ProxyState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn forward(State(state): State<ProxyState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let (seen, client, upstream) = &*state;
-    seen.lock()
-        .unwrap()
-        .push((method.clone(), uri.path().to_string()));
-    let url = format!(
-        "{upstream}{}",
-        uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
-    );
+    seen.lock().unwrap().push((method.clone(), uri.path().to_string()));
+    let url = format!("{upstream}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     let mut req = client.request(method, url).body(body);
     for (k, v) in headers.iter() {
         if k != axum::http::header::HOST && k != axum::http::header::CONTENT_LENGTH {
@@ -236,9 +199,7 @@ async fn forward(
             let body = resp.bytes().await.unwrap_or_default();
             let mut out = (status, body).into_response();
             for (k, v) in headers.iter() {
-                if k != axum::http::header::TRANSFER_ENCODING
-                    && k != axum::http::header::CONTENT_LENGTH
-                {
+                if k != axum::http::header::TRANSFER_ENCODING && k != axum::http::header::CONTENT_LENGTH {
                     out.headers_mut().insert(k.clone(), v.clone());
                 }
             }
@@ -270,24 +231,14 @@ pub mod kafka {
             .set("bootstrap.servers", brokers())
             .create()
             .expect("admin client");
-        let topics: Vec<NewTopic> = names
-            .iter()
-            .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1)))
-            .collect();
+        let topics: Vec<NewTopic> = names.iter().map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1))).collect();
         let res = admin
-            .create_topics(
-                &topics,
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-            )
+            .create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
             .await
             .expect("create topics (is the Kafka-protocol broker running? see scripts/test.sh)");
         for r in res {
             if let Err((t, e)) = r {
-                assert_eq!(
-                    e,
-                    rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists,
-                    "create topic {t}: {e}"
-                );
+                assert_eq!(e, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists, "create topic {t}: {e}");
             }
         }
     }
@@ -298,13 +249,10 @@ pub mod kafka {
             .set("message.timeout.ms", "10000")
             .create()
             .expect("producer");
-        p.send(
-            FutureRecord::<(), [u8]>::to(topic).payload(payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .expect("produce");
+        p.send(FutureRecord::<(), [u8]>::to(topic).payload(payload), Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produce");
     }
 
     /// Committed offset of partition 0 of `topic` for `group` (None when nothing was committed).
@@ -316,9 +264,7 @@ pub mod kafka {
             .expect("consumer");
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(topic, 0);
-        let got = c
-            .committed_offsets(tpl, Duration::from_secs(5))
-            .expect("committed offsets");
+        let got = c.committed_offsets(tpl, Duration::from_secs(5)).expect("committed offsets");
         match got.find_partition(topic, 0).map(|p| p.offset()) {
             Some(Offset::Offset(o)) => Some(o),
             _ => None,
@@ -326,11 +272,7 @@ pub mod kafka {
     }
 
     /// Every record of partition 0 of `topic`: (payload, headers as (key, value) pairs).
-    pub fn read_all(
-        topic: &str,
-        want: usize,
-        timeout: Duration,
-    ) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
+    pub fn read_all(topic: &str, want: usize, timeout: Duration) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
         let c: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers())
             .set("group.id", super::unique("reader"))
@@ -339,8 +281,7 @@ pub mod kafka {
             .create()
             .expect("consumer");
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, 0, Offset::Beginning)
-            .unwrap();
+        tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
         c.assign(&tpl).unwrap();
         let deadline = std::time::Instant::now() + timeout;
         let mut out = Vec::new();
@@ -350,13 +291,7 @@ pub mod kafka {
                     .headers()
                     .map(|h| {
                         h.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_string(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
-                            })
+                            .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
                             .collect()
                     })
                     .unwrap_or_default();
