@@ -5,6 +5,7 @@
 //! [`Outcome`]; the executor alone decides what to do with it (retry, fail, record).
 
 pub mod http;
+pub mod ldap;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -150,8 +150,11 @@ pub fn unique(prefix: &str) -> String {
 #[derive(Clone)]
 pub struct CountingProxy {
     pub addr: SocketAddr,
-    seen: Arc<Mutex<Vec<(Method, String)>>>,
+    seen: RequestLog,
 }
+
+/// (method, path) of every request a proxy forwarded.
+type RequestLog = Arc<Mutex<Vec<(Method, String)>>>;
 
 impl CountingProxy {
     pub async fn start(upstream: String) -> CountingProxy {
@@ -180,7 +183,7 @@ impl CountingProxy {
     }
 }
 
-type ProxyState = Arc<(Arc<Mutex<Vec<(Method, String)>>>, reqwest::Client, String)>;
+type ProxyState = Arc<(RequestLog, reqwest::Client, String)>;
 
 async fn forward(State(state): State<ProxyState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let (seen, client, upstream) = &*state;
