@@ -86,10 +86,16 @@ impl Default for ApiConfig {
 impl ApiConfig {
     pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
         if self.listen.parse::<SocketAddr>().is_err() {
-            problems.push(Problem::new(format!("{path}.listen"), format!("`{}` is not an address like 127.0.0.1:8780", self.listen)));
+            problems.push(Problem::new(
+                format!("{path}.listen"),
+                format!("`{}` is not an address like 127.0.0.1:8780", self.listen),
+            ));
         }
         if self.max_body_bytes < 1024 {
-            problems.push(Problem::new(format!("{path}.max_body_bytes"), "must be at least 1024"));
+            problems.push(Problem::new(
+                format!("{path}.max_body_bytes"),
+                "must be at least 1024",
+            ));
         }
         for (i, t) in self.tokens.iter().enumerate() {
             let p = format!("{path}.tokens[{i}]");
@@ -97,9 +103,15 @@ impl ApiConfig {
                 problems.push(Problem::new(format!("{p}.name"), "must not be empty"));
             }
             match (&t.token, &t.sha256) {
-                (None, None) | (Some(_), Some(_)) => problems.push(Problem::new(&p, "set exactly one of `token` (a reference) or `sha256`")),
+                (None, None) | (Some(_), Some(_)) => problems.push(Problem::new(
+                    &p,
+                    "set exactly one of `token` (a reference) or `sha256`",
+                )),
                 (None, Some(h)) if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) => {
-                    problems.push(Problem::new(format!("{p}.sha256"), "must be 64 hex characters"))
+                    problems.push(Problem::new(
+                        format!("{p}.sha256"),
+                        "must be 64 hex characters",
+                    ))
                 }
                 _ => {}
             }
@@ -130,20 +142,44 @@ impl TokenStore {
         let mut entries = Vec::new();
         for t in tokens {
             let hash = match (&t.token, &t.sha256) {
-                (Some(r), _) => hash_token(r.resolve().map_err(|e| format!("api token `{}`: {e}", t.name))?.expose_secret()),
+                (Some(r), _) => hash_token(
+                    r.resolve()
+                        .map_err(|e| format!("api token `{}`: {e}", t.name))?
+                        .expose_secret(),
+                ),
                 (None, Some(h)) => {
-                    let bytes = hex::decode(h).map_err(|e| format!("api token `{}`: sha256: {e}", t.name))?;
-                    bytes.try_into().map_err(|_| format!("api token `{}`: sha256 must be 32 bytes", t.name))?
+                    let bytes = hex::decode(h)
+                        .map_err(|e| format!("api token `{}`: sha256: {e}", t.name))?;
+                    bytes
+                        .try_into()
+                        .map_err(|_| format!("api token `{}`: sha256 must be 32 bytes", t.name))?
                 }
-                (None, None) => return Err(format!("api token `{}` has neither token nor sha256", t.name)),
+                (None, None) => {
+                    return Err(format!(
+                        "api token `{}` has neither token nor sha256",
+                        t.name
+                    ));
+                }
             };
-            entries.push((hash, Caller { name: t.name.clone(), role: t.role }));
+            entries.push((
+                hash,
+                Caller {
+                    name: t.name.clone(),
+                    role: t.role,
+                },
+            ));
         }
         Ok(Self { entries })
     }
 
     pub fn add(&mut self, token: &str, name: &str, role: Role) {
-        self.entries.push((hash_token(token), Caller { name: name.into(), role }));
+        self.entries.push((
+            hash_token(token),
+            Caller {
+                name: name.into(),
+                role,
+            },
+        ));
     }
 
     /// Constant-time lookup over all entries.
@@ -176,7 +212,10 @@ impl Readiness {
         let policies = self.policies.load(Ordering::Relaxed);
         let kafka = self.kafka.get().map(|k| k.load(Ordering::Relaxed));
         let ready = store && policies && kafka.unwrap_or(true) && self.pipeline.get().is_some();
-        (ready, serde_json::json!({"ready": ready, "store": store, "policies": policies, "kafka": kafka}))
+        (
+            ready,
+            serde_json::json!({"ready": ready, "store": store, "policies": policies, "kafka": kafka}),
+        )
     }
 }
 
@@ -201,9 +240,19 @@ pub struct ApiError(StatusCode, &'static str, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (self.0, Json(ErrorBody { code: self.1, message: self.2 })).into_response();
+        let mut r = (
+            self.0,
+            Json(ErrorBody {
+                code: self.1,
+                message: self.2,
+            }),
+        )
+            .into_response();
         if self.0 == StatusCode::UNAUTHORIZED {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         r
     }
@@ -216,16 +265,29 @@ fn authorize(state: &ApiState, headers: &HeaderMap, needed: Role) -> Result<Call
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unauthenticated", "missing bearer token".into()))?;
-    let caller = state
-        .tokens
-        .verify(presented)
-        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unauthenticated", "invalid bearer token".into()))?;
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "missing bearer token".into(),
+            )
+        })?;
+    let caller = state.tokens.verify(presented).ok_or_else(|| {
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "invalid bearer token".into(),
+        )
+    })?;
     if !caller.role.allows(needed) {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("role `{:?}` may not do this; needs `{:?}`", caller.role, needed).to_lowercase(),
+            format!(
+                "role `{:?}` may not do this; needs `{:?}`",
+                caller.role, needed
+            )
+            .to_lowercase(),
         ));
     }
     Ok(caller)
@@ -245,12 +307,20 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
 
 async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
     let (ready, body) = s.readiness.report();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,7 +338,11 @@ async fn post_alert(
 ) -> Result<Response, ApiError> {
     let caller = authorize(&s, &headers, Role::Ingest)?;
     let Some(pipeline) = s.readiness.pipeline.get() else {
-        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "deprovd is starting: the state store is not reachable yet".into()));
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "deprovd is starting: the state store is not reachable yet".into(),
+        ));
     };
     match pipeline.process(&body, q.format.as_deref(), "http").await {
         Ok(processed) => {
@@ -279,14 +353,22 @@ async fn post_alert(
             info!(caller = %caller.name, %peer, reason = %reason, "alert rejected");
             if let Some(dlq) = s.dead_letters.get() {
                 let peer = peer.to_string();
-                let origin = [("deprovd-origin", "http"), ("deprovd-caller", caller.name.as_str()), ("deprovd-peer", peer.as_str())];
+                let origin = [
+                    ("deprovd-origin", "http"),
+                    ("deprovd-caller", caller.name.as_str()),
+                    ("deprovd-peer", peer.as_str()),
+                ];
                 if let Err(e) = dlq.send(&body, &reason, &origin).await {
                     tracing::warn!(error = %e, "could not dead-letter a rejected alert");
                 }
             }
             Err(ApiError(StatusCode::BAD_REQUEST, code, reason))
         }
-        Err(e @ PipelineError::Unavailable(_)) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())),
+        Err(e @ PipelineError::Unavailable(_)) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )),
     }
 }
 
@@ -299,10 +381,20 @@ struct ActionsQuery {
 }
 
 fn store_of(s: &ApiState) -> Result<&Arc<dyn StateStore>, ApiError> {
-    s.store.get().ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "state store not reachable yet".into()))
+    s.store.get().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "state store not reachable yet".into(),
+        )
+    })
 }
 
-async fn list_actions(State(s): State<Arc<ApiState>>, headers: HeaderMap, Query(q): Query<ActionsQuery>) -> Result<Response, ApiError> {
+async fn list_actions(
+    State(s): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Query(q): Query<ActionsQuery>,
+) -> Result<Response, ApiError> {
     authorize(&s, &headers, Role::Viewer)?;
     let filter = ActionFilter {
         subject: q.subject.map(|s| crate::plan::normalize_subject(&s)),
@@ -310,19 +402,34 @@ async fn list_actions(State(s): State<Arc<ApiState>>, headers: HeaderMap, Query(
         alert_id: q.alert_id,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
-    let actions = store_of(&s)?
-        .list_actions(&filter)
-        .await
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?;
+    let actions = store_of(&s)?.list_actions(&filter).await.map_err(|e| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
+    })?;
     Ok(Json(serde_json::json!({ "actions": actions })).into_response())
 }
 
-async fn get_action(State(s): State<Arc<ApiState>>, headers: HeaderMap, Path(key): Path<String>) -> Result<Response, ApiError> {
+async fn get_action(
+    State(s): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
     authorize(&s, &headers, Role::Viewer)?;
     match store_of(&s)?.get_action(&key).await {
         Ok(Some(a)) => Ok(Json(a).into_response()),
-        Ok(None) => Err(ApiError(StatusCode::NOT_FOUND, "not_found", format!("no action with key `{key}`"))),
-        Err(e) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())),
+        Ok(None) => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no action with key `{key}`"),
+        )),
+        Err(e) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )),
     }
 }
 

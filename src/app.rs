@@ -58,14 +58,13 @@ impl Application {
         let policies = Policies::load(&settings.policy).context("loading policies")?;
         readiness.policies.store(true, Ordering::Relaxed);
 
-        let connectors = crate::connectors::http::build_connectors(
-            &settings.connectors,
-            settings.connector_specs.as_deref(),
-        )
-        .map_err(crate::config::Problems)
-        .context("building connectors")?;
+        let connectors =
+            crate::connectors::build_all(&settings.connectors, settings.connector_specs.as_deref())
+                .map_err(crate::config::Problems)
+                .context("building connectors")?;
 
-        let mut tokens = TokenStore::from_config(&settings.api.tokens).map_err(anyhow::Error::msg)?;
+        let mut tokens =
+            TokenStore::from_config(&settings.api.tokens).map_err(anyhow::Error::msg)?;
         let generated_token = if settings.api.tokens.is_empty() {
             let token = random_token();
             tokens.add(&token, "generated-admin", Role::Admin);
@@ -122,7 +121,10 @@ impl Application {
     }
 
     /// Run until `shutdown` resolves, then stop taking input, let in-flight work finish, and return.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
@@ -130,11 +132,14 @@ impl Application {
         let mut http_stop = stop_rx.clone();
         let listener = self.listener;
         tasks.spawn(async move {
-            let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = http_stop.wait_for(|s| *s).await;
-                })
-                .await;
+            let served = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await;
             if let Err(e) = served {
                 error!(error = %e, "http server failed");
             }
@@ -152,7 +157,11 @@ impl Application {
             });
         }
         #[cfg(unix)]
-        tasks.spawn(reload_on_sighup(self.policies.clone(), self.metrics.clone(), stop_rx.clone()));
+        tasks.spawn(reload_on_sighup(
+            self.policies.clone(),
+            self.metrics.clone(),
+            stop_rx.clone(),
+        ));
 
         // The store: keep trying until it answers; only then start consuming.
         let settings = self.settings.clone();
@@ -168,7 +177,11 @@ impl Application {
                 return;
             };
             let _ = api.store.set(store.clone());
-            if let Err(e) = start_core(settings, store, readiness, metrics, policies, connectors, kafka, api, core_stop).await {
+            if let Err(e) = start_core(
+                settings, store, readiness, metrics, policies, connectors, kafka, api, core_stop,
+            )
+            .await
+            {
                 error!(error = %format!("{e:#}"), "cannot start the pipeline");
             }
         });
@@ -192,7 +205,11 @@ fn random_token() -> String {
     format!("dpv_{}", hex::encode(bytes))
 }
 
-async fn connect_store(settings: &Settings, readiness: &Readiness, mut stop: watch::Receiver<bool>) -> Option<Arc<dyn StateStore>> {
+async fn connect_store(
+    settings: &Settings,
+    readiness: &Readiness,
+    mut stop: watch::Receiver<bool>,
+) -> Option<Arc<dyn StateStore>> {
     let mut wait = Duration::from_millis(200);
     loop {
         match settings.state.open().await {
@@ -226,26 +243,50 @@ async fn start_core(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     // Failed actions and rejected HTTP alerts: to Kafka when it is configured, else to files.
-    let (dead_letters, http_dead_letters): (Arc<dyn DeadLetterSink>, Arc<dyn DeadLetterSink>) = match &settings.kafka {
-        Some(k) => {
-            let producer = k.producer().map_err(anyhow::Error::msg)?;
-            (
-                Arc::new(KafkaDeadLetter::new(producer.clone(), k.actions_dlq_topic.clone())),
-                Arc::new(KafkaDeadLetter::new(producer, k.http_dlq_topic.clone())),
-            )
-        }
-        None => (
-            Arc::new(FileDeadLetter::new(&settings.data_dir.join("actions.dlq.jsonl"))),
-            Arc::new(FileDeadLetter::new(&settings.data_dir.join("alerts.dlq.jsonl"))),
-        ),
-    };
+    let (dead_letters, http_dead_letters): (Arc<dyn DeadLetterSink>, Arc<dyn DeadLetterSink>) =
+        match &settings.kafka {
+            Some(k) => {
+                let producer = k.producer().map_err(anyhow::Error::msg)?;
+                (
+                    Arc::new(KafkaDeadLetter::new(
+                        producer.clone(),
+                        k.actions_dlq_topic.clone(),
+                    )),
+                    Arc::new(KafkaDeadLetter::new(producer, k.http_dlq_topic.clone())),
+                )
+            }
+            None => (
+                Arc::new(FileDeadLetter::new(
+                    &settings.data_dir.join("actions.dlq.jsonl"),
+                )),
+                Arc::new(FileDeadLetter::new(
+                    &settings.data_dir.join("alerts.dlq.jsonl"),
+                )),
+            ),
+        };
     let _ = api.dead_letters.set(http_dead_letters);
     let limits: BTreeMap<String, ConnectorLimits> = settings
         .connectors
         .iter()
-        .map(|(name, c)| (name.clone(), ConnectorLimits { concurrency: c.concurrency, max_attempts: c.max_attempts }))
+        .map(|(name, c)| {
+            let (concurrency, max_attempts) = c.limits(settings.executor.retry.max_attempts);
+            (
+                name.clone(),
+                ConnectorLimits {
+                    concurrency,
+                    max_attempts,
+                },
+            )
+        })
         .collect();
-    let executor = Arc::new(Executor::new(store.clone(), connectors.clone(), &limits, metrics.clone(), dead_letters, settings.executor.clone()));
+    let executor = Arc::new(Executor::new(
+        store.clone(),
+        connectors.clone(),
+        &limits,
+        metrics.clone(),
+        dead_letters,
+        settings.executor.clone(),
+    ));
     let guards = Guards::new(&settings.guards).map_err(anyhow::Error::msg)?;
     let decider = Decider::new(policies, Planner::new(&connectors), guards, metrics.clone());
     let pipeline = Arc::new(Pipeline::new(
@@ -271,11 +312,19 @@ async fn start_core(
 }
 
 /// Flip store readiness with its health, so `/readyz` tells the truth during an outage.
-async fn watch_store(store: Arc<dyn StateStore>, readiness: Arc<Readiness>, mut stop: watch::Receiver<bool>) {
+async fn watch_store(
+    store: Arc<dyn StateStore>,
+    readiness: Arc<Readiness>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let ok = store.ping().await.is_ok();
         if readiness.store.swap(ok, Ordering::Relaxed) != ok {
-            if ok { info!("state store reachable again") } else { warn!("state store unreachable; not ready") }
+            if ok {
+                info!("state store reachable again")
+            } else {
+                warn!("state store unreachable; not ready")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(if ok { 5 } else { 1 })) => {}
@@ -285,7 +334,11 @@ async fn watch_store(store: Arc<dyn StateStore>, readiness: Arc<Readiness>, mut 
 }
 
 #[cfg(unix)]
-async fn reload_on_sighup(policies: Arc<Policies>, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+async fn reload_on_sighup(
+    policies: Arc<Policies>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         warn!("cannot listen for SIGHUP; policy reload only by file change");
@@ -311,7 +364,8 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -23,6 +23,9 @@ pub fn validate_deep(settings: &Settings) -> Result<(), Problems> {
     match load_specs(settings.connector_specs.as_deref()) {
         Ok(specs) => {
             for (name, c) in &settings.connectors {
+                let crate::connectors::InstanceConfig::Http(c) = c else {
+                    continue;
+                };
                 if !specs.contains_key(&c.kind) {
                     problems.push(Problem::new(
                         format!("connectors.{name}.type"),
@@ -40,7 +43,11 @@ pub fn validate_deep(settings: &Settings) -> Result<(), Problems> {
     if let Err(e) = Policies::load(&settings.policy) {
         problems.push(Problem::new("policy", e.to_string()));
     }
-    if problems.is_empty() { Ok(()) } else { Err(Problems(problems)) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Problems(problems))
+    }
 }
 
 /// `deprovd policy test DIR`: exit 0 when every test passes, 1 when one fails, 2 when the bundle does
@@ -60,24 +67,48 @@ pub fn policy_test(dir: &Path) -> ExitCode {
 /// What each connector instance can do, from specs alone (no secrets): the configured instances, or,
 /// when none are configured, one instance per built-in spec named after its type, so `simulate`
 /// shows the actions a typical deployment would take.
-fn capabilities(settings: &Settings) -> Result<BTreeMap<String, BTreeSet<Operation>>, Vec<Problem>> {
+fn capabilities(
+    settings: &Settings,
+) -> Result<BTreeMap<String, BTreeSet<Operation>>, Vec<Problem>> {
     let specs = load_specs(settings.connector_specs.as_deref())?;
     let caps = |kind: &str| -> BTreeSet<Operation> {
         specs
             .get(kind)
-            .map(|s| Operation::ALL.into_iter().filter(|op| s.supports(*op)).collect())
+            .map(|s| {
+                Operation::ALL
+                    .into_iter()
+                    .filter(|op| s.supports(*op))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     Ok(if settings.connectors.is_empty() {
         specs.keys().map(|k| (k.clone(), caps(k))).collect()
     } else {
-        settings.connectors.iter().map(|(name, c)| (name.clone(), caps(&c.kind))).collect()
+        settings
+            .connectors
+            .iter()
+            .map(|(name, c)| {
+                let ops = match c {
+                    crate::connectors::InstanceConfig::Http(h) => caps(&h.kind),
+                    crate::connectors::InstanceConfig::Ldap(..) => {
+                        crate::connectors::ldap::SUPPORTED.into_iter().collect()
+                    }
+                };
+                (name.clone(), ops)
+            })
+            .collect()
     })
 }
 
 /// `deprovd simulate`: one JSON line per input line —
 /// `{"line", "alert", "decisions", "actions", "problems"}` or `{"line", "error"}` — and no side effects.
-pub fn simulate(settings: &Settings, alerts: &Path, format: Option<&str>, policies: Option<&Path>) -> ExitCode {
+pub fn simulate(
+    settings: &Settings,
+    alerts: &Path,
+    format: Option<&str>,
+    policies: Option<&Path>,
+) -> ExitCode {
     let mut policy_cfg = settings.policy.clone();
     if let Some(dir) = policies {
         policy_cfg.dir = dir.to_path_buf();
@@ -103,7 +134,12 @@ pub fn simulate(settings: &Settings, alerts: &Path, format: Option<&str>, polici
             return ExitCode::from(2);
         }
     };
-    let decider = Decider::new(policies, Planner::from_capabilities(caps), guards, Arc::new(Metrics::new()));
+    let decider = Decider::new(
+        policies,
+        Planner::from_capabilities(caps),
+        guards,
+        Arc::new(Metrics::new()),
+    );
     let mut out = std::io::stdout().lock();
     let mut failed = false;
     for item in crate::ingest::file::read_jsonl(alerts) {
@@ -125,7 +161,9 @@ pub fn simulate(settings: &Settings, alerts: &Path, format: Option<&str>, polici
                     "problems": p.problems,
                     "policy_digest": p.policy_digest,
                 }),
-                Err(e) => serde_json::json!({"line": n, "error": e.to_string(), "code": e.reason_code()}),
+                Err(e) => {
+                    serde_json::json!({"line": n, "error": e.to_string(), "code": e.reason_code()})
+                }
             },
             Err(e) => {
                 eprintln!("deprovd simulate: cannot read {}: {e}", alerts.display());
@@ -137,13 +175,20 @@ pub fn simulate(settings: &Settings, alerts: &Path, format: Option<&str>, polici
             break;
         }
     }
-    if failed { ExitCode::from(2) } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// `deprovd connectors check`: preflight every configured instance and print a table; exit 1 when any
 /// check fails.
 pub async fn connectors_check(settings: &Settings) -> ExitCode {
-    let connectors = match crate::connectors::http::build_connectors(&settings.connectors, settings.connector_specs.as_deref()) {
+    let connectors = match crate::connectors::build_all(
+        &settings.connectors,
+        settings.connector_specs.as_deref(),
+    ) {
         Ok(c) => c,
         Err(p) => {
             eprint!("{}", Problems(p));
@@ -155,15 +200,29 @@ pub async fn connectors_check(settings: &Settings) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let reports = futures::future::join_all(connectors.values().map(|c| c.check())).await;
-    let width = reports.iter().map(|r| r.connector.len()).max().unwrap_or(9).max(9);
-    println!("{:<width$}  {:<6}  {}", "CONNECTOR", "STATUS", "DETAIL");
+    let width = reports
+        .iter()
+        .map(|r| r.connector.len())
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    println!("{:<width$}  {:<6}  DETAIL", "CONNECTOR", "STATUS");
     let mut ok = true;
     for r in &reports {
         ok &= r.ok;
-        println!("{:<width$}  {:<6}  {}", r.connector, if r.ok { "ok" } else { "FAILED" }, r.detail);
+        println!(
+            "{:<width$}  {:<6}  {}",
+            r.connector,
+            if r.ok { "ok" } else { "FAILED" },
+            r.detail
+        );
         if let Some(fix) = &r.fix {
             println!("{:<width$}  {:<6}  fix: {fix}", "", "");
         }
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

@@ -202,7 +202,7 @@ pub struct Settings {
     /// Folder of connector spec files that add to or override the built-in specs.
     pub connector_specs: Option<PathBuf>,
     /// Connector instances by name.
-    pub connectors: std::collections::BTreeMap<String, crate::connectors::http::ConnectorConfig>,
+    pub connectors: std::collections::BTreeMap<String, crate::connectors::InstanceConfig>,
 }
 
 impl Default for Settings {
@@ -235,7 +235,10 @@ impl Settings {
             .map_err(|e: toml::de::Error| Problems(vec![Problem::new("<file>", e.to_string())]))?;
         let doc = apply_env_overrides(doc, env);
         Settings::deserialize(toml::Value::Table(doc)).map_err(|e| {
-            Problems(vec![Problem::new("<file>", e.to_string().trim().to_string())])
+            Problems(vec![Problem::new(
+                "<file>",
+                e.to_string().trim().to_string(),
+            )])
         })
     }
 
@@ -276,7 +279,11 @@ impl Settings {
             p.push(Problem::new("coalesce_window", "must be greater than zero"));
         }
         for (name, c) in &self.connectors {
-            if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
                 p.push(Problem::new(
                     format!("connectors.{name}"),
                     "connector names use letters, digits, `-` and `_` only (they appear in metrics)",
@@ -314,8 +321,16 @@ mod settings_tests {
         )
         .unwrap();
         let paths: Vec<String> = s.validate().into_iter().map(|p| p.path).collect();
-        for want in ["api.listen", "executor.batch", "guards.protected[0]", "coalesce_window"] {
-            assert!(paths.iter().any(|p| p == want), "missing {want} in {paths:?}");
+        for want in [
+            "api.listen",
+            "executor.batch",
+            "guards.protected[0]",
+            "coalesce_window",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == want),
+                "missing {want} in {paths:?}"
+            );
         }
     }
 
@@ -324,7 +339,10 @@ mod settings_tests {
         let s = Settings::from_toml(
             "[api]\nlisten = \"127.0.0.1:1\"\n",
             vec![
-                ("DEPROVD__API__LISTEN".to_string(), "127.0.0.1:9999".to_string()),
+                (
+                    "DEPROVD__API__LISTEN".to_string(),
+                    "127.0.0.1:9999".to_string(),
+                ),
                 ("DEPROVD__EXECUTOR__BATCH".to_string(), "7".to_string()),
                 ("OTHER".to_string(), "x".to_string()),
             ],

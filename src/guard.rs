@@ -27,9 +27,15 @@ impl GuardConfig {
     pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
         for (i, p) in self.protected.iter().enumerate() {
             if p.trim().is_empty() {
-                problems.push(Problem::new(format!("{path}.protected[{i}]"), "must not be empty"));
+                problems.push(Problem::new(
+                    format!("{path}.protected[{i}]"),
+                    "must not be empty",
+                ));
             } else if let Err(e) = Glob::new(&p.to_lowercase()) {
-                problems.push(Problem::new(format!("{path}.protected[{i}]"), format!("invalid glob: {e}")));
+                problems.push(Problem::new(
+                    format!("{path}.protected[{i}]"),
+                    format!("invalid glob: {e}"),
+                ));
             }
         }
     }
@@ -125,8 +131,11 @@ mod tests {
     #[test]
     fn invalid_glob_is_reported_with_its_path() {
         let mut problems = Vec::new();
-        GuardConfig { dry_run: false, protected: vec!["a[".into(), " ".into()] }
-            .validate("guards", &mut problems);
+        GuardConfig {
+            dry_run: false,
+            protected: vec!["a[".into(), " ".into()],
+        }
+        .validate("guards", &mut problems);
         assert_eq!(problems.len(), 2);
         assert_eq!(problems[0].path, "guards.protected[0]");
     }

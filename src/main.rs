@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use deprovd::config::Settings;
 
 #[derive(Parser)]
-#[command(name = "deprovd", version, about = "Policy-driven security auto-deprovisioning")]
+#[command(
+    name = "deprovd",
+    version,
+    about = "Policy-driven security auto-deprovisioning"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -87,7 +91,10 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             deprovd::telemetry::init_tracing(&settings.telemetry);
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
             rt.block_on(async move {
                 let app = match deprovd::app::Application::build(settings).await {
                     Ok(a) => a,
@@ -123,26 +130,41 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Schema { .. } => {
-            println!("{}", serde_json::to_string_pretty(&deprovd::alert::alert_json_schema()).expect("json"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&deprovd::alert::alert_json_schema()).expect("json")
+            );
             ExitCode::SUCCESS
         }
-        Command::Policy { command: PolicyCommand::Test { dir } } => {
+        Command::Policy {
+            command: PolicyCommand::Test { dir },
+        } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from("policies"));
             deprovd::cli::policy_test(&dir)
         }
-        Command::Simulate { alerts, format, policies, config } => {
+        Command::Simulate {
+            alerts,
+            format,
+            policies,
+            config,
+        } => {
             let settings = match load(config.as_deref()) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
             deprovd::cli::simulate(&settings, &alerts, format.as_deref(), policies.as_deref())
         }
-        Command::Connectors { command: ConnectorsCommand::Check { config } } => {
+        Command::Connectors {
+            command: ConnectorsCommand::Check { config },
+        } => {
             let settings = match load(config.as_deref()) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
             rt.block_on(deprovd::cli::connectors_check(&settings))
         }
     }

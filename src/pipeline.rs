@@ -84,7 +84,12 @@ pub struct Decider {
 }
 
 impl Decider {
-    pub fn new(policies: Arc<Policies>, planner: Planner, guards: Guards, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        policies: Arc<Policies>,
+        planner: Planner,
+        guards: Guards,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             registry: NormalizerRegistry::new(),
             policies,
@@ -104,7 +109,9 @@ impl Decider {
     pub fn decide_alert(&self, alert: Alert) -> Planned {
         let now = Utc::now();
         let started = Instant::now();
-        let eval = self.policies.evaluate(&alert, now, &serde_json::Value::Null);
+        let eval = self
+            .policies
+            .evaluate(&alert, now, &serde_json::Value::Null);
         self.metrics
             .policy_eval_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -122,7 +129,8 @@ impl Decider {
                 .inc();
         }
         let (mut actions, plan_problems) =
-            self.planner.plan(&alert, &eval.decisions, &eval.digest, now);
+            self.planner
+                .plan(&alert, &eval.decisions, &eval.digest, now);
         if !plan_problems.is_empty() {
             self.metrics
                 .policy_errors
@@ -200,14 +208,20 @@ impl Pipeline {
         let decided = tokio::task::spawn_blocking(move || {
             this.decider.decide(&owned, format_owned.as_deref())
         })
-            .await
-            .map_err(|e| PipelineError::Unavailable(format!("policy evaluation task failed: {e}")))?;
+        .await
+        .map_err(|e| PipelineError::Unavailable(format!("policy evaluation task failed: {e}")))?;
         let label = format.unwrap_or("auto");
         let planned = match decided {
             Ok(p) => p,
             Err(e) => {
-                self.metrics.alerts.with_label_values(&[label, "dead_lettered"]).inc();
-                self.metrics.dead_letters.with_label_values(&["ingest"]).inc();
+                self.metrics
+                    .alerts
+                    .with_label_values(&[label, "dead_lettered"])
+                    .inc();
+                self.metrics
+                    .dead_letters
+                    .with_label_values(&["ingest"])
+                    .inc();
                 return Err(PipelineError::Rejected {
                     code: e.reason_code(),
                     reason: e.to_string(),
@@ -244,14 +258,22 @@ impl Pipeline {
                 Inserted::New => {
                     runnable |= a.state == ActionState::Planned;
                     if matches!(a.state, ActionState::Skipped) {
-                        let outcome = if a.note.as_deref().is_some_and(|n| n.starts_with("protected")) {
+                        let outcome = if a
+                            .note
+                            .as_deref()
+                            .is_some_and(|n| n.starts_with("protected"))
+                        {
                             "skipped"
                         } else {
                             "dry_run"
                         };
                         self.metrics
                             .actions
-                            .with_label_values(&[a.connector.as_str(), a.operation.as_str(), outcome])
+                            .with_label_values(&[
+                                a.connector.as_str(),
+                                a.operation.as_str(),
+                                outcome,
+                            ])
                             .inc();
                     }
                     ("new", None)
@@ -260,7 +282,11 @@ impl Pipeline {
                 Inserted::Coalesced(into) => {
                     self.metrics
                         .actions
-                        .with_label_values(&[a.connector.as_str(), a.operation.as_str(), "coalesced"])
+                        .with_label_values(&[
+                            a.connector.as_str(),
+                            a.operation.as_str(),
+                            "coalesced",
+                        ])
                         .inc();
                     ("coalesced", Some(into))
                 }

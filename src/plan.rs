@@ -25,7 +25,10 @@ impl Planner {
         let capabilities = connectors
             .iter()
             .map(|(name, c)| {
-                let ops = Operation::ALL.into_iter().filter(|op| c.supports(*op)).collect();
+                let ops = Operation::ALL
+                    .into_iter()
+                    .filter(|op| c.supports(*op))
+                    .collect();
                 (name.clone(), ops)
             })
             .collect();
@@ -146,7 +149,11 @@ mod tests {
     fn alert() -> Alert {
         Alert {
             id: "a-1".into(),
-            source: Source { vendor: "test".into(), product: None, format: "generic".into() },
+            source: Source {
+                vendor: "test".into(),
+                product: None,
+                format: "generic".into(),
+            },
             time: Utc::now(),
             severity: Severity::High,
             severity_score: None,
@@ -162,7 +169,10 @@ mod tests {
 
     fn planner() -> Planner {
         let mut caps = BTreeMap::new();
-        caps.insert("scim".to_string(), BTreeSet::from([Operation::DisableAccount, Operation::EnableAccount]));
+        caps.insert(
+            "scim".to_string(),
+            BTreeSet::from([Operation::DisableAccount, Operation::EnableAccount]),
+        );
         caps.insert("hook".to_string(), BTreeSet::from([Operation::Notify]));
         Planner::from_capabilities(caps)
     }
@@ -190,13 +200,20 @@ mod tests {
         assert_eq!(actions[0].subject, "alice@corp.example");
         assert_eq!(actions[0].state, ActionState::Planned);
         let (again, _) = p.plan(&a, &ds, "digest", Utc::now());
-        assert_eq!(actions[0].key, again[0].key, "same alert and rule give the same key");
+        assert_eq!(
+            actions[0].key, again[0].key,
+            "same alert and rule give the same key"
+        );
     }
 
     #[test]
     fn unknown_or_incapable_connectors_are_problems_not_actions() {
         let p = planner();
-        let ds = [decision(Operation::DisableAccount, Some(vec!["okta", "hook"]), Mode::Enforce)];
+        let ds = [decision(
+            Operation::DisableAccount,
+            Some(vec!["okta", "hook"]),
+            Mode::Enforce,
+        )];
         let (actions, problems) = p.plan(&alert(), &ds, "d", Utc::now());
         assert!(actions.is_empty());
         assert_eq!(problems.len(), 2, "{problems:?}");
@@ -205,10 +222,20 @@ mod tests {
     #[test]
     fn modes_set_the_initial_state() {
         let p = planner();
-        let (a, _) = p.plan(&alert(), &[decision(Operation::DisableAccount, None, Mode::Approval)], "d", Utc::now());
+        let (a, _) = p.plan(
+            &alert(),
+            &[decision(Operation::DisableAccount, None, Mode::Approval)],
+            "d",
+            Utc::now(),
+        );
         assert_eq!(a[0].state, ActionState::AwaitingApproval);
         assert_eq!(a[0].next_attempt_at, None);
-        let (a, _) = p.plan(&alert(), &[decision(Operation::DisableAccount, None, Mode::DryRun)], "d", Utc::now());
+        let (a, _) = p.plan(
+            &alert(),
+            &[decision(Operation::DisableAccount, None, Mode::DryRun)],
+            "d",
+            Utc::now(),
+        );
         assert_eq!(a[0].state, ActionState::Skipped);
     }
 }

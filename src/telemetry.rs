@@ -93,7 +93,9 @@ impl Metrics {
         macro_rules! reg {
             ($m:expr) => {{
                 let m = $m;
-                registry.register(Box::new(m.clone())).expect("unique metric");
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("unique metric");
                 m
             }};
         }
@@ -113,8 +115,13 @@ impl Metrics {
             )),
             policy_eval_seconds: reg!(
                 Histogram::with_opts(
-                    HistogramOpts::new("policy_eval_seconds", "Time to evaluate the policy bundle on one alert.")
-                        .buckets(vec![0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005, 0.02, 0.1])
+                    HistogramOpts::new(
+                        "policy_eval_seconds",
+                        "Time to evaluate the policy bundle on one alert."
+                    )
+                    .buckets(vec![
+                        0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005, 0.02, 0.1
+                    ])
                 )
                 .expect("valid metric")
             ),

@@ -288,6 +288,14 @@ fn check_filter_template(template: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What both flavors can do (LDAP has no sessions or tokens to revoke).
+pub const SUPPORTED: [Operation; 4] = [
+    Operation::DisableAccount,
+    Operation::EnableAccount,
+    Operation::RemoveGroupMemberships,
+    Operation::RestoreGroupMemberships,
+];
+
 /// Validate, resolve the bind password, and build the connector.
 pub fn build(
     name: &str,
@@ -1123,13 +1131,7 @@ impl Connector for LdapConnector {
     }
 
     fn supports(&self, op: Operation) -> bool {
-        matches!(
-            op,
-            Operation::DisableAccount
-                | Operation::EnableAccount
-                | Operation::RemoveGroupMemberships
-                | Operation::RestoreGroupMemberships
-        )
+        SUPPORTED.contains(&op)
     }
 
     async fn execute(&self, request: &OperationRequest) -> OperationResult {

@@ -183,3 +183,98 @@ pub trait Connector: Send + Sync {
 
 /// The connectors of one running instance, by name.
 pub type ConnectorSet = BTreeMap<String, Arc<dyn Connector>>;
+
+/// One `[connectors.<name>]` table, routed by its `type`: `ldap` and `active_directory` are native,
+/// every other type names an HTTP spec (built-in or from `connector_specs`).
+#[derive(Debug, Clone)]
+pub enum InstanceConfig {
+    Http(http::ConnectorConfig),
+    Ldap(ldap::LdapConfig, ldap::LdapFlavor),
+}
+
+impl<'de> Deserialize<'de> for InstanceConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let flavor = match table.get("type").and_then(|v| v.as_str()) {
+            Some("ldap") => Some(ldap::LdapFlavor::OpenLdap),
+            Some("active_directory") => Some(ldap::LdapFlavor::ActiveDirectory),
+            _ => None,
+        };
+        match flavor {
+            Some(flavor) => {
+                table.remove("type");
+                ldap::LdapConfig::deserialize(toml::Value::Table(table))
+                    .map(|c| InstanceConfig::Ldap(c, flavor))
+                    .map_err(D::Error::custom)
+            }
+            None => http::ConnectorConfig::deserialize(toml::Value::Table(table))
+                .map(InstanceConfig::Http)
+                .map_err(D::Error::custom),
+        }
+    }
+}
+
+impl InstanceConfig {
+    pub fn validate(&self, path: &str, problems: &mut Vec<crate::config::Problem>) {
+        match self {
+            InstanceConfig::Http(c) => c.validate(path, problems),
+            InstanceConfig::Ldap(c, flavor) => c.validate_flavor(path, *flavor, problems),
+        }
+    }
+
+    /// Calls in flight at once, and connector calls per action before it fails.
+    pub fn limits(&self, default_attempts: u32) -> (usize, u32) {
+        match self {
+            InstanceConfig::Http(c) => (c.concurrency, c.max_attempts),
+            InstanceConfig::Ldap(c, _) => {
+                (c.concurrency, c.max_attempts.unwrap_or(default_attempts))
+            }
+        }
+    }
+
+    /// The type name as written in the config.
+    pub fn kind(&self) -> &str {
+        match self {
+            InstanceConfig::Http(c) => &c.kind,
+            InstanceConfig::Ldap(_, flavor) => flavor.type_name(),
+        }
+    }
+}
+
+/// Build every configured instance; all problems (specs, configs, unreadable secrets) at once.
+pub fn build_all(
+    configs: &BTreeMap<String, InstanceConfig>,
+    spec_dir: Option<&std::path::Path>,
+) -> Result<ConnectorSet, Vec<crate::config::Problem>> {
+    let mut problems = Vec::new();
+    let http_configs: BTreeMap<String, http::ConnectorConfig> = configs
+        .iter()
+        .filter_map(|(n, c)| match c {
+            InstanceConfig::Http(h) => Some((n.clone(), h.clone())),
+            InstanceConfig::Ldap(..) => None,
+        })
+        .collect();
+    let mut set = match http::build_connectors(&http_configs, spec_dir) {
+        Ok(s) => s,
+        Err(p) => {
+            problems.extend(p);
+            ConnectorSet::new()
+        }
+    };
+    for (name, c) in configs {
+        if let InstanceConfig::Ldap(cfg, flavor) = c {
+            match ldap::build(name, cfg, *flavor) {
+                Ok(conn) => {
+                    set.insert(name.clone(), conn);
+                }
+                Err(p) => problems.extend(p),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(set)
+    } else {
+        Err(problems)
+    }
+}

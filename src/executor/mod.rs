@@ -166,7 +166,12 @@ impl Executor {
                     store_backoff = Duration::from_millis(100);
                     let mut started = 0usize;
                     for key in keys {
-                        if self.inflight.lock().expect("not poisoned").insert(key.clone()) {
+                        if self
+                            .inflight
+                            .lock()
+                            .expect("not poisoned")
+                            .insert(key.clone())
+                        {
                             started += 1;
                             let this = self.clone();
                             tasks.spawn(async move {
@@ -200,7 +205,10 @@ impl Executor {
                 _ = shutdown.changed() => {}
             }
         }
-        info!(inflight = tasks.len(), "executor stopping; waiting for in-flight calls");
+        info!(
+            inflight = tasks.len(),
+            "executor stopping; waiting for in-flight calls"
+        );
         while tasks.join_next().await.is_some() {}
     }
 
@@ -326,7 +334,10 @@ impl Executor {
         rec.updated_at = Utc::now();
         self.store.put_action(rec).await?;
         self.count_end(rec, "failed");
-        self.metrics.dead_letters.with_label_values(&["action"]).inc();
+        self.metrics
+            .dead_letters
+            .with_label_values(&["action"])
+            .inc();
         warn!(error = %reason, attempts = rec.attempts, "action failed; dead-lettered");
         let payload = serde_json::to_vec(rec).unwrap_or_default();
         let origin = [
@@ -348,7 +359,8 @@ impl Executor {
 
     fn observe_containment(&self, rec: &ActionRecord) {
         let now = Utc::now();
-        let secs = |from: chrono::DateTime<Utc>| (now - from).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        let secs =
+            |from: chrono::DateTime<Utc>| (now - from).num_microseconds().unwrap_or(0) as f64 / 1e6;
         self.metrics
             .time_to_containment
             .with_label_values(&["ingest"])
@@ -425,7 +437,10 @@ mod tests {
         let retry = json!({"active": false, "groups": [{"id": "c"}, {"id": "a"}], "id": "u1"});
         let merged = merge_pre_state(Some(first), Some(retry)).unwrap();
         assert_eq!(merged["active"], true, "state before any change wins");
-        assert_eq!(merged["groups"], json!([{"id": "a"}, {"id": "b"}, {"id": "c"}]));
+        assert_eq!(
+            merged["groups"],
+            json!([{"id": "a"}, {"id": "b"}, {"id": "c"}])
+        );
         assert_eq!(merged["id"], "u1");
         assert_eq!(merge_pre_state(None, Some(json!(1))), Some(json!(1)));
         assert_eq!(merge_pre_state(Some(json!(1)), None), Some(json!(1)));

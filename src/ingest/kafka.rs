@@ -90,28 +90,50 @@ fn is_secret_property(key: &str) -> bool {
 impl KafkaConfig {
     pub fn validate(&self, path: &str, known_formats: &[&str], problems: &mut Vec<Problem>) {
         if self.brokers.trim().is_empty() {
-            problems.push(Problem::new(format!("{path}.brokers"), "must name at least one broker"));
+            problems.push(Problem::new(
+                format!("{path}.brokers"),
+                "must name at least one broker",
+            ));
         }
         if self.topics.is_empty() {
-            problems.push(Problem::new(format!("{path}.topics"), "must name at least one topic"));
+            problems.push(Problem::new(
+                format!("{path}.topics"),
+                "must name at least one topic",
+            ));
         }
         if self.group_id.is_empty() {
-            problems.push(Problem::new(format!("{path}.group_id"), "must not be empty"));
+            problems.push(Problem::new(
+                format!("{path}.group_id"),
+                "must not be empty",
+            ));
         }
         if self.format != "auto" && !known_formats.contains(&self.format.as_str()) {
             problems.push(Problem::new(
                 format!("{path}.format"),
-                format!("unknown format `{}` (known: auto, {})", self.format, known_formats.join(", ")),
+                format!(
+                    "unknown format `{}` (known: auto, {})",
+                    self.format,
+                    known_formats.join(", ")
+                ),
             ));
         }
         if self.dlq_suffix.is_empty() {
-            problems.push(Problem::new(format!("{path}.dlq_suffix"), "must not be empty: the dead-letter topic must differ from the source"));
+            problems.push(Problem::new(
+                format!("{path}.dlq_suffix"),
+                "must not be empty: the dead-letter topic must differ from the source",
+            ));
         }
         if self.max_in_flight == 0 {
-            problems.push(Problem::new(format!("{path}.max_in_flight"), "must be at least 1"));
+            problems.push(Problem::new(
+                format!("{path}.max_in_flight"),
+                "must be at least 1",
+            ));
         }
         for (k, v) in &self.properties {
-            if matches!(k.as_str(), "enable.auto.offset.store" | "group.id" | "bootstrap.servers") {
+            if matches!(
+                k.as_str(),
+                "enable.auto.offset.store" | "group.id" | "bootstrap.servers"
+            ) {
                 problems.push(Problem::new(
                     format!("{path}.properties.\"{k}\""),
                     "is managed by deprovd (at-least-once delivery depends on it); remove it",
@@ -155,7 +177,8 @@ impl KafkaConfig {
         ] {
             set_default(&mut cc, k, v);
         }
-        cc.create().map_err(|e| format!("cannot create Kafka consumer: {e}"))
+        cc.create()
+            .map_err(|e| format!("cannot create Kafka consumer: {e}"))
     }
 
     pub fn producer(&self) -> Result<FutureProducer, String> {
@@ -168,10 +191,16 @@ impl KafkaConfig {
             set_default(&mut cc, k, v);
         }
         // Consumer-only tuning must not reach the producer (librdkafka warns on it).
-        for k in ["fetch.wait.max.ms", "fetch.min.bytes", "session.timeout.ms", "auto.offset.reset"] {
+        for k in [
+            "fetch.wait.max.ms",
+            "fetch.min.bytes",
+            "session.timeout.ms",
+            "auto.offset.reset",
+        ] {
             cc.remove(k);
         }
-        cc.create().map_err(|e| format!("cannot create Kafka producer: {e}"))
+        cc.create()
+            .map_err(|e| format!("cannot create Kafka producer: {e}"))
     }
 }
 
@@ -189,7 +218,13 @@ impl KafkaDeadLetter {
         }
     }
 
-    async fn send_to(&self, topic: &str, payload: &[u8], reason: &str, origin: &[(&str, &str)]) -> Result<(), String> {
+    async fn send_to(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        reason: &str,
+        origin: &[(&str, &str)],
+    ) -> Result<(), String> {
         let mut headers = OwnedHeaders::new().insert(Header {
             key: "deprovd-reason",
             value: Some(reason),
@@ -200,7 +235,8 @@ impl KafkaDeadLetter {
                 value: Some(*v),
             });
         }
-        let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(topic).payload(payload).headers(headers);
+        let record: FutureRecord<'_, (), [u8]> =
+            FutureRecord::to(topic).payload(payload).headers(headers);
         self.producer
             .send(record, Duration::from_secs(30))
             .await
@@ -211,7 +247,12 @@ impl KafkaDeadLetter {
 
 #[async_trait]
 impl DeadLetterSink for KafkaDeadLetter {
-    async fn send(&self, payload: &[u8], reason: &str, origin: &[(&str, &str)]) -> Result<(), String> {
+    async fn send(
+        &self,
+        payload: &[u8],
+        reason: &str,
+        origin: &[(&str, &str)],
+    ) -> Result<(), String> {
         self.send_to(&self.topic, payload, reason, origin).await
     }
 }
@@ -241,7 +282,11 @@ impl KafkaSource {
         })
     }
 
-    pub async fn run(self: Arc<Self>, pipeline: Arc<Pipeline>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self: Arc<Self>,
+        pipeline: Arc<Pipeline>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let health = tokio::spawn(self.clone().watch_health(shutdown.clone()));
         info!(topics = ?self.cfg.topics, group = %self.cfg.group_id, "kafka source started");
         let format = (self.cfg.format != "auto").then(|| self.cfg.format.clone());
@@ -273,7 +318,10 @@ impl KafkaSource {
         }
         health.abort();
         // Commit what was stored before leaving the group, so a clean restart does not redeliver.
-        if let Err(e) = self.consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+        if let Err(e) = self
+            .consumer
+            .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        {
             info!(error = %e, "final offset commit skipped");
         }
         info!("kafka source stopped");
@@ -281,7 +329,9 @@ impl KafkaSource {
 
     fn store_offset(&self, msg: &OwnedMessage, durable: bool) {
         if durable
-            && let Err(e) = self.consumer.store_offset(msg.topic(), msg.partition(), msg.offset())
+            && let Err(e) = self
+                .consumer
+                .store_offset(msg.topic(), msg.partition(), msg.offset())
         {
             warn!(error = %e, "cannot store offset; the message will be redelivered");
         }
@@ -289,7 +339,12 @@ impl KafkaSource {
 
     /// Process one message until it is durable: in the ledger, or in the dead-letter topic. Returns
     /// `false` only when shutting down first (the offset is then not stored: it will be redelivered).
-    async fn handle(&self, pipeline: &Arc<Pipeline>, msg: &OwnedMessage, format: Option<&str>) -> bool {
+    async fn handle(
+        &self,
+        pipeline: &Arc<Pipeline>,
+        msg: &OwnedMessage,
+        format: Option<&str>,
+    ) -> bool {
         let payload = msg.payload().unwrap_or_default();
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -340,7 +395,10 @@ impl KafkaSource {
             let this = self.clone();
             let ok = tokio::task::spawn_blocking(move || {
                 this.consumer
-                    .fetch_metadata(this.cfg.topics.first().map(String::as_str), Duration::from_secs(3))
+                    .fetch_metadata(
+                        this.cfg.topics.first().map(String::as_str),
+                        Duration::from_secs(3),
+                    )
                     .is_ok()
             })
             .await

@@ -17,7 +17,12 @@ use tokio::io::AsyncWriteExt;
 pub trait DeadLetterSink: Send + Sync {
     /// Durably record `payload` (the original bytes) with `reason` and `origin` key/values. Only returns
     /// `Ok` once the record is stored: callers acknowledge the source after it.
-    async fn send(&self, payload: &[u8], reason: &str, origin: &[(&str, &str)]) -> Result<(), String>;
+    async fn send(
+        &self,
+        payload: &[u8],
+        reason: &str,
+        origin: &[(&str, &str)],
+    ) -> Result<(), String>;
 }
 
 /// Dead letters appended as JSON lines to a file (the default without Kafka): one object per line with
@@ -41,7 +46,11 @@ impl FileDeadLetter {
 }
 
 /// The JSON line written for one dead letter (shared by the file sink and tests).
-pub fn dead_letter_record(payload: &[u8], reason: &str, origin: &[(&str, &str)]) -> serde_json::Value {
+pub fn dead_letter_record(
+    payload: &[u8],
+    reason: &str,
+    origin: &[(&str, &str)],
+) -> serde_json::Value {
     let mut rec = serde_json::json!({
         "time": chrono::Utc::now().to_rfc3339(),
         "reason": reason,
@@ -57,21 +66,30 @@ pub fn dead_letter_record(payload: &[u8], reason: &str, origin: &[(&str, &str)])
 
 #[async_trait]
 impl DeadLetterSink for FileDeadLetter {
-    async fn send(&self, payload: &[u8], reason: &str, origin: &[(&str, &str)]) -> Result<(), String> {
+    async fn send(
+        &self,
+        payload: &[u8],
+        reason: &str,
+        origin: &[(&str, &str)],
+    ) -> Result<(), String> {
         let mut line = serde_json::to_vec(&dead_letter_record(payload, reason, origin))
             .map_err(|e| e.to_string())?;
         line.push(b'\n');
         let mut guard = self.file.lock().await;
         if guard.is_none() {
             if let Some(dir) = self.path.parent() {
-                tokio::fs::create_dir_all(dir).await.map_err(|e| e.to_string())?;
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             let f = tokio::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&self.path)
                 .await
-                .map_err(|e| format!("cannot open dead-letter file {}: {e}", self.path.display()))?;
+                .map_err(|e| {
+                    format!("cannot open dead-letter file {}: {e}", self.path.display())
+                })?;
             *guard = Some(f);
         }
         let f = guard.as_mut().expect("opened above");
@@ -89,11 +107,15 @@ mod tests {
     async fn file_dead_letter_keeps_payload_reason_and_origin() {
         let dir = tempfile::tempdir().unwrap();
         let sink = FileDeadLetter::new(&dir.path().join("dlq.jsonl"));
-        sink.send(b"{not json", "not valid JSON", &[("source", "http")]).await.unwrap();
+        sink.send(b"{not json", "not valid JSON", &[("source", "http")])
+            .await
+            .unwrap();
         sink.send(&[0xff, 0x00], "binary", &[]).await.unwrap();
         let text = std::fs::read_to_string(sink.path()).unwrap();
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["payload"], "{not json");
         assert_eq!(lines[0]["reason"], "not valid JSON");

@@ -193,14 +193,3 @@ pub struct Decision {
     /// Stable rule id; part of the idempotency key.
     pub rule: String,
 }
-// TEMP-PLACEHOLDER
-#[derive(Debug, Clone, Default, Deserialize)] pub struct PolicyConfig { pub dir: std::path::PathBuf, pub watch: bool }
-impl PolicyConfig { pub fn validate(&self, _p: &str, _pr: &mut Vec<crate::config::Problem>) {} }
-pub struct Evaluation { pub decisions: Vec<Decision>, pub errors: Vec<String>, pub digest: std::sync::Arc<str> }
-pub struct Policies;
-impl Policies {
-  pub fn load(_c: &PolicyConfig) -> Result<std::sync::Arc<Policies>, std::io::Error> { todo!() }
-  pub fn evaluate(&self, _a: &crate::alert::Alert, _n: chrono::DateTime<chrono::Utc>, _c: &serde_json::Value) -> Evaluation { todo!() }
-  pub fn reload(&self) -> Result<String, std::io::Error> { todo!() }
-  pub fn spawn_watcher(self: std::sync::Arc<Self>, _s: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> { todo!() }
-}

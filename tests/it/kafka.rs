@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use crate::scim_server::ScimServer;
 use crate::support::kafka::{brokers, committed, create_topics, produce, read_all};
-use crate::support::{CountingProxy, DISABLE_ALL_POLICY, Reply, Target, TestApp, alert_json, eventually, policy_dir, redis_state, unique};
+use crate::support::{
+    CountingProxy, DISABLE_ALL_POLICY, Reply, Target, TestApp, alert_json, eventually, policy_dir,
+    redis_state, unique,
+};
 
 fn kafka_section(topic: &str, group: &str) -> String {
     format!(
@@ -42,32 +45,61 @@ async fn kafka_alert_disables_the_user_once_even_when_redelivered() {
 
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let rest = format!("{}{}", kafka_section(&topic, &group), scim_connector(&proxy, &scim));
+    let rest = format!(
+        "{}{}",
+        kafka_section(&topic, &group),
+        scim_connector(&proxy, &scim)
+    );
     let app = TestApp::spawn(&config(data.path(), policies.path(), &redis_state(), &rest)).await;
-    eventually(Duration::from_secs(20), "app ready (kafka and store)", || async { app.ready().await.then_some(()) }).await;
+    eventually(
+        Duration::from_secs(20),
+        "app ready (kafka and store)",
+        || async { app.ready().await.then_some(()) },
+    )
+    .await;
 
     let alert = alert_json(&unique("cs-alert"), &email);
     produce(&topic, alert.as_bytes()).await;
-    eventually(Duration::from_secs(20), "the SCIM user is disabled", || async {
-        (scim.user(&user_id).await["active"] == false).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the SCIM user is disabled",
+        || async { (scim.user(&user_id).await["active"] == false).then_some(()) },
+    )
     .await;
     assert_eq!(proxy.count("PATCH", "/v2/Users"), 1);
 
     // Decision, action and outcome are visible in metrics.
     let m = app.metrics().await;
     let v = |s: &str| crate::support::metric_value(&m, s);
-    assert_eq!(v("deprovd_decisions_total{action=\"disable_account\",mode=\"enforce\"}"), Some(1.0), "{m}");
-    assert_eq!(v("deprovd_actions_total{connector=\"scim\",operation=\"disable_account\",outcome=\"succeeded\"}"), Some(1.0));
-    assert_eq!(v("deprovd_time_to_containment_seconds_count{from=\"ingest\"}"), Some(1.0));
+    assert_eq!(
+        v("deprovd_decisions_total{action=\"disable_account\",mode=\"enforce\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        v(
+            "deprovd_actions_total{connector=\"scim\",operation=\"disable_account\",outcome=\"succeeded\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        v("deprovd_time_to_containment_seconds_count{from=\"ingest\"}"),
+        Some(1.0)
+    );
 
     // The same alert delivered again: recorded as a duplicate, no second PATCH.
     produce(&topic, alert.as_bytes()).await;
-    eventually(Duration::from_secs(20), "both messages committed", || async {
-        (committed(&group, &topic) == Some(2)).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "both messages committed",
+        || async { (committed(&group, &topic) == Some(2)).then_some(()) },
+    )
     .await;
-    assert_eq!(proxy.count("PATCH", "/v2/Users"), 1, "a redelivered alert must not act twice");
+    assert_eq!(
+        proxy.count("PATCH", "/v2/Users"),
+        1,
+        "a redelivered alert must not act twice"
+    );
     app.stop().await;
 }
 
@@ -86,30 +118,49 @@ async fn malformed_message_is_dead_lettered_and_the_consumer_moves_on() {
         target.url()
     );
     let app = TestApp::spawn(&config(data.path(), policies.path(), &redis_state(), &rest)).await;
-    eventually(Duration::from_secs(20), "app ready", || async { app.ready().await.then_some(()) }).await;
+    eventually(Duration::from_secs(20), "app ready", || async {
+        app.ready().await.then_some(())
+    })
+    .await;
 
     produce(&topic, b"{\"this is\": not json").await;
     let email = format!("{}@corp.example", unique("bob"));
     produce(&topic, alert_json(&unique("a"), &email).as_bytes()).await;
 
-    eventually(Duration::from_secs(20), "the valid alert after the bad one is processed", || async {
-        (target.count("POST", "/good") == 1).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the valid alert after the bad one is processed",
+        || async { (target.count("POST", "/good") == 1).then_some(()) },
+    )
     .await;
-    eventually(Duration::from_secs(20), "both offsets committed", || async {
-        (committed(&group, &topic) == Some(2)).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "both offsets committed",
+        || async { (committed(&group, &topic) == Some(2)).then_some(()) },
+    )
     .await;
     let dead = read_all(&dlq, 1, Duration::from_secs(10));
     assert_eq!(dead.len(), 1, "one dead letter");
     let (payload, headers) = &dead[0];
     assert_eq!(payload.as_slice(), b"{\"this is\": not json");
-    let header = |k: &str| headers.iter().find(|(hk, _)| hk == k).map(|(_, v)| v.clone());
-    assert!(header("deprovd-reason").unwrap().contains("not valid JSON"), "{headers:?}");
-    assert_eq!(header("deprovd-origin-topic").as_deref(), Some(topic.as_str()));
+    let header = |k: &str| {
+        headers
+            .iter()
+            .find(|(hk, _)| hk == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert!(
+        header("deprovd-reason").unwrap().contains("not valid JSON"),
+        "{headers:?}"
+    );
+    assert_eq!(
+        header("deprovd-origin-topic").as_deref(),
+        Some(topic.as_str())
+    );
     assert_eq!(header("deprovd-origin-offset").as_deref(), Some("0"));
     assert_eq!(
-        app.metric("deprovd_dead_letters_total{stage=\"ingest\"}").await,
+        app.metric("deprovd_dead_letters_total{stage=\"ingest\"}")
+            .await,
         Some(1.0)
     );
     app.stop().await;
@@ -119,12 +170,23 @@ async fn malformed_message_is_dead_lettered_and_the_consumer_moves_on() {
 async fn ledger_down_at_start_means_not_ready_and_no_offsets_stored() {
     let (topic, group) = (unique("alerts"), unique("deprovd"));
     create_topics(&[&topic]).await;
-    produce(&topic, alert_json(&unique("a"), "carol@corp.example").as_bytes()).await;
+    produce(
+        &topic,
+        alert_json(&unique("a"), "carol@corp.example").as_bytes(),
+    )
+    .await;
     let closed = crate::scim_server::free_port();
-    let state = format!("[state]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{closed}/0\"\n");
+    let state =
+        format!("[state]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{closed}/0\"\n");
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &state, &kafka_section(&topic, &group))).await;
+    let app = TestApp::spawn(&config(
+        data.path(),
+        policies.path(),
+        &state,
+        &kafka_section(&topic, &group),
+    ))
+    .await;
 
     // Observe for a while: never ready, never an offset for the waiting alert.
     let until = Instant::now() + Duration::from_secs(4);
@@ -133,7 +195,11 @@ async fn ledger_down_at_start_means_not_ready_and_no_offsets_stored() {
         assert_eq!(r.status(), 503);
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(body["store"], false, "{body}");
-        assert_eq!(committed(&group, &topic), None, "no offset may be stored while the ledger is down");
+        assert_eq!(
+            committed(&group, &topic),
+            None,
+            "no offset may be stored while the ledger is down"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let (status, body) = app.post_alert(&alert_json("x", "carol@corp.example")).await;

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use crate::support::{DISABLE_ALL_POLICY, Reply, Target, TestApp, alert_json, eventually, policy_dir, redis_state, unique};
+use crate::support::{
+    DISABLE_ALL_POLICY, Reply, Target, TestApp, alert_json, eventually, policy_dir, redis_state,
+    unique,
+};
 
 fn webhook(name: &str, url: &str) -> String {
     format!(
@@ -45,64 +48,129 @@ async fn action_for(app: &TestApp, subject: &str, connector: &str) -> serde_json
 #[tokio::test]
 async fn retry_after_is_honoured_and_a_failing_target_fails_alone() {
     let target = Target::start().await;
-    target.then("POST", "/slow", Reply::status(429).header("Retry-After", "2"));
+    target.then(
+        "POST",
+        "/slow",
+        Reply::status(429).header("Retry-After", "2"),
+    );
     target.always("POST", "/slow", Reply::status(204));
     target.always("POST", "/broken", Reply::status(500));
     target.always("POST", "/good", Reply::status(204));
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
     let url = target.url();
-    let connectors = [webhook("slow", &url), webhook("broken", &url), webhook("good", &url)].concat();
+    let connectors = [
+        webhook("slow", &url),
+        webhook("broken", &url),
+        webhook("good", &url),
+    ]
+    .concat();
     let app = TestApp::spawn(&config(data.path(), policies.path(), &connectors)).await;
-    eventually(Duration::from_secs(10), "app ready", || async { app.ready().await.then_some(()) }).await;
+    eventually(Duration::from_secs(10), "app ready", || async {
+        app.ready().await.then_some(())
+    })
+    .await;
 
     let subject = format!("{}@corp.example", unique("mallory"));
-    let (status, body) = app.post_alert(&alert_json(&unique("alert"), &subject)).await;
+    let (status, body) = app
+        .post_alert(&alert_json(&unique("alert"), &subject))
+        .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["decisions"][0]["action"], "disable_account");
-    assert_eq!(body["actions"].as_array().unwrap().len(), 3, "one action per capable connector: {body}");
+    assert_eq!(
+        body["actions"].as_array().unwrap().len(),
+        3,
+        "one action per capable connector: {body}"
+    );
 
     // The healthy connector is not held up by the failing one.
-    let good = eventually(Duration::from_secs(10), "good connector succeeds", || async {
-        let a = action_for(&app, &subject, "good").await;
-        (a["state"] == "succeeded").then_some(a)
-    })
+    let good = eventually(
+        Duration::from_secs(10),
+        "good connector succeeds",
+        || async {
+            let a = action_for(&app, &subject, "good").await;
+            (a["state"] == "succeeded").then_some(a)
+        },
+    )
     .await;
     assert_eq!(good["attempts"], 1);
 
     // 429 + Retry-After: 2 → the retry comes no sooner than 2 s after the first call.
-    eventually(Duration::from_secs(15), "slow connector succeeds after its retry", || async {
-        (action_for(&app, &subject, "slow").await["state"] == "succeeded").then_some(())
-    })
+    eventually(
+        Duration::from_secs(15),
+        "slow connector succeeds after its retry",
+        || async {
+            (action_for(&app, &subject, "slow").await["state"] == "succeeded").then_some(())
+        },
+    )
     .await;
-    let slow: Vec<_> = target.seen().into_iter().filter(|s| s.path == "/slow").collect();
+    let slow: Vec<_> = target
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/slow")
+        .collect();
     assert_eq!(slow.len(), 2, "one 429, one success");
     let gap = slow[1].at - slow[0].at;
-    assert!(gap >= Duration::from_secs(2), "retried after {gap:?}, before Retry-After");
+    assert!(
+        gap >= Duration::from_secs(2),
+        "retried after {gap:?}, before Retry-After"
+    );
 
     // 500 every time → failed after the budget (3 attempts), dead-lettered with the reason.
-    let broken = eventually(Duration::from_secs(15), "broken connector fails", || async {
-        let a = action_for(&app, &subject, "broken").await;
-        (a["state"] == "failed").then_some(a)
-    })
+    let broken = eventually(
+        Duration::from_secs(15),
+        "broken connector fails",
+        || async {
+            let a = action_for(&app, &subject, "broken").await;
+            (a["state"] == "failed").then_some(a)
+        },
+    )
     .await;
     assert_eq!(broken["attempts"], 3, "{broken}");
     assert_eq!(target.count("POST", "/broken"), 3);
-    assert!(broken["last_error"].as_str().unwrap().contains("gave up after 3 attempts"), "{broken}");
-    let good_at = target.seen().into_iter().find(|s| s.path == "/good").unwrap().at;
-    let last_broken_at = target.seen().into_iter().filter(|s| s.path == "/broken").last().unwrap().at;
-    assert!(good_at < last_broken_at, "the good connector acted while the broken one was still retrying");
+    assert!(
+        broken["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 3 attempts"),
+        "{broken}"
+    );
+    let good_at = target
+        .seen()
+        .into_iter()
+        .find(|s| s.path == "/good")
+        .unwrap()
+        .at;
+    let last_broken_at = target
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/broken")
+        .last()
+        .unwrap()
+        .at;
+    assert!(
+        good_at < last_broken_at,
+        "the good connector acted while the broken one was still retrying"
+    );
 
-    let dlq = std::fs::read_to_string(data.path().join("actions.dlq.jsonl")).expect("dead-letter file");
+    let dlq =
+        std::fs::read_to_string(data.path().join("actions.dlq.jsonl")).expect("dead-letter file");
     let rec: serde_json::Value = serde_json::from_str(dlq.lines().next().unwrap()).unwrap();
     assert!(rec["reason"].as_str().unwrap().contains("gave up"), "{rec}");
-    assert!(rec["payload"].as_str().unwrap().contains(broken["key"].as_str().unwrap()));
+    assert!(
+        rec["payload"]
+            .as_str()
+            .unwrap()
+            .contains(broken["key"].as_str().unwrap())
+    );
 
     let failed = app
         .metric("deprovd_actions_total{connector=\"broken\",operation=\"disable_account\",outcome=\"failed\"}")
         .await;
     assert_eq!(failed, Some(1.0));
-    let attempts = app.metric("deprovd_action_attempts_total{connector=\"slow\",outcome=\"retry\"}").await;
+    let attempts = app
+        .metric("deprovd_action_attempts_total{connector=\"slow\",outcome=\"retry\"}")
+        .await;
     assert_eq!(attempts, Some(1.0));
     app.stop().await;
 }
@@ -113,8 +181,16 @@ async fn http_ingest_answers_202_400_401_and_413() {
     target.always("POST", "/good", Reply::status(204));
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &webhook("good", &target.url()))).await;
-    eventually(Duration::from_secs(10), "app ready", || async { app.ready().await.then_some(()) }).await;
+    let app = TestApp::spawn(&config(
+        data.path(),
+        policies.path(),
+        &webhook("good", &target.url()),
+    ))
+    .await;
+    eventually(Duration::from_secs(10), "app ready", || async {
+        app.ready().await.then_some(())
+    })
+    .await;
 
     let id = unique("alert");
     let (status, body) = app.post_alert(&alert_json(&id, "Bob@Corp.Example")).await;
@@ -131,15 +207,34 @@ async fn http_ingest_answers_202_400_401_and_413() {
     let (status, body) = app.post_alert("{\"id\": ").await;
     assert_eq!(status, 400);
     assert_eq!(body["code"], "invalid_json", "{body}");
-    let (status, body) = app.post_alert("{\"severity\": \"high\", \"subjects\": []}").await;
+    let (status, body) = app
+        .post_alert("{\"severity\": \"high\", \"subjects\": []}")
+        .await;
     assert_eq!(status, 400);
-    assert!(body["message"].as_str().unwrap().contains("id"), "names the problem: {body}");
-    let dlq = std::fs::read_to_string(data.path().join("alerts.dlq.jsonl")).expect("rejected alerts are dead-lettered");
+    assert!(
+        body["message"].as_str().unwrap().contains("id"),
+        "names the problem: {body}"
+    );
+    let dlq = std::fs::read_to_string(data.path().join("alerts.dlq.jsonl"))
+        .expect("rejected alerts are dead-lettered");
     assert_eq!(dlq.lines().count(), 2);
 
-    let no_token = app.http.post(app.url("/v1/alerts")).body(alert_json("x", "a@b.c")).send().await.unwrap();
+    let no_token = app
+        .http
+        .post(app.url("/v1/alerts"))
+        .body(alert_json("x", "a@b.c"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(no_token.status(), 401);
-    let bad_token = app.http.post(app.url("/v1/alerts")).bearer_auth("nope").body(alert_json("x", "a@b.c")).send().await.unwrap();
+    let bad_token = app
+        .http
+        .post(app.url("/v1/alerts"))
+        .bearer_auth("nope")
+        .body(alert_json("x", "a@b.c"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad_token.status(), 401);
     let huge = app
         .http
@@ -159,23 +254,45 @@ async fn coalesced_alerts_call_the_target_once() {
     target.always("POST", "/good", Reply::status(204));
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &webhook("good", &target.url()))).await;
-    eventually(Duration::from_secs(10), "app ready", || async { app.ready().await.then_some(()) }).await;
+    let app = TestApp::spawn(&config(
+        data.path(),
+        policies.path(),
+        &webhook("good", &target.url()),
+    ))
+    .await;
+    eventually(Duration::from_secs(10), "app ready", || async {
+        app.ready().await.then_some(())
+    })
+    .await;
     let subject = format!("{}@corp.example", unique("storm"));
     let mut dispositions = Vec::new();
     for _ in 0..5 {
-        let (status, body) = app.post_alert(&alert_json(&unique("alert"), &subject)).await;
+        let (status, body) = app
+            .post_alert(&alert_json(&unique("alert"), &subject))
+            .await;
         assert_eq!(status, 202);
-        dispositions.push(body["actions"][0]["disposition"].as_str().unwrap().to_string());
+        dispositions.push(
+            body["actions"][0]["disposition"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     assert_eq!(dispositions[0], "new");
-    assert!(dispositions[1..].iter().all(|d| d == "coalesced"), "{dispositions:?}");
+    assert!(
+        dispositions[1..].iter().all(|d| d == "coalesced"),
+        "{dispositions:?}"
+    );
     eventually(Duration::from_secs(10), "action succeeds", || async {
         (action_for(&app, &subject, "good").await["state"] == "succeeded").then_some(())
     })
     .await;
     let action = action_for(&app, &subject, "good").await;
-    assert_eq!(action["linked_alerts"].as_array().unwrap().len(), 4, "{action}");
+    assert_eq!(
+        action["linked_alerts"].as_array().unwrap().len(),
+        4,
+        "{action}"
+    );
     assert_eq!(target.count("POST", "/good"), 1);
     app.stop().await;
 }

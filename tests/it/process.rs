@@ -9,7 +9,9 @@ use std::time::Duration;
 use crate::kafka::scim_connector;
 use crate::scim_server::{ScimServer, free_port};
 use crate::support::kafka::{brokers, committed, create_topics, produce};
-use crate::support::{CountingProxy, DISABLE_ALL_POLICY, alert_json, eventually, metric_value, policy_dir, unique};
+use crate::support::{
+    CountingProxy, DISABLE_ALL_POLICY, alert_json, eventually, metric_value, policy_dir, unique,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_deprovd");
 
@@ -44,11 +46,29 @@ impl Proc {
         })
         .await
         .unwrap();
-        assert!(token.starts_with("dpv_"), "dev token printed once at start, got {token:?}");
-        let p = Proc { child, port, token, http: reqwest::Client::new() };
-        eventually(Duration::from_secs(20), "deprovd answers /healthz", || async {
-            p.http.get(p.url("/healthz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
-        })
+        assert!(
+            token.starts_with("dpv_"),
+            "dev token printed once at start, got {token:?}"
+        );
+        let p = Proc {
+            child,
+            port,
+            token,
+            http: reqwest::Client::new(),
+        };
+        eventually(
+            Duration::from_secs(20),
+            "deprovd answers /healthz",
+            || async {
+                p.http
+                    .get(p.url("/healthz"))
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            },
+        )
         .await;
         p
     }
@@ -58,21 +78,44 @@ impl Proc {
     }
 
     async fn metric(&self, series: &str) -> Option<f64> {
-        let text = self.http.get(self.url("/metrics")).send().await.ok()?.text().await.ok()?;
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
         metric_value(&text, series)
     }
 
     async fn post_alert(&self, body: &str) -> (u16, serde_json::Value) {
-        let r = self.http.post(self.url("/v1/alerts")).bearer_auth(&self.token).body(body.to_string()).send().await.unwrap();
+        let r = self
+            .http
+            .post(self.url("/v1/alerts"))
+            .bearer_auth(&self.token)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.json().await.unwrap_or_default())
     }
 
     async fn ready(&self) -> bool {
-        self.http.get(self.url("/readyz")).send().await.is_ok_and(|r| r.status().is_success())
+        self.http
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap().success();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill -{sig}");
     }
 
@@ -83,7 +126,9 @@ impl Proc {
 
     async fn terminate(mut self) {
         self.signal("TERM");
-        let status = tokio::task::spawn_blocking(move || self.child.wait().unwrap()).await.unwrap();
+        let status = tokio::task::spawn_blocking(move || self.child.wait().unwrap())
+            .await
+            .unwrap();
         assert!(status.success(), "clean exit on SIGTERM: {status}");
     }
 }
@@ -114,20 +159,34 @@ async fn killed_after_the_ledger_write_and_before_the_call_completes_once_after_
     let connector = scim_connector(&proxy, &scim);
 
     // Run 1 records the action (202 = in the ledger) but has no executor: it dies before any call.
-    let no_executor = base_config(dir.path(), policies.path(), &connector).replace("[executor]\n", "[executor]\nenabled = false\n");
+    let no_executor = base_config(dir.path(), policies.path(), &connector)
+        .replace("[executor]\n", "[executor]\nenabled = false\n");
     let p1 = Proc::start(dir.path(), &no_executor).await;
-    eventually(Duration::from_secs(20), "ready", || async { p1.ready().await.then_some(()) }).await;
+    eventually(Duration::from_secs(20), "ready", || async {
+        p1.ready().await.then_some(())
+    })
+    .await;
     let (status, body) = p1.post_alert(&alert_json(&unique("a"), &email)).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["actions"][0]["state"], "planned");
     p1.kill9();
-    assert_eq!(proxy.count("PATCH", "/v2/Users"), 0, "nothing was called before the crash");
+    assert_eq!(
+        proxy.count("PATCH", "/v2/Users"),
+        0,
+        "nothing was called before the crash"
+    );
 
     // Run 2 finds the planned action in the embedded ledger and completes it exactly once.
-    let p2 = Proc::start(dir.path(), &base_config(dir.path(), policies.path(), &connector)).await;
-    eventually(Duration::from_secs(20), "the user is disabled after restart", || async {
-        (scim.user(&user_id).await["active"] == false).then_some(())
-    })
+    let p2 = Proc::start(
+        dir.path(),
+        &base_config(dir.path(), policies.path(), &connector),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "the user is disabled after restart",
+        || async { (scim.user(&user_id).await["active"] == false).then_some(()) },
+    )
     .await;
     eventually(Duration::from_secs(10), "the action is counted", || async {
         p2.metric("deprovd_actions_total{connector=\"scim\",operation=\"disable_account\",outcome=\"succeeded\"}")
@@ -154,7 +213,11 @@ async fn consumer_restarted_before_committing_does_not_act_twice() {
         "[kafka]\nbrokers = \"{}\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\nproperties = {{ \"fetch.wait.max.ms\" = \"5\", \"auto.commit.interval.ms\" = \"600000\" }}\n",
         brokers()
     );
-    let config = base_config(dir.path(), policies.path(), &format!("{kafka}{}", scim_connector(&proxy, &scim)));
+    let config = base_config(
+        dir.path(),
+        policies.path(),
+        &format!("{kafka}{}", scim_connector(&proxy, &scim)),
+    );
 
     let p1 = Proc::start(dir.path(), &config).await;
     produce(&topic, alert_json(&unique("a"), &email).as_bytes()).await;
@@ -166,13 +229,27 @@ async fn consumer_restarted_before_committing_does_not_act_twice() {
     assert_eq!(committed(&group, &topic), None, "killed before committing");
 
     let p2 = Proc::start(dir.path(), &config).await;
-    eventually(Duration::from_secs(30), "the redelivered alert is processed", || async {
-        p2.metric("deprovd_alerts_total{outcome=\"accepted\",source=\"generic\"}").await.filter(|v| *v == 1.0)
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the redelivered alert is processed",
+        || async {
+            p2.metric("deprovd_alerts_total{outcome=\"accepted\",source=\"generic\"}")
+                .await
+                .filter(|v| *v == 1.0)
+        },
+    )
     .await;
     p2.terminate().await;
-    assert_eq!(committed(&group, &topic), Some(1), "committed on clean shutdown");
-    assert_eq!(proxy.count("PATCH", "/v2/Users"), 1, "exactly one PATCH across the restart");
+    assert_eq!(
+        committed(&group, &topic),
+        Some(1),
+        "committed on clean shutdown"
+    );
+    assert_eq!(
+        proxy.count("PATCH", "/v2/Users"),
+        1,
+        "exactly one PATCH across the restart"
+    );
 }
 
 #[tokio::test]
@@ -185,28 +262,62 @@ async fn a_broken_policy_on_sighup_is_rejected_and_the_old_one_keeps_serving() {
         "[connectors.good]\ntype = \"webhook\"\nbase_url = \"{}\"\nauth = {{ scheme = \"none\" }}\nvars = {{ path = \"good\" }}\n",
         target.url()
     );
-    let p = Proc::start(dir.path(), &base_config(dir.path(), policies.path(), &connector)).await;
-    eventually(Duration::from_secs(20), "ready", || async { p.ready().await.then_some(()) }).await;
-
-    std::fs::write(policies.path().join("broken.rego"), "package deprovd\n\ndecisions contains d if {\n").unwrap();
-    p.signal("HUP");
-    eventually(Duration::from_secs(10), "the reload is rejected", || async {
-        p.metric("deprovd_policy_reloads_total{outcome=\"rejected\"}").await.filter(|v| *v == 1.0)
+    let p = Proc::start(
+        dir.path(),
+        &base_config(dir.path(), policies.path(), &connector),
+    )
+    .await;
+    eventually(Duration::from_secs(20), "ready", || async {
+        p.ready().await.then_some(())
     })
     .await;
-    let (status, body) = p.post_alert(&alert_json(&unique("a"), "frank@corp.example")).await;
+
+    std::fs::write(
+        policies.path().join("broken.rego"),
+        "package deprovd\n\ndecisions contains d if {\n",
+    )
+    .unwrap();
+    p.signal("HUP");
+    eventually(
+        Duration::from_secs(10),
+        "the reload is rejected",
+        || async {
+            p.metric("deprovd_policy_reloads_total{outcome=\"rejected\"}")
+                .await
+                .filter(|v| *v == 1.0)
+        },
+    )
+    .await;
+    let (status, body) = p
+        .post_alert(&alert_json(&unique("a"), "frank@corp.example"))
+        .await;
     assert_eq!(status, 202);
-    assert_eq!(body["decisions"][0]["rule"], "test.disable_high", "old policy still decides: {body}");
+    assert_eq!(
+        body["decisions"][0]["rule"], "test.disable_high",
+        "old policy still decides: {body}"
+    );
 
     // A fixed bundle is taken on the next SIGHUP.
     std::fs::remove_file(policies.path().join("broken.rego")).unwrap();
-    std::fs::write(policies.path().join("p.rego"), DISABLE_ALL_POLICY.replace("test.disable_high", "test.renamed")).unwrap();
+    std::fs::write(
+        policies.path().join("p.rego"),
+        DISABLE_ALL_POLICY.replace("test.disable_high", "test.renamed"),
+    )
+    .unwrap();
     p.signal("HUP");
-    eventually(Duration::from_secs(10), "the fixed bundle loads", || async {
-        p.metric("deprovd_policy_reloads_total{outcome=\"ok\"}").await.filter(|v| *v >= 1.0)
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the fixed bundle loads",
+        || async {
+            p.metric("deprovd_policy_reloads_total{outcome=\"ok\"}")
+                .await
+                .filter(|v| *v >= 1.0)
+        },
+    )
     .await;
-    let (_, body) = p.post_alert(&alert_json(&unique("a"), "frank@corp.example")).await;
+    let (_, body) = p
+        .post_alert(&alert_json(&unique("a"), "frank@corp.example"))
+        .await;
     assert_eq!(body["decisions"][0]["rule"], "test.renamed", "{body}");
     p.terminate().await;
 }
@@ -217,9 +328,17 @@ fn repo() -> &'static Path {
 
 #[test]
 fn shipped_policies_pass_their_tests() {
-    let out = Command::new(BIN).args(["policy", "test"]).arg(repo().join("policies")).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["policy", "test"])
+        .arg(repo().join("policies"))
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "policy test failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "policy test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("PASS"), "{stdout}");
 }
 
@@ -227,10 +346,22 @@ fn shipped_policies_pass_their_tests() {
 fn failing_policy_tests_exit_one() {
     let dir = policy_dir(&[
         ("p.rego", DISABLE_ALL_POLICY),
-        ("p_test.rego", "package deprovd_test\n\nimport rego.v1\n\ntest_nothing_decided if {\n    count(data.deprovd.decisions) == 1 with input as {\"alert\": {\"severity\": \"low\", \"subjects\": []}}\n}\n"),
+        (
+            "p_test.rego",
+            "package deprovd_test\n\nimport rego.v1\n\ntest_nothing_decided if {\n    count(data.deprovd.decisions) == 1 with input as {\"alert\": {\"severity\": \"low\", \"subjects\": []}}\n}\n",
+        ),
     ]);
-    let out = Command::new(BIN).args(["policy", "test"]).arg(dir.path()).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = Command::new(BIN)
+        .args(["policy", "test"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL"));
 }
 
@@ -245,25 +376,46 @@ fn simulate_prints_the_expected_actions_for_the_shipped_samples() {
         .current_dir(repo())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect();
     let inputs = std::fs::read_to_string(&samples).unwrap();
-    let expected: Vec<serde_json::Value> = std::fs::read_to_string(repo().join("policies/samples/expected.jsonl"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), inputs.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).count());
+    let expected: Vec<serde_json::Value> =
+        std::fs::read_to_string(repo().join("policies/samples/expected.jsonl"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert_eq!(
+        lines.len(),
+        inputs
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .count()
+    );
     assert_eq!(lines.len(), expected.len());
     for (got, want) in lines.iter().zip(&expected) {
         assert!(got["alert"]["id"].is_string(), "{got}");
-        let mut got_d: Vec<String> = got["decisions"].as_array().unwrap().iter().map(|d| format!("{}:{}:{}", d["action"], d["subject"], d["mode"])).collect();
+        let mut got_d: Vec<String> = got["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| format!("{}:{}:{}", d["action"], d["subject"], d["mode"]))
+            .collect();
         got_d.sort();
-        let mut want_d: Vec<String> = want["decisions"].as_array().unwrap().iter().map(|d| format!("{}:{}:{}", d["action"], d["subject"], d["mode"])).collect();
+        let mut want_d: Vec<String> = want["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| format!("{}:{}:{}", d["action"], d["subject"], d["mode"]))
+            .collect();
         want_d.sort();
         assert_eq!(got_d, want_d, "decisions for {}", got["alert"]["id"]);
         assert!(got["actions"].is_array());
@@ -279,7 +431,11 @@ fn validate_lists_every_problem_with_its_path() {
         "[api]\nlisten = \"everywhere\"\n[executor]\nbatch = 0\n[connectors.okta]\ntype = \"nope\"\nbase_url = \"x\"\nauth = { scheme = \"bearer\", token = \"env:T\" }\n",
     )
     .unwrap();
-    let out = Command::new(BIN).args(["validate", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     for want in ["api.listen", "executor.batch", "connectors.okta"] {

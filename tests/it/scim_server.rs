@@ -199,4 +199,3 @@ timeout = "5s"
         set["scim-test"].clone()
     }
 }
-

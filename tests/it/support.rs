@@ -53,7 +53,11 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Self { status, headers: vec![], body: String::new() }
+        Self {
+            status,
+            headers: vec![],
+            body: String::new(),
+        }
     }
     pub fn json(status: u16, body: serde_json::Value) -> Self {
         Self {
@@ -100,12 +104,19 @@ impl Target {
     /// Answer `method path` with `reply` once (queued in order), before falling back to the default.
     pub fn then(&self, method: &str, path: &str, reply: Reply) {
         let mut s = self.script.lock().unwrap();
-        s.queued.entry(format!("{method} {path}")).or_default().push_back(reply);
+        s.queued
+            .entry(format!("{method} {path}"))
+            .or_default()
+            .push_back(reply);
     }
 
     /// Answer `method path` with `reply` whenever nothing is queued.
     pub fn always(&self, method: &str, path: &str, reply: Reply) {
-        self.script.lock().unwrap().defaults.insert(format!("{method} {path}"), reply);
+        self.script
+            .lock()
+            .unwrap()
+            .defaults
+            .insert(format!("{method} {path}"), reply);
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -113,15 +124,30 @@ impl Target {
     }
 
     pub fn count(&self, method: &str, path: &str) -> usize {
-        self.seen().iter().filter(|s| s.method.as_str() == method && s.path == path).count()
+        self.seen()
+            .iter()
+            .filter(|s| s.method.as_str() == method && s.path == path)
+            .count()
     }
 }
 
-async fn handle(State(script): State<Arc<Mutex<Script>>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(script): State<Arc<Mutex<Script>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let key = format!("{} {}", method, uri.path());
     let reply = {
         let mut s = script.lock().unwrap();
-        s.seen.push(Seen { method: method.clone(), path: uri.path().to_string(), headers, body, at: Instant::now() });
+        s.seen.push(Seen {
+            method: method.clone(),
+            path: uri.path().to_string(),
+            headers,
+            body,
+            at: Instant::now(),
+        });
         let queued = s.queued.get_mut(&key).and_then(VecDeque::pop_front);
         queued.or_else(|| s.defaults.get(&key).cloned())
     };
@@ -185,10 +211,21 @@ impl CountingProxy {
 
 type ProxyState = Arc<(RequestLog, reqwest::Client, String)>;
 
-async fn forward(State(state): State<ProxyState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn forward(
+    State(state): State<ProxyState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (seen, client, upstream) = &*state;
-    seen.lock().unwrap().push((method.clone(), uri.path().to_string()));
-    let url = format!("{upstream}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    seen.lock()
+        .unwrap()
+        .push((method.clone(), uri.path().to_string()));
+    let url = format!(
+        "{upstream}{}",
+        uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
     let mut req = client.request(method, url).body(body);
     for (k, v) in headers.iter() {
         if k != axum::http::header::HOST && k != axum::http::header::CONTENT_LENGTH {
@@ -202,7 +239,9 @@ async fn forward(State(state): State<ProxyState>, method: Method, uri: Uri, head
             let body = resp.bytes().await.unwrap_or_default();
             let mut out = (status, body).into_response();
             for (k, v) in headers.iter() {
-                if k != axum::http::header::TRANSFER_ENCODING && k != axum::http::header::CONTENT_LENGTH {
+                if k != axum::http::header::TRANSFER_ENCODING
+                    && k != axum::http::header::CONTENT_LENGTH
+                {
                     out.headers_mut().insert(k.clone(), v.clone());
                 }
             }
@@ -234,14 +273,24 @@ pub mod kafka {
             .set("bootstrap.servers", brokers())
             .create()
             .expect("admin client");
-        let topics: Vec<NewTopic> = names.iter().map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1))).collect();
+        let topics: Vec<NewTopic> = names
+            .iter()
+            .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1)))
+            .collect();
         let res = admin
-            .create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+            .create_topics(
+                &topics,
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
             .await
             .expect("create topics (is the Kafka-protocol broker running? see scripts/test.sh)");
         for r in res {
             if let Err((t, e)) = r {
-                assert_eq!(e, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists, "create topic {t}: {e}");
+                assert_eq!(
+                    e,
+                    rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists,
+                    "create topic {t}: {e}"
+                );
             }
         }
     }
@@ -252,10 +301,13 @@ pub mod kafka {
             .set("message.timeout.ms", "10000")
             .create()
             .expect("producer");
-        p.send(FutureRecord::<(), [u8]>::to(topic).payload(payload), Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)
-            .expect("produce");
+        p.send(
+            FutureRecord::<(), [u8]>::to(topic).payload(payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce");
     }
 
     /// Committed offset of partition 0 of `topic` for `group` (None when nothing was committed).
@@ -267,15 +319,24 @@ pub mod kafka {
             .expect("consumer");
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(topic, 0);
-        let got = c.committed_offsets(tpl, Duration::from_secs(5)).expect("committed offsets");
+        let got = c
+            .committed_offsets(tpl, Duration::from_secs(5))
+            .expect("committed offsets");
         match got.find_partition(topic, 0).map(|p| p.offset()) {
             Some(Offset::Offset(o)) => Some(o),
             _ => None,
         }
     }
 
-    /// Every record of partition 0 of `topic`: (payload, headers as (key, value) pairs).
-    pub fn read_all(topic: &str, want: usize, timeout: Duration) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
+    /// A consumed record: payload and headers as (key, value) pairs.
+    pub type Record = (Vec<u8>, Vec<(String, String)>);
+
+    /// Every record of partition 0 of `topic`.
+    pub fn read_all(
+        topic: &str,
+        want: usize,
+        timeout: Duration,
+    ) -> Vec<Record> {
         let c: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers())
             .set("group.id", super::unique("reader"))
@@ -284,7 +345,8 @@ pub mod kafka {
             .create()
             .expect("consumer");
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, 0, Offset::Beginning)
+            .unwrap();
         c.assign(&tpl).unwrap();
         let deadline = std::time::Instant::now() + timeout;
         let mut out = Vec::new();
@@ -294,7 +356,13 @@ pub mod kafka {
                     .headers()
                     .map(|h| {
                         h.iter()
-                            .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                            .map(|h| {
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
@@ -317,10 +385,13 @@ pub struct TestApp {
 impl TestApp {
     /// Build from TOML text (`api.listen` should be `127.0.0.1:0`) and run until [`TestApp::stop`].
     pub async fn spawn(toml: &str) -> TestApp {
-        let settings = deprovd::config::Settings::from_toml(toml, Vec::new()).expect("test config parses");
+        let settings =
+            deprovd::config::Settings::from_toml(toml, Vec::new()).expect("test config parses");
         let problems = settings.validate();
         assert!(problems.is_empty(), "test config invalid: {problems:?}");
-        let app = deprovd::app::Application::build(settings).await.expect("application builds");
+        let app = deprovd::app::Application::build(settings)
+            .await
+            .expect("application builds");
         let port = app.port();
         let token = app.generated_token().expect("dev token").to_string();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -331,7 +402,13 @@ impl TestApp {
             .await
             .expect("app runs");
         });
-        TestApp { port, token, http: reqwest::Client::new(), stop: Some(tx), handle: Some(handle) }
+        TestApp {
+            port,
+            token,
+            http: reqwest::Client::new(),
+            stop: Some(tx),
+            handle: Some(handle),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -362,11 +439,26 @@ impl TestApp {
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
-        self.http.get(self.url(path)).bearer_auth(&self.token).send().await.expect("get").json().await.expect("json")
+        self.http
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json")
     }
 
     pub async fn metrics(&self) -> String {
-        self.http.get(self.url("/metrics")).send().await.expect("metrics").text().await.expect("text")
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
     }
 
     /// Value of one sample line of `/metrics` (`name{labels}` exactly as exported), if present.
@@ -375,13 +467,17 @@ impl TestApp {
     }
 
     pub async fn ready(&self) -> bool {
-        self.http.get(self.url("/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false)
+        self.http
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
     }
 
     /// Actions of the ledger, filtered by a query string like `subject=a@b`.
     pub async fn actions(&self, query: &str) -> Vec<serde_json::Value> {
-        self.get_json(&format!("/v1/actions?{query}"))
-            .await["actions"]
+        self.get_json(&format!("/v1/actions?{query}")).await["actions"]
             .as_array()
             .cloned()
             .unwrap_or_default()
@@ -398,7 +494,10 @@ impl Drop for TestApp {
 
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
         .and_then(|v| v.trim().parse().ok())
 }
 

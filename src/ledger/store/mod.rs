@@ -285,7 +285,9 @@ impl<'a> Derived<'a> {
     pub fn of(a: &'a ActionRecord) -> Self {
         Derived {
             due_ms: match a.state {
-                ActionState::Planned | ActionState::Running => a.next_attempt_at.map(|t| t.timestamp_millis()),
+                ActionState::Planned | ActionState::Running => {
+                    a.next_attempt_at.map(|t| t.timestamp_millis())
+                }
                 _ => None,
             },
             pending: a.state.is_pending(),
