@@ -67,6 +67,12 @@ if [ ! -x "$ROOT/.venv/bin/scim2-server" ]; then
 fi
 export DEPROVD_SCIM2_SERVER="$ROOT/.venv/bin/scim2-server"
 
+# --- OpenLDAP (tests start their own slapd per test; a system instance is never used) ---------------
+if [ ! -x /usr/sbin/slapd ] || [ ! -x /usr/sbin/slapadd ] || ! command -v openssl >/dev/null; then
+  log "installing slapd, ldap-utils, openssl"
+  apt_install slapd ldap-utils openssl
+fi
+
 # --- the suite -------------------------------------------------------------------------------------
 log "cargo fmt --check"
 cargo fmt --all -- --check

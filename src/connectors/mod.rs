@@ -226,7 +226,7 @@ impl InstanceConfig {
     /// Calls in flight at once, and connector calls per action before it fails.
     pub fn limits(&self, default_attempts: u32) -> (usize, u32) {
         match self {
-            InstanceConfig::Http(c) => (c.concurrency, c.max_attempts),
+            InstanceConfig::Http(c) => (c.concurrency, c.max_attempts.unwrap_or(default_attempts)),
             InstanceConfig::Ldap(c, _) => {
                 (c.concurrency, c.max_attempts.unwrap_or(default_attempts))
             }

@@ -210,7 +210,7 @@ async fn consumer_restarted_before_committing_does_not_act_twice() {
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
     // Offsets are stored at once but committed only every 10 minutes, or on a clean shutdown.
     let kafka = format!(
-        "[kafka]\nbrokers = \"{}\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\nproperties = {{ \"fetch.wait.max.ms\" = \"5\", \"auto.commit.interval.ms\" = \"600000\" }}\n",
+        "[kafka]\nbrokers = \"{}\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\nproperties = {{ \"fetch.wait.max.ms\" = \"5\", \"auto.commit.interval.ms\" = \"600000\", \"session.timeout.ms\" = \"6000\", \"heartbeat.interval.ms\" = \"1000\" }}\n",
         brokers()
     );
     let config = base_config(

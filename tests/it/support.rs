@@ -332,11 +332,7 @@ pub mod kafka {
     pub type Record = (Vec<u8>, Vec<(String, String)>);
 
     /// Every record of partition 0 of `topic`.
-    pub fn read_all(
-        topic: &str,
-        want: usize,
-        timeout: Duration,
-    ) -> Vec<Record> {
+    pub fn read_all(topic: &str, want: usize, timeout: Duration) -> Vec<Record> {
         let c: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers())
             .set("group.id", super::unique("reader"))

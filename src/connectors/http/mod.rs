@@ -68,18 +68,16 @@ pub struct ConnectorConfig {
     /// Operations in flight at once against this instance.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// Attempts per action before it is failed and dead-lettered (used by the executor).
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
+    /// Attempts per action before it is failed and dead-lettered (used by the executor); unset means
+    /// `executor.retry.max_attempts`.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
 }
 
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
 fn default_concurrency() -> usize {
-    8
-}
-fn default_max_attempts() -> u32 {
     8
 }
 
@@ -144,7 +142,7 @@ impl ConnectorConfig {
                 "must be between 1 and 1024",
             ));
         }
-        if !(1..=100).contains(&self.max_attempts) {
+        if self.max_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
             problems.push(Problem::new(
                 format!("{path}.max_attempts"),
                 "must be between 1 and 100",
@@ -331,7 +329,6 @@ pub fn build_one(
         timeout: cfg.timeout,
         vars,
         concurrency: cfg.concurrency,
-        max_attempts: cfg.max_attempts,
     }))
 }
 
@@ -358,7 +355,7 @@ auth = { scheme = "bearer", token = "env:SCIM_TOKEN" }
         let s = &c["scim"];
         assert_eq!(s.timeout, Duration::from_secs(10));
         assert_eq!(s.concurrency, 8);
-        assert_eq!(s.max_attempts, 8);
+        assert_eq!(s.max_attempts, None, "inherits executor.retry.max_attempts");
         let mut p = Vec::new();
         s.validate("connectors.scim", &mut p);
         assert!(p.is_empty(), "{p:?}");

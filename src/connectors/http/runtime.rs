@@ -47,8 +47,6 @@ pub struct HttpConnector {
     vars: Map<String, Value>,
     /// Bounds concurrent operations on this target.
     permits: Semaphore,
-    /// Retry budget the executor should apply to this instance.
-    max_attempts: u32,
 }
 
 impl std::fmt::Debug for HttpConnector {
@@ -72,7 +70,6 @@ pub struct HttpConnectorParts {
     pub timeout: Duration,
     pub vars: Map<String, Value>,
     pub concurrency: usize,
-    pub max_attempts: u32,
 }
 
 /// A response as the runtime keeps it.
@@ -108,13 +105,7 @@ impl HttpConnector {
             timeout: parts.timeout,
             vars: parts.vars,
             permits: Semaphore::new(parts.concurrency.max(1)),
-            max_attempts: parts.max_attempts,
         }
-    }
-
-    /// The retry budget configured for this instance (`max_attempts`), for the executor.
-    pub fn max_attempts(&self) -> u32 {
-        self.max_attempts
     }
 
     /// The spec this instance runs.
@@ -1016,7 +1007,6 @@ mod tests {
                 .cloned()
                 .unwrap_or_default(),
             concurrency: 1,
-            max_attempts: 3,
         })
     }
 
