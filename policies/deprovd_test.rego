@@ -93,7 +93,15 @@ test_username_when_no_email if {
 
 test_decisions_carry_connectors_from_data if {
 	ds := deprovd.decisions with input as input_for(alert("credential_theft", "high", [jdoe]))
+		with data.deprovd.connectors as {"disable_account": ["okta", "entra"]}
 	some d in ds
 	d.action == "disable_account"
 	d.connectors == ["okta", "entra"]
+}
+
+test_unpinned_actions_go_to_every_capable_connector if {
+	ds := deprovd.decisions with input as input_for(alert("credential_theft", "high", [jdoe]))
+	some d in ds
+	d.action == "disable_account"
+	d.connectors == null
 }

@@ -154,6 +154,8 @@ impl Executor {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
         let mut store_backoff = Duration::from_millis(100);
+        // The pending gauge costs a store round trip: refresh it at most once a second, not per wake.
+        let mut gauge_refreshed = tokio::time::Instant::now() - Duration::from_secs(1);
         info!(owner = %self.owner, "executor started");
         loop {
             if *shutdown.borrow() {
@@ -188,8 +190,11 @@ impl Executor {
                         // Everything due is already ours and in flight: don't spin on it.
                         wait = wait.max(Duration::from_millis(10));
                     }
-                    if let Ok(n) = self.store.pending_count().await {
-                        self.metrics.ledger_pending.set(n as i64);
+                    if gauge_refreshed.elapsed() >= Duration::from_secs(1) {
+                        gauge_refreshed = tokio::time::Instant::now();
+                        if let Ok(n) = self.store.pending_count().await {
+                            self.metrics.ledger_pending.set(n as i64);
+                        }
                     }
                 }
                 Err(e) => {
