@@ -117,18 +117,23 @@ concurrency = 64
     );
     std::fs::write(dir.path().join("deprovd.toml"), config).unwrap();
     {
-        // Create the topic before the consumer subscribes.
-        let p: FutureProducer = ClientConfig::new()
+        // Create the topic before the consumer subscribes (the test broker does not auto-create).
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
             .create()
             .unwrap();
-        p.send(
-            FutureRecord::<(), [u8]>::to(&topic).payload(b"{}"),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .expect("broker reachable (start tansu: see scripts/test.sh)");
+        let created = admin
+            .create_topics(
+                &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
+            .await
+            .expect("broker reachable (start tansu: see scripts/test.sh)");
+        assert!(
+            created.iter().all(|r| r.is_ok()),
+            "create topic: {created:?}"
+        );
     }
     let mut child = Command::new(env!("CARGO_BIN_EXE_deprovd"))
         .args(["run", "--config"])

@@ -158,10 +158,17 @@ fn main() {
     let registry = deprovd::alert::NormalizerRegistry::new();
     let started = Instant::now();
     for r in &raw {
-        black_box(registry.normalize(black_box(r.as_bytes()), None).expect("normalizes"));
+        black_box(
+            registry
+                .normalize(black_box(r.as_bytes()), None)
+                .expect("normalizes"),
+        );
     }
     let rate = raw.len() as f64 / started.elapsed().as_secs_f64();
-    println!("  normalize    {rate:>10.0} alerts/s  ({:.1} µs/alert: bytes → canonical Alert, format detected)", 1e6 / rate);
+    println!(
+        "  normalize    {rate:>10.0} alerts/s  ({:.1} µs/alert: bytes → canonical Alert, format detected)",
+        1e6 / rate
+    );
     let (rate, actions) = run_decider(&raw);
     println!(
         "  full path    {rate:>10.0} alerts/s  ({:.1} µs/alert: bytes → normalize → evaluate (VM) → plan → guards; {actions} actions)",

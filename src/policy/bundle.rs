@@ -317,10 +317,9 @@ pub(crate) fn mentions_raw(source: &[u8]) -> bool {
 impl Bundle {
     /// Parse and compile `scan` according to `config`.
     pub(crate) fn compile(scan: Scan, config: &PolicyConfig) -> Result<Bundle, PolicyError> {
-        let uses_raw = scan
-            .files
-            .iter()
-            .any(|f| f.kind == FileKind::Rego && !f.rel.ends_with("_test.rego") && mentions_raw(&f.bytes));
+        let uses_raw = scan.files.iter().any(|f| {
+            f.kind == FileKind::Rego && !f.rel.ends_with("_test.rego") && mentions_raw(&f.bytes)
+        });
         let dir = config.dir.clone();
         let invalid = |problems: Vec<String>| PolicyError::Invalid {
             dir: dir.clone(),
