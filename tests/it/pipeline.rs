@@ -196,7 +196,7 @@ async fn retry_after_is_honoured_and_a_failing_target_fails_alone() {
 
 #[tokio::test]
 async fn http_ingest_answers_202_400_401_and_413() {
-    let (target, data, _policies, app) = with_one_good_webhook().await;
+    let (_target, data, _policies, app) = with_one_good_webhook().await;
 
     let id = unique("alert");
     let (status, body) = app.post_alert(&alert_json(&id, "Bob@Corp.Example")).await;
