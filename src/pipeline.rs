@@ -71,6 +71,9 @@ pub struct Processed {
     pub decisions: Vec<Decision>,
     pub actions: Vec<RecordedAction>,
     pub policy_digest: String,
+    /// Policy and planning problems (e.g. a decision no configured connector can carry out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// The pure part of the path: normalize, evaluate, plan, guard. No I/O, so `simulate` and the
@@ -241,6 +244,7 @@ impl Pipeline {
             decisions: planned.decisions,
             actions: recorded,
             policy_digest: planned.policy_digest,
+            problems: planned.problems,
         })
     }
 
