@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde::Serialize;
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 
 use crate::alert::{Alert, NormalizeError, NormalizerRegistry};
 use crate::executor::Handoff;
@@ -231,10 +231,11 @@ impl Pipeline {
                 });
             }
         };
+        let span = tracing::info_span!("alert", alert_id = %planned.alert.id, source);
         for p in &planned.problems {
-            warn!(alert_id = %planned.alert.id, problem = %p, source, "policy problem");
+            warn!(parent: &span, problem = %p, "policy problem");
         }
-        let recorded = self.record(&planned).await?;
+        let recorded = self.record(&planned).instrument(span).await?;
         self.metrics
             .alerts
             .with_label_values(&[planned.alert.source.format.as_str(), "accepted"])
