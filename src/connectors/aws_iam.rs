@@ -253,10 +253,16 @@ pub enum IamError {
     },
     /// A success status with a body we cannot read.
     #[error("IAM {action} answered something unreadable: {detail}")]
-    BadResponse { action: &'static str, detail: String },
+    BadResponse {
+        action: &'static str,
+        detail: String,
+    },
     /// The request could not be signed (should not happen with a validated config).
     #[error("cannot sign the IAM {action} request: {detail}")]
-    Signing { action: &'static str, detail: String },
+    Signing {
+        action: &'static str,
+        detail: String,
+    },
     /// The subject cannot be an IAM user name.
     #[error("subject `{subject}` is not an IAM user name or user ARN: {why}")]
     BadSubject { subject: String, why: &'static str },
@@ -365,16 +371,14 @@ fn decode(value: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             b => out.push(b),
         }
@@ -422,10 +426,16 @@ pub fn user_name_of(subject: &str) -> Result<String, IamError> {
 // ---- IAM Query API responses (only the fields deprovd reads) ------------------------------------
 
 /// `<X><member>…</member>…</X>`: how the Query API serializes lists.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Members<T> {
-    #[serde(default)]
+    #[serde(default = "Vec::new")]
     member: Vec<T>,
+}
+
+impl<T> Default for Members<T> {
+    fn default() -> Self {
+        Members { member: Vec::new() }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -669,7 +679,10 @@ impl IamClient {
         }
         let (code, message) = parse_error(&text).unwrap_or_else(|| {
             (
-                status.canonical_reason().unwrap_or("error").replace(' ', ""),
+                status
+                    .canonical_reason()
+                    .unwrap_or("error")
+                    .replace(' ', ""),
                 text.chars().take(200).collect(),
             )
         });
@@ -705,8 +718,8 @@ impl IamClient {
                 params.push(("Marker", m));
             }
             let body = self.call("ListAccessKeys", &params).await?;
-            let page = parse::<ListAccessKeysResponse>("ListAccessKeys", &body)?
-                .list_access_keys_result;
+            let page =
+                parse::<ListAccessKeysResponse>("ListAccessKeys", &body)?.list_access_keys_result;
             keys.extend(page.access_key_metadata.member);
             match (page.is_truncated, page.marker) {
                 (true, Some(m)) if !m.is_empty() => marker = Some(m),
@@ -744,7 +757,11 @@ impl IamClient {
     }
 
     /// The inline policy document `name` of `user` (URL-decoded), `None` if absent.
-    pub async fn get_user_policy(&self, user: &str, name: &str) -> Result<Option<String>, IamError> {
+    pub async fn get_user_policy(
+        &self,
+        user: &str,
+        name: &str,
+    ) -> Result<Option<String>, IamError> {
         match self
             .call("GetUserPolicy", &[("UserName", user), ("PolicyName", name)])
             .await
@@ -775,18 +792,32 @@ impl IamClient {
     }
 
     /// `UpdateAccessKey` to `Active` or `Inactive`.
-    pub async fn set_key_status(&self, user: &str, key_id: &str, active: bool) -> Result<(), IamError> {
+    pub async fn set_key_status(
+        &self,
+        user: &str,
+        key_id: &str,
+        active: bool,
+    ) -> Result<(), IamError> {
         let status = if active { "Active" } else { "Inactive" };
         self.call(
             "UpdateAccessKey",
-            &[("UserName", user), ("AccessKeyId", key_id), ("Status", status)],
+            &[
+                ("UserName", user),
+                ("AccessKeyId", key_id),
+                ("Status", status),
+            ],
         )
         .await
         .map(|_| ())
     }
 
     /// `PutUserPolicy` (creates or replaces the inline policy).
-    pub async fn put_user_policy(&self, user: &str, name: &str, document: &str) -> Result<(), IamError> {
+    pub async fn put_user_policy(
+        &self,
+        user: &str,
+        name: &str,
+        document: &str,
+    ) -> Result<(), IamError> {
         self.call(
             "PutUserPolicy",
             &[
@@ -802,7 +833,10 @@ impl IamClient {
     /// `DeleteUserPolicy`; `false` when it was not there.
     pub async fn delete_user_policy(&self, user: &str, name: &str) -> Result<bool, IamError> {
         match self
-            .call("DeleteUserPolicy", &[("UserName", user), ("PolicyName", name)])
+            .call(
+                "DeleteUserPolicy",
+                &[("UserName", user), ("PolicyName", name)],
+            )
             .await
         {
             Ok(_) => Ok(true),
@@ -848,7 +882,11 @@ pub struct AwsIamConnector {
     permits: Semaphore,
 }
 
-fn result(outcome: Outcome, pre_state: Option<Value>, summary: impl Into<String>) -> OperationResult {
+fn result(
+    outcome: Outcome,
+    pre_state: Option<Value>,
+    summary: impl Into<String>,
+) -> OperationResult {
     OperationResult {
         outcome,
         pre_state,
@@ -876,7 +914,11 @@ fn recorded_keys(pre: Option<&Value>) -> Vec<String> {
 
 impl AwsIamConnector {
     /// Contain: deny-all first (blocks every API call at once), then keys, then the console password.
-    async fn disable(&self, user: &str, req: &OperationRequest) -> Result<OperationResult, IamError> {
+    async fn disable(
+        &self,
+        user: &str,
+        req: &OperationRequest,
+    ) -> Result<OperationResult, IamError> {
         let keys = self.client.list_access_keys(user).await?;
         let policy = self.client.get_user_policy(user, DENY_POLICY_NAME).await?;
         let had_profile = self.client.has_login_profile(user).await?;
@@ -946,7 +988,11 @@ impl AwsIamConnector {
     }
 
     /// Restore: reactivate exactly the recorded keys, remove the deny-all.
-    async fn enable(&self, user: &str, req: &OperationRequest) -> Result<OperationResult, IamError> {
+    async fn enable(
+        &self,
+        user: &str,
+        req: &OperationRequest,
+    ) -> Result<OperationResult, IamError> {
         let wanted = recorded_keys(req.pre_state.as_ref());
         let keys = self.client.list_access_keys(user).await?;
         let policy = self.client.get_user_policy(user, DENY_POLICY_NAME).await?;
@@ -1002,7 +1048,11 @@ impl AwsIamConnector {
             ));
         }
         for k in &to_activate {
-            match self.client.set_key_status(user, &k.access_key_id, true).await {
+            match self
+                .client
+                .set_key_status(user, &k.access_key_id, true)
+                .await
+            {
                 Ok(()) => {}
                 Err(e) if e.code() == Some("NoSuchEntity") => {}
                 Err(e) => return Ok(result(e.outcome(), Some(pre), "")),
@@ -1161,7 +1211,13 @@ mod tests {
             "{MINIMAL}\nendpoint = \"http://iam.example.org\"\nregion = \"US East\"\ntimeout = \"0s\"\nconcurrency = 0\nmax_attempts = 0"
         ));
         let paths: Vec<String> = problems(&c).into_iter().map(|p| p.path).collect();
-        for want in ["endpoint", "region", "timeout", "concurrency", "max_attempts"] {
+        for want in [
+            "endpoint",
+            "region",
+            "timeout",
+            "concurrency",
+            "max_attempts",
+        ] {
             assert!(
                 paths.contains(&format!("connectors.aws.{want}")),
                 "{want} missing from {paths:?}"
@@ -1193,7 +1249,10 @@ mod tests {
     fn subjects_are_user_names_or_user_arns() {
         assert_eq!(user_name_of("alice").unwrap(), "alice");
         // An email is a legal IAM user name and is taken whole, not cut to its local part.
-        assert_eq!(user_name_of("alice@example.org").unwrap(), "alice@example.org");
+        assert_eq!(
+            user_name_of("alice@example.org").unwrap(),
+            "alice@example.org"
+        );
         assert_eq!(
             user_name_of("arn:aws:iam::123456789012:user/eng/alice").unwrap(),
             "alice"
@@ -1215,7 +1274,10 @@ mod tests {
         assert_eq!(encode("a-b_c.d~e"), "a-b_c.d~e");
         assert_eq!(encode("{\"a\": \"*\"}"), "%7B%22a%22%3A%20%22%2A%22%7D");
         assert_eq!(encode("é&="), "%C3%A9%26%3D");
-        assert_eq!(decode(&encode("{\"Effect\": \"Deny\"} é")), "{\"Effect\": \"Deny\"} é");
+        assert_eq!(
+            decode(&encode("{\"Effect\": \"Deny\"} é")),
+            "{\"Effect\": \"Deny\"} é"
+        );
         assert_eq!(decode("100%"), "100%");
         assert_eq!(decode("%zz"), "%zz");
     }
@@ -1278,20 +1340,34 @@ mod tests {
 
     #[test]
     fn error_codes_map_to_outcomes() {
-        for (status, code) in [(400, "Throttling"), (503, "ServiceUnavailable"), (500, "InternalFailure")] {
-            assert!(matches!(api(status, code).outcome(), Outcome::Retry { .. }), "{code}");
+        for (status, code) in [
+            (400, "Throttling"),
+            (503, "ServiceUnavailable"),
+            (500, "InternalFailure"),
+        ] {
+            assert!(
+                matches!(api(status, code).outcome(), Outcome::Retry { .. }),
+                "{code}"
+            );
         }
-        for code in ["AccessDenied", "InvalidClientTokenId", "SignatureDoesNotMatch"] {
+        for code in [
+            "AccessDenied",
+            "InvalidClientTokenId",
+            "SignatureDoesNotMatch",
+        ] {
             let Outcome::Failed { reason } = api(403, code).outcome() else {
                 panic!("{code} must be terminal");
             };
             assert!(reason.contains("fix:"), "{reason}");
         }
-        let Outcome::Retry { after, .. } = (IamError::Api {
+        let throttled = IamError::Api {
+            action: "UpdateAccessKey",
+            status: 400,
+            code: "Throttling".into(),
+            message: "Rate exceeded".into(),
             retry_after: Some(Duration::from_secs(7)),
-            ..api(400, "Throttling")
-        })
-        .outcome() else {
+        };
+        let Outcome::Retry { after, .. } = throttled.outcome() else {
             panic!("throttling retries");
         };
         assert_eq!(after, Some(Duration::from_secs(7)));

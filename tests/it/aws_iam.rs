@@ -4,8 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use deprovd::connectors::aws_iam::{AwsIamConfig, DENY_POLICY_NAME, IamClient, REVOKE_POLICY_NAME, build};
-use deprovd::connectors::{Connector, InstanceConfig, Operation, OperationRequest, Outcome, build_all};
+use deprovd::connectors::aws_iam::{
+    AwsIamConfig, DENY_POLICY_NAME, IamClient, REVOKE_POLICY_NAME, build,
+};
+use deprovd::connectors::{
+    Connector, InstanceConfig, Operation, OperationRequest, Outcome, build_all,
+};
 use serde_json::Value;
 
 use crate::moto::{self, ALICE_POLICY, Key, Moto};
@@ -69,7 +73,10 @@ async fn moto_refuses_requests_signed_with_a_wrong_secret() {
             secret: "not-the-secret".into(),
         },
     );
-    let err = forged.get_user("alice").await.expect_err("forged signature refused");
+    let err = forged
+        .get_user("alice")
+        .await
+        .expect_err("forged signature refused");
     assert_eq!(err.code(), Some("SignatureDoesNotMatch"), "{err}");
     let unknown = moto::client(
         &server.endpoint,
@@ -78,14 +85,19 @@ async fn moto_refuses_requests_signed_with_a_wrong_secret() {
             secret: "x".into(),
         },
     );
-    let err = unknown.get_user("alice").await.expect_err("unknown key refused");
-    assert_eq!(err.code(), Some("InvalidClientTokenId"), "{err}");
-    // And correctly signed requests pass.
-    assert!(moto::client(&server.endpoint, &server.deprovd)
+    let err = unknown
         .get_user("alice")
         .await
-        .expect("signed request accepted")
-        .is_some());
+        .expect_err("unknown key refused");
+    assert_eq!(err.code(), Some("InvalidClientTokenId"), "{err}");
+    // And correctly signed requests pass.
+    assert!(
+        moto::client(&server.endpoint, &server.deprovd)
+            .get_user("alice")
+            .await
+            .expect("signed request accepted")
+            .is_some()
+    );
 
     // Through the connector: terminal failures with the fix, and a failing preflight.
     let bad = connector(
@@ -95,11 +107,16 @@ async fn moto_refuses_requests_signed_with_a_wrong_secret() {
             secret: "not-the-secret".into(),
         },
     );
-    let r = bad.execute(&request(Operation::DisableAccount, "alice", None)).await;
+    let r = bad
+        .execute(&request(Operation::DisableAccount, "alice", None))
+        .await;
     let Outcome::Failed { reason } = &r.outcome else {
         panic!("wrong secret must fail terminally: {r:?}");
     };
-    assert!(reason.contains("SignatureDoesNotMatch") && reason.contains("fix:"), "{reason}");
+    assert!(
+        reason.contains("SignatureDoesNotMatch") && reason.contains("fix:"),
+        "{reason}"
+    );
     let report = bad.check().await;
     assert!(!report.ok, "{report:?}");
     assert!(report.fix.is_some_and(|f| f.contains("secret_access_key")));
@@ -122,14 +139,22 @@ async fn contain_locks_the_user_out_and_restore_puts_it_back_as_it_was() {
         .await
         .expect("alice's key works before containment");
 
-    assert!(iam.check().await.ok, "preflight passes with least privilege");
+    assert!(
+        iam.check().await.ok,
+        "preflight passes with least privilege"
+    );
 
     // Contain, naming alice by ARN.
     let arn = "arn:aws:iam::123456789012:user/alice";
-    let r = iam.execute(&request(Operation::DisableAccount, arn, None)).await;
+    let r = iam
+        .execute(&request(Operation::DisableAccount, arn, None))
+        .await;
     assert_eq!(r.outcome, Outcome::Done, "{r:?}");
     let pre = r.pre_state.clone().expect("contain records its pre-state");
-    assert_eq!(pre["keys_deactivated"], serde_json::json!([server.alice.id]));
+    assert_eq!(
+        pre["keys_deactivated"],
+        serde_json::json!([server.alice.id])
+    );
     assert_eq!(pre["had_login_profile"], true);
     assert_eq!(pre["policy_attached"], true);
 
@@ -155,7 +180,11 @@ async fn contain_locks_the_user_out_and_restore_puts_it_back_as_it_was() {
 
     // Restore from the recorded pre-state.
     let r = iam
-        .execute(&request(Operation::EnableAccount, "alice", Some(pre.clone())))
+        .execute(&request(
+            Operation::EnableAccount,
+            "alice",
+            Some(pre.clone()),
+        ))
         .await;
     assert_eq!(r.outcome, Outcome::Done, "{r:?}");
     assert!(r.summary.contains("cannot be restored"), "{}", r.summary);
@@ -164,8 +193,14 @@ async fn contain_locks_the_user_out_and_restore_puts_it_back_as_it_was() {
         .await
         .expect("alice's key works again after restore");
     let after = snapshot(&auditor, "alice").await;
-    assert_eq!(after.keys, before.keys, "exactly the recorded key reactivated");
-    assert_eq!(after.policies, before.policies, "deny-all gone, alice's own policy kept");
+    assert_eq!(
+        after.keys, before.keys,
+        "exactly the recorded key reactivated"
+    );
+    assert_eq!(
+        after.policies, before.policies,
+        "deny-all gone, alice's own policy kept"
+    );
     assert!(
         auditor
             .get_user_policy("alice", DENY_POLICY_NAME)
@@ -186,12 +221,20 @@ async fn contain_locks_the_user_out_and_restore_puts_it_back_as_it_was() {
 async fn unknown_users_are_not_found_and_bad_subjects_fail() {
     let server = Moto::start().await;
     let iam = connector(&server, &server.deprovd);
-    for op in [Operation::DisableAccount, Operation::EnableAccount, Operation::RevokeSessions] {
+    for op in [
+        Operation::DisableAccount,
+        Operation::EnableAccount,
+        Operation::RevokeSessions,
+    ] {
         let r = iam.execute(&request(op, "nobody@example.org", None)).await;
         assert_eq!(r.outcome, Outcome::NotFound, "{op}: {r:?}");
     }
     let r = iam
-        .execute(&request(Operation::DisableAccount, "arn:aws:iam::123456789012:role/admin", None))
+        .execute(&request(
+            Operation::DisableAccount,
+            "arn:aws:iam::123456789012:role/admin",
+            None,
+        ))
         .await;
     assert!(matches!(r.outcome, Outcome::Failed { .. }), "{r:?}");
     let r = iam

@@ -168,8 +168,20 @@ impl Moto {
                     secret: "bootstrap".into(),
                 },
             );
-            let deprovd = seed_user(&boot, "deprovd", &allow(&DEPROVD_ACTIONS), "deprovd-least-privilege").await;
-            let auditor = seed_user(&boot, "auditor", &allow(&["iam:Get*", "iam:List*"]), "read-all").await;
+            let deprovd = seed_user(
+                &boot,
+                "deprovd",
+                &allow(&DEPROVD_ACTIONS),
+                "deprovd-least-privilege",
+            )
+            .await;
+            let auditor = seed_user(
+                &boot,
+                "auditor",
+                &allow(&["iam:Get*", "iam:List*"]),
+                "read-all",
+            )
+            .await;
             let alice = seed_user(
                 &boot,
                 "alice",
@@ -193,7 +205,11 @@ impl Moto {
                 .send()
                 .await
                 .expect("reset-auth");
-            assert!(r.status().is_success(), "moto refused reset-auth: {}", r.status());
+            assert!(
+                r.status().is_success(),
+                "moto refused reset-auth: {}",
+                r.status()
+            );
             return Moto {
                 child,
                 endpoint,
@@ -209,8 +225,14 @@ impl Moto {
 
     /// Write `key` to secret files and return TOML for an `aws_iam` connector using them.
     pub fn connector_toml(&self, key: &Key) -> String {
-        let id = self.dir.path().join(format!("id-{}", uuid::Uuid::new_v4().simple()));
-        let secret = self.dir.path().join(format!("secret-{}", uuid::Uuid::new_v4().simple()));
+        let id = self
+            .dir
+            .path()
+            .join(format!("id-{}", uuid::Uuid::new_v4().simple()));
+        let secret = self
+            .dir
+            .path()
+            .join(format!("secret-{}", uuid::Uuid::new_v4().simple()));
         std::fs::write(&id, format!("{}\n", key.id)).expect("write key id");
         std::fs::write(&secret, format!("{}\n", key.secret)).expect("write secret");
         format!(
