@@ -285,3 +285,67 @@ async fn aws_iam_type_routes_to_the_native_connector() {
     assert!(set["aws"].supports(Operation::DisableAccount));
     assert!(set["aws"].check().await.ok);
 }
+
+#[tokio::test]
+async fn throttling_and_server_errors_retry_and_requests_are_signed_query_calls() {
+    use crate::support::{Reply, Target};
+    let target = Target::start().await;
+    let throttled = Reply {
+        status: 400,
+        headers: vec![
+            ("content-type".into(), "text/xml".into()),
+            ("retry-after".into(), "7".into()),
+        ],
+        body: r#"<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>r1</RequestId></ErrorResponse>"#.into(),
+    };
+    target.then("POST", "/", throttled);
+    target.then("POST", "/", Reply::status(503));
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("id"), "AKIATESTTESTTEST0001").expect("write id");
+    std::fs::write(dir.path().join("secret"), "s3cr3t").expect("write secret");
+    let cfg: AwsIamConfig = toml::from_str(&format!(
+        "endpoint = \"{}\"\naccess_key_id = \"file:{d}/id\"\nsecret_access_key = \"file:{d}/secret\"\n",
+        target.url(),
+        d = dir.path().display()
+    ))
+    .expect("config parses");
+    let iam = build("aws", &cfg).unwrap_or_else(|p| panic!("builds: {p:?}"));
+
+    let r = iam
+        .execute(&request(Operation::DisableAccount, "alice", None))
+        .await;
+    let Outcome::Retry { after, reason } = &r.outcome else {
+        panic!("throttling must retry: {r:?}");
+    };
+    assert_eq!(*after, Some(std::time::Duration::from_secs(7)));
+    assert!(reason.contains("Throttling"), "{reason}");
+    let r = iam
+        .execute(&request(Operation::DisableAccount, "alice", None))
+        .await;
+    assert!(
+        matches!(r.outcome, Outcome::Retry { .. }),
+        "5xx must retry: {r:?}"
+    );
+
+    let seen = target.seen();
+    assert_eq!(seen.len(), 2);
+    let first = &seen[0];
+    assert_eq!(first.method.as_str(), "POST");
+    assert_eq!(
+        std::str::from_utf8(&first.body).expect("utf-8 body"),
+        "Action=GetUser&Version=2010-05-08&UserName=alice"
+    );
+    assert!(
+        first.headers["content-type"]
+            .to_str()
+            .is_ok_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+    );
+    let auth = first.headers["authorization"].to_str().expect("ascii");
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIATESTTESTTEST0001/")
+            && auth.contains("/us-east-1/iam/aws4_request")
+            && !auth.contains("s3cr3t"),
+        "{auth}"
+    );
+    assert!(first.headers.contains_key("x-amz-date"));
+}
