@@ -172,11 +172,20 @@ async fn contain_locks_the_user_out_and_restore_puts_it_back_as_it_was() {
         .expect_err("alice's own key is refused once contained");
     assert_eq!(err.code(), Some("AccessDenied"), "{err}");
 
-    // A repeat finds everything in place.
+    // A repeat finds everything in place; a retry carrying the first attempt's pre-state keeps it.
     let again = iam
         .execute(&request(Operation::DisableAccount, "alice", None))
         .await;
     assert_eq!(again.outcome, Outcome::AlreadyDone, "{again:?}");
+    let retry = iam
+        .execute(&request(
+            Operation::DisableAccount,
+            "alice",
+            Some(pre.clone()),
+        ))
+        .await;
+    assert_eq!(retry.outcome, Outcome::AlreadyDone, "{retry:?}");
+    assert_eq!(retry.pre_state.as_ref(), Some(&pre));
 
     // Restore from the recorded pre-state.
     let r = iam
@@ -229,6 +238,15 @@ async fn unknown_users_are_not_found_and_bad_subjects_fail() {
         let r = iam.execute(&request(op, "nobody@example.org", None)).await;
         assert_eq!(r.outcome, Outcome::NotFound, "{op}: {r:?}");
     }
+    // An email is taken as the whole user name, never cut to its local part (`alice` exists).
+    let r = iam
+        .execute(&request(
+            Operation::DisableAccount,
+            "alice@example.org",
+            None,
+        ))
+        .await;
+    assert_eq!(r.outcome, Outcome::NotFound, "{r:?}");
     let r = iam
         .execute(&request(
             Operation::DisableAccount,
