@@ -1,7 +1,9 @@
 //! The one integration-test binary; each module tests one part against real services.
 
+mod aws_iam;
 mod kafka;
 mod ldap;
+mod moto;
 mod pipeline;
 mod process;
 mod scim;
