@@ -2,6 +2,7 @@
 
 mod kafka;
 mod ldap;
+mod lockout;
 mod pipeline;
 mod process;
 mod scim;
