@@ -513,7 +513,7 @@ pub async fn status(store: &dyn StateStore, id: &str) -> Result<Status, LockoutE
 
 /// What to do about one original action when restoring.
 enum Plan {
-    Reverse(ActionRecord),
+    Reverse(Box<ActionRecord>),
     Report(RestoreItem),
 }
 
@@ -548,7 +548,7 @@ fn reversal_for(original: &ActionRecord, request_id: &str, actor: &str) -> Plan 
         }
     }
     let now = Utc::now();
-    Plan::Reverse(ActionRecord {
+    Plan::Reverse(Box::new(ActionRecord {
         key: restore_key(original, op),
         origin: Origin::Manual {
             request_id: request_id.to_string(),
@@ -571,7 +571,7 @@ fn reversal_for(original: &ActionRecord, request_id: &str, actor: &str) -> Plan 
         note: None,
         created_at: now,
         updated_at: now,
-    })
+    }))
 }
 
 /// Record the reversals of `originals` and report, per original, what happened.
@@ -585,7 +585,7 @@ async fn restore_all(
     let mut reversals = Vec::new();
     for o in &originals {
         match reversal_for(o, id, actor) {
-            Plan::Reverse(r) => reversals.push((o.key.clone(), r)),
+            Plan::Reverse(r) => reversals.push((o.key.clone(), *r)),
             Plan::Report(item) => items.push(item),
         }
     }

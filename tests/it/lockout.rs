@@ -323,7 +323,7 @@ async fn protected_subject_is_skipped_and_never_called_while_others_are_locked_o
     let latency = first.saturating_duration_since(started);
     eprintln!("first connector request {latency:?} after the API call");
     assert!(
-        latency < Duration::from_millis(500),
+        latency < Duration::from_millis(250),
         "first connector request took {latency:?}"
     );
     let id = created["id"].as_str().unwrap();
