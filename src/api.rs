@@ -3,6 +3,12 @@
 //! Every `/v1` route needs a bearer token. Tokens are kept only as SHA-256 hashes and compared in
 //! constant time against every configured hash (no early exit that would leak which one matched).
 //! Errors are JSON `{"code": "...", "message": "..."}` with a stable `code`.
+//!
+//! Responder routes (`/v1/lockouts`, restores) honour an `Idempotency-Key` header: the first request
+//! with a key claims it in the state store with `SET NX` (per caller and route) together with a
+//! fingerprint of the body; a repeat with the same body replays the same request id — so the same
+//! actions and the same answer, never a second lockout — and a repeat with a different body is 422
+//! `idempotency_key_reused`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +26,7 @@ use tracing::info;
 
 use crate::config::{Problem, SecretRef};
 use crate::ledger::{ActionFilter, ActionState, StateStore};
+use crate::lockout::{self, LockoutError, LockoutRequest};
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::telemetry::Metrics;
 
@@ -301,6 +308,10 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/v1/alerts", post(post_alert))
         .route("/v1/actions", get(list_actions))
         .route("/v1/actions/{key}", get(get_action))
+        .route("/v1/actions/{key}/restore", post(restore_action))
+        .route("/v1/lockouts", post(post_lockout))
+        .route("/v1/lockouts/{id}", get(get_lockout))
+        .route("/v1/lockouts/{id}/restore", post(restore_lockout))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
@@ -431,6 +442,135 @@ async fn get_action(
             e.to_string(),
         )),
     }
+}
+
+fn pipeline_of(s: &ApiState) -> Result<&Arc<Pipeline>, ApiError> {
+    s.readiness.pipeline.get().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "deprovd is starting: the state store is not reachable yet".into(),
+        )
+    })
+}
+
+impl From<LockoutError> for ApiError {
+    fn from(e: LockoutError) -> Self {
+        let status = match &e {
+            LockoutError::Invalid { .. } | LockoutError::IdempotencyKeyReused(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            LockoutError::NotFound(_) => StatusCode::NOT_FOUND,
+            LockoutError::NotRestorable(_) => StatusCode::CONFLICT,
+            LockoutError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError(status, e.code(), e.to_string())
+    }
+}
+
+/// The `Idempotency-Key` header, if sent; an empty, overlong or non-ASCII one is a 400.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is ideal)".into(),
+        )
+    };
+    let k = v.to_str().map_err(|_| bad())?.trim();
+    if k.is_empty() || k.len() > 255 {
+        return Err(bad());
+    }
+    Ok(Some(k.to_string()))
+}
+
+/// The request id to use: a fresh one, or the one an earlier request with the same
+/// `Idempotency-Key` (and the same `fingerprint`) claimed.
+async fn request_id(
+    s: &ApiState,
+    headers: &HeaderMap,
+    caller: &Caller,
+    scope: &str,
+    fingerprint: &str,
+) -> Result<String, ApiError> {
+    match idempotency_key(headers)? {
+        None => Ok(lockout::new_id()),
+        Some(key) => Ok(lockout::claim_idempotency_key(
+            store_of(s)?.as_ref(),
+            &caller.name,
+            scope,
+            &key,
+            fingerprint,
+            lockout::new_id,
+        )
+        .await?),
+    }
+}
+
+async fn post_lockout(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&s, &headers, Role::Responder)?;
+    let req: LockoutRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!(
+                "body must be JSON {{subject, reason, connectors?, operations?, ticket?}}: {e}"
+            ),
+        )
+    })?;
+    let pipeline = pipeline_of(&s)?;
+    let id = request_id(&s, &headers, &caller, "lockout", &req.fingerprint()).await?;
+    let created = lockout::create(pipeline, &req, &id, &caller.name).await?;
+    info!(lockout_id = %created.id, caller = %caller.name, %peer, "lockout requested");
+    Ok((StatusCode::ACCEPTED, Json(created)).into_response())
+}
+
+async fn get_lockout(
+    State(s): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    authorize(&s, &headers, Role::Viewer)?;
+    let status = lockout::status(store_of(&s)?.as_ref(), &id).await?;
+    Ok(Json(status).into_response())
+}
+
+async fn restore_lockout(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&s, &headers, Role::Responder)?;
+    let pipeline = pipeline_of(&s)?;
+    // Restores are idempotent by construction; the key is still honoured so that reusing one for a
+    // different target is refused rather than silently ignored.
+    request_id(&s, &headers, &caller, "restore", &format!("lockout:{id}")).await?;
+    let restored = lockout::restore_lockout(pipeline, &id, &caller.name).await?;
+    info!(lockout_id = %id, caller = %caller.name, %peer, "lockout restore requested");
+    Ok((StatusCode::ACCEPTED, Json(restored)).into_response())
+}
+
+async fn restore_action(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&s, &headers, Role::Responder)?;
+    let pipeline = pipeline_of(&s)?;
+    request_id(&s, &headers, &caller, "restore", &format!("action:{key}")).await?;
+    let restored = lockout::restore_action(pipeline, &key, &caller.name).await?;
+    info!(action_key = %key, caller = %caller.name, %peer, "action restore requested");
+    Ok((StatusCode::ACCEPTED, Json(restored)).into_response())
 }
 
 #[cfg(test)]

@@ -15,6 +15,9 @@
 //! - [`alert`]: the canonical [`alert::Alert`] model and the normalizer registry (one file per format).
 //! - [`policy`]: loading, compiling and evaluating the Rego bundle; hot reload; the `policy test` runner.
 //! - [`plan`]: expands decisions into concrete actions, one per (connector, operation, subject).
+//! - [`lockout`]: manual lockouts and reversals (restore) for responders; they enter the pipeline at
+//!   the guard step as ordinary ledger actions.
+//! - [`client`]: the HTTP client behind `deprovd lockout|restore|status`.
 //! - [`guard`]: what no policy may override — protected subjects, global dry-run, approval holds.
 //! - [`ledger`]: the durable action records and the [`ledger::StateStore`] trait (Redis and embedded).
 //! - [`executor`]: claims due actions, runs them through connectors, retries with backoff, dead-letters.
@@ -27,12 +30,14 @@ pub mod alert;
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod connectors;
 pub mod executor;
 pub mod guard;
 pub mod ingest;
 pub mod ledger;
+pub mod lockout;
 pub mod pipeline;
 pub mod plan;
 pub mod policy;

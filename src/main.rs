@@ -58,6 +58,87 @@ enum Command {
         #[command(subcommand)]
         command: ConnectorsCommand,
     },
+    /// Lock a subject out now (disable + revoke sessions everywhere, unless narrowed).
+    Lockout {
+        /// Email, username or per-system id.
+        subject: String,
+        /// Why (required; stored and audited).
+        #[arg(long)]
+        reason: String,
+        /// Only these connector instances (repeatable).
+        #[arg(long = "connector")]
+        connectors: Vec<String>,
+        /// Only these operations (repeatable), e.g. `remove_group_memberships`.
+        #[arg(long = "operation", value_parser = parse_operation)]
+        operations: Vec<deprovd::connectors::Operation>,
+        /// Incident or ticket reference.
+        #[arg(long)]
+        ticket: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Undo a lockout (its id) or one action (its 64-hex key) from the recorded pre-state.
+    Restore {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show a lockout's live per-connector status (or one action's, by key).
+    Status {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// Where the API is and who is calling: for the client subcommands.
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// deprovd API base URL.
+    #[arg(long, env = "DEPROVD_URL", default_value = deprovd::client::DEFAULT_SERVER)]
+    server: String,
+    /// Bearer token (role responder to act, viewer to read).
+    #[arg(long, env = "DEPROVD_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Print the server's JSON answer instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_operation(s: &str) -> Result<deprovd::connectors::Operation, String> {
+    deprovd::connectors::Operation::parse(s).ok_or_else(|| {
+        format!(
+            "unknown operation `{s}` (known: {})",
+            deprovd::connectors::Operation::ALL
+                .map(|o| o.as_str())
+                .join(", ")
+        )
+    })
+}
+
+/// Run one client subcommand against a deprovd server.
+fn client_command(server: ServerArgs, command: deprovd::client::Command) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let token = secrecy::SecretString::from(server.token);
+        let result = match deprovd::client::Client::new(&server.server, token) {
+            Ok(client) => {
+                let mut out = std::io::stdout().lock();
+                deprovd::client::run(&client, &command, server.json, &mut out).await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("deprovd: {e}");
+                e.exit_code()
+            }
+        }
+    })
 }
 
 #[derive(Subcommand)]
@@ -166,6 +247,29 @@ fn main() -> ExitCode {
                 .build()
                 .expect("tokio runtime");
             rt.block_on(deprovd::cli::connectors_check(&settings))
+        }
+        Command::Lockout {
+            subject,
+            reason,
+            connectors,
+            operations,
+            ticket,
+            server,
+        } => client_command(
+            server,
+            deprovd::client::Command::Lockout(deprovd::lockout::LockoutRequest {
+                subject,
+                connectors: (!connectors.is_empty()).then_some(connectors),
+                operations: (!operations.is_empty()).then_some(operations),
+                reason,
+                ticket,
+            }),
+        ),
+        Command::Restore { id, server } => {
+            client_command(server, deprovd::client::Command::Restore(id))
+        }
+        Command::Status { id, server } => {
+            client_command(server, deprovd::client::Command::Status(id))
         }
     }
 }

@@ -251,11 +251,51 @@ impl Pipeline {
 
     /// Write planned actions to the ledger; hand the ones that can run now to the executor.
     pub async fn record(&self, planned: &Planned) -> Result<Vec<RecordedAction>, PipelineError> {
-        let mut out = Vec::with_capacity(planned.actions.len());
-        for a in &planned.actions {
+        self.record_actions(&planned.actions, &planned.alert.id, self.coalesce_window)
+            .await
+    }
+
+    /// Guard and record actions that did not come from a policy — manual lockouts and reversals —
+    /// with the same ledger guarantees as alert-caused ones: each is inserted under its idempotency
+    /// key (a retried request is a `duplicate`), live actions for the same (subject, connector,
+    /// operation) absorb it (`coalesced`, linked to `request_id`), and the executor is woken.
+    ///
+    /// `coalesce = false` is for reversals: they neither take a coalesce slot (a later lockout's
+    /// restore must not be absorbed by an earlier, finished reversal) nor are meant to be absorbed.
+    pub async fn record_manual(
+        &self,
+        mut actions: Vec<ActionRecord>,
+        request_id: &str,
+        coalesce: bool,
+    ) -> Result<Vec<RecordedAction>, PipelineError> {
+        for a in &mut actions {
+            if let Some(hit) = self.decider.guards.apply(a) {
+                self.metrics
+                    .guard_blocks
+                    .with_label_values(&[hit.as_str()])
+                    .inc();
+            }
+        }
+        let window = if coalesce {
+            self.coalesce_window
+        } else {
+            Duration::ZERO
+        };
+        self.record_actions(&actions, request_id, window).await
+    }
+
+    /// Insert each action (linking `link` when coalesced); wake the executor if any can run now.
+    async fn record_actions(
+        &self,
+        actions: &[ActionRecord],
+        link: &str,
+        window: Duration,
+    ) -> Result<Vec<RecordedAction>, PipelineError> {
+        let mut out = Vec::with_capacity(actions.len());
+        for a in actions {
             let inserted = self
                 .store
-                .insert_action(a, self.coalesce_window, Some(&planned.alert.id))
+                .insert_action(a, window, Some(link))
                 .await
                 .map_err(|e| PipelineError::Unavailable(e.to_string()))?;
             let (disposition, coalesced_into) = match inserted {
@@ -299,7 +339,7 @@ impl Pipeline {
                     ("coalesced", Some(into))
                 }
             };
-            debug!(alert_id = %planned.alert.id, action_key = %a.key, connector = %a.connector, disposition, "action recorded");
+            debug!(origin = %link, action_key = %a.key, connector = %a.connector, disposition, "action recorded");
             out.push(RecordedAction {
                 key: a.key.clone(),
                 connector: a.connector.clone(),

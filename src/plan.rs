@@ -40,6 +40,11 @@ impl Planner {
         Self { capabilities }
     }
 
+    /// What each configured connector can do, by name: manual lockouts expand against it.
+    pub fn capabilities(&self) -> &BTreeMap<String, BTreeSet<Operation>> {
+        &self.capabilities
+    }
+
     /// Actions for `decisions` on `alert`, deduplicated by idempotency key, in a stable order.
     pub fn plan(
         &self,

@@ -328,6 +328,12 @@ impl Executor {
             rec.updated_at = Utc::now();
             match result.outcome {
                 Outcome::Done | Outcome::AlreadyDone => {
+                    // A reversal marks what it undid first: if this process dies before its own
+                    // record is written, the lease makes it run again (`already_done`), so the
+                    // original is never left `succeeded` after its reversal took effect.
+                    if let Some(original) = rec.reverses.clone() {
+                        self.mark_restored(&original, &rec.key).await?;
+                    }
                     rec.state = ActionState::Succeeded;
                     rec.next_attempt_at = None;
                     rec.last_error = None;
@@ -399,6 +405,31 @@ impl Executor {
         if let Err(e) = self.dead_letters.send(&payload, &reason, &origin).await {
             warn!(error = %e, "could not dead-letter the failed action (it stays `failed` in the ledger)");
         }
+        Ok(())
+    }
+
+    /// The action `original` was undone by the reversal `by`: it becomes `restored`.
+    async fn mark_restored(
+        &self,
+        original: &str,
+        by: &str,
+    ) -> Result<(), crate::ledger::StoreError> {
+        let Some(mut orig) = self.store.get_action(original).await? else {
+            warn!(
+                original,
+                "reversal succeeded but the action it undoes is gone"
+            );
+            return Ok(());
+        };
+        if orig.state == ActionState::Restored {
+            return Ok(());
+        }
+        orig.state = ActionState::Restored;
+        orig.next_attempt_at = None;
+        orig.note = Some(format!("restored by {by}"));
+        orig.updated_at = Utc::now();
+        self.store.put_action(&orig).await?;
+        self.count_end(&orig, "restored");
         Ok(())
     }
 

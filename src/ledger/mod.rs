@@ -235,4 +235,20 @@ pub trait StateStore: Send + Sync {
 
     /// Number of actions in a pending state.
     async fn pending_count(&self) -> Result<u64, StoreError>;
+
+    /// Store a small JSON document (a lockout, an idempotency claim) under (`ns`, `key`). With
+    /// `only_if_absent` this is Redis `SET NX`: an existing, unexpired document is left alone and the
+    /// call returns `false`, so two racing requests agree on one winner. `ttl` makes the document
+    /// expire (idempotency claims); `None` keeps it.
+    async fn put_json(
+        &self,
+        ns: &str,
+        key: &str,
+        doc: &serde_json::Value,
+        only_if_absent: bool,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError>;
+
+    /// The document stored under (`ns`, `key`), unless absent or expired.
+    async fn get_json(&self, ns: &str, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
 }

@@ -3,6 +3,7 @@
 mod aws_iam;
 mod kafka;
 mod ldap;
+mod lockout;
 mod moto;
 mod pipeline;
 mod process;

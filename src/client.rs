@@ -1,0 +1,425 @@
+//! The responders' CLI client: `deprovd lockout`, `deprovd restore`, `deprovd status` call a running
+//! deprovd over its HTTP API and print a table (or the server's JSON with `--json`).
+//!
+//! A lockout is sent with a fresh `Idempotency-Key`, and a request that fails on the way (connection
+//! refused or reset, 503) is retried with the *same* key: the server then replays the first attempt
+//! instead of locking the subject out twice.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use crate::ledger::ActionRecord;
+use crate::lockout::{Created, LockoutRequest, Restored, Status};
+
+/// Default server: the service's default listen address.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8780";
+/// Attempts for one request when the server cannot be reached or is not ready.
+const ATTEMPTS: u32 = 3;
+
+/// Why a CLI request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing usable came back: the server is down, unreachable, or not deprovd.
+    #[error("cannot reach deprovd at {server}: {reason} (check --server / DEPROVD_URL)")]
+    Unreachable { server: String, reason: String },
+    /// The server answered with an error.
+    #[error("deprovd refused ({status}, {code}): {message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The server's answer was not what this client understands (version mismatch?).
+    #[error("unexpected answer from deprovd: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// Process exit code: 1 when the server refused, 2 when it could not be asked.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            ClientError::Api { .. } => ExitCode::from(1),
+            _ => ExitCode::from(2),
+        }
+    }
+}
+
+/// A connection to one deprovd.
+pub struct Client {
+    base: String,
+    token: SecretString,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// `server` is the base URL (`http://127.0.0.1:8780`); `token` a bearer token of the right role.
+    pub fn new(server: &str, token: SecretString) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::Unreachable {
+                server: server.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Client {
+            base: server.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut last = None;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(self.token.expose_secret());
+            if let Some(k) = idempotency_key {
+                req = req.header("Idempotency-Key", k);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = Some(ClientError::Unreachable {
+                        server: self.base.clone(),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if status.is_success() {
+                return Ok(value);
+            }
+            let err = ClientError::Api {
+                status: status.as_u16(),
+                code: value["code"].as_str().unwrap_or("http_error").to_string(),
+                message: value["message"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| text.chars().take(300).collect()),
+            };
+            if status != StatusCode::SERVICE_UNAVAILABLE {
+                return Err(err);
+            }
+            last = Some(err);
+        }
+        Err(last.unwrap_or_else(|| ClientError::Decode("no attempt made".into())))
+    }
+
+    /// `POST /v1/lockouts` with a fresh `Idempotency-Key`.
+    pub async fn lockout(&self, req: &LockoutRequest) -> Result<Value, ClientError> {
+        let body = serde_json::to_value(req).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let key = uuid::Uuid::new_v4().to_string();
+        self.send(Method::POST, "/v1/lockouts", Some(&body), Some(&key))
+            .await
+    }
+
+    /// Restore a lockout (UUID) or a single action (64-hex ledger key).
+    pub async fn restore(&self, id: &str) -> Result<Value, ClientError> {
+        let path = if is_action_key(id) {
+            format!("/v1/actions/{id}/restore")
+        } else {
+            format!("/v1/lockouts/{}/restore", path_segment(id))
+        };
+        let key = uuid::Uuid::new_v4().to_string();
+        self.send(Method::POST, &path, None, Some(&key)).await
+    }
+
+    /// Status of a lockout (UUID) or a single action (64-hex ledger key).
+    pub async fn status(&self, id: &str) -> Result<Value, ClientError> {
+        let path = if is_action_key(id) {
+            format!("/v1/actions/{id}")
+        } else {
+            format!("/v1/lockouts/{}", path_segment(id))
+        };
+        self.send(Method::GET, &path, None, None).await
+    }
+}
+
+/// Ledger action keys are 64 lower-case hex characters; lockout ids are UUIDs.
+pub fn is_action_key(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Keep a user-typed id inside one path segment.
+fn path_segment(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect()
+}
+
+/// A subcommand of the client.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Lockout(LockoutRequest),
+    Restore(String),
+    Status(String),
+}
+
+/// Run one client command, printing to `out`.
+pub async fn run(
+    client: &Client,
+    command: &Command,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let (value, text) = match command {
+        Command::Lockout(req) => {
+            let v = client.lockout(req).await?;
+            let t = decode::<Created>(&v).map(|c| render_created(&c));
+            (v, t)
+        }
+        Command::Restore(id) => {
+            let v = client.restore(id).await?;
+            let t = decode::<Restored>(&v).map(|r| render_restored(&r));
+            (v, t)
+        }
+        Command::Status(id) if is_action_key(id) => {
+            let v = client.status(id).await?;
+            let t = decode::<ActionRecord>(&v).map(|a| render_action(&a));
+            (v, t)
+        }
+        Command::Status(id) => {
+            let v = client.status(id).await?;
+            let t = decode::<Status>(&v).map(|s| render_status(&s));
+            (v, t)
+        }
+    };
+    let printed = if json {
+        serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
+    } else {
+        text?
+    };
+    out.write_all(printed.as_bytes())
+        .map_err(|e| ClientError::Decode(format!("cannot write output: {e}")))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ClientError> {
+    serde_json::from_value(v.clone()).map_err(|e| ClientError::Decode(e.to_string()))
+}
+
+/// Rows as aligned columns under a header.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// First 12 characters of a ledger key: enough to recognise it in a table.
+fn short(key: &str) -> String {
+    key.chars().take(12).collect()
+}
+
+pub fn render_created(c: &Created) -> String {
+    let rows: Vec<Vec<String>> = c
+        .actions
+        .iter()
+        .map(|a| {
+            vec![
+                a.connector.clone(),
+                a.operation.to_string(),
+                a.state.as_str().to_string(),
+                short(&a.key),
+                a.note.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    format!(
+        "lockout {}\nsubject {}\n\n{}\nfollow it with: deprovd status {}\n",
+        c.id,
+        c.subject,
+        table(
+            &["CONNECTOR", "OPERATION", "STATE", "ACTION", "NOTE"],
+            &rows
+        ),
+        c.id
+    )
+}
+
+pub fn render_status(s: &Status) -> String {
+    let rows: Vec<Vec<String>> = s
+        .actions
+        .iter()
+        .map(|a| {
+            let reversal = a
+                .reversal
+                .as_ref()
+                .map(|r| format!("{} {}", r.operation, r.state.as_str()))
+                .unwrap_or_else(|| "-".into());
+            let detail = a
+                .last_error
+                .clone()
+                .or_else(|| a.note.clone())
+                .unwrap_or_default();
+            vec![
+                a.connector.clone(),
+                a.operation.to_string(),
+                a.state.map_or("missing", |s| s.as_str()).to_string(),
+                a.attempts.to_string(),
+                reversal,
+                detail,
+            ]
+        })
+        .collect();
+    format!(
+        "lockout  {}\nsubject  {}\nreason   {}\nticket   {}\nby       {} at {}\nsettled  {}\n\n{}",
+        s.id,
+        s.subject,
+        s.reason,
+        s.ticket.as_deref().unwrap_or("-"),
+        s.requester,
+        s.created_at.to_rfc3339(),
+        if s.settled { "yes" } else { "no (in progress)" },
+        table(
+            &[
+                "CONNECTOR",
+                "OPERATION",
+                "STATE",
+                "ATTEMPTS",
+                "RESTORE",
+                "DETAIL"
+            ],
+            &rows
+        )
+    )
+}
+
+pub fn render_restored(r: &Restored) -> String {
+    let rows: Vec<Vec<String>> = r
+        .actions
+        .iter()
+        .map(|a| {
+            vec![
+                a.connector.clone(),
+                a.operation.to_string(),
+                a.reversal_operation
+                    .map_or_else(|| "-".to_string(), |o| o.to_string()),
+                a.state.as_str().to_string(),
+                a.reversal_key.as_deref().map(short).unwrap_or_default(),
+                a.note.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    format!(
+        "restore of {}\n\n{}\nfollow it with: deprovd status {}\n",
+        r.id,
+        table(
+            &["CONNECTOR", "UNDOES", "REVERSAL", "STATE", "ACTION", "NOTE"],
+            &rows
+        ),
+        r.id
+    )
+}
+
+pub fn render_action(a: &ActionRecord) -> String {
+    table(
+        &["FIELD", "VALUE"],
+        &[
+            vec!["key".into(), a.key.clone()],
+            vec!["subject".into(), a.subject.clone()],
+            vec!["connector".into(), a.connector.clone()],
+            vec!["operation".into(), a.operation.to_string()],
+            vec!["state".into(), a.state.as_str().to_string()],
+            vec!["attempts".into(), a.attempts.to_string()],
+            vec!["rule".into(), a.rule.clone()],
+            vec!["reason".into(), a.reason.clone()],
+            vec![
+                "last_error".into(),
+                a.last_error.clone().unwrap_or_else(|| "-".into()),
+            ],
+            vec!["note".into(), a.note.clone().unwrap_or_else(|| "-".into())],
+            vec!["updated_at".into(), a.updated_at.to_rfc3339()],
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::Operation;
+    use crate::ledger::ActionState;
+    use crate::lockout::ActionSummary;
+
+    #[test]
+    fn ids_route_to_lockouts_or_actions() {
+        assert!(is_action_key(&"ab".repeat(32)));
+        assert!(!is_action_key("0196b7e0-0000-7000-8000-000000000000"));
+        assert_eq!(path_segment("../x/y-1"), "xy-1");
+    }
+
+    #[test]
+    fn created_table_lines_up_and_names_every_action() {
+        let c = Created {
+            id: "0196".into(),
+            subject: "alice@corp.example".into(),
+            actions: vec![
+                ActionSummary {
+                    key: "a".repeat(64),
+                    connector: "okta-prod".into(),
+                    operation: Operation::DisableAccount,
+                    state: ActionState::Planned,
+                    note: None,
+                },
+                ActionSummary {
+                    key: "b".repeat(64),
+                    connector: "scim".into(),
+                    operation: Operation::RevokeSessions,
+                    state: ActionState::Skipped,
+                    note: Some("protected subject".into()),
+                },
+            ],
+        };
+        let t = render_created(&c);
+        assert!(t.contains("lockout 0196"), "{t}");
+        let lines: Vec<&str> = t.lines().filter(|l| l.contains("  ")).collect();
+        assert!(lines[0].starts_with("CONNECTOR"), "{t}");
+        let col = lines[0].find("STATE").unwrap();
+        assert_eq!(&lines[1][col..col + 7], "planned", "{t}");
+        assert_eq!(&lines[2][col..col + 7], "skipped", "{t}");
+        assert!(lines[2].ends_with("protected subject"), "{t}");
+    }
+}
