@@ -661,12 +661,15 @@ async fn cli_lockout_status_restore_round_trip() {
     .await;
 
     // Server and token from the environment.
-    let st = status_until(&app, &id, "disable marked restored", |s| {
-        s["actions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["state"] == "restored")
+    // The original is marked `restored` just before its reversal's own success is written: wait for
+    // both, i.e. for the lockout to settle.
+    let st = status_until(&app, &id, "disable marked restored and settled", |s| {
+        s["settled"] == true
+            && s["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["state"] == "restored")
     })
     .await;
     assert_eq!(st["settled"], true);
