@@ -455,7 +455,7 @@ impl AuthConfig {
                         })?;
                         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
                         header.kid = key_id.clone();
-                        header.x5t_s256_cert_thumbprint = certificate_thumbprint.clone();
+                        header.x5t_s256 = certificate_thumbprint.clone();
                         Grant::PrivateKeyJwt {
                             client_id: client_id.clone(),
                             key: Box::new(key),
@@ -1387,7 +1387,7 @@ mod tests {
         let (header, claims) = verify(&form["client_assertion"], &url);
         assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
         assert_eq!(header.kid.as_deref(), Some("kid-1"));
-        assert_eq!(header.x5t_s256_cert_thumbprint.as_deref(), Some("thumb-256"));
+        assert_eq!(header.x5t_s256.as_deref(), Some("thumb-256"));
         assert_eq!(claims["iss"], "app-123");
         assert_eq!(claims["sub"], "app-123");
         assert_eq!(claims["aud"], url.as_str());
