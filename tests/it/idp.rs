@@ -103,10 +103,18 @@ struct Inner<V> {
     token_forms: Vec<BTreeMap<String, String>>,
 }
 
-#[derive(Clone)]
 struct Fake<V: Vendor> {
     inner: Arc<Mutex<Inner<V>>>,
     base: String,
+}
+
+impl<V: Vendor> Clone for Fake<V> {
+    fn clone(&self) -> Self {
+        Fake {
+            inner: self.inner.clone(),
+            base: self.base.clone(),
+        }
+    }
 }
 
 impl<V: Vendor> Fake<V> {
