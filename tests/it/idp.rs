@@ -136,9 +136,7 @@ impl<V: Vendor> Fake<V> {
             })),
             base,
         };
-        let app = Router::new()
-            .fallback(serve::<V>)
-            .with_state(fake.clone());
+        let app = Router::new().fallback(serve::<V>).with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.ok() });
         fake
     }
@@ -148,7 +146,10 @@ impl<V: Vendor> Fake<V> {
     }
 
     fn inject(&self, method: Method, path_suffix: &str, answer: Resp) {
-        self.with(|i| i.inject.push_back((method, path_suffix.to_string(), answer)));
+        self.with(|i| {
+            i.inject
+                .push_back((method, path_suffix.to_string(), answer))
+        });
     }
 
     /// Requests to the API (token requests excluded), as "METHOD path".
@@ -447,7 +448,10 @@ impl Vendor for Okta {
 
     fn handle(&mut self, req: &Req, _base: &str) -> Resp {
         if req.header("accept") != Some("application/json") {
-            return resp(406, json!({"errorSummary": "Accept: application/json expected"}));
+            return resp(
+                406,
+                json!({"errorSummary": "Accept: application/json expected"}),
+            );
         }
         let segs = req.segs();
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -491,14 +495,34 @@ impl Vendor for Okta {
                     return okta_not_found(id, "User");
                 };
                 let (from, to, cause): (&[&str], &str, &str) = match *op {
-                    "suspend" => (&["ACTIVE"], "SUSPENDED", "Cannot suspend a user that is not active"),
-                    "unsuspend" => (&["SUSPENDED"], "ACTIVE", "Cannot unsuspend a user that is not suspended"),
+                    "suspend" => (
+                        &["ACTIVE"],
+                        "SUSPENDED",
+                        "Cannot suspend a user that is not active",
+                    ),
+                    "unsuspend" => (
+                        &["SUSPENDED"],
+                        "ACTIVE",
+                        "Cannot unsuspend a user that is not suspended",
+                    ),
                     "deactivate" => (
-                        &["STAGED", "PROVISIONED", "ACTIVE", "RECOVERY", "LOCKED_OUT", "PASSWORD_EXPIRED", "SUSPENDED"],
+                        &[
+                            "STAGED",
+                            "PROVISIONED",
+                            "ACTIVE",
+                            "RECOVERY",
+                            "LOCKED_OUT",
+                            "PASSWORD_EXPIRED",
+                            "SUSPENDED",
+                        ],
                         "DEPROVISIONED",
                         "Cannot deactivate a user that is deprovisioned",
                     ),
-                    "activate" => (&["STAGED", "DEPROVISIONED"], "ACTIVE", "Activation failed because the user is already active"),
+                    "activate" => (
+                        &["STAGED", "DEPROVISIONED"],
+                        "ACTIVE",
+                        "Activation failed because the user is already active",
+                    ),
                     _ => return okta_not_found(op, "Operation"),
                 };
                 if matches!(*op, "deactivate" | "activate")
@@ -510,7 +534,12 @@ impl Vendor for Okta {
                     return resp(400, json!({"errorSummary": "lifecycle calls take no body"}));
                 }
                 if !from.contains(&u.status.as_str()) {
-                    return okta_error(400, "E0000001", &format!("Api validation failed: {op}"), &[cause]);
+                    return okta_error(
+                        400,
+                        "E0000001",
+                        &format!("Api validation failed: {op}"),
+                        &[cause],
+                    );
                 }
                 u.status = to.to_string();
                 resp(200, json!({}))
@@ -565,10 +594,25 @@ impl Vendor for Okta {
 fn okta_world() -> Okta {
     let mut o = Okta::default();
     for (id, login, email, status) in [
-        ("00u1alice", "asmith@example.com", "alice.smith@example.com", "ACTIVE"),
+        (
+            "00u1alice",
+            "asmith@example.com",
+            "alice.smith@example.com",
+            "ACTIVE",
+        ),
         ("00u2bob", "bob@example.com", "bob@example.com", "ACTIVE"),
-        ("00u3staged", "new.hire@example.com", "new.hire@example.com", "STAGED"),
-        ("00u4gone", "gone@example.com", "gone@example.com", "DEPROVISIONED"),
+        (
+            "00u3staged",
+            "new.hire@example.com",
+            "new.hire@example.com",
+            "STAGED",
+        ),
+        (
+            "00u4gone",
+            "gone@example.com",
+            "gone@example.com",
+            "DEPROVISIONED",
+        ),
     ] {
         o.users.insert(
             id.into(),
@@ -581,8 +625,18 @@ fn okta_world() -> Okta {
         );
     }
     for (id, name, kind, members) in [
-        ("00gEveryone", "Everyone", "BUILT_IN", &["00u1alice", "00u2bob", "00u3staged"][..]),
-        ("00gEng", "Engineering", "OKTA_GROUP", &["00u1alice", "00u2bob"][..]),
+        (
+            "00gEveryone",
+            "Everyone",
+            "BUILT_IN",
+            &["00u1alice", "00u2bob", "00u3staged"][..],
+        ),
+        (
+            "00gEng",
+            "Engineering",
+            "OKTA_GROUP",
+            &["00u1alice", "00u2bob"][..],
+        ),
         ("00gAdmins", "Okta Admins", "OKTA_GROUP", &["00u1alice"][..]),
         ("00gAD", "AD: Domain Users", "APP_GROUP", &["00u1alice"][..]),
     ] {
@@ -644,13 +698,20 @@ async fn okta_contain_then_restore_leaves_the_org_as_it_was() {
         reqs.iter()
             .all(|r| r.header("authorization") == Some("SSWS 00TESTssws-token-value"))
     );
-    assert_eq!(fake.with(|i| i.vendor.users["00u1alice"].status.clone()), "SUSPENDED");
+    assert_eq!(
+        fake.with(|i| i.vendor.users["00u1alice"].status.clone()),
+        "SUSPENDED"
+    );
 
     // Suspending twice would be Okta's 400 E0000001: the status is read first instead.
     fake.clear_log();
     let again = run(&*okta, Operation::DisableAccount, subject, None).await;
     assert_eq!(again.outcome, Outcome::AlreadyDone, "{}", again.summary);
-    assert!(!fake.calls().iter().any(|c| c.starts_with("POST")), "{:?}", fake.calls());
+    assert!(
+        !fake.calls().iter().any(|c| c.starts_with("POST")),
+        "{:?}",
+        fake.calls()
+    );
     assert_eq!(again.pre_state, Some(json!({"prior_status": "SUSPENDED"})));
 
     let s = run(&*okta, Operation::RevokeSessions, subject, None).await;
@@ -668,24 +729,53 @@ async fn okta_contain_then_restore_leaves_the_org_as_it_was() {
         .iter()
         .map(|g| g["id"].as_str().unwrap_or_default().to_string())
         .collect();
-    assert_eq!(recorded, BTreeSet::from(["00gEng".into(), "00gAdmins".into()]));
+    assert_eq!(
+        recorded,
+        BTreeSet::from(["00gEng".into(), "00gAdmins".into()])
+    );
     fake.with(|i| {
         let g = &i.vendor.groups;
         assert!(!g["00gEng"].members.contains("00u1alice"));
         assert!(!g["00gAdmins"].members.contains("00u1alice"));
         assert!(g["00gEng"].members.contains("00u2bob"), "others untouched");
-        assert!(g["00gEveryone"].members.contains("00u1alice"), "BUILT_IN skipped");
-        assert!(g["00gAD"].members.contains("00u1alice"), "APP_GROUP skipped");
+        assert!(
+            g["00gEveryone"].members.contains("00u1alice"),
+            "BUILT_IN skipped"
+        );
+        assert!(
+            g["00gAD"].members.contains("00u1alice"),
+            "APP_GROUP skipped"
+        );
     });
     let none_left = run(&*okta, Operation::RemoveGroupMemberships, subject, None).await;
-    assert_eq!(none_left.outcome, Outcome::AlreadyDone, "{}", none_left.summary);
+    assert_eq!(
+        none_left.outcome,
+        Outcome::AlreadyDone,
+        "{}",
+        none_left.summary
+    );
 
     // Restore: unsuspend (the disable found the user ACTIVE) and re-add the recorded groups.
     fake.clear_log();
-    let e = run(&*okta, Operation::EnableAccount, subject, d.pre_state.clone()).await;
+    let e = run(
+        &*okta,
+        Operation::EnableAccount,
+        subject,
+        d.pre_state.clone(),
+    )
+    .await;
     assert_eq!(e.outcome, Outcome::Done, "{}", e.summary);
-    assert!(fake.calls().contains(&"POST /api/v1/users/00u1alice/lifecycle/unsuspend".to_string()));
-    let r = run(&*okta, Operation::RestoreGroupMemberships, subject, g.pre_state.clone()).await;
+    assert!(
+        fake.calls()
+            .contains(&"POST /api/v1/users/00u1alice/lifecycle/unsuspend".to_string())
+    );
+    let r = run(
+        &*okta,
+        Operation::RestoreGroupMemberships,
+        subject,
+        g.pre_state.clone(),
+    )
+    .await;
     assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
     let puts: BTreeSet<String> = fake
         .calls()
@@ -713,23 +803,41 @@ async fn okta_contain_then_restore_leaves_the_org_as_it_was() {
     )
     .await;
     assert_eq!(keep.outcome, Outcome::AlreadyDone, "{}", keep.summary);
-    assert_eq!(fake.with(|i| i.vendor.users["00u1alice"].status.clone()), "SUSPENDED");
+    assert_eq!(
+        fake.with(|i| i.vendor.users["00u1alice"].status.clone()),
+        "SUSPENDED"
+    );
 }
 
 #[tokio::test]
 async fn okta_lifecycle_errors_map_to_outcomes() {
     let (fake, okta, _s) = okta_ssws("").await;
     // Unknown user: E0000007 on the login, no match by email → not_found.
-    let nf = run(&*okta, Operation::DisableAccount, "nobody@example.com", None).await;
+    let nf = run(
+        &*okta,
+        Operation::DisableAccount,
+        "nobody@example.com",
+        None,
+    )
+    .await;
     assert_eq!(nf.outcome, Outcome::NotFound, "{}", nf.summary);
     // Already deactivated: contained already.
     let gone = run(&*okta, Operation::DisableAccount, "gone@example.com", None).await;
     assert_eq!(gone.outcome, Outcome::AlreadyDone, "{}", gone.summary);
     // STAGED cannot be suspended: a terminal failure that says what to do.
-    let staged = run(&*okta, Operation::DisableAccount, "new.hire@example.com", None).await;
+    let staged = run(
+        &*okta,
+        Operation::DisableAccount,
+        "new.hire@example.com",
+        None,
+    )
+    .await;
     match &staged.outcome {
         Outcome::Failed { reason } => {
-            assert!(reason.contains("STAGED") && reason.contains("deactivate"), "{reason}")
+            assert!(
+                reason.contains("STAGED") && reason.contains("deactivate"),
+                "{reason}"
+            )
         }
         other => panic!("expected failed, got {other:?}: {}", staged.summary),
     }
@@ -737,11 +845,23 @@ async fn okta_lifecycle_errors_map_to_outcomes() {
     fake.inject(
         Method::POST,
         "/lifecycle/suspend",
-        okta_error(400, "E0000001", "Api validation failed: suspend", &["Cannot suspend a user that is not active"]),
+        okta_error(
+            400,
+            "E0000001",
+            "Api validation failed: suspend",
+            &["Cannot suspend a user that is not active"],
+        ),
     );
     let raced = run(&*okta, Operation::DisableAccount, "bob@example.com", None).await;
-    assert!(matches!(raced.outcome, Outcome::Retry { .. }), "{:?}", raced.outcome);
-    assert_eq!(fake.with(|i| i.vendor.users["00u2bob"].status.clone()), "ACTIVE");
+    assert!(
+        matches!(raced.outcome, Outcome::Retry { .. }),
+        "{:?}",
+        raced.outcome
+    );
+    assert_eq!(
+        fake.with(|i| i.vendor.users["00u2bob"].status.clone()),
+        "ACTIVE"
+    );
     // Okta's rate limit: 429 with X-Rate-Limit-Reset (epoch seconds) → retry no sooner than the reset.
     let reset = now_secs() + 30;
     fake.inject(
@@ -759,7 +879,10 @@ async fn okta_lifecycle_errors_map_to_outcomes() {
     );
     let limited = run(&*okta, Operation::DisableAccount, "bob@example.com", None).await;
     match limited.outcome {
-        Outcome::Retry { after: Some(after), ref reason } => {
+        Outcome::Retry {
+            after: Some(after),
+            ref reason,
+        } => {
             assert!(
                 (Duration::from_secs(27)..=Duration::from_secs(30)).contains(&after),
                 "{after:?}"
@@ -777,11 +900,26 @@ async fn okta_deactivate_mode_deactivates_and_restore_reactivates_without_email(
     let (fake, okta, _s) = okta_ssws("vars = { disable_mode = \"deactivate\" }").await;
     let d = run(&*okta, Operation::DisableAccount, "bob@example.com", None).await;
     assert_eq!(d.outcome, Outcome::Done, "{}", d.summary);
-    assert!(fake.calls().contains(&"POST /api/v1/users/00u2bob/lifecycle/deactivate".to_string()));
-    assert_eq!(fake.with(|i| i.vendor.users["00u2bob"].status.clone()), "DEPROVISIONED");
-    let e = run(&*okta, Operation::EnableAccount, "bob@example.com", d.pre_state).await;
+    assert!(
+        fake.calls()
+            .contains(&"POST /api/v1/users/00u2bob/lifecycle/deactivate".to_string())
+    );
+    assert_eq!(
+        fake.with(|i| i.vendor.users["00u2bob"].status.clone()),
+        "DEPROVISIONED"
+    );
+    let e = run(
+        &*okta,
+        Operation::EnableAccount,
+        "bob@example.com",
+        d.pre_state,
+    )
+    .await;
     assert_eq!(e.outcome, Outcome::Done, "{}", e.summary);
-    assert_eq!(fake.with(|i| i.vendor.users["00u2bob"].status.clone()), "ACTIVE");
+    assert_eq!(
+        fake.with(|i| i.vendor.users["00u2bob"].status.clone()),
+        "ACTIVE"
+    );
 
     let bad = okta_ssws("vars = { disable_mode = \"delete\" }").await;
     let r = run(&*bad.1, Operation::DisableAccount, "bob@example.com", None).await;
@@ -842,7 +980,10 @@ key_id = "test-kid"
     let r = run(&*okta, Operation::RevokeSessions, "bob@example.com", None).await;
     match &r.outcome {
         Outcome::Failed { reason } => {
-            assert!(reason.contains("401") && reason.contains("Invalid token provided"), "{reason}")
+            assert!(
+                reason.contains("401") && reason.contains("Invalid token provided"),
+                "{reason}"
+            )
         }
         other => panic!("expected failed, got {other:?}"),
     }
@@ -896,14 +1037,15 @@ impl Graph {
         graph_error(
             404,
             "Request_ResourceNotFound",
-            &format!("Resource '{key}' does not exist or one of its queried reference-property objects are not present."),
+            &format!(
+                "Resource '{key}' does not exist or one of its queried reference-property objects are not present."
+            ),
         )
     }
 }
 
 impl Vendor for Graph {
-    const TOKEN_PATH: &'static str =
-        "/11111111-2222-3333-4444-555555555555/oauth2/v2.0/token";
+    const TOKEN_PATH: &'static str = "/11111111-2222-3333-4444-555555555555/oauth2/v2.0/token";
 
     fn check_token_request(form: &BTreeMap<String, String>, _url: &str) -> Result<(), String> {
         // Microsoft identity platform, client credentials with a shared secret.
@@ -919,7 +1061,10 @@ impl Vendor for Graph {
         if *form == want {
             Ok(())
         } else {
-            Err(format!("AADSTS7000215: Invalid client secret provided. got {:?}", form.keys()))
+            Err(format!(
+                "AADSTS7000215: Invalid client secret provided. got {:?}",
+                form.keys()
+            ))
         }
     }
 
@@ -936,7 +1081,10 @@ impl Vendor for Graph {
             return graph_error(400, "BadRequest", "Invalid version");
         };
         match (m, rest) {
-            ("GET", ["users"]) => resp(200, json!({"value": self.users.keys().take(1).map(|id| json!({"id": id})).collect::<Vec<_>>()})),
+            ("GET", ["users"]) => resp(
+                200,
+                json!({"value": self.users.keys().take(1).map(|id| json!({"id": id})).collect::<Vec<_>>()}),
+            ),
             ("GET", ["users", key]) => {
                 let Some(id) = self.user_id(key) else {
                     return Self::not_found(key);
@@ -944,7 +1092,10 @@ impl Vendor for Graph {
                 let (upn, enabled) = &self.users[&id];
                 let select = req.query.get("$select").cloned().unwrap_or_default();
                 let mut o = serde_json::Map::new();
-                o.insert("@odata.context".into(), json!(format!("{base}/v1.0/$metadata#users({select})/$entity")));
+                o.insert(
+                    "@odata.context".into(),
+                    json!(format!("{base}/v1.0/$metadata#users({select})/$entity")),
+                );
                 for f in select.split(',') {
                     match f {
                         "id" => o.insert("id".into(), json!(id)),
@@ -961,10 +1112,15 @@ impl Vendor for Graph {
                 };
                 match req.body.as_object() {
                     Some(b) if b.len() == 1 && b["accountEnabled"].is_boolean() => {
-                        self.users.get_mut(&id).expect("user").1 = b["accountEnabled"] == json!(true);
+                        self.users.get_mut(&id).expect("user").1 =
+                            b["accountEnabled"] == json!(true);
                         resp(204, Value::Null)
                     }
-                    _ => graph_error(400, "Request_BadRequest", "test expects exactly {accountEnabled}"),
+                    _ => graph_error(
+                        400,
+                        "Request_BadRequest",
+                        "test expects exactly {accountEnabled}",
+                    ),
                 }
             }
             ("POST", ["users", key, "revokeSignInSessions"]) => {
@@ -972,15 +1128,25 @@ impl Vendor for Graph {
                     return Self::not_found(key);
                 };
                 self.revoked.push(id);
-                resp(200, json!({"@odata.context": format!("{base}/v1.0/$metadata#Edm.Boolean"), "value": true}))
+                resp(
+                    200,
+                    json!({"@odata.context": format!("{base}/v1.0/$metadata#Edm.Boolean"), "value": true}),
+                )
             }
             ("GET", ["users", key, "memberOf", "microsoft.graph.group"]) => {
                 let Some(id) = self.user_id(key) else {
                     return Self::not_found(key);
                 };
-                let skip: usize = req.query.get("$skiptoken").and_then(|s| s.parse().ok()).unwrap_or(0);
-                let all: Vec<(&String, &GraphGroup)> =
-                    self.groups.iter().filter(|(_, g)| g.members.contains(&id)).collect();
+                let skip: usize = req
+                    .query
+                    .get("$skiptoken")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let all: Vec<(&String, &GraphGroup)> = self
+                    .groups
+                    .iter()
+                    .filter(|(_, g)| g.members.contains(&id))
+                    .collect();
                 let page: Vec<Value> = all
                     .iter()
                     .skip(skip)
@@ -995,9 +1161,13 @@ impl Vendor for Graph {
                     .collect();
                 let mut body = json!({"@odata.context": format!("{base}/v1.0/$metadata#groups"), "value": page});
                 if skip + GRAPH_PAGE < all.len() {
-                    let mut next = reqwest::Url::parse(&format!("{base}{}", req.path)).expect("url");
+                    let mut next =
+                        reqwest::Url::parse(&format!("{base}{}", req.path)).expect("url");
                     next.query_pairs_mut()
-                        .append_pair("$select", req.query.get("$select").map(String::as_str).unwrap_or(""))
+                        .append_pair(
+                            "$select",
+                            req.query.get("$select").map(String::as_str).unwrap_or(""),
+                        )
                         .append_pair("$skiptoken", &(skip + GRAPH_PAGE).to_string());
                     body["@odata.nextLink"] = json!(next.to_string());
                 }
@@ -1007,8 +1177,15 @@ impl Vendor for Graph {
                 let Some(g) = self.groups.get_mut(*gid) else {
                     return Self::not_found(gid);
                 };
-                if g.synced || g.rule.is_some() || (g.mail_enabled && !g.group_types.contains(&"Unified")) {
-                    return graph_error(400, "Request_BadRequest", "Cannot Update a mail-enabled security groups and or distribution list.");
+                if g.synced
+                    || g.rule.is_some()
+                    || (g.mail_enabled && !g.group_types.contains(&"Unified"))
+                {
+                    return graph_error(
+                        400,
+                        "Request_BadRequest",
+                        "Cannot Update a mail-enabled security groups and or distribution list.",
+                    );
                 }
                 if g.members.remove(*uid) {
                     resp(204, Value::Null)
@@ -1020,35 +1197,82 @@ impl Vendor for Graph {
                 let Some(g) = self.groups.get_mut(*gid) else {
                     return Self::not_found(gid);
                 };
-                let Some(uid) = req.body.get("@odata.id").and_then(Value::as_str).and_then(|s| {
-                    s.strip_prefix("https://graph.microsoft.com/v1.0/directoryObjects/")
-                }) else {
+                let Some(uid) = req
+                    .body
+                    .get("@odata.id")
+                    .and_then(Value::as_str)
+                    .and_then(|s| {
+                        s.strip_prefix("https://graph.microsoft.com/v1.0/directoryObjects/")
+                    })
+                else {
                     return graph_error(400, "Request_BadRequest", "Invalid @odata.id");
                 };
                 if req.body.as_object().map(|o| o.len()) != Some(1) {
                     return graph_error(400, "Request_BadRequest", "only @odata.id expected");
                 }
                 if !g.members.insert(uid.to_string()) {
-                    return graph_error(400, "Request_BadRequest", "One or more added object references already exist for the following modified properties: 'members'.");
+                    return graph_error(
+                        400,
+                        "Request_BadRequest",
+                        "One or more added object references already exist for the following modified properties: 'members'.",
+                    );
                 }
                 resp(204, Value::Null)
             }
-            _ => graph_error(400, "BadRequest", &format!("Resource not found for the segment '{}'.", req.path)),
+            _ => graph_error(
+                400,
+                "BadRequest",
+                &format!("Resource not found for the segment '{}'.", req.path),
+            ),
         }
     }
 }
 
 fn graph_world() -> Graph {
     let mut g = Graph::default();
-    g.users.insert("u-alice".into(), ("alice@contoso.com".into(), true));
-    g.users.insert("u-bob".into(), ("bob@contoso.com".into(), true));
+    g.users
+        .insert("u-alice".into(), ("alice@contoso.com".into(), true));
+    g.users
+        .insert("u-bob".into(), ("bob@contoso.com".into(), true));
     let both: BTreeSet<String> = ["u-alice".to_string(), "u-bob".to_string()].into();
     for (id, name, types, mail, sec, synced, rule) in [
-        ("g-sec", "Security: Finance", vec![], false, true, false, None),
-        ("g-m365", "Project X", vec!["Unified"], true, false, false, None),
+        (
+            "g-sec",
+            "Security: Finance",
+            vec![],
+            false,
+            true,
+            false,
+            None,
+        ),
+        (
+            "g-m365",
+            "Project X",
+            vec!["Unified"],
+            true,
+            false,
+            false,
+            None,
+        ),
         ("g-sec2", "VPN users", vec![], false, true, false, None),
-        ("g-onprem", "On-prem: Domain Users", vec![], false, true, true, None),
-        ("g-dyn", "All employees", vec!["DynamicMembership"], false, true, false, Some("user.accountEnabled -eq true")),
+        (
+            "g-onprem",
+            "On-prem: Domain Users",
+            vec![],
+            false,
+            true,
+            true,
+            None,
+        ),
+        (
+            "g-dyn",
+            "All employees",
+            vec!["DynamicMembership"],
+            false,
+            true,
+            false,
+            Some("user.accountEnabled -eq true"),
+        ),
         ("g-dl", "all@contoso.com", vec![], true, false, false, None),
     ] {
         g.groups.insert(
@@ -1098,14 +1322,23 @@ async fn entra_contain_then_restore_leaves_the_tenant_as_it_was() {
     assert_eq!(d.outcome, Outcome::Done, "{}", d.summary);
     assert_eq!(d.pre_state, Some(json!({"prior_enabled": true})));
     let reqs = fake.requests();
-    let api: Vec<&Req> = reqs.iter().filter(|r| r.path != Graph::TOKEN_PATH).collect();
+    let api: Vec<&Req> = reqs
+        .iter()
+        .filter(|r| r.path != Graph::TOKEN_PATH)
+        .collect();
     assert_eq!(api[0].path, "/v1.0/users/alice%40contoso.com");
     assert_eq!(api[0].query["$select"], "id,userPrincipalName");
     assert_eq!(api[1].query["$select"], "id,accountEnabled");
-    assert_eq!((api[2].method.as_str(), api[2].path.as_str()), ("PATCH", "/v1.0/users/u-alice"));
+    assert_eq!(
+        (api[2].method.as_str(), api[2].path.as_str()),
+        ("PATCH", "/v1.0/users/u-alice")
+    );
     assert_eq!(api[2].body, json!({"accountEnabled": false}));
     assert_eq!(api[2].header("content-type"), Some("application/json"));
-    assert!(api.iter().all(|r| r.header("authorization").is_some_and(|a| a.starts_with("Bearer at-1-"))));
+    assert!(api.iter().all(|r| {
+        r.header("authorization")
+            .is_some_and(|a| a.starts_with("Bearer at-1-"))
+    }));
     assert!(!fake.with(|i| i.vendor.users["u-alice"].1));
 
     let again = run(&*entra, Operation::DisableAccount, subject, None).await;
@@ -1115,14 +1348,27 @@ async fn entra_contain_then_restore_leaves_the_tenant_as_it_was() {
     let s = run(&*entra, Operation::RevokeSessions, subject, None).await;
     assert_eq!(s.outcome, Outcome::Done, "{}", s.summary);
     assert_eq!(fake.with(|i| i.vendor.revoked.clone()), ["u-alice"]);
-    let post = fake.requests().into_iter().find(|r| r.method == Method::POST).expect("post");
+    let post = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == Method::POST)
+        .expect("post");
     assert!(post.raw.is_empty(), "revokeSignInSessions takes no body");
 
     fake.clear_log();
     let g = run(&*entra, Operation::RemoveGroupMemberships, subject, None).await;
     assert_eq!(g.outcome, Outcome::Done, "{}", g.summary);
-    let pages = fake.calls().iter().filter(|c| c.contains("/memberOf/")).count();
-    assert_eq!(pages, 3, "6 groups at 2 per page, following @odata.nextLink: {:?}", fake.calls());
+    let pages = fake
+        .calls()
+        .iter()
+        .filter(|c| c.contains("/memberOf/"))
+        .count();
+    assert_eq!(
+        pages,
+        3,
+        "6 groups at 2 per page, following @odata.nextLink: {:?}",
+        fake.calls()
+    );
     let removed: BTreeSet<String> = fake
         .calls()
         .into_iter()
@@ -1143,13 +1389,28 @@ async fn entra_contain_then_restore_leaves_the_tenant_as_it_was() {
         .iter()
         .map(|g| g["id"].as_str().unwrap_or_default().to_string())
         .collect();
-    assert_eq!(recorded, BTreeSet::from(["g-sec".into(), "g-m365".into(), "g-sec2".into()]));
+    assert_eq!(
+        recorded,
+        BTreeSet::from(["g-sec".into(), "g-m365".into(), "g-sec2".into()])
+    );
     assert!(fake.with(|i| i.vendor.groups["g-sec"].members.contains("u-bob")));
 
     fake.clear_log();
-    let e = run(&*entra, Operation::EnableAccount, subject, d.pre_state.clone()).await;
+    let e = run(
+        &*entra,
+        Operation::EnableAccount,
+        subject,
+        d.pre_state.clone(),
+    )
+    .await;
     assert_eq!(e.outcome, Outcome::Done, "{}", e.summary);
-    let r = run(&*entra, Operation::RestoreGroupMemberships, subject, g.pre_state.clone()).await;
+    let r = run(
+        &*entra,
+        Operation::RestoreGroupMemberships,
+        subject,
+        g.pre_state.clone(),
+    )
+    .await;
     assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
     let adds: Vec<Req> = fake
         .requests()
@@ -1164,12 +1425,21 @@ async fn entra_contain_then_restore_leaves_the_tenant_as_it_was() {
         );
     }
     // Restoring again meets Graph's "already exist" 400 and counts it as done.
-    let r2 = run(&*entra, Operation::RestoreGroupMemberships, subject, g.pre_state.clone()).await;
+    let r2 = run(
+        &*entra,
+        Operation::RestoreGroupMemberships,
+        subject,
+        g.pre_state.clone(),
+    )
+    .await;
     assert_eq!(r2.outcome, Outcome::Done, "{}", r2.summary);
 
     let mut after = fake.with(|i| i.vendor.clone());
     after.revoked.clear();
-    assert_eq!(after, before, "contain → restore must leave the tenant as it was");
+    assert_eq!(
+        after, before,
+        "contain → restore must leave the tenant as it was"
+    );
     assert_eq!(fake.token_requests(), 1, "one token for the whole run");
 }
 
@@ -1193,7 +1463,10 @@ async fn entra_429_is_retried_after_retry_after_and_an_expired_token_is_refreshe
         }
         other => panic!("expected retry, got {other:?}"),
     }
-    assert!(fake.with(|i| i.vendor.users["u-bob"].1), "nothing changed yet");
+    assert!(
+        fake.with(|i| i.vendor.users["u-bob"].1),
+        "nothing changed yet"
+    );
 
     // The token expires at Graph mid-run: 401 InvalidAuthenticationToken → one refresh → success.
     fake.expire_tokens();
@@ -1202,7 +1475,13 @@ async fn entra_429_is_retried_after_retry_after_and_an_expired_token_is_refreshe
     assert_eq!(fake.token_requests(), 2);
     assert!(!fake.with(|i| i.vendor.users["u-bob"].1));
 
-    let nf = run(&*entra, Operation::DisableAccount, "nobody@contoso.com", None).await;
+    let nf = run(
+        &*entra,
+        Operation::DisableAccount,
+        "nobody@contoso.com",
+        None,
+    )
+    .await;
     assert_eq!(nf.outcome, Outcome::NotFound, "{}", nf.summary);
 }
 
@@ -1220,7 +1499,13 @@ auth = {{ scheme = "oauth2", token_url = "{base}/{TENANT}/oauth2/v2.0/token", cl
         base = fake.base,
         secret = secrets.file("graph-secret", "not-the-secret")
     ));
-    let r = run(&*set["entra"], Operation::DisableAccount, "alice@contoso.com", None).await;
+    let r = run(
+        &*set["entra"],
+        Operation::DisableAccount,
+        "alice@contoso.com",
+        None,
+    )
+    .await;
     match &r.outcome {
         Outcome::Failed { reason } => {
             assert!(reason.contains("invalid_client"), "{reason}");
@@ -1276,7 +1561,9 @@ impl Vendor for Directory {
             || c["scope"] != GOOGLE_SCOPES
             || c["exp"].as_u64().unwrap_or(0) > now_secs() + 3600
         {
-            return Err(format!("unauthorized_client: Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested. claims {c}"));
+            return Err(format!(
+                "unauthorized_client: Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested. claims {c}"
+            ));
         }
         Ok(())
     }
@@ -1299,7 +1586,10 @@ impl Vendor for Directory {
             ("GET", ["users", key]) => match self.id(key) {
                 Some(id) => {
                     let (email, suspended, _) = &self.users[&id];
-                    resp(200, json!({"kind": "admin#directory#user", "id": id, "primaryEmail": email, "suspended": suspended}))
+                    resp(
+                        200,
+                        json!({"kind": "admin#directory#user", "id": id, "primaryEmail": email, "suspended": suspended}),
+                    )
                 }
                 None => google_error(404, "notFound", "Resource Not Found: userKey"),
             },
@@ -1361,8 +1651,14 @@ async fn google_suspend_sign_out_and_token_revocation_with_domain_wide_delegatio
             "carol@acme.example".into(),
             false,
             BTreeMap::from([
-                ("123.apps.googleusercontent.com".to_string(), "Evil Mail Sync".to_string()),
-                ("456.apps.googleusercontent.com".to_string(), "Calendar Helper".to_string()),
+                (
+                    "123.apps.googleusercontent.com".to_string(),
+                    "Evil Mail Sync".to_string(),
+                ),
+                (
+                    "456.apps.googleusercontent.com".to_string(),
+                    "Calendar Helper".to_string(),
+                ),
             ]),
         ),
     );
@@ -1395,15 +1691,27 @@ scopes = ["https://www.googleapis.com/auth/admin.directory.user", "https://www.g
     let subject = "carol@acme.example";
 
     // userRateLimitExceeded (403) is a rate limit, not a permission problem: retried.
-    fake.inject(Method::PUT, "/users/1001", google_error(403, "userRateLimitExceeded", "User Rate Limit Exceeded"));
+    fake.inject(
+        Method::PUT,
+        "/users/1001",
+        google_error(403, "userRateLimitExceeded", "User Rate Limit Exceeded"),
+    );
     let limited = run(&*google, Operation::DisableAccount, subject, None).await;
-    assert!(matches!(limited.outcome, Outcome::Retry { .. }), "{:?}", limited.outcome);
+    assert!(
+        matches!(limited.outcome, Outcome::Retry { .. }),
+        "{:?}",
+        limited.outcome
+    );
 
     let d = run(&*google, Operation::DisableAccount, subject, None).await;
     assert_eq!(d.outcome, Outcome::Done, "{}", d.summary);
     assert_eq!(d.pre_state, Some(json!({"prior_suspended": false})));
     assert!(fake.with(|i| i.vendor.users["1001"].1));
-    let put = fake.requests().into_iter().rfind(|r| r.method == Method::PUT).expect("put");
+    let put = fake
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == Method::PUT)
+        .expect("put");
     assert_eq!(put.path, "/admin/directory/v1/users/1001");
     assert_eq!(put.body, json!({"suspended": true}));
     let again = run(&*google, Operation::DisableAccount, subject, None).await;
@@ -1417,22 +1725,44 @@ scopes = ["https://www.googleapis.com/auth/admin.directory.user", "https://www.g
     let t = run(&*google, Operation::RevokeTokens, subject, None).await;
     assert_eq!(t.outcome, Outcome::Done, "{}", t.summary);
     assert!(fake.with(|i| i.vendor.users["1001"].2.is_empty()));
-    let deletes: BTreeSet<String> = fake.calls().into_iter().filter(|c| c.starts_with("DELETE")).collect();
+    let deletes: BTreeSet<String> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("DELETE"))
+        .collect();
     assert_eq!(
         deletes,
         BTreeSet::from([
-            "DELETE /admin/directory/v1/users/1001/tokens/123.apps.googleusercontent.com".to_string(),
-            "DELETE /admin/directory/v1/users/1001/tokens/456.apps.googleusercontent.com".to_string(),
+            "DELETE /admin/directory/v1/users/1001/tokens/123.apps.googleusercontent.com"
+                .to_string(),
+            "DELETE /admin/directory/v1/users/1001/tokens/456.apps.googleusercontent.com"
+                .to_string(),
         ])
     );
     let none = run(&*google, Operation::RevokeTokens, subject, None).await;
     assert_eq!(none.outcome, Outcome::AlreadyDone, "{}", none.summary);
 
-    let e = run(&*google, Operation::EnableAccount, subject, d.pre_state.clone()).await;
+    let e = run(
+        &*google,
+        Operation::EnableAccount,
+        subject,
+        d.pre_state.clone(),
+    )
+    .await;
     assert_eq!(e.outcome, Outcome::Done, "{}", e.summary);
     assert!(!fake.with(|i| i.vendor.users["1001"].1), "unsuspended");
 
-    let nf = run(&*google, Operation::DisableAccount, "nobody@acme.example", None).await;
+    let nf = run(
+        &*google,
+        Operation::DisableAccount,
+        "nobody@acme.example",
+        None,
+    )
+    .await;
     assert_eq!(nf.outcome, Outcome::NotFound, "{}", nf.summary);
-    assert_eq!(fake.token_requests(), 1, "the delegated token is cached across operations");
+    assert_eq!(
+        fake.token_requests(),
+        1,
+        "the delegated token is cached across operations"
+    );
 }

@@ -61,7 +61,8 @@ const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 /// Token requests of a request built without a timeout.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// `client_assertion_type` of RFC 7523 §2.2.
-pub const JWT_BEARER_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub const JWT_BEARER_ASSERTION_TYPE: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// `grant_type` of RFC 7523 §2.1, used by Google service accounts.
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Google's token endpoint, when the key file names none.
@@ -446,13 +447,12 @@ impl AuthConfig {
                     },
                     (None, Some(key_ref)) => {
                         let pem = read(key_ref)?;
-                        let key = jsonwebtoken::EncodingKey::from_rsa_pem(
-                            pem.expose_secret().as_bytes(),
-                        )
-                        .map_err(|e| AuthError::Key {
-                            what: format!("oauth2 private_key {key_ref}"),
-                            reason: format!("not an RSA private key in PEM form ({e})"),
-                        })?;
+                        let key =
+                            jsonwebtoken::EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes())
+                                .map_err(|e| AuthError::Key {
+                                    what: format!("oauth2 private_key {key_ref}"),
+                                    reason: format!("not an RSA private key in PEM form ({e})"),
+                                })?;
                         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
                         header.kid = key_id.clone();
                         header.x5t_s256 = certificate_thumbprint.clone();
@@ -470,7 +470,7 @@ impl AuthConfig {
                         });
                     }
                 };
-                Auth::Token(TokenSource::new(grant, token_url))
+                Auth::Token(Box::new(TokenSource::new(grant, token_url)))
             }
             AuthConfig::GoogleServiceAccount {
                 key,
@@ -497,11 +497,14 @@ impl AuthConfig {
                         ),
                     });
                 }
-                let signing = jsonwebtoken::EncodingKey::from_rsa_pem(parsed.private_key.as_bytes())
-                .map_err(|e| AuthError::Key {
-                    what: what.clone(),
-                    reason: format!("`private_key` is not an RSA private key in PEM form ({e})"),
-                })?;
+                let signing =
+                    jsonwebtoken::EncodingKey::from_rsa_pem(parsed.private_key.as_bytes())
+                        .map_err(|e| AuthError::Key {
+                            what: what.clone(),
+                            reason: format!(
+                                "`private_key` is not an RSA private key in PEM form ({e})"
+                            ),
+                        })?;
                 let token_url = url(
                     token_url
                         .as_deref()
@@ -511,7 +514,7 @@ impl AuthConfig {
                 )?;
                 let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
                 header.kid = parsed.private_key_id.clone();
-                Auth::Token(TokenSource::new(
+                Auth::Token(Box::new(TokenSource::new(
                     Grant::GoogleJwt {
                         client_email: parsed.client_email,
                         subject: subject.clone(),
@@ -520,7 +523,7 @@ impl AuthConfig {
                         header,
                     },
                     token_url,
-                ))
+                )))
             }
         })
     }
@@ -549,7 +552,9 @@ impl ClassifyName for serde_json::Error {
         match self.classify() {
             serde_json::error::Category::Io => "unreadable",
             serde_json::error::Category::Syntax => "invalid JSON",
-            serde_json::error::Category::Data => "a required field is missing or has the wrong type",
+            serde_json::error::Category::Data => {
+                "a required field is missing or has the wrong type"
+            }
             serde_json::error::Category::Eof => "truncated JSON",
         }
     }
@@ -569,8 +574,8 @@ pub enum Auth {
         secret: SecretString,
         bearer: Option<(HeaderValue, SecretString)>,
     },
-    /// A bearer access token fetched (and cached) from a token endpoint.
-    Token(TokenSource),
+    /// A bearer access token fetched (and cached) from a token endpoint (boxed: it is large and rare).
+    Token(Box<TokenSource>),
 }
 
 impl fmt::Debug for Auth {
@@ -856,11 +861,11 @@ impl TokenSource {
                         form_encode(client_id),
                         form_encode(secret.expose_secret())
                     );
-                    let mut v = HeaderValue::from_str(&format!(
-                        "Basic {}",
-                        base64_encode(raw.as_bytes())
-                    ))
-                    .map_err(|_| self.err("client secret is not header-safe".into(), false, None))?;
+                    let mut v =
+                        HeaderValue::from_str(&format!("Basic {}", base64_encode(raw.as_bytes())))
+                            .map_err(|_| {
+                                self.err("client secret is not header-safe".into(), false, None)
+                            })?;
                     v.set_sensitive(true);
                     request = request.header(AUTHORIZATION, v);
                 } else {
@@ -979,13 +984,8 @@ impl TokenSource {
             _ => None,
         }
         .unwrap_or(DEFAULT_TOKEN_LIFETIME);
-        let mut header = HeaderValue::from_str(&format!("Bearer {access}")).map_err(|_| {
-            self.err(
-                "the access token is not header-safe".into(),
-                false,
-                None,
-            )
-        })?;
+        let mut header = HeaderValue::from_str(&format!("Bearer {access}"))
+            .map_err(|_| self.err("the access token is not header-safe".into(), false, None))?;
         header.set_sensitive(true);
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::debug!(token_url = %self.token_url, grant = self.grant.name(), lifetime_secs = lifetime.as_secs(), "fetched an access token");
@@ -1184,11 +1184,14 @@ mod tests {
         content_type: Option<String>,
     }
 
+    /// (status, body, extra header) of a scripted failure.
+    type Failure = (u16, Value, Option<(&'static str, &'static str)>);
+
     #[derive(Default)]
     struct Endpoint {
         seen: Mutex<Vec<Seen>>,
         /// (status, body, extra header) answered instead of a fresh token.
-        fail: Mutex<Option<(u16, Value, Option<(&'static str, &'static str)>)>>,
+        fail: Mutex<Option<Failure>>,
         expires_in: AtomicU64,
         delay_ms: AtomicU64,
     }
@@ -1290,7 +1293,8 @@ mod tests {
     async fn ssws_sends_the_okta_api_token_header() {
         let dir = tempfile::tempdir().unwrap();
         let token = secret_file(&dir, "okta", "00abcdefOKTAtoken\n");
-        let c: AuthConfig = toml::from_str(&format!("scheme = \"ssws\"\ntoken = \"{token}\"")).unwrap();
+        let c: AuthConfig =
+            toml::from_str(&format!("scheme = \"ssws\"\ntoken = \"{token}\"")).unwrap();
         let auth = c.resolve().unwrap();
         let client = reqwest::Client::new();
         let (v, lease) = bearer_of(&auth, &client).await;
@@ -1330,7 +1334,10 @@ mod tests {
             Some("application/x-www-form-urlencoded")
         );
         let dbg = format!("{auth:?}");
-        assert!(!dbg.contains("s3cr3t") && !dbg.contains("access-token"), "{dbg}");
+        assert!(
+            !dbg.contains("s3cr3t") && !dbg.contains("access-token"),
+            "{dbg}"
+        );
         assert_eq!(
             auth.redact("echo s3cr3t value&= and access-token-1"),
             "echo [redacted] and [redacted]"
@@ -1378,7 +1385,13 @@ mod tests {
         let form = &seen[0].form;
         assert_eq!(
             form.keys().collect::<Vec<_>>(),
-            ["client_assertion", "client_assertion_type", "client_id", "grant_type", "scope"]
+            [
+                "client_assertion",
+                "client_assertion_type",
+                "client_id",
+                "grant_type",
+                "scope"
+            ]
         );
         assert_eq!(form["grant_type"], "client_credentials");
         assert_eq!(form["client_id"], "app-123");
@@ -1470,8 +1483,14 @@ mod tests {
     #[test]
     fn tokens_are_replaced_a_minute_before_expiry_or_half_way_when_short() {
         let t0 = Instant::now();
-        assert_eq!(refresh_at(t0, Duration::from_secs(3599)), t0 + Duration::from_secs(3539));
-        assert_eq!(refresh_at(t0, Duration::from_secs(60)), t0 + Duration::from_secs(30));
+        assert_eq!(
+            refresh_at(t0, Duration::from_secs(3599)),
+            t0 + Duration::from_secs(3539)
+        );
+        assert_eq!(
+            refresh_at(t0, Duration::from_secs(60)),
+            t0 + Duration::from_secs(30)
+        );
         assert_eq!(refresh_at(t0, Duration::ZERO), t0);
     }
 
@@ -1527,7 +1546,10 @@ mod tests {
         let e = auth.apply(&client, &mut req).await.unwrap_err();
         assert!(!e.is_retryable(), "{e}");
         let msg = e.to_string();
-        assert!(msg.contains("invalid_client") && msg.contains("AADSTS7000215"), "{msg}");
+        assert!(
+            msg.contains("invalid_client") && msg.contains("AADSTS7000215"),
+            "{msg}"
+        );
         assert!(!msg.contains("wrong-secret"), "{msg}");
         *ep.fail.lock().unwrap() = Some((
             503,
@@ -1550,7 +1572,9 @@ mod tests {
             p.into_iter().map(|p| p.path).collect::<Vec<_>>()
         };
         assert_eq!(
-            check("scheme = \"oauth2\"\ntoken_url = \"http://login.example.com/token\"\nclient_id = \"\"\nscopes = [\"a b\"]"),
+            check(
+                "scheme = \"oauth2\"\ntoken_url = \"http://login.example.com/token\"\nclient_id = \"\"\nscopes = [\"a b\"]"
+            ),
             [
                 "connectors.x.auth.token_url",
                 "connectors.x.auth.client_id",
@@ -1559,11 +1583,15 @@ mod tests {
             ]
         );
         assert_eq!(
-            check("scheme = \"oauth2\"\ntoken_url = \"https://login.example.com/token\"\nclient_id = \"c\"\nclient_secret = \"env:X\"\nkey_id = \"k\""),
+            check(
+                "scheme = \"oauth2\"\ntoken_url = \"https://login.example.com/token\"\nclient_id = \"c\"\nclient_secret = \"env:X\"\nkey_id = \"k\""
+            ),
             ["connectors.x.auth.key_id"]
         );
         assert_eq!(
-            check("scheme = \"google_service_account\"\nkey = \"file:/k.json\"\nsubject = \"admin\"\nscopes = []"),
+            check(
+                "scheme = \"google_service_account\"\nkey = \"file:/k.json\"\nsubject = \"admin\"\nscopes = []"
+            ),
             ["connectors.x.auth.subject", "connectors.x.auth.scopes"]
         );
         assert!(
@@ -1575,7 +1603,11 @@ mod tests {
     #[test]
     fn unusable_keys_fail_at_build_without_echoing_the_key() {
         let dir = tempfile::tempdir().unwrap();
-        let key = secret_file(&dir, "sa.json", "{\"type\": \"service_account\", \"private_key\": \"SECRETSTUFF\", \"client_email\": \"a@b\"}");
+        let key = secret_file(
+            &dir,
+            "sa.json",
+            "{\"type\": \"service_account\", \"private_key\": \"SECRETSTUFF\", \"client_email\": \"a@b\"}",
+        );
         let c: AuthConfig = toml::from_str(&format!(
             "scheme = \"google_service_account\"\nkey = \"{key}\"\nsubject = \"admin@example.com\"\nscopes = [\"s\"]"
         ))
@@ -1589,7 +1621,10 @@ mod tests {
         ))
         .unwrap();
         let e = c.resolve().unwrap_err().to_string();
-        assert!(e.contains("truncated JSON") && !e.contains("SECRETSTUFF"), "{e}");
+        assert!(
+            e.contains("truncated JSON") && !e.contains("SECRETSTUFF"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -498,20 +498,17 @@ impl HttpConnector {
         &self,
         request: &mut reqwest::Request,
     ) -> Result<Option<TokenLease>, Outcome> {
-        self.auth
-            .apply(&self.client, request)
-            .await
-            .map_err(|e| {
-                let reason = self.auth.redact(&e.to_string());
-                if e.is_retryable() {
-                    Outcome::Retry {
-                        after: e.retry_after(),
-                        reason,
-                    }
-                } else {
-                    Outcome::Failed { reason }
+        self.auth.apply(&self.client, request).await.map_err(|e| {
+            let reason = self.auth.redact(&e.to_string());
+            if e.is_retryable() {
+                Outcome::Retry {
+                    after: e.retry_after(),
+                    reason,
                 }
-            })
+            } else {
+                Outcome::Failed { reason }
+            }
+        })
     }
 
     /// Send with credentials. A 401 to an access token is answered once: the token is dropped, a new one
