@@ -1013,6 +1013,8 @@ struct GraphGroup {
 struct Graph {
     /// id → (userPrincipalName, accountEnabled)
     users: BTreeMap<String, (String, bool)>,
+    /// id → mail (primary SMTP address)
+    mails: BTreeMap<String, String>,
     groups: BTreeMap<String, GraphGroup>,
     revoked: Vec<String>,
 }
@@ -1081,10 +1083,35 @@ impl Vendor for Graph {
             return graph_error(400, "BadRequest", "Invalid version");
         };
         match (m, rest) {
-            ("GET", ["users"]) => resp(
-                200,
-                json!({"value": self.users.keys().take(1).map(|id| json!({"id": id})).collect::<Vec<_>>()}),
-            ),
+            ("GET", ["users"]) => match req.query.get("$filter") {
+                None => resp(
+                    200,
+                    json!({"value": self.users.keys().take(1).map(|id| json!({"id": id})).collect::<Vec<_>>()}),
+                ),
+                Some(f) => {
+                    let Some(mail) = f
+                        .strip_prefix("mail eq '")
+                        .and_then(|r| r.strip_suffix('\''))
+                        .map(|m| m.replace("''", "'"))
+                    else {
+                        return graph_error(
+                            400,
+                            "BadRequest",
+                            &format!("Invalid filter clause: {f}"),
+                        );
+                    };
+                    let found: Vec<Value> = self
+                        .mails
+                        .iter()
+                        .filter(|(_, m)| m.eq_ignore_ascii_case(&mail))
+                        .map(|(id, _)| json!({"id": id}))
+                        .collect();
+                    resp(
+                        200,
+                        json!({"@odata.context": format!("{base}/v1.0/$metadata#users(id)"), "value": found}),
+                    )
+                }
+            },
             ("GET", ["users", key]) => {
                 let Some(id) = self.user_id(key) else {
                     return Self::not_found(key);
@@ -1234,6 +1261,9 @@ fn graph_world() -> Graph {
         .insert("u-alice".into(), ("alice@contoso.com".into(), true));
     g.users
         .insert("u-bob".into(), ("bob@contoso.com".into(), true));
+    g.mails
+        .insert("u-alice".into(), "alice.o'neil@contoso.com".into());
+    g.mails.insert("u-bob".into(), "bob@contoso.com".into());
     let both: BTreeSet<String> = ["u-alice".to_string(), "u-bob".to_string()].into();
     for (id, name, types, mail, sec, synced, rule) in [
         (
@@ -1483,6 +1513,26 @@ async fn entra_429_is_retried_after_retry_after_and_an_expired_token_is_refreshe
     )
     .await;
     assert_eq!(nf.outcome, Outcome::NotFound, "{}", nf.summary);
+
+    // A subject that is the mail address, not the UPN: found by `$filter=mail eq '...'` (quotes doubled).
+    fake.clear_log();
+    let by_mail = run(
+        &*entra,
+        Operation::DisableAccount,
+        "alice.o'neil@contoso.com",
+        None,
+    )
+    .await;
+    assert_eq!(by_mail.outcome, Outcome::Done, "{}", by_mail.summary);
+    let filter = fake
+        .requests()
+        .into_iter()
+        .find_map(|r| r.query.get("$filter").cloned());
+    assert_eq!(
+        filter.as_deref(),
+        Some("mail eq 'alice.o''neil@contoso.com'")
+    );
+    assert!(!fake.with(|i| i.vendor.users["u-alice"].1));
 }
 
 #[tokio::test]
