@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs deprovd's whole test suite against real services, starting what is missing and stopping what it
 # started: Redis on 127.0.0.1:6379, the tansu Kafka-protocol broker on 127.0.0.1:9092 (memory storage),
-# and the Python test targets (scim2-server) in ./.venv. Works on a fresh Debian machine with Rust.
+# and the Python test targets (scim2-server, moto) in ./.venv. Works on a fresh Debian machine with Rust.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -65,7 +65,12 @@ if [ ! -x "$ROOT/.venv/bin/scim2-server" ]; then
   python3 -m venv "$ROOT/.venv"
   "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check scim2-server
 fi
+if [ ! -x "$ROOT/.venv/bin/moto_server" ]; then
+  log "installing moto[server] (IAM test endpoint) into .venv"
+  "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check 'moto[server]'
+fi
 export DEPROVD_SCIM2_SERVER="$ROOT/.venv/bin/scim2-server"
+export DEPROVD_MOTO_SERVER="$ROOT/.venv/bin/moto_server"
 
 # --- OpenLDAP (tests start their own slapd per test; a system instance is never used) ---------------
 if [ ! -x /usr/sbin/slapd ] || [ ! -x /usr/sbin/slapadd ] || ! command -v openssl >/dev/null; then

@@ -292,7 +292,7 @@ async fn start_core(
     let pipeline = Arc::new(Pipeline::new(
         decider,
         store.clone(),
-        settings.executor.enabled.then(|| executor.waker()),
+        settings.executor.enabled.then(|| executor.handoff()),
         settings.coalesce_window,
     ));
     let _ = readiness.pipeline.set(pipeline.clone());

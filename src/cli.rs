@@ -94,6 +94,9 @@ fn capabilities(
                     crate::connectors::InstanceConfig::Ldap(..) => {
                         crate::connectors::ldap::SUPPORTED.into_iter().collect()
                     }
+                    crate::connectors::InstanceConfig::AwsIam(_) => {
+                        crate::connectors::aws_iam::SUPPORTED.into_iter().collect()
+                    }
                 };
                 (name.clone(), ops)
             })

@@ -311,6 +311,10 @@ mod settings_tests {
     fn unknown_keys_are_errors() {
         let err = Settings::from_toml("[api]\nlisten_addr = \"x\"\n", Vec::new()).unwrap_err();
         assert!(err.to_string().contains("listen_addr"), "{err}");
+        assert!(
+            err.to_string().contains("in `api`"),
+            "names the table: {err}"
+        );
     }
 
     #[test]

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde::Serialize;
-use tokio::sync::Notify;
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 
 use crate::alert::{Alert, NormalizeError, NormalizerRegistry};
+use crate::executor::Handoff;
 use crate::guard::Guards;
 use crate::ledger::{ActionRecord, ActionState, Inserted, StateStore};
 use crate::plan::Planner;
@@ -71,6 +71,9 @@ pub struct Processed {
     pub decisions: Vec<Decision>,
     pub actions: Vec<RecordedAction>,
     pub policy_digest: String,
+    /// Policy and planning problems (e.g. a decision no configured connector can carry out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// The pure part of the path: normalize, evaluate, plan, guard. No I/O, so `simulate` and the
@@ -161,8 +164,8 @@ pub struct Pipeline {
     pub decider: Decider,
     pub store: Arc<dyn StateStore>,
     pub metrics: Arc<Metrics>,
-    /// Wakes the executor when a runnable action was recorded.
-    pub wake: Option<Arc<Notify>>,
+    /// Hands runnable actions to this process's executor as soon as they are recorded.
+    pub handoff: Option<Handoff>,
     /// Window within which a live action for the same (subject, connector, operation) absorbs new alerts.
     pub coalesce_window: Duration,
     shutting_down: AtomicBool,
@@ -172,14 +175,14 @@ impl Pipeline {
     pub fn new(
         decider: Decider,
         store: Arc<dyn StateStore>,
-        wake: Option<Arc<Notify>>,
+        handoff: Option<Handoff>,
         coalesce_window: Duration,
     ) -> Self {
         Self {
             metrics: decider.metrics.clone(),
             decider,
             store,
-            wake,
+            handoff,
             coalesce_window,
             shutting_down: AtomicBool::new(false),
         }
@@ -228,10 +231,11 @@ impl Pipeline {
                 });
             }
         };
+        let span = tracing::info_span!("alert", alert_id = %planned.alert.id, source);
         for p in &planned.problems {
-            warn!(alert_id = %planned.alert.id, problem = %p, source, "policy problem");
+            warn!(parent: &span, problem = %p, "policy problem");
         }
-        let recorded = self.record(&planned).await?;
+        let recorded = self.record(&planned).instrument(span).await?;
         self.metrics
             .alerts
             .with_label_values(&[planned.alert.source.format.as_str(), "accepted"])
@@ -241,13 +245,13 @@ impl Pipeline {
             decisions: planned.decisions,
             actions: recorded,
             policy_digest: planned.policy_digest,
+            problems: planned.problems,
         })
     }
 
-    /// Write planned actions to the ledger; wake the executor if any can run now.
+    /// Write planned actions to the ledger; hand the ones that can run now to the executor.
     pub async fn record(&self, planned: &Planned) -> Result<Vec<RecordedAction>, PipelineError> {
         let mut out = Vec::with_capacity(planned.actions.len());
-        let mut runnable = false;
         for a in &planned.actions {
             let inserted = self
                 .store
@@ -256,7 +260,11 @@ impl Pipeline {
                 .map_err(|e| PipelineError::Unavailable(e.to_string()))?;
             let (disposition, coalesced_into) = match inserted {
                 Inserted::New => {
-                    runnable |= a.state == ActionState::Planned;
+                    if a.state == ActionState::Planned
+                        && let Some(h) = &self.handoff
+                    {
+                        h.offer(a.key.clone());
+                    }
                     if matches!(a.state, ActionState::Skipped) {
                         let outcome = if a
                             .note
@@ -302,9 +310,6 @@ impl Pipeline {
                 coalesced_into,
                 note: a.note.clone(),
             });
-        }
-        if runnable && let Some(w) = &self.wake {
-            w.notify_one();
         }
         Ok(out)
     }

@@ -4,6 +4,7 @@
 //! `connectors/*.yaml` run by [`http`], protocols that are not HTTP (LDAP) natively. Every call returns an
 //! [`Outcome`]; the executor alone decides what to do with it (retry, fail, record).
 
+pub mod aws_iam;
 pub mod http;
 pub mod ldap;
 
@@ -184,18 +185,26 @@ pub trait Connector: Send + Sync {
 /// The connectors of one running instance, by name.
 pub type ConnectorSet = BTreeMap<String, Arc<dyn Connector>>;
 
-/// One `[connectors.<name>]` table, routed by its `type`: `ldap` and `active_directory` are native,
-/// every other type names an HTTP spec (built-in or from `connector_specs`).
+/// One `[connectors.<name>]` table, routed by its `type`: `ldap`, `active_directory` and `aws_iam` are
+/// native, every other type names an HTTP spec (built-in or from `connector_specs`).
 #[derive(Debug, Clone)]
 pub enum InstanceConfig {
     Http(http::ConnectorConfig),
     Ldap(ldap::LdapConfig, ldap::LdapFlavor),
+    /// IAM's Query API answers XML, which the HTTP spec runtime does not read.
+    AwsIam(aws_iam::AwsIamConfig),
 }
 
 impl<'de> Deserialize<'de> for InstanceConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let mut table = toml::Table::deserialize(d)?;
+        if table.get("type").and_then(|v| v.as_str()) == Some("aws_iam") {
+            table.remove("type");
+            return aws_iam::AwsIamConfig::deserialize(toml::Value::Table(table))
+                .map(InstanceConfig::AwsIam)
+                .map_err(D::Error::custom);
+        }
         let flavor = match table.get("type").and_then(|v| v.as_str()) {
             Some("ldap") => Some(ldap::LdapFlavor::OpenLdap),
             Some("active_directory") => Some(ldap::LdapFlavor::ActiveDirectory),
@@ -220,6 +229,7 @@ impl InstanceConfig {
         match self {
             InstanceConfig::Http(c) => c.validate(path, problems),
             InstanceConfig::Ldap(c, flavor) => c.validate_flavor(path, *flavor, problems),
+            InstanceConfig::AwsIam(c) => c.validate(path, problems),
         }
     }
 
@@ -230,6 +240,9 @@ impl InstanceConfig {
             InstanceConfig::Ldap(c, _) => {
                 (c.concurrency, c.max_attempts.unwrap_or(default_attempts))
             }
+            InstanceConfig::AwsIam(c) => {
+                (c.concurrency, c.max_attempts.unwrap_or(default_attempts))
+            }
         }
     }
 
@@ -238,6 +251,7 @@ impl InstanceConfig {
         match self {
             InstanceConfig::Http(c) => &c.kind,
             InstanceConfig::Ldap(_, flavor) => flavor.type_name(),
+            InstanceConfig::AwsIam(_) => "aws_iam",
         }
     }
 }
@@ -252,7 +266,7 @@ pub fn build_all(
         .iter()
         .filter_map(|(n, c)| match c {
             InstanceConfig::Http(h) => Some((n.clone(), h.clone())),
-            InstanceConfig::Ldap(..) => None,
+            InstanceConfig::Ldap(..) | InstanceConfig::AwsIam(_) => None,
         })
         .collect();
     let mut set = match http::build_connectors(&http_configs, spec_dir) {
@@ -263,13 +277,16 @@ pub fn build_all(
         }
     };
     for (name, c) in configs {
-        if let InstanceConfig::Ldap(cfg, flavor) = c {
-            match ldap::build(name, cfg, *flavor) {
-                Ok(conn) => {
-                    set.insert(name.clone(), conn);
-                }
-                Err(p) => problems.extend(p),
+        let built = match c {
+            InstanceConfig::Ldap(cfg, flavor) => ldap::build(name, cfg, *flavor),
+            InstanceConfig::AwsIam(cfg) => aws_iam::build(name, cfg),
+            InstanceConfig::Http(_) => continue,
+        };
+        match built {
+            Ok(conn) => {
+                set.insert(name.clone(), conn);
             }
+            Err(p) => problems.extend(p),
         }
     }
     if problems.is_empty() {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde::Deserialize;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -77,6 +77,26 @@ impl ExecutorConfig {
     }
 }
 
+/// Handed-off actions waiting to start; beyond this the pipeline falls back to waking a scan.
+const HANDOFF_CAPACITY: usize = 4096;
+
+/// The pipeline's side of the direct handoff (see [`Executor::handoff`]).
+#[derive(Clone)]
+pub struct Handoff {
+    tx: mpsc::Sender<String>,
+    wake: Arc<Notify>,
+}
+
+impl Handoff {
+    /// Start `key` now. Never blocks ingestion: when the queue is full the executor is woken to scan
+    /// the due index instead, where the action already is.
+    pub fn offer(&self, key: String) {
+        if self.tx.try_send(key).is_err() {
+            self.wake.notify_one();
+        }
+    }
+}
+
 /// Per-connector limits: concurrency and retry budget.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectorLimits {
@@ -97,6 +117,8 @@ pub struct Executor {
     metrics: Arc<Metrics>,
     dead_letters: Arc<dyn DeadLetterSink>,
     wake: Arc<Notify>,
+    handoff_tx: mpsc::Sender<String>,
+    handoff_rx: Mutex<Option<mpsc::Receiver<String>>>,
     /// Unique per process, so a claim names its holder.
     owner: String,
     cfg: ExecutorConfig,
@@ -130,7 +152,10 @@ impl Executor {
                 )
             })
             .collect();
+        let (handoff_tx, handoff_rx) = mpsc::channel(HANDOFF_CAPACITY);
         Self {
+            handoff_tx,
+            handoff_rx: Mutex::new(Some(handoff_rx)),
             store,
             connectors,
             lanes,
@@ -144,69 +169,91 @@ impl Executor {
         }
     }
 
-    /// Handle the pipeline uses to wake the executor as soon as it records a new action, so the first
-    /// connector request leaves without waiting for the next poll.
-    pub fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
+    /// Handle the pipeline uses to pass each newly recorded runnable action straight to this executor,
+    /// so the first connector request leaves without a poll or a scan of the due index.
+    pub fn handoff(&self) -> Handoff {
+        Handoff {
+            tx: self.handoff_tx.clone(),
+            wake: self.wake.clone(),
+        }
     }
 
-    /// Scan for due actions until `shutdown` turns true, then wait for in-flight calls to finish.
+    /// Start `key` unless this process already works on it.
+    fn start(self: &Arc<Self>, key: String, tasks: &mut JoinSet<()>) -> bool {
+        if !self
+            .inflight
+            .lock()
+            .expect("not poisoned")
+            .insert(key.clone())
+        {
+            return false;
+        }
+        let this = self.clone();
+        tasks.spawn(async move {
+            this.run_one(&key).await;
+            this.inflight.lock().expect("not poisoned").remove(&key);
+        });
+        true
+    }
+
+    /// Run handed-off actions at once and scan the due index (retries, other replicas' work, anything
+    /// the handoff missed) until `shutdown` turns true; then wait for in-flight calls to finish.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
         let mut store_backoff = Duration::from_millis(100);
+        let mut handoffs = self
+            .handoff_rx
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .expect("Executor::run is called once");
         // The pending gauge costs a store round trip: refresh it at most once a second, not per wake.
         let mut gauge_refreshed = tokio::time::Instant::now() - Duration::from_secs(1);
+        let mut next_scan = tokio::time::Instant::now();
         info!(owner = %self.owner, "executor started");
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let now = Utc::now();
-            let mut wait = self.cfg.poll_interval;
-            match self.store.due_actions(now, self.cfg.batch).await {
-                Ok(keys) => {
-                    store_backoff = Duration::from_millis(100);
-                    let mut started = 0usize;
-                    for key in keys {
-                        if self
-                            .inflight
-                            .lock()
-                            .expect("not poisoned")
-                            .insert(key.clone())
-                        {
-                            started += 1;
-                            let this = self.clone();
-                            tasks.spawn(async move {
-                                this.run_one(&key).await;
-                                this.inflight.lock().expect("not poisoned").remove(&key);
-                            });
+            if tokio::time::Instant::now() >= next_scan {
+                let mut wait = self.cfg.poll_interval;
+                match self.store.due_actions(Utc::now(), self.cfg.batch).await {
+                    Ok(keys) => {
+                        store_backoff = Duration::from_millis(100);
+                        let mut started = 0usize;
+                        for key in keys {
+                            started += usize::from(self.start(key, &mut tasks));
+                        }
+                        if let Ok(Some(next)) = self.store.next_due_at().await {
+                            let until = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                            wait = wait.min(until);
+                        }
+                        if started == 0 {
+                            // Everything due is already ours and in flight: don't spin on it.
+                            wait = wait.max(Duration::from_millis(10));
+                        }
+                        if gauge_refreshed.elapsed() >= Duration::from_secs(1) {
+                            gauge_refreshed = tokio::time::Instant::now();
+                            if let Ok(n) = self.store.pending_count().await {
+                                self.metrics.ledger_pending.set(n as i64);
+                            }
                         }
                     }
-                    if let Ok(Some(next)) = self.store.next_due_at().await {
-                        let until = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-                        wait = wait.min(until);
-                    }
-                    if started == 0 {
-                        // Everything due is already ours and in flight: don't spin on it.
-                        wait = wait.max(Duration::from_millis(10));
-                    }
-                    if gauge_refreshed.elapsed() >= Duration::from_secs(1) {
-                        gauge_refreshed = tokio::time::Instant::now();
-                        if let Ok(n) = self.store.pending_count().await {
-                            self.metrics.ledger_pending.set(n as i64);
-                        }
+                    Err(e) => {
+                        warn!(error = %e, "executor cannot read the due index; retrying");
+                        wait = store_backoff;
+                        store_backoff = (store_backoff * 2).min(Duration::from_secs(5));
                     }
                 }
-                Err(e) => {
-                    warn!(error = %e, "executor cannot read the due index; retrying");
-                    wait = store_backoff;
-                    store_backoff = (store_backoff * 2).min(Duration::from_secs(5));
-                }
+                next_scan = tokio::time::Instant::now() + wait;
             }
             while tasks.try_join_next().is_some() {}
             tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                Some(key) = handoffs.recv() => {
+                    self.start(key, &mut tasks);
+                }
+                _ = self.wake.notified() => next_scan = tokio::time::Instant::now(),
+                _ = tokio::time::sleep_until(next_scan) => {}
                 _ = shutdown.changed() => {}
             }
         }

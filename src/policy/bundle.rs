@@ -297,11 +297,29 @@ pub(crate) struct Bundle {
     pub executable: Executable,
     pub timer: regorus::utils::limits::ExecutionTimerConfig,
     pub max_instructions: usize,
+    /// Whether any module mentions `raw`. Converting the original document into the policy input
+    /// costs as much as a quarter of an evaluation, so bundles that never read `input.raw` are given
+    /// an input without it. Reading `raw` in any form needs the word, so this cannot hide it from a
+    /// policy that uses it.
+    pub uses_raw: bool,
+}
+
+/// Whether `source` contains `raw` as a whole word (an identifier, a string key, a path segment).
+pub(crate) fn mentions_raw(source: &[u8]) -> bool {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    source.windows(3).enumerate().any(|(i, w)| {
+        w == b"raw"
+            && (i == 0 || !word(source[i - 1]))
+            && source.get(i + 3).is_none_or(|b| !word(*b))
+    })
 }
 
 impl Bundle {
     /// Parse and compile `scan` according to `config`.
     pub(crate) fn compile(scan: Scan, config: &PolicyConfig) -> Result<Bundle, PolicyError> {
+        let uses_raw = scan.files.iter().any(|f| {
+            f.kind == FileKind::Rego && !f.rel.ends_with("_test.rego") && mentions_raw(&f.bytes)
+        });
         let dir = config.dir.clone();
         let invalid = |problems: Vec<String>| PolicyError::Invalid {
             dir: dir.clone(),
@@ -357,6 +375,7 @@ impl Bundle {
             },
         };
         Ok(Bundle {
+            uses_raw,
             id: NEXT_BUNDLE_ID.fetch_add(1, Ordering::Relaxed),
             digest: scan.digest.into(),
             executable,
@@ -370,5 +389,19 @@ impl Bundle {
             Executable::Vm { .. } => Backend::Vm,
             Executable::Interpreter { .. } => Backend::Interpreter,
         }
+    }
+}
+
+#[cfg(test)]
+mod raw_detection_tests {
+    use super::mentions_raw;
+
+    #[test]
+    fn raw_is_found_in_every_form_a_policy_can_read_it() {
+        assert!(mentions_raw(b"x := input.raw.detail"));
+        assert!(mentions_raw(b"x := input[\"raw\"]"));
+        assert!(mentions_raw(b"raw"));
+        assert!(!mentions_raw(b"x := input.alert.drawing"));
+        assert!(!mentions_raw(b"raws := 1\nraw_score := 2"));
     }
 }

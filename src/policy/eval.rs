@@ -101,18 +101,53 @@ impl Worker {
     }
 }
 
-/// Build the input document. `raw` is taken out of the serialized alert rather than serialized twice.
+/// The alert as policies see it under `input.alert`: every field but `raw` (which is `input.raw`),
+/// serialized exactly as [`Alert`] serializes them, without copying anything.
+#[derive(serde::Serialize)]
+struct AlertView<'a> {
+    id: &'a str,
+    source: &'a crate::alert::Source,
+    time: &'a DateTime<Utc>,
+    severity: crate::alert::Severity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    severity_score: Option<f64>,
+    category: &'a str,
+    title: &'a str,
+    subjects: &'a [crate::alert::Subject],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a crate::alert::Host>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    indicators: &'a [crate::alert::Indicator],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: &'a BTreeMap<String, String>,
+}
+
+/// Build the input document. `raw` is converted only for bundles that read it (`with_raw`).
 fn build_input(
     alert: &Alert,
     now: DateTime<Utc>,
     context: &serde_json::Value,
+    with_raw: bool,
 ) -> Result<Value, String> {
-    let mut alert_value = to_value(alert).map_err(|e| format!("alert to policy input: {e}"))?;
-    let raw = alert_value
-        .as_object_mut()
-        .ok()
-        .and_then(|o| o.remove(&Value::from("raw")))
-        .unwrap_or(Value::Null);
+    let view = AlertView {
+        id: &alert.id,
+        source: &alert.source,
+        time: &alert.time,
+        severity: alert.severity,
+        severity_score: alert.severity_score,
+        category: &alert.category,
+        title: &alert.title,
+        subjects: &alert.subjects,
+        host: alert.host.as_ref(),
+        indicators: &alert.indicators,
+        labels: &alert.labels,
+    };
+    let alert_value = to_value(&view).map_err(|e| format!("alert to policy input: {e}"))?;
+    let raw = if with_raw {
+        to_value(&alert.raw).map_err(|e| format!("raw alert to policy input: {e}"))?
+    } else {
+        Value::Null
+    };
     let context = to_value(context).map_err(|e| format!("context to policy input: {e}"))?;
     let mut input = BTreeMap::new();
     input.insert(Value::from("alert"), alert_value);
@@ -219,7 +254,7 @@ impl Policies {
         let bundle = self.bundle();
         let mut decisions = Vec::new();
         let mut errors = Vec::new();
-        match build_input(alert, now, context) {
+        match build_input(alert, now, context, bundle.uses_raw) {
             Err(e) => errors.push(e),
             Ok(input) => match WORKER.with(|cell| {
                 let mut slot = cell.borrow_mut();

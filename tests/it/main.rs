@@ -1,8 +1,10 @@
 //! The one integration-test binary; each module tests one part against real services.
 
+mod aws_iam;
 mod idp;
 mod kafka;
 mod ldap;
+mod moto;
 mod pipeline;
 mod process;
 mod scim;

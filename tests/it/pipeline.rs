@@ -37,6 +37,25 @@ max_attempts = 3
     )
 }
 
+/// A ready app with one webhook connector `good` whose target answers 204, and the disable-all policy.
+async fn with_one_good_webhook() -> (Target, tempfile::TempDir, tempfile::TempDir, TestApp) {
+    let target = Target::start().await;
+    target.always("POST", "/good", Reply::status(204));
+    let data = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    let app = TestApp::spawn(&config(
+        data.path(),
+        policies.path(),
+        &webhook("good", &target.url()),
+    ))
+    .await;
+    eventually(Duration::from_secs(10), "app ready", || async {
+        app.ready().await.then_some(())
+    })
+    .await;
+    (target, data, policies, app)
+}
+
 async fn action_for(app: &TestApp, subject: &str, connector: &str) -> serde_json::Value {
     app.actions(&format!("subject={subject}"))
         .await
@@ -177,20 +196,7 @@ async fn retry_after_is_honoured_and_a_failing_target_fails_alone() {
 
 #[tokio::test]
 async fn http_ingest_answers_202_400_401_and_413() {
-    let target = Target::start().await;
-    target.always("POST", "/good", Reply::status(204));
-    let data = tempfile::tempdir().unwrap();
-    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let app = TestApp::spawn(&config(
-        data.path(),
-        policies.path(),
-        &webhook("good", &target.url()),
-    ))
-    .await;
-    eventually(Duration::from_secs(10), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+    let (_target, data, _policies, app) = with_one_good_webhook().await;
 
     let id = unique("alert");
     let (status, body) = app.post_alert(&alert_json(&id, "Bob@Corp.Example")).await;
@@ -250,20 +256,7 @@ async fn http_ingest_answers_202_400_401_and_413() {
 
 #[tokio::test]
 async fn coalesced_alerts_call_the_target_once() {
-    let target = Target::start().await;
-    target.always("POST", "/good", Reply::status(204));
-    let data = tempfile::tempdir().unwrap();
-    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let app = TestApp::spawn(&config(
-        data.path(),
-        policies.path(),
-        &webhook("good", &target.url()),
-    ))
-    .await;
-    eventually(Duration::from_secs(10), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+    let (target, _data, _policies, app) = with_one_good_webhook().await;
     let subject = format!("{}@corp.example", unique("storm"));
     let mut dispositions = Vec::new();
     for _ in 0..5 {
