@@ -1,6 +1,7 @@
 //! The one integration-test binary; each module tests one part against real services.
 
 mod aws_iam;
+mod idp;
 mod kafka;
 mod ldap;
 mod lockout;

@@ -38,6 +38,12 @@ use crate::connectors::ConnectorSet;
 
 /// Specs shipped inside the binary: (file name, source).
 pub const BUILTIN_SPECS: &[(&str, &str)] = &[
+    ("entra.yaml", include_str!("../../../connectors/entra.yaml")),
+    (
+        "google.yaml",
+        include_str!("../../../connectors/google.yaml"),
+    ),
+    ("okta.yaml", include_str!("../../../connectors/okta.yaml")),
     ("scim.yaml", include_str!("../../../connectors/scim.yaml")),
     (
         "webhook.yaml",

@@ -14,7 +14,7 @@ use reqwest::{StatusCode, Url};
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
 
-use super::auth::Auth;
+use super::auth::{Auth, TokenLease};
 use super::spec::{
     BodyTest, BodyTpl, CHECK, CompiledOperation, CompiledStep, Extractor, LOOKUP, Paginate, Seg,
     Spec, StepOutcome, Tpl, TplKind, describe,
@@ -487,14 +487,52 @@ impl HttpConnector {
             }
             builder = builder.body(bytes);
         }
-        let mut request = builder.build().map_err(|e| Outcome::Failed {
+        // Credentials are added by `send`, per attempt: pages and retries get a current token.
+        builder.build().map_err(|e| Outcome::Failed {
             reason: format!("{}: cannot build request: {e}", step.path),
-        })?;
-        self.auth.apply(&mut request);
-        Ok(request)
+        })
     }
 
-    async fn send(&self, request: reqwest::Request) -> Result<Response, Outcome> {
+    /// Add the instance's credentials (fetching an access token if the scheme needs one).
+    async fn authorize(
+        &self,
+        request: &mut reqwest::Request,
+    ) -> Result<Option<TokenLease>, Outcome> {
+        self.auth.apply(&self.client, request).await.map_err(|e| {
+            let reason = self.auth.redact(&e.to_string());
+            if e.is_retryable() {
+                Outcome::Retry {
+                    after: e.retry_after(),
+                    reason,
+                }
+            } else {
+                Outcome::Failed { reason }
+            }
+        })
+    }
+
+    /// Send with credentials. A 401 to an access token is answered once: the token is dropped, a new one
+    /// fetched and the request sent again; a second 401 is left to the step's outcome rules (terminal).
+    async fn send(&self, mut request: reqwest::Request) -> Result<Response, Outcome> {
+        let spare = if self.auth.refreshes() {
+            request.try_clone()
+        } else {
+            None
+        };
+        let lease = self.authorize(&mut request).await?;
+        let resp = self.send_once(request).await?;
+        if resp.status == StatusCode::UNAUTHORIZED {
+            if let (Some(lease), Some(mut again)) = (lease, spare) {
+                tracing::info!(connector = %self.name, "the target refused the access token; fetching a new one and retrying once");
+                self.auth.invalidate(lease);
+                self.authorize(&mut again).await?;
+                return self.send_once(again).await;
+            }
+        }
+        Ok(resp)
+    }
+
+    async fn send_once(&self, request: reqwest::Request) -> Result<Response, Outcome> {
         let mut resp = self.client.execute(request).await.map_err(|e| {
             let kind = if e.is_timeout() {
                 "timed out"

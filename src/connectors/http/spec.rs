@@ -385,11 +385,12 @@ impl Spec {
             c.problem("auth", "list at least one accepted auth scheme".to_string());
         }
         for (i, scheme) in raw.auth.iter().enumerate() {
-            if !["none", "bearer", "basic", "header", "hmac"].contains(&scheme.as_str()) {
+            if !super::auth::SCHEMES.contains(&scheme.as_str()) {
                 c.problem(
                     &format!("auth[{i}]"),
                     format!(
-                        "unknown auth scheme `{scheme}`; known: none, bearer, basic, header, hmac"
+                        "unknown auth scheme `{scheme}`; known: {}",
+                        super::auth::SCHEMES.join(", ")
                     ),
                 );
             }
