@@ -1,5 +1,6 @@
 //! The one integration-test binary; each module tests one part against real services.
 
+mod audit;
 mod kafka;
 mod ldap;
 mod pipeline;
