@@ -25,11 +25,18 @@ type Sent = Arc<Mutex<HashMap<String, Instant>>>;
 type Latencies = Arc<Mutex<Vec<Duration>>>;
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn receive(State((sent, lat)): State<(Sent, Latencies)>, body: Bytes) -> StatusCode {
@@ -67,7 +74,9 @@ async fn main() {
     // The connector target.
     let sent: Sent = Arc::default();
     let latencies: Latencies = Arc::default();
-    let app = Router::new().fallback(receive).with_state((sent.clone(), latencies.clone()));
+    let app = Router::new()
+        .fallback(receive)
+        .with_state((sent.clone(), latencies.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -109,11 +118,17 @@ concurrency = 64
     std::fs::write(dir.path().join("deprovd.toml"), config).unwrap();
     {
         // Create the topic before the consumer subscribes.
-        let p: FutureProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
-        p.send(FutureRecord::<(), [u8]>::to(&topic).payload(b"{}"), Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)
-            .expect("broker reachable (start tansu: see scripts/test.sh)");
+        let p: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .unwrap();
+        p.send(
+            FutureRecord::<(), [u8]>::to(&topic).payload(b"{}"),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("broker reachable (start tansu: see scripts/test.sh)");
     }
     let mut child = Command::new(env!("CARGO_BIN_EXE_deprovd"))
         .args(["run", "--config"])
@@ -125,11 +140,17 @@ concurrency = 64
         .expect("start deprovd");
     let pid = child.id();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let ok = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await.is_ok_and(|r| r.status().is_success());
+        let ok = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
         if ok {
             break;
         }
@@ -169,7 +190,12 @@ concurrency = 64
             let p = producer.clone();
             let t = topic.clone();
             pending.push(tokio::spawn(async move {
-                let _ = p.send(FutureRecord::<(), str>::to(&t).payload(&alert), Duration::from_secs(30)).await;
+                let _ = p
+                    .send(
+                        FutureRecord::<(), str>::to(&t).payload(&alert),
+                        Duration::from_secs(30),
+                    )
+                    .await;
             }));
             produced += 1;
         }
@@ -190,12 +216,17 @@ concurrency = 64
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let hwm = rss_kib(pid, "VmHWM:").unwrap_or(0);
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     let _ = child.wait();
 
     let mut lat = latencies.lock().unwrap().clone();
     lat.sort();
-    println!("e2e_latency: {total} alerts at {rate}/s for {seconds}s (produced in {produce_secs:.1}s); received {}", lat.len());
+    println!(
+        "e2e_latency: {total} alerts at {rate}/s for {seconds}s (produced in {produce_secs:.1}s); received {}",
+        lat.len()
+    );
     if !lat.is_empty() {
         println!(
             "  latency produce → connector request: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -206,5 +237,10 @@ concurrency = 64
         );
     }
     println!("  backlog (produced - received) at each second: {backlog:?}");
-    println!("  deprovd RSS: idle {} MiB, peak sampled {} MiB, VmHWM {} MiB", rss_idle / 1024, rss_peak / 1024, hwm / 1024);
+    println!(
+        "  deprovd RSS: idle {} MiB, peak sampled {} MiB, VmHWM {} MiB",
+        rss_idle / 1024,
+        rss_peak / 1024,
+        hwm / 1024
+    );
 }

@@ -183,7 +183,11 @@ fn run_decider(raw: &[String]) -> (f64, usize) {
     let mut caps = BTreeMap::new();
     caps.insert(
         "idp".to_string(),
-        BTreeSet::from([Operation::DisableAccount, Operation::RevokeSessions, Operation::RevokeTokens]),
+        BTreeSet::from([
+            Operation::DisableAccount,
+            Operation::RevokeSessions,
+            Operation::RevokeTokens,
+        ]),
     );
     caps.insert("chat".to_string(), BTreeSet::from([Operation::Notify]));
     let guards = Guards::new(&GuardConfig {
@@ -198,12 +202,18 @@ fn run_decider(raw: &[String]) -> (f64, usize) {
         Arc::new(deprovd::telemetry::Metrics::new()),
     );
     for r in raw.iter().take(500) {
-        black_box(decider.decide(r.as_bytes(), None).expect("generated alert normalizes"));
+        black_box(
+            decider
+                .decide(r.as_bytes(), None)
+                .expect("generated alert normalizes"),
+        );
     }
     let mut actions = 0;
     let started = Instant::now();
     for r in raw {
-        let planned = decider.decide(black_box(r.as_bytes()), None).expect("generated alert normalizes");
+        let planned = decider
+            .decide(black_box(r.as_bytes()), None)
+            .expect("generated alert normalizes");
         actions += planned.actions.len();
     }
     (raw.len() as f64 / started.elapsed().as_secs_f64(), actions)

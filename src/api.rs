@@ -538,9 +538,7 @@ async fn list_audit(
         ApiError(
             StatusCode::BAD_REQUEST,
             "bad_query",
-            format!(
-                "{e}; use subject, alert_id, action_key, since/until (RFC 3339) and limit"
-            ),
+            format!("{e}; use subject, alert_id, action_key, since/until (RFC 3339) and limit"),
         )
     })?;
     audit_call(&s, &caller, peer, "GET", uri.path(), uri.query()).await?;

@@ -411,28 +411,39 @@ async fn reload_on_sighup(
         return;
     };
     loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                match policies.reload() {
-                    Ok(digest) => { metrics.policy_reloads.with_label_values(&["ok"]).inc(); info!(%digest, "policies reloaded on SIGHUP") }
-                    Err(e) => {
-                        metrics.policy_reloads.with_label_values(&["rejected"]).inc();
-                        error!(error = %e, "policy reload rejected; the previous bundle keeps serving");
-                        // A successful reload is recorded by `audit_policy_changes` (it sees the new
-                        // digest); a rejected one changes no digest, so it is recorded here.
-                        if let Some(store) = api.store.get() {
-                            let mut d = AuditDraft::new(
-                                AuditKind::PolicyReload,
-                                Actor::system("sighup"),
-                                serde_json::json!({ "outcome": "rejected", "error": e.to_string() }),
-                            );
-                            d.policy_digest = Some(policies.digest().to_string());
-                            append_best_effort(store.as_ref(), d).await;
-                        }
-                    }
+        // Decide inside `select!`, act outside it: the stop branch's borrow of the watch channel is
+        // not `Send` and must not live across the audit append's await.
+        let hup_received = tokio::select! {
+            _ = hup.recv() => true,
+            _ = stop.wait_for(|s| *s) => false,
+        };
+        if !hup_received {
+            return;
+        }
+        // The error as text at once: `PolicyError` is not `Send`.
+        match policies.reload().map_err(|e| e.to_string()) {
+            Ok(digest) => {
+                metrics.policy_reloads.with_label_values(&["ok"]).inc();
+                info!(%digest, "policies reloaded on SIGHUP")
+            }
+            Err(e) => {
+                metrics
+                    .policy_reloads
+                    .with_label_values(&["rejected"])
+                    .inc();
+                error!(error = %e, "policy reload rejected; the previous bundle keeps serving");
+                // A successful reload is recorded by `audit_policy_changes` (it sees the new
+                // digest); a rejected one changes no digest, so it is recorded here.
+                if let Some(store) = api.store.get() {
+                    let mut d = AuditDraft::new(
+                        AuditKind::PolicyReload,
+                        Actor::system("sighup"),
+                        serde_json::json!({ "outcome": "rejected", "error": e }),
+                    );
+                    d.policy_digest = Some(policies.digest().to_string());
+                    append_best_effort(store.as_ref(), d).await;
                 }
             }
-            _ = stop.wait_for(|s| *s) => return,
         }
     }
 }

@@ -240,7 +240,9 @@ pub enum Tamper {
     #[error("record {found} sits in its place (reordered or duplicated)")]
     OutOfOrder { found: u64 },
     /// Its `prev` is not the previous record's hash: a record before it was removed or replaced.
-    #[error("its prev {prev} is not the hash of record {before} ({expected}) (deleted or reordered)")]
+    #[error(
+        "its prev {prev} is not the hash of record {before} ({expected}) (deleted or reordered)"
+    )]
     BrokenLink {
         prev: String,
         before: u64,
@@ -485,7 +487,10 @@ mod tests {
         c[2].hash = c[2].compute_hash();
         let e = verify(&c).unwrap_err();
         assert_eq!(e.seq, 4);
-        assert!(matches!(e.tamper, Tamper::BrokenLink { before: 3, .. }), "{e}");
+        assert!(
+            matches!(e.tamper, Tamper::BrokenLink { before: 3, .. }),
+            "{e}"
+        );
     }
 
     #[test]
@@ -493,7 +498,13 @@ mod tests {
         let mut c = chain(5);
         c.remove(1);
         let e = verify(&c).unwrap_err();
-        assert_eq!(e, VerifyError { seq: 2, tamper: Tamper::Missing { found: 3 } });
+        assert_eq!(
+            e,
+            VerifyError {
+                seq: 2,
+                tamper: Tamper::Missing { found: 3 }
+            }
+        );
         // Deleting the first record is caught too.
         let mut c = chain(3);
         c.remove(0);
@@ -505,11 +516,23 @@ mod tests {
         let mut c = chain(5);
         c.swap(1, 2);
         let e = verify(&c).unwrap_err();
-        assert_eq!(e, VerifyError { seq: 2, tamper: Tamper::Missing { found: 3 } });
+        assert_eq!(
+            e,
+            VerifyError {
+                seq: 2,
+                tamper: Tamper::Missing { found: 3 }
+            }
+        );
         let mut c = chain(5);
         c[3] = c[1].clone();
         let e = verify(&c).unwrap_err();
-        assert_eq!(e, VerifyError { seq: 4, tamper: Tamper::OutOfOrder { found: 2 } });
+        assert_eq!(
+            e,
+            VerifyError {
+                seq: 4,
+                tamper: Tamper::OutOfOrder { found: 2 }
+            }
+        );
     }
 
     #[test]
@@ -532,7 +555,13 @@ mod tests {
             v.feed(r).unwrap();
         }
         let e = v.finish(Some(&head)).unwrap_err();
-        assert_eq!(e, VerifyError { seq: 3, tamper: Tamper::Truncated { last: 2, head: 4 } });
+        assert_eq!(
+            e,
+            VerifyError {
+                seq: 3,
+                tamper: Tamper::Truncated { last: 2, head: 4 }
+            }
+        );
         let mut v = Verifier::new();
         for r in &c {
             v.feed(r).unwrap();

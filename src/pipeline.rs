@@ -418,7 +418,10 @@ fn audit_batch(planned: &Planned, recorded: &[RecordedAction], actor: Actor) -> 
     let mut out = vec![received, decision];
     for (a, r) in planned.actions.iter().zip(recorded) {
         if r.disposition != "new"
-            || !matches!(a.state, ActionState::Skipped | ActionState::AwaitingApproval)
+            || !matches!(
+                a.state,
+                ActionState::Skipped | ActionState::AwaitingApproval
+            )
         {
             continue;
         }

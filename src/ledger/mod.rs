@@ -245,8 +245,11 @@ pub trait StateStore: Send + Sync {
 
     /// Up to `limit` records (0: no limit) in stored order, starting with the one stored at position
     /// `from_seq` (1-based; it holds record `from_seq` unless the trail was tampered with).
-    async fn audit_range(&self, from_seq: u64, limit: usize)
-    -> Result<Vec<AuditRecord>, StoreError>;
+    async fn audit_range(
+        &self,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
 
     /// The last appended record's seq and hash, kept apart from the records so that a trail cut off
     /// at the end is detected. `None` while the trail is empty.

@@ -122,13 +122,17 @@ async fn scenario(prefix: String) {
     }
     // The executor's `succeeded` record for every action.
     for (_, _, key, _) in &alerts {
-        eventually(Duration::from_secs(10), "action succeeded in the trail", || async {
-            records(&app, &format!("action_key={key}"))
-                .await
-                .iter()
-                .any(|r| r["kind"] == "action_state" && r["detail"]["state"] == "succeeded")
-                .then_some(())
-        })
+        eventually(
+            Duration::from_secs(10),
+            "action succeeded in the trail",
+            || async {
+                records(&app, &format!("action_key={key}"))
+                    .await
+                    .iter()
+                    .any(|r| r["kind"] == "action_state" && r["detail"]["state"] == "succeeded")
+                    .then_some(())
+            },
+        )
         .await;
     }
     assert_eq!(target.count("POST", "/wh"), 3);
@@ -137,17 +141,32 @@ async fn scenario(prefix: String) {
     // by time.
     let (id, subject, key, digest) = &alerts[1];
     let by_alert = records(&app, &format!("alert_id={id}")).await;
-    let kinds: Vec<&str> = by_alert.iter().map(|r| r["kind"].as_str().unwrap()).collect();
-    assert!(kinds.contains(&"alert_received") && kinds.contains(&"decision"), "{kinds:?}");
+    let kinds: Vec<&str> = by_alert
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"alert_received") && kinds.contains(&"decision"),
+        "{kinds:?}"
+    );
     let decision = by_alert.iter().find(|r| r["kind"] == "decision").unwrap();
     assert_eq!(&decision["policy_digest"], digest);
-    assert_eq!(decision["detail"]["decisions"][0]["action"], "disable_account");
+    assert_eq!(
+        decision["detail"]["decisions"][0]["action"],
+        "disable_account"
+    );
     assert_eq!(decision["detail"]["actions"][0]["key"], *key);
-    let received = by_alert.iter().find(|r| r["kind"] == "alert_received").unwrap();
+    let received = by_alert
+        .iter()
+        .find(|r| r["kind"] == "alert_received")
+        .unwrap();
     assert_eq!(received["actor"]["name"], "generated-admin");
     assert_eq!(received["actor"]["role"], "admin");
     assert!(
-        received["actor"]["source"].as_str().unwrap().starts_with("127.0.0.1:"),
+        received["actor"]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
         "{received}"
     );
     let by_subject = records(&app, &format!("subject={subject}")).await;

@@ -567,10 +567,15 @@ impl StateStore for EmbeddedStore {
                     })?;
                     records.insert(r.seq, json.as_slice()).map_err(db_err)?;
                 }
-                let new_head = head_string(sealed.last().map(|r| AuditHead {
-                    seq: r.seq,
-                    hash: r.hash.clone(),
-                }).as_ref());
+                let new_head = head_string(
+                    sealed
+                        .last()
+                        .map(|r| AuditHead {
+                            seq: r.seq,
+                            hash: r.hash.clone(),
+                        })
+                        .as_ref(),
+                );
                 meta.insert("head", new_head.as_str()).map_err(db_err)?;
                 sealed
             };
@@ -591,7 +596,11 @@ impl StateStore for EmbeddedStore {
             let records = tx.open_table(AUDIT).map_err(db_err)?;
             let mut out = Vec::new();
             // Stored order is by seq; a deleted record leaves a gap that `verify` reports.
-            for entry in records.range(from_seq.max(1)..).map_err(db_err)?.take(limit) {
+            for entry in records
+                .range(from_seq.max(1)..)
+                .map_err(db_err)?
+                .take(limit)
+            {
                 let (k, v) = entry.map_err(db_err)?;
                 let r = serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
                     key: format!("audit record at position {}", k.value()),
@@ -800,7 +809,13 @@ mod tests {
         use crate::audit::{Actor, AuditDraft, AuditKind, Tamper, Verifier, verify};
         let (_dir, store) = fresh();
         let drafts = (0..5)
-            .map(|i| AuditDraft::new(AuditKind::Guard, Actor::system("t"), serde_json::json!({"i": i})))
+            .map(|i| {
+                AuditDraft::new(
+                    AuditKind::Guard,
+                    Actor::system("t"),
+                    serde_json::json!({"i": i}),
+                )
+            })
             .collect();
         let orig = store.append_audit(drafts).await.unwrap();
         let bytes = |r: &AuditRecord| serde_json::to_vec(r).unwrap();
@@ -832,7 +847,10 @@ mod tests {
         }
         let head = store.audit_head().await.unwrap();
         let e = v.finish(head.as_ref()).unwrap_err();
-        assert_eq!((e.seq, e.tamper), (5, Tamper::Truncated { last: 4, head: 5 }));
+        assert_eq!(
+            (e.seq, e.tamper),
+            (5, Tamper::Truncated { last: 4, head: 5 })
+        );
     }
 
     #[tokio::test]

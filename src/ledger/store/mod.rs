@@ -351,7 +351,8 @@ pub(crate) fn encode(a: &ActionRecord) -> Result<Vec<u8>, StoreError> {
 
 /// `<seq>:<hash>`, the stored form of an [`AuditHead`].
 pub(crate) fn head_string(h: Option<&AuditHead>) -> String {
-    h.map(|h| format!("{}:{}", h.seq, h.hash)).unwrap_or_default()
+    h.map(|h| format!("{}:{}", h.seq, h.hash))
+        .unwrap_or_default()
 }
 
 pub(crate) fn parse_head(s: &str) -> Result<Option<AuditHead>, StoreError> {

@@ -43,8 +43,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    ALL_STATES, Derived, decode, effective_limit, encode, from_ms, head_string, matches, parse_head,
-    redact_url,
+    ALL_STATES, Derived, decode, effective_limit, encode, from_ms, head_string, matches,
+    parse_head, redact_url,
 };
 use crate::audit::{AuditDraft, AuditHead, AuditRecord, seal_all};
 use crate::ledger::{ActionFilter, ActionRecord, Inserted, StateStore, StoreError};
@@ -582,10 +582,15 @@ impl StateStore for RedisStore {
         for _ in 0..AUDIT_APPEND_ATTEMPTS {
             let head = parse_head(&expected)?;
             let sealed = seal_all(drafts.clone(), head.as_ref());
-            let new_head = head_string(sealed.last().map(|r| AuditHead {
-                seq: r.seq,
-                hash: r.hash.clone(),
-            }).as_ref());
+            let new_head = head_string(
+                sealed
+                    .last()
+                    .map(|r| AuditHead {
+                        seq: r.seq,
+                        hash: r.hash.clone(),
+                    })
+                    .as_ref(),
+            );
             let mut call = AUDIT_APPEND.key(self.index("audit"));
             call.key(self.key("audit", "head"))
                 .arg(&expected)
@@ -851,7 +856,9 @@ mod tests {
             },
             async {
                 for i in 0..40 {
-                    b.append_audit(vec![draft("b", i), draft("b", i)]).await.unwrap();
+                    b.append_audit(vec![draft("b", i), draft("b", i)])
+                        .await
+                        .unwrap();
                 }
             }
         );
