@@ -451,7 +451,8 @@ mod tests {
         let mut h = r.clone();
         h.hash = "x".into();
         assert_eq!(h.compute_hash(), r.hash);
-        let edits: Vec<Box<dyn Fn(&mut AuditRecord)>> = vec![
+        type Edit = Box<dyn Fn(&mut AuditRecord)>;
+        let edits: Vec<Edit> = vec![
             Box::new(|r: &mut AuditRecord| r.seq += 1),
             Box::new(|r: &mut AuditRecord| r.time += chrono::Duration::nanoseconds(1)),
             Box::new(|r: &mut AuditRecord| r.kind = AuditKind::Guard),
