@@ -9,6 +9,11 @@
 //! fingerprint of the body; a repeat with the same body replays the same request id — so the same
 //! actions and the same answer, never a second lockout — and a repeat with a different body is 422
 //! `idempotency_key_reused`.
+//! Every authenticated `/v1` call is an `api_call` record in the audit trail (caller, role, peer
+//! address, method, path, query), written *before* the call is served: if the trail cannot be
+//! written, the call fails with 503 instead of happening unrecorded. `POST /v1/alerts` is the
+//! exception that proves the rule: its caller is recorded on the alert's own `alert_received` record,
+//! so ingest stays at one audit round trip per alert.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +29,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::info;
 
+use crate::audit::{Actor, AuditDraft, AuditFilter, AuditKind, AuditRecord};
 use crate::config::{Problem, SecretRef};
 use crate::ledger::{ActionFilter, ActionState, StateStore};
 use crate::lockout::{self, LockoutError, LockoutRequest};
@@ -42,6 +48,16 @@ pub enum Role {
 }
 
 impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Viewer => "viewer",
+            Role::Responder => "responder",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        }
+    }
+
     /// Whether a holder of `self` may use an endpoint that requires `needed`.
     pub fn allows(self, needed: Role) -> bool {
         match (self, needed) {
@@ -300,6 +316,47 @@ fn authorize(state: &ApiState, headers: &HeaderMap, needed: Role) -> Result<Call
     Ok(caller)
 }
 
+impl Caller {
+    /// The caller as named in the audit trail.
+    pub fn actor(&self, peer: SocketAddr) -> Actor {
+        Actor {
+            name: self.name.clone(),
+            role: Some(self.role.as_str().to_string()),
+            source: Some(peer.to_string()),
+        }
+    }
+}
+
+/// Record an API call in the audit trail before serving it; 503 if the trail cannot be written.
+async fn audit_call(
+    s: &ApiState,
+    caller: &Caller,
+    peer: SocketAddr,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Result<(), ApiError> {
+    let mut d = AuditDraft::new(
+        AuditKind::ApiCall,
+        caller.actor(peer),
+        serde_json::json!({ "method": method, "path": path, "query": query }),
+    );
+    if let Some(key) = path.strip_prefix("/v1/actions/") {
+        d.action_key = Some(key.to_string());
+    }
+    store_of(s)?
+        .append_audit(vec![d])
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("cannot write the audit trail, so the call was not served: {e}"),
+            )
+        })
+}
+
 pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -312,6 +369,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/v1/lockouts", post(post_lockout))
         .route("/v1/lockouts/{id}", get(get_lockout))
         .route("/v1/lockouts/{id}/restore", post(restore_lockout))
+        .route("/v1/audit", get(list_audit))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
@@ -355,7 +413,10 @@ async fn post_alert(
             "deprovd is starting: the state store is not reachable yet".into(),
         ));
     };
-    match pipeline.process(&body, q.format.as_deref(), "http").await {
+    match pipeline
+        .process_as(&body, q.format.as_deref(), "http", caller.actor(peer))
+        .await
+    {
         Ok(processed) => {
             info!(alert_id = %processed.alert_id, caller = %caller.name, %peer, actions = processed.actions.len(), "alert accepted");
             Ok((StatusCode::ACCEPTED, Json(processed)).into_response())
@@ -403,10 +464,13 @@ fn store_of(s: &ApiState) -> Result<&Arc<dyn StateStore>, ApiError> {
 
 async fn list_actions(
     State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     Query(q): Query<ActionsQuery>,
 ) -> Result<Response, ApiError> {
-    authorize(&s, &headers, Role::Viewer)?;
+    let caller = authorize(&s, &headers, Role::Viewer)?;
+    audit_call(&s, &caller, peer, "GET", uri.path(), uri.query()).await?;
     let filter = ActionFilter {
         subject: q.subject.map(|s| crate::plan::normalize_subject(&s)),
         state: q.state,
@@ -425,10 +489,13 @@ async fn list_actions(
 
 async fn get_action(
     State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
-    authorize(&s, &headers, Role::Viewer)?;
+    let caller = authorize(&s, &headers, Role::Viewer)?;
+    audit_call(&s, &caller, peer, "GET", uri.path(), uri.query()).await?;
     match store_of(&s)?.get_action(&key).await {
         Ok(Some(a)) => Ok(Json(a).into_response()),
         Ok(None) => Err(ApiError(
@@ -571,6 +638,101 @@ async fn restore_action(
     let restored = lockout::restore_action(pipeline, &key, &caller.name).await?;
     info!(action_key = %key, caller = %caller.name, %peer, "action restore requested");
     Ok((StatusCode::ACCEPTED, Json(restored)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    subject: Option<String>,
+    alert_id: Option<String>,
+    action_key: Option<String>,
+    /// RFC 3339; records at or after.
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// RFC 3339; records at or before.
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Most records returned (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// Records read per page while walking the trail backwards.
+const AUDIT_PAGE: u64 = 256;
+/// Most records one `GET /v1/audit` examines: the trail grows without bound and has no secondary
+/// indexes, so a filter that matches little must not scan it all. `complete: false` says the scan
+/// stopped here; narrow the time range (`until`) to look further back.
+const AUDIT_SCAN_CAP: u64 = 20_000;
+/// Records are appended in roughly time order (replica clocks and batching blur it a little), so the
+/// backwards walk stops this long before `since`.
+const AUDIT_CLOCK_SLACK_SECS: i64 = 60;
+
+/// `GET /v1/audit`: matching records, newest first.
+async fn list_audit(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&s, &headers, Role::Viewer)?;
+    let Query(q) = q.map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("{e}; use subject, alert_id, action_key, since/until (RFC 3339) and limit"),
+        )
+    })?;
+    audit_call(&s, &caller, peer, "GET", uri.path(), uri.query()).await?;
+    let store = store_of(&s)?;
+    let unavailable = |e: crate::ledger::StoreError| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let filter = AuditFilter {
+        subject: q.subject.map(|s| crate::plan::normalize_subject(&s)),
+        alert_id: q.alert_id,
+        action_key: q.action_key,
+        since: q.since,
+        until: q.until,
+    };
+    let mut out: Vec<AuditRecord> = Vec::new();
+    let mut complete = true;
+    let mut end = store
+        .audit_head()
+        .await
+        .map_err(unavailable)?
+        .map_or(0, |h| h.seq);
+    let mut scanned = 0u64;
+    'walk: while end > 0 {
+        if scanned >= AUDIT_SCAN_CAP {
+            complete = false;
+            break;
+        }
+        let start = end.saturating_sub(AUDIT_PAGE - 1).max(1);
+        let page = store
+            .audit_range(start, (end - start + 1) as usize)
+            .await
+            .map_err(unavailable)?;
+        for r in page.iter().rev() {
+            scanned += 1;
+            if filter
+                .since
+                .is_some_and(|t| r.time < t - chrono::Duration::seconds(AUDIT_CLOCK_SLACK_SECS))
+            {
+                break 'walk;
+            }
+            if filter.matches(r) {
+                out.push(r.clone());
+                if out.len() >= limit {
+                    break 'walk;
+                }
+            }
+        }
+        end = start - 1;
+    }
+    Ok(Json(serde_json::json!({ "records": out, "complete": complete })).into_response())
 }
 
 #[cfg(test)]

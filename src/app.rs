@@ -4,6 +4,11 @@
 //! readiness, metrics) comes up first; the pipeline, executor and Kafka consumer start only once the
 //! state store answers. Until then `/readyz` is 503 and nothing is consumed, so no offset can be stored
 //! for an alert whose actions are not durable.
+//!
+//! Audit: once the store answers, a `config` record notes the start (policy digest, backend,
+//! connectors); every change of the serving policy digest (file watcher or SIGHUP) is a
+//! `policy_reload` record with the old and new digest, and a reload rejected on SIGHUP is one with the
+//! error. These are best effort: a failed append is logged at error level, since nothing waits on them.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -18,6 +23,7 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::api::{ApiState, Readiness, Role, TokenStore};
+use crate::audit::{Actor, AuditDraft, AuditKind};
 use crate::config::Settings;
 use crate::connectors::ConnectorSet;
 use crate::executor::{ConnectorLimits, Executor};
@@ -160,6 +166,7 @@ impl Application {
         tasks.spawn(reload_on_sighup(
             self.policies.clone(),
             self.metrics.clone(),
+            self.api.clone(),
             stop_rx.clone(),
         ));
 
@@ -297,7 +304,29 @@ async fn start_core(
     ));
     let _ = readiness.pipeline.set(pipeline.clone());
 
+    let mut start = AuditDraft::new(
+        AuditKind::Config,
+        Actor::system("deprovd"),
+        serde_json::json!({
+            "event": "started",
+            "version": env!("CARGO_PKG_VERSION"),
+            "backend": format!("{:?}", settings.state.backend).to_lowercase(),
+            "connectors": settings.connectors.keys().collect::<Vec<_>>(),
+            "executor": settings.executor.enabled,
+            "dry_run": settings.guards.dry_run,
+        }),
+    );
+    let serving = pipeline.decider.policies.digest();
+    start.policy_digest = Some(serving.to_string());
+    append_best_effort(store.as_ref(), start).await;
+
     let mut tasks = JoinSet::new();
+    tasks.spawn(audit_policy_changes(
+        pipeline.decider.policies.clone(),
+        serving.to_string(),
+        store.clone(),
+        stop.clone(),
+    ));
     tasks.spawn(watch_store(store, readiness.clone(), stop.clone()));
     if settings.executor.enabled {
         tasks.spawn(executor.run(stop.clone()));
@@ -309,6 +338,42 @@ async fn start_core(
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Append one record; a failure is logged, not returned (nothing waits on these records).
+async fn append_best_effort(store: &dyn StateStore, draft: AuditDraft) {
+    let kind = draft.kind.as_str();
+    if let Err(e) = store.append_audit(vec![draft]).await {
+        error!(error = %e, kind, "could not write to the audit trail");
+    }
+}
+
+/// Record every change of the serving policy digest, whatever caused it (file watcher or SIGHUP):
+/// the digest is checked once a second, which is cheap (an `Arc` clone) and needs no hook in the
+/// policy module.
+async fn audit_policy_changes(
+    policies: Arc<Policies>,
+    mut last: String,
+    store: Arc<dyn StateStore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = policies.digest();
+        if *now != *last {
+            let mut d = AuditDraft::new(
+                AuditKind::PolicyReload,
+                Actor::system("deprovd"),
+                serde_json::json!({ "outcome": "ok", "previous": last }),
+            );
+            d.policy_digest = Some(now.to_string());
+            append_best_effort(store.as_ref(), d).await;
+            last = now.to_string();
+        }
+    }
 }
 
 /// Flip store readiness with its health, so `/readyz` tells the truth during an outage.
@@ -337,6 +402,7 @@ async fn watch_store(
 async fn reload_on_sighup(
     policies: Arc<Policies>,
     metrics: Arc<Metrics>,
+    api: Arc<ApiState>,
     mut stop: watch::Receiver<bool>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -345,14 +411,39 @@ async fn reload_on_sighup(
         return;
     };
     loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                match policies.reload() {
-                    Ok(digest) => { metrics.policy_reloads.with_label_values(&["ok"]).inc(); info!(%digest, "policies reloaded on SIGHUP") }
-                    Err(e) => { metrics.policy_reloads.with_label_values(&["rejected"]).inc(); error!(error = %e, "policy reload rejected; the previous bundle keeps serving") }
+        // Decide inside `select!`, act outside it: the stop branch's borrow of the watch channel is
+        // not `Send` and must not live across the audit append's await.
+        let hup_received = tokio::select! {
+            _ = hup.recv() => true,
+            _ = stop.wait_for(|s| *s) => false,
+        };
+        if !hup_received {
+            return;
+        }
+        // The error as text at once: `PolicyError` is not `Send`.
+        match policies.reload().map_err(|e| e.to_string()) {
+            Ok(digest) => {
+                metrics.policy_reloads.with_label_values(&["ok"]).inc();
+                info!(%digest, "policies reloaded on SIGHUP")
+            }
+            Err(e) => {
+                metrics
+                    .policy_reloads
+                    .with_label_values(&["rejected"])
+                    .inc();
+                error!(error = %e, "policy reload rejected; the previous bundle keeps serving");
+                // A successful reload is recorded by `audit_policy_changes` (it sees the new
+                // digest); a rejected one changes no digest, so it is recorded here.
+                if let Some(store) = api.store.get() {
+                    let mut d = AuditDraft::new(
+                        AuditKind::PolicyReload,
+                        Actor::system("sighup"),
+                        serde_json::json!({ "outcome": "rejected", "error": e }),
+                    );
+                    d.policy_digest = Some(policies.digest().to_string());
+                    append_best_effort(store.as_ref(), d).await;
                 }
             }
-            _ = stop.wait_for(|s| *s) => return,
         }
     }
 }

@@ -22,6 +22,8 @@
 //! - [`ledger`]: the durable action records and the [`ledger::StateStore`] trait (Redis and embedded).
 //! - [`executor`]: claims due actions, runs them through connectors, retries with backoff, dead-letters.
 //! - [`connectors`]: the [`connectors::Connector`] trait, the declarative HTTP runtime, native protocols.
+//! - [`audit`]: the tamper-evident trail — SHA-256-chained records, sealing and `verify`. Depends on
+//!   nothing else here; the ledger's [`ledger::StateStore`] stores it and every layer above writes it.
 //! - [`cli`]: what the `deprovd` subcommands do beyond parsing (simulate, policy test, checks).
 //! - [`telemetry`]: tracing setup and the Prometheus registry with typed metric handles.
 #![forbid(unsafe_code)]
@@ -29,6 +31,7 @@
 pub mod alert;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod config;

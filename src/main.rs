@@ -89,6 +89,24 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain in the configured state store; exit 1 naming the first edited, deleted or
+    /// reordered record, 2 when the store cannot be read.
+    Verify {
+        #[arg(long, short, env = "DEPROVD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Start at this record (the one before it is trusted as the anchor).
+        #[arg(long)]
+        from: Option<u64>,
+    },
 }
 
 /// Where the API is and who is calling: for the client subcommands.
@@ -270,6 +288,19 @@ fn main() -> ExitCode {
         }
         Command::Status { id, server } => {
             client_command(server, deprovd::client::Command::Status(id))
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { config, from },
+        } => {
+            let settings = match load(config.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(deprovd::cli::audit_verify(&settings, from))
         }
     }
 }

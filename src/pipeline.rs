@@ -3,6 +3,18 @@
 //! [`Pipeline::decide`] is the pure, synchronous part (CPU only: it runs on a blocking thread, and
 //! `simulate` and the benchmark call it directly). [`Pipeline::process`] adds the durable part: it writes
 //! every action to the ledger and only then returns, so the caller may acknowledge its source.
+//!
+//! # Audit
+//!
+//! Every alert leaves one batch in the audit trail, appended in **one** store round trip after its
+//! actions are recorded: an `alert_received` record, a `decision` record (all decisions of the alert
+//! with the policy digest and what became of each action in the ledger) and a `guard` record per
+//! action a guard skipped or held. A rejected alert leaves one `alert_received` record with the reason.
+//!
+//! If the audit append fails, the alert is **not** acknowledged ([`PipelineError::Unavailable`]): an
+//! alert that acted but left no trace would defeat the trail. The source redelivers; the actions are
+//! then duplicates in the ledger (no second side effect) and the audit batch is written, so an alert
+//! may appear twice in the trail but never zero times.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +25,7 @@ use serde::Serialize;
 use tracing::{Instrument, debug, warn};
 
 use crate::alert::{Alert, NormalizeError, NormalizerRegistry};
+use crate::audit::{Actor, AuditDraft, AuditKind};
 use crate::executor::Handoff;
 use crate::guard::Guards;
 use crate::ledger::{ActionRecord, ActionState, Inserted, StateStore};
@@ -205,6 +218,19 @@ impl Pipeline {
         format: Option<&str>,
         source: &'static str,
     ) -> Result<Processed, PipelineError> {
+        self.process_as(bytes, format, source, Actor::system(source))
+            .await
+    }
+
+    /// As [`process`](Self::process), naming who sent the alert in the audit trail (the API's caller
+    /// with role and peer address).
+    pub async fn process_as(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        format: Option<&str>,
+        source: &'static str,
+        actor: Actor,
+    ) -> Result<Processed, PipelineError> {
         let this = self.clone();
         let owned = bytes.to_vec();
         let format_owned = format.map(str::to_string);
@@ -225,6 +251,22 @@ impl Pipeline {
                     .dead_letters
                     .with_label_values(&["ingest"])
                     .inc();
+                let draft = AuditDraft::new(
+                    AuditKind::AlertReceived,
+                    actor,
+                    serde_json::json!({
+                        "source": source,
+                        "format": label,
+                        "outcome": "rejected",
+                        "code": e.reason_code(),
+                        "reason": e.to_string(),
+                        "bytes": bytes.len(),
+                    }),
+                );
+                self.store
+                    .append_audit(vec![draft])
+                    .await
+                    .map_err(|e| PipelineError::Unavailable(format!("audit trail: {e}")))?;
                 return Err(PipelineError::Rejected {
                     code: e.reason_code(),
                     reason: e.to_string(),
@@ -235,7 +277,7 @@ impl Pipeline {
         for p in &planned.problems {
             warn!(parent: &span, problem = %p, "policy problem");
         }
-        let recorded = self.record(&planned).instrument(span).await?;
+        let recorded = self.record_as(&planned, actor).instrument(span).await?;
         self.metrics
             .alerts
             .with_label_values(&[planned.alert.source.format.as_str(), "accepted"])
@@ -249,10 +291,26 @@ impl Pipeline {
         })
     }
 
-    /// Write planned actions to the ledger; hand the ones that can run now to the executor.
+    /// Write planned actions to the ledger and the alert's audit batch; hand the ones that can run
+    /// now to the executor.
     pub async fn record(&self, planned: &Planned) -> Result<Vec<RecordedAction>, PipelineError> {
-        self.record_actions(&planned.actions, &planned.alert.id, self.coalesce_window)
+        self.record_as(planned, Actor::system("pipeline")).await
+    }
+
+    /// As [`record`](Self::record), naming who sent the alert in the audit trail.
+    pub async fn record_as(
+        &self,
+        planned: &Planned,
+        actor: Actor,
+    ) -> Result<Vec<RecordedAction>, PipelineError> {
+        let out = self
+            .record_actions(&planned.actions, &planned.alert.id, self.coalesce_window)
+            .await?;
+        self.store
+            .append_audit(audit_batch(planned, &out, actor))
             .await
+            .map_err(|e| PipelineError::Unavailable(format!("audit trail: {e}")))?;
+        Ok(out)
     }
 
     /// Guard and record actions that did not come from a policy — manual lockouts and reversals —
@@ -353,4 +411,84 @@ impl Pipeline {
         }
         Ok(out)
     }
+}
+
+/// The audit records of one alert: received, decisions, and one per guard intervention. Batched so
+/// that the alert costs one audit round trip.
+fn audit_batch(planned: &Planned, recorded: &[RecordedAction], actor: Actor) -> Vec<AuditDraft> {
+    let alert = &planned.alert;
+    let digest = Some(planned.policy_digest.clone());
+    let subjects: Vec<String> = alert
+        .subjects
+        .iter()
+        .filter_map(|s| s.email.as_deref().or(s.username.as_deref()))
+        .map(crate::plan::normalize_subject)
+        .collect();
+    // A record names a subject only when it concerns exactly one, so `?subject=` finds it.
+    let mut decided: Vec<String> = planned
+        .decisions
+        .iter()
+        .map(|d| crate::plan::normalize_subject(&d.subject))
+        .collect();
+    decided.sort_unstable();
+    decided.dedup();
+    let only = |v: &[String]| match v {
+        [one] => Some(one.clone()),
+        _ => None,
+    };
+    let mut received = AuditDraft::new(
+        AuditKind::AlertReceived,
+        actor.clone(),
+        serde_json::json!({
+            "outcome": "accepted",
+            "format": alert.source.format,
+            "title": alert.title,
+            "category": alert.category,
+            "severity": alert.severity,
+            "time": alert.time,
+            "subjects": subjects,
+            "problems": planned.problems,
+        }),
+    );
+    received.alert_id = Some(alert.id.clone());
+    received.subject = only(&subjects);
+    received.policy_digest = digest.clone();
+    let mut decision = AuditDraft::new(
+        AuditKind::Decision,
+        actor.clone(),
+        serde_json::json!({ "decisions": planned.decisions, "actions": recorded }),
+    );
+    decision.time = received.time;
+    decision.alert_id = Some(alert.id.clone());
+    decision.subject = only(&decided);
+    decision.policy_digest = digest.clone();
+    let mut out = vec![received, decision];
+    for (a, r) in planned.actions.iter().zip(recorded) {
+        if r.disposition != "new"
+            || !matches!(
+                a.state,
+                ActionState::Skipped | ActionState::AwaitingApproval
+            )
+        {
+            continue;
+        }
+        let mut g = AuditDraft::new(
+            AuditKind::Guard,
+            actor.clone(),
+            serde_json::json!({
+                "state": a.state,
+                "note": a.note,
+                "connector": a.connector,
+                "operation": a.operation,
+                "rule": a.rule,
+            }),
+        );
+        g.time = out[0].time;
+        g.alert_id = Some(alert.id.clone());
+        g.subject = Some(a.subject.clone());
+        g.action_key = Some(a.key.clone());
+        g.policy_digest = digest.clone();
+        out.push(g);
+    }
+    out
 }

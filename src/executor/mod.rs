@@ -6,6 +6,11 @@
 //! if this process dies mid-call the action becomes due again once the lease ends and another executor
 //! (or this one after restart) finishes it. Connectors read state before writing, so a repeated call
 //! after such a crash is `already_done`, not a second side effect.
+//!
+//! Every state change is also an `action_state` record in the audit trail, written right after the
+//! ledger update. The ledger is the source of truth, so an audit append that still fails after a few
+//! quick retries is logged at error level rather than undoing the change (the connector call has
+//! happened either way).
 
 pub mod retry;
 
@@ -17,8 +22,9 @@ use chrono::Utc;
 use serde::Deserialize;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use crate::audit::{Actor, AuditDraft, AuditKind};
 use crate::config::Problem;
 use crate::connectors::{ConnectorSet, OperationRequest, Outcome};
 use crate::ingest::DeadLetterSink;
@@ -310,6 +316,7 @@ impl Executor {
             rec.next_attempt_at = Some(now + self.cfg.claim_ttl);
             rec.updated_at = now;
             self.store.put_action(&rec).await?;
+            self.audit_state(&rec, None).await;
 
             let request = OperationRequest {
                 operation: rec.operation,
@@ -341,6 +348,7 @@ impl Executor {
                         rec.note = Some("already in the desired state".into());
                     }
                     self.store.put_action(&rec).await?;
+                    self.audit_state(&rec, Some(result.outcome.as_str())).await;
                     self.observe_containment(&rec);
                     self.count_end(&rec, "succeeded");
                     info!(outcome = result.outcome.as_str(), attempts = rec.attempts, "action succeeded");
@@ -350,6 +358,7 @@ impl Executor {
                     rec.next_attempt_at = None;
                     rec.note = Some("subject not found on this target".into());
                     self.store.put_action(&rec).await?;
+                    self.audit_state(&rec, Some(result.outcome.as_str())).await;
                     self.count_end(&rec, "not_found");
                     info!("subject not found on target; nothing to do");
                 }
@@ -368,6 +377,7 @@ impl Executor {
                         Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
                     );
                     self.store.put_action(&rec).await?;
+                    self.audit_state(&rec, Some("retry")).await;
                     info!(attempts = rec.attempts, delay_ms = delay.as_millis() as u64, error = %reason,
                         "action will be retried");
                 }
@@ -391,6 +401,7 @@ impl Executor {
         rec.last_error = Some(reason.clone());
         rec.updated_at = Utc::now();
         self.store.put_action(rec).await?;
+        self.audit_state(rec, Some("failed")).await;
         self.count_end(rec, "failed");
         self.metrics
             .dead_letters
@@ -429,8 +440,51 @@ impl Executor {
         orig.note = Some(format!("restored by {by}"));
         orig.updated_at = Utc::now();
         self.store.put_action(&orig).await?;
+        self.audit_state(&orig, None).await;
         self.count_end(&orig, "restored");
         Ok(())
+    }
+
+    /// Append an `action_state` record for `rec`'s new state (`outcome`: the connector's answer).
+    async fn audit_state(&self, rec: &ActionRecord, outcome: Option<&str>) {
+        let mut d = AuditDraft::new(
+            AuditKind::ActionState,
+            Actor::system("executor"),
+            serde_json::json!({
+                "state": rec.state,
+                "outcome": outcome,
+                "connector": rec.connector,
+                "operation": rec.operation,
+                "attempts": rec.attempts,
+                "next_attempt_at": rec.next_attempt_at,
+                "last_error": rec.last_error,
+                "response": rec.response,
+                "note": rec.note,
+                "executor": self.owner,
+            }),
+        );
+        d.subject = Some(rec.subject.clone());
+        d.action_key = Some(rec.key.clone());
+        if let Origin::Alert { alert_id, .. } = &rec.origin {
+            d.alert_id = Some(alert_id.clone());
+        }
+        if !rec.policy_digest.is_empty() {
+            d.policy_digest = Some(rec.policy_digest.clone());
+        }
+        let mut wait = Duration::from_millis(50);
+        for attempt in 1..=3 {
+            match self.store.append_audit(vec![d.clone()]).await {
+                Ok(_) => return,
+                Err(e) if attempt == 3 => {
+                    error!(action_key = %rec.key, state = rec.state.as_str(), error = %e,
+                        "could not write the action's state change to the audit trail");
+                }
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
+        }
     }
 
     fn count_end(&self, rec: &ActionRecord, outcome: &str) {

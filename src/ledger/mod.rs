@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::audit::{AuditDraft, AuditHead, AuditRecord};
 use crate::connectors::Operation;
 
 /// Where an action is in its life.
@@ -251,4 +252,22 @@ pub trait StateStore: Send + Sync {
 
     /// The document stored under (`ns`, `key`), unless absent or expired.
     async fn get_json(&self, ns: &str, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
+
+    /// Append `drafts` to the audit trail as consecutive records, atomically: the store assigns each
+    /// its `seq` and `prev` and seals it, so appenders on several replicas still form one chain, and a
+    /// batch is either wholly in the trail or not at all. Returns the sealed records. One round trip
+    /// in the common case (Redis retries when another replica appended in between).
+    async fn append_audit(&self, drafts: Vec<AuditDraft>) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Up to `limit` records (0: no limit) in stored order, starting with the one stored at position
+    /// `from_seq` (1-based; it holds record `from_seq` unless the trail was tampered with).
+    async fn audit_range(
+        &self,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The last appended record's seq and hash, kept apart from the records so that a trail cut off
+    /// at the end is detected. `None` while the trail is empty.
+    async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError>;
 }

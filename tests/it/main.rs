@@ -1,5 +1,6 @@
 //! The one integration-test binary; each module tests one part against real services.
 
+mod audit;
 mod aws_iam;
 mod idp;
 mod kafka;

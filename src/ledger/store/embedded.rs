@@ -21,6 +21,11 @@
 //! | `created` | (created ms, action key) | () |
 //! | `by_subject` / `by_alert` / `by_state` | (subject / alert id / state, created ms, action key) | () |
 //! | `docs` | (namespace, key) | (expires ms or 0, JSON document) |
+//! | `audit` | seq | JSON audit record |
+//! | `audit_meta` | `head` | `<seq>:<hash>` of the last audit record |
+//!
+//! An audit append reads the head, seals the batch after it and writes records and head in one write
+//! transaction; redb's single writer makes that atomic.
 //!
 //! Expiring entries (coalesce slots, claims) compare against the wall clock when read and are
 //! overwritten in place once stale, so they need no sweeper.
@@ -33,7 +38,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
-use super::{Derived, decode, effective_limit, encode, from_ms, matches};
+use super::{Derived, decode, effective_limit, encode, from_ms, head_string, matches, parse_head};
+use crate::audit::{AuditDraft, AuditHead, AuditRecord, seal_all};
 use crate::ledger::{ActionFilter, ActionRecord, Inserted, StateStore, StoreError};
 
 /// Name of the ledger file inside the data directory.
@@ -63,6 +69,11 @@ const BY_STATE: SecondaryIndex = TableDefinition::new("by_state");
 /// Small JSON documents beside the ledger (lockouts, idempotency claims): (namespace, key) →
 /// (expiry ms, 0 for never; JSON bytes).
 const DOCS: TableDefinition<(&str, &str), (i64, &[u8])> = TableDefinition::new("docs");
+
+/// The audit trail: seq → JSON [`AuditRecord`](crate::audit::AuditRecord).
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// `head` → `<seq>:<hash>`, kept apart from the records so a cut-off tail is noticed.
+const AUDIT_META: TableDefinition<&str, &str> = TableDefinition::new("audit_meta");
 
 /// The ledger in a single redb file under a data directory. Cheap to clone (shares the database).
 #[derive(Clone)]
@@ -136,6 +147,8 @@ impl EmbeddedStore {
             tx.open_table(BY_ALERT).map_err(db_err)?;
             tx.open_table(BY_STATE).map_err(db_err)?;
             tx.open_table(DOCS).map_err(db_err)?;
+            tx.open_table(AUDIT).map_err(db_err)?;
+            tx.open_table(AUDIT_META).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(EmbeddedStore {
@@ -581,6 +594,44 @@ impl StateStore for EmbeddedStore {
         .await
     }
 
+    async fn append_audit(&self, drafts: Vec<AuditDraft>) -> Result<Vec<AuditRecord>, StoreError> {
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(db_err)?;
+            let sealed = {
+                let mut meta = tx.open_table(AUDIT_META).map_err(db_err)?;
+                let head = match meta.get("head").map_err(db_err)? {
+                    Some(g) => parse_head(g.value())?,
+                    None => None,
+                };
+                let sealed = seal_all(drafts, head.as_ref());
+                let mut records = tx.open_table(AUDIT).map_err(db_err)?;
+                for r in &sealed {
+                    let json = serde_json::to_vec(r).map_err(|e| {
+                        StoreError::Other(format!("cannot encode audit record {}: {e}", r.seq))
+                    })?;
+                    records.insert(r.seq, json.as_slice()).map_err(db_err)?;
+                }
+                let new_head = head_string(
+                    sealed
+                        .last()
+                        .map(|r| AuditHead {
+                            seq: r.seq,
+                            hash: r.hash.clone(),
+                        })
+                        .as_ref(),
+                );
+                meta.insert("head", new_head.as_str()).map_err(db_err)?;
+                sealed
+            };
+            tx.commit().map_err(db_err)?;
+            Ok(sealed)
+        })
+        .await
+    }
+
     async fn get_json(&self, ns: &str, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
         let (ns, key) = (ns.to_string(), key.to_string());
         self.run(move |db| {
@@ -601,6 +652,66 @@ impl StateStore for EmbeddedStore {
                 })
         })
         .await
+    }
+
+    async fn audit_range(
+        &self,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let limit = effective_limit(limit);
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let records = tx.open_table(AUDIT).map_err(db_err)?;
+            let mut out = Vec::new();
+            // Stored order is by seq; a deleted record leaves a gap that `verify` reports.
+            for entry in records
+                .range(from_seq.max(1)..)
+                .map_err(db_err)?
+                .take(limit)
+            {
+                let (k, v) = entry.map_err(db_err)?;
+                let r = serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+                    key: format!("audit record at position {}", k.value()),
+                    reason: format!("not a valid audit record: {e}"),
+                })?;
+                out.push(r);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {
+        self.run(|db| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let meta = tx.open_table(AUDIT_META).map_err(db_err)?;
+            match meta.get("head").map_err(db_err)? {
+                Some(g) => parse_head(g.value()),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+impl EmbeddedStore {
+    /// Test-only tampering: overwrite the stored bytes at `seq` (`None` deletes the entry).
+    pub(crate) fn tamper_audit(&self, seq: u64, bytes: Option<&[u8]>) {
+        let tx = self.db.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(AUDIT).unwrap();
+            match bytes {
+                Some(b) => {
+                    t.insert(seq, b).unwrap();
+                }
+                None => {
+                    t.remove(seq).unwrap();
+                }
+            }
+        }
+        tx.commit().unwrap();
     }
 }
 
@@ -760,6 +871,55 @@ mod tests {
             assert!(got.is_some(), "record crash-{i} was committed but is gone");
         }
         assert_eq!(store.pending_count().await.unwrap(), 20);
+    }
+
+    #[tokio::test]
+    async fn edited_deleted_and_swapped_audit_records_in_the_file_are_named() {
+        use crate::audit::{Actor, AuditDraft, AuditKind, Tamper, Verifier, verify};
+        let (_dir, store) = fresh();
+        let drafts = (0..5)
+            .map(|i| {
+                AuditDraft::new(
+                    AuditKind::Guard,
+                    Actor::system("t"),
+                    serde_json::json!({"i": i}),
+                )
+            })
+            .collect();
+        let orig = store.append_audit(drafts).await.unwrap();
+        let bytes = |r: &AuditRecord| serde_json::to_vec(r).unwrap();
+
+        let mut edited = orig[2].clone();
+        edited.detail["i"] = 42.into();
+        store.tamper_audit(3, Some(&bytes(&edited)));
+        let e = verify(&store.audit_range(1, 0).await.unwrap()).unwrap_err();
+        assert_eq!(e.seq, 3);
+        assert!(matches!(e.tamper, Tamper::Edited { .. }), "{e}");
+        store.tamper_audit(3, Some(&bytes(&orig[2])));
+
+        store.tamper_audit(2, None);
+        let e = verify(&store.audit_range(1, 0).await.unwrap()).unwrap_err();
+        assert_eq!((e.seq, e.tamper), (2, Tamper::Missing { found: 3 }));
+        store.tamper_audit(2, Some(&bytes(&orig[1])));
+
+        store.tamper_audit(4, Some(&bytes(&orig[4])));
+        store.tamper_audit(5, Some(&bytes(&orig[3])));
+        let e = verify(&store.audit_range(1, 0).await.unwrap()).unwrap_err();
+        assert_eq!((e.seq, e.tamper), (4, Tamper::Missing { found: 5 }));
+        store.tamper_audit(4, Some(&bytes(&orig[3])));
+        store.tamper_audit(5, Some(&bytes(&orig[4])));
+
+        store.tamper_audit(5, None);
+        let mut v = Verifier::new();
+        for r in &store.audit_range(1, 0).await.unwrap() {
+            v.feed(r).unwrap();
+        }
+        let head = store.audit_head().await.unwrap();
+        let e = v.finish(head.as_ref()).unwrap_err();
+        assert_eq!(
+            (e.seq, e.tamper),
+            (5, Tamper::Truncated { last: 4, head: 5 })
+        );
     }
 
     #[tokio::test]

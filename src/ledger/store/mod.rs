@@ -43,6 +43,7 @@ use serde::Deserialize;
 use super::{
     ActionFilter, ActionRecord, ActionState, Origin, StateStore, StoreError, coalesce_key,
 };
+use crate::audit::AuditHead;
 use crate::config::Problem;
 
 /// Which [`StateStore`] to run.
@@ -346,6 +347,27 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<ActionRecord, StoreError
 pub(crate) fn encode(a: &ActionRecord) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(a)
         .map_err(|e| StoreError::Other(format!("cannot encode action `{}` as JSON: {e}", a.key)))
+}
+
+/// `<seq>:<hash>`, the stored form of an [`AuditHead`].
+pub(crate) fn head_string(h: Option<&AuditHead>) -> String {
+    h.map(|h| format!("{}:{}", h.seq, h.hash))
+        .unwrap_or_default()
+}
+
+pub(crate) fn parse_head(s: &str) -> Result<Option<AuditHead>, StoreError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let corrupt = || StoreError::Corrupt {
+        key: "audit:head".into(),
+        reason: format!("`{s}` is not `<seq>:<hash>`"),
+    };
+    let (seq, hash) = s.split_once(':').ok_or_else(corrupt)?;
+    Ok(Some(AuditHead {
+        seq: seq.parse().map_err(|_| corrupt())?,
+        hash: hash.to_string(),
+    }))
 }
 
 #[cfg(test)]

@@ -22,6 +22,14 @@
 //! | `created` | sorted set | every key (score: `created_at` ms) |
 //! | `subject:<s>` / `alert:<id>` / `state:<s>` | sorted sets | keys by subject / alert (caused or linked) / state, scored by `created_at` |
 //! | `doc:<ns>:<key>` | string, optional `PX` | a small JSON document (lockout, idempotency claim) |
+//! | `audit` | list | audit records as JSON, record `n` at index `n - 1` |
+//! | `audit:head` | string | `<seq>:<hash>` of the last audit record |
+//!
+//! Audit appends are optimistic: the client seals the batch after the head it last saw and the
+//! [`AUDIT_APPEND`] script pushes it only if the head is still that one (else it answers the current
+//! head and the client reseals and retries). Redis has no SHA-256 in Lua, so hashing must happen in
+//! the client; the check-and-push keeps the chain single even with many replicas appending, and a
+//! replica that appends alone pays one round trip.
 //!
 //! Linked alerts live in their own sorted set instead of inside the JSON so that the insert script never
 //! decodes and re-encodes a record (Lua's cjson turns `[]` into `{}` and rounds floats); `get_action`
@@ -35,7 +43,11 @@ use ::redis::{Client, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{ALL_STATES, Derived, decode, effective_limit, encode, from_ms, matches, redact_url};
+use super::{
+    ALL_STATES, Derived, decode, effective_limit, encode, from_ms, head_string, matches,
+    parse_head, redact_url,
+};
+use crate::audit::{AuditDraft, AuditHead, AuditRecord, seal_all};
 use crate::ledger::{ActionFilter, ActionRecord, Inserted, StateStore, StoreError};
 
 /// How long `connect` (and each reconnect attempt) may take: a down Redis must fail startup fast,
@@ -152,6 +164,23 @@ return 0
     )
 });
 
+/// KEYS: audit list, audit head. ARGV: expected head (`''` for an empty trail), new head, records….
+/// Returns `{'ok'}`, or `{'conflict', current head}` without writing anything.
+static AUDIT_APPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local cur = redis.call('GET', KEYS[2]) or ''
+if cur ~= ARGV[1] then return {'conflict', cur} end
+for i = 3, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+redis.call('SET', KEYS[2], ARGV[2])
+return {'ok'}
+"#,
+    )
+});
+
+/// How many times an audit append reseals after losing a race before giving up as unavailable.
+const AUDIT_APPEND_ATTEMPTS: usize = 64;
+
 /// `,planned,awaiting_approval,running,succeeded,`: the states whose holder absorbs later alerts,
 /// computed from [`ActionState::absorbs_duplicates`](crate::ledger::ActionState::absorbs_duplicates)
 /// so that the script and the trait cannot disagree.
@@ -171,6 +200,9 @@ pub struct RedisStore {
     conn: ConnectionManager,
     /// `<prefix>{ledger}:`, the start of every key.
     base: Arc<str>,
+    /// The audit head this process saw last (`<seq>:<hash>`, `''` for none): the guess each append
+    /// starts from, so that an uncontended append is one round trip.
+    audit_head: Arc<std::sync::Mutex<String>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -238,7 +270,7 @@ impl RedisStore {
         // Load the scripts now, so that the first insert is already a single `EVALSHA` round trip and
         // a Redis that refuses scripts (ACL, disabled Lua) fails startup rather than the first alert.
         let mut loader = conn.clone();
-        for script in [&*INSERT, &*PUT, &*RELEASE] {
+        for script in [&*INSERT, &*PUT, &*RELEASE, &*AUDIT_APPEND] {
             script
                 .prepare_invoke()
                 .load_async(&mut loader)
@@ -253,6 +285,7 @@ impl RedisStore {
         Ok(RedisStore {
             conn,
             base: Arc::from(format!("{prefix}{{ledger}}:")),
+            audit_head: Arc::default(),
         })
     }
 
@@ -583,6 +616,99 @@ impl StateStore for RedisStore {
         })
         .transpose()
     }
+
+    async fn append_audit(&self, drafts: Vec<AuditDraft>) -> Result<Vec<AuditRecord>, StoreError> {
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut expected = self.audit_head.lock().expect("not poisoned").clone();
+        for _ in 0..AUDIT_APPEND_ATTEMPTS {
+            let head = parse_head(&expected)?;
+            let sealed = seal_all(drafts.clone(), head.as_ref());
+            let new_head = head_string(
+                sealed
+                    .last()
+                    .map(|r| AuditHead {
+                        seq: r.seq,
+                        hash: r.hash.clone(),
+                    })
+                    .as_ref(),
+            );
+            let mut call = AUDIT_APPEND.key(self.index("audit"));
+            call.key(self.key("audit", "head"))
+                .arg(&expected)
+                .arg(&new_head);
+            for r in &sealed {
+                call.arg(serde_json::to_vec(r).map_err(|e| {
+                    StoreError::Other(format!("cannot encode audit record {}: {e}", r.seq))
+                })?);
+            }
+            let mut conn = self.conn.clone();
+            let reply: Vec<String> = call
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| redis_err("appending to the audit trail", e))?;
+            match reply.as_slice() {
+                [ok] if ok == "ok" => {
+                    *self.audit_head.lock().expect("not poisoned") = new_head;
+                    return Ok(sealed);
+                }
+                [c, current] if c == "conflict" => {
+                    // Another appender moved the head: reseal after it.
+                    expected.clone_from(current);
+                    *self.audit_head.lock().expect("not poisoned") = current.clone();
+                }
+                other => {
+                    return Err(StoreError::Other(format!(
+                        "unexpected reply from the audit append script: {other:?}"
+                    )));
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the audit head kept moving during {AUDIT_APPEND_ATTEMPTS} append attempts; retry"
+        )))
+    }
+
+    async fn audit_range(
+        &self,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let start = i64::try_from(from_seq.max(1) - 1).unwrap_or(i64::MAX);
+        let stop = if limit == 0 {
+            -1
+        } else {
+            start.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX) - 1)
+        };
+        let mut conn = self.conn.clone();
+        let raw: Vec<Vec<u8>> = ::redis::cmd("LRANGE")
+            .arg(self.index("audit"))
+            .arg(start)
+            .arg(stop)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_err("reading the audit trail", e))?;
+        raw.iter()
+            .enumerate()
+            .map(|(i, bytes)| {
+                serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+                    key: format!("audit record at position {}", start + i as i64 + 1),
+                    reason: format!("not a valid audit record: {e}"),
+                })
+            })
+            .collect()
+    }
+
+    async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = ::redis::cmd("GET")
+            .arg(self.key("audit", "head"))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_err("reading the audit head", e))?;
+        parse_head(raw.as_deref().unwrap_or(""))
+    }
 }
 
 #[cfg(test)]
@@ -749,6 +875,44 @@ mod tests {
         up.abort();
         assert_eq!(inserted.unwrap(), Inserted::New);
         assert_eq!(kept.unwrap(), Some(a));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_appending_at_once_form_one_audit_chain() {
+        // Separate stores have separate cached heads, like two processes: every race is a conflict
+        // that the script must catch.
+        let prefix = prefix();
+        let a = RedisStore::connect(URL, &prefix).await.unwrap();
+        let b = RedisStore::connect(URL, &prefix).await.unwrap();
+        let draft = |who: &str, i: usize| {
+            crate::audit::AuditDraft::new(
+                crate::audit::AuditKind::ApiCall,
+                crate::audit::Actor::system(who),
+                serde_json::json!({ "i": i }),
+            )
+        };
+        let (ra, rb) = tokio::join!(
+            async {
+                for i in 0..40 {
+                    a.append_audit(vec![draft("a", i)]).await.unwrap();
+                }
+            },
+            async {
+                for i in 0..40 {
+                    b.append_audit(vec![draft("b", i), draft("b", i)])
+                        .await
+                        .unwrap();
+                }
+            }
+        );
+        let ((), ()) = (ra, rb);
+        let all = a.audit_range(1, 0).await;
+        let head = b.audit_head().await;
+        cleanup(&a, &prefix).await;
+        let all = all.unwrap();
+        assert_eq!(all.len(), 120);
+        assert_eq!(crate::audit::verify(&all), Ok(120));
+        assert_eq!(head.unwrap().unwrap().hash, all[119].hash);
     }
 
     #[tokio::test]
