@@ -203,6 +203,9 @@ pub struct RedisStore {
     /// The audit head this process saw last (`<seq>:<hash>`, `''` for none): the guess each append
     /// starts from, so that an uncontended append is one round trip.
     audit_head: Arc<std::sync::Mutex<String>>,
+    /// Serializes this process's audit appends: concurrent alerts would otherwise race each other's
+    /// optimistic check-and-push and could starve; only other replicas' appends cause retries now.
+    audit_append: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -286,6 +289,7 @@ impl RedisStore {
             conn,
             base: Arc::from(format!("{prefix}{{ledger}}:")),
             audit_head: Arc::default(),
+            audit_append: Arc::default(),
         })
     }
 
@@ -621,6 +625,7 @@ impl StateStore for RedisStore {
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
+        let _one_at_a_time = self.audit_append.lock().await;
         let mut expected = self.audit_head.lock().expect("not poisoned").clone();
         for _ in 0..AUDIT_APPEND_ATTEMPTS {
             let head = parse_head(&expected)?;
