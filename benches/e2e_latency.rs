@@ -226,6 +226,32 @@ concurrency = 64
         .status();
     let _ = child.wait();
 
+    // Leave the shared Redis as we found it: drop this run's ledger keys.
+    if let Ok(client) = redis::Client::open("redis://127.0.0.1:6379/0")
+        && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+    {
+        let pattern = format!("deprovd-bench-{run_id}:*");
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or((0, Vec::new()));
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+
     let mut lat = latencies.lock().unwrap().clone();
     lat.sort();
     println!(
