@@ -8,7 +8,9 @@ mod fields;
 pub mod generic;
 #[cfg(test)]
 mod golden;
+pub mod guardduty;
 pub mod ocsf;
+pub mod okta;
 mod registry;
 
 pub use registry::{Normalizer, NormalizerRegistry};
