@@ -33,6 +33,7 @@ impl NormalizerRegistry {
                 Box::new(super::ocsf::Ocsf),
                 Box::new(super::okta::Okta),
                 Box::new(super::guardduty::GuardDuty),
+                Box::new(super::elastic::Elastic),
                 Box::new(super::generic::Generic),
             ],
         }
