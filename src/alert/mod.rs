@@ -9,6 +9,7 @@ mod fields;
 pub mod generic;
 #[cfg(test)]
 mod golden;
+pub mod google_workspace;
 pub mod guardduty;
 pub mod ocsf;
 pub mod okta;

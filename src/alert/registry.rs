@@ -34,6 +34,7 @@ impl NormalizerRegistry {
                 Box::new(super::okta::Okta),
                 Box::new(super::guardduty::GuardDuty),
                 Box::new(super::elastic::Elastic),
+                Box::new(super::google_workspace::GoogleWorkspace),
                 Box::new(super::generic::Generic),
             ],
         }
