@@ -305,6 +305,20 @@ mod tests {
     }
 
     #[test]
+    fn mass_event_is_refused_not_truncated() {
+        let targets: Vec<Value> = (0..=MAX_SUBJECTS)
+            .map(|i| serde_json::json!({"type": "User", "id": format!("00u{i}")}))
+            .collect();
+        let doc = serde_json::json!({"uuid": "mass", "published": "2026-03-01T00:00:00Z",
+            "eventType": "user.account.lock", "target": targets});
+        let err = Okta.normalize(doc).unwrap_err();
+        assert!(
+            err.to_string().contains("more than 1000 distinct subjects"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn risk_raises_but_never_lowers_severity() {
         assert!(severity_from_okta("warn") == Some(Severity::Medium));
         assert_eq!(severity_from_okta("NOTICE"), None);
