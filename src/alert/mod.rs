@@ -4,11 +4,15 @@
 //! configured per source, or detected) and returns one [`Alert`]. The alert keeps the original document
 //! in [`Alert::raw`] so that policies can look at vendor fields the model does not carry.
 
+pub mod elastic;
 mod fields;
 pub mod generic;
 #[cfg(test)]
 mod golden;
+pub mod google_workspace;
+pub mod guardduty;
 pub mod ocsf;
+pub mod okta;
 mod registry;
 
 pub use registry::{Normalizer, NormalizerRegistry};

@@ -31,6 +31,10 @@ impl NormalizerRegistry {
         Self {
             normalizers: vec![
                 Box::new(super::ocsf::Ocsf),
+                Box::new(super::okta::Okta),
+                Box::new(super::guardduty::GuardDuty),
+                Box::new(super::elastic::Elastic),
+                Box::new(super::google_workspace::GoogleWorkspace),
                 Box::new(super::generic::Generic),
             ],
         }
@@ -122,9 +126,14 @@ mod tests {
         let err = NormalizerRegistry::new()
             .normalize(b"{}", Some("splunk"))
             .unwrap_err();
+        let known = NormalizerRegistry::new().names().join(", ");
+        assert!(
+            known.starts_with("ocsf, ") && known.ends_with(", generic"),
+            "{known}"
+        );
         assert_eq!(
             err.to_string(),
-            "unknown format `splunk` (known: ocsf, generic)"
+            format!("unknown format `splunk` (known: {known})")
         );
     }
 

@@ -1,0 +1,337 @@
+//! `okta`: Okta System Log events (`/api/v1/logs`, log streaming) and the Okta event hook envelope.
+//!
+//! Mapping (full tables in `docs/alert-model.md`):
+//! - `id` ← `uuid`; `time` ← `published` (RFC 3339). Both required.
+//! - `severity` ← the higher of `severity` (DEBUG/INFO → informational, WARN → medium, ERROR → high)
+//!   and the risk level in `debugContext.debugData.risk` (`{level=HIGH, …}` → high). Okta has no
+//!   numeric score, so `severity_score` stays empty.
+//! - `category` ← `eventType` through a small table, refined by `debugData.behaviors` (a positive
+//!   `Velocity` behavior on a sign-in is `impossible_travel`).
+//! - `subjects` ← `target[]` entries of type `User`; when there is none, the `actor` if it is a
+//!   `User` (sign-ins and self-reports name the user as actor; admin actions name the admin as actor
+//!   and the affected user as target, and the admin must not be contained). Each: `alternateId` read
+//!   as an account name
+//!   (a login that is an email becomes `email`), `displayName`, `id` → `ids.okta`. The placeholder
+//!   `unknown` actor Okta uses for failed sign-ins of non-existent logins is skipped.
+//! - `indicators` ← `client.ipAddress` (`ip`).
+//!
+//! Event types that are about a user (`user.*`, `security.session.*`, `policy.evaluate_sign_on`) with
+//! no usable user are dead-lettered: containment needs a subject, and a silent notify-only alert
+//! would hide a broken forwarder.
+//!
+//! Event hooks: Okta posts `{"eventType": "com.okta.event_hook", "data": {"events": [...]}}`. A
+//! single-event envelope is normalized as that event (`raw` keeps the envelope). An envelope with
+//! several events is rejected, naming the count: one message becomes one alert in deprovd, and
+//! taking the first event would silently drop the rest (Okta batches up to 50 events per call), so
+//! the sender must split them (or a source-level splitter must) — dropping containment-relevant
+//! events is worse than a visible dead letter.
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::fields::{
+    MAX_SUBJECTS, bounded_reason, echo, merge_subject, str_of, subject_from_name, too_many_subjects,
+};
+use super::{Alert, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
+
+const FORMAT: &str = "okta";
+const HOOK_EVENT_TYPE: &str = "com.okta.event_hook";
+
+/// Okta System Log event / event hook normalizer.
+pub struct Okta;
+
+impl Normalizer for Okta {
+    fn name(&self) -> &'static str {
+        FORMAT
+    }
+
+    fn detect(&self, doc: &Value) -> bool {
+        let is_str = |k: &str| doc.get(k).is_some_and(Value::is_string);
+        (is_str("uuid") && is_str("eventType") && is_str("published"))
+            || (doc.get("eventType").and_then(Value::as_str) == Some(HOOK_EVENT_TYPE)
+                && doc.pointer("/data/events").is_some_and(Value::is_array))
+    }
+
+    fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
+        if !doc.is_object() {
+            return Err(invalid("expected a JSON object (an Okta System Log event)"));
+        }
+        let mut alert = match doc.get("data").and_then(|d| d.get("events")) {
+            Some(events) if doc.get("uuid").is_none() => {
+                let events = events
+                    .as_array()
+                    .ok_or_else(|| invalid("event hook `data.events` is not an array"))?;
+                match events.as_slice() {
+                    [] => {
+                        return Err(invalid(
+                            "event hook envelope has no events (`data.events` is empty)",
+                        ));
+                    }
+                    [one] => build(one, "data.events[0].")?,
+                    many => {
+                        return Err(invalid(format!(
+                            "event hook envelope carries {} events; deprovd maps one message to one \
+                             alert and will not drop the others: split the envelope into single \
+                             events before sending",
+                            many.len()
+                        )));
+                    }
+                }
+            }
+            _ => build(&doc, "")?,
+        };
+        alert.raw = doc;
+        Ok(alert)
+    }
+}
+
+fn invalid(reason: impl Into<String>) -> NormalizeError {
+    NormalizeError::Invalid {
+        format: FORMAT,
+        reason: bounded_reason(reason.into()),
+    }
+}
+
+/// RFC 3339 string → UTC time; `Err` is a reason without the field name.
+pub(crate) fn time_from_rfc3339(v: &Value) -> Result<DateTime<Utc>, String> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| format!("`{}` is not an RFC 3339 string", echo(v)))?;
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("`{}` is not RFC 3339 ({e})", echo(s)))
+}
+
+fn build(ev: &Value, at: &str) -> Result<Alert, NormalizeError> {
+    if !ev.is_object() {
+        return Err(invalid(format!(
+            "{at}: expected an Okta System Log event object"
+        )));
+    }
+    let id = str_of(ev.get("uuid"))
+        .ok_or_else(|| invalid(format!("{at}uuid is missing")))?
+        .to_string();
+    let time = match ev.get("published").filter(|v| !v.is_null()) {
+        Some(t) => time_from_rfc3339(t).map_err(|e| invalid(format!("{at}published: {e}")))?,
+        None => return Err(invalid(format!("{at}published is missing"))),
+    };
+    let event_type =
+        str_of(ev.get("eventType")).ok_or_else(|| invalid(format!("{at}eventType is missing")))?;
+
+    let base = match str_of(ev.get("severity")) {
+        None => Severity::Informational,
+        Some(s) => severity_from_okta(s).ok_or_else(|| {
+            invalid(format!(
+                "{at}severity `{}` is not an Okta severity (DEBUG, INFO, WARN, ERROR)",
+                echo(s)
+            ))
+        })?,
+    };
+    let debug = ev.pointer("/debugContext/debugData");
+    let risk = str_of(debug.and_then(|d| d.get("risk"))).and_then(|r| bag_value(r, "level"));
+    let risk_severity = risk.and_then(super::fields::severity_from_name);
+    let severity = risk_severity.map_or(base, |r| r.max(base));
+
+    let behaviors = str_of(debug.and_then(|d| d.get("behaviors"))).unwrap_or_default();
+    let category = category(event_type, behaviors).to_string();
+
+    let title = str_of(ev.get("displayMessage"))
+        .unwrap_or(event_type)
+        .to_string();
+
+    let mut labels = BTreeMap::new();
+    labels.insert("okta_event_type".to_string(), event_type.to_string());
+    if let Some(r) = str_of(ev.pointer("/outcome/result")) {
+        labels.insert("okta_outcome".into(), r.to_string());
+    }
+    if let Some(r) = risk {
+        labels.insert("okta_risk_level".into(), r.to_ascii_lowercase());
+    }
+    if let Some(t) = str_of(debug.and_then(|d| d.get("threatSuspected"))) {
+        labels.insert("okta_threat_suspected".into(), t.to_string());
+    }
+
+    let subjects = subjects(ev)?;
+    if subjects.is_empty() && names_a_user(event_type) {
+        return Err(invalid(format!(
+            "{at}eventType `{}` is about a user but neither actor nor target[] names one (type \
+             `User` with `id` or `alternateId`)",
+            echo(event_type)
+        )));
+    }
+
+    let indicators = str_of(ev.pointer("/client/ipAddress"))
+        .map(|ip| Indicator {
+            kind: "ip".into(),
+            value: ip.to_string(),
+        })
+        .into_iter()
+        .collect();
+
+    Ok(Alert {
+        id,
+        source: Source {
+            vendor: "okta".into(),
+            product: Some("system_log".into()),
+            format: FORMAT.into(),
+        },
+        time,
+        severity,
+        severity_score: None,
+        category,
+        title,
+        subjects,
+        host: None,
+        indicators,
+        labels,
+        raw: Value::Null,
+    })
+}
+
+/// Okta `severity` → severity. WARN is Okta's level for security-relevant events (threats,
+/// lockouts), ERROR for failures it flags loudly.
+fn severity_from_okta(s: &str) -> Option<Severity> {
+    match s.to_ascii_uppercase().as_str() {
+        "DEBUG" | "INFO" => Some(Severity::Informational),
+        "WARN" | "WARNING" => Some(Severity::Medium),
+        "ERROR" => Some(Severity::High),
+        _ => None,
+    }
+}
+
+/// One value from Okta's `{key=value, key2=value2}` debugData strings (`risk`, `behaviors`).
+fn bag_value<'a>(bag: &'a str, key: &str) -> Option<&'a str> {
+    bag.trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(key))
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// `eventType` (+ behaviors) → category.
+fn category(event_type: &str, behaviors: &str) -> &'static str {
+    let positive =
+        |name: &str| bag_value(behaviors, name).is_some_and(|v| v.eq_ignore_ascii_case("POSITIVE"));
+    match event_type {
+        "security.threat.detected" => "credential_theft",
+        "user.account.report_suspicious_activity_by_enduser" => "account_takeover",
+        "security.session.detect_client_roaming" => "account_takeover",
+        "user.mfa.okta_verify.deny_push" => "credential_theft",
+        "user.account.lock" | "user.account.lock.limit" => "credential_theft",
+        "user.session.start"
+        | "user.authentication.sso"
+        | "policy.evaluate_sign_on"
+        | "user.risk.detect"
+        | "user.risk.change" => {
+            if positive("Velocity") {
+                "impossible_travel"
+            } else {
+                "suspicious_login"
+            }
+        }
+        _ => "other",
+    }
+}
+
+/// Event types whose meaning requires a user; without one the event is dead-lettered.
+fn names_a_user(event_type: &str) -> bool {
+    event_type.starts_with("user.")
+        || event_type.starts_with("security.session.")
+        || event_type == "policy.evaluate_sign_on"
+}
+
+fn subjects(ev: &Value) -> Result<Vec<Subject>, NormalizeError> {
+    let targets = ev.get("target").and_then(Value::as_array);
+    let target_users: Vec<Subject> = targets
+        .into_iter()
+        .flatten()
+        .filter_map(user_subject)
+        .collect();
+    // User targets are whom the event is about; the actor is the subject only when no user is
+    // targeted (sign-ins, self-reports). Otherwise an admin locking an account would be contained.
+    let candidates = if target_users.is_empty() {
+        ev.get("actor").and_then(user_subject).into_iter().collect()
+    } else {
+        target_users
+    };
+    let mut out = Vec::new();
+    for s in candidates {
+        merge_subject(&mut out, s);
+        if out.len() > MAX_SUBJECTS {
+            return Err(invalid(too_many_subjects()));
+        }
+    }
+    Ok(out)
+}
+
+/// An Okta actor/target of type `User` → subject; `None` for other types and for the `unknown`
+/// placeholder.
+fn user_subject(v: &Value) -> Option<Subject> {
+    let is_user = str_of(v.get("type")).is_some_and(|t| t.eq_ignore_ascii_case("User"));
+    if !is_user {
+        return None;
+    }
+    let known = |s: &&str| !s.eq_ignore_ascii_case("unknown");
+    let mut s = str_of(v.get("alternateId"))
+        .filter(known)
+        .and_then(subject_from_name)
+        .unwrap_or_default();
+    if let Some(id) = str_of(v.get("id")).filter(known) {
+        s.ids.insert("okta".into(), id.to_string());
+    }
+    if s.email.is_none() && s.username.is_none() && s.ids.is_empty() {
+        return None;
+    }
+    s.display_name = str_of(v.get("displayName"))
+        .filter(known)
+        .map(str::to_string);
+    Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn risk_bag_values_are_read_case_insensitively() {
+        let risk = "{reasons=Anomalous Device, Anomalous Location, level=HIGH}";
+        assert_eq!(bag_value(risk, "level"), Some("HIGH"));
+        assert_eq!(bag_value(risk, "missing"), None);
+        assert_eq!(bag_value("", "level"), None);
+    }
+
+    #[test]
+    fn mass_event_is_refused_not_truncated() {
+        let targets: Vec<Value> = (0..=MAX_SUBJECTS)
+            .map(|i| serde_json::json!({"type": "User", "id": format!("00u{i}")}))
+            .collect();
+        let doc = serde_json::json!({"uuid": "mass", "published": "2026-03-01T00:00:00Z",
+            "eventType": "user.account.lock", "target": targets});
+        let err = Okta.normalize(doc).unwrap_err();
+        assert!(
+            err.to_string().contains("more than 1000 distinct subjects"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn risk_raises_but_never_lowers_severity() {
+        assert!(severity_from_okta("warn") == Some(Severity::Medium));
+        assert_eq!(severity_from_okta("NOTICE"), None);
+        assert_eq!(
+            category(
+                "user.session.start",
+                "{New Geo-Location=POSITIVE, Velocity=POSITIVE}"
+            ),
+            "impossible_travel"
+        );
+        assert_eq!(
+            category("user.session.start", "{Velocity=NEGATIVE}"),
+            "suspicious_login"
+        );
+    }
+}
