@@ -32,6 +32,7 @@
 //!
 //! The least-privilege policy for deprovd's own credentials is in `docs/connectors/aws_iam.md`.
 
+use super::is_loopback_host;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -108,20 +109,6 @@ fn default_timeout() -> Duration {
 
 fn default_concurrency() -> usize {
     2
-}
-
-fn is_loopback_host(url: &str) -> bool {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let host_port = rest.split('/').next().unwrap_or("");
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host_port
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(host_port)
-    };
-    host == "localhost" || host == "::1" || host.starts_with("127.")
 }
 
 impl AwsIamConfig {

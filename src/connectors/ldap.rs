@@ -48,6 +48,7 @@
 //!
 //! See `docs/connectors/ldap.md` for configuration examples.
 
+use super::is_loopback_host;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,20 +164,6 @@ fn render_filter(template: &str, subject: &str) -> String {
 /// never change the structure of a filter.
 pub fn escape_filter_value(value: &str) -> String {
     ldap3::ldap_escape(value).into_owned()
-}
-
-fn is_loopback_host(url: &str) -> bool {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let host_port = rest.split('/').next().unwrap_or("");
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host_port
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(host_port)
-    };
-    host == "localhost" || host == "::1" || host.starts_with("127.")
 }
 
 impl LdapConfig {

@@ -182,6 +182,22 @@ pub trait Connector: Send + Sync {
     async fn check(&self) -> CheckReport;
 }
 
+/// Whether `url` points at this machine (`localhost`, `127.0.0.0/8`, `::1`): the only place plaintext
+/// protocols may send credentials to. Native connectors use it to validate their endpoints.
+pub(crate) fn is_loopback_host(url: &str) -> bool {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let host_port = rest.split('/').next().unwrap_or("");
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host_port
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(host_port)
+    };
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
 /// The connectors of one running instance, by name.
 pub type ConnectorSet = BTreeMap<String, Arc<dyn Connector>>;
 
