@@ -4,6 +4,7 @@
 //! configured per source, or detected) and returns one [`Alert`]. The alert keeps the original document
 //! in [`Alert::raw`] so that policies can look at vendor fields the model does not carry.
 
+pub mod crowdstrike;
 mod fields;
 pub mod generic;
 #[cfg(test)]

@@ -31,6 +31,7 @@ impl NormalizerRegistry {
         Self {
             normalizers: vec![
                 Box::new(super::ocsf::Ocsf),
+                Box::new(super::crowdstrike::CrowdStrike),
                 Box::new(super::generic::Generic),
             ],
         }
@@ -112,7 +113,7 @@ mod tests {
         let r = NormalizerRegistry::new();
         let code = |bytes: &[u8], f: Option<&str>| r.normalize(bytes, f).unwrap_err().reason_code();
         assert_eq!(code(b"{not json", None), "invalid_json");
-        assert_eq!(code(b"{}", Some("splunk")), "unknown_format");
+        assert_eq!(code(b"{}", Some("qradar")), "unknown_format");
         assert_eq!(code(br#"{"class_uid": 3002}"#, None), "unrecognized");
         assert_eq!(code(br#"{"class_uid": 3002}"#, Some("ocsf")), "invalid");
     }
@@ -120,11 +121,11 @@ mod tests {
     #[test]
     fn unknown_format_lists_the_known_ones() {
         let err = NormalizerRegistry::new()
-            .normalize(b"{}", Some("splunk"))
+            .normalize(b"{}", Some("qradar"))
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown format `splunk` (known: ocsf, generic)"
+            "unknown format `qradar` (known: ocsf, crowdstrike, generic)"
         );
     }
 
