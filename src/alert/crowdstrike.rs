@@ -16,12 +16,12 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::fields::{
-    bounded_reason, echo, push_subject, severity_from_name, str_of, subject_from_name,
-    time_from_epoch_ms, time_from_rfc3339,
+    bounded_reason, echo, push_indicator, push_subject, put_label, severity_from_name, str_of,
+    subject_from_name, time_from_epoch_ms, time_from_rfc3339,
 };
 use super::generic::severity_from_score;
 use super::ocsf::{category_from_tactic, category_from_technique, category_from_text};
-use super::{Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
+use super::{Alert, Host, NormalizeError, Normalizer, Severity, Source, Subject};
 
 const FORMAT: &str = "crowdstrike";
 /// The Streaming API event types that are alerts.
@@ -111,24 +111,6 @@ fn category(technique_id: Option<&str>, names: &[Option<&str>], tactic: Option<&
         })
         .unwrap_or("other")
         .to_string()
-}
-
-fn insert_label(labels: &mut BTreeMap<String, String>, key: &str, v: Option<&str>) {
-    if let Some(v) = v {
-        labels.insert(key.to_string(), v.to_string());
-    }
-}
-
-fn indicator(out: &mut Vec<Indicator>, kind: &str, v: Option<&str>) {
-    if let Some(value) = v {
-        let i = Indicator {
-            kind: kind.into(),
-            value: value.into(),
-        };
-        if !out.contains(&i) {
-            out.push(i);
-        }
-    }
 }
 
 /// Falcon's `IOCType` values → indicator kinds.
@@ -263,21 +245,21 @@ fn stream_event(doc: &Value) -> Result<Alert, NormalizeError> {
     };
 
     let mut indicators = Vec::new();
-    indicator(&mut indicators, "sha256", get("SHA256String"));
-    indicator(&mut indicators, "md5", get("MD5String"));
-    indicator(&mut indicators, "sha1", get("SHA1String"));
-    indicator(&mut indicators, "process", get("FileName"));
-    indicator(&mut indicators, "command_line", get("CommandLine"));
+    push_indicator(&mut indicators, "sha256", get("SHA256String"));
+    push_indicator(&mut indicators, "md5", get("MD5String"));
+    push_indicator(&mut indicators, "sha1", get("SHA1String"));
+    push_indicator(&mut indicators, "process", get("FileName"));
+    push_indicator(&mut indicators, "command_line", get("CommandLine"));
     if let (Some(t), Some(v)) = (get("IOCType"), get("IOCValue")) {
-        indicator(&mut indicators, ioc_kind(t), Some(v));
+        push_indicator(&mut indicators, ioc_kind(t), Some(v));
     }
 
     let mut labels = BTreeMap::new();
-    insert_label(&mut labels, "event_type", Some(event_type));
-    insert_label(&mut labels, "mitre_tactics", tactic);
-    insert_label(&mut labels, "mitre_techniques", technique_id.or(technique));
-    insert_label(&mut labels, "objective", get("Objective"));
-    insert_label(&mut labels, "falcon_link", get("FalconHostLink"));
+    put_label(&mut labels, "event_type", Some(event_type));
+    put_label(&mut labels, "mitre_tactics", tactic);
+    put_label(&mut labels, "mitre_techniques", technique_id.or(technique));
+    put_label(&mut labels, "objective", get("Objective"));
+    put_label(&mut labels, "falcon_link", get("FalconHostLink"));
 
     Ok(Alert {
         id,
@@ -405,23 +387,23 @@ fn alert_entity(doc: &Value) -> Result<Alert, NormalizeError> {
     };
 
     let mut indicators = Vec::new();
-    indicator(&mut indicators, "sha256", get("sha256"));
-    indicator(&mut indicators, "md5", get("md5"));
-    indicator(&mut indicators, "sha1", get("sha1"));
-    indicator(&mut indicators, "process", get("filename"));
-    indicator(&mut indicators, "command_line", get("cmdline"));
-    indicator(
+    push_indicator(&mut indicators, "sha256", get("sha256"));
+    push_indicator(&mut indicators, "md5", get("md5"));
+    push_indicator(&mut indicators, "sha1", get("sha1"));
+    push_indicator(&mut indicators, "process", get("filename"));
+    push_indicator(&mut indicators, "command_line", get("cmdline"));
+    push_indicator(
         &mut indicators,
         "ip",
         str_of(device.and_then(|d| d.get("external_ip"))),
     );
 
     let mut labels = BTreeMap::new();
-    insert_label(&mut labels, "falcon_product", product);
-    insert_label(&mut labels, "mitre_tactics", get("tactic_id").or(tactic));
-    insert_label(&mut labels, "mitre_techniques", technique_id.or(technique));
-    insert_label(&mut labels, "falcon_link", get("falcon_host_link"));
-    insert_label(&mut labels, "status", get("status"));
+    put_label(&mut labels, "falcon_product", product);
+    put_label(&mut labels, "mitre_tactics", get("tactic_id").or(tactic));
+    put_label(&mut labels, "mitre_techniques", technique_id.or(technique));
+    put_label(&mut labels, "falcon_link", get("falcon_host_link"));
+    put_label(&mut labels, "status", get("status"));
 
     Ok(Alert {
         id,

@@ -90,6 +90,30 @@ pub(crate) fn push_subject(list: &mut Vec<Subject>, new: Option<Subject>) -> Res
     Ok(())
 }
 
+/// Sets label `key` when the vendor gave a value.
+pub(crate) fn put_label(
+    labels: &mut std::collections::BTreeMap<String, String>,
+    key: &str,
+    v: Option<&str>,
+) {
+    if let Some(v) = v {
+        labels.insert(key.to_string(), v.to_string());
+    }
+}
+
+/// Appends an indicator of `kind` when the vendor gave a value, once per `(kind, value)`.
+pub(crate) fn push_indicator(out: &mut Vec<super::Indicator>, kind: &str, v: Option<&str>) {
+    if let Some(value) = v {
+        let i = super::Indicator {
+            kind: kind.into(),
+            value: value.into(),
+        };
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+}
+
 /// Severity by name, case-insensitive, with the common aliases vendors use.
 pub(crate) fn severity_from_name(name: &str) -> Option<Severity> {
     let name = name.trim();

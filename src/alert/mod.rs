@@ -5,6 +5,7 @@
 //! in [`Alert::raw`] so that policies can look at vendor fields the model does not carry.
 
 pub mod crowdstrike;
+pub mod defender;
 mod fields;
 pub mod generic;
 #[cfg(test)]

@@ -32,6 +32,7 @@ impl NormalizerRegistry {
             normalizers: vec![
                 Box::new(super::ocsf::Ocsf),
                 Box::new(super::crowdstrike::CrowdStrike),
+                Box::new(super::defender::Defender),
                 Box::new(super::generic::Generic),
             ],
         }
@@ -125,7 +126,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown format `qradar` (known: ocsf, crowdstrike, generic)"
+            "unknown format `qradar` (known: ocsf, crowdstrike, defender, generic)"
         );
     }
 
