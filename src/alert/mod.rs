@@ -12,6 +12,7 @@ pub mod generic;
 mod golden;
 pub mod ocsf;
 mod registry;
+pub mod sentinel;
 
 pub use registry::{Normalizer, NormalizerRegistry};
 

@@ -33,6 +33,7 @@ impl NormalizerRegistry {
                 Box::new(super::ocsf::Ocsf),
                 Box::new(super::crowdstrike::CrowdStrike),
                 Box::new(super::defender::Defender),
+                Box::new(super::sentinel::Sentinel),
                 Box::new(super::generic::Generic),
             ],
         }
@@ -126,7 +127,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown format `qradar` (known: ocsf, crowdstrike, defender, generic)"
+            "unknown format `qradar` (known: ocsf, crowdstrike, defender, sentinel, generic)"
         );
     }
 
