@@ -13,6 +13,7 @@ mod golden;
 pub mod ocsf;
 mod registry;
 pub mod sentinel;
+pub mod splunk;
 
 pub use registry::{Normalizer, NormalizerRegistry};
 

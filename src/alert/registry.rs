@@ -34,6 +34,7 @@ impl NormalizerRegistry {
                 Box::new(super::crowdstrike::CrowdStrike),
                 Box::new(super::defender::Defender),
                 Box::new(super::sentinel::Sentinel),
+                Box::new(super::splunk::Splunk),
                 Box::new(super::generic::Generic),
             ],
         }
@@ -127,7 +128,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown format `qradar` (known: ocsf, crowdstrike, defender, sentinel, generic)"
+            "unknown format `qradar` (known: ocsf, crowdstrike, defender, sentinel, splunk, generic)"
         );
     }
 
