@@ -2,7 +2,8 @@
 //!
 //! Two shapes, told apart by structure (see `docs/alert-model.md` for the full tables):
 //! - **Streaming API** event: `{metadata: {eventType, eventCreationTime, offset}, event: {…}}` with
-//!   `eventType` one of `DetectionSummaryEvent`, `IncidentSummaryEvent`, `IdentityProtectionEvent`.
+//!   `eventType` one of `DetectionSummaryEvent`, `IncidentSummaryEvent`, `IdentityProtectionEvent`,
+//!   `IdpDetectionSummaryEvent`.
 //!   Other stream event types (auth audits, user activity) are not alerts and are rejected by name.
 //! - **Alerts API** entity (`GET /alerts/entities/alerts/v2`): a flat object with `composite_id`.
 //!
@@ -29,7 +30,10 @@ const STREAM_TYPES: &[&str] = &[
     "DetectionSummaryEvent",
     "IncidentSummaryEvent",
     "IdentityProtectionEvent",
+    "IdpDetectionSummaryEvent",
 ];
+/// The stream types that are about an account (Falcon Identity Protection).
+const IDENTITY_TYPES: &[&str] = &["IdentityProtectionEvent", "IdpDetectionSummaryEvent"];
 
 /// CrowdStrike Falcon normalizer (Streaming API events and Alerts API entities).
 pub struct CrowdStrike;
@@ -161,8 +165,9 @@ fn stream_event(doc: &Value) -> Result<Alert, NormalizeError> {
         })?;
 
     let time = match doc.pointer("/metadata/eventCreationTime") {
-        Some(t) if !t.is_null() => time_from_epoch_ms(t)
-            .map_err(|e| invalid(format!("metadata.eventCreationTime: {e}")))?,
+        Some(t) if !t.is_null() => {
+            creation_time(t).map_err(|e| invalid(format!("metadata.eventCreationTime: {e}")))?
+        }
         _ => {
             return Err(invalid(
                 "metadata.eventCreationTime is missing (epoch milliseconds)",
@@ -190,7 +195,7 @@ fn stream_event(doc: &Value) -> Result<Alert, NormalizeError> {
     let technique_id = get("TechniqueId");
     let detect_name = get("DetectName");
     let mut category = category(technique_id, &[technique, detect_name], tactic);
-    if category == "other" && event_type == "IdentityProtectionEvent" {
+    if category == "other" && IDENTITY_TYPES.contains(&event_type) {
         category = "suspicious_login".into();
     }
 
@@ -215,18 +220,19 @@ fn stream_event(doc: &Value) -> Result<Alert, NormalizeError> {
     if let Some(d) = get("SourceAccountDomain") {
         src.domain.get_or_insert_with(|| d.to_string());
     }
-    if let Some(upn) = get("SourceAccountUPN") {
+    // Falcon spells it `SourceAccountUpn`; some forwarders upper-case it.
+    if let Some(upn) = get("SourceAccountUpn").or_else(|| get("SourceAccountUPN")) {
         src.email = Some(upn.to_string());
     }
     if let Some(sid) = get("SourceAccountObjectSid").or_else(|| get("UserSid")) {
         src.ids.insert("windows".into(), sid.to_string());
     }
     add(Some(src))?;
-    if event_type == "IdentityProtectionEvent" && subjects.is_empty() {
-        return Err(invalid(
-            "IdentityProtectionEvent names no account (event.UserName, SourceAccountName, \
-             SourceAccountUPN and SourceAccountObjectSid are all missing or blank)",
-        ));
+    if IDENTITY_TYPES.contains(&event_type) && subjects.is_empty() {
+        return Err(invalid(format!(
+            "{event_type} names no account (event.UserName, SourceAccountName, \
+             SourceAccountUpn and SourceAccountObjectSid are all missing or blank)"
+        )));
     }
 
     let host = Host {
@@ -279,6 +285,19 @@ fn stream_event(doc: &Value) -> Result<Alert, NormalizeError> {
         labels,
         raw: Value::Null,
     })
+}
+
+/// `metadata.eventCreationTime`: epoch milliseconds as Falcon documents it. Some forwarders
+/// (SIEM connector variants) write epoch seconds; for this one field a 10-digit integer cannot be a
+/// millisecond time (it would fall in 1970–1973, before Falcon existed), so it is read as seconds
+/// instead of being dead-lettered.
+fn creation_time(v: &Value) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    match v.as_i64() {
+        Some(s) if (1_000_000_000..10_000_000_000).contains(&s) => {
+            chrono::DateTime::from_timestamp(s, 0).ok_or_else(|| format!("{s} is out of range"))
+        }
+        _ => time_from_epoch_ms(v),
+    }
 }
 
 /// `event.Severity` (1–5), else `event.SeverityName`.
