@@ -67,6 +67,53 @@ pub(crate) fn time_from_epoch_ms(v: &Value) -> Result<DateTime<Utc>, String> {
         .ok_or_else(|| format!("{ms} epoch milliseconds is out of range"))
 }
 
+/// RFC 3339 string → time (any offset, converted to UTC). `Err` carries a reason without the field
+/// name (the caller adds it).
+pub(crate) fn time_from_rfc3339(v: &Value) -> Result<DateTime<Utc>, String> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| format!("`{}` is not an RFC 3339 string", echo(v)))?;
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("`{}` is not RFC 3339 ({e})", echo(s)))
+}
+
+/// Adds `new` to `list` (merged per account) and fails once the alert names more than
+/// [`MAX_SUBJECTS`] accounts; `None` (a user object naming nothing) is skipped.
+pub(crate) fn push_subject(list: &mut Vec<Subject>, new: Option<Subject>) -> Result<(), String> {
+    if let Some(s) = new.filter(has_identifier) {
+        merge_subject(list, s);
+        if list.len() > MAX_SUBJECTS {
+            return Err(too_many_subjects());
+        }
+    }
+    Ok(())
+}
+
+/// Sets label `key` when the vendor gave a value.
+pub(crate) fn put_label(
+    labels: &mut std::collections::BTreeMap<String, String>,
+    key: &str,
+    v: Option<&str>,
+) {
+    if let Some(v) = v {
+        labels.insert(key.to_string(), v.to_string());
+    }
+}
+
+/// Appends an indicator of `kind` when the vendor gave a value, once per `(kind, value)`.
+pub(crate) fn push_indicator(out: &mut Vec<super::Indicator>, kind: &str, v: Option<&str>) {
+    if let Some(value) = v {
+        let i = super::Indicator {
+            kind: kind.into(),
+            value: value.into(),
+        };
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+}
+
 /// Severity by name, case-insensitive, with the common aliases vendors use.
 pub(crate) fn severity_from_name(name: &str) -> Option<Severity> {
     let name = name.trim();

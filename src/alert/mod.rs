@@ -4,6 +4,8 @@
 //! configured per source, or detected) and returns one [`Alert`]. The alert keeps the original document
 //! in [`Alert::raw`] so that policies can look at vendor fields the model does not carry.
 
+pub mod crowdstrike;
+pub mod defender;
 pub mod elastic;
 mod fields;
 pub mod generic;
@@ -14,6 +16,8 @@ pub mod guardduty;
 pub mod ocsf;
 pub mod okta;
 mod registry;
+pub mod sentinel;
+pub mod splunk;
 
 pub use registry::{Normalizer, NormalizerRegistry};
 

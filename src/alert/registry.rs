@@ -31,6 +31,10 @@ impl NormalizerRegistry {
         Self {
             normalizers: vec![
                 Box::new(super::ocsf::Ocsf),
+                Box::new(super::crowdstrike::CrowdStrike),
+                Box::new(super::defender::Defender),
+                Box::new(super::sentinel::Sentinel),
+                Box::new(super::splunk::Splunk),
                 Box::new(super::okta::Okta),
                 Box::new(super::guardduty::GuardDuty),
                 Box::new(super::elastic::Elastic),
@@ -116,7 +120,7 @@ mod tests {
         let r = NormalizerRegistry::new();
         let code = |bytes: &[u8], f: Option<&str>| r.normalize(bytes, f).unwrap_err().reason_code();
         assert_eq!(code(b"{not json", None), "invalid_json");
-        assert_eq!(code(b"{}", Some("splunk")), "unknown_format");
+        assert_eq!(code(b"{}", Some("qradar")), "unknown_format");
         assert_eq!(code(br#"{"class_uid": 3002}"#, None), "unrecognized");
         assert_eq!(code(br#"{"class_uid": 3002}"#, Some("ocsf")), "invalid");
     }
@@ -124,7 +128,7 @@ mod tests {
     #[test]
     fn unknown_format_lists_the_known_ones() {
         let err = NormalizerRegistry::new()
-            .normalize(b"{}", Some("splunk"))
+            .normalize(b"{}", Some("qradar"))
             .unwrap_err();
         let known = NormalizerRegistry::new().names().join(", ");
         assert!(
@@ -133,7 +137,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            format!("unknown format `splunk` (known: {known})")
+            format!("unknown format `qradar` (known: {known})")
         );
     }
 

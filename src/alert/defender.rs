@@ -1,0 +1,325 @@
+//! `defender`: Microsoft Graph security `alert` (v2), as Defender XDR and Sentinel emit it.
+//!
+//! Detection: `@odata.type` is `#microsoft.graph.security.alert`, or the object has both
+//! `providerAlertId` and an `evidence` array (webhooks and exports often drop the OData annotation).
+//! Subjects come from `evidence[]`: `userEvidence.userAccount` and `mailboxEvidence` (primary address
+//! plus its `userAccount`). Alerts from identity products (Entra ID Protection, Defender for
+//! Identity) are about an account by definition, so one without any user evidence is dead-lettered;
+//! endpoint, mail and cloud-app alerts without a user are kept as notify-only.
+//! Full mapping tables: `docs/alert-model.md`.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::fields::{
+    bounded_reason, echo, push_indicator, push_subject, put_label, severity_from_name, str_of,
+    subject_from_name, time_from_rfc3339,
+};
+use super::ocsf::{category_from_technique, category_from_text};
+use super::{Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
+
+const FORMAT: &str = "defender";
+const ODATA_ALERT: &str = "#microsoft.graph.security.alert";
+/// `serviceSource` values whose alerts are always about an account.
+const IDENTITY_SOURCES: &[&str] = &["azureAdIdentityProtection", "microsoftDefenderForIdentity"];
+
+/// Microsoft Graph security alert v2 normalizer.
+pub struct Defender;
+
+impl Normalizer for Defender {
+    fn name(&self) -> &'static str {
+        FORMAT
+    }
+
+    fn detect(&self, doc: &Value) -> bool {
+        doc.get("@odata.type").and_then(Value::as_str) == Some(ODATA_ALERT)
+            || (doc.get("providerAlertId").is_some()
+                && doc.get("evidence").is_some_and(Value::is_array))
+    }
+
+    fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
+        if !doc.is_object() {
+            return Err(invalid(
+                "expected a JSON object (a Graph security alert v2)",
+            ));
+        }
+        let mut alert = build(&doc)?;
+        alert.raw = doc;
+        Ok(alert)
+    }
+}
+
+fn invalid(reason: impl Into<String>) -> NormalizeError {
+    NormalizeError::Invalid {
+        format: FORMAT,
+        reason: bounded_reason(reason.into()),
+    }
+}
+
+/// Graph `alertSeverity`: `unknown` / `unknownFutureValue` never escalate (policies can still read
+/// `raw.severity`).
+fn parse_severity(v: Option<&Value>) -> Result<Severity, NormalizeError> {
+    let name = match v {
+        None | Some(Value::Null) => return Err(invalid("severity is missing")),
+        Some(v) => str_of(Some(v))
+            .ok_or_else(|| invalid(format!("severity `{}` is not a string", echo(v))))?,
+    };
+    if name.eq_ignore_ascii_case("unknown") || name.eq_ignore_ascii_case("unknownFutureValue") {
+        return Ok(Severity::Informational);
+    }
+    severity_from_name(name).ok_or_else(|| {
+        invalid(format!(
+            "severity `{}` is not a Graph alert severity (informational, low, medium, high, \
+             unknown)",
+            echo(name)
+        ))
+    })
+}
+
+/// Graph `category` (ATT&CK tactic in CamelCase, or a Defender family) → vocabulary.
+pub(crate) fn category_from_graph(category: &str) -> Option<&'static str> {
+    let c = category.trim().to_ascii_lowercase();
+    Some(match c.as_str() {
+        "credentialaccess" | "credential access" => "credential_theft",
+        "initialaccess" | "initial access" => "suspicious_login",
+        "privilegeescalation" | "privilege escalation" => "privilege_escalation",
+        "exfiltration" | "collection" => "data_exfiltration",
+        "execution"
+        | "commandandcontrol"
+        | "command and control"
+        | "impact"
+        | "malware"
+        | "ransomware"
+        | "unwantedsoftware" => "malware",
+        "phishing" => "phishing",
+        _ => return None,
+    })
+}
+
+/// `serviceSource` → lower-case product name.
+fn product(service_source: Option<&str>) -> String {
+    match service_source {
+        None => "defender xdr".into(),
+        Some("microsoftDefenderForEndpoint") => "defender for endpoint".into(),
+        Some("microsoftDefenderForIdentity") => "defender for identity".into(),
+        Some("microsoftDefenderForOffice365") => "defender for office 365".into(),
+        Some("microsoftDefenderForCloudApps") => "defender for cloud apps".into(),
+        Some("microsoftDefenderForCloud") => "defender for cloud".into(),
+        Some("azureAdIdentityProtection") => "entra id protection".into(),
+        Some("microsoftSentinel") => "sentinel".into(),
+        Some("microsoft365Defender") | Some("microsoftDefenderXdr") => "defender xdr".into(),
+        Some(other) => other.to_ascii_lowercase(),
+    }
+}
+
+/// Graph `userAccount` → subject. The UPN is the email (that is how Entra keys it);
+/// `accountName` + `domainName` is the down-level login.
+pub(crate) fn user_account(u: &Value) -> Option<Subject> {
+    if !u.is_object() {
+        return None;
+    }
+    let mut s = str_of(u.get("accountName"))
+        .and_then(subject_from_name)
+        .unwrap_or_default();
+    if let Some(d) = str_of(u.get("domainName")) {
+        s.domain.get_or_insert_with(|| d.to_string());
+    }
+    if let Some(upn) = str_of(u.get("userPrincipalName")) {
+        s.email = Some(upn.to_string());
+    }
+    if let Some(oid) = str_of(u.get("azureAdUserId")) {
+        s.ids.insert("entra".into(), oid.to_string());
+    }
+    if let Some(sid) = str_of(u.get("userSid")) {
+        s.ids.insert("windows".into(), sid.to_string());
+    }
+    s.display_name = str_of(u.get("displayName")).map(str::to_string);
+    Some(s)
+}
+
+/// The evidence kind without the OData namespace (`userEvidence`).
+fn evidence_kind(e: &Value) -> &str {
+    e.get("@odata.type")
+        .and_then(Value::as_str)
+        .map(|t| t.rsplit('.').next().unwrap_or(t))
+        .unwrap_or("")
+}
+
+fn build(doc: &Value) -> Result<Alert, NormalizeError> {
+    let get = |k: &str| str_of(doc.get(k));
+    let id = get("id")
+        .ok_or_else(|| invalid("id is missing or blank"))?
+        .to_string();
+    let time = match doc.get("createdDateTime").filter(|v| !v.is_null()) {
+        Some(t) => time_from_rfc3339(t).map_err(|e| invalid(format!("createdDateTime: {e}")))?,
+        None => return Err(invalid("createdDateTime is missing (RFC 3339)")),
+    };
+    let severity = parse_severity(doc.get("severity"))?;
+
+    let techniques: Vec<&str> = doc
+        .get("mitreTechniques")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|t| str_of(Some(t))).collect())
+        .unwrap_or_default();
+    let title = get("title").unwrap_or_default().to_string();
+    let category = category_from_text(&title)
+        .or_else(|| techniques.iter().find_map(|t| category_from_technique(t)))
+        .or_else(|| get("category").and_then(category_from_graph))
+        .unwrap_or("other")
+        .to_string();
+
+    let mut subjects = Vec::new();
+    let mut host = Host::default();
+    let mut indicators: Vec<Indicator> = Vec::new();
+    let evidence = doc.get("evidence").and_then(Value::as_array);
+    for e in evidence.into_iter().flatten() {
+        let add = |list: &mut Vec<Subject>, s| push_subject(list, s).map_err(invalid);
+        match evidence_kind(e) {
+            "userEvidence" => add(&mut subjects, e.get("userAccount").and_then(user_account))?,
+            "mailboxEvidence" => {
+                let mut s = e
+                    .get("userAccount")
+                    .and_then(user_account)
+                    .unwrap_or_default();
+                if let Some(addr) = str_of(e.get("primaryAddress")) {
+                    // The mailbox address may differ from the UPN; the UPN stays the email.
+                    match &s.email {
+                        Some(upn) if !upn.eq_ignore_ascii_case(addr) => {
+                            push_indicator(&mut indicators, "email", Some(addr));
+                        }
+                        _ => s.email = Some(addr.to_string()),
+                    }
+                }
+                if s.display_name.is_none() {
+                    s.display_name = str_of(e.get("displayName")).map(str::to_string);
+                }
+                add(&mut subjects, Some(s))?;
+            }
+            "deviceEvidence" if host == Host::default() => {
+                host = Host {
+                    hostname: str_of(e.get("deviceDnsName")).map(str::to_string),
+                    id: str_of(e.get("mdeDeviceId"))
+                        .or_else(|| str_of(e.get("azureAdDeviceId")))
+                        .map(str::to_string),
+                    ips: e
+                        .get("ipInterfaces")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|i| str_of(Some(i)).map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    os: str_of(e.get("osPlatform")).map(str::to_string),
+                };
+            }
+            "ipEvidence" => push_indicator(&mut indicators, "ip", str_of(e.get("ipAddress"))),
+            "urlEvidence" => push_indicator(&mut indicators, "url", str_of(e.get("url"))),
+            "fileEvidence" => {
+                let f = e.get("fileDetails");
+                push_indicator(
+                    &mut indicators,
+                    "sha256",
+                    str_of(f.and_then(|f| f.get("sha256"))),
+                );
+                push_indicator(
+                    &mut indicators,
+                    "sha1",
+                    str_of(f.and_then(|f| f.get("sha1"))),
+                );
+            }
+            "processEvidence" => {
+                let f = e.get("imageFile");
+                push_indicator(
+                    &mut indicators,
+                    "sha256",
+                    str_of(f.and_then(|f| f.get("sha256"))),
+                );
+                push_indicator(
+                    &mut indicators,
+                    "command_line",
+                    str_of(e.get("processCommandLine")),
+                );
+            }
+            "analyzedMessageEvidence" => {
+                push_indicator(&mut indicators, "ip", str_of(e.get("senderIp")));
+                push_indicator(
+                    &mut indicators,
+                    "email",
+                    str_of(e.pointer("/p1Sender/emailAddress")),
+                );
+            }
+            _ => {}
+        }
+    }
+    let service_source = get("serviceSource");
+    if subjects.is_empty() && service_source.is_some_and(|s| IDENTITY_SOURCES.contains(&s)) {
+        return Err(invalid(format!(
+            "alert {} from identity source `{}` names no account (no userEvidence or \
+             mailboxEvidence with accountName, userPrincipalName, azureAdUserId, userSid or \
+             primaryAddress)",
+            echo(&id),
+            service_source.unwrap_or_default()
+        )));
+    }
+
+    let mut labels = BTreeMap::new();
+    put_label(&mut labels, "provider_alert_id", get("providerAlertId"));
+    put_label(&mut labels, "incident_id", get("incidentId"));
+    put_label(&mut labels, "service_source", service_source);
+    put_label(&mut labels, "detection_source", get("detectionSource"));
+    put_label(&mut labels, "vendor_category", get("category"));
+    put_label(&mut labels, "status", get("status"));
+    put_label(&mut labels, "alert_url", get("alertWebUrl"));
+    if !techniques.is_empty() {
+        labels.insert("mitre_techniques".into(), techniques.join(","));
+    }
+
+    Ok(Alert {
+        id,
+        source: Source {
+            vendor: "microsoft".into(),
+            product: Some(product(service_source)),
+            format: FORMAT.into(),
+        },
+        time,
+        severity,
+        severity_score: None,
+        category,
+        title,
+        subjects,
+        host: (host != Host::default()).then_some(host),
+        indicators,
+        labels,
+        raw: Value::Null,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn detects_by_odata_type_or_provider_id_with_evidence() {
+        assert!(Defender.detect(&json!({"@odata.type": ODATA_ALERT})));
+        assert!(Defender.detect(&json!({"providerAlertId": "x", "evidence": []})));
+        assert!(!Defender.detect(&json!({"providerAlertId": "x"})));
+        assert!(!Defender.detect(&json!({"id": "x", "severity": "high"})));
+    }
+
+    #[test]
+    fn graph_categories_map_onto_the_vocabulary() {
+        assert_eq!(
+            category_from_graph("CredentialAccess"),
+            Some("credential_theft")
+        );
+        assert_eq!(
+            category_from_graph("InitialAccess"),
+            Some("suspicious_login")
+        );
+        assert_eq!(category_from_graph("Ransomware"), Some("malware"));
+        assert_eq!(category_from_graph("DefenseEvasion"), None);
+    }
+}

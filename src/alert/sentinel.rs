@@ -1,0 +1,276 @@
+//! `sentinel`: a Microsoft Sentinel incident as posted by an automation rule / Logic App webhook.
+//!
+//! The body is the incident trigger's envelope `{objectSchemaType: "Incident", object: {name, id,
+//! properties: {…}}}`; a bare incident resource (`{name, properties: {incidentNumber, …}}`) is
+//! accepted too, because Logic Apps often post `triggerBody()?['object']`. Accounts come from
+//! `properties.relatedEntities[]` of kind `Account` (and `Mailbox`). Incidents raised by identity
+//! products (Entra ID Protection, Defender for Identity) are about an account, so one without any
+//! account entity is dead-lettered. Full mapping tables: `docs/alert-model.md`.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::defender::category_from_graph;
+use super::fields::{
+    bounded_reason, echo, push_indicator, push_subject, put_label, severity_from_name, str_of,
+    subject_from_name, time_from_rfc3339,
+};
+use super::ocsf::{category_from_technique, category_from_text};
+use super::{Alert, Host, NormalizeError, Normalizer, Source, Subject};
+
+const FORMAT: &str = "sentinel";
+/// `additionalData.alertProductNames[]` values whose incidents are always about an account.
+const IDENTITY_PRODUCTS: &[&str] = &[
+    "Azure Active Directory Identity Protection",
+    "Microsoft Entra ID Protection",
+    "Azure Advanced Threat Protection",
+    "Microsoft Defender for Identity",
+];
+
+/// Microsoft Sentinel incident (automation rule / Logic App webhook) normalizer.
+pub struct Sentinel;
+
+/// The incident resource (`{name, id, properties}`) inside the envelope, or the document itself.
+fn incident(doc: &Value) -> Option<&Value> {
+    let props = |v: &Value| {
+        v.get("properties")
+            .is_some_and(|p| p.get("incidentNumber").is_some())
+    };
+    match doc.get("object") {
+        Some(o) if props(o) => Some(o),
+        _ if props(doc) => Some(doc),
+        _ => None,
+    }
+}
+
+impl Normalizer for Sentinel {
+    fn name(&self) -> &'static str {
+        FORMAT
+    }
+
+    fn detect(&self, doc: &Value) -> bool {
+        doc.get("objectSchemaType").and_then(Value::as_str) == Some("Incident")
+            || incident(doc).is_some()
+    }
+
+    fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
+        if !doc.is_object() {
+            return Err(invalid(
+                "expected a JSON object (a Sentinel incident webhook)",
+            ));
+        }
+        let inc = incident(&doc).ok_or_else(|| {
+            invalid(
+                "no incident: neither object.properties.incidentNumber nor \
+                 properties.incidentNumber is present",
+            )
+        })?;
+        let mut alert = build(inc)?;
+        alert.raw = doc;
+        Ok(alert)
+    }
+}
+
+fn invalid(reason: impl Into<String>) -> NormalizeError {
+    NormalizeError::Invalid {
+        format: FORMAT,
+        reason: bounded_reason(reason.into()),
+    }
+}
+
+fn strings(v: Option<&Value>) -> Vec<&str> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|t| str_of(Some(t))).collect())
+        .unwrap_or_default()
+}
+
+/// Sentinel Account / Mailbox entity properties → subject.
+fn account_entity(p: &Value) -> Subject {
+    let get = |k: &str| str_of(p.get(k));
+    let mut s = get("accountName")
+        .and_then(subject_from_name)
+        .unwrap_or_default();
+    if let Some(d) = get("ntDomain") {
+        s.domain.get_or_insert_with(|| d.to_string());
+    }
+    let upn = get("upn")
+        .or_else(|| get("userPrincipalName"))
+        .map(str::to_string)
+        .or_else(|| match (&s.username, get("upnSuffix")) {
+            (Some(u), Some(suffix)) => Some(format!("{u}@{suffix}")),
+            _ => None,
+        })
+        .or_else(|| get("mailboxPrimaryAddress").map(str::to_string));
+    if upn.is_some() {
+        s.email = upn;
+    }
+    if let Some(oid) = get("aadUserId") {
+        s.ids.insert("entra".into(), oid.to_string());
+    }
+    if let Some(sid) = get("sid") {
+        s.ids.insert("windows".into(), sid.to_string());
+    }
+    s.display_name = get("displayName").map(str::to_string);
+    s
+}
+
+fn build(inc: &Value) -> Result<Alert, NormalizeError> {
+    let p = &inc["properties"];
+    let get = |k: &str| str_of(p.get(k));
+    let number = p
+        .get("incidentNumber")
+        .filter(|n| !n.is_null())
+        .map(|n| match n {
+            Value::String(s) => s.trim().to_string(),
+            other => other.to_string(),
+        });
+    let id = str_of(inc.get("name"))
+        .map(str::to_string)
+        .or_else(|| str_of(inc.get("id")).and_then(|i| i.rsplit('/').next().map(str::to_string)))
+        .or_else(|| get("providerIncidentId").map(str::to_string))
+        .or_else(|| number.clone().map(|n| format!("incident:{n}")))
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| {
+            invalid("object.name, object.id and properties.incidentNumber are all missing")
+        })?;
+
+    let time_key = ["createdTimeUtc", "firstActivityTimeUtc"]
+        .into_iter()
+        .find(|k| p.get(*k).is_some_and(|v| !v.is_null()))
+        .ok_or_else(|| {
+            invalid(
+                "properties.createdTimeUtc and firstActivityTimeUtc are both missing (RFC 3339)",
+            )
+        })?;
+    let time = time_from_rfc3339(&p[time_key])
+        .map_err(|e| invalid(format!("properties.{time_key}: {e}")))?;
+
+    let severity = match get("severity") {
+        Some(n) => severity_from_name(n).ok_or_else(|| {
+            invalid(format!(
+                "properties.severity `{}` is not a Sentinel severity (Informational, Low, Medium, \
+                 High)",
+                echo(n)
+            ))
+        })?,
+        None => return Err(invalid("properties.severity is missing")),
+    };
+
+    let extra = p.get("additionalData");
+    let tactics = strings(extra.and_then(|a| a.get("tactics")));
+    let techniques = strings(extra.and_then(|a| a.get("techniques")));
+    let products = strings(extra.and_then(|a| a.get("alertProductNames")));
+    let title = get("title").unwrap_or_default().to_string();
+    let category = category_from_text(&title)
+        .or_else(|| techniques.iter().find_map(|t| category_from_technique(t)))
+        .or_else(|| tactics.iter().find_map(|t| category_from_graph(t)))
+        .unwrap_or("other")
+        .to_string();
+
+    let mut subjects = Vec::new();
+    let mut host = Host::default();
+    let mut indicators = Vec::new();
+    let entities = p.get("relatedEntities").and_then(Value::as_array);
+    for e in entities.into_iter().flatten() {
+        let ep = e.get("properties").unwrap_or(&Value::Null);
+        let eget = |k: &str| str_of(ep.get(k));
+        let kind = str_of(e.get("kind")).unwrap_or("").to_ascii_lowercase();
+        match kind.as_str() {
+            "account" | "mailbox" => {
+                push_subject(&mut subjects, Some(account_entity(ep))).map_err(invalid)?;
+            }
+            "host" if host == Host::default() => {
+                host = Host {
+                    hostname: eget("hostName").map(|h| match eget("dnsDomain") {
+                        Some(d) if !h.contains('.') => format!("{h}.{d}"),
+                        _ => h.to_string(),
+                    }),
+                    id: eget("azureID")
+                        .or_else(|| eget("omsAgentID"))
+                        .map(str::to_string),
+                    ips: Vec::new(),
+                    os: eget("osFamily").map(str::to_string),
+                };
+            }
+            "ip" => push_indicator(&mut indicators, "ip", eget("address")),
+            "url" => push_indicator(&mut indicators, "url", eget("url")),
+            "dns" => push_indicator(&mut indicators, "domain", eget("domainName")),
+            "filehash" => {
+                let alg = eget("algorithm").map(str::to_ascii_lowercase);
+                push_indicator(
+                    &mut indicators,
+                    alg.as_deref().unwrap_or("hash"),
+                    eget("hashValue"),
+                );
+            }
+            _ => {}
+        }
+    }
+    if subjects.is_empty() {
+        if let Some(product) = products.iter().find(|p| IDENTITY_PRODUCTS.contains(p)) {
+            return Err(invalid(format!(
+                "incident {} from `{product}` names no account (no relatedEntities of kind \
+                 Account or Mailbox with accountName, upn, aadUserId or sid)",
+                number.as_deref().map(echo).unwrap_or_else(|| echo(&id)),
+            )));
+        }
+    }
+
+    let mut labels = BTreeMap::new();
+    put_label(&mut labels, "incident_number", number.as_deref());
+    put_label(&mut labels, "status", get("status"));
+    put_label(&mut labels, "incident_url", get("incidentUrl"));
+    put_label(&mut labels, "provider_name", get("providerName"));
+    for (key, list) in [
+        ("mitre_tactics", &tactics),
+        ("mitre_techniques", &techniques),
+        ("alert_products", &products),
+    ] {
+        if !list.is_empty() {
+            labels.insert(key.into(), list.join(","));
+        }
+    }
+
+    Ok(Alert {
+        id,
+        source: Source {
+            vendor: "microsoft".into(),
+            product: Some("sentinel".into()),
+            format: FORMAT.into(),
+        },
+        time,
+        severity,
+        severity_score: None,
+        category,
+        title,
+        subjects,
+        host: (host != Host::default()).then_some(host),
+        indicators,
+        labels,
+        raw: Value::Null,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn detects_envelope_and_bare_incident_but_not_graph_alerts() {
+        assert!(Sentinel.detect(&json!({"objectSchemaType": "Incident", "object": {}})));
+        assert!(Sentinel.detect(&json!({"name": "g", "properties": {"incidentNumber": 1}})));
+        assert!(!Sentinel.detect(&json!({"properties": {"title": "x"}})));
+        assert!(!Sentinel.detect(&json!({"id": "x", "severity": "high"})));
+    }
+
+    #[test]
+    fn account_with_upn_suffix_becomes_an_email() {
+        let s = account_entity(&json!({"accountName": "jdoe", "upnSuffix": "corp.example",
+            "ntDomain": "CORP"}));
+        assert_eq!(s.email.as_deref(), Some("jdoe@corp.example"));
+        assert_eq!(s.domain.as_deref(), Some("CORP"));
+        assert_eq!(s.username.as_deref(), Some("jdoe"));
+    }
+}

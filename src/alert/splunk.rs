@@ -1,0 +1,301 @@
+//! `splunk`: the Splunk alert-action webhook payload (`{sid, search_name, app, owner, results_link,
+//! result: {…}}`), including Enterprise Security notables inside `result`.
+//!
+//! `result` is the first row of the search, every value a string (or an array for multi-value
+//! fields), so numbers are parsed from strings here. Splunk's `_time` is epoch *seconds* (with an
+//! optional fraction): unlike the millisecond fields of other formats that is Splunk's documented
+//! meaning, so it is read as seconds. A plain saved search has no severity at all; it becomes
+//! `informational` (never escalates) with label `severity_missing`, rather than being lost.
+//! ES notables of the `access` / `identity` security domain are about an account, so one without any
+//! user is dead-lettered. Full mapping tables: `docs/alert-model.md`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::fields::{
+    bounded_reason, echo, push_indicator, push_subject, put_label, severity_from_name, str_of,
+    subject_from_name, time_from_rfc3339,
+};
+use super::generic::severity_from_score;
+use super::ocsf::{category_from_technique, category_from_text};
+use super::{Alert, Host, NormalizeError, Normalizer, Severity, Source};
+
+const FORMAT: &str = "splunk";
+/// Smallest `_time` accepted, in seconds (2001-09-09): a smaller number is not a Splunk event time.
+const MIN_EPOCH_S: f64 = 1_000_000_000.0;
+/// Placeholders ES and CIM searches put in identity fields when they know nothing.
+const PLACEHOLDERS: &[&str] = &["unknown", "-", "n/a", "null"];
+
+/// Splunk alert-action webhook normalizer.
+pub struct Splunk;
+
+impl Normalizer for Splunk {
+    fn name(&self) -> &'static str {
+        FORMAT
+    }
+
+    fn detect(&self, doc: &Value) -> bool {
+        doc.get("sid").is_some_and(Value::is_string)
+            && doc.get("search_name").is_some()
+            && doc.get("result").is_some_and(Value::is_object)
+    }
+
+    fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
+        if !doc.is_object() {
+            return Err(invalid("expected a JSON object (a Splunk webhook payload)"));
+        }
+        let mut alert = build(&doc)?;
+        alert.raw = doc;
+        Ok(alert)
+    }
+}
+
+fn invalid(reason: impl Into<String>) -> NormalizeError {
+    NormalizeError::Invalid {
+        format: FORMAT,
+        reason: bounded_reason(reason.into()),
+    }
+}
+
+/// Every non-blank, non-placeholder string of a single- or multi-value field.
+fn values(v: Option<&Value>) -> Vec<&str> {
+    let keep = |s: &&str| !PLACEHOLDERS.iter().any(|p| s.eq_ignore_ascii_case(p));
+    match v {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| str_of(Some(x)))
+            .filter(keep)
+            .collect(),
+        other => str_of(other).filter(keep).into_iter().collect(),
+    }
+}
+
+/// The first value of a field.
+fn first(v: Option<&Value>) -> Option<&str> {
+    values(v).into_iter().next()
+}
+
+/// `_time` as Splunk writes it: epoch seconds (string or number, optional fraction) or RFC 3339.
+fn parse_time(v: &Value) -> Result<DateTime<Utc>, String> {
+    let text = match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_string(),
+        other => return Err(format!("`{}` is not epoch seconds", echo(other))),
+    };
+    match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() => {
+            if secs < MIN_EPOCH_S {
+                return Err(format!(
+                    "{} is not an epoch-seconds event time",
+                    echo(&text)
+                ));
+            }
+            DateTime::<Utc>::from_timestamp_millis((secs * 1000.0).round() as i64)
+                .ok_or_else(|| format!("{} epoch seconds is out of range", echo(&text)))
+        }
+        _ => time_from_rfc3339(&Value::String(text)),
+    }
+}
+
+/// The dispatch time embedded in a scheduled search id (`scheduler__…_at_1772356500_123`).
+fn time_from_sid(sid: &str) -> Option<DateTime<Utc>> {
+    let (_, tail) = sid.rsplit_once("_at_")?;
+    let secs: i64 = tail.split('_').next()?.parse().ok()?;
+    DateTime::<Utc>::from_timestamp(secs, 0).filter(|_| secs as f64 >= MIN_EPOCH_S)
+}
+
+fn build(doc: &Value) -> Result<Alert, NormalizeError> {
+    let sid = str_of(doc.get("sid")).ok_or_else(|| invalid("sid is missing or blank"))?;
+    let search_name = str_of(doc.get("search_name"));
+    let result = doc
+        .get("result")
+        .filter(|r| r.is_object())
+        .ok_or_else(|| invalid("result is missing or not an object"))?;
+    let r = |k: &str| first(result.get(k));
+
+    let id = r("event_id").unwrap_or(sid).to_string();
+
+    let time = match result.get("_time").filter(|v| !v.is_null()) {
+        Some(t) => parse_time(t).map_err(|e| invalid(format!("result._time: {e}")))?,
+        None => time_from_sid(sid).ok_or_else(|| {
+            invalid(format!(
+                "result._time is missing and sid `{}` carries no dispatch time; add `_time` to \
+                 the search's output",
+                echo(sid)
+            ))
+        })?,
+    };
+
+    let mut labels = BTreeMap::new();
+    let numeric = r("severity").and_then(|s| s.parse::<f64>().ok());
+    let (severity, mut severity_score) = match (r("urgency"), r("severity"), numeric) {
+        (Some(u), _, _) => (
+            severity_from_name(u).ok_or_else(|| {
+                invalid(format!(
+                    "result.urgency `{}` is not informational, low, medium, high or critical",
+                    echo(u)
+                ))
+            })?,
+            numeric,
+        ),
+        (None, Some(_), Some(n)) => (
+            severity_from_score(n)
+                .ok_or_else(|| invalid(format!("result.severity {n} is outside 0–100")))?,
+            Some(n),
+        ),
+        (None, Some(s), None) => (
+            severity_from_name(s).ok_or_else(|| {
+                invalid(format!(
+                    "result.severity `{}` is neither a severity name nor a number",
+                    echo(s)
+                ))
+            })?,
+            None,
+        ),
+        (None, None, _) => {
+            labels.insert("severity_missing".into(), "true".into());
+            (Severity::Informational, None)
+        }
+    };
+    if let Some(risk) = r("risk_score").and_then(|s| s.parse::<f64>().ok()) {
+        severity_score.get_or_insert(risk);
+    }
+
+    let rule_name = r("rule_name").or_else(|| r("rule_title"));
+    let techniques = values(result.get("annotations.mitre_attack"));
+    let category = [rule_name, search_name, r("category"), r("signature")]
+        .into_iter()
+        .flatten()
+        .find_map(category_from_text)
+        .or_else(|| techniques.iter().find_map(|t| category_from_technique(t)))
+        .unwrap_or("other")
+        .to_string();
+
+    let title = rule_name.or(search_name).unwrap_or_default().to_string();
+
+    let mut subjects = Vec::new();
+    for key in ["user", "src_user"] {
+        for name in values(result.get(key)) {
+            push_subject(&mut subjects, subject_from_name(name)).map_err(invalid)?;
+        }
+    }
+    let domain = r("security_domain");
+    if subjects.is_empty()
+        && domain
+            .is_some_and(|d| d.eq_ignore_ascii_case("access") || d.eq_ignore_ascii_case("identity"))
+    {
+        return Err(invalid(format!(
+            "notable {} of security_domain `{}` names no account (result.user and \
+             result.src_user are missing, blank or `unknown`)",
+            echo(&id),
+            domain.unwrap_or_default()
+        )));
+    }
+
+    let mut host = Host::default();
+    let mut indicators = Vec::new();
+    let is_ip = |s: &str| s.parse::<IpAddr>().is_ok();
+    match r("dest") {
+        Some(d) if is_ip(d) => host.ips.push(d.to_string()),
+        Some(d) => host.hostname = Some(d.to_string()),
+        None => host.hostname = r("dest_nt_host").or_else(|| r("host")).map(str::to_string),
+    }
+    if let Some(ip) = r("dest_ip").filter(|ip| !host.ips.iter().any(|h| h == ip)) {
+        host.ips.push(ip.to_string());
+    }
+    for src in values(result.get("src"))
+        .into_iter()
+        .chain(values(result.get("src_ip")))
+    {
+        push_indicator(
+            &mut indicators,
+            if is_ip(src) { "ip" } else { "hostname" },
+            Some(src),
+        );
+    }
+    push_indicator(&mut indicators, "url", r("url"));
+    if let Some(hash) = r("file_hash") {
+        let kind = match hash.len() {
+            32 => "md5",
+            40 => "sha1",
+            64 => "sha256",
+            _ => "hash",
+        };
+        push_indicator(&mut indicators, kind, Some(hash));
+    }
+
+    put_label(&mut labels, "search_name", search_name);
+    put_label(&mut labels, "sid", Some(sid));
+    put_label(&mut labels, "app", str_of(doc.get("app")));
+    put_label(&mut labels, "owner", str_of(doc.get("owner")));
+    put_label(&mut labels, "results_link", str_of(doc.get("results_link")));
+    put_label(&mut labels, "rule_name", rule_name);
+    put_label(&mut labels, "security_domain", domain);
+    if !techniques.is_empty() {
+        labels.insert("mitre_techniques".into(), techniques.join(","));
+    }
+
+    let es = str_of(doc.get("app")) == Some("SplunkEnterpriseSecuritySuite")
+        || result.get("event_id").is_some()
+        || result.get("rule_name").is_some();
+    Ok(Alert {
+        id,
+        source: Source {
+            vendor: "splunk".into(),
+            product: Some(if es { "enterprise security" } else { "splunk" }.into()),
+            format: FORMAT.into(),
+        },
+        time,
+        severity,
+        severity_score,
+        category,
+        title,
+        subjects,
+        host: (host != Host::default()).then_some(host),
+        indicators,
+        labels,
+        raw: Value::Null,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn detects_webhook_payloads_only() {
+        assert!(Splunk.detect(&json!({"sid": "s", "search_name": "n", "result": {}})));
+        assert!(!Splunk.detect(&json!({"sid": "s", "search_name": "n"})));
+        assert!(!Splunk.detect(&json!({"id": "x", "severity": "high"})));
+    }
+
+    #[test]
+    fn splunk_time_is_epoch_seconds_with_fraction_or_rfc3339() {
+        assert_eq!(
+            parse_time(&json!("1772356500.250")).unwrap().to_rfc3339(),
+            "2026-03-01T09:15:00.250+00:00"
+        );
+        assert_eq!(
+            parse_time(&json!("2026-03-01T10:15:00+01:00"))
+                .unwrap()
+                .to_rfc3339(),
+            "2026-03-01T09:15:00+00:00"
+        );
+        assert!(parse_time(&json!("12")).is_err());
+        assert_eq!(
+            time_from_sid("scheduler__admin__search__RMD5abc_at_1772356500_123")
+                .unwrap()
+                .to_rfc3339(),
+            "2026-03-01T09:15:00+00:00"
+        );
+    }
+
+    #[test]
+    fn placeholder_users_are_not_subjects() {
+        assert_eq!(values(Some(&json!(["unknown", " jdoe ", "-"]))), ["jdoe"]);
+    }
+}
