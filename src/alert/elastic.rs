@@ -21,12 +21,12 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde_json::Value;
 
+use super::fields::time_from_rfc3339;
 use super::fields::{
     MAX_SUBJECTS, bounded_reason, echo, has_identifier, merge_subject, severity_from_name, str_of,
     subject_from_name, too_many_subjects,
 };
 use super::ocsf::{category_from_tactic, category_from_technique, category_from_text};
-use super::okta::time_from_rfc3339;
 use super::{Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
 
 const FORMAT: &str = "elastic";

@@ -19,12 +19,12 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::Value;
 
+use super::fields::time_from_rfc3339;
 use super::fields::{
     MAX_SUBJECTS, bounded_reason, echo, merge_subject, severity_from_name, str_of,
     subject_from_name, too_many_subjects,
 };
 use super::ocsf::category_from_text;
-use super::okta::time_from_rfc3339;
 use super::{Alert, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
 
 const FORMAT: &str = "google_workspace";

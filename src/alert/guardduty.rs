@@ -23,8 +23,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::Value;
 
+use super::fields::time_from_rfc3339;
 use super::fields::{bounded_reason, echo, merge_subject, str_of};
-use super::okta::time_from_rfc3339;
 use super::{
     Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject, SubjectKind,
 };

@@ -27,7 +27,7 @@
 //! events is worse than a visible dead letter.
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use super::fields::time_from_rfc3339;
 use serde_json::Value;
 
 use super::fields::{
@@ -91,16 +91,6 @@ fn invalid(reason: impl Into<String>) -> NormalizeError {
         format: FORMAT,
         reason: bounded_reason(reason.into()),
     }
-}
-
-/// RFC 3339 string → UTC time; `Err` is a reason without the field name.
-pub(crate) fn time_from_rfc3339(v: &Value) -> Result<DateTime<Utc>, String> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| format!("`{}` is not an RFC 3339 string", echo(v)))?;
-    DateTime::parse_from_rfc3339(s.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("`{}` is not RFC 3339 ({e})", echo(s)))
 }
 
 fn build(ev: &Value, at: &str) -> Result<Alert, NormalizeError> {
