@@ -178,13 +178,13 @@ return {'ok'}
     )
 });
 
-/// How many times an audit append reseals after losing a race before giving up as unavailable.
 /// A queued audit batch and the caller waiting for its sealed records.
 type AuditWaiter = (
     Vec<AuditDraft>,
     tokio::sync::oneshot::Sender<Result<Vec<AuditRecord>, StoreError>>,
 );
 
+/// How many times an audit append reseals after losing a race before giving up as unavailable.
 const AUDIT_APPEND_ATTEMPTS: usize = 64;
 
 /// `,planned,awaiting_approval,running,succeeded,`: the states whose holder absorbs later alerts,
