@@ -232,24 +232,13 @@ impl LdapConfig {
         if let Err(why) = check_filter_template(template) {
             problems.push(Problem::new(format!("{path}.user_filter"), why));
         }
-        if self.timeout.is_zero() {
-            problems.push(Problem::new(
-                format!("{path}.timeout"),
-                "must be more than zero",
-            ));
-        }
-        if self.concurrency == 0 {
-            problems.push(Problem::new(
-                format!("{path}.concurrency"),
-                "must be at least 1",
-            ));
-        }
-        if self.max_attempts == Some(0) {
-            problems.push(Problem::new(
-                format!("{path}.max_attempts"),
-                "must be at least 1 (or omitted to use [executor.retry].max_attempts)",
-            ));
-        }
+        super::validate_limits(
+            path,
+            self.timeout,
+            self.concurrency,
+            self.max_attempts,
+            problems,
+        );
     }
 }
 

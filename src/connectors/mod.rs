@@ -198,6 +198,36 @@ pub(crate) fn is_loopback_host(url: &str) -> bool {
     host == "localhost" || host == "::1" || host.starts_with("127.")
 }
 
+/// The limits every native connector instance has: a call timeout, calls in flight, and an optional
+/// retry budget (absent: `[executor.retry].max_attempts`).
+pub(crate) fn validate_limits(
+    path: &str,
+    timeout: Duration,
+    concurrency: usize,
+    max_attempts: Option<u32>,
+    problems: &mut Vec<crate::config::Problem>,
+) {
+    use crate::config::Problem;
+    if timeout.is_zero() {
+        problems.push(Problem::new(
+            format!("{path}.timeout"),
+            "must be more than zero",
+        ));
+    }
+    if concurrency == 0 {
+        problems.push(Problem::new(
+            format!("{path}.concurrency"),
+            "must be at least 1",
+        ));
+    }
+    if max_attempts == Some(0) {
+        problems.push(Problem::new(
+            format!("{path}.max_attempts"),
+            "must be at least 1 (or omitted to use [executor.retry].max_attempts)",
+        ));
+    }
+}
+
 /// The connectors of one running instance, by name.
 pub type ConnectorSet = BTreeMap<String, Arc<dyn Connector>>;
 
