@@ -24,6 +24,8 @@
 //! - [`connectors`]: the [`connectors::Connector`] trait, the declarative HTTP runtime, native protocols.
 //! - [`audit`]: the tamper-evident trail — SHA-256-chained records, sealing and `verify`. Depends on
 //!   nothing else here; the ledger's [`ledger::StateStore`] stores it and every layer above writes it.
+//! - [`notify`]: notices for people (Slack, Teams, signed webhook): queued without blocking, delivered
+//!   with retries by a background task. Depends on nothing else here; every layer above may write it.
 //! - [`cli`]: what the `deprovd` subcommands do beyond parsing (simulate, policy test, checks).
 //! - [`telemetry`]: tracing setup and the Prometheus registry with typed metric handles.
 #![forbid(unsafe_code)]
@@ -41,6 +43,7 @@ pub mod guard;
 pub mod ingest;
 pub mod ledger;
 pub mod lockout;
+pub mod notify;
 pub mod pipeline;
 pub mod plan;
 pub mod policy;

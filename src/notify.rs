@@ -1,0 +1,154 @@
+//! Notifications to people: Slack and Microsoft Teams incoming webhooks and a generic signed webhook.
+//!
+//! Every layer that has news for a responder (executor: action failed / done; guards: approval
+//! needed, approval expired, breaker tripped; lockouts: done, restored) hands a [`Notice`] to the
+//! [`Notifier`] and moves on. `notify` never blocks and never fails: notices go onto a bounded queue
+//! that a background task delivers (with retries) to the configured sinks. A full queue drops the
+//! notice and counts it — containment must never wait for a chat message.
+//!
+//! Depends on nothing else in the crate, like [`crate::audit`].
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// What happened, for a person. Fields are plain strings so templates can use them as they are; no
+/// secrets and no raw alert documents ever go in here.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Notice {
+    /// An action reached `failed` (retry budget spent or a terminal error).
+    ActionFailed {
+        action_key: String,
+        connector: String,
+        operation: String,
+        subject: String,
+        error: String,
+        alert_id: Option<String>,
+    },
+    /// An action is held for a person's approval (approval mode or the breaker).
+    ApprovalNeeded {
+        approval_id: String,
+        connector: String,
+        operation: String,
+        subject: String,
+        reason: String,
+        requested_by: String,
+        expires_at: String,
+    },
+    /// A held action was not answered in time and will never execute.
+    ApprovalExpired {
+        approval_id: String,
+        connector: String,
+        operation: String,
+        subject: String,
+    },
+    /// The blast-radius breaker opened: further automatic actions in `scope` wait for approval.
+    /// `scope` is `global` or a connector instance name.
+    BreakerTripped {
+        scope: String,
+        subjects: u64,
+        threshold: u64,
+        window_secs: u64,
+    },
+    /// A containment action succeeded (manual lockout or automatic).
+    LockoutDone {
+        lockout_id: Option<String>,
+        action_key: String,
+        connector: String,
+        operation: String,
+        subject: String,
+    },
+    /// A reversal succeeded: the subject's access is back as it was on this connector.
+    Restored {
+        lockout_id: Option<String>,
+        action_key: String,
+        connector: String,
+        operation: String,
+        subject: String,
+    },
+}
+
+impl Notice {
+    /// The event name used in config (`events = [...]`) and templates.
+    pub fn event(&self) -> &'static str {
+        match self {
+            Notice::ActionFailed { .. } => "action_failed",
+            Notice::ApprovalNeeded { .. } => "approval_needed",
+            Notice::ApprovalExpired { .. } => "approval_expired",
+            Notice::BreakerTripped { .. } => "breaker_tripped",
+            Notice::LockoutDone { .. } => "lockout_done",
+            Notice::Restored { .. } => "restored",
+        }
+    }
+}
+
+/// Cheap to clone; hand one to every part that has news.
+#[derive(Clone, Debug, Default)]
+pub struct Notifier {
+    tx: Option<mpsc::Sender<Notice>>,
+}
+
+impl Notifier {
+    /// A notifier with no sinks: every notice is dropped (nothing is configured to hear it).
+    pub fn disabled() -> Self {
+        Self { tx: None }
+    }
+
+    /// A notifier feeding `tx`; the receiving side delivers.
+    pub fn from_sender(tx: mpsc::Sender<Notice>) -> Self {
+        Self { tx: Some(tx) }
+    }
+
+    /// Queue a notice without waiting. Returns false when it was dropped (no sinks, or the queue is
+    /// full).
+    pub fn notify(&self, notice: Notice) -> bool {
+        match &self.tx {
+            None => false,
+            Some(tx) => match tx.try_send(notice) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(
+                        event = e.into_inner().event(),
+                        "notification queue full: notice dropped"
+                    );
+                    false
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker() -> Notice {
+        Notice::BreakerTripped {
+            scope: "global".into(),
+            subjects: 11,
+            threshold: 10,
+            window_secs: 600,
+        }
+    }
+
+    #[test]
+    fn disabled_notifier_drops_without_blocking() {
+        assert!(!Notifier::disabled().notify(breaker()));
+    }
+
+    #[tokio::test]
+    async fn full_queue_drops_instead_of_waiting() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let n = Notifier::from_sender(tx);
+        assert!(n.notify(breaker()));
+        assert!(!n.notify(breaker()));
+        assert_eq!(rx.recv().await.unwrap().event(), "breaker_tripped");
+    }
+
+    #[test]
+    fn notices_serialize_with_their_event_name() {
+        let v = serde_json::to_value(breaker()).unwrap();
+        assert_eq!(v["event"], "breaker_tripped");
+        assert_eq!(v["threshold"], 10);
+    }
+}
