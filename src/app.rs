@@ -286,16 +286,29 @@ async fn start_core(
             )
         })
         .collect();
-    let executor = Arc::new(Executor::new(
-        store.clone(),
-        connectors.clone(),
-        &limits,
-        metrics.clone(),
-        dead_letters,
-        settings.executor.clone(),
-    ));
-    let guards = Guards::new(&settings.guards).map_err(anyhow::Error::msg)?;
-    let decider = Decider::new(policies, Planner::new(&connectors), guards, metrics.clone());
+    let group_guard =
+        crate::protected_groups::GroupGuard::new(&settings.guards.protected_groups, &connectors)
+            .map_err(anyhow::Error::msg)?
+            .map(Arc::new);
+    if let Some(g) = &group_guard {
+        info!(sources = ?g.sources(), "protected groups are checked through these connectors");
+    }
+    let executor = Arc::new(
+        Executor::new(
+            store.clone(),
+            connectors.clone(),
+            &limits,
+            metrics.clone(),
+            dead_letters,
+            settings.executor.clone(),
+        )
+        .with_group_guard(group_guard),
+    );
+    let identity = crate::identity::Identity::new(&settings.identity);
+    let guards =
+        Guards::with_identity(&settings.guards, identity.clone()).map_err(anyhow::Error::msg)?;
+    let planner = Planner::new(&connectors).with_identity(identity);
+    let decider = Decider::new(policies, planner, guards, metrics.clone());
     let pipeline = Arc::new(Pipeline::new(
         decider,
         store.clone(),

@@ -130,7 +130,8 @@ pub fn simulate(
             return ExitCode::from(2);
         }
     };
-    let guards = match Guards::new(&settings.guards) {
+    let identity = crate::identity::Identity::new(&settings.identity);
+    let guards = match Guards::with_identity(&settings.guards, identity.clone()) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("deprovd simulate: {e}");
@@ -139,7 +140,7 @@ pub fn simulate(
     };
     let decider = Decider::new(
         policies,
-        Planner::from_capabilities(caps),
+        Planner::from_capabilities(caps).with_identity(identity),
         guards,
         Arc::new(Metrics::new()),
     );

@@ -195,6 +195,8 @@ pub struct Settings {
     pub kafka: Option<crate::ingest::kafka::KafkaConfig>,
     pub executor: crate::executor::ExecutorConfig,
     pub guards: crate::guard::GuardConfig,
+    /// One spelling per account across systems (domain aliases); see [`crate::identity`].
+    pub identity: crate::identity::IdentityConfig,
     pub telemetry: crate::telemetry::TelemetryConfig,
     /// A live action for the same (subject, connector, operation) absorbs new alerts for this long.
     #[serde(with = "humantime_serde")]
@@ -215,6 +217,7 @@ impl Default for Settings {
             kafka: None,
             executor: Default::default(),
             guards: Default::default(),
+            identity: Default::default(),
             telemetry: Default::default(),
             coalesce_window: std::time::Duration::from_secs(600),
             connector_specs: None,
@@ -274,6 +277,7 @@ impl Settings {
         }
         self.executor.validate("executor", &mut p);
         self.guards.validate("guards", &mut p);
+        self.identity.validate("identity", &mut p);
         self.telemetry.validate("telemetry", &mut p);
         if self.coalesce_window.is_zero() {
             p.push(Problem::new("coalesce_window", "must be greater than zero"));

@@ -15,10 +15,14 @@
 //! - [`alert`]: the canonical [`alert::Alert`] model and the normalizer registry (one file per format).
 //! - [`policy`]: loading, compiling and evaluating the Rego bundle; hot reload; the `policy test` runner.
 //! - [`plan`]: expands decisions into concrete actions, one per (connector, operation, subject).
+//! - [`identity`]: one spelling per account (`CORP\jdoe` → `jdoe@corp.example`) through the
+//!   configured domain aliases, applied at planning and by the guards.
 //! - [`lockout`]: manual lockouts and reversals (restore) for responders; they enter the pipeline at
 //!   the guard step as ordinary ledger actions.
 //! - [`client`]: the HTTP client behind `deprovd lockout|restore|status`.
 //! - [`guard`]: what no policy may override — protected subjects, global dry-run, approval holds.
+//! - [`protected_groups`]: the guard on group membership, resolved through the connectors by the
+//!   executor right before a destructive call.
 //! - [`ledger`]: the durable action records and the [`ledger::StateStore`] trait (Redis and embedded).
 //! - [`executor`]: claims due actions, runs them through connectors, retries with backoff, dead-letters.
 //! - [`connectors`]: the [`connectors::Connector`] trait, the declarative HTTP runtime, native protocols.
@@ -40,6 +44,7 @@ pub mod config;
 pub mod connectors;
 pub mod executor;
 pub mod guard;
+pub mod identity;
 pub mod ingest;
 pub mod ledger;
 pub mod lockout;
@@ -47,4 +52,5 @@ pub mod notify;
 pub mod pipeline;
 pub mod plan;
 pub mod policy;
+pub mod protected_groups;
 pub mod telemetry;

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::alert::Alert;
 use crate::connectors::{ConnectorSet, Operation};
+use crate::identity::Identity;
 use crate::ledger::{ActionRecord, ActionState, Origin, action_key};
 use crate::policy::{Decision, Mode};
 
@@ -18,6 +19,9 @@ use crate::policy::{Decision, Mode};
 #[derive(Debug, Clone, Default)]
 pub struct Planner {
     capabilities: BTreeMap<String, BTreeSet<Operation>>,
+    /// Rewrites every decision's subject to one spelling per account (`CORP\jdoe` →
+    /// `jdoe@corp.example`) *before* idempotency keys are computed, so two spellings dedupe.
+    identity: Identity,
 }
 
 impl Planner {
@@ -32,12 +36,29 @@ impl Planner {
                 (name.clone(), ops)
             })
             .collect();
-        Self { capabilities }
+        Self {
+            capabilities,
+            identity: Identity::default(),
+        }
+    }
+
+    /// Resolve decision subjects through `identity` (the `[identity]` domain aliases).
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// The identity resolution this planner applies.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// From an explicit table (tests, simulate without connectors).
     pub fn from_capabilities(capabilities: BTreeMap<String, BTreeSet<Operation>>) -> Self {
-        Self { capabilities }
+        Self {
+            capabilities,
+            identity: Identity::default(),
+        }
     }
 
     /// What each configured connector can do, by name: manual lockouts expand against it.
@@ -57,7 +78,9 @@ impl Planner {
         let mut actions: BTreeMap<String, ActionRecord> = BTreeMap::new();
         let mut problems = Vec::new();
         for d in decisions {
-            let subject = normalize_subject(&d.subject);
+            // The decision (and the audit trail) keep the policy's spelling; the action gets one
+            // spelling per account, so idempotency keys and coalescing see one subject.
+            let subject = self.identity.resolve(&d.subject, &alert.subjects);
             if subject.is_empty() {
                 problems.push(format!("rule `{}`: decision has an empty subject", d.rule));
                 continue;
@@ -242,5 +265,25 @@ mod tests {
             Utc::now(),
         );
         assert_eq!(a[0].state, ActionState::Skipped);
+    }
+
+    #[test]
+    fn identity_resolution_gives_actions_one_spelling_per_account() {
+        let identity = crate::identity::Identity::new(&crate::identity::IdentityConfig {
+            domain_aliases: BTreeMap::from([("CORP".to_string(), "corp.example".to_string())]),
+        });
+        let p = planner().with_identity(identity);
+        let mut a = alert();
+        a.subjects = vec![crate::alert::Subject {
+            username: Some("jdoe".into()),
+            domain: Some("CORP".into()),
+            ..Default::default()
+        }];
+        for named in [r"CORP\JDoe", "jdoe", "JDoe@Corp.Example"] {
+            let mut d = decision(Operation::DisableAccount, None, Mode::Enforce);
+            d.subject = named.into();
+            let (actions, _) = p.plan(&a, &[d], "d", Utc::now());
+            assert_eq!(actions[0].subject, "jdoe@corp.example", "{named}");
+        }
     }
 }

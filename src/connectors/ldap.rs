@@ -61,7 +61,9 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
-use super::{CheckReport, Connector, Operation, OperationRequest, OperationResult, Outcome};
+use super::{
+    CheckReport, Connector, Memberships, Operation, OperationRequest, OperationResult, Outcome,
+};
 use crate::config::{Problem, SecretRef};
 
 /// `pwdAccountLockedTime` value that ppolicy treats as "locked until an administrator unlocks".
@@ -1127,6 +1129,36 @@ impl Connector for LdapConnector {
             Err(e) => return OperationResult::new(e.outcome(), ""),
         };
         let out = self.run(&mut ldap, request).await;
+        let _ = ldap.unbind().await;
+        out
+    }
+
+    fn lists_groups(&self) -> bool {
+        true
+    }
+
+    /// Group DNs of every group under `group_base_dn` holding the subject (the same probes as
+    /// `remove_group_memberships`); the protected-groups guard matches a DN by its first RDN value.
+    async fn group_memberships(&self, subject: &str) -> Memberships {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return Memberships::Unavailable("connector is shutting down".into());
+        };
+        let mut ldap = match self.session().await {
+            Ok(l) => l,
+            Err(e) => return Memberships::Unavailable(e.to_string()),
+        };
+        let out = match self.find_user(&mut ldap, subject, vec!["uid"]).await {
+            Ok(None) => Memberships::NotFound,
+            Ok(Some(user)) => match self.find_memberships(&mut ldap, &user).await {
+                Ok(found) => {
+                    let mut groups: Vec<String> = found.into_iter().map(|m| m.group).collect();
+                    groups.dedup();
+                    Memberships::Groups(groups)
+                }
+                Err(e) => Memberships::Unavailable(e.to_string()),
+            },
+            Err(e) => Memberships::Unavailable(e.to_string()),
+        };
         let _ = ldap.unbind().await;
         out
     }

@@ -70,6 +70,20 @@ impl Operation {
         Operation::ALL.into_iter().find(|o| o.as_str() == s)
     }
 
+    /// Whether the operation takes access away (disable, revoke, remove, reset, contain): the ones
+    /// the protected-groups guard checks before calling a target. Reversals and `notify` are not.
+    pub fn is_destructive(self) -> bool {
+        matches!(
+            self,
+            Operation::DisableAccount
+                | Operation::RevokeSessions
+                | Operation::RevokeTokens
+                | Operation::RemoveGroupMemberships
+                | Operation::ResetCredentials
+                | Operation::ContainHost
+        )
+    }
+
     /// The operation that undoes this one, if it can be undone.
     pub fn reversal(self) -> Option<Operation> {
         match self {
@@ -169,6 +183,20 @@ pub struct CheckReport {
     pub fix: Option<String>,
 }
 
+/// What a target knows of a subject's group memberships (for `[guards] protected_groups`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Memberships {
+    /// This target type cannot list group memberships (its spec has no `groups` operation).
+    Unsupported,
+    /// The subject does not exist on this target: it is in no group here.
+    NotFound,
+    /// Names of the groups the subject belongs to on this target.
+    Groups(Vec<String>),
+    /// The target could not answer now (transport error, 5xx, 429, credentials). The caller must
+    /// not read this as "in no protected group".
+    Unavailable(String),
+}
+
 /// A configured target system.
 #[async_trait]
 pub trait Connector: Send + Sync {
@@ -180,6 +208,16 @@ pub trait Connector: Send + Sync {
     async fn execute(&self, request: &OperationRequest) -> OperationResult;
     /// Preflight: reachable, credentials valid, permitted; changes nothing.
     async fn check(&self) -> CheckReport;
+    /// Whether [`group_memberships`](Self::group_memberships) can answer on this instance.
+    fn lists_groups(&self) -> bool {
+        false
+    }
+    /// The names of the groups `subject` belongs to here, read-only. Targets that cannot tell keep
+    /// the default, [`Memberships::Unsupported`].
+    async fn group_memberships(&self, subject: &str) -> Memberships {
+        let _ = subject;
+        Memberships::Unsupported
+    }
 }
 
 /// Whether `url` points at this machine (`localhost`, `127.0.0.0/8`, `::1`): the only place plaintext

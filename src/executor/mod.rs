@@ -29,6 +29,7 @@ use crate::config::Problem;
 use crate::connectors::{ConnectorSet, OperationRequest, Outcome};
 use crate::ingest::DeadLetterSink;
 use crate::ledger::{ActionRecord, ActionState, Origin, StateStore};
+use crate::protected_groups::{GroupGuard, Verdict};
 use crate::telemetry::Metrics;
 use retry::{Backoff, RetryConfig};
 
@@ -131,6 +132,9 @@ pub struct Executor {
     backoff: Backoff,
     /// Keys this process is working on, so a rescan never starts a second task for one action.
     inflight: Mutex<HashSet<String>>,
+    /// `[guards] protected_groups`: asked before every destructive operation (see
+    /// [`crate::protected_groups`]); `None` when no group is protected.
+    group_guard: Option<Arc<GroupGuard>>,
 }
 
 impl Executor {
@@ -172,7 +176,14 @@ impl Executor {
             backoff: cfg.retry.backoff(),
             cfg,
             inflight: Mutex::new(HashSet::new()),
+            group_guard: None,
         }
+    }
+
+    /// Check `[guards] protected_groups` through `guard` before every destructive operation.
+    pub fn with_group_guard(mut self, guard: Option<Arc<GroupGuard>>) -> Self {
+        self.group_guard = guard;
+        self
     }
 
     /// Handle the pipeline uses to pass each newly recorded runnable action straight to this executor,
@@ -325,7 +336,29 @@ impl Executor {
                 pre_state: rec.pre_state.clone(),
                 context: request_context(&rec),
             };
-            let result = connector.execute(&request).await;
+            // Protected groups: asked here, not at planning, because membership lives in the
+            // targets. Reversals are never blocked (they give access back).
+            let verdict = match &self.group_guard {
+                Some(g) if rec.operation.is_destructive() && rec.reverses.is_none() => {
+                    Some(g.check(&rec.subject).await)
+                }
+                _ => None,
+            };
+            let result = match verdict {
+                Some(Verdict::Protected { group, connector: via }) => {
+                    return self.skip_protected_group(&mut rec, &group, &via).await;
+                }
+                Some(Verdict::Unknown(reason)) => crate::connectors::OperationResult::new(
+                    Outcome::Retry {
+                        after: None,
+                        reason: format!(
+                            "not called: the protected-groups check could not complete ({reason})"
+                        ),
+                    },
+                    "protected-groups check incomplete",
+                ),
+                Some(Verdict::Clear) | None => connector.execute(&request).await,
+            };
             self.metrics
                 .action_attempts
                 .with_label_values(&[rec.connector.as_str(), result.outcome.as_str()])
@@ -416,6 +449,56 @@ impl Executor {
         if let Err(e) = self.dead_letters.send(&payload, &reason, &origin).await {
             warn!(error = %e, "could not dead-letter the failed action (it stays `failed` in the ledger)");
         }
+        Ok(())
+    }
+
+    /// The subject is in a protected group: the action is `skipped` without calling the target,
+    /// audited (state change and guard record) and counted.
+    async fn skip_protected_group(
+        &self,
+        rec: &mut ActionRecord,
+        group: &str,
+        via: &str,
+    ) -> Result<(), crate::ledger::StoreError> {
+        rec.state = ActionState::Skipped;
+        rec.next_attempt_at = None;
+        rec.note = Some(format!(
+            "protected group: member of `{group}` (per connector `{via}`); guards never act on it"
+        ));
+        rec.updated_at = Utc::now();
+        self.store.put_action(rec).await?;
+        self.audit_state(rec, Some("protected_group")).await;
+        let mut g = AuditDraft::new(
+            AuditKind::Guard,
+            Actor::system("executor"),
+            serde_json::json!({
+                "guard": "protected_group",
+                "state": rec.state,
+                "note": rec.note,
+                "group": group,
+                "resolved_by": via,
+                "connector": rec.connector,
+                "operation": rec.operation,
+                "rule": rec.rule,
+            }),
+        );
+        g.subject = Some(rec.subject.clone());
+        g.action_key = Some(rec.key.clone());
+        if let Origin::Alert { alert_id, .. } = &rec.origin {
+            g.alert_id = Some(alert_id.clone());
+        }
+        if let Err(e) = self.store.append_audit(vec![g]).await {
+            error!(action_key = %rec.key, error = %e, "could not write the guard record to the audit trail");
+        }
+        self.metrics
+            .guard_blocks
+            .with_label_values(&[crate::guard::GuardHit::ProtectedGroup.as_str()])
+            .inc();
+        self.count_end(rec, "skipped");
+        info!(
+            group,
+            via, "subject is in a protected group; action skipped"
+        );
         Ok(())
     }
 

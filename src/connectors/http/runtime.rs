@@ -16,11 +16,11 @@ use tokio::sync::Semaphore;
 
 use super::auth::{Auth, TokenLease};
 use super::spec::{
-    BodyTest, BodyTpl, CHECK, CompiledOperation, CompiledStep, Extractor, LOOKUP, Paginate, Seg,
-    Spec, StepOutcome, Tpl, TplKind, describe,
+    BodyTest, BodyTpl, CHECK, CompiledOperation, CompiledStep, Extractor, GROUPS, LOOKUP, Paginate,
+    Seg, Spec, StepOutcome, Tpl, TplKind, describe,
 };
 use crate::connectors::{
-    CheckReport, Connector, Operation, OperationRequest, OperationResult, Outcome,
+    CheckReport, Connector, Memberships, Operation, OperationRequest, OperationResult, Outcome,
 };
 
 /// Largest response body read; anything longer is refused (a target is not trusted to be small).
@@ -752,6 +752,37 @@ impl Run {
     }
 }
 
+/// The `names` a `groups` operation recorded: a list of strings (or of `{name}` objects). Anything
+/// else is a spec error, reported as unavailable so that the guard does not act on a guess.
+fn group_names(names: Option<&Value>) -> Memberships {
+    match names {
+        None | Some(Value::Null) => Memberships::Groups(Vec::new()),
+        Some(Value::Array(items)) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                match item
+                    .as_str()
+                    .or_else(|| item.get("name").and_then(Value::as_str))
+                {
+                    Some(n) => out.push(n.to_string()),
+                    None if item.is_null() => {}
+                    None => {
+                        return Memberships::Unavailable(format!(
+                            "groups.record.names: expected group names, got {}",
+                            short(&item.to_string())
+                        ));
+                    }
+                }
+            }
+            Memberships::Groups(out)
+        }
+        Some(other) => Memberships::Unavailable(format!(
+            "groups.record.names: expected a list, got {}",
+            short(&other.to_string())
+        )),
+    }
+}
+
 fn into_result(run: Run) -> OperationResult {
     let summary = if run.trail.is_empty() {
         run.outcome.as_str().to_string()
@@ -787,6 +818,34 @@ impl Connector for HttpConnector {
             "http connector operation finished"
         );
         into_result(run)
+    }
+
+    fn lists_groups(&self) -> bool {
+        self.spec.has_operation(GROUPS)
+    }
+
+    async fn group_memberships(&self, subject: &str) -> Memberships {
+        if !self.spec.has_operation(GROUPS) {
+            return Memberships::Unsupported;
+        }
+        let req = OperationRequest {
+            operation: Operation::Notify, // unused by templates of `groups`
+            subject: subject.to_string(),
+            idempotency_key: String::new(),
+            pre_state: None,
+            context: BTreeMap::new(),
+        };
+        let _permit = self.permits.acquire().await;
+        let run = self.run_named(GROUPS, &req, None).await;
+        match run.outcome {
+            Outcome::Done | Outcome::AlreadyDone => {
+                group_names(run.record.as_ref().and_then(|r| r.get("names")))
+            }
+            Outcome::NotFound => Memberships::NotFound,
+            Outcome::Retry { reason, .. } | Outcome::Failed { reason } => {
+                Memberships::Unavailable(reason)
+            }
+        }
     }
 
     async fn check(&self) -> CheckReport {

@@ -10,6 +10,7 @@
 //! operations:
 //!   lookup:   { steps: [...], record: { id: "{{ steps.find.id }}" } }  # resolves the subject
 //!   check:    { steps: [...] }                                         # read-only preflight
+//!   groups:   { steps: [...], record: { names: "{{ steps.g.names }}" } } # optional: group names
 //!   disable_account:
 //!     steps:
 //!       - name: read                      # needed only if something refers to the step
@@ -71,6 +72,9 @@ use crate::connectors::Operation;
 pub const LOOKUP: &str = "lookup";
 /// The read-only preflight operation used by `deprovd connectors check`.
 pub const CHECK: &str = "check";
+/// The read-only operation that lists the subject's group names (its `record` has `names`: a list of
+/// strings), for `[guards] protected_groups`. Optional: a spec without it cannot answer.
+pub const GROUPS: &str = "groups";
 /// Built-in values every step has, besides its extracts.
 pub const BUILTIN_EXTRACTS: [&str; 4] = ["status", "etag", "processed", "skipped"];
 
@@ -402,12 +406,13 @@ impl Spec {
             .map(|op| op.record.keys().cloned().collect());
         let mut operations = BTreeMap::new();
         for (name, op) in &raw.operations {
-            if name != LOOKUP && name != CHECK && Operation::parse(name).is_none() {
+            if name != LOOKUP && name != CHECK && name != GROUPS && Operation::parse(name).is_none()
+            {
                 let known: Vec<&str> = Operation::ALL.iter().map(|o| o.as_str()).collect();
                 c.problem(
                     &format!("operations.{name}"),
                     format!(
-                        "unknown operation; known: lookup, check, {}",
+                        "unknown operation; known: lookup, check, groups, {}",
                         known.join(", ")
                     ),
                 );
