@@ -1,40 +1,71 @@
-//! `ocsf`: OCSF 1.x Detection Finding (`class_uid` 2004), the first-class external schema.
+//! `ocsf`: OCSF 1.x findings and risky authentications — Detection Finding (`class_uid` 2004, the
+//! first-class external schema), Security Finding (2001, OCSF 1.0's finding class), Incident Finding
+//! (2005) and Authentication (3002) when it carries a failure or a risk.
 //!
 //! Mapping (see `docs/alert-model.md` for the full table):
-//! - `id` ← `finding_info.uid`, else `metadata.uid`; both missing is an error.
-//! - `time` ← `time` (epoch ms), else `finding_info.created_time`; both missing is an error.
+//! - `id` ← `finding_info.uid` (2004), `finding.uid` then `finding_info.uid` (2001), else
+//!   `metadata.uid`; Incident Finding and Authentication have only `metadata.uid`. Missing is an error.
+//! - `time` ← `time` (epoch ms), else the finding's `created_time` (2001, 2004), else `start_time`
+//!   (2005); all missing is an error.
 //! - `severity` ← `severity_id`: 0 Unknown → informational (an unknown never escalates; policies
 //!   can still read `raw.severity_id`), 1 informational, 2 low, 3 medium, 4 high, 5 critical,
 //!   6 Fatal → critical, 99 Other → the `severity` string read as a name. Missing `severity_id` falls
-//!   back to the `severity` string. `severity_score` ← `risk_score`, else `severity_id` (0–6).
-//! - `category` ← first match of `finding_info.types[]`, then `finding_info.analytic` (name,
-//!   category), then ATT&CK techniques, then ATT&CK tactics (`category_from_text`,
-//!   `category_from_technique`, `category_from_tactic`); default `other`.
+//!   back to the `severity` string. A `risk_level_id` (0 Info … 4 Critical, 99 → `risk_level`) raises
+//!   the severity, never lowers it. `severity_score` ← `risk_score`, else `severity_id` (0–6).
+//! - `category` ← first match of the finding's `types[]`, then `analytic` (name, category), then
+//!   ATT&CK techniques, then ATT&CK tactics (`category_from_text`, `category_from_technique`,
+//!   `category_from_tactic`); default `other`. Authentication: `status_detail`/`message` by text,
+//!   else `suspicious_login`.
 //! - `subjects` ← `actor.user`, `evidences[].user`, `evidences[].actor.user`, `resources[]` whose
 //!   `type` ends in `user`; merged when they name the same account. A user object with no
 //!   identifier is skipped (vendors emit partial objects); a finding with no user at all is kept,
-//!   because policies may still notify.
-//! - `host` ← `device` (`hostname` or `name`, `uid`, `ip`, `os.name`).
-//! - `indicators` ← `observables[]`, `type_id` → kind (`indicator_kind`).
+//!   because policies may still notify. An Incident's `assignee` is the responder, never a subject.
+//!   Authentication: `user` (the account authenticating), else `actor.user`; none is an error.
+//! - `host` ← `device` (`hostname` or `name`, `uid`, `ip`, `os.name`); Authentication falls back to
+//!   `dst_endpoint` (the system signed in to).
+//! - `indicators` ← `observables[]`, `type_id` → kind (`indicator_kind`); Authentication adds
+//!   `src_endpoint.ip` (where the sign-in came from).
 //! - `source` ← `metadata.product.vendor_name` / `name`, lower-cased (vendor `unknown` if absent).
-//! - `labels`: `mitre_tactics`, `mitre_techniques`, `finding_types` (comma-separated), when present.
+//! - `labels`: `mitre_tactics`, `mitre_techniques`, `finding_types` (comma-separated), `ocsf_class`,
+//!   and per class: `risk_level`, `finding_state` (2001), `incident_status`, `incident_priority`,
+//!   `incident_verdict`, `suspected_breach` (2005), `auth_status`, `mfa`, `auth_protocol`,
+//!   `logon_type`, `src_country` (3002), when present.
 //!
-//! Detection: `class_uid` is the number 2004. Under an explicit `format = "ocsf"`, any other class is
-//! an error naming it, so a misrouted Authentication event is dead-lettered rather than guessed at.
+//! Authentication events are the sign-in log, mostly successes: only those with a failure
+//! (`status_id` 2) or a risk (`risk_level_id` 1–4, a `risk_level` other than Info, or a positive
+//! `risk_score`) are alerts. Any other is dead-lettered with a reason saying so, because a source that
+//! streams every sign-in here is misrouted and a silent drop would hide it.
+//!
+//! Detection: `class_uid` is one of the numbers above. Under an explicit `format = "ocsf"`, any other
+//! class is an error naming it, so a misrouted Network Activity event is dead-lettered rather than
+//! guessed at.
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde_json::Value;
 
 use super::fields::{
-    MAX_SUBJECTS, bounded_reason, echo, has_identifier, merge_subject, severity_from_name, str_of,
-    subject_from_name, time_from_epoch_ms, too_many_subjects,
+    MAX_SUBJECTS, bounded_reason, echo, has_identifier, merge_subject, put_label,
+    severity_from_name, str_of, subject_from_name, time_from_epoch_ms, too_many_subjects,
 };
 use super::{Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
 
 const FORMAT: &str = "ocsf";
+const SECURITY_FINDING: u64 = 2001;
 const DETECTION_FINDING: u64 = 2004;
+const INCIDENT_FINDING: u64 = 2005;
+const AUTHENTICATION: u64 = 3002;
+/// Every class this normalizer reads, for detection and messages.
+pub(crate) const CLASSES: [u64; 4] = [
+    SECURITY_FINDING,
+    DETECTION_FINDING,
+    INCIDENT_FINDING,
+    AUTHENTICATION,
+];
+/// The same, as written in error messages.
+pub(crate) const CLASSES_TEXT: &str =
+    "Security Finding 2001, Detection Finding 2004, Incident Finding 2005, Authentication 3002";
 
-/// OCSF Detection Finding (class 2004) normalizer.
+/// OCSF findings (classes 2001, 2004, 2005) and risky authentications (3002) normalizer.
 pub struct Ocsf;
 
 impl Normalizer for Ocsf {
@@ -43,15 +74,19 @@ impl Normalizer for Ocsf {
     }
 
     fn detect(&self, doc: &Value) -> bool {
-        doc.get("class_uid").and_then(Value::as_u64) == Some(DETECTION_FINDING)
+        doc.get("class_uid")
+            .and_then(Value::as_u64)
+            .is_some_and(|c| CLASSES.contains(&c))
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
         if !doc.is_object() {
             return Err(invalid("expected a JSON object (an OCSF event)"));
         }
-        check_class(&doc)?;
-        let mut alert = build(&doc)?;
+        let mut alert = match check_class(&doc)? {
+            AUTHENTICATION => build_authentication(&doc)?,
+            class => build(&doc, class)?,
+        };
         alert.raw = doc;
         Ok(alert)
     }
@@ -64,16 +99,16 @@ fn invalid(reason: impl Into<String>) -> NormalizeError {
     }
 }
 
-fn check_class(doc: &Value) -> Result<(), NormalizeError> {
+fn check_class(doc: &Value) -> Result<u64, NormalizeError> {
     match doc.get("class_uid") {
-        None | Some(Value::Null) => Err(invalid(
-            "class_uid is missing (expected 2004, Detection Finding)",
-        )),
+        None | Some(Value::Null) => Err(invalid(format!(
+            "class_uid is missing (expected one of: {CLASSES_TEXT})"
+        ))),
         Some(v) => match v.as_u64() {
-            Some(DETECTION_FINDING) => Ok(()),
+            Some(n) if CLASSES.contains(&n) => Ok(n),
             Some(n) => Err(invalid(format!(
-                "class_uid {n} ({}) is not a Detection Finding (2004); route this source to \
-                 another format",
+                "class_uid {n} ({}) is not a class deprovd reads ({CLASSES_TEXT}); route this \
+                 source to another format",
                 class_name(n)
             ))),
             None => Err(invalid(format!(
@@ -102,44 +137,95 @@ fn class_name(uid: u64) -> &'static str {
     }
 }
 
-fn build(doc: &Value) -> Result<Alert, NormalizeError> {
-    let info = doc.get("finding_info");
+/// The finding objects of a document: `finding_info` (2004), `finding` then `finding_info` (2001,
+/// whose 1.0 shape uses `finding`), every `finding_info_list[]` entry (2005).
+fn finding_infos(doc: &Value, class: u64) -> Vec<&Value> {
+    let one = |k: &str| doc.get(k).filter(|v| v.is_object());
+    match class {
+        SECURITY_FINDING => one("finding")
+            .or_else(|| one("finding_info"))
+            .into_iter()
+            .collect(),
+        INCIDENT_FINDING => doc
+            .get("finding_info_list")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter(|v| v.is_object()).collect())
+            .unwrap_or_default(),
+        _ => one("finding_info").into_iter().collect(),
+    }
+}
+
+/// Name of the finding object for messages.
+fn info_name(class: u64) -> &'static str {
+    match class {
+        SECURITY_FINDING => "finding",
+        INCIDENT_FINDING => "finding_info_list[]",
+        _ => "finding_info",
+    }
+}
+
+fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
+    let infos = finding_infos(doc, class);
+    // An incident's `finding_info_list` names the findings it groups, not the incident itself.
+    let info = (class != INCIDENT_FINDING)
+        .then(|| infos.first().copied())
+        .flatten();
     let id = str_of(info.and_then(|i| i.get("uid")))
         .or_else(|| str_of(doc.pointer("/metadata/uid")))
-        .ok_or_else(|| invalid("finding_info.uid and metadata.uid are both missing"))?
+        .ok_or_else(|| {
+            invalid(if class == INCIDENT_FINDING {
+                "metadata.uid is missing (an Incident Finding has no other id)".to_string()
+            } else {
+                format!("{}.uid and metadata.uid are both missing", info_name(class))
+            })
+        })?
         .to_string();
 
+    let fallback = if class == INCIDENT_FINDING {
+        ("start_time", doc.get("start_time"))
+    } else if class == SECURITY_FINDING && doc.get("finding").is_some() {
+        (
+            "finding.created_time",
+            info.and_then(|i| i.get("created_time")),
+        )
+    } else {
+        (
+            "finding_info.created_time",
+            info.and_then(|i| i.get("created_time")),
+        )
+    };
     let time = match (
         doc.get("time").filter(|v| !v.is_null()),
-        info.and_then(|i| i.get("created_time"))
-            .filter(|v| !v.is_null()),
+        fallback.1.filter(|v| !v.is_null()),
     ) {
         (Some(t), _) => time_from_epoch_ms(t).map_err(|e| invalid(format!("time: {e}")))?,
         (None, Some(t)) => {
-            time_from_epoch_ms(t).map_err(|e| invalid(format!("finding_info.created_time: {e}")))?
+            time_from_epoch_ms(t).map_err(|e| invalid(format!("{}: {e}", fallback.0)))?
         }
         (None, None) => {
-            return Err(invalid(
-                "time and finding_info.created_time are both missing (epoch milliseconds)",
-            ));
+            return Err(invalid(format!(
+                "time and {} are both missing (epoch milliseconds)",
+                fallback.0
+            )));
         }
     };
 
     let (severity, severity_id) = parse_severity(doc)?;
+    let risk = parse_risk_level(doc)?;
+    let severity = risk.map_or(severity, |r| r.max(severity));
     let severity_score = doc
         .get("risk_score")
         .and_then(Value::as_f64)
         .or(severity_id.filter(|id| *id <= 6).map(|id| id as f64));
 
-    let source = Source {
-        vendor: str_of(doc.pointer("/metadata/product/vendor_name"))
-            .map(str::to_lowercase)
-            .unwrap_or_else(|| "unknown".into()),
-        product: str_of(doc.pointer("/metadata/product/name")).map(str::to_lowercase),
-        format: FORMAT.into(),
-    };
+    let source = source(doc);
 
-    let attacks = attacks(info);
+    let attacks = attacks(
+        infos
+            .iter()
+            .map(|i| i.get("attacks"))
+            .chain(std::iter::once(doc.get("attacks"))),
+    );
     let mut labels = BTreeMap::new();
     let join = |set: &BTreeSet<&str>| set.iter().copied().collect::<Vec<_>>().join(",");
     if !attacks.tactics.is_empty() {
@@ -148,21 +234,52 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
     if !attacks.techniques.is_empty() {
         labels.insert("mitre_techniques".into(), join(&attacks.techniques));
     }
-    let types: Vec<&str> = info
-        .and_then(|i| i.get("types"))
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|t| str_of(Some(t))).collect())
-        .unwrap_or_default();
+    let mut types: Vec<&str> = Vec::new();
+    for info in &infos {
+        let list = info.get("types").and_then(Value::as_array);
+        for t in list.into_iter().flatten().filter_map(|t| str_of(Some(t))) {
+            if !types.contains(&t) {
+                types.push(t);
+            }
+        }
+    }
     if !types.is_empty() {
         labels.insert("finding_types".into(), types.join(","));
     }
+    put_label(&mut labels, "risk_level", risk_label(doc));
+    match class {
+        SECURITY_FINDING => {
+            put_label(&mut labels, "finding_state", str_of(doc.get("state")));
+        }
+        INCIDENT_FINDING => {
+            put_label(&mut labels, "incident_status", str_of(doc.get("status")));
+            put_label(&mut labels, "incident_verdict", str_of(doc.get("verdict")));
+            let priority = doc.get("priority").and_then(|p| match p {
+                Value::String(s) => Some(s.trim().to_string()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
+            put_label(&mut labels, "incident_priority", priority.as_deref());
+            if let Some(b) = doc.get("is_suspected_breach").and_then(Value::as_bool) {
+                labels.insert("suspected_breach".into(), b.to_string());
+            }
+        }
+        _ => {}
+    }
 
-    let analytic = info.and_then(|i| i.get("analytic"));
+    let analytics = infos
+        .iter()
+        .map(|i| i.get("analytic"))
+        .chain(std::iter::once(doc.get("analytic")))
+        .flatten();
+    let analytic_text: Vec<&str> = analytics
+        .flat_map(|a| [str_of(a.get("name")), str_of(a.get("category"))])
+        .flatten()
+        .collect();
     let category = types
         .iter()
         .copied()
-        .chain(str_of(analytic.and_then(|a| a.get("name"))))
-        .chain(str_of(analytic.and_then(|a| a.get("category"))))
+        .chain(analytic_text)
         .find_map(category_from_text)
         .or_else(|| {
             attacks
@@ -174,10 +291,15 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
         .unwrap_or("other")
         .to_string();
 
-    let title = str_of(info.and_then(|i| i.get("title")))
-        .or_else(|| str_of(doc.get("message")))
-        .unwrap_or_default()
-        .to_string();
+    let title = if class == INCIDENT_FINDING {
+        str_of(doc.get("desc"))
+            .or_else(|| str_of(doc.get("message")))
+            .or_else(|| infos.iter().find_map(|i| str_of(i.get("title"))))
+    } else {
+        str_of(info.and_then(|i| i.get("title"))).or_else(|| str_of(doc.get("message")))
+    }
+    .unwrap_or_default()
+    .to_string();
 
     Ok(Alert {
         id,
@@ -189,6 +311,193 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
         subjects: subjects(doc, &source.vendor)?,
         host: host(doc.get("device")),
         indicators: indicators(doc.get("observables")),
+        labels,
+        source,
+        raw: Value::Null,
+    })
+}
+
+fn source(doc: &Value) -> Source {
+    Source {
+        vendor: str_of(doc.pointer("/metadata/product/vendor_name"))
+            .map(str::to_lowercase)
+            .unwrap_or_else(|| "unknown".into()),
+        product: str_of(doc.pointer("/metadata/product/name")).map(str::to_lowercase),
+        format: FORMAT.into(),
+    }
+}
+
+/// `risk_level_id` → severity: 0 Info, 1 Low, 2 Medium, 3 High, 4 Critical, 99 Other → the
+/// `risk_level` string read as a name. Without an id, the `risk_level` string alone.
+fn parse_risk_level(doc: &Value) -> Result<Option<Severity>, NormalizeError> {
+    let name = str_of(doc.get("risk_level"));
+    let by_name = |n: &str| {
+        risk_from_name(n).ok_or_else(|| {
+            invalid(format!(
+                "risk_level `{}` is not a known level (info, low, medium, high, critical)",
+                echo(n)
+            ))
+        })
+    };
+    match doc.get("risk_level_id").filter(|v| !v.is_null()) {
+        None => name.map(by_name).transpose(),
+        Some(v) => {
+            let id = v
+                .as_u64()
+                .ok_or_else(|| invalid(format!("risk_level_id `{}` is not an integer", echo(v))))?;
+            match id {
+                0 => Ok(Some(Severity::Informational)),
+                1 => Ok(Some(Severity::Low)),
+                2 => Ok(Some(Severity::Medium)),
+                3 => Ok(Some(Severity::High)),
+                4 => Ok(Some(Severity::Critical)),
+                99 => match name {
+                    Some(n) => by_name(n).map(Some),
+                    None => Err(invalid(
+                        "risk_level_id is 99 (Other) and risk_level is missing",
+                    )),
+                },
+                n => Err(invalid(format!(
+                    "risk_level_id {n} is not defined by OCSF (0–4 or 99)"
+                ))),
+            }
+        }
+    }
+}
+
+/// OCSF risk level captions (`Info`) and the usual severity names.
+fn risk_from_name(name: &str) -> Option<Severity> {
+    severity_from_name(name).or_else(|| {
+        name.trim()
+            .eq_ignore_ascii_case("info")
+            .then_some(Severity::Informational)
+    })
+}
+
+/// The `risk_level` label: the caption when given, else the caption of `risk_level_id`.
+fn risk_label(doc: &Value) -> Option<&str> {
+    str_of(doc.get("risk_level")).or_else(|| {
+        match doc.get("risk_level_id").and_then(Value::as_u64)? {
+            0 => Some("Info"),
+            1 => Some("Low"),
+            2 => Some("Medium"),
+            3 => Some("High"),
+            4 => Some("Critical"),
+            _ => None,
+        }
+    })
+}
+
+/// Authentication (3002): an alert only when it carries a failure or a risk.
+fn build_authentication(doc: &Value) -> Result<Alert, NormalizeError> {
+    let id = str_of(doc.pointer("/metadata/uid"))
+        .ok_or_else(|| {
+            invalid("metadata.uid is missing (an Authentication event has no other id)")
+        })?
+        .to_string();
+    let time = match doc.get("time").filter(|v| !v.is_null()) {
+        Some(t) => time_from_epoch_ms(t).map_err(|e| invalid(format!("time: {e}")))?,
+        None => return Err(invalid("time is missing (epoch milliseconds)")),
+    };
+    let (severity, severity_id) = parse_severity(doc)?;
+    let risk = parse_risk_level(doc)?;
+    let risk_score = doc.get("risk_score").and_then(Value::as_f64);
+    let failed = doc.get("status_id").and_then(Value::as_u64) == Some(2);
+    let risky =
+        risk.is_some_and(|r| r > Severity::Informational) || risk_score.is_some_and(|s| s > 0.0);
+    if !failed && !risky {
+        return Err(invalid(
+            "Authentication event carries neither a failure (status_id 2) nor a risk (risk_level_id \
+             1–4, risk_level, risk_score > 0): it is not an alert; send only failed or risky \
+             sign-ins to this source",
+        ));
+    }
+    let severity = risk.map_or(severity, |r| r.max(severity));
+    let source = source(doc);
+
+    let user = doc
+        .get("user")
+        .filter(|u| u.is_object())
+        .or_else(|| doc.pointer("/actor/user"));
+    let mut subjects = Vec::new();
+    if let Some(s) = user.and_then(|u| user_subject(u, &source.vendor)) {
+        subjects.push(s);
+    }
+    if subjects.is_empty() {
+        return Err(invalid(
+            "Authentication event names no user (`user` or `actor.user` with name, email_addr or uid)",
+        ));
+    }
+
+    let mut labels = BTreeMap::new();
+    put_label(&mut labels, "risk_level", risk_label(doc));
+    let status = str_of(doc.get("status")).or(match doc.get("status_id").and_then(Value::as_u64) {
+        Some(1) => Some("Success"),
+        Some(2) => Some("Failure"),
+        _ => None,
+    });
+    put_label(
+        &mut labels,
+        "auth_status",
+        status.map(str::to_lowercase).as_deref(),
+    );
+    if let Some(mfa) = doc.get("is_mfa").and_then(Value::as_bool) {
+        labels.insert("mfa".into(), mfa.to_string());
+    }
+    put_label(
+        &mut labels,
+        "auth_protocol",
+        str_of(doc.get("auth_protocol")),
+    );
+    put_label(&mut labels, "logon_type", str_of(doc.get("logon_type")));
+    put_label(
+        &mut labels,
+        "src_country",
+        str_of(doc.pointer("/src_endpoint/location/country")),
+    );
+
+    let detail = str_of(doc.get("status_detail"));
+    let message = str_of(doc.get("message"));
+    let category = detail
+        .into_iter()
+        .chain(message)
+        .find_map(category_from_text)
+        .unwrap_or("suspicious_login")
+        .to_string();
+    let who = subjects[0].primary().unwrap_or("unknown user").to_string();
+    let title = message.map(str::to_string).unwrap_or_else(|| {
+        let what = if failed {
+            "failed sign-in"
+        } else {
+            "risky sign-in"
+        };
+        match detail {
+            Some(d) => format!("{what} for {who}: {d}"),
+            None => format!("{what} for {who}"),
+        }
+    });
+
+    let mut indicators = indicators(doc.get("observables"));
+    if let Some(ip) = str_of(doc.pointer("/src_endpoint/ip")) {
+        let i = Indicator {
+            kind: "ip".into(),
+            value: ip.to_string(),
+        };
+        if !indicators.contains(&i) {
+            indicators.push(i);
+        }
+    }
+
+    Ok(Alert {
+        id,
+        time,
+        severity,
+        severity_score: risk_score.or(severity_id.filter(|id| *id <= 6).map(|id| id as f64)),
+        category,
+        title,
+        subjects,
+        host: host(doc.get("device")).or_else(|| host(doc.get("dst_endpoint"))),
+        indicators,
         labels,
         source,
         raw: Value::Null,
@@ -239,12 +548,9 @@ struct Attacks<'a> {
     techniques: BTreeSet<&'a str>,
 }
 
-fn attacks(info: Option<&Value>) -> Attacks<'_> {
+fn attacks<'a>(lists: impl Iterator<Item = Option<&'a Value>>) -> Attacks<'a> {
     let mut out = Attacks::default();
-    let list = info
-        .and_then(|i| i.get("attacks"))
-        .and_then(Value::as_array);
-    for attack in list.into_iter().flatten() {
+    for attack in lists.flatten().filter_map(Value::as_array).flatten() {
         let tactic = attack.get("tactic").into_iter();
         // `tactics[]` is the pre-1.1 (deprecated) spelling; still emitted by some vendors.
         let older = attack
@@ -562,12 +868,13 @@ mod tests {
     #[test]
     fn wrong_class_names_the_class() {
         let err = Ocsf
-            .normalize(json!({"class_uid": 3002, "finding_info": {"uid": "x"}}))
+            .normalize(json!({"class_uid": 4001, "finding_info": {"uid": "x"}}))
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "ocsf: class_uid 3002 (Authentication) is not a Detection Finding (2004); route this \
-             source to another format"
+            "ocsf: class_uid 4001 (Network Activity) is not a class deprovd reads (Security \
+             Finding 2001, Detection Finding 2004, Incident Finding 2005, Authentication 3002); \
+             route this source to another format"
         );
     }
 }

@@ -102,8 +102,9 @@ fn why_unrecognized(doc: &serde_json::Value) -> String {
     };
     match obj.get("class_uid") {
         Some(class) => format!(
-            "OCSF class_uid {class} is not a Detection Finding (2004); set an explicit format if \
-             this source sends another schema"
+            "OCSF class_uid {class} is not a class deprovd reads ({}); set an explicit format if \
+             this source sends another schema",
+            super::ocsf::CLASSES_TEXT
         ),
         None => {
             "no OCSF class_uid, and not generic (needs `severity` plus `id` or `subjects`)".into()
@@ -121,8 +122,8 @@ mod tests {
         let code = |bytes: &[u8], f: Option<&str>| r.normalize(bytes, f).unwrap_err().reason_code();
         assert_eq!(code(b"{not json", None), "invalid_json");
         assert_eq!(code(b"{}", Some("qradar")), "unknown_format");
-        assert_eq!(code(br#"{"class_uid": 3002}"#, None), "unrecognized");
-        assert_eq!(code(br#"{"class_uid": 3002}"#, Some("ocsf")), "invalid");
+        assert_eq!(code(br#"{"class_uid": 4001}"#, None), "unrecognized");
+        assert_eq!(code(br#"{"class_uid": 4001}"#, Some("ocsf")), "invalid");
     }
 
     #[test]
