@@ -5,6 +5,10 @@
 //! explicit format; the directory `auto` runs auto-detection. For every success case the harness
 //! also checks that `raw` is the untouched input and that auto-detection yields the same alert.
 //!
+//! A delivery that splits into several documents (an Okta event hook) expects an array, one entry
+//! per document in order: the alert (without `raw`, whose `raw` must be that document of the input)
+//! or `{"at": …, "error": …}`.
+//!
 //! `DEPROVD_BLESS=1 cargo test --lib alert::golden` rewrites the expectations from the current code;
 //! review the diff before committing it.
 
@@ -62,22 +66,56 @@ fn golden_cases_match_expectations() {
         let error_path = dir.join(format!("{case}.error.txt"));
         let bytes = fs::read(input).unwrap();
         let explicit = (format != "auto").then_some(format.as_str());
-        match registry.normalize(&bytes, explicit) {
-            Ok(alert) => {
-                let original: Value = serde_json::from_slice(&bytes).unwrap();
-                if alert.raw != original {
-                    failures.push(format!("{label}: raw is not the original document"));
-                }
-                if explicit.is_some() {
-                    match registry.normalize(&bytes, None) {
-                        Ok(auto) if auto == alert => {}
-                        other => failures.push(format!(
-                            "{label}: auto-detection disagrees with format `{format}`: {other:?}"
-                        )),
+        let original: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let parts = registry.normalize_all(&bytes, explicit);
+        // Compared when the explicit format took the document (a split delivery, or one alert).
+        let took = matches!(&parts, Ok(p) if p.iter().any(|x| x.at.is_some() || x.result.is_ok()));
+        if explicit.is_some() && took {
+            let auto = registry.normalize_all(&bytes, None);
+            if auto != parts {
+                failures.push(format!(
+                    "{label}: auto-detection disagrees with format `{format}`: {auto:?}"
+                ));
+            }
+        }
+        // The outcome as JSON: one alert, one error message, or an array for a split delivery.
+        let outcome: Result<Value, String> = match parts {
+            Err(e) => Err(e.to_string()),
+            Ok(parts) if parts.len() == 1 && parts[0].at.is_none() => {
+                match parts.into_iter().next().unwrap().result {
+                    Err(e) => Err(e.to_string()),
+                    Ok(alert) => {
+                        if alert.raw != original {
+                            failures.push(format!("{label}: raw is not the original document"));
+                        }
+                        let mut v = serde_json::to_value(&alert).unwrap();
+                        v.as_object_mut().unwrap().remove("raw");
+                        Ok(v)
                     }
                 }
-                let mut actual = serde_json::to_value(&alert).unwrap();
-                actual.as_object_mut().unwrap().remove("raw");
+            }
+            Ok(parts) => {
+                let mut items = Vec::new();
+                for (i, p) in parts.into_iter().enumerate() {
+                    let at = p.at.clone().unwrap_or_default();
+                    match p.result {
+                        Err(e) => items.push(serde_json::json!({"at": at, "error": e.to_string()})),
+                        Ok(alert) => {
+                            let own = original.pointer(&format!("/data/events/{i}"));
+                            if Some(&alert.raw) != own {
+                                failures.push(format!("{label}: raw of {at} is not that event"));
+                            }
+                            let mut v = serde_json::to_value(&alert).unwrap();
+                            v.as_object_mut().unwrap().remove("raw");
+                            items.push(v);
+                        }
+                    }
+                }
+                Ok(Value::Array(items))
+            }
+        };
+        match outcome {
+            Ok(actual) => {
                 if bless {
                     let pretty = serde_json::to_string_pretty(&actual).unwrap();
                     write(&expected_path, &format!("{pretty}\n"));
@@ -102,8 +140,7 @@ fn golden_cases_match_expectations() {
                     }
                 }
             }
-            Err(err) => {
-                let message = err.to_string();
+            Err(message) => {
                 if bless {
                     write(&error_path, &format!("{message}\n"));
                     let _ = fs::remove_file(&expected_path);
@@ -140,22 +177,33 @@ fn golden_expected_outputs_deserialize_into_the_model() {
         let Ok(text) = fs::read(&path) else {
             continue;
         };
-        let alert: Alert = serde_json::from_slice(&text)
-            .unwrap_or_else(|e| panic!("{} does not fit the model: {e}", path.display()));
-        assert!(
-            CATEGORIES.contains(&alert.category.as_str()),
-            "{}: category `{}` is outside the vocabulary",
-            path.display(),
-            alert.category
-        );
-        for s in &alert.subjects {
+        let value: Value = serde_json::from_slice(&text)
+            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+        let items = match value {
+            Value::Array(items) => items
+                .into_iter()
+                .filter(|v| v.get("error").is_none())
+                .collect(),
+            one => vec![one],
+        };
+        for item in items {
+            let alert: Alert = serde_json::from_value(item)
+                .unwrap_or_else(|e| panic!("{} does not fit the model: {e}", path.display()));
             assert!(
-                super::fields::has_identifier(s),
-                "{}: subject without identifier",
-                path.display()
+                CATEGORIES.contains(&alert.category.as_str()),
+                "{}: category `{}` is outside the vocabulary",
+                path.display(),
+                alert.category
             );
+            for s in &alert.subjects {
+                assert!(
+                    super::fields::has_identifier(s),
+                    "{}: subject without identifier",
+                    path.display()
+                );
+            }
+            checked += 1;
         }
-        checked += 1;
     }
     assert!(checked > 0, "no expected outputs found");
 }

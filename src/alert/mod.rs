@@ -1,7 +1,8 @@
 //! The canonical alert model and the registry of vendor normalizers.
 //!
-//! Every source hands raw bytes to [`NormalizerRegistry::normalize`], which picks the format (explicitly
-//! configured per source, or detected) and returns one [`Alert`]. The alert keeps the original document
+//! Every source hands raw bytes to [`NormalizerRegistry::normalize_all`], which picks the format
+//! (explicitly configured per source, or detected), splits a delivery that carries several documents
+//! (an Okta event hook) and returns one [`Alert`] — or one precise error — per document. The alert keeps the original document
 //! in [`Alert::raw`] so that policies can look at vendor fields the model does not carry.
 
 pub mod crowdstrike;
@@ -19,7 +20,7 @@ mod registry;
 pub mod sentinel;
 pub mod splunk;
 
-pub use registry::{Normalizer, NormalizerRegistry};
+pub use registry::{Normalized, Normalizer, NormalizerRegistry, Part};
 
 use std::collections::BTreeMap;
 

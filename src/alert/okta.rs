@@ -19,12 +19,14 @@
 //! no usable user are dead-lettered: containment needs a subject, and a silent notify-only alert
 //! would hide a broken forwarder.
 //!
-//! Event hooks: Okta posts `{"eventType": "com.okta.event_hook", "data": {"events": [...]}}`. A
-//! single-event envelope is normalized as that event (`raw` keeps the envelope). An envelope with
-//! several events is rejected, naming the count: one message becomes one alert in deprovd, and
-//! taking the first event would silently drop the rest (Okta batches up to 50 events per call), so
-//! the sender must split them (or a source-level splitter must) — dropping containment-relevant
-//! events is worse than a visible dead letter.
+//! Event hooks: Okta posts `{"eventType": "com.okta.event_hook", "data": {"events": [...]}}`, up to
+//! 50 System Log events per call. [`Normalizer::split`] cuts the envelope into its events before
+//! normalizing, so HTTP and Kafka ingest turn one delivery into one alert per event, each with its
+//! own event as `raw`, and an event that cannot be normalized is dead-lettered alone (its reason
+//! names it: `data.events[3]: uuid is missing`). An envelope without events is an error. Given an
+//! envelope directly (without the split, e.g. `simulate`), a single-event envelope is normalized as
+//! that event and a larger one is refused naming the count, because taking the first event would
+//! silently drop the rest.
 use std::collections::BTreeMap;
 
 use super::fields::time_from_rfc3339;
@@ -33,7 +35,7 @@ use serde_json::Value;
 use super::fields::{
     MAX_SUBJECTS, bounded_reason, echo, merge_subject, str_of, subject_from_name, too_many_subjects,
 };
-use super::{Alert, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
+use super::{Alert, Indicator, NormalizeError, Normalizer, Part, Severity, Source, Subject};
 
 const FORMAT: &str = "okta";
 const HOOK_EVENT_TYPE: &str = "com.okta.event_hook";
@@ -71,9 +73,9 @@ impl Normalizer for Okta {
                     [one] => build(one, "data.events[0].")?,
                     many => {
                         return Err(invalid(format!(
-                            "event hook envelope carries {} events; deprovd maps one message to one \
-                             alert and will not drop the others: split the envelope into single \
-                             events before sending",
+                            "event hook envelope carries {} events; this path maps one message to \
+                             one alert and will not drop the others (HTTP and Kafka ingest split \
+                             envelopes into their events)",
                             many.len()
                         )));
                     }
@@ -83,6 +85,35 @@ impl Normalizer for Okta {
         };
         alert.raw = doc;
         Ok(alert)
+    }
+
+    fn split(&self, doc: Value) -> Result<Vec<Part>, NormalizeError> {
+        let is_envelope =
+            doc.get("uuid").is_none() && doc.get("data").and_then(|d| d.get("events")).is_some();
+        if !is_envelope {
+            return Ok(vec![Part { at: None, doc }]);
+        }
+        let events = match doc {
+            Value::Object(mut o) => o
+                .get_mut("data")
+                .and_then(|d| d.get_mut("events"))
+                .map(Value::take),
+            _ => None,
+        };
+        match events {
+            Some(Value::Array(events)) if events.is_empty() => Err(invalid(
+                "event hook envelope has no events (`data.events` is empty)",
+            )),
+            Some(Value::Array(events)) => Ok(events
+                .into_iter()
+                .enumerate()
+                .map(|(i, doc)| Part {
+                    at: Some(format!("data.events[{i}]")),
+                    doc,
+                })
+                .collect()),
+            _ => Err(invalid("event hook `data.events` is not an array")),
+        }
     }
 }
 

@@ -1,7 +1,29 @@
 //! Picks the normalizer for a document: the one configured for the source, else the first whose
 //! `detect` says yes.
 
+use serde_json::Value;
+
 use super::{Alert, NormalizeError};
+
+/// One document cut out of a delivery by [`Normalizer::split`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    /// Where the document sat in the delivery (`data.events[3]`); `None` when the delivery was the
+    /// document itself.
+    pub at: Option<String>,
+    pub doc: Value,
+}
+
+/// What became of one document of a delivery ([`NormalizerRegistry::normalize_all`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalized {
+    /// Where the document sat in the delivery; `None` when the delivery was the document itself.
+    pub at: Option<String>,
+    /// The document's own bytes, for dead-lettering it alone; `None` when it is the whole delivery
+    /// (whose original bytes the caller has).
+    pub bytes: Option<Vec<u8>>,
+    pub result: Result<Alert, NormalizeError>,
+}
 
 /// Turns one vendor document into the canonical [`Alert`].
 pub trait Normalizer: Send + Sync {
@@ -12,6 +34,12 @@ pub trait Normalizer: Send + Sync {
     fn detect(&self, doc: &serde_json::Value) -> bool;
     /// Map the document. `doc` is moved in so the normalizer can keep it as `Alert::raw` without a copy.
     fn normalize(&self, doc: serde_json::Value) -> Result<Alert, NormalizeError>;
+    /// Cut a delivery that carries several vendor documents (an Okta event hook's `data.events`)
+    /// into one document per alert, before [`normalize`](Self::normalize). The default: the
+    /// delivery is one document. An envelope that carries nothing is an error.
+    fn split(&self, doc: serde_json::Value) -> Result<Vec<Part>, NormalizeError> {
+        Ok(vec![Part { at: None, doc }])
+    }
 }
 
 /// All known formats, in detection order (most specific first, `generic` last).
@@ -63,34 +91,73 @@ impl NormalizerRegistry {
         self.normalize_value(doc, format)
     }
 
+    /// Parse `bytes` once, split a multi-document delivery (see [`Normalizer::split`]) and normalize
+    /// every document with the format that recognized the delivery. Each document keeps its own
+    /// `raw` and its own result, so one bad event dead-letters alone. `Err` only when the delivery as
+    /// a whole is unusable (not JSON, unknown or unrecognized format, an empty envelope).
+    pub fn normalize_all(
+        &self,
+        bytes: &[u8],
+        format: Option<&str>,
+    ) -> Result<Vec<Normalized>, NormalizeError> {
+        let doc: Value = serde_json::from_slice(bytes)
+            .map_err(|e| NormalizeError::InvalidJson(e.to_string()))?;
+        let n = self.pick(&doc, format)?;
+        let parts = n.split(doc)?;
+        if let [Part { at: None, .. }] = parts.as_slice() {
+            let doc = parts.into_iter().next().expect("one part").doc;
+            return Ok(vec![Normalized {
+                at: None,
+                bytes: None,
+                result: n.normalize(doc),
+            }]);
+        }
+        Ok(parts
+            .into_iter()
+            .map(|Part { at, doc }| {
+                let bytes = serde_json::to_vec(&doc).ok();
+                let result = n.normalize(doc).map_err(|e| match (e, &at) {
+                    (NormalizeError::Invalid { format, reason }, Some(at)) => {
+                        NormalizeError::Invalid {
+                            format,
+                            reason: format!("{at}: {reason}"),
+                        }
+                    }
+                    (e, _) => e,
+                });
+                Normalized { at, bytes, result }
+            })
+            .collect())
+    }
+
+    /// The normalizer for `doc`: the configured one, else the first that detects it.
+    fn pick(&self, doc: &Value, format: Option<&str>) -> Result<&dyn Normalizer, NormalizeError> {
+        match format {
+            Some(name) if name != "auto" => self.get(name).ok_or_else(|| {
+                NormalizeError::UnknownFormat(name.to_string(), self.names().join(", "))
+            }),
+            _ => self
+                .normalizers
+                .iter()
+                .find(|n| n.detect(doc))
+                .map(|n| n.as_ref())
+                .ok_or_else(|| {
+                    NormalizeError::Unrecognized(format!(
+                        "{}; {}",
+                        self.names().join(", "),
+                        why_unrecognized(doc)
+                    ))
+                }),
+        }
+    }
+
     /// As [`normalize`](Self::normalize), for an already parsed document.
     pub fn normalize_value(
         &self,
         doc: serde_json::Value,
         format: Option<&str>,
     ) -> Result<Alert, NormalizeError> {
-        match format {
-            Some(name) if name != "auto" => {
-                let n = self.get(name).ok_or_else(|| {
-                    NormalizeError::UnknownFormat(name.to_string(), self.names().join(", "))
-                })?;
-                n.normalize(doc)
-            }
-            _ => {
-                let n = self
-                    .normalizers
-                    .iter()
-                    .find(|n| n.detect(&doc))
-                    .ok_or_else(|| {
-                        NormalizeError::Unrecognized(format!(
-                            "{}; {}",
-                            self.names().join(", "),
-                            why_unrecognized(&doc)
-                        ))
-                    })?;
-                n.normalize(doc)
-            }
-        }
+        self.pick(&doc, format)?.normalize(doc)
     }
 }
 
