@@ -362,7 +362,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/v1/alerts", post(post_alert))
+        .route("/v1/alerts", post(post_alert).get(okta_verification))
         .route("/v1/actions", get(list_actions))
         .route("/v1/actions/{key}", get(get_action))
         .route("/v1/actions/{key}/restore", post(restore_action))
@@ -413,27 +413,62 @@ async fn post_alert(
             "deprovd is starting: the state store is not reachable yet".into(),
         ));
     };
-    match pipeline
-        .process_as(&body, q.format.as_deref(), "http", caller.actor(peer))
-        .await
-    {
-        Ok(processed) => {
-            info!(alert_id = %processed.alert_id, caller = %caller.name, %peer, actions = processed.actions.len(), "alert accepted");
-            Ok((StatusCode::ACCEPTED, Json(processed)).into_response())
-        }
-        Err(PipelineError::Rejected { reason, code }) => {
-            info!(caller = %caller.name, %peer, reason = %reason, "alert rejected");
+    let delivery = pipeline
+        .process_delivery(&body, q.format.as_deref(), "http", caller.actor(peer))
+        .await;
+    let dead_letter = |payload: Vec<u8>, reason: String, at: Option<String>| {
+        let s = s.clone();
+        let caller = caller.name.clone();
+        async move {
             if let Some(dlq) = s.dead_letters.get() {
                 let peer = peer.to_string();
-                let origin = [
+                let mut origin = vec![
                     ("deprovd-origin", "http"),
-                    ("deprovd-caller", caller.name.as_str()),
+                    ("deprovd-caller", caller.as_str()),
                     ("deprovd-peer", peer.as_str()),
                 ];
-                if let Err(e) = dlq.send(&body, &reason, &origin).await {
+                if let Some(at) = at.as_deref() {
+                    origin.push(("deprovd-origin-part", at));
+                }
+                if let Err(e) = dlq.send(&payload, &reason, &origin).await {
                     tracing::warn!(error = %e, "could not dead-letter a rejected alert");
                 }
             }
+        }
+    };
+    match delivery {
+        Ok(d) if !d.split => {
+            let processed = d.alerts.into_iter().next().expect("one document, accepted");
+            info!(alert_id = %processed.alert_id, caller = %caller.name, %peer, actions = processed.actions.len(), "alert accepted");
+            Ok((StatusCode::ACCEPTED, Json(processed)).into_response())
+        }
+        Ok(d) => {
+            // An envelope (Okta event hook): every event is its own alert; a bad one is
+            // dead-lettered alone. Only when none could be taken is the delivery refused.
+            for r in &d.rejected {
+                info!(caller = %caller.name, %peer, at = %r.at, reason = %r.reason, "event rejected");
+                dead_letter(r.payload.clone(), r.reason.clone(), Some(r.at.clone())).await;
+            }
+            info!(caller = %caller.name, %peer, alerts = d.alerts.len(), rejected = d.rejected.len(), "delivery accepted");
+            if d.alerts.is_empty() {
+                let code = d.rejected.first().map_or("invalid", |r| r.code);
+                let reason = d
+                    .rejected
+                    .iter()
+                    .map(|r| r.reason.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(ApiError(StatusCode::BAD_REQUEST, code, reason));
+            }
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({"alerts": d.alerts, "rejected": d.rejected})),
+            )
+                .into_response())
+        }
+        Err(PipelineError::Rejected { reason, code }) => {
+            info!(caller = %caller.name, %peer, reason = %reason, "alert rejected");
+            dead_letter(body.to_vec(), reason.clone(), None).await;
             Err(ApiError(StatusCode::BAD_REQUEST, code, reason))
         }
         Err(e @ PipelineError::Unavailable(_)) => Err(ApiError(
@@ -442,6 +477,32 @@ async fn post_alert(
             e.to_string(),
         )),
     }
+}
+
+/// Okta's one-time event hook verification: `GET` with `X-Okta-Verification-Challenge`, answered
+/// with `{"verification": <the header's value>}`. Okta sends the hook's configured authorization
+/// header with it, so the caller must hold the `ingest` role like every delivery.
+async fn okta_verification(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&s, &headers, Role::Ingest)?;
+    let Some(challenge) = headers
+        .get("x-okta-verification-challenge")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 256)
+    else {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "GET /v1/alerts answers only Okta's event hook verification (header \
+             X-Okta-Verification-Challenge); post alerts instead"
+                .into(),
+        ));
+    };
+    info!(caller = %caller.name, %peer, "okta event hook verified");
+    Ok(Json(serde_json::json!({ "verification": challenge })).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -89,6 +89,39 @@ pub struct Processed {
     pub problems: Vec<String>,
 }
 
+/// One document of a delivery after [`Decider::decide_all`].
+#[derive(Debug)]
+pub struct DecidedPart {
+    /// Where it sat in the delivery (`data.events[3]`); `None` when it is the delivery itself.
+    pub at: Option<String>,
+    /// Its own bytes when it was cut out of a delivery (dead letters carry just this document).
+    pub bytes: Option<Vec<u8>>,
+    pub result: Result<Planned, NormalizeError>,
+}
+
+/// One document of a split delivery that could not be taken: dead-letter `payload` with `reason`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedPart {
+    /// Where it sat in the delivery (`data.events[3]`).
+    pub at: String,
+    pub code: &'static str,
+    pub reason: String,
+    /// The document's own bytes.
+    #[serde(skip)]
+    pub payload: Vec<u8>,
+}
+
+/// The result of [`Pipeline::process_delivery`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    /// Whether the input was an envelope of several documents (its answer is then a list).
+    pub split: bool,
+    /// Every document taken, in order.
+    pub alerts: Vec<Processed>,
+    /// Every document refused (only in split deliveries: a refused single document is an error).
+    pub rejected: Vec<RejectedPart>,
+}
+
 /// The pure part of the path: normalize, evaluate, plan, guard. No I/O, so `simulate` and the
 /// benchmark use it directly and the pipeline runs it on a blocking thread.
 pub struct Decider {
@@ -119,6 +152,25 @@ impl Decider {
     pub fn decide(&self, bytes: &[u8], format: Option<&str>) -> Result<Planned, NormalizeError> {
         let alert = self.registry.normalize(bytes, format)?;
         Ok(self.decide_alert(alert))
+    }
+
+    /// As [`decide`](Self::decide) for a delivery that may carry several documents (an Okta event
+    /// hook): one decided part per document. `Err` when the delivery as a whole is unusable.
+    pub fn decide_all(
+        &self,
+        bytes: &[u8],
+        format: Option<&str>,
+    ) -> Result<Vec<DecidedPart>, NormalizeError> {
+        Ok(self
+            .registry
+            .normalize_all(bytes, format)?
+            .into_iter()
+            .map(|n| DecidedPart {
+                at: n.at,
+                bytes: n.bytes,
+                result: n.result.map(|alert| self.decide_alert(alert)),
+            })
+            .collect())
     }
 
     /// As [`decide`](Self::decide) for an already normalized alert (manual lockouts, SSF).
@@ -239,40 +291,127 @@ impl Pipeline {
         })
         .await
         .map_err(|e| PipelineError::Unavailable(format!("policy evaluation task failed: {e}")))?;
-        let label = format.unwrap_or("auto");
-        let planned = match decided {
-            Ok(p) => p,
+        match decided {
+            Ok(planned) => self.accept(planned, source, actor).await,
+            Err(e) => Err(self
+                .reject(&e, format, source, actor, bytes.len(), None)
+                .await?),
+        }
+    }
+
+    /// The path HTTP and Kafka ingest take: like [`process_as`](Self::process_as), but a delivery
+    /// that carries several documents (an Okta event hook) becomes one alert per document, and a
+    /// document that cannot be normalized is rejected alone — the caller dead-letters each
+    /// [`RejectedPart`] with its own bytes and acknowledges the delivery. A single document (every
+    /// other format) behaves exactly as `process_as`: accepted, or `Err(Rejected)` for the whole.
+    pub async fn process_delivery(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        format: Option<&str>,
+        source: &'static str,
+        actor: Actor,
+    ) -> Result<Delivery, PipelineError> {
+        let this = self.clone();
+        let owned = bytes.to_vec();
+        let format_owned = format.map(str::to_string);
+        let decided = tokio::task::spawn_blocking(move || {
+            this.decider.decide_all(&owned, format_owned.as_deref())
+        })
+        .await
+        .map_err(|e| PipelineError::Unavailable(format!("policy evaluation task failed: {e}")))?;
+        let parts = match decided {
+            Ok(parts) => parts,
             Err(e) => {
-                self.metrics
-                    .alerts
-                    .with_label_values(&[label, "dead_lettered"])
-                    .inc();
-                self.metrics
-                    .dead_letters
-                    .with_label_values(&["ingest"])
-                    .inc();
-                let draft = AuditDraft::new(
-                    AuditKind::AlertReceived,
-                    actor,
-                    serde_json::json!({
-                        "source": source,
-                        "format": label,
-                        "outcome": "rejected",
-                        "code": e.reason_code(),
-                        "reason": e.to_string(),
-                        "bytes": bytes.len(),
-                    }),
-                );
-                self.store
-                    .append_audit(vec![draft])
-                    .await
-                    .map_err(|e| PipelineError::Unavailable(format!("audit trail: {e}")))?;
-                return Err(PipelineError::Rejected {
-                    code: e.reason_code(),
-                    reason: e.to_string(),
-                });
+                return Err(self
+                    .reject(&e, format, source, actor, bytes.len(), None)
+                    .await?);
             }
         };
+        let split = !matches!(parts.as_slice(), [DecidedPart { at: None, .. }]);
+        let mut out = Delivery {
+            split,
+            alerts: Vec::with_capacity(parts.len()),
+            rejected: Vec::new(),
+        };
+        for part in parts {
+            match part.result {
+                Ok(planned) => out
+                    .alerts
+                    .push(self.accept(planned, source, actor.clone()).await?),
+                Err(e) if !split => {
+                    return Err(self
+                        .reject(&e, format, source, actor, bytes.len(), None)
+                        .await?);
+                }
+                Err(e) => {
+                    let payload = part.bytes.unwrap_or_default();
+                    let at = part.at.unwrap_or_default();
+                    let rejected = self
+                        .reject(&e, format, source, actor.clone(), payload.len(), Some(&at))
+                        .await?;
+                    if let PipelineError::Rejected { reason, code } = rejected {
+                        out.rejected.push(RejectedPart {
+                            at,
+                            code,
+                            reason,
+                            payload,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Count and audit a document that cannot be normalized; returns the `Rejected` error to give
+    /// the source, or `Unavailable` when the audit trail cannot record the rejection.
+    async fn reject(
+        &self,
+        e: &NormalizeError,
+        format: Option<&str>,
+        source: &'static str,
+        actor: Actor,
+        len: usize,
+        at: Option<&str>,
+    ) -> Result<PipelineError, PipelineError> {
+        let label = format.unwrap_or("auto");
+        self.metrics
+            .alerts
+            .with_label_values(&[label, "dead_lettered"])
+            .inc();
+        self.metrics
+            .dead_letters
+            .with_label_values(&["ingest"])
+            .inc();
+        let mut details = serde_json::json!({
+            "source": source,
+            "format": label,
+            "outcome": "rejected",
+            "code": e.reason_code(),
+            "reason": e.to_string(),
+            "bytes": len,
+        });
+        if let Some(at) = at {
+            details["at"] = at.into();
+        }
+        let draft = AuditDraft::new(AuditKind::AlertReceived, actor, details);
+        self.store
+            .append_audit(vec![draft])
+            .await
+            .map_err(|e| PipelineError::Unavailable(format!("audit trail: {e}")))?;
+        Ok(PipelineError::Rejected {
+            code: e.reason_code(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Record a decided alert (ledger, then its audit batch) and count it.
+    async fn accept(
+        &self,
+        planned: Planned,
+        source: &'static str,
+        actor: Actor,
+    ) -> Result<Processed, PipelineError> {
         let span = tracing::info_span!("alert", alert_id = %planned.alert.id, source);
         for p in &planned.problems {
             warn!(parent: &span, problem = %p, "policy problem");

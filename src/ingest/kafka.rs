@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::DeadLetterSink;
+use crate::audit::Actor;
 use crate::config::{Problem, SecretRef};
 use crate::pipeline::{Pipeline, PipelineError};
 
@@ -347,10 +348,23 @@ impl KafkaSource {
     ) -> bool {
         let payload = msg.payload().unwrap_or_default();
         let mut backoff = Duration::from_millis(100);
-        loop {
-            let reason = match pipeline.process(payload, format, "kafka").await {
-                Ok(_) => return true,
-                Err(PipelineError::Rejected { reason, .. }) => reason,
+        // What to dead-letter: the whole message, or (for an envelope such as an Okta event hook)
+        // each event that could not be taken, with its own bytes and where it sat.
+        let refused: Vec<(Vec<u8>, String, Option<String>)> = loop {
+            match pipeline
+                .process_delivery(payload, format, "kafka", Actor::system("kafka"))
+                .await
+            {
+                Ok(d) => {
+                    break d
+                        .rejected
+                        .into_iter()
+                        .map(|r| (r.payload, r.reason, Some(r.at)))
+                        .collect();
+                }
+                Err(PipelineError::Rejected { reason, .. }) => {
+                    break vec![(payload.to_vec(), reason, None)];
+                }
                 Err(e) => {
                     warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(),
                         error = %e, "alert not yet durable; retrying");
@@ -359,23 +373,28 @@ impl KafkaSource {
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
                 }
-            };
-            let topic = format!("{}{}", msg.topic(), self.cfg.dlq_suffix);
-            let partition = msg.partition().to_string();
-            let offset = msg.offset().to_string();
-            let origin = [
+            }
+        };
+        let topic = format!("{}{}", msg.topic(), self.cfg.dlq_suffix);
+        let partition = msg.partition().to_string();
+        let offset = msg.offset().to_string();
+        for (bytes, reason, at) in refused {
+            let mut origin = vec![
                 ("deprovd-origin-topic", msg.topic()),
                 ("deprovd-origin-partition", partition.as_str()),
                 ("deprovd-origin-offset", offset.as_str()),
             ];
+            if let Some(at) = at.as_deref() {
+                origin.push(("deprovd-origin-part", at));
+            }
             loop {
-                match self.dlq.send_to(&topic, payload, &reason, &origin).await {
+                match self.dlq.send_to(&topic, &bytes, &reason, &origin).await {
                     Ok(()) => {
                         warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(),
-                            reason = %reason, dlq = %topic, "message dead-lettered");
-                        return true;
+                            part = at.as_deref().unwrap_or(""), reason = %reason, dlq = %topic,
+                            "message dead-lettered");
+                        break;
                     }
                     Err(e) => {
                         warn!(error = %e, "dead-letter produce failed; retrying");
@@ -388,6 +407,7 @@ impl KafkaSource {
                 }
             }
         }
+        true
     }
 
     async fn watch_health(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {

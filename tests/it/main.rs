@@ -8,6 +8,7 @@ mod kafka;
 mod ldap;
 mod lockout;
 mod moto;
+mod okta_hook;
 mod pipeline;
 mod process;
 mod scim;
