@@ -147,26 +147,43 @@ pub fn simulate(
     let mut out = std::io::stdout().lock();
     let mut failed = false;
     for item in crate::ingest::file::read_jsonl(alerts) {
-        let line = match item {
-            Ok((n, bytes)) => match decider.decide(&bytes, format) {
-                Ok(p) => serde_json::json!({
-                    "line": n,
-                    "alert": p.alert,
-                    "decisions": p.decisions,
-                    "actions": p.actions.iter().map(|a| serde_json::json!({
-                        "connector": a.connector,
-                        "operation": a.operation,
-                        "subject": a.subject,
-                        "state": a.state,
-                        "note": a.note,
-                        "rule": a.rule,
-                        "key": a.key,
-                    })).collect::<Vec<_>>(),
-                    "problems": p.problems,
-                    "policy_digest": p.policy_digest,
-                }),
+        // A delivery that splits (an Okta event hook) prints one line per event, with `at`.
+        let lines: Vec<serde_json::Value> = match item {
+            Ok((n, bytes)) => match decider.decide_all(&bytes, format) {
+                Ok(parts) => parts
+                    .into_iter()
+                    .map(|part| {
+                        let mut line = match part.result {
+                            Ok(p) => serde_json::json!({
+                                "line": n,
+                                "alert": p.alert,
+                                "decisions": p.decisions,
+                                "actions": p.actions.iter().map(|a| serde_json::json!({
+                                    "connector": a.connector,
+                                    "operation": a.operation,
+                                    "subject": a.subject,
+                                    "state": a.state,
+                                    "note": a.note,
+                                    "rule": a.rule,
+                                    "key": a.key,
+                                })).collect::<Vec<_>>(),
+                                "problems": p.problems,
+                                "policy_digest": p.policy_digest,
+                            }),
+                            Err(e) => serde_json::json!({
+                                "line": n, "error": e.to_string(), "code": e.reason_code()
+                            }),
+                        };
+                        if let Some(at) = part.at {
+                            line["at"] = at.into();
+                        }
+                        line
+                    })
+                    .collect(),
                 Err(e) => {
-                    serde_json::json!({"line": n, "error": e.to_string(), "code": e.reason_code()})
+                    vec![
+                        serde_json::json!({"line": n, "error": e.to_string(), "code": e.reason_code()}),
+                    ]
                 }
             },
             Err(e) => {
@@ -175,7 +192,7 @@ pub fn simulate(
                 break;
             }
         };
-        if writeln!(out, "{line}").is_err() {
+        if lines.iter().any(|line| writeln!(out, "{line}").is_err()) {
             break;
         }
     }

@@ -407,9 +407,13 @@ pub async fn create(
     requester: &str,
 ) -> Result<Created, LockoutError> {
     let now = Utc::now();
+    // One spelling per account, as for alerts: a lockout of `CORP\jdoe` coalesces with an alert's
+    // action for `jdoe@corp.example`. The request itself (and its fingerprint) keeps the original.
+    let mut resolved = req.clone();
+    resolved.subject = pipeline.decider.planner.identity().canonical(&req.subject);
     let actions = plan(
         pipeline.decider.planner.capabilities(),
-        req,
+        &resolved,
         id,
         requester,
         now,

@@ -282,6 +282,36 @@ async fn two_spellings_of_one_account_dedupe_to_one_call() {
 }
 
 #[tokio::test]
+async fn a_manual_lockout_of_a_down_level_name_joins_the_alerts_action() {
+    let hook = Target::start().await;
+    hook.always("POST", "/hook", Reply::status(204));
+    let (app, _d, _p) = spawn("", &hook).await;
+    let (status, body) = app
+        .post_alert(&generic(&unique("a"), json!(["jdoe@corp.example"])))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let r = app
+        .http
+        .post(app.url("/v1/lockouts"))
+        .bearer_auth(&app.token)
+        .json(&json!({"subject": r"Corp\JDoe", "connectors": ["hook"],
+            "operations": ["disable_account"], "reason": "phished"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["subject"], "jdoe@corp.example", "{created}");
+    assert_eq!(
+        created["actions"][0]["key"], body["actions"][0]["key"],
+        "coalesced into the alert's action: {created}"
+    );
+    settled(&app).await;
+    assert_eq!(hook.count("POST", "/hook"), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_member_of_a_protected_group_is_never_called() {
     let hook = Target::start().await;
     hook.always("POST", "/hook", Reply::status(204));

@@ -15,8 +15,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use deprovd::connectors::{
-    Connector, ConnectorSet, InstanceConfig, Operation, OperationRequest, OperationResult, Outcome,
-    build_all,
+    Connector, ConnectorSet, InstanceConfig, Memberships, Operation, OperationRequest,
+    OperationResult, Outcome, build_all,
 };
 use serde_json::{Value, json};
 
@@ -806,6 +806,24 @@ async fn okta_contain_then_restore_leaves_the_org_as_it_was() {
     assert_eq!(
         fake.with(|i| i.vendor.users["00u1alice"].status.clone()),
         "SUSPENDED"
+    );
+}
+
+#[tokio::test]
+async fn okta_lists_a_users_group_names_for_the_protected_groups_guard() {
+    let (_fake, conn, _secrets) = okta_ssws("").await;
+    assert!(conn.lists_groups());
+    let Memberships::Groups(mut names) = conn.group_memberships("asmith@example.com").await else {
+        panic!("groups expected");
+    };
+    names.sort();
+    assert_eq!(
+        names,
+        ["AD: Domain Users", "Engineering", "Everyone", "Okta Admins"]
+    );
+    assert_eq!(
+        conn.group_memberships("nobody@example.com").await,
+        Memberships::NotFound
     );
 }
 

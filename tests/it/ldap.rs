@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use deprovd::config::SecretRef;
 use deprovd::connectors::ldap::{LdapConfig, LdapFlavor, PERMANENT_LOCK, build};
-use deprovd::connectors::{Connector, Operation, OperationRequest, Outcome};
+use deprovd::connectors::{Connector, Memberships, Operation, OperationRequest, Outcome};
 use serde_json::{Value, json};
 
 use crate::slapd::{self, Slapd};
@@ -358,6 +358,25 @@ async fn filter_injection_matches_nobody() {
     assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
     assert!(server.can_bind(slapd::BOB_DN, slapd::BOB_PW).await);
     assert_eq!(server.values(ENGINEERING, "member").await.len(), 2);
+}
+
+#[tokio::test]
+async fn group_memberships_list_every_group_holding_the_user_and_change_nothing() {
+    let server = Slapd::start();
+    let ldap = service(&server);
+    let before = memberships(&server).await;
+    assert!(ldap.lists_groups());
+    let Memberships::Groups(mut groups) = ldap.group_memberships("alice").await else {
+        panic!("groups expected");
+    };
+    groups.sort();
+    // member, uniqueMember and memberUid groups alike: the same probes as the removal.
+    assert_eq!(groups, [DEVS, ENGINEERING, VPN]);
+    assert_eq!(
+        ldap.group_memberships("mallory@example.org").await,
+        Memberships::NotFound
+    );
+    assert_eq!(memberships(&server).await, before, "read-only");
 }
 
 #[tokio::test]
