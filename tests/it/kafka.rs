@@ -206,3 +206,81 @@ async fn ledger_down_at_start_means_not_ready_and_no_offsets_stored() {
     assert_eq!(status, 503, "HTTP ingest refuses too: {body}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_okta_hook_message_becomes_one_alert_per_event_and_a_bad_event_is_dead_lettered_alone() {
+    let target = Target::start().await;
+    target.always("POST", "/good", Reply::status(204));
+    let (topic, group) = (unique("alerts"), unique("deprovd"));
+    let dlq = format!("{topic}.dlq");
+    create_topics(&[&topic, &dlq]).await;
+    let data = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    let rest = format!(
+        "{}[connectors.good]\ntype = \"webhook\"\nbase_url = \"{}\"\nauth = {{ scheme = \"none\" }}\nvars = {{ path = \"good\" }}\n",
+        kafka_section(&topic, &group),
+        target.url()
+    );
+    let app = TestApp::spawn(&config(data.path(), policies.path(), &redis_state(), &rest)).await;
+    eventually(Duration::from_secs(20), "app ready", || async {
+        app.ready().await.then_some(())
+    })
+    .await;
+
+    let event = |uuid: Option<String>, login: String| {
+        let mut e = serde_json::json!({
+            "published": chrono::Utc::now().to_rfc3339(),
+            "eventType": "user.account.lock", "severity": "ERROR",
+            "target": [{"id": format!("00u-{login}"), "type": "User", "alternateId": login}],
+        });
+        if let Some(u) = uuid {
+            e["uuid"] = u.into();
+        }
+        e
+    };
+    let (a, b, c) = (unique("a"), unique("b"), unique("c"));
+    let hook = serde_json::json!({
+        "eventType": "com.okta.event_hook", "eventTypeVersion": "1.0",
+        "source": "https://corp.okta.com/api/v1/eventHooks/who8abc",
+        "data": {"events": [
+            event(Some(unique("e")), format!("{a}@corp.example")),
+            event(None, format!("{b}@corp.example")),
+            event(Some(unique("e")), format!("{c}@corp.example")),
+        ]},
+    });
+    produce(&topic, hook.to_string().as_bytes()).await;
+
+    eventually(
+        Duration::from_secs(20),
+        "both good events acted on",
+        || async { (target.count("POST", "/good") == 2).then_some(()) },
+    )
+    .await;
+    eventually(Duration::from_secs(20), "offset committed", || async {
+        (committed(&group, &topic) == Some(1)).then_some(())
+    })
+    .await;
+    let dead = read_all(&dlq, 1, Duration::from_secs(10));
+    assert_eq!(dead.len(), 1, "only the bad event");
+    let (payload, headers) = &dead[0];
+    let payload: serde_json::Value = serde_json::from_slice(payload).unwrap();
+    assert_eq!(
+        payload["target"][0]["alternateId"],
+        format!("{b}@corp.example")
+    );
+    let header = |k: &str| {
+        headers
+            .iter()
+            .find(|(hk, _)| hk == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        header("deprovd-reason").as_deref(),
+        Some("okta: data.events[1]: uuid is missing")
+    );
+    assert_eq!(
+        header("deprovd-origin-part").as_deref(),
+        Some("data.events[1]")
+    );
+    app.stop().await;
+}
