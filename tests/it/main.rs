@@ -1,6 +1,7 @@
 //! The one integration-test binary; each module tests one part against real services.
 
 mod audit;
+mod active_directory;
 mod aws_iam;
 mod idp;
 mod kafka;
@@ -9,6 +10,7 @@ mod lockout;
 mod moto;
 mod pipeline;
 mod process;
+mod samba;
 mod scim;
 mod scim_server;
 mod slapd;
