@@ -25,7 +25,7 @@
 //!         outcomes:
 //!           - { status: 200, body: { pointer: /active, equals: false }, outcome: already_done }
 //!           - { status: [401, 403], outcome: failed, message: "..." }
-//!         paginate: { scim: { count: 100 } }    # or { next_link: { pointer: /links/next } }
+//!         paginate: { scim: { count: 100 } }    # or { next_link: { pointer: /links/next } }, or `link`
 //!     record: { prior_active: "{{ steps.read.active }}" }   # becomes the action's pre_state
 //! ```
 //!
@@ -109,6 +109,10 @@ pub struct SpecFile {
     pub defaults: BTreeMap<String, Value>,
     /// Operation name → steps. Names are [`Operation`] names plus `lookup` and `check`.
     pub operations: BTreeMap<String, OperationSpec>,
+    /// Which response headers announce the remaining budget and its reset, and how early to slow down
+    /// (see `ratelimit.rs`). Absent: the common header names, pacing from 2 requests left.
+    #[serde(default)]
+    pub rate_limit: Option<super::ratelimit::RateLimitSpec>,
 }
 
 /// One operation: HTTP steps run in order, then `record` builds the pre-state.
@@ -227,6 +231,9 @@ pub enum StepOutcome {
 pub enum Paginate {
     /// Follow the URL at `pointer` (absolute or relative; must stay on the base URL's origin).
     NextLink { pointer: String },
+    /// RFC 8288 `Link: <url>; rel="next"` response header (Okta, GitHub); must stay on the base URL's
+    /// origin. Written `paginate: link`.
+    Link,
     /// RFC 7644 §3.4.2.4: `startIndex`/`count` query, stop at `totalResults`.
     Scim {
         #[serde(default = "default_page_size")]
@@ -340,6 +347,8 @@ pub struct Spec {
     pub(crate) env: Environment<'static>,
     /// `vars.<name>` referenced anywhere, so instances can be checked for missing vars at build.
     pub var_refs: BTreeSet<String>,
+    /// Proactive rate limiting: which headers to read, when to slow down.
+    pub rate_limit: super::ratelimit::RatePolicy,
 }
 
 impl fmt::Debug for Spec {
@@ -422,10 +431,16 @@ impl Spec {
                 operations.insert(name.clone(), compiled);
             }
         }
+        let rate_limit = raw
+            .rate_limit
+            .clone()
+            .unwrap_or_default()
+            .compile(&format!("{file}: rate_limit"), &mut c.problems);
         if !c.problems.is_empty() {
             return Err(c.problems);
         }
         Ok(Spec {
+            rate_limit: rate_limit.unwrap_or_default(),
             name: raw.name,
             description: raw.description,
             file: file.to_string(),
