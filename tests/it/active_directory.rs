@@ -100,7 +100,10 @@ async fn contained_ad_user_cannot_bind_and_loses_groups_until_restored() {
         text.contains("data 533"),
         "AD names the reason ACCOUNT_DISABLED (data 533): {text}"
     );
-    assert_eq!(dc.values(&vpn, "member").await, vec![other_dn.to_lowercase()]);
+    assert_eq!(
+        dc.values(&vpn, "member").await,
+        vec![other_dn.to_lowercase()]
+    );
     assert!(dc.values(&admins, "member").await.is_empty());
     assert!(dc.values(&dn, "memberOf").await.is_empty());
     assert_eq!(

@@ -1,7 +1,7 @@
 //! The one integration-test binary; each module tests one part against real services.
 
-mod audit;
 mod active_directory;
+mod audit;
 mod aws_iam;
 mod idp;
 mod kafka;

@@ -73,9 +73,11 @@ pub fn shared() -> &'static SambaDc {
 fn start() -> Result<SambaDc, String> {
     let began = Instant::now();
     if !Path::new(SAMBA).exists() || !Path::new(SAMBA_TOOL).exists() {
-        return Err("Samba is not installed: run `DEBIAN_FRONTEND=noninteractive apt-get install -y \
+        return Err(
+            "Samba is not installed: run `DEBIAN_FRONTEND=noninteractive apt-get install -y \
              samba samba-ad-dc samba-ad-provision` (scripts/test.sh does)"
-            .into());
+                .into(),
+        );
     }
     remove_stale_dirs();
     for port in [389u16, 636] {
@@ -87,22 +89,20 @@ fn start() -> Result<SambaDc, String> {
     let d = dir.display().to_string();
 
     // `--targetdir` keeps every file (smb.conf, databases, krb5.conf) inside `dir`; /etc is not touched.
-    run(
-        Command::new(SAMBA_TOOL).args([
-            "domain",
-            "provision",
-            "--use-rfc2307",
-            &format!("--realm={REALM}"),
-            &format!("--domain={DOMAIN}"),
-            &format!("--adminpass={ADMIN_PW}"),
-            "--server-role=dc",
-            "--dns-backend=NONE",
-            "--host-name=dc1",
-            &format!("--targetdir={d}"),
-            "--option=interfaces=lo",
-            "--option=bind interfaces only=yes",
-        ]),
-    )?;
+    run(Command::new(SAMBA_TOOL).args([
+        "domain",
+        "provision",
+        "--use-rfc2307",
+        &format!("--realm={REALM}"),
+        &format!("--domain={DOMAIN}"),
+        &format!("--adminpass={ADMIN_PW}"),
+        "--server-role=dc",
+        "--dns-backend=NONE",
+        "--host-name=dc1",
+        &format!("--targetdir={d}"),
+        "--option=interfaces=lo",
+        "--option=bind interfaces only=yes",
+    ]))?;
     crate::slapd::make_certificates(&dir);
     std::fs::write(dir.join("etc/smb.conf"), smb_conf(&dir))
         .map_err(|e| format!("write smb.conf: {e}"))?;
@@ -146,11 +146,17 @@ fn start() -> Result<SambaDc, String> {
         }
         let log = || std::fs::read_to_string(dir.join("samba.stdout")).unwrap_or_default();
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("samba exited ({status}) before serving LDAPS:\n{}", log()));
+            return Err(format!(
+                "samba exited ({status}) before serving LDAPS:\n{}",
+                log()
+            ));
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            return Err(format!("samba did not serve LDAPS on {ldaps} within 45 s:\n{}", log()));
+            return Err(format!(
+                "samba did not serve LDAPS on {ldaps} within 45 s:\n{}",
+                log()
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -212,7 +218,10 @@ impl SambaDc {
             "create",
             &name,
             &password,
-            &format!("--userou={}", STAFF_DN.trim_end_matches(&format!(",{BASE_DN}"))),
+            &format!(
+                "--userou={}",
+                STAFF_DN.trim_end_matches(&format!(",{BASE_DN}"))
+            ),
             &format!("--mail-address={name}@deprovd.test"),
         ]);
         let dn = format!("CN={name},{STAFF_DN}");
@@ -226,7 +235,10 @@ impl SambaDc {
             "group",
             "create",
             &name,
-            &format!("--groupou={}", STAFF_DN.trim_end_matches(&format!(",{BASE_DN}"))),
+            &format!(
+                "--groupou={}",
+                STAFF_DN.trim_end_matches(&format!(",{BASE_DN}"))
+            ),
         ]);
         if !members.is_empty() {
             self.tool(&["group", "addmembers", &name, &members.join(",")]);
@@ -239,7 +251,11 @@ impl SambaDc {
         let mut ldap = self.connect().await;
         let r = ldap.simple_bind(dn, password).await.expect("bind request");
         let _ = ldap.unbind().await;
-        if r.rc == 0 { Ok(()) } else { Err((r.rc, r.text)) }
+        if r.rc == 0 {
+            Ok(())
+        } else {
+            Err((r.rc, r.text))
+        }
     }
 
     /// The values of `attr` on `dn`, read as the administrator (sorted, DNs lower-cased for comparison).

@@ -143,7 +143,7 @@ impl LookupCache {
                 return true; // someone holds it and is about to use it
             }
             match slot.try_lock() {
-            Ok(v) => v.as_ref().is_some_and(|(at, c)| self.fresh(*at, c, now)),
+                Ok(v) => v.as_ref().is_some_and(|(at, c)| self.fresh(*at, c, now)),
                 Err(_) => true, // a lookup is running on it
             }
         });

@@ -320,7 +320,11 @@ mod tests {
     async fn exhausted_budget_waits_for_the_reset_announced_in_epoch_seconds() {
         let g = gate(0);
         let wall = SystemTime::now();
-        let reset_epoch = wall.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() + 7;
+        let reset_epoch = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 7;
         g.observe(
             StatusCode::OK,
             &headers(&[
@@ -369,7 +373,10 @@ mod tests {
         let now = Instant::now();
         g.observe(
             StatusCode::OK,
-            &headers(&[("x-rate-limit-remaining", "2"), ("x-rate-limit-reset", "10")]),
+            &headers(&[
+                ("x-rate-limit-remaining", "2"),
+                ("x-rate-limit-reset", "10"),
+            ]),
             now,
             SystemTime::now(),
         );
@@ -404,12 +411,7 @@ mod tests {
         let g = gate(0);
         let now = Instant::now();
         let wall = SystemTime::now();
-        let h = |rem: &str| {
-            headers(&[
-                ("x-ratelimit-remaining", rem),
-                ("x-ratelimit-reset", "20"),
-            ])
-        };
+        let h = |rem: &str| headers(&[("x-ratelimit-remaining", rem), ("x-ratelimit-reset", "20")]);
         g.observe(StatusCode::OK, &h("0"), now, wall);
         g.observe(StatusCode::OK, &h("5"), now, wall);
         assert_eq!(g.admit(now), Admission::After(Duration::from_secs(20)));
@@ -441,11 +443,15 @@ mod tests {
         let mut problems = Vec::new();
         assert!(spec.compile("rate_limit", &mut problems).is_none());
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, ["rate_limit.reset_headers[0]", "rate_limit.max_wait"]);
+        assert_eq!(
+            paths,
+            ["rate_limit.reset_headers[0]", "rate_limit.max_wait"]
+        );
 
-        let spec: RateLimitSpec =
-            yaml_serde::from_str("remaining_headers: [X-Budget-Left]\nreset_headers: [X-Budget-Reset]\n")
-                .expect("parses");
+        let spec: RateLimitSpec = yaml_serde::from_str(
+            "remaining_headers: [X-Budget-Left]\nreset_headers: [X-Budget-Reset]\n",
+        )
+        .expect("parses");
         let g = RateGate::new(spec.compile("r", &mut Vec::new()).expect("policy"));
         let now = Instant::now();
         // The default names are not read any more …

@@ -1383,7 +1383,8 @@ operations:
     fn link_header_next_is_found_among_other_relations() {
         let okta = r#"<https://x.okta.com/api/v1/users/00u1/groups?limit=2>; rel="self""#;
         assert_eq!(link_with_rel(okta, "next"), None);
-        let both = r#"<https://x/a?limit=2>; rel="self", <https://x/a?after=00g2&limit=2>; rel="next""#;
+        let both =
+            r#"<https://x/a?limit=2>; rel="self", <https://x/a?after=00g2&limit=2>; rel="next""#;
         assert_eq!(
             link_with_rel(both, "next").as_deref(),
             Some("https://x/a?after=00g2&limit=2")
