@@ -7,6 +7,8 @@
 //! description: Generic SCIM 2.0
 //! auth: [bearer, basic, header]   # schemes an instance may choose (see auth.rs)
 //! defaults: { user_attribute: userName }   # default instance `vars`
+//! rate_limit: { remaining_headers: [X-Rate-Limit-Remaining], reset_headers: [X-Rate-Limit-Reset],
+//!               min_remaining: 2, max_wait: 30s }   # optional; see `ratelimit.rs`
 //! operations:
 //!   lookup:   { steps: [...], record: { id: "{{ steps.find.id }}" } }  # resolves the subject
 //!   check:    { steps: [...] }                                         # read-only preflight
@@ -53,7 +55,8 @@
 //! Rules are tried in order; the first whose `status` (code, `"4xx"`, `"400-499"` or a list), optional
 //! `body` predicate and optional `when` all match decides. Otherwise: 2xx → `continue` (`done` after the
 //! last step), 404 → `not_found`, 408/429/5xx → `retry` (honouring `Retry-After`), other → `failed` with
-//! the target's message.
+//! the target's message; a 403 that is a rate limit (Google's `rateLimitExceeded`/`userRateLimitExceeded`,
+//! a `Retry-After`, an announced remaining budget of 0) → `retry`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
