@@ -724,6 +724,8 @@ async fn keycloak_contain_then_restore_leaves_the_realm_as_it_was() {
     assert_eq!(e.outcome, Outcome::AlreadyDone, "{}", e.summary);
     assert!(!fake.calls().iter().any(|c| c.starts_with("PUT")));
     assert_eq!(fake.with(|i| i.vendor.users.clone()), before);
+    let report = kc.check().await;
+    assert!(report.ok, "{report:?}");
 }
 
 #[tokio::test]
@@ -938,14 +940,13 @@ fn parse_fql(filter: &str) -> Option<(String, String)> {
     chars.next().is_none().then(|| (prop.to_string(), value))
 }
 
-/// FQL string equality: case-insensitive, `*` a wildcard.
+/// FQL string equality: case-sensitive (as the FQL reference says values are), `*` a wildcard.
 fn fql_matches(pattern: &str, value: &str) -> bool {
-    let (p, v) = (pattern.to_lowercase(), value.to_lowercase());
-    let parts: Vec<&str> = p.split('*').collect();
+    let parts: Vec<&str> = pattern.split('*').collect();
     if parts.len() == 1 {
-        return p == v;
+        return pattern == value;
     }
-    let mut rest = v.as_str();
+    let mut rest = value;
     for (i, part) in parts.iter().enumerate() {
         if i == 0 {
             let Some(r) = rest.strip_prefix(part) else {
@@ -1236,13 +1237,25 @@ async fn crowdstrike_contain_then_lift_leaves_the_host_as_it_was() {
             ("lift_containment".to_string(), vec![AID_ALICE.to_string()]),
         ]
     );
+    // `deprovd connectors check` passes with Hosts: Read.
+    let report = cs.check().await;
+    assert!(report.ok, "{report:?}");
 }
 
 #[tokio::test]
 async fn crowdstrike_host_contained_before_is_already_done_and_stays_contained_on_restore() {
     let (fake, cs, _s) = falcon().await;
+    // The alert spelled the name in lower case; Falcon has it in upper case (FQL values are
+    // case-sensitive): the upper-case spelling is tried before the device id.
     let c = run(&*cs, Operation::ContainHost, "srv-db-01", None).await;
     assert_eq!(c.outcome, Outcome::AlreadyDone, "{}", c.summary);
+    assert_eq!(
+        fake.api_requests()
+            .iter()
+            .filter_map(|r| r.query.get("filter").cloned())
+            .collect::<Vec<_>>(),
+        ["hostname:'srv-db-01'", "hostname:'SRV-DB-01'"]
+    );
     assert_eq!(c.pre_state.as_ref().unwrap()["prior_status"], "contained");
     let l = run(&*cs, Operation::LiftContainment, "srv-db-01", c.pre_state).await;
     assert_eq!(l.outcome, Outcome::AlreadyDone, "{}", l.summary);
