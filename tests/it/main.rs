@@ -1,5 +1,6 @@
 //! The one integration-test binary; each module tests one part against real services.
 
+mod active_directory;
 mod audit;
 mod aws_iam;
 mod idp;
@@ -10,6 +11,7 @@ mod lockout;
 mod moto;
 mod pipeline;
 mod process;
+mod samba;
 mod scim;
 mod scim_server;
 mod slapd;
