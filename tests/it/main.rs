@@ -5,6 +5,7 @@ mod audit;
 mod aws_iam;
 mod idp;
 mod kafka;
+mod keycloak_crowdstrike;
 mod ldap;
 mod lockout;
 mod moto;

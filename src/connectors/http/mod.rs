@@ -41,10 +41,18 @@ use crate::connectors::ConnectorSet;
 
 /// Specs shipped inside the binary: (file name, source).
 pub const BUILTIN_SPECS: &[(&str, &str)] = &[
+    (
+        "crowdstrike.yaml",
+        include_str!("../../../connectors/crowdstrike.yaml"),
+    ),
     ("entra.yaml", include_str!("../../../connectors/entra.yaml")),
     (
         "google.yaml",
         include_str!("../../../connectors/google.yaml"),
+    ),
+    (
+        "keycloak.yaml",
+        include_str!("../../../connectors/keycloak.yaml"),
     ),
     ("okta.yaml", include_str!("../../../connectors/okta.yaml")),
     ("scim.yaml", include_str!("../../../connectors/scim.yaml")),

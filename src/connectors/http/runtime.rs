@@ -1026,8 +1026,9 @@ fn step_outcome(o: StepOutcome, reason: String) -> Outcome {
 }
 
 /// When the target asked us to come back: `Retry-After` (delta-seconds or HTTP-date, RFC 9110 §10.2.3),
-/// else a rate-limit reset header (`X-RateLimit-Reset` / `RateLimit-Reset`: epoch seconds when large,
-/// otherwise seconds from now). A date in the past means "now" (zero).
+/// else a rate-limit reset header (`X-RateLimit-Reset` / `RateLimit-Reset`, CrowdStrike's
+/// `X-RateLimit-RetryAfter`: epoch seconds when large, epoch milliseconds when larger still, otherwise
+/// seconds from now). A date in the past means "now" (zero).
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(v) = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()) {
         if let Some(d) = parse_retry_after(v, now) {
@@ -1045,6 +1046,12 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
         {
+            // CrowdStrike's API reference calls X-RateLimit-RetryAfter milliseconds since the epoch while
+            // its gateway sends seconds; both are read as the instant they name.
+            if n > 100_000_000_000 {
+                let at = SystemTime::UNIX_EPOCH + Duration::from_millis(n);
+                return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
+            }
             if n > 1_000_000_000 {
                 let at = SystemTime::UNIX_EPOCH + Duration::from_secs(n);
                 return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
@@ -1349,6 +1356,31 @@ operations:
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(10)));
         h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn crowdstrike_retry_after_header_names_an_instant_in_seconds_or_milliseconds() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-ratelimit-retryafter",
+            HeaderValue::from_static("1445412483"),
+        );
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(3)));
+        h.insert(
+            "x-ratelimit-retryafter",
+            HeaderValue::from_static("1445412482500"),
+        );
+        assert_eq!(retry_after(&h, now), Some(Duration::from_millis(2500)));
+        h.insert(
+            "x-ratelimit-retryafter",
+            HeaderValue::from_static("1445412000"),
+        );
+        assert_eq!(
+            retry_after(&h, now),
+            Some(Duration::ZERO),
+            "in the past: now"
+        );
     }
 
     #[test]
