@@ -12,4 +12,5 @@ mod process;
 mod scim;
 mod scim_server;
 mod slapd;
+mod ssf;
 mod support;
