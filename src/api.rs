@@ -480,6 +480,13 @@ async fn post_ssf_set(
             return set_error(status, err, message);
         }
     };
+    if !s.ssf_receivers.has(&receiver) {
+        return set_error(
+            StatusCode::NOT_FOUND,
+            "invalid_request",
+            format!("no Shared Signals receiver named `{receiver}` is configured"),
+        );
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::audit::Actor;
+use crate::audit::{Actor, AuditDraft, AuditKind};
 use crate::ingest::DeadLetterSink;
 use crate::ledger::StateStore;
 use crate::pipeline::{Pipeline, PipelineError};
@@ -124,6 +124,11 @@ impl Receivers {
         self.by_name.is_empty()
     }
 
+    /// Whether a receiver `name` is configured (unknown names must not become metric labels).
+    pub fn has(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
     /// Verify, deduplicate and record one SET for receiver `name` (see the module docs).
     pub async fn handle(
         &self,
@@ -139,7 +144,14 @@ impl Receivers {
                 format!("no receiver named `{name}`"),
             ));
         };
-        let outcome = self.handle_inner(r, token, via, actor, sinks).await;
+        let outcome = if via == "push" && !r.verifier.config().push {
+            Outcome::Rejected(Rejection::new(
+                ErrCode::AccessDenied,
+                format!("receiver `{name}` takes SETs by polling only (`push = false`)"),
+            ))
+        } else {
+            self.handle_inner(r, token, via, actor.clone(), sinks).await
+        };
         self.metrics
             .ssf_sets
             .with_label_values(&[name, outcome.label()])
@@ -147,6 +159,29 @@ impl Receivers {
         match &outcome {
             Outcome::Rejected(rej) => {
                 info!(receiver = name, via, err = rej.code.as_str(), reason = %rej.description, "ssf: SET refused");
+                // Refusals before the pipeline are audited here (the pipeline audits its own).
+                if !rej.from_pipeline {
+                    self.metrics
+                        .dead_letters
+                        .with_label_values(&["ingest"])
+                        .inc();
+                    let draft = AuditDraft::new(
+                        AuditKind::AlertReceived,
+                        actor,
+                        json!({
+                            "source": "ssf",
+                            "receiver": name,
+                            "delivery": via,
+                            "outcome": "rejected",
+                            "code": rej.code.as_str(),
+                            "reason": rej.description,
+                            "bytes": token.len(),
+                        }),
+                    );
+                    if let Err(e) = sinks.store.append_audit(vec![draft]).await {
+                        warn!(error = %e, "could not audit a refused SET");
+                    }
+                }
                 if let Some(dlq) = sinks.dead_letters {
                     let origin = [
                         ("deprovd-origin", "ssf"),
@@ -178,13 +213,7 @@ impl Receivers {
         let cfg = r.verifier.config();
         let set = match r.verifier.verify(token, chrono::Utc::now()).await {
             Ok(s) => s,
-            Err(rej) => {
-                self.metrics
-                    .dead_letters
-                    .with_label_values(&["ingest"])
-                    .inc();
-                return Outcome::Rejected(rej);
-            }
+            Err(rej) => return Outcome::Rejected(rej),
         };
         let key = jti_key(&cfg.name, &set.iss, &set.jti);
         let remember = cfg.max_age + cfg.clock_skew * 2;
@@ -248,7 +277,9 @@ impl Receivers {
             }
             Err(PipelineError::Rejected { reason, .. }) => {
                 let _ = mark("rejected", remember).await;
-                Outcome::Rejected(Rejection::new(ErrCode::InvalidRequest, reason))
+                let mut rej = Rejection::new(ErrCode::InvalidRequest, reason);
+                rej.from_pipeline = true;
+                Outcome::Rejected(rej)
             }
             Err(e @ PipelineError::Unavailable(_)) => {
                 // Free the jti at once so the transmitter's retry is processed, not called a replay.

@@ -63,6 +63,8 @@ impl ErrCode {
 pub struct Rejection {
     pub code: ErrCode,
     pub description: String,
+    /// The pipeline refused the verified SET's event (it already audited and counted that).
+    pub from_pipeline: bool,
 }
 
 impl Rejection {
@@ -70,6 +72,7 @@ impl Rejection {
         Self {
             code,
             description: description.into(),
+            from_pipeline: false,
         }
     }
 }

@@ -384,7 +384,29 @@ async fn forged_misaddressed_foreign_and_unauthenticated_sets_are_refused_with_r
         "{body}"
     );
 
-    // Wrong media type, no token, bad token.
+    // Too old, and from the future.
+    let (_, mut c) = compromise(&tx, &email);
+    c["iat"] = (chrono::Utc::now().timestamp() - 3 * 24 * 3600).into();
+    let (status, body) = push(&s.app, "idp", &sign("ssf/k1.pem", "k1", &c)).await;
+    assert_eq!(
+        (status, body["err"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    assert!(
+        body["description"].as_str().unwrap().contains("max_age"),
+        "{body}"
+    );
+    let (_, mut c) = compromise(&tx, &email);
+    c["iat"] = (chrono::Utc::now().timestamp() + 3600).into();
+    let (status, body) = push(&s.app, "idp", &sign("ssf/k1.pem", "k1", &c)).await;
+    assert_eq!(
+        (status, body["err"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+
+    // Wrong media type, no token, bad token, no such receiver.
     let (_, c) = compromise(&tx, &email);
     let good = sign("ssf/k1.pem", "k1", &c);
     let (status, body) =
@@ -413,6 +435,8 @@ async fn forged_misaddressed_foreign_and_unauthenticated_sets_are_refused_with_r
         (401, Some("authentication_failed")),
         "{body}"
     );
+    let (status, _) = push(&s.app, "nobody", &good).await;
+    assert_eq!(status, 404);
 
     // Nothing was acted on; every refusal is in the dead-letter file with its reason.
     assert!(s.app.actions(&format!("subject={email}")).await.is_empty());
@@ -432,6 +456,8 @@ async fn forged_misaddressed_foreign_and_unauthenticated_sets_are_refused_with_r
             "invalid_audience",
             "invalid_issuer",
             "invalid_key",
+            "invalid_request",
+            "invalid_request",
             "invalid_request"
         ]
     );
@@ -443,6 +469,15 @@ async fn forged_misaddressed_foreign_and_unauthenticated_sets_are_refused_with_r
             .await,
         Some(2.0)
     );
+    // And audited, with the receiver and the code.
+    let audit = s.app.get_json("/v1/audit?limit=1000").await;
+    let refused = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "alert_received" && r["detail"]["source"] == "ssf")
+        .count();
+    assert_eq!(refused, 7, "{audit}");
     s.app.stop().await;
 }
 
