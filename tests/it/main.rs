@@ -2,6 +2,7 @@
 
 mod audit;
 mod aws_iam;
+mod guards;
 mod idp;
 mod kafka;
 mod ldap;
