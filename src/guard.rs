@@ -470,4 +470,171 @@ mod tests {
         assert_eq!(problems.len(), 2);
         assert_eq!(problems[0].path, "guards.protected[0]");
     }
+
+    fn action(subject: &str, connector: &str) -> ActionRecord {
+        let now = Utc::now();
+        ActionRecord {
+            key: crate::ledger::action_key(
+                "d",
+                "r",
+                connector,
+                crate::connectors::Operation::DisableAccount,
+                subject,
+            ),
+            origin: crate::ledger::Origin::Alert {
+                alert_id: "a".into(),
+                dedup_key: "d".into(),
+                alert_time: now,
+            },
+            rule: "r".into(),
+            policy_digest: String::new(),
+            subject: subject.into(),
+            connector: connector.into(),
+            operation: crate::connectors::Operation::DisableAccount,
+            reason: "test".into(),
+            state: ActionState::Planned,
+            attempts: 0,
+            next_attempt_at: Some(now),
+            last_error: None,
+            response: None,
+            pre_state: None,
+            reverses: None,
+            linked_alerts: Vec::new(),
+            note: None,
+            requested_by: None,
+            expires_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[tokio::test]
+    async fn breaker_trip_is_notified_audited_and_gauged_once_and_reset_only_names_known_scopes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn StateStore> =
+            Arc::new(crate::ledger::store::embedded::EmbeddedStore::open(dir.path()).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let cfg = BreakerConfig {
+            threshold: 2,
+            connectors: BTreeMap::from([(
+                "okta".to_string(),
+                BreakerOverride {
+                    threshold: Some(1),
+                    window: None,
+                },
+            )]),
+            ..BreakerConfig::default()
+        };
+        let names = ["okta".to_string(), "scim".to_string()];
+        let b = Breaker::new(
+            &cfg,
+            &names,
+            store.clone(),
+            metrics.clone(),
+            Notifier::from_sender(tx),
+        )
+        .unwrap();
+        assert_eq!(
+            b.scopes()
+                .iter()
+                .map(|s| (s.name.as_str(), s.threshold))
+                .collect::<Vec<_>>(),
+            [("global", 2), ("okta", 1), ("scim", 2)]
+        );
+        assert!(b.admit(&action("a@x", "okta")).await.unwrap().is_empty());
+        assert_eq!(b.admit(&action("b@x", "okta")).await.unwrap(), ["okta"]);
+        assert_eq!(
+            b.admit(&action("c@x", "scim")).await.unwrap(),
+            ["global"],
+            "scim's own scope is still closed"
+        );
+        assert_eq!(
+            b.admit(&action("d@x", "okta")).await.unwrap(),
+            ["global", "okta"]
+        );
+        let mut trips = Vec::new();
+        while let Ok(n) = rx.try_recv() {
+            trips.push(n);
+        }
+        assert_eq!(trips.len(), 2, "one notice per trip: {trips:?}");
+        assert!(
+            matches!(&trips[0], Notice::BreakerTripped { scope, subjects: 2, threshold: 1, .. } if scope == "okta")
+        );
+        assert!(
+            matches!(&trips[1], Notice::BreakerTripped { scope, subjects: 3, threshold: 2, .. } if scope == "global")
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains("deprovd_breaker_open{scope=\"global\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("deprovd_breaker_open{scope=\"scim\"} 0"),
+            "{text}"
+        );
+        let trail = store.audit_range(1, 0).await.unwrap();
+        assert_eq!(trail.len(), 2);
+        assert!(
+            trail
+                .iter()
+                .all(|r| r.kind == AuditKind::Guard && r.detail["event"] == "breaker_tripped")
+        );
+
+        assert!(matches!(
+            b.reset(Some("nope"), Actor::system("t")).await,
+            Err(BreakerError::UnknownScope(_))
+        ));
+        let was = b.reset(Some("okta"), Actor::system("admin")).await.unwrap();
+        assert_eq!(was, ["okta"]);
+        let st = b.status().await.unwrap();
+        assert!(st[0].open && !st[1].open);
+        assert!(
+            metrics
+                .render()
+                .contains("deprovd_breaker_open{scope=\"okta\"} 0")
+        );
+        let trail = store.audit_range(1, 0).await.unwrap();
+        assert_eq!(trail.last().unwrap().detail["event"], "breaker_reset");
+        assert_eq!(trail.last().unwrap().actor.name, "admin");
+    }
+
+    #[test]
+    fn breaker_config_defaults_and_validation() {
+        let c = GuardConfig::default();
+        assert!(c.breaker.enabled);
+        assert_eq!(
+            (c.breaker.threshold, c.breaker.window),
+            (10, Duration::from_secs(600))
+        );
+        assert_eq!(c.approval_ttl, Duration::from_secs(24 * 3600));
+        let mut c = GuardConfig::default();
+        c.breaker.threshold = 0;
+        c.breaker.connectors.insert(
+            "typo".into(),
+            BreakerOverride {
+                threshold: Some(0),
+                window: None,
+            },
+        );
+        c.approval_ttl = Duration::ZERO;
+        let mut problems = Vec::new();
+        c.validate("guards", &mut problems);
+        c.validate_connectors(
+            "guards",
+            &["okta".to_string(), "global".to_string()],
+            &mut problems,
+        );
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "guards.approval_ttl",
+                "guards.breaker.threshold",
+                "guards.breaker.connectors.typo.threshold",
+                "guards.breaker.connectors.typo",
+                "connectors.global",
+            ]
+        );
+    }
 }

@@ -677,6 +677,9 @@ async fn expired_approval_is_cancelled_notified_in_the_trail_and_never_executes(
     app.stop().await;
 }
 
+/// One endpoint of the RBAC matrix: method, path, body, roles allowed, status when allowed.
+type Row = (Method, String, Option<Value>, &'static [&'static str], u16);
+
 #[tokio::test]
 async fn rbac_matrix_every_endpoint_by_every_role_and_without_or_with_a_bad_token() {
     let target = Target::start().await;
@@ -703,7 +706,7 @@ async fn rbac_matrix_every_endpoint_by_every_role_and_without_or_with_a_bad_toke
     // (method, path, body, roles allowed, status when allowed). A role not listed gets 403
     // `forbidden`; no token and a bad token get 401 `unauthenticated`. "Allowed" statuses for
     // approve/reject/restore-by-key use an unknown id: 404 proves the call got past auth.
-    let table: Vec<(Method, String, Option<Value>, &[&str], u16)> = vec![
+    let table: Vec<Row> = vec![
         (
             Method::POST,
             "/v1/alerts".into(),
