@@ -330,7 +330,9 @@ impl Breaker {
 
     /// Count `action`'s subject into the global scope and its connector's, in one atomic store
     /// call; returns the names of the scopes whose breaker is open (empty: go ahead). A trip is
-    /// audited and notified here, by the one admission that caused it.
+    /// audited and notified here, by the one admission that caused it. A redelivered alert's
+    /// actions are admitted again before the ledger finds them duplicates; that only refreshes the
+    /// subject's place in the window (a subject is never counted twice).
     pub async fn admit(&self, action: &ActionRecord) -> Result<Vec<String>, StoreError> {
         let scopes = self
             .by_connector
@@ -366,7 +368,11 @@ impl Breaker {
                 );
                 d.subject = Some(action.subject.clone());
                 d.action_key = Some(action.key.clone());
-                self.store.append_audit(vec![d]).await?;
+                // Best effort: the flag is already set in the store, so failing the alert here would
+                // not record the trip on redelivery either (that admission no longer trips it).
+                if let Err(e) = self.store.append_audit(vec![d]).await {
+                    tracing::error!(scope = %a.scope, error = %e, "could not audit a breaker trip");
+                }
                 self.notifier.notify(Notice::BreakerTripped {
                     scope: a.scope.clone(),
                     subjects: a.subjects,
