@@ -16,4 +16,5 @@ mod samba;
 mod scim;
 mod scim_server;
 mod slapd;
+mod ssf;
 mod support;
