@@ -92,12 +92,23 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.api.listen))?;
         let port = listener.local_addr()?.port();
+        let ssf_receivers = crate::ingest::ssf::Receivers::build(&settings.ssf, metrics.clone())
+            .map_err(anyhow::Error::msg)?;
+        let ssf_transmitter = match &settings.ssf.transmitter {
+            Some(t) => Some(
+                crate::ssf::transmit::Transmitter::build(t, metrics.clone())
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            None => None,
+        };
         let api = Arc::new(ApiState {
             tokens,
             metrics: metrics.clone(),
             readiness: readiness.clone(),
             store: Default::default(),
             dead_letters: Default::default(),
+            ssf_receivers,
+            ssf_transmitter,
         });
         Ok(Self {
             settings,
@@ -304,17 +315,33 @@ async fn start_core(
         )
         .with_group_guard(group_guard),
     );
+    if let Some(t) = &api.ssf_transmitter {
+        executor.signal_containment_to(t.emitter());
+    }
     let identity = crate::identity::Identity::new(&settings.identity);
     let guards =
         Guards::with_identity(&settings.guards, identity.clone()).map_err(anyhow::Error::msg)?;
     let planner = Planner::new(&connectors).with_identity(identity);
     let decider = Decider::new(policies, planner, guards, metrics.clone());
-    let pipeline = Arc::new(Pipeline::new(
-        decider,
+    // The notifier: none is configured here yet, so notices are dropped.
+    let notifier = crate::notify::Notifier::disabled();
+    let breaker = crate::guard::Breaker::new(
+        &settings.guards.breaker,
+        settings.connectors.keys(),
         store.clone(),
-        settings.executor.enabled.then(|| executor.handoff()),
-        settings.coalesce_window,
-    ));
+        metrics.clone(),
+        notifier.clone(),
+    )
+    .map(Arc::new);
+    let pipeline = Arc::new(
+        Pipeline::new(
+            decider,
+            store.clone(),
+            settings.executor.enabled.then(|| executor.handoff()),
+            settings.coalesce_window,
+        )
+        .with_guards(breaker, settings.guards.approval_ttl, notifier),
+    );
     let _ = readiness.pipeline.set(pipeline.clone());
 
     let mut start = AuditDraft::new(
@@ -327,6 +354,10 @@ async fn start_core(
             "connectors": settings.connectors.keys().collect::<Vec<_>>(),
             "executor": settings.executor.enabled,
             "dry_run": settings.guards.dry_run,
+            "breaker": settings.guards.breaker.enabled.then(|| serde_json::json!({
+                "threshold": settings.guards.breaker.threshold,
+                "window_secs": settings.guards.breaker.window.as_secs(),
+            })),
         }),
     );
     let serving = pipeline.decider.policies.digest();
@@ -340,11 +371,24 @@ async fn start_core(
         store.clone(),
         stop.clone(),
     ));
+    let pipeline_store = store.clone();
     tasks.spawn(watch_store(store, readiness.clone(), stop.clone()));
+    tasks.spawn(crate::approval::run_expiry(pipeline.clone(), stop.clone()));
     if settings.executor.enabled {
         tasks.spawn(executor.run(stop.clone()));
     } else {
         info!("executor disabled: this replica only records actions");
+    }
+    if let Some(t) = api.ssf_transmitter.clone() {
+        tasks.spawn(t.run(stop.clone()));
+    }
+    if !api.ssf_receivers.is_empty() {
+        tasks.spawn(api.ssf_receivers.clone().run_pollers(
+            pipeline.clone(),
+            pipeline_store.clone(),
+            api.dead_letters.get().cloned(),
+            stop.clone(),
+        ));
     }
     if let Some(k) = kafka {
         tasks.spawn(k.run(pipeline, stop.clone()));

@@ -205,6 +205,8 @@ pub struct Settings {
     pub connector_specs: Option<PathBuf>,
     /// Connector instances by name.
     pub connectors: std::collections::BTreeMap<String, crate::connectors::InstanceConfig>,
+    /// OpenID Shared Signals: receivers (CAEP/RISC in) and the transmitter (containment out).
+    pub ssf: crate::ssf::SsfConfig,
 }
 
 impl Default for Settings {
@@ -222,6 +224,7 @@ impl Default for Settings {
             coalesce_window: std::time::Duration::from_secs(600),
             connector_specs: None,
             connectors: Default::default(),
+            ssf: Default::default(),
         }
     }
 }
@@ -278,6 +281,8 @@ impl Settings {
         self.executor.validate("executor", &mut p);
         self.guards.validate("guards", &mut p);
         self.identity.validate("identity", &mut p);
+        self.guards
+            .validate_connectors("guards", self.connectors.keys(), &mut p);
         self.telemetry.validate("telemetry", &mut p);
         if self.coalesce_window.is_zero() {
             p.push(Problem::new("coalesce_window", "must be greater than zero"));
@@ -295,6 +300,7 @@ impl Settings {
             }
             c.validate(&format!("connectors.{name}"), &mut p);
         }
+        self.ssf.validate("ssf", &mut p);
         p
     }
 }

@@ -20,9 +20,11 @@
 //! - [`lockout`]: manual lockouts and reversals (restore) for responders; they enter the pipeline at
 //!   the guard step as ordinary ledger actions.
 //! - [`client`]: the HTTP client behind `deprovd lockout|restore|status`.
-//! - [`guard`]: what no policy may override — protected subjects, global dry-run, approval holds.
+//! - [`guard`]: what no policy may override — protected subjects, global dry-run, and the
+//!   blast-radius breaker (counted in the state store, so shared by replicas).
 //! - [`protected_groups`]: the guard on group membership, resolved through the connectors by the
 //!   executor right before a destructive call.
+//! - [`approval`]: held actions — list, approve/reject by a different person, expiry.
 //! - [`ledger`]: the durable action records and the [`ledger::StateStore`] trait (Redis and embedded).
 //! - [`executor`]: claims due actions, runs them through connectors, retries with backoff, dead-letters.
 //! - [`connectors`]: the [`connectors::Connector`] trait, the declarative HTTP runtime, native protocols.
@@ -30,6 +32,9 @@
 //!   nothing else here; the ledger's [`ledger::StateStore`] stores it and every layer above writes it.
 //! - [`notify`]: notices for people (Slack, Teams, signed webhook): queued without blocking, delivered
 //!   with retries by a background task. Depends on nothing else here; every layer above may write it.
+//! - [`ssf`]: OpenID Shared Signals (CAEP, RISC): `[ssf]` settings, SET verification against a
+//!   transmitter's JWKS, and deprovd's own transmitter that signals containment downstream. The
+//!   receiving side (push endpoint, poll client) is the source [`ingest::ssf`].
 //! - [`cli`]: what the `deprovd` subcommands do beyond parsing (simulate, policy test, checks).
 //! - [`telemetry`]: tracing setup and the Prometheus registry with typed metric handles.
 #![forbid(unsafe_code)]
@@ -37,6 +42,7 @@
 pub mod alert;
 pub mod api;
 pub mod app;
+pub mod approval;
 pub mod audit;
 pub mod cli;
 pub mod client;
@@ -53,4 +59,5 @@ pub mod pipeline;
 pub mod plan;
 pub mod policy;
 pub mod protected_groups;
+pub mod ssf;
 pub mod telemetry;

@@ -19,6 +19,7 @@ pub mod okta;
 mod registry;
 pub mod sentinel;
 pub mod splunk;
+pub mod ssf;
 
 pub use registry::{Normalized, Normalizer, NormalizerRegistry, Part};
 

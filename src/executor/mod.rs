@@ -135,6 +135,8 @@ pub struct Executor {
     /// `[guards] protected_groups`: asked before every destructive operation (see
     /// [`crate::protected_groups`]); `None` when no group is protected.
     group_guard: Option<Arc<GroupGuard>>,
+    /// Shared Signals transmitter's queue: told about each successful containment.
+    signals: std::sync::OnceLock<crate::ssf::transmit::SignalEmitter>,
 }
 
 impl Executor {
@@ -177,6 +179,7 @@ impl Executor {
             cfg,
             inflight: Mutex::new(HashSet::new()),
             group_guard: None,
+            signals: std::sync::OnceLock::new(),
         }
     }
 
@@ -184,6 +187,12 @@ impl Executor {
     pub fn with_group_guard(mut self, guard: Option<Arc<GroupGuard>>) -> Self {
         self.group_guard = guard;
         self
+    }
+
+    /// Tell `emitter` about every successful containment (disable, revoke sessions), so deprovd's
+    /// Shared Signals transmitter can push RISC/CAEP events downstream. Queue-only: never blocks.
+    pub fn signal_containment_to(&self, emitter: crate::ssf::transmit::SignalEmitter) {
+        let _ = self.signals.set(emitter);
     }
 
     /// Handle the pipeline uses to pass each newly recorded runnable action straight to this executor,
@@ -383,6 +392,15 @@ impl Executor {
                     self.store.put_action(&rec).await?;
                     self.audit_state(&rec, Some(result.outcome.as_str())).await;
                     self.observe_containment(&rec);
+                    if let (Some(s), None) = (self.signals.get(), &rec.reverses) {
+                        s.contained(crate::ssf::transmit::Contained {
+                            subject: rec.subject.clone(),
+                            operation: rec.operation,
+                            action_key: rec.key.clone(),
+                            manual: matches!(rec.origin, Origin::Manual { .. }),
+                            reason: rec.reason.clone(),
+                        });
+                    }
                     self.count_end(&rec, "succeeded");
                     info!(outcome = result.outcome.as_str(), attempts = rec.attempts, "action succeeded");
                 }
