@@ -3,6 +3,7 @@
 mod active_directory;
 mod audit;
 mod aws_iam;
+mod guards;
 mod idp;
 mod kafka;
 mod keycloak_crowdstrike;
