@@ -85,6 +85,9 @@ pub struct Metrics {
     pub policy_reloads: IntCounterVec,
     /// `dead_letters_total{stage}`: stage = ingest | action.
     pub dead_letters: IntCounterVec,
+    /// `notifications_total{sink,outcome}`: outcome = delivered | failed | dropped; sink = a
+    /// configured sink name, or `all` for notices dropped before any sink saw them.
+    pub notifications: IntCounterVec,
 }
 
 impl Metrics {
@@ -178,6 +181,11 @@ impl Metrics {
                 "dead_letters_total",
                 "Inputs or actions dead-lettered, by stage.",
                 &["stage"]
+            )),
+            notifications: reg!(counter(
+                "notifications_total",
+                "Notifications to people, by sink and outcome.",
+                &["sink", "outcome"]
             )),
             registry,
         }
