@@ -63,7 +63,9 @@ impl AuditConfig {
         {
             problems.push(Problem::new(
                 &at,
-                format!("`{topic}` is not a Kafka topic name (1–249 of letters, digits, `.`, `_`, `-`)"),
+                format!(
+                    "`{topic}` is not a Kafka topic name (1–249 of letters, digits, `.`, `_`, `-`)"
+                ),
             ));
         }
         if !kafka_configured {

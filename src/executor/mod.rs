@@ -669,7 +669,9 @@ mod tests {
             alert_time: chrono::Utc::now(),
         };
         match success_notice(&rec(Operation::DisableAccount, manual("L1"), None)) {
-            Some(Notice::LockoutDone { lockout_id, .. }) => assert_eq!(lockout_id.as_deref(), Some("L1")),
+            Some(Notice::LockoutDone { lockout_id, .. }) => {
+                assert_eq!(lockout_id.as_deref(), Some("L1"))
+            }
             other => panic!("{other:?}"),
         }
         match success_notice(&rec(Operation::RevokeSessions, alert.clone(), None)) {
@@ -677,7 +679,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match success_notice(&rec(Operation::EnableAccount, manual("L1"), Some("k1"))) {
-            Some(Notice::Restored { lockout_id, .. }) => assert_eq!(lockout_id.as_deref(), Some("L1")),
+            Some(Notice::Restored { lockout_id, .. }) => {
+                assert_eq!(lockout_id.as_deref(), Some("L1"))
+            }
             other => panic!("{other:?}"),
         }
         // A single-action restore uses the original's key as its request id: no lockout.

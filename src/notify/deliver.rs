@@ -130,17 +130,14 @@ pub fn build(
             }));
         }
     }
-    let client = crate::connectors::http::shared_client()
-        .map_err(|e| vec![Problem::new("notify", e)])?;
+    let client =
+        crate::connectors::http::shared_client().map_err(|e| vec![Problem::new("notify", e)])?;
     if !problems.is_empty() {
         return Err(problems);
     }
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
-    let notifier = Notifier::from_sender(tx).with_drop_counter(
-        metrics
-            .notifications
-            .with_label_values(&["all", "dropped"]),
-    );
+    let notifier = Notifier::from_sender(tx)
+        .with_drop_counter(metrics.notifications.with_label_values(&["all", "dropped"]));
     Ok((
         notifier,
         Some(NotifyService {
@@ -158,7 +155,10 @@ pub fn build(
 /// How one request ended.
 enum Sent {
     Ok,
-    Retry { after: Option<Duration>, why: String },
+    Retry {
+        after: Option<Duration>,
+        why: String,
+    },
     Fatal(String),
 }
 
@@ -379,7 +379,11 @@ mod tests {
         assert_eq!(problems.len(), 3, "{text:#?}");
         assert!(text[0].starts_with("notify.sinks[0].url: environment variable"));
         assert!(text[1].starts_with("notify.sinks[1].url: "), "{}", text[1]);
-        assert!(text[2].starts_with("notify.sinks[1].secret: "), "{}", text[2]);
+        assert!(
+            text[2].starts_with("notify.sinks[1].secret: "),
+            "{}",
+            text[2]
+        );
         assert!(
             text.iter().all(|t| !t.contains("hook-secret-value")),
             "never the value: {text:#?}"

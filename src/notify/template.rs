@@ -135,7 +135,10 @@ impl std::fmt::Debug for Renderer {
 
 impl Renderer {
     /// Compile the kind's defaults and the sink's overrides. Errors name the event.
-    pub fn new(kind: &str, overrides: &BTreeMap<String, String>) -> Result<Self, Vec<(String, String)>> {
+    pub fn new(
+        kind: &str,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, Vec<(String, String)>> {
         let mut env = sandbox();
         let mut problems = Vec::new();
         for (event, src) in HEADLINES {
@@ -154,7 +157,10 @@ impl Renderer {
                 (None, None) => continue,
             };
             if let Err(e) = env.add_template_owned(format!("body/{event}"), src) {
-                problems.push((event.to_string(), format!("template does not compile: {}", describe(&e))));
+                problems.push((
+                    event.to_string(),
+                    format!("template does not compile: {}", describe(&e)),
+                ));
             }
         }
         if problems.is_empty() {
@@ -206,7 +212,10 @@ pub fn check(kind: &str, overrides: &BTreeMap<String, String>) -> Vec<(String, S
     for event in overrides.keys() {
         if let Some(notice) = sample(event) {
             if let Err(e) = renderer.render(&notice) {
-                problems.push((event.clone(), format!("cannot render a sample `{event}`: {e}")));
+                problems.push((
+                    event.clone(),
+                    format!("cannot render a sample `{event}`: {e}"),
+                ));
             }
         }
     }
@@ -343,7 +352,10 @@ mod tests {
         let b = render("slack", &n);
         let text = b["text"].as_str().unwrap();
         assert!(text.starts_with("Action failed: disable_account on okta for"));
-        assert!(text.contains("&lt;!channel&gt; &amp; co"), "escaped: {text}");
+        assert!(
+            text.contains("&lt;!channel&gt; &amp; co"),
+            "escaped: {text}"
+        );
         let blocks = b["blocks"].as_array().unwrap();
         assert_eq!(blocks[0]["type"], "header");
         assert_eq!(blocks[0]["text"]["type"], "plain_text");
@@ -365,12 +377,20 @@ mod tests {
         let b = render("teams", &sample("breaker_tripped").unwrap());
         assert_eq!(b["type"], "message");
         let att = &b["attachments"][0];
-        assert_eq!(att["contentType"], "application/vnd.microsoft.card.adaptive");
+        assert_eq!(
+            att["contentType"],
+            "application/vnd.microsoft.card.adaptive"
+        );
         assert!(att["contentUrl"].is_null());
         let card = &att["content"];
         assert_eq!(card["type"], "AdaptiveCard");
         assert_eq!(card["version"], "1.4");
-        assert!(card["body"][0]["text"].as_str().unwrap().contains("breaker tripped (global)"));
+        assert!(
+            card["body"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("breaker tripped (global)")
+        );
         let facts = card["body"][1]["facts"].as_array().unwrap();
         assert_eq!(card["body"][1]["type"], "FactSet");
         assert!(facts.contains(&serde_json::json!({"title": "Threshold", "value": "10"})));
@@ -386,12 +406,19 @@ mod tests {
     fn overrides_replace_one_event_and_see_headline_and_fields() {
         let overrides = BTreeMap::from([(
             "restored".to_string(),
-            r#"{"text": {{ headline | tojson }}, "who": {{ notice.subject | tojson }}}"#.to_string(),
+            r#"{"text": {{ headline | tojson }}, "who": {{ notice.subject | tojson }}}"#
+                .to_string(),
         )]);
         let r = Renderer::new("slack", &overrides).unwrap();
-        let b: Value = serde_json::from_slice(&r.render(&sample("restored").unwrap()).unwrap()).unwrap();
+        let b: Value =
+            serde_json::from_slice(&r.render(&sample("restored").unwrap()).unwrap()).unwrap();
         assert_eq!(b["who"], "alice@example.com");
-        assert!(b["text"].as_str().unwrap().starts_with("Restored: alice@example.com"));
+        assert!(
+            b["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("Restored: alice@example.com")
+        );
         let other: Value =
             serde_json::from_slice(&r.render(&sample("lockout_done").unwrap()).unwrap()).unwrap();
         assert!(other["blocks"].is_array(), "other events keep the default");
@@ -400,8 +427,14 @@ mod tests {
     #[test]
     fn broken_templates_are_reported_per_event() {
         let overrides = BTreeMap::from([
-            ("action_failed".to_string(), "{{ notice.subjct | tojson }}".to_string()),
-            ("restored".to_string(), "plain text {{ headline }}".to_string()),
+            (
+                "action_failed".to_string(),
+                "{{ notice.subjct | tojson }}".to_string(),
+            ),
+            (
+                "restored".to_string(),
+                "plain text {{ headline }}".to_string(),
+            ),
             ("lockout_done".to_string(), "{% if %}".to_string()),
         ]);
         let compile = check("teams", &overrides);
