@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::support::kafka::{brokers, create_topics};
+use crate::support::kafka::{brokers, create_topics, produce};
 use crate::support::{
     DISABLE_ALL_POLICY, Reply, Target, TestApp, alert_json, eventually, policy_dir, unique,
 };
@@ -56,9 +56,11 @@ key_prefix = "{prefix}"
     )
 }
 
-/// Every (key, record) of partition 0 of `topic`, reading until `want` arrived or `timeout`, and the
-/// partition's high watermark (how many records it holds).
-fn mirrored(topic: &str, want: usize, timeout: Duration) -> (Vec<(String, AuditRecord)>, i64) {
+/// Marks the end of what the test reads from the mirror topic.
+const SENTINEL: &[u8] = b"end-of-test";
+
+/// Every (key, record) of partition 0 of `topic` before the [`SENTINEL`].
+fn mirrored(topic: &str, timeout: Duration) -> Vec<(String, AuditRecord)> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", unique("reader"))
@@ -71,18 +73,22 @@ fn mirrored(topic: &str, want: usize, timeout: Duration) -> (Vec<(String, AuditR
     c.assign(&tpl).unwrap();
     let deadline = std::time::Instant::now() + timeout;
     let mut out = Vec::new();
-    while out.len() < want && std::time::Instant::now() < deadline {
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no end marker after {} records",
+            out.len()
+        );
         if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            if m.payload() == Some(SENTINEL) {
+                return out;
+            }
             let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
             let rec: AuditRecord =
                 serde_json::from_slice(m.payload().unwrap_or_default()).expect("record JSON");
             out.push((key, rec));
         }
     }
-    let (_, high) = c
-        .fetch_watermarks(topic, 0, Duration::from_secs(5))
-        .expect("watermarks");
-    (out, high)
 }
 
 /// Wait until `calls` actions have their `succeeded` record in the trail and the mirror's cursor
@@ -160,14 +166,15 @@ async fn audit_records_reach_kafka_in_order_with_their_hashes_and_resume_after_r
     assert!(stored.len() > first_run.len());
     assert_eq!(stored[..first_run.len()], first_run[..]);
 
-    let (got, high) = tokio::task::spawn_blocking({
+    // Both processes have stopped: a marker produced now follows everything the mirror wrote, so
+    // reading up to it shows every mirrored record, repeats included.
+    produce(&audit, SENTINEL).await;
+    let got = tokio::task::spawn_blocking({
         let audit = audit.clone();
-        let want = stored.len();
-        move || mirrored(&audit, want, Duration::from_secs(20))
+        move || mirrored(&audit, Duration::from_secs(30))
     })
     .await
     .unwrap();
-    assert_eq!(high, stored.len() as i64, "nothing mirrored twice");
 
     let seqs: Vec<u64> = got.iter().map(|(_, r)| r.seq).collect();
     let expected: Vec<u64> = (1..=stored.len() as u64).collect();
