@@ -425,6 +425,31 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_examples_render_json_slack_understands() {
+        let overrides = BTreeMap::from([
+            (
+                "action_failed".to_string(),
+                r#"{"text": {{ (":rotating_light: " ~ headline) | tojson }}}"#.to_string(),
+            ),
+            (
+                "breaker_tripped".to_string(),
+                r#"{"text": {{ ("<!here> " ~ headline) | tojson }}}"#.to_string(),
+            ),
+        ]);
+        assert!(check("slack", &overrides).is_empty());
+        let r = Renderer::new("slack", &overrides).unwrap();
+        let b: Value =
+            serde_json::from_slice(&r.render(&sample("breaker_tripped").unwrap()).unwrap())
+                .unwrap();
+        assert!(
+            b["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("<!here> Blast-radius breaker tripped")
+        );
+    }
+
+    #[test]
     fn broken_templates_are_reported_per_event() {
         let overrides = BTreeMap::from([
             (
