@@ -1,10 +1,12 @@
 //! The one integration-test binary; each module tests one part against real services.
 
+mod active_directory;
 mod audit;
 mod audit_mirror;
 mod aws_iam;
 mod idp;
 mod kafka;
+mod keycloak_crowdstrike;
 mod ldap;
 mod lockout;
 mod moto;
@@ -12,6 +14,7 @@ mod notify;
 mod pipeline;
 mod policy_watch;
 mod process;
+mod samba;
 mod scim;
 mod scim_server;
 mod slapd;
