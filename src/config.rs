@@ -207,6 +207,8 @@ pub struct Settings {
     pub notify: crate::notify::NotifyConfig,
     /// Audit trail options (Kafka mirror).
     pub audit: crate::audit_mirror::AuditConfig,
+    /// OpenID Shared Signals: receivers (CAEP/RISC in) and the transmitter (containment out).
+    pub ssf: crate::ssf::SsfConfig,
 }
 
 impl Default for Settings {
@@ -225,6 +227,7 @@ impl Default for Settings {
             connectors: Default::default(),
             notify: Default::default(),
             audit: Default::default(),
+            ssf: Default::default(),
         }
     }
 }
@@ -299,6 +302,7 @@ impl Settings {
         }
         self.notify.validate("notify", &mut p);
         self.audit.validate("audit", self.kafka.is_some(), &mut p);
+        self.ssf.validate("ssf", &mut p);
         p
     }
 }

@@ -88,6 +88,12 @@ pub struct Metrics {
     /// `notifications_total{sink,outcome}`: outcome = delivered | failed | dropped; sink = a
     /// configured sink name, or `all` for notices dropped before any sink saw them.
     pub notifications: IntCounterVec,
+    /// `ssf_sets_total{receiver,outcome}`: SETs received; receiver = configured name, outcome =
+    /// accepted | control | duplicate | unavailable | an RFC 8935 error code.
+    pub ssf_sets: IntCounterVec,
+    /// `ssf_transmitted_total{receiver,outcome}`: SETs deprovd sent; outcome = delivered | rejected |
+    /// failed | dropped (queue full, receiver `*`).
+    pub ssf_transmitted: IntCounterVec,
 }
 
 impl Metrics {
@@ -186,6 +192,16 @@ impl Metrics {
                 "notifications_total",
                 "Notifications to people, by sink and outcome.",
                 &["sink", "outcome"]
+            )),
+            ssf_sets: reg!(counter(
+                "ssf_sets_total",
+                "Shared Signals SETs received, by receiver and outcome.",
+                &["receiver", "outcome"]
+            )),
+            ssf_transmitted: reg!(counter(
+                "ssf_transmitted_total",
+                "Shared Signals SETs sent, by receiver and outcome.",
+                &["receiver", "outcome"]
             )),
             registry,
         }

@@ -18,4 +18,5 @@ mod samba;
 mod scim;
 mod scim_server;
 mod slapd;
+mod ssf;
 mod support;
