@@ -341,12 +341,23 @@ async fn start_core(
     }
     let guards = Guards::new(&settings.guards).map_err(anyhow::Error::msg)?;
     let decider = Decider::new(policies, Planner::new(&connectors), guards, metrics.clone());
-    let pipeline = Arc::new(Pipeline::new(
-        decider,
+    let breaker = crate::guard::Breaker::new(
+        &settings.guards.breaker,
+        settings.connectors.keys(),
         store.clone(),
-        settings.executor.enabled.then(|| executor.handoff()),
-        settings.coalesce_window,
-    ));
+        metrics.clone(),
+        notifier.clone(),
+    )
+    .map(Arc::new);
+    let pipeline = Arc::new(
+        Pipeline::new(
+            decider,
+            store.clone(),
+            settings.executor.enabled.then(|| executor.handoff()),
+            settings.coalesce_window,
+        )
+        .with_guards(breaker, settings.guards.approval_ttl, notifier.clone()),
+    );
     let _ = readiness.pipeline.set(pipeline.clone());
 
     let mut start = AuditDraft::new(
@@ -359,6 +370,10 @@ async fn start_core(
             "connectors": settings.connectors.keys().collect::<Vec<_>>(),
             "executor": settings.executor.enabled,
             "dry_run": settings.guards.dry_run,
+            "breaker": settings.guards.breaker.enabled.then(|| serde_json::json!({
+                "threshold": settings.guards.breaker.threshold,
+                "window_secs": settings.guards.breaker.window.as_secs(),
+            })),
         }),
     );
     let serving = pipeline.decider.policies.digest();
@@ -379,6 +394,7 @@ async fn start_core(
     }
     let pipeline_store = store.clone();
     tasks.spawn(watch_store(store, readiness.clone(), stop.clone()));
+    tasks.spawn(crate::approval::run_expiry(pipeline.clone(), stop.clone()));
     if settings.executor.enabled {
         tasks.spawn(executor.run(stop.clone()));
     } else {

@@ -283,6 +283,8 @@ impl Settings {
         }
         self.executor.validate("executor", &mut p);
         self.guards.validate("guards", &mut p);
+        self.guards
+            .validate_connectors("guards", self.connectors.keys(), &mut p);
         self.telemetry.validate("telemetry", &mut p);
         if self.coalesce_window.is_zero() {
             p.push(Problem::new("coalesce_window", "must be greater than zero"));

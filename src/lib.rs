@@ -18,7 +18,9 @@
 //! - [`lockout`]: manual lockouts and reversals (restore) for responders; they enter the pipeline at
 //!   the guard step as ordinary ledger actions.
 //! - [`client`]: the HTTP client behind `deprovd lockout|restore|status`.
-//! - [`guard`]: what no policy may override — protected subjects, global dry-run, approval holds.
+//! - [`guard`]: what no policy may override — protected subjects, global dry-run, and the
+//!   blast-radius breaker (counted in the state store, so shared by replicas).
+//! - [`approval`]: held actions — list, approve/reject by a different person, expiry.
 //! - [`ledger`]: the durable action records and the [`ledger::StateStore`] trait (Redis and embedded).
 //! - [`executor`]: claims due actions, runs them through connectors, retries with backoff, dead-letters.
 //! - [`connectors`]: the [`connectors::Connector`] trait, the declarative HTTP runtime, native protocols.
@@ -38,6 +40,7 @@
 pub mod alert;
 pub mod api;
 pub mod app;
+pub mod approval;
 pub mod audit;
 pub mod audit_mirror;
 pub mod cli;

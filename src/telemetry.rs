@@ -5,8 +5,8 @@
 //! connector instance name, operation), never a user id.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use serde::Deserialize;
 
@@ -80,7 +80,8 @@ pub struct Metrics {
     pub time_to_containment: HistogramVec,
     pub ledger_pending: IntGauge,
     pub guard_blocks: IntCounterVec,
-    pub breaker_open: IntGauge,
+    /// `breaker_open{scope}`: scope = `global` or a connector instance name (bounded by config).
+    pub breaker_open: IntGaugeVec,
     /// `policy_reloads_total{outcome}`.
     pub policy_reloads: IntCounterVec,
     /// `dead_letters_total{stage}`: stage = ingest | action.
@@ -175,8 +176,14 @@ impl Metrics {
                 &["guard"]
             )),
             breaker_open: reg!(
-                IntGauge::new("breaker_open", "1 while the blast-radius breaker is open.")
-                    .expect("valid metric")
+                IntGaugeVec::new(
+                    Opts::new(
+                        "breaker_open",
+                        "1 while the blast-radius breaker of a scope (global or a connector) is open."
+                    ),
+                    &["scope"]
+                )
+                .expect("valid metric")
             ),
             policy_reloads: reg!(counter(
                 "policy_reloads_total",

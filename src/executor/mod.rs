@@ -670,6 +670,8 @@ mod tests {
             reverses: reverses.map(str::to_string),
             linked_alerts: vec![],
             note: None,
+            requested_by: None,
+            expires_at: None,
             created_at: now,
             updated_at: now,
         }

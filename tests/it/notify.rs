@@ -572,3 +572,65 @@ restored = '{"who": {{ notice.subjet | tojson }}}'
     );
     assert!(!msg.contains("inline-secret"), "nor the secret: {msg}");
 }
+
+#[tokio::test]
+async fn the_guards_notices_reach_the_sinks_breaker_tripped_and_approval_needed() {
+    let conn = Target::start().await;
+    conn.always("POST", "/conn", Reply::status(200));
+    let hook = Target::start().await;
+    hook.always("POST", "/hook", Reply::status(200));
+
+    let data = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    let secrets = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "{}[guards.breaker]\nthreshold = 1\nwindow = \"10m\"\n",
+        sink(
+            "soar",
+            "webhook",
+            &secret_file(secrets.path(), "u", &format!("{}/hook", hook.url())),
+            &format!(
+                "secret = \"{}\"\nevents = [\"breaker_tripped\", \"approval_needed\"]",
+                secret_file(secrets.path(), "s", "k")
+            ),
+        )
+    );
+    let app = TestApp::spawn(&config(data.path(), policies.path(), &conn, &sinks)).await;
+    ready(&app).await;
+
+    let first = format!("{}@corp.example", unique("frank"));
+    let second = format!("{}@corp.example", unique("grace"));
+    assert_eq!(
+        app.post_alert(&alert_json(&unique("a"), &first)).await.0,
+        202
+    );
+    assert_eq!(
+        app.post_alert(&alert_json(&unique("a"), &second)).await.0,
+        202
+    );
+
+    let held = webhook_notice(&hook, "/hook", "approval_needed", &second).await;
+    let n = json_of(&held);
+    assert_eq!(n["connector"], "conn");
+    assert!(n["approval_id"].as_str().is_some_and(|s| !s.is_empty()));
+    let tripped = eventually(
+        Duration::from_secs(15),
+        "breaker_tripped notice",
+        || async {
+            received(&hook, "/hook")
+                .into_iter()
+                .map(|s| json_of(&s))
+                .find(|v| v["event"] == "breaker_tripped")
+        },
+    )
+    .await;
+    assert_eq!(tripped["threshold"], 1);
+    assert_eq!(tripped["window_secs"], 600);
+    assert!(
+        received(&hook, "/hook")
+            .iter()
+            .all(|s| json_of(s)["subject"] != first.as_str()),
+        "the first subject went through: nothing to approve for it"
+    );
+    app.stop().await;
+}
