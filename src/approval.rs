@@ -535,7 +535,7 @@ mod tests {
         assert_eq!(rec.note.as_deref(), Some("approved by apr-bot: ok"));
         assert_eq!(
             p.store.due_actions(Utc::now(), 10).await.unwrap(),
-            [key.clone()]
+            std::slice::from_ref(&key)
         );
         assert!(matches!(
             decide(&p, &key, Verdict::Reject, person("other-bot"), None).await,
