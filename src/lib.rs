@@ -26,6 +26,8 @@
 //! - [`connectors`]: the [`connectors::Connector`] trait, the declarative HTTP runtime, native protocols.
 //! - [`audit`]: the tamper-evident trail — SHA-256-chained records, sealing and `verify`. Depends on
 //!   nothing else here; the ledger's [`ledger::StateStore`] stores it and every layer above writes it.
+//! - [`audit_mirror`]: copies the audit trail to a Kafka topic from a cursor kept in the state store,
+//!   so the chain is anchored outside the store.
 //! - [`notify`]: notices for people (Slack, Teams, signed webhook): queued without blocking, delivered
 //!   with retries by a background task. Depends on nothing else here; every layer above may write it.
 //! - [`ssf`]: OpenID Shared Signals (CAEP, RISC): `[ssf]` settings, SET verification against a
@@ -40,6 +42,7 @@ pub mod api;
 pub mod app;
 pub mod approval;
 pub mod audit;
+pub mod audit_mirror;
 pub mod cli;
 pub mod client;
 pub mod config;

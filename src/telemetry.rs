@@ -86,6 +86,9 @@ pub struct Metrics {
     pub policy_reloads: IntCounterVec,
     /// `dead_letters_total{stage}`: stage = ingest | action.
     pub dead_letters: IntCounterVec,
+    /// `notifications_total{sink,outcome}`: outcome = delivered | failed | dropped; sink = a
+    /// configured sink name, or `all` for notices dropped before any sink saw them.
+    pub notifications: IntCounterVec,
     /// `ssf_sets_total{receiver,outcome}`: SETs received; receiver = configured name, outcome =
     /// accepted | control | duplicate | unavailable | an RFC 8935 error code.
     pub ssf_sets: IntCounterVec,
@@ -191,6 +194,11 @@ impl Metrics {
                 "dead_letters_total",
                 "Inputs or actions dead-lettered, by stage.",
                 &["stage"]
+            )),
+            notifications: reg!(counter(
+                "notifications_total",
+                "Notifications to people, by sink and outcome.",
+                &["sink", "outcome"]
             )),
             ssf_sets: reg!(counter(
                 "ssf_sets_total",

@@ -2,6 +2,7 @@
 
 mod active_directory;
 mod audit;
+mod audit_mirror;
 mod aws_iam;
 mod guards;
 mod idp;
@@ -10,7 +11,9 @@ mod keycloak_crowdstrike;
 mod ldap;
 mod lockout;
 mod moto;
+mod notify;
 mod pipeline;
+mod policy_watch;
 mod process;
 mod samba;
 mod scim;
