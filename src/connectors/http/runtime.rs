@@ -16,8 +16,8 @@ use tokio::sync::Semaphore;
 
 use super::auth::{Auth, TokenLease};
 use super::spec::{
-    BodyTest, BodyTpl, CHECK, CompiledOperation, CompiledStep, Extractor, LOOKUP, Paginate, Seg,
-    Spec, StepOutcome, Tpl, TplKind, describe,
+    BodyTest, BodyTpl, CHECK, CompiledOperation, CompiledStep, Extractor, HeaderTest, LOOKUP,
+    Paginate, Seg, Spec, StepOutcome, Tpl, TplKind, describe,
 };
 use crate::connectors::{
     CheckReport, Connector, Operation, OperationRequest, OperationResult, Outcome,
@@ -47,6 +47,23 @@ pub struct HttpConnector {
     vars: Map<String, Value>,
     /// Bounds concurrent operations on this target.
     permits: Semaphore,
+    /// The spec's further APIs (`endpoint:` of a step), resolved for this instance.
+    endpoints: BTreeMap<String, Endpoint>,
+}
+
+/// One resolved further API: its root and, when it has its own, its credentials.
+struct Endpoint {
+    base_url: Url,
+    base_path: String,
+    /// `None`: the instance's `auth`.
+    auth: Option<Auth>,
+}
+
+/// A spec endpoint as configured for one instance (see `EndpointConfig`).
+pub struct EndpointParts {
+    pub base_url: Url,
+    /// `None`: use the instance's `auth`.
+    pub auth: Option<Auth>,
 }
 
 impl std::fmt::Debug for HttpConnector {
@@ -70,6 +87,8 @@ pub struct HttpConnectorParts {
     pub timeout: Duration,
     pub vars: Map<String, Value>,
     pub concurrency: usize,
+    /// Every endpoint the spec declares, resolved (an undeclared endpoint makes a step fail).
+    pub endpoints: BTreeMap<String, EndpointParts>,
 }
 
 /// A response as the runtime keeps it.
@@ -105,7 +124,53 @@ impl HttpConnector {
             timeout: parts.timeout,
             vars: parts.vars,
             permits: Semaphore::new(parts.concurrency.max(1)),
+            endpoints: parts
+                .endpoints
+                .into_iter()
+                .map(|(name, ep)| {
+                    let base_path = ep.base_url.path().trim_end_matches('/').to_string();
+                    (
+                        name,
+                        Endpoint {
+                            base_url: ep.base_url,
+                            base_path,
+                            auth: ep.auth,
+                        },
+                    )
+                })
+                .collect(),
         }
+    }
+
+    /// Root URL, its path, and credentials for a step's `endpoint` (`None`: the instance's own).
+    fn target(&self, endpoint: Option<&str>) -> Result<(&Url, &str, &Auth), Outcome> {
+        match endpoint {
+            None => Ok((&self.base_url, &self.base_path, &self.auth)),
+            Some(name) => match self.endpoints.get(name) {
+                Some(ep) => Ok((
+                    &ep.base_url,
+                    &ep.base_path,
+                    ep.auth.as_ref().unwrap_or(&self.auth),
+                )),
+                None => Err(Outcome::Failed {
+                    reason: format!(
+                        "connector `{}` has no endpoint `{name}` configured",
+                        self.name
+                    ),
+                }),
+            },
+        }
+    }
+
+    /// Scrub every credential of this instance (its own and its endpoints') from `text`.
+    fn redact(&self, text: &str) -> String {
+        let mut out = self.auth.redact(text);
+        for ep in self.endpoints.values() {
+            if let Some(a) = &ep.auth {
+                out = a.redact(&out);
+            }
+        }
+        out
     }
 
     /// The spec this instance runs.
@@ -310,7 +375,7 @@ impl HttpConnector {
             let next = request.try_clone();
             let url_for_trail = request.url().path().to_string();
             let method = request.method().clone();
-            let resp = match self.send(request).await {
+            let resp = match self.send(request, step.endpoint.as_deref()).await {
                 Ok(r) => r,
                 Err(o) => {
                     run.trail.push(format!("{method} {url_for_trail} → error"));
@@ -344,7 +409,7 @@ impl HttpConnector {
             let Some(mut next) = next else {
                 return outcome;
             };
-            match self.next_page(paginate, &resp, &mut next) {
+            match self.next_page(paginate, &resp, &mut next, step.endpoint.as_deref()) {
                 Ok(true) => request = next,
                 Ok(false) => return outcome,
                 Err(o) => {
@@ -361,6 +426,7 @@ impl HttpConnector {
         paginate: &Paginate,
         resp: &Response,
         next: &mut reqwest::Request,
+        endpoint: Option<&str>,
     ) -> Result<bool, Outcome> {
         match paginate {
             Paginate::Scim { count } => {
@@ -400,7 +466,8 @@ impl HttpConnector {
                 let url = next.url().join(&link).map_err(|e| Outcome::Failed {
                     reason: format!("next-page link `{}` is not a URL: {e}", short(&link)),
                 })?;
-                if url.origin() != self.base_url.origin() {
+                let (base_url, _, _) = self.target(endpoint)?;
+                if url.origin() != base_url.origin() {
                     return Err(Outcome::Failed {
                         reason: format!(
                             "next-page link leaves the target ({}); refusing to send credentials there",
@@ -435,8 +502,9 @@ impl HttpConnector {
                 ),
             });
         }
-        let mut url = self.base_url.clone();
-        let joined = format!("{}{}", self.base_path, path);
+        let (base_url, base_path, _) = self.target(step.endpoint.as_deref())?;
+        let mut url = base_url.clone();
+        let joined = format!("{base_path}{path}");
         // Split an inline query (`/Users?x=1`) from the path.
         match joined.split_once('?') {
             Some((p, q)) => {
@@ -496,10 +564,11 @@ impl HttpConnector {
     /// Add the instance's credentials (fetching an access token if the scheme needs one).
     async fn authorize(
         &self,
+        auth: &Auth,
         request: &mut reqwest::Request,
     ) -> Result<Option<TokenLease>, Outcome> {
-        self.auth.apply(&self.client, request).await.map_err(|e| {
-            let reason = self.auth.redact(&e.to_string());
+        auth.apply(&self.client, request).await.map_err(|e| {
+            let reason = self.redact(&e.to_string());
             if e.is_retryable() {
                 Outcome::Retry {
                     after: e.retry_after(),
@@ -513,19 +582,24 @@ impl HttpConnector {
 
     /// Send with credentials. A 401 to an access token is answered once: the token is dropped, a new one
     /// fetched and the request sent again; a second 401 is left to the step's outcome rules (terminal).
-    async fn send(&self, mut request: reqwest::Request) -> Result<Response, Outcome> {
-        let spare = if self.auth.refreshes() {
+    async fn send(
+        &self,
+        mut request: reqwest::Request,
+        endpoint: Option<&str>,
+    ) -> Result<Response, Outcome> {
+        let (_, _, auth) = self.target(endpoint)?;
+        let spare = if auth.refreshes() {
             request.try_clone()
         } else {
             None
         };
-        let lease = self.authorize(&mut request).await?;
+        let lease = self.authorize(auth, &mut request).await?;
         let resp = self.send_once(request).await?;
         if resp.status == StatusCode::UNAUTHORIZED {
             if let (Some(lease), Some(mut again)) = (lease, spare) {
                 tracing::info!(connector = %self.name, "the target refused the access token; fetching a new one and retrying once");
-                self.auth.invalidate(lease);
-                self.authorize(&mut again).await?;
+                auth.invalidate(lease);
+                self.authorize(auth, &mut again).await?;
                 return self.send_once(again).await;
             }
         }
@@ -543,7 +617,7 @@ impl HttpConnector {
             };
             Outcome::Retry {
                 after: None,
-                reason: format!("{kind}: {}", self.auth.redact(&error_chain(&e))),
+                reason: format!("{kind}: {}", self.redact(&error_chain(&e))),
             }
         })?;
         let status = resp.status();
@@ -602,6 +676,20 @@ impl HttpConnector {
                 let ok = match test {
                     BodyTest::Equals(want) => v.as_ref() == Some(want),
                     BodyTest::Exists(e) => v.as_ref().is_some_and(|v| !v.is_null()) == *e,
+                };
+                if !ok {
+                    continue;
+                }
+            }
+            if let Some((name, test)) = &rule.header {
+                let v = resp
+                    .headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::trim);
+                let ok = match test {
+                    HeaderTest::Equals(want) => v == Some(want.as_str()),
+                    HeaderTest::Exists(e) => v.is_some() == *e,
                 };
                 if !ok {
                     continue;
@@ -685,7 +773,7 @@ impl HttpConnector {
         } else {
             short(cleaned)
         };
-        self.auth.redact(&msg)
+        self.redact(&msg)
     }
 
     fn render_text(&self, t: &Tpl, ctx: &Map<String, Value>) -> Result<String, Outcome> {
@@ -733,9 +821,7 @@ impl HttpConnector {
 
     fn tpl_err(&self, t: &Tpl, e: &minijinja::Error) -> Outcome {
         Outcome::Failed {
-            reason: self
-                .auth
-                .redact(&format!("{}: {}: {}", self.spec.file, t.name, describe(e))),
+            reason: self.redact(&format!("{}: {}: {}", self.spec.file, t.name, describe(e))),
         }
     }
 }
@@ -1045,6 +1131,7 @@ mod tests {
                 .cloned()
                 .unwrap_or_default(),
             concurrency: 1,
+            endpoints: BTreeMap::new(),
         })
     }
 
