@@ -1195,6 +1195,57 @@ operations:
     }
 
     #[test]
+    fn a_step_with_an_endpoint_goes_to_that_root_and_header_rules_match() {
+        let spec = Spec::parse(
+            "t.yaml",
+            "name: t\nauth: [none]\nendpoints:\n  web: {}\noperations:\n  notify:\n    steps:\n      - { method: POST, endpoint: web, path: \"/m.x\", outcomes: [ { status: 403, header: { name: x-ratelimit-remaining, equals: \"0\" }, outcome: retry } ] }\n",
+        )
+        .expect("spec");
+        let c = HttpConnector::new(HttpConnectorParts {
+            name: "t".into(),
+            spec: Arc::new(spec),
+            base_url: Url::parse("https://scim.example.com/scim/v2").expect("url"),
+            auth: Auth::None,
+            client: reqwest::Client::new(),
+            timeout: Duration::from_secs(1),
+            vars: Map::new(),
+            concurrency: 1,
+            endpoints: BTreeMap::from([(
+                "web".to_string(),
+                EndpointParts {
+                    base_url: Url::parse("https://api.example.com/api/").expect("url"),
+                    auth: None,
+                },
+            )]),
+        });
+        let step = &c.spec.operations["notify"].steps[0];
+        let req = c
+            .build_request(step, &context("u", json!({})))
+            .expect("request");
+        assert_eq!(req.url().as_str(), "https://api.example.com/api/m.x");
+
+        let response = |remaining: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                "x-ratelimit-remaining",
+                HeaderValue::from_str(remaining).unwrap(),
+            );
+            Response {
+                status: StatusCode::FORBIDDEN,
+                headers,
+                json: Value::Null,
+                text: String::new(),
+            }
+        };
+        let ctx = context("u", json!({}));
+        assert_eq!(c.classify(step, &response("0"), &ctx).0, StepOutcome::Retry);
+        assert_eq!(
+            c.classify(step, &response("12"), &ctx).0,
+            StepOutcome::Failed
+        );
+    }
+
+    #[test]
     fn dot_segments_in_rendered_paths_are_refused() {
         let c = connector(
             "name: t\nauth: [none]\noperations:\n  notify:\n    steps:\n      - { method: GET, path: \"/Users/{{ subject }}\" }\n",

@@ -1204,6 +1204,56 @@ operations:
     }
 
     #[test]
+    fn endpoints_and_header_predicates_are_checked() {
+        let got = problems(
+            r#"
+name: t
+auth: [bearer]
+endpoints:
+  web: { base_url: "http://plain.example.com/api" }
+operations:
+  notify:
+    steps:
+      - method: POST
+        endpoint: nope
+        path: /x
+        outcomes:
+          - { status: 403, header: { name: x-ratelimit-remaining }, outcome: retry }
+          - { status: 403, header: { name: "bad header", exists: true }, outcome: retry }
+"#,
+        );
+        let want = [
+            "t.yaml: endpoints.web.base_url: ",
+            "t.yaml: operations.notify[0].endpoint: `nope` is not declared",
+            "t.yaml: operations.notify[0].outcomes[0].header: give exactly one",
+            "t.yaml: operations.notify[0].outcomes[1].header.name: ",
+        ];
+        for w in want {
+            assert!(
+                got.iter().any(|g| g.starts_with(w)),
+                "missing {w:?} in {got:#?}"
+            );
+        }
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn contains_test_keeps_objects_whose_list_holds_the_value() {
+        let env = new_env();
+        let out = env
+            .render_str(
+                r#"{{ teams | selectattr("logins", "contains", "mona") | map(attribute="slug") | list | tojson }}"#,
+                minijinja::context! { teams => serde_json::json!([
+                    {"slug": "a", "logins": ["mona", "hubot"]},
+                    {"slug": "b", "logins": ["monalisa"]},
+                    {"slug": "c", "logins": null},
+                ]) },
+            )
+            .expect("renders");
+        assert_eq!(out, r#"["a"]"#);
+    }
+
+    #[test]
     fn status_patterns() {
         assert_eq!(
             parse_status(&StatusPattern::Text("4xx".into())).unwrap(),
