@@ -9,6 +9,7 @@ mod lockout;
 mod moto;
 mod pipeline;
 mod process;
+mod saas;
 mod scim;
 mod scim_server;
 mod slapd;
