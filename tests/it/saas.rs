@@ -1456,11 +1456,15 @@ poll_interval = "50ms"
 base_delay = "50ms"
 max_delay = "200ms"
 max_attempts = 5
+[state]
+backend = "embedded"
+path = "{}"
 {}
 {}
 "#,
         data.path().display(),
         policies.path().display(),
+        data.path().join("ledger").display(),
         slack_config(&slack, &secrets, true),
         github_config(&gh, &secrets, "github", r#"{ org = "acme" }"#),
     );
@@ -1544,7 +1548,12 @@ max_attempts = 5
         .filter(|r| r.path == "/api/admin.users.session.reset")
         .map(|r| r.at)
         .collect();
-    assert_eq!(resets.len(), 2, "one 429, one retry");
+    assert_eq!(
+        resets.len(),
+        2,
+        "one 429, one retry: {done:#}\n{:#?}",
+        slack.calls()
+    );
     assert!(
         resets[1] - resets[0] >= Duration::from_secs(1),
         "retried {:?} after a Retry-After of 1 s",
@@ -1614,4 +1623,66 @@ max_attempts = 5
         teams_of_mona(&gh_before)
     );
     app.stop().await;
+}
+
+#[test]
+fn deprovd_validate_accepts_slack_and_github_and_names_endpoint_and_var_typos() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    let base = format!(
+        r#"[policy]
+dir = "{}"
+[connectors.slack]
+type = "slack"
+base_url = "https://api.slack.com/scim/v2"
+auth = {{ scheme = "bearer", token = "env:SLACK_TOKEN" }}
+[connectors.slack.endpoints.web_api]
+auth = {{ scheme = "bearer", token = "env:SLACK_ADMIN_TOKEN" }}
+[connectors.github]
+type = "github"
+base_url = "https://github.example.com/api/v3"
+auth = {{ scheme = "bearer", token = "env:GITHUB_TOKEN" }}
+vars = {{ org = "acme" }}
+[connectors.github.endpoints.graphql]
+base_url = "https://github.example.com/api"
+[connectors.github-emu]
+type = "github"
+base_url = "https://api.github.com"
+auth = {{ scheme = "bearer", token = "env:GITHUB_SCIM_TOKEN" }}
+vars = {{ mode = "emu", enterprise = "acme-emu" }}
+"#,
+        policies.path().display()
+    );
+    let validate = |toml: &str| {
+        let path = dir.path().join("deprovd.toml");
+        std::fs::write(&path, toml).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_deprovd"))
+            .args(["validate", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let ok = validate(&base);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = validate(
+        &base
+            .replace("endpoints.web_api]", "endpoints.webapi]")
+            .replace(
+                r#"vars = { mode = "emu""#,
+                r#"vars = { enterprize = "x", mode = "emu""#,
+            ),
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    for want in [
+        "connectors.slack.endpoints.webapi: slack.yaml has no endpoint `webapi`",
+        "connectors.github-emu.vars.enterprize: github.yaml does not use this var",
+    ] {
+        assert!(err.contains(want), "missing {want}:\n{err}");
+    }
 }

@@ -315,38 +315,7 @@ pub fn build_one(
         ));
         return None;
     };
-    let mut auths = vec![(format!("{path}.auth.scheme"), cfg.auth.scheme())];
-    for (ep, c) in &cfg.endpoints {
-        if !spec.endpoints.contains_key(ep) {
-            problems.push(Problem::new(
-                format!("{path}.endpoints.{ep}"),
-                format!(
-                    "{} has no endpoint `{ep}`; it has: {}",
-                    spec.file,
-                    spec.endpoints
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
-        if let Some(a) = &c.auth {
-            auths.push((format!("{path}.endpoints.{ep}.auth.scheme"), a.scheme()));
-        }
-    }
-    for (key, scheme) in auths {
-        if !spec.auth.iter().any(|s| s == scheme) {
-            problems.push(Problem::new(
-                key,
-                format!(
-                    "`{scheme}` is not accepted by {}; use one of: {}",
-                    spec.file,
-                    spec.auth.join(", ")
-                ),
-            ));
-        }
-    }
+    check_against_spec(&path, cfg, spec, problems);
     let mut vars: Map<String, Value> = spec
         .defaults
         .iter()
@@ -354,22 +323,6 @@ pub fn build_one(
         .collect();
     for (k, v) in &cfg.vars {
         vars.insert(k.clone(), v.clone());
-    }
-    for k in cfg.vars.keys() {
-        if !spec.var_refs.contains(k) && !spec.defaults.contains_key(k) {
-            problems.push(Problem::new(
-                format!("{path}.vars.{k}"),
-                format!("{} does not use this var (typo?)", spec.file),
-            ));
-        }
-    }
-    for v in &spec.var_refs {
-        if !vars.contains_key(v) {
-            problems.push(Problem::new(
-                format!("{path}.vars.{v}"),
-                format!("{} needs this var and has no default", spec.file),
-            ));
-        }
     }
     if problems.len() > before {
         return None;
@@ -426,6 +379,65 @@ pub fn build_one(
         concurrency: cfg.concurrency,
         endpoints,
     }))
+}
+
+/// What an instance must agree on with its spec: accepted auth schemes (its own and its endpoints'),
+/// declared endpoints, vars the spec uses (no typos, none missing). Pure: `deprovd validate` runs it
+/// too, without resolving secrets. `path` is `connectors.<name>`.
+pub fn check_against_spec(
+    path: &str,
+    cfg: &ConnectorConfig,
+    spec: &Spec,
+    problems: &mut Vec<Problem>,
+) {
+    let mut auths = vec![(format!("{path}.auth.scheme"), cfg.auth.scheme())];
+    for (ep, c) in &cfg.endpoints {
+        if !spec.endpoints.contains_key(ep) {
+            problems.push(Problem::new(
+                format!("{path}.endpoints.{ep}"),
+                format!(
+                    "{} has no endpoint `{ep}`; it has: {}",
+                    spec.file,
+                    spec.endpoints
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        if let Some(a) = &c.auth {
+            auths.push((format!("{path}.endpoints.{ep}.auth.scheme"), a.scheme()));
+        }
+    }
+    for (key, scheme) in auths {
+        if !spec.auth.iter().any(|s| s == scheme) {
+            problems.push(Problem::new(
+                key,
+                format!(
+                    "`{scheme}` is not accepted by {}; use one of: {}",
+                    spec.file,
+                    spec.auth.join(", ")
+                ),
+            ));
+        }
+    }
+    for k in cfg.vars.keys() {
+        if !spec.var_refs.contains(k) && !spec.defaults.contains_key(k) {
+            problems.push(Problem::new(
+                format!("{path}.vars.{k}"),
+                format!("{} does not use this var (typo?)", spec.file),
+            ));
+        }
+    }
+    for v in &spec.var_refs {
+        if !cfg.vars.contains_key(v) && !spec.defaults.contains_key(v) {
+            problems.push(Problem::new(
+                format!("{path}.vars.{v}"),
+                format!("{} needs this var and has no default", spec.file),
+            ));
+        }
+    }
 }
 
 #[cfg(test)]
