@@ -78,6 +78,18 @@ if [ ! -x /usr/sbin/slapd ] || [ ! -x /usr/sbin/slapadd ] || ! command -v openss
   apt_install slapd ldap-utils openssl
 fi
 
+# --- Samba AD DC (the AD tests provision and start their own DC, LDAP on 127.0.0.1:389/636 only) --------
+if [ ! -x /usr/sbin/samba ] || [ ! -x /usr/bin/samba-tool ] || [ ! -d /usr/share/samba/setup/ad-schema ]; then
+  log "installing samba, samba-ad-dc, samba-ad-provision"
+  apt_install --no-install-recommends samba samba-ad-dc samba-ad-provision samba-dsdb-modules
+fi
+for port in 389 636; do
+  if port_open "$port"; then
+    log "port $port on 127.0.0.1 is taken; the Samba AD tests need it (Samba cannot serve LDAP elsewhere)"
+    exit 1
+  fi
+done
+
 # --- the suite -------------------------------------------------------------------------------------
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -250,6 +250,10 @@ pub struct ApiState {
     pub store: std::sync::OnceLock<Arc<dyn StateStore>>,
     /// Where rejected HTTP alerts go (with the reason), so a sender that ignores the 400 loses nothing.
     pub dead_letters: std::sync::OnceLock<Arc<dyn crate::ingest::DeadLetterSink>>,
+    /// Shared Signals receivers (`POST /v1/ssf/{receiver}`); empty when none are configured.
+    pub ssf_receivers: Arc<crate::ingest::ssf::Receivers>,
+    /// deprovd's Shared Signals transmitter (metadata and JWKS routes), when configured.
+    pub ssf_transmitter: Option<Arc<crate::ssf::transmit::Transmitter>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -370,6 +374,9 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/v1/lockouts/{id}", get(get_lockout))
         .route("/v1/lockouts/{id}/restore", post(restore_lockout))
         .route("/v1/audit", get(list_audit))
+        .route("/v1/ssf/{receiver}", post(post_ssf_set))
+        .route("/v1/ssf/jwks", get(ssf_jwks))
+        .route("/.well-known/ssf-configuration", get(ssf_configuration))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
@@ -441,6 +448,101 @@ async fn post_alert(
             "unavailable",
             e.to_string(),
         )),
+    }
+}
+
+/// `POST /v1/ssf/{receiver}`: one pushed SET (RFC 8935). Answers in RFC 8935's shape
+/// (`{"err", "description"}`), not the API's `{code, message}`: the caller is a SET transmitter.
+/// Not audited as an API call: the alert's own `alert_received` record names the caller, as for
+/// `POST /v1/alerts`.
+async fn post_ssf_set(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(receiver): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let set_error = |status: StatusCode, err: &str, description: String| {
+        (
+            status,
+            Json(serde_json::json!({ "err": err, "description": description })),
+        )
+            .into_response()
+    };
+    let caller = match authorize(&s, &headers, Role::Ingest) {
+        Ok(c) => c,
+        Err(ApiError(status, _, message)) => {
+            let err = if status == StatusCode::FORBIDDEN {
+                "access_denied"
+            } else {
+                "authentication_failed"
+            };
+            return set_error(status, err, message);
+        }
+    };
+    if !s.ssf_receivers.has(&receiver) {
+        return set_error(
+            StatusCode::NOT_FOUND,
+            "invalid_request",
+            format!("no Shared Signals receiver named `{receiver}` is configured"),
+        );
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case(crate::ssf::SET_CONTENT_TYPE)
+    {
+        return set_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!(
+                "Content-Type must be {}, not `{content_type}`",
+                crate::ssf::SET_CONTENT_TYPE
+            ),
+        );
+    }
+    let (Some(pipeline), Some(store)) = (s.readiness.pipeline.get(), s.store.get()) else {
+        return set_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "deprovd is starting: the state store is not reachable yet".into(),
+        );
+    };
+    let token = String::from_utf8_lossy(&body);
+    let sinks = crate::ingest::ssf::Sinks {
+        pipeline,
+        store: store.as_ref(),
+        dead_letters: s.dead_letters.get(),
+    };
+    let outcome = s
+        .ssf_receivers
+        .handle(&receiver, &token, "push", caller.actor(peer), &sinks)
+        .await;
+    match crate::ingest::ssf::push_response(&outcome) {
+        (status, None) => status.into_response(),
+        (status, Some(body)) => (status, Json(body)).into_response(),
+    }
+}
+
+/// `GET /v1/ssf/jwks`: the transmitter's public signing key (unauthenticated, like any JWKS).
+async fn ssf_jwks(State(s): State<Arc<ApiState>>) -> Response {
+    match &s.ssf_transmitter {
+        Some(t) => Json(t.jwks()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `GET /.well-known/ssf-configuration`: SSF 1.0 transmitter metadata (unauthenticated).
+async fn ssf_configuration(State(s): State<Arc<ApiState>>) -> Response {
+    match &s.ssf_transmitter {
+        Some(t) => Json(t.metadata()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 

@@ -92,12 +92,23 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.api.listen))?;
         let port = listener.local_addr()?.port();
+        let ssf_receivers = crate::ingest::ssf::Receivers::build(&settings.ssf, metrics.clone())
+            .map_err(anyhow::Error::msg)?;
+        let ssf_transmitter = match &settings.ssf.transmitter {
+            Some(t) => Some(
+                crate::ssf::transmit::Transmitter::build(t, metrics.clone())
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            None => None,
+        };
         let api = Arc::new(ApiState {
             tokens,
             metrics: metrics.clone(),
             readiness: readiness.clone(),
             store: Default::default(),
             dead_letters: Default::default(),
+            ssf_receivers,
+            ssf_transmitter,
         });
         Ok(Self {
             settings,
@@ -294,6 +305,9 @@ async fn start_core(
         dead_letters,
         settings.executor.clone(),
     ));
+    if let Some(t) = &api.ssf_transmitter {
+        executor.signal_containment_to(t.emitter());
+    }
     let guards = Guards::new(&settings.guards).map_err(anyhow::Error::msg)?;
     let decider = Decider::new(policies, Planner::new(&connectors), guards, metrics.clone());
     let pipeline = Arc::new(Pipeline::new(
@@ -327,11 +341,23 @@ async fn start_core(
         store.clone(),
         stop.clone(),
     ));
+    let pipeline_store = store.clone();
     tasks.spawn(watch_store(store, readiness.clone(), stop.clone()));
     if settings.executor.enabled {
         tasks.spawn(executor.run(stop.clone()));
     } else {
         info!("executor disabled: this replica only records actions");
+    }
+    if let Some(t) = api.ssf_transmitter.clone() {
+        tasks.spawn(t.run(stop.clone()));
+    }
+    if !api.ssf_receivers.is_empty() {
+        tasks.spawn(api.ssf_receivers.clone().run_pollers(
+            pipeline.clone(),
+            pipeline_store.clone(),
+            api.dead_letters.get().cloned(),
+            stop.clone(),
+        ));
     }
     if let Some(k) = kafka {
         tasks.spawn(k.run(pipeline, stop.clone()));

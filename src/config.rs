@@ -203,6 +203,8 @@ pub struct Settings {
     pub connector_specs: Option<PathBuf>,
     /// Connector instances by name.
     pub connectors: std::collections::BTreeMap<String, crate::connectors::InstanceConfig>,
+    /// OpenID Shared Signals: receivers (CAEP/RISC in) and the transmitter (containment out).
+    pub ssf: crate::ssf::SsfConfig,
 }
 
 impl Default for Settings {
@@ -219,6 +221,7 @@ impl Default for Settings {
             coalesce_window: std::time::Duration::from_secs(600),
             connector_specs: None,
             connectors: Default::default(),
+            ssf: Default::default(),
         }
     }
 }
@@ -291,6 +294,7 @@ impl Settings {
             }
             c.validate(&format!("connectors.{name}"), &mut p);
         }
+        self.ssf.validate("ssf", &mut p);
         p
     }
 }

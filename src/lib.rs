@@ -26,6 +26,9 @@
 //!   nothing else here; the ledger's [`ledger::StateStore`] stores it and every layer above writes it.
 //! - [`notify`]: notices for people (Slack, Teams, signed webhook): queued without blocking, delivered
 //!   with retries by a background task. Depends on nothing else here; every layer above may write it.
+//! - [`ssf`]: OpenID Shared Signals (CAEP, RISC): `[ssf]` settings, SET verification against a
+//!   transmitter's JWKS, and deprovd's own transmitter that signals containment downstream. The
+//!   receiving side (push endpoint, poll client) is the source [`ingest::ssf`].
 //! - [`cli`]: what the `deprovd` subcommands do beyond parsing (simulate, policy test, checks).
 //! - [`telemetry`]: tracing setup and the Prometheus registry with typed metric handles.
 #![forbid(unsafe_code)]
@@ -47,4 +50,5 @@ pub mod notify;
 pub mod pipeline;
 pub mod plan;
 pub mod policy;
+pub mod ssf;
 pub mod telemetry;

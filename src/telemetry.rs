@@ -85,6 +85,12 @@ pub struct Metrics {
     pub policy_reloads: IntCounterVec,
     /// `dead_letters_total{stage}`: stage = ingest | action.
     pub dead_letters: IntCounterVec,
+    /// `ssf_sets_total{receiver,outcome}`: SETs received; receiver = configured name, outcome =
+    /// accepted | control | duplicate | unavailable | an RFC 8935 error code.
+    pub ssf_sets: IntCounterVec,
+    /// `ssf_transmitted_total{receiver,outcome}`: SETs deprovd sent; outcome = delivered | rejected |
+    /// failed | dropped (queue full, receiver `*`).
+    pub ssf_transmitted: IntCounterVec,
 }
 
 impl Metrics {
@@ -178,6 +184,16 @@ impl Metrics {
                 "dead_letters_total",
                 "Inputs or actions dead-lettered, by stage.",
                 &["stage"]
+            )),
+            ssf_sets: reg!(counter(
+                "ssf_sets_total",
+                "Shared Signals SETs received, by receiver and outcome.",
+                &["receiver", "outcome"]
+            )),
+            ssf_transmitted: reg!(counter(
+                "ssf_transmitted_total",
+                "Shared Signals SETs sent, by receiver and outcome.",
+                &["receiver", "outcome"]
             )),
             registry,
         }

@@ -18,6 +18,7 @@ pub mod okta;
 mod registry;
 pub mod sentinel;
 pub mod splunk;
+pub mod ssf;
 
 pub use registry::{Normalizer, NormalizerRegistry};
 

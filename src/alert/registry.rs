@@ -39,6 +39,7 @@ impl NormalizerRegistry {
                 Box::new(super::guardduty::GuardDuty),
                 Box::new(super::elastic::Elastic),
                 Box::new(super::google_workspace::GoogleWorkspace),
+                Box::new(super::ssf::Ssf),
                 Box::new(super::generic::Generic),
             ],
         }

@@ -131,6 +131,8 @@ pub struct Executor {
     backoff: Backoff,
     /// Keys this process is working on, so a rescan never starts a second task for one action.
     inflight: Mutex<HashSet<String>>,
+    /// Shared Signals transmitter's queue: told about each successful containment.
+    signals: std::sync::OnceLock<crate::ssf::transmit::SignalEmitter>,
 }
 
 impl Executor {
@@ -172,7 +174,14 @@ impl Executor {
             backoff: cfg.retry.backoff(),
             cfg,
             inflight: Mutex::new(HashSet::new()),
+            signals: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Tell `emitter` about every successful containment (disable, revoke sessions), so deprovd's
+    /// Shared Signals transmitter can push RISC/CAEP events downstream. Queue-only: never blocks.
+    pub fn signal_containment_to(&self, emitter: crate::ssf::transmit::SignalEmitter) {
+        let _ = self.signals.set(emitter);
     }
 
     /// Handle the pipeline uses to pass each newly recorded runnable action straight to this executor,
@@ -350,6 +359,15 @@ impl Executor {
                     self.store.put_action(&rec).await?;
                     self.audit_state(&rec, Some(result.outcome.as_str())).await;
                     self.observe_containment(&rec);
+                    if let (Some(s), None) = (self.signals.get(), &rec.reverses) {
+                        s.contained(crate::ssf::transmit::Contained {
+                            subject: rec.subject.clone(),
+                            operation: rec.operation,
+                            action_key: rec.key.clone(),
+                            manual: matches!(rec.origin, Origin::Manual { .. }),
+                            reason: rec.reason.clone(),
+                        });
+                    }
                     self.count_end(&rec, "succeeded");
                     info!(outcome = result.outcome.as_str(), attempts = rec.attempts, "action succeeded");
                 }

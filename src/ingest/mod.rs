@@ -6,6 +6,7 @@
 
 pub mod file;
 pub mod kafka;
+pub mod ssf;
 
 use std::path::{Path, PathBuf};
 

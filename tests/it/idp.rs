@@ -37,6 +37,8 @@ struct Req {
     headers: HeaderMap,
     body: Value,
     raw: Bytes,
+    /// When the fake received it (wall clock: rate-limit resets are announced in epoch seconds).
+    at: SystemTime,
 }
 
 impl Req {
@@ -211,6 +213,7 @@ async fn serve<V: Vendor>(
         headers,
         body,
         raw,
+        at: SystemTime::now(),
     };
     let (status, body, extra) = {
         let mut inner = fake.inner.lock().expect("fake state");
@@ -233,7 +236,8 @@ async fn serve<V: Vendor>(
             axum::http::HeaderName::from_bytes(k.as_bytes()),
             axum::http::HeaderValue::from_str(&v),
         ) {
-            response.headers_mut().insert(k, v);
+            // append: a vendor may send a header twice (Okta: one `Link` per relation).
+            response.headers_mut().append(k, v);
         }
     }
     response
@@ -370,6 +374,20 @@ struct Okta {
     groups: BTreeMap<String, OktaGroup>,
     /// (user id, oauthTokens query value) of every session clear.
     sessions_cleared: Vec<(String, String)>,
+    /// When set, Okta's rate limiting of the API: every answer carries `X-Rate-Limit-*`, and a request
+    /// beyond the budget before the reset gets 429 E0000047.
+    rate: Option<OktaRate>,
+}
+
+/// One Okta rate-limit bucket (developer.okta.com "Rate limits": X-Rate-Limit-Limit, -Remaining, and -Reset
+/// in UTC epoch seconds).
+#[derive(Clone, Debug, PartialEq)]
+struct OktaRate {
+    limit: u64,
+    remaining: u64,
+    reset: u64,
+    /// Every request refused with 429.
+    refused: usize,
 }
 
 fn okta_error(status: u16, code: &str, summary: &str, causes: &[&str]) -> Resp {
@@ -446,7 +464,41 @@ impl Vendor for Okta {
                "errorLink": "E0000011", "errorId": "oaeX", "errorCauses": []})
     }
 
-    fn handle(&mut self, req: &Req, _base: &str) -> Resp {
+    fn handle(&mut self, req: &Req, base: &str) -> Resp {
+        let Some(mut rate) = self.rate.clone() else {
+            return self.api(req, base);
+        };
+        if now_secs() >= rate.reset {
+            rate.remaining = rate.limit;
+            rate.reset = now_secs() + 60;
+        }
+        let mut answer = if rate.remaining == 0 {
+            rate.refused += 1;
+            okta_error(
+                429,
+                "E0000047",
+                "API call exceeded rate limit due to too many requests.",
+                &[],
+            )
+        } else {
+            rate.remaining -= 1;
+            self.api(req, base)
+        };
+        for (k, v) in [
+            ("X-Rate-Limit-Limit", rate.limit),
+            ("X-Rate-Limit-Remaining", rate.remaining),
+            ("X-Rate-Limit-Reset", rate.reset),
+        ] {
+            answer.2.push((k.to_string(), v.to_string()));
+        }
+        self.rate = Some(rate);
+        answer
+    }
+}
+
+impl Okta {
+    /// The Management API itself (no rate limiting).
+    fn api(&mut self, req: &Req, base: &str) -> Resp {
         if req.header("accept") != Some("application/json") {
             return resp(
                 406,
@@ -556,13 +608,40 @@ impl Vendor for Okta {
                 if !self.users.contains_key(*id) {
                     return okta_not_found(id, "User");
                 }
-                let groups: Vec<Value> = self
+                // Cursor pagination: `limit` (default and maximum 200), `after` = the last id of the previous
+                // page, the next page announced as `Link: <…>; rel="next"` beside `rel="self"`.
+                let limit = req
+                    .query
+                    .get("limit")
+                    .and_then(|l| l.parse::<usize>().ok())
+                    .unwrap_or(200)
+                    .clamp(1, 200);
+                let after = req.query.get("after").cloned().unwrap_or_default();
+                let all: Vec<&OktaGroup> = self
                     .groups
                     .values()
-                    .filter(|g| g.members.contains(*id))
+                    .filter(|g| g.members.contains(*id) && g.id > after)
+                    .collect();
+                let page: Vec<Value> = all
+                    .iter()
+                    .take(limit)
                     .map(|g| json!({"id": g.id, "type": g.kind, "profile": {"name": g.name, "description": null}}))
                     .collect();
-                resp(200, Value::Array(groups))
+                let path = format!("{base}/api/v1/users/{id}/groups");
+                let self_link = if after.is_empty() {
+                    format!("<{path}?limit={limit}>; rel=\"self\"")
+                } else {
+                    format!("<{path}?after={after}&limit={limit}>; rel=\"self\"")
+                };
+                let mut headers = vec![("Link".to_string(), self_link)];
+                if all.len() > limit {
+                    let last = &all[limit - 1].id;
+                    headers.push((
+                        "Link".to_string(),
+                        format!("<{path}?after={last}&limit={limit}>; rel=\"next\""),
+                    ));
+                }
+                (200, Value::Array(page), headers)
             }
             (m @ ("PUT" | "DELETE"), ["api", "v1", "groups", gid, "users", uid]) => {
                 if !self.users.contains_key(*uid) {
@@ -958,7 +1037,8 @@ key_id = "test-kid"
     assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
     assert_eq!(fake.token_requests(), 1, "cached");
 
-    // Mid-run the token expires at Okta: the 401 (E0000011) causes one refresh and one retry.
+    // Mid-run the token expires at Okta: the 401 (E0000011) causes one refresh and one retry (of the
+    // DELETE: the subject's id comes from the lookup cache).
     fake.expire_tokens();
     fake.clear_log();
     let r = run(&*okta, Operation::RevokeSessions, "bob@example.com", None).await;
@@ -967,8 +1047,7 @@ key_id = "test-kid"
     assert_eq!(
         fake.calls(),
         [
-            "GET /api/v1/users/bob%40example.com",
-            "GET /api/v1/users/bob%40example.com",
+            "DELETE /api/v1/users/00u2bob/sessions",
             "DELETE /api/v1/users/00u2bob/sessions",
         ]
     );
@@ -989,6 +1068,202 @@ key_id = "test-kid"
     }
     assert_eq!(fake.token_requests(), 3, "exactly one more refresh");
     assert_eq!(fake.calls().len(), 2, "one retry: {:?}", fake.calls());
+}
+
+#[tokio::test]
+async fn okta_group_pages_follow_the_link_header_and_every_page_is_removed_and_restored() {
+    let (fake, okta, _s) = okta_ssws(r#"vars = { page_limit = "2" }"#).await;
+    fake.with(|i| {
+        for n in 1..=3 {
+            i.vendor.groups.insert(
+                format!("00gExtra{n}"),
+                OktaGroup {
+                    id: format!("00gExtra{n}"),
+                    name: format!("Extra {n}"),
+                    kind: "OKTA_GROUP".into(),
+                    members: BTreeSet::from(["00u1alice".to_string()]),
+                },
+            );
+        }
+    });
+    let before = fake.with(|i| i.vendor.clone());
+    let subject = "asmith@example.com";
+
+    let g = run(&*okta, Operation::RemoveGroupMemberships, subject, None).await;
+    assert_eq!(g.outcome, Outcome::Done, "{}", g.summary);
+    // Alice is in 7 groups: 4 pages of 2, each asked for with Okta's cursor.
+    let pages: Vec<Req> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == Method::GET && r.path.ends_with("/groups"))
+        .collect();
+    let cursors: Vec<Option<&str>> = pages
+        .iter()
+        .map(|r| r.query.get("after").map(String::as_str))
+        .collect();
+    assert_eq!(
+        cursors,
+        [
+            None,
+            Some("00gAdmins"),
+            Some("00gEveryone"),
+            Some("00gExtra2")
+        ]
+    );
+    assert!(
+        pages
+            .iter()
+            .all(|r| r.query.get("limit").map(String::as_str) == Some("2"))
+    );
+    let recorded: BTreeSet<String> = g.pre_state.as_ref().expect("pre_state")["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| g["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let okta_groups: BTreeSet<String> =
+        ["00gAdmins", "00gEng", "00gExtra1", "00gExtra2", "00gExtra3"]
+            .map(String::from)
+            .into();
+    assert_eq!(recorded, okta_groups, "groups from every page are recorded");
+    fake.with(|i| {
+        for id in &okta_groups {
+            assert!(!i.vendor.groups[id].members.contains("00u1alice"), "{id}");
+        }
+    });
+
+    let r = run(
+        &*okta,
+        Operation::RestoreGroupMemberships,
+        subject,
+        g.pre_state.clone(),
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
+    assert_eq!(fake.with(|i| i.vendor.clone()), before);
+}
+
+#[tokio::test]
+async fn a_next_link_to_another_origin_is_refused_before_credentials_leave() {
+    let (fake, okta, _s) = okta_ssws("").await;
+    fake.inject(
+        Method::GET,
+        "/api/v1/users/00u1alice/groups",
+        (
+            200,
+            json!([{"id": "00gEng", "type": "OKTA_GROUP", "profile": {"name": "Engineering"}}]),
+            vec![(
+                "Link".into(),
+                "<http://127.0.0.2:9/api/v1/users/00u1alice/groups?after=00gEng>; rel=\"next\""
+                    .into(),
+            )],
+        ),
+    );
+    let g = run(
+        &*okta,
+        Operation::RemoveGroupMemberships,
+        "asmith@example.com",
+        None,
+    )
+    .await;
+    match &g.outcome {
+        Outcome::Failed { reason } => assert!(reason.contains("leaves the target"), "{reason}"),
+        other => panic!("expected failed, got {other:?}"),
+    }
+    assert!(
+        !fake.calls().iter().any(|c| c.starts_with("DELETE")),
+        "nothing removed on a half-read list: {:?}",
+        fake.calls()
+    );
+}
+
+#[tokio::test]
+async fn contain_resolves_the_subject_once_for_all_its_operations() {
+    let (fake, okta, _s) = okta_ssws("").await;
+    let subject = "asmith@example.com";
+    // The three containment actions run at once, as the executor runs them.
+    let (d, s, g) = tokio::join!(
+        run(&*okta, Operation::DisableAccount, subject, None),
+        run(&*okta, Operation::RevokeSessions, subject, None),
+        run(&*okta, Operation::RemoveGroupMemberships, subject, None),
+    );
+    for r in [&d, &s, &g] {
+        assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
+    }
+    let lookups = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c == "GET /api/v1/users/asmith%40example.com")
+        .count();
+    assert_eq!(lookups, 1, "{:?}", fake.calls());
+
+    // The user is deleted and recreated under a new id: the cached id answers 404, the entry is dropped,
+    // and the operation resolves the subject again and acts on the new account.
+    fake.with(|i| {
+        let mut u = i.vendor.users.remove("00u1alice").expect("alice");
+        u.id = "00u9alice".into();
+        u.status = "ACTIVE".into();
+        i.vendor.users.insert(u.id.clone(), u);
+    });
+    fake.clear_log();
+    let again = run(&*okta, Operation::DisableAccount, subject, None).await;
+    assert_eq!(again.outcome, Outcome::Done, "{}", again.summary);
+    assert_eq!(
+        fake.calls(),
+        [
+            "GET /api/v1/users/00u1alice",
+            "GET /api/v1/users/asmith%40example.com",
+            "GET /api/v1/users/00u9alice",
+            "POST /api/v1/users/00u9alice/lifecycle/suspend",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn spent_okta_budget_makes_the_next_request_wait_for_the_announced_reset() {
+    let (throttled, okta, _s) = okta_ssws("").await;
+    let (other_fake, other, _s2) = okta_ssws("").await;
+    // One request left in this window; the window resets in 2 s (epoch seconds, as Okta announces it).
+    let reset = now_secs() + 2;
+    throttled.with(|i| {
+        i.vendor.rate = Some(OktaRate {
+            limit: 600,
+            remaining: 1,
+            reset,
+            refused: 0,
+        })
+    });
+    let subject = "asmith@example.com";
+    // The lookup spends the last request (its answer says remaining 0); the DELETE must wait for the reset.
+    // Meanwhile another Okta instance is not held up.
+    let (r, o) = tokio::join!(
+        run(&*okta, Operation::RevokeSessions, subject, None),
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            run(&*other, Operation::RevokeSessions, subject, None).await
+        }
+    );
+    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
+    assert_eq!(o.outcome, Outcome::Done, "{}", o.summary);
+    let reqs = throttled.requests();
+    assert_eq!(reqs.len(), 2, "{:?}", throttled.calls());
+    let reset_at = UNIX_EPOCH + Duration::from_secs(reset);
+    assert!(reqs[0].at < reset_at);
+    assert!(
+        reqs[1].at >= reset_at,
+        "the DELETE left {:?} before the announced reset",
+        reset_at.duration_since(reqs[1].at).unwrap_or_default()
+    );
+    assert_eq!(
+        throttled.with(|i| i.vendor.rate.as_ref().map(|r| r.refused)),
+        Some(0),
+        "no request hit the limit"
+    );
+    let other_reqs = other_fake.requests();
+    assert!(
+        other_reqs.iter().all(|r| r.at < reset_at),
+        "the other connector did not wait for this one's reset"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

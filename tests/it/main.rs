@@ -1,16 +1,20 @@
 //! The one integration-test binary; each module tests one part against real services.
 
+mod active_directory;
 mod audit;
 mod aws_iam;
 mod idp;
 mod kafka;
+mod keycloak_crowdstrike;
 mod ldap;
 mod lockout;
 mod moto;
 mod pipeline;
 mod process;
 mod saas;
+mod samba;
 mod scim;
 mod scim_server;
 mod slapd;
+mod ssf;
 mod support;

@@ -258,7 +258,7 @@ fn free_port() -> u16 {
 }
 
 /// A CA and a server certificate for IP 127.0.0.1 (rustls refuses a self-signed leaf, so two steps).
-fn make_certificates(dir: &Path) {
+pub(crate) fn make_certificates(dir: &Path) {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)

@@ -943,8 +943,11 @@ impl TokenSource {
         if !status.is_success() {
             let retry = matches!(status.as_u16(), 408 | 429 | 500..=599);
             let code = json.get("error").and_then(Value::as_str).unwrap_or("");
+            // RFC 6749 §5.2 `error_description`, else an error envelope's first message (CrowdStrike:
+            // `{"errors": [{"code": 403, "message": "access denied, invalid client"}]}`).
             let desc = json
                 .get("error_description")
+                .or_else(|| json.pointer("/errors/0/message"))
                 .and_then(Value::as_str)
                 .unwrap_or("");
             let mut reason = format!("HTTP {}", status.as_u16());

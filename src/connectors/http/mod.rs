@@ -15,9 +15,12 @@
 //! timeout = "10s"
 //! concurrency = 8
 //! max_attempts = 8
+//! lookup_cache = { ttl = "60s", not_found_ttl = "10s", max_entries = 10000 }
 //! ```
 
 pub mod auth;
+pub mod lookup_cache;
+pub mod ratelimit;
 pub mod runtime;
 pub mod spec;
 
@@ -38,10 +41,18 @@ use crate::connectors::ConnectorSet;
 
 /// Specs shipped inside the binary: (file name, source).
 pub const BUILTIN_SPECS: &[(&str, &str)] = &[
+    (
+        "crowdstrike.yaml",
+        include_str!("../../../connectors/crowdstrike.yaml"),
+    ),
     ("entra.yaml", include_str!("../../../connectors/entra.yaml")),
     (
         "google.yaml",
         include_str!("../../../connectors/google.yaml"),
+    ),
+    (
+        "keycloak.yaml",
+        include_str!("../../../connectors/keycloak.yaml"),
     ),
     ("okta.yaml", include_str!("../../../connectors/okta.yaml")),
     ("scim.yaml", include_str!("../../../connectors/scim.yaml")),
@@ -83,6 +94,9 @@ pub struct ConnectorConfig {
     /// `executor.retry.max_attempts`.
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// How long `lookup` results (subject → the target's id) are reused; see `lookup_cache.rs`.
+    #[serde(default)]
+    pub lookup_cache: lookup_cache::LookupCacheConfig,
     /// Overrides for the spec's named `endpoints` (another root URL, other credentials).
     #[serde(default)]
     pub endpoints: BTreeMap<String, EndpointConfig>,
@@ -145,6 +159,8 @@ impl ConnectorConfig {
                 "must be between 1 and 100",
             ));
         }
+        self.lookup_cache
+            .validate(&format!("{path}.lookup_cache"), problems);
     }
 }
 
@@ -377,6 +393,7 @@ pub fn build_one(
         timeout: cfg.timeout,
         vars,
         concurrency: cfg.concurrency,
+        lookup_cache: cfg.lookup_cache.clone(),
         endpoints,
     }))
 }

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use reqwest::header::{CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, LINK, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
 
 use super::auth::{Auth, TokenLease};
+use super::lookup_cache::{Cached, LookupCache, LookupCacheConfig};
+use super::ratelimit::RateGate;
 use super::spec::{
     BodyTest, BodyTpl, CHECK, CompiledOperation, CompiledStep, Extractor, HeaderTest, LOOKUP,
     Paginate, Seg, Spec, StepOutcome, Tpl, TplKind, describe,
@@ -49,6 +51,10 @@ pub struct HttpConnector {
     permits: Semaphore,
     /// The spec's further APIs (`endpoint:` of a step), resolved for this instance.
     endpoints: BTreeMap<String, Endpoint>,
+    /// This instance's view of the target's rate budget, shared by all its requests.
+    gate: RateGate,
+    /// Recent `lookup` results, so one containment resolves its subject once.
+    lookups: LookupCache,
 }
 
 /// One resolved further API: its root and, when it has its own, its credentials.
@@ -89,6 +95,7 @@ pub struct HttpConnectorParts {
     pub concurrency: usize,
     /// Every endpoint the spec declares, resolved (an undeclared endpoint makes a step fail).
     pub endpoints: BTreeMap<String, EndpointParts>,
+    pub lookup_cache: LookupCacheConfig,
 }
 
 /// A response as the runtime keeps it.
@@ -116,7 +123,6 @@ impl HttpConnector {
         let base_path = parts.base_url.path().trim_end_matches('/').to_string();
         Self {
             name: parts.name,
-            spec: parts.spec,
             base_url: parts.base_url,
             base_path,
             auth: parts.auth,
@@ -139,6 +145,9 @@ impl HttpConnector {
                     )
                 })
                 .collect(),
+            gate: RateGate::new(parts.spec.rate_limit.clone()),
+            lookups: LookupCache::new(parts.lookup_cache),
+            spec: parts.spec,
         }
     }
 
@@ -189,8 +198,71 @@ impl HttpConnector {
             context: BTreeMap::new(),
         };
         let _permit = self.permits.acquire().await;
-        let run = self.run_named(LOOKUP, &req, None).await;
-        into_result(run)
+        let mut trail = Vec::new();
+        let (outcome, pre_state) = match self.resolve(&req, LOOKUP, &mut trail).await {
+            Ok((record, _)) => (Outcome::Done, Some(record)),
+            Err(o) => (o, None),
+        };
+        OperationResult {
+            summary: if trail.is_empty() {
+                outcome.as_str().to_string()
+            } else {
+                trail.join("; ")
+            },
+            outcome,
+            pre_state,
+        }
+    }
+
+    /// Resolve `req.subject` with the spec's `lookup`, through the cache: `Ok((record, from_cache))`, or
+    /// the outcome that ends the operation (`not_found`, a retry, a failure). Lookups of one subject are
+    /// single-flight: a concurrent caller waits for the running lookup and uses its answer.
+    async fn resolve(
+        &self,
+        req: &OperationRequest,
+        op_name: &str,
+        trail: &mut Vec<String>,
+    ) -> Result<(Value, bool), Outcome> {
+        let label = (op_name != LOOKUP).then_some(op_name);
+        if !self.lookups.enabled() {
+            let found = Box::pin(self.run_named(LOOKUP, req, label)).await;
+            trail.extend(found.trail.iter().map(|t| format!("lookup {t}")));
+            return match found.outcome {
+                Outcome::Done | Outcome::AlreadyDone => {
+                    Ok((found.record.unwrap_or(Value::Null), false))
+                }
+                other => Err(other),
+            };
+        }
+        let slot = self.lookups.slot(&req.subject);
+        let mut cached = slot.lock().await;
+        if let Some((at, value)) = &*cached
+            && self.lookups.fresh(*at, value, tokio::time::Instant::now())
+        {
+            trail.push("lookup (cached)".to_string());
+            return match value {
+                Cached::Found(record) => Ok((record.clone(), true)),
+                Cached::NotFound => Err(Outcome::NotFound),
+            };
+        }
+        let found = Box::pin(self.run_named(LOOKUP, req, label)).await;
+        trail.extend(found.trail.iter().map(|t| format!("lookup {t}")));
+        let now = tokio::time::Instant::now();
+        match found.outcome {
+            Outcome::Done | Outcome::AlreadyDone => {
+                let record = found.record.unwrap_or(Value::Null);
+                *cached = Some((now, Cached::Found(record.clone())));
+                Ok((record, false))
+            }
+            Outcome::NotFound => {
+                *cached = Some((now, Cached::NotFound));
+                Err(Outcome::NotFound)
+            }
+            other => {
+                *cached = None;
+                Err(other)
+            }
+        }
     }
 
     async fn run_named(
@@ -227,22 +299,44 @@ impl HttpConnector {
             Value::String(operation_label.unwrap_or(op_name).to_string()),
         );
         let mut trail = Vec::new();
-        if op.uses_lookup {
-            let found = Box::pin(self.run_named(LOOKUP, req, Some(op_name))).await;
-            trail.extend(found.trail.iter().map(|t| format!("lookup {t}")));
-            match found.outcome {
-                Outcome::Done | Outcome::AlreadyDone => {}
-                other => {
-                    return Run {
-                        outcome: other,
-                        trail,
-                        ..Run::end(Outcome::Done)
-                    };
+        if !op.uses_lookup {
+            return self.run_steps(op, ctx).await;
+        }
+        let from_cache = match self.resolve(req, op_name, &mut trail).await {
+            Ok((record, from_cache)) => {
+                ctx.insert("lookup".into(), record);
+                from_cache
+            }
+            Err(outcome) => {
+                return Run {
+                    outcome,
+                    trail,
+                    ..Run::end(Outcome::Done)
+                };
+            }
+        };
+        let mut run = self.run_steps(op, ctx.clone()).await;
+        if run.outcome == Outcome::NotFound {
+            // The id no longer names an account here (deleted, or recreated under a new id).
+            self.lookups.invalidate(&req.subject);
+            if from_cache {
+                trail.append(&mut run.trail);
+                trail.push("cached lookup was stale; resolving again".to_string());
+                match self.resolve(req, op_name, &mut trail).await {
+                    Ok((record, _)) => {
+                        ctx.insert("lookup".into(), record);
+                        run = self.run_steps(op, ctx).await;
+                    }
+                    Err(outcome) => {
+                        return Run {
+                            outcome,
+                            trail,
+                            ..Run::end(Outcome::Done)
+                        };
+                    }
                 }
             }
-            ctx.insert("lookup".into(), found.record.unwrap_or(Value::Null));
         }
-        let mut run = self.run_steps(op, ctx).await;
         trail.append(&mut run.trail);
         run.trail = trail;
         run
@@ -463,22 +557,46 @@ impl HttpConnector {
                     Some(Value::String(s)) if !s.is_empty() => s.clone(),
                     _ => return Ok(false),
                 };
-                let url = next.url().join(&link).map_err(|e| Outcome::Failed {
-                    reason: format!("next-page link `{}` is not a URL: {e}", short(&link)),
-                })?;
-                let (base_url, _, _) = self.target(endpoint)?;
-                if url.origin() != base_url.origin() {
-                    return Err(Outcome::Failed {
-                        reason: format!(
-                            "next-page link leaves the target ({}); refusing to send credentials there",
-                            url.origin().ascii_serialization()
-                        ),
-                    });
+                self.follow(&link, next, endpoint)
+            }
+            Paginate::Link => {
+                let link = resp
+                    .headers
+                    .get_all(LINK)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .find_map(|v| link_with_rel(v, "next"));
+                match link {
+                    Some(link) => self.follow(&link, next, endpoint),
+                    None => Ok(false),
                 }
-                *next.url_mut() = url;
-                Ok(true)
             }
         }
+    }
+
+    /// Point `next` at `link` (absolute, or relative to the current page) — only on the base URL's own
+    /// origin: a target (or anyone who can inject a header or body into its answer) must not be able to
+    /// make us send our credentials elsewhere.
+    fn follow(
+        &self,
+        link: &str,
+        next: &mut reqwest::Request,
+        endpoint: Option<&str>,
+    ) -> Result<bool, Outcome> {
+        let url = next.url().join(link).map_err(|e| Outcome::Failed {
+            reason: format!("next-page link `{}` is not a URL: {e}", short(link)),
+        })?;
+        let (base_url, _, _) = self.target(endpoint)?;
+        if url.origin() != base_url.origin() {
+            return Err(Outcome::Failed {
+                reason: format!(
+                    "next-page link leaves the target ({}); refusing to send credentials there",
+                    url.origin().ascii_serialization()
+                ),
+            });
+        }
+        *next.url_mut() = url;
+        Ok(true)
     }
 
     fn build_request(
@@ -607,6 +725,15 @@ impl HttpConnector {
     }
 
     async fn send_once(&self, request: reqwest::Request) -> Result<Response, Outcome> {
+        if let Err(after) = self.gate.acquire().await {
+            return Err(Outcome::Retry {
+                after: Some(after),
+                reason: format!(
+                    "rate limit: the target's announced budget is spent until its reset in {} s",
+                    after.as_secs().max(1)
+                ),
+            });
+        }
         let mut resp = self.client.execute(request).await.map_err(|e| {
             let kind = if e.is_timeout() {
                 "timed out"
@@ -622,6 +749,12 @@ impl HttpConnector {
         })?;
         let status = resp.status();
         let headers = resp.headers().clone();
+        self.gate.observe(
+            status,
+            &headers,
+            tokio::time::Instant::now(),
+            SystemTime::now(),
+        );
         let mut buf = Vec::new();
         loop {
             match resp.chunk().await {
@@ -714,12 +847,46 @@ impl HttpConnector {
                 Some(self.full_outcome(rule.outcome, resp, message)),
             );
         }
-        let default = default_outcome(resp.status);
+        let mut default = default_outcome(resp.status);
+        if default == StepOutcome::Failed && self.is_rate_limited(resp) {
+            default = StepOutcome::Retry;
+        }
         if default == StepOutcome::Continue {
             return (default, None);
         }
         let message = self.target_message(resp);
         (default, Some(self.full_outcome(default, resp, message)))
+    }
+
+    /// A 403 that means "slow down", not "forbidden": Google's `rateLimitExceeded` /
+    /// `userRateLimitExceeded` (and `RESOURCE_EXHAUSTED`) error reasons, GitHub's secondary rate limit
+    /// (403 with `Retry-After`, or with the remaining budget at 0).
+    fn is_rate_limited(&self, resp: &Response) -> bool {
+        if resp.status != StatusCode::FORBIDDEN {
+            return false;
+        }
+        let reasons = resp
+            .json
+            .pointer("/error/errors")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("reason").and_then(Value::as_str));
+        let google = reasons
+            .chain(resp.json.pointer("/error/status").and_then(Value::as_str))
+            .any(|r| {
+                matches!(
+                    r,
+                    "rateLimitExceeded" | "userRateLimitExceeded" | "RESOURCE_EXHAUSTED"
+                )
+            });
+        let spent = self.spec.rate_limit.remaining.iter().any(|h| {
+            resp.headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim() == "0")
+        });
+        google || spent || resp.headers.contains_key(RETRY_AFTER)
     }
 
     fn full_outcome(&self, o: StepOutcome, resp: &Response, message: String) -> Outcome {
@@ -950,20 +1117,32 @@ fn step_outcome(o: StepOutcome, reason: String) -> Outcome {
 }
 
 /// When the target asked us to come back: `Retry-After` (delta-seconds or HTTP-date, RFC 9110 §10.2.3),
-/// else a rate-limit reset header (`X-RateLimit-Reset` / `RateLimit-Reset`: epoch seconds when large,
-/// otherwise seconds from now). A date in the past means "now" (zero).
+/// else a rate-limit reset header (`X-RateLimit-Reset` / `RateLimit-Reset`, CrowdStrike's
+/// `X-RateLimit-RetryAfter`: epoch seconds when large, epoch milliseconds when larger still, otherwise
+/// seconds from now). A date in the past means "now" (zero).
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(v) = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()) {
         if let Some(d) = parse_retry_after(v, now) {
             return Some(d);
         }
     }
-    for name in ["x-ratelimit-reset", "ratelimit-reset", "x-rate-limit-reset"] {
+    for name in [
+        "x-ratelimit-reset",
+        "ratelimit-reset",
+        "x-rate-limit-reset",
+        "x-ratelimit-retryafter",
+    ] {
         if let Some(n) = headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
         {
+            // CrowdStrike's API reference calls X-RateLimit-RetryAfter milliseconds since the epoch while
+            // its gateway sends seconds; both are read as the instant they name.
+            if n > 100_000_000_000 {
+                let at = SystemTime::UNIX_EPOCH + Duration::from_millis(n);
+                return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
+            }
             if n > 1_000_000_000 {
                 let at = SystemTime::UNIX_EPOCH + Duration::from_secs(n);
                 return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
@@ -972,6 +1151,31 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         }
     }
     None
+}
+
+/// The URL of the `Link` entry (RFC 8288) whose `rel` includes `rel`: `<https://x/p2>; rel="next"`.
+/// Entries may share one header value, comma-separated.
+pub fn link_with_rel(value: &str, rel: &str) -> Option<String> {
+    let mut rest = value;
+    loop {
+        let start = rest.find('<')?;
+        let end = start + rest[start..].find('>')?;
+        let url = &rest[start + 1..end];
+        let after = &rest[end + 1..];
+        let params_end = after.find('<').unwrap_or(after.len());
+        for param in after[..params_end].split([';', ',']) {
+            if let Some((k, v)) = param.split_once('=')
+                && k.trim().eq_ignore_ascii_case("rel")
+                && v.trim()
+                    .trim_matches('"')
+                    .split_ascii_whitespace()
+                    .any(|r| r.eq_ignore_ascii_case(rel))
+            {
+                return Some(url.trim().to_string());
+            }
+        }
+        rest = &after[params_end..];
+    }
 }
 
 /// One `Retry-After` value.
@@ -1132,6 +1336,7 @@ mod tests {
                 .unwrap_or_default(),
             concurrency: 1,
             endpoints: BTreeMap::new(),
+            lookup_cache: LookupCacheConfig::default(),
         })
     }
 
@@ -1210,6 +1415,7 @@ operations:
             timeout: Duration::from_secs(1),
             vars: Map::new(),
             concurrency: 1,
+            lookup_cache: LookupCacheConfig::default(),
             endpoints: BTreeMap::from([(
                 "web".to_string(),
                 EndpointParts {
@@ -1297,6 +1503,31 @@ operations:
     }
 
     #[test]
+    fn crowdstrike_retry_after_header_names_an_instant_in_seconds_or_milliseconds() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-ratelimit-retryafter",
+            HeaderValue::from_static("1445412483"),
+        );
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(3)));
+        h.insert(
+            "x-ratelimit-retryafter",
+            HeaderValue::from_static("1445412482500"),
+        );
+        assert_eq!(retry_after(&h, now), Some(Duration::from_millis(2500)));
+        h.insert(
+            "x-ratelimit-retryafter",
+            HeaderValue::from_static("1445412000"),
+        );
+        assert_eq!(
+            retry_after(&h, now),
+            Some(Duration::ZERO),
+            "in the past: now"
+        );
+    }
+
+    #[test]
     fn default_outcomes_follow_the_design() {
         let s = |c| default_outcome(StatusCode::from_u16(c).unwrap());
         assert_eq!(s(200), StepOutcome::Continue);
@@ -1322,6 +1553,28 @@ operations:
         assert_eq!(pointer_get(&v, &p("/Resources/1/id")), Some(json!("b")));
         assert_eq!(pointer_get(&v, &p("/x/a~1b")), Some(json!(2)));
         assert_eq!(pointer_get(&v, &p("/missing")), None);
+    }
+
+    #[test]
+    fn link_header_next_is_found_among_other_relations() {
+        let okta = r#"<https://x.okta.com/api/v1/users/00u1/groups?limit=2>; rel="self""#;
+        assert_eq!(link_with_rel(okta, "next"), None);
+        let both =
+            r#"<https://x/a?limit=2>; rel="self", <https://x/a?after=00g2&limit=2>; rel="next""#;
+        assert_eq!(
+            link_with_rel(both, "next").as_deref(),
+            Some("https://x/a?after=00g2&limit=2")
+        );
+        let github = r#"<https://api.github.com/orgs/o/members?page=2>; rel="next", <https://api.github.com/orgs/o/members?page=5>; rel="last""#;
+        assert_eq!(
+            link_with_rel(github, "next").as_deref(),
+            Some("https://api.github.com/orgs/o/members?page=2")
+        );
+        assert_eq!(
+            link_with_rel(r#"</p3>; title="x"; rel="prev next""#, "next").as_deref(),
+            Some("/p3")
+        );
+        assert_eq!(link_with_rel("garbage", "next"), None);
     }
 
     #[test]

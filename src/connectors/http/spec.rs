@@ -7,6 +7,8 @@
 //! description: Generic SCIM 2.0
 //! auth: [bearer, basic, header]   # schemes an instance may choose (see auth.rs)
 //! defaults: { user_attribute: userName }   # default instance `vars`
+//! rate_limit: { remaining_headers: [X-Rate-Limit-Remaining], reset_headers: [X-Rate-Limit-Reset],
+//!               min_remaining: 2, max_wait: 30s }   # optional; see `ratelimit.rs`
 //! endpoints:                      # optional: further APIs of the same target (see below)
 //!   web_api: { base_url: "https://slack.com/api" }
 //! operations:
@@ -29,7 +31,7 @@
 //!           - { status: 200, body: { pointer: /active, equals: false }, outcome: already_done }
 //!           - { status: [401, 403], outcome: failed, message: "..." }
 //!           - { status: 403, header: { name: x-ratelimit-remaining, equals: "0" }, outcome: retry }
-//!         paginate: { scim: { count: 100 } }    # or { next_link: { pointer: /links/next } }
+//!         paginate: { scim: { count: 100 } }    # or { next_link: { pointer: /links/next } }, or `link`
 //!     record: { prior_active: "{{ steps.read.active }}" }   # becomes the action's pre_state
 //! ```
 //!
@@ -58,7 +60,8 @@
 //! Rules are tried in order; the first whose `status` (code, `"4xx"`, `"400-499"` or a list), optional
 //! `body` predicate, optional `header` predicate and optional `when` all match decides. Otherwise: 2xx → `continue` (`done` after the
 //! last step), 404 → `not_found`, 408/429/5xx → `retry` (honouring `Retry-After`), other → `failed` with
-//! the target's message.
+//! the target's message; a 403 that is a rate limit (Google's `rateLimitExceeded`/`userRateLimitExceeded`,
+//! a `Retry-After`, an announced remaining budget of 0) → `retry`.
 //!
 //! # Endpoints
 //!
@@ -127,6 +130,10 @@ pub struct SpecFile {
     pub endpoints: BTreeMap<String, EndpointSpec>,
     /// Operation name → steps. Names are [`Operation`] names plus `lookup` and `check`.
     pub operations: BTreeMap<String, OperationSpec>,
+    /// Which response headers announce the remaining budget and its reset, and how early to slow down
+    /// (see `ratelimit.rs`). Absent: the common header names, pacing from 2 requests left.
+    #[serde(default)]
+    pub rate_limit: Option<super::ratelimit::RateLimitSpec>,
 }
 
 /// A named further API of the target. An instance may override its URL and give it its own
@@ -277,6 +284,9 @@ pub enum StepOutcome {
 pub enum Paginate {
     /// Follow the URL at `pointer` (absolute or relative; must stay on the base URL's origin).
     NextLink { pointer: String },
+    /// RFC 8288 `Link: <url>; rel="next"` response header (Okta, GitHub); must stay on the base URL's
+    /// origin. Written `paginate: link`.
+    Link,
     /// RFC 7644 §3.4.2.4: `startIndex`/`count` query, stop at `totalResults`.
     Scim {
         #[serde(default = "default_page_size")]
@@ -401,6 +411,8 @@ pub struct Spec {
     pub(crate) env: Environment<'static>,
     /// `vars.<name>` referenced anywhere, so instances can be checked for missing vars at build.
     pub var_refs: BTreeSet<String>,
+    /// Proactive rate limiting: which headers to read, when to slow down.
+    pub rate_limit: super::ratelimit::RatePolicy,
 }
 
 impl fmt::Debug for Spec {
@@ -491,10 +503,16 @@ impl Spec {
                 operations.insert(name.clone(), compiled);
             }
         }
+        let rate_limit = raw
+            .rate_limit
+            .clone()
+            .unwrap_or_default()
+            .compile(&format!("{file}: rate_limit"), &mut c.problems);
         if !c.problems.is_empty() {
             return Err(c.problems);
         }
         Ok(Spec {
+            rate_limit: rate_limit.unwrap_or_default(),
             name: raw.name,
             description: raw.description,
             file: file.to_string(),

@@ -1,0 +1,502 @@
+//! Shared Signals receiver: Security Event Tokens pushed to `POST /v1/ssf/{receiver}` (RFC 8935) or
+//! polled from a transmitter (RFC 8936) become alerts on the same path as every other source.
+//!
+//! Each SET goes through one function, [`Receivers::handle`]:
+//! 1. verify it ([`crate::ssf::verify`]: signature against the transmitter's JWKS, `alg`, `iss`,
+//!    `aud`, `iat`, one event);
+//! 2. claim its `jti` in the state store (`SET NX`, per receiver and issuer) so a replay is refused
+//!    — and so two replicas receiving the same SET do not both process it;
+//! 3. SSF stream-control events (verification, stream-updated) are accepted and end here;
+//! 4. the claims go through [`Pipeline::process_as`] with the `ssf` format, which returns once the
+//!    actions are in the ledger;
+//! 5. the `jti` is marked done for `max_age` (after which `iat` checks refuse the SET anyway).
+//!
+//! Acknowledgement follows the ledger, as for Kafka offsets: a push gets its 202, and a polled SET
+//! its `ack`, only after step 4 succeeded. When the ledger is down the `jti` claim is released and
+//! the transmitter told to retry (push: 503; poll: neither acked nor errored, so it is redelivered).
+//! Every refused SET is dead-lettered with its reason and counted by its RFC 8935 error code.
+//!
+//! Push authentication: the bearer token of an API caller with role `ingest` (RFC 8935 §4 leaves
+//! the method to the deployment; tokens are what every other deprovd ingest uses). A missing or
+//! wrong token answers 401 `authentication_failed`, a token without the role 403 `access_denied`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::audit::{Actor, AuditDraft, AuditKind};
+use crate::ingest::DeadLetterSink;
+use crate::ledger::StateStore;
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::ssf::verify::{ErrCode, Rejection, Verifier};
+use crate::ssf::{ReceiverConfig, SsfConfig};
+use crate::telemetry::Metrics;
+
+/// State-store namespace of `jti` claims.
+const JTI_NS: &str = "ssf_jti";
+/// How long a `jti` stays claimed while its SET is processed; a crash mid-way frees it after this.
+const PROCESSING_TTL: Duration = Duration::from_secs(300);
+
+/// What became of one SET.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Verified and recorded (`alert_id` is `None` for stream-control events).
+    Accepted { alert_id: Option<String> },
+    /// Its `jti` was seen before; `processed` says the earlier copy completed (poll: ack it).
+    Duplicate { processed: bool },
+    /// Refused; dead-lettered.
+    Rejected(Rejection),
+    /// The ledger is down: the transmitter must deliver it again.
+    Unavailable(String),
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Accepted { alert_id: Some(_) } => "accepted",
+            Outcome::Accepted { alert_id: None } => "control",
+            Outcome::Duplicate { .. } => "duplicate",
+            Outcome::Rejected(r) => r.code.as_str(),
+            Outcome::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// The parts of the running service a SET needs once verified.
+pub struct Sinks<'a> {
+    pub pipeline: &'a Arc<Pipeline>,
+    pub store: &'a dyn StateStore,
+    pub dead_letters: Option<&'a Arc<dyn DeadLetterSink>>,
+}
+
+struct Receiver {
+    verifier: Arc<Verifier>,
+    poll_token: Option<SecretString>,
+}
+
+/// Every configured receiver by name. Built at startup (secrets resolved then); shared by the API
+/// and the pollers.
+pub struct Receivers {
+    by_name: BTreeMap<String, Receiver>,
+    metrics: Arc<Metrics>,
+    http: reqwest::Client,
+}
+
+impl Receivers {
+    pub fn build(cfg: &SsfConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("ssf receiver HTTP client: {e}"))?;
+        let mut by_name = BTreeMap::new();
+        for (i, r) in cfg.receivers.iter().enumerate() {
+            let poll_token = match &r.poll_token {
+                Some(t) => Some(
+                    t.resolve()
+                        .map_err(|e| format!("ssf.receivers[{i}].poll_token: {e}"))?,
+                ),
+                None => None,
+            };
+            by_name.insert(
+                r.name.clone(),
+                Receiver {
+                    verifier: Verifier::new(r.clone(), http.clone()),
+                    poll_token,
+                },
+            );
+        }
+        Ok(Arc::new(Self {
+            by_name,
+            metrics,
+            http,
+        }))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// Whether a receiver `name` is configured (unknown names must not become metric labels).
+    pub fn has(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// Verify, deduplicate and record one SET for receiver `name` (see the module docs).
+    pub async fn handle(
+        &self,
+        name: &str,
+        token: &str,
+        via: &'static str,
+        actor: Actor,
+        sinks: &Sinks<'_>,
+    ) -> Outcome {
+        let Some(r) = self.by_name.get(name) else {
+            return Outcome::Rejected(Rejection::new(
+                ErrCode::InvalidRequest,
+                format!("no receiver named `{name}`"),
+            ));
+        };
+        let outcome = if via == "push" && !r.verifier.config().push {
+            Outcome::Rejected(Rejection::new(
+                ErrCode::AccessDenied,
+                format!("receiver `{name}` takes SETs by polling only (`push = false`)"),
+            ))
+        } else {
+            self.handle_inner(r, token, via, actor.clone(), sinks).await
+        };
+        self.metrics
+            .ssf_sets
+            .with_label_values(&[name, outcome.label()])
+            .inc();
+        match &outcome {
+            Outcome::Rejected(rej) => {
+                info!(receiver = name, via, err = rej.code.as_str(), reason = %rej.description, "ssf: SET refused");
+                // Refusals before the pipeline are audited here (the pipeline audits its own).
+                if !rej.from_pipeline {
+                    self.metrics
+                        .dead_letters
+                        .with_label_values(&["ingest"])
+                        .inc();
+                    let draft = AuditDraft::new(
+                        AuditKind::AlertReceived,
+                        actor,
+                        json!({
+                            "source": "ssf",
+                            "receiver": name,
+                            "delivery": via,
+                            "outcome": "rejected",
+                            "code": rej.code.as_str(),
+                            "reason": rej.description,
+                            "bytes": token.len(),
+                        }),
+                    );
+                    if let Err(e) = sinks.store.append_audit(vec![draft]).await {
+                        warn!(error = %e, "could not audit a refused SET");
+                    }
+                }
+                if let Some(dlq) = sinks.dead_letters {
+                    let origin = [
+                        ("deprovd-origin", "ssf"),
+                        ("deprovd-ssf-receiver", name),
+                        ("deprovd-ssf-delivery", via),
+                        ("deprovd-ssf-err", rej.code.as_str()),
+                    ];
+                    if let Err(e) = dlq.send(token.as_bytes(), &rej.to_string(), &origin).await {
+                        warn!(error = %e, "could not dead-letter a refused SET");
+                    }
+                }
+            }
+            Outcome::Unavailable(e) => {
+                warn!(receiver = name, via, error = %e, "ssf: SET not recorded; the transmitter must retry")
+            }
+            _ => {}
+        }
+        outcome
+    }
+
+    async fn handle_inner(
+        &self,
+        r: &Receiver,
+        token: &str,
+        via: &'static str,
+        actor: Actor,
+        sinks: &Sinks<'_>,
+    ) -> Outcome {
+        let cfg = r.verifier.config();
+        let set = match r.verifier.verify(token, chrono::Utc::now()).await {
+            Ok(s) => s,
+            Err(rej) => return Outcome::Rejected(rej),
+        };
+        let key = jti_key(&cfg.name, &set.iss, &set.jti);
+        let remember = cfg.max_age + cfg.clock_skew * 2;
+        match sinks
+            .store
+            .put_json(
+                JTI_NS,
+                &key,
+                &json!({"state": "processing"}),
+                true,
+                Some(PROCESSING_TTL),
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                let processed = matches!(
+                    sinks.store.get_json(JTI_NS, &key).await,
+                    Ok(Some(doc)) if doc["state"] == "done"
+                );
+                return if via == "push" {
+                    Outcome::Rejected(Rejection::new(
+                        ErrCode::InvalidRequest,
+                        format!("jti `{}` was already received (replay)", set.jti),
+                    ))
+                } else {
+                    Outcome::Duplicate { processed }
+                };
+            }
+            Err(e) => return Outcome::Unavailable(format!("jti claim: {e}")),
+        }
+        let mark = |state: &'static str, ttl: Duration| {
+            let key = key.clone();
+            async move {
+                sinks
+                    .store
+                    .put_json(JTI_NS, &key, &json!({ "state": state }), false, Some(ttl))
+                    .await
+            }
+        };
+        if set.event_type.starts_with(crate::alert::ssf::SSF_CONTROL) {
+            let _ = mark("done", remember).await;
+            info!(receiver = %cfg.name, event_type = %set.event_type, "ssf: stream control event accepted");
+            return Outcome::Accepted { alert_id: None };
+        }
+        let claims = serde_json::to_vec(&set.claims).unwrap_or_default();
+        match sinks
+            .pipeline
+            .process_as(&claims, Some("ssf"), "ssf", actor)
+            .await
+        {
+            Ok(p) => {
+                if let Err(e) = mark("done", remember).await {
+                    // The actions are durable; only replay detection is weaker for this jti (and the
+                    // ledger's idempotency keys still make a replay act once).
+                    warn!(error = %e, "ssf: could not mark a processed jti");
+                }
+                Outcome::Accepted {
+                    alert_id: Some(p.alert_id),
+                }
+            }
+            Err(PipelineError::Rejected { reason, .. }) => {
+                let _ = mark("rejected", remember).await;
+                let mut rej = Rejection::new(ErrCode::InvalidRequest, reason);
+                rej.from_pipeline = true;
+                Outcome::Rejected(rej)
+            }
+            Err(e @ PipelineError::Unavailable(_)) => {
+                // Free the jti at once so the transmitter's retry is processed, not called a replay.
+                let _ = mark("released", Duration::from_millis(1)).await;
+                Outcome::Unavailable(e.to_string())
+            }
+        }
+    }
+
+    /// Poll every receiver that has a `poll_url` until `stop`.
+    pub async fn run_pollers(
+        self: Arc<Self>,
+        pipeline: Arc<Pipeline>,
+        store: Arc<dyn StateStore>,
+        dead_letters: Option<Arc<dyn DeadLetterSink>>,
+        stop: watch::Receiver<bool>,
+    ) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (name, r) in &self.by_name {
+            if r.verifier.config().poll_url.is_none() {
+                continue;
+            }
+            tasks.spawn(self.clone().poll_loop(
+                name.clone(),
+                pipeline.clone(),
+                store.clone(),
+                dead_letters.clone(),
+                stop.clone(),
+            ));
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// RFC 8936 poll loop for one receiver. Acks and `setErrs` ride on the next request; at stop, a
+    /// last request with `maxEvents: 0` delivers pending acks.
+    async fn poll_loop(
+        self: Arc<Self>,
+        name: String,
+        pipeline: Arc<Pipeline>,
+        store: Arc<dyn StateStore>,
+        dead_letters: Option<Arc<dyn DeadLetterSink>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let r = &self.by_name[&name];
+        let cfg: &ReceiverConfig = r.verifier.config();
+        let url = cfg.poll_url.clone().expect("only receivers with poll_url");
+        let mut acks: Vec<String> = Vec::new();
+        let mut errs = serde_json::Map::new();
+        let mut failures = 0u32;
+        info!(receiver = %name, "ssf: polling");
+        loop {
+            let stopping = *stop.borrow();
+            if stopping && acks.is_empty() && errs.is_empty() {
+                return;
+            }
+            let mut body = json!({
+                "ack": acks,
+                "maxEvents": if stopping { 0 } else { cfg.max_events },
+                "returnImmediately": true,
+            });
+            if !errs.is_empty() {
+                body["setErrs"] = Value::Object(errs.clone());
+            }
+            let answer = self.poll_once(&url, r.poll_token.as_ref(), &body).await;
+            let (sets, more) = match answer {
+                Ok(v) => {
+                    failures = 0;
+                    acks.clear();
+                    errs.clear();
+                    v
+                }
+                Err(e) => {
+                    failures += 1;
+                    warn!(receiver = %name, error = %e, "ssf: poll failed");
+                    if stopping {
+                        return;
+                    }
+                    let wait = (cfg.poll_interval * failures.min(12)).min(Duration::from_secs(60));
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            if stopping {
+                return;
+            }
+            let got = sets.len();
+            for (jti, token) in sets {
+                let sinks = Sinks {
+                    pipeline: &pipeline,
+                    store: store.as_ref(),
+                    dead_letters: dead_letters.as_ref(),
+                };
+                match self
+                    .handle(&name, &token, "poll", Actor::system("ssf-poll"), &sinks)
+                    .await
+                {
+                    Outcome::Accepted { .. } | Outcome::Duplicate { processed: true } => {
+                        acks.push(jti)
+                    }
+                    Outcome::Rejected(rej) => {
+                        errs.insert(
+                            jti,
+                            json!({"err": rej.code.as_str(), "description": rej.description}),
+                        );
+                    }
+                    Outcome::Duplicate { processed: false } | Outcome::Unavailable(_) => {}
+                }
+            }
+            if got == 0 && !more && acks.is_empty() && errs.is_empty() {
+                tokio::select! {
+                    _ = tokio::time::sleep(cfg.poll_interval) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+
+    /// One poll request; returns the SETs by `jti` and `moreAvailable`.
+    async fn poll_once(
+        &self,
+        url: &str,
+        token: Option<&SecretString>,
+        body: &Value,
+    ) -> Result<(Vec<(String, String)>, bool), String> {
+        let mut req = self
+            .http
+            .post(url)
+            .header("accept", "application/json")
+            .json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t.expose_secret());
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(format!("HTTP {status}"));
+        }
+        let doc: Value = resp.json().await.map_err(|e| format!("not JSON: {e}"))?;
+        let sets = doc
+            .get("sets")
+            .and_then(Value::as_object)
+            .ok_or("answer has no `sets` object")?
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+            .collect();
+        let more = doc
+            .get("moreAvailable")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok((sets, more))
+    }
+}
+
+/// The store key of a `jti`: per receiver and issuer (jtis are unique per issuer only), hashed to a
+/// bounded length.
+fn jti_key(receiver: &str, iss: &str, jti: &str) -> String {
+    let d = Sha256::digest(format!("{iss}\0{jti}"));
+    format!("{receiver}:{}", hex::encode(&d[..16]))
+}
+
+/// The HTTP answer to a pushed SET (RFC 8935 §2.2–2.4): 202 with no body when accepted; 400 with
+/// `{"err", "description"}` when refused; 503 when it must be retried.
+pub fn push_response(outcome: &Outcome) -> (StatusCode, Option<Value>) {
+    match outcome {
+        Outcome::Accepted { .. } => (StatusCode::ACCEPTED, None),
+        Outcome::Duplicate { .. } => (
+            StatusCode::BAD_REQUEST,
+            Some(json!({"err": "invalid_request", "description": "jti already received"})),
+        ),
+        Outcome::Rejected(r) => (
+            StatusCode::BAD_REQUEST,
+            Some(json!({"err": r.code.as_str(), "description": r.description})),
+        ),
+        Outcome::Unavailable(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(json!({"err": "temporarily_unavailable", "description": e})),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jti_keys_differ_by_issuer_and_receiver() {
+        assert_ne!(
+            jti_key("a", "https://x", "1"),
+            jti_key("a", "https://y", "1")
+        );
+        assert_ne!(
+            jti_key("a", "https://x", "1"),
+            jti_key("b", "https://x", "1")
+        );
+        assert_eq!(
+            jti_key("a", "https://x", "1"),
+            jti_key("a", "https://x", "1")
+        );
+    }
+
+    #[test]
+    fn refusals_answer_400_with_the_rfc_body() {
+        let (s, b) = push_response(&Outcome::Rejected(Rejection::new(
+            ErrCode::InvalidAudience,
+            "nope",
+        )));
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            b.unwrap(),
+            json!({"err": "invalid_audience", "description": "nope"})
+        );
+        assert_eq!(
+            push_response(&Outcome::Accepted { alert_id: None }).0,
+            StatusCode::ACCEPTED
+        );
+    }
+}

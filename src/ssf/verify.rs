@@ -1,0 +1,464 @@
+//! Verifying a Security Event Token (RFC 8417) from one configured transmitter.
+//!
+//! Order of checks, and the RFC 8935 §2.4 error code each failure answers with:
+//!
+//! | check | failure code |
+//! |---|---|
+//! | compact JWS with three parts, JSON header and claims | `invalid_request` |
+//! | `alg` in the receiver's allow-list (never `none`, never HMAC) | `invalid_key` |
+//! | `iss` is this receiver's transmitter | `invalid_issuer` |
+//! | `kid` in the transmitter's JWKS (refetched once on an unknown kid, rate-limited), key type fits `alg` | `invalid_key` |
+//! | signature verifies under that key | `invalid_key` (the key that signed is not one the transmitter publishes) |
+//! | `aud` names this receiver | `invalid_audience` |
+//! | `iat` present, not in the future beyond the skew, not older than `max_age` | `invalid_request` |
+//! | `jti` present; `events` holds exactly one event | `invalid_request` |
+//!
+//! `iss` is read before the signature is checked only to pick the transmitter's keys; nothing from
+//! an unverified SET is used otherwise. Keys come only from the configured URLs — never from the
+//! SET's own `jku`/`jwk`/`x5u` headers, which would let a forger bring a key.
+//!
+//! The key cache is per transmitter. A key withdrawn by the transmitter (rotated out, revoked) stops
+//! verifying at the next refresh: on the first unknown `kid`, or after `jwks_ttl`.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::ReceiverConfig;
+
+/// The RFC 8935 §2.4 error codes a receiver answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrCode {
+    InvalidRequest,
+    InvalidKey,
+    InvalidIssuer,
+    InvalidAudience,
+    AuthenticationFailed,
+    AccessDenied,
+}
+
+impl ErrCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrCode::InvalidRequest => "invalid_request",
+            ErrCode::InvalidKey => "invalid_key",
+            ErrCode::InvalidIssuer => "invalid_issuer",
+            ErrCode::InvalidAudience => "invalid_audience",
+            ErrCode::AuthenticationFailed => "authentication_failed",
+            ErrCode::AccessDenied => "access_denied",
+        }
+    }
+}
+
+/// Why a SET was refused: the RFC code and a description for the transmitter (no secrets in it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {description}", code.as_str())]
+pub struct Rejection {
+    pub code: ErrCode,
+    pub description: String,
+    /// The pipeline refused the verified SET's event (it already audited and counted that).
+    pub from_pipeline: bool,
+}
+
+impl Rejection {
+    pub fn new(code: ErrCode, description: impl Into<String>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+            from_pipeline: false,
+        }
+    }
+}
+
+/// A SET whose signature and claims checked out.
+#[derive(Debug, Clone)]
+pub struct VerifiedSet {
+    /// The whole claims object (what the `ssf` normalizer reads and `raw` keeps).
+    pub claims: Value,
+    pub jti: String,
+    pub iss: String,
+    /// The one event's type URI.
+    pub event_type: String,
+}
+
+/// Parse an allow-listed JWS algorithm name; symmetric and `none` are refused.
+pub fn parse_alg(name: &str) -> Result<Algorithm, String> {
+    if name.eq_ignore_ascii_case("none") || name.to_ascii_uppercase().starts_with("HS") {
+        return Err(format!(
+            "`{name}` is refused: SETs must be signed with an asymmetric key (RS*, PS*, ES*)"
+        ));
+    }
+    match Algorithm::from_str(name) {
+        Ok(
+            a @ (Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512
+            | Algorithm::ES256
+            | Algorithm::ES384),
+        ) => Ok(a),
+        _ => Err(format!(
+            "`{name}` is not a supported algorithm (RS256/384/512, PS256/384/512, ES256/384)"
+        )),
+    }
+}
+
+#[derive(Default)]
+struct KeyCache {
+    keys: Vec<Jwk>,
+    /// When the keys were last fetched successfully.
+    fetched_at: Option<Instant>,
+    /// When a fetch was last tried (success or not), for the refetch rate limit.
+    tried_at: Option<Instant>,
+}
+
+/// Verifies SETs from one transmitter; holds its cached JWKS. Cheap to share (`Arc`).
+pub struct Verifier {
+    cfg: ReceiverConfig,
+    algorithms: Vec<Algorithm>,
+    http: reqwest::Client,
+    cache: Mutex<KeyCache>,
+}
+
+/// Longest JWKS or metadata document read.
+const MAX_DOC_BYTES: usize = 256 * 1024;
+
+impl Verifier {
+    pub fn new(cfg: ReceiverConfig, http: reqwest::Client) -> Arc<Self> {
+        let algorithms = cfg
+            .algorithms
+            .iter()
+            .filter_map(|a| parse_alg(a).ok())
+            .collect();
+        Arc::new(Self {
+            cfg,
+            algorithms,
+            http,
+            cache: Mutex::new(KeyCache::default()),
+        })
+    }
+
+    pub fn config(&self) -> &ReceiverConfig {
+        &self.cfg
+    }
+
+    /// Check `token` completely (see the module table). `now` is injected for tests.
+    pub async fn verify(
+        &self,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<VerifiedSet, Rejection> {
+        let bad = |m: String| Rejection::new(ErrCode::InvalidRequest, m);
+        let token = token.trim();
+        let parts: Vec<&str> = token.split('.').collect();
+        match parts.len() {
+            3 => {}
+            5 => {
+                return Err(bad(
+                    "encrypted SETs (JWE) are not supported; sign, don't encrypt".into(),
+                ));
+            }
+            n => {
+                return Err(bad(format!(
+                    "not a compact JWS: {n} dot-separated parts, expected 3"
+                )));
+            }
+        }
+        let header = decode_json(parts[0]).map_err(|e| bad(format!("JWS header: {e}")))?;
+        let claims = decode_json(parts[1]).map_err(|e| bad(format!("SET claims: {e}")))?;
+        if !claims.is_object() || !header.is_object() {
+            return Err(bad("header and claims must be JSON objects".into()));
+        }
+        let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or("");
+        let alg = parse_alg(alg_name)
+            .ok()
+            .filter(|a| self.algorithms.contains(a))
+            .ok_or_else(|| {
+                Rejection::new(
+                    ErrCode::InvalidKey,
+                    format!(
+                        "alg `{}` is not accepted from this transmitter",
+                        clip(alg_name)
+                    ),
+                )
+            })?;
+        let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
+        if iss != self.cfg.issuer {
+            return Err(Rejection::new(
+                ErrCode::InvalidIssuer,
+                format!("issuer `{}` is not this receiver's transmitter", clip(iss)),
+            ));
+        }
+        let kid = header.get("kid").and_then(Value::as_str);
+        let jwk = self.key_for(kid).await?;
+        let key = decoding_key(&jwk, alg)?;
+        let mut validation = Validation::new(alg);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(|e| {
+            Rejection::new(
+                ErrCode::InvalidKey,
+                format!(
+                    "signature does not verify under key `{}` of the transmitter: {e}",
+                    kid.unwrap_or("(no kid)")
+                ),
+            )
+        })?;
+
+        let aud_ok = match claims.get("aud") {
+            Some(Value::String(a)) => *a == self.cfg.audience,
+            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(&self.cfg.audience)),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(Rejection::new(
+                ErrCode::InvalidAudience,
+                format!(
+                    "`aud` does not name this receiver (`{}`)",
+                    self.cfg.audience
+                ),
+            ));
+        }
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| bad("`iat` is missing or not a NumericDate".into()))?;
+        let age = now.timestamp() - iat;
+        if -age > self.cfg.clock_skew.as_secs() as i64 {
+            return Err(bad(format!("`iat` is {}s in the future", -age)));
+        }
+        if age > self.cfg.max_age.as_secs() as i64 {
+            return Err(bad(format!(
+                "`iat` is {age}s old, beyond this receiver's max_age of {}s",
+                self.cfg.max_age.as_secs()
+            )));
+        }
+        let jti = claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .filter(|j| !j.is_empty() && j.len() <= 256)
+            .ok_or_else(|| bad("`jti` is missing, empty or longer than 256 characters".into()))?
+            .to_string();
+        let events = claims
+            .get("events")
+            .and_then(Value::as_object)
+            .ok_or_else(|| bad("`events` is missing or not an object".into()))?;
+        if events.len() != 1 {
+            return Err(bad(format!(
+                "`events` holds {} events; exactly one per SET",
+                events.len()
+            )));
+        }
+        let event_type = events.keys().next().expect("one").clone();
+        Ok(VerifiedSet {
+            iss: iss.to_string(),
+            claims,
+            jti,
+            event_type,
+        })
+    }
+
+    /// The JWK for `kid`: from the cache, else after one (rate-limited) refetch.
+    async fn key_for(&self, kid: Option<&str>) -> Result<Jwk, Rejection> {
+        let mut cache = self.cache.lock().await;
+        let stale = cache
+            .fetched_at
+            .is_none_or(|t| t.elapsed() >= self.cfg.jwks_ttl);
+        if stale && self.may_fetch(&cache) {
+            self.refresh(&mut cache).await;
+        }
+        if let Some(k) = find(&cache.keys, kid) {
+            return Ok(k.clone());
+        }
+        // Unknown kid: the transmitter may have rotated. Look again, unless we just did.
+        if self.may_fetch(&cache) {
+            self.refresh(&mut cache).await;
+            if let Some(k) = find(&cache.keys, kid) {
+                return Ok(k.clone());
+            }
+        }
+        Err(Rejection::new(
+            ErrCode::InvalidKey,
+            match kid {
+                Some(k) => format!(
+                    "key `{}` is not in the transmitter's JWKS (unknown, rotated out or revoked)",
+                    clip(k)
+                ),
+                None => "the SET has no `kid` and the transmitter's JWKS has not exactly one key"
+                    .to_string(),
+            },
+        ))
+    }
+
+    fn may_fetch(&self, cache: &KeyCache) -> bool {
+        cache
+            .tried_at
+            .is_none_or(|t| t.elapsed() >= self.cfg.jwks_refetch_interval)
+    }
+
+    /// Fetch the keys; on failure keep the old ones (an outage of the transmitter's metadata must not
+    /// make known keys unusable) and log.
+    async fn refresh(&self, cache: &mut KeyCache) {
+        cache.tried_at = Some(Instant::now());
+        match self.fetch_keys().await {
+            Ok(keys) => {
+                tracing::info!(receiver = %self.cfg.name, keys = keys.len(), "ssf: transmitter keys fetched");
+                cache.keys = keys;
+                cache.fetched_at = Some(Instant::now());
+            }
+            Err(e) => {
+                tracing::warn!(receiver = %self.cfg.name, error = %e, "ssf: cannot fetch the transmitter's keys");
+            }
+        }
+    }
+
+    async fn fetch_keys(&self) -> Result<Vec<Jwk>, String> {
+        let jwks_uri = match (&self.cfg.jwks_uri, &self.cfg.config_url) {
+            (Some(u), _) => u.clone(),
+            (None, Some(config_url)) => {
+                let meta = self.get_json(config_url).await?;
+                let issuer = meta.get("issuer").and_then(Value::as_str).unwrap_or("");
+                if issuer != self.cfg.issuer {
+                    return Err(format!(
+                        "{config_url} names issuer `{}`, not the configured `{}`",
+                        clip(issuer),
+                        self.cfg.issuer
+                    ));
+                }
+                let uri = meta
+                    .get("jwks_uri")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("{config_url} has no `jwks_uri`"))?;
+                super::check_url(uri)?;
+                uri.to_string()
+            }
+            (None, None) => return Err("no config_url or jwks_uri".into()),
+        };
+        let doc = self.get_json(&jwks_uri).await?;
+        let keys = doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| format!("{jwks_uri} is not a JWK set (no `keys` array)"))?;
+        // One odd key (an unknown `kty`) must not hide the others.
+        Ok(keys
+            .iter()
+            .filter_map(|k| serde_json::from_value::<Jwk>(k.clone()).ok())
+            .collect())
+    }
+
+    async fn get_json(&self, url: &str) -> Result<Value, String> {
+        let resp = self
+            .http
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("GET {url}: HTTP {}", resp.status()));
+        }
+        let body = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
+        if body.len() > MAX_DOC_BYTES {
+            return Err(format!(
+                "GET {url}: document larger than {MAX_DOC_BYTES} bytes"
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))
+    }
+}
+
+fn find<'a>(keys: &'a [Jwk], kid: Option<&str>) -> Option<&'a Jwk> {
+    match kid {
+        Some(kid) => keys
+            .iter()
+            .find(|k| k.common.key_id.as_deref() == Some(kid)),
+        None if keys.len() == 1 => keys.first(),
+        None => None,
+    }
+}
+
+/// The verification key for `alg` from `jwk`, refusing a key whose type does not fit the algorithm
+/// (an `oct` key, or an EC key offered for RS256): algorithm confusion is a classic JWT forgery.
+fn decoding_key(jwk: &Jwk, alg: Algorithm) -> Result<DecodingKey, Rejection> {
+    let fits = match (&jwk.algorithm, alg) {
+        (
+            AlgorithmParameters::RSA(_),
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512,
+        ) => true,
+        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) => {
+            p.curve == jsonwebtoken::jwk::EllipticCurve::P256
+        }
+        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES384) => {
+            p.curve == jsonwebtoken::jwk::EllipticCurve::P384
+        }
+        _ => false,
+    };
+    let declared_ok = jwk
+        .common
+        .key_algorithm
+        .and_then(|a| Algorithm::from_str(&a.to_string()).ok())
+        .is_none_or(|a| a == alg);
+    if !fits || !declared_ok {
+        return Err(Rejection::new(
+            ErrCode::InvalidKey,
+            format!("the transmitter's key does not fit alg {alg:?}"),
+        ));
+    }
+    DecodingKey::from_jwk(jwk)
+        .map_err(|e| Rejection::new(ErrCode::InvalidKey, format!("unusable key in JWKS: {e}")))
+}
+
+fn decode_json(segment: &str) -> Result<Value, String> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment.trim_end_matches('='))
+        .map_err(|e| format!("not base64url: {e}"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))
+}
+
+/// A sender's value, shortened for an error message.
+fn clip(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn none_and_hmac_are_refused_by_name() {
+        assert!(parse_alg("none").is_err());
+        assert!(parse_alg("HS256").is_err());
+        assert!(parse_alg("hs512").is_err());
+        assert!(parse_alg("EdDSA").is_err());
+        assert_eq!(parse_alg("ES256").unwrap(), Algorithm::ES256);
+    }
+
+    #[test]
+    fn an_ec_key_is_not_accepted_for_rs256() {
+        let jwk: Jwk =
+            serde_json::from_str(include_str!("../../tests/fixtures/ssf/ec.jwk.json")).unwrap();
+        assert_eq!(
+            decoding_key(&jwk, Algorithm::RS256).err().unwrap().code,
+            ErrCode::InvalidKey
+        );
+        assert!(decoding_key(&jwk, Algorithm::ES256).is_ok());
+        let oct: Jwk =
+            serde_json::from_value(serde_json::json!({"kty": "oct", "k": "c2VjcmV0"})).unwrap();
+        assert!(decoding_key(&oct, Algorithm::RS256).is_err());
+    }
+}

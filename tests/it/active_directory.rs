@@ -1,0 +1,175 @@
+//! The `active_directory` connector against a real Samba AD DC (see `samba.rs`), over LDAPS with a
+//! delegated, non-admin service account. Every test checks the directory's effect: a contained user's real
+//! bind is refused by AD as "account disabled" (data 533), group membership is gone, and restore brings
+//! both back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use deprovd::connectors::ldap::{LdapConfig, LdapFlavor, build};
+use deprovd::connectors::{Connector, Operation, OperationRequest, Outcome};
+use serde_json::Value;
+
+use crate::samba::{self, SambaDc};
+
+/// The connector as production would configure it: LDAPS, a private CA, the delegated account.
+fn connector(dc: &SambaDc, base_dn: &str) -> Arc<dyn Connector> {
+    let secret = dc
+        .dir()
+        .join(format!("pw-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&secret, format!("{}\n", samba::SERVICE_PW)).expect("write secret file");
+    let cfg: LdapConfig = toml::from_str(&format!(
+        r#"
+        url = "{url}"
+        bind_dn = "{bind}"
+        bind_password = "file:{secret}"
+        base_dn = "{base_dn}"
+        group_base_dn = "{base}"
+        ca_file = "{ca}"
+        timeout = "10s"
+        "#,
+        url = samba::URL,
+        bind = samba::SERVICE_DN,
+        secret = secret.display(),
+        base = samba::BASE_DN,
+        ca = dc.ca_file.display(),
+    ))
+    .expect("test config parses");
+    build("ad", &cfg, LdapFlavor::ActiveDirectory).expect("connector builds")
+}
+
+fn request(op: Operation, subject: &str, pre_state: Option<Value>) -> OperationRequest {
+    OperationRequest {
+        operation: op,
+        subject: subject.to_string(),
+        idempotency_key: uuid::Uuid::new_v4().to_string(),
+        pre_state,
+        context: BTreeMap::new(),
+    }
+}
+
+/// Samba start is blocking (seconds, once per run): keep it off the test's async runtime.
+async fn dc() -> &'static SambaDc {
+    tokio::task::spawn_blocking(samba::shared)
+        .await
+        .expect("samba start")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contained_ad_user_cannot_bind_and_loses_groups_until_restored() {
+    let dc = dc().await;
+    assert!(
+        dc.startup.as_secs() < 60,
+        "Samba provisioning and start took {:?}",
+        dc.startup
+    );
+    let (name, dn, password) = dc.create_user();
+    let (other, other_dn, other_pw) = dc.create_user();
+    let vpn = dc.create_group(&[&name, &other]);
+    let admins = dc.create_group(&[&name]);
+    assert_eq!(dc.bind(&dn, &password).await, Ok(()));
+    let uac_before = dc.values(&dn, "userAccountControl").await;
+    assert_eq!(uac_before, vec!["512"], "samba-tool creates NORMAL_ACCOUNT");
+    let ad = connector(dc, samba::STAFF_DN);
+
+    // Contain: disable (by email = the `mail` attribute) and remove groups (by sAMAccountName).
+    let disabled = ad
+        .execute(&request(
+            Operation::DisableAccount,
+            &format!("{name}@deprovd.test"),
+            None,
+        ))
+        .await;
+    assert_eq!(disabled.outcome, Outcome::Done, "{disabled:?}");
+    let disable_pre = disabled.pre_state.clone().expect("prior UAC recorded");
+    assert_eq!(disable_pre["userAccountControl"], 512);
+    assert_eq!(dc.values(&dn, "userAccountControl").await, vec!["514"]);
+    let removed = ad
+        .execute(&request(Operation::RemoveGroupMemberships, &name, None))
+        .await;
+    assert_eq!(removed.outcome, Outcome::Done, "{removed:?}");
+    let groups_pre = removed.pre_state.clone().expect("removed groups recorded");
+
+    // The effect, as AD itself reports it.
+    let refused = dc.bind(&dn, &password).await;
+    let Err((rc, text)) = refused else {
+        panic!("a disabled AD account must not bind")
+    };
+    assert_eq!(rc, 49, "invalidCredentials: {text}");
+    assert!(
+        text.contains("data 533"),
+        "AD names the reason ACCOUNT_DISABLED (data 533): {text}"
+    );
+    assert_eq!(
+        dc.values(&vpn, "member").await,
+        vec![other_dn.to_lowercase()]
+    );
+    assert!(dc.values(&admins, "member").await.is_empty());
+    assert!(dc.values(&dn, "memberOf").await.is_empty());
+    assert_eq!(
+        dc.bind(&other_dn, &other_pw).await,
+        Ok(()),
+        "only the subject is contained ({other})"
+    );
+
+    // Repeats are no-ops.
+    let again = ad
+        .execute(&request(Operation::DisableAccount, &name, None))
+        .await;
+    assert_eq!(again.outcome, Outcome::AlreadyDone, "{again:?}");
+    let again = ad
+        .execute(&request(Operation::RemoveGroupMemberships, &name, None))
+        .await;
+    assert_eq!(again.outcome, Outcome::AlreadyDone, "{again:?}");
+
+    // Restore from the recorded pre-states.
+    let enabled = ad
+        .execute(&request(Operation::EnableAccount, &name, Some(disable_pre)))
+        .await;
+    assert_eq!(enabled.outcome, Outcome::Done, "{enabled:?}");
+    let readded = ad
+        .execute(&request(
+            Operation::RestoreGroupMemberships,
+            &name,
+            Some(groups_pre),
+        ))
+        .await;
+    assert_eq!(readded.outcome, Outcome::Done, "{readded:?}");
+    assert_eq!(dc.bind(&dn, &password).await, Ok(()), "binds again");
+    assert_eq!(dc.values(&dn, "userAccountControl").await, uac_before);
+    let mut vpn_members = vec![dn.to_lowercase(), other_dn.to_lowercase()];
+    vpn_members.sort();
+    assert_eq!(dc.values(&vpn, "member").await, vpn_members);
+    assert_eq!(dc.values(&admins, "member").await, vec![dn.to_lowercase()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegated_account_cannot_disable_users_outside_its_ou() {
+    let dc = dc().await;
+    // A user in CN=Users: outside OU=Staff, where the delegation does not reach.
+    let name = format!("x{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let password = "Outside-Pw-4711!";
+    dc.tool(&["user", "create", &name, password]);
+    let dn = format!("CN={name},CN=Users,{}", samba::BASE_DN);
+    let ad = connector(dc, samba::BASE_DN);
+
+    let r = ad
+        .execute(&request(Operation::DisableAccount, &name, None))
+        .await;
+    let Outcome::Failed { reason } = &r.outcome else {
+        panic!("expected a terminal permission failure, got {r:?}")
+    };
+    assert!(
+        reason.contains("insufficientAccessRights"),
+        "least privilege: the service account may not touch this user: {reason}"
+    );
+    assert_eq!(dc.values(&dn, "userAccountControl").await, vec!["512"]);
+    assert_eq!(dc.bind(&dn, password).await, Ok(()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_binds_with_the_delegated_account_over_ldaps() {
+    let dc = dc().await;
+    let report = connector(dc, samba::STAFF_DN).check().await;
+    assert!(report.ok, "{report:?}");
+}
