@@ -107,6 +107,8 @@ group_id = "bench-{run_id}"
 properties = {{ "fetch.wait.max.ms" = "5" }}
 [executor]
 poll_interval = "1s"
+[guards.breaker]
+enabled = false
 [connectors.sink]
 type = "webhook"
 base_url = "http://{target}"

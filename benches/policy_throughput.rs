@@ -207,6 +207,7 @@ fn run_decider(raw: &[String]) -> (f64, usize) {
     let guards = Guards::new(&GuardConfig {
         dry_run: false,
         protected: vec!["breakglass@example.com".into(), "svc-*".into()],
+        ..GuardConfig::default()
     })
     .expect("guards");
     let decider = Decider::new(

@@ -374,6 +374,11 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/v1/lockouts/{id}", get(get_lockout))
         .route("/v1/lockouts/{id}/restore", post(restore_lockout))
         .route("/v1/audit", get(list_audit))
+        .route("/v1/approvals", get(list_approvals))
+        .route("/v1/approvals/{id}/approve", post(approve))
+        .route("/v1/approvals/{id}/reject", post(reject))
+        .route("/v1/breaker", get(breaker_status))
+        .route("/v1/breaker/reset", post(breaker_reset))
         .route("/v1/ssf/{receiver}", post(post_ssf_set))
         .route("/v1/ssf/jwks", get(ssf_jwks))
         .route("/.well-known/ssf-configuration", get(ssf_configuration))
@@ -835,6 +840,198 @@ async fn list_audit(
         end = start - 1;
     }
     Ok(Json(serde_json::json!({ "records": out, "complete": complete })).into_response())
+}
+
+impl From<crate::approval::ApprovalError> for ApiError {
+    fn from(e: crate::approval::ApprovalError) -> Self {
+        use crate::approval::ApprovalError as E;
+        let status = match &e {
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::SelfApproval(_) => StatusCode::FORBIDDEN,
+            E::Expired(_) | E::NotAwaiting { .. } | E::Busy(_) => StatusCode::CONFLICT,
+            E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError(status, e.code(), e.to_string())
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        e.to_string(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct ApprovalsQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/approvals`: actions awaiting approval, newest first, each with `requested_by` and
+/// `expires_at`.
+async fn list_approvals(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    Query(q): Query<ApprovalsQuery>,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&s, &headers, Role::Viewer)?;
+    audit_call(&s, &caller, peer, "GET", uri.path(), uri.query()).await?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let approvals = crate::approval::list(store_of(&s)?.as_ref(), limit)
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(serde_json::json!({ "approvals": approvals })).into_response())
+}
+
+/// Optional body of approve / reject.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    comment: Option<String>,
+}
+
+/// An optional JSON body: empty means the default.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+    shape: &str,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("body must be empty or JSON {shape}: {e}"),
+        )
+    })
+}
+
+async fn decide(
+    s: Arc<ApiState>,
+    peer: SocketAddr,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    key: String,
+    body: axum::body::Bytes,
+    verdict: crate::approval::Verdict,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&s, &headers, Role::Approver)?;
+    let b: DecisionBody = optional_body(&body, "{\"comment\": \"...\"}")?;
+    let pipeline = pipeline_of(&s)?;
+    audit_call(&s, &caller, peer, "POST", uri.path(), uri.query()).await?;
+    let rec =
+        crate::approval::decide(pipeline, &key, verdict, caller.actor(peer), b.comment).await?;
+    Ok(Json(rec).into_response())
+}
+
+/// `POST /v1/approvals/{id}/approve` (approver or admin, not the requester): the action runs.
+async fn approve(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    decide(
+        s,
+        peer,
+        uri,
+        headers,
+        key,
+        body,
+        crate::approval::Verdict::Approve,
+    )
+    .await
+}
+
+/// `POST /v1/approvals/{id}/reject` (approver or admin, not the requester): the action is cancelled.
+async fn reject(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    decide(
+        s,
+        peer,
+        uri,
+        headers,
+        key,
+        body,
+        crate::approval::Verdict::Reject,
+    )
+    .await
+}
+
+/// `GET /v1/breaker`: each scope's state (viewer and up).
+async fn breaker_status(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&s, &headers, Role::Viewer)?;
+    audit_call(&s, &caller, peer, "GET", uri.path(), uri.query()).await?;
+    let pipeline = pipeline_of(&s)?;
+    let scopes = match &pipeline.breaker {
+        Some(b) => b.status().await.map_err(unavailable)?,
+        None => Vec::new(),
+    };
+    Ok(Json(serde_json::json!({
+        "enabled": pipeline.breaker.is_some(),
+        "open": scopes.iter().any(|x| x.open),
+        "scopes": scopes,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetBody {
+    /// `global` or a connector instance; absent: every scope.
+    scope: Option<String>,
+}
+
+/// `POST /v1/breaker/reset` (admin only): close the breaker and empty its window; audited.
+async fn breaker_reset(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&s, &headers, Role::Admin)?;
+    let b: ResetBody = optional_body(&body, "{\"scope\": \"global\"}")?;
+    let pipeline = pipeline_of(&s)?;
+    audit_call(&s, &caller, peer, "POST", uri.path(), uri.query()).await?;
+    let Some(breaker) = &pipeline.breaker else {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "breaker_disabled",
+            crate::guard::BreakerError::Disabled.to_string(),
+        ));
+    };
+    let was_open = breaker
+        .reset(b.scope.as_deref(), caller.actor(peer))
+        .await
+        .map_err(|e| match e {
+            crate::guard::BreakerError::UnknownScope(_) => ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_scope",
+                e.to_string(),
+            ),
+            other => unavailable(other),
+        })?;
+    info!(caller = %caller.name, %peer, scopes = ?was_open, "breaker reset");
+    let scopes = breaker.status().await.map_err(unavailable)?;
+    Ok(Json(serde_json::json!({ "was_open": was_open, "scopes": scopes })).into_response())
 }
 
 #[cfg(test)]

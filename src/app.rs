@@ -7,8 +7,14 @@
 //!
 //! Audit: once the store answers, a `config` record notes the start (policy digest, backend,
 //! connectors); every change of the serving policy digest (file watcher or SIGHUP) is a
-//! `policy_reload` record with the old and new digest, and a reload rejected on SIGHUP is one with the
-//! error. These are best effort: a failed append is logged at error level, since nothing waits on them.
+//! `policy_reload` record with the old and new digest, and a reload rejected on SIGHUP or by the file
+//! watcher is one with the error. These are best effort: a failed append is logged at error level,
+//! since nothing waits on them.
+//!
+//! Notifications: one [`Notifier`] is built from `[notify]` with the rest of the config (bad sinks
+//! fail startup) and handed to every part that has news; its delivery task runs beside the HTTP
+//! server, independent of the store. The audit mirror (`[audit] kafka_topic`) starts with the core,
+//! since it reads the trail from the store.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -31,6 +37,7 @@ use crate::guard::Guards;
 use crate::ingest::kafka::{KafkaDeadLetter, KafkaSource};
 use crate::ingest::{DeadLetterSink, FileDeadLetter};
 use crate::ledger::StateStore;
+use crate::notify::{Notifier, NotifyService};
 use crate::pipeline::{Decider, Pipeline};
 use crate::plan::Planner;
 use crate::policy::Policies;
@@ -48,6 +55,8 @@ pub struct Application {
     connectors: ConnectorSet,
     kafka: Option<Arc<KafkaSource>>,
     generated_token: Option<String>,
+    notifier: Notifier,
+    notify_service: Option<NotifyService>,
 }
 
 impl Application {
@@ -68,6 +77,11 @@ impl Application {
             crate::connectors::build_all(&settings.connectors, settings.connector_specs.as_deref())
                 .map_err(crate::config::Problems)
                 .context("building connectors")?;
+
+        let (notifier, notify_service) =
+            crate::notify::deliver::build(&settings.notify, metrics.clone())
+                .map_err(crate::config::Problems)
+                .context("building notification sinks")?;
 
         let mut tokens =
             TokenStore::from_config(&settings.api.tokens).map_err(anyhow::Error::msg)?;
@@ -121,6 +135,8 @@ impl Application {
             connectors,
             kafka,
             generated_token,
+            notifier,
+            notify_service,
         })
     }
 
@@ -163,15 +179,26 @@ impl Application {
         });
         info!(port = self.port, "http api listening");
 
+        if let Some(service) = self.notify_service {
+            tasks.spawn(service.run(stop_rx.clone()));
+        }
+
         // Policies: hot reload on change and on SIGHUP.
         if self.settings.policy.watch {
+            let (rejected_tx, rejected_rx) = tokio::sync::mpsc::channel(16);
             tasks.spawn({
                 let p = self.policies.clone();
                 let rx = stop_rx.clone();
                 async move {
-                    let _ = p.spawn_watcher(rx).await;
+                    let _ = p.spawn_watcher_reporting(rx, rejected_tx).await;
                 }
             });
+            tasks.spawn(audit_watcher_rejections(
+                rejected_rx,
+                self.policies.clone(),
+                self.metrics.clone(),
+                self.api.clone(),
+            ));
         }
         #[cfg(unix)]
         tasks.spawn(reload_on_sighup(
@@ -189,6 +216,7 @@ impl Application {
         let policies = self.policies.clone();
         let connectors = self.connectors.clone();
         let kafka = self.kafka.clone();
+        let notifier = self.notifier.clone();
         let core_stop = stop_rx.clone();
         tasks.spawn(async move {
             let Some(store) = connect_store(&settings, &readiness, core_stop.clone()).await else {
@@ -196,7 +224,8 @@ impl Application {
             };
             let _ = api.store.set(store.clone());
             if let Err(e) = start_core(
-                settings, store, readiness, metrics, policies, connectors, kafka, api, core_stop,
+                settings, store, readiness, metrics, policies, connectors, kafka, api, notifier,
+                core_stop,
             )
             .await
             {
@@ -258,6 +287,7 @@ async fn start_core(
     connectors: ConnectorSet,
     kafka: Option<Arc<KafkaSource>>,
     api: Arc<ApiState>,
+    notifier: Notifier,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     // Failed actions and rejected HTTP alerts: to Kafka when it is configured, else to files.
@@ -304,18 +334,30 @@ async fn start_core(
         metrics.clone(),
         dead_letters,
         settings.executor.clone(),
+        notifier.clone(),
     ));
     if let Some(t) = &api.ssf_transmitter {
         executor.signal_containment_to(t.emitter());
     }
     let guards = Guards::new(&settings.guards).map_err(anyhow::Error::msg)?;
     let decider = Decider::new(policies, Planner::new(&connectors), guards, metrics.clone());
-    let pipeline = Arc::new(Pipeline::new(
-        decider,
+    let breaker = crate::guard::Breaker::new(
+        &settings.guards.breaker,
+        settings.connectors.keys(),
         store.clone(),
-        settings.executor.enabled.then(|| executor.handoff()),
-        settings.coalesce_window,
-    ));
+        metrics.clone(),
+        notifier.clone(),
+    )
+    .map(Arc::new);
+    let pipeline = Arc::new(
+        Pipeline::new(
+            decider,
+            store.clone(),
+            settings.executor.enabled.then(|| executor.handoff()),
+            settings.coalesce_window,
+        )
+        .with_guards(breaker, settings.guards.approval_ttl, notifier.clone()),
+    );
     let _ = readiness.pipeline.set(pipeline.clone());
 
     let mut start = AuditDraft::new(
@@ -328,6 +370,10 @@ async fn start_core(
             "connectors": settings.connectors.keys().collect::<Vec<_>>(),
             "executor": settings.executor.enabled,
             "dry_run": settings.guards.dry_run,
+            "breaker": settings.guards.breaker.enabled.then(|| serde_json::json!({
+                "threshold": settings.guards.breaker.threshold,
+                "window_secs": settings.guards.breaker.window.as_secs(),
+            })),
         }),
     );
     let serving = pipeline.decider.policies.digest();
@@ -341,8 +387,14 @@ async fn start_core(
         store.clone(),
         stop.clone(),
     ));
+    if let (Some(topic), Some(k)) = (&settings.audit.kafka_topic, &settings.kafka) {
+        let producer = k.producer().map_err(anyhow::Error::msg)?;
+        let mirror = crate::audit_mirror::AuditMirror::new(store.clone(), producer, topic.clone());
+        tasks.spawn(mirror.run(stop.clone()));
+    }
     let pipeline_store = store.clone();
     tasks.spawn(watch_store(store, readiness.clone(), stop.clone()));
+    tasks.spawn(crate::approval::run_expiry(pipeline.clone(), stop.clone()));
     if settings.executor.enabled {
         tasks.spawn(executor.run(stop.clone()));
     } else {
@@ -399,6 +451,38 @@ async fn audit_policy_changes(
             append_best_effort(store.as_ref(), d).await;
             last = now.to_string();
         }
+    }
+}
+
+/// Audit (and count) every change the policy file watcher refused, like a rejected SIGHUP reload:
+/// a broken bundle on disk is an event an auditor must see even though nothing changed. Ends when
+/// the watcher does (it drops the sender).
+async fn audit_watcher_rejections(
+    mut rejected: tokio::sync::mpsc::Receiver<crate::policy::Rejected>,
+    policies: Arc<Policies>,
+    metrics: Arc<Metrics>,
+    api: Arc<ApiState>,
+) {
+    while let Some(r) = rejected.recv().await {
+        metrics
+            .policy_reloads
+            .with_label_values(&["rejected"])
+            .inc();
+        let Some(store) = api.store.get() else {
+            warn!(rejected_digest = %r.digest, "policy change rejected before the store answered; not audited");
+            continue;
+        };
+        let mut d = AuditDraft::new(
+            AuditKind::PolicyReload,
+            Actor::system("policy-watcher"),
+            serde_json::json!({
+                "outcome": "rejected",
+                "error": r.error,
+                "rejected_digest": r.digest,
+            }),
+        );
+        d.policy_digest = Some(policies.digest().to_string());
+        append_best_effort(store.as_ref(), d).await;
     }
 }
 

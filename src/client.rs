@@ -1,5 +1,6 @@
-//! The responders' CLI client: `deprovd lockout`, `deprovd restore`, `deprovd status` call a running
-//! deprovd over its HTTP API and print a table (or the server's JSON with `--json`).
+//! The responders' CLI client: `deprovd lockout`, `deprovd restore`, `deprovd status`,
+//! `deprovd approvals` and `deprovd approve` call a running deprovd over its HTTP API and print a
+//! table (or the server's JSON with `--json`).
 //!
 //! A lockout is sent with a fresh `Idempotency-Key`, and a request that fails on the way (connection
 //! refused or reset, 503) is retried with the *same* key: the server then replays the first attempt
@@ -148,6 +149,24 @@ impl Client {
         self.send(Method::POST, &path, None, Some(&key)).await
     }
 
+    /// `GET /v1/approvals`: actions awaiting approval.
+    pub async fn approvals(&self) -> Result<Value, ClientError> {
+        self.send(Method::GET, "/v1/approvals", None, None).await
+    }
+
+    /// Approve (or reject) held action `key`, with an optional comment for the audit trail.
+    pub async fn decide(
+        &self,
+        key: &str,
+        reject: bool,
+        comment: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let verb = if reject { "reject" } else { "approve" };
+        let path = format!("/v1/approvals/{}/{verb}", path_segment(key));
+        let body = serde_json::json!({ "comment": comment });
+        self.send(Method::POST, &path, Some(&body), None).await
+    }
+
     /// Status of a lockout (UUID) or a single action (64-hex ledger key).
     pub async fn status(&self, id: &str) -> Result<Value, ClientError> {
         let path = if is_action_key(id) {
@@ -177,6 +196,14 @@ pub enum Command {
     Lockout(LockoutRequest),
     Restore(String),
     Status(String),
+    /// List actions awaiting approval.
+    Approvals,
+    /// Approve (or, with `reject`, reject) one held action.
+    Approve {
+        id: String,
+        reject: bool,
+        comment: Option<String>,
+    },
 }
 
 /// Run one client command, printing to `out`.
@@ -205,6 +232,20 @@ pub async fn run(
         Command::Status(id) => {
             let v = client.status(id).await?;
             let t = decode::<Status>(&v).map(|s| render_status(&s));
+            (v, t)
+        }
+        Command::Approvals => {
+            let v = client.approvals().await?;
+            let t = decode::<Vec<ActionRecord>>(&v["approvals"]).map(|a| render_approvals(&a));
+            (v, t)
+        }
+        Command::Approve {
+            id,
+            reject,
+            comment,
+        } => {
+            let v = client.decide(id, *reject, comment.as_deref()).await?;
+            let t = decode::<ActionRecord>(&v).map(|a| render_action(&a));
             (v, t)
         }
     };
@@ -352,6 +393,42 @@ pub fn render_restored(r: &Restored) -> String {
             &rows
         ),
         r.id
+    )
+}
+
+pub fn render_approvals(actions: &[ActionRecord]) -> String {
+    if actions.is_empty() {
+        return "no actions awaiting approval\n".to_string();
+    }
+    let rows: Vec<Vec<String>> = actions
+        .iter()
+        .map(|a| {
+            vec![
+                a.key.clone(),
+                a.subject.clone(),
+                a.connector.clone(),
+                a.operation.to_string(),
+                a.requester(),
+                a.expires_at
+                    .map_or_else(|| "-".to_string(), |t| t.to_rfc3339()),
+                a.note.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    format!(
+        "{}\napprove with: deprovd approve ID  (or --reject)\n",
+        table(
+            &[
+                "ID",
+                "SUBJECT",
+                "CONNECTOR",
+                "OPERATION",
+                "REQUESTED BY",
+                "EXPIRES",
+                "WHY HELD"
+            ],
+            &rows
+        )
     )
 }
 

@@ -203,6 +203,10 @@ pub struct Settings {
     pub connector_specs: Option<PathBuf>,
     /// Connector instances by name.
     pub connectors: std::collections::BTreeMap<String, crate::connectors::InstanceConfig>,
+    /// Notifications to people (Slack, Teams, signed webhook).
+    pub notify: crate::notify::NotifyConfig,
+    /// Audit trail options (Kafka mirror).
+    pub audit: crate::audit_mirror::AuditConfig,
     /// OpenID Shared Signals: receivers (CAEP/RISC in) and the transmitter (containment out).
     pub ssf: crate::ssf::SsfConfig,
 }
@@ -221,6 +225,8 @@ impl Default for Settings {
             coalesce_window: std::time::Duration::from_secs(600),
             connector_specs: None,
             connectors: Default::default(),
+            notify: Default::default(),
+            audit: Default::default(),
             ssf: Default::default(),
         }
     }
@@ -277,6 +283,8 @@ impl Settings {
         }
         self.executor.validate("executor", &mut p);
         self.guards.validate("guards", &mut p);
+        self.guards
+            .validate_connectors("guards", self.connectors.keys(), &mut p);
         self.telemetry.validate("telemetry", &mut p);
         if self.coalesce_window.is_zero() {
             p.push(Problem::new("coalesce_window", "must be greater than zero"));
@@ -294,6 +302,8 @@ impl Settings {
             }
             c.validate(&format!("connectors.{name}"), &mut p);
         }
+        self.notify.validate("notify", &mut p);
+        self.audit.validate("audit", self.kafka.is_some(), &mut p);
         self.ssf.validate("ssf", &mut p);
         p
     }

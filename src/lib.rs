@@ -18,12 +18,16 @@
 //! - [`lockout`]: manual lockouts and reversals (restore) for responders; they enter the pipeline at
 //!   the guard step as ordinary ledger actions.
 //! - [`client`]: the HTTP client behind `deprovd lockout|restore|status`.
-//! - [`guard`]: what no policy may override — protected subjects, global dry-run, approval holds.
+//! - [`guard`]: what no policy may override — protected subjects, global dry-run, and the
+//!   blast-radius breaker (counted in the state store, so shared by replicas).
+//! - [`approval`]: held actions — list, approve/reject by a different person, expiry.
 //! - [`ledger`]: the durable action records and the [`ledger::StateStore`] trait (Redis and embedded).
 //! - [`executor`]: claims due actions, runs them through connectors, retries with backoff, dead-letters.
 //! - [`connectors`]: the [`connectors::Connector`] trait, the declarative HTTP runtime, native protocols.
 //! - [`audit`]: the tamper-evident trail — SHA-256-chained records, sealing and `verify`. Depends on
 //!   nothing else here; the ledger's [`ledger::StateStore`] stores it and every layer above writes it.
+//! - [`audit_mirror`]: copies the audit trail to a Kafka topic from a cursor kept in the state store,
+//!   so the chain is anchored outside the store.
 //! - [`notify`]: notices for people (Slack, Teams, signed webhook): queued without blocking, delivered
 //!   with retries by a background task. Depends on nothing else here; every layer above may write it.
 //! - [`ssf`]: OpenID Shared Signals (CAEP, RISC): `[ssf]` settings, SET verification against a
@@ -36,7 +40,9 @@
 pub mod alert;
 pub mod api;
 pub mod app;
+pub mod approval;
 pub mod audit;
+pub mod audit_mirror;
 pub mod cli;
 pub mod client;
 pub mod config;

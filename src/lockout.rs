@@ -112,6 +112,9 @@ pub struct LockoutRequest {
     /// Incident or ticket reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket: Option<String>,
+    /// Four eyes: hold every action for an approver other than the requester instead of running it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_approval: bool,
 }
 
 impl LockoutRequest {
@@ -352,15 +355,21 @@ pub fn plan(
                 connector: connector.to_string(),
                 operation: *op,
                 reason: req.reason.trim().to_string(),
-                state: ActionState::Planned,
+                state: if req.require_approval {
+                    ActionState::AwaitingApproval
+                } else {
+                    ActionState::Planned
+                },
                 attempts: 0,
-                next_attempt_at: Some(now),
+                next_attempt_at: (!req.require_approval).then_some(now),
                 last_error: None,
                 response: None,
                 pre_state: None,
                 reverses: None,
                 linked_alerts: Vec::new(),
                 note: None,
+                requested_by: None,
+                expires_at: None,
                 created_at: now,
                 updated_at: now,
             });
@@ -569,6 +578,8 @@ fn reversal_for(original: &ActionRecord, request_id: &str, actor: &str) -> Plan 
         reverses: Some(original.key.clone()),
         linked_alerts: Vec::new(),
         note: None,
+        requested_by: None,
+        expires_at: None,
         created_at: now,
         updated_at: now,
     }))
@@ -742,6 +753,7 @@ mod tests {
             operations: None,
             reason: "phished".into(),
             ticket: Some("INC-1".into()),
+            require_approval: false,
         }
     }
 

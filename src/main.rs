@@ -74,6 +74,9 @@ enum Command {
         /// Incident or ticket reference.
         #[arg(long)]
         ticket: Option<String>,
+        /// Hold every action until another person approves it (`deprovd approve ID`).
+        #[arg(long)]
+        require_approval: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -86,6 +89,24 @@ enum Command {
     /// Show a lockout's live per-connector status (or one action's, by key).
     Status {
         id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List actions awaiting approval (held by policy, the breaker, or a four-eyes lockout).
+    Approvals {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Approve a held action by its id (a ledger key) so it runs; `--reject` cancels it instead.
+    /// The approver must not be the requester.
+    Approve {
+        id: String,
+        /// Reject instead of approve: the action is cancelled.
+        #[arg(long)]
+        reject: bool,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        comment: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -115,7 +136,7 @@ struct ServerArgs {
     /// deprovd API base URL.
     #[arg(long, env = "DEPROVD_URL", default_value = deprovd::client::DEFAULT_SERVER)]
     server: String,
-    /// Bearer token (role responder to act, viewer to read).
+    /// Bearer token (role responder to act, approver to approve, viewer to read).
     #[arg(long, env = "DEPROVD_TOKEN", hide_env_values = true)]
     token: String,
     /// Print the server's JSON answer instead of a table.
@@ -272,6 +293,7 @@ fn main() -> ExitCode {
             connectors,
             operations,
             ticket,
+            require_approval,
             server,
         } => client_command(
             server,
@@ -281,6 +303,7 @@ fn main() -> ExitCode {
                 operations: (!operations.is_empty()).then_some(operations),
                 reason,
                 ticket,
+                require_approval,
             }),
         ),
         Command::Restore { id, server } => {
@@ -289,6 +312,22 @@ fn main() -> ExitCode {
         Command::Status { id, server } => {
             client_command(server, deprovd::client::Command::Status(id))
         }
+        Command::Approvals { server } => {
+            client_command(server, deprovd::client::Command::Approvals)
+        }
+        Command::Approve {
+            id,
+            reject,
+            comment,
+            server,
+        } => client_command(
+            server,
+            deprovd::client::Command::Approve {
+                id,
+                reject,
+                comment,
+            },
+        ),
         Command::Audit {
             command: AuditCommand::Verify { config, from },
         } => {

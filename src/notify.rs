@@ -6,7 +6,18 @@
 //! that a background task delivers (with retries) to the configured sinks. A full queue drops the
 //! notice and counts it — containment must never wait for a chat message.
 //!
-//! Depends on nothing else in the crate, like [`crate::audit`].
+//! [`Notice`] and [`Notifier`] depend on nothing else in the crate, like [`crate::audit`], so every
+//! layer may hold a notifier. The delivery side ([`deliver`]: sinks, retries, signing) reuses the HTTP
+//! connectors' client, signing and `Retry-After` parsing and the executor's backoff schedule rather
+//! than a second copy of each; [`config`] is the `[notify]` section and [`template`] turns a notice
+//! into a Slack, Teams or webhook body.
+
+pub mod config;
+pub mod deliver;
+pub mod template;
+
+pub use config::NotifyConfig;
+pub use deliver::NotifyService;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -86,17 +97,31 @@ impl Notice {
 #[derive(Clone, Debug, Default)]
 pub struct Notifier {
     tx: Option<mpsc::Sender<Notice>>,
+    /// Counts notices dropped on a full queue (`deprovd_notifications_total{sink="all",outcome="dropped"}`).
+    dropped: Option<prometheus::IntCounter>,
 }
 
 impl Notifier {
     /// A notifier with no sinks: every notice is dropped (nothing is configured to hear it).
     pub fn disabled() -> Self {
-        Self { tx: None }
+        Self {
+            tx: None,
+            dropped: None,
+        }
     }
 
     /// A notifier feeding `tx`; the receiving side delivers.
     pub fn from_sender(tx: mpsc::Sender<Notice>) -> Self {
-        Self { tx: Some(tx) }
+        Self {
+            tx: Some(tx),
+            dropped: None,
+        }
+    }
+
+    /// Count notices dropped because the queue was full.
+    pub fn with_drop_counter(mut self, counter: prometheus::IntCounter) -> Self {
+        self.dropped = Some(counter);
+        self
     }
 
     /// Queue a notice without waiting. Returns false when it was dropped (no sinks, or the queue is
@@ -107,6 +132,9 @@ impl Notifier {
             Some(tx) => match tx.try_send(notice) {
                 Ok(()) => true,
                 Err(e) => {
+                    if let Some(c) = &self.dropped {
+                        c.inc();
+                    }
                     tracing::warn!(
                         event = e.into_inner().event(),
                         "notification queue full: notice dropped"

@@ -16,6 +16,7 @@
 //! then duplicates in the ledger (no second side effect) and the audit batch is written, so an alert
 //! may appear twice in the trail but never zero times.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -27,8 +28,9 @@ use tracing::{Instrument, debug, warn};
 use crate::alert::{Alert, NormalizeError, NormalizerRegistry};
 use crate::audit::{Actor, AuditDraft, AuditKind};
 use crate::executor::Handoff;
-use crate::guard::Guards;
+use crate::guard::{Breaker, GuardHit, Guards};
 use crate::ledger::{ActionRecord, ActionState, Inserted, StateStore};
+use crate::notify::{Notice, Notifier};
 use crate::plan::Planner;
 use crate::policy::{Decision, Policies};
 use crate::telemetry::Metrics;
@@ -181,6 +183,12 @@ pub struct Pipeline {
     pub handoff: Option<Handoff>,
     /// Window within which a live action for the same (subject, connector, operation) absorbs new alerts.
     pub coalesce_window: Duration,
+    /// The blast-radius breaker; `None` when disabled, and then recording costs no breaker round trip.
+    pub breaker: Option<Arc<Breaker>>,
+    /// How long a held action waits for an approver before it is cancelled.
+    pub approval_ttl: Duration,
+    /// Where `approval_needed` notices go.
+    pub notifier: Notifier,
     shutting_down: AtomicBool,
 }
 
@@ -197,8 +205,25 @@ impl Pipeline {
             store,
             handoff,
             coalesce_window,
+            breaker: None,
+            approval_ttl: Duration::from_secs(24 * 3600),
+            notifier: Notifier::disabled(),
             shutting_down: AtomicBool::new(false),
         }
+    }
+
+    /// Add the guards that need the store or people: the breaker (`None`: disabled), the approval
+    /// TTL of held actions, and the notifier that tells approvers.
+    pub fn with_guards(
+        mut self,
+        breaker: Option<Arc<Breaker>>,
+        approval_ttl: Duration,
+        notifier: Notifier,
+    ) -> Self {
+        self.breaker = breaker;
+        self.approval_ttl = approval_ttl;
+        self.notifier = notifier;
+        self
     }
 
     /// Sources stop retrying (and do not acknowledge) once this is set.
@@ -339,7 +364,80 @@ impl Pipeline {
         } else {
             Duration::ZERO
         };
-        self.record_actions(&actions, request_id, window).await
+        let out = self.record_actions(&actions, request_id, window).await?;
+        // Held manual actions (a lockout that asked for a second person) are guard events; alert
+        // batches carry their own.
+        let held: Vec<AuditDraft> = out
+            .iter()
+            .filter(|r| r.disposition == "new" && r.state == ActionState::AwaitingApproval)
+            .map(|r| {
+                let actor = actions
+                    .iter()
+                    .find(|a| a.key == r.key)
+                    .map_or_else(|| "manual".to_string(), ActionRecord::requester);
+                let mut g = AuditDraft::new(
+                    AuditKind::Guard,
+                    Actor::system(&actor),
+                    serde_json::json!({
+                        "event": "held_for_approval",
+                        "state": r.state,
+                        "note": r.note,
+                        "connector": r.connector,
+                        "operation": r.operation,
+                        "request_id": request_id,
+                    }),
+                );
+                g.subject = Some(r.subject.clone());
+                g.action_key = Some(r.key.clone());
+                g
+            })
+            .collect();
+        if !held.is_empty() {
+            self.store
+                .append_audit(held)
+                .await
+                .map_err(|e| PipelineError::Unavailable(format!("audit trail: {e}")))?;
+        }
+        Ok(out)
+    }
+
+    /// Apply the breaker and the approval bookkeeping to one action about to be recorded: count its
+    /// subject (runnable, non-reversal actions only), hold it when automatic and a scope is open,
+    /// and stamp every held action with its requester and approval deadline. Borrowed unless changed.
+    async fn hold<'a>(
+        &self,
+        action: &'a ActionRecord,
+    ) -> Result<Cow<'a, ActionRecord>, PipelineError> {
+        let mut a = Cow::Borrowed(action);
+        if let Some(breaker) = &self.breaker
+            && crate::guard::breaker_counts(action)
+        {
+            let open = breaker
+                .admit(action)
+                .await
+                .map_err(|e| PipelineError::Unavailable(format!("breaker: {e}")))?;
+            if !open.is_empty() && action.is_automatic() {
+                let m = a.to_mut();
+                m.state = ActionState::AwaitingApproval;
+                m.next_attempt_at = None;
+                m.note = Some(crate::guard::breaker_note(&open));
+                self.metrics
+                    .guard_blocks
+                    .with_label_values(&[GuardHit::Breaker.as_str()])
+                    .inc();
+            }
+        }
+        if a.state == ActionState::AwaitingApproval && a.expires_at.is_none() {
+            let m = a.to_mut();
+            m.requested_by = Some(m.requester());
+            let ttl =
+                chrono::Duration::from_std(self.approval_ttl).unwrap_or(chrono::Duration::days(1));
+            m.expires_at = Some(Utc::now() + ttl);
+            if m.note.is_none() {
+                m.note = Some("approval required by policy".into());
+            }
+        }
+        Ok(a)
     }
 
     /// Insert each action (linking `link` when coalesced); wake the executor if any can run now.
@@ -351,6 +449,8 @@ impl Pipeline {
     ) -> Result<Vec<RecordedAction>, PipelineError> {
         let mut out = Vec::with_capacity(actions.len());
         for a in actions {
+            let a = self.hold(a).await?;
+            let a = a.as_ref();
             let inserted = self
                 .store
                 .insert_action(a, window, Some(link))
@@ -362,6 +462,17 @@ impl Pipeline {
                         && let Some(h) = &self.handoff
                     {
                         h.offer(a.key.clone());
+                    }
+                    if a.state == ActionState::AwaitingApproval {
+                        self.notifier.notify(Notice::ApprovalNeeded {
+                            approval_id: a.key.clone(),
+                            connector: a.connector.clone(),
+                            operation: a.operation.as_str().to_string(),
+                            subject: a.subject.clone(),
+                            reason: a.note.clone().unwrap_or_else(|| a.reason.clone()),
+                            requested_by: a.requester(),
+                            expires_at: a.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                        });
                     }
                     if matches!(a.state, ActionState::Skipped) {
                         let outcome = if a
@@ -464,9 +575,10 @@ fn audit_batch(planned: &Planned, recorded: &[RecordedAction], actor: Actor) -> 
     decision.policy_digest = digest.clone();
     let mut out = vec![received, decision];
     for (a, r) in planned.actions.iter().zip(recorded) {
+        // The recorded state and note: the breaker may have held what the plan said to run.
         if r.disposition != "new"
             || !matches!(
-                a.state,
+                r.state,
                 ActionState::Skipped | ActionState::AwaitingApproval
             )
         {
@@ -476,8 +588,8 @@ fn audit_batch(planned: &Planned, recorded: &[RecordedAction], actor: Actor) -> 
             AuditKind::Guard,
             actor.clone(),
             serde_json::json!({
-                "state": a.state,
-                "note": a.note,
+                "state": r.state,
+                "note": r.note,
                 "connector": a.connector,
                 "operation": a.operation,
                 "rule": a.rule,

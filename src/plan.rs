@@ -126,6 +126,8 @@ impl Planner {
                     reverses: None,
                     linked_alerts: Vec::new(),
                     note,
+                    requested_by: None,
+                    expires_at: None,
                     created_at: now,
                     updated_at: now,
                 });

@@ -5,8 +5,8 @@
 //! connector instance name, operation), never a user id.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use serde::Deserialize;
 
@@ -80,11 +80,15 @@ pub struct Metrics {
     pub time_to_containment: HistogramVec,
     pub ledger_pending: IntGauge,
     pub guard_blocks: IntCounterVec,
-    pub breaker_open: IntGauge,
+    /// `breaker_open{scope}`: scope = `global` or a connector instance name (bounded by config).
+    pub breaker_open: IntGaugeVec,
     /// `policy_reloads_total{outcome}`.
     pub policy_reloads: IntCounterVec,
     /// `dead_letters_total{stage}`: stage = ingest | action.
     pub dead_letters: IntCounterVec,
+    /// `notifications_total{sink,outcome}`: outcome = delivered | failed | dropped; sink = a
+    /// configured sink name, or `all` for notices dropped before any sink saw them.
+    pub notifications: IntCounterVec,
     /// `ssf_sets_total{receiver,outcome}`: SETs received; receiver = configured name, outcome =
     /// accepted | control | duplicate | unavailable | an RFC 8935 error code.
     pub ssf_sets: IntCounterVec,
@@ -172,8 +176,14 @@ impl Metrics {
                 &["guard"]
             )),
             breaker_open: reg!(
-                IntGauge::new("breaker_open", "1 while the blast-radius breaker is open.")
-                    .expect("valid metric")
+                IntGaugeVec::new(
+                    Opts::new(
+                        "breaker_open",
+                        "1 while the blast-radius breaker of a scope (global or a connector) is open."
+                    ),
+                    &["scope"]
+                )
+                .expect("valid metric")
             ),
             policy_reloads: reg!(counter(
                 "policy_reloads_total",
@@ -184,6 +194,11 @@ impl Metrics {
                 "dead_letters_total",
                 "Inputs or actions dead-lettered, by stage.",
                 &["stage"]
+            )),
+            notifications: reg!(counter(
+                "notifications_total",
+                "Notifications to people, by sink and outcome.",
+                &["sink", "outcome"]
             )),
             ssf_sets: reg!(counter(
                 "ssf_sets_total",

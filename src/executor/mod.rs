@@ -29,6 +29,7 @@ use crate::config::Problem;
 use crate::connectors::{ConnectorSet, OperationRequest, Outcome};
 use crate::ingest::DeadLetterSink;
 use crate::ledger::{ActionRecord, ActionState, Origin, StateStore};
+use crate::notify::{Notice, Notifier};
 use crate::telemetry::Metrics;
 use retry::{Backoff, RetryConfig};
 
@@ -131,6 +132,8 @@ pub struct Executor {
     backoff: Backoff,
     /// Keys this process is working on, so a rescan never starts a second task for one action.
     inflight: Mutex<HashSet<String>>,
+    /// Tells people about failed actions, lockouts and restores; never waits.
+    notifier: Notifier,
     /// Shared Signals transmitter's queue: told about each successful containment.
     signals: std::sync::OnceLock<crate::ssf::transmit::SignalEmitter>,
 }
@@ -143,6 +146,7 @@ impl Executor {
         metrics: Arc<Metrics>,
         dead_letters: Arc<dyn DeadLetterSink>,
         cfg: ExecutorConfig,
+        notifier: Notifier,
     ) -> Self {
         let lanes = connectors
             .keys()
@@ -174,6 +178,7 @@ impl Executor {
             backoff: cfg.retry.backoff(),
             cfg,
             inflight: Mutex::new(HashSet::new()),
+            notifier,
             signals: std::sync::OnceLock::new(),
         }
     }
@@ -369,6 +374,9 @@ impl Executor {
                         });
                     }
                     self.count_end(&rec, "succeeded");
+                    if let Some(notice) = success_notice(&rec) {
+                        self.notifier.notify(notice);
+                    }
                     info!(outcome = result.outcome.as_str(), attempts = rec.attempts, "action succeeded");
                 }
                 Outcome::NotFound => {
@@ -421,6 +429,17 @@ impl Executor {
         self.store.put_action(rec).await?;
         self.audit_state(rec, Some("failed")).await;
         self.count_end(rec, "failed");
+        self.notifier.notify(Notice::ActionFailed {
+            action_key: rec.key.clone(),
+            connector: rec.connector.clone(),
+            operation: rec.operation.as_str().to_string(),
+            subject: rec.subject.clone(),
+            error: reason.clone(),
+            alert_id: match &rec.origin {
+                Origin::Alert { alert_id, .. } => Some(alert_id.clone()),
+                Origin::Manual { .. } => None,
+            },
+        });
         self.metrics
             .dead_letters
             .with_label_values(&["action"])
@@ -529,6 +548,48 @@ impl Executor {
     }
 }
 
+/// What to tell people about a succeeded action: a reversal is `Restored`, a containment operation
+/// is `LockoutDone`, anything else (`notify` itself) is not news. The lockout id is the manual
+/// request id: a lockout's actions carry it, and so do the reversals of a lockout restore (a restore
+/// of one action carries that action's key instead, which is no lockout id).
+fn success_notice(rec: &ActionRecord) -> Option<Notice> {
+    use crate::connectors::Operation as Op;
+    let request_id = match &rec.origin {
+        Origin::Manual { request_id, .. } => Some(request_id.clone()),
+        Origin::Alert { .. } => None,
+    };
+    let (action_key, connector, operation, subject) = (
+        rec.key.clone(),
+        rec.connector.clone(),
+        rec.operation.as_str().to_string(),
+        rec.subject.clone(),
+    );
+    if let Some(original) = &rec.reverses {
+        return Some(Notice::Restored {
+            lockout_id: request_id.filter(|id| id != original),
+            action_key,
+            connector,
+            operation,
+            subject,
+        });
+    }
+    match rec.operation {
+        Op::DisableAccount
+        | Op::RevokeSessions
+        | Op::RevokeTokens
+        | Op::RemoveGroupMemberships
+        | Op::ResetCredentials
+        | Op::ContainHost => Some(Notice::LockoutDone {
+            lockout_id: request_id,
+            action_key,
+            connector,
+            operation,
+            subject,
+        }),
+        Op::EnableAccount | Op::RestoreGroupMemberships | Op::LiftContainment | Op::Notify => None,
+    }
+}
+
 /// Combine the pre-state recorded by earlier attempts with this attempt's. The first value of a field
 /// wins (it is the state before *any* change), except lists, which are unioned: a group removal that
 /// failed halfway and was retried must remember the groups removed by both attempts.
@@ -583,8 +644,73 @@ fn request_context(rec: &ActionRecord) -> BTreeMap<String, serde_json::Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::merge_pre_state;
+    use super::{merge_pre_state, success_notice};
+    use crate::connectors::Operation;
+    use crate::ledger::{ActionRecord, ActionState, Origin};
+    use crate::notify::Notice;
     use serde_json::json;
+
+    fn rec(op: Operation, origin: Origin, reverses: Option<&str>) -> ActionRecord {
+        let now = chrono::Utc::now();
+        ActionRecord {
+            key: "k2".into(),
+            origin,
+            rule: "r".into(),
+            policy_digest: String::new(),
+            subject: "alice@example.com".into(),
+            connector: "okta".into(),
+            operation: op,
+            reason: "x".into(),
+            state: ActionState::Succeeded,
+            attempts: 1,
+            next_attempt_at: None,
+            last_error: None,
+            response: None,
+            pre_state: None,
+            reverses: reverses.map(str::to_string),
+            linked_alerts: vec![],
+            note: None,
+            requested_by: None,
+            expires_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn success_notices_name_the_lockout_only_when_there_is_one() {
+        let manual = |id: &str| Origin::Manual {
+            request_id: id.into(),
+            actor: "bob".into(),
+        };
+        let alert = Origin::Alert {
+            alert_id: "a1".into(),
+            dedup_key: "d".into(),
+            alert_time: chrono::Utc::now(),
+        };
+        match success_notice(&rec(Operation::DisableAccount, manual("L1"), None)) {
+            Some(Notice::LockoutDone { lockout_id, .. }) => {
+                assert_eq!(lockout_id.as_deref(), Some("L1"))
+            }
+            other => panic!("{other:?}"),
+        }
+        match success_notice(&rec(Operation::RevokeSessions, alert.clone(), None)) {
+            Some(Notice::LockoutDone { lockout_id, .. }) => assert_eq!(lockout_id, None),
+            other => panic!("{other:?}"),
+        }
+        match success_notice(&rec(Operation::EnableAccount, manual("L1"), Some("k1"))) {
+            Some(Notice::Restored { lockout_id, .. }) => {
+                assert_eq!(lockout_id.as_deref(), Some("L1"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // A single-action restore uses the original's key as its request id: no lockout.
+        match success_notice(&rec(Operation::EnableAccount, manual("k1"), Some("k1"))) {
+            Some(Notice::Restored { lockout_id, .. }) => assert_eq!(lockout_id, None),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(success_notice(&rec(Operation::Notify, alert, None)), None);
+    }
 
     #[test]
     fn pre_state_keeps_the_first_values_and_unions_lists() {

@@ -121,8 +121,34 @@ pub struct ActionRecord {
     /// Why a guard skipped or held it, or `dry_run`.
     #[serde(default)]
     pub note: Option<String>,
+    /// Who asked for it, set when it is held for approval: the API caller (token name) for manual
+    /// actions, `policy:<rule>` for automatic ones. An approver must be someone else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// When a held action's approval lapses: after it, the action is cancelled and never executes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl ActionRecord {
+    /// Who asked for this action: the recorded `requested_by`, else derived from its origin (the
+    /// API caller of a manual action, `policy:<rule>` for an automatic one).
+    pub fn requester(&self) -> String {
+        if let Some(r) = &self.requested_by {
+            return r.clone();
+        }
+        match &self.origin {
+            Origin::Manual { actor, .. } => actor.clone(),
+            Origin::Alert { .. } => format!("policy:{}", self.rule),
+        }
+    }
+
+    /// Caused by a policy decision on an alert (not by a responder).
+    pub fn is_automatic(&self) -> bool {
+        matches!(self.origin, Origin::Alert { .. })
+    }
 }
 
 /// `sha256(dedup key, rule, connector, operation, subject)`, hex. Fields are length-prefixed so that no
@@ -171,6 +197,44 @@ pub struct ActionFilter {
     pub state: Option<ActionState>,
     pub alert_id: Option<String>,
     pub limit: usize,
+}
+
+/// One blast-radius breaker scope as the store needs it: `global` or a connector instance name,
+/// with its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerScope {
+    pub name: String,
+    /// The breaker opens when *more than* this many distinct subjects were admitted in `window`.
+    pub threshold: u64,
+    pub window: Duration,
+}
+
+/// What [`StateStore::breaker_admit`] found for one scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerAdmission {
+    pub scope: String,
+    /// Distinct subjects in the window, this one included.
+    pub subjects: u64,
+    /// The breaker is open (it was already, or this admission tripped it).
+    pub open: bool,
+    /// This admission tripped it: exactly one admission per trip sees `true`, whatever the number
+    /// of replicas, so exactly one alarm is raised.
+    pub tripped: bool,
+}
+
+/// What [`StateStore::breaker_status`] reports for one scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerState {
+    pub scope: String,
+    pub open: bool,
+    /// When it tripped, while open.
+    #[serde(default)]
+    pub opened_at: Option<DateTime<Utc>>,
+    /// Distinct subjects in the current window.
+    pub subjects: u64,
+    pub threshold: u64,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -270,4 +334,28 @@ pub trait StateStore: Send + Sync {
     /// The last appended record's seq and hash, kept apart from the records so that a trail cut off
     /// at the end is detected. `None` while the trail is empty.
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError>;
+
+    /// The blast-radius breaker's one atomic step, for each scope: forget subjects admitted before
+    /// `now - window`, admit `subject` at `now` (a subject already in the window is not counted
+    /// twice), count the distinct subjects, and open the breaker when the count exceeds the
+    /// threshold. One round trip for all scopes; atomic, so replicas racing on a flood agree on
+    /// exactly which admission tripped it. An open breaker stays open until
+    /// [`breaker_reset`](Self::breaker_reset).
+    async fn breaker_admit(
+        &self,
+        scopes: &[BreakerScope],
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<BreakerAdmission>, StoreError>;
+
+    /// Close the named scopes' breakers and empty their windows (so the next admission does not
+    /// trip again at once). Returns the scopes that were open.
+    async fn breaker_reset(&self, scopes: &[String]) -> Result<Vec<String>, StoreError>;
+
+    /// Open flag, trip time and distinct subjects in the window (as of `now`) of each scope.
+    async fn breaker_status(
+        &self,
+        scopes: &[BreakerScope],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<BreakerState>, StoreError>;
 }

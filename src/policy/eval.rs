@@ -313,10 +313,33 @@ impl Policies {
         self.spawn_watcher_every(Duration::from_secs(1), shutdown)
     }
 
+    /// [`Policies::spawn_watcher`] that also reports every rejected change on `rejected`, so the
+    /// caller can audit it (this module does not know the audit trail). A full channel drops the
+    /// report; the rejection is still logged here.
+    pub fn spawn_watcher_reporting(
+        self: Arc<Self>,
+        shutdown: watch::Receiver<bool>,
+        rejected: tokio::sync::mpsc::Sender<Rejected>,
+    ) -> JoinHandle<()> {
+        if !self.config.watch {
+            return tokio::spawn(async {});
+        }
+        self.spawn_watcher_inner(Duration::from_secs(1), shutdown, Some(rejected))
+    }
+
     pub(crate) fn spawn_watcher_every(
         self: Arc<Self>,
         period: Duration,
+        shutdown: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        self.spawn_watcher_inner(period, shutdown, None)
+    }
+
+    fn spawn_watcher_inner(
+        self: Arc<Self>,
+        period: Duration,
         mut shutdown: watch::Receiver<bool>,
+        rejected: Option<tokio::sync::mpsc::Sender<Rejected>>,
     ) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(period);
@@ -359,6 +382,12 @@ impl Policies {
                             error = %e,
                             "policy change rejected; the previous version keeps serving"
                         );
+                        if let Some(tx) = &rejected {
+                            let _ = tx.try_send(Rejected {
+                                digest: digest.clone(),
+                                error: e.to_string(),
+                            });
+                        }
                         last_failed = Some(digest);
                     }
                     Ok(Err(WatchFailure::Scan(e))) => {
@@ -369,6 +398,15 @@ impl Policies {
             }
         })
     }
+}
+
+/// A policy change the watcher refused to serve (once per distinct digest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Digest of the refused bundle on disk.
+    pub digest: String,
+    /// Why it was refused (compile errors, listed).
+    pub error: String,
 }
 
 enum WatchFailure {

@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Problem;
 use crate::connectors::Operation;
 
-pub use eval::{Evaluation, Policies};
+pub use eval::{Evaluation, Policies, Rejected};
 pub use testing::{TestSummary, run_tests};
 
 /// The rule every bundle must define: the set of decisions for the input alert.

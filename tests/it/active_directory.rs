@@ -5,12 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use deprovd::connectors::ldap::{LdapConfig, LdapFlavor, build};
 use deprovd::connectors::{Connector, Operation, OperationRequest, Outcome};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::samba::{self, SambaDc};
+use crate::support::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir};
 
 /// The connector as production would configure it: LDAPS, a private CA, the delegated account.
 fn connector(dc: &SambaDc, base_dn: &str) -> Arc<dyn Connector> {
@@ -172,4 +174,117 @@ async fn check_binds_with_the_delegated_account_over_ldaps() {
     let dc = dc().await;
     let report = connector(dc, samba::STAFF_DN).check().await;
     assert!(report.ok, "{report:?}");
+}
+
+/// The whole path: a responder's lockout through the API → ledger → executor → AD, then restore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockout_api_contains_an_ad_user_and_restore_undoes_it() {
+    let dc = dc().await;
+    let (name, dn, password) = dc.create_user();
+    let group = dc.create_group(&[&name]);
+    let secret = dc
+        .dir()
+        .join(format!("pw-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&secret, samba::SERVICE_PW).expect("write secret file");
+    let data = tempfile::tempdir().expect("data dir");
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    let app = TestApp::spawn(&format!(
+        r#"data_dir = "{data}"
+[api]
+listen = "127.0.0.1:0"
+[policy]
+dir = "{policies}"
+watch = false
+[executor]
+poll_interval = "50ms"
+[executor.retry]
+base_delay = "50ms"
+max_delay = "200ms"
+max_attempts = 3
+[connectors.corp-ad]
+type = "active_directory"
+url = "{url}"
+bind_dn = "{bind}"
+bind_password = "file:{secret}"
+base_dn = "{staff}"
+ca_file = "{ca}"
+"#,
+        data = data.path().display(),
+        policies = policies.path().display(),
+        url = samba::URL,
+        bind = samba::SERVICE_DN,
+        secret = secret.display(),
+        staff = samba::STAFF_DN,
+        ca = dc.ca_file.display(),
+    ))
+    .await;
+    eventually(Duration::from_secs(15), "app ready", || async {
+        app.ready().await.then_some(())
+    })
+    .await;
+    let post = |path: String, body: Option<Value>| {
+        let app = &app;
+        async move {
+            let mut r = app.http.post(app.url(&path)).bearer_auth(&app.token);
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            let r = r.send().await.expect("post");
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let all = |s: &Value, pred: &dyn Fn(&Value) -> bool| {
+        s["actions"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty() && a.iter().all(pred))
+    };
+
+    let (status, created) = post(
+        "/v1/lockouts".into(),
+        Some(json!({
+            "subject": name,
+            "connectors": ["corp-ad"],
+            "operations": ["disable_account", "remove_group_memberships"],
+            "reason": "password sprayed from a known-bad ASN",
+            "ticket": "INC-533",
+        })),
+    )
+    .await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().expect("id").to_string();
+    eventually(
+        Duration::from_secs(20),
+        "lockout succeeds on AD",
+        || async {
+            let s = app.get_json(&format!("/v1/lockouts/{id}")).await;
+            all(&s, &|a| a["state"] == "succeeded").then_some(())
+        },
+    )
+    .await;
+    let Err((49, text)) = dc.bind(&dn, &password).await else {
+        panic!("the locked-out AD user must not bind")
+    };
+    assert!(text.contains("data 533"), "{text}");
+    assert!(dc.values(&group, "member").await.is_empty());
+
+    let (status, restored) = post(format!("/v1/lockouts/{id}/restore"), None).await;
+    assert_eq!(status, 202, "{restored}");
+    eventually(
+        Duration::from_secs(20),
+        "restore succeeds on AD",
+        || async {
+            let s = app.get_json(&format!("/v1/lockouts/{id}")).await;
+            all(&s, &|a| {
+                a["state"] == "restored" && a["reversal"]["state"] == "succeeded"
+            })
+            .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(dc.bind(&dn, &password).await, Ok(()));
+    assert_eq!(dc.values(&group, "member").await, vec![dn.to_lowercase()]);
+    app.stop().await;
 }

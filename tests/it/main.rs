@@ -2,14 +2,18 @@
 
 mod active_directory;
 mod audit;
+mod audit_mirror;
 mod aws_iam;
+mod guards;
 mod idp;
 mod kafka;
 mod keycloak_crowdstrike;
 mod ldap;
 mod lockout;
 mod moto;
+mod notify;
 mod pipeline;
+mod policy_watch;
 mod process;
 mod saas;
 mod samba;

@@ -516,6 +516,21 @@ async fn rotated_key_is_picked_up_and_the_rotated_out_key_is_refused() {
             .contains("rotated out")
     );
 
+    // An EC (ES256) key published beside it verifies too.
+    tx.publish(vec![jwk("k2"), jwk("ec")]);
+    let (_, c) = compromise(&tx, &user("ec"));
+    let mut h = Header::new(Algorithm::ES256);
+    h.typ = Some("secevent+jwt".into());
+    h.kid = Some("ec1".into());
+    let ec_set = jsonwebtoken::encode(
+        &h,
+        &c,
+        &EncodingKey::from_ec_pem(fixture("ssf/ec.pem").as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let (status, body) = push(&s.app, "idp", &ec_set).await;
+    assert_eq!(status, 202, "{body}");
+
     // Made-up kids cannot make a receiver hammer the transmitter's JWKS: one fetch per interval.
     let (_, c) = compromise(&tx, &user("warm"));
     assert_eq!(
@@ -701,4 +716,130 @@ async fn a_lockout_on_one_deprovd_is_signalled_to_another_and_contains_the_user_
     );
     a.stop().await;
     b.app.stop().await;
+}
+
+#[tokio::test]
+async fn containment_signals_are_signed_sets_retried_after_a_5xx_without_holding_up_containment() {
+    let key_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(key_file.path(), fixture("ssf/k1.pem")).unwrap();
+    let token_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token_file.path(), "crm-token").unwrap();
+    // The downstream receiver is unavailable at first.
+    let crm = Target::start().await;
+    crm.then("POST", "/ssf", Reply::status(503));
+    crm.then(
+        "POST",
+        "/ssf",
+        Reply::status(503).header("Retry-After", "1"),
+    );
+    crm.always("POST", "/ssf", Reply::status(202));
+    let ssf = format!(
+        "[ssf.transmitter]\nissuer = \"https://deprovd.test\"\nsigning_key = \"file:{}\"\nkid = \"k1\"\n[[ssf.transmitter.receivers]]\nname = \"crm\"\npush_url = \"{}/ssf\"\naudience = \"https://crm.test\"\ntoken = \"file:{}\"\n",
+        key_file.path().display(),
+        crm.url(),
+        token_file.path().display()
+    );
+    let s = deprovd_with(&ssf).await;
+    let email = format!("{}@corp.example", unique("erin"));
+    let r = s
+        .app
+        .http
+        .post(s.app.url("/v1/lockouts"))
+        .bearer_auth(&s.app.token)
+        .json(&json!({"subject": email, "reason": "phished",
+                      "operations": ["disable_account", "revoke_sessions"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    // Containment does not wait for the signal's retries.
+    eventually(Duration::from_secs(5), "both containment calls", || async {
+        (acted_on(&s.target).iter().filter(|e| **e == email).count() == 2).then_some(())
+    })
+    .await;
+    assert!(
+        crm.count("POST", "/ssf") < 4,
+        "containment finished before the signals were delivered"
+    );
+    eventually(
+        Duration::from_secs(15),
+        "both signals delivered",
+        || async {
+            s.app
+                .metric("deprovd_ssf_transmitted_total{outcome=\"delivered\",receiver=\"crm\"}")
+                .await
+                .filter(|v| *v == 2.0)
+        },
+    )
+    .await;
+    let seen = crm.seen();
+    assert_eq!(seen.len(), 4, "two 503s retried, then two 202s");
+
+    // Each is a SET signed with the published key, addressed to the receiver, about the user.
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk("k1")).unwrap();
+    let mut v = jsonwebtoken::Validation::new(Algorithm::RS256);
+    v.required_spec_claims.clear();
+    v.validate_exp = false;
+    v.set_audience(&["https://crm.test"]);
+    v.set_issuer(&["https://deprovd.test"]);
+    let mut events = Vec::new();
+    for req in &seen {
+        assert_eq!(req.headers["content-type"], "application/secevent+jwt");
+        assert_eq!(req.headers["authorization"], "Bearer crm-token");
+        let set = std::str::from_utf8(&req.body).unwrap();
+        let data = jsonwebtoken::decode::<Value>(
+            set,
+            &jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(),
+            &v,
+        )
+        .expect("a valid SET");
+        assert_eq!(data.header.typ.as_deref(), Some("secevent+jwt"));
+        assert_eq!(data.header.kid.as_deref(), Some("k1"));
+        assert_eq!(
+            data.claims["sub_id"],
+            json!({"format": "email", "email": email})
+        );
+        let (event_type, event) = data.claims["events"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .next()
+            .unwrap();
+        events.push((
+            event_type.clone(),
+            event.clone(),
+            data.claims["jti"].clone(),
+        ));
+    }
+    let delivered: Vec<_> = events[2..].to_vec();
+    let types: std::collections::BTreeSet<&str> =
+        delivered.iter().map(|(t, _, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            ACCOUNT_DISABLED,
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+        ]
+        .into_iter()
+        .collect()
+    );
+    for (t, e, _) in &delivered {
+        if t == ACCOUNT_DISABLED {
+            assert_eq!(e["reason"], "hijacking");
+        } else {
+            assert_eq!(e["initiating_entity"], "admin");
+            assert_eq!(
+                e["reason_admin"]["en"]
+                    .as_str()
+                    .map(|r| r.contains("phished")),
+                Some(true),
+                "{e}"
+            );
+        }
+    }
+    // A retried SET is the same SET (same jti), so a receiver that did see it drops the copy.
+    let jtis: std::collections::BTreeSet<String> =
+        events.iter().map(|(_, _, j)| j.to_string()).collect();
+    assert_eq!(jtis.len(), 2, "{events:?}");
+    s.app.stop().await;
 }

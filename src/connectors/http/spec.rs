@@ -532,7 +532,7 @@ impl Spec {
 
 /// The sandbox: no loader (no file access), no functions beyond minijinja's pure builtins plus the two
 /// filters below, strict undefined, no auto-escaping.
-fn new_env() -> Environment<'static> {
+pub(crate) fn new_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| AutoEscape::None);

@@ -24,6 +24,8 @@
 //! | `doc:<ns>:<key>` | string, optional `PX` | a small JSON document (lockout, idempotency claim) |
 //! | `audit` | list | audit records as JSON, record `n` at index `n - 1` |
 //! | `audit:head` | string | `<seq>:<hash>` of the last audit record |
+//! | `breaker:subjects:<scope>` | sorted set, `PX` = window | subjects admitted (score: last admitted, ms) |
+//! | `breaker:open:<scope>` | string | set while the scope's breaker is open: when it tripped (ms) |
 //!
 //! Audit appends are optimistic: the client seals the batch after the head it last saw and the
 //! [`AUDIT_APPEND`] script pushes it only if the head is still that one (else it answers the current
@@ -48,7 +50,10 @@ use super::{
     parse_head, redact_url,
 };
 use crate::audit::{AuditDraft, AuditHead, AuditRecord, seal_all};
-use crate::ledger::{ActionFilter, ActionRecord, Inserted, StateStore, StoreError};
+use crate::ledger::{
+    ActionFilter, ActionRecord, BreakerAdmission, BreakerScope, BreakerState, Inserted, StateStore,
+    StoreError,
+};
 
 /// How long `connect` (and each reconnect attempt) may take: a down Redis must fail startup fast,
 /// with a clear error, rather than hang the service.
@@ -178,6 +183,39 @@ return {'ok'}
     )
 });
 
+/// KEYS: none (every key is `ARGV[1]` + name, all in the `{ledger}` slot). ARGV: base, subject,
+/// now ms, then per scope: name, threshold, cutoff ms (`now - window`), window ms. For each scope:
+/// drop subjects admitted at or before the cutoff, admit the subject at `now` (`ZADD` keeps one
+/// entry per subject), count, and set the open flag when the count exceeds the threshold and it was
+/// not set. Returns `subjects, open, tripped` per scope, flattened.
+static BREAKER_ADMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local base = ARGV[1]
+local out = {}
+for i = 4, #ARGV, 4 do
+  local set = base .. 'breaker:subjects:' .. ARGV[i]
+  local flag = base .. 'breaker:open:' .. ARGV[i]
+  redis.call('ZREMRANGEBYSCORE', set, '-inf', ARGV[i + 2])
+  redis.call('ZADD', set, ARGV[3], ARGV[2])
+  redis.call('PEXPIRE', set, ARGV[i + 3])
+  local n = redis.call('ZCARD', set)
+  local open = redis.call('EXISTS', flag)
+  local tripped = 0
+  if open == 0 and n > tonumber(ARGV[i + 1]) then
+    redis.call('SET', flag, ARGV[3])
+    open = 1
+    tripped = 1
+  end
+  out[#out + 1] = n
+  out[#out + 1] = open
+  out[#out + 1] = tripped
+end
+return out
+"#,
+    )
+});
+
 /// A queued audit batch and the caller waiting for its sealed records.
 type AuditWaiter = (
     Vec<AuditDraft>,
@@ -281,7 +319,7 @@ impl RedisStore {
         // Load the scripts now, so that the first insert is already a single `EVALSHA` round trip and
         // a Redis that refuses scripts (ACL, disabled Lua) fails startup rather than the first alert.
         let mut loader = conn.clone();
-        for script in [&*INSERT, &*PUT, &*RELEASE, &*AUDIT_APPEND] {
+        for script in [&*INSERT, &*PUT, &*RELEASE, &*AUDIT_APPEND, &*BREAKER_ADMIT] {
             script
                 .prepare_invoke()
                 .load_async(&mut loader)
@@ -714,6 +752,123 @@ impl StateStore for RedisStore {
             .await
             .map_err(|e| redis_err("reading the audit head", e))?;
         parse_head(raw.as_deref().unwrap_or(""))
+    }
+
+    async fn breaker_admit(
+        &self,
+        scopes: &[BreakerScope],
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<BreakerAdmission>, StoreError> {
+        if scopes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now_ms = now.timestamp_millis();
+        let mut call = BREAKER_ADMIT.arg(&*self.base);
+        call.arg(subject).arg(now_ms);
+        for s in scopes {
+            let window = px_ms(s.window).max(1);
+            call.arg(&s.name)
+                .arg(s.threshold)
+                .arg(now_ms.saturating_sub(window as i64))
+                .arg(window);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<u64> = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| redis_err("admitting a subject into the breaker window", e))?;
+        if reply.len() != scopes.len() * 3 {
+            return Err(StoreError::Other(format!(
+                "breaker script answered {} values for {} scopes",
+                reply.len(),
+                scopes.len()
+            )));
+        }
+        Ok(scopes
+            .iter()
+            .zip(reply.chunks(3))
+            .map(|(s, r)| BreakerAdmission {
+                scope: s.name.clone(),
+                subjects: r[0],
+                open: r[1] == 1,
+                tripped: r[2] == 1,
+            })
+            .collect())
+    }
+
+    async fn breaker_reset(&self, scopes: &[String]) -> Result<Vec<String>, StoreError> {
+        if scopes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        for s in scopes {
+            pipe.cmd("DEL")
+                .arg(self.key("breaker", &format!("open:{s}")));
+            pipe.cmd("DEL")
+                .arg(self.key("breaker", &format!("subjects:{s}")))
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        let deleted: Vec<u64> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_err("resetting the breaker", e))?;
+        Ok(scopes
+            .iter()
+            .zip(deleted)
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, _)| s.clone())
+            .collect())
+    }
+
+    async fn breaker_status(
+        &self,
+        scopes: &[BreakerScope],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<BreakerState>, StoreError> {
+        if scopes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now_ms = now.timestamp_millis();
+        let mut pipe = ::redis::pipe();
+        for s in scopes {
+            let cutoff = now_ms.saturating_sub(px_ms(s.window).max(1) as i64);
+            pipe.cmd("GET")
+                .arg(self.key("breaker", &format!("open:{}", s.name)));
+            pipe.cmd("ZCOUNT")
+                .arg(self.key("breaker", &format!("subjects:{}", s.name)))
+                .arg(format!("({cutoff}"))
+                .arg("+inf");
+        }
+        let mut conn = self.conn.clone();
+        let values: Vec<Value> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_err("reading the breaker", e))?;
+        let mut out = Vec::with_capacity(scopes.len());
+        let mut values = values.into_iter();
+        for s in scopes {
+            let (Some(flag), Some(count)) = (values.next(), values.next()) else {
+                return Err(StoreError::Other("short reply reading the breaker".into()));
+            };
+            let corrupt = |e: ::redis::ParsingError| StoreError::Corrupt {
+                key: format!("breaker:{}", s.name),
+                reason: e.to_string(),
+            };
+            let flag: Option<i64> = ::redis::from_redis_value(flag).map_err(corrupt)?;
+            let subjects: u64 = ::redis::from_redis_value(count).map_err(corrupt)?;
+            out.push(BreakerState {
+                scope: s.name.clone(),
+                open: flag.is_some(),
+                opened_at: flag.map(from_ms).transpose()?,
+                subjects,
+                threshold: s.threshold,
+                window: s.window,
+            });
+        }
+        Ok(out)
     }
 }
 

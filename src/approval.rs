@@ -1,0 +1,378 @@
+//! Approvals: held actions (`awaiting_approval`) wait here for a person.
+//!
+//! An action is held by a policy decision in `approval` mode, by the blast-radius breaker (see
+//! [`crate::guard`]), or by a responder who asked for a second person on a lockout. The pipeline
+//! stamps each held action with `requested_by` (the API caller, or `policy:<rule>`) and `expires_at`
+//! (`[guards] approval_ttl` later) and sends [`Notice::ApprovalNeeded`].
+//!
+//! - **Approve** → `planned`, due now, handed to the executor; it runs even while the breaker is
+//!   open (a person looked at it) and is not counted into the breaker again.
+//! - **Reject** → `cancelled`.
+//! - **Expire**: an unanswered action is `cancelled` with a note once `expires_at` passes, audited
+//!   and notified ([`Notice::ApprovalExpired`]); [`run_expiry`] sweeps for them, and a decision that
+//!   arrives after the deadline expires the action itself instead of running it. An expired
+//!   approval never executes.
+//!
+//! The approver must be someone other than the requester (by token name): four eyes, not two.
+//!
+//! # Races
+//!
+//! Approve, reject, expiry and other replicas may act on one action at once. Each decision first
+//! takes the action's executor claim ([`StateStore::claim`], `SET NX PX`), re-reads the record,
+//! decides on what it finds, writes, and releases the claim, so exactly one of them changes a held
+//! action and the others see the result (a second approval gets 409). The executor never claims a
+//! held action (it is not due), so the claim costs it nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::audit::{Actor, AuditDraft, AuditKind};
+use crate::ledger::{ActionFilter, ActionRecord, ActionState, StateStore, StoreError};
+use crate::notify::Notice;
+use crate::pipeline::Pipeline;
+
+/// Note prefix of an action cancelled because nobody answered in time.
+pub const EXPIRED_NOTE: &str = "approval expired";
+/// How long a decision holds the action's claim: far longer than a read and a write.
+const DECISION_CLAIM: Duration = Duration::from_secs(10);
+
+/// Why a decision on a held action was refused. Each maps to one HTTP status and stable `code`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// No action with this key (404).
+    #[error("no action with key `{0}`")]
+    NotFound(String),
+    /// The caller asked for the action (403): someone else must approve it.
+    #[error("`{0}` requested this action and cannot approve or reject it; another approver must")]
+    SelfApproval(String),
+    /// Nobody answered in time: it was cancelled and will never run (409).
+    #[error("the approval of `{0}` expired; the action was cancelled and will not run")]
+    Expired(String),
+    /// The action is not waiting for approval (already decided, or never held) (409).
+    #[error("action `{key}` is {state}, not awaiting approval")]
+    NotAwaiting { key: String, state: &'static str },
+    /// Another decision on the same action is in progress (409); retry.
+    #[error("another decision on `{0}` is in progress; retry")]
+    Busy(String),
+    /// The state store is down (503).
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ApprovalError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApprovalError::NotFound(_) => "not_found",
+            ApprovalError::SelfApproval(_) => "self_approval",
+            ApprovalError::Expired(_) => "approval_expired",
+            ApprovalError::NotAwaiting { .. } => "not_awaiting_approval",
+            ApprovalError::Busy(_) => "busy",
+            ApprovalError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+impl From<StoreError> for ApprovalError {
+    fn from(e: StoreError) -> Self {
+        ApprovalError::Unavailable(e.to_string())
+    }
+}
+
+/// Approve or reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Approve,
+    Reject,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approved",
+            Verdict::Reject => "rejected",
+        }
+    }
+}
+
+/// When a held action's approval lapses (records from before `expires_at` existed: created + ttl).
+pub fn deadline(a: &ActionRecord, ttl: Duration) -> DateTime<Utc> {
+    a.expires_at.unwrap_or_else(|| {
+        a.created_at + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(1))
+    })
+}
+
+/// Held actions, newest first (`limit` 0: all).
+pub async fn list(store: &dyn StateStore, limit: usize) -> Result<Vec<ActionRecord>, StoreError> {
+    store
+        .list_actions(&ActionFilter {
+            state: Some(ActionState::AwaitingApproval),
+            limit,
+            ..ActionFilter::default()
+        })
+        .await
+}
+
+/// Take the action's claim for a decision, retrying briefly while another decision holds it.
+async fn claim(store: &dyn StateStore, key: &str, owner: &str) -> Result<bool, StoreError> {
+    for attempt in 0..5u64 {
+        if store.claim(key, owner, DECISION_CLAIM).await? {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(20 * (attempt + 1))).await;
+    }
+    Ok(false)
+}
+
+/// Decide on held action `key` as `actor` (name = token name, role, source address) with an
+/// optional comment. Returns the action as recorded after the decision.
+pub async fn decide(
+    pipeline: &Pipeline,
+    key: &str,
+    verdict: Verdict,
+    actor: Actor,
+    comment: Option<String>,
+) -> Result<ActionRecord, ApprovalError> {
+    let store = pipeline.store.as_ref();
+    let owner = format!("approval-{}", uuid::Uuid::new_v4());
+    if !claim(store, key, &owner).await? {
+        return Err(ApprovalError::Busy(key.to_string()));
+    }
+    let result = decide_claimed(pipeline, key, verdict, &actor, comment).await;
+    if let Err(e) = store.release(key, &owner).await {
+        warn!(action_key = key, error = %e, "decision claim release failed; it expires by itself");
+    }
+    let rec = result?;
+    if verdict == Verdict::Approve
+        && let Some(h) = &pipeline.handoff
+    {
+        h.offer(rec.key.clone());
+    }
+    info!(action_key = key, actor = %actor.name, verdict = verdict.as_str(), "approval decided");
+    Ok(rec)
+}
+
+async fn decide_claimed(
+    pipeline: &Pipeline,
+    key: &str,
+    verdict: Verdict,
+    actor: &Actor,
+    comment: Option<String>,
+) -> Result<ActionRecord, ApprovalError> {
+    let store = pipeline.store.as_ref();
+    let mut rec = store
+        .get_action(key)
+        .await?
+        .ok_or_else(|| ApprovalError::NotFound(key.to_string()))?;
+    if rec.state != ActionState::AwaitingApproval {
+        if rec.state == ActionState::Cancelled
+            && rec
+                .note
+                .as_deref()
+                .is_some_and(|n| n.starts_with(EXPIRED_NOTE))
+        {
+            return Err(ApprovalError::Expired(key.to_string()));
+        }
+        return Err(ApprovalError::NotAwaiting {
+            key: key.to_string(),
+            state: rec.state.as_str(),
+        });
+    }
+    let now = Utc::now();
+    if deadline(&rec, pipeline.approval_ttl) <= now {
+        // The sweeper has not got to it yet; the deadline holds all the same.
+        expire_claimed(pipeline, &mut rec, now).await?;
+        return Err(ApprovalError::Expired(key.to_string()));
+    }
+    let requester = rec.requester();
+    if requester == actor.name {
+        return Err(ApprovalError::SelfApproval(requester));
+    }
+    let comment = comment
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty());
+    let note = match &comment {
+        Some(c) => format!("{} by {}: {c}", verdict.as_str(), actor.name),
+        None => format!("{} by {}", verdict.as_str(), actor.name),
+    };
+    match verdict {
+        Verdict::Approve => {
+            rec.state = ActionState::Planned;
+            rec.next_attempt_at = Some(now);
+        }
+        Verdict::Reject => {
+            rec.state = ActionState::Cancelled;
+            rec.next_attempt_at = None;
+        }
+    }
+    rec.note = Some(note);
+    rec.updated_at = now;
+    // Audited before the change: an approval that ran but left no trace would defeat the trail.
+    let mut d = AuditDraft::new(
+        AuditKind::Guard,
+        actor.clone(),
+        serde_json::json!({
+            "event": verdict.as_str(),
+            "comment": comment,
+            "requested_by": requester,
+            "state": rec.state,
+            "connector": rec.connector,
+            "operation": rec.operation,
+        }),
+    );
+    d.subject = Some(rec.subject.clone());
+    d.action_key = Some(rec.key.clone());
+    if let crate::ledger::Origin::Alert { alert_id, .. } = &rec.origin {
+        d.alert_id = Some(alert_id.clone());
+    }
+    store.append_audit(vec![d]).await?;
+    store.put_action(&rec).await?;
+    if verdict == Verdict::Reject {
+        pipeline
+            .metrics
+            .actions
+            .with_label_values(&[rec.connector.as_str(), rec.operation.as_str(), "rejected"])
+            .inc();
+    }
+    Ok(rec)
+}
+
+/// Cancel a held action whose deadline passed (caller holds its claim): audited and notified.
+async fn expire_claimed(
+    pipeline: &Pipeline,
+    rec: &mut ActionRecord,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let deadline = deadline(rec, pipeline.approval_ttl);
+    rec.state = ActionState::Cancelled;
+    rec.next_attempt_at = None;
+    rec.note = Some(format!(
+        "{EXPIRED_NOTE}: nobody approved it by {}",
+        deadline.to_rfc3339()
+    ));
+    rec.updated_at = now;
+    pipeline.store.put_action(rec).await?;
+    let mut d = AuditDraft::new(
+        AuditKind::Guard,
+        Actor::system("approvals"),
+        serde_json::json!({
+            "event": "approval_expired",
+            "expired_at": deadline,
+            "requested_by": rec.requester(),
+            "connector": rec.connector,
+            "operation": rec.operation,
+        }),
+    );
+    d.subject = Some(rec.subject.clone());
+    d.action_key = Some(rec.key.clone());
+    if let crate::ledger::Origin::Alert { alert_id, .. } = &rec.origin {
+        d.alert_id = Some(alert_id.clone());
+    }
+    if let Err(e) = pipeline.store.append_audit(vec![d]).await {
+        // The ledger is the source of truth and the action is cancelled either way.
+        tracing::error!(action_key = %rec.key, error = %e, "could not audit an approval expiry");
+    }
+    pipeline
+        .metrics
+        .actions
+        .with_label_values(&[rec.connector.as_str(), rec.operation.as_str(), "expired"])
+        .inc();
+    pipeline.notifier.notify(Notice::ApprovalExpired {
+        approval_id: rec.key.clone(),
+        connector: rec.connector.clone(),
+        operation: rec.operation.as_str().to_string(),
+        subject: rec.subject.clone(),
+    });
+    warn!(action_key = %rec.key, "approval expired; the action was cancelled");
+    Ok(())
+}
+
+/// Cancel every held action whose deadline is at or before `now`; returns how many.
+pub async fn expire_due(pipeline: &Pipeline, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let store = pipeline.store.as_ref();
+    let mut expired = 0;
+    for a in list(store, 0).await? {
+        if deadline(&a, pipeline.approval_ttl) > now {
+            continue;
+        }
+        let owner = format!("expiry-{}", uuid::Uuid::new_v4());
+        if !store.claim(&a.key, &owner, DECISION_CLAIM).await? {
+            continue; // someone is deciding on it right now; the next sweep looks again
+        }
+        let outcome = async {
+            match store.get_action(&a.key).await? {
+                Some(mut rec) if rec.state == ActionState::AwaitingApproval => {
+                    expire_claimed(pipeline, &mut rec, now).await?;
+                    Ok::<_, StoreError>(1)
+                }
+                _ => Ok(0),
+            }
+        }
+        .await;
+        let _ = store.release(&a.key, &owner).await;
+        expired += outcome?;
+    }
+    Ok(expired)
+}
+
+/// How often [`run_expiry`] sweeps: a tenth of the TTL, between 100 ms and 5 s, so a short TTL (in
+/// tests) is honoured promptly and a long one costs one listing every few seconds.
+pub fn sweep_interval(ttl: Duration) -> Duration {
+    (ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(5))
+}
+
+/// Until `stop`: expire lapsed approvals and refresh the breaker gauges (another replica may have
+/// tripped or reset the breaker).
+pub async fn run_expiry(pipeline: Arc<Pipeline>, mut stop: watch::Receiver<bool>) {
+    let every = sweep_interval(pipeline.approval_ttl);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = expire_due(&pipeline, Utc::now()).await {
+            warn!(error = %e, "cannot sweep expired approvals; retrying");
+        }
+        if let Some(b) = &pipeline.breaker
+            && let Err(e) = b.status().await
+        {
+            warn!(error = %e, "cannot read the breaker state");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_interval_follows_the_ttl_within_bounds() {
+        assert_eq!(
+            sweep_interval(Duration::from_secs(1)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            sweep_interval(Duration::from_secs(20)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            sweep_interval(Duration::from_secs(24 * 3600)),
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn error_codes_are_stable() {
+        assert_eq!(
+            ApprovalError::SelfApproval("a".into()).code(),
+            "self_approval"
+        );
+        assert_eq!(
+            ApprovalError::Expired("k".into()).code(),
+            "approval_expired"
+        );
+    }
+}

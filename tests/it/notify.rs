@@ -1,0 +1,636 @@
+//! Notifications through the real application, to local receivers: Slack, Teams and signed-webhook
+//! bodies as the vendors document them, the signature verifies, a 500 is retried and a 429's
+//! `Retry-After` is honoured, a hung receiver never delays a lockout, and a failed action is
+//! announced.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::support::{
+    DISABLE_ALL_POLICY, Reply, Seen, Target, TestApp, alert_json, eventually, metric_value,
+    policy_dir, redis_state, unique,
+};
+
+/// App config: one webhook connector `conn` at `target` (path `/conn`), policies that disable every
+/// subject of a high alert, fast notification retries, and `sinks` (TOML `[[notify.sinks]]`).
+fn config(
+    data: &std::path::Path,
+    policies: &std::path::Path,
+    target: &Target,
+    sinks: &str,
+) -> String {
+    format!(
+        r#"data_dir = "{data}"
+[api]
+listen = "127.0.0.1:0"
+[policy]
+dir = "{policies}"
+watch = false
+[executor]
+poll_interval = "50ms"
+[executor.retry]
+base_delay = "50ms"
+max_delay = "200ms"
+max_attempts = 2
+[connectors.conn]
+type = "webhook"
+base_url = "{url}"
+auth = {{ scheme = "none" }}
+vars = {{ path = "conn" }}
+[notify.retry]
+base_delay = "50ms"
+max_delay = "200ms"
+max_attempts = 4
+{sinks}
+{state}"#,
+        data = data.display(),
+        policies = policies.display(),
+        url = target.url(),
+        state = redis_state(),
+    )
+}
+
+/// A secret file holding `value`; the config refers to it as `file:PATH`.
+fn secret_file(dir: &std::path::Path, name: &str, value: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("{value}\n")).unwrap();
+    format!("file:{}", p.display())
+}
+
+fn sink(name: &str, kind: &str, url: &str, extra: &str) -> String {
+    format!("[[notify.sinks]]\nname = \"{name}\"\nkind = \"{kind}\"\nurl = \"{url}\"\n{extra}\n")
+}
+
+async fn ready(app: &TestApp) {
+    eventually(Duration::from_secs(15), "app ready", || async {
+        app.ready().await.then_some(())
+    })
+    .await;
+}
+
+async fn lockout(app: &TestApp, subject: &str) -> String {
+    let r = app
+        .http
+        .post(app.url("/v1/lockouts"))
+        .bearer_auth(&app.token)
+        .json(&json!({
+            "subject": subject,
+            "connectors": ["conn"],
+            "operations": ["disable_account"],
+            "reason": "phished",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let body: Value = r.json().await.unwrap();
+    body["id"].as_str().unwrap().to_string()
+}
+
+/// POST requests `target` received at `path`, in arrival order.
+fn received(target: &Target, path: &str) -> Vec<Seen> {
+    target
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "POST" && s.path == path)
+        .collect()
+}
+
+fn json_of(s: &Seen) -> Value {
+    serde_json::from_slice(&s.body).unwrap_or(Value::Null)
+}
+
+/// Wait until `path` on `target` got a webhook body with this `event` and `subject`.
+async fn webhook_notice(target: &Target, path: &str, event: &str, subject: &str) -> Seen {
+    eventually(
+        Duration::from_secs(15),
+        &format!("{event} notice for {subject}"),
+        || async {
+            received(target, path).into_iter().find(|s| {
+                let v = json_of(s);
+                v["event"] == event && v["subject"] == subject
+            })
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn slack_teams_and_signed_webhook_get_documented_bodies_for_lockout_and_restore() {
+    let conn = Target::start().await;
+    conn.always("POST", "/conn", Reply::status(200));
+    let chat = Target::start().await;
+    // Slack answers a good incoming-webhook post with 200 and the text body `ok`.
+    chat.always(
+        "POST",
+        "/services/T000/B000/XXXX",
+        Reply {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: "ok".into(),
+        },
+    );
+    // Teams (Workflows webhook) accepts with 202.
+    chat.always("POST", "/workflows/teams", Reply::status(202));
+    chat.always("POST", "/hook", Reply::status(204));
+
+    let data = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    let secrets = tempfile::tempdir().unwrap();
+    let hook_secret = "whsec-notify-test-0123456789";
+    let sinks = [
+        sink(
+            "slack",
+            "slack",
+            &secret_file(
+                secrets.path(),
+                "slack",
+                &format!("{}/services/T000/B000/XXXX", chat.url()),
+            ),
+            "",
+        ),
+        sink(
+            "teams",
+            "teams",
+            &secret_file(
+                secrets.path(),
+                "teams",
+                &format!("{}/workflows/teams", chat.url()),
+            ),
+            "events = [\"lockout_done\"]",
+        ),
+        sink(
+            "soar",
+            "webhook",
+            &secret_file(secrets.path(), "hook", &format!("{}/hook", chat.url())),
+            &format!(
+                "secret = \"{}\"",
+                secret_file(secrets.path(), "hook-secret", hook_secret)
+            ),
+        ),
+    ]
+    .concat();
+    let app = TestApp::spawn(&config(data.path(), policies.path(), &conn, &sinks)).await;
+    ready(&app).await;
+
+    let subject = format!("{}@corp.example", unique("alice"));
+    let id = lockout(&app, &subject).await;
+
+    // Generic webhook: the Notice JSON, signed like the webhook connector.
+    let hook = webhook_notice(&chat, "/hook", "lockout_done", &subject).await;
+    let body = json_of(&hook);
+    assert_eq!(body["lockout_id"], id.as_str());
+    assert_eq!(body["connector"], "conn");
+    assert_eq!(body["operation"], "disable_account");
+    assert!(body["action_key"].as_str().is_some_and(|k| k.len() == 64));
+    let header = |s: &Seen, h: &str| {
+        s.headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let key = SecretString::from(hook_secret.to_string());
+    assert!(
+        deprovd::connectors::http::auth::verify_webhook(
+            &key,
+            &header(&hook, "x-deprovd-timestamp"),
+            &header(&hook, "x-deprovd-signature"),
+            &hook.body,
+            now,
+            300,
+        ),
+        "signature verifies over timestamp + body"
+    );
+    assert!(
+        !deprovd::connectors::http::auth::verify_webhook(
+            &SecretString::from("another-secret".to_string()),
+            &header(&hook, "x-deprovd-timestamp"),
+            &header(&hook, "x-deprovd-signature"),
+            &hook.body,
+            now,
+            300,
+        ),
+        "and only with the right key"
+    );
+    assert_eq!(header(&hook, "x-deprovd-event"), "lockout_done");
+    assert_eq!(header(&hook, "content-type"), "application/json");
+
+    // Slack: `text` plus `blocks` (header, section fields, context).
+    let slack = eventually(Duration::from_secs(15), "slack message", || async {
+        received(&chat, "/services/T000/B000/XXXX")
+            .into_iter()
+            .find(|s| {
+                json_of(s)["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(&subject))
+            })
+    })
+    .await;
+    let msg = json_of(&slack);
+    assert!(
+        msg["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("Locked out: {subject}")),
+        "{msg}"
+    );
+    let blocks = msg["blocks"].as_array().unwrap();
+    assert_eq!(blocks[0]["type"], "header");
+    assert_eq!(blocks[0]["text"]["type"], "plain_text");
+    assert_eq!(blocks[1]["type"], "section");
+    let fields = blocks[1]["fields"].as_array().unwrap();
+    assert!(fields.iter().all(|f| f["type"] == "mrkdwn"));
+    assert!(fields.contains(&json!({"type": "mrkdwn", "text": format!("*Lockout*\n{id}")})));
+    assert_eq!(blocks[2]["type"], "context");
+
+    // Teams: a message with one Adaptive Card.
+    let teams = eventually(Duration::from_secs(15), "teams card", || async {
+        received(&chat, "/workflows/teams").into_iter().next()
+    })
+    .await;
+    let card = json_of(&teams);
+    assert_eq!(card["type"], "message");
+    assert_eq!(
+        card["attachments"][0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    let content = &card["attachments"][0]["content"];
+    assert_eq!(content["type"], "AdaptiveCard");
+    assert_eq!(
+        content["$schema"],
+        "http://adaptivecards.io/schemas/adaptive-card.json"
+    );
+    assert_eq!(content["body"][0]["type"], "TextBlock");
+    assert_eq!(content["body"][1]["type"], "FactSet");
+    assert!(
+        content["body"][1]["facts"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"title": "Subject", "value": subject}))
+    );
+
+    // Restore: the reversal's success is a `restored` notice naming the lockout.
+    let r = app
+        .http
+        .post(app.url(&format!("/v1/lockouts/{id}/restore")))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let restored = webhook_notice(&chat, "/hook", "restored", &subject).await;
+    let body = json_of(&restored);
+    assert_eq!(body["lockout_id"], id.as_str());
+    assert_eq!(body["operation"], "enable_account");
+
+    eventually(Duration::from_secs(10), "delivered counted", || async {
+        let m = app.metrics().await;
+        let slack = metric_value(
+            &m,
+            "deprovd_notifications_total{outcome=\"delivered\",sink=\"slack\"}",
+        )?;
+        let soar = metric_value(
+            &m,
+            "deprovd_notifications_total{outcome=\"delivered\",sink=\"soar\"}",
+        )?;
+        (slack >= 2.0 && soar >= 2.0).then_some(())
+    })
+    .await;
+    // `teams` hears only lockout_done: the restore never reached it.
+    assert_eq!(received(&chat, "/workflows/teams").len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_receiver_answering_500_then_200_gets_the_notice_and_429_retry_after_is_honoured() {
+    let conn = Target::start().await;
+    conn.always("POST", "/conn", Reply::status(200));
+    let hook = Target::start().await;
+    hook.then("POST", "/flaky", Reply::status(500));
+    hook.always("POST", "/flaky", Reply::status(200));
+    hook.then(
+        "POST",
+        "/limited",
+        Reply::status(429).header("Retry-After", "1"),
+    );
+    hook.always("POST", "/limited", Reply::status(200));
+
+    let data = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secret_file(secrets.path(), "s", "k");
+    let sinks = [
+        sink(
+            "flaky",
+            "webhook",
+            &secret_file(secrets.path(), "flaky", &format!("{}/flaky", hook.url())),
+            &format!("secret = \"{secret}\""),
+        ),
+        sink(
+            "limited",
+            "webhook",
+            &secret_file(
+                secrets.path(),
+                "limited",
+                &format!("{}/limited", hook.url()),
+            ),
+            &format!("secret = \"{secret}\""),
+        ),
+    ]
+    .concat();
+    let app = TestApp::spawn(&config(data.path(), policies.path(), &conn, &sinks)).await;
+    ready(&app).await;
+
+    let subject = format!("{}@corp.example", unique("bob"));
+    lockout(&app, &subject).await;
+
+    eventually(Duration::from_secs(15), "both delivered", || async {
+        let m = app.metrics().await;
+        let a = metric_value(
+            &m,
+            "deprovd_notifications_total{outcome=\"delivered\",sink=\"flaky\"}",
+        )?;
+        let b = metric_value(
+            &m,
+            "deprovd_notifications_total{outcome=\"delivered\",sink=\"limited\"}",
+        )?;
+        (a == 1.0 && b == 1.0).then_some(())
+    })
+    .await;
+    let flaky = received(&hook, "/flaky");
+    assert_eq!(flaky.len(), 2, "one 500, then the retry that succeeded");
+    let ids: Vec<_> = flaky
+        .iter()
+        .map(|s| s.headers.get("idempotency-key").cloned())
+        .collect();
+    assert!(
+        ids[0].is_some() && ids[0] == ids[1],
+        "same notice id on the retry"
+    );
+    assert_eq!(json_of(&flaky[1])["subject"], subject.as_str());
+
+    let limited = received(&hook, "/limited");
+    assert_eq!(limited.len(), 2);
+    assert!(
+        limited[1].at.duration_since(limited[0].at) >= Duration::from_secs(1),
+        "retried no sooner than Retry-After: 1"
+    );
+    let m = app.metrics().await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "deprovd_notifications_total{outcome=\"failed\",sink=\"flaky\"}"
+        ),
+        None
+    );
+    app.stop().await;
+}
+
+/// A receiver that accepts every request and never answers (until the test ends).
+struct Hung {
+    url: String,
+    arrived: Arc<Mutex<usize>>,
+}
+
+async fn hung_receiver() -> Hung {
+    let arrived = Arc::new(Mutex::new(0usize));
+    let counter = arrived.clone();
+    let app = Router::new().fallback(move |_h: HeaderMap, _b: Bytes| {
+        let counter = counter.clone();
+        async move {
+            *counter.lock().unwrap() += 1;
+            std::future::pending::<()>().await;
+            "never"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hang", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Hung { url, arrived }
+}
+
+#[tokio::test]
+async fn a_hung_receiver_never_delays_a_lockout() {
+    let conn = Target::start().await;
+    conn.always("POST", "/conn", Reply::status(200));
+    let hung = hung_receiver().await;
+
+    let data = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    let secrets = tempfile::tempdir().unwrap();
+    let sinks = sink(
+        "stuck",
+        "slack",
+        &secret_file(secrets.path(), "u", &hung.url),
+        // One worker, a request timeout far beyond this test: the receiver holds it the whole time.
+        "concurrency = 1\ntimeout = \"10m\"",
+    );
+    let app = TestApp::spawn(&config(data.path(), policies.path(), &conn, &sinks)).await;
+    ready(&app).await;
+
+    let first = format!("{}@corp.example", unique("carol"));
+    lockout(&app, &first).await;
+    // The first lockout's notice is now stuck in the receiver.
+    eventually(
+        Duration::from_secs(15),
+        "notice reached the hung receiver",
+        || async { (*hung.arrived.lock().unwrap() >= 1).then_some(()) },
+    )
+    .await;
+
+    // Later lockouts (and their notices, which queue behind the stuck one) still reach the target.
+    let mut subjects = Vec::new();
+    for _ in 0..3 {
+        let s = format!("{}@corp.example", unique("dave"));
+        lockout(&app, &s).await;
+        subjects.push(s);
+    }
+    eventually(
+        Duration::from_secs(15),
+        "every later lockout called the target",
+        || async {
+            let calls: Vec<Value> = received(&conn, "/conn").iter().map(json_of).collect();
+            subjects
+                .iter()
+                .all(|s| calls.iter().any(|c| c["subject"] == s.as_str()))
+                .then_some(())
+        },
+    )
+    .await;
+    // Ordering, not timing: the target got every call while the one worker is still stuck on the
+    // first notice (nothing else reached the receiver, nothing was answered).
+    assert_eq!(*hung.arrived.lock().unwrap(), 1);
+    assert_eq!(
+        app.metric("deprovd_notifications_total{outcome=\"delivered\",sink=\"stuck\"}")
+            .await,
+        None
+    );
+    for s in &subjects {
+        let a = app.actions(&format!("subject={s}")).await;
+        assert_eq!(a[0]["state"], "succeeded", "{a:?}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_action_is_announced_with_its_error_and_alert() {
+    let conn = Target::start().await;
+    conn.always(
+        "POST",
+        "/conn",
+        Reply::json(400, json!({"error": "subject is malformed"})),
+    );
+    let hook = Target::start().await;
+    hook.always("POST", "/hook", Reply::status(200));
+
+    let data = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    let secrets = tempfile::tempdir().unwrap();
+    let sinks = sink(
+        "soar",
+        "webhook",
+        &secret_file(secrets.path(), "u", &format!("{}/hook", hook.url())),
+        &format!(
+            "secret = \"{}\"\nevents = [\"action_failed\"]",
+            secret_file(secrets.path(), "s", "k")
+        ),
+    );
+    let app = TestApp::spawn(&config(data.path(), policies.path(), &conn, &sinks)).await;
+    ready(&app).await;
+
+    let subject = format!("{}@corp.example", unique("erin"));
+    let alert_id = unique("alert");
+    let (status, _) = app.post_alert(&alert_json(&alert_id, &subject)).await;
+    assert_eq!(status, 202);
+
+    let seen = webhook_notice(&hook, "/hook", "action_failed", &subject).await;
+    let n = json_of(&seen);
+    assert_eq!(n["alert_id"], alert_id.as_str());
+    assert_eq!(n["connector"], "conn");
+    assert_eq!(n["operation"], "disable_account");
+    assert!(
+        n["error"].as_str().is_some_and(|e| e.contains("400")),
+        "the target's answer is in the notice: {n}"
+    );
+    let action = app.actions(&format!("subject={subject}")).await;
+    assert_eq!(action[0]["state"], "failed");
+    assert_eq!(n["action_key"], action[0]["key"]);
+    // Only `action_failed` was subscribed: the sink got nothing else.
+    assert!(
+        received(&hook, "/hook")
+            .iter()
+            .all(|s| json_of(s)["event"] == "action_failed")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn inline_urls_unknown_events_and_broken_templates_fail_startup_listing_each() {
+    let text = r#"
+[notify]
+[[notify.sinks]]
+name = "slack"
+kind = "slack"
+url = "https://hooks.slack.com/services/T0/B0/secretpart"
+events = ["lockout_finished"]
+[[notify.sinks]]
+name = "hook"
+kind = "webhook"
+url = "env:HOOK_URL"
+secret = "inline-secret"
+[notify.sinks.templates]
+restored = '{"who": {{ notice.subjet | tojson }}}'
+"#;
+    let settings = deprovd::config::Settings::from_toml(text, Vec::new()).unwrap();
+    let err = deprovd::app::Application::build(settings)
+        .await
+        .err()
+        .expect("startup refuses");
+    let msg = format!("{err:#}");
+    for want in [
+        "notify.sinks[0].url",
+        "notify.sinks[0].events[0]",
+        "notify.sinks[1].secret",
+        "notify.sinks[1].templates.restored",
+    ] {
+        assert!(msg.contains(want), "{want} missing in: {msg}");
+    }
+    assert!(
+        !msg.contains("secretpart"),
+        "the URL is never echoed: {msg}"
+    );
+    assert!(!msg.contains("inline-secret"), "nor the secret: {msg}");
+}
+
+#[tokio::test]
+async fn the_guards_notices_reach_the_sinks_breaker_tripped_and_approval_needed() {
+    let conn = Target::start().await;
+    conn.always("POST", "/conn", Reply::status(200));
+    let hook = Target::start().await;
+    hook.always("POST", "/hook", Reply::status(200));
+
+    let data = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    let secrets = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "{}[guards.breaker]\nthreshold = 1\nwindow = \"10m\"\n",
+        sink(
+            "soar",
+            "webhook",
+            &secret_file(secrets.path(), "u", &format!("{}/hook", hook.url())),
+            &format!(
+                "secret = \"{}\"\nevents = [\"breaker_tripped\", \"approval_needed\"]",
+                secret_file(secrets.path(), "s", "k")
+            ),
+        )
+    );
+    let app = TestApp::spawn(&config(data.path(), policies.path(), &conn, &sinks)).await;
+    ready(&app).await;
+
+    let first = format!("{}@corp.example", unique("frank"));
+    let second = format!("{}@corp.example", unique("grace"));
+    assert_eq!(
+        app.post_alert(&alert_json(&unique("a"), &first)).await.0,
+        202
+    );
+    assert_eq!(
+        app.post_alert(&alert_json(&unique("a"), &second)).await.0,
+        202
+    );
+
+    let held = webhook_notice(&hook, "/hook", "approval_needed", &second).await;
+    let n = json_of(&held);
+    assert_eq!(n["connector"], "conn");
+    assert!(n["approval_id"].as_str().is_some_and(|s| !s.is_empty()));
+    let tripped = eventually(
+        Duration::from_secs(15),
+        "breaker_tripped notice",
+        || async {
+            received(&hook, "/hook")
+                .into_iter()
+                .map(|s| json_of(&s))
+                .find(|v| v["event"] == "breaker_tripped")
+        },
+    )
+    .await;
+    assert_eq!(tripped["threshold"], 1);
+    assert_eq!(tripped["window_secs"], 600);
+    assert!(
+        received(&hook, "/hook")
+            .iter()
+            .all(|s| json_of(s)["subject"] != first.as_str()),
+        "the first subject went through: nothing to approve for it"
+    );
+    app.stop().await;
+}

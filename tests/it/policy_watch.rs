@@ -1,0 +1,81 @@
+//! A broken policy change picked up by the file watcher (not SIGHUP) is rejected, counted and
+//! written to the audit trail, and the previous bundle keeps serving.
+
+use std::time::Duration;
+
+use deprovd::audit::AuditKind;
+
+use crate::support::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir, unique};
+
+#[tokio::test]
+async fn a_broken_bundle_rejected_by_the_watcher_is_audited() {
+    let data = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    let prefix = format!("{}:", unique("deprovd-watch"));
+    let app = TestApp::spawn(&format!(
+        r#"data_dir = "{}"
+[api]
+listen = "127.0.0.1:0"
+[policy]
+dir = "{}"
+watch = true
+[state]
+backend = "redis"
+redis_url = "redis://127.0.0.1:6379/0"
+key_prefix = "{prefix}"
+"#,
+        data.path().display(),
+        policies.path().display(),
+    ))
+    .await;
+    let store = deprovd::ledger::store::StoreConfig {
+        backend: deprovd::ledger::store::Backend::Redis,
+        key_prefix: prefix.clone(),
+        ..Default::default()
+    }
+    .open()
+    .await
+    .unwrap();
+    // The startup record carries the serving digest.
+    let started = eventually(Duration::from_secs(15), "startup audited", || async {
+        let t = store.audit_range(1, 0).await.ok()?;
+        t.into_iter().find(|r| r.kind == AuditKind::Config)
+    })
+    .await;
+
+    std::fs::write(
+        policies.path().join("p.rego"),
+        "package deprovd\ndecisions contains {\n",
+    )
+    .unwrap();
+
+    let rejected = eventually(Duration::from_secs(15), "rejection audited", || async {
+        let t = store.audit_range(1, 0).await.ok()?;
+        t.into_iter()
+            .find(|r| r.kind == AuditKind::PolicyReload && r.detail["outcome"] == "rejected")
+    })
+    .await;
+    assert_eq!(rejected.actor.name, "policy-watcher");
+    assert!(
+        rejected.detail["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("p.rego")),
+        "names the broken file: {}",
+        rejected.detail
+    );
+    assert_ne!(
+        rejected.detail["rejected_digest"].as_str(),
+        started.policy_digest.as_deref(),
+        "the refused bundle's digest"
+    );
+    assert_eq!(
+        rejected.policy_digest, started.policy_digest,
+        "the previous bundle keeps serving"
+    );
+    assert_eq!(
+        app.metric("deprovd_policy_reloads_total{outcome=\"rejected\"}")
+            .await,
+        Some(1.0)
+    );
+    app.stop().await;
+}
