@@ -375,4 +375,185 @@ mod tests {
             "approval_expired"
         );
     }
+
+    async fn pipeline(
+        ttl: Duration,
+    ) -> (
+        tempfile::TempDir,
+        Pipeline,
+        tokio::sync::mpsc::Receiver<Notice>,
+    ) {
+        use std::collections::{BTreeMap, BTreeSet};
+
+        use crate::connectors::Operation;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("p")).unwrap();
+        // A policy that never decides: these tests feed held actions in directly.
+        std::fs::write(
+            dir.path().join("p/p.rego"),
+            "package deprovd\nimport rego.v1\ndecisions contains d if {\n  input.never\n  d := {}\n}\n",
+        )
+        .unwrap();
+        let policies = crate::policy::Policies::load(&crate::policy::PolicyConfig {
+            dir: dir.path().join("p"),
+            watch: false,
+            ..Default::default()
+        })
+        .unwrap();
+        let store: Arc<dyn StateStore> = Arc::new(
+            crate::ledger::store::embedded::EmbeddedStore::open(&dir.path().join("l")).unwrap(),
+        );
+        let caps = BTreeMap::from([(
+            "okta".to_string(),
+            BTreeSet::from([Operation::DisableAccount, Operation::RevokeSessions]),
+        )]);
+        let decider = crate::pipeline::Decider::new(
+            policies,
+            crate::plan::Planner::from_capabilities(caps),
+            crate::guard::Guards::new(&crate::guard::GuardConfig::default()).unwrap(),
+            Arc::new(crate::telemetry::Metrics::new()),
+        );
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let p = Pipeline::new(decider, store, None, Duration::from_secs(600)).with_guards(
+            None,
+            ttl,
+            crate::notify::Notifier::from_sender(tx),
+        );
+        (dir, p, rx)
+    }
+
+    async fn held_lockout(p: &Pipeline, id: &str, subject: &str) -> String {
+        let req = crate::lockout::LockoutRequest {
+            subject: subject.into(),
+            connectors: Some(vec!["okta".into()]),
+            operations: Some(vec![crate::connectors::Operation::DisableAccount]),
+            reason: "four eyes".into(),
+            ticket: None,
+            require_approval: true,
+        };
+        let created = crate::lockout::create(p, &req, id, "resp-bot")
+            .await
+            .unwrap();
+        assert_eq!(created.actions[0].state, ActionState::AwaitingApproval);
+        created.actions[0].key.clone()
+    }
+
+    fn person(name: &str) -> Actor {
+        Actor {
+            name: name.into(),
+            role: Some("approver".into()),
+            source: Some("127.0.0.1:1".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn held_action_is_announced_and_expires_with_a_notice_and_never_runs() {
+        let (_dir, p, mut rx) = pipeline(Duration::from_secs(60)).await;
+        let key = held_lockout(&p, "id-1", "alice@corp.example").await;
+        let Some(Notice::ApprovalNeeded {
+            approval_id,
+            requested_by,
+            expires_at,
+            ..
+        }) = rx.try_recv().ok()
+        else {
+            panic!("approval_needed notice expected");
+        };
+        assert_eq!(
+            (approval_id.as_str(), requested_by.as_str()),
+            (key.as_str(), "resp-bot")
+        );
+        let rec = p.store.get_action(&key).await.unwrap().unwrap();
+        assert_eq!(rec.requested_by.as_deref(), Some("resp-bot"));
+        assert_eq!(rec.expires_at.map(|t| t.to_rfc3339()), Some(expires_at));
+        assert_eq!(rec.next_attempt_at, None, "a held action is never due");
+
+        assert_eq!(expire_due(&p, Utc::now()).await.unwrap(), 0, "not yet");
+        let later = Utc::now() + chrono::Duration::seconds(61);
+        assert_eq!(expire_due(&p, later).await.unwrap(), 1);
+        assert!(
+            matches!(rx.try_recv(), Ok(Notice::ApprovalExpired { approval_id, .. }) if approval_id == key)
+        );
+        let rec = p.store.get_action(&key).await.unwrap().unwrap();
+        assert_eq!(rec.state, ActionState::Cancelled);
+        assert!(rec.note.unwrap().starts_with(EXPIRED_NOTE));
+        assert!(matches!(
+            decide(&p, &key, Verdict::Approve, person("apr-bot"), None).await,
+            Err(ApprovalError::Expired(_))
+        ));
+        assert_eq!(expire_due(&p, later).await.unwrap(), 0, "expired once");
+        let trail = p.store.audit_range(1, 0).await.unwrap();
+        assert_eq!(
+            trail
+                .iter()
+                .filter(|r| r.detail["event"] == "approval_expired")
+                .count(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_decision_after_the_deadline_expires_the_action_instead_of_running_it() {
+        let (_dir, p, _rx) = pipeline(Duration::from_secs(60)).await;
+        let key = held_lockout(&p, "id-2", "bob@corp.example").await;
+        let mut rec = p.store.get_action(&key).await.unwrap().unwrap();
+        rec.expires_at = Some(Utc::now() - chrono::Duration::seconds(1));
+        p.store.put_action(&rec).await.unwrap();
+        assert!(matches!(
+            decide(&p, &key, Verdict::Approve, person("apr-bot"), None).await,
+            Err(ApprovalError::Expired(_))
+        ));
+        let rec = p.store.get_action(&key).await.unwrap().unwrap();
+        assert_eq!(rec.state, ActionState::Cancelled);
+        assert!(
+            p.store
+                .due_actions(Utc::now(), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn requester_is_refused_and_another_person_approves_once() {
+        let (_dir, p, _rx) = pipeline(Duration::from_secs(60)).await;
+        let key = held_lockout(&p, "id-3", "carol@corp.example").await;
+        assert!(matches!(
+            decide(&p, &key, Verdict::Approve, person("resp-bot"), None).await,
+            Err(ApprovalError::SelfApproval(r)) if r == "resp-bot"
+        ));
+        let rec = decide(
+            &p,
+            &key,
+            Verdict::Approve,
+            person("apr-bot"),
+            Some(" ok ".into()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(rec.state, ActionState::Planned);
+        assert_eq!(rec.note.as_deref(), Some("approved by apr-bot: ok"));
+        assert_eq!(
+            p.store.due_actions(Utc::now(), 10).await.unwrap(),
+            std::slice::from_ref(&key)
+        );
+        assert!(matches!(
+            decide(&p, &key, Verdict::Reject, person("other-bot"), None).await,
+            Err(ApprovalError::NotAwaiting {
+                state: "planned",
+                ..
+            })
+        ));
+        assert!(matches!(
+            decide(
+                &p,
+                &"0".repeat(64),
+                Verdict::Approve,
+                person("apr-bot"),
+                None
+            )
+            .await,
+            Err(ApprovalError::NotFound(_))
+        ));
+    }
 }

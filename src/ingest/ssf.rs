@@ -213,6 +213,7 @@ impl Receivers {
         let cfg = r.verifier.config();
         let set = match r.verifier.verify(token, chrono::Utc::now()).await {
             Ok(s) => s,
+            Err(rej) if rej.temporary => return Outcome::Unavailable(rej.description),
             Err(rej) => return Outcome::Rejected(rej),
         };
         let key = jti_key(&cfg.name, &set.iss, &set.jti);

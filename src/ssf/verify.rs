@@ -8,6 +8,7 @@
 //! | `alg` in the receiver's allow-list (never `none`, never HMAC) | `invalid_key` |
 //! | `iss` is this receiver's transmitter | `invalid_issuer` |
 //! | `kid` in the transmitter's JWKS (refetched once on an unknown kid, rate-limited), key type fits `alg` | `invalid_key` |
+//! | … but the JWKS cannot be fetched at all | none: temporary, the transmitter must retry (push 503) |
 //! | signature verifies under that key | `invalid_key` (the key that signed is not one the transmitter publishes) |
 //! | `aud` names this receiver | `invalid_audience` |
 //! | `iat` present, not in the future beyond the skew, not older than `max_age` | `invalid_request` |
@@ -65,6 +66,9 @@ pub struct Rejection {
     pub description: String,
     /// The pipeline refused the verified SET's event (it already audited and counted that).
     pub from_pipeline: bool,
+    /// Not the SET's fault: the transmitter's keys could not be fetched. The SET must be delivered
+    /// again later (push: 503; poll: not acknowledged), not refused for good.
+    pub temporary: bool,
 }
 
 impl Rejection {
@@ -73,6 +77,7 @@ impl Rejection {
             code,
             description: description.into(),
             from_pipeline: false,
+            temporary: false,
         }
     }
 }
@@ -119,6 +124,8 @@ struct KeyCache {
     fetched_at: Option<Instant>,
     /// When a fetch was last tried (success or not), for the refetch rate limit.
     tried_at: Option<Instant>,
+    /// Why the last fetch failed; `None` after a success.
+    last_error: Option<String>,
 }
 
 /// Verifies SETs from one transmitter; holds its cached JWKS. Cheap to share (`Arc`).
@@ -287,6 +294,15 @@ impl Verifier {
                 return Ok(k.clone());
             }
         }
+        if let Some(e) = &cache.last_error {
+            // We could not ask: refusing for good would lose a genuine SET signed with a new key.
+            let mut r = Rejection::new(
+                ErrCode::InvalidKey,
+                format!("the transmitter's keys cannot be fetched right now: {e}"),
+            );
+            r.temporary = true;
+            return Err(r);
+        }
         Err(Rejection::new(
             ErrCode::InvalidKey,
             match kid {
@@ -315,8 +331,10 @@ impl Verifier {
                 tracing::info!(receiver = %self.cfg.name, keys = keys.len(), "ssf: transmitter keys fetched");
                 cache.keys = keys;
                 cache.fetched_at = Some(Instant::now());
+                cache.last_error = None;
             }
             Err(e) => {
+                cache.last_error = Some(e.clone());
                 tracing::warn!(receiver = %self.cfg.name, error = %e, "ssf: cannot fetch the transmitter's keys");
             }
         }

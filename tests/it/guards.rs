@@ -835,3 +835,57 @@ async fn rbac_matrix_every_endpoint_by_every_role_and_without_or_with_a_bad_toke
     assert_eq!(checked, table.len() * 7);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn manual_lockouts_count_towards_the_breaker_but_are_never_held() {
+    let target = Target::start().await;
+    target.always("POST", "/hook", Reply::status(204));
+    let app = App::spawn(
+        DISABLE_ALL_POLICY,
+        &target,
+        "[guards.breaker]\nthreshold = 1\nwindow = \"10m\"\n",
+    )
+    .await;
+    let run = unique("manual");
+    // Two responders' lockouts of two people: the second trips the breaker, and still runs.
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let (s, created) = app
+            .call(
+                Method::POST,
+                "/v1/lockouts",
+                Some(token("responder")),
+                Some(&json!({
+                    "subject": format!("{run}-{i}@corp.example"),
+                    "reason": "confirmed compromise",
+                    "operations": ["disable_account"],
+                })),
+            )
+            .await;
+        assert_eq!(s, 202, "{created}");
+        assert_eq!(created["actions"][0]["state"], "planned", "{created}");
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        eventually(Duration::from_secs(15), "manual lockout ran", || async {
+            let st = app.get(&format!("/v1/lockouts/{id}"), "viewer").await;
+            (st["actions"][0]["state"] == "succeeded").then_some(())
+        })
+        .await;
+    }
+    assert_eq!(
+        app.metric("deprovd_breaker_open{scope=\"global\"}").await,
+        Some(1.0),
+        "manual lockouts are counted"
+    );
+    // An automatic action now waits for a person.
+    let processed = app
+        .alert(&unique("alert"), &format!("{run}-auto@corp.example"))
+        .await;
+    assert_eq!(
+        processed["actions"][0]["state"], "awaiting_approval",
+        "{processed}"
+    );
+    assert_eq!(target.count("POST", "/hook"), 2);
+    app.stop().await;
+}

@@ -43,6 +43,8 @@ struct TxState {
     issuer: String,
     keys: Vec<Value>,
     jwks_fetches: usize,
+    /// Answer the JWKS with 500 (an outage of the transmitter's key endpoint).
+    jwks_down: bool,
     /// SETs not yet acknowledged or errored, by jti (RFC 8936 §2.4: redelivered until then).
     outstanding: BTreeMap<String, String>,
     polls: Vec<Value>,
@@ -109,10 +111,13 @@ async fn tx_metadata(State(s): State<Arc<Mutex<TxState>>>) -> Json<Value> {
     }))
 }
 
-async fn tx_jwks(State(s): State<Arc<Mutex<TxState>>>) -> Json<Value> {
+async fn tx_jwks(State(s): State<Arc<Mutex<TxState>>>) -> Response {
     let mut s = s.lock().unwrap();
     s.jwks_fetches += 1;
-    Json(json!({ "keys": s.keys }))
+    if s.jwks_down {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    Json(json!({ "keys": s.keys })).into_response()
 }
 
 /// RFC 8936 §2.4: apply `ack` and `setErrs`, then answer with up to `maxEvents` outstanding SETs.
@@ -841,5 +846,37 @@ async fn containment_signals_are_signed_sets_retried_after_a_5xx_without_holding
     let jtis: std::collections::BTreeSet<String> =
         events.iter().map(|(_, _, j)| j.to_string()).collect();
     assert_eq!(jtis.len(), 2, "{events:?}");
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_jwks_asks_the_transmitter_to_retry_instead_of_refusing_the_set() {
+    let tx = Transmitter::start().await;
+    let s = deprovd_with(&receiver("idp", &tx, "jwks_refetch_interval = \"0s\"")).await;
+    let email = format!("{}@corp.example", unique("frank"));
+    let (_, c) = compromise(&tx, &email);
+    let set = sign("ssf/k1.pem", "k1", &c);
+
+    tx.state.lock().unwrap().jwks_down = true;
+    let (status, body) = push(&s.app, "idp", &set).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["description"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be fetched"),
+        "{body}"
+    );
+
+    // The transmitter retries once its key endpoint is back: the same SET is accepted, not a replay.
+    tx.state.lock().unwrap().jwks_down = false;
+    let (status, body) = push(&s.app, "idp", &set).await;
+    assert_eq!(status, 202, "{body}");
+    eventually(
+        Duration::from_secs(10),
+        "the target disables the user",
+        || async { acted_on(&s.target).contains(&email).then_some(()) },
+    )
+    .await;
     s.app.stop().await;
 }
