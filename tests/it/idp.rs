@@ -1266,6 +1266,51 @@ async fn spent_okta_budget_makes_the_next_request_wait_for_the_announced_reset()
     );
 }
 
+#[tokio::test]
+async fn a_distant_okta_reset_ends_the_attempt_as_retry_instead_of_blocking() {
+    let (fake, okta, _s) = okta_ssws("").await;
+    let reset = now_secs() + 120; // beyond the spec's max_wait (30 s)
+    fake.with(|i| {
+        i.vendor.rate = Some(OktaRate {
+            limit: 600,
+            remaining: 1,
+            reset,
+            refused: 0,
+        })
+    });
+    let started = std::time::Instant::now();
+    let r = run(
+        &*okta,
+        Operation::RevokeSessions,
+        "asmith@example.com",
+        None,
+    )
+    .await;
+    match &r.outcome {
+        Outcome::Retry {
+            after: Some(after),
+            reason,
+        } => {
+            assert!(
+                *after > Duration::from_secs(100) && *after <= Duration::from_secs(120),
+                "{after:?}"
+            );
+            assert!(reason.contains("rate limit"), "{reason}");
+        }
+        other => panic!("expected retry after the reset, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "did not sleep");
+    assert_eq!(
+        fake.calls(),
+        ["GET /api/v1/users/asmith%40example.com"],
+        "only the lookup was sent"
+    );
+    assert_eq!(
+        fake.with(|i| i.vendor.rate.as_ref().map(|r| r.refused)),
+        Some(0)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Microsoft Entra ID through Microsoft Graph v1.0.
 // ---------------------------------------------------------------------------------------------

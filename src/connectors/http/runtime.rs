@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 
 use super::auth::{Auth, TokenLease};
 use super::lookup_cache::{Cached, LookupCache, LookupCacheConfig};
-use super::ratelimit::RateGate;
+use super::ratelimit::{Admission, RateGate};
 use super::spec::{
     BodyTest, BodyTpl, CHECK, CompiledOperation, CompiledStep, Extractor, HeaderTest, LOOKUP,
     Paginate, Seg, Spec, StepOutcome, Tpl, TplKind, describe,
@@ -725,14 +725,24 @@ impl HttpConnector {
     }
 
     async fn send_once(&self, request: reqwest::Request) -> Result<Response, Outcome> {
-        if let Err(after) = self.gate.acquire().await {
-            return Err(Outcome::Retry {
-                after: Some(after),
-                reason: format!(
-                    "rate limit: the target's announced budget is spent until its reset in {} s",
-                    after.as_secs().max(1)
-                ),
-            });
+        match self.gate.admit(tokio::time::Instant::now()) {
+            Admission::After(wait) if wait.is_zero() => {}
+            Admission::After(wait) => {
+                tracing::info!(connector = %self.name, wait_ms = wait.as_millis() as u64,
+                    "the target's rate budget is (nearly) spent; waiting before the next request");
+                tokio::time::sleep(wait).await;
+            }
+            Admission::TooLong(after) => {
+                tracing::info!(connector = %self.name, after_s = after.as_secs(),
+                    "the target's rate budget is spent until a distant reset; retrying the action then");
+                return Err(Outcome::Retry {
+                    after: Some(after),
+                    reason: format!(
+                        "rate limit: the target's announced budget is spent until its reset in {} s",
+                        after.as_secs().max(1)
+                    ),
+                });
+            }
         }
         let mut resp = self.client.execute(request).await.map_err(|e| {
             let kind = if e.is_timeout() {
