@@ -17,6 +17,7 @@ mod okta_hook;
 mod pipeline;
 mod policy_watch;
 mod process;
+mod saas;
 mod samba;
 mod scim;
 mod scim_server;
