@@ -26,7 +26,14 @@ pub fn validate_deep(settings: &Settings) -> Result<(), Problems> {
                 let crate::connectors::InstanceConfig::Http(c) = c else {
                     continue;
                 };
-                if !specs.contains_key(&c.kind) {
+                if let Some(spec) = specs.get(&c.kind) {
+                    crate::connectors::http::check_against_spec(
+                        &format!("connectors.{name}"),
+                        c,
+                        spec,
+                        &mut problems,
+                    );
+                } else {
                     problems.push(Problem::new(
                         format!("connectors.{name}.type"),
                         format!(

@@ -15,6 +15,7 @@ mod notify;
 mod pipeline;
 mod policy_watch;
 mod process;
+mod saas;
 mod samba;
 mod scim;
 mod scim_server;

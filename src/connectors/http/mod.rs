@@ -33,7 +33,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub use auth::{Auth, AuthConfig};
-pub use runtime::{HttpConnector, HttpConnectorParts};
+pub use runtime::{EndpointParts, HttpConnector, HttpConnectorParts};
 pub use spec::Spec;
 
 use crate::config::Problem;
@@ -56,6 +56,11 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
     ),
     ("okta.yaml", include_str!("../../../connectors/okta.yaml")),
     ("scim.yaml", include_str!("../../../connectors/scim.yaml")),
+    ("slack.yaml", include_str!("../../../connectors/slack.yaml")),
+    (
+        "github.yaml",
+        include_str!("../../../connectors/github.yaml"),
+    ),
     (
         "webhook.yaml",
         include_str!("../../../connectors/webhook.yaml"),
@@ -92,6 +97,21 @@ pub struct ConnectorConfig {
     /// How long `lookup` results (subject → the target's id) are reused; see `lookup_cache.rs`.
     #[serde(default)]
     pub lookup_cache: lookup_cache::LookupCacheConfig,
+    /// Overrides for the spec's named `endpoints` (another root URL, other credentials).
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, EndpointConfig>,
+}
+
+/// `[connectors.<name>.endpoints.<endpoint>]`: where one of the spec's further APIs lives for this
+/// instance and which credentials it takes. Both optional: by default the spec's URL (else `base_url`)
+/// and the instance's `auth`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
 }
 
 fn default_timeout() -> Duration {
@@ -110,46 +130,17 @@ impl ConnectorConfig {
                 "must name a connector spec",
             ));
         }
-        match reqwest::Url::parse(&self.base_url) {
-            Err(e) => problems.push(Problem::new(
-                format!("{path}.base_url"),
-                format!("`{}` is not a URL: {e}", self.base_url),
-            )),
-            Ok(url) => {
-                let host = url.host_str().unwrap_or_default();
-                let loopback = host == "localhost"
-                    || host
-                        .trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback());
-                match url.scheme() {
-                    "https" => {}
-                    "http" if loopback => {}
-                    "http" => problems.push(Problem::new(
-                        format!("{path}.base_url"),
-                        "plain http would expose credentials; use https (http is allowed only for loopback)",
-                    )),
-                    s => problems.push(Problem::new(
-                        format!("{path}.base_url"),
-                        format!("scheme `{s}` is not supported; use https"),
-                    )),
-                }
-                if url.query().is_some() || url.fragment().is_some() {
-                    problems.push(Problem::new(
-                        format!("{path}.base_url"),
-                        "must not have a query or fragment",
-                    ));
-                }
-                if !url.username().is_empty() || url.password().is_some() {
-                    problems.push(Problem::new(
-                        format!("{path}.base_url"),
-                        "must not embed credentials; use `auth`",
-                    ));
-                }
+        check_base_url(&format!("{path}.base_url"), &self.base_url, problems);
+        self.auth.validate(&format!("{path}.auth"), problems);
+        for (name, ep) in &self.endpoints {
+            let p = format!("{path}.endpoints.{name}");
+            if let Some(url) = &ep.base_url {
+                check_base_url(&format!("{p}.base_url"), url, problems);
+            }
+            if let Some(auth) = &ep.auth {
+                auth.validate(&format!("{p}.auth"), problems);
             }
         }
-        self.auth.validate(&format!("{path}.auth"), problems);
         if self.timeout.is_zero() || self.timeout > Duration::from_secs(300) {
             problems.push(Problem::new(
                 format!("{path}.timeout"),
@@ -170,6 +161,50 @@ impl ConnectorConfig {
         }
         self.lookup_cache
             .validate(&format!("{path}.lookup_cache"), problems);
+    }
+}
+
+/// A root URL credentials will be sent to: https (http only to loopback), no query, fragment or
+/// userinfo. `key` is the config path reported.
+fn check_base_url(key: &str, base_url: &str, problems: &mut Vec<Problem>) {
+    match reqwest::Url::parse(base_url) {
+        Err(e) => problems.push(Problem::new(
+            key.to_string(),
+            format!("`{base_url}` is not a URL: {e}"),
+        )),
+        Ok(url) => {
+            let host = url.host_str().unwrap_or_default();
+            let loopback = host == "localhost"
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            match url.scheme() {
+                "https" => {}
+                "http" if loopback => {}
+                "http" => problems.push(Problem::new(
+                    key.to_string(),
+                    "plain http would expose credentials; use https (http is allowed only for loopback)",
+                )),
+                s => problems.push(Problem::new(
+                    key.to_string(),
+                    format!("scheme `{s}` is not supported; use https"),
+                )),
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                problems.push(Problem::new(
+                    key.to_string(),
+                    "must not have a query or fragment",
+                ));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                problems.push(Problem::new(
+                    key.to_string(),
+                    "must not embed credentials; use `auth`",
+                ));
+            }
+        }
     }
 }
 
@@ -296,17 +331,7 @@ pub fn build_one(
         ));
         return None;
     };
-    let scheme = cfg.auth.scheme();
-    if !spec.auth.iter().any(|s| s == scheme) {
-        problems.push(Problem::new(
-            format!("{path}.auth.scheme"),
-            format!(
-                "`{scheme}` is not accepted by {}; use one of: {}",
-                spec.file,
-                spec.auth.join(", ")
-            ),
-        ));
-    }
+    check_against_spec(&path, cfg, spec, problems);
     let mut vars: Map<String, Value> = spec
         .defaults
         .iter()
@@ -314,22 +339,6 @@ pub fn build_one(
         .collect();
     for (k, v) in &cfg.vars {
         vars.insert(k.clone(), v.clone());
-    }
-    for k in cfg.vars.keys() {
-        if !spec.var_refs.contains(k) && !spec.defaults.contains_key(k) {
-            problems.push(Problem::new(
-                format!("{path}.vars.{k}"),
-                format!("{} does not use this var (typo?)", spec.file),
-            ));
-        }
-    }
-    for v in &spec.var_refs {
-        if !vars.contains_key(v) {
-            problems.push(Problem::new(
-                format!("{path}.vars.{v}"),
-                format!("{} needs this var and has no default", spec.file),
-            ));
-        }
     }
     if problems.len() > before {
         return None;
@@ -342,6 +351,39 @@ pub fn build_one(
         }
     };
     let base_url = reqwest::Url::parse(&cfg.base_url).ok()?;
+    let mut endpoints = BTreeMap::new();
+    for (ep, default_url) in &spec.endpoints {
+        let c = cfg.endpoints.get(ep);
+        let url = c
+            .and_then(|c| c.base_url.as_deref())
+            .or(default_url.as_deref())
+            .unwrap_or(&cfg.base_url);
+        let Ok(url) = reqwest::Url::parse(url) else {
+            problems.push(Problem::new(
+                format!("{path}.endpoints.{ep}.base_url"),
+                format!("`{url}` is not a URL"),
+            ));
+            return None;
+        };
+        let auth = match c.and_then(|c| c.auth.as_ref()).map(AuthConfig::resolve) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                problems.push(Problem::new(
+                    format!("{path}.endpoints.{ep}.auth"),
+                    e.to_string(),
+                ));
+                return None;
+            }
+        };
+        endpoints.insert(
+            ep.clone(),
+            EndpointParts {
+                base_url: url,
+                auth,
+            },
+        );
+    }
     Some(HttpConnector::new(HttpConnectorParts {
         name: name.to_string(),
         spec: spec.clone(),
@@ -352,7 +394,67 @@ pub fn build_one(
         vars,
         concurrency: cfg.concurrency,
         lookup_cache: cfg.lookup_cache.clone(),
+        endpoints,
     }))
+}
+
+/// What an instance must agree on with its spec: accepted auth schemes (its own and its endpoints'),
+/// declared endpoints, vars the spec uses (no typos, none missing). Pure: `deprovd validate` runs it
+/// too, without resolving secrets. `path` is `connectors.<name>`.
+pub fn check_against_spec(
+    path: &str,
+    cfg: &ConnectorConfig,
+    spec: &Spec,
+    problems: &mut Vec<Problem>,
+) {
+    let mut auths = vec![(format!("{path}.auth.scheme"), cfg.auth.scheme())];
+    for (ep, c) in &cfg.endpoints {
+        if !spec.endpoints.contains_key(ep) {
+            problems.push(Problem::new(
+                format!("{path}.endpoints.{ep}"),
+                format!(
+                    "{} has no endpoint `{ep}`; it has: {}",
+                    spec.file,
+                    spec.endpoints
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        if let Some(a) = &c.auth {
+            auths.push((format!("{path}.endpoints.{ep}.auth.scheme"), a.scheme()));
+        }
+    }
+    for (key, scheme) in auths {
+        if !spec.auth.iter().any(|s| s == scheme) {
+            problems.push(Problem::new(
+                key,
+                format!(
+                    "`{scheme}` is not accepted by {}; use one of: {}",
+                    spec.file,
+                    spec.auth.join(", ")
+                ),
+            ));
+        }
+    }
+    for k in cfg.vars.keys() {
+        if !spec.var_refs.contains(k) && !spec.defaults.contains_key(k) {
+            problems.push(Problem::new(
+                format!("{path}.vars.{k}"),
+                format!("{} does not use this var (typo?)", spec.file),
+            ));
+        }
+    }
+    for v in &spec.var_refs {
+        if !cfg.vars.contains_key(v) && !spec.defaults.contains_key(v) {
+            problems.push(Problem::new(
+                format!("{path}.vars.{v}"),
+                format!("{} needs this var and has no default", spec.file),
+            ));
+        }
+    }
 }
 
 #[cfg(test)]

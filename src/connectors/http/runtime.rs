@@ -18,8 +18,8 @@ use super::auth::{Auth, TokenLease};
 use super::lookup_cache::{Cached, LookupCache, LookupCacheConfig};
 use super::ratelimit::{Admission, RateGate};
 use super::spec::{
-    BodyTest, BodyTpl, CHECK, CompiledOperation, CompiledStep, Extractor, LOOKUP, Paginate, Seg,
-    Spec, StepOutcome, Tpl, TplKind, describe,
+    BodyTest, BodyTpl, CHECK, CompiledOperation, CompiledStep, Extractor, HeaderTest, LOOKUP,
+    Paginate, Seg, Spec, StepOutcome, Tpl, TplKind, describe,
 };
 use crate::connectors::{
     CheckReport, Connector, Operation, OperationRequest, OperationResult, Outcome,
@@ -49,10 +49,27 @@ pub struct HttpConnector {
     vars: Map<String, Value>,
     /// Bounds concurrent operations on this target.
     permits: Semaphore,
+    /// The spec's further APIs (`endpoint:` of a step), resolved for this instance.
+    endpoints: BTreeMap<String, Endpoint>,
     /// This instance's view of the target's rate budget, shared by all its requests.
     gate: RateGate,
     /// Recent `lookup` results, so one containment resolves its subject once.
     lookups: LookupCache,
+}
+
+/// One resolved further API: its root and, when it has its own, its credentials.
+struct Endpoint {
+    base_url: Url,
+    base_path: String,
+    /// `None`: the instance's `auth`.
+    auth: Option<Auth>,
+}
+
+/// A spec endpoint as configured for one instance (see `EndpointConfig`).
+pub struct EndpointParts {
+    pub base_url: Url,
+    /// `None`: use the instance's `auth`.
+    pub auth: Option<Auth>,
 }
 
 impl std::fmt::Debug for HttpConnector {
@@ -76,6 +93,8 @@ pub struct HttpConnectorParts {
     pub timeout: Duration,
     pub vars: Map<String, Value>,
     pub concurrency: usize,
+    /// Every endpoint the spec declares, resolved (an undeclared endpoint makes a step fail).
+    pub endpoints: BTreeMap<String, EndpointParts>,
     pub lookup_cache: LookupCacheConfig,
 }
 
@@ -111,10 +130,56 @@ impl HttpConnector {
             timeout: parts.timeout,
             vars: parts.vars,
             permits: Semaphore::new(parts.concurrency.max(1)),
+            endpoints: parts
+                .endpoints
+                .into_iter()
+                .map(|(name, ep)| {
+                    let base_path = ep.base_url.path().trim_end_matches('/').to_string();
+                    (
+                        name,
+                        Endpoint {
+                            base_url: ep.base_url,
+                            base_path,
+                            auth: ep.auth,
+                        },
+                    )
+                })
+                .collect(),
             gate: RateGate::new(parts.spec.rate_limit.clone()),
             lookups: LookupCache::new(parts.lookup_cache),
             spec: parts.spec,
         }
+    }
+
+    /// Root URL, its path, and credentials for a step's `endpoint` (`None`: the instance's own).
+    fn target(&self, endpoint: Option<&str>) -> Result<(&Url, &str, &Auth), Outcome> {
+        match endpoint {
+            None => Ok((&self.base_url, &self.base_path, &self.auth)),
+            Some(name) => match self.endpoints.get(name) {
+                Some(ep) => Ok((
+                    &ep.base_url,
+                    &ep.base_path,
+                    ep.auth.as_ref().unwrap_or(&self.auth),
+                )),
+                None => Err(Outcome::Failed {
+                    reason: format!(
+                        "connector `{}` has no endpoint `{name}` configured",
+                        self.name
+                    ),
+                }),
+            },
+        }
+    }
+
+    /// Scrub every credential of this instance (its own and its endpoints') from `text`.
+    fn redact(&self, text: &str) -> String {
+        let mut out = self.auth.redact(text);
+        for ep in self.endpoints.values() {
+            if let Some(a) = &ep.auth {
+                out = a.redact(&out);
+            }
+        }
+        out
     }
 
     /// The spec this instance runs.
@@ -404,7 +469,7 @@ impl HttpConnector {
             let next = request.try_clone();
             let url_for_trail = request.url().path().to_string();
             let method = request.method().clone();
-            let resp = match self.send(request).await {
+            let resp = match self.send(request, step.endpoint.as_deref()).await {
                 Ok(r) => r,
                 Err(o) => {
                     run.trail.push(format!("{method} {url_for_trail} → error"));
@@ -438,7 +503,7 @@ impl HttpConnector {
             let Some(mut next) = next else {
                 return outcome;
             };
-            match self.next_page(paginate, &resp, &mut next) {
+            match self.next_page(paginate, &resp, &mut next, step.endpoint.as_deref()) {
                 Ok(true) => request = next,
                 Ok(false) => return outcome,
                 Err(o) => {
@@ -455,6 +520,7 @@ impl HttpConnector {
         paginate: &Paginate,
         resp: &Response,
         next: &mut reqwest::Request,
+        endpoint: Option<&str>,
     ) -> Result<bool, Outcome> {
         match paginate {
             Paginate::Scim { count } => {
@@ -491,7 +557,7 @@ impl HttpConnector {
                     Some(Value::String(s)) if !s.is_empty() => s.clone(),
                     _ => return Ok(false),
                 };
-                self.follow(&link, next)
+                self.follow(&link, next, endpoint)
             }
             Paginate::Link => {
                 let link = resp
@@ -501,7 +567,7 @@ impl HttpConnector {
                     .filter_map(|v| v.to_str().ok())
                     .find_map(|v| link_with_rel(v, "next"));
                 match link {
-                    Some(link) => self.follow(&link, next),
+                    Some(link) => self.follow(&link, next, endpoint),
                     None => Ok(false),
                 }
             }
@@ -511,11 +577,17 @@ impl HttpConnector {
     /// Point `next` at `link` (absolute, or relative to the current page) — only on the base URL's own
     /// origin: a target (or anyone who can inject a header or body into its answer) must not be able to
     /// make us send our credentials elsewhere.
-    fn follow(&self, link: &str, next: &mut reqwest::Request) -> Result<bool, Outcome> {
+    fn follow(
+        &self,
+        link: &str,
+        next: &mut reqwest::Request,
+        endpoint: Option<&str>,
+    ) -> Result<bool, Outcome> {
         let url = next.url().join(link).map_err(|e| Outcome::Failed {
             reason: format!("next-page link `{}` is not a URL: {e}", short(link)),
         })?;
-        if url.origin() != self.base_url.origin() {
+        let (base_url, _, _) = self.target(endpoint)?;
+        if url.origin() != base_url.origin() {
             return Err(Outcome::Failed {
                 reason: format!(
                     "next-page link leaves the target ({}); refusing to send credentials there",
@@ -548,8 +620,9 @@ impl HttpConnector {
                 ),
             });
         }
-        let mut url = self.base_url.clone();
-        let joined = format!("{}{}", self.base_path, path);
+        let (base_url, base_path, _) = self.target(step.endpoint.as_deref())?;
+        let mut url = base_url.clone();
+        let joined = format!("{base_path}{path}");
         // Split an inline query (`/Users?x=1`) from the path.
         match joined.split_once('?') {
             Some((p, q)) => {
@@ -609,10 +682,11 @@ impl HttpConnector {
     /// Add the instance's credentials (fetching an access token if the scheme needs one).
     async fn authorize(
         &self,
+        auth: &Auth,
         request: &mut reqwest::Request,
     ) -> Result<Option<TokenLease>, Outcome> {
-        self.auth.apply(&self.client, request).await.map_err(|e| {
-            let reason = self.auth.redact(&e.to_string());
+        auth.apply(&self.client, request).await.map_err(|e| {
+            let reason = self.redact(&e.to_string());
             if e.is_retryable() {
                 Outcome::Retry {
                     after: e.retry_after(),
@@ -626,19 +700,24 @@ impl HttpConnector {
 
     /// Send with credentials. A 401 to an access token is answered once: the token is dropped, a new one
     /// fetched and the request sent again; a second 401 is left to the step's outcome rules (terminal).
-    async fn send(&self, mut request: reqwest::Request) -> Result<Response, Outcome> {
-        let spare = if self.auth.refreshes() {
+    async fn send(
+        &self,
+        mut request: reqwest::Request,
+        endpoint: Option<&str>,
+    ) -> Result<Response, Outcome> {
+        let (_, _, auth) = self.target(endpoint)?;
+        let spare = if auth.refreshes() {
             request.try_clone()
         } else {
             None
         };
-        let lease = self.authorize(&mut request).await?;
+        let lease = self.authorize(auth, &mut request).await?;
         let resp = self.send_once(request).await?;
         if resp.status == StatusCode::UNAUTHORIZED {
             if let (Some(lease), Some(mut again)) = (lease, spare) {
                 tracing::info!(connector = %self.name, "the target refused the access token; fetching a new one and retrying once");
-                self.auth.invalidate(lease);
-                self.authorize(&mut again).await?;
+                auth.invalidate(lease);
+                self.authorize(auth, &mut again).await?;
                 return self.send_once(again).await;
             }
         }
@@ -675,7 +754,7 @@ impl HttpConnector {
             };
             Outcome::Retry {
                 after: None,
-                reason: format!("{kind}: {}", self.auth.redact(&error_chain(&e))),
+                reason: format!("{kind}: {}", self.redact(&error_chain(&e))),
             }
         })?;
         let status = resp.status();
@@ -740,6 +819,20 @@ impl HttpConnector {
                 let ok = match test {
                     BodyTest::Equals(want) => v.as_ref() == Some(want),
                     BodyTest::Exists(e) => v.as_ref().is_some_and(|v| !v.is_null()) == *e,
+                };
+                if !ok {
+                    continue;
+                }
+            }
+            if let Some((name, test)) = &rule.header {
+                let v = resp
+                    .headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::trim);
+                let ok = match test {
+                    HeaderTest::Equals(want) => v == Some(want.as_str()),
+                    HeaderTest::Exists(e) => v.is_some() == *e,
                 };
                 if !ok {
                     continue;
@@ -857,7 +950,7 @@ impl HttpConnector {
         } else {
             short(cleaned)
         };
-        self.auth.redact(&msg)
+        self.redact(&msg)
     }
 
     fn render_text(&self, t: &Tpl, ctx: &Map<String, Value>) -> Result<String, Outcome> {
@@ -905,9 +998,7 @@ impl HttpConnector {
 
     fn tpl_err(&self, t: &Tpl, e: &minijinja::Error) -> Outcome {
         Outcome::Failed {
-            reason: self
-                .auth
-                .redact(&format!("{}: {}: {}", self.spec.file, t.name, describe(e))),
+            reason: self.redact(&format!("{}: {}: {}", self.spec.file, t.name, describe(e))),
         }
     }
 }
@@ -1254,6 +1345,7 @@ mod tests {
                 .cloned()
                 .unwrap_or_default(),
             concurrency: 1,
+            endpoints: BTreeMap::new(),
             lookup_cache: LookupCacheConfig::default(),
         })
     }
@@ -1314,6 +1406,58 @@ operations:
         assert_eq!(
             body,
             json!({"ids": ["g1", "g2"], "flag": false, "text": "subject=a b/c@x.com", "fixed": 3})
+        );
+    }
+
+    #[test]
+    fn a_step_with_an_endpoint_goes_to_that_root_and_header_rules_match() {
+        let spec = Spec::parse(
+            "t.yaml",
+            "name: t\nauth: [none]\nendpoints:\n  web: {}\noperations:\n  notify:\n    steps:\n      - { method: POST, endpoint: web, path: \"/m.x\", outcomes: [ { status: 403, header: { name: x-ratelimit-remaining, equals: \"0\" }, outcome: retry } ] }\n",
+        )
+        .expect("spec");
+        let c = HttpConnector::new(HttpConnectorParts {
+            name: "t".into(),
+            spec: Arc::new(spec),
+            base_url: Url::parse("https://scim.example.com/scim/v2").expect("url"),
+            auth: Auth::None,
+            client: reqwest::Client::new(),
+            timeout: Duration::from_secs(1),
+            vars: Map::new(),
+            concurrency: 1,
+            lookup_cache: LookupCacheConfig::default(),
+            endpoints: BTreeMap::from([(
+                "web".to_string(),
+                EndpointParts {
+                    base_url: Url::parse("https://api.example.com/api/").expect("url"),
+                    auth: None,
+                },
+            )]),
+        });
+        let step = &c.spec.operations["notify"].steps[0];
+        let req = c
+            .build_request(step, &context("u", json!({})))
+            .expect("request");
+        assert_eq!(req.url().as_str(), "https://api.example.com/api/m.x");
+
+        let response = |remaining: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                "x-ratelimit-remaining",
+                HeaderValue::from_str(remaining).unwrap(),
+            );
+            Response {
+                status: StatusCode::FORBIDDEN,
+                headers,
+                json: Value::Null,
+                text: String::new(),
+            }
+        };
+        let ctx = context("u", json!({}));
+        assert_eq!(c.classify(step, &response("0"), &ctx).0, StepOutcome::Retry);
+        assert_eq!(
+            c.classify(step, &response("12"), &ctx).0,
+            StepOutcome::Failed
         );
     }
 

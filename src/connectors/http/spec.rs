@@ -9,6 +9,8 @@
 //! defaults: { user_attribute: userName }   # default instance `vars`
 //! rate_limit: { remaining_headers: [X-Rate-Limit-Remaining], reset_headers: [X-Rate-Limit-Reset],
 //!               min_remaining: 2, max_wait: 30s }   # optional; see `ratelimit.rs`
+//! endpoints:                      # optional: further APIs of the same target (see below)
+//!   web_api: { base_url: "https://slack.com/api" }
 //! operations:
 //!   lookup:   { steps: [...], record: { id: "{{ steps.find.id }}" } }  # resolves the subject
 //!   check:    { steps: [...] }                                         # read-only preflight
@@ -18,6 +20,7 @@
 //!         when: "vars.read_first"         # optional: skip unless truthy; `otherwise: already_done` ends here
 //!         foreach: "steps.x.groups"       # optional: run once per item, the item is `item`
 //!         method: PATCH
+//!         endpoint: web_api               # optional: append the path to this endpoint's root
 //!         path: "/Users/{{ lookup.id | segment }}"
 //!         query: { filter: 'userName eq {{ subject | tojson }}' }
 //!         headers: { If-Match: "{{ steps.read.etag or '' }}" }   # empty value → header omitted
@@ -27,6 +30,7 @@
 //!         outcomes:
 //!           - { status: 200, body: { pointer: /active, equals: false }, outcome: already_done }
 //!           - { status: [401, 403], outcome: failed, message: "..." }
+//!           - { status: 403, header: { name: x-ratelimit-remaining, equals: "0" }, outcome: retry }
 //!         paginate: { scim: { count: 100 } }    # or { next_link: { pointer: /links/next } }, or `link`
 //!     record: { prior_active: "{{ steps.read.active }}" }   # becomes the action's pre_state
 //! ```
@@ -39,6 +43,7 @@
 //! `pre_state`, `context`, `idempotency_key`, `operation`, and `item` inside a `foreach` step.
 //! Filters: minijinja's builtins, a `tojson` that refuses undefined values, and `segment`, which
 //! percent-encodes a value for use as one path segment (use it for every value put in a `path`).
+//! Tests: minijinja's builtins and `contains` (`selectattr("logins", "contains", login)`).
 //! A body leaf or record value that is exactly one `{{ expression }}` keeps the expression's JSON type
 //! (a list stays a list, `false` stays a boolean); anything else renders to a string.
 //!
@@ -53,10 +58,19 @@
 //! # Outcomes
 //!
 //! Rules are tried in order; the first whose `status` (code, `"4xx"`, `"400-499"` or a list), optional
-//! `body` predicate and optional `when` all match decides. Otherwise: 2xx → `continue` (`done` after the
+//! `body` predicate, optional `header` predicate and optional `when` all match decides. Otherwise: 2xx → `continue` (`done` after the
 //! last step), 404 → `not_found`, 408/429/5xx → `retry` (honouring `Retry-After`), other → `failed` with
 //! the target's message; a 403 that is a rate limit (Google's `rateLimitExceeded`/`userRateLimitExceeded`,
 //! a `Retry-After`, an announced remaining budget of 0) → `retry`.
+//!
+//! # Endpoints
+//!
+//! Some targets split one job across APIs on different hosts (Slack: SCIM at
+//! `https://api.slack.com/scim/v2`, the Web API at `https://slack.com/api`), sometimes with different
+//! credentials. A spec names each further API under `endpoints` (with an optional default root URL) and a
+//! step picks one with `endpoint`; everything else about the step is unchanged. An instance may set
+//! `[connectors.<name>.endpoints.<endpoint>]` `base_url` and/or `auth`; unset, the URL is the spec's
+//! default (else the instance's `base_url`) and the credentials are the instance's `auth`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -110,12 +124,30 @@ pub struct SpecFile {
     /// Default values of instance `vars`.
     #[serde(default)]
     pub defaults: BTreeMap<String, Value>,
+    /// Further APIs of the same target besides the instance's `base_url` (Slack's Web API next to its
+    /// SCIM API), by name; steps choose one with `endpoint`.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, EndpointSpec>,
     /// Operation name → steps. Names are [`Operation`] names plus `lookup` and `check`.
     pub operations: BTreeMap<String, OperationSpec>,
     /// Which response headers announce the remaining budget and its reset, and how early to slow down
     /// (see `ratelimit.rs`). Absent: the common header names, pacing from 2 requests left.
     #[serde(default)]
     pub rate_limit: Option<super::ratelimit::RateLimitSpec>,
+}
+
+/// A named further API of the target. An instance may override its URL and give it its own
+/// credentials (`[connectors.<name>.endpoints.<endpoint>]`); by default it uses the instance's `auth`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// Root URL used when the instance sets none (the vendor's fixed API host). Without it the
+    /// instance's `base_url` is the default.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// One line for humans: what the endpoint is and when to override it.
+    #[serde(default)]
+    pub description: String,
 }
 
 /// One operation: HTTP steps run in order, then `record` builds the pre-state.
@@ -145,7 +177,10 @@ pub struct StepSpec {
     #[serde(default)]
     pub foreach: Option<String>,
     pub method: String,
-    /// Path template, appended to the instance's `base_url`.
+    /// Which of the spec's `endpoints` the path is appended to; default the instance's `base_url`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Path template, appended to the instance's `base_url` (or the endpoint's).
     pub path: String,
     #[serde(default)]
     pub query: BTreeMap<String, String>,
@@ -186,6 +221,9 @@ pub struct OutcomeRule {
     pub status: StatusPattern,
     #[serde(default)]
     pub body: Option<BodyPredicate>,
+    /// A test on a response header (rate-limit signals such as `x-ratelimit-remaining: 0`).
+    #[serde(default)]
+    pub header: Option<HeaderPredicate>,
     /// Expression over the context, including this step's fresh extracts.
     #[serde(default)]
     pub when: Option<String>,
@@ -211,6 +249,18 @@ pub struct BodyPredicate {
     pub pointer: String,
     #[serde(default)]
     pub equals: Option<Value>,
+    #[serde(default)]
+    pub exists: Option<bool>,
+}
+
+/// A test on a response header: its value equals `equals` (exactly, after trimming), or (`exists`) it
+/// is present.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderPredicate {
+    pub name: String,
+    #[serde(default)]
+    pub equals: Option<String>,
     #[serde(default)]
     pub exists: Option<bool>,
 }
@@ -301,6 +351,7 @@ pub(crate) enum Seg {
 pub(crate) struct CompiledRule {
     pub status: Vec<(u16, u16)>,
     pub body: Option<(Vec<Seg>, BodyTest)>,
+    pub header: Option<(HeaderName, HeaderTest)>,
     pub when: Option<Tpl>,
     pub outcome: StepOutcome,
     pub message: Option<Tpl>,
@@ -313,6 +364,12 @@ pub(crate) enum BodyTest {
 }
 
 #[derive(Debug, Clone)]
+pub(crate) enum HeaderTest {
+    Equals(String),
+    Exists(bool),
+}
+
+#[derive(Debug, Clone)]
 pub(crate) struct CompiledStep {
     pub name: String,
     /// `operations.<op>[<i>]`, for error messages.
@@ -321,6 +378,8 @@ pub(crate) struct CompiledStep {
     pub otherwise: Option<StepOutcome>,
     pub foreach: Option<Tpl>,
     pub method: Method,
+    /// Name of the spec endpoint the path is appended to (`None`: the instance's `base_url`).
+    pub endpoint: Option<String>,
     pub url: Tpl,
     pub query: Vec<(String, Tpl)>,
     pub headers: Vec<(HeaderName, Tpl)>,
@@ -346,6 +405,8 @@ pub struct Spec {
     pub file: String,
     pub auth: Vec<String>,
     pub defaults: BTreeMap<String, Value>,
+    /// Declared endpoints: name → default root URL (`None`: the instance's `base_url`).
+    pub endpoints: BTreeMap<String, Option<String>>,
     pub(crate) operations: BTreeMap<String, CompiledOperation>,
     pub(crate) env: Environment<'static>,
     /// `vars.<name>` referenced anywhere, so instances can be checked for missing vars at build.
@@ -385,6 +446,7 @@ impl Spec {
             env: new_env(),
             problems: Vec::new(),
             var_refs: BTreeSet::new(),
+            endpoints: raw.endpoints.keys().cloned().collect(),
         };
         let stem = file.rsplit_once('.').map(|(s, _)| s).unwrap_or(file);
         if raw.name != stem {
@@ -405,6 +467,13 @@ impl Spec {
                         super::auth::SCHEMES.join(", ")
                     ),
                 );
+            }
+        }
+        for (name, ep) in &raw.endpoints {
+            if let Some(url) = &ep.base_url {
+                if let Err(m) = super::auth::check_credential_url(url) {
+                    c.problem(&format!("endpoints.{name}.base_url"), m);
+                }
             }
         }
         // Lookup first: other operations refer to its record keys.
@@ -449,6 +518,11 @@ impl Spec {
             file: file.to_string(),
             auth: raw.auth,
             defaults: raw.defaults,
+            endpoints: raw
+                .endpoints
+                .into_iter()
+                .map(|(k, v)| (k, v.base_url))
+                .collect(),
             operations,
             env: c.env,
             var_refs: c.var_refs,
@@ -465,7 +539,24 @@ pub(crate) fn new_env() -> Environment<'static> {
     env.set_recursion_limit(50);
     env.add_filter("tojson", strict_tojson);
     env.add_filter("segment", segment);
+    env.add_test("contains", contains);
     env
+}
+
+/// `list is contains(x)`: the reverse of the builtin `in` test, so `selectattr("logins", "contains",
+/// login)` can keep the objects whose list attribute holds a value (minijinja has no such builtin).
+fn contains(
+    container: &minijinja::Value,
+    item: &minijinja::Value,
+) -> Result<bool, minijinja::Error> {
+    if container.is_undefined() || container.is_none() {
+        return Ok(false);
+    }
+    if let (Some(s), Some(i)) = (container.as_str(), item.as_str()) {
+        return Ok(s.contains(i));
+    }
+    let mut values = container.try_iter()?;
+    Ok(values.any(|v| &v == item))
 }
 
 /// `tojson` that refuses undefined values (the builtin turns them into `null`, which would silently send
@@ -520,6 +611,8 @@ struct Compiler<'f> {
     env: Environment<'static>,
     problems: Vec<Problem>,
     var_refs: BTreeSet<String>,
+    /// Names of the spec's `endpoints`, which steps may choose.
+    endpoints: BTreeSet<String>,
 }
 
 impl Compiler<'_> {
@@ -625,6 +718,14 @@ impl Compiler<'_> {
                 "must start with `/` (it is appended to the instance's base_url)".into(),
             );
         }
+        if let Some(ep) = &step.endpoint {
+            if !self.endpoints.contains(ep) {
+                self.problem(
+                    &format!("{path}.endpoint"),
+                    format!("`{ep}` is not declared under `endpoints`"),
+                );
+            }
+        }
         if step.otherwise.is_some() && step.when.is_none() {
             self.problem(
                 &format!("{path}.otherwise"),
@@ -718,6 +819,31 @@ impl Compiler<'_> {
                     }
                 },
             };
+            let header = match &rule.header {
+                None => None,
+                Some(h) => match (
+                    HeaderName::from_bytes(h.name.trim().as_bytes()),
+                    &h.equals,
+                    h.exists,
+                ) {
+                    (Err(_), _, _) => {
+                        self.problem(
+                            &format!("{p}.header.name"),
+                            format!("`{}` is not a valid header name", h.name),
+                        );
+                        None
+                    }
+                    (Ok(n), Some(v), None) => Some((n, HeaderTest::Equals(v.trim().to_string()))),
+                    (Ok(n), None, Some(e)) => Some((n, HeaderTest::Exists(e))),
+                    (Ok(_), _, _) => {
+                        self.problem(
+                            &format!("{p}.header"),
+                            "give exactly one of `equals` or `exists`".into(),
+                        );
+                        None
+                    }
+                },
+            };
             let when = rule.when.as_ref().and_then(|s| {
                 self.template(
                     &format!("{p}.when"),
@@ -739,6 +865,7 @@ impl Compiler<'_> {
             outcomes.push(CompiledRule {
                 status,
                 body,
+                header,
                 when,
                 outcome: rule.outcome,
                 message,
@@ -765,6 +892,7 @@ impl Compiler<'_> {
             otherwise: step.otherwise,
             foreach,
             method,
+            endpoint: step.endpoint.clone(),
             url: url?,
             query,
             headers,
@@ -1091,6 +1219,56 @@ operations:
             got[0].contains("only defined in a `foreach` step"),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn endpoints_and_header_predicates_are_checked() {
+        let got = problems(
+            r#"
+name: t
+auth: [bearer]
+endpoints:
+  web: { base_url: "http://plain.example.com/api" }
+operations:
+  notify:
+    steps:
+      - method: POST
+        endpoint: nope
+        path: /x
+        outcomes:
+          - { status: 403, header: { name: x-ratelimit-remaining }, outcome: retry }
+          - { status: 403, header: { name: "bad header", exists: true }, outcome: retry }
+"#,
+        );
+        let want = [
+            "t.yaml: endpoints.web.base_url: ",
+            "t.yaml: operations.notify[0].endpoint: `nope` is not declared",
+            "t.yaml: operations.notify[0].outcomes[0].header: give exactly one",
+            "t.yaml: operations.notify[0].outcomes[1].header.name: ",
+        ];
+        for w in want {
+            assert!(
+                got.iter().any(|g| g.starts_with(w)),
+                "missing {w:?} in {got:#?}"
+            );
+        }
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn contains_test_keeps_objects_whose_list_holds_the_value() {
+        let env = new_env();
+        let out = env
+            .render_str(
+                r#"{{ teams | selectattr("logins", "contains", "mona") | map(attribute="slug") | list | tojson }}"#,
+                minijinja::context! { teams => serde_json::json!([
+                    {"slug": "a", "logins": ["mona", "hubot"]},
+                    {"slug": "b", "logins": ["monalisa"]},
+                    {"slug": "c", "logins": null},
+                ]) },
+            )
+            .expect("renders");
+        assert_eq!(out, r#"["a"]"#);
     }
 
     #[test]
