@@ -770,6 +770,8 @@ struct GitHub {
     credentials: Vec<Credential>,
     /// EMU SCIM users of enterprise `acme-emu`: id → (userName, active).
     scim: BTreeMap<String, (String, bool)>,
+    /// The fake's own root URL, for absolute `Link` headers as GitHub sends them.
+    base: String,
 }
 
 fn gh_error(status: u16, message: &str) -> Resp {
@@ -1066,7 +1068,14 @@ impl Api for GitHub {
             }
             ("GET", ["orgs", "acme", "credential-authorizations"]) => {
                 let login = req.query.get("login").cloned();
-                let list: Vec<Value> = self
+                let num = |k: &str, d: usize| {
+                    req.query
+                        .get(k)
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(d)
+                };
+                let (per_page, page) = (num("per_page", 30).min(100), num("page", 1).max(1));
+                let all: Vec<Value> = self
                     .credentials
                     .iter()
                     .filter(|c| login.as_ref().is_none_or(|l| *l == c.login))
@@ -1074,7 +1083,26 @@ impl Api for GitHub {
                                      "token_last_eight": c.last_eight,
                                      "credential_authorized_at": "2026-01-26T19:06:43Z", "scopes": ["repo"]}))
                     .collect();
-                resp(200, Value::Array(list))
+                let list: Vec<Value> = all
+                    .iter()
+                    .skip((page - 1) * per_page)
+                    .take(per_page)
+                    .cloned()
+                    .collect();
+                let mut headers = Vec::new();
+                if page * per_page < all.len() {
+                    let mut next = reqwest::Url::parse(&format!(
+                        "{}/orgs/acme/credential-authorizations",
+                        self.base
+                    ))
+                    .expect("url");
+                    next.query_pairs_mut()
+                        .append_pair("login", login.as_deref().unwrap_or_default())
+                        .append_pair("per_page", &per_page.to_string())
+                        .append_pair("page", &(page + 1).to_string());
+                    headers.push(("link".to_string(), format!("<{next}>; rel=\"next\"")));
+                }
+                (200, Value::Array(list), headers)
             }
             ("DELETE", ["orgs", "acme", "credential-authorizations", id]) => {
                 let before = self.credentials.len();
@@ -1119,6 +1147,8 @@ vars = {vars}
 
 async fn github(vars: &str) -> (Fake<GitHub>, Arc<dyn Connector>, Secrets) {
     let fake = Fake::start(github_world(), 1).await;
+    let base = fake.base().to_string();
+    fake.with(|g| g.base = base);
     let secrets = Secrets::new();
     let set = build(&github_config(&fake, &secrets, "github", vars));
     (fake, set["github"].clone(), secrets)
@@ -1372,6 +1402,36 @@ async fn github_revoke_tokens_deletes_only_the_users_sso_credential_authorizatio
     assert_eq!(left, [170]);
     let again = run(&*gh, Operation::RevokeTokens, "mona", None).await;
     assert_eq!(again.outcome, Outcome::AlreadyDone, "{}", again.summary);
+
+    // More than a page (100) of authorizations: the Link header is followed, every one is revoked.
+    fake.with(|g| {
+        for id in 1000..1150 {
+            g.credentials.push(Credential {
+                id,
+                login: "hubot".into(),
+                kind: "SSH key".into(),
+                last_eight: String::new(),
+            });
+        }
+    });
+    fake.clear_log();
+    let many = run(&*gh, Operation::RevokeTokens, "hubot", None).await;
+    assert_eq!(many.outcome, Outcome::Done, "{}", many.summary);
+    let pages: Vec<Option<String>> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == Method::GET && r.path.ends_with("/credential-authorizations"))
+        .map(|r| r.query.get("page").cloned())
+        .collect();
+    assert_eq!(pages, [None, Some("2".to_string())]);
+    assert_eq!(
+        many.pre_state.as_ref().unwrap()["credentials"]
+            .as_array()
+            .map(Vec::len),
+        Some(150)
+    );
+    let left: Vec<u64> = fake.with(|g| g.credentials.iter().map(|c| c.id).collect());
+    assert_eq!(left, [170]);
 }
 
 #[tokio::test]
