@@ -68,7 +68,15 @@ async fn kafka_alert_disables_the_user_once_even_when_redelivered() {
     .await;
     assert_eq!(proxy.count("PATCH", "/v2/Users"), 1);
 
-    // Decision, action and outcome are visible in metrics.
+    // Decision, action and outcome are visible in metrics. The outcome is recorded after the PATCH
+    // returns, so the SCIM user can be inactive a moment before the counter moves: poll for it.
+    let succeeded = "deprovd_actions_total{connector=\"scim\",operation=\"disable_account\",outcome=\"succeeded\"}";
+    eventually(
+        Duration::from_secs(10),
+        "the action's outcome is counted",
+        || async { app.metric(succeeded).await.is_some().then_some(()) },
+    )
+    .await;
     let m = app.metrics().await;
     let v = |s: &str| crate::support::metric_value(&m, s);
     assert_eq!(
