@@ -1498,7 +1498,16 @@ impl Vendor for Graph {
                     json!({"@odata.context": format!("{base}/v1.0/$metadata#Edm.Boolean"), "value": true}),
                 )
             }
-            ("GET", ["users", key, "memberOf", "microsoft.graph.group"]) => {
+            // transitiveMemberOf lists nested groups too; this world has no nesting, so both agree.
+            (
+                "GET",
+                [
+                    "users",
+                    key,
+                    "memberOf" | "transitiveMemberOf",
+                    "microsoft.graph.group",
+                ],
+            ) => {
                 let Some(id) = self.user_id(key) else {
                     return Self::not_found(key);
                 };
@@ -1809,6 +1818,36 @@ async fn entra_contain_then_restore_leaves_the_tenant_as_it_was() {
         "contain → restore must leave the tenant as it was"
     );
     assert_eq!(fake.token_requests(), 1, "one token for the whole run");
+}
+
+#[tokio::test]
+async fn entra_lists_a_users_group_names_for_the_protected_groups_guard() {
+    let (fake, entra, _s) = entra().await;
+    let expected: BTreeSet<String> = fake.with(|i| {
+        let id = i.vendor.user_id("alice@contoso.com").expect("alice");
+        i.vendor
+            .groups
+            .values()
+            .filter(|g| g.members.contains(&id))
+            .map(|g| g.name.clone())
+            .collect()
+    });
+    assert!(!expected.is_empty());
+    assert!(entra.lists_groups());
+    let Memberships::Groups(names) = entra.group_memberships("alice@contoso.com").await else {
+        panic!("groups expected");
+    };
+    assert_eq!(names.into_iter().collect::<BTreeSet<_>>(), expected);
+    let listed = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/transitiveMemberOf/"))
+        .count();
+    assert!(listed >= 1, "nested groups are asked for");
+    assert_eq!(
+        entra.group_memberships("nobody@contoso.com").await,
+        Memberships::NotFound
+    );
 }
 
 #[tokio::test]
