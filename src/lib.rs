@@ -37,6 +37,7 @@
 //! - [`ssf`]: OpenID Shared Signals (CAEP, RISC): `[ssf]` settings, SET verification against a
 //!   transmitter's JWKS, and deprovd's own transmitter that signals containment downstream. The
 //!   receiving side (push endpoint, poll client) is the source [`ingest::ssf`].
+//! - [`http_util`]: reading HTTP response bodies with a size cap (JWKS, SET polls, webhooks).
 //! - [`cli`]: what the `deprovd` subcommands do beyond parsing (simulate, policy test, checks).
 //! - [`telemetry`]: tracing setup and the Prometheus registry with typed metric handles.
 #![forbid(unsafe_code)]
@@ -53,6 +54,7 @@ pub mod config;
 pub mod connectors;
 pub mod executor;
 pub mod guard;
+pub mod http_util;
 pub mod identity;
 pub mod ingest;
 pub mod ledger;

@@ -221,19 +221,30 @@ pub trait Connector: Send + Sync {
 }
 
 /// Whether `url` points at this machine (`localhost`, `127.0.0.0/8`, `::1`): the only place plaintext
-/// protocols may send credentials to. Native connectors use it to validate their endpoints.
+/// protocols may send credentials to. Native connectors, HTTP connectors and the SSF code use it to
+/// validate their endpoints.
+///
+/// The URL is parsed, not matched by prefix: `http://localhost:80@evil.example/` (userinfo) and
+/// `http://127.evil.example/` (a DNS name) are remote hosts. Anything that does not parse is not
+/// loopback.
 pub(crate) fn is_loopback_host(url: &str) -> bool {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let host_port = rest.split('/').next().unwrap_or("");
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host_port
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(host_port)
+    reqwest::Url::parse(url).is_ok_and(|u| is_loopback_url(&u))
+}
+
+/// As [`is_loopback_host`], for an already parsed URL.
+pub(crate) fn is_loopback_url(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
     };
-    host == "localhost" || host == "::1" || host.starts_with("127.")
+    // IPv6 literals come bracketed; non-special schemes (`ldap://`) keep IPv4 literals as names.
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The limits every native connector instance has: a call timeout, calls in flight, and an optional
@@ -377,5 +388,43 @@ pub fn build_all(
         Ok(set)
     } else {
         Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod loopback_tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn loopback_hosts_are_recognized() {
+        for url in [
+            "http://localhost/",
+            "http://LOCALHOST:8080/x",
+            "http://127.0.0.1:9000/jwks",
+            "http://127.8.9.10/",
+            "http://[::1]:8080/",
+            "ldap://127.0.0.1:389",
+            "ldap://localhost",
+        ] {
+            assert!(is_loopback_host(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn prefix_tricks_are_not_loopback() {
+        for url in [
+            // userinfo: the host is evil.example
+            "http://localhost:80@evil.example/",
+            "http://127.0.0.1@evil.example/",
+            // DNS names that merely start like loopback
+            "http://127.evil.example/",
+            "http://localhost.evil.example/",
+            "http://[::2]/",
+            "http://10.0.0.1/",
+            "not a url",
+            "localhost",
+        ] {
+            assert!(!is_loopback_host(url), "{url}");
+        }
     }
 }

@@ -43,6 +43,8 @@ use crate::telemetry::Metrics;
 const JTI_NS: &str = "ssf_jti";
 /// How long a `jti` stays claimed while its SET is processed; a crash mid-way frees it after this.
 const PROCESSING_TTL: Duration = Duration::from_secs(300);
+/// Longest poll answer read, per SET asked for (`max_events`): a SET is a few KiB.
+const MAX_POLL_BYTES_PER_SET: usize = 64 * 1024;
 
 /// What became of one SET.
 #[derive(Debug, Clone, PartialEq)]
@@ -344,7 +346,10 @@ impl Receivers {
             if !errs.is_empty() {
                 body["setErrs"] = Value::Object(errs.clone());
             }
-            let answer = self.poll_once(&url, r.poll_token.as_ref(), &body).await;
+            let cap = MAX_POLL_BYTES_PER_SET.saturating_mul(cfg.max_events.max(1) as usize);
+            let answer = self
+                .poll_once(&url, r.poll_token.as_ref(), &body, cap)
+                .await;
             let (sets, more) = match answer {
                 Ok(v) => {
                     failures = 0;
@@ -407,6 +412,7 @@ impl Receivers {
         url: &str,
         token: Option<&SecretString>,
         body: &Value,
+        max_bytes: usize,
     ) -> Result<(Vec<(String, String)>, bool), String> {
         let mut req = self
             .http
@@ -421,7 +427,7 @@ impl Receivers {
         if !status.is_success() {
             return Err(format!("HTTP {status}"));
         }
-        let doc: Value = resp.json().await.map_err(|e| format!("not JSON: {e}"))?;
+        let doc = crate::http_util::read_json_capped(resp, max_bytes).await?;
         let sets = doc
             .get("sets")
             .and_then(Value::as_object)

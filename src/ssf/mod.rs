@@ -189,16 +189,14 @@ pub struct TransmitReceiverConfig {
 /// A URL deprovd may fetch keys from or send SETs and tokens to: `https://`, or plain `http://` on
 /// this machine only (tests, sidecars).
 pub(crate) fn check_url(url: &str) -> Result<(), String> {
-    let ok_scheme = url.starts_with("https://")
-        || (url.starts_with("http://") && crate::connectors::is_loopback_host(url));
-    if !ok_scheme {
-        return Err(format!(
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if crate::connectors::is_loopback_url(&parsed) => Ok(()),
+        _ => Err(format!(
             "`{url}` must be an https:// URL (plain http only to localhost / 127.0.0.1)"
-        ));
+        )),
     }
-    reqwest::Url::parse(url)
-        .map(|_| ())
-        .map_err(|e| format!("`{url}` is not a URL: {e}"))
 }
 
 fn good_name(name: &str) -> bool {
@@ -342,6 +340,21 @@ impl SsfConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_is_allowed_only_to_a_loopback_host() {
+        assert!(check_url("https://idp.example.com/jwks").is_ok());
+        assert!(check_url("http://127.0.0.1:8080/jwks").is_ok());
+        assert!(check_url("http://localhost/jwks").is_ok());
+        for bypass in [
+            "http://localhost:80@evil.example/jwks",
+            "http://127.evil.example/jwks",
+            "http://127.0.0.1.evil.example/jwks",
+            "ftp://localhost/jwks",
+        ] {
+            assert!(check_url(bypass).is_err(), "{bypass}");
+        }
+    }
 
     fn parse(text: &str) -> SsfConfig {
         #[derive(Deserialize)]

@@ -45,6 +45,8 @@ const QUEUE: usize = 1024;
 const CONCURRENCY: usize = 16;
 /// Longest pause between two delivery attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest error answer read from a receiver.
+const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// One containment to signal.
 #[derive(Debug, Clone)]
@@ -281,7 +283,10 @@ impl Transmitter {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
-                    let body: Value = r.json().await.unwrap_or(Value::Null);
+                    // Only `err` and `description` are read: a small cap, whatever is sent.
+                    let body = crate::http_util::read_json_capped(r, MAX_ERROR_BODY)
+                        .await
+                        .unwrap_or(Value::Null);
                     let why = format!(
                         "HTTP {status} {} {}",
                         body.get("err").and_then(Value::as_str).unwrap_or(""),

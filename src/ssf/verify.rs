@@ -385,13 +385,9 @@ impl Verifier {
         if !resp.status().is_success() {
             return Err(format!("GET {url}: HTTP {}", resp.status()));
         }
-        let body = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
-        if body.len() > MAX_DOC_BYTES {
-            return Err(format!(
-                "GET {url}: document larger than {MAX_DOC_BYTES} bytes"
-            ));
-        }
-        serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))
+        crate::http_util::read_json_capped(resp, MAX_DOC_BYTES)
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))
     }
 }
 

@@ -198,13 +198,7 @@ impl fmt::Debug for AuthConfig {
 /// Why `url` may not receive credentials, if it may not: https, or plain http to a loopback host.
 pub fn check_credential_url(url: &str) -> Result<reqwest::Url, String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-    let host = parsed.host_str().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback = crate::connectors::is_loopback_url(&parsed);
     match parsed.scheme() {
         "https" => {}
         "http" if loopback => {}

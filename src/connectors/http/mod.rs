@@ -173,13 +173,7 @@ fn check_base_url(key: &str, base_url: &str, problems: &mut Vec<Problem>) {
             format!("`{base_url}` is not a URL: {e}"),
         )),
         Ok(url) => {
-            let host = url.host_str().unwrap_or_default();
-            let loopback = host == "localhost"
-                || host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
+            let loopback = crate::connectors::is_loopback_url(&url);
             match url.scheme() {
                 "https" => {}
                 "http" if loopback => {}
