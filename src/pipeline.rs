@@ -175,7 +175,17 @@ impl Decider {
             .collect())
     }
 
-    /// As [`decide`](Self::decide) for an already normalized alert (manual lockouts, SSF).
+    /// As [`decide`](Self::decide) for the claims of a SET the Shared Signals receiver verified (see
+    /// [`NormalizerRegistry::normalize_verified_set`]).
+    pub fn decide_verified_set(
+        &self,
+        claims: serde_json::Value,
+    ) -> Result<Planned, NormalizeError> {
+        let alert = self.registry.normalize_verified_set(claims)?;
+        Ok(self.decide_alert(alert))
+    }
+
+    /// As [`decide`](Self::decide) for an already normalized alert (manual lockouts).
     pub fn decide_alert(&self, alert: Alert) -> Planned {
         let now = Utc::now();
         let started = Instant::now();
@@ -320,6 +330,29 @@ impl Pipeline {
             Ok(planned) => self.accept(planned, source, actor).await,
             Err(e) => Err(self
                 .reject(&e, format, source, actor, bytes.len(), None)
+                .await?),
+        }
+    }
+
+    /// The Shared Signals receiver's path, and the only way to an `ssf` alert: as
+    /// [`process_as`](Self::process_as) for the claims of a SET whose signature, issuer, audience,
+    /// `iat` and `jti` the receiver checked. (`format = ssf` is refused on every other path.)
+    pub async fn process_verified_set(
+        self: &Arc<Self>,
+        claims: serde_json::Value,
+        actor: Actor,
+    ) -> Result<Processed, PipelineError> {
+        let len = serde_json::to_vec(&claims).map_or(0, |v| v.len());
+        let this = self.clone();
+        let decided = tokio::task::spawn_blocking(move || this.decider.decide_verified_set(claims))
+            .await
+            .map_err(|e| {
+                PipelineError::Unavailable(format!("policy evaluation task failed: {e}"))
+            })?;
+        match decided {
+            Ok(planned) => self.accept(planned, "ssf", actor).await,
+            Err(e) => Err(self
+                .reject(&e, Some("ssf"), "ssf", actor, len, None)
                 .await?),
         }
     }

@@ -21,7 +21,7 @@ pub mod sentinel;
 pub mod splunk;
 pub mod ssf;
 
-pub use registry::{Normalized, Normalizer, NormalizerRegistry, Part};
+pub use registry::{Normalized, Normalizer, NormalizerRegistry, Part, SSF_ONLY_VERIFIED};
 
 use std::collections::BTreeMap;
 

@@ -42,7 +42,15 @@ pub trait Normalizer: Send + Sync {
     }
 }
 
-/// All known formats, in detection order (most specific first, `generic` last).
+/// All formats a source may name or auto-detect, in detection order (most specific first, `generic`
+/// last).
+///
+/// `ssf` is deliberately not among them: its normalizer trusts that the SET's signature, issuer,
+/// audience and `jti` were checked, which only the Shared Signals receiver does. Were it detectable
+/// or nameable here, any `ingest` caller or Kafka producer could post unsigned SET claims and get
+/// an alert indistinguishable from a verified one. The receiver uses
+/// [`normalize_verified_set`](NormalizerRegistry::normalize_verified_set); elsewhere `format = ssf`
+/// is refused ([`SSF_ONLY_VERIFIED`]).
 pub struct NormalizerRegistry {
     normalizers: Vec<Box<dyn Normalizer>>,
 }
@@ -67,13 +75,13 @@ impl NormalizerRegistry {
                 Box::new(super::guardduty::GuardDuty),
                 Box::new(super::elastic::Elastic),
                 Box::new(super::google_workspace::GoogleWorkspace),
-                Box::new(super::ssf::Ssf),
+                // Not `ssf`: see `normalize_verified_set`.
                 Box::new(super::generic::Generic),
             ],
         }
     }
 
-    /// Names of the known formats, for error messages and config validation.
+    /// Names of the formats a source may name (not `ssf`), for error messages and config validation.
     pub fn names(&self) -> Vec<&'static str> {
         self.normalizers.iter().map(|n| n.name()).collect()
     }
@@ -131,9 +139,19 @@ impl NormalizerRegistry {
             .collect())
     }
 
+    /// The claims of a SET the Shared Signals receiver verified (signature, issuer, audience, `iat`,
+    /// `jti`): the only way to an `ssf` alert.
+    pub fn normalize_verified_set(&self, claims: Value) -> Result<Alert, NormalizeError> {
+        super::ssf::Ssf.normalize(claims)
+    }
+
     /// The normalizer for `doc`: the configured one, else the first that detects it.
     fn pick(&self, doc: &Value, format: Option<&str>) -> Result<&dyn Normalizer, NormalizeError> {
         match format {
+            Some(SSF) => Err(NormalizeError::Invalid {
+                format: SSF,
+                reason: SSF_ONLY_VERIFIED.into(),
+            }),
             Some(name) if name != "auto" => self.get(name).ok_or_else(|| {
                 NormalizeError::UnknownFormat(name.to_string(), self.names().join(", "))
             }),
@@ -180,9 +198,58 @@ fn why_unrecognized(doc: &serde_json::Value) -> String {
     }
 }
 
+/// The format name of verified Security Event Tokens.
+const SSF: &str = "ssf";
+
+/// Why `format = ssf` is refused on `/v1/alerts` and Kafka.
+pub const SSF_ONLY_VERIFIED: &str = "SETs are accepted only by the Shared Signals receiver \
+    (POST /v1/ssf/{receiver} or its poll client), which verifies their signature; format `ssf` \
+    cannot be used on other sources";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The claims of a CAEP SET, as an attacker without the transmitter's key could write them.
+    const UNSIGNED_SET_CLAIMS: &[u8] = br#"{
+        "iss": "https://idp.example.com", "jti": "forged-1", "iat": 1767225600,
+        "aud": "https://deprovd.example.com",
+        "sub_id": {"format": "email", "email": "ceo@corp.example"},
+        "events": {"https://schemas.openid.net/secevent/caep/event-type/session-revoked": {}}
+    }"#;
+
+    #[test]
+    fn unsigned_set_claims_are_never_an_ssf_alert_outside_the_receiver() {
+        let r = NormalizerRegistry::new();
+        assert!(!r.names().contains(&"ssf"), "{:?}", r.names());
+        for format in [None, Some("auto")] {
+            if let Ok(a) = r.normalize(UNSIGNED_SET_CLAIMS, format) {
+                assert_ne!(a.source.format, "ssf", "auto-detected as ssf");
+            }
+            for part in r
+                .normalize_all(UNSIGNED_SET_CLAIMS, format)
+                .into_iter()
+                .flatten()
+            {
+                if let Ok(a) = part.result {
+                    assert_ne!(a.source.format, "ssf", "auto-detected as ssf");
+                }
+            }
+        }
+        let err = r.normalize(UNSIGNED_SET_CLAIMS, Some("ssf")).unwrap_err();
+        assert_eq!(err.reason_code(), "invalid");
+        assert!(err.to_string().contains("Shared Signals receiver"), "{err}");
+        let err = r
+            .normalize_all(UNSIGNED_SET_CLAIMS, Some("ssf"))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("verifies their signature"),
+            "{err}"
+        );
+        // The receiver's own path still maps the claims it verified.
+        let doc = serde_json::from_slice(UNSIGNED_SET_CLAIMS).unwrap();
+        assert_eq!(r.normalize_verified_set(doc).unwrap().source.format, "ssf");
+    }
 
     #[test]
     fn each_error_kind_has_its_bounded_reason_code() {

@@ -2,9 +2,10 @@
 //! the Shared Signals receiver (`crate::ingest::ssf`) hands them over after checking the signature,
 //! issuer, audience and `jti`.
 //!
-//! This normalizer never sees a signature: it trusts that its caller verified the SET. A SET-shaped
-//! document posted to `/v1/alerts` by an `ingest` caller is normalized the same way, with the same
-//! trust as any other alert that caller sends.
+//! This normalizer never sees a signature: it trusts that its caller verified the SET. So it is not
+//! in the registry's auto-detection and `format = ssf` is refused on `/v1/alerts` and Kafka; only
+//! the receiver reaches it ([`super::NormalizerRegistry::normalize_verified_set`]), and an `ssf`
+//! alert always means a verified SET.
 //!
 //! Mapping (full table in `docs/alert-model.md`):
 //! - `id` ← `jti`; `time` ← the event's `event_timestamp` (seconds) when given, else `iat`.

@@ -108,7 +108,12 @@ impl KafkaConfig {
                 "must not be empty",
             ));
         }
-        if self.format != "auto" && !known_formats.contains(&self.format.as_str()) {
+        if self.format == "ssf" {
+            problems.push(Problem::new(
+                format!("{path}.format"),
+                crate::alert::SSF_ONLY_VERIFIED,
+            ));
+        } else if self.format != "auto" && !known_formats.contains(&self.format.as_str()) {
             problems.push(Problem::new(
                 format!("{path}.format"),
                 format!(
@@ -435,5 +440,23 @@ impl KafkaSource {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn format_ssf_is_refused_because_only_the_receiver_verifies_sets() {
+        let cfg: KafkaConfig =
+            toml::from_str("brokers = \"127.0.0.1:9092\"\ntopics = [\"alerts\"]\nformat = \"ssf\"")
+                .unwrap();
+        let known = crate::alert::NormalizerRegistry::new().names();
+        let mut p = Vec::new();
+        cfg.validate("kafka", &known, &mut p);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].path, "kafka.format");
+        assert!(p[0].message.contains("Shared Signals receiver"), "{p:?}");
     }
 }

@@ -7,8 +7,9 @@
 //! 2. claim its `jti` in the state store (`SET NX`, per receiver and issuer) so a replay is refused
 //!    — and so two replicas receiving the same SET do not both process it;
 //! 3. SSF stream-control events (verification, stream-updated) are accepted and end here;
-//! 4. the claims go through [`Pipeline::process_as`] with the `ssf` format, which returns once the
-//!    actions are in the ledger;
+//! 4. the claims go through [`Pipeline::process_verified_set`] — the only way to an alert of format
+//!    `ssf` (the format is refused on every other source) — which returns once the actions are in
+//!    the ledger;
 //! 5. the `jti` is marked done for `max_age` (after which `iat` checks refuse the SET anyway).
 //!
 //! Acknowledgement follows the ledger, as for Kafka offsets: a push gets its 202, and a polled SET
@@ -262,12 +263,7 @@ impl Receivers {
             info!(receiver = %cfg.name, event_type = %set.event_type, "ssf: stream control event accepted");
             return Outcome::Accepted { alert_id: None };
         }
-        let claims = serde_json::to_vec(&set.claims).unwrap_or_default();
-        match sinks
-            .pipeline
-            .process_as(&claims, Some("ssf"), "ssf", actor)
-            .await
-        {
+        match sinks.pipeline.process_verified_set(set.claims, actor).await {
             Ok(p) => {
                 if let Err(e) = mark("done", remember).await {
                     // The actions are durable; only replay detection is weaker for this jti (and the
