@@ -52,8 +52,8 @@ const MAX_POLL_BYTES_PER_SET: usize = 64 * 1024;
 pub enum Outcome {
     /// Verified and recorded (`alert_id` is `None` for stream-control events).
     Accepted { alert_id: Option<String> },
-    /// Its `jti` was seen before; `processed` says the earlier copy completed (poll: ack it).
-    Duplicate { processed: bool },
+    /// Its `jti` was seen before; `prior` says what became of the earlier copy.
+    Duplicate { prior: Prior },
     /// Refused; dead-lettered.
     Rejected(Rejection),
     /// The ledger is down: the transmitter must deliver it again.
@@ -68,6 +68,41 @@ impl Outcome {
             Outcome::Duplicate { .. } => "duplicate",
             Outcome::Rejected(r) => r.code.as_str(),
             Outcome::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// What became of the first copy of a SET whose `jti` arrives again.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prior {
+    /// Recorded: this copy is acknowledged (push 202, poll `ack`) and not acted on again.
+    Done,
+    /// Still being processed, or released after the ledger was down (or its claim just expired):
+    /// the transmitter must deliver it again later (push 503, poll: neither acked nor errored). A
+    /// final 400 here would lose the SET if the first attempt then ends unavailable.
+    InFlight,
+    /// Refused by the pipeline: the same refusal again (push 400, poll `setErrs`).
+    Rejected(Rejection),
+}
+
+impl Prior {
+    /// From the `jti` record in the state store (`None`: it expired since the claim failed).
+    fn from_record(doc: Option<&Value>) -> Self {
+        let Some(doc) = doc else {
+            return Prior::InFlight;
+        };
+        match doc["state"].as_str() {
+            Some("done") => Prior::Done,
+            Some("rejected") => {
+                let description = doc["description"]
+                    .as_str()
+                    .unwrap_or("the SET was refused when first received");
+                Prior::Rejected(Rejection::new(
+                    ErrCode::InvalidRequest,
+                    format!("jti already received and refused: {description}"),
+                ))
+            }
+            _ => Prior::InFlight,
         }
     }
 }
@@ -153,7 +188,7 @@ impl Receivers {
                 format!("receiver `{name}` takes SETs by polling only (`push = false`)"),
             ))
         } else {
-            self.handle_inner(r, token, via, actor.clone(), sinks).await
+            self.handle_inner(r, token, actor.clone(), sinks).await
         };
         self.metrics
             .ssf_sets
@@ -209,7 +244,6 @@ impl Receivers {
         &self,
         r: &Receiver,
         token: &str,
-        via: &'static str,
         actor: Actor,
         sinks: &Sinks<'_>,
     ) -> Outcome {
@@ -234,30 +268,27 @@ impl Receivers {
         {
             Ok(true) => {}
             Ok(false) => {
-                let processed = matches!(
-                    sinks.store.get_json(JTI_NS, &key).await,
-                    Ok(Some(doc)) if doc["state"] == "done"
-                );
-                return if via == "push" {
-                    Outcome::Rejected(Rejection::new(
-                        ErrCode::InvalidRequest,
-                        format!("jti `{}` was already received (replay)", set.jti),
-                    ))
-                } else {
-                    Outcome::Duplicate { processed }
+                // A duplicate is a retry as often as a replay: either way it is never acted on
+                // twice; its answer follows what became of the first copy.
+                return match sinks.store.get_json(JTI_NS, &key).await {
+                    Ok(doc) => Outcome::Duplicate {
+                        prior: Prior::from_record(doc.as_ref()),
+                    },
+                    Err(e) => Outcome::Unavailable(format!("jti lookup: {e}")),
                 };
             }
             Err(e) => return Outcome::Unavailable(format!("jti claim: {e}")),
         }
-        let mark = |state: &'static str, ttl: Duration| {
+        let mark_with = |record: Value, ttl: Duration| {
             let key = key.clone();
             async move {
                 sinks
                     .store
-                    .put_json(JTI_NS, &key, &json!({ "state": state }), false, Some(ttl))
+                    .put_json(JTI_NS, &key, &record, false, Some(ttl))
                     .await
             }
         };
+        let mark = |state: &'static str, ttl: Duration| mark_with(json!({ "state": state }), ttl);
         if set.event_type.starts_with(crate::alert::ssf::SSF_CONTROL) {
             let _ = mark("done", remember).await;
             info!(receiver = %cfg.name, event_type = %set.event_type, "ssf: stream control event accepted");
@@ -275,7 +306,12 @@ impl Receivers {
                 }
             }
             Err(PipelineError::Rejected { reason, .. }) => {
-                let _ = mark("rejected", remember).await;
+                // The reason is kept so a retried copy gets the same refusal.
+                let _ = mark_with(
+                    json!({"state": "rejected", "description": reason}),
+                    remember,
+                )
+                .await;
                 let mut rej = Rejection::new(ErrCode::InvalidRequest, reason);
                 rej.from_pipeline = true;
                 Outcome::Rejected(rej)
@@ -328,6 +364,8 @@ impl Receivers {
         let mut acks: Vec<String> = Vec::new();
         let mut errs = serde_json::Map::new();
         let mut failures = 0u32;
+        // Rounds in a row that left SETs neither acked nor errored (ledger down, still in flight).
+        let mut stuck = 0u32;
         info!(receiver = %name, "ssf: polling");
         loop {
             let stopping = *stop.borrow();
@@ -346,7 +384,8 @@ impl Receivers {
             let answer = self
                 .poll_once(&url, r.poll_token.as_ref(), &body, cap)
                 .await;
-            let (sets, more) = match answer {
+            // `moreAvailable` needs nothing extra: a round with progress re-polls at once anyway.
+            let (sets, _more) = match answer {
                 Ok(v) => {
                     failures = 0;
                     acks.clear();
@@ -370,7 +409,7 @@ impl Receivers {
             if stopping {
                 return;
             }
-            let got = sets.len();
+            let mut retry_later = 0usize;
             for (jti, token) in sets {
                 let sinks = Sinks {
                     pipeline: &pipeline,
@@ -381,21 +420,33 @@ impl Receivers {
                     .handle(&name, &token, "poll", Actor::system("ssf-poll"), &sinks)
                     .await
                 {
-                    Outcome::Accepted { .. } | Outcome::Duplicate { processed: true } => {
+                    Outcome::Accepted { .. } | Outcome::Duplicate { prior: Prior::Done } => {
                         acks.push(jti)
                     }
-                    Outcome::Rejected(rej) => {
+                    Outcome::Rejected(rej)
+                    | Outcome::Duplicate {
+                        prior: Prior::Rejected(rej),
+                    } => {
                         errs.insert(
                             jti,
                             json!({"err": rej.code.as_str(), "description": rej.description}),
                         );
                     }
-                    Outcome::Duplicate { processed: false } | Outcome::Unavailable(_) => {}
+                    Outcome::Duplicate {
+                        prior: Prior::InFlight,
+                    }
+                    | Outcome::Unavailable(_) => retry_later += 1,
                 }
             }
-            if got == 0 && !more && acks.is_empty() && errs.is_empty() {
+            stuck = if retry_later > 0 && acks.is_empty() && errs.is_empty() {
+                stuck + 1
+            } else {
+                0
+            };
+            let progress = !acks.is_empty() || !errs.is_empty();
+            if let Some(wait) = idle_wait(cfg.poll_interval, progress, stuck) {
                 tokio::select! {
-                    _ = tokio::time::sleep(cfg.poll_interval) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stop.changed() => {}
                 }
             }
@@ -439,6 +490,20 @@ impl Receivers {
     }
 }
 
+/// How long the poll loop waits before its next request, if at all. It polls again at once only when
+/// that request carries acks or errors (progress to report, and the next SETs to fetch). A round that could not settle any SET (the ledger is
+/// down, or copies are still in flight elsewhere) waits `poll_interval`, longer each such round in a
+/// row (up to 12×, at most a minute), instead of re-polling the same SETs in a tight loop.
+fn idle_wait(poll_interval: Duration, progress: bool, stuck: u32) -> Option<Duration> {
+    if progress {
+        return None;
+    }
+    if stuck > 0 {
+        return Some((poll_interval * stuck.min(12)).min(Duration::from_secs(60)));
+    }
+    Some(poll_interval)
+}
+
 /// The store key of a `jti`: per receiver and issuer (jtis are unique per issuer only), hashed to a
 /// bounded length.
 fn jti_key(receiver: &str, iss: &str, jti: &str) -> String {
@@ -447,15 +512,28 @@ fn jti_key(receiver: &str, iss: &str, jti: &str) -> String {
 }
 
 /// The HTTP answer to a pushed SET (RFC 8935 §2.2–2.4): 202 with no body when accepted; 400 with
-/// `{"err", "description"}` when refused; 503 when it must be retried.
+/// `{"err", "description"}` when refused; 503 when it must be retried. A copy of a SET already
+/// received answers as the first copy did once it settled: 202 when recorded (a transmitter's retry
+/// after a lost 202 must not be told "refused" — 400 is final), 400 when refused, 503 while the
+/// first copy is still in flight or was released because the ledger was down.
 pub fn push_response(outcome: &Outcome) -> (StatusCode, Option<Value>) {
     match outcome {
-        Outcome::Accepted { .. } => (StatusCode::ACCEPTED, None),
-        Outcome::Duplicate { .. } => (
-            StatusCode::BAD_REQUEST,
-            Some(json!({"err": "invalid_request", "description": "jti already received"})),
+        Outcome::Accepted { .. } | Outcome::Duplicate { prior: Prior::Done } => {
+            (StatusCode::ACCEPTED, None)
+        }
+        Outcome::Duplicate {
+            prior: Prior::InFlight,
+        } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(json!({
+                "err": "temporarily_unavailable",
+                "description": "a SET with this jti is still being processed; deliver it again later",
+            })),
         ),
-        Outcome::Rejected(r) => (
+        Outcome::Duplicate {
+            prior: Prior::Rejected(r),
+        }
+        | Outcome::Rejected(r) => (
             StatusCode::BAD_REQUEST,
             Some(json!({"err": r.code.as_str(), "description": r.description})),
         ),
@@ -483,6 +561,63 @@ mod tests {
         assert_eq!(
             jti_key("a", "https://x", "1"),
             jti_key("a", "https://x", "1")
+        );
+    }
+
+    #[test]
+    fn a_duplicate_answers_as_its_first_copy_settled() {
+        let dup = |doc: Option<Value>| {
+            push_response(&Outcome::Duplicate {
+                prior: Prior::from_record(doc.as_ref()),
+            })
+        };
+        // Recorded: a retry after a lost 202 is acknowledged (and not acted on again).
+        assert_eq!(
+            dup(Some(json!({"state": "done"}))),
+            (StatusCode::ACCEPTED, None)
+        );
+        // Still processing, released after an outage, or the claim just expired: retry later,
+        // never the final 400 that would lose the SET if the first copy then fails.
+        for doc in [
+            Some(json!({"state": "processing"})),
+            Some(json!({"state": "released"})),
+            None,
+        ] {
+            let (status, body) = dup(doc.clone());
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{doc:?}");
+            assert_eq!(body.unwrap()["err"], "temporarily_unavailable");
+        }
+        // Refused: the same refusal, with its reason.
+        let (status, body) = dup(Some(
+            json!({"state": "rejected", "description": "ssf: no user subject"}),
+        ));
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let body = body.unwrap();
+        assert_eq!(body["err"], "invalid_request");
+        assert!(
+            body["description"]
+                .as_str()
+                .unwrap()
+                .contains("ssf: no user subject"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn the_poll_loop_waits_whenever_a_round_settles_nothing_and_backs_off_while_stuck() {
+        let i = Duration::from_millis(100);
+        // Acks or errors to report: the next request goes out at once.
+        assert_eq!(idle_wait(i, true, 0), None);
+        // Nothing received and nothing to report.
+        assert_eq!(idle_wait(i, false, 0), Some(i));
+        // SETs received but none could be settled (ledger down, in flight elsewhere): wait, longer
+        // each round in a row, capped.
+        assert_eq!(idle_wait(i, false, 1), Some(i));
+        assert_eq!(idle_wait(i, false, 3), Some(i * 3));
+        assert_eq!(idle_wait(i, false, 100), Some(i * 12));
+        assert_eq!(
+            idle_wait(Duration::from_secs(30), false, 5),
+            Some(Duration::from_secs(60))
         );
     }
 

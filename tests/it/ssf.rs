@@ -290,7 +290,7 @@ fn acted_on(target: &Target) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn pushed_credential_compromise_set_disables_the_user_and_a_replay_is_refused() {
+async fn pushed_credential_compromise_set_disables_the_user_and_a_replay_never_acts_twice() {
     let tx = Transmitter::start().await;
     let s = deprovd_with(&receiver("idp", &tx, "")).await;
     let email = format!("{}@corp.example", unique("alice"));
@@ -310,16 +310,23 @@ async fn pushed_credential_compromise_set_disables_the_user_and_a_replay_is_refu
     assert_eq!(actions[0]["origin"]["alert_id"], jti.as_str());
     assert_eq!(actions[0]["operation"], "disable_account");
 
+    // The same SET again — a transmitter retrying after a lost 202, or a replay: acknowledged (a 400
+    // is final per RFC 8935 and would tell a retrying transmitter its SET was refused), never acted
+    // on twice.
     let (status, body) = push(&s.app, "idp", &set).await;
-    assert_eq!(status, 400);
-    assert_eq!(body["err"], "invalid_request");
-    assert!(
-        body["description"]
-            .as_str()
-            .unwrap()
-            .contains("already received")
-    );
+    assert_eq!(status, 202, "{body}");
     assert_eq!(s.app.actions(&format!("subject={email}")).await.len(), 1);
+    assert_eq!(
+        s.app
+            .metric("deprovd_ssf_sets_total{outcome=\"duplicate\",receiver=\"idp\"}")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        acted_on(&s.target).iter().filter(|e| **e == email).count(),
+        1,
+        "one connector call"
+    );
     assert_eq!(
         s.app
             .metric("deprovd_ssf_sets_total{outcome=\"accepted\",receiver=\"idp\"}")
@@ -877,6 +884,48 @@ async fn an_unreachable_jwks_asks_the_transmitter_to_retry_instead_of_refusing_t
         "the target disables the user",
         || async { acted_on(&s.target).contains(&email).then_some(()) },
     )
+    .await;
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_poll_round_that_settles_nothing_waits_instead_of_spinning() {
+    let tx = Transmitter::start().await;
+    // The transmitter's keys cannot be fetched: every polled SET is "retry later" (neither acked
+    // nor errored), and the transmitter, asked with returnImmediately, hands it out again at once.
+    tx.state.lock().unwrap().jwks_down = true;
+    let token_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token_file.path(), POLL_TOKEN).unwrap();
+    let extra = format!(
+        "push = false\npoll_url = \"{}/poll\"\npoll_token = \"file:{}\"\npoll_interval = \"50ms\"",
+        tx.url,
+        token_file.path().display()
+    );
+    let email = format!("{}@corp.example", unique("gina"));
+    let (jti, c) = compromise(&tx, &email);
+    tx.queue(&jti, sign("ssf/k1.pem", "k1", &c));
+    let extra = format!("{extra}\njwks_refetch_interval = \"0s\"");
+    let s = deprovd_with(&receiver("idp", &tx, &extra)).await;
+    eventually(Duration::from_secs(10), "the first polls", || async {
+        (tx.polls().len() >= 2).then_some(())
+    })
+    .await;
+    // A rate, measured over a fixed window: with a 50 ms interval and backoff, a handful of polls
+    // a second; a loop without a pause makes hundreds.
+    let before = tx.polls().len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let polls = tx.polls().len() - before;
+    assert!(polls <= 20, "{polls} polls in one second while stuck");
+    assert!(tx.polls().iter().all(|p| p["ack"] == json!([])));
+
+    // Once the keys are back the SET is processed and acknowledged (the backoff is capped).
+    tx.state.lock().unwrap().jwks_down = false;
+    eventually(Duration::from_secs(15), "the SET acknowledged", || async {
+        tx.polls()
+            .iter()
+            .any(|p| p["ack"] == json!([jti]))
+            .then_some(())
+    })
     .await;
     s.app.stop().await;
 }
