@@ -218,13 +218,18 @@ impl Transmitter {
     }
 
     /// Deliver queued signals until `stop`; in-flight deliveries are abandoned at stop.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        self.run_with(stop, CONCURRENCY).await
+    }
+
+    /// [`run`](Self::run) with `concurrency` deliveries in flight at most.
+    async fn run_with(self: Arc<Self>, mut stop: watch::Receiver<bool>, concurrency: usize) {
         let Some(mut rx) = self.rx.lock().expect("not poisoned").take() else {
             return;
         };
-        let permits = Arc::new(Semaphore::new(CONCURRENCY));
+        let permits = Arc::new(Semaphore::new(concurrency));
         let mut tasks = JoinSet::new();
-        loop {
+        'recv: loop {
             let c = tokio::select! {
                 c = rx.recv() => match c { Some(c) => c, None => break },
                 _ = stop.wait_for(|s| *s) => break,
@@ -239,12 +244,18 @@ impl Transmitter {
                         continue;
                     }
                 };
+                // Take the permit before spawning: while every delivery slot is busy this loop
+                // stops receiving, the queue fills, and `contained` drops and counts — instead of
+                // the queue draining into an unbounded set of waiting tasks.
+                let permit = tokio::select! {
+                    p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                    _ = stop.wait_for(|s| *s) => break 'recv,
+                };
                 let this = self.clone();
                 let t = t.clone();
-                let permits = permits.clone();
                 let key = c.action_key.clone();
                 tasks.spawn(async move {
-                    let _p = permits.acquire_owned().await;
+                    let _permit = permit;
                     let outcome = this.deliver(&t, &set, &key).await;
                     this.metrics
                         .ssf_transmitted
@@ -393,6 +404,120 @@ mod tests {
             let want: Value = serde_json::from_str(&fixture(jwk)).unwrap();
             assert_eq!(derived, want, "{pem}");
         }
+    }
+
+    /// A transmitter whose one receiver accepts connections and never answers, with a queue of
+    /// `queue` signals.
+    async fn stalled_transmitter(
+        queue: usize,
+    ) -> (Arc<Transmitter>, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(s);
+            }
+        });
+        let (alg, key, public_jwk) = signing_key(&fixture("k1.pem"), "RS256", "k1").unwrap();
+        let (tx, rx) = mpsc::channel(queue);
+        let t = Arc::new(Transmitter {
+            issuer: "https://deprovd.example".into(),
+            kid: "k1".into(),
+            alg,
+            key,
+            public_jwk,
+            targets: vec![Arc::new(Target {
+                name: "stalled".into(),
+                push_url: format!("http://{addr}/events"),
+                audience: "https://stalled".into(),
+                token: None,
+            })],
+            max_attempts: 1,
+            http: reqwest::Client::new(),
+            metrics: Arc::new(Metrics::new()),
+            tx,
+            rx: Mutex::new(Some(rx)),
+        });
+        (t, accepted)
+    }
+
+    fn contained(n: usize) -> Contained {
+        Contained {
+            subject: format!("u{n}@corp.example"),
+            operation: Operation::DisableAccount,
+            action_key: format!("ak{n}"),
+            manual: false,
+            reason: "r".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_receiver_fills_the_queue_and_further_signals_are_dropped_and_counted() {
+        use std::sync::atomic::Ordering;
+        let (t, accepted) = stalled_transmitter(4).await;
+        let emitter = t.emitter();
+        let (_stop_tx, stop) = watch::channel(false);
+        tokio::spawn(t.clone().run_with(stop, 2));
+        let dropped = || {
+            t.metrics
+                .ssf_transmitted
+                .with_label_values(&["*", "dropped"])
+                .get()
+        };
+        // Two deliveries take both slots and hang at the receiver.
+        for n in 0..2 {
+            emitter.contained(contained(n));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while accepted.load(Ordering::SeqCst) < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "deliveries never started"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A third is taken off the queue and waits for a slot; then the queue (4) fills.
+        emitter.contained(contained(2));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while t.tx.capacity() < t.tx.max_capacity() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the loop never took a signal"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for n in 3..7 {
+            emitter.contained(contained(n));
+        }
+        // Give the loop every chance to drain the queue (it must not: no slot is free).
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(
+            t.tx.capacity(),
+            0,
+            "the queue must stay full while no slot is free"
+        );
+        assert_eq!(dropped(), 0);
+        for n in 7..17 {
+            emitter.contained(contained(n));
+        }
+        assert_eq!(
+            dropped(),
+            10,
+            "signals beyond the queue are dropped and counted"
+        );
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "no delivery beyond the slots"
+        );
     }
 
     #[test]
