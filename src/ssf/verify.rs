@@ -5,9 +5,10 @@
 //! | check | failure code |
 //! |---|---|
 //! | compact JWS with three parts, JSON header and claims | `invalid_request` |
+//! | header `typ` is `secevent+jwt` (RFC 8417 §2.3 explicit typing; `application/` prefix and case ignored) | `invalid_request` |
 //! | `alg` in the receiver's allow-list (never `none`, never HMAC) | `invalid_key` |
 //! | `iss` is this receiver's transmitter | `invalid_issuer` |
-//! | `kid` in the transmitter's JWKS (refetched once on an unknown kid, rate-limited), key type fits `alg` | `invalid_key` |
+//! | `kid` in the transmitter's JWKS (refetched once on an unknown kid, rate-limited), key type fits `alg`, key not marked `use: enc` | `invalid_key` |
 //! | … but the JWKS cannot be fetched at all | none: temporary, the transmitter must retry (push 503) |
 //! | signature verifies under that key | `invalid_key` (the key that signed is not one the transmitter publishes) |
 //! | `aud` names this receiver | `invalid_audience` |
@@ -19,7 +20,12 @@
 //! SET's own `jku`/`jwk`/`x5u` headers, which would let a forger bring a key.
 //!
 //! The key cache is per transmitter. A key withdrawn by the transmitter (rotated out, revoked) stops
-//! verifying at the next refresh: on the first unknown `kid`, or after `jwks_ttl`.
+//! verifying at the next refresh: on the first unknown `kid`, or after `jwks_ttl`. The cache lock is
+//! never held across the JWKS request: one refetch runs at a time (single flight; the others that
+//! need it wait for its result), while SETs signed with an already cached key verify meanwhile.
+//!
+//! Explicit typing (`typ`) keeps another kind of JWT signed by the same transmitter key (an ID token,
+//! an access token) from being replayed here as a SET.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -29,7 +35,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::ReceiverConfig;
@@ -133,7 +138,10 @@ pub struct Verifier {
     cfg: ReceiverConfig,
     algorithms: Vec<Algorithm>,
     http: reqwest::Client,
-    cache: Mutex<KeyCache>,
+    /// Held only to read or update, never across a fetch.
+    cache: std::sync::Mutex<KeyCache>,
+    /// Held across a JWKS fetch: at most one in flight.
+    refetch: tokio::sync::Mutex<()>,
 }
 
 /// Longest JWKS or metadata document read.
@@ -150,7 +158,8 @@ impl Verifier {
             cfg,
             algorithms,
             http,
-            cache: Mutex::new(KeyCache::default()),
+            cache: std::sync::Mutex::new(KeyCache::default()),
+            refetch: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -185,6 +194,7 @@ impl Verifier {
         if !claims.is_object() || !header.is_object() {
             return Err(bad("header and claims must be JSON objects".into()));
         }
+        check_typ(&header)?;
         let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or("");
         let alg = parse_alg(alg_name)
             .ok()
@@ -275,24 +285,38 @@ impl Verifier {
         })
     }
 
-    /// The JWK for `kid`: from the cache, else after one (rate-limited) refetch.
+    /// The JWK for `kid`: from the cache, else after one (rate-limited, single-flight) refetch.
     async fn key_for(&self, kid: Option<&str>) -> Result<Jwk, Rejection> {
-        let mut cache = self.cache.lock().await;
-        let stale = cache
-            .fetched_at
-            .is_none_or(|t| t.elapsed() >= self.cfg.jwks_ttl);
-        if stale && self.may_fetch(&cache) {
-            self.refresh(&mut cache).await;
-        }
-        if let Some(k) = find(&cache.keys, kid) {
+        let (cached, stale, seen_try) = {
+            let cache = self.lock_cache();
+            let stale = cache
+                .fetched_at
+                .is_none_or(|t| t.elapsed() >= self.cfg.jwks_ttl);
+            (find(&cache.keys, kid).cloned(), stale, cache.tried_at)
+        };
+        if let Some(k) = &cached
+            && !stale
+        {
             return Ok(k.clone());
         }
-        // Unknown kid: the transmitter may have rotated. Look again, unless we just did.
-        if self.may_fetch(&cache) {
-            self.refresh(&mut cache).await;
-            if let Some(k) = find(&cache.keys, kid) {
-                return Ok(k.clone());
-            }
+        // A fetch is wanted (stale keys, or an unknown kid: the transmitter may have rotated). One
+        // at a time; a known key is good enough while another task refreshes.
+        let _flight = match (self.refetch.try_lock(), &cached) {
+            (Ok(g), _) => g,
+            (Err(_), Some(k)) => return Ok(k.clone()),
+            (Err(_), None) => self.refetch.lock().await,
+        };
+        // Fetch unless another task just did (its result is ours too), or we just tried.
+        let fetch = {
+            let cache = self.lock_cache();
+            cache.tried_at == seen_try && self.may_fetch(&cache)
+        };
+        if fetch {
+            self.refresh().await;
+        }
+        let cache = self.lock_cache();
+        if let Some(k) = find(&cache.keys, kid) {
+            return Ok(k.clone());
         }
         if let Some(e) = &cache.last_error {
             // We could not ask: refusing for good would lose a genuine SET signed with a new key.
@@ -316,6 +340,11 @@ impl Verifier {
         ))
     }
 
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+        // The cache holds plain data updated in one assignment each: usable after a panic elsewhere.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn may_fetch(&self, cache: &KeyCache) -> bool {
         cache
             .tried_at
@@ -324,9 +353,12 @@ impl Verifier {
 
     /// Fetch the keys; on failure keep the old ones (an outage of the transmitter's metadata must not
     /// make known keys unusable) and log.
-    async fn refresh(&self, cache: &mut KeyCache) {
-        cache.tried_at = Some(Instant::now());
-        match self.fetch_keys().await {
+    /// The caller holds `refetch`; the cache lock is taken only around the updates.
+    async fn refresh(&self) {
+        self.lock_cache().tried_at = Some(Instant::now());
+        let fetched = self.fetch_keys().await;
+        let mut cache = self.lock_cache();
+        match fetched {
             Ok(keys) => {
                 tracing::info!(receiver = %self.cfg.name, keys = keys.len(), "ssf: transmitter keys fetched");
                 cache.keys = keys;
@@ -391,6 +423,27 @@ impl Verifier {
     }
 }
 
+/// RFC 8417 §2.3 explicit typing: `typ` must say this JWT is a SET. Media types are case-insensitive
+/// and RFC 7515 §4.1.9 lets the `application/` prefix be omitted.
+fn check_typ(header: &Value) -> Result<(), Rejection> {
+    let typ = header.get("typ").and_then(Value::as_str).unwrap_or("");
+    let bare = typ
+        .get(..12)
+        .filter(|p| p.eq_ignore_ascii_case("application/"));
+    let t = if bare.is_some() { &typ[12..] } else { typ };
+    if t.eq_ignore_ascii_case("secevent+jwt") {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            ErrCode::InvalidRequest,
+            format!(
+                "header `typ` is `{}`, not `secevent+jwt` (RFC 8417 explicit typing): not a SET",
+                clip(typ)
+            ),
+        ))
+    }
+}
+
 fn find<'a>(keys: &'a [Jwk], kid: Option<&str>) -> Option<&'a Jwk> {
     match kid {
         Some(kid) => keys
@@ -427,6 +480,17 @@ fn decoding_key(jwk: &Jwk, alg: Algorithm) -> Result<DecodingKey, Rejection> {
         .key_algorithm
         .and_then(|a| Algorithm::from_str(&a.to_string()).ok())
         .is_none_or(|a| a == alg);
+    // A key the transmitter published for encryption is not one it signs with.
+    let for_signing = !matches!(
+        jwk.common.public_key_use,
+        Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+    );
+    if !for_signing {
+        return Err(Rejection::new(
+            ErrCode::InvalidKey,
+            "the transmitter's key is for encryption (`use: enc`), not signing",
+        ));
+    }
     if !fits || !declared_ok {
         return Err(Rejection::new(
             ErrCode::InvalidKey,
@@ -452,6 +516,96 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_explicitly_typed_sets_are_accepted() {
+        use serde_json::json;
+        for ok in [
+            "secevent+jwt",
+            "application/secevent+jwt",
+            "SecEvent+JWT",
+            "Application/SECEVENT+jwt",
+        ] {
+            assert!(
+                check_typ(&json!({"alg": "RS256", "typ": ok})).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            json!({"alg": "RS256"}),
+            json!({"alg": "RS256", "typ": "JWT"}),
+            json!({"alg": "RS256", "typ": "at+jwt"}),
+            json!({"alg": "RS256", "typ": "application/jwt"}),
+            json!({"alg": "RS256", "typ": "secevent+jwt; x"}),
+            json!({"alg": "RS256", "typ": 1}),
+            json!({"alg": "RS256", "typ": "é"}),
+        ] {
+            let r = check_typ(&bad).unwrap_err();
+            assert_eq!(r.code, ErrCode::InvalidRequest, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_key_published_for_encryption_does_not_verify_sets() {
+        let mut jwk: Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/ssf/k1.jwk.json")).unwrap();
+        let sig: Jwk = serde_json::from_value(jwk.clone()).unwrap();
+        assert!(decoding_key(&sig, Algorithm::RS256).is_ok());
+        jwk["use"] = "enc".into();
+        let enc: Jwk = serde_json::from_value(jwk).unwrap();
+        let r = decoding_key(&enc, Algorithm::RS256).err().unwrap();
+        assert_eq!(r.code, ErrCode::InvalidKey);
+        assert!(r.description.contains("use: enc"), "{}", r.description);
+    }
+
+    /// A verifier whose JWKS endpoint accepts connections and never answers, with `k1` cached.
+    async fn verifier_with_stalled_jwks() -> Arc<Verifier> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let cfg: ReceiverConfig = toml::from_str(&format!(
+            "name = \"idp\"\nissuer = \"https://idp.example\"\naudience = \"https://deprovd\"\n\
+             jwks_uri = \"http://{addr}/jwks\"\njwks_refetch_interval = \"0s\""
+        ))
+        .unwrap();
+        let v = Verifier::new(cfg, reqwest::Client::new());
+        let k1: Jwk =
+            serde_json::from_str(include_str!("../../tests/fixtures/ssf/k1.jwk.json")).unwrap();
+        {
+            let mut c = v.lock_cache();
+            c.keys = vec![k1];
+            c.fetched_at = Some(Instant::now());
+            c.tried_at = Some(Instant::now());
+        }
+        v
+    }
+
+    #[tokio::test]
+    async fn a_slow_jwks_refetch_does_not_hold_up_sets_signed_with_a_cached_key() {
+        let v = verifier_with_stalled_jwks().await;
+        // An unknown kid starts a refetch that hangs at the transmitter.
+        let refetching = {
+            let v = v.clone();
+            tokio::spawn(async move { v.key_for(Some("rotated-in")).await })
+        };
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while v.refetch.try_lock().is_ok() {
+            assert!(Instant::now() < deadline, "the refetch never started");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // Meanwhile the cached key is served at once.
+        let k = tokio::time::timeout(std::time::Duration::from_secs(2), v.key_for(Some("k1")))
+            .await
+            .expect("a cached kid must not wait for the JWKS request")
+            .unwrap();
+        assert_eq!(k.common.key_id.as_deref(), Some("k1"));
+        refetching.abort();
+    }
 
     #[test]
     fn none_and_hmac_are_refused_by_name() {

@@ -378,11 +378,33 @@ async fn forged_misaddressed_foreign_and_unauthenticated_sets_are_refused_with_r
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
     };
-    let unsigned = format!("{}.{}.", b64(&json!({"alg": "none", "kid": "k1"})), b64(&c));
+    let unsigned = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "kid": "k1", "typ": "secevent+jwt"})),
+        b64(&c)
+    );
     let (status, body) = push(&s.app, "idp", &unsigned).await;
     assert_eq!(
         (status, body["err"].as_str()),
         (400, Some("invalid_key")),
+        "{body}"
+    );
+
+    // Signed with the transmitter's key but not typed as a SET (another kind of JWT replayed here).
+    let (_, c) = compromise(&tx, &email);
+    let mut h = Header::new(Algorithm::RS256);
+    h.typ = Some("JWT".into());
+    h.kid = Some("k1".into());
+    let key = EncodingKey::from_rsa_pem(fixture("ssf/k1.pem").as_bytes()).unwrap();
+    let untyped = jsonwebtoken::encode(&h, &c, &key).unwrap();
+    let (status, body) = push(&s.app, "idp", &untyped).await;
+    assert_eq!(
+        (status, body["err"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    assert!(
+        body["description"].as_str().unwrap().contains("typ"),
         "{body}"
     );
 
@@ -470,6 +492,7 @@ async fn forged_misaddressed_foreign_and_unauthenticated_sets_are_refused_with_r
             "invalid_key",
             "invalid_request",
             "invalid_request",
+            "invalid_request",
             "invalid_request"
         ]
     );
@@ -489,7 +512,7 @@ async fn forged_misaddressed_foreign_and_unauthenticated_sets_are_refused_with_r
         .iter()
         .filter(|r| r["kind"] == "alert_received" && r["detail"]["source"] == "ssf")
         .count();
-    assert_eq!(refused, 7, "{audit}");
+    assert_eq!(refused, 8, "{audit}");
     s.app.stop().await;
 }
 
