@@ -1,5 +1,5 @@
 //! What every vendor fake (idp.rs, saas.rs, keycloak_crowdstrike.rs) shares: one request as the fake saw
-//! it, an answer, and the answer turned into an HTTP response. Each fake keeps its own state machine and
+//! it, an answer, the answer turned into an HTTP response, and building and driving the real connectors. Each fake keeps its own state machine and
 //! token rules; only the plumbing lives here, so a fix to it (percent-decoding, form bodies, repeated
 //! headers) reaches every fake at once.
 
@@ -9,6 +9,10 @@ use std::time::SystemTime;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use deprovd::connectors::{
+    Connector, ConnectorSet, InstanceConfig, Operation, OperationRequest, OperationResult,
+    build_all,
+};
 use serde_json::Value;
 
 /// One request as the fake saw it.
@@ -118,4 +122,45 @@ pub fn respond((status, body, extra): Resp) -> Response {
         }
     }
     response
+}
+
+/// Secret files for connector configs (`file:` references), removed with the value.
+pub struct Secrets(tempfile::TempDir);
+
+impl Secrets {
+    pub fn new() -> Self {
+        Secrets(tempfile::tempdir().expect("tempdir"))
+    }
+    pub fn file(&self, name: &str, content: &str) -> String {
+        let p = self.0.path().join(name);
+        std::fs::write(&p, content).expect("write secret");
+        format!("file:{}", p.display())
+    }
+}
+
+/// The real connectors, built from `[connectors.*]` TOML exactly as the service builds them.
+pub fn build(toml_src: &str) -> ConnectorSet {
+    #[derive(serde::Deserialize)]
+    struct Root {
+        connectors: BTreeMap<String, InstanceConfig>,
+    }
+    let root: Root = toml::from_str(toml_src).expect("config parses");
+    build_all(&root.connectors, None).unwrap_or_else(|p| panic!("build failed: {p:#?}"))
+}
+
+/// One operation through a connector, with a fresh idempotency key.
+pub async fn run(
+    c: &dyn Connector,
+    op: Operation,
+    subject: &str,
+    pre_state: Option<Value>,
+) -> OperationResult {
+    c.execute(&OperationRequest {
+        operation: op,
+        subject: subject.to_string(),
+        idempotency_key: format!("key-{}", uuid::Uuid::new_v4().simple()),
+        pre_state,
+        context: BTreeMap::new(),
+    })
+    .await
 }

@@ -14,13 +14,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
-use deprovd::connectors::{
-    Connector, ConnectorSet, InstanceConfig, Memberships, Operation, OperationRequest,
-    OperationResult, Outcome, build_all,
-};
+use deprovd::connectors::{Connector, Memberships, Operation, Outcome};
 use serde_json::{Value, json};
 
-use crate::fake::{Req, Resp, resp, respond};
+use crate::fake::{Req, Resp, Secrets, build, resp, respond, run};
 
 const PRIVATE_PEM: &str = include_str!("../fixtures/idp/test-rsa-private.pem");
 const PUBLIC_PEM: &str = include_str!("../fixtures/idp/test-rsa-public.pem");
@@ -215,44 +212,6 @@ fn verify_assertion(jwt: &str, aud: &str) -> Result<Value, String> {
 // ---------------------------------------------------------------------------------------------
 // Building the real connectors from TOML.
 // ---------------------------------------------------------------------------------------------
-
-struct Secrets(tempfile::TempDir);
-
-impl Secrets {
-    fn new() -> Self {
-        Secrets(tempfile::tempdir().expect("tempdir"))
-    }
-    fn file(&self, name: &str, content: &str) -> String {
-        let p = self.0.path().join(name);
-        std::fs::write(&p, content).expect("write secret");
-        format!("file:{}", p.display())
-    }
-}
-
-fn build(toml_src: &str) -> ConnectorSet {
-    #[derive(serde::Deserialize)]
-    struct Root {
-        connectors: BTreeMap<String, InstanceConfig>,
-    }
-    let root: Root = toml::from_str(toml_src).expect("config parses");
-    build_all(&root.connectors, None).unwrap_or_else(|p| panic!("build failed: {p:#?}"))
-}
-
-async fn run(
-    c: &dyn Connector,
-    op: Operation,
-    subject: &str,
-    pre_state: Option<Value>,
-) -> OperationResult {
-    c.execute(&OperationRequest {
-        operation: op,
-        subject: subject.to_string(),
-        idempotency_key: format!("key-{}", uuid::Uuid::new_v4().simple()),
-        pre_state,
-        context: BTreeMap::new(),
-    })
-    .await
-}
 
 // ---------------------------------------------------------------------------------------------
 // Okta.
