@@ -32,7 +32,9 @@
 //!           - { status: 200, body: { pointer: /active, equals: false }, outcome: already_done }
 //!           - { status: [401, 403], outcome: failed, message: "..." }
 //!           - { status: 403, header: { name: x-ratelimit-remaining, equals: "0" }, outcome: retry }
-//!         paginate: { scim: { count: 100 } }    # or { next_link: { pointer: /links/next } }, or `link`
+//!         paginate: { scim: { count: 100 } }    # or { next_link: { pointer: /links/next } }, or `link`,
+//!                   # or { page_token: { pointer: /nextPageToken, param: pageToken } },
+//!                   # or { offset: { start: first, limit: max, size: 100 } }
 //!     record: { prior_active: "{{ steps.read.active }}" }   # becomes the action's pre_state
 //! ```
 //!
@@ -295,6 +297,17 @@ pub enum Paginate {
     Scim {
         #[serde(default = "default_page_size")]
         count: u32,
+    },
+    /// An opaque continuation token in the body at `pointer`, sent back as query parameter `param`
+    /// (Google's `nextPageToken` → `pageToken`); stop when the token is absent or empty.
+    PageToken { pointer: String, param: String },
+    /// Offset paging over a bare JSON array (Keycloak's `first`/`max`): the first request carries
+    /// `<start>=0&<limit>=<size>`, the next `<start>=<start+size>`; stop at a page shorter than `size`.
+    Offset {
+        start: String,
+        limit: String,
+        #[serde(default = "default_page_size")]
+        size: u32,
     },
 }
 
@@ -884,6 +897,17 @@ impl Compiler<'_> {
         if let Some(Paginate::Scim { count: 0 }) = &step.paginate {
             self.problem(
                 &format!("{path}.paginate.scim.count"),
+                "must be at least 1".into(),
+            );
+        }
+        if let Some(Paginate::PageToken { pointer, .. }) = &step.paginate {
+            if let Err(m) = parse_pointer(pointer) {
+                self.problem(&format!("{path}.paginate.page_token.pointer"), m);
+            }
+        }
+        if let Some(Paginate::Offset { size: 0, .. }) = &step.paginate {
+            self.problem(
+                &format!("{path}.paginate.offset.size"),
                 "must be at least 1".into(),
             );
         }
