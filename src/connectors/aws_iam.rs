@@ -15,6 +15,7 @@
 //! |---|---|---|
 //! | `disable_account` | `PutUserPolicy` (inline deny-all named [`DENY_POLICY_NAME`]) first, so every API call is refused at once; then `UpdateAccessKey Status=Inactive` for every active key (`ListAccessKeys`, paginated); then `DeleteLoginProfile` | `{user, keys_deactivated: [ids], had_login_profile, policy_attached: true}` |
 //! | `enable_account` | `UpdateAccessKey Status=Active` for exactly the recorded keys, `DeleteUserPolicy` of the deny-all | the state found before restoring |
+//! | `group_memberships` (for `[guards] protected_groups`) | `ListGroupsForUser`, following `Marker`; read-only | — |
 //! | `revoke_sessions` | `PutUserPolicy` [`REVOKE_POLICY_NAME`]: deny everything for tokens whose `aws:TokenIssueTime` is before now (AWS's "revoke older sessions" pattern); long-term keys carry no token issue time and are unaffected, new sessions work | — |
 //!
 //! Every operation reads before it writes (`GetUser`, `ListAccessKeys`, `GetUserPolicy`, `GetLoginProfile`):
