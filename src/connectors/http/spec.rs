@@ -1234,6 +1234,33 @@ operations:
     }
 
     #[test]
+    fn page_token_and_offset_paging_are_checked() {
+        let got = problems(
+            r#"
+name: t
+auth: [bearer]
+operations:
+  check:
+    steps:
+      - { method: GET, path: /a, paginate: { page_token: { pointer: "no-slash", param: pageToken } } }
+      - { method: GET, path: /b, paginate: { offset: { start: first, limit: max, size: 0 } } }
+      - { method: GET, path: /c, paginate: { offset: { start: first, limit: max } } }
+"#,
+        );
+        let want = [
+            "t.yaml: operations.check[0].paginate.page_token.pointer: ",
+            "t.yaml: operations.check[1].paginate.offset.size: must be at least 1",
+        ];
+        for w in want {
+            assert!(
+                got.iter().any(|g| g.starts_with(w)),
+                "missing {w:?} in {got:#?}"
+            );
+        }
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         let got = problems("name: t\nauth: [bearer]\noperations: {}\nsurprise: 1\n");
         assert!(got[0].contains("surprise"), "{got:?}");
