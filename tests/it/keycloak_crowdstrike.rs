@@ -13,69 +13,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use deprovd::connectors::{
-    Connector, ConnectorSet, InstanceConfig, Operation, OperationRequest, OperationResult, Outcome,
-    build_all,
-};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use deprovd::connectors::{Connector, Memberships, Operation, Outcome};
 use serde_json::{Value, json};
 
+use crate::fake::{Req, Resp, Secrets, build, resp, respond, run};
 use crate::support::{TestApp, eventually, policy_dir, redis_state, unique};
 
 // ---------------------------------------------------------------------------------------------
 // A small generic fake: one fallback handler, a request log, injected one-shot answers, and an OAuth
 // token endpoint whose tokens the API accepts until the test expires them.
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-struct Req {
-    method: Method,
-    path: String,
-    query: BTreeMap<String, String>,
-    headers: HeaderMap,
-    body: Value,
-    raw: Bytes,
-    at: SystemTime,
-}
-
-impl Req {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    fn segs(&self) -> Vec<String> {
-        self.path
-            .trim_matches('/')
-            .split('/')
-            .map(percent_decode)
-            .collect()
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Status, JSON body (`Null` = empty), extra headers.
-type Resp = (u16, Value, Vec<(String, String)>);
-
-fn resp(status: u16, body: Value) -> Resp {
-    (status, body, Vec::new())
-}
 
 trait Vendor: Send + 'static {
     const TOKEN_PATH: &'static str;
@@ -197,54 +146,17 @@ async fn serve<V: Vendor>(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    let query: BTreeMap<String, String> = reqwest::Url::parse(&format!("http://x{uri}"))
-        .map(|u| u.query_pairs().into_owned().collect())
-        .unwrap_or_default();
-    let is_form = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-    let body = if is_form {
-        let form: BTreeMap<String, String> =
-            reqwest::Url::parse(&format!("http://x/?{}", String::from_utf8_lossy(&raw)))
-                .map(|u| u.query_pairs().into_owned().collect())
-                .unwrap_or_default();
-        serde_json::to_value(form).unwrap_or(Value::Null)
-    } else {
-        serde_json::from_slice(&raw).unwrap_or(Value::Null)
-    };
-    let req = Req {
-        method,
-        path: uri.path().to_string(),
-        query,
-        headers,
-        body,
-        raw,
-        at: SystemTime::now(),
-    };
-    let (status, body, extra) = {
+    let req = Req::new(method, &uri, headers, raw, 0);
+    let answer = {
         let mut inner = fake.inner.lock().expect("fake state");
         inner.log.push(req.clone());
-        answer(&mut inner, &req, is_form)
+        answer(&mut inner, &req)
     };
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = if body.is_null() {
-        status.into_response()
-    } else {
-        (status, axum::Json(body)).into_response()
-    };
-    for (k, v) in extra {
-        if let (Ok(k), Ok(v)) = (
-            axum::http::HeaderName::from_bytes(k.as_bytes()),
-            axum::http::HeaderValue::from_str(&v),
-        ) {
-            response.headers_mut().insert(k, v);
-        }
-    }
-    response
+    respond(answer)
 }
 
-fn answer<V: Vendor>(inner: &mut Inner<V>, req: &Req, is_form: bool) -> Resp {
+fn answer<V: Vendor>(inner: &mut Inner<V>, req: &Req) -> Resp {
+    let is_form = req.is_form;
     if req.path == V::TOKEN_PATH {
         if req.method != Method::POST || !is_form {
             return resp(
@@ -282,44 +194,6 @@ fn answer<V: Vendor>(inner: &mut Inner<V>, req: &Req, is_form: bool) -> Resp {
         }
     }
     inner.vendor.handle(req)
-}
-
-struct Secrets(tempfile::TempDir);
-
-impl Secrets {
-    fn new() -> Self {
-        Secrets(tempfile::tempdir().expect("tempdir"))
-    }
-    fn file(&self, name: &str, content: &str) -> String {
-        let p = self.0.path().join(name);
-        std::fs::write(&p, content).expect("write secret");
-        format!("file:{}", p.display())
-    }
-}
-
-fn build(toml_src: &str) -> ConnectorSet {
-    #[derive(serde::Deserialize)]
-    struct Root {
-        connectors: BTreeMap<String, InstanceConfig>,
-    }
-    let root: Root = toml::from_str(toml_src).expect("config parses");
-    build_all(&root.connectors, None).unwrap_or_else(|p| panic!("build failed: {p:#?}"))
-}
-
-async fn run(
-    c: &dyn Connector,
-    op: Operation,
-    subject: &str,
-    pre_state: Option<Value>,
-) -> OperationResult {
-    c.execute(&OperationRequest {
-        operation: op,
-        subject: subject.to_string(),
-        idempotency_key: format!("key-{}", uuid::Uuid::new_v4().simple()),
-        pre_state,
-        context: BTreeMap::new(),
-    })
-    .await
 }
 
 fn epoch_secs(t: SystemTime) -> u64 {
@@ -360,6 +234,8 @@ struct Keycloak {
     logouts: Vec<String>,
     /// An older server that ignores `exact=true` and searches by substring.
     ignore_exact: bool,
+    /// Groups in the order Keycloak lists them: (id, name, path, ids of direct members).
+    groups: Vec<(String, String, String, BTreeSet<String>)>,
 }
 
 impl KcUser {
@@ -483,6 +359,34 @@ impl Vendor for Keycloak {
                 "PUT" => self.put_user(id, req),
                 _ => kc_error(405, "HTTP 405 Method Not Allowed"),
             },
+            // The groups the user is a direct member of, paged by `first` (offset, default 0) and `max`
+            // (default 100); brief GroupRepresentations.
+            ["admin", "realms", _, "users", id, "groups"] if req.method == Method::GET => {
+                if !self.users.contains_key(*id) {
+                    return kc_error(404, "User not found");
+                }
+                let num = |k: &str, d: usize| match req.query.get(k) {
+                    None => Ok(d),
+                    Some(v) => v
+                        .parse::<usize>()
+                        .map_err(|_| kc_error(400, "Invalid query")),
+                };
+                let (first, max) = match (num("first", 0), num("max", 100)) {
+                    (Ok(f), Ok(m)) => (f, m),
+                    (Err(e), _) | (_, Err(e)) => return e,
+                };
+                let page: Vec<Value> = self
+                    .groups
+                    .iter()
+                    .filter(|g| g.3.contains(*id))
+                    .skip(first)
+                    .take(max)
+                    .map(|(gid, name, path, _)| {
+                        json!({"id": gid, "name": name, "path": path, "subGroupCount": 0})
+                    })
+                    .collect();
+                resp(200, Value::Array(page))
+            }
             ["admin", "realms", _, "users", id, "logout"] if req.method == Method::POST => {
                 if !self.users.contains_key(*id) {
                     return kc_error(404, "User not found");
@@ -1531,4 +1435,81 @@ max_attempts = 4
         "containment_pending"
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn keycloak_lists_a_users_group_names_and_paths_across_pages_without_changing_anything() {
+    let (fake, kc, _s) = keycloak().await;
+    fake.with(|i| {
+        // 130 groups hold alice: two pages of 100. A nested one holds bob.
+        for n in 0..130 {
+            i.vendor.groups.push((
+                format!("g-{n:03}"),
+                format!("team-{n:03}"),
+                format!("/teams/team-{n:03}"),
+                BTreeSet::from([ALICE.to_string()]),
+            ));
+        }
+        i.vendor.groups.push((
+            "g-t0".into(),
+            "tier0-admins".into(),
+            "/it/tier0-admins".into(),
+            BTreeSet::from([BOB.to_string()]),
+        ));
+    });
+    let before = fake.with(|i| i.vendor.clone());
+    assert!(kc.lists_groups());
+
+    let Memberships::Groups(names) = kc.group_memberships("alice.smith@example.com").await else {
+        panic!("groups expected");
+    };
+    let got: BTreeSet<String> = names.into_iter().collect();
+    let mut expected = BTreeSet::new();
+    for n in 0..130 {
+        expected.insert(format!("team-{n:03}"));
+        expected.insert(format!("/teams/team-{n:03}"));
+    }
+    assert_eq!(got, expected, "every group of both pages, by name and path");
+    let lists: Vec<Req> = fake
+        .api_requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/groups"))
+        .collect();
+    assert_eq!(lists.len(), 2, "two pages");
+    assert_eq!(
+        lists[0].path,
+        format!("/admin/realms/{REALM}/users/{ALICE}/groups")
+    );
+    let q = |r: &Req, k: &str| r.query.get(k).cloned().unwrap_or_default();
+    assert_eq!(
+        (q(&lists[0], "first"), q(&lists[0], "max")),
+        ("0".into(), "100".into())
+    );
+    assert_eq!(
+        (q(&lists[1], "first"), q(&lists[1], "max")),
+        ("100".into(), "100".into())
+    );
+
+    let Memberships::Groups(bob) = kc.group_memberships("bob").await else {
+        panic!("groups expected");
+    };
+    assert_eq!(
+        bob.into_iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["tier0-admins".to_string(), "/it/tier0-admins".to_string()])
+    );
+    // Carol is in no group: one short page.
+    assert_eq!(
+        kc.group_memberships("carol@example.com").await,
+        Memberships::Groups(vec![])
+    );
+    assert_eq!(
+        kc.group_memberships("nobody@example.com").await,
+        Memberships::NotFound
+    );
+    assert!(
+        fake.calls().iter().all(|c| c.starts_with("GET ")),
+        "only reads: {:?}",
+        fake.calls()
+    );
+    assert_eq!(fake.with(|i| i.vendor.clone()), before, "nothing changed");
 }

@@ -10,76 +10,23 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use deprovd::connectors::{
-    Connector, ConnectorSet, InstanceConfig, Operation, OperationRequest, OperationResult, Outcome,
-    build_all,
-};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use deprovd::connectors::{Connector, InstanceConfig, Memberships, Operation, Outcome, build_all};
 use serde_json::{Value, json};
 
+use crate::fake::{Req, Resp, Secrets, build, resp, respond, run};
 use crate::support::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir};
 
 // ---------------------------------------------------------------------------------------------
 // A small fake: one fallback handler per vendor, a request log with arrival times, and injected
 // one-shot answers. One state may be served on several ports (Slack's two hosts).
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-struct Req {
-    method: Method,
-    path: String,
-    query: BTreeMap<String, String>,
-    headers: HeaderMap,
-    body: Value,
-    /// Which listener took it (0 = the first).
-    port: u16,
-    at: Instant,
-}
-
-impl Req {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    /// Path segments, percent-decoded (as the vendors' routers see them).
-    fn segs(&self) -> Vec<String> {
-        self.path
-            .trim_matches('/')
-            .split('/')
-            .map(percent_decode)
-            .collect()
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Status, JSON body (`Null` = empty), extra headers.
-type Resp = (u16, Value, Vec<(String, String)>);
-
-fn resp(status: u16, body: Value) -> Resp {
-    (status, body, Vec::new())
-}
 
 trait Api: Send + 'static {
     fn handle(&mut self, req: &Req) -> Resp;
@@ -170,19 +117,8 @@ async fn serve<A: Api>(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    let query: BTreeMap<String, String> = reqwest::Url::parse(&format!("http://x{uri}"))
-        .map(|u| u.query_pairs().into_owned().collect())
-        .unwrap_or_default();
-    let req = Req {
-        method: method.clone(),
-        path: uri.path().to_string(),
-        query,
-        headers,
-        body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
-        port,
-        at: Instant::now(),
-    };
-    let (status, body, extra) = {
+    let req = Req::new(method, &uri, headers, raw, port);
+    let answer = {
         let mut s = state.lock().expect("fake state");
         s.log.push(req.clone());
         let injected = s
@@ -194,59 +130,7 @@ async fn serve<A: Api>(
             None => s.api.handle(&req),
         }
     };
-    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = if body.is_null() {
-        code.into_response()
-    } else {
-        (code, axum::Json(body)).into_response()
-    };
-    for (k, v) in extra {
-        if let (Ok(k), Ok(v)) = (
-            axum::http::HeaderName::from_bytes(k.as_bytes()),
-            axum::http::HeaderValue::from_str(&v),
-        ) {
-            response.headers_mut().insert(k, v);
-        }
-    }
-    response
-}
-
-struct Secrets(tempfile::TempDir);
-
-impl Secrets {
-    fn new() -> Self {
-        Secrets(tempfile::tempdir().expect("tempdir"))
-    }
-    fn file(&self, name: &str, content: &str) -> String {
-        let p = self.0.path().join(name);
-        std::fs::write(&p, content).expect("write secret");
-        format!("file:{}", p.display())
-    }
-}
-
-fn build(toml_src: &str) -> ConnectorSet {
-    #[derive(serde::Deserialize)]
-    struct Root {
-        connectors: BTreeMap<String, InstanceConfig>,
-    }
-    let root: Root = toml::from_str(toml_src).expect("config parses");
-    build_all(&root.connectors, None).unwrap_or_else(|p| panic!("build failed: {p:#?}"))
-}
-
-async fn run(
-    c: &dyn Connector,
-    op: Operation,
-    subject: &str,
-    pre_state: Option<Value>,
-) -> OperationResult {
-    c.execute(&OperationRequest {
-        operation: op,
-        subject: subject.to_string(),
-        idempotency_key: format!("key-{}", uuid::Uuid::new_v4().simple()),
-        pre_state,
-        context: BTreeMap::new(),
-    })
-    .await
+    respond(answer)
 }
 
 fn now_secs() -> u64 {
@@ -275,6 +159,8 @@ struct Slack {
     users: BTreeMap<String, SlackUser>,
     /// User ids whose sessions were reset, in order.
     sessions_reset: Vec<String>,
+    /// IdP groups (SCIM Groups): id → (displayName, member user ids).
+    groups: BTreeMap<String, (String, BTreeSet<String>)>,
 }
 
 fn slack_world() -> Slack {
@@ -293,6 +179,20 @@ fn slack_world() -> Slack {
             },
         );
     }
+    s.groups.insert(
+        "S0TIER0".into(),
+        (
+            "Tier0 Admins".into(),
+            BTreeSet::from(["W0ALICE".to_string()]),
+        ),
+    );
+    s.groups.insert(
+        "S0ENG".into(),
+        (
+            "Engineering".into(),
+            BTreeSet::from(["W0ALICE".to_string(), "W0MONA".to_string()]),
+        ),
+    );
     s
 }
 
@@ -305,13 +205,21 @@ fn slack_scim_error(status: u16, description: &str) -> Resp {
 }
 
 impl Slack {
-    fn scim_user(id: &str, u: &SlackUser) -> Value {
+    /// A SCIM user; `groups` (read-only, {value, display}) lists the groups that hold it.
+    fn scim_user(&self, id: &str, u: &SlackUser) -> Value {
+        let groups: Vec<Value> = self
+            .groups
+            .iter()
+            .filter(|(_, (_, members))| members.contains(id))
+            .map(|(gid, (name, _))| json!({"value": gid, "display": name}))
+            .collect();
         json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
             "id": id,
             "userName": u.user_name,
             "active": u.active,
             "emails": [{"value": u.email, "primary": true}],
+            "groups": groups,
             "meta": {"resourceType": "User", "location": format!("https://api.slack.com/scim/v2/Users/{id}")},
         })
     }
@@ -328,7 +236,7 @@ impl Slack {
                     None => self
                         .users
                         .iter()
-                        .map(|(id, u)| Self::scim_user(id, u))
+                        .map(|(id, u)| self.scim_user(id, u))
                         .collect(),
                     Some(f) => {
                         let Some((attr, value)) = f.split_once(" eq ") else {
@@ -345,7 +253,7 @@ impl Slack {
                         self.users
                             .iter()
                             .filter(|(_, u)| pick(u).eq_ignore_ascii_case(&value))
-                            .map(|(id, u)| Self::scim_user(id, u))
+                            .map(|(id, u)| self.scim_user(id, u))
                             .collect()
                     }
                 };
@@ -367,7 +275,7 @@ impl Slack {
                 )
             }
             ("GET", ["Users", id]) => match self.users.get(*id) {
-                Some(u) => resp(200, Self::scim_user(id, u)),
+                Some(u) => resp(200, self.scim_user(id, u)),
                 None => slack_scim_error(404, "user_not_found"),
             },
             ("PATCH", ["Users", id]) => {
@@ -391,7 +299,7 @@ impl Slack {
                     }
                 }
                 let u = u.clone();
-                resp(200, Self::scim_user(id, &u))
+                resp(200, self.scim_user(id, &u))
             }
             _ => slack_scim_error(404, "not_found"),
         }
@@ -1606,7 +1514,7 @@ path = "{}"
             "slack revoke_sessions".to_string(),
         ])
     );
-    let resets: Vec<Instant> = slack
+    let resets: Vec<SystemTime> = slack
         .requests()
         .iter()
         .filter(|r| r.path == "/api/admin.users.session.reset")
@@ -1619,9 +1527,9 @@ path = "{}"
         slack.calls()
     );
     assert!(
-        resets[1] - resets[0] >= Duration::from_secs(1),
+        resets[1].duration_since(resets[0]).unwrap_or_default() >= Duration::from_secs(1),
         "retried {:?} after a Retry-After of 1 s",
-        resets[1] - resets[0]
+        resets[1].duration_since(resets[0])
     );
     assert_eq!(slack.with(|s| s.sessions_reset.clone()), ["W0MONA"]);
     assert!(!slack.with(|s| s.users["W0MONA"].active));
@@ -1749,4 +1657,116 @@ vars = {{ mode = "emu", enterprise = "acme-emu" }}
     ] {
         assert!(err.contains(want), "missing {want}:\n{err}");
     }
+}
+
+#[tokio::test]
+async fn slack_lists_a_users_groups_from_the_scim_user_without_changing_anything() {
+    let (fake, slack, _s) = slack().await;
+    let before = fake.with(|s| s.clone());
+    assert!(slack.lists_groups());
+    fake.clear_log();
+    let Memberships::Groups(names) = slack.group_memberships("alice@example.com").await else {
+        panic!("groups expected");
+    };
+    assert_eq!(
+        names.into_iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["Tier0 Admins".to_string(), "Engineering".to_string()])
+    );
+    assert_eq!(
+        fake.calls().last().map(String::as_str),
+        Some("GET /scim/v2/Users/W0ALICE")
+    );
+    assert_eq!(
+        slack.group_memberships("gone").await,
+        Memberships::Groups(vec![])
+    );
+    assert_eq!(
+        slack.group_memberships("nobody@example.com").await,
+        Memberships::NotFound
+    );
+    // A rate-limited SCIM read is unavailable, never "in no group".
+    fake.inject(
+        Method::GET,
+        "/Users/W0MONA",
+        (
+            429,
+            json!({"Errors": {"description": "rate_limited", "code": 429}}),
+            vec![("retry-after".into(), "30".into())],
+        ),
+    );
+    assert!(matches!(
+        slack.group_memberships("mona").await,
+        Memberships::Unavailable(_)
+    ));
+    assert!(
+        fake.calls().iter().all(|c| c.starts_with("GET ")),
+        "only reads: {:?}",
+        fake.calls()
+    );
+    assert_eq!(fake.with(|s| s.clone()), before, "nothing changed");
+}
+
+#[tokio::test]
+async fn github_lists_the_teams_a_user_is_an_immediate_member_of_without_changing_anything() {
+    let (fake, gh, _s) = github(r#"{ org = "acme" }"#).await;
+    let before = fake.with(|g| g.clone());
+    assert!(gh.lists_groups());
+    fake.clear_log();
+    // mona maintains `platform` and is a member of `sre`; she reaches `engineering` only through
+    // `sre`, and the substring search's `monalisa` teams (`security`) are not hers.
+    let Memberships::Groups(names) = gh.group_memberships("Mona").await else {
+        panic!("groups expected");
+    };
+    assert_eq!(
+        names.into_iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["platform".to_string(), "sre".to_string()])
+    );
+    assert_eq!(fake.calls(), ["GET /users/Mona", "POST /graphql"]);
+    let q = fake.requests().into_iter().last().expect("graphql");
+    assert_eq!(q.body["query"], json!(TEAMS_QUERY));
+    assert_eq!(q.body["variables"], json!({"org": "acme", "login": "mona"}));
+    assert_eq!(
+        gh.group_memberships("outsider").await,
+        Memberships::Groups(vec![])
+    );
+    assert_eq!(
+        gh.group_memberships("alice@example.com").await,
+        Memberships::NotFound
+    );
+    // More than one page of teams is not guessed at: unavailable.
+    fake.inject(
+        Method::POST,
+        "/graphql",
+        resp(
+            200,
+            json!({"data": {"organization": {"teams": {"pageInfo": {"hasNextPage": true},
+                   "nodes": [{"slug": "platform", "maintainers": {"nodes": [{"login": "mona"}]},
+                              "direct_members": {"nodes": []}}]}}}}),
+        ),
+    );
+    assert!(matches!(
+        gh.group_memberships("mona").await,
+        Memberships::Unavailable(_)
+    ));
+    let posts_are_queries = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == Method::POST)
+        .all(|r| r.path == "/graphql" && r.body["query"] == json!(TEAMS_QUERY));
+    assert!(posts_are_queries, "the only POST is the GraphQL read");
+    assert!(
+        fake.calls()
+            .iter()
+            .all(|c| c.starts_with("GET ") || c == "POST /graphql"),
+        "only reads: {:?}",
+        fake.calls()
+    );
+    assert_eq!(fake.with(|g| g.clone()), before, "nothing changed");
+
+    // emu mode cannot list teams by SCIM user: unavailable, so the guard fails closed.
+    let (_fake, emu, _s) = github(r#"{ mode = "emu", enterprise = "acme-emu" }"#).await;
+    assert!(matches!(
+        emu.group_memberships("mona@acme.example").await,
+        Memberships::Unavailable(_)
+    ));
 }
