@@ -240,9 +240,9 @@ impl Guards {
         let mut exact = HashSet::new();
         let mut builder = GlobSetBuilder::new();
         for p in &cfg.protected {
-            let own = p.trim().to_lowercase();
-            let canonical = identity.canonical(p).to_lowercase();
-            for p in [own, canonical] {
+            let mut forms = vec![p.trim().to_lowercase()];
+            forms.extend(identity.guard_forms(p).iter().map(|f| f.to_lowercase()));
+            for p in forms {
                 if p.contains(['*', '?', '[', '{']) {
                     // A backslash in a glob escapes; `CORP\svc-*` means the literal down-level name.
                     let escaped = p.replace('\\', "\\\\");
@@ -263,11 +263,14 @@ impl Guards {
     }
 
     pub fn is_protected(&self, subject: &str) -> bool {
-        let own = subject.trim().to_lowercase();
-        let canonical = self.identity.canonical(subject).to_lowercase();
-        [own, canonical]
-            .iter()
-            .any(|s| self.exact.contains(s) || self.globs.is_match(s))
+        std::iter::once(subject.trim().to_lowercase())
+            .chain(
+                self.identity
+                    .guard_forms(subject)
+                    .iter()
+                    .map(|f| f.to_lowercase()),
+            )
+            .any(|s| self.exact.contains(&s) || self.globs.is_match(&s))
     }
 
     /// Apply every guard to a planned action; returns the guard that changed it, if any.
@@ -524,6 +527,7 @@ mod tests {
                 ("corp.com".to_string(), "corp.example".to_string()),
             ]
             .into(),
+            default_domain: None,
         });
         let cfg = GuardConfig {
             protected: vec![
@@ -546,6 +550,25 @@ mod tests {
             assert!(g.is_protected(s), "{s} should be protected");
         }
         for s in [r"OTHER\admin", "admin@other.example", r"CORP\jdoe", "admin"] {
+            assert!(!g.is_protected(s), "{s} should not be protected");
+        }
+    }
+
+    #[test]
+    fn default_domain_protects_bare_usernames_both_ways() {
+        let identity = Identity::new(&crate::identity::IdentityConfig {
+            default_domain: Some("corp.example".into()),
+            ..Default::default()
+        });
+        let cfg = GuardConfig {
+            protected: vec!["admin@corp.example".into(), "breakglass".into()],
+            ..Default::default()
+        };
+        let g = Guards::with_identity(&cfg, identity).unwrap();
+        for s in ["admin", "Admin", "breakglass@corp.example", "BreakGlass"] {
+            assert!(g.is_protected(s), "{s} should be protected");
+        }
+        for s in ["jdoe", "admin@other.example", "breakglass@other.example"] {
             assert!(!g.is_protected(s), "{s} should not be protected");
         }
     }

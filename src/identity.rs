@@ -32,10 +32,26 @@ pub struct IdentityConfig {
     /// `CORP\jdoe`) or extra email domains (`corp.com`); values are the domain accounts are known by
     /// everywhere else (`corp.example`). Matched case-insensitively.
     pub domain_aliases: BTreeMap<String, String>,
+    /// The email domain bare usernames belong to (`corp.example`), **for the guards only**: with it,
+    /// protecting `admin@corp.example` also protects an alert's bare `admin`, and protecting a bare
+    /// `admin` protects `admin@corp.example`. Actions keep the bare name — a bare name may be an IAM
+    /// user or an LDAP `uid` that an email spelling would not find — so this never changes what a
+    /// connector is asked to look up; it only widens what counts as protected.
+    pub default_domain: Option<String>,
 }
 
 impl IdentityConfig {
     pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+        if let Some(d) = &self.default_domain {
+            if !is_email_domain(d) {
+                problems.push(Problem::new(
+                    format!("{path}.default_domain"),
+                    format!(
+                        "`{d}` is not an email domain (expected something like `corp.example`)"
+                    ),
+                ));
+            }
+        }
         for (alias, canonical) in &self.domain_aliases {
             let at = format!("{path}.domain_aliases.{alias}");
             if alias.trim().is_empty() || alias.contains(['@', '\\', ' ']) {
@@ -44,8 +60,7 @@ impl IdentityConfig {
                     "the alias must be a bare domain (`CORP` or `corp.com`), without `@`, `\\` or spaces",
                 ));
             }
-            let c = canonical.trim();
-            if c.is_empty() || c.contains(['@', '\\', ' ']) || !c.contains('.') {
+            if !is_email_domain(canonical) {
                 problems.push(Problem::new(
                     &at,
                     format!(
@@ -67,21 +82,46 @@ impl IdentityConfig {
     }
 }
 
+/// `corp.example`: no `@`, `\\` or spaces, at least one dot.
+fn is_email_domain(d: &str) -> bool {
+    let d = d.trim();
+    !d.is_empty() && !d.contains(['@', '\\', ' ']) && d.contains('.')
+}
+
 /// The compiled alias table. Cheap to clone; `Default` knows no aliases (it still lower-cases emails).
 #[derive(Debug, Clone, Default)]
 pub struct Identity {
     /// Lower-cased alias → lower-cased canonical domain.
     aliases: BTreeMap<String, String>,
+    /// Lower-cased `[identity] default_domain`, mapped through the aliases.
+    default_domain: Option<String>,
 }
 
 impl Identity {
     pub fn new(cfg: &IdentityConfig) -> Self {
-        Self {
+        let mut id = Self {
             aliases: cfg
                 .domain_aliases
                 .iter()
                 .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_lowercase()))
                 .collect(),
+            default_domain: None,
+        };
+        id.default_domain = cfg.default_domain.as_deref().map(|d| id.domain(d));
+        id
+    }
+
+    /// The spellings the guards compare for `subject`: its canonical form and, for a bare username
+    /// when `default_domain` is set, `username@default_domain` too. Never used to name an action.
+    pub fn guard_forms(&self, subject: &str) -> Vec<String> {
+        let canonical = self.canonical(subject);
+        let bare = !canonical.is_empty() && !canonical.contains(['@', '\\']);
+        match &self.default_domain {
+            Some(d) if bare => {
+                let qualified = format!("{}@{d}", canonical.to_lowercase());
+                vec![canonical, qualified]
+            }
+            _ => vec![canonical],
         }
     }
 
@@ -158,6 +198,7 @@ mod tests {
                 ("CORP".to_string(), "corp.example".to_string()),
                 ("corp.com".to_string(), "Corp.Example".to_string()),
             ]),
+            default_domain: None,
         })
     }
 
@@ -228,11 +269,27 @@ mod tests {
                 ("a@b".to_string(), "corp.example".to_string()),
                 ("corp".to_string(), "corp.example".to_string()),
             ]),
+            default_domain: Some("corp".into()),
         }
         .validate("identity", &mut problems);
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert!(paths.contains(&"identity.domain_aliases.CORP"), "{paths:?}");
         assert!(paths.contains(&"identity.domain_aliases.a@b"), "{paths:?}");
         assert!(paths.contains(&"identity.domain_aliases.corp"), "{paths:?}");
+        assert!(paths.contains(&"identity.default_domain"), "{paths:?}");
+    }
+
+    #[test]
+    fn default_domain_widens_only_what_guards_compare() {
+        let id = Identity::new(&IdentityConfig {
+            domain_aliases: BTreeMap::from([("corp.com".to_string(), "corp.example".to_string())]),
+            default_domain: Some("Corp.COM".into()),
+        });
+        assert_eq!(id.guard_forms("Admin"), ["Admin", "admin@corp.example"]);
+        assert_eq!(id.guard_forms("admin@corp.com"), ["admin@corp.example"]);
+        assert_eq!(id.guard_forms(r"OTHER\admin"), [r"OTHER\admin"]);
+        // What actions are named by does not change: a bare name stays bare.
+        assert_eq!(id.canonical("Admin"), "Admin");
+        assert_eq!(corp().guard_forms("admin"), ["admin"]);
     }
 }

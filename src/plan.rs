@@ -273,6 +273,7 @@ mod tests {
     fn identity_resolution_gives_actions_one_spelling_per_account() {
         let identity = crate::identity::Identity::new(&crate::identity::IdentityConfig {
             domain_aliases: BTreeMap::from([("CORP".to_string(), "corp.example".to_string())]),
+            default_domain: None,
         });
         let p = planner().with_identity(identity);
         let mut a = alert();

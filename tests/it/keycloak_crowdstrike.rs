@@ -13,69 +13,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use deprovd::connectors::{
-    Connector, ConnectorSet, InstanceConfig, Operation, OperationRequest, OperationResult, Outcome,
-    build_all,
-};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use deprovd::connectors::{Connector, Operation, Outcome};
 use serde_json::{Value, json};
 
+use crate::fake::{Req, Resp, Secrets, build, resp, respond, run};
 use crate::support::{TestApp, eventually, policy_dir, redis_state, unique};
 
 // ---------------------------------------------------------------------------------------------
 // A small generic fake: one fallback handler, a request log, injected one-shot answers, and an OAuth
 // token endpoint whose tokens the API accepts until the test expires them.
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-struct Req {
-    method: Method,
-    path: String,
-    query: BTreeMap<String, String>,
-    headers: HeaderMap,
-    body: Value,
-    raw: Bytes,
-    at: SystemTime,
-}
-
-impl Req {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    fn segs(&self) -> Vec<String> {
-        self.path
-            .trim_matches('/')
-            .split('/')
-            .map(percent_decode)
-            .collect()
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Status, JSON body (`Null` = empty), extra headers.
-type Resp = (u16, Value, Vec<(String, String)>);
-
-fn resp(status: u16, body: Value) -> Resp {
-    (status, body, Vec::new())
-}
 
 trait Vendor: Send + 'static {
     const TOKEN_PATH: &'static str;
@@ -197,54 +146,17 @@ async fn serve<V: Vendor>(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    let query: BTreeMap<String, String> = reqwest::Url::parse(&format!("http://x{uri}"))
-        .map(|u| u.query_pairs().into_owned().collect())
-        .unwrap_or_default();
-    let is_form = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-    let body = if is_form {
-        let form: BTreeMap<String, String> =
-            reqwest::Url::parse(&format!("http://x/?{}", String::from_utf8_lossy(&raw)))
-                .map(|u| u.query_pairs().into_owned().collect())
-                .unwrap_or_default();
-        serde_json::to_value(form).unwrap_or(Value::Null)
-    } else {
-        serde_json::from_slice(&raw).unwrap_or(Value::Null)
-    };
-    let req = Req {
-        method,
-        path: uri.path().to_string(),
-        query,
-        headers,
-        body,
-        raw,
-        at: SystemTime::now(),
-    };
-    let (status, body, extra) = {
+    let req = Req::new(method, &uri, headers, raw, 0);
+    let answer = {
         let mut inner = fake.inner.lock().expect("fake state");
         inner.log.push(req.clone());
-        answer(&mut inner, &req, is_form)
+        answer(&mut inner, &req)
     };
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = if body.is_null() {
-        status.into_response()
-    } else {
-        (status, axum::Json(body)).into_response()
-    };
-    for (k, v) in extra {
-        if let (Ok(k), Ok(v)) = (
-            axum::http::HeaderName::from_bytes(k.as_bytes()),
-            axum::http::HeaderValue::from_str(&v),
-        ) {
-            response.headers_mut().insert(k, v);
-        }
-    }
-    response
+    respond(answer)
 }
 
-fn answer<V: Vendor>(inner: &mut Inner<V>, req: &Req, is_form: bool) -> Resp {
+fn answer<V: Vendor>(inner: &mut Inner<V>, req: &Req) -> Resp {
+    let is_form = req.is_form;
     if req.path == V::TOKEN_PATH {
         if req.method != Method::POST || !is_form {
             return resp(
@@ -282,44 +194,6 @@ fn answer<V: Vendor>(inner: &mut Inner<V>, req: &Req, is_form: bool) -> Resp {
         }
     }
     inner.vendor.handle(req)
-}
-
-struct Secrets(tempfile::TempDir);
-
-impl Secrets {
-    fn new() -> Self {
-        Secrets(tempfile::tempdir().expect("tempdir"))
-    }
-    fn file(&self, name: &str, content: &str) -> String {
-        let p = self.0.path().join(name);
-        std::fs::write(&p, content).expect("write secret");
-        format!("file:{}", p.display())
-    }
-}
-
-fn build(toml_src: &str) -> ConnectorSet {
-    #[derive(serde::Deserialize)]
-    struct Root {
-        connectors: BTreeMap<String, InstanceConfig>,
-    }
-    let root: Root = toml::from_str(toml_src).expect("config parses");
-    build_all(&root.connectors, None).unwrap_or_else(|p| panic!("build failed: {p:#?}"))
-}
-
-async fn run(
-    c: &dyn Connector,
-    op: Operation,
-    subject: &str,
-    pre_state: Option<Value>,
-) -> OperationResult {
-    c.execute(&OperationRequest {
-        operation: op,
-        subject: subject.to_string(),
-        idempotency_key: format!("key-{}", uuid::Uuid::new_v4().simple()),
-        pre_state,
-        context: BTreeMap::new(),
-    })
-    .await
 }
 
 fn epoch_secs(t: SystemTime) -> u64 {

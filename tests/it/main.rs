@@ -4,6 +4,7 @@ mod active_directory;
 mod audit;
 mod audit_mirror;
 mod aws_iam;
+mod fake;
 mod guards;
 mod identity;
 mod idp;

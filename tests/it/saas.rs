@@ -10,76 +10,23 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use deprovd::connectors::{
-    Connector, ConnectorSet, InstanceConfig, Operation, OperationRequest, OperationResult, Outcome,
-    build_all,
-};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use deprovd::connectors::{Connector, InstanceConfig, Operation, Outcome, build_all};
 use serde_json::{Value, json};
 
+use crate::fake::{Req, Resp, Secrets, build, resp, respond, run};
 use crate::support::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir};
 
 // ---------------------------------------------------------------------------------------------
 // A small fake: one fallback handler per vendor, a request log with arrival times, and injected
 // one-shot answers. One state may be served on several ports (Slack's two hosts).
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-struct Req {
-    method: Method,
-    path: String,
-    query: BTreeMap<String, String>,
-    headers: HeaderMap,
-    body: Value,
-    /// Which listener took it (0 = the first).
-    port: u16,
-    at: Instant,
-}
-
-impl Req {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    /// Path segments, percent-decoded (as the vendors' routers see them).
-    fn segs(&self) -> Vec<String> {
-        self.path
-            .trim_matches('/')
-            .split('/')
-            .map(percent_decode)
-            .collect()
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Status, JSON body (`Null` = empty), extra headers.
-type Resp = (u16, Value, Vec<(String, String)>);
-
-fn resp(status: u16, body: Value) -> Resp {
-    (status, body, Vec::new())
-}
 
 trait Api: Send + 'static {
     fn handle(&mut self, req: &Req) -> Resp;
@@ -170,19 +117,8 @@ async fn serve<A: Api>(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    let query: BTreeMap<String, String> = reqwest::Url::parse(&format!("http://x{uri}"))
-        .map(|u| u.query_pairs().into_owned().collect())
-        .unwrap_or_default();
-    let req = Req {
-        method: method.clone(),
-        path: uri.path().to_string(),
-        query,
-        headers,
-        body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
-        port,
-        at: Instant::now(),
-    };
-    let (status, body, extra) = {
+    let req = Req::new(method, &uri, headers, raw, port);
+    let answer = {
         let mut s = state.lock().expect("fake state");
         s.log.push(req.clone());
         let injected = s
@@ -194,59 +130,7 @@ async fn serve<A: Api>(
             None => s.api.handle(&req),
         }
     };
-    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = if body.is_null() {
-        code.into_response()
-    } else {
-        (code, axum::Json(body)).into_response()
-    };
-    for (k, v) in extra {
-        if let (Ok(k), Ok(v)) = (
-            axum::http::HeaderName::from_bytes(k.as_bytes()),
-            axum::http::HeaderValue::from_str(&v),
-        ) {
-            response.headers_mut().insert(k, v);
-        }
-    }
-    response
-}
-
-struct Secrets(tempfile::TempDir);
-
-impl Secrets {
-    fn new() -> Self {
-        Secrets(tempfile::tempdir().expect("tempdir"))
-    }
-    fn file(&self, name: &str, content: &str) -> String {
-        let p = self.0.path().join(name);
-        std::fs::write(&p, content).expect("write secret");
-        format!("file:{}", p.display())
-    }
-}
-
-fn build(toml_src: &str) -> ConnectorSet {
-    #[derive(serde::Deserialize)]
-    struct Root {
-        connectors: BTreeMap<String, InstanceConfig>,
-    }
-    let root: Root = toml::from_str(toml_src).expect("config parses");
-    build_all(&root.connectors, None).unwrap_or_else(|p| panic!("build failed: {p:#?}"))
-}
-
-async fn run(
-    c: &dyn Connector,
-    op: Operation,
-    subject: &str,
-    pre_state: Option<Value>,
-) -> OperationResult {
-    c.execute(&OperationRequest {
-        operation: op,
-        subject: subject.to_string(),
-        idempotency_key: format!("key-{}", uuid::Uuid::new_v4().simple()),
-        pre_state,
-        context: BTreeMap::new(),
-    })
-    .await
+    respond(answer)
 }
 
 fn now_secs() -> u64 {
@@ -1606,7 +1490,7 @@ path = "{}"
             "slack revoke_sessions".to_string(),
         ])
     );
-    let resets: Vec<Instant> = slack
+    let resets: Vec<SystemTime> = slack
         .requests()
         .iter()
         .filter(|r| r.path == "/api/admin.users.session.reset")
@@ -1619,9 +1503,9 @@ path = "{}"
         slack.calls()
     );
     assert!(
-        resets[1] - resets[0] >= Duration::from_secs(1),
+        resets[1].duration_since(resets[0]).unwrap_or_default() >= Duration::from_secs(1),
         "retried {:?} after a Retry-After of 1 s",
-        resets[1] - resets[0]
+        resets[1].duration_since(resets[0])
     );
     assert_eq!(slack.with(|s| s.sessions_reset.clone()), ["W0MONA"]);
     assert!(!slack.with(|s| s.users["W0MONA"].active));
