@@ -18,7 +18,8 @@ use crate::support::{
 };
 
 /// App config: one webhook connector `conn` at `target` (path `/conn`), policies that disable every
-/// subject of a high alert, fast notification retries, and `sinks` (TOML `[[notify.sinks]]`).
+/// subject of a high alert, fast notification retries (a `Retry-After` over `max_delay = 2s` is cut
+/// to it), and `sinks` (TOML `[[notify.sinks]]`).
 fn config(
     data: &std::path::Path,
     policies: &std::path::Path,
@@ -45,7 +46,7 @@ auth = {{ scheme = "none" }}
 vars = {{ path = "conn" }}
 [notify.retry]
 base_delay = "50ms"
-max_delay = "200ms"
+max_delay = "2s"
 max_attempts = 4
 {sinks}
 {state}"#,
@@ -423,7 +424,7 @@ async fn a_huge_retry_after_is_cut_to_max_delay_and_the_notice_still_arrives() {
     ready(&app).await;
 
     lockout(&app, &format!("{}@corp.example", unique("gina"))).await;
-    // `[notify.retry] max_delay` is 200ms: the retry comes that soon, not in three years.
+    // `[notify.retry] max_delay` is 2s: the retry comes that soon, not in three years.
     eventually(
         Duration::from_secs(10),
         "delivered after the 429",
