@@ -15,6 +15,7 @@
 //! |---|---|---|
 //! | `disable_account` | `PutUserPolicy` (inline deny-all named [`DENY_POLICY_NAME`]) first, so every API call is refused at once; then `UpdateAccessKey Status=Inactive` for every active key (`ListAccessKeys`, paginated); then `DeleteLoginProfile` | `{user, keys_deactivated: [ids], had_login_profile, policy_attached: true}` |
 //! | `enable_account` | `UpdateAccessKey Status=Active` for exactly the recorded keys, `DeleteUserPolicy` of the deny-all | the state found before restoring |
+//! | `group_memberships` (for `[guards] protected_groups`) | `ListGroupsForUser`, following `Marker`; read-only | — |
 //! | `revoke_sessions` | `PutUserPolicy` [`REVOKE_POLICY_NAME`]: deny everything for tokens whose `aws:TokenIssueTime` is before now (AWS's "revoke older sessions" pattern); long-term keys carry no token issue time and are unaffected, new sessions work | — |
 //!
 //! Every operation reads before it writes (`GetUser`, `ListAccessKeys`, `GetUserPolicy`, `GetLoginProfile`):
@@ -45,7 +46,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use super::{CheckReport, Connector, Operation, OperationRequest, OperationResult, Outcome};
+use super::{
+    CheckReport, Connector, Memberships, Operation, OperationRequest, OperationResult, Outcome,
+};
 use crate::config::{Problem, SecretRef};
 
 /// Name of the inline deny-all policy `disable_account` attaches and `enable_account` removes.
@@ -495,6 +498,30 @@ struct ListUserPoliciesResult {
     marker: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListGroupsForUserResponse {
+    list_groups_for_user_result: ListGroupsForUserResult,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListGroupsForUserResult {
+    #[serde(default)]
+    groups: Members<IamGroup>,
+    #[serde(default)]
+    is_truncated: bool,
+    #[serde(default)]
+    marker: Option<String>,
+}
+
+/// An IAM group as `ListGroupsForUser` describes it (only its name is read).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct IamGroup {
+    group_name: String,
+}
+
 /// The first `<Code>` and `<Message>` anywhere in an error document. IAM nests them in
 /// `ErrorResponse/Error`, other AWS front ends in `ErrorResponse/Errors/Error`: reading by name copes with both.
 fn parse_error(body: &str) -> Option<(String, String)> {
@@ -728,6 +755,30 @@ impl IamClient {
         }
         Err(IamError::BadResponse {
             action: "ListUserPolicies",
+            detail: format!("still truncated after {MAX_PAGES} pages"),
+        })
+    }
+
+    /// Names of the IAM groups `user` belongs to (`ListGroupsForUser`, following `Marker`).
+    pub async fn list_groups_for_user(&self, user: &str) -> Result<Vec<String>, IamError> {
+        let mut names = Vec::new();
+        let mut marker: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut params = vec![("UserName", user)];
+            if let Some(m) = marker.as_deref() {
+                params.push(("Marker", m));
+            }
+            let body = self.call("ListGroupsForUser", &params).await?;
+            let page = parse::<ListGroupsForUserResponse>("ListGroupsForUser", &body)?
+                .list_groups_for_user_result;
+            names.extend(page.groups.member.into_iter().map(|g| g.group_name));
+            match (page.is_truncated, page.marker) {
+                (true, Some(m)) if !m.is_empty() => marker = Some(m),
+                _ => return Ok(names),
+            }
+        }
+        Err(IamError::BadResponse {
+            action: "ListGroupsForUser",
             detail: format!("still truncated after {MAX_PAGES} pages"),
         })
     }
@@ -1120,6 +1171,28 @@ impl Connector for AwsIamConnector {
         self.run(request)
             .await
             .unwrap_or_else(|e| OperationResult::new(e.outcome(), ""))
+    }
+
+    fn lists_groups(&self) -> bool {
+        true
+    }
+
+    /// Read-only: the names of the IAM groups the user is in (`ListGroupsForUser`, every page), for
+    /// `[guards] protected_groups`. A user IAM does not know is in no group here.
+    async fn group_memberships(&self, subject: &str) -> Memberships {
+        let user = match user_name_of(subject) {
+            Ok(u) => u,
+            // Not an IAM user name or ARN (e.g. a role): no IAM user can be in a group under it.
+            Err(_) => return Memberships::NotFound,
+        };
+        let Ok(_permit) = self.permits.acquire().await else {
+            return Memberships::Unavailable("connector is shutting down".into());
+        };
+        match self.client.list_groups_for_user(&user).await {
+            Ok(names) => Memberships::Groups(names),
+            Err(e) if e.code() == Some("NoSuchEntity") => Memberships::NotFound,
+            Err(e) => Memberships::Unavailable(e.to_string()),
+        }
     }
 
     /// Read-only: `GetUser` on a user name nobody has. `NoSuchEntity` proves the endpoint is reachable,

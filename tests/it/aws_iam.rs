@@ -8,11 +8,11 @@ use deprovd::connectors::aws_iam::{
     AwsIamConfig, DENY_POLICY_NAME, IamClient, REVOKE_POLICY_NAME, build,
 };
 use deprovd::connectors::{
-    Connector, InstanceConfig, Operation, OperationRequest, Outcome, build_all,
+    Connector, InstanceConfig, Memberships, Operation, OperationRequest, Outcome, build_all,
 };
 use serde_json::Value;
 
-use crate::moto::{self, ALICE_POLICY, Key, Moto};
+use crate::moto::{self, ALICE_GROUPS, ALICE_POLICY, Key, Moto};
 
 fn request(op: Operation, subject: &str, pre_state: Option<Value>) -> OperationRequest {
     OperationRequest {
@@ -366,4 +366,118 @@ async fn throttling_and_server_errors_retry_and_requests_are_signed_query_calls(
         "{auth}"
     );
     assert!(first.headers.contains_key("x-amz-date"));
+}
+
+#[tokio::test]
+async fn lists_a_users_iam_groups_with_only_the_least_privilege_read() {
+    let server = Moto::start().await;
+    // `deprovd` holds exactly DEPROVD_ACTIONS (iam:ListGroupsForUser among them), under SigV4 checking.
+    let iam = connector(&server, &server.deprovd);
+    let auditor = moto::client(&server.endpoint, &server.auditor);
+    let before = snapshot(&auditor, "alice").await;
+    assert!(iam.lists_groups());
+    let Memberships::Groups(mut names) = iam.group_memberships("alice").await else {
+        panic!("groups expected");
+    };
+    names.sort();
+    assert_eq!(names, ALICE_GROUPS);
+    // The ARN form names the same user.
+    let Memberships::Groups(mut by_arn) = iam
+        .group_memberships("arn:aws:iam::123456789012:user/alice")
+        .await
+    else {
+        panic!("groups expected");
+    };
+    by_arn.sort();
+    assert_eq!(by_arn, ALICE_GROUPS);
+    assert_eq!(
+        iam.group_memberships("deprovd").await,
+        Memberships::Groups(vec![])
+    );
+    assert_eq!(
+        iam.group_memberships("nobody@example.org").await,
+        Memberships::NotFound
+    );
+    assert_eq!(
+        iam.group_memberships("arn:aws:iam::123456789012:role/admin")
+            .await,
+        Memberships::NotFound,
+        "a role is no IAM user: in no group here"
+    );
+    // A key without iam:ListGroupsForUser: unavailable (the guard fails closed), never "no groups".
+    let alice = connector(&server, &server.alice);
+    assert!(
+        matches!(
+            alice.group_memberships("alice").await,
+            Memberships::Unavailable(_)
+        ),
+        "AccessDenied is not an answer"
+    );
+    let mut groups = auditor
+        .list_groups_for_user("alice")
+        .await
+        .expect("auditor lists alice's groups");
+    groups.sort();
+    assert_eq!(groups, ALICE_GROUPS, "membership unchanged");
+    assert_eq!(snapshot(&auditor, "alice").await, before, "nothing changed");
+}
+
+#[tokio::test]
+async fn group_listing_follows_the_marker_across_pages() {
+    use crate::support::{Reply, Target};
+    let target = Target::start().await;
+    let page = |groups: &[&str], next: Option<&str>| {
+        let members: String = groups
+            .iter()
+            .map(|g| {
+                format!(
+                    "<member><Path>/</Path><GroupName>{g}</GroupName><GroupId>AGPA{}</GroupId><Arn>arn:aws:iam::123456789012:group/{g}</Arn><CreateDate>2024-01-01T00:00:00Z</CreateDate></member>",
+                    g.len()
+                )
+            })
+            .collect();
+        let tail = match next {
+            Some(m) => format!("<IsTruncated>true</IsTruncated><Marker>{m}</Marker>"),
+            None => "<IsTruncated>false</IsTruncated>".to_string(),
+        };
+        Reply {
+            status: 200,
+            headers: vec![("content-type".into(), "text/xml".into())],
+            body: format!(
+                r#"<ListGroupsForUserResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><ListGroupsForUserResult><Groups>{members}</Groups>{tail}</ListGroupsForUserResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></ListGroupsForUserResponse>"#
+            ),
+        }
+    };
+    target.then("POST", "/", page(&["developers"], Some("AQ+m/2==")));
+    target.then("POST", "/", page(&["tier0-admins", "oncall"], None));
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("id"), "AKIATESTTESTTEST0001").expect("write id");
+    std::fs::write(dir.path().join("secret"), "s3cr3t").expect("write secret");
+    let cfg: AwsIamConfig = toml::from_str(&format!(
+        "endpoint = \"{}\"\naccess_key_id = \"file:{d}/id\"\nsecret_access_key = \"file:{d}/secret\"\n",
+        target.url(),
+        d = dir.path().display()
+    ))
+    .expect("config parses");
+    let iam = build("aws", &cfg).unwrap_or_else(|p| panic!("builds: {p:?}"));
+    assert_eq!(
+        iam.group_memberships("alice").await,
+        Memberships::Groups(vec![
+            "developers".into(),
+            "tier0-admins".into(),
+            "oncall".into()
+        ])
+    );
+    let bodies: Vec<String> = target
+        .seen()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            "Action=ListGroupsForUser&Version=2010-05-08&UserName=alice",
+            "Action=ListGroupsForUser&Version=2010-05-08&UserName=alice&Marker=AQ%2Bm%2F2%3D%3D",
+        ]
+    );
 }

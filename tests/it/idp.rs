@@ -1812,14 +1812,22 @@ auth = {{ scheme = "oauth2", token_url = "{base}/{TENANT}/oauth2/v2.0/token", cl
 // Google Workspace Admin SDK Directory API.
 // ---------------------------------------------------------------------------------------------
 
-const GOOGLE_SCOPES: &str = "https://www.googleapis.com/auth/admin.directory.user https://www.googleapis.com/auth/admin.directory.user.security";
-
 #[derive(Default, Clone, Debug, PartialEq)]
 struct Directory {
     /// id → (primaryEmail, suspended, tokens: clientId → displayText)
     users: BTreeMap<String, (String, bool, BTreeMap<String, String>)>,
     signed_out: Vec<String>,
+    /// Groups in list order: (email, name, ids of direct members).
+    groups: Vec<(String, String, BTreeSet<String>)>,
 }
+
+/// Scopes the service account's client id is authorised for in domain-wide delegation: a token
+/// request may ask for any of them, and for nothing else.
+const GOOGLE_DELEGATED: [&str; 3] = [
+    "https://www.googleapis.com/auth/admin.directory.user",
+    "https://www.googleapis.com/auth/admin.directory.user.security",
+    "https://www.googleapis.com/auth/admin.directory.group.readonly",
+];
 
 fn google_error(status: u16, reason: &str, message: &str) -> Resp {
     resp(
@@ -1850,7 +1858,9 @@ impl Vendor for Directory {
         let c = verify_assertion(&form["assertion"], token_url)?;
         if c["iss"] != "deprovd@acme-sec.iam.gserviceaccount.com"
             || c["sub"] != "secops-admin@acme.example"
-            || c["scope"] != GOOGLE_SCOPES
+            || !c["scope"]
+                .as_str()
+                .is_some_and(|s| s.split(' ').all(|x| GOOGLE_DELEGATED.contains(&x)))
             || c["exp"].as_u64().unwrap_or(0) > now_secs() + 3600
         {
             return Err(format!(
@@ -1921,6 +1931,50 @@ impl Vendor for Directory {
                 }
                 None => google_error(404, "notFound", "Resource Not Found: userKey"),
             },
+            // groups.list with userKey: the groups the user is a direct member of, maxResults <= 200
+            // per page (default 200), continued by the opaque nextPageToken.
+            ("GET", ["groups"]) => {
+                let Some(key) = req.query.get("userKey") else {
+                    return google_error(400, "invalid", "Bad Request");
+                };
+                let Some(id) = self.id(key) else {
+                    return google_error(404, "notFound", "Resource Not Found: userKey");
+                };
+                let max: usize = match req.query.get("maxResults").map(|m| m.parse::<usize>()) {
+                    None => 200,
+                    Some(Ok(m)) if (1..=200).contains(&m) => m,
+                    Some(_) => {
+                        return google_error(400, "invalid", "Invalid value for: maxResults");
+                    }
+                };
+                let start: usize = match req.query.get("pageToken") {
+                    None => 0,
+                    Some(t) => match t.strip_prefix("gp-").and_then(|n| n.parse().ok()) {
+                        Some(n) => n,
+                        None => return google_error(400, "invalid", "Invalid pageToken"),
+                    },
+                };
+                let mine: Vec<&(String, String, BTreeSet<String>)> =
+                    self.groups.iter().filter(|g| g.2.contains(&id)).collect();
+                let page: Vec<Value> = mine
+                    .iter()
+                    .skip(start)
+                    .take(max)
+                    .map(|(email, name, members)| {
+                        json!({"kind": "admin#directory#group", "id": format!("g-{email}"), "email": email,
+                               "name": name, "directMembersCount": members.len().to_string(),
+                               "description": "", "adminCreated": true})
+                    })
+                    .collect();
+                let mut body = json!({"kind": "admin#directory#groups", "etag": "\"e\""});
+                if !page.is_empty() {
+                    body["groups"] = Value::Array(page);
+                }
+                if start + max < mine.len() {
+                    body["nextPageToken"] = json!(format!("gp-{}", start + max));
+                }
+                resp(200, body)
+            }
             ("DELETE", ["users", key, "tokens", client]) => match self.id(key) {
                 Some(id) => match self.users.get_mut(&id).expect("user").2.remove(*client) {
                     Some(_) => resp(204, Value::Null),
@@ -2057,4 +2111,136 @@ scopes = ["https://www.googleapis.com/auth/admin.directory.user", "https://www.g
         1,
         "the delegated token is cached across operations"
     );
+}
+
+#[tokio::test]
+async fn google_lists_a_users_group_names_and_emails_across_pages_without_changing_anything() {
+    let secrets = Secrets::new();
+    let mut dir = Directory::default();
+    dir.users.insert(
+        "1001".into(),
+        ("carol@acme.example".into(), false, BTreeMap::new()),
+    );
+    dir.users.insert(
+        "1002".into(),
+        ("dave@acme.example".into(), false, BTreeMap::new()),
+    );
+    // 230 groups hold carol: two pages of at most 200. One group is dave's only.
+    for n in 0..230 {
+        dir.groups.push((
+            format!("team-{n:03}@acme.example"),
+            format!("Team {n:03}"),
+            BTreeSet::from(["1001".to_string()]),
+        ));
+    }
+    dir.groups.push((
+        "tier0-admins@acme.example".into(),
+        "Tier0 Admins".into(),
+        BTreeSet::from(["1002".to_string()]),
+    ));
+    let before = dir.clone();
+    let fake = Fake::start(dir, None).await;
+    let key = json!({
+        "type": "service_account",
+        "project_id": "acme-sec",
+        "private_key_id": "abc123",
+        "private_key": PRIVATE_PEM,
+        "client_email": "deprovd@acme-sec.iam.gserviceaccount.com",
+        "client_id": "100000000000000000001",
+        "token_uri": format!("{}/token", fake.base),
+    });
+    let set = build(&format!(
+        r#"
+[connectors.google]
+type = "google"
+base_url = "{base}/admin/directory/v1"
+[connectors.google.auth]
+scheme = "google_service_account"
+key = "{key}"
+subject = "secops-admin@acme.example"
+scopes = ["https://www.googleapis.com/auth/admin.directory.user.readonly", "https://www.googleapis.com/auth/admin.directory.group.readonly"]
+"#,
+        base = fake.base,
+        key = secrets.file("sa.json", &key.to_string())
+    ));
+    let google = set["google"].clone();
+    assert!(google.lists_groups());
+
+    // A scope the delegation does not cover is refused at the token endpoint: listing is unavailable,
+    // never "in no group".
+    let refused = google.group_memberships("carol@acme.example").await;
+    assert!(
+        matches!(refused, Memberships::Unavailable(_)),
+        "{refused:?}"
+    );
+    assert!(fake.calls().is_empty(), "no API call without a token");
+
+    let set = build(&format!(
+        r#"
+[connectors.google]
+type = "google"
+base_url = "{base}/admin/directory/v1"
+[connectors.google.auth]
+scheme = "google_service_account"
+key = "{key}"
+subject = "secops-admin@acme.example"
+scopes = ["https://www.googleapis.com/auth/admin.directory.user", "https://www.googleapis.com/auth/admin.directory.group.readonly"]
+"#,
+        base = fake.base,
+        key = secrets.file("sa2.json", &key.to_string())
+    ));
+    let google = set["google"].clone();
+    let Memberships::Groups(names) = google.group_memberships("carol@acme.example").await else {
+        panic!("groups expected");
+    };
+    let got: BTreeSet<String> = names.into_iter().collect();
+    let mut expected = BTreeSet::new();
+    for n in 0..230 {
+        expected.insert(format!("Team {n:03}"));
+        expected.insert(format!("team-{n:03}@acme.example"));
+    }
+    assert_eq!(
+        got, expected,
+        "every group of both pages, by name and email"
+    );
+    let lists: Vec<Req> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/admin/directory/v1/groups")
+        .collect();
+    assert_eq!(lists.len(), 2, "two pages");
+    assert_eq!(
+        lists[0].query.get("userKey").map(String::as_str),
+        Some("1001")
+    );
+    assert_eq!(lists[0].query.get("pageToken"), None);
+    assert_eq!(
+        lists[1].query.get("pageToken").map(String::as_str),
+        Some("gp-200")
+    );
+    assert_eq!(
+        lists[1].query.get("userKey").map(String::as_str),
+        Some("1001")
+    );
+
+    let Memberships::Groups(dave) = google.group_memberships("dave@acme.example").await else {
+        panic!("groups expected");
+    };
+    assert_eq!(
+        dave.into_iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from([
+            "Tier0 Admins".to_string(),
+            "tier0-admins@acme.example".to_string()
+        ])
+    );
+    assert_eq!(
+        google.group_memberships("nobody@acme.example").await,
+        Memberships::NotFound
+    );
+    assert!(
+        fake.calls().iter().all(|c| c.starts_with("GET ")),
+        "only reads: {:?}",
+        fake.calls()
+    );
+    assert_eq!(fake.with(|i| i.vendor.clone()), before, "nothing changed");
 }

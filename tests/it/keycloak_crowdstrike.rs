@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
-use deprovd::connectors::{Connector, Operation, Outcome};
+use deprovd::connectors::{Connector, Memberships, Operation, Outcome};
 use serde_json::{Value, json};
 
 use crate::fake::{Req, Resp, Secrets, build, resp, respond, run};
@@ -234,6 +234,8 @@ struct Keycloak {
     logouts: Vec<String>,
     /// An older server that ignores `exact=true` and searches by substring.
     ignore_exact: bool,
+    /// Groups in the order Keycloak lists them: (id, name, path, ids of direct members).
+    groups: Vec<(String, String, String, BTreeSet<String>)>,
 }
 
 impl KcUser {
@@ -357,6 +359,34 @@ impl Vendor for Keycloak {
                 "PUT" => self.put_user(id, req),
                 _ => kc_error(405, "HTTP 405 Method Not Allowed"),
             },
+            // The groups the user is a direct member of, paged by `first` (offset, default 0) and `max`
+            // (default 100); brief GroupRepresentations.
+            ["admin", "realms", _, "users", id, "groups"] if req.method == Method::GET => {
+                if !self.users.contains_key(*id) {
+                    return kc_error(404, "User not found");
+                }
+                let num = |k: &str, d: usize| match req.query.get(k) {
+                    None => Ok(d),
+                    Some(v) => v
+                        .parse::<usize>()
+                        .map_err(|_| kc_error(400, "Invalid query")),
+                };
+                let (first, max) = match (num("first", 0), num("max", 100)) {
+                    (Ok(f), Ok(m)) => (f, m),
+                    (Err(e), _) | (_, Err(e)) => return e,
+                };
+                let page: Vec<Value> = self
+                    .groups
+                    .iter()
+                    .filter(|g| g.3.contains(*id))
+                    .skip(first)
+                    .take(max)
+                    .map(|(gid, name, path, _)| {
+                        json!({"id": gid, "name": name, "path": path, "subGroupCount": 0})
+                    })
+                    .collect();
+                resp(200, Value::Array(page))
+            }
             ["admin", "realms", _, "users", id, "logout"] if req.method == Method::POST => {
                 if !self.users.contains_key(*id) {
                     return kc_error(404, "User not found");
@@ -1405,4 +1435,81 @@ max_attempts = 4
         "containment_pending"
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn keycloak_lists_a_users_group_names_and_paths_across_pages_without_changing_anything() {
+    let (fake, kc, _s) = keycloak().await;
+    fake.with(|i| {
+        // 130 groups hold alice: two pages of 100. A nested one holds bob.
+        for n in 0..130 {
+            i.vendor.groups.push((
+                format!("g-{n:03}"),
+                format!("team-{n:03}"),
+                format!("/teams/team-{n:03}"),
+                BTreeSet::from([ALICE.to_string()]),
+            ));
+        }
+        i.vendor.groups.push((
+            "g-t0".into(),
+            "tier0-admins".into(),
+            "/it/tier0-admins".into(),
+            BTreeSet::from([BOB.to_string()]),
+        ));
+    });
+    let before = fake.with(|i| i.vendor.clone());
+    assert!(kc.lists_groups());
+
+    let Memberships::Groups(names) = kc.group_memberships("alice.smith@example.com").await else {
+        panic!("groups expected");
+    };
+    let got: BTreeSet<String> = names.into_iter().collect();
+    let mut expected = BTreeSet::new();
+    for n in 0..130 {
+        expected.insert(format!("team-{n:03}"));
+        expected.insert(format!("/teams/team-{n:03}"));
+    }
+    assert_eq!(got, expected, "every group of both pages, by name and path");
+    let lists: Vec<Req> = fake
+        .api_requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/groups"))
+        .collect();
+    assert_eq!(lists.len(), 2, "two pages");
+    assert_eq!(
+        lists[0].path,
+        format!("/admin/realms/{REALM}/users/{ALICE}/groups")
+    );
+    let q = |r: &Req, k: &str| r.query.get(k).cloned().unwrap_or_default();
+    assert_eq!(
+        (q(&lists[0], "first"), q(&lists[0], "max")),
+        ("0".into(), "100".into())
+    );
+    assert_eq!(
+        (q(&lists[1], "first"), q(&lists[1], "max")),
+        ("100".into(), "100".into())
+    );
+
+    let Memberships::Groups(bob) = kc.group_memberships("bob").await else {
+        panic!("groups expected");
+    };
+    assert_eq!(
+        bob.into_iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["tier0-admins".to_string(), "/it/tier0-admins".to_string()])
+    );
+    // Carol is in no group: one short page.
+    assert_eq!(
+        kc.group_memberships("carol@example.com").await,
+        Memberships::Groups(vec![])
+    );
+    assert_eq!(
+        kc.group_memberships("nobody@example.com").await,
+        Memberships::NotFound
+    );
+    assert!(
+        fake.calls().iter().all(|c| c.starts_with("GET ")),
+        "only reads: {:?}",
+        fake.calls()
+    );
+    assert_eq!(fake.with(|i| i.vendor.clone()), before, "nothing changed");
 }

@@ -13,7 +13,8 @@
 //!   ([`DEPROVD_ACTIONS`]), so the tests prove that list suffices;
 //! - `auditor`: `iam:Get*` and `iam:List*`, to observe the effects independently of the connector;
 //! - `alice`: the victim: inline policy `alice-work` (may `iam:GetUser`, `iam:ListAccessKeys`), one active
-//!   and one already-inactive access key, and a console password (login profile).
+//!   and one already-inactive access key, a console password (login profile), and membership of the
+//!   groups [`ALICE_GROUPS`].
 
 #![allow(dead_code)]
 
@@ -26,9 +27,10 @@ use deprovd::connectors::aws_iam::IamClient;
 use secrecy::SecretString;
 
 /// The actions deprovd's IAM identity needs; the same list as docs/connectors/aws_iam.md.
-pub const DEPROVD_ACTIONS: [&str; 8] = [
+pub const DEPROVD_ACTIONS: [&str; 9] = [
     "iam:GetUser",
     "iam:ListAccessKeys",
+    "iam:ListGroupsForUser",
     "iam:UpdateAccessKey",
     "iam:GetUserPolicy",
     "iam:PutUserPolicy",
@@ -38,6 +40,8 @@ pub const DEPROVD_ACTIONS: [&str; 8] = [
 ];
 
 pub const ALICE_POLICY: &str = "alice-work";
+/// The IAM groups alice is a member of (a third group, `auditors`, holds nobody).
+pub const ALICE_GROUPS: [&str; 2] = ["developers", "tier0-admins"];
 
 /// An access key pair as IAM returned it.
 #[derive(Clone)]
@@ -199,6 +203,19 @@ impl Moto {
             )
             .await
             .expect("give alice a console password");
+            for group in ALICE_GROUPS.iter().chain(&["auditors"]) {
+                boot.call("CreateGroup", &[("GroupName", group)])
+                    .await
+                    .unwrap_or_else(|e| panic!("CreateGroup {group}: {e}"));
+            }
+            for group in ALICE_GROUPS {
+                boot.call(
+                    "AddUserToGroup",
+                    &[("GroupName", group), ("UserName", "alice")],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("AddUserToGroup {group}: {e}"));
+            }
             let r = http
                 .post(format!("{endpoint}/moto-api/reset-auth"))
                 .body("0")

@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
-use deprovd::connectors::{Connector, InstanceConfig, Operation, Outcome, build_all};
+use deprovd::connectors::{Connector, InstanceConfig, Memberships, Operation, Outcome, build_all};
 use serde_json::{Value, json};
 
 use crate::fake::{Req, Resp, Secrets, build, resp, respond, run};
@@ -159,6 +159,8 @@ struct Slack {
     users: BTreeMap<String, SlackUser>,
     /// User ids whose sessions were reset, in order.
     sessions_reset: Vec<String>,
+    /// IdP groups (SCIM Groups): id → (displayName, member user ids).
+    groups: BTreeMap<String, (String, BTreeSet<String>)>,
 }
 
 fn slack_world() -> Slack {
@@ -177,6 +179,20 @@ fn slack_world() -> Slack {
             },
         );
     }
+    s.groups.insert(
+        "S0TIER0".into(),
+        (
+            "Tier0 Admins".into(),
+            BTreeSet::from(["W0ALICE".to_string()]),
+        ),
+    );
+    s.groups.insert(
+        "S0ENG".into(),
+        (
+            "Engineering".into(),
+            BTreeSet::from(["W0ALICE".to_string(), "W0MONA".to_string()]),
+        ),
+    );
     s
 }
 
@@ -189,13 +205,21 @@ fn slack_scim_error(status: u16, description: &str) -> Resp {
 }
 
 impl Slack {
-    fn scim_user(id: &str, u: &SlackUser) -> Value {
+    /// A SCIM user; `groups` (read-only, {value, display}) lists the groups that hold it.
+    fn scim_user(&self, id: &str, u: &SlackUser) -> Value {
+        let groups: Vec<Value> = self
+            .groups
+            .iter()
+            .filter(|(_, (_, members))| members.contains(id))
+            .map(|(gid, (name, _))| json!({"value": gid, "display": name}))
+            .collect();
         json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
             "id": id,
             "userName": u.user_name,
             "active": u.active,
             "emails": [{"value": u.email, "primary": true}],
+            "groups": groups,
             "meta": {"resourceType": "User", "location": format!("https://api.slack.com/scim/v2/Users/{id}")},
         })
     }
@@ -212,7 +236,7 @@ impl Slack {
                     None => self
                         .users
                         .iter()
-                        .map(|(id, u)| Self::scim_user(id, u))
+                        .map(|(id, u)| self.scim_user(id, u))
                         .collect(),
                     Some(f) => {
                         let Some((attr, value)) = f.split_once(" eq ") else {
@@ -229,7 +253,7 @@ impl Slack {
                         self.users
                             .iter()
                             .filter(|(_, u)| pick(u).eq_ignore_ascii_case(&value))
-                            .map(|(id, u)| Self::scim_user(id, u))
+                            .map(|(id, u)| self.scim_user(id, u))
                             .collect()
                     }
                 };
@@ -251,7 +275,7 @@ impl Slack {
                 )
             }
             ("GET", ["Users", id]) => match self.users.get(*id) {
-                Some(u) => resp(200, Self::scim_user(id, u)),
+                Some(u) => resp(200, self.scim_user(id, u)),
                 None => slack_scim_error(404, "user_not_found"),
             },
             ("PATCH", ["Users", id]) => {
@@ -275,7 +299,7 @@ impl Slack {
                     }
                 }
                 let u = u.clone();
-                resp(200, Self::scim_user(id, &u))
+                resp(200, self.scim_user(id, &u))
             }
             _ => slack_scim_error(404, "not_found"),
         }
@@ -1633,4 +1657,116 @@ vars = {{ mode = "emu", enterprise = "acme-emu" }}
     ] {
         assert!(err.contains(want), "missing {want}:\n{err}");
     }
+}
+
+#[tokio::test]
+async fn slack_lists_a_users_groups_from_the_scim_user_without_changing_anything() {
+    let (fake, slack, _s) = slack().await;
+    let before = fake.with(|s| s.clone());
+    assert!(slack.lists_groups());
+    fake.clear_log();
+    let Memberships::Groups(names) = slack.group_memberships("alice@example.com").await else {
+        panic!("groups expected");
+    };
+    assert_eq!(
+        names.into_iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["Tier0 Admins".to_string(), "Engineering".to_string()])
+    );
+    assert_eq!(
+        fake.calls().last().map(String::as_str),
+        Some("GET /scim/v2/Users/W0ALICE")
+    );
+    assert_eq!(
+        slack.group_memberships("gone").await,
+        Memberships::Groups(vec![])
+    );
+    assert_eq!(
+        slack.group_memberships("nobody@example.com").await,
+        Memberships::NotFound
+    );
+    // A rate-limited SCIM read is unavailable, never "in no group".
+    fake.inject(
+        Method::GET,
+        "/Users/W0MONA",
+        (
+            429,
+            json!({"Errors": {"description": "rate_limited", "code": 429}}),
+            vec![("retry-after".into(), "30".into())],
+        ),
+    );
+    assert!(matches!(
+        slack.group_memberships("mona").await,
+        Memberships::Unavailable(_)
+    ));
+    assert!(
+        fake.calls().iter().all(|c| c.starts_with("GET ")),
+        "only reads: {:?}",
+        fake.calls()
+    );
+    assert_eq!(fake.with(|s| s.clone()), before, "nothing changed");
+}
+
+#[tokio::test]
+async fn github_lists_the_teams_a_user_is_an_immediate_member_of_without_changing_anything() {
+    let (fake, gh, _s) = github(r#"{ org = "acme" }"#).await;
+    let before = fake.with(|g| g.clone());
+    assert!(gh.lists_groups());
+    fake.clear_log();
+    // mona maintains `platform` and is a member of `sre`; she reaches `engineering` only through
+    // `sre`, and the substring search's `monalisa` teams (`security`) are not hers.
+    let Memberships::Groups(names) = gh.group_memberships("Mona").await else {
+        panic!("groups expected");
+    };
+    assert_eq!(
+        names.into_iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["platform".to_string(), "sre".to_string()])
+    );
+    assert_eq!(fake.calls(), ["GET /users/Mona", "POST /graphql"]);
+    let q = fake.requests().into_iter().last().expect("graphql");
+    assert_eq!(q.body["query"], json!(TEAMS_QUERY));
+    assert_eq!(q.body["variables"], json!({"org": "acme", "login": "mona"}));
+    assert_eq!(
+        gh.group_memberships("outsider").await,
+        Memberships::Groups(vec![])
+    );
+    assert_eq!(
+        gh.group_memberships("alice@example.com").await,
+        Memberships::NotFound
+    );
+    // More than one page of teams is not guessed at: unavailable.
+    fake.inject(
+        Method::POST,
+        "/graphql",
+        resp(
+            200,
+            json!({"data": {"organization": {"teams": {"pageInfo": {"hasNextPage": true},
+                   "nodes": [{"slug": "platform", "maintainers": {"nodes": [{"login": "mona"}]},
+                              "direct_members": {"nodes": []}}]}}}}),
+        ),
+    );
+    assert!(matches!(
+        gh.group_memberships("mona").await,
+        Memberships::Unavailable(_)
+    ));
+    let posts_are_queries = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == Method::POST)
+        .all(|r| r.path == "/graphql" && r.body["query"] == json!(TEAMS_QUERY));
+    assert!(posts_are_queries, "the only POST is the GraphQL read");
+    assert!(
+        fake.calls()
+            .iter()
+            .all(|c| c.starts_with("GET ") || c == "POST /graphql"),
+        "only reads: {:?}",
+        fake.calls()
+    );
+    assert_eq!(fake.with(|g| g.clone()), before, "nothing changed");
+
+    // emu mode cannot list teams by SCIM user: unavailable, so the guard fails closed.
+    let (_fake, emu, _s) = github(r#"{ mode = "emu", enterprise = "acme-emu" }"#).await;
+    assert!(matches!(
+        emu.group_memberships("mona@acme.example").await,
+        Memberships::Unavailable(_)
+    ));
 }

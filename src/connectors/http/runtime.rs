@@ -559,6 +559,29 @@ impl HttpConnector {
                 };
                 self.follow(&link, next, endpoint)
             }
+            Paginate::PageToken { pointer, param } => {
+                let token = match resp.json.pointer(pointer) {
+                    Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                    _ => return Ok(false),
+                };
+                set_query_param(next.url_mut(), param, &token);
+                Ok(true)
+            }
+            Paginate::Offset { start, limit, size } => {
+                let got = resp.json.as_array().map(Vec::len).unwrap_or(0) as u64;
+                if got < u64::from(*size) {
+                    return Ok(false);
+                }
+                let at = next
+                    .url()
+                    .query_pairs()
+                    .find(|(k, _)| k == start.as_str())
+                    .and_then(|(_, v)| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+                set_query_param(next.url_mut(), start, &(at + got).to_string());
+                set_query_param(next.url_mut(), limit, &size.to_string());
+                Ok(true)
+            }
             Paginate::Link => {
                 let link = resp
                     .headers
@@ -643,6 +666,10 @@ impl HttpConnector {
             url.query_pairs_mut()
                 .append_pair("startIndex", "1")
                 .append_pair("count", &count.to_string());
+        }
+        if let Some(Paginate::Offset { start, limit, size }) = &step.paginate {
+            set_query_param(&mut url, start, "0");
+            set_query_param(&mut url, limit, &size.to_string());
         }
         let mut builder = self
             .client
@@ -1013,6 +1040,20 @@ impl Run {
             record: None,
         }
     }
+}
+
+/// Set query parameter `name` to `value`, dropping any earlier value of it (a page's own token or
+/// offset replaces the previous page's).
+fn set_query_param(url: &mut reqwest::Url, name: &str, value: &str) {
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != name)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs)
+        .append_pair(name, value);
 }
 
 /// The `names` a `groups` operation recorded: a list of strings (or of `{name}` objects). Anything

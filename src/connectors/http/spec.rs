@@ -32,7 +32,9 @@
 //!           - { status: 200, body: { pointer: /active, equals: false }, outcome: already_done }
 //!           - { status: [401, 403], outcome: failed, message: "..." }
 //!           - { status: 403, header: { name: x-ratelimit-remaining, equals: "0" }, outcome: retry }
-//!         paginate: { scim: { count: 100 } }    # or { next_link: { pointer: /links/next } }, or `link`
+//!         paginate: { scim: { count: 100 } }    # or { next_link: { pointer: /links/next } }, or `link`,
+//!                   # or { page_token: { pointer: /nextPageToken, param: pageToken } },
+//!                   # or { offset: { start: first, limit: max, size: 100 } }
 //!     record: { prior_active: "{{ steps.read.active }}" }   # becomes the action's pre_state
 //! ```
 //!
@@ -295,6 +297,17 @@ pub enum Paginate {
     Scim {
         #[serde(default = "default_page_size")]
         count: u32,
+    },
+    /// An opaque continuation token in the body at `pointer`, sent back as query parameter `param`
+    /// (Google's `nextPageToken` → `pageToken`); stop when the token is absent or empty.
+    PageToken { pointer: String, param: String },
+    /// Offset paging over a bare JSON array (Keycloak's `first`/`max`): the first request carries
+    /// `<start>=0&<limit>=<size>`, the next `<start>=<start+size>`; stop at a page shorter than `size`.
+    Offset {
+        start: String,
+        limit: String,
+        #[serde(default = "default_page_size")]
+        size: u32,
     },
 }
 
@@ -887,6 +900,17 @@ impl Compiler<'_> {
                 "must be at least 1".into(),
             );
         }
+        if let Some(Paginate::PageToken { pointer, .. }) = &step.paginate {
+            if let Err(m) = parse_pointer(pointer) {
+                self.problem(&format!("{path}.paginate.page_token.pointer"), m);
+            }
+        }
+        if let Some(Paginate::Offset { size: 0, .. }) = &step.paginate {
+            self.problem(
+                &format!("{path}.paginate.offset.size"),
+                "must be at least 1".into(),
+            );
+        }
         if self.problems.len() > before {
             return None;
         }
@@ -1199,6 +1223,33 @@ operations:
             "t.yaml: operations.disable_account[1].extract.id: `no-slash` is not a JSON pointer",
             "t.yaml: operations.disable_account[1].outcomes[0].status: `6xx` is not a status pattern",
             "t.yaml: operations.disable_account.record.a: uses `lookup` but the spec has no `lookup` operation",
+        ];
+        for w in want {
+            assert!(
+                got.iter().any(|g| g.starts_with(w)),
+                "missing {w:?} in {got:#?}"
+            );
+        }
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn page_token_and_offset_paging_are_checked() {
+        let got = problems(
+            r#"
+name: t
+auth: [bearer]
+operations:
+  check:
+    steps:
+      - { method: GET, path: /a, paginate: { page_token: { pointer: "no-slash", param: pageToken } } }
+      - { method: GET, path: /b, paginate: { offset: { start: first, limit: max, size: 0 } } }
+      - { method: GET, path: /c, paginate: { offset: { start: first, limit: max } } }
+"#,
+        );
+        let want = [
+            "t.yaml: operations.check[0].paginate.page_token.pointer: ",
+            "t.yaml: operations.check[1].paginate.offset.size: must be at least 1",
         ];
         for w in want {
             assert!(
