@@ -120,10 +120,31 @@ impl ApiConfig {
                 "must be at least 1024",
             ));
         }
+        // Token names identify people for four eyes (an approver must not be the requester), so
+        // two tokens must never name the same person under the comparison approvals use.
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for (i, t) in self.tokens.iter().enumerate() {
             let p = format!("{path}.tokens[{i}]");
             if t.name.trim().is_empty() {
                 problems.push(Problem::new(format!("{p}.name"), "must not be empty"));
+            } else {
+                match seen.entry(normalize_token_name(&t.name)) {
+                    std::collections::hash_map::Entry::Occupied(first) => {
+                        problems.push(Problem::new(
+                            format!("{p}.name"),
+                            format!(
+                                "`{}` is the same name as {path}.tokens[{}] (names are compared \
+                                 trimmed and case-insensitively); give each token holder a \
+                                 distinct name, or one person could approve their own action",
+                                t.name,
+                                first.get()
+                            ),
+                        ))
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(i);
+                    }
+                }
             }
             match (&t.token, &t.sha256) {
                 (None, None) | (Some(_), Some(_)) => problems.push(Problem::new(
@@ -140,6 +161,12 @@ impl ApiConfig {
             }
         }
     }
+}
+
+/// A token name as compared for identity: trimmed and lower-cased. `[api]` validation refuses two
+/// tokens whose names are equal under it, and approvals compare requester and approver with it.
+pub fn normalize_token_name(name: &str) -> String {
+    name.trim().to_lowercase()
 }
 
 /// A verified identity.
@@ -1106,6 +1133,44 @@ mod tests {
         assert_eq!(t.verify("s3cret-token").unwrap().name, "siem");
         assert!(t.verify("s3cret-tokem").is_none());
         assert!(t.verify("").is_none());
+    }
+
+    fn token(name: &str) -> TokenConfig {
+        TokenConfig {
+            name: name.into(),
+            role: Role::Approver,
+            token: None,
+            sha256: Some("ab".repeat(32)),
+        }
+    }
+
+    #[test]
+    fn token_names_that_differ_only_in_case_or_spaces_are_refused() {
+        let api = ApiConfig {
+            tokens: vec![
+                token("alice"),
+                token("bob"),
+                token(" Alice "),
+                token("ALICE"),
+                token("   "),
+            ],
+            ..ApiConfig::default()
+        };
+        let mut problems = Vec::new();
+        api.validate("api", &mut problems);
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 3, "{text:?}");
+        assert!(text[0].contains("api.tokens[2].name") && text[0].contains("api.tokens[0]"));
+        assert!(text[1].contains("api.tokens[3].name") && text[1].contains("api.tokens[0]"));
+        assert!(text[2].contains("api.tokens[4].name") && text[2].contains("must not be empty"));
+
+        let distinct = ApiConfig {
+            tokens: vec![token("alice"), token("alice-2"), token("bob")],
+            ..ApiConfig::default()
+        };
+        let mut problems = Vec::new();
+        distinct.validate("api", &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
     }
 
     #[test]

@@ -116,6 +116,13 @@ pub async fn list(store: &dyn StateStore, limit: usize) -> Result<Vec<ActionReco
         .await
 }
 
+/// Whether two token names (a requester and an approver) name the same person: compared trimmed and
+/// case-insensitively, the same normalization under which `[api]` token names must be unique
+/// ([`crate::api::normalize_token_name`]), so `Alice` cannot approve what `alice ` asked for.
+pub fn same_person(requester: &str, approver: &str) -> bool {
+    crate::api::normalize_token_name(requester) == crate::api::normalize_token_name(approver)
+}
+
 /// Take the action's claim for a decision, retrying briefly while another decision holds it.
 async fn claim(store: &dyn StateStore, key: &str, owner: &str) -> Result<bool, StoreError> {
     for attempt in 0..5u64 {
@@ -188,7 +195,7 @@ async fn decide_claimed(
         return Err(ApprovalError::Expired(key.to_string()));
     }
     let requester = rec.requester();
-    if requester == actor.name {
+    if same_person(&requester, &actor.name) {
         return Err(ApprovalError::SelfApproval(requester));
     }
     let comment = comment
@@ -288,6 +295,79 @@ async fn expire_claimed(
     });
     warn!(action_key = %rec.key, "approval expired; the action was cancelled");
     Ok(())
+}
+
+/// Note prefix of a held action cancelled because a runnable action for the same (subject,
+/// connector, operation) took its place.
+pub const SUPERSEDED_NOTE: &str = "superseded by";
+
+/// Cancel held action `held_key` because runnable action `by` (a responder's lockout, or an
+/// automatic action once the breaker let it run) was recorded for the same (subject, connector,
+/// operation) and took its coalesce slot ([`crate::ledger::Inserted::Superseded`]).
+///
+/// Takes the held action's decision claim like approve, reject and expiry do, so exactly one of
+/// them changes it: if a person approved it first, it stays approved (the target then sees the
+/// same operation twice, which is harmless for lockouts: the second finds it done); if a decision
+/// is in progress, its outcome stands. Returns whether this call cancelled it. Audited before the change.
+pub async fn supersede(
+    pipeline: &Pipeline,
+    held_key: &str,
+    by: &ActionRecord,
+) -> Result<bool, StoreError> {
+    let store = pipeline.store.as_ref();
+    let owner = format!("supersede-{}", uuid::Uuid::new_v4());
+    if !claim(store, held_key, &owner).await? {
+        warn!(action_key = held_key, superseded_by = %by.key,
+            "a decision on the held action is in progress; its outcome stands");
+        return Ok(false);
+    }
+    let outcome = async {
+        let Some(mut rec) = store.get_action(held_key).await? else {
+            return Ok(false);
+        };
+        if rec.state != ActionState::AwaitingApproval {
+            return Ok(false);
+        }
+        let now = Utc::now();
+        rec.state = ActionState::Cancelled;
+        rec.next_attempt_at = None;
+        rec.note = Some(format!(
+            "{SUPERSEDED_NOTE} {} (requested by {}): it runs without waiting for approval",
+            by.key,
+            by.requester()
+        ));
+        rec.updated_at = now;
+        let mut d = AuditDraft::new(
+            AuditKind::Guard,
+            Actor::system("approvals"),
+            serde_json::json!({
+                "event": "superseded",
+                "superseded_by": by.key,
+                "requested_by": rec.requester(),
+                "connector": rec.connector,
+                "operation": rec.operation,
+            }),
+        );
+        d.subject = Some(rec.subject.clone());
+        d.action_key = Some(rec.key.clone());
+        if let crate::ledger::Origin::Alert { alert_id, .. } = &rec.origin {
+            d.alert_id = Some(alert_id.clone());
+        }
+        store.append_audit(vec![d]).await?;
+        store.put_action(&rec).await?;
+        pipeline
+            .metrics
+            .actions
+            .with_label_values(&[rec.connector.as_str(), rec.operation.as_str(), "superseded"])
+            .inc();
+        info!(action_key = held_key, superseded_by = %by.key, "held action superseded");
+        Ok::<_, StoreError>(true)
+    }
+    .await;
+    if let Err(e) = store.release(held_key, &owner).await {
+        warn!(action_key = held_key, error = %e, "supersede claim release failed; it expires by itself");
+    }
+    outcome
 }
 
 /// Cancel every held action whose deadline is at or before `now`; returns how many.
@@ -512,6 +592,82 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn same_person_ignores_case_and_surrounding_spaces() {
+        assert!(same_person("resp-bot", "resp-bot"));
+        assert!(same_person("Resp-Bot", " resp-bot "));
+        assert!(same_person("ÉLISE", "élise"));
+        assert!(!same_person("resp-bot", "apr-bot"));
+        assert!(!same_person("policy:rule", "rule"));
+    }
+
+    #[tokio::test]
+    async fn requester_spelled_differently_is_still_refused() {
+        let (_dir, p, _rx) = pipeline(Duration::from_secs(60)).await;
+        let key = held_lockout(&p, "id-5", "dora@corp.example").await;
+        for alias in ["Resp-Bot", " resp-bot", "RESP-BOT "] {
+            assert!(
+                matches!(
+                    decide(&p, &key, Verdict::Approve, person(alias), None).await,
+                    Err(ApprovalError::SelfApproval(r)) if r == "resp-bot"
+                ),
+                "{alias:?} is the requester"
+            );
+        }
+        let rec = p.store.get_action(&key).await.unwrap().unwrap();
+        assert_eq!(rec.state, ActionState::AwaitingApproval);
+    }
+
+    #[tokio::test]
+    async fn a_runnable_lockout_supersedes_a_held_one_instead_of_waiting_behind_it() {
+        let (_dir, p, _rx) = pipeline(Duration::from_secs(60)).await;
+        let held = held_lockout(&p, "id-4", "eve@corp.example").await;
+        let req = crate::lockout::LockoutRequest {
+            subject: "eve@corp.example".into(),
+            connectors: Some(vec!["okta".into()]),
+            operations: Some(vec![crate::connectors::Operation::DisableAccount]),
+            reason: "now".into(),
+            ticket: None,
+            require_approval: false,
+        };
+        let created = crate::lockout::create(&p, &req, "id-4b", "other-bot")
+            .await
+            .unwrap();
+        let new_key = created.actions[0].key.clone();
+        assert_ne!(new_key, held, "not absorbed by the held action");
+        assert_eq!(created.actions[0].state, ActionState::Planned);
+        assert_eq!(
+            p.store.due_actions(Utc::now(), 10).await.unwrap(),
+            std::slice::from_ref(&new_key),
+            "due at once"
+        );
+        let old = p.store.get_action(&held).await.unwrap().unwrap();
+        assert_eq!(old.state, ActionState::Cancelled);
+        assert!(
+            old.note
+                .as_deref()
+                .is_some_and(|n| n.starts_with(&format!("{SUPERSEDED_NOTE} {new_key}"))),
+            "{:?}",
+            old.note
+        );
+        assert!(list(p.store.as_ref(), 0).await.unwrap().is_empty());
+        assert!(matches!(
+            decide(&p, &held, Verdict::Approve, person("apr-bot"), None).await,
+            Err(ApprovalError::NotAwaiting {
+                state: "cancelled",
+                ..
+            })
+        ));
+        let trail = p.store.audit_range(1, 0).await.unwrap();
+        let sup: Vec<_> = trail
+            .iter()
+            .filter(|r| r.detail["event"] == "superseded")
+            .collect();
+        assert_eq!(sup.len(), 1);
+        assert_eq!(sup[0].detail["superseded_by"], new_key.as_str());
+        assert_eq!(sup[0].action_key.as_deref(), Some(held.as_str()));
     }
 
     #[tokio::test]

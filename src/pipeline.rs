@@ -75,6 +75,10 @@ pub struct RecordedAction {
     pub disposition: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coalesced_into: Option<String>,
+    /// The held (`awaiting_approval`) action this new, runnable one took the place of; that one is
+    /// cancelled with a `superseded by` note (see [`crate::approval::supersede`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -480,7 +484,9 @@ impl Pipeline {
     /// Guard and record actions that did not come from a policy — manual lockouts and reversals —
     /// with the same ledger guarantees as alert-caused ones: each is inserted under its idempotency
     /// key (a retried request is a `duplicate`), live actions for the same (subject, connector,
-    /// operation) absorb it (`coalesced`, linked to `request_id`), and the executor is woken.
+    /// operation) absorb it (`coalesced`, linked to `request_id`), and the executor is woken. A held
+    /// action never absorbs a runnable manual one: the lockout is recorded and runs, and the held
+    /// action is cancelled as superseded (a responder's lockout must not wait for an approval).
     ///
     /// `coalesce = false` is for reversals: they neither take a coalesce slot (a later lockout's
     /// restore must not be absorbed by an earlier, finished reversal) nor are meant to be absorbed.
@@ -595,8 +601,12 @@ impl Pipeline {
                 .insert_action(a, window, Some(link))
                 .await
                 .map_err(|e| PipelineError::Unavailable(e.to_string()))?;
+            let superseded = match &inserted {
+                Inserted::Superseded(held) => Some(held.clone()),
+                _ => None,
+            };
             let (disposition, coalesced_into) = match inserted {
-                Inserted::New => {
+                Inserted::New | Inserted::Superseded(_) => {
                     if a.state == ActionState::Planned
                         && let Some(h) = &self.handoff
                     {
@@ -647,6 +657,14 @@ impl Pipeline {
                     ("coalesced", Some(into))
                 }
             };
+            if let Some(held) = &superseded {
+                // The new action is recorded and due whatever happens here: a failure only leaves
+                // the held one to its approver or its expiry.
+                if let Err(e) = crate::approval::supersede(self, held, a).await {
+                    warn!(action_key = %a.key, held = %held, error = %e,
+                        "could not cancel the held action this one supersedes");
+                }
+            }
             debug!(origin = %link, action_key = %a.key, connector = %a.connector, disposition, "action recorded");
             out.push(RecordedAction {
                 key: a.key.clone(),
@@ -656,6 +674,7 @@ impl Pipeline {
                 state: a.state,
                 disposition,
                 coalesced_into,
+                superseded,
                 note: a.note.clone(),
             });
         }

@@ -10,11 +10,16 @@ use crate::config::Problem;
 
 /// Exponential backoff with full jitter (AWS architecture blog): the n-th retry waits a uniformly random
 /// time in `[0, min(max, base * 2^n)]`, which spreads retries of many actions instead of synchronising
-/// them. A target's own `Retry-After` is a floor: never retry sooner than the target asked.
+/// them. A target's own `Retry-After` is a floor: never retry sooner than the target asked — up to
+/// `retry_after_cap`, because the header is the remote side's to choose, and an unbounded one
+/// (`Retry-After: 99999999`) would park a notification worker for years or push an action's next
+/// attempt out of reach.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     base: Duration,
     max: Duration,
+    /// Longest `Retry-After` honoured; a longer one is cut to this.
+    retry_after_cap: Duration,
 }
 
 impl Backoff {
@@ -28,7 +33,19 @@ impl Backoff {
                 "retry max delay ({max:?}) must be at least the base delay ({base:?})"
             ));
         }
-        Ok(Self { base, max })
+        Ok(Self {
+            base,
+            max,
+            retry_after_cap: max,
+        })
+    }
+
+    /// The same schedule honouring `Retry-After` up to `cap` (default: the max delay).
+    pub fn with_retry_after_cap(self, cap: Duration) -> Self {
+        Self {
+            retry_after_cap: cap,
+            ..self
+        }
     }
 
     /// Upper bound of the wait before retry number `attempt` (1-based: the wait after the first failure).
@@ -39,12 +56,13 @@ impl Backoff {
         self.base.saturating_mul(factor).min(self.max)
     }
 
-    /// The wait before retry `attempt`, jittered, and no shorter than `floor` (the target's `Retry-After`).
+    /// The wait before retry `attempt`, jittered, and no shorter than `floor` (the target's
+    /// `Retry-After`) cut to the cap: never longer than `max(max delay, cap)`.
     pub fn delay(&self, attempt: u32, floor: Option<Duration>, rng: &mut impl Rng) -> Duration {
         let ceiling = self.ceiling(attempt);
         let jittered = Duration::from_nanos(rng.random_range(0..=ceiling.as_nanos() as u64));
         match floor {
-            Some(f) => jittered.max(f),
+            Some(f) => jittered.max(f.min(self.retry_after_cap)),
             None => jittered,
         }
     }
@@ -60,7 +78,16 @@ pub struct RetryConfig {
     pub max_delay: Duration,
     /// Connector calls per action before it is `failed` and dead-lettered.
     pub max_attempts: u32,
+    /// Longest `Retry-After` (or rate-limit reset) a target may impose before the next attempt; a
+    /// longer one is cut to this. The executor reschedules the action in the ledger, so waits
+    /// longer than `max_delay` are fine there (a rate-limit window of an hour is common). Notification
+    /// workers wait in memory, so they never wait longer than `max_delay` whatever this says.
+    #[serde(with = "humantime_serde")]
+    pub max_retry_after: Duration,
 }
+
+/// Longest `max_retry_after` accepted: a week is past any real rate-limit window.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Default for RetryConfig {
     fn default() -> Self {
@@ -68,6 +95,7 @@ impl Default for RetryConfig {
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(300),
             max_attempts: 8,
+            max_retry_after: Duration::from_secs(3600),
         }
     }
 }
@@ -83,13 +111,35 @@ impl RetryConfig {
                 "must be at least 1",
             ));
         }
+        if self.max_retry_after < Duration::from_secs(1) || self.max_retry_after > MAX_RETRY_AFTER {
+            problems.push(Problem::new(
+                format!("{path}.max_retry_after"),
+                format!(
+                    "must be between 1s and 7d (got {:?}): a target's Retry-After is honoured up to it",
+                    self.max_retry_after
+                ),
+            ));
+        }
     }
 
+    /// The schedule for retries that are rescheduled durably (the executor): `Retry-After` honoured
+    /// up to `max_retry_after`.
     pub fn backoff(&self) -> Backoff {
-        Backoff::try_new(self.base_delay, self.max_delay).unwrap_or(Backoff {
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(300),
-        })
+        Backoff::try_new(self.base_delay, self.max_delay)
+            .unwrap_or(Backoff {
+                base: Duration::from_secs(1),
+                max: Duration::from_secs(300),
+                retry_after_cap: Duration::from_secs(300),
+            })
+            .with_retry_after_cap(self.max_retry_after.min(MAX_RETRY_AFTER))
+    }
+
+    /// The schedule for retries waited out in memory (notification workers): `Retry-After` honoured
+    /// up to the smaller of `max_delay` and `max_retry_after`, so one hostile receiver cannot park a
+    /// worker for longer than the longest backoff.
+    pub fn in_memory_backoff(&self) -> Backoff {
+        let b = self.backoff();
+        b.with_retry_after_cap(b.retry_after_cap.min(b.max))
     }
 }
 
@@ -129,5 +179,59 @@ mod tests {
             }
         }
         assert!(distinct.len() > 500, "full jitter spreads delays");
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_cut_to_the_cap() {
+        let cfg = RetryConfig::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let huge = Some(Duration::from_secs(99_999_999));
+        // Durable (executor): honoured up to max_retry_after, which may exceed max_delay.
+        let durable = cfg.backoff();
+        for attempt in 1..=8 {
+            assert_eq!(
+                durable.delay(attempt, huge, &mut rng),
+                Duration::from_secs(3600)
+            );
+        }
+        // A Retry-After under the cap is still a floor.
+        assert!(
+            durable.delay(1, Some(Duration::from_secs(1200)), &mut rng)
+                >= Duration::from_secs(1200)
+        );
+        // In memory (notifications): never longer than max_delay.
+        let in_memory = cfg.in_memory_backoff();
+        for attempt in 1..=8 {
+            assert_eq!(
+                in_memory.delay(attempt, huge, &mut rng),
+                Duration::from_secs(300)
+            );
+        }
+        let short = RetryConfig {
+            max_retry_after: Duration::from_secs(30),
+            ..RetryConfig::default()
+        };
+        assert!(short.in_memory_backoff().delay(1, huge, &mut rng) <= Duration::from_secs(30));
+        // u64::MAX seconds must not overflow anything downstream either.
+        let d = durable.delay(3, Some(Duration::from_secs(u64::MAX)), &mut rng);
+        assert_eq!(d, Duration::from_secs(3600));
+        assert!(chrono::Duration::from_std(d).is_ok());
+    }
+
+    #[test]
+    fn max_retry_after_must_be_sane() {
+        for bad in [Duration::ZERO, Duration::from_secs(8 * 24 * 3600)] {
+            let cfg = RetryConfig {
+                max_retry_after: bad,
+                ..RetryConfig::default()
+            };
+            let mut problems = Vec::new();
+            cfg.validate("executor.retry", &mut problems);
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].path, "executor.retry.max_retry_after");
+        }
+        let mut problems = Vec::new();
+        RetryConfig::default().validate("executor.retry", &mut problems);
+        assert!(problems.is_empty());
     }
 }

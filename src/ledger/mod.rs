@@ -54,7 +54,8 @@ impl ActionState {
         )
     }
 
-    /// Coalesces later alerts for the same (subject, connector, operation) while in this state.
+    /// Holds the coalesce slot for the same (subject, connector, operation) while in this state, so
+    /// that later actions may be absorbed by it (see [`absorbs`](Self::absorbs) for which).
     pub fn absorbs_duplicates(self) -> bool {
         matches!(
             self,
@@ -63,6 +64,23 @@ impl ActionState {
                 | ActionState::Running
                 | ActionState::Succeeded
         )
+    }
+
+    /// Whether a slot holder in this state absorbs a later action that arrives in state `incoming`.
+    ///
+    /// A held action (`awaiting_approval`) absorbs only actions that would be held too (another
+    /// alert while the breaker is open or under an approval-mode rule): absorbing a runnable one
+    /// (`planned`, such as a responder's manual lockout) would make it wait for an approval that may
+    /// never come and then expire without running. The runnable action
+    /// [`supersedes`](Self::superseded_by) the held one instead.
+    pub fn absorbs(self, incoming: ActionState) -> bool {
+        self.absorbs_duplicates() && !self.superseded_by(incoming)
+    }
+
+    /// A slot holder in this state gives the slot up to a later action in state `incoming`, which is
+    /// recorded as new; the caller then cancels the holder (see [`Inserted::Superseded`]).
+    pub fn superseded_by(self, incoming: ActionState) -> bool {
+        self == ActionState::AwaitingApproval && incoming == ActionState::Planned
     }
 }
 
@@ -188,6 +206,11 @@ pub enum Inserted {
     /// Another live action for the same (subject, connector, operation) absorbed this one; the alert
     /// was linked to it. Holds the absorbing action's key.
     Coalesced(String),
+    /// New action recorded, and it took the coalesce slot over from a held (`awaiting_approval`)
+    /// action that it [supersedes](ActionState::superseded_by). Holds the held action's key; the
+    /// store leaves that action as it was, and the caller cancels it under its decision claim (as
+    /// approvals do), so that it cannot also run after an approval.
+    Superseded(String),
 }
 
 /// Filter for listing actions; all set fields must match.
@@ -262,7 +285,9 @@ pub trait StateStore: Send + Sync {
 
     /// Atomically record `action` unless its key exists (→ `Duplicate`) or a live action for the same
     /// [`coalesce_key`] was recorded within `coalesce_window` (→ `Coalesced`, and `linked_alert` is
-    /// appended to that action's `linked_alerts`). A new action in a state that
+    /// appended to that action's `linked_alerts`), if that action [`absorbs`](ActionState::absorbs)
+    /// this one; a held holder that a runnable action supersedes gives up its slot
+    /// (→ `Superseded`). A new action in a state that
     /// [`absorbs_duplicates`](ActionState::absorbs_duplicates) claims the coalesce slot for the window.
     async fn insert_action(
         &self,

@@ -144,7 +144,7 @@ pub fn build(
             rx,
             sinks,
             metrics,
-            backoff: cfg.retry.backoff(),
+            backoff: cfg.retry.in_memory_backoff(),
             max_attempts: cfg.retry.max_attempts.max(1),
             queue: cfg.queue.max(1),
             client,
@@ -318,7 +318,7 @@ impl Worker {
             return Sent::Ok;
         }
         let after = retry_after(resp.headers(), SystemTime::now());
-        let text = resp.text().await.unwrap_or_default();
+        let text = error_excerpt(resp).await;
         let excerpt: String = text.chars().take(200).collect();
         let why = format!("HTTP {}: {}", status.as_u16(), excerpt.trim());
         if status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error() {
@@ -327,6 +327,26 @@ impl Worker {
             Sent::Fatal(why)
         }
     }
+}
+
+/// Most bytes of a refusing receiver's body read for the log line (which keeps 200 characters).
+const ERROR_BODY_CAP: usize = 4096;
+
+/// The start of an error response's body, read chunk by chunk and no further than
+/// [`ERROR_BODY_CAP`] bytes: the receiver is remote and may answer with an endless or huge body,
+/// which must cost neither memory nor a worker's time. The rest is dropped with the connection.
+async fn error_excerpt(mut resp: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < ERROR_BODY_CAP {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = ERROR_BODY_CAP - buf.len();
+                buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 #[cfg(test)]

@@ -611,6 +611,94 @@ async fn requester_cannot_approve_their_own_action_and_policy_holds_flow_through
 }
 
 #[tokio::test]
+async fn a_responders_lockout_is_not_absorbed_by_a_held_action_and_runs_at_once() {
+    let target = Target::start().await;
+    target.always("POST", "/hook", Reply::status(204));
+    let app = App::spawn(
+        APPROVAL_POLICY,
+        &target,
+        "[guards]\napproval_ttl = \"1h\"\n",
+    )
+    .await;
+
+    // An approval-mode rule holds an automatic action for alice.
+    let email = format!("{}@corp.example", unique("alice"));
+    let processed = app.alert(&unique("alert"), &email).await;
+    assert_eq!(processed["actions"][0]["state"], "awaiting_approval");
+    let held = processed["actions"][0]["key"].as_str().unwrap().to_string();
+
+    // A responder locks alice out: recorded as its own runnable action, not folded into the hold.
+    let (s, created) = app
+        .call(
+            Method::POST,
+            "/v1/lockouts",
+            Some(token("responder")),
+            Some(&json!({
+                "subject": email,
+                "connectors": ["hook"],
+                "operations": ["disable_account"],
+                "reason": "confirmed phish",
+            })),
+        )
+        .await;
+    assert_eq!(s, 202, "{created}");
+    let lockout = created["actions"][0]["key"].as_str().unwrap().to_string();
+    assert_ne!(lockout, held, "absorbed by the held action: {created}");
+    assert_eq!(created["actions"][0]["state"], "planned", "{created}");
+
+    // The target is called promptly, once.
+    eventually(Duration::from_secs(10), "lockout ran", || async {
+        let a = app.get(&format!("/v1/actions/{lockout}"), "viewer").await;
+        (a["state"] == "succeeded").then_some(())
+    })
+    .await;
+    assert_eq!(target.count("POST", "/hook"), 1);
+
+    // The held action was cancelled as superseded: it can no longer run after an approval.
+    let old = app.get(&format!("/v1/actions/{held}"), "viewer").await;
+    assert_eq!(old["state"], "cancelled", "{old}");
+    assert!(
+        old["note"]
+            .as_str()
+            .is_some_and(|n| n.starts_with(&format!("superseded by {lockout}"))),
+        "{old}"
+    );
+    assert!(
+        app.approvals()
+            .await
+            .iter()
+            .all(|a| a["key"] != held.as_str())
+    );
+    let (s, v) = app
+        .call(
+            Method::POST,
+            &format!("/v1/approvals/{held}/approve"),
+            Some(token("approver")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (409, Some("not_awaiting_approval")),
+        "{v}"
+    );
+    let trail = app.audit().await;
+    assert!(
+        trail.iter().any(|r| r["detail"]["event"] == "superseded"
+            && r["action_key"] == held.as_str()
+            && r["detail"]["superseded_by"] == lockout.as_str()),
+        "the supersede is in the trail"
+    );
+
+    // A later alert for alice (held by the rule again) coalesces into the lockout that ran.
+    let again = app.alert(&unique("alert"), &email).await;
+    assert_eq!(again["actions"][0]["disposition"], "coalesced", "{again}");
+    assert_eq!(again["actions"][0]["coalesced_into"], lockout.as_str());
+    assert_eq!(target.count("POST", "/hook"), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn expired_approval_is_cancelled_notified_in_the_trail_and_never_executes() {
     let target = Target::start().await;
     target.always("POST", "/hook", Reply::status(204));

@@ -18,7 +18,8 @@ use crate::support::{
 };
 
 /// App config: one webhook connector `conn` at `target` (path `/conn`), policies that disable every
-/// subject of a high alert, fast notification retries, and `sinks` (TOML `[[notify.sinks]]`).
+/// subject of a high alert, fast notification retries (a `Retry-After` over `max_delay = 2s` is cut
+/// to it), and `sinks` (TOML `[[notify.sinks]]`).
 fn config(
     data: &std::path::Path,
     policies: &std::path::Path,
@@ -45,7 +46,7 @@ auth = {{ scheme = "none" }}
 vars = {{ path = "conn" }}
 [notify.retry]
 base_delay = "50ms"
-max_delay = "200ms"
+max_delay = "2s"
 max_attempts = 4
 {sinks}
 {state}"#,
@@ -394,6 +395,92 @@ async fn a_receiver_answering_500_then_200_gets_the_notice_and_429_retry_after_i
         ),
         None
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_huge_retry_after_is_cut_to_max_delay_and_the_notice_still_arrives() {
+    let conn = Target::start().await;
+    conn.always("POST", "/conn", Reply::status(200));
+    let hook = Target::start().await;
+    // Three years: honoured as asked, the worker would sleep that long.
+    hook.then(
+        "POST",
+        "/greedy",
+        Reply::status(429).header("Retry-After", "99999999"),
+    );
+    hook.always("POST", "/greedy", Reply::status(200));
+
+    let data = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    let secrets = tempfile::tempdir().unwrap();
+    let sinks = sink(
+        "greedy",
+        "slack",
+        &secret_file(secrets.path(), "u", &format!("{}/greedy", hook.url())),
+        "concurrency = 1",
+    );
+    let app = TestApp::spawn(&config(data.path(), policies.path(), &conn, &sinks)).await;
+    ready(&app).await;
+
+    lockout(&app, &format!("{}@corp.example", unique("gina"))).await;
+    // `[notify.retry] max_delay` is 2s: the retry comes that soon, not in three years.
+    eventually(
+        Duration::from_secs(10),
+        "delivered after the 429",
+        || async {
+            app.metric("deprovd_notifications_total{outcome=\"delivered\",sink=\"greedy\"}")
+                .await
+                .filter(|v| *v == 1.0)
+        },
+    )
+    .await;
+    let greedy = received(&hook, "/greedy");
+    assert_eq!(greedy.len(), 2, "one 429, then the retry");
+    assert!(greedy[1].at.duration_since(greedy[0].at) < Duration::from_secs(5));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_endless_error_body_is_read_only_up_to_a_cap() {
+    use futures::stream;
+
+    let conn = Target::start().await;
+    conn.always("POST", "/conn", Reply::status(200));
+    // A receiver that refuses (400, not retried) with a body that never ends.
+    let refusing = Router::new().fallback(move |_h: HeaderMap, _b: Bytes| async move {
+        let body = stream::repeat_with(|| {
+            Ok::<_, std::convert::Infallible>(Bytes::from(vec![b'x'; 16 * 1024]))
+        });
+        (
+            axum::http::StatusCode::BAD_REQUEST,
+            axum::body::Body::from_stream(body),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/refuse", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, refusing).await.unwrap() });
+
+    let data = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    let secrets = tempfile::tempdir().unwrap();
+    let sinks = sink(
+        "endless",
+        "slack",
+        &secret_file(secrets.path(), "u", &url),
+        // A request timeout far beyond this test: only the cap can end the read.
+        "concurrency = 1\ntimeout = \"10m\"",
+    );
+    let app = TestApp::spawn(&config(data.path(), policies.path(), &conn, &sinks)).await;
+    ready(&app).await;
+
+    lockout(&app, &format!("{}@corp.example", unique("hank"))).await;
+    eventually(Duration::from_secs(10), "the refusal recorded", || async {
+        app.metric("deprovd_notifications_total{outcome=\"failed\",sink=\"endless\"}")
+            .await
+            .filter(|v| *v == 1.0)
+    })
+    .await;
     app.stop().await;
 }
 

@@ -65,6 +65,58 @@ async fn action_for(app: &TestApp, subject: &str, connector: &str) -> serde_json
 }
 
 #[tokio::test]
+async fn a_hostile_retry_after_is_cut_to_max_retry_after() {
+    let target = Target::start().await;
+    // Three years: honoured as asked, the action would not be tried again before then.
+    target.then(
+        "POST",
+        "/greedy",
+        Reply::status(429).header("Retry-After", "99999999"),
+    );
+    target.always("POST", "/greedy", Reply::status(204));
+    let data = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    // The line right after `[executor.retry] max_attempts`: still in that table.
+    let extra = format!(
+        "max_retry_after = \"1s\"\n{}",
+        webhook("greedy", &target.url())
+    );
+    let app = TestApp::spawn(&config(data.path(), policies.path(), &extra)).await;
+    eventually(Duration::from_secs(10), "app ready", || async {
+        app.ready().await.then_some(())
+    })
+    .await;
+
+    let subject = format!("{}@corp.example", unique("oscar"));
+    let (status, body) = app
+        .post_alert(&alert_json(&unique("alert"), &subject))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let done = eventually(
+        Duration::from_secs(10),
+        "retried after the capped wait and succeeded",
+        || async {
+            let a = action_for(&app, &subject, "greedy").await;
+            (a["state"] == "succeeded").then_some(a)
+        },
+    )
+    .await;
+    assert_eq!(done["attempts"], 2, "{done}");
+    let calls: Vec<_> = target
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/greedy")
+        .collect();
+    assert_eq!(calls.len(), 2);
+    let gap = calls[1].at - calls[0].at;
+    assert!(
+        gap >= Duration::from_secs(1) && gap < Duration::from_secs(8),
+        "retried after {gap:?}: the Retry-After, cut to max_retry_after = 1s"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn retry_after_is_honoured_and_a_failing_target_fails_alone() {
     let target = Target::start().await;
     target.then(

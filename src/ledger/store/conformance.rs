@@ -23,6 +23,7 @@ macro_rules! for_each_case {
             ping_and_missing_get,
             insert_new_then_duplicate_leaves_record_unchanged,
             live_action_coalesces_later_alert_and_links_it,
+            held_action_absorbs_held_ones_but_a_runnable_one_supersedes_it,
             non_absorbing_new_action_takes_no_coalesce_slot,
             failed_action_frees_its_coalesce_slot,
             succeeded_action_keeps_its_coalesce_slot,
@@ -208,6 +209,74 @@ pub(crate) async fn live_action_coalesces_later_alert_and_links_it(store: Arc<dy
     assert_eq!(stored.linked_alerts, vec!["alert-b".to_string()]);
 }
 
+pub(crate) async fn held_action_absorbs_held_ones_but_a_runnable_one_supersedes_it(
+    store: Arc<dyn StateStore>,
+) {
+    let now = Utc::now();
+    let held = |name: &str| {
+        let mut h = record(name, "alice", now);
+        h.state = ActionState::AwaitingApproval;
+        h.next_attempt_at = None;
+        h
+    };
+    let h = held("h");
+    assert_eq!(
+        store.insert_action(&h, LONG, None).await.unwrap(),
+        Inserted::New
+    );
+    // Another alert that would be held too (breaker still open) is absorbed by the held action.
+    let h2 = held("h2");
+    assert_eq!(
+        store
+            .insert_action(&h2, LONG, Some("alert-h2"))
+            .await
+            .unwrap(),
+        Inserted::Coalesced(h.key.clone())
+    );
+
+    // A runnable action (a responder's lockout) is not absorbed: it is recorded, due, and takes the
+    // slot; the store reports the held action it supersedes and leaves that one to the caller.
+    let m = record("m", "alice", now);
+    assert_eq!(
+        store.insert_action(&m, LONG, Some("req-m")).await.unwrap(),
+        Inserted::Superseded(h.key.clone())
+    );
+    assert_eq!(store.get_action(&m.key).await.unwrap(), Some(m.clone()));
+    assert_eq!(
+        store.due_actions(now, 10).await.unwrap(),
+        vec![m.key.clone()]
+    );
+    let still_held = store.get_action(&h.key).await.unwrap().unwrap();
+    assert_eq!(still_held.state, ActionState::AwaitingApproval);
+    assert_eq!(still_held.linked_alerts, vec!["alert-h2".to_string()]);
+
+    // The runnable action holds the slot now: later actions, held or not, coalesce into it.
+    let n = record("n", "alice", now);
+    assert_eq!(
+        store
+            .insert_action(&n, LONG, Some("alert-n"))
+            .await
+            .unwrap(),
+        Inserted::Coalesced(m.key.clone())
+    );
+    let h3 = held("h3");
+    assert_eq!(
+        store
+            .insert_action(&h3, LONG, Some("alert-h3"))
+            .await
+            .unwrap(),
+        Inserted::Coalesced(m.key.clone())
+    );
+    let mut linked = store
+        .get_action(&m.key)
+        .await
+        .unwrap()
+        .unwrap()
+        .linked_alerts;
+    linked.sort();
+    assert_eq!(linked, vec!["alert-h3".to_string(), "alert-n".to_string()]);
+}
+
 pub(crate) async fn non_absorbing_new_action_takes_no_coalesce_slot(store: Arc<dyn StateStore>) {
     let now = Utc::now();
     let mut skipped = record("s", "alice", now);
@@ -353,6 +422,7 @@ pub(crate) async fn coalesce_slot_expires_after_the_window(store: Arc<dyn StateS
             Inserted::New => break r.key,
             Inserted::Coalesced(k) => assert_eq!(k, a.key),
             Inserted::Duplicate => panic!("fresh key reported as duplicate"),
+            Inserted::Superseded(k) => panic!("no held action here, yet `{k}` was superseded"),
         }
         assert!(Instant::now() < deadline, "the coalesce slot never expired");
         tokio::time::sleep(Duration::from_millis(50)).await;

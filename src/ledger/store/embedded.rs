@@ -266,6 +266,7 @@ fn insert_tx(
     let tx = db.begin_write().map_err(db_err)?;
     let key = action.key.as_str();
     let d = Derived::of(action);
+    let mut superseded = None;
     {
         let mut records = tx.open_table(RECORDS).map_err(db_err)?;
         if records.get(key).map_err(db_err)?.is_some() {
@@ -286,8 +287,14 @@ fn insert_tx(
             let live = match records.get(holder.as_str()).map_err(db_err)? {
                 Some(g) => Some(decode(&holder, g.value())?),
                 None => None,
+            };
+            if live
+                .as_ref()
+                .is_some_and(|h| h.state.superseded_by(action.state))
+            {
+                superseded = Some(holder.clone());
             }
-            .filter(|h| h.state.absorbs_duplicates());
+            let live = live.filter(|h| h.state.absorbs(action.state));
             if let Some(mut live) = live {
                 if let Some(alert) = linked_alert {
                     if !live.linked_alerts.iter().any(|l| l == alert) {
@@ -321,7 +328,7 @@ fn insert_tx(
     }
     index_add(&tx, &d, key)?;
     tx.commit().map_err(db_err)?;
-    Ok(Inserted::New)
+    Ok(superseded.map_or(Inserted::New, Inserted::Superseded))
 }
 
 fn put_tx(db: &Database, mut action: ActionRecord) -> Result<(), StoreError> {

@@ -51,8 +51,8 @@ use super::{
 };
 use crate::audit::{AuditDraft, AuditHead, AuditRecord, seal_all};
 use crate::ledger::{
-    ActionFilter, ActionRecord, BreakerAdmission, BreakerScope, BreakerState, Inserted, StateStore,
-    StoreError,
+    ActionFilter, ActionRecord, ActionState, BreakerAdmission, BreakerScope, BreakerState,
+    Inserted, StateStore, StoreError,
 };
 
 /// How long `connect` (and each reconnect attempt) may take: a down Redis must fail startup fast,
@@ -74,8 +74,9 @@ fn px_ms(d: Duration) -> u64 {
 
 /// KEYS: record, coalesce slot. ARGV: base, key, json, created ms, due ms or '', pending 0/1,
 /// absorbs 0/1, window ms, linked alert or '', now ms, state, subject, alert id or '',
-/// `,state,state,` of the states that absorb duplicates.
-/// Returns `{'duplicate'}`, `{'coalesced', holder}` or `{'new'}`.
+/// `,state,state,` of the holder states that absorb this action, `,state,` of the holder states
+/// that this action supersedes (see [`ActionState::absorbs`](crate::ledger::ActionState::absorbs)).
+/// Returns `{'duplicate'}`, `{'coalesced', holder}`, `{'superseded', holder}` or `{'new'}`.
 static INSERT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -83,12 +84,16 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'duplicate'}
 end
 local base = ARGV[1]
+local superseded = nil
 local holder = redis.call('GET', KEYS[2])
 if holder then
   local rec = redis.call('GET', base .. 'action:' .. holder)
   if rec then
     local ok, doc = pcall(cjson.decode, rec)
     if ok and type(doc) == 'table' and type(doc.state) == 'string'
+        and string.find(ARGV[15], ',' .. doc.state .. ',', 1, true) then
+      superseded = holder
+    elseif ok and type(doc) == 'table' and type(doc.state) == 'string'
         and string.find(ARGV[14], ',' .. doc.state .. ',', 1, true) then
       if ARGV[9] ~= '' then
         if redis.call('ZADD', base .. 'linked:' .. holder, 'NX', ARGV[10], ARGV[9]) == 1 then
@@ -111,6 +116,7 @@ if ARGV[13] ~= '' then redis.call('ZADD', base .. 'alert:' .. ARGV[13], ARGV[4],
 if ARGV[7] == '1' and tonumber(ARGV[8]) > 0 then
   redis.call('SET', KEYS[2], key, 'PX', ARGV[8])
 end
+if superseded then return {'superseded', superseded} end
 return {'new'}
 "#,
     )
@@ -225,17 +231,41 @@ type AuditWaiter = (
 /// How many times an audit append reseals after losing a race before giving up as unavailable.
 const AUDIT_APPEND_ATTEMPTS: usize = 64;
 
-/// `,planned,awaiting_approval,running,succeeded,`: the states whose holder absorbs later alerts,
-/// computed from [`ActionState::absorbs_duplicates`](crate::ledger::ActionState::absorbs_duplicates)
-/// so that the script and the trait cannot disagree.
-static ABSORBING: LazyLock<String> = LazyLock::new(|| {
+/// `,state,state,` of the states for which `pred` holds (`,` when none).
+fn state_set(pred: impl Fn(ActionState) -> bool) -> String {
     let mut s = String::from(",");
-    for st in ALL_STATES.iter().filter(|s| s.absorbs_duplicates()) {
+    for st in ALL_STATES.iter().copied().filter(|s| pred(*s)) {
         s.push_str(st.as_str());
         s.push(',');
     }
     s
+}
+
+/// For each state an action may be inserted in: the holder states that absorb it and the holder
+/// states it supersedes, computed from [`ActionState::absorbs`](crate::ledger::ActionState::absorbs)
+/// and [`ActionState::superseded_by`](crate::ledger::ActionState::superseded_by) so that the script
+/// and the trait cannot disagree.
+static HOLDER_SETS: LazyLock<Vec<(ActionState, String, String)>> = LazyLock::new(|| {
+    ALL_STATES
+        .iter()
+        .map(|&incoming| {
+            (
+                incoming,
+                state_set(|h| h.absorbs(incoming)),
+                state_set(|h| h.superseded_by(incoming)),
+            )
+        })
+        .collect()
 });
+
+/// The (absorbing, superseded) holder state sets for an action inserted in state `incoming`.
+fn holder_sets(incoming: ActionState) -> (&'static str, &'static str) {
+    HOLDER_SETS
+        .iter()
+        .find(|(s, _, _)| *s == incoming)
+        .map(|(_, a, s)| (a.as_str(), s.as_str()))
+        .unwrap_or((",", ","))
+}
 
 /// The ledger in Redis. Cheap to clone (clones share one multiplexed connection, which reconnects by
 /// itself after an outage).
@@ -441,6 +471,7 @@ impl StateStore for RedisStore {
         let d = Derived::of(action);
         let json = encode(action)?;
         let window_ms = px_ms(coalesce_window);
+        let (absorbing, superseded) = holder_sets(action.state);
         let mut conn = self.conn.clone();
         let reply: Vec<String> = INSERT
             .key(self.key("action", &action.key))
@@ -458,7 +489,8 @@ impl StateStore for RedisStore {
             .arg(d.state)
             .arg(d.subject)
             .arg(opt(d.alert_id))
-            .arg(ABSORBING.as_str())
+            .arg(absorbing)
+            .arg(superseded)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis_err(&format!("recording action `{}`", action.key), e))?;
@@ -466,6 +498,7 @@ impl StateStore for RedisStore {
             [r] if r == "new" => Ok(Inserted::New),
             [r] if r == "duplicate" => Ok(Inserted::Duplicate),
             [r, holder] if r == "coalesced" => Ok(Inserted::Coalesced(holder.clone())),
+            [r, holder] if r == "superseded" => Ok(Inserted::Superseded(holder.clone())),
             other => Err(StoreError::Other(format!(
                 "unexpected reply {other:?} from the insert script for `{}`",
                 action.key
