@@ -1763,10 +1763,14 @@ async fn github_lists_the_teams_a_user_is_an_immediate_member_of_without_changin
     );
     assert_eq!(fake.with(|g| g.clone()), before, "nothing changed");
 
-    // emu mode cannot list teams by SCIM user: unavailable, so the guard fails closed.
-    let (_fake, emu, _s) = github(r#"{ mode = "emu", enterprise = "acme-emu" }"#).await;
-    assert!(matches!(
+    // emu mode does not offer group listing (managed users' groups are their IdP's), so it neither
+    // answers nor holds the guard up; the other operations stay offered.
+    let (emu_fake, emu, _s) = github(r#"{ mode = "emu", enterprise = "acme-emu" }"#).await;
+    assert!(!emu.lists_groups());
+    assert!(emu.supports(Operation::DisableAccount));
+    assert_eq!(
         emu.group_memberships("mona@acme.example").await,
-        Memberships::Unavailable(_)
-    ));
+        Memberships::Unsupported
+    );
+    assert!(emu_fake.calls().is_empty(), "nothing asked");
 }

@@ -1019,6 +1019,21 @@ impl HttpConnector {
         })
     }
 
+    /// Whether this instance offers operation `name`: the spec defines it and its `available_when` (a
+    /// condition over `vars`) holds. A condition that cannot be rendered counts as offered, so the
+    /// operation runs and reports the error rather than silently vanishing.
+    fn offers(&self, name: &str) -> bool {
+        let Some(op) = self.spec.operations.get(name) else {
+            return false;
+        };
+        let Some(cond) = &op.available_when else {
+            return true;
+        };
+        let mut ctx = Map::new();
+        ctx.insert("vars".into(), Value::Object(self.vars.clone()));
+        self.truthy(cond, &ctx).unwrap_or(true)
+    }
+
     fn truthy(&self, t: &Tpl, ctx: &Map<String, Value>) -> Result<bool, Outcome> {
         Ok(!self.render_text(t, ctx)?.is_empty())
     }
@@ -1107,7 +1122,7 @@ impl Connector for HttpConnector {
     }
 
     fn supports(&self, op: Operation) -> bool {
-        self.spec.supports(op)
+        self.offers(op.as_str())
     }
 
     async fn execute(&self, request: &OperationRequest) -> OperationResult {
@@ -1125,11 +1140,11 @@ impl Connector for HttpConnector {
     }
 
     fn lists_groups(&self) -> bool {
-        self.spec.has_operation(GROUPS)
+        self.offers(GROUPS)
     }
 
     async fn group_memberships(&self, subject: &str) -> Memberships {
-        if !self.spec.has_operation(GROUPS) {
+        if !self.offers(GROUPS) {
             return Memberships::Unsupported;
         }
         let req = OperationRequest {

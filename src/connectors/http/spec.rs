@@ -15,6 +15,7 @@
 //!   lookup:   { steps: [...], record: { id: "{{ steps.find.id }}" } }  # resolves the subject
 //!   check:    { steps: [...] }                                         # read-only preflight
 //!   groups:   { steps: [...], record: { names: "{{ steps.g.names }}" } } # optional: group names
+//!   # any operation may say `available_when: vars.mode == "org"` (vars only): offered only when true
 //!   disable_account:
 //!     steps:
 //!       - name: read                      # needed only if something refers to the step
@@ -160,6 +161,10 @@ pub struct EndpointSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperationSpec {
+    /// A condition over `vars` only: when it is false the instance does not offer the operation at all
+    /// (e.g. GitHub's `groups` only in `mode = "org"`), rather than offering one that always fails.
+    #[serde(default)]
+    pub available_when: Option<String>,
     pub steps: Vec<StepSpec>,
     /// Key → template; the rendered object becomes the action's `pre_state` (for `lookup`: `lookup.*`).
     #[serde(default)]
@@ -412,6 +417,8 @@ pub(crate) struct CompiledOperation {
     pub record: Vec<(String, Tpl)>,
     /// Some template mentions `lookup`: run the `lookup` operation first.
     pub uses_lookup: bool,
+    /// See [`OperationSpec::available_when`].
+    pub available_when: Option<Tpl>,
 }
 
 /// A loaded, validated, compiled spec. Shared by every instance of its type.
@@ -681,6 +688,16 @@ impl Compiler<'_> {
                 record.push((key.clone(), t));
             }
         }
+        let available_when = op.available_when.as_ref().and_then(|src| {
+            let none = BTreeMap::new();
+            let vars_only = Scope {
+                steps: &none,
+                lookup: None,
+                item: false,
+            };
+            let p = format!("{base}.available_when");
+            self.template(&p, src, TplKind::Cond, &vars_only, &mut false)
+        });
         if self.problems.len() > before {
             return None;
         }
@@ -688,6 +705,7 @@ impl Compiler<'_> {
             steps,
             record,
             uses_lookup,
+            available_when,
         })
     }
 
