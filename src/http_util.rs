@@ -33,6 +33,23 @@ pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<
     Ok(buf)
 }
 
+/// The first `max` bytes of a body, for an error message: read chunk by chunk, the rest dropped with
+/// the connection; a read error ends it early with what arrived. Unlike [`read_capped`], a longer body
+/// is not an error — an excerpt is all the caller wants.
+pub async fn read_prefix(mut resp: reqwest::Response, max: usize) -> Vec<u8> {
+    let mut buf = Vec::new();
+    while buf.len() < max {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = max - buf.len();
+                buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    buf
+}
+
 /// As [`read_capped`], parsed as JSON.
 pub async fn read_json_capped(
     resp: reqwest::Response,

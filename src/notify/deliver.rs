@@ -329,24 +329,13 @@ impl Worker {
     }
 }
 
-/// Most bytes of a refusing receiver's body read for the log line (which keeps 200 characters).
+/// Most bytes of a refusing receiver's body read for the log line (which keeps 200 characters): the
+/// receiver is remote and may answer with an endless or huge body, which must cost neither memory nor a
+/// worker's time.
 const ERROR_BODY_CAP: usize = 4096;
 
-/// The start of an error response's body, read chunk by chunk and no further than
-/// [`ERROR_BODY_CAP`] bytes: the receiver is remote and may answer with an endless or huge body,
-/// which must cost neither memory nor a worker's time. The rest is dropped with the connection.
-async fn error_excerpt(mut resp: reqwest::Response) -> String {
-    let mut buf = Vec::new();
-    while buf.len() < ERROR_BODY_CAP {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                let room = ERROR_BODY_CAP - buf.len();
-                buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            }
-            Ok(None) | Err(_) => break,
-        }
-    }
-    String::from_utf8_lossy(&buf).into_owned()
+async fn error_excerpt(resp: reqwest::Response) -> String {
+    String::from_utf8_lossy(&crate::http_util::read_prefix(resp, ERROR_BODY_CAP).await).into_owned()
 }
 
 #[cfg(test)]
