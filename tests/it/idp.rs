@@ -1220,6 +1220,8 @@ struct Graph {
     mails: BTreeMap<String, String>,
     groups: BTreeMap<String, GraphGroup>,
     revoked: Vec<String>,
+    /// Ids confirmed compromised in Identity Protection (riskLevel high).
+    compromised: Vec<String>,
 }
 
 fn graph_error(status: u16, code: &str, message: &str) -> Resp {
@@ -1350,6 +1352,27 @@ impl Vendor for Graph {
                         400,
                         "Request_BadRequest",
                         "test expects exactly {accountEnabled}",
+                    ),
+                }
+            }
+            // https://learn.microsoft.com/graph/api/riskyuser-confirmcompromised: `{"userIds": [...]}` → 204.
+            ("POST", ["identityProtection", "riskyUsers", "confirmCompromised"]) => {
+                let ids: Option<Vec<String>> = req
+                    .body
+                    .as_object()
+                    .filter(|b| b.len() == 1)
+                    .and_then(|b| serde_json::from_value(b.get("userIds")?.clone()).ok());
+                match ids {
+                    Some(ids)
+                        if !ids.is_empty() && ids.iter().all(|i| self.users.contains_key(i)) =>
+                    {
+                        self.compromised.extend(ids);
+                        resp(204, Value::Null)
+                    }
+                    _ => graph_error(
+                        400,
+                        "Request_BadRequest",
+                        "userIds must list existing user object ids",
                     ),
                 }
             }
@@ -1552,6 +1575,74 @@ client_secret = "{secret}"
         secret = secrets.file("graph-secret", "graph-client-secret")
     ));
     (fake, set["entra"].clone(), secrets)
+}
+
+#[tokio::test]
+async fn entra_confirm_compromised_marks_the_user_risky_after_disabling_only_when_configured() {
+    // Default: no Identity Protection call (it needs a P2 licence and its own permission).
+    let (fake, entra, _s) = entra().await;
+    let d = run(
+        &*entra,
+        Operation::DisableAccount,
+        "alice@contoso.com",
+        None,
+    )
+    .await;
+    assert_eq!(d.outcome, Outcome::Done, "{}", d.summary);
+    assert!(fake.with(|i| i.vendor.compromised.is_empty()));
+    assert!(
+        fake.calls()
+            .iter()
+            .all(|c| !c.contains("identityProtection"))
+    );
+
+    let secrets = Secrets::new();
+    let fake = Fake::start(graph_world(), None).await;
+    let set = build(&format!(
+        r#"
+[connectors.entra]
+type = "entra"
+base_url = "{base}/v1.0"
+vars = {{ confirm_compromised = true }}
+[connectors.entra.auth]
+scheme = "oauth2"
+token_url = "{base}/{TENANT}/oauth2/v2.0/token"
+client_id = "app-0001"
+scopes = ["https://graph.microsoft.com/.default"]
+client_secret = "{secret}"
+"#,
+        base = fake.base,
+        secret = secrets.file("graph-secret", "graph-client-secret")
+    ));
+    let d = run(
+        &*set["entra"],
+        Operation::DisableAccount,
+        "bob@contoso.com",
+        None,
+    )
+    .await;
+    assert_eq!(d.outcome, Outcome::Done, "{}", d.summary);
+    let api: Vec<Req> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path != Graph::TOKEN_PATH)
+        .collect();
+    let patch = api
+        .iter()
+        .position(|r| r.method == Method::PATCH)
+        .expect("patch");
+    let confirm = api
+        .iter()
+        .position(|r| r.path == "/v1.0/identityProtection/riskyUsers/confirmCompromised")
+        .expect("confirmCompromised called");
+    assert!(
+        patch < confirm,
+        "sign-in is blocked before the optional risk call"
+    );
+    assert_eq!(api[confirm].method, Method::POST);
+    assert_eq!(api[confirm].body, json!({"userIds": ["u-bob"]}));
+    assert_eq!(fake.with(|i| i.vendor.compromised.clone()), ["u-bob"]);
+    assert!(!fake.with(|i| i.vendor.users["u-bob"].1));
 }
 
 #[tokio::test]
