@@ -4,7 +4,7 @@
 //! constant time against every configured hash (no early exit that would leak which one matched).
 //! Errors are JSON `{"code": "...", "message": "..."}` with a stable `code`.
 //!
-//! Responder routes (`/v1/lockouts`, restores) honour an `Idempotency-Key` header: the first request
+//! Responder routes (`/v1/lockouts`, restores, approve/reject) honour an `Idempotency-Key` header: the first request
 //! with a key claims it in the state store with `SET NX` (per caller and route) together with a
 //! fingerprint of the body; a repeat with the same body replays the same request id — so the same
 //! actions and the same answer, never a second lockout — and a repeat with a different body is 422
@@ -1011,6 +1011,40 @@ async fn decide(
     let b: DecisionBody = optional_body(&body, "{\"comment\": \"...\"}")?;
     let pipeline = pipeline_of(&s)?;
     audit_call(&s, &caller, peer, "POST", uri.path(), uri.query()).await?;
+    // `Idempotency-Key`: a client retrying the same decision (a lost answer) gets the action as it
+    // is now, not a 409 for a decision it made itself; a different decision under one key is 422.
+    if let Some(k) = idempotency_key(&headers)? {
+        let fresh = lockout::new_id();
+        let fingerprint = format!(
+            "{}:{key}:{}",
+            verdict.as_str(),
+            b.comment.as_deref().unwrap_or("")
+        );
+        let claimed = lockout::claim_idempotency_key(
+            store_of(&s)?.as_ref(),
+            &caller.name,
+            "approval",
+            &k,
+            &fingerprint,
+            || fresh.clone(),
+        )
+        .await?;
+        if claimed != fresh {
+            let rec = pipeline
+                .store
+                .get_action(&key)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| {
+                    ApiError(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        format!("no action `{key}`"),
+                    )
+                })?;
+            return Ok(Json(rec).into_response());
+        }
+    }
     let rec =
         crate::approval::decide(pipeline, &key, verdict, caller.actor(peer), b.comment).await?;
     Ok(Json(rec).into_response())

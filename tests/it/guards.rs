@@ -977,3 +977,60 @@ async fn manual_lockouts_count_towards_the_breaker_but_are_never_held() {
     assert_eq!(target.count("POST", "/hook"), 2);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_retried_approval_with_one_idempotency_key_answers_the_same_and_runs_once() {
+    let target = Target::start().await;
+    target.always("POST", "/hook", Reply::status(204));
+    let app = App::spawn(
+        APPROVAL_POLICY,
+        &target,
+        "[guards]\napproval_ttl = \"1h\"\n",
+    )
+    .await;
+    let subject = format!("{}@corp.example", unique("ivan"));
+    let (s, created) = app
+        .call(
+            Method::POST,
+            "/v1/lockouts",
+            Some(token("admin")),
+            Some(
+                &json!({"subject": subject, "reason": "four eyes", "require_approval": true,
+                         "operations": ["disable_account"]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 202, "{created}");
+    let key = created["actions"][0]["key"].as_str().unwrap().to_string();
+    let decide = |verb: &'static str| {
+        app.http
+            .post(app.url(&format!("/v1/approvals/{key}/{verb}")))
+            .bearer_auth(token("approver"))
+            .header("Idempotency-Key", "approve-ivan-1")
+            .send()
+    };
+    let first = decide("approve").await.unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    // The answer was "lost": the client sends the same decision again.
+    let again = decide("approve").await.unwrap();
+    assert_eq!(again.status().as_u16(), 200, "a replay is not a 409");
+    let v: Value = again.json().await.unwrap();
+    assert_eq!(v["key"], key.as_str());
+    assert_ne!(v["state"], "awaiting_approval", "{v}");
+    // A different decision under the same key is refused.
+    let other = decide("reject").await.unwrap();
+    assert_eq!(other.status().as_u16(), 422);
+    let v: Value = other.json().await.unwrap();
+    assert_eq!(v["code"], "idempotency_key_reused", "{v}");
+    eventually(Duration::from_secs(10), "approved action ran", || async {
+        let a = app.get(&format!("/v1/actions/{key}"), "viewer").await;
+        (a["state"] == "succeeded").then_some(())
+    })
+    .await;
+    assert_eq!(
+        target.count("POST", "/hook"),
+        1,
+        "one call for one approval"
+    );
+    app.stop().await;
+}
