@@ -7,10 +7,9 @@
 //! Every alert names a distinct user, so every alert is one real connector call (no coalescing).
 //! Prints latency percentiles, achieved throughput, the backlog over time, and deprovd's peak RSS.
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener as StdListener;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,23 +20,10 @@ use axum::http::StatusCode;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
+use common::{env_or, free_port, percentile, rss_kib, start_deprovd};
+
 type Sent = Arc<Mutex<HashMap<String, Instant>>>;
 type Latencies = Arc<Mutex<Vec<Duration>>>;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn receive(State((sent, lat)): State<(Sent, Latencies)>, body: Bytes) -> StatusCode {
     let now = Instant::now();
@@ -48,19 +34,6 @@ async fn receive(State((sent, lat)): State<(Sent, Latencies)>, body: Bytes) -> S
         lat.lock().unwrap().push(now - t0);
     }
     StatusCode::NO_CONTENT
-}
-
-fn rss_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 #[tokio::main]
@@ -137,33 +110,8 @@ concurrency = 64
             "create topic: {created:?}"
         );
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deprovd"))
-        .args(["run", "--config"])
-        .arg(dir.path().join("deprovd.toml"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start deprovd");
+    let (child, _) = start_deprovd(&dir.path().join("deprovd.toml"), port).await;
     let pid = child.id();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ok = http
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ok {
-            break;
-        }
-        assert!(Instant::now() < deadline, "deprovd did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let rss_idle = rss_kib(pid, "VmRSS:").unwrap_or(0);
 
     // Load: `rate` alerts/s for `seconds`, each for a distinct user.
@@ -223,36 +171,9 @@ concurrency = 64
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let hwm = rss_kib(pid, "VmHWM:").unwrap_or(0);
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
+    common::stop(child);
 
-    // Leave the shared Redis as we found it: drop this run's ledger keys.
-    if let Ok(client) = redis::Client::open("redis://127.0.0.1:6379/0")
-        && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-    {
-        let pattern = format!("deprovd-bench-{run_id}:*");
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .unwrap_or((0, Vec::new()));
-            if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-    }
+    common::drop_redis_prefix(&format!("deprovd-bench-{run_id}:")).await;
 
     let mut lat = latencies.lock().unwrap().clone();
     lat.sort();
