@@ -26,7 +26,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::audit::{Actor, AuditDraft, AuditKind};
 use crate::config::Problem;
-use crate::connectors::{ConnectorSet, OperationRequest, Outcome};
+use crate::connectors::{ConnectorSet, Operation, OperationRequest, Outcome};
 use crate::ingest::DeadLetterSink;
 use crate::ledger::{ActionRecord, ActionState, Origin, StateStore};
 use crate::notify::{Notice, Notifier};
@@ -397,7 +397,11 @@ impl Executor {
                     self.store.put_action(&rec).await?;
                     self.audit_state(&rec, Some(result.outcome.as_str())).await;
                     self.observe_containment(&rec);
-                    if let (Some(s), None) = (self.signals.get(), &rec.reverses) {
+                    // Containment signals for forward actions; of the reversals only re-enabling
+                    // an account has one (RISC account-enabled).
+                    if let Some(s) = self.signals.get()
+                        && (rec.reverses.is_none() || rec.operation == Operation::EnableAccount)
+                    {
                         s.contained(crate::ssf::transmit::Contained {
                             subject: rec.subject.clone(),
                             operation: rec.operation,

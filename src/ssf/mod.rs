@@ -45,6 +45,9 @@ pub const POLL_METHOD: &str = "urn:ietf:rfc:8936";
 /// RISC account-disabled: what deprovd emits after `disable_account` succeeds.
 pub const RISC_ACCOUNT_DISABLED: &str =
     "https://schemas.openid.net/secevent/risc/event-type/account-disabled";
+/// RISC account-enabled: what deprovd emits after a restore re-enables an account it had disabled.
+pub const RISC_ACCOUNT_ENABLED: &str =
+    "https://schemas.openid.net/secevent/risc/event-type/account-enabled";
 /// CAEP session-revoked: what deprovd emits after `revoke_sessions` succeeds.
 pub const CAEP_SESSION_REVOKED: &str =
     "https://schemas.openid.net/secevent/caep/event-type/session-revoked";

@@ -3,7 +3,9 @@
 //! - `disable_account` succeeded → RISC `account-disabled` (`reason: hijacking`: deprovd disables
 //!   accounts it believes compromised);
 //! - `revoke_sessions` succeeded → CAEP `session-revoked` (`initiating_entity` `policy` for alert-driven
-//!   actions, `admin` for a responder's lockout).
+//!   actions, `admin` for a responder's lockout);
+//! - a restore's `enable_account` succeeded → RISC `account-enabled`, so apps that dropped the account on
+//!   `account-disabled` let it back in.
 //!
 //! The executor calls [`SignalEmitter::contained`], which only queues (bounded; a full queue drops and
 //! counts — containment never waits for a downstream app). A background task signs one SET per
@@ -34,7 +36,8 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::{
-    CAEP_SESSION_REVOKED, PUSH_METHOD, RISC_ACCOUNT_DISABLED, SET_CONTENT_TYPE, TransmitterConfig,
+    CAEP_SESSION_REVOKED, PUSH_METHOD, RISC_ACCOUNT_DISABLED, RISC_ACCOUNT_ENABLED,
+    SET_CONTENT_TYPE, TransmitterConfig,
 };
 use crate::connectors::Operation;
 use crate::telemetry::Metrics;
@@ -67,7 +70,8 @@ pub struct SignalEmitter {
 }
 
 impl SignalEmitter {
-    /// Queue `c` if its operation has a signal (disable_account, revoke_sessions). Never blocks.
+    /// Queue `c` if its operation has a signal (disable_account, a restore's enable_account,
+    /// revoke_sessions). Never blocks.
     pub fn contained(&self, c: Contained) {
         if event_for(c.operation).is_none() {
             return;
@@ -86,6 +90,7 @@ impl SignalEmitter {
 fn event_for(op: Operation) -> Option<&'static str> {
     match op {
         Operation::DisableAccount => Some(RISC_ACCOUNT_DISABLED),
+        Operation::EnableAccount => Some(RISC_ACCOUNT_ENABLED),
         Operation::RevokeSessions => Some(CAEP_SESSION_REVOKED),
         _ => None,
     }
@@ -174,7 +179,7 @@ impl Transmitter {
             "issuer": self.issuer,
             "jwks_uri": format!("{}/v1/ssf/jwks", self.issuer),
             "delivery_methods_supported": [PUSH_METHOD],
-            "events_supported": [RISC_ACCOUNT_DISABLED, CAEP_SESSION_REVOKED],
+            "events_supported": [RISC_ACCOUNT_DISABLED, RISC_ACCOUNT_ENABLED, CAEP_SESSION_REVOKED],
             "authorization_schemes": [{"spec_urn": "urn:ietf:rfc:6750"}],
         })
     }
@@ -189,6 +194,8 @@ impl Transmitter {
         let event = event_for(c.operation).ok_or("operation has no signal")?;
         let payload = if event == RISC_ACCOUNT_DISABLED {
             json!({ "reason": "hijacking" })
+        } else if event == RISC_ACCOUNT_ENABLED {
+            json!({})
         } else {
             json!({
                 "initiating_entity": if c.manual { "admin" } else { "policy" },
@@ -569,6 +576,22 @@ mod tests {
             assert_eq!(
                 data.claims["events"][RISC_ACCOUNT_DISABLED]["reason"],
                 "hijacking"
+            );
+            let restored = Contained {
+                operation: Operation::EnableAccount,
+                action_key: "ak-restore".into(),
+                ..c.clone()
+            };
+            let enabled = t.sign(&restored, "https://crm", 1767225600).unwrap();
+            let enabled = jsonwebtoken::decode::<Value>(
+                &enabled,
+                &jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(),
+                &v,
+            )
+            .unwrap();
+            assert_eq!(
+                enabled.claims["events"],
+                json!({ RISC_ACCOUNT_ENABLED: {} })
             );
             let jti_of = |set: &str| -> Value {
                 let claims = set.split('.').nth(1).unwrap();

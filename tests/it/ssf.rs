@@ -754,7 +754,7 @@ async fn a_lockout_on_one_deprovd_is_signalled_to_another_and_contains_the_user_
 }
 
 #[tokio::test]
-async fn containment_signals_are_signed_sets_retried_after_a_5xx_without_holding_up_containment() {
+async fn containment_and_restore_signals_are_signed_sets_retried_after_a_5xx() {
     let key_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(key_file.path(), fixture("ssf/k1.pem")).unwrap();
     let token_file = tempfile::NamedTempFile::new().unwrap();
@@ -787,6 +787,7 @@ async fn containment_signals_are_signed_sets_retried_after_a_5xx_without_holding
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
+    let lockout: Value = r.json().await.unwrap();
     // Containment does not wait for the signal's retries.
     eventually(Duration::from_secs(5), "both containment calls", || async {
         (acted_on(&s.target).iter().filter(|e| **e == email).count() == 2).then_some(())
@@ -876,6 +877,44 @@ async fn containment_signals_are_signed_sets_retried_after_a_5xx_without_holding
     let jtis: std::collections::BTreeSet<String> =
         events.iter().map(|(_, _, j)| j.to_string()).collect();
     assert_eq!(jtis.len(), 2, "{events:?}");
+
+    // Restoring the lockout re-enables the account: downstream hears RISC account-enabled.
+    let id = lockout["id"].as_str().expect("lockout id");
+    let r = s
+        .app
+        .http
+        .post(s.app.url(&format!("/v1/lockouts/{id}/restore")))
+        .bearer_auth(&s.app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    eventually(
+        Duration::from_secs(15),
+        "account-enabled delivered",
+        || async {
+            s.app
+                .metric("deprovd_ssf_transmitted_total{outcome=\"delivered\",receiver=\"crm\"}")
+                .await
+                .filter(|v| *v == 3.0)
+        },
+    )
+    .await;
+    let last = crm.seen().pop().expect("the restore's SET");
+    let data = jsonwebtoken::decode::<Value>(
+        std::str::from_utf8(&last.body).unwrap(),
+        &jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(),
+        &v,
+    )
+    .expect("a valid SET");
+    assert_eq!(
+        data.claims["events"],
+        json!({"https://schemas.openid.net/secevent/risc/event-type/account-enabled": {}})
+    );
+    assert_eq!(
+        data.claims["sub_id"],
+        json!({"format": "email", "email": email})
+    );
     s.app.stop().await;
 }
 
