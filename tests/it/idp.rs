@@ -18,6 +18,7 @@ use deprovd::connectors::{Connector, Memberships, Operation, Outcome};
 use serde_json::{Value, json};
 
 use crate::fake::{Req, Resp, Secrets, build, resp, respond, run};
+use crate::support::eventually;
 
 const PRIVATE_PEM: &str = include_str!("../fixtures/idp/test-rsa-private.pem");
 const PUBLIC_PEM: &str = include_str!("../fixtures/idp/test-rsa-public.pem");
@@ -1122,7 +1123,11 @@ async fn spent_okta_budget_makes_the_next_request_wait_for_the_announced_reset()
     let (r, o) = tokio::join!(
         run(&*okta, Operation::RevokeSessions, subject, None),
         async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Once the lookup has spent the budget, this instance's DELETE is waiting for the reset.
+            eventually(Duration::from_secs(5), "the throttled lookup", || async {
+                (!throttled.requests().is_empty()).then_some(())
+            })
+            .await;
             run(&*other, Operation::RevokeSessions, subject, None).await
         }
     );
