@@ -128,7 +128,7 @@ impl ApiConfig {
             if t.name.trim().is_empty() {
                 problems.push(Problem::new(format!("{p}.name"), "must not be empty"));
             } else {
-                match seen.entry(normalize_token_name(&t.name)) {
+                match seen.entry(crate::identity::normalize_token_name(&t.name)) {
                     std::collections::hash_map::Entry::Occupied(first) => {
                         problems.push(Problem::new(
                             format!("{p}.name"),
@@ -161,12 +161,6 @@ impl ApiConfig {
             }
         }
     }
-}
-
-/// A token name as compared for identity: trimmed and lower-cased. `[api]` validation refuses two
-/// tokens whose names are equal under it, and approvals compare requester and approver with it.
-pub fn normalize_token_name(name: &str) -> String {
-    name.trim().to_lowercase()
 }
 
 /// A verified identity.
@@ -276,7 +270,7 @@ pub struct ApiState {
     pub readiness: Arc<Readiness>,
     pub store: std::sync::OnceLock<Arc<dyn StateStore>>,
     /// Where rejected HTTP alerts go (with the reason), so a sender that ignores the 400 loses nothing.
-    pub dead_letters: std::sync::OnceLock<Arc<dyn crate::ingest::DeadLetterSink>>,
+    pub dead_letters: std::sync::OnceLock<Arc<dyn crate::deadletter::DeadLetterSink>>,
     /// Shared Signals receivers (`POST /v1/ssf/{receiver}`); empty when none are configured.
     pub ssf_receivers: Arc<crate::ingest::ssf::Receivers>,
     /// deprovd's Shared Signals transmitter (metadata and JWKS routes), when configured.
@@ -1045,8 +1039,14 @@ async fn decide(
             return Ok(Json(rec).into_response());
         }
     }
-    let rec =
-        crate::approval::decide(pipeline, &key, verdict, caller.actor(peer), b.comment).await?;
+    let rec = crate::approval::decide(
+        &pipeline.approvals,
+        &key,
+        verdict,
+        caller.actor(peer),
+        b.comment,
+    )
+    .await?;
     Ok(Json(rec).into_response())
 }
 
@@ -1102,12 +1102,12 @@ async fn breaker_status(
     let caller = authorize(&s, &headers, Role::Viewer)?;
     audit_call(&s, &caller, peer, "GET", uri.path(), uri.query()).await?;
     let pipeline = pipeline_of(&s)?;
-    let scopes = match &pipeline.breaker {
+    let scopes = match &pipeline.approvals.breaker {
         Some(b) => b.status().await.map_err(unavailable)?,
         None => Vec::new(),
     };
     Ok(Json(serde_json::json!({
-        "enabled": pipeline.breaker.is_some(),
+        "enabled": pipeline.approvals.breaker.is_some(),
         "open": scopes.iter().any(|x| x.open),
         "scopes": scopes,
     }))
@@ -1133,7 +1133,7 @@ async fn breaker_reset(
     let b: ResetBody = optional_body(&body, "{\"scope\": \"global\"}")?;
     let pipeline = pipeline_of(&s)?;
     audit_call(&s, &caller, peer, "POST", uri.path(), uri.query()).await?;
-    let Some(breaker) = &pipeline.breaker else {
+    let Some(breaker) = &pipeline.approvals.breaker else {
         return Err(ApiError(
             StatusCode::CONFLICT,
             "breaker_disabled",

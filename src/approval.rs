@@ -31,12 +31,49 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::audit::{Actor, AuditDraft, AuditKind};
+use crate::executor::Handoff;
+use crate::guard::Breaker;
 use crate::ledger::{ActionFilter, ActionRecord, ActionState, StateStore, StoreError};
 use crate::notify::Notice;
-use crate::pipeline::Pipeline;
+use crate::notify::Notifier;
+use crate::telemetry::Metrics;
 
 /// Note prefix of an action cancelled because nobody answered in time.
 pub const EXPIRED_NOTE: &str = "approval expired";
+/// Held actions, the service the pipeline (which holds them), the API (which decides them) and the
+/// expiry sweep share: it knows only the store and the guards that hold, never the pipeline.
+#[derive(Clone)]
+pub struct Approvals {
+    pub store: Arc<dyn StateStore>,
+    /// Hands an approved action to this process's executor at once.
+    pub handoff: Option<Handoff>,
+    /// How long a held action waits for an approver before it is cancelled.
+    pub approval_ttl: Duration,
+    /// Where `approval_needed` and `approval_expired` notices go.
+    pub notifier: Notifier,
+    /// The blast-radius breaker; `None` when disabled.
+    pub breaker: Option<Arc<Breaker>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Approvals {
+    /// Defaults: a 24 h TTL, no breaker, notices dropped.
+    pub fn new(
+        store: Arc<dyn StateStore>,
+        handoff: Option<Handoff>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            metrics,
+            store,
+            handoff,
+            approval_ttl: Duration::from_secs(24 * 3600),
+            notifier: Notifier::disabled(),
+            breaker: None,
+        }
+    }
+}
+
 /// How long a decision holds the action's claim: far longer than a read and a write.
 const DECISION_CLAIM: Duration = Duration::from_secs(10);
 
@@ -118,9 +155,10 @@ pub async fn list(store: &dyn StateStore, limit: usize) -> Result<Vec<ActionReco
 
 /// Whether two token names (a requester and an approver) name the same person: compared trimmed and
 /// case-insensitively, the same normalization under which `[api]` token names must be unique
-/// ([`crate::api::normalize_token_name`]), so `Alice` cannot approve what `alice ` asked for.
+/// ([`crate::identity::normalize_token_name`]), so `Alice` cannot approve what `alice ` asked for.
 pub fn same_person(requester: &str, approver: &str) -> bool {
-    crate::api::normalize_token_name(requester) == crate::api::normalize_token_name(approver)
+    crate::identity::normalize_token_name(requester)
+        == crate::identity::normalize_token_name(approver)
 }
 
 /// Take the action's claim for a decision, retrying briefly while another decision holds it.
@@ -137,24 +175,24 @@ async fn claim(store: &dyn StateStore, key: &str, owner: &str) -> Result<bool, S
 /// Decide on held action `key` as `actor` (name = token name, role, source address) with an
 /// optional comment. Returns the action as recorded after the decision.
 pub async fn decide(
-    pipeline: &Pipeline,
+    approvals: &Approvals,
     key: &str,
     verdict: Verdict,
     actor: Actor,
     comment: Option<String>,
 ) -> Result<ActionRecord, ApprovalError> {
-    let store = pipeline.store.as_ref();
+    let store = approvals.store.as_ref();
     let owner = format!("approval-{}", uuid::Uuid::new_v4());
     if !claim(store, key, &owner).await? {
         return Err(ApprovalError::Busy(key.to_string()));
     }
-    let result = decide_claimed(pipeline, key, verdict, &actor, comment).await;
+    let result = decide_claimed(approvals, key, verdict, &actor, comment).await;
     if let Err(e) = store.release(key, &owner).await {
         warn!(action_key = key, error = %e, "decision claim release failed; it expires by itself");
     }
     let rec = result?;
     if verdict == Verdict::Approve
-        && let Some(h) = &pipeline.handoff
+        && let Some(h) = &approvals.handoff
     {
         h.offer(rec.key.clone());
     }
@@ -163,13 +201,13 @@ pub async fn decide(
 }
 
 async fn decide_claimed(
-    pipeline: &Pipeline,
+    approvals: &Approvals,
     key: &str,
     verdict: Verdict,
     actor: &Actor,
     comment: Option<String>,
 ) -> Result<ActionRecord, ApprovalError> {
-    let store = pipeline.store.as_ref();
+    let store = approvals.store.as_ref();
     let mut rec = store
         .get_action(key)
         .await?
@@ -189,9 +227,9 @@ async fn decide_claimed(
         });
     }
     let now = Utc::now();
-    if deadline(&rec, pipeline.approval_ttl) <= now {
+    if deadline(&rec, approvals.approval_ttl) <= now {
         // The sweeper has not got to it yet; the deadline holds all the same.
-        expire_claimed(pipeline, &mut rec, now).await?;
+        expire_claimed(approvals, &mut rec, now).await?;
         return Err(ApprovalError::Expired(key.to_string()));
     }
     let requester = rec.requester();
@@ -238,7 +276,7 @@ async fn decide_claimed(
     store.append_audit(vec![d]).await?;
     store.put_action(&rec).await?;
     if verdict == Verdict::Reject {
-        pipeline
+        approvals
             .metrics
             .actions
             .with_label_values(&[rec.connector.as_str(), rec.operation.as_str(), "rejected"])
@@ -249,11 +287,11 @@ async fn decide_claimed(
 
 /// Cancel a held action whose deadline passed (caller holds its claim): audited and notified.
 async fn expire_claimed(
-    pipeline: &Pipeline,
+    approvals: &Approvals,
     rec: &mut ActionRecord,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let deadline = deadline(rec, pipeline.approval_ttl);
+    let deadline = deadline(rec, approvals.approval_ttl);
     rec.state = ActionState::Cancelled;
     rec.next_attempt_at = None;
     rec.note = Some(format!(
@@ -261,7 +299,7 @@ async fn expire_claimed(
         deadline.to_rfc3339()
     ));
     rec.updated_at = now;
-    pipeline.store.put_action(rec).await?;
+    approvals.store.put_action(rec).await?;
     let mut d = AuditDraft::new(
         AuditKind::Guard,
         Actor::system("approvals"),
@@ -278,16 +316,16 @@ async fn expire_claimed(
     if let crate::ledger::Origin::Alert { alert_id, .. } = &rec.origin {
         d.alert_id = Some(alert_id.clone());
     }
-    if let Err(e) = pipeline.store.append_audit(vec![d]).await {
+    if let Err(e) = approvals.store.append_audit(vec![d]).await {
         // The ledger is the source of truth and the action is cancelled either way.
         tracing::error!(action_key = %rec.key, error = %e, "could not audit an approval expiry");
     }
-    pipeline
+    approvals
         .metrics
         .actions
         .with_label_values(&[rec.connector.as_str(), rec.operation.as_str(), "expired"])
         .inc();
-    pipeline.notifier.notify(Notice::ApprovalExpired {
+    approvals.notifier.notify(Notice::ApprovalExpired {
         approval_id: rec.key.clone(),
         connector: rec.connector.clone(),
         operation: rec.operation.as_str().to_string(),
@@ -310,11 +348,11 @@ pub const SUPERSEDED_NOTE: &str = "superseded by";
 /// same operation twice, which is harmless for lockouts: the second finds it done); if a decision
 /// is in progress, its outcome stands. Returns whether this call cancelled it. Audited before the change.
 pub async fn supersede(
-    pipeline: &Pipeline,
+    approvals: &Approvals,
     held_key: &str,
     by: &ActionRecord,
 ) -> Result<bool, StoreError> {
-    let store = pipeline.store.as_ref();
+    let store = approvals.store.as_ref();
     let owner = format!("supersede-{}", uuid::Uuid::new_v4());
     if !claim(store, held_key, &owner).await? {
         warn!(action_key = held_key, superseded_by = %by.key,
@@ -355,7 +393,7 @@ pub async fn supersede(
         }
         store.append_audit(vec![d]).await?;
         store.put_action(&rec).await?;
-        pipeline
+        approvals
             .metrics
             .actions
             .with_label_values(&[rec.connector.as_str(), rec.operation.as_str(), "superseded"])
@@ -371,11 +409,11 @@ pub async fn supersede(
 }
 
 /// Cancel every held action whose deadline is at or before `now`; returns how many.
-pub async fn expire_due(pipeline: &Pipeline, now: DateTime<Utc>) -> Result<usize, StoreError> {
-    let store = pipeline.store.as_ref();
+pub async fn expire_due(approvals: &Approvals, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let store = approvals.store.as_ref();
     let mut expired = 0;
     for a in list(store, 0).await? {
-        if deadline(&a, pipeline.approval_ttl) > now {
+        if deadline(&a, approvals.approval_ttl) > now {
             continue;
         }
         let owner = format!("expiry-{}", uuid::Uuid::new_v4());
@@ -385,7 +423,7 @@ pub async fn expire_due(pipeline: &Pipeline, now: DateTime<Utc>) -> Result<usize
         let outcome = async {
             match store.get_action(&a.key).await? {
                 Some(mut rec) if rec.state == ActionState::AwaitingApproval => {
-                    expire_claimed(pipeline, &mut rec, now).await?;
+                    expire_claimed(approvals, &mut rec, now).await?;
                     Ok::<_, StoreError>(1)
                 }
                 _ => Ok(0),
@@ -406,17 +444,17 @@ pub fn sweep_interval(ttl: Duration) -> Duration {
 
 /// Until `stop`: expire lapsed approvals and refresh the breaker gauges (another replica may have
 /// tripped or reset the breaker).
-pub async fn run_expiry(pipeline: Arc<Pipeline>, mut stop: watch::Receiver<bool>) {
-    let every = sweep_interval(pipeline.approval_ttl);
+pub async fn run_expiry(approvals: Approvals, mut stop: watch::Receiver<bool>) {
+    let every = sweep_interval(approvals.approval_ttl);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        if let Err(e) = expire_due(&pipeline, Utc::now()).await {
+        if let Err(e) = expire_due(&approvals, Utc::now()).await {
             warn!(error = %e, "cannot sweep expired approvals; retrying");
         }
-        if let Some(b) = &pipeline.breaker
+        if let Some(b) = &approvals.breaker
             && let Err(e) = b.status().await
         {
             warn!(error = %e, "cannot read the breaker state");
@@ -427,6 +465,7 @@ pub async fn run_expiry(pipeline: Arc<Pipeline>, mut stop: watch::Receiver<bool>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::Pipeline;
 
     #[test]
     fn sweep_interval_follows_the_ttl_within_bounds() {
@@ -465,7 +504,7 @@ mod tests {
     ) {
         use std::collections::{BTreeMap, BTreeSet};
 
-        use crate::connectors::Operation;
+        use crate::action::Operation;
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("p")).unwrap();
         // A policy that never decides: these tests feed held actions in directly.
@@ -506,7 +545,7 @@ mod tests {
         let req = crate::lockout::LockoutRequest {
             subject: subject.into(),
             connectors: Some(vec!["okta".into()]),
-            operations: Some(vec![crate::connectors::Operation::DisableAccount]),
+            operations: Some(vec![crate::action::Operation::DisableAccount]),
             reason: "four eyes".into(),
             ticket: None,
             require_approval: true,
@@ -548,9 +587,13 @@ mod tests {
         assert_eq!(rec.expires_at.map(|t| t.to_rfc3339()), Some(expires_at));
         assert_eq!(rec.next_attempt_at, None, "a held action is never due");
 
-        assert_eq!(expire_due(&p, Utc::now()).await.unwrap(), 0, "not yet");
+        assert_eq!(
+            expire_due(&p.approvals, Utc::now()).await.unwrap(),
+            0,
+            "not yet"
+        );
         let later = Utc::now() + chrono::Duration::seconds(61);
-        assert_eq!(expire_due(&p, later).await.unwrap(), 1);
+        assert_eq!(expire_due(&p.approvals, later).await.unwrap(), 1);
         assert!(
             matches!(rx.try_recv(), Ok(Notice::ApprovalExpired { approval_id, .. }) if approval_id == key)
         );
@@ -558,10 +601,21 @@ mod tests {
         assert_eq!(rec.state, ActionState::Cancelled);
         assert!(rec.note.unwrap().starts_with(EXPIRED_NOTE));
         assert!(matches!(
-            decide(&p, &key, Verdict::Approve, person("apr-bot"), None).await,
+            decide(
+                &p.approvals,
+                &key,
+                Verdict::Approve,
+                person("apr-bot"),
+                None
+            )
+            .await,
             Err(ApprovalError::Expired(_))
         ));
-        assert_eq!(expire_due(&p, later).await.unwrap(), 0, "expired once");
+        assert_eq!(
+            expire_due(&p.approvals, later).await.unwrap(),
+            0,
+            "expired once"
+        );
         let trail = p.store.audit_range(1, 0).await.unwrap();
         assert_eq!(
             trail
@@ -580,7 +634,14 @@ mod tests {
         rec.expires_at = Some(Utc::now() - chrono::Duration::seconds(1));
         p.store.put_action(&rec).await.unwrap();
         assert!(matches!(
-            decide(&p, &key, Verdict::Approve, person("apr-bot"), None).await,
+            decide(
+                &p.approvals,
+                &key,
+                Verdict::Approve,
+                person("apr-bot"),
+                None
+            )
+            .await,
             Err(ApprovalError::Expired(_))
         ));
         let rec = p.store.get_action(&key).await.unwrap().unwrap();
@@ -610,7 +671,7 @@ mod tests {
         for alias in ["Resp-Bot", " resp-bot", "RESP-BOT "] {
             assert!(
                 matches!(
-                    decide(&p, &key, Verdict::Approve, person(alias), None).await,
+                    decide(&p.approvals, &key, Verdict::Approve, person(alias), None).await,
                     Err(ApprovalError::SelfApproval(r)) if r == "resp-bot"
                 ),
                 "{alias:?} is the requester"
@@ -627,7 +688,7 @@ mod tests {
         let req = crate::lockout::LockoutRequest {
             subject: "eve@corp.example".into(),
             connectors: Some(vec!["okta".into()]),
-            operations: Some(vec![crate::connectors::Operation::DisableAccount]),
+            operations: Some(vec![crate::action::Operation::DisableAccount]),
             reason: "now".into(),
             ticket: None,
             require_approval: false,
@@ -654,7 +715,14 @@ mod tests {
         );
         assert!(list(p.store.as_ref(), 0).await.unwrap().is_empty());
         assert!(matches!(
-            decide(&p, &held, Verdict::Approve, person("apr-bot"), None).await,
+            decide(
+                &p.approvals,
+                &held,
+                Verdict::Approve,
+                person("apr-bot"),
+                None
+            )
+            .await,
             Err(ApprovalError::NotAwaiting {
                 state: "cancelled",
                 ..
@@ -675,11 +743,11 @@ mod tests {
         let (_dir, p, _rx) = pipeline(Duration::from_secs(60)).await;
         let key = held_lockout(&p, "id-3", "carol@corp.example").await;
         assert!(matches!(
-            decide(&p, &key, Verdict::Approve, person("resp-bot"), None).await,
+            decide(&p.approvals, &key, Verdict::Approve, person("resp-bot"), None).await,
             Err(ApprovalError::SelfApproval(r)) if r == "resp-bot"
         ));
         let rec = decide(
-            &p,
+            &p.approvals,
             &key,
             Verdict::Approve,
             person("apr-bot"),
@@ -694,7 +762,14 @@ mod tests {
             std::slice::from_ref(&key)
         );
         assert!(matches!(
-            decide(&p, &key, Verdict::Reject, person("other-bot"), None).await,
+            decide(
+                &p.approvals,
+                &key,
+                Verdict::Reject,
+                person("other-bot"),
+                None
+            )
+            .await,
             Err(ApprovalError::NotAwaiting {
                 state: "planned",
                 ..
@@ -702,7 +777,7 @@ mod tests {
         ));
         assert!(matches!(
             decide(
-                &p,
+                &p.approvals,
                 &"0".repeat(64),
                 Verdict::Approve,
                 person("apr-bot"),

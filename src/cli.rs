@@ -7,8 +7,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::config::{Problem, Problems, Settings};
-use crate::connectors::Operation;
+use crate::action::Operation;
+use crate::app::Settings;
+use crate::config::{Problem, Problems};
 use crate::connectors::http::load_specs;
 use crate::guard::Guards;
 use crate::pipeline::Decider;

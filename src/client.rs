@@ -61,13 +61,12 @@ pub struct Client {
 impl Client {
     /// `server` is the base URL (`http://127.0.0.1:8780`); `token` a bearer token of the right role.
     pub fn new(server: &str, token: SecretString) -> Result<Client, ClientError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| ClientError::Unreachable {
+        let http = crate::net::client(Some(Duration::from_secs(30))).map_err(|e| {
+            ClientError::Unreachable {
                 server: server.to_string(),
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         Ok(Client {
             base: server.trim_end_matches('/').to_string(),
             token,
@@ -457,7 +456,7 @@ pub fn render_action(a: &ActionRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::Operation;
+    use crate::action::Operation;
     use crate::ledger::ActionState;
     use crate::lockout::ActionSummary;
 

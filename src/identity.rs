@@ -82,6 +82,14 @@ impl IdentityConfig {
     }
 }
 
+/// A person's name as compared for identity — an API token's name, the requester and the approver
+/// of a held action: trimmed and lower-cased. `[api]` validation refuses two tokens whose names are
+/// equal under it, and approvals compare requester and approver with it, so `Alice` cannot approve
+/// what `alice ` asked for.
+pub fn normalize_token_name(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
 /// `corp.example`: no `@`, `\\` or spaces, at least one dot.
 fn is_email_domain(d: &str) -> bool {
     let d = d.trim();

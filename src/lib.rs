@@ -3,45 +3,71 @@
 //!
 //! # Layout
 //!
-//! Each module depends only on those listed after it in the flow; nothing below calls back up.
+//! The modules form layers. A module uses only modules in the layers *below* its own — never one
+//! beside it or above it — so each layer can be read, tested and changed knowing only what is under
+//! it. `tests/layering.rs` reads every `crate::` path in `src/` (tests excluded) and checks it
+//! against this table, bottom to top:
 //!
-//! - [`app`]: `Application::build` → `run_until_stopped`; wires every part together and owns shutdown.
-//! - [`config`]: the TOML settings, environment overrides, secret references and the *pure* validation
-//!   step that reports every problem at once before anything connects.
-//! - [`ingest`]: sources of raw alert bytes — Kafka (primary), a JSONL file (for `simulate`). HTTP ingest
-//!   lives in [`api`] because it shares the router, auth and limits.
-//! - [`api`]: the axum HTTP surface (`/v1/*`, health, metrics) and bearer-token auth.
-//! - [`pipeline`]: the one path every source takes: normalize → policy → plan → guards → ledger.
-//! - [`alert`]: the canonical [`alert::Alert`] model and the normalizer registry (one file per format).
-//! - [`policy`]: loading, compiling and evaluating the Rego bundle; hot reload; the `policy test` runner.
-//! - [`plan`]: expands decisions into concrete actions, one per (connector, operation, subject).
-//! - [`identity`]: one spelling per account (`CORP\jdoe` → `jdoe@corp.example`) through the
-//!   configured domain aliases, applied at planning and by the guards.
-//! - [`lockout`]: manual lockouts and reversals (restore) for responders; they enter the pipeline at
-//!   the guard step as ordinary ledger actions.
-//! - [`client`]: the HTTP client behind `deprovd lockout|restore|status`.
-//! - [`guard`]: what no policy may override — protected subjects, global dry-run, and the
-//!   blast-radius breaker (counted in the state store, so shared by replicas).
-//! - [`protected_groups`]: the guard on group membership, resolved through the connectors by the
-//!   executor right before a destructive call.
-//! - [`approval`]: held actions — list, approve/reject by a different person, expiry.
-//! - [`ledger`]: the durable action records and the [`ledger::StateStore`] trait (Redis and embedded).
-//! - [`executor`]: claims due actions, runs them through connectors, retries with backoff, dead-letters.
-//! - [`connectors`]: the [`connectors::Connector`] trait, the declarative HTTP runtime, native protocols.
-//! - [`audit`]: the tamper-evident trail — SHA-256-chained records, sealing and `verify`. Depends on
-//!   nothing else here; the ledger's [`ledger::StateStore`] stores it and every layer above writes it.
-//! - [`audit_mirror`]: copies the audit trail to a Kafka topic from a cursor kept in the state store,
-//!   so the chain is anchored outside the store.
-//! - [`notify`]: notices for people (Slack, Teams, signed webhook): queued without blocking, delivered
-//!   with retries by a background task. Depends on nothing else here; every layer above may write it.
-//! - [`ssf`]: OpenID Shared Signals (CAEP, RISC): `[ssf]` settings, SET verification against a
-//!   transmitter's JWKS, and deprovd's own transmitter that signals containment downstream. The
-//!   receiving side (push endpoint, poll client) is the source [`ingest::ssf`].
-//! - [`http_util`]: reading HTTP response bodies with a size cap (JWKS, SET polls, webhooks).
-//! - [`cli`]: what the `deprovd` subcommands do beyond parsing (simulate, policy test, checks).
-//! - [`telemetry`]: tracing setup and the Prometheus registry with typed metric handles.
+//! ```text
+//! layer 0   config
+//! layer 1   telemetry net retry template
+//! layer 2   alert action audit
+//! layer 3   identity deadletter
+//! layer 4   connectors ledger policy notify ssf
+//! layer 5   plan guard
+//! layer 6   executor
+//! layer 7   approval
+//! layer 8   pipeline
+//! layer 9   ingest lockout audit_mirror
+//! layer 10  api
+//! layer 11  app
+//! layer 12  cli client
+//! ```
+//!
+//! The data path reads straight up the table: ingest → alert → policy → plan → guard → ledger →
+//! executor → connectors.
+//!
+//! - **Vocabulary** (layers 0–3), used by everything above:
+//!   - [`config`]: `Problem` (one validation finding with its key path), `SecretRef` (`env:`/`file:`
+//!     references, never inline secrets), `DEPROVD__…` environment overrides.
+//!   - [`telemetry`]: tracing setup and the Prometheus registry with typed metric handles.
+//!   - [`net`]: the one outbound HTTP client factory (no redirects), the loopback URL policy, capped
+//!     body reads, `Retry-After`/rate-limit headers, webhook signing.
+//!   - [`retry`]: the one backoff schedule (exponential, full jitter, `Retry-After` as a capped floor).
+//!   - [`template`]: the one minijinja sandbox (connector specs, notifications).
+//!   - [`alert`]: the canonical [`alert::Alert`] model and the normalizer registry (one file per format).
+//!   - [`action`]: what an action is — [`action::Operation`], [`action::ActionRecord`], its state,
+//!     origin and idempotency keys — apart from where it is stored or how it is carried out.
+//!   - [`audit`]: the tamper-evident trail — SHA-256-chained records, sealing and `verify`.
+//!   - [`identity`]: one spelling per account (`CORP\jdoe` → `jdoe@corp.example`), shared by planning,
+//!     the guards and approvals (token names).
+//!   - [`deadletter`]: where what cannot be processed goes, with its reason (file sink; Kafka's is in
+//!     [`ingest::kafka`]).
+//! - **Parts** (layer 4), each knowing only the vocabulary:
+//!   - [`connectors`]: the [`connectors::Connector`] trait, the declarative HTTP runtime, LDAP, AWS IAM.
+//!   - [`ledger`]: the durable action records and the [`ledger::StateStore`] trait (Redis and embedded).
+//!   - [`policy`]: loading, compiling and evaluating the Rego bundle; hot reload; `policy test`.
+//!   - [`notify`]: notices for people (Slack, Teams, signed webhook), queued, delivered with retries.
+//!   - [`ssf`]: OpenID Shared Signals settings, SET verification, and deprovd's own transmitter.
+//! - **The path** (layers 5–8):
+//!   - [`plan`]: decisions → actions, one per (connector, operation, subject).
+//!   - [`guard`]: what no policy may override — protected subjects and groups, dry-run, the
+//!     blast-radius breaker.
+//!   - [`executor`]: claims due actions, runs them through connectors, retries, dead-letters.
+//!   - [`approval`]: held actions — the [`approval::Approvals`] service: stamp, supersede, decide,
+//!     expire.
+//!   - [`pipeline`]: the one path every source takes: normalize → policy → plan → guards → ledger.
+//! - **Edges** (layers 9–12):
+//!   - [`ingest`]: sources of raw alert bytes — Kafka, a JSONL file, the Shared Signals receiver.
+//!   - [`lockout`]: responders' manual lockouts and restores, entering the pipeline at the guards.
+//!   - [`audit_mirror`]: copies the audit trail to a Kafka topic from a cursor kept in the store.
+//!   - [`api`]: the axum HTTP surface (`/v1/*`, health, metrics) and bearer-token auth.
+//!   - [`app`]: [`app::Settings`] (the aggregate of every section) and `Application::build` →
+//!     `run_until_stopped`, which wires every part together and owns shutdown and reload.
+//!   - [`cli`] and [`client`]: what the `deprovd` subcommands do, and the responders' HTTP client.
 #![forbid(unsafe_code)]
 
+pub mod action;
 pub mod alert;
 pub mod api;
 pub mod app;
@@ -52,17 +78,19 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connectors;
+pub mod deadletter;
 pub mod executor;
 pub mod guard;
-pub mod http_util;
 pub mod identity;
 pub mod ingest;
 pub mod ledger;
 pub mod lockout;
+pub mod net;
 pub mod notify;
 pub mod pipeline;
 pub mod plan;
 pub mod policy;
-pub mod protected_groups;
+pub mod retry;
 pub mod ssf;
 pub mod telemetry;
+pub mod template;

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::connectors::Operation;
+use crate::action::Operation;
 use crate::ledger::{ActionRecord, ActionState, Origin, StateStore, StoreError, action_key};
 use crate::pipeline::{Pipeline, PipelineError, RecordedAction};
 use crate::plan::normalize_subject;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use deprovd::config::Settings;
+use deprovd::app::Settings;
 
 #[derive(Parser)]
 #[command(

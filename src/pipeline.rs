@@ -26,6 +26,7 @@ use serde::Serialize;
 use tracing::{Instrument, debug, warn};
 
 use crate::alert::{Alert, NormalizeError, NormalizerRegistry};
+use crate::approval::Approvals;
 use crate::audit::{Actor, AuditDraft, AuditKind};
 use crate::executor::Handoff;
 use crate::guard::{Breaker, GuardHit, Guards};
@@ -68,7 +69,7 @@ pub struct Planned {
 pub struct RecordedAction {
     pub key: String,
     pub connector: String,
-    pub operation: crate::connectors::Operation,
+    pub operation: crate::action::Operation,
     pub subject: String,
     pub state: ActionState,
     /// `new`, `duplicate` (redelivery) or `coalesced` (absorbed by a live action).
@@ -245,16 +246,11 @@ pub struct Pipeline {
     pub decider: Decider,
     pub store: Arc<dyn StateStore>,
     pub metrics: Arc<Metrics>,
-    /// Hands runnable actions to this process's executor as soon as they are recorded.
-    pub handoff: Option<Handoff>,
     /// Window within which a live action for the same (subject, connector, operation) absorbs new alerts.
     pub coalesce_window: Duration,
-    /// The blast-radius breaker; `None` when disabled, and then recording costs no breaker round trip.
-    pub breaker: Option<Arc<Breaker>>,
-    /// How long a held action waits for an approver before it is cancelled.
-    pub approval_ttl: Duration,
-    /// Where `approval_needed` notices go.
-    pub notifier: Notifier,
+    /// Held actions and the guards that hold them: the executor handoff, the blast-radius breaker,
+    /// the approval TTL and the notifier that tells approvers.
+    pub approvals: Approvals,
     shutting_down: AtomicBool,
 }
 
@@ -265,15 +261,13 @@ impl Pipeline {
         handoff: Option<Handoff>,
         coalesce_window: Duration,
     ) -> Self {
+        let metrics = decider.metrics.clone();
         Self {
-            metrics: decider.metrics.clone(),
+            approvals: Approvals::new(store.clone(), handoff, metrics.clone()),
+            metrics,
             decider,
             store,
-            handoff,
             coalesce_window,
-            breaker: None,
-            approval_ttl: Duration::from_secs(24 * 3600),
-            notifier: Notifier::disabled(),
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -286,9 +280,9 @@ impl Pipeline {
         approval_ttl: Duration,
         notifier: Notifier,
     ) -> Self {
-        self.breaker = breaker;
-        self.approval_ttl = approval_ttl;
-        self.notifier = notifier;
+        self.approvals.breaker = breaker;
+        self.approvals.approval_ttl = approval_ttl;
+        self.approvals.notifier = notifier;
         self
     }
 
@@ -587,7 +581,7 @@ impl Pipeline {
         action: &'a ActionRecord,
     ) -> Result<Cow<'a, ActionRecord>, PipelineError> {
         let mut a = Cow::Borrowed(action);
-        if let Some(breaker) = &self.breaker
+        if let Some(breaker) = &self.approvals.breaker
             && crate::guard::breaker_counts(action)
         {
             let open = breaker
@@ -608,8 +602,8 @@ impl Pipeline {
         if a.state == ActionState::AwaitingApproval && a.expires_at.is_none() {
             let m = a.to_mut();
             m.requested_by = Some(m.requester());
-            let ttl =
-                chrono::Duration::from_std(self.approval_ttl).unwrap_or(chrono::Duration::days(1));
+            let ttl = chrono::Duration::from_std(self.approvals.approval_ttl)
+                .unwrap_or(chrono::Duration::days(1));
             m.expires_at = Some(Utc::now() + ttl);
             if m.note.is_none() {
                 m.note = Some("approval required by policy".into());
@@ -641,12 +635,12 @@ impl Pipeline {
             let (disposition, coalesced_into) = match inserted {
                 Inserted::New | Inserted::Superseded(_) => {
                     if a.state == ActionState::Planned
-                        && let Some(h) = &self.handoff
+                        && let Some(h) = &self.approvals.handoff
                     {
                         h.offer(a.key.clone());
                     }
                     if a.state == ActionState::AwaitingApproval {
-                        self.notifier.notify(Notice::ApprovalNeeded {
+                        self.approvals.notifier.notify(Notice::ApprovalNeeded {
                             approval_id: a.key.clone(),
                             connector: a.connector.clone(),
                             operation: a.operation.as_str().to_string(),
@@ -693,7 +687,7 @@ impl Pipeline {
             if let Some(held) = &superseded {
                 // The new action is recorded and due whatever happens here: a failure only leaves
                 // the held one to its approver or its expiry.
-                if let Err(e) = crate::approval::supersede(self, held, a).await {
+                if let Err(e) = crate::approval::supersede(&self.approvals, held, a).await {
                     warn!(action_key = %a.key, held = %held, error = %e,
                         "could not cancel the held action this one supersedes");
                 }

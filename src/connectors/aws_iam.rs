@@ -33,7 +33,7 @@
 //!
 //! The least-privilege policy for deprovd's own credentials is in `docs/connectors/aws_iam.md`.
 
-use super::is_loopback_host;
+use crate::net::is_loopback_host;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -589,11 +589,11 @@ impl IamClient {
         session_token: Option<&SecretString>,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
+        let http = crate::net::client_builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(|e| crate::net::ClientError::from(e).to_string())?;
         let credentials = Credentials::new(
             access_key_id.expose_secret().trim(),
             secret_access_key.expose_secret().trim(),

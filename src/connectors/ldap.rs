@@ -48,7 +48,7 @@
 //!
 //! See `docs/connectors/ldap.md` for configuration examples.
 
-use super::is_loopback_host;
+use crate::net::is_loopback_host;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,97 +9,13 @@ pub mod http;
 pub mod ldap;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use schemars::JsonSchema;
+
+pub use crate::action::Operation;
 use serde::{Deserialize, Serialize};
-
-/// What can be done to an account or host. The policy's `action` field uses the same names.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Operation {
-    DisableAccount,
-    EnableAccount,
-    RevokeSessions,
-    RevokeTokens,
-    RemoveGroupMemberships,
-    /// Re-adds the memberships a `remove_group_memberships` recorded as its pre-state.
-    RestoreGroupMemberships,
-    ResetCredentials,
-    ContainHost,
-    LiftContainment,
-    Notify,
-}
-
-impl Operation {
-    pub const ALL: [Operation; 10] = [
-        Operation::DisableAccount,
-        Operation::EnableAccount,
-        Operation::RevokeSessions,
-        Operation::RevokeTokens,
-        Operation::RemoveGroupMemberships,
-        Operation::RestoreGroupMemberships,
-        Operation::ResetCredentials,
-        Operation::ContainHost,
-        Operation::LiftContainment,
-        Operation::Notify,
-    ];
-
-    /// snake_case name, as in policies, specs and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::DisableAccount => "disable_account",
-            Operation::EnableAccount => "enable_account",
-            Operation::RevokeSessions => "revoke_sessions",
-            Operation::RevokeTokens => "revoke_tokens",
-            Operation::RemoveGroupMemberships => "remove_group_memberships",
-            Operation::RestoreGroupMemberships => "restore_group_memberships",
-            Operation::ResetCredentials => "reset_credentials",
-            Operation::ContainHost => "contain_host",
-            Operation::LiftContainment => "lift_containment",
-            Operation::Notify => "notify",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Operation> {
-        Operation::ALL.into_iter().find(|o| o.as_str() == s)
-    }
-
-    /// Whether the operation takes access away (disable, revoke, remove, reset, contain): the ones
-    /// the protected-groups guard checks before calling a target. Reversals and `notify` are not.
-    pub fn is_destructive(self) -> bool {
-        matches!(
-            self,
-            Operation::DisableAccount
-                | Operation::RevokeSessions
-                | Operation::RevokeTokens
-                | Operation::RemoveGroupMemberships
-                | Operation::ResetCredentials
-                | Operation::ContainHost
-        )
-    }
-
-    /// The operation that undoes this one, if it can be undone.
-    pub fn reversal(self) -> Option<Operation> {
-        match self {
-            Operation::DisableAccount => Some(Operation::EnableAccount),
-            Operation::RemoveGroupMemberships => Some(Operation::RestoreGroupMemberships),
-            Operation::ContainHost => Some(Operation::LiftContainment),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What a connector call achieved. `Retry` and `Failed` carry the target's own words.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -218,33 +134,6 @@ pub trait Connector: Send + Sync {
         let _ = subject;
         Memberships::Unsupported
     }
-}
-
-/// Whether `url` points at this machine (`localhost`, `127.0.0.0/8`, `::1`): the only place plaintext
-/// protocols may send credentials to. Native connectors, HTTP connectors and the SSF code use it to
-/// validate their endpoints.
-///
-/// The URL is parsed, not matched by prefix: `http://localhost:80@evil.example/` (userinfo) and
-/// `http://127.evil.example/` (a DNS name) are remote hosts. Anything that does not parse is not
-/// loopback.
-pub(crate) fn is_loopback_host(url: &str) -> bool {
-    reqwest::Url::parse(url).is_ok_and(|u| is_loopback_url(&u))
-}
-
-/// As [`is_loopback_host`], for an already parsed URL.
-pub(crate) fn is_loopback_url(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    // IPv6 literals come bracketed; non-special schemes (`ldap://`) keep IPv4 literals as names.
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The limits every native connector instance has: a call timeout, calls in flight, and an optional
@@ -388,43 +277,5 @@ pub fn build_all(
         Ok(set)
     } else {
         Err(problems)
-    }
-}
-
-#[cfg(test)]
-mod loopback_tests {
-    use super::is_loopback_host;
-
-    #[test]
-    fn loopback_hosts_are_recognized() {
-        for url in [
-            "http://localhost/",
-            "http://LOCALHOST:8080/x",
-            "http://127.0.0.1:9000/jwks",
-            "http://127.8.9.10/",
-            "http://[::1]:8080/",
-            "ldap://127.0.0.1:389",
-            "ldap://localhost",
-        ] {
-            assert!(is_loopback_host(url), "{url}");
-        }
-    }
-
-    #[test]
-    fn prefix_tricks_are_not_loopback() {
-        for url in [
-            // userinfo: the host is evil.example
-            "http://localhost:80@evil.example/",
-            "http://127.0.0.1@evil.example/",
-            // DNS names that merely start like loopback
-            "http://127.evil.example/",
-            "http://localhost.evil.example/",
-            "http://[::2]/",
-            "http://10.0.0.1/",
-            "not a url",
-            "localhost",
-        ] {
-            assert!(!is_loopback_host(url), "{url}");
-        }
     }
 }

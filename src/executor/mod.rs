@@ -12,8 +12,6 @@
 //! quick retries is logged at error level rather than undoing the change (the connector call has
 //! happened either way).
 
-pub mod retry;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,12 +25,12 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::audit::{Actor, AuditDraft, AuditKind};
 use crate::config::Problem;
 use crate::connectors::{ConnectorSet, Operation, OperationRequest, Outcome};
-use crate::ingest::DeadLetterSink;
+use crate::deadletter::DeadLetterSink;
+use crate::guard::groups::{GroupGuard, Verdict};
 use crate::ledger::{ActionRecord, ActionState, Origin, StateStore};
 use crate::notify::{Notice, Notifier};
-use crate::protected_groups::{GroupGuard, Verdict};
+use crate::retry::{Backoff, RetryConfig};
 use crate::telemetry::Metrics;
-use retry::{Backoff, RetryConfig};
 
 /// `[executor]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -640,7 +638,7 @@ impl Executor {
 /// request id: a lockout's actions carry it, and so do the reversals of a lockout restore (a restore
 /// of one action carries that action's key instead, which is no lockout id).
 fn success_notice(rec: &ActionRecord) -> Option<Notice> {
-    use crate::connectors::Operation as Op;
+    use crate::action::Operation as Op;
     let request_id = match &rec.origin {
         Origin::Manual { request_id, .. } => Some(request_id.clone()),
         Origin::Alert { .. } => None,
@@ -732,7 +730,7 @@ fn request_context(rec: &ActionRecord) -> BTreeMap<String, serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::{merge_pre_state, success_notice};
-    use crate::connectors::Operation;
+    use crate::action::Operation;
     use crate::ledger::{ActionRecord, ActionState, Origin};
     use crate::notify::Notice;
     use serde_json::json;

@@ -22,9 +22,9 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::DeadLetterSink;
 use crate::audit::Actor;
 use crate::config::{Problem, SecretRef};
+use crate::deadletter::DeadLetterSink;
 use crate::pipeline::{Pipeline, PipelineError};
 
 /// `[kafka]` settings.

@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::audit::{Actor, AuditDraft, AuditKind};
-use crate::ingest::DeadLetterSink;
+use crate::deadletter::DeadLetterSink;
 use crate::ledger::StateStore;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::ssf::verify::{ErrCode, Rejection, Verifier};
@@ -129,10 +129,7 @@ pub struct Receivers {
 
 impl Receivers {
     pub fn build(cfg: &SsfConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, String> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+        let http = crate::net::client(Some(Duration::from_secs(15)))
             .map_err(|e| format!("ssf receiver HTTP client: {e}"))?;
         let mut by_name = BTreeMap::new();
         for (i, r) in cfg.receivers.iter().enumerate() {
@@ -474,7 +471,7 @@ impl Receivers {
         if !status.is_success() {
             return Err(format!("HTTP {status}"));
         }
-        let doc = crate::http_util::read_json_capped(resp, max_bytes).await?;
+        let doc = crate::net::read_json_capped(resp, max_bytes).await?;
         let sets = doc
             .get("sets")
             .and_then(Value::as_object)

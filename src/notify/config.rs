@@ -30,7 +30,7 @@ use serde::Deserialize;
 
 use super::template;
 use crate::config::{Problem, SecretRef};
-use crate::executor::retry::RetryConfig;
+use crate::retry::RetryConfig;
 
 /// Every event name a sink may subscribe to (the `event` of [`super::Notice`]).
 pub const EVENTS: [&str; 6] = [

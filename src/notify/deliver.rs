@@ -8,7 +8,7 @@
 //!
 //! Retries reuse the executor's [`Backoff`] (exponential, full jitter, `Retry-After` as a floor) and
 //! the HTTP runtime's [`retry_after`] parsing; webhook signing is the webhook connector's scheme
-//! ([`sign_webhook`]), so one receiver-side check ([`verify_webhook`](crate::connectors::http::auth::verify_webhook))
+//! ([`sign_webhook`]), so one receiver-side check ([`verify_webhook`](crate::net::signing::verify_webhook))
 //! verifies both. The URL is a credential: it is never logged, and transport errors are logged with
 //! the URL stripped.
 
@@ -26,9 +26,9 @@ use super::config::NotifyConfig;
 use super::template::Renderer;
 use super::{Notice, Notifier};
 use crate::config::Problem;
-use crate::connectors::http::auth::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_webhook};
-use crate::connectors::http::runtime::retry_after;
-use crate::executor::retry::Backoff;
+use crate::net::headers::retry_after;
+use crate::net::signing::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_webhook};
+use crate::retry::Backoff;
 use crate::telemetry::Metrics;
 
 /// Header naming the event, so webhook receivers can route without parsing the body.
@@ -131,7 +131,7 @@ pub fn build(
         }
     }
     let client =
-        crate::connectors::http::shared_client().map_err(|e| vec![Problem::new("notify", e)])?;
+        crate::net::client(None).map_err(|e| vec![Problem::new("notify", e.to_string())])?;
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -335,7 +335,7 @@ impl Worker {
 const ERROR_BODY_CAP: usize = 4096;
 
 async fn error_excerpt(resp: reqwest::Response) -> String {
-    String::from_utf8_lossy(&crate::http_util::read_prefix(resp, ERROR_BODY_CAP).await).into_owned()
+    String::from_utf8_lossy(&crate::net::read_prefix(resp, ERROR_BODY_CAP).await).into_owned()
 }
 
 #[cfg(test)]

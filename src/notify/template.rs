@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::Notice;
 use super::config::EVENTS;
-use crate::connectors::http::spec::{describe, new_env};
+use crate::template::{describe, new_env};
 
 /// Slack's limit for a header block's text (the `clip(150)` in [`SLACK_DEFAULT`]).
 #[cfg(test)]

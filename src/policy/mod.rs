@@ -39,8 +39,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::action::Operation;
 use crate::config::Problem;
-use crate::connectors::Operation;
 
 pub use eval::{Evaluation, Policies, Rejected};
 pub use testing::{TestSummary, run_tests};

@@ -222,7 +222,7 @@ decisions contains "not an object"
         assert_eq!(
             eval.decisions,
             vec![Decision {
-                action: crate::connectors::Operation::Notify,
+                action: crate::action::Operation::Notify,
                 subject: "ok@example.com".into(),
                 connectors: None,
                 reason: String::new(),

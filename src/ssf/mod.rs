@@ -195,7 +195,7 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     match parsed.scheme() {
         "https" => Ok(()),
-        "http" if crate::connectors::is_loopback_url(&parsed) => Ok(()),
+        "http" if crate::net::is_loopback_url(&parsed) => Ok(()),
         _ => Err(format!(
             "`{url}` must be an https:// URL (plain http only to localhost / 127.0.0.1)"
         )),

@@ -39,7 +39,7 @@ use super::{
     CAEP_SESSION_REVOKED, PUSH_METHOD, RISC_ACCOUNT_DISABLED, RISC_ACCOUNT_ENABLED,
     SET_CONTENT_TYPE, TransmitterConfig,
 };
-use crate::connectors::Operation;
+use crate::action::Operation;
 use crate::telemetry::Metrics;
 
 /// Contained accounts waiting to be signalled; beyond this, new ones are dropped and counted.
@@ -144,10 +144,7 @@ impl Transmitter {
                 token,
             }));
         }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+        let http = crate::net::client(Some(Duration::from_secs(10)))
             .map_err(|e| format!("ssf transmitter HTTP client: {e}"))?;
         let (tx, rx) = mpsc::channel(QUEUE);
         Ok(Arc::new(Self {
@@ -302,7 +299,7 @@ impl Transmitter {
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
                     // Only `err` and `description` are read: a small cap, whatever is sent.
-                    let body = crate::http_util::read_json_capped(r, MAX_ERROR_BODY)
+                    let body = crate::net::read_json_capped(r, MAX_ERROR_BODY)
                         .await
                         .unwrap_or(Value::Null);
                     let why = format!(

@@ -417,7 +417,7 @@ impl Verifier {
         if !resp.status().is_success() {
             return Err(format!("GET {url}: HTTP {}", resp.status()));
         }
-        crate::http_util::read_json_capped(resp, MAX_DOC_BYTES)
+        crate::net::read_json_capped(resp, MAX_DOC_BYTES)
             .await
             .map_err(|e| format!("GET {url}: {e}"))
     }

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use deprovd::app::Settings;
 use deprovd::audit::{AuditRecord, Tamper};
-use deprovd::config::Settings;
 
 use crate::support::{
     DISABLE_ALL_POLICY, Reply, Target, TestApp, alert_json, eventually, policy_dir, unique,

@@ -85,7 +85,7 @@ vars = {{ path = "hook" }}
                 hex::encode(deprovd::api::hash_token(tok))
             ));
         }
-        let settings = deprovd::config::Settings::from_toml(&toml, Vec::new()).expect("config");
+        let settings = deprovd::app::Settings::from_toml(&toml, Vec::new()).expect("config");
         let problems = settings.validate();
         assert!(problems.is_empty(), "{problems:?}");
         let built = deprovd::app::Application::build(settings)

@@ -375,7 +375,7 @@ async fn rbac_viewer_cannot_lock_out_and_no_token_is_401() {
             hex::encode(deprovd::api::hash_token(tok))
         ));
     }
-    let settings = deprovd::config::Settings::from_toml(
+    let settings = deprovd::app::Settings::from_toml(
         &config(data.path(), policies.path(), &redis_state(), &extra),
         Vec::new(),
     )

@@ -203,7 +203,7 @@ async fn slack_teams_and_signed_webhook_get_documented_bodies_for_lockout_and_re
         .as_secs();
     let key = SecretString::from(hook_secret.to_string());
     assert!(
-        deprovd::connectors::http::auth::verify_webhook(
+        deprovd::net::signing::verify_webhook(
             &key,
             &header(&hook, "x-deprovd-timestamp"),
             &header(&hook, "x-deprovd-signature"),
@@ -214,7 +214,7 @@ async fn slack_teams_and_signed_webhook_get_documented_bodies_for_lockout_and_re
         "signature verifies over timestamp + body"
     );
     assert!(
-        !deprovd::connectors::http::auth::verify_webhook(
+        !deprovd::net::signing::verify_webhook(
             &SecretString::from("another-secret".to_string()),
             &header(&hook, "x-deprovd-timestamp"),
             &header(&hook, "x-deprovd-signature"),
@@ -639,7 +639,7 @@ secret = "inline-secret"
 [notify.sinks.templates]
 restored = '{"who": {{ notice.subjet | tojson }}}'
 "#;
-    let settings = deprovd::config::Settings::from_toml(text, Vec::new()).unwrap();
+    let settings = deprovd::app::Settings::from_toml(text, Vec::new()).unwrap();
     let err = deprovd::app::Application::build(settings)
         .await
         .err()

@@ -16,9 +16,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use deprovd::connectors::http::auth::verify_webhook;
 use deprovd::connectors::http::{ConnectorConfig, build_connectors};
 use deprovd::connectors::{Connector, Operation, OperationRequest, Outcome};
+use deprovd::net::signing::verify_webhook;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -543,7 +543,7 @@ operations:
         ))
         .expect("config");
         let specs = deprovd::connectors::http::load_specs(Some(dir.path())).expect("specs");
-        let client = deprovd::connectors::http::shared_client().expect("client");
+        let client = deprovd::net::client(None).expect("client");
         let mut problems = Vec::new();
         deprovd::connectors::http::build_one("p", &cfg, &specs, &client, &mut problems)
             .unwrap_or_else(|| panic!("{problems:?}"))

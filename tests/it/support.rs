@@ -382,7 +382,7 @@ impl TestApp {
     /// Build from TOML text (`api.listen` should be `127.0.0.1:0`) and run until [`TestApp::stop`].
     pub async fn spawn(toml: &str) -> TestApp {
         let settings =
-            deprovd::config::Settings::from_toml(toml, Vec::new()).expect("test config parses");
+            deprovd::app::Settings::from_toml(toml, Vec::new()).expect("test config parses");
         let problems = settings.validate();
         assert!(problems.is_empty(), "test config invalid: {problems:?}");
         let app = deprovd::app::Application::build(settings)

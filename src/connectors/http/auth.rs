@@ -22,20 +22,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac};
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::Sha256;
 use tokio::time::Instant;
 
 use crate::config::{Problem, SecretRef};
-
-/// Header carrying the webhook signature: `sha256=<hex of HMAC-SHA256(secret, "<timestamp>.<body>")>`.
-pub const SIGNATURE_HEADER: &str = "x-deprovd-signature";
-/// Header carrying the Unix time (seconds) covered by the signature, so a receiver can refuse replays.
-pub const TIMESTAMP_HEADER: &str = "x-deprovd-timestamp";
+use crate::net::signing::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_webhook};
 
 /// Every scheme name an instance may choose and a spec may accept.
 pub const SCHEMES: [&str; 8] = [
@@ -198,7 +192,7 @@ impl fmt::Debug for AuthConfig {
 /// Why `url` may not receive credentials, if it may not: https, or plain http to a loopback host.
 pub fn check_credential_url(url: &str) -> Result<reqwest::Url, String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-    let loopback = crate::connectors::is_loopback_url(&parsed);
+    let loopback = crate::net::is_loopback_url(&parsed);
     match parsed.scheme() {
         "https" => {}
         "http" if loopback => {}
@@ -928,7 +922,7 @@ impl TokenSource {
                 self.err(format!("{kind}: {e}"), true, None)
             })?;
         let status = resp.status();
-        let after = super::runtime::retry_after(resp.headers(), SystemTime::now());
+        let after = crate::net::headers::retry_after(resp.headers(), SystemTime::now());
         let body = resp
             .bytes()
             .await
@@ -1032,47 +1026,6 @@ fn form_encode(s: &str) -> String {
     out
 }
 
-/// `sha256=<hex>` of HMAC-SHA256(secret, `"<timestamp>.<body>"`). Including the timestamp in the MAC stops
-/// an attacker from replaying an old body with a fresh timestamp.
-pub fn sign_webhook(secret: &SecretString, timestamp: u64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
-        .expect("HMAC accepts keys of any length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// Receiver side of [`sign_webhook`], for webhook consumers written in Rust and for tests: checks the
-/// signature in constant time and refuses timestamps more than `tolerance_secs` away from `now`.
-pub fn verify_webhook(
-    secret: &SecretString,
-    timestamp_header: &str,
-    signature_header: &str,
-    body: &[u8],
-    now: u64,
-    tolerance_secs: u64,
-) -> bool {
-    let Ok(ts) = timestamp_header.trim().parse::<u64>() else {
-        return false;
-    };
-    if ts.abs_diff(now) > tolerance_secs {
-        return false;
-    }
-    let Some(hex_sig) = signature_header.trim().strip_prefix("sha256=") else {
-        return false;
-    };
-    let Ok(given) = hex::decode(hex_sig) else {
-        return false;
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
-        .expect("HMAC accepts keys of any length");
-    mac.update(ts.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.verify_slice(&given).is_ok()
-}
-
 /// Standard base64 with padding (RFC 4648 §4); small enough not to need a dependency.
 fn base64_encode(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -1112,44 +1065,6 @@ mod tests {
         ] {
             assert_eq!(base64_encode(input.as_bytes()), want);
         }
-    }
-
-    #[test]
-    fn webhook_signature_verifies_and_refuses_tampering_and_replay() {
-        let secret = SecretString::from("s3cret-key");
-        let sig = sign_webhook(&secret, 1_700_000_000, b"{\"a\":1}");
-        assert!(verify_webhook(
-            &secret,
-            "1700000000",
-            &sig,
-            b"{\"a\":1}",
-            1_700_000_010,
-            300
-        ));
-        assert!(!verify_webhook(
-            &secret,
-            "1700000000",
-            &sig,
-            b"{\"a\":2}",
-            1_700_000_010,
-            300
-        ));
-        assert!(!verify_webhook(
-            &secret,
-            "1700000001",
-            &sig,
-            b"{\"a\":1}",
-            1_700_000_010,
-            300
-        ));
-        assert!(!verify_webhook(
-            &secret,
-            "1700000000",
-            &sig,
-            b"{\"a\":1}",
-            1_700_009_999,
-            300
-        ));
     }
 
     #[test]

@@ -173,7 +173,7 @@ fn check_base_url(key: &str, base_url: &str, problems: &mut Vec<Problem>) {
             format!("`{base_url}` is not a URL: {e}"),
         )),
         Ok(url) => {
-            let loopback = crate::connectors::is_loopback_url(&url);
+            let loopback = crate::net::is_loopback_url(&url);
             match url.scheme() {
                 "https" => {}
                 "http" if loopback => {}
@@ -268,18 +268,6 @@ pub fn load_specs(dir: Option<&Path>) -> Result<SpecSet, Vec<Problem>> {
     }
 }
 
-/// The one HTTP client all connectors share: rustls, no redirects (a redirect could carry credentials
-/// elsewhere and hides misconfigured base URLs), bounded connect time.
-pub fn shared_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("deprovd/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
-}
-
 /// Build every configured HTTP connector: validate each instance, match it to its spec, check its auth
 /// scheme and vars against the spec, resolve its secrets. All problems are reported together, with
 /// paths `connectors.<name>.<key>`.
@@ -288,7 +276,8 @@ pub fn build_connectors(
     spec_dir: Option<&Path>,
 ) -> Result<ConnectorSet, Vec<Problem>> {
     let specs = load_specs(spec_dir)?;
-    let client = shared_client().map_err(|m| vec![Problem::new("connectors", m)])?;
+    let client =
+        crate::net::client(None).map_err(|e| vec![Problem::new("connectors", e.to_string())])?;
     let mut problems = Vec::new();
     let mut set = ConnectorSet::new();
     for (name, cfg) in configs {
@@ -534,8 +523,8 @@ vars = { user_atribute = "mail" }
         )
         .unwrap();
         let specs = load_specs(Some(dir.path())).unwrap();
-        assert!(!specs["webhook"].supports(crate::connectors::Operation::DisableAccount));
-        assert!(specs["scim"].supports(crate::connectors::Operation::DisableAccount));
+        assert!(!specs["webhook"].supports(crate::action::Operation::DisableAccount));
+        assert!(specs["scim"].supports(crate::action::Operation::DisableAccount));
         std::fs::write(
             dir.path().join("broken.yaml"),
             "name: broken\nauth: [none]\noperations:\n  notify:\n    steps:\n      - { method: POST, path: \"/{{ x\" }\n",

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use crate::connectors::Operation;
+use crate::action::Operation;
 use crate::ledger::{
     ActionFilter, ActionRecord, ActionState, BreakerScope, Inserted, Origin, StateStore, action_key,
 };

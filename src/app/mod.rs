@@ -30,18 +30,21 @@ use tracing::{error, info, warn};
 
 use crate::api::{ApiState, Readiness, Role, TokenStore};
 use crate::audit::{Actor, AuditDraft, AuditKind};
-use crate::config::Settings;
 use crate::connectors::ConnectorSet;
+use crate::deadletter::{DeadLetterSink, FileDeadLetter};
 use crate::executor::{ConnectorLimits, Executor};
 use crate::guard::Guards;
 use crate::ingest::kafka::{KafkaDeadLetter, KafkaSource};
-use crate::ingest::{DeadLetterSink, FileDeadLetter};
 use crate::ledger::StateStore;
 use crate::notify::{Notifier, NotifyService};
 use crate::pipeline::{Decider, Pipeline};
 use crate::plan::Planner;
 use crate::policy::Policies;
 use crate::telemetry::Metrics;
+
+mod settings;
+
+pub use settings::Settings;
 
 /// A built, not yet running, deprovd.
 pub struct Application {
@@ -328,7 +331,7 @@ async fn start_core(
         })
         .collect();
     let group_guard =
-        crate::protected_groups::GroupGuard::new(&settings.guards.protected_groups, &connectors)
+        crate::guard::groups::GroupGuard::new(&settings.guards.protected_groups, &connectors)
             .map_err(anyhow::Error::msg)?
             .map(Arc::new);
     if let Some(g) = &group_guard {
@@ -407,7 +410,10 @@ async fn start_core(
     }
     let pipeline_store = store.clone();
     tasks.spawn(watch_store(store, readiness.clone(), stop.clone()));
-    tasks.spawn(crate::approval::run_expiry(pipeline.clone(), stop.clone()));
+    tasks.spawn(crate::approval::run_expiry(
+        pipeline.approvals.clone(),
+        stop.clone(),
+    ));
     if settings.executor.enabled {
         tasks.spawn(executor.run(stop.clone()));
     } else {

@@ -2,7 +2,7 @@
 //!
 //! Exact names and globs ([`crate::guard`]) are checked at planning, with no I/O. Group membership
 //! cannot be: it lives in the identity systems. So the executor asks, right before any destructive
-//! operation (see [`crate::connectors::Operation::is_destructive`]), every connector that can list a
+//! operation (see [`crate::action::Operation::is_destructive`]), every connector that can list a
 //! subject's groups ([`crate::connectors::Connector::group_memberships`]: a spec's `groups` operation,
 //! LDAP's member search). Membership is a property of the person, not of one target: a member of
 //! `break-glass` in Okta is protected on AWS too, so *every* source is asked whatever the action's

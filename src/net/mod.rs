@@ -1,0 +1,130 @@
+//! Outbound HTTP, one of each: the client factory every caller builds its `reqwest::Client` from
+//! (rustls, no redirects, bounded connect time), the URL policy (what counts as loopback), capped
+//! body reads ([`body`]), rate-limit and `Retry-After` headers ([`headers`]) and webhook signing
+//! ([`signing`]). Connectors, notifications, Shared Signals and the CLI client all use it, so a
+//! hardening made here holds everywhere.
+
+pub mod body;
+pub mod headers;
+pub mod signing;
+
+use std::time::Duration;
+
+pub use body::{ReadError, read_capped, read_json_capped, read_prefix};
+
+/// How long a TCP (and TLS) connection may take to establish, for every client.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The one way to build an HTTP client: rustls, **no redirects** (a redirect could carry credentials
+/// elsewhere and hides misconfigured base URLs), bounded connect time, deprovd's user agent. Callers
+/// add their own overall `timeout` and then `build()`.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .user_agent(concat!("deprovd/", env!("CARGO_PKG_VERSION")))
+}
+
+/// Why a client could not be built (the TLS backend failed to initialise).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ClientError(#[from] reqwest::Error);
+
+/// A client from [`client_builder`] with an overall per-request `timeout` (`None`: none, for
+/// callers that bound each request themselves).
+pub fn client(timeout: Option<Duration>) -> Result<reqwest::Client, ClientError> {
+    let b = client_builder();
+    let b = match timeout {
+        Some(t) => b.timeout(t),
+        None => b,
+    };
+    Ok(b.build()?)
+}
+
+/// Whether `url` points at this machine (`localhost`, `127.0.0.0/8`, `::1`): the only place plaintext
+/// protocols may send credentials to. Native connectors, HTTP connectors and the SSF code use it to
+/// validate their endpoints.
+///
+/// The URL is parsed, not matched by prefix: `http://localhost:80@evil.example/` (userinfo) and
+/// `http://127.evil.example/` (a DNS name) are remote hosts. Anything that does not parse is not
+/// loopback.
+pub fn is_loopback_host(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| is_loopback_url(&u))
+}
+
+/// As [`is_loopback_host`], for an already parsed URL.
+pub fn is_loopback_url(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    // IPv6 literals come bracketed; non-special schemes (`ldap://`) keep IPv4 literals as names.
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognized() {
+        for url in [
+            "http://localhost/",
+            "http://LOCALHOST:8080/x",
+            "http://127.0.0.1:9000/jwks",
+            "http://127.8.9.10/",
+            "http://[::1]:8080/",
+            "ldap://127.0.0.1:389",
+            "ldap://localhost",
+        ] {
+            assert!(is_loopback_host(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn prefix_tricks_are_not_loopback() {
+        for url in [
+            // userinfo: the host is evil.example
+            "http://localhost:80@evil.example/",
+            "http://127.0.0.1@evil.example/",
+            // DNS names that merely start like loopback
+            "http://127.evil.example/",
+            "http://localhost.evil.example/",
+            "http://[::2]/",
+            "http://10.0.0.1/",
+            "not a url",
+            "localhost",
+        ] {
+            assert!(!is_loopback_host(url), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn clients_do_not_follow_redirects() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/elsewhere\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+        });
+        let resp = client(Some(Duration::from_secs(5)))
+            .unwrap()
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 302, "the redirect is answered, not followed");
+    }
+}
