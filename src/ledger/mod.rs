@@ -95,12 +95,10 @@ impl StoreError {
     }
 }
 
-/// Durable state shared by the pipeline, the executor and (later) the API, audit and guards.
+/// Action records: insert with dedup and coalescing, read, update, the due index, listings, and
+/// the executor's claims. The executor, the pipeline, approvals and the API's action views use it.
 #[async_trait]
-pub trait StateStore: Send + Sync {
-    /// Round trip to the backend; readiness depends on it.
-    async fn ping(&self) -> Result<(), StoreError>;
-
+pub trait ActionStore: Send + Sync {
     /// Atomically record `action` unless its key exists (→ `Duplicate`) or a live action for the same
     /// [`coalesce_key`] was recorded within `coalesce_window` (→ `Coalesced`, and `linked_alert` is
     /// appended to that action's `linked_alerts`), if that action [`absorbs`](ActionState::absorbs)
@@ -143,7 +141,11 @@ pub trait StateStore: Send + Sync {
 
     /// Number of actions in a pending state.
     async fn pending_count(&self) -> Result<u64, StoreError>;
+}
 
+/// Small JSON documents with optional expiry: lockouts, idempotency claims, SSF jti records, cursors.
+#[async_trait]
+pub trait DocStore: Send + Sync {
     /// Store a small JSON document (a lockout, an idempotency claim) under (`ns`, `key`). With
     /// `only_if_absent` this is Redis `SET NX`: an existing, unexpired document is left alone and the
     /// call returns `false`, so two racing requests agree on one winner. `ttl` makes the document
@@ -159,7 +161,11 @@ pub trait StateStore: Send + Sync {
 
     /// The document stored under (`ns`, `key`), unless absent or expired.
     async fn get_json(&self, ns: &str, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
+}
 
+/// The audit trail's storage: appended in sealed batches, read by range, with its head kept apart.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     /// Append `drafts` to the audit trail as consecutive records, atomically: the store assigns each
     /// its `seq` and `prev` and seals it, so appenders on several replicas still form one chain, and a
     /// batch is either wholly in the trail or not at all. Returns the sealed records. One round trip
@@ -177,7 +183,11 @@ pub trait StateStore: Send + Sync {
     /// The last appended record's seq and hash, kept apart from the records so that a trail cut off
     /// at the end is detected. `None` while the trail is empty.
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError>;
+}
 
+/// The blast-radius breaker's shared windows, one atomic step per admission.
+#[async_trait]
+pub trait BreakerStore: Send + Sync {
     /// The blast-radius breaker's one atomic step, for each scope: forget subjects admitted before
     /// `now - window`, admit `subject` at `now` (a subject already in the window is not counted
     /// twice), count the distinct subjects, and open the breaker when the count exceeds the
@@ -201,4 +211,13 @@ pub trait StateStore: Send + Sync {
         scopes: &[BreakerScope],
         now: DateTime<Utc>,
     ) -> Result<Vec<BreakerState>, StoreError>;
+}
+
+/// Durable state shared by the pipeline, the executor, the API, the audit trail and the guards: the
+/// four narrow stores together, for wiring. Each caller takes only the narrow trait it uses
+/// (`&dyn AuditStore`, …); an `Arc<dyn StateStore>` upcasts to any of them.
+#[async_trait]
+pub trait StateStore: ActionStore + DocStore + AuditStore + BreakerStore {
+    /// Round trip to the backend; readiness depends on it.
+    async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -1,0 +1,204 @@
+//! [`ActionStore`] for [`RedisStore`].
+
+use super::*;
+use crate::ledger::ActionStore;
+
+#[async_trait]
+impl ActionStore for RedisStore {
+    async fn insert_action(
+        &self,
+        action: &ActionRecord,
+        coalesce_window: Duration,
+        linked_alert: Option<&str>,
+    ) -> Result<Inserted, StoreError> {
+        let d = Derived::of(action);
+        let json = encode(action)?;
+        let window_ms = px_ms(coalesce_window);
+        let (absorbing, superseded) = holder_sets(action.state);
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = INSERT
+            .key(self.key("action", &action.key))
+            .key(self.key("coalesce", &d.coalesce))
+            .arg(&*self.base)
+            .arg(&action.key)
+            .arg(json)
+            .arg(d.created_ms)
+            .arg(due_arg(&d))
+            .arg(flag(d.pending))
+            .arg(flag(d.absorbs))
+            .arg(window_ms)
+            .arg(opt(linked_alert))
+            .arg(Utc::now().timestamp_millis())
+            .arg(d.state)
+            .arg(d.subject)
+            .arg(opt(d.alert_id))
+            .arg(absorbing)
+            .arg(superseded)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| redis_err(&format!("recording action `{}`", action.key), e))?;
+        match reply.as_slice() {
+            [r] if r == "new" => Ok(Inserted::New),
+            [r] if r == "duplicate" => Ok(Inserted::Duplicate),
+            [r, holder] if r == "coalesced" => Ok(Inserted::Coalesced(holder.clone())),
+            [r, holder] if r == "superseded" => Ok(Inserted::Superseded(holder.clone())),
+            other => Err(StoreError::Other(format!(
+                "unexpected reply {other:?} from the insert script for `{}`",
+                action.key
+            ))),
+        }
+    }
+
+    async fn get_action(&self, key: &str) -> Result<Option<ActionRecord>, StoreError> {
+        let mut found = self.fetch(&[key.to_string()]).await?;
+        Ok(found.pop().flatten())
+    }
+
+    async fn put_action(&self, action: &ActionRecord) -> Result<(), StoreError> {
+        let d = Derived::of(action);
+        let json = encode(action)?;
+        let mut conn = self.conn.clone();
+        let existed: i64 = PUT
+            .key(self.key("action", &action.key))
+            .key(self.key("coalesce", &d.coalesce))
+            .arg(&*self.base)
+            .arg(&action.key)
+            .arg(json)
+            .arg(d.created_ms)
+            .arg(due_arg(&d))
+            .arg(flag(d.pending))
+            .arg(flag(d.absorbs))
+            .arg(d.state)
+            .arg(d.subject)
+            .arg(opt(d.alert_id))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| redis_err(&format!("updating action `{}`", action.key), e))?;
+        if existed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Other(format!(
+                "cannot update action `{}`: no such action (insert it with insert_action first)",
+                action.key
+            )))
+        }
+    }
+
+    async fn due_actions(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        ::redis::cmd("ZRANGEBYSCORE")
+            .arg(self.index("due"))
+            .arg("-inf")
+            .arg(now.timestamp_millis())
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_err("reading the due index", e))
+    }
+
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut conn = self.conn.clone();
+        let first: Vec<(String, f64)> = ::redis::cmd("ZRANGE")
+            .arg(self.index("due"))
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_err("reading the due index", e))?;
+        match first.first() {
+            // Scores are whole milliseconds, exact in an f64 for any real date.
+            Some((_, score)) => from_ms(*score as i64).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn claim(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let ttl_ms = px_ms(ttl).max(1);
+        let mut conn = self.conn.clone();
+        let set: Option<String> = ::redis::cmd("SET")
+            .arg(self.key("claim", key))
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_err(&format!("claiming action `{key}`"), e))?;
+        Ok(set.is_some())
+    }
+
+    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = RELEASE
+            .key(self.key("claim", key))
+            .arg(owner)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| redis_err(&format!("releasing the claim on `{key}`"), e))?;
+        Ok(())
+    }
+
+    async fn list_actions(&self, filter: &ActionFilter) -> Result<Vec<ActionRecord>, StoreError> {
+        let limit = effective_limit(filter.limit);
+        // Walk the narrowest index the filter allows, newest first, re-checking the whole filter on
+        // each record (an index entry may be stale, and only one filter field picks the index).
+        let index = if let Some(alert) = filter.alert_id.as_deref() {
+            self.key("alert", alert)
+        } else if let Some(subject) = filter.subject.as_deref() {
+            self.key("subject", subject)
+        } else if let Some(state) = filter.state {
+            self.key("state", state.as_str())
+        } else {
+            self.index("created")
+        };
+        let page = limit.clamp(32, 512);
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut offset = 0usize;
+        while out.len() < limit {
+            let mut conn = self.conn.clone();
+            let keys: Vec<String> = ::redis::cmd("ZREVRANGE")
+                .arg(&index)
+                .arg(offset)
+                .arg(offset + page - 1)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| redis_err("listing actions", e))?;
+            let got = keys.len();
+            // Entries inserted meanwhile shift the pages; never list a key twice.
+            let keys: Vec<String> = keys
+                .into_iter()
+                .filter(|k| seen.insert(k.clone()))
+                .collect();
+            for a in self.fetch(&keys).await?.into_iter().flatten() {
+                if out.len() < limit && matches(filter, &a) {
+                    out.push(a);
+                }
+            }
+            if got < page {
+                break;
+            }
+            offset += page;
+        }
+        Ok(out)
+    }
+
+    async fn pending_count(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        ::redis::cmd("SCARD")
+            .arg(self.index("pending"))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_err("counting pending actions", e))
+    }
+}
