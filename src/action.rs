@@ -166,6 +166,48 @@ impl ActionState {
     }
 }
 
+/// Why an action was skipped, held for approval or cancelled — typed, so that no decision is ever
+/// read back from note text (the `note` keeps the words for people). Metrics, approvals and the
+/// console branch on this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StateReason {
+    /// `skipped`: the subject is protected by name or glob (`[guards] protected`).
+    Protected,
+    /// `skipped`: the subject is in a protected group (`[guards] protected_groups`).
+    ProtectedGroup,
+    /// `skipped`: dry run — the global switch or the decision's `dry_run` mode.
+    DryRun,
+    /// `awaiting_approval`: the policy decision asked for approval.
+    PolicyApproval,
+    /// `awaiting_approval`: the blast-radius breaker is open for its scope.
+    Breaker,
+    /// `awaiting_approval`: the responder asked for a second person (`require_approval`).
+    FourEyes,
+    /// `cancelled`: an approver rejected it.
+    Rejected,
+    /// `cancelled`: nobody approved it before `expires_at`; it never runs.
+    Expired,
+    /// `cancelled`: a runnable action for the same subject, connector and operation took its place.
+    Superseded,
+}
+
+impl StateReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateReason::Protected => "protected",
+            StateReason::ProtectedGroup => "protected_group",
+            StateReason::DryRun => "dry_run",
+            StateReason::PolicyApproval => "policy_approval",
+            StateReason::Breaker => "breaker",
+            StateReason::FourEyes => "four_eyes",
+            StateReason::Rejected => "rejected",
+            StateReason::Expired => "expired",
+            StateReason::Superseded => "superseded",
+        }
+    }
+}
+
 /// What caused an action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -218,9 +260,12 @@ pub struct ActionRecord {
     /// Later alerts absorbed by this action (coalesced instead of calling the target again).
     #[serde(default)]
     pub linked_alerts: Vec<String>,
-    /// Why a guard skipped or held it, or `dry_run`.
+    /// Why a guard skipped or held it, or `dry_run`, in words for people.
     #[serde(default)]
     pub note: Option<String>,
+    /// Why it is skipped, held or cancelled, typed (see [`StateReason`]); `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<StateReason>,
     /// Who asked for it, set when it is held for approval: the API caller (token name) for manual
     /// actions, `policy:<rule>` for automatic ones. An approver must be someone else.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -33,7 +33,7 @@ use tracing::{info, warn};
 use crate::audit::{Actor, AuditDraft, AuditKind};
 use crate::executor::Handoff;
 use crate::guard::Breaker;
-use crate::ledger::{ActionFilter, ActionRecord, ActionState, StateStore, StoreError};
+use crate::ledger::{ActionFilter, ActionRecord, ActionState, StateReason, StateStore, StoreError};
 use crate::notify::Notice;
 use crate::notify::Notifier;
 use crate::telemetry::Metrics;
@@ -213,12 +213,7 @@ async fn decide_claimed(
         .await?
         .ok_or_else(|| ApprovalError::NotFound(key.to_string()))?;
     if rec.state != ActionState::AwaitingApproval {
-        if rec.state == ActionState::Cancelled
-            && rec
-                .note
-                .as_deref()
-                .is_some_and(|n| n.starts_with(EXPIRED_NOTE))
-        {
+        if rec.state_reason == Some(StateReason::Expired) {
             return Err(ApprovalError::Expired(key.to_string()));
         }
         return Err(ApprovalError::NotAwaiting {
@@ -246,10 +241,12 @@ async fn decide_claimed(
     match verdict {
         Verdict::Approve => {
             rec.state = ActionState::Planned;
+            rec.state_reason = None;
             rec.next_attempt_at = Some(now);
         }
         Verdict::Reject => {
             rec.state = ActionState::Cancelled;
+            rec.state_reason = Some(StateReason::Rejected);
             rec.next_attempt_at = None;
         }
     }
@@ -293,6 +290,7 @@ async fn expire_claimed(
 ) -> Result<(), StoreError> {
     let deadline = deadline(rec, approvals.approval_ttl);
     rec.state = ActionState::Cancelled;
+    rec.state_reason = Some(StateReason::Expired);
     rec.next_attempt_at = None;
     rec.note = Some(format!(
         "{EXPIRED_NOTE}: nobody approved it by {}",
@@ -369,6 +367,7 @@ pub async fn supersede(
         let now = Utc::now();
         rec.state = ActionState::Cancelled;
         rec.next_attempt_at = None;
+        rec.state_reason = Some(StateReason::Superseded);
         rec.note = Some(format!(
             "{SUPERSEDED_NOTE} {} (requested by {}): it runs without waiting for approval",
             by.key,

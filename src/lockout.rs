@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::action::Operation;
-use crate::ledger::{ActionRecord, ActionState, Origin, StateStore, StoreError, action_key};
+use crate::ledger::{
+    ActionRecord, ActionState, Origin, StateReason, StateStore, StoreError, action_key,
+};
 use crate::pipeline::{Pipeline, PipelineError, RecordedAction};
 use crate::plan::normalize_subject;
 
@@ -368,6 +370,7 @@ pub fn plan(
                 reverses: None,
                 linked_alerts: Vec::new(),
                 note: None,
+                state_reason: req.require_approval.then_some(StateReason::FourEyes),
                 requested_by: None,
                 expires_at: None,
                 created_at: now,
@@ -582,6 +585,7 @@ fn reversal_for(original: &ActionRecord, request_id: &str, actor: &str) -> Plan 
         reverses: Some(original.key.clone()),
         linked_alerts: Vec::new(),
         note: None,
+        state_reason: None,
         requested_by: None,
         expires_at: None,
         created_at: now,

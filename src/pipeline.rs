@@ -30,7 +30,7 @@ use crate::approval::Approvals;
 use crate::audit::{Actor, AuditDraft, AuditKind};
 use crate::executor::Handoff;
 use crate::guard::{Breaker, GuardHit, Guards};
-use crate::ledger::{ActionRecord, ActionState, Inserted, StateStore};
+use crate::ledger::{ActionRecord, ActionState, Inserted, StateReason, StateStore};
 use crate::notify::{Notice, Notifier};
 use crate::plan::Planner;
 use crate::policy::{Decision, Policies};
@@ -64,6 +64,28 @@ pub struct Planned {
     pub policy_digest: String,
 }
 
+/// What recording did with one planned action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// Recorded as a new action (possibly superseding a held one).
+    New,
+    /// An action with the same idempotency key exists (a redelivery): nothing changed.
+    Duplicate,
+    /// A live action for the same (subject, connector, operation) absorbed it.
+    Coalesced,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::New => "new",
+            Disposition::Duplicate => "duplicate",
+            Disposition::Coalesced => "coalesced",
+        }
+    }
+}
+
 /// What happened to one planned action when it was recorded.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecordedAction {
@@ -72,8 +94,7 @@ pub struct RecordedAction {
     pub operation: crate::action::Operation,
     pub subject: String,
     pub state: ActionState,
-    /// `new`, `duplicate` (redelivery) or `coalesced` (absorbed by a live action).
-    pub disposition: &'static str,
+    pub disposition: Disposition,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coalesced_into: Option<String>,
     /// The held (`awaiting_approval`) action this new, runnable one took the place of; that one is
@@ -541,7 +562,9 @@ impl Pipeline {
         // batches carry their own.
         let held: Vec<AuditDraft> = out
             .iter()
-            .filter(|r| r.disposition == "new" && r.state == ActionState::AwaitingApproval)
+            .filter(|r| {
+                r.disposition == Disposition::New && r.state == ActionState::AwaitingApproval
+            })
             .map(|r| {
                 let actor = actions
                     .iter()
@@ -593,6 +616,7 @@ impl Pipeline {
                 m.state = ActionState::AwaitingApproval;
                 m.next_attempt_at = None;
                 m.note = Some(crate::guard::breaker_note(&open));
+                m.state_reason = Some(StateReason::Breaker);
                 self.metrics
                     .guard_blocks
                     .with_label_values(&[GuardHit::Breaker.as_str()])
@@ -607,6 +631,9 @@ impl Pipeline {
             m.expires_at = Some(Utc::now() + ttl);
             if m.note.is_none() {
                 m.note = Some("approval required by policy".into());
+            }
+            if m.state_reason.is_none() {
+                m.state_reason = Some(StateReason::PolicyApproval);
             }
         }
         Ok(a)
@@ -651,14 +678,10 @@ impl Pipeline {
                         });
                     }
                     if matches!(a.state, ActionState::Skipped) {
-                        let outcome = if a
-                            .note
-                            .as_deref()
-                            .is_some_and(|n| n.starts_with("protected"))
-                        {
-                            "skipped"
-                        } else {
+                        let outcome = if a.state_reason == Some(StateReason::DryRun) {
                             "dry_run"
+                        } else {
+                            "skipped"
                         };
                         self.metrics
                             .actions
@@ -669,9 +692,9 @@ impl Pipeline {
                             ])
                             .inc();
                     }
-                    ("new", None)
+                    (Disposition::New, None)
                 }
-                Inserted::Duplicate => ("duplicate", None),
+                Inserted::Duplicate => (Disposition::Duplicate, None),
                 Inserted::Coalesced(into) => {
                     self.metrics
                         .actions
@@ -681,7 +704,7 @@ impl Pipeline {
                             "coalesced",
                         ])
                         .inc();
-                    ("coalesced", Some(into))
+                    (Disposition::Coalesced, Some(into))
                 }
             };
             if let Some(held) = &superseded {
@@ -692,7 +715,7 @@ impl Pipeline {
                         "could not cancel the held action this one supersedes");
                 }
             }
-            debug!(origin = %link, action_key = %a.key, connector = %a.connector, disposition, "action recorded");
+            debug!(origin = %link, action_key = %a.key, connector = %a.connector, disposition = disposition.as_str(), "action recorded");
             out.push(RecordedAction {
                 key: a.key.clone(),
                 connector: a.connector.clone(),
@@ -761,7 +784,7 @@ fn audit_batch(planned: &Planned, recorded: &[RecordedAction], actor: Actor) -> 
     let mut out = vec![received, decision];
     for (a, r) in planned.actions.iter().zip(recorded) {
         // The recorded state and note: the breaker may have held what the plan said to run.
-        if r.disposition != "new"
+        if r.disposition != Disposition::New
             || !matches!(
                 r.state,
                 ActionState::Skipped | ActionState::AwaitingApproval

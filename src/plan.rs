@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::alert::Alert;
 use crate::connectors::{ConnectorSet, Operation};
 use crate::identity::Identity;
-use crate::ledger::{ActionRecord, ActionState, Origin, action_key};
+use crate::ledger::{ActionRecord, ActionState, Origin, StateReason, action_key};
 use crate::policy::{Decision, Mode};
 
 /// What each configured connector can do; built once from the [`ConnectorSet`].
@@ -122,10 +122,18 @@ impl Planner {
             }
             for connector in targets {
                 let key = action_key(&dedup_key, &d.rule, connector, d.action, &subject);
-                let (state, note) = match d.mode {
-                    Mode::Enforce => (ActionState::Planned, None),
-                    Mode::Approval => (ActionState::AwaitingApproval, None),
-                    Mode::DryRun => (ActionState::Skipped, Some("dry_run (policy)".to_string())),
+                let (state, note, state_reason) = match d.mode {
+                    Mode::Enforce => (ActionState::Planned, None, None),
+                    Mode::Approval => (
+                        ActionState::AwaitingApproval,
+                        None,
+                        Some(StateReason::PolicyApproval),
+                    ),
+                    Mode::DryRun => (
+                        ActionState::Skipped,
+                        Some("dry_run (policy)".to_string()),
+                        Some(StateReason::DryRun),
+                    ),
                 };
                 actions.entry(key.clone()).or_insert_with(|| ActionRecord {
                     key,
@@ -149,6 +157,7 @@ impl Planner {
                     reverses: None,
                     linked_alerts: Vec::new(),
                     note,
+                    state_reason,
                     requested_by: None,
                     expires_at: None,
                     created_at: now,

@@ -501,6 +501,7 @@ impl Executor {
     ) -> Result<(), crate::ledger::StoreError> {
         rec.state = ActionState::Skipped;
         rec.next_attempt_at = None;
+        rec.state_reason = Some(crate::ledger::StateReason::ProtectedGroup);
         rec.note = Some(format!(
             "protected group: member of `{group}` (per connector `{via}`); guards never act on it"
         ));
@@ -755,6 +756,7 @@ mod tests {
             reverses: reverses.map(str::to_string),
             linked_alerts: vec![],
             note: None,
+            state_reason: None,
             requested_by: None,
             expires_at: None,
             created_at: now,

@@ -244,6 +244,7 @@ mod tests {
             reverses: None,
             linked_alerts: Vec::new(),
             note: None,
+            state_reason: None,
             requested_by: None,
             expires_at: None,
             created_at: now,

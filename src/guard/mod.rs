@@ -29,7 +29,7 @@ use serde::Deserialize;
 
 use crate::config::Problem;
 use crate::identity::Identity;
-use crate::ledger::{ActionRecord, ActionState};
+use crate::ledger::{ActionRecord, ActionState, StateReason};
 
 mod breaker;
 pub mod groups;
@@ -277,12 +277,14 @@ impl Guards {
             action.state = ActionState::Skipped;
             action.next_attempt_at = None;
             action.note = Some("protected subject: guards never act on it".into());
+            action.state_reason = Some(StateReason::Protected);
             return Some(GuardHit::Protected);
         }
         if self.dry_run && action.state != ActionState::Skipped {
             action.state = ActionState::Skipped;
             action.next_attempt_at = None;
             action.note = Some("dry_run (global switch)".into());
+            action.state_reason = Some(StateReason::DryRun);
             return Some(GuardHit::DryRun);
         }
         None
@@ -309,6 +311,50 @@ mod tests {
         assert!(g.is_protected("svc-backup@corp.example"));
         assert!(!g.is_protected("alice@corp.example"));
         assert!(!g.is_protected("svc-backup@evil.example"));
+    }
+
+    #[test]
+    fn apply_types_why_it_skipped() {
+        let now = chrono::Utc::now();
+        let mut a = ActionRecord {
+            key: "k".into(),
+            origin: crate::ledger::Origin::Manual {
+                request_id: "r".into(),
+                actor: "alice".into(),
+            },
+            rule: "manual".into(),
+            policy_digest: String::new(),
+            subject: "breakglass@corp.example".into(),
+            connector: "okta".into(),
+            operation: crate::action::Operation::DisableAccount,
+            reason: "test".into(),
+            state: ActionState::Planned,
+            attempts: 0,
+            next_attempt_at: Some(now),
+            last_error: None,
+            response: None,
+            pre_state: None,
+            reverses: None,
+            linked_alerts: Vec::new(),
+            note: None,
+            state_reason: None,
+            requested_by: None,
+            expires_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut b = a.clone();
+        b.subject = "alice@corp.example".into();
+        let g = guards(&["breakglass@corp.example"], true);
+        assert_eq!(g.apply(&mut a), Some(GuardHit::Protected));
+        assert_eq!(
+            a.state_reason,
+            Some(StateReason::Protected),
+            "protection wins over dry run"
+        );
+        assert_eq!(g.apply(&mut b), Some(GuardHit::DryRun));
+        assert_eq!(b.state_reason, Some(StateReason::DryRun));
+        assert_eq!(b.state, ActionState::Skipped);
     }
 
     #[test]

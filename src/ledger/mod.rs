@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use crate::action::{ActionRecord, ActionState, Operation, Origin, action_key, coalesce_key};
+pub use crate::action::{
+    ActionRecord, ActionState, Operation, Origin, StateReason, action_key, coalesce_key,
+};
 use crate::audit::{AuditDraft, AuditHead, AuditRecord};
 
 /// Result of [`StateStore::insert_action`].

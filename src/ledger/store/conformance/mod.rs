@@ -101,6 +101,7 @@ pub(crate) fn record(name: &str, subject: &str, created: DateTime<Utc>) -> Actio
         reverses: None,
         linked_alerts: Vec::new(),
         note: Some("ünïcödé ✓".into()),
+        state_reason: None,
         requested_by: None,
         expires_at: None,
         created_at: created,
