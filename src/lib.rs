@@ -10,8 +10,8 @@
 //!
 //! ```text
 //! layer 0   config
-//! layer 1   telemetry net retry template
-//! layer 2   alert action audit
+//! layer 1   telemetry net retry
+//! layer 2   template alert action audit
 //! layer 3   identity deadletter
 //! layer 4   connectors ledger policy notify ssf
 //! layer 5   plan guard

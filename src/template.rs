@@ -61,15 +61,7 @@ fn segment(value: minijinja::Value) -> Result<String, minijinja::Error> {
         Some(s) => s.to_string(),
         None => value.to_string(),
     };
-    let mut out = String::with_capacity(raw.len());
-    for b in raw.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    Ok(out)
+    Ok(crate::net::encode_unreserved(&raw))
 }
 
 /// minijinja errors with their detail (the top line alone often says only "syntax error").

@@ -12,6 +12,20 @@ use std::time::Duration;
 
 pub use body::{ReadError, read_capped, read_json_capped, read_prefix};
 
+/// RFC 3986 §2.3 unreserved characters (`A-Z a-z 0-9 - . _ ~`) stay; everything else is `%XX` of
+/// its UTF-8 bytes. Used for URL path segments (a subject like `../Groups/x` cannot walk a target's
+/// API) and for AWS Query API form values (what AWS's own SDKs send).
+pub const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `value` percent-encoded with [`UNRESERVED`].
+pub fn encode_unreserved(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()
+}
+
 /// How long a TCP (and TLS) connection may take to establish, for every client.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
