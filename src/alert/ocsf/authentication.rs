@@ -1,0 +1,119 @@
+//! Authentication (3002): the sign-in log, an alert only with a failure or a risk.
+
+use super::*;
+
+/// Authentication (3002): an alert only when it carries a failure or a risk.
+pub(super) fn build_authentication(doc: &Value) -> Result<Alert, NormalizeError> {
+    let id = str_of(doc.pointer("/metadata/uid"))
+        .ok_or_else(|| {
+            invalid("metadata.uid is missing (an Authentication event has no other id)")
+        })?
+        .to_string();
+    let time = match doc.get("time").filter(|v| !v.is_null()) {
+        Some(t) => time_from_epoch_ms(t).map_err(|e| invalid(format!("time: {e}")))?,
+        None => return Err(invalid("time is missing (epoch milliseconds)")),
+    };
+    let (severity, severity_id) = parse_severity(doc)?;
+    let risk = parse_risk_level(doc)?;
+    let risk_score = doc.get("risk_score").and_then(Value::as_f64);
+    let failed = doc.get("status_id").and_then(Value::as_u64) == Some(2);
+    let risky =
+        risk.is_some_and(|r| r > Severity::Informational) || risk_score.is_some_and(|s| s > 0.0);
+    if !failed && !risky {
+        return Err(invalid(
+            "Authentication event carries neither a failure (status_id 2) nor a risk (risk_level_id \
+             1–4, risk_level, risk_score > 0): it is not an alert; send only failed or risky \
+             sign-ins to this source",
+        ));
+    }
+    let severity = risk.map_or(severity, |r| r.max(severity));
+    let source = source(doc);
+
+    let user = doc
+        .get("user")
+        .filter(|u| u.is_object())
+        .or_else(|| doc.pointer("/actor/user"));
+    let mut subjects = Vec::new();
+    if let Some(s) = user.and_then(|u| user_subject(u, &source.vendor)) {
+        subjects.push(s);
+    }
+    if subjects.is_empty() {
+        return Err(invalid(
+            "Authentication event names no user (`user` or `actor.user` with name, email_addr or uid)",
+        ));
+    }
+
+    let mut labels = BTreeMap::new();
+    put_label(&mut labels, "risk_level", risk_label(doc));
+    let status = str_of(doc.get("status")).or(match doc.get("status_id").and_then(Value::as_u64) {
+        Some(1) => Some("Success"),
+        Some(2) => Some("Failure"),
+        _ => None,
+    });
+    put_label(
+        &mut labels,
+        "auth_status",
+        status.map(str::to_lowercase).as_deref(),
+    );
+    if let Some(mfa) = doc.get("is_mfa").and_then(Value::as_bool) {
+        labels.insert("mfa".into(), mfa.to_string());
+    }
+    put_label(
+        &mut labels,
+        "auth_protocol",
+        str_of(doc.get("auth_protocol")),
+    );
+    put_label(&mut labels, "logon_type", str_of(doc.get("logon_type")));
+    put_label(
+        &mut labels,
+        "src_country",
+        str_of(doc.pointer("/src_endpoint/location/country")),
+    );
+
+    let detail = str_of(doc.get("status_detail"));
+    let message = str_of(doc.get("message"));
+    let category = detail
+        .into_iter()
+        .chain(message)
+        .find_map(category_from_text)
+        .unwrap_or("suspicious_login")
+        .to_string();
+    let who = subjects[0].primary().unwrap_or("unknown user").to_string();
+    let title = message.map(str::to_string).unwrap_or_else(|| {
+        let what = if failed {
+            "failed sign-in"
+        } else {
+            "risky sign-in"
+        };
+        match detail {
+            Some(d) => format!("{what} for {who}: {d}"),
+            None => format!("{what} for {who}"),
+        }
+    });
+
+    let mut indicators = indicators(doc.get("observables"));
+    if let Some(ip) = str_of(doc.pointer("/src_endpoint/ip")) {
+        let i = Indicator {
+            kind: "ip".into(),
+            value: ip.to_string(),
+        };
+        if !indicators.contains(&i) {
+            indicators.push(i);
+        }
+    }
+
+    Ok(Alert {
+        id,
+        time,
+        severity,
+        severity_score: risk_score.or(severity_id.filter(|id| *id <= 6).map(|id| id as f64)),
+        category,
+        title,
+        subjects,
+        host: host(doc.get("device")).or_else(|| host(doc.get("dst_endpoint"))),
+        indicators,
+        labels,
+        source,
+        raw: Value::Null,
+    })
+}
