@@ -1,0 +1,1 @@
+//! The connector contract suite (filled in below).
