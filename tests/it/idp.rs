@@ -14,6 +14,7 @@ use deprovd::connectors::{Connector, Memberships, Operation, Outcome};
 use serde_json::{Value, json};
 
 use crate::kit::connector::{Secrets, build, run};
+use crate::kit::contract::Case;
 use crate::kit::eventually;
 use crate::kit::fake::{Fake, Req, Resp, Vendor, now_secs, resp};
 
@@ -2188,4 +2189,58 @@ scopes = ["https://www.googleapis.com/auth/admin.directory.user", "https://www.g
         fake.calls()
     );
     assert_eq!(fake.with(|i| i.vendor.clone()), before, "nothing changed");
+}
+
+/// A [`Case`]'s state reader over a fake: the vendor model's `Debug`, after `normalize`.
+fn fake_state<V: Vendor + Clone + std::fmt::Debug>(
+    fake: &Fake<V>,
+    normalize: fn(&mut V),
+) -> crate::kit::contract::StateFn {
+    let fake = fake.clone();
+    Box::new(move || {
+        let mut v = fake.vendor(|v| v.clone());
+        normalize(&mut v);
+        Box::pin(async move { format!("{v:#?}") })
+    })
+}
+
+/// Okta in the connector contract suite: suspend and group removal, then back. Cleared sessions
+/// stay cleared (a restore does not give sessions back).
+pub(crate) async fn okta_contract_case() -> Case {
+    let (fake, okta, secrets) = okta_ssws("").await;
+    Case {
+        name: "okta",
+        connector: okta,
+        subject: "alice.smith@example.com".into(),
+        pairs: vec![
+            (Operation::DisableAccount, Operation::EnableAccount),
+            (
+                Operation::RemoveGroupMemberships,
+                Operation::RestoreGroupMemberships,
+            ),
+        ],
+        state: fake_state(&fake, |v| v.sessions_cleared.clear()),
+        settle: None,
+        keep: Box::new((fake, secrets)),
+    }
+}
+
+/// Entra in the connector contract suite: disable and group removal, then back.
+pub(crate) async fn entra_contract_case() -> Case {
+    let (fake, entra, secrets) = entra().await;
+    Case {
+        name: "entra",
+        connector: entra,
+        subject: "alice@contoso.com".into(),
+        pairs: vec![
+            (Operation::DisableAccount, Operation::EnableAccount),
+            (
+                Operation::RemoveGroupMemberships,
+                Operation::RestoreGroupMemberships,
+            ),
+        ],
+        state: fake_state(&fake, |v| v.revoked.clear()),
+        settle: None,
+        keep: Box::new((fake, secrets)),
+    }
 }

@@ -15,6 +15,7 @@ use deprovd::connectors::{Connector, Memberships, Operation, Outcome};
 use serde_json::{Value, json};
 
 use crate::kit::connector::{Secrets, build, run};
+use crate::kit::contract::Case;
 use crate::kit::fake::{Fake, Req, Resp, Vendor, epoch_secs, resp};
 use crate::support::{TestApp, eventually, policy_dir, redis_state, unique};
 
@@ -1328,4 +1329,41 @@ async fn keycloak_lists_a_users_group_names_and_paths_across_pages_without_chang
         fake.calls()
     );
     assert_eq!(fake.with(|i| i.vendor.clone()), before, "nothing changed");
+}
+
+/// Keycloak in the connector contract suite: disable, then enable; the realm's users as before.
+pub(crate) async fn keycloak_contract_case() -> Case {
+    let (fake, kc, secrets) = keycloak().await;
+    let f = fake.clone();
+    Case {
+        name: "keycloak",
+        connector: kc,
+        subject: "Alice.Smith@example.com".into(),
+        pairs: vec![(Operation::DisableAccount, Operation::EnableAccount)],
+        state: Box::new(move || {
+            let users = f.vendor(|v| v.users.clone());
+            Box::pin(async move { format!("{users:#?}") })
+        }),
+        settle: None,
+        keep: Box::new((fake, secrets)),
+    }
+}
+
+/// CrowdStrike in the connector contract suite: contain, then lift; the host as before. The fake's
+/// sensor settles each pending change after every operation.
+pub(crate) async fn crowdstrike_contract_case() -> Case {
+    let (fake, cs, secrets) = falcon().await;
+    let (f, s) = (fake.clone(), fake.clone());
+    Case {
+        name: "crowdstrike",
+        connector: cs,
+        subject: "WKS-ALICE-01".into(),
+        pairs: vec![(Operation::ContainHost, Operation::LiftContainment)],
+        state: Box::new(move || {
+            let devices = f.vendor(|v| v.devices.clone());
+            Box::pin(async move { format!("{devices:#?}") })
+        }),
+        settle: Some(Box::new(move || s.vendor(|v| v.settle()))),
+        keep: Box::new((fake, secrets)),
+    }
 }

@@ -17,6 +17,7 @@ use deprovd::connectors::{Connector, InstanceConfig, Memberships, Operation, Out
 use serde_json::{Value, json};
 
 use crate::kit::connector::{Secrets, build, run};
+use crate::kit::contract::Case;
 use crate::kit::fake::{Fake, Req, Resp, Vendor, now_secs, resp};
 use crate::support::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir};
 
@@ -1653,4 +1654,23 @@ async fn github_lists_the_teams_a_user_is_an_immediate_member_of_without_changin
         Memberships::Unsupported
     );
     assert!(emu_fake.calls().is_empty(), "nothing asked");
+}
+
+/// Slack in the connector contract suite: deactivate, then reactivate; the workspace's users as
+/// before.
+pub(crate) async fn slack_contract_case() -> Case {
+    let (fake, slack, secrets) = slack().await;
+    let f = fake.clone();
+    Case {
+        name: "slack",
+        connector: slack,
+        subject: "alice@example.com".into(),
+        pairs: vec![(Operation::DisableAccount, Operation::EnableAccount)],
+        state: Box::new(move || {
+            let users = f.vendor(|v| v.users.clone());
+            Box::pin(async move { format!("{users:#?}") })
+        }),
+        settle: None,
+        keep: Box::new((fake, secrets)),
+    }
 }
