@@ -11,8 +11,9 @@ use deprovd::connectors::ldap::{LdapConfig, LdapFlavor, build};
 use deprovd::connectors::{Connector, Operation, OperationRequest, Outcome};
 use serde_json::{Value, json};
 
+use crate::kit::connector::instance;
+use crate::kit::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir};
 use crate::samba::{self, SambaDc};
-use crate::support::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir};
 
 /// The connector as production would configure it: LDAPS, a private CA, the delegated account.
 fn connector(dc: &SambaDc, base_dn: &str) -> Arc<dyn Connector> {
@@ -188,36 +189,23 @@ async fn lockout_api_contains_an_ad_user_and_restore_undoes_it() {
     std::fs::write(&secret, samba::SERVICE_PW).expect("write secret file");
     let data = tempfile::tempdir().expect("data dir");
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let app = TestApp::spawn(&format!(
-        r#"data_dir = "{data}"
-[api]
-listen = "127.0.0.1:0"
-[policy]
-dir = "{policies}"
-watch = false
-[executor]
-poll_interval = "50ms"
-[executor.retry]
-base_delay = "50ms"
-max_delay = "200ms"
-max_attempts = 3
-[connectors.corp-ad]
-type = "active_directory"
-url = "{url}"
-bind_dn = "{bind}"
-bind_password = "file:{secret}"
-base_dn = "{staff}"
-ca_file = "{ca}"
-"#,
-        data = data.path().display(),
-        policies = policies.path().display(),
-        url = samba::URL,
-        bind = samba::SERVICE_DN,
-        secret = secret.display(),
-        staff = samba::STAFF_DN,
-        ca = dc.ca_file.display(),
-    ))
-    .await;
+    let app = TestApp::builder()
+        .data_dir(data.path())
+        .policies(policies.path())
+        .fast_executor()
+        .connector(
+            "corp-ad",
+            instance(json!({
+                "type": "active_directory",
+                "url": samba::URL,
+                "bind_dn": samba::SERVICE_DN,
+                "bind_password": format!("file:{}", secret.display()),
+                "base_dn": samba::STAFF_DN,
+                "ca_file": dc.ca_file.display().to_string(),
+            })),
+        )
+        .spawn()
+        .await;
     eventually(Duration::from_secs(15), "app ready", || async {
         app.ready().await.then_some(())
     })

@@ -8,9 +8,11 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{
-    DISABLE_ALL_POLICY, Reply, Target, alert_json, eventually, metric_value, policy_dir,
-    redis_state, unique,
+use deprovd::guard::GuardConfig;
+
+use crate::kit::connector::webhook;
+use crate::kit::{
+    DISABLE_ALL_POLICY, Reply, Target, TestApp, alert_json, eventually, policy_dir, unique,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_deprovd");
@@ -45,83 +47,42 @@ decisions contains d if {
 }
 "#;
 
-/// The real application with one configured (hashed) token per role, named `<role>-bot`.
+/// The real application with one configured (hashed) token per role, named `<role>-bot`; its
+/// helpers speak as the role each endpoint needs.
 struct App {
-    port: u16,
-    http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<()>>,
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    app: TestApp,
+    _policies: tempfile::TempDir,
+}
+
+impl std::ops::Deref for App {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
 }
 
 impl App {
-    async fn spawn(policy: &str, target: &Target, extra: &str) -> App {
-        let data = tempfile::tempdir().unwrap();
+    async fn spawn(policy: &str, target: &Target, guards: impl FnOnce(&mut GuardConfig)) -> App {
         let policies = policy_dir(&[("p.rego", policy)]);
-        let mut toml = format!(
-            r#"data_dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-[policy]
-dir = "{}"
-watch = false
-[executor]
-poll_interval = "50ms"
-[connectors.hook]
-type = "webhook"
-base_url = "{}"
-auth = {{ scheme = "none" }}
-vars = {{ path = "hook" }}
-{extra}
-{}"#,
-            data.path().display(),
-            policies.path().display(),
-            target.url(),
-            redis_state(),
-        );
+        let mut builder = TestApp::builder()
+            .policies(policies.path())
+            .with(|s| s.executor.poll_interval = Duration::from_millis(50))
+            .connector("hook", webhook("hook", &target.url()))
+            .with(|s| guards(&mut s.guards))
+            .redis();
         for (role, tok) in TOKENS {
-            toml.push_str(&format!(
-                "[[api.tokens]]\nname = \"{role}-bot\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
-                hex::encode(deprovd::api::hash_token(tok))
-            ));
+            builder = builder.token(role, tok);
         }
-        let settings = deprovd::app::Settings::from_toml(&toml, Vec::new()).expect("config");
-        let problems = settings.validate();
-        assert!(problems.is_empty(), "{problems:?}");
-        let built = deprovd::app::Application::build(settings)
-            .await
-            .expect("build");
-        let port = built.port();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            built
-                .run_until_stopped(async move {
-                    let _ = rx.await;
-                })
-                .await
-                .expect("runs");
-        });
         let app = App {
-            port,
-            http: reqwest::Client::new(),
-            stop: Some(tx),
-            handle: Some(handle),
-            _dirs: (data, policies),
+            app: builder.spawn().await,
+            _policies: policies,
         };
-        eventually(Duration::from_secs(15), "app ready", || async {
-            app.http
-                .get(app.url("/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-                .then_some(())
-        })
-        .await;
+        app.wait_ready(Duration::from_secs(15)).await;
         app
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+    async fn stop(self) {
+        self.app.stop().await;
     }
 
     /// One request; `body` `None` sends no body. Returns (status, JSON body or Null).
@@ -178,42 +139,12 @@ vars = {{ path = "hook" }}
             .unwrap_or_default()
     }
 
-    async fn metric(&self, series: &str) -> Option<f64> {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric_value(&text, series)
-    }
-
     /// Every audit record (newest first).
     async fn audit(&self) -> Vec<Value> {
         self.get("/v1/audit?limit=1000", "viewer").await["records"]
             .as_array()
             .cloned()
             .unwrap_or_default()
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.unwrap();
-        }
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
     }
 }
 
@@ -227,13 +158,11 @@ async fn breaker_lets_exactly_n_through_holds_the_rest_until_admin_reset_and_app
     const FLOOD: usize = 8;
     let target = Target::start().await;
     target.always("POST", "/hook", Reply::status(204));
-    let app = App::spawn(
-        DISABLE_ALL_POLICY,
-        &target,
-        &format!(
-            "[guards]\napproval_ttl = \"1h\"\n[guards.breaker]\nthreshold = {N}\nwindow = \"10m\"\n"
-        ),
-    )
+    let app = App::spawn(DISABLE_ALL_POLICY, &target, |g| {
+        g.approval_ttl = Duration::from_secs(3600);
+        g.breaker.threshold = N as u64;
+        g.breaker.window = Duration::from_secs(600);
+    })
     .await;
     assert_eq!(
         app.metric("deprovd_breaker_open{scope=\"global\"}").await,
@@ -443,11 +372,9 @@ async fn deprovd(args: Vec<String>) -> (i32, String, String) {
 async fn requester_cannot_approve_their_own_action_and_policy_holds_flow_through_approval() {
     let target = Target::start().await;
     target.always("POST", "/hook", Reply::status(204));
-    let app = App::spawn(
-        APPROVAL_POLICY,
-        &target,
-        "[guards]\napproval_ttl = \"1h\"\n",
-    )
+    let app = App::spawn(APPROVAL_POLICY, &target, |g| {
+        g.approval_ttl = Duration::from_secs(3600)
+    })
     .await;
 
     // A four-eyes lockout by the admin: held, requested by the admin.
@@ -614,11 +541,9 @@ async fn requester_cannot_approve_their_own_action_and_policy_holds_flow_through
 async fn a_responders_lockout_is_not_absorbed_by_a_held_action_and_runs_at_once() {
     let target = Target::start().await;
     target.always("POST", "/hook", Reply::status(204));
-    let app = App::spawn(
-        APPROVAL_POLICY,
-        &target,
-        "[guards]\napproval_ttl = \"1h\"\n",
-    )
+    let app = App::spawn(APPROVAL_POLICY, &target, |g| {
+        g.approval_ttl = Duration::from_secs(3600)
+    })
     .await;
 
     // An approval-mode rule holds an automatic action for alice.
@@ -702,11 +627,9 @@ async fn a_responders_lockout_is_not_absorbed_by_a_held_action_and_runs_at_once(
 async fn expired_approval_is_cancelled_notified_in_the_trail_and_never_executes() {
     let target = Target::start().await;
     target.always("POST", "/hook", Reply::status(204));
-    let app = App::spawn(
-        APPROVAL_POLICY,
-        &target,
-        "[guards]\napproval_ttl = \"1s\"\n",
-    )
+    let app = App::spawn(APPROVAL_POLICY, &target, |g| {
+        g.approval_ttl = Duration::from_secs(1)
+    })
     .await;
     let email = format!("{}@corp.example", unique("ivan"));
     let processed = app.alert(&unique("alert"), &email).await;
@@ -772,7 +695,7 @@ type Row = (Method, String, Option<Value>, &'static [&'static str], u16);
 async fn rbac_matrix_every_endpoint_by_every_role_and_without_or_with_a_bad_token() {
     let target = Target::start().await;
     target.always("POST", "/hook", Reply::status(204));
-    let app = App::spawn(DISABLE_ALL_POLICY, &target, "").await;
+    let app = App::spawn(DISABLE_ALL_POLICY, &target, |_| {}).await;
 
     // Fixtures: a lockout (its id and one action key) to read and restore.
     let subject = format!("{}@corp.example", unique("judy"));
@@ -928,11 +851,10 @@ async fn rbac_matrix_every_endpoint_by_every_role_and_without_or_with_a_bad_toke
 async fn manual_lockouts_count_towards_the_breaker_but_are_never_held() {
     let target = Target::start().await;
     target.always("POST", "/hook", Reply::status(204));
-    let app = App::spawn(
-        DISABLE_ALL_POLICY,
-        &target,
-        "[guards.breaker]\nthreshold = 1\nwindow = \"10m\"\n",
-    )
+    let app = App::spawn(DISABLE_ALL_POLICY, &target, |g| {
+        g.breaker.threshold = 1;
+        g.breaker.window = Duration::from_secs(600);
+    })
     .await;
     let run = unique("manual");
     // Two responders' lockouts of two people: the second trips the breaker, and still runs.
@@ -982,11 +904,9 @@ async fn manual_lockouts_count_towards_the_breaker_but_are_never_held() {
 async fn a_retried_approval_with_one_idempotency_key_answers_the_same_and_runs_once() {
     let target = Target::start().await;
     target.always("POST", "/hook", Reply::status(204));
-    let app = App::spawn(
-        APPROVAL_POLICY,
-        &target,
-        "[guards]\napproval_ttl = \"1h\"\n",
-    )
+    let app = App::spawn(APPROVAL_POLICY, &target, |g| {
+        g.approval_ttl = Duration::from_secs(3600)
+    })
     .await;
     let subject = format!("{}@corp.example", unique("ivan"));
     let (s, created) = app

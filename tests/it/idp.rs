@@ -5,197 +5,28 @@
 //! E0000011, Graph `Request_ResourceNotFound`/`InvalidAuthenticationToken`, Google `userRateLimitExceeded`),
 //! and the token endpoints verify the RS256 assertions with the public key of the test key pair.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
-use axum::response::Response;
+use axum::http::Method;
 use deprovd::connectors::{Connector, Memberships, Operation, Outcome};
 use serde_json::{Value, json};
 
-use crate::fake::{Req, Resp, Secrets, build, resp, respond, run};
-use crate::support::eventually;
+use crate::kit::connector::{Secrets, build, run};
+use crate::kit::contract::Case;
+use crate::kit::eventually;
+use crate::kit::fake::{Fake, Req, Resp, Vendor, now_secs, resp};
 
 const PRIVATE_PEM: &str = include_str!("../fixtures/idp/test-rsa-private.pem");
 const PUBLIC_PEM: &str = include_str!("../fixtures/idp/test-rsa-public.pem");
 
-// ---------------------------------------------------------------------------------------------
-// A small generic fake: one fallback handler, a request log, injected one-shot answers, and an
-// OAuth token endpoint whose tokens the API accepts until the test expires them.
-// ---------------------------------------------------------------------------------------------
-
-trait Vendor: Send + 'static {
-    /// Path of the token endpoint (no token endpoint for vendors driven with static credentials only).
-    const TOKEN_PATH: &'static str;
-    /// Check a token request's form; `Err` is answered with 400 `invalid_client`/`invalid_grant`.
-    fn check_token_request(form: &BTreeMap<String, String>, token_url: &str) -> Result<(), String>;
-    /// The vendor's body for a refused credential.
-    fn unauthorized() -> Value;
-    /// The API itself. `base` is the fake's root URL (for next links).
-    fn handle(&mut self, req: &Req, base: &str) -> Resp;
-}
-
-struct Inner<V> {
-    vendor: V,
-    log: Vec<Req>,
-    /// (method, path suffix, answer): answered once, instead of the vendor, by the first matching request.
-    inject: VecDeque<(Method, String, Resp)>,
-    /// A static `Authorization` value accepted besides issued tokens (Okta SSWS).
-    static_auth: Option<String>,
-    issued: usize,
-    valid: BTreeSet<String>,
-    /// When set, newly issued tokens are not accepted by the API (a credential revoked at the IdP).
-    refuse_new_tokens: bool,
-    token_forms: Vec<BTreeMap<String, String>>,
-}
-
-struct Fake<V: Vendor> {
-    inner: Arc<Mutex<Inner<V>>>,
-    base: String,
-}
-
-impl<V: Vendor> Clone for Fake<V> {
-    fn clone(&self) -> Self {
-        Fake {
-            inner: self.inner.clone(),
-            base: self.base.clone(),
-        }
-    }
-}
-
-impl<V: Vendor> Fake<V> {
-    async fn start(vendor: V, static_auth: Option<String>) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let fake = Fake {
-            inner: Arc::new(Mutex::new(Inner {
-                vendor,
-                log: Vec::new(),
-                inject: VecDeque::new(),
-                static_auth,
-                issued: 0,
-                valid: BTreeSet::new(),
-                refuse_new_tokens: false,
-                token_forms: Vec::new(),
-            })),
-            base,
-        };
-        let app = Router::new().fallback(serve::<V>).with_state(fake.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-        fake
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut Inner<V>) -> T) -> T {
-        f(&mut self.inner.lock().expect("fake state"))
-    }
-
-    fn inject(&self, method: Method, path_suffix: &str, answer: Resp) {
-        self.with(|i| {
-            i.inject
-                .push_back((method, path_suffix.to_string(), answer))
-        });
-    }
-
-    /// Requests to the API (token requests excluded), as "METHOD path".
-    fn calls(&self) -> Vec<String> {
-        self.with(|i| {
-            i.log
-                .iter()
-                .filter(|r| r.path != V::TOKEN_PATH)
-                .map(|r| format!("{} {}", r.method, r.path))
-                .collect()
-        })
-    }
-
-    fn requests(&self) -> Vec<Req> {
-        self.with(|i| i.log.clone())
-    }
-
-    fn clear_log(&self) {
-        self.with(|i| i.log.clear());
-    }
-
-    /// Every token issued so far stops working, as when it expires at the IdP before our cache says so.
-    fn expire_tokens(&self) {
-        self.with(|i| i.valid.clear());
-    }
-
-    fn token_requests(&self) -> usize {
-        self.with(|i| i.token_forms.len())
-    }
-}
-
-async fn serve<V: Vendor>(
-    State(fake): State<Fake<V>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    raw: Bytes,
-) -> Response {
-    let req = Req::new(method, &uri, headers, raw, 0);
-    let answer = {
-        let mut inner = fake.inner.lock().expect("fake state");
-        inner.log.push(req.clone());
-        answer(&mut inner, &req, &fake.base)
-    };
-    respond(answer)
-}
-
-fn answer<V: Vendor>(inner: &mut Inner<V>, req: &Req, base: &str) -> Resp {
-    if req.path == V::TOKEN_PATH {
-        if req.method != Method::POST {
-            return resp(405, Value::Null);
-        }
-        let form: BTreeMap<String, String> =
-            serde_json::from_value(req.body.clone()).unwrap_or_default();
-        inner.token_forms.push(form.clone());
-        if let Err(e) = V::check_token_request(&form, &format!("{base}{}", V::TOKEN_PATH)) {
-            return resp(
-                400,
-                json!({"error": "invalid_client", "error_description": e}),
-            );
-        }
-        inner.issued += 1;
-        let token = format!("at-{}-{}", inner.issued, uuid::Uuid::new_v4().simple());
-        if !inner.refuse_new_tokens {
-            inner.valid.insert(token.clone());
-        }
-        return resp(
-            200,
-            json!({"token_type": "Bearer", "expires_in": 3599, "access_token": token}),
-        );
-    }
-    let auth = req.header("authorization").unwrap_or_default();
-    let ok = inner.static_auth.as_deref() == Some(auth)
-        || auth
-            .strip_prefix("Bearer ")
-            .is_some_and(|t| inner.valid.contains(t));
-    if !ok {
-        return resp(401, V::unauthorized());
-    }
-    if let Some(pos) = inner
-        .inject
-        .iter()
-        .position(|(m, p, _)| *m == req.method && req.path.ends_with(p.as_str()))
-    {
-        if let Some((_, _, r)) = inner.inject.remove(pos) {
-            return r;
-        }
-    }
-    inner.vendor.handle(req, base)
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// The answer of a token endpoint refusing the client, with the reason.
+fn invalid_client(e: String) -> Resp {
+    resp(
+        400,
+        json!({"error": "invalid_client", "error_description": e}),
+    )
 }
 
 /// Verify an RS256 assertion with the test public key; its claims.
@@ -291,43 +122,49 @@ impl Okta {
 }
 
 impl Vendor for Okta {
-    const TOKEN_PATH: &'static str = "/oauth2/v1/token";
+    const TOKEN_PATH: Option<&'static str> = Some("/oauth2/v1/token");
 
-    fn check_token_request(form: &BTreeMap<String, String>, token_url: &str) -> Result<(), String> {
-        // Okta service app, private_key_jwt (developer.okta.com "Implement OAuth for Okta with a service app").
-        let keys: Vec<&str> = form.keys().map(String::as_str).collect();
-        if keys
-            != [
-                "client_assertion",
-                "client_assertion_type",
-                "client_id",
-                "grant_type",
-                "scope",
-            ]
-        {
-            return Err(format!("unexpected form fields {keys:?}"));
-        }
-        if form["grant_type"] != "client_credentials"
-            || form["client_assertion_type"]
-                != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-            || form["scope"] != "okta.users.read okta.users.manage okta.groups.manage"
-        {
-            return Err(format!("unexpected form {form:?}"));
-        }
-        let claims = verify_assertion(&form["client_assertion"], token_url)?;
-        if claims["iss"] != "0oaservice" || claims["sub"] != "0oaservice" {
-            return Err(format!("iss/sub must be the client id: {claims}"));
-        }
-        let exp = claims["exp"].as_u64().unwrap_or(0);
-        if exp <= now_secs() || exp > now_secs() + 3600 || claims["jti"].as_str().is_none() {
-            return Err(format!("exp must be within the hour and jti set: {claims}"));
-        }
-        Ok(())
+    fn check_token_request(form: &BTreeMap<String, String>, token_url: &str) -> Result<(), Resp> {
+        let check = || -> Result<(), String> {
+            // Okta service app, private_key_jwt (developer.okta.com "Implement OAuth for Okta with a service app").
+            let keys: Vec<&str> = form.keys().map(String::as_str).collect();
+            if keys
+                != [
+                    "client_assertion",
+                    "client_assertion_type",
+                    "client_id",
+                    "grant_type",
+                    "scope",
+                ]
+            {
+                return Err(format!("unexpected form fields {keys:?}"));
+            }
+            if form["grant_type"] != "client_credentials"
+                || form["client_assertion_type"]
+                    != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+                || form["scope"] != "okta.users.read okta.users.manage okta.groups.manage"
+            {
+                return Err(format!("unexpected form {form:?}"));
+            }
+            let claims = verify_assertion(&form["client_assertion"], token_url)?;
+            if claims["iss"] != "0oaservice" || claims["sub"] != "0oaservice" {
+                return Err(format!("iss/sub must be the client id: {claims}"));
+            }
+            let exp = claims["exp"].as_u64().unwrap_or(0);
+            if exp <= now_secs() || exp > now_secs() + 3600 || claims["jti"].as_str().is_none() {
+                return Err(format!("exp must be within the hour and jti set: {claims}"));
+            }
+            Ok(())
+        };
+        check().map_err(invalid_client)
     }
 
-    fn unauthorized() -> Value {
-        json!({"errorCode": "E0000011", "errorSummary": "Invalid token provided",
-               "errorLink": "E0000011", "errorId": "oaeX", "errorCauses": []})
+    fn unauthorized() -> Resp {
+        resp(
+            401,
+            json!({"errorCode": "E0000011", "errorSummary": "Invalid token provided",
+               "errorLink": "E0000011", "errorId": "oaeX", "errorCauses": []}),
+        )
     }
 
     fn handle(&mut self, req: &Req, base: &str) -> Resp {
@@ -601,7 +438,7 @@ fn okta_world() -> Okta {
 async fn okta_ssws(vars: &str) -> (Fake<Okta>, Arc<dyn Connector>, Secrets) {
     let secrets = Secrets::new();
     let token = "00TESTssws-token-value";
-    let fake = Fake::start(okta_world(), Some(format!("SSWS {token}"))).await;
+    let fake = Fake::start_with_static_auth(okta_world(), format!("SSWS {token}")).await;
     let set = build(&format!(
         r#"
 [connectors.okta]
@@ -610,7 +447,7 @@ base_url = "{}"
 auth = {{ scheme = "ssws", token = "{}" }}
 {vars}
 "#,
-        fake.base,
+        fake.base(),
         secrets.file("okta-token", token)
     ));
     (fake, set["okta"].clone(), secrets)
@@ -896,7 +733,7 @@ async fn okta_deactivate_mode_deactivates_and_restore_reactivates_without_email(
 #[tokio::test]
 async fn okta_service_app_token_is_refreshed_once_after_a_401_then_fails() {
     let secrets = Secrets::new();
-    let fake = Fake::start(okta_world(), None).await;
+    let fake = Fake::start(okta_world()).await;
     let set = build(&format!(
         r#"
 [connectors.okta]
@@ -910,7 +747,7 @@ scopes = ["okta.users.read", "okta.users.manage", "okta.groups.manage"]
 private_key = "{key}"
 key_id = "test-kid"
 "#,
-        base = fake.base,
+        base = fake.base(),
         key = secrets.file("okta.pem", PRIVATE_PEM)
     ));
     let okta = set["okta"].clone();
@@ -1257,32 +1094,39 @@ impl Graph {
 }
 
 impl Vendor for Graph {
-    const TOKEN_PATH: &'static str = "/11111111-2222-3333-4444-555555555555/oauth2/v2.0/token";
+    const TOKEN_PATH: Option<&'static str> =
+        Some("/11111111-2222-3333-4444-555555555555/oauth2/v2.0/token");
 
-    fn check_token_request(form: &BTreeMap<String, String>, _url: &str) -> Result<(), String> {
-        // Microsoft identity platform, client credentials with a shared secret.
-        let want: BTreeMap<String, String> = [
-            ("client_id", "app-0001"),
-            ("client_secret", "graph-client-secret"),
-            ("grant_type", "client_credentials"),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        if *form == want {
-            Ok(())
-        } else {
-            Err(format!(
-                "AADSTS7000215: Invalid client secret provided. got {:?}",
-                form.keys()
-            ))
-        }
+    fn check_token_request(form: &BTreeMap<String, String>, _url: &str) -> Result<(), Resp> {
+        let check = || -> Result<(), String> {
+            // Microsoft identity platform, client credentials with a shared secret.
+            let want: BTreeMap<String, String> = [
+                ("client_id", "app-0001"),
+                ("client_secret", "graph-client-secret"),
+                ("grant_type", "client_credentials"),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            if *form == want {
+                Ok(())
+            } else {
+                Err(format!(
+                    "AADSTS7000215: Invalid client secret provided. got {:?}",
+                    form.keys()
+                ))
+            }
+        };
+        check().map_err(invalid_client)
     }
 
-    fn unauthorized() -> Value {
-        json!({"error": {"code": "InvalidAuthenticationToken",
-                         "message": "Lifetime validation failed, the token is expired."}})
+    fn unauthorized() -> Resp {
+        resp(
+            401,
+            json!({"error": {"code": "InvalidAuthenticationToken",
+                         "message": "Lifetime validation failed, the token is expired."}}),
+        )
     }
 
     fn handle(&mut self, req: &Req, base: &str) -> Resp {
@@ -1563,7 +1407,7 @@ fn graph_world() -> Graph {
 
 async fn entra() -> (Fake<Graph>, Arc<dyn Connector>, Secrets) {
     let secrets = Secrets::new();
-    let fake = Fake::start(graph_world(), None).await;
+    let fake = Fake::start(graph_world()).await;
     let set = build(&format!(
         r#"
 [connectors.entra]
@@ -1576,7 +1420,7 @@ client_id = "app-0001"
 scopes = ["https://graph.microsoft.com/.default"]
 client_secret = "{secret}"
 "#,
-        base = fake.base,
+        base = fake.base(),
         secret = secrets.file("graph-secret", "graph-client-secret")
     ));
     (fake, set["entra"].clone(), secrets)
@@ -1602,7 +1446,7 @@ async fn entra_confirm_compromised_marks_the_user_risky_after_disabling_only_whe
     );
 
     let secrets = Secrets::new();
-    let fake = Fake::start(graph_world(), None).await;
+    let fake = Fake::start(graph_world()).await;
     let set = build(&format!(
         r#"
 [connectors.entra]
@@ -1616,7 +1460,7 @@ client_id = "app-0001"
 scopes = ["https://graph.microsoft.com/.default"]
 client_secret = "{secret}"
 "#,
-        base = fake.base,
+        base = fake.base(),
         secret = secrets.file("graph-secret", "graph-client-secret")
     ));
     let d = run(
@@ -1630,7 +1474,7 @@ client_secret = "{secret}"
     let api: Vec<Req> = fake
         .requests()
         .into_iter()
-        .filter(|r| r.path != Graph::TOKEN_PATH)
+        .filter(|r| Some(r.path.as_str()) != Graph::TOKEN_PATH)
         .collect();
     let patch = api
         .iter()
@@ -1662,7 +1506,7 @@ async fn entra_contain_then_restore_leaves_the_tenant_as_it_was() {
     let reqs = fake.requests();
     let api: Vec<&Req> = reqs
         .iter()
-        .filter(|r| r.path != Graph::TOKEN_PATH)
+        .filter(|r| Some(r.path.as_str()) != Graph::TOKEN_PATH)
         .collect();
     assert_eq!(api[0].path, "/v1.0/users/alice%40contoso.com");
     assert_eq!(api[0].query["$select"], "id,userPrincipalName");
@@ -1876,7 +1720,7 @@ async fn entra_429_is_retried_after_retry_after_and_an_expired_token_is_refreshe
 #[tokio::test]
 async fn entra_wrong_client_secret_fails_terminally_without_leaking_it() {
     let secrets = Secrets::new();
-    let fake = Fake::start(graph_world(), None).await;
+    let fake = Fake::start(graph_world()).await;
     let set = build(&format!(
         r#"
 [connectors.entra]
@@ -1884,7 +1728,7 @@ type = "entra"
 base_url = "{base}/v1.0"
 auth = {{ scheme = "oauth2", token_url = "{base}/{TENANT}/oauth2/v2.0/token", client_id = "app-0001", scopes = ["https://graph.microsoft.com/.default"], client_secret = "{secret}" }}
 "#,
-        base = fake.base,
+        base = fake.base(),
         secret = secrets.file("graph-secret", "not-the-secret")
     ));
     let r = run(
@@ -1943,33 +1787,39 @@ impl Directory {
 }
 
 impl Vendor for Directory {
-    const TOKEN_PATH: &'static str = "/token";
+    const TOKEN_PATH: Option<&'static str> = Some("/token");
 
-    fn check_token_request(form: &BTreeMap<String, String>, token_url: &str) -> Result<(), String> {
-        if form.keys().map(String::as_str).collect::<Vec<_>>() != ["assertion", "grant_type"]
-            || form["grant_type"] != "urn:ietf:params:oauth:grant-type:jwt-bearer"
-        {
-            return Err(format!("unexpected form {:?}", form.keys()));
-        }
-        let c = verify_assertion(&form["assertion"], token_url)?;
-        if c["iss"] != "deprovd@acme-sec.iam.gserviceaccount.com"
-            || c["sub"] != "secops-admin@acme.example"
-            || !c["scope"]
-                .as_str()
-                .is_some_and(|s| s.split(' ').all(|x| GOOGLE_DELEGATED.contains(&x)))
-            || c["exp"].as_u64().unwrap_or(0) > now_secs() + 3600
-        {
-            return Err(format!(
-                "unauthorized_client: Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested. claims {c}"
-            ));
-        }
-        Ok(())
+    fn check_token_request(form: &BTreeMap<String, String>, token_url: &str) -> Result<(), Resp> {
+        let check = || -> Result<(), String> {
+            if form.keys().map(String::as_str).collect::<Vec<_>>() != ["assertion", "grant_type"]
+                || form["grant_type"] != "urn:ietf:params:oauth:grant-type:jwt-bearer"
+            {
+                return Err(format!("unexpected form {:?}", form.keys()));
+            }
+            let c = verify_assertion(&form["assertion"], token_url)?;
+            if c["iss"] != "deprovd@acme-sec.iam.gserviceaccount.com"
+                || c["sub"] != "secops-admin@acme.example"
+                || !c["scope"]
+                    .as_str()
+                    .is_some_and(|s| s.split(' ').all(|x| GOOGLE_DELEGATED.contains(&x)))
+                || c["exp"].as_u64().unwrap_or(0) > now_secs() + 3600
+            {
+                return Err(format!(
+                    "unauthorized_client: Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested. claims {c}"
+                ));
+            }
+            Ok(())
+        };
+        check().map_err(invalid_client)
     }
 
-    fn unauthorized() -> Value {
-        json!({"error": {"code": 401, "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+    fn unauthorized() -> Resp {
+        resp(
+            401,
+            json!({"error": {"code": 401, "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
                          "errors": [{"message": "Invalid Credentials", "domain": "global", "reason": "authError", "location": "Authorization", "locationType": "header"}],
-                         "status": "UNAUTHENTICATED"}})
+                         "status": "UNAUTHENTICATED"}}),
+        )
     }
 
     fn handle(&mut self, req: &Req, _base: &str) -> Resp {
@@ -2104,7 +1954,7 @@ async fn google_suspend_sign_out_and_token_revocation_with_domain_wide_delegatio
             ]),
         ),
     );
-    let fake = Fake::start(dir, None).await;
+    let fake = Fake::start(dir).await;
     let key = json!({
         "type": "service_account",
         "project_id": "acme-sec",
@@ -2113,7 +1963,7 @@ async fn google_suspend_sign_out_and_token_revocation_with_domain_wide_delegatio
         "client_email": "deprovd@acme-sec.iam.gserviceaccount.com",
         "client_id": "100000000000000000001",
         "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": format!("{}/token", fake.base),
+        "token_uri": format!("{}/token", fake.base()),
     });
     let set = build(&format!(
         r#"
@@ -2126,7 +1976,7 @@ key = "{key}"
 subject = "secops-admin@acme.example"
 scopes = ["https://www.googleapis.com/auth/admin.directory.user", "https://www.googleapis.com/auth/admin.directory.user.security"]
 "#,
-        base = fake.base,
+        base = fake.base(),
         key = secrets.file("sa.json", &key.to_string())
     ));
     let google = set["google"].clone();
@@ -2235,7 +2085,7 @@ async fn google_lists_a_users_group_names_and_emails_across_pages_without_changi
         BTreeSet::from(["1002".to_string()]),
     ));
     let before = dir.clone();
-    let fake = Fake::start(dir, None).await;
+    let fake = Fake::start(dir).await;
     let key = json!({
         "type": "service_account",
         "project_id": "acme-sec",
@@ -2243,7 +2093,7 @@ async fn google_lists_a_users_group_names_and_emails_across_pages_without_changi
         "private_key": PRIVATE_PEM,
         "client_email": "deprovd@acme-sec.iam.gserviceaccount.com",
         "client_id": "100000000000000000001",
-        "token_uri": format!("{}/token", fake.base),
+        "token_uri": format!("{}/token", fake.base()),
     });
     let set = build(&format!(
         r#"
@@ -2256,7 +2106,7 @@ key = "{key}"
 subject = "secops-admin@acme.example"
 scopes = ["https://www.googleapis.com/auth/admin.directory.user.readonly", "https://www.googleapis.com/auth/admin.directory.group.readonly"]
 "#,
-        base = fake.base,
+        base = fake.base(),
         key = secrets.file("sa.json", &key.to_string())
     ));
     let google = set["google"].clone();
@@ -2282,7 +2132,7 @@ key = "{key}"
 subject = "secops-admin@acme.example"
 scopes = ["https://www.googleapis.com/auth/admin.directory.user", "https://www.googleapis.com/auth/admin.directory.group.readonly"]
 "#,
-        base = fake.base,
+        base = fake.base(),
         key = secrets.file("sa2.json", &key.to_string())
     ));
     let google = set["google"].clone();
@@ -2339,4 +2189,58 @@ scopes = ["https://www.googleapis.com/auth/admin.directory.user", "https://www.g
         fake.calls()
     );
     assert_eq!(fake.with(|i| i.vendor.clone()), before, "nothing changed");
+}
+
+/// A [`Case`]'s state reader over a fake: the vendor model's `Debug`, after `normalize`.
+fn fake_state<V: Vendor + Clone + std::fmt::Debug>(
+    fake: &Fake<V>,
+    normalize: fn(&mut V),
+) -> crate::kit::contract::StateFn {
+    let fake = fake.clone();
+    Box::new(move || {
+        let mut v = fake.vendor(|v| v.clone());
+        normalize(&mut v);
+        Box::pin(async move { format!("{v:#?}") })
+    })
+}
+
+/// Okta in the connector contract suite: suspend and group removal, then back. Cleared sessions
+/// stay cleared (a restore does not give sessions back).
+pub(crate) async fn okta_contract_case() -> Case {
+    let (fake, okta, secrets) = okta_ssws("").await;
+    Case {
+        name: "okta",
+        connector: okta,
+        subject: "alice.smith@example.com".into(),
+        pairs: vec![
+            (Operation::DisableAccount, Operation::EnableAccount),
+            (
+                Operation::RemoveGroupMemberships,
+                Operation::RestoreGroupMemberships,
+            ),
+        ],
+        state: fake_state(&fake, |v| v.sessions_cleared.clear()),
+        settle: None,
+        keep: Box::new((fake, secrets)),
+    }
+}
+
+/// Entra in the connector contract suite: disable and group removal, then back.
+pub(crate) async fn entra_contract_case() -> Case {
+    let (fake, entra, secrets) = entra().await;
+    Case {
+        name: "entra",
+        connector: entra,
+        subject: "alice@contoso.com".into(),
+        pairs: vec![
+            (Operation::DisableAccount, Operation::EnableAccount),
+            (
+                Operation::RemoveGroupMemberships,
+                Operation::RestoreGroupMemberships,
+            ),
+        ],
+        state: fake_state(&fake, |v| v.revoked.clear()),
+        settle: None,
+        keep: Box::new((fake, secrets)),
+    }
 }

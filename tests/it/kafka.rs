@@ -4,34 +4,54 @@
 
 use std::time::{Duration, Instant};
 
-use crate::scim_server::ScimServer;
-use crate::support::kafka::{brokers, committed, create_topics, produce, read_all};
-use crate::support::{
-    CountingProxy, DISABLE_ALL_POLICY, Reply, Target, TestApp, alert_json, eventually, policy_dir,
-    redis_state, unique,
+use deprovd::connectors::InstanceConfig;
+use deprovd::ingest::kafka::KafkaConfig;
+use serde_json::json;
+
+use crate::kit::connector::{instance, webhook};
+use crate::kit::kafka::{brokers, committed, create_topics, produce, read_all};
+use crate::kit::{
+    CountingProxy, DISABLE_ALL_POLICY, Reply, Target, TestApp, TestAppBuilder, alert_json,
+    eventually, policy_dir, unique,
 };
+use crate::scim_server::ScimServer;
 
-fn kafka_section(topic: &str, group: &str) -> String {
-    format!(
-        "[kafka]\nbrokers = \"{}\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\nproperties = {{ \"fetch.wait.max.ms\" = \"5\", \"auto.commit.interval.ms\" = \"100\" }}\n",
-        brokers()
-    )
+/// A Kafka source reading `topic` as `group`, fetching and committing quickly.
+fn kafka_config(topic: &str, group: &str) -> KafkaConfig {
+    serde_json::from_value(json!({
+        "brokers": brokers(),
+        "topics": [topic],
+        "group_id": group,
+        "properties": {"fetch.wait.max.ms": "5", "auto.commit.interval.ms": "100"},
+    }))
+    .expect("kafka config")
 }
 
-fn config(data: &std::path::Path, policies: &std::path::Path, state: &str, rest: &str) -> String {
-    format!(
-        "data_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = \"{}\"\nwatch = false\n[executor]\npoll_interval = \"50ms\"\n{rest}\n{state}",
-        data.display(),
-        policies.display()
-    )
+/// The app as these tests run it: a 50 ms executor scan and a Kafka source.
+fn builder(
+    data: &std::path::Path,
+    policies: &std::path::Path,
+    kafka: KafkaConfig,
+) -> TestAppBuilder {
+    TestApp::builder()
+        .data_dir(data)
+        .policies(policies)
+        .with(|s| {
+            s.executor.poll_interval = Duration::from_millis(50);
+            s.kafka = Some(kafka);
+        })
 }
 
-pub fn scim_connector(proxy: &CountingProxy, scim: &ScimServer) -> String {
-    format!(
-        "[connectors.scim]\ntype = \"scim\"\nbase_url = \"{}/v2\"\nauth = {{ scheme = \"bearer\", token = \"file:{}\" }}\n",
-        proxy.url(),
-        scim.secrets.path().join("token").display()
-    )
+/// A SCIM connector `scim` to the real SCIM server, through `proxy` (which counts the calls).
+pub fn scim_connector(proxy: &CountingProxy, scim: &ScimServer) -> InstanceConfig {
+    instance(json!({
+        "type": "scim",
+        "base_url": format!("{}/v2", proxy.url()),
+        "auth": {
+            "scheme": "bearer",
+            "token": format!("file:{}", scim.secrets.path().join("token").display()),
+        },
+    }))
 }
 
 #[tokio::test]
@@ -45,12 +65,11 @@ async fn kafka_alert_disables_the_user_once_even_when_redelivered() {
 
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let rest = format!(
-        "{}{}",
-        kafka_section(&topic, &group),
-        scim_connector(&proxy, &scim)
-    );
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &redis_state(), &rest)).await;
+    let app = builder(data.path(), policies.path(), kafka_config(&topic, &group))
+        .connector("scim", scim_connector(&proxy, &scim))
+        .redis()
+        .spawn()
+        .await;
     eventually(
         Duration::from_secs(20),
         "app ready (kafka and store)",
@@ -120,12 +139,11 @@ async fn malformed_message_is_dead_lettered_and_the_consumer_moves_on() {
     create_topics(&[&topic, &dlq]).await;
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let rest = format!(
-        "{}[connectors.good]\ntype = \"webhook\"\nbase_url = \"{}\"\nauth = {{ scheme = \"none\" }}\nvars = {{ path = \"good\" }}\n",
-        kafka_section(&topic, &group),
-        target.url()
-    );
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &redis_state(), &rest)).await;
+    let app = builder(data.path(), policies.path(), kafka_config(&topic, &group))
+        .connector("good", webhook("good", &target.url()))
+        .redis()
+        .spawn()
+        .await;
     eventually(Duration::from_secs(20), "app ready", || async {
         app.ready().await.then_some(())
     })
@@ -184,17 +202,16 @@ async fn ledger_down_at_start_means_not_ready_and_no_offsets_stored() {
     )
     .await;
     let closed = crate::scim_server::free_port();
-    let state =
-        format!("[state]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{closed}/0\"\n");
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let app = TestApp::spawn(&config(
-        data.path(),
-        policies.path(),
-        &state,
-        &kafka_section(&topic, &group),
-    ))
-    .await;
+    let app = builder(data.path(), policies.path(), kafka_config(&topic, &group))
+        .with(|s| {
+            // A Redis nobody listens on: the ledger is down from the start.
+            s.state.backend = deprovd::ledger::store::Backend::Redis;
+            s.state.redis_url = format!("redis://127.0.0.1:{closed}/0");
+        })
+        .spawn()
+        .await;
 
     // Observe for a while: never ready, never an offset for the waiting alert.
     let until = Instant::now() + Duration::from_secs(4);
@@ -224,12 +241,11 @@ async fn an_okta_hook_message_becomes_one_alert_per_event_and_a_bad_event_is_dea
     create_topics(&[&topic, &dlq]).await;
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let rest = format!(
-        "{}[connectors.good]\ntype = \"webhook\"\nbase_url = \"{}\"\nauth = {{ scheme = \"none\" }}\nvars = {{ path = \"good\" }}\n",
-        kafka_section(&topic, &group),
-        target.url()
-    );
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &redis_state(), &rest)).await;
+    let app = builder(data.path(), policies.path(), kafka_config(&topic, &group))
+        .connector("good", webhook("good", &target.url()))
+        .redis()
+        .spawn()
+        .await;
     eventually(Duration::from_secs(20), "app ready", || async {
         app.ready().await.then_some(())
     })

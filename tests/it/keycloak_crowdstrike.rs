@@ -6,201 +6,18 @@
 //! envelope, `X-RateLimit-RetryAfter` on 429, asynchronous `containment_pending` states), and the Keycloak
 //! fake applies Keycloak 24's full-replacement PUT semantics, so a partial write would visibly lose data.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
-use axum::response::Response;
+use axum::http::Method;
 use deprovd::connectors::{Connector, Memberships, Operation, Outcome};
 use serde_json::{Value, json};
 
-use crate::fake::{Req, Resp, Secrets, build, resp, respond, run};
+use crate::kit::connector::{Secrets, build, run};
+use crate::kit::contract::Case;
+use crate::kit::fake::{Fake, Req, Resp, Vendor, epoch_secs, resp};
 use crate::support::{TestApp, eventually, policy_dir, redis_state, unique};
-
-// ---------------------------------------------------------------------------------------------
-// A small generic fake: one fallback handler, a request log, injected one-shot answers, and an OAuth
-// token endpoint whose tokens the API accepts until the test expires them.
-// ---------------------------------------------------------------------------------------------
-
-trait Vendor: Send + 'static {
-    const TOKEN_PATH: &'static str;
-    /// Check a token request's form; `Err` is the vendor's refusal.
-    fn check_token_request(form: &BTreeMap<String, String>) -> Result<(), Resp>;
-    /// The vendor's successful token answer.
-    fn token_response(token: &str) -> Resp;
-    /// The vendor's answer to a refused bearer token.
-    fn unauthorized() -> Resp;
-    fn handle(&mut self, req: &Req) -> Resp;
-}
-
-struct Inner<V> {
-    vendor: V,
-    log: Vec<Req>,
-    /// (method, path suffix, answer): answered once, instead of the vendor, by the first matching request.
-    inject: VecDeque<(Method, String, Resp)>,
-    issued: usize,
-    valid: BTreeSet<String>,
-    /// Newly issued tokens are not accepted by the API (a client disabled at the IdP after issuing).
-    refuse_new_tokens: bool,
-    token_forms: Vec<BTreeMap<String, String>>,
-}
-
-struct Fake<V: Vendor> {
-    inner: Arc<Mutex<Inner<V>>>,
-    base: String,
-}
-
-impl<V: Vendor> Clone for Fake<V> {
-    fn clone(&self) -> Self {
-        Fake {
-            inner: self.inner.clone(),
-            base: self.base.clone(),
-        }
-    }
-}
-
-impl<V: Vendor> Fake<V> {
-    async fn start(vendor: V) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let fake = Fake {
-            inner: Arc::new(Mutex::new(Inner {
-                vendor,
-                log: Vec::new(),
-                inject: VecDeque::new(),
-                issued: 0,
-                valid: BTreeSet::new(),
-                refuse_new_tokens: false,
-                token_forms: Vec::new(),
-            })),
-            base,
-        };
-        let app = Router::new().fallback(serve::<V>).with_state(fake.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-        fake
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut Inner<V>) -> T) -> T {
-        f(&mut self.inner.lock().expect("fake state"))
-    }
-
-    fn inject(&self, method: Method, path_suffix: &str, answer: Resp) {
-        self.with(|i| {
-            i.inject
-                .push_back((method, path_suffix.to_string(), answer))
-        });
-    }
-
-    /// API requests (token requests excluded) as "METHOD path".
-    fn calls(&self) -> Vec<String> {
-        self.api_requests()
-            .iter()
-            .map(|r| format!("{} {}", r.method, r.path))
-            .collect()
-    }
-
-    fn api_requests(&self) -> Vec<Req> {
-        self.with(|i| {
-            i.log
-                .iter()
-                .filter(|r| r.path != V::TOKEN_PATH)
-                .cloned()
-                .collect()
-        })
-    }
-
-    fn token_request_log(&self) -> Vec<Req> {
-        self.with(|i| {
-            i.log
-                .iter()
-                .filter(|r| r.path == V::TOKEN_PATH)
-                .cloned()
-                .collect()
-        })
-    }
-
-    fn clear_log(&self) {
-        self.with(|i| i.log.clear());
-    }
-
-    /// Every token issued so far stops working, as when it expires at the vendor before our cache says so.
-    fn expire_tokens(&self) {
-        self.with(|i| i.valid.clear());
-    }
-
-    fn token_requests(&self) -> usize {
-        self.with(|i| i.token_forms.len())
-    }
-}
-
-async fn serve<V: Vendor>(
-    State(fake): State<Fake<V>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    raw: Bytes,
-) -> Response {
-    let req = Req::new(method, &uri, headers, raw, 0);
-    let answer = {
-        let mut inner = fake.inner.lock().expect("fake state");
-        inner.log.push(req.clone());
-        answer(&mut inner, &req)
-    };
-    respond(answer)
-}
-
-fn answer<V: Vendor>(inner: &mut Inner<V>, req: &Req) -> Resp {
-    let is_form = req.is_form;
-    if req.path == V::TOKEN_PATH {
-        if req.method != Method::POST || !is_form {
-            return resp(
-                400,
-                json!({"error": "invalid_request", "error_description": "POST form expected"}),
-            );
-        }
-        let form: BTreeMap<String, String> =
-            serde_json::from_value(req.body.clone()).unwrap_or_default();
-        inner.token_forms.push(form.clone());
-        if let Err(r) = V::check_token_request(&form) {
-            return r;
-        }
-        inner.issued += 1;
-        let token = format!("at-{}-{}", inner.issued, uuid::Uuid::new_v4().simple());
-        if !inner.refuse_new_tokens {
-            inner.valid.insert(token.clone());
-        }
-        return V::token_response(&token);
-    }
-    let auth = req.header("authorization").unwrap_or_default();
-    if !auth
-        .strip_prefix("Bearer ")
-        .is_some_and(|t| inner.valid.contains(t))
-    {
-        return V::unauthorized();
-    }
-    if let Some(pos) = inner
-        .inject
-        .iter()
-        .position(|(m, p, _)| *m == req.method && req.path.ends_with(p.as_str()))
-    {
-        if let Some((_, _, r)) = inner.inject.remove(pos) {
-            return r;
-        }
-    }
-    inner.vendor.handle(req)
-}
-
-fn epoch_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Keycloak Admin REST API.
@@ -273,9 +90,9 @@ fn kc_error(status: u16, message: &str) -> Resp {
 }
 
 impl Vendor for Keycloak {
-    const TOKEN_PATH: &'static str = "/realms/corp/protocol/openid-connect/token";
+    const TOKEN_PATH: Option<&'static str> = Some("/realms/corp/protocol/openid-connect/token");
 
-    fn check_token_request(form: &BTreeMap<String, String>) -> Result<(), Resp> {
+    fn check_token_request(form: &BTreeMap<String, String>, _token_url: &str) -> Result<(), Resp> {
         // client_secret_post: grant_type, client_id, client_secret and nothing else.
         let keys: Vec<&str> = form.keys().map(String::as_str).collect();
         if keys != ["client_id", "client_secret", "grant_type"]
@@ -308,7 +125,7 @@ impl Vendor for Keycloak {
         kc_error(401, "HTTP 401 Unauthorized")
     }
 
-    fn handle(&mut self, req: &Req) -> Resp {
+    fn handle(&mut self, req: &Req, _base: &str) -> Resp {
         let segs = req.segs();
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
         match segs.as_slice() {
@@ -524,7 +341,7 @@ async fn keycloak() -> (Fake<Keycloak>, Arc<dyn Connector>, Secrets) {
     let fake = Fake::start(keycloak_world()).await;
     let set = build(&keycloak_toml(
         "keycloak",
-        &fake.base,
+        fake.base(),
         &secrets.file("kc-secret", KC_SECRET),
     ));
     (fake, set["keycloak"].clone(), secrets)
@@ -751,7 +568,7 @@ async fn keycloak_wrong_client_secret_fails_terminally_without_leaking_it() {
     let fake = Fake::start(keycloak_world()).await;
     let set = build(&keycloak_toml(
         "kc",
-        &fake.base,
+        fake.base(),
         &secrets.file("wrong", "not-the-secret"),
     ));
     let r = run(&*set["kc"], Operation::DisableAccount, "bob", None).await;
@@ -865,9 +682,9 @@ fn fql_matches(pattern: &str, value: &str) -> bool {
 }
 
 impl Vendor for Falcon {
-    const TOKEN_PATH: &'static str = "/oauth2/token";
+    const TOKEN_PATH: Option<&'static str> = Some("/oauth2/token");
 
-    fn check_token_request(form: &BTreeMap<String, String>) -> Result<(), Resp> {
+    fn check_token_request(form: &BTreeMap<String, String>, _token_url: &str) -> Result<(), Resp> {
         // oauth2AccessToken: client_id and client_secret (member_cid optional); generic OAuth clients add
         // grant_type=client_credentials, which the endpoint accepts.
         let keys: Vec<&str> = form.keys().map(String::as_str).collect();
@@ -894,7 +711,7 @@ impl Vendor for Falcon {
         cs_error(401, "access denied, invalid bearer token")
     }
 
-    fn handle(&mut self, req: &Req) -> Resp {
+    fn handle(&mut self, req: &Req, _base: &str) -> Resp {
         match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/devices/queries/devices/v1") => {
                 let limit: usize = req
@@ -1034,7 +851,7 @@ async fn falcon() -> (Fake<Falcon>, Arc<dyn Connector>, Secrets) {
     let fake = Fake::start(falcon_world()).await;
     let set = build(&falcon_toml(
         "falcon",
-        &fake.base,
+        fake.base(),
         &secrets.file("cs-secret", CS_SECRET),
     ));
     (fake, set["falcon"].clone(), secrets)
@@ -1288,7 +1105,7 @@ async fn crowdstrike_refused_client_fails_terminally_with_the_envelope_message()
     let fake = Fake::start(falcon_world()).await;
     let set = build(&falcon_toml(
         "cs",
-        &fake.base,
+        fake.base(),
         &secrets.file("wrong", "not-the-secret"),
     ));
     let r = run(&*set["cs"], Operation::ContainHost, "WKS-ALICE-01", None).await;
@@ -1348,8 +1165,8 @@ max_attempts = 4
 {state}"#,
         data = data.path().display(),
         policies = policies.path().display(),
-        falcon = falcon_toml("falcon", &cs.base, &secrets.file("cs", CS_SECRET)),
-        keycloak = keycloak_toml("keycloak", &kc.base, &secrets.file("kc", KC_SECRET)),
+        falcon = falcon_toml("falcon", cs.base(), &secrets.file("cs", CS_SECRET)),
+        keycloak = keycloak_toml("keycloak", kc.base(), &secrets.file("kc", KC_SECRET)),
         state = redis_state(),
     ))
     .await;
@@ -1512,4 +1329,41 @@ async fn keycloak_lists_a_users_group_names_and_paths_across_pages_without_chang
         fake.calls()
     );
     assert_eq!(fake.with(|i| i.vendor.clone()), before, "nothing changed");
+}
+
+/// Keycloak in the connector contract suite: disable, then enable; the realm's users as before.
+pub(crate) async fn keycloak_contract_case() -> Case {
+    let (fake, kc, secrets) = keycloak().await;
+    let f = fake.clone();
+    Case {
+        name: "keycloak",
+        connector: kc,
+        subject: "Alice.Smith@example.com".into(),
+        pairs: vec![(Operation::DisableAccount, Operation::EnableAccount)],
+        state: Box::new(move || {
+            let users = f.vendor(|v| v.users.clone());
+            Box::pin(async move { format!("{users:#?}") })
+        }),
+        settle: None,
+        keep: Box::new((fake, secrets)),
+    }
+}
+
+/// CrowdStrike in the connector contract suite: contain, then lift; the host as before. The fake's
+/// sensor settles each pending change after every operation.
+pub(crate) async fn crowdstrike_contract_case() -> Case {
+    let (fake, cs, secrets) = falcon().await;
+    let (f, s) = (fake.clone(), fake.clone());
+    Case {
+        name: "crowdstrike",
+        connector: cs,
+        subject: "WKS-ALICE-01".into(),
+        pairs: vec![(Operation::ContainHost, Operation::LiftContainment)],
+        state: Box::new(move || {
+            let devices = f.vendor(|v| v.devices.clone());
+            Box::pin(async move { format!("{devices:#?}") })
+        }),
+        settle: Some(Box::new(move || s.vendor(|v| v.settle()))),
+        keep: Box::new((fake, secrets)),
+    }
 }

@@ -619,3 +619,32 @@ async fn untrusted_certificate_fails_terminally_with_a_fix() {
     assert!(reason.contains("TLS"), "{reason}");
     assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
 }
+
+/// slapd in the connector contract suite: lock and group removal, then back; alice's lock and every
+/// group's members as before.
+pub(crate) async fn slapd_contract_case() -> crate::kit::contract::Case {
+    let server = Arc::new(Slapd::start());
+    let ldap = service(&server);
+    let s = server.clone();
+    crate::kit::contract::Case {
+        name: "slapd",
+        connector: ldap,
+        subject: "alice".into(),
+        pairs: vec![
+            (Operation::DisableAccount, Operation::EnableAccount),
+            (
+                Operation::RemoveGroupMemberships,
+                Operation::RestoreGroupMemberships,
+            ),
+        ],
+        state: Box::new(move || {
+            let s = s.clone();
+            Box::pin(async move {
+                let lock = s.values(slapd::ALICE_DN, "pwdAccountLockedTime").await;
+                format!("{lock:?} {:?}", memberships(&s).await)
+            })
+        }),
+        settle: None,
+        keep: Box::new(server),
+    }
+}

@@ -8,39 +8,21 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::kafka::scim_connector;
-use crate::scim_server::ScimServer;
-use crate::support::{
-    CountingProxy, DISABLE_ALL_POLICY, Reply, Target, TestApp, eventually, policy_dir, redis_state,
-    unique,
+use crate::kit::connector::webhook;
+use crate::kit::{
+    CountingProxy, DISABLE_ALL_POLICY, Reply, Target, TestApp, TestAppBuilder, eventually,
+    policy_dir, unique,
 };
+use crate::scim_server::ScimServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_deprovd");
 
-fn config(data: &std::path::Path, policies: &std::path::Path, state: &str, extra: &str) -> String {
-    format!(
-        r#"data_dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-[policy]
-dir = "{}"
-watch = false
-[executor]
-poll_interval = "50ms"
-[executor.retry]
-base_delay = "50ms"
-max_delay = "200ms"
-max_attempts = 3
-{extra}
-{state}"#,
-        data.display(),
-        policies.display(),
-    )
-}
-
-fn webhook(name: &str, url: &str) -> String {
-    format!(
-        "[connectors.{name}]\ntype = \"webhook\"\nbase_url = \"{url}\"\nauth = {{ scheme = \"none\" }}\nvars = {{ path = \"{name}\" }}\n"
-    )
+/// The app as these tests run it: fast executor timings.
+fn builder(data: &std::path::Path, policies: &std::path::Path) -> TestAppBuilder {
+    TestApp::builder()
+        .data_dir(data)
+        .policies(policies)
+        .fast_executor()
 }
 
 async fn ready(app: &TestApp) {
@@ -97,13 +79,11 @@ async fn lockout_then_restore_round_trips_active_and_groups_on_real_scim() {
 
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let app = TestApp::spawn(&config(
-        data.path(),
-        policies.path(),
-        &redis_state(),
-        &scim_connector(&proxy, &scim),
-    ))
-    .await;
+    let app = builder(data.path(), policies.path())
+        .redis()
+        .connector("scim", scim_connector(&proxy, &scim))
+        .spawn()
+        .await;
     ready(&app).await;
 
     let (status, created) = post(
@@ -222,13 +202,11 @@ async fn raced_lockouts_with_one_idempotency_key_make_one_lockout_and_one_call()
     let uid = scim.create_user(&email, &email).await;
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let app = TestApp::spawn(&config(
-        data.path(),
-        policies.path(),
-        &redis_state(),
-        &scim_connector(&proxy, &scim),
-    ))
-    .await;
+    let app = builder(data.path(), policies.path())
+        .redis()
+        .connector("scim", scim_connector(&proxy, &scim))
+        .spawn()
+        .await;
     ready(&app).await;
 
     let key = uuid::Uuid::new_v4().to_string();
@@ -266,17 +244,17 @@ async fn protected_subject_is_skipped_and_never_called_while_others_are_locked_o
     target.always("POST", "/hook", Reply::status(204));
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let extra = format!(
-        "{}[guards]\nprotected = [\"breakglass@corp.example\", \"svc-*@corp.example\"]\n",
-        webhook("hook", &target.url())
-    );
-    let app = TestApp::spawn(&config(
-        data.path(),
-        policies.path(),
-        &redis_state(),
-        &extra,
-    ))
-    .await;
+    let app = builder(data.path(), policies.path())
+        .redis()
+        .connector("hook", webhook("hook", &target.url()))
+        .with(|s| {
+            s.guards.protected = vec![
+                "breakglass@corp.example".into(),
+                "svc-*@corp.example".into(),
+            ]
+        })
+        .spawn()
+        .await;
     ready(&app).await;
 
     for subject in ["BreakGlass@corp.example", "svc-backup@corp.example"] {
@@ -350,13 +328,6 @@ async fn protected_subject_is_skipped_and_never_called_while_others_are_locked_o
     app.stop().await;
 }
 
-/// The real application with configured (hashed) tokens instead of the generated dev token.
-struct RbacApp {
-    port: u16,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: tokio::task::JoinHandle<()>,
-}
-
 #[tokio::test]
 async fn rbac_viewer_cannot_lock_out_and_no_token_is_401() {
     let target = Target::start().await;
@@ -368,35 +339,13 @@ async fn rbac_viewer_cannot_lock_out_and_no_token_is_401() {
         ("viewer", "tok-viewer-1"),
         ("ingest", "tok-ingest-1"),
     ];
-    let mut extra = webhook("hook", &target.url());
+    let mut builder = builder(data.path(), policies.path())
+        .redis()
+        .connector("hook", webhook("hook", &target.url()));
     for (role, tok) in tokens {
-        extra.push_str(&format!(
-            "[[api.tokens]]\nname = \"{role}-bot\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
-            hex::encode(deprovd::api::hash_token(tok))
-        ));
+        builder = builder.token(role, tok);
     }
-    let settings = deprovd::app::Settings::from_toml(
-        &config(data.path(), policies.path(), &redis_state(), &extra),
-        Vec::new(),
-    )
-    .expect("config");
-    let built = deprovd::app::Application::build(settings)
-        .await
-        .expect("build");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let port = built.port();
-    let app = RbacApp {
-        port,
-        stop: Some(tx),
-        handle: tokio::spawn(async move {
-            built
-                .run_until_stopped(async move {
-                    let _ = rx.await;
-                })
-                .await
-                .expect("runs");
-        }),
-    };
+    let app = builder.spawn().await;
     let http = reqwest::Client::new();
     let url = |p: &str| format!("http://127.0.0.1:{}{p}", app.port);
     eventually(Duration::from_secs(15), "ready", || async {
@@ -554,8 +503,7 @@ async fn rbac_viewer_cannot_lock_out_and_no_token_is_401() {
         "{b}"
     );
 
-    let _ = app.stop.map(|tx| tx.send(()));
-    app.handle.await.unwrap();
+    app.stop().await;
 }
 
 /// Run the `deprovd` binary with `args` and extra environment; (exit code, stdout, stderr).
@@ -585,17 +533,14 @@ async fn cli_lockout_status_restore_round_trip() {
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
     // The embedded store here, so lockout documents are exercised on both backends end to end.
-    let state = format!(
-        "[state]\nbackend = \"embedded\"\npath = \"{}\"\n",
-        data.path().join("ledger").display()
-    );
-    let app = TestApp::spawn(&config(
-        data.path(),
-        policies.path(),
-        &state,
-        &webhook("hook", &target.url()),
-    ))
-    .await;
+    let app = builder(data.path(), policies.path())
+        .with(|s| {
+            s.state.backend = deprovd::ledger::store::Backend::Embedded;
+            s.state.path = data.path().join("ledger");
+        })
+        .connector("hook", webhook("hook", &target.url()))
+        .spawn()
+        .await;
     ready(&app).await;
     let server = app.url("");
     let subject = format!("{}@corp.example", unique("frank"));

@@ -10,6 +10,7 @@ mod identity;
 mod idp;
 mod kafka;
 mod keycloak_crowdstrike;
+mod kit;
 mod ldap;
 mod lockout;
 mod moto;

@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{
-    DISABLE_ALL_POLICY, Reply, Target, TestApp, eventually, policy_dir, redis_state, unique,
-};
+use crate::kit::connector::webhook;
+use crate::kit::{DISABLE_ALL_POLICY, Reply, Target, TestApp, eventually, policy_dir, unique};
 
 fn event(uuid: Option<&str>, login: &str, event_type: &str) -> Value {
     let mut e = json!({
@@ -30,27 +29,14 @@ fn event(uuid: Option<&str>, login: &str, event_type: &str) -> Value {
 async fn app(hook: &Target) -> (TestApp, tempfile::TempDir, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let toml = format!(
-        r#"data_dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-[policy]
-dir = "{}"
-watch = false
-[executor]
-poll_interval = "50ms"
-[connectors.hook]
-type = "webhook"
-base_url = "{}"
-auth = {{ scheme = "none" }}
-vars = {{ path = "hook" }}
-{}"#,
-        data.path().display(),
-        policies.path().display(),
-        hook.url(),
-        redis_state()
-    );
-    let app = TestApp::spawn(&toml).await;
+    let app = TestApp::builder()
+        .data_dir(data.path())
+        .policies(policies.path())
+        .with(|s| s.executor.poll_interval = Duration::from_millis(50))
+        .connector("hook", webhook("hook", &hook.url()))
+        .redis()
+        .spawn()
+        .await;
     eventually(Duration::from_secs(10), "app ready", || async {
         app.ready().await.then_some(())
     })

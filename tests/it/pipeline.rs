@@ -3,38 +3,20 @@
 
 use std::time::Duration;
 
-use crate::support::{
-    DISABLE_ALL_POLICY, Reply, Target, TestApp, alert_json, eventually, policy_dir, redis_state,
+use crate::kit::connector::webhook;
+use crate::kit::{
+    DISABLE_ALL_POLICY, Reply, Target, TestApp, TestAppBuilder, alert_json, eventually, policy_dir,
     unique,
 };
 
-fn webhook(name: &str, url: &str) -> String {
-    format!(
-        "[connectors.{name}]\ntype = \"webhook\"\nbase_url = \"{url}\"\nauth = {{ scheme = \"none\" }}\nvars = {{ path = \"{name}\" }}\n"
-    )
-}
-
-fn config(data: &std::path::Path, policies: &std::path::Path, extra: &str) -> String {
-    format!(
-        r#"data_dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-max_body_bytes = 4096
-[policy]
-dir = "{}"
-watch = false
-[executor]
-poll_interval = "50ms"
-[executor.retry]
-base_delay = "50ms"
-max_delay = "200ms"
-max_attempts = 3
-{extra}
-{}"#,
-        data.display(),
-        policies.display(),
-        redis_state()
-    )
+/// The app as these tests run it: fast executor timings, a Redis ledger, 4 KiB bodies.
+fn builder(data: &std::path::Path, policies: &std::path::Path) -> TestAppBuilder {
+    TestApp::builder()
+        .data_dir(data)
+        .policies(policies)
+        .fast_executor()
+        .redis()
+        .with(|s| s.api.max_body_bytes = 4096)
 }
 
 /// A ready app with one webhook connector `good` whose target answers 204, and the disable-all policy.
@@ -43,12 +25,10 @@ async fn with_one_good_webhook() -> (Target, tempfile::TempDir, tempfile::TempDi
     target.always("POST", "/good", Reply::status(204));
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let app = TestApp::spawn(&config(
-        data.path(),
-        policies.path(),
-        &webhook("good", &target.url()),
-    ))
-    .await;
+    let app = builder(data.path(), policies.path())
+        .connector("good", webhook("good", &target.url()))
+        .spawn()
+        .await;
     eventually(Duration::from_secs(10), "app ready", || async {
         app.ready().await.then_some(())
     })
@@ -76,12 +56,11 @@ async fn a_hostile_retry_after_is_cut_to_max_retry_after() {
     target.always("POST", "/greedy", Reply::status(204));
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    // The line right after `[executor.retry] max_attempts`: still in that table.
-    let extra = format!(
-        "max_retry_after = \"1s\"\n{}",
-        webhook("greedy", &target.url())
-    );
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &extra)).await;
+    let app = builder(data.path(), policies.path())
+        .with(|s| s.executor.retry.max_retry_after = Duration::from_secs(1))
+        .connector("greedy", webhook("greedy", &target.url()))
+        .spawn()
+        .await;
     eventually(Duration::from_secs(10), "app ready", || async {
         app.ready().await.then_some(())
     })
@@ -130,13 +109,12 @@ async fn retry_after_is_honoured_and_a_failing_target_fails_alone() {
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
     let url = target.url();
-    let connectors = [
-        webhook("slow", &url),
-        webhook("broken", &url),
-        webhook("good", &url),
-    ]
-    .concat();
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &connectors)).await;
+    let app = builder(data.path(), policies.path())
+        .connector("slow", webhook("slow", &url))
+        .connector("broken", webhook("broken", &url))
+        .connector("good", webhook("good", &url))
+        .spawn()
+        .await;
     eventually(Duration::from_secs(10), "app ready", || async {
         app.ready().await.then_some(())
     })

@@ -5,29 +5,20 @@ use std::time::Duration;
 
 use deprovd::audit::AuditKind;
 
-use crate::support::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir, unique};
+use crate::kit::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir, unique};
 
 #[tokio::test]
 async fn a_broken_bundle_rejected_by_the_watcher_is_audited() {
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
     let prefix = format!("{}:", unique("deprovd-watch"));
-    let app = TestApp::spawn(&format!(
-        r#"data_dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-[policy]
-dir = "{}"
-watch = true
-[state]
-backend = "redis"
-redis_url = "redis://127.0.0.1:6379/0"
-key_prefix = "{prefix}"
-"#,
-        data.path().display(),
-        policies.path().display(),
-    ))
-    .await;
+    let app = TestApp::builder()
+        .data_dir(data.path())
+        .policies(policies.path())
+        .watch_policies()
+        .redis_prefix(&prefix)
+        .spawn()
+        .await;
     let store = deprovd::ledger::store::StoreConfig {
         backend: deprovd::ledger::store::Backend::Redis,
         key_prefix: prefix.clone(),

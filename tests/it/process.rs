@@ -6,14 +6,23 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::kafka::scim_connector;
-use crate::scim_server::{ScimServer, free_port};
-use crate::support::kafka::{brokers, committed, create_topics, produce};
-use crate::support::{
+use crate::kit::kafka::{brokers, committed, create_topics, produce};
+use crate::kit::{
     CountingProxy, DISABLE_ALL_POLICY, alert_json, eventually, metric_value, policy_dir, unique,
 };
+use crate::scim_server::{ScimServer, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_deprovd");
+
+/// The `[connectors.scim]` table of a config file for the process: the real SCIM server through
+/// `proxy`. (These tests start the binary, so its config is a file, not typed settings.)
+fn scim_connector(proxy: &CountingProxy, scim: &ScimServer) -> String {
+    format!(
+        "[connectors.scim]\ntype = \"scim\"\nbase_url = \"{}/v2\"\nauth = {{ scheme = \"bearer\", token = \"file:{}\" }}\n",
+        proxy.url(),
+        scim.secrets.path().join("token").display()
+    )
+}
 
 /// A running `deprovd run`; SIGKILLed on drop unless stopped.
 struct Proc {
@@ -256,8 +265,8 @@ async fn consumer_restarted_before_committing_does_not_act_twice() {
 async fn a_broken_policy_on_sighup_is_rejected_and_the_old_one_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let target = crate::support::Target::start().await;
-    target.always("POST", "/good", crate::support::Reply::status(204));
+    let target = crate::kit::Target::start().await;
+    target.always("POST", "/good", crate::kit::Reply::status(204));
     let connector = format!(
         "[connectors.good]\ntype = \"webhook\"\nbase_url = \"{}\"\nauth = {{ scheme = \"none\" }}\nvars = {{ path = \"good\" }}\n",
         target.url()

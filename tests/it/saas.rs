@@ -8,137 +8,18 @@
 //! SCIM API. Exact methods, paths, queries, bodies and headers are asserted; round trips must leave the
 //! fakes' state exactly as it was.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
-use axum::response::Response;
+use axum::http::Method;
 use deprovd::connectors::{Connector, InstanceConfig, Memberships, Operation, Outcome, build_all};
 use serde_json::{Value, json};
 
-use crate::fake::{Req, Resp, Secrets, build, resp, respond, run};
+use crate::kit::connector::{Secrets, build, run};
+use crate::kit::contract::Case;
+use crate::kit::fake::{Fake, Req, Resp, Vendor, now_secs, resp};
 use crate::support::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir};
-
-// ---------------------------------------------------------------------------------------------
-// A small fake: one fallback handler per vendor, a request log with arrival times, and injected
-// one-shot answers. One state may be served on several ports (Slack's two hosts).
-// ---------------------------------------------------------------------------------------------
-
-trait Api: Send + 'static {
-    fn handle(&mut self, req: &Req) -> Resp;
-}
-
-struct Shared<A> {
-    api: A,
-    log: Vec<Req>,
-    /// (method, path suffix, answer): answered once, instead of the API, by the first matching request.
-    inject: VecDeque<(Method, String, Resp)>,
-}
-
-struct Fake<A: Api> {
-    state: Arc<Mutex<Shared<A>>>,
-    /// Root URL of each listener.
-    bases: Vec<String>,
-}
-
-impl<A: Api> Clone for Fake<A> {
-    fn clone(&self) -> Self {
-        Fake {
-            state: self.state.clone(),
-            bases: self.bases.clone(),
-        }
-    }
-}
-
-impl<A: Api> Fake<A> {
-    /// Serve `api` on `listeners` loopback ports.
-    async fn start(api: A, listeners: usize) -> Self {
-        let state = Arc::new(Mutex::new(Shared {
-            api,
-            log: Vec::new(),
-            inject: VecDeque::new(),
-        }));
-        let mut bases = Vec::new();
-        for _ in 0..listeners {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let port = listener.local_addr().expect("addr").port();
-            bases.push(format!("http://127.0.0.1:{port}"));
-            let app = Router::new()
-                .fallback(serve::<A>)
-                .with_state((state.clone(), port));
-            tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-        }
-        Fake { state, bases }
-    }
-
-    fn base(&self) -> &str {
-        &self.bases[0]
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut A) -> T) -> T {
-        f(&mut self.state.lock().expect("fake state").api)
-    }
-
-    fn inject(&self, method: Method, path_suffix: &str, answer: Resp) {
-        self.state.lock().expect("fake state").inject.push_back((
-            method,
-            path_suffix.to_string(),
-            answer,
-        ));
-    }
-
-    fn requests(&self) -> Vec<Req> {
-        self.state.lock().expect("fake state").log.clone()
-    }
-
-    /// "METHOD path" of every request, in order.
-    fn calls(&self) -> Vec<String> {
-        self.requests()
-            .iter()
-            .map(|r| format!("{} {}", r.method, r.path))
-            .collect()
-    }
-
-    fn clear_log(&self) {
-        self.state.lock().expect("fake state").log.clear();
-    }
-}
-
-async fn serve<A: Api>(
-    State((state, port)): State<(Arc<Mutex<Shared<A>>>, u16)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    raw: Bytes,
-) -> Response {
-    let req = Req::new(method, &uri, headers, raw, port);
-    let answer = {
-        let mut s = state.lock().expect("fake state");
-        s.log.push(req.clone());
-        let injected = s
-            .inject
-            .iter()
-            .position(|(m, p, _)| *m == req.method && req.path.ends_with(p.as_str()));
-        match injected.and_then(|i| s.inject.remove(i)) {
-            Some((_, _, r)) => r,
-            None => s.api.handle(&req),
-        }
-    };
-    respond(answer)
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Slack: SCIM 2.0 (https://api.slack.com/scim/v2) and the Web API (https://slack.com/api).
@@ -353,8 +234,8 @@ impl Slack {
     }
 }
 
-impl Api for Slack {
-    fn handle(&mut self, req: &Req) -> Resp {
+impl Vendor for Slack {
+    fn handle(&mut self, req: &Req, _base: &str) -> Resp {
         if req.path.starts_with("/scim/v2/") {
             self.scim(req)
         } else if req.path.starts_with("/api/") {
@@ -385,14 +266,14 @@ auth = {{ scheme = "bearer", token = "{}" }}
 base_url = "{}/api"
 {admin}
 "#,
-        fake.bases[0],
+        fake.bases()[0],
         secrets.file("slack-scim", SCIM_TOKEN),
-        fake.bases[1],
+        fake.bases()[1],
     )
 }
 
 async fn slack() -> (Fake<Slack>, Arc<dyn Connector>, Secrets) {
-    let fake = Fake::start(slack_world(), 2).await;
+    let fake = Fake::start_listeners(slack_world(), 2).await;
     let secrets = Secrets::new();
     let set = build(&slack_config(&fake, &secrets, true));
     (fake, set["slack"].clone(), secrets)
@@ -401,9 +282,9 @@ async fn slack() -> (Fake<Slack>, Arc<dyn Connector>, Secrets) {
 #[tokio::test]
 async fn slack_contain_then_restore_leaves_the_workspace_as_it_was() {
     let (fake, slack, _s) = slack().await;
-    let before = fake.with(|s| s.users.clone());
-    let scim_port: u16 = fake.bases[0].rsplit(':').next().unwrap().parse().unwrap();
-    let web_port: u16 = fake.bases[1].rsplit(':').next().unwrap().parse().unwrap();
+    let before = fake.vendor(|s| s.users.clone());
+    let scim_port: u16 = fake.bases()[0].rsplit(':').next().unwrap().parse().unwrap();
+    let web_port: u16 = fake.bases()[1].rsplit(':').next().unwrap().parse().unwrap();
 
     let check = slack.check().await;
     assert!(check.ok, "{check:?}");
@@ -442,7 +323,7 @@ async fn slack_contain_then_restore_leaves_the_workspace_as_it_was() {
     assert!(reqs.iter().all(|r| r.port == scim_port
         && r.header("authorization") == Some(&format!("Bearer {SCIM_TOKEN}"))
         && r.header("accept") == Some("application/scim+json")));
-    assert!(!fake.with(|s| s.users["W0ALICE"].active));
+    assert!(!fake.vendor(|s| s.users["W0ALICE"].active));
 
     // Sessions: the Web API on the other host, with the admin token, JSON body.
     fake.clear_log();
@@ -470,7 +351,7 @@ async fn slack_contain_then_restore_leaves_the_workspace_as_it_was() {
         Some("application/json; charset=utf-8")
     );
     assert_eq!(reset.body, json!({"user_id": "W0ALICE"}));
-    assert_eq!(fake.with(|s| s.sessions_reset.clone()), ["W0ALICE"]);
+    assert_eq!(fake.vendor(|s| s.sessions_reset.clone()), ["W0ALICE"]);
 
     // A repeat is already_done and writes nothing.
     fake.clear_log();
@@ -498,7 +379,7 @@ async fn slack_contain_then_restore_leaves_the_workspace_as_it_was() {
         patch.body["Operations"],
         json!([{"op": "replace", "path": "active", "value": true}])
     );
-    assert_eq!(fake.with(|s| s.users.clone()), before);
+    assert_eq!(fake.vendor(|s| s.users.clone()), before);
 
     // A user who was already deactivated stays deactivated through a contain → restore.
     let d = run(&*slack, Operation::DisableAccount, "gone", None).await;
@@ -506,7 +387,7 @@ async fn slack_contain_then_restore_leaves_the_workspace_as_it_was() {
     assert_eq!(d.pre_state, Some(json!({"prior_active": false})));
     let e = run(&*slack, Operation::EnableAccount, "gone", d.pre_state).await;
     assert_eq!(e.outcome, Outcome::AlreadyDone);
-    assert_eq!(fake.with(|s| s.users.clone()), before);
+    assert_eq!(fake.vendor(|s| s.users.clone()), before);
 
     let nf = run(
         &*slack,
@@ -534,7 +415,7 @@ async fn slack_ok_false_with_http_200_is_a_failure_and_error_codes_map_to_outcom
         Outcome::Failed { reason } => assert!(reason.contains("not_an_admin"), "{reason}"),
         other => panic!("ok:false must fail, got {other:?}"),
     }
-    assert!(fake.with(|s| s.sessions_reset.is_empty()));
+    assert!(fake.vendor(|s| s.sessions_reset.is_empty()));
 
     // (twice: a not_found after a cached lookup makes the connector resolve the subject again and retry)
     for _ in 0..2 {
@@ -577,10 +458,10 @@ async fn slack_ok_false_with_http_200_is_a_failure_and_error_codes_map_to_outcom
         }
         other => panic!("expected retry, got {other:?}"),
     }
-    assert!(fake.with(|s| s.sessions_reset.is_empty()));
+    assert!(fake.vendor(|s| s.sessions_reset.is_empty()));
     let ok = run(&*slack, Operation::RevokeSessions, "mona", None).await;
     assert_eq!(ok.outcome, Outcome::Done, "{}", ok.summary);
-    assert_eq!(fake.with(|s| s.sessions_reset.clone()), ["W0MONA"]);
+    assert_eq!(fake.vendor(|s| s.sessions_reset.clone()), ["W0MONA"]);
 
     // One token for both APIs, but it lacks admin.users:write: Slack's own missing_scope, named.
     let secrets = Secrets::new();
@@ -889,8 +770,8 @@ impl GitHub {
     }
 }
 
-impl Api for GitHub {
-    fn handle(&mut self, req: &Req) -> Resp {
+impl Vendor for GitHub {
+    fn handle(&mut self, req: &Req, _base: &str) -> Resp {
         if req.header("authorization") != Some(&format!("Bearer {GH_TOKEN}")) {
             return gh_error(401, "Bad credentials");
         }
@@ -1054,9 +935,9 @@ vars = {vars}
 }
 
 async fn github(vars: &str) -> (Fake<GitHub>, Arc<dyn Connector>, Secrets) {
-    let fake = Fake::start(github_world(), 1).await;
+    let fake = Fake::start(github_world()).await;
     let base = fake.base().to_string();
-    fake.with(|g| g.base = base);
+    fake.vendor(|g| g.base = base);
     let secrets = Secrets::new();
     let set = build(&github_config(&fake, &secrets, "github", vars));
     (fake, set["github"].clone(), secrets)
@@ -1065,7 +946,7 @@ async fn github(vars: &str) -> (Fake<GitHub>, Arc<dyn Connector>, Secrets) {
 #[tokio::test]
 async fn github_contain_then_restore_reinvites_with_the_role_and_immediate_teams() {
     let (fake, gh, _s) = github(r#"{ org = "acme" }"#).await;
-    let before = fake.with(|g| g.clone());
+    let before = fake.vendor(|g| g.clone());
     let check = gh.check().await;
     assert!(check.ok, "{check:?}");
 
@@ -1100,7 +981,7 @@ async fn github_contain_then_restore_reinvites_with_the_role_and_immediate_teams
                     "maintainer_of": ["platform"], "member_of": ["sre"], "prior_active": null})
         )
     );
-    fake.with(|g| {
+    fake.vendor(|g| {
         assert!(!g.members.contains_key("mona"));
         assert!(g.teams.values().all(|t| !t.members.contains_key("mona")));
         assert_eq!(g.members["monalisa"], before.members["monalisa"]);
@@ -1121,7 +1002,7 @@ async fn github_contain_then_restore_reinvites_with_the_role_and_immediate_teams
     // Restoring that no-op removal gives nothing back.
     let noop = run(&*gh, Operation::EnableAccount, "mona", again.pre_state).await;
     assert_eq!(noop.outcome, Outcome::AlreadyDone, "{}", noop.summary);
-    assert!(!fake.with(|g| g.members.contains_key("mona")));
+    assert!(!fake.vendor(|g| g.members.contains_key("mona")));
 
     // Restore: re-invite as admin, then the recorded teams with their team roles.
     fake.clear_log();
@@ -1143,23 +1024,23 @@ async fn github_contain_then_restore_reinvites_with_the_role_and_immediate_teams
     assert_eq!(bodies[3], json!({"role": "member"}));
     assert_eq!(e.pre_state, Some(json!({"teams": ["platform", "sre"]})));
     assert_eq!(
-        fake.with(|g| g.members["mona"].clone()),
+        fake.vendor(|g| g.members["mona"].clone()),
         ("admin".into(), "pending".into())
     );
     // GitHub invites; once mona accepts, the organization is exactly as it was.
-    fake.with(|g| g.accept_invitation("mona"));
-    assert_eq!(fake.with(|g| g.clone()), before);
+    fake.vendor(|g| g.accept_invitation("mona"));
+    assert_eq!(fake.vendor(|g| g.clone()), before);
 
     // A second restore changes nothing (the membership is read first; team PUTs are idempotent).
     let e2 = run(&*gh, Operation::EnableAccount, "mona", d.pre_state).await;
     assert!(e2.outcome.is_success(), "{}", e2.summary);
-    assert_eq!(fake.with(|g| g.clone()), before);
+    assert_eq!(fake.vendor(|g| g.clone()), before);
 }
 
 #[tokio::test]
 async fn github_not_a_member_is_already_done_and_an_unknown_login_is_not_found() {
     let (fake, gh, _s) = github(r#"{ org = "acme" }"#).await;
-    let before = fake.with(|g| g.clone());
+    let before = fake.vendor(|g| g.clone());
     let r = run(&*gh, Operation::DisableAccount, "outsider", None).await;
     assert_eq!(r.outcome, Outcome::AlreadyDone, "{}", r.summary);
     let r = run(&*gh, Operation::DisableAccount, "alice@example.com", None).await;
@@ -1168,7 +1049,7 @@ async fn github_not_a_member_is_already_done_and_an_unknown_login_is_not_found()
         fake.calls().last().map(String::as_str),
         Some("GET /users/alice%40example.com")
     );
-    assert_eq!(fake.with(|g| g.clone()), before);
+    assert_eq!(fake.vendor(|g| g.clone()), before);
 
     // A misconfigured instance (org mode without an org) fails with what to set, acting on nothing.
     let secrets = Secrets::new();
@@ -1179,7 +1060,7 @@ async fn github_not_a_member_is_already_done_and_an_unknown_login_is_not_found()
         "{:?}",
         r.outcome
     );
-    assert_eq!(fake.with(|g| g.clone()), before);
+    assert_eq!(fake.vendor(|g| g.clone()), before);
 }
 
 #[tokio::test]
@@ -1205,7 +1086,7 @@ async fn github_primary_and_secondary_rate_limits_are_retried_after_the_signalle
         other => panic!("expected retry, got {other:?}"),
     }
     assert!(
-        fake.with(|g| g.members.contains_key("octo")),
+        fake.vendor(|g| g.members.contains_key("octo")),
         "not removed yet"
     );
 
@@ -1228,7 +1109,7 @@ async fn github_primary_and_secondary_rate_limits_are_retried_after_the_signalle
         ok.pre_state.as_ref().unwrap()["maintainer_of"],
         json!(["engineering"])
     );
-    assert!(!fake.with(|g| g.members.contains_key("octo")));
+    assert!(!fake.vendor(|g| g.members.contains_key("octo")));
 
     // GraphQL errors arrive with HTTP 200: a failure, and nothing is removed.
     fake.inject(
@@ -1245,7 +1126,7 @@ async fn github_primary_and_secondary_rate_limits_are_retried_after_the_signalle
         "{:?}",
         r.outcome
     );
-    assert!(fake.with(|g| g.members.contains_key("hubot")));
+    assert!(fake.vendor(|g| g.members.contains_key("hubot")));
 
     // Primary rate limit (last: deprovd then holds further requests to GitHub until the reset):
     // 403 with x-ratelimit-remaining: 0 → retry at x-ratelimit-reset.
@@ -1306,13 +1187,13 @@ async fn github_revoke_tokens_deletes_only_the_users_sso_credential_authorizatio
             {"id": 162, "type": "SSH key", "last_eight": ""},
         ]}))
     );
-    let left: Vec<u64> = fake.with(|g| g.credentials.iter().map(|c| c.id).collect());
+    let left: Vec<u64> = fake.vendor(|g| g.credentials.iter().map(|c| c.id).collect());
     assert_eq!(left, [170]);
     let again = run(&*gh, Operation::RevokeTokens, "mona", None).await;
     assert_eq!(again.outcome, Outcome::AlreadyDone, "{}", again.summary);
 
     // More than a page (100) of authorizations: the Link header is followed, every one is revoked.
-    fake.with(|g| {
+    fake.vendor(|g| {
         for id in 1000..1150 {
             g.credentials.push(Credential {
                 id,
@@ -1338,14 +1219,14 @@ async fn github_revoke_tokens_deletes_only_the_users_sso_credential_authorizatio
             .map(Vec::len),
         Some(150)
     );
-    let left: Vec<u64> = fake.with(|g| g.credentials.iter().map(|c| c.id).collect());
+    let left: Vec<u64> = fake.vendor(|g| g.credentials.iter().map(|c| c.id).collect());
     assert_eq!(left, [170]);
 }
 
 #[tokio::test]
 async fn github_emu_suspends_and_reactivates_through_enterprise_scim() {
     let (fake, gh, _s) = github(r#"{ mode = "emu", enterprise = "acme-emu" }"#).await;
-    let before = fake.with(|g| g.clone());
+    let before = fake.vendor(|g| g.clone());
     let id = "7fce0092-d52e-4f76-b727-3955bd72c939";
     assert!(gh.check().await.ok);
     fake.clear_log();
@@ -1370,10 +1251,10 @@ async fn github_emu_suspends_and_reactivates_through_enterprise_scim() {
         reqs.iter()
             .all(|r| r.header("accept") == Some("application/scim+json"))
     );
-    assert!(!fake.with(|g| g.scim[id].1));
+    assert!(!fake.vendor(|g| g.scim[id].1));
     assert_eq!(d.pre_state.as_ref().unwrap()["prior_active"], json!(true));
     // The organization was not touched.
-    assert_eq!(fake.with(|g| g.members.clone()), before.members);
+    assert_eq!(fake.vendor(|g| g.members.clone()), before.members);
 
     let again = run(&*gh, Operation::DisableAccount, "mona@acme.example", None).await;
     assert_eq!(again.outcome, Outcome::AlreadyDone, "{}", again.summary);
@@ -1390,7 +1271,7 @@ async fn github_emu_suspends_and_reactivates_through_enterprise_scim() {
         fake.requests().last().unwrap().body["Operations"],
         json!([{"op": "replace", "value": {"active": true}}])
     );
-    assert_eq!(fake.with(|g| g.clone()), before);
+    assert_eq!(fake.vendor(|g| g.clone()), before);
 
     let nf = run(&*gh, Operation::DisableAccount, "nobody@acme.example", None).await;
     assert_eq!(nf.outcome, Outcome::NotFound, "{}", nf.summary);
@@ -1408,10 +1289,10 @@ async fn github_emu_suspends_and_reactivates_through_enterprise_scim() {
 
 #[tokio::test]
 async fn lockout_on_slack_and_github_retries_slack_429_after_retry_after_and_restores_both() {
-    let slack = Fake::start(slack_world(), 2).await;
-    let gh = Fake::start(github_world(), 1).await;
-    let slack_before = slack.with(|s| s.users.clone());
-    let gh_before = gh.with(|g| g.clone());
+    let slack = Fake::start_listeners(slack_world(), 2).await;
+    let gh = Fake::start(github_world()).await;
+    let slack_before = slack.vendor(|s| s.users.clone());
+    let gh_before = gh.vendor(|g| g.clone());
     let secrets = Secrets::new();
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
@@ -1531,9 +1412,9 @@ path = "{}"
         "retried {:?} after a Retry-After of 1 s",
         resets[1].duration_since(resets[0])
     );
-    assert_eq!(slack.with(|s| s.sessions_reset.clone()), ["W0MONA"]);
-    assert!(!slack.with(|s| s.users["W0MONA"].active));
-    assert!(!gh.with(|g| g.members.contains_key("mona")));
+    assert_eq!(slack.vendor(|s| s.sessions_reset.clone()), ["W0MONA"]);
+    assert!(!slack.vendor(|s| s.users["W0MONA"].active));
+    assert!(!gh.vendor(|g| g.members.contains_key("mona")));
 
     // octo exists only on GitHub: Slack's action is skipped as not found, GitHub still acts.
     let (status, created) = post(
@@ -1558,7 +1439,7 @@ path = "{}"
         };
         assert_eq!(a["state"], want, "{octo}");
     }
-    assert!(!gh.with(|g| g.members.contains_key("octo")));
+    assert!(!gh.vendor(|g| g.members.contains_key("octo")));
 
     // Restore mona: Slack reactivated, GitHub re-invited with role and teams.
     let (status, body) = post(format!("/v1/lockouts/{id}/restore"), Value::Null).await;
@@ -1576,9 +1457,9 @@ path = "{}"
         })
     })
     .await;
-    assert_eq!(slack.with(|s| s.users.clone()), slack_before);
-    gh.with(|g| g.accept_invitation("mona"));
-    let mut gh_now = gh.with(|g| g.clone());
+    assert_eq!(slack.vendor(|s| s.users.clone()), slack_before);
+    gh.vendor(|g| g.accept_invitation("mona"));
+    let mut gh_now = gh.vendor(|g| g.clone());
     // octo's lockout was not restored: put its membership back only for the comparison.
     gh_now
         .members
@@ -1591,7 +1472,7 @@ path = "{}"
             .collect()
     };
     assert_eq!(
-        teams_of_mona(&gh.with(|g| g.clone())),
+        teams_of_mona(&gh.vendor(|g| g.clone())),
         teams_of_mona(&gh_before)
     );
     app.stop().await;
@@ -1662,7 +1543,7 @@ vars = {{ mode = "emu", enterprise = "acme-emu" }}
 #[tokio::test]
 async fn slack_lists_a_users_groups_from_the_scim_user_without_changing_anything() {
     let (fake, slack, _s) = slack().await;
-    let before = fake.with(|s| s.clone());
+    let before = fake.vendor(|s| s.clone());
     assert!(slack.lists_groups());
     fake.clear_log();
     let Memberships::Groups(names) = slack.group_memberships("alice@example.com").await else {
@@ -1703,13 +1584,13 @@ async fn slack_lists_a_users_groups_from_the_scim_user_without_changing_anything
         "only reads: {:?}",
         fake.calls()
     );
-    assert_eq!(fake.with(|s| s.clone()), before, "nothing changed");
+    assert_eq!(fake.vendor(|s| s.clone()), before, "nothing changed");
 }
 
 #[tokio::test]
 async fn github_lists_the_teams_a_user_is_an_immediate_member_of_without_changing_anything() {
     let (fake, gh, _s) = github(r#"{ org = "acme" }"#).await;
-    let before = fake.with(|g| g.clone());
+    let before = fake.vendor(|g| g.clone());
     assert!(gh.lists_groups());
     fake.clear_log();
     // mona maintains `platform` and is a member of `sre`; she reaches `engineering` only through
@@ -1761,7 +1642,7 @@ async fn github_lists_the_teams_a_user_is_an_immediate_member_of_without_changin
         "only reads: {:?}",
         fake.calls()
     );
-    assert_eq!(fake.with(|g| g.clone()), before, "nothing changed");
+    assert_eq!(fake.vendor(|g| g.clone()), before, "nothing changed");
 
     // emu mode does not offer group listing (managed users' groups are their IdP's), so it neither
     // answers nor holds the guard up; the other operations stay offered.
@@ -1773,4 +1654,23 @@ async fn github_lists_the_teams_a_user_is_an_immediate_member_of_without_changin
         Memberships::Unsupported
     );
     assert!(emu_fake.calls().is_empty(), "nothing asked");
+}
+
+/// Slack in the connector contract suite: deactivate, then reactivate; the workspace's users as
+/// before.
+pub(crate) async fn slack_contract_case() -> Case {
+    let (fake, slack, secrets) = slack().await;
+    let f = fake.clone();
+    Case {
+        name: "slack",
+        connector: slack,
+        subject: "alice@example.com".into(),
+        pairs: vec![(Operation::DisableAccount, Operation::EnableAccount)],
+        state: Box::new(move || {
+            let users = f.vendor(|v| v.users.clone());
+            Box::pin(async move { format!("{users:#?}") })
+        }),
+        settle: None,
+        keep: Box::new((fake, secrets)),
+    }
 }

@@ -199,3 +199,48 @@ timeout = "5s"
         set["scim-test"].clone()
     }
 }
+
+/// The real SCIM server in the connector contract suite: deactivate and group removal, then back.
+/// `Err` (the reason) when scim2-server is not installed.
+pub async fn scim_contract_case() -> Result<crate::kit::contract::Case, String> {
+    let installed = std::env::var("DEPROVD_SCIM2_SERVER")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/scim2-server")])
+        .any(|p| p.is_file());
+    if !installed {
+        return Err(
+            "scim2-server is not installed (set DEPROVD_SCIM2_SERVER or install it in .venv)"
+                .into(),
+        );
+    }
+    let scim = Arc::new(ScimServer::start().await);
+    let email = format!("{}@corp.example", crate::kit::unique("contract"));
+    let uid = scim.create_user(&email, &email).await;
+    let gid = scim.create_group(&crate::kit::unique("eng"), &[&uid]).await;
+    let s = scim.clone();
+    Ok(crate::kit::contract::Case {
+        name: "scim",
+        connector: scim.connector(None, "token"),
+        subject: email,
+        pairs: vec![
+            (
+                deprovd::connectors::Operation::DisableAccount,
+                deprovd::connectors::Operation::EnableAccount,
+            ),
+            (
+                deprovd::connectors::Operation::RemoveGroupMemberships,
+                deprovd::connectors::Operation::RestoreGroupMemberships,
+            ),
+        ],
+        state: Box::new(move || {
+            let (s, uid, gid) = (s.clone(), uid.clone(), gid.clone());
+            Box::pin(async move {
+                let active = s.user(&uid).await["active"].clone();
+                format!("active={active} members={:?}", s.group_members(&gid).await)
+            })
+        }),
+        settle: None,
+        keep: Box::new(scim),
+    })
+}

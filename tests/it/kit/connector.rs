@@ -1,0 +1,74 @@
+//! Connector instance configs, and the real connectors built from them exactly as the service
+//! builds them.
+
+use std::collections::BTreeMap;
+
+use deprovd::connectors::{
+    Connector, ConnectorSet, InstanceConfig, Operation, OperationRequest, OperationResult,
+    build_all,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// An instance config from its fields (as the `[connectors.<name>]` table would hold them), parsed
+/// by the service's own deserializer (the `type` field picks HTTP spec, LDAP or IAM).
+pub fn instance(fields: Value) -> InstanceConfig {
+    InstanceConfig::deserialize(fields).unwrap_or_else(|e| panic!("connector config: {e}"))
+}
+
+/// A `webhook` connector POSTing to `{url}/{name}` without auth.
+pub fn webhook(name: &str, url: &str) -> InstanceConfig {
+    instance(json!({
+        "type": "webhook",
+        "base_url": url,
+        "auth": {"scheme": "none"},
+        "vars": {"path": name},
+    }))
+}
+
+/// The real connectors, built from instance configs by name.
+pub fn build_set(configs: impl IntoIterator<Item = (String, InstanceConfig)>) -> ConnectorSet {
+    let configs: BTreeMap<String, InstanceConfig> = configs.into_iter().collect();
+    build_all(&configs, None).unwrap_or_else(|p| panic!("build failed: {p:#?}"))
+}
+
+/// Secret files for connector configs (`file:` references), removed with the value.
+pub struct Secrets(tempfile::TempDir);
+
+impl Secrets {
+    pub fn new() -> Self {
+        Secrets(tempfile::tempdir().expect("tempdir"))
+    }
+    pub fn file(&self, name: &str, content: &str) -> String {
+        let p = self.0.path().join(name);
+        std::fs::write(&p, content).expect("write secret");
+        format!("file:{}", p.display())
+    }
+}
+
+/// The real connectors, built from `[connectors.*]` TOML exactly as the service builds them.
+pub fn build(toml_src: &str) -> ConnectorSet {
+    #[derive(serde::Deserialize)]
+    struct Root {
+        connectors: BTreeMap<String, InstanceConfig>,
+    }
+    let root: Root = toml::from_str(toml_src).expect("config parses");
+    build_all(&root.connectors, None).unwrap_or_else(|p| panic!("build failed: {p:#?}"))
+}
+
+/// One operation through a connector, with a fresh idempotency key.
+pub async fn run(
+    c: &dyn Connector,
+    op: Operation,
+    subject: &str,
+    pre_state: Option<Value>,
+) -> OperationResult {
+    c.execute(&OperationRequest {
+        operation: op,
+        subject: subject.to_string(),
+        idempotency_key: format!("key-{}", uuid::Uuid::new_v4().simple()),
+        pre_state,
+        context: BTreeMap::new(),
+    })
+    .await
+}
