@@ -154,12 +154,33 @@ fn default_concurrency() -> usize {
 
 const PLACEHOLDERS: [&str; 3] = ["{username}", "{email}", "{subject}"];
 
-/// Put the escaped subject into a filter template.
+/// Put the escaped subject into a filter template, in one pass over the *template*.
+///
+/// Placeholders are looked for in the template text only; a substituted value is copied out and
+/// never scanned again. (Folding `str::replace` over the placeholders re-expanded a `{email}` that
+/// the subject itself contained: `x{email}y` searched `uid=xx{email}yy`, and a 16 KB subject grew
+/// the filter geometrically until the process aborted.) The output is at most
+/// `template.len() + placeholders × 3 × subject.len()` bytes: linear in the subject.
 fn render_filter(template: &str, subject: &str) -> String {
     let escaped = escape_filter_value(subject);
-    PLACEHOLDERS
-        .iter()
-        .fold(template.to_string(), |acc, p| acc.replace(p, &escaped))
+    let mut out = String::with_capacity(template.len() + 2 * escaped.len());
+    let mut rest = template;
+    while let Some(at) = rest.find('{') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        match PLACEHOLDERS.iter().find(|p| tail.starts_with(**p)) {
+            Some(p) => {
+                out.push_str(&escaped);
+                rest = &tail[p.len()..];
+            }
+            None => {
+                out.push('{');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// RFC 4515 §3 escaping of an assertion value: `\`, `*`, `(`, `)` and NUL become `\XX`, so user input can
@@ -250,9 +271,7 @@ fn check_filter_template(template: &str) -> Result<(), String> {
             "`{template}` uses none of {{username}}, {{email}}, {{subject}}: it would match the same entries for every subject"
         ));
     }
-    let without = PLACEHOLDERS
-        .iter()
-        .fold(template.to_string(), |acc, p| acc.replace(p, ""));
+    let without = render_filter(template, "");
     if let Some(start) = without.find('{')
         && without[start..].contains('}')
     {
@@ -1246,6 +1265,35 @@ mod tests {
         assert_eq!(
             render_filter("(|(uid={username})(mail={email}))", "*"),
             r"(|(uid=\2a)(mail=\2a))"
+        );
+    }
+
+    #[test]
+    fn a_placeholder_inside_the_subject_is_rendered_literally_once() {
+        // Before the one-pass renderer, the `{email}` inside the subject was expanded again:
+        // `(uid=xx{email}yy)`.
+        assert_eq!(
+            render_filter("(uid={username})", "x{email}y"),
+            "(uid=x{email}y)"
+        );
+        assert_eq!(
+            render_filter("(|(uid={username})(mail={email}))", "{subject}{username}"),
+            "(|(uid={subject}{username})(mail={subject}{username}))"
+        );
+        // Braces in the template that are no placeholder stay as they are.
+        assert_eq!(render_filter("(cn={x}{subject})", "a"), "(cn={x}a)");
+    }
+
+    #[test]
+    fn a_long_subject_makes_a_filter_of_linear_size() {
+        let template = LdapFlavor::ActiveDirectory.default_user_filter();
+        let subject = "{email}".repeat(1024 / 7);
+        let filter = render_filter(template, &subject);
+        // Three placeholders (`{username}` once, `{email}` twice), each replaced by the subject once.
+        let placeholders = "{username}".len() + 2 * "{email}".len();
+        assert_eq!(
+            filter.len(),
+            template.len() - placeholders + 3 * subject.len()
         );
     }
 
