@@ -63,6 +63,7 @@ use tracing::debug;
 
 use super::{
     CheckReport, Connector, Memberships, Operation, OperationRequest, OperationResult, Outcome,
+    Resolution,
 };
 use crate::config::{Problem, SecretRef};
 
@@ -72,6 +73,8 @@ pub const PERMANENT_LOCK: &str = "000001010000Z";
 pub const ACCOUNTDISABLE: u32 = 0x2;
 
 const LOCK_ATTR: &str = "pwdAccountLockedTime";
+/// The attributes naming a user, reported to the executor's protected-subject check.
+const NAMING_ATTRS: [&str; 4] = ["uid", "mail", "sAMAccountName", "userPrincipalName"];
 const UAC_ATTR: &str = "userAccountControl";
 
 /// Which directory dialect an instance speaks; chosen by the connector's `type`.
@@ -400,6 +403,9 @@ pub enum LdapError {
         base: String,
         filter: String,
     },
+    /// The subject was refused before any filter was built (control characters, too long).
+    #[error("subject refused: {0}")]
+    Subject(#[from] crate::identity::SubjectError),
     /// An attribute held something we cannot interpret.
     #[error("entry `{dn}` has an unreadable {attr} value `{value}`")]
     BadValue {
@@ -482,7 +488,9 @@ impl LdapError {
                 | ldap3::LdapError::EndOfStream => true,
                 _ => false,
             },
-            LdapError::Ambiguous { .. } | LdapError::BadValue { .. } => false,
+            LdapError::Ambiguous { .. } | LdapError::BadValue { .. } | LdapError::Subject(_) => {
+                false
+            }
         }
     }
 
@@ -525,7 +533,7 @@ impl LdapError {
             LdapError::Ambiguous { .. } => Some(
                 "make user_filter match exactly one entry (e.g. search a unique attribute), or name the subject precisely",
             ),
-            LdapError::BadValue { .. } => None,
+            LdapError::BadValue { .. } | LdapError::Subject(_) => None,
         }
     }
 
@@ -684,7 +692,10 @@ impl LdapConnector {
         subject: &str,
         attrs: Vec<&str>,
     ) -> Result<Option<User>, LdapError> {
-        if subject.trim().is_empty() {
+        // The one lookup form (NFKC, controls refused, bounded length): what the guards checked.
+        let subject = crate::identity::lookup_form(subject)?;
+        let subject = subject.as_ref();
+        if subject.is_empty() {
             return Ok(None);
         }
         let filter = render_filter(&self.user_filter, subject);
@@ -1180,6 +1191,54 @@ impl Connector for LdapConnector {
         };
         let _ = ldap.unbind().await;
         out
+    }
+
+    /// Every entry the user filter finds for `subject`, by its naming attributes (`uid`, `mail`,
+    /// `sAMAccountName`, `userPrincipalName`) and DN. All matches are reported, not only a unique
+    /// one: an ambiguous subject fails at execution anyway, and a protected entry among the matches
+    /// must stop it before that.
+    async fn resolve_account(&self, subject: &str) -> Resolution {
+        let subject = match crate::identity::lookup_form(subject) {
+            Ok(s) if s.is_empty() => return Resolution::NotFound,
+            Ok(s) => s.into_owned(),
+            // Execution refuses it too; nothing is resolved.
+            Err(_) => return Resolution::NotFound,
+        };
+        let Ok(_permit) = self.permits.acquire().await else {
+            return Resolution::Unavailable("connector is shutting down".into());
+        };
+        let mut ldap = match self.session().await {
+            Ok(l) => l,
+            Err(e) => return Resolution::Unavailable(e.to_string()),
+        };
+        let filter = render_filter(&self.user_filter, &subject);
+        let found = self
+            .search(
+                &mut ldap,
+                &self.cfg.base_dn,
+                Scope::Subtree,
+                &filter,
+                NAMING_ATTRS.to_vec(),
+            )
+            .await;
+        let _ = ldap.unbind().await;
+        match found {
+            Ok(entries) if entries.is_empty() => Resolution::NotFound,
+            Ok(entries) => Resolution::Account(
+                entries
+                    .iter()
+                    .flat_map(|e| {
+                        let values = e
+                            .attrs
+                            .iter()
+                            .filter(|(k, _)| NAMING_ATTRS.iter().any(|a| a.eq_ignore_ascii_case(k)))
+                            .flat_map(|(_, v)| v.iter().cloned());
+                        std::iter::once(e.dn.clone()).chain(values)
+                    })
+                    .collect(),
+            ),
+            Err(e) => Resolution::Unavailable(e.to_string()),
+        }
     }
 
     async fn check(&self) -> CheckReport {
