@@ -564,4 +564,150 @@ mod tests {
             ]
         );
     }
+
+    /// Property tests: for random subjects built from confusable alphabets, no spelling a target
+    /// could resolve to a protected account escapes the guard.
+    mod props {
+        use super::*;
+        use crate::identity::{check_subject, local_part};
+        use icu_casemap::CaseMapper;
+        use icu_normalizer::ComposingNormalizer;
+        use proptest::prelude::*;
+
+        const PROTECTED: [&str; 4] = [
+            "breakglass@example.org",
+            "svc-ops",
+            "admin@corp.example",
+            "kelvin.ffoulkes@example.org",
+        ];
+        /// Names the subjects are spelled from: the protected ones, the usernames and other domains
+        /// a directory may resolve them by, and near misses.
+        const BASES: [&str; 9] = [
+            "breakglass@example.org",
+            "breakglass",
+            "breakglass@other.example",
+            "svc-ops@corp.example",
+            "admin",
+            "kelvin.ffoulkes",
+            "breakglas",
+            "jdoe@example.org",
+            "kelvin.ffoulkes@example.org",
+        ];
+
+        /// Ways of writing one ASCII character that directories fold back onto it.
+        fn variant(c: char) -> BoxedStrategy<String> {
+            let mut options = vec![c.to_string(), c.to_ascii_uppercase().to_string()];
+            if c.is_ascii_graphic() {
+                // Fullwidth forms: U+FF01..U+FF5E mirror U+0021..U+007E.
+                options.push(char::from_u32(c as u32 + 0xFEE0).unwrap().to_string());
+            }
+            match c {
+                's' => options.push("\u{17F}".into()),  // long s
+                'k' => options.push("\u{212A}".into()), // Kelvin sign
+                'f' => options.push("\u{FB00}".into()), // ﬀ (two letters in one)
+                'i' => options.push("\u{2170}".into()), // small roman numeral one
+                _ => {}
+            }
+            prop::sample::select(options).boxed()
+        }
+
+        /// What may follow a character: nothing mostly, else a combining mark, a control, an
+        /// invisible character or a space.
+        fn noise() -> BoxedStrategy<&'static str> {
+            prop_oneof![
+                8 => Just(""),
+                1 => prop::sample::select(vec![
+                    "\u{301}", "\u{0}", "\n", "\r", "\u{85}", "\u{200B}", "\u{200D}",
+                    "\u{2060}", "\u{FEFF}", "\u{AD}", " ", "\u{3000}", "\u{A0}", "\u{202E}",
+                ]),
+            ]
+            .boxed()
+        }
+
+        fn subject() -> impl Strategy<Value = String> {
+            prop::sample::select(BASES.to_vec()).prop_flat_map(|base| {
+                let parts: Vec<_> = base.chars().map(|c| (variant(c), noise())).collect();
+                (parts, noise()).prop_map(|(parts, lead)| {
+                    let mut s = lead.to_string();
+                    for (v, n) in parts {
+                        s.push_str(&v);
+                        s.push_str(n);
+                    }
+                    s
+                })
+            })
+        }
+
+        /// A model of a directory's matching (RFC 4518 string preparation for caseIgnoreMatch),
+        /// written apart from `identity::fold`: characters mapped to nothing removed, case folded
+        /// *before* NFKC, insignificant spaces removed.
+        fn directory_fold(s: &str) -> String {
+            let mapped: String = s
+                .chars()
+                .filter(|c| {
+                    (!c.is_control() || c.is_whitespace())
+                        && !matches!(*c, '\u{AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+                            | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{1806}' | '\u{180B}'..='\u{180E}'
+                            | '\u{FE00}'..='\u{FE0F}' | '\u{34F}')
+                })
+                .map(|c| if c.is_whitespace() { ' ' } else { c })
+                .collect();
+            let folded = CaseMapper::new().fold_string(&mapped).into_owned();
+            let nfkc = ComposingNormalizer::new_nfkc()
+                .normalize(&folded)
+                .into_owned();
+            let refolded = CaseMapper::new().fold_string(&nfkc).into_owned();
+            refolded.split_whitespace().collect::<Vec<_>>().join(" ")
+        }
+
+        /// Whether a directory holding the protected accounts (by `mail` and by `uid`, the local
+        /// part) would resolve `subject` to one of them.
+        fn directory_finds_protected(subject: &str) -> bool {
+            let s = directory_fold(subject);
+            PROTECTED.iter().any(|p| {
+                let p = directory_fold(p);
+                let uid = local_part(&p).unwrap_or(&p).to_string();
+                s == p || s == uid || local_part(&s).is_some_and(|l| l == uid)
+            })
+        }
+
+        fn guards() -> Guards {
+            Guards::new(&GuardConfig {
+                protected: PROTECTED.iter().map(|p| p.to_string()).collect(),
+                ..GuardConfig::default()
+            })
+            .unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            #[test]
+            fn no_confusable_spelling_of_a_protected_account_escapes_the_guard(s in subject()) {
+                let g = guards();
+                let identity = Identity::default();
+                // Accepted subjects: the canonical form equal to a protected name under
+                // NFKC-casefold must be flagged.
+                if check_subject(&s).is_ok() {
+                    let canonical = identity.canonical(&s);
+                    if PROTECTED.iter().any(|p| directory_fold(&canonical) == directory_fold(p)) {
+                        prop_assert!(g.is_protected(&s), "accepted {s:?} ({canonical:?}) not flagged");
+                    }
+                }
+                // Whatever the guard did not flag, no directory-style folding resolves to a
+                // protected account — refused subjects included (defence in depth).
+                if directory_finds_protected(&s) {
+                    prop_assert!(g.is_protected(&s), "{s:?} resolves to a protected account but was not flagged");
+                }
+            }
+
+            #[test]
+            fn identifiers_a_target_reports_are_matched_the_same_way(s in subject()) {
+                let g = guards();
+                if directory_finds_protected(&s) {
+                    prop_assert!(g.protected().first_match(std::slice::from_ref(&s)).is_some(), "{s:?}");
+                }
+            }
+        }
+    }
 }
