@@ -16,13 +16,198 @@
 //!
 //! The alert and its audit records keep the spelling the vendor used; only actions carry the
 //! canonical form.
+//!
+//! # One canonical subject, so a guard and a target never disagree
+//!
+//! Directories do not compare names byte for byte. OpenLDAP and Active Directory prepare both sides
+//! of a `caseIgnoreMatch` per RFC 4518: compatibility normalisation (NFKC: fullwidth `ｂ` is `b`, the
+//! long `ſ` is `s`, the Kelvin sign `K` is `K`, the ligature `ﬀ` is `ff`), case folding, and
+//! invisible characters mapped to nothing. A guard comparing lower-cased bytes would let
+//! `ｂｒｅａｋｇｌａｓｓ@example.org` lock the protected `breakglass@example.org`. So, here and only
+//! here:
+//!
+//! - [`check_subject`] **refuses** (a typed [`SubjectError`]) subjects longer than
+//!   [`MAX_SUBJECT_BYTES`] and subjects holding any character a target would drop or could read as
+//!   structure: control characters (NUL, CR, LF, C1), invisible format characters (zero-width
+//!   spaces and joiners, bidi controls, U+FEFF, U+2060, everything Default_Ignorable), line and
+//!   paragraph separators, private-use and unassigned code points. Refused at ingest (the alert is
+//!   kept, the subject gets a problem and no action) and for manual lockouts (422).
+//! - [`Identity::canonical`] names actions: NFKC, trimmed, emails lower-cased and their domain
+//!   mapped through the aliases. Bare names and per-system ids keep their case (Okta ids are
+//!   case-sensitive), so the form a connector looks up is the NFKC form of what was asked for.
+//! - [`fold`] is the *comparison* key every guard uses — NFKC, full Unicode case folding, NFKC
+//!   again (NFKC_Casefold, as the targets fold), invisible characters dropped, white space runs
+//!   collapsed (RFC 4518 insignificant space handling). It is at least as coarse as any target's own
+//!   matching, so whatever a target would find equal to a protected name, the guard finds equal too.
+//!
+//! Unicode data comes from ICU4X (`icu_normalizer`, `icu_casemap`, `icu_properties`), never from
+//! tables written here.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+
+use icu_casemap::CaseMapper;
+use icu_normalizer::ComposingNormalizer;
+use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory};
+use icu_properties::{CodePointMapData, CodePointSetData};
 
 use serde::Deserialize;
 
 use crate::alert::Subject;
 use crate::config::Problem;
+
+/// The longest subject accepted anywhere a subject enters (alerts, lockouts, connector lookups), in
+/// bytes. Real account names are far shorter (an email address is at most 254 bytes, RFC 5321); the
+/// bound keeps every filter, URL and log line built from a subject small whatever an alert says.
+pub const MAX_SUBJECT_BYTES: usize = 1024;
+
+/// Why a subject was refused. Refusal is final for that subject: it never becomes an action.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectError {
+    #[error(
+        "the subject is {len} bytes long; at most {MAX_SUBJECT_BYTES} are accepted (no account name is that long)"
+    )]
+    TooLong { len: usize },
+    #[error(
+        "the subject contains {kind} (U+{code:04X}) at character {index}; such characters are refused \
+         because directories drop or fold them, so the name would not be the account the guards checked"
+    )]
+    Forbidden {
+        /// The refused code point.
+        code: u32,
+        /// Its position, counted in characters from 0.
+        index: usize,
+        /// What kind of character it is, in words.
+        kind: &'static str,
+    },
+}
+
+/// Characters RFC 4518 §2.2 maps to nothing: controls, format characters and the
+/// Default_Ignorable code points (zero-width spaces and joiners, bidi controls, U+FEFF, variation
+/// selectors…), plus U+1806 MONGOLIAN TODO SOFT HYPHEN, the one entry of RFC 3454 table B.1 that is
+/// neither Default_Ignorable nor a format character. White space is not among them.
+fn maps_to_nothing(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_control() && !c.is_whitespace();
+    }
+    (c.is_control() && !c.is_whitespace())
+        || c == '\u{1806}'
+        || CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
+        || CodePointMapData::<GeneralCategory>::new().get(c) == GeneralCategory::Format
+}
+
+/// Whether `c` is refused in a subject, and why (see [`check_subject`]).
+fn refused(c: char) -> Option<&'static str> {
+    if c.is_control() {
+        return Some("a control character");
+    }
+    if c.is_ascii() {
+        return None;
+    }
+    if maps_to_nothing(c) {
+        return Some("an invisible (format or default-ignorable) character");
+    }
+    match CodePointMapData::<GeneralCategory>::new().get(c) {
+        GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => {
+            Some("a line or paragraph separator")
+        }
+        GeneralCategory::PrivateUse => Some("a private-use character"),
+        GeneralCategory::Unassigned => Some("an unassigned code point"),
+        _ if c == '\u{FFFD}' => Some("the replacement character (the input was not valid text)"),
+        _ => None,
+    }
+}
+
+/// Accept or refuse a subject as it arrives: at most [`MAX_SUBJECT_BYTES`], and no control,
+/// invisible, separator, private-use or unassigned character anywhere (not even at the ends: a
+/// trailing NUL or newline is refused, not trimmed).
+pub fn check_subject(subject: &str) -> Result<(), SubjectError> {
+    if subject.len() > MAX_SUBJECT_BYTES {
+        return Err(SubjectError::TooLong { len: subject.len() });
+    }
+    for (index, c) in subject.chars().enumerate() {
+        if let Some(kind) = refused(c) {
+            return Err(SubjectError::Forbidden {
+                code: c as u32,
+                index,
+                kind,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Unicode NFKC (compatibility composition). ASCII is already in NFKC and is borrowed as it is.
+pub fn nfkc(s: &str) -> Cow<'_, str> {
+    if s.is_ascii() {
+        Cow::Borrowed(s)
+    } else {
+        ComposingNormalizer::new_nfkc().normalize(s)
+    }
+}
+
+/// What a connector looks a subject up by: the subject checked ([`check_subject`]), trimmed and in
+/// NFKC — the same form [`Identity::canonical`] gave the action, so re-applying it to an action's
+/// subject changes nothing. Connectors call it on every lookup input, so an action recorded before
+/// this check existed (or written to the ledger by hand) cannot smuggle a control character or a
+/// megabyte subject into a filter or a URL.
+pub fn lookup_form(subject: &str) -> Result<Cow<'_, str>, SubjectError> {
+    check_subject(subject)?;
+    Ok(match nfkc(subject.trim()) {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+    })
+}
+
+/// The comparison key of a name: the guards compare these, never raw spellings.
+///
+/// A model of what directories do to both sides of a match (RFC 4518 string preparation with
+/// Unicode's NFKC_Casefold): characters mapped to nothing (controls, Default_Ignorable and format
+/// characters) dropped, white space mapped to a space, NFKC, full case folding, NFKC again, and
+/// white space runs collapsed and trimmed (insignificant space handling). Dropping rather than
+/// refusing here is deliberate: identifiers a *target* reports are folded too, and folding
+/// `break\u{200B}glass` to `breakglass` can only make more names protected, never fewer.
+pub fn fold(name: &str) -> String {
+    if name.is_ascii() {
+        // ASCII: full case folding is lower-casing and NFKC is the identity; only the mapping and
+        // the white space handling remain, done in one pass.
+        let mut out = String::with_capacity(name.len());
+        let mut space = false;
+        for c in name.chars() {
+            if c.is_whitespace() {
+                space = !out.is_empty();
+            } else if !c.is_control() {
+                if space {
+                    out.push(' ');
+                    space = false;
+                }
+                out.push(c.to_ascii_lowercase());
+            }
+        }
+        return out;
+    }
+    let mapped: String = name
+        .chars()
+        .filter(|c| !maps_to_nothing(*c))
+        .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .collect();
+    let normalizer = ComposingNormalizer::new_nfkc();
+    let composed = normalizer.normalize(&mapped);
+    let folded = CaseMapper::new().fold_string(&composed);
+    let again = normalizer.normalize(&folded);
+    again.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The username part of a folded name, as a directory's `uid`/`sAMAccountName` would hold it:
+/// `jdoe` for `jdoe@corp.example`, `corp\jdoe` and `jdoe`. `None` when there is none.
+pub fn local_part(folded: &str) -> Option<&str> {
+    let after_domain = folded.rsplit_once('\\').map_or(folded, |(_, u)| u);
+    let user = after_domain
+        .rsplit_once('@')
+        .map_or(after_domain, |(u, _)| u)
+        .trim();
+    (!user.is_empty()).then_some(user)
+}
 
 /// `[identity]` settings.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -119,18 +304,26 @@ impl Identity {
         id
     }
 
-    /// The spellings the guards compare for `subject`: its canonical form and, for a bare username
-    /// when `default_domain` is set, `username@default_domain` too. Never used to name an action.
+    /// The keys the guards compare for `subject`, each [`fold`]ed: its canonical form and, for a
+    /// bare username when `default_domain` is set, `username@default_domain` too. Never used to name
+    /// an action.
     pub fn guard_forms(&self, subject: &str) -> Vec<String> {
-        let canonical = self.canonical(subject);
+        let canonical = fold(&self.canonical(subject));
         let bare = !canonical.is_empty() && !canonical.contains(['@', '\\']);
         match &self.default_domain {
             Some(d) if bare => {
-                let qualified = format!("{}@{d}", canonical.to_lowercase());
+                let qualified = format!("{canonical}@{}", fold(d));
                 vec![canonical, qualified]
             }
             _ => vec![canonical],
         }
+    }
+
+    /// [`check_subject`], then [`canonical`](Self::canonical): how every subject that enters from
+    /// outside (an alert's decision, a manual lockout) becomes an action's subject.
+    pub fn check(&self, subject: &str) -> Result<String, SubjectError> {
+        check_subject(subject)?;
+        Ok(self.canonical(subject))
     }
 
     /// The canonical domain for `domain` (itself, lower-cased, when it is no alias).
@@ -150,8 +343,13 @@ impl Identity {
     /// - `DOMAIN\user` → `user@<canonical>` when `DOMAIN` is a configured alias, else unchanged
     ///   (an unknown down-level domain cannot be turned into an email safely);
     /// - anything else (usernames, per-system ids) → trimmed, case kept.
+    ///
+    /// Every case starts from the NFKC form ([`nfkc`]), so fullwidth or ligature spellings name the
+    /// account their plain letters do. Refusing control characters is [`check`](Self::check)'s job;
+    /// this never fails.
     pub fn canonical(&self, subject: &str) -> String {
-        let s = subject.trim();
+        let s = nfkc(subject.trim());
+        let s = s.trim();
         if let Some((domain, user)) = s.split_once('\\') {
             let (domain, user) = (domain.trim(), user.trim());
             if !user.is_empty() && !user.contains('@') && self.knows(domain) {
@@ -178,11 +376,9 @@ impl Identity {
     pub fn resolve(&self, named: &str, alert_subjects: &[Subject]) -> String {
         let n = named.trim();
         if !n.is_empty() && !n.contains(['@', '\\']) {
-            let mut matches = alert_subjects.iter().filter(|s| {
-                s.username
-                    .as_deref()
-                    .is_some_and(|u| u.trim().eq_ignore_ascii_case(n))
-            });
+            let mut matches = alert_subjects
+                .iter()
+                .filter(|s| s.username.as_deref().is_some_and(|u| fold(u) == fold(n)));
             if let (Some(s), None) = (matches.next(), matches.next()) {
                 if let Some(email) = s.email.as_deref().filter(|e| e.contains('@')) {
                     return self.canonical(email);
@@ -293,11 +489,98 @@ mod tests {
             domain_aliases: BTreeMap::from([("corp.com".to_string(), "corp.example".to_string())]),
             default_domain: Some("Corp.COM".into()),
         });
-        assert_eq!(id.guard_forms("Admin"), ["Admin", "admin@corp.example"]);
+        assert_eq!(id.guard_forms("Admin"), ["admin", "admin@corp.example"]);
         assert_eq!(id.guard_forms("admin@corp.com"), ["admin@corp.example"]);
-        assert_eq!(id.guard_forms(r"OTHER\admin"), [r"OTHER\admin"]);
+        assert_eq!(id.guard_forms(r"OTHER\admin"), [r"other\admin"]);
         // What actions are named by does not change: a bare name stays bare.
         assert_eq!(id.canonical("Admin"), "Admin");
         assert_eq!(corp().guard_forms("admin"), ["admin"]);
+    }
+
+    #[test]
+    fn confusable_spellings_fold_to_the_plain_name() {
+        for s in [
+            "ｂｒｅａｋｇｌａｓｓ@example.org", // fullwidth
+            "breakglaſs@example.org",           // long s
+            "BREAKGLASS@EXAMPLE.ORG",
+            "ＢｒｅａｋＧｌａｓｓ@ｅｘａｍｐｌｅ．ｏｒｇ",
+            "break\u{200B}glass@example.org", // zero-width space, dropped as RFC 4518 does
+            "breakglass\0@example.org",       // NUL, dropped
+            " breakglass@example.org \t",
+        ] {
+            assert_eq!(fold(s), "breakglass@example.org", "{s:?}");
+        }
+        assert_eq!(fold("\u{212A}elvin"), "kelvin"); // Kelvin sign
+        assert_eq!(fold("ﬀ"), "ff"); // ligature
+        assert_eq!(fold("Straße"), "strasse"); // full, not simple, case folding
+        assert_eq!(fold("  two   words "), "two words");
+    }
+
+    #[test]
+    fn control_invisible_and_oversized_subjects_are_refused_with_a_typed_error() {
+        for (s, code) in [
+            ("breakglass\0", 0x0),
+            ("breakglass\n", 0xA),
+            ("a\rb", 0xD),
+            ("break\u{200B}glass", 0x200B),
+            ("break\u{200D}glass", 0x200D),
+            ("break\u{2060}glass", 0x2060),
+            ("\u{FEFF}breakglass", 0xFEFF),
+            ("break\u{202E}glass", 0x202E),
+            ("break\u{00AD}glass", 0xAD),
+            ("break\u{1806}glass", 0x1806),
+            ("a\u{2028}b", 0x2028),
+            ("a\u{85}b", 0x85),
+            ("a\u{E000}b", 0xE000),
+        ] {
+            match check_subject(s) {
+                Err(SubjectError::Forbidden { code: c, .. }) => assert_eq!(c, code, "{s:?}"),
+                other => panic!("{s:?} was not refused: {other:?}"),
+            }
+        }
+        let long = "a".repeat(MAX_SUBJECT_BYTES + 1);
+        assert_eq!(
+            check_subject(&long),
+            Err(SubjectError::TooLong {
+                len: MAX_SUBJECT_BYTES + 1
+            })
+        );
+        assert!(check_subject(&"a".repeat(MAX_SUBJECT_BYTES)).is_ok());
+        // Confusables are not refused: they are folded (an account may really be named in them).
+        for s in [
+            "ｂｒｅａｋｇｌａｓｓ",
+            "breakglaſs",
+            "jdoe@corp.example",
+            "José",
+            "\u{212A}",
+        ] {
+            assert!(check_subject(s).is_ok(), "{s:?}");
+        }
+        let e = check_subject("x\0").unwrap_err().to_string();
+        assert!(e.contains("U+0000") && e.contains("control"), "{e}");
+    }
+
+    #[test]
+    fn canonical_subjects_are_nfkc_and_lookups_use_the_same_form() {
+        let id = Identity::default();
+        assert_eq!(id.canonical("ｂｒｅａｋｇｌａｓｓ"), "breakglass");
+        assert_eq!(
+            id.canonical("breakglaſs@Example.org"),
+            "breakglass@example.org"
+        );
+        assert_eq!(id.canonical("ＪＤｏｅ"), "JDoe"); // bare names keep their case
+        assert_eq!(id.check("a\0"), Err(check_subject("a\0").unwrap_err()));
+        assert_eq!(lookup_form(" ｊｄｏｅ ").unwrap(), "jdoe");
+        assert!(lookup_form("jdoe\0").is_err());
+        let canonical = id.canonical("Ｊdoe@corp.example");
+        assert_eq!(lookup_form(&canonical).unwrap(), canonical);
+    }
+
+    #[test]
+    fn the_local_part_is_the_username_a_directory_would_hold() {
+        assert_eq!(local_part("jdoe@corp.example"), Some("jdoe"));
+        assert_eq!(local_part("corp\\jdoe"), Some("jdoe"));
+        assert_eq!(local_part("jdoe"), Some("jdoe"));
+        assert_eq!(local_part("@corp.example"), None);
     }
 }

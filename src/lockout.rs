@@ -269,6 +269,9 @@ pub fn plan(
     requester: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<ActionRecord>, LockoutError> {
+    // Control and invisible characters, or an absurd length: 422 with the reason, nothing recorded.
+    crate::identity::check_subject(&req.subject)
+        .map_err(|e| LockoutError::invalid("invalid_subject", format!("`subject`: {e}")))?;
     let subject = normalize_subject(&req.subject);
     if subject.is_empty() {
         return Err(LockoutError::invalid(
@@ -422,7 +425,12 @@ pub async fn create(
     // One spelling per account, as for alerts: a lockout of `CORP\jdoe` coalesces with an alert's
     // action for `jdoe@corp.example`. The request itself (and its fingerprint) keeps the original.
     let mut resolved = req.clone();
-    resolved.subject = pipeline.decider.planner.identity().canonical(&req.subject);
+    resolved.subject = pipeline
+        .decider
+        .planner
+        .identity()
+        .check(&req.subject)
+        .map_err(|e| LockoutError::invalid("invalid_subject", format!("`subject`: {e}")))?;
     let actions = plan(
         pipeline.decider.planner.capabilities(),
         &resolved,
@@ -828,6 +836,14 @@ mod tests {
         let mut r = req();
         r.subject = String::new();
         assert_eq!(code(r), "invalid_request");
+        for bad in ["breakglass\0", "break\u{200B}glass"] {
+            let mut r = req();
+            r.subject = bad.into();
+            assert_eq!(code(r), "invalid_subject", "{bad:?}");
+        }
+        let mut r = req();
+        r.subject = "a".repeat(crate::identity::MAX_SUBJECT_BYTES + 1);
+        assert_eq!(code(r), "invalid_subject");
     }
 
     #[test]

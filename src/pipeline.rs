@@ -222,6 +222,10 @@ impl Decider {
             .policy_eval_seconds
             .observe(started.elapsed().as_secs_f64());
         let mut problems = eval.errors;
+        // Subjects with control or invisible characters are refused, not dropped: the alert is
+        // kept and audited with one problem per refused field, and planning makes no action
+        // that names them (see `crate::identity::check_subject`).
+        let refused = refused_subjects(&alert);
         if !problems.is_empty() {
             self.metrics
                 .policy_errors
@@ -244,6 +248,7 @@ impl Decider {
                 .inc_by(plan_problems.len() as u64);
         }
         problems.extend(plan_problems);
+        problems.extend(refused);
         for a in &mut actions {
             if let Some(hit) = self.guards.apply(a) {
                 self.metrics
@@ -260,6 +265,30 @@ impl Decider {
             policy_digest: eval.digest.to_string(),
         }
     }
+}
+
+/// One problem per subject field of `alert` that [`crate::identity::check_subject`] refuses.
+fn refused_subjects(alert: &Alert) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, s) in alert.subjects.iter().enumerate() {
+        let fields = [
+            ("email", &s.email),
+            ("username", &s.username),
+            ("domain", &s.domain),
+        ];
+        let named = fields
+            .into_iter()
+            .filter_map(|(f, v)| v.as_deref().map(|v| (f.to_string(), v)))
+            .chain(s.ids.iter().map(|(k, v)| (format!("ids.{k}"), v.as_str())));
+        for (field, value) in named {
+            if let Err(e) = crate::identity::check_subject(value) {
+                out.push(format!(
+                    "subjects[{i}].{field} refused: {e}; no action will name it"
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Everything the path needs, shared by every source (`Arc`).

@@ -80,7 +80,18 @@ impl Planner {
         for d in decisions {
             // The decision (and the audit trail) keep the policy's spelling; the action gets one
             // spelling per account, so idempotency keys and coalescing see one subject.
+            // A subject with a control or invisible character, or an absurd length, is refused
+            // here: it becomes a problem (audited with the alert) and no action.
+            if let Err(e) = crate::identity::check_subject(&d.subject) {
+                problems.push(format!("rule `{}`: subject refused: {e}", d.rule));
+                continue;
+            }
             let subject = self.identity.resolve(&d.subject, &alert.subjects);
+            // Resolution may have taken the alert's email for a bare name: check that too.
+            if let Err(e) = crate::identity::check_subject(&subject) {
+                problems.push(format!("rule `{}`: subject refused: {e}", d.rule));
+                continue;
+            }
             if subject.is_empty() {
                 problems.push(format!("rule `{}`: decision has an empty subject", d.rule));
                 continue;
@@ -297,5 +308,21 @@ mod tests {
             let (actions, _) = p.plan(&a, &[d], "d", Utc::now());
             assert_eq!(actions[0].subject, "jdoe@corp.example", "{named}");
         }
+    }
+
+    #[test]
+    fn a_subject_with_a_control_character_is_a_problem_and_no_action() {
+        let p = planner();
+        for bad in ["breakglass\0", "jdoe\n@corp.example", "j\u{200B}doe"] {
+            let mut d = decision(Operation::DisableAccount, None, Mode::Enforce);
+            d.subject = bad.into();
+            let (actions, problems) = p.plan(&alert(), &[d], "d", Utc::now());
+            assert!(actions.is_empty(), "{bad:?}");
+            assert!(problems[0].contains("subject refused"), "{problems:?}");
+        }
+        let mut d = decision(Operation::DisableAccount, None, Mode::Enforce);
+        d.subject = "ｊｄｏｅ@Corp.Example".into();
+        let (actions, _) = p.plan(&alert(), &[d], "d", Utc::now());
+        assert_eq!(actions[0].subject, "jdoe@corp.example");
     }
 }

@@ -337,6 +337,9 @@ async fn start_core(
     if let Some(g) = &group_guard {
         info!(sources = ?g.sources(), "protected groups are checked through these connectors");
     }
+    let identity = crate::identity::Identity::new(&settings.identity);
+    let guards =
+        Guards::with_identity(&settings.guards, identity.clone()).map_err(anyhow::Error::msg)?;
     let executor = Arc::new(
         Executor::new(
             store.clone(),
@@ -347,14 +350,13 @@ async fn start_core(
             settings.executor.clone(),
             notifier.clone(),
         )
-        .with_group_guard(group_guard),
+        .with_group_guard(group_guard)
+        // The account each connector resolves is checked against the same protected list.
+        .with_protected_subjects(guards.protected()),
     );
     if let Some(t) = &api.ssf_transmitter {
         executor.signal_containment_to(t.emitter());
     }
-    let identity = crate::identity::Identity::new(&settings.identity);
-    let guards =
-        Guards::with_identity(&settings.guards, identity.clone()).map_err(anyhow::Error::msg)?;
     let planner = Planner::new(&connectors).with_identity(identity);
     let decider = Decider::new(policies, planner, guards, metrics.clone());
     let breaker = crate::guard::Breaker::new(

@@ -48,6 +48,7 @@ use tokio::sync::Semaphore;
 
 use super::{
     CheckReport, Connector, Memberships, Operation, OperationRequest, OperationResult, Outcome,
+    Resolution,
 };
 use crate::config::{Problem, SecretRef};
 
@@ -347,7 +348,11 @@ pub fn user_name_of(subject: &str) -> Result<String, IamError> {
         subject: subject.to_string(),
         why,
     };
-    let subject = subject.trim();
+    // The one lookup form (NFKC, controls refused, bounded length): what the guards checked, so a
+    // fullwidth `ｂｒｅａｋｇｌａｓｓ` is the user `breakglass` here as it is to the guards.
+    let subject = crate::identity::lookup_form(subject)
+        .map_err(|_| bad("control or invisible characters, or longer than any account name"))?;
+    let subject = subject.as_ref();
     let name = if let Some(rest) = subject.strip_prefix("arn:") {
         // arn:PARTITION:iam::ACCOUNT:user/PATH/NAME
         let parts: Vec<&str> = rest.splitn(5, ':').collect();
@@ -1154,6 +1159,16 @@ impl Connector for AwsIamConnector {
 
     /// Read-only: the names of the IAM groups the user is in (`ListGroupsForUser`, every page), for
     /// `[guards] protected_groups`. A user IAM does not know is in no group here.
+    /// The IAM user name the action would act on, derived without a call (IAM names users by
+    /// name; a user ARN names its user by its last path segment).
+    async fn resolve_account(&self, subject: &str) -> Resolution {
+        match user_name_of(subject) {
+            Ok(name) => Resolution::Account(vec![name]),
+            // Execution refuses it too: nothing will be acted on.
+            Err(_) => Resolution::NotFound,
+        }
+    }
+
     async fn group_memberships(&self, subject: &str) -> Memberships {
         let user = match user_name_of(subject) {
             Ok(u) => u,

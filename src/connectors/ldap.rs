@@ -63,6 +63,7 @@ use tracing::debug;
 
 use super::{
     CheckReport, Connector, Memberships, Operation, OperationRequest, OperationResult, Outcome,
+    Resolution,
 };
 use crate::config::{Problem, SecretRef};
 
@@ -72,6 +73,8 @@ pub const PERMANENT_LOCK: &str = "000001010000Z";
 pub const ACCOUNTDISABLE: u32 = 0x2;
 
 const LOCK_ATTR: &str = "pwdAccountLockedTime";
+/// The attributes naming a user, reported to the executor's protected-subject check.
+const NAMING_ATTRS: [&str; 4] = ["uid", "mail", "sAMAccountName", "userPrincipalName"];
 const UAC_ATTR: &str = "userAccountControl";
 
 /// Which directory dialect an instance speaks; chosen by the connector's `type`.
@@ -154,12 +157,33 @@ fn default_concurrency() -> usize {
 
 const PLACEHOLDERS: [&str; 3] = ["{username}", "{email}", "{subject}"];
 
-/// Put the escaped subject into a filter template.
+/// Put the escaped subject into a filter template, in one pass over the *template*.
+///
+/// Placeholders are looked for in the template text only; a substituted value is copied out and
+/// never scanned again. (Folding `str::replace` over the placeholders re-expanded a `{email}` that
+/// the subject itself contained: `x{email}y` searched `uid=xx{email}yy`, and a 16 KB subject grew
+/// the filter geometrically until the process aborted.) The output is at most
+/// `template.len() + placeholders × 3 × subject.len()` bytes: linear in the subject.
 fn render_filter(template: &str, subject: &str) -> String {
     let escaped = escape_filter_value(subject);
-    PLACEHOLDERS
-        .iter()
-        .fold(template.to_string(), |acc, p| acc.replace(p, &escaped))
+    let mut out = String::with_capacity(template.len() + 2 * escaped.len());
+    let mut rest = template;
+    while let Some(at) = rest.find('{') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        match PLACEHOLDERS.iter().find(|p| tail.starts_with(**p)) {
+            Some(p) => {
+                out.push_str(&escaped);
+                rest = &tail[p.len()..];
+            }
+            None => {
+                out.push('{');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// RFC 4515 §3 escaping of an assertion value: `\`, `*`, `(`, `)` and NUL become `\XX`, so user input can
@@ -250,9 +274,7 @@ fn check_filter_template(template: &str) -> Result<(), String> {
             "`{template}` uses none of {{username}}, {{email}}, {{subject}}: it would match the same entries for every subject"
         ));
     }
-    let without = PLACEHOLDERS
-        .iter()
-        .fold(template.to_string(), |acc, p| acc.replace(p, ""));
+    let without = render_filter(template, "");
     if let Some(start) = without.find('{')
         && without[start..].contains('}')
     {
@@ -381,6 +403,9 @@ pub enum LdapError {
         base: String,
         filter: String,
     },
+    /// The subject was refused before any filter was built (control characters, too long).
+    #[error("subject refused: {0}")]
+    Subject(#[from] crate::identity::SubjectError),
     /// An attribute held something we cannot interpret.
     #[error("entry `{dn}` has an unreadable {attr} value `{value}`")]
     BadValue {
@@ -463,7 +488,9 @@ impl LdapError {
                 | ldap3::LdapError::EndOfStream => true,
                 _ => false,
             },
-            LdapError::Ambiguous { .. } | LdapError::BadValue { .. } => false,
+            LdapError::Ambiguous { .. } | LdapError::BadValue { .. } | LdapError::Subject(_) => {
+                false
+            }
         }
     }
 
@@ -506,7 +533,7 @@ impl LdapError {
             LdapError::Ambiguous { .. } => Some(
                 "make user_filter match exactly one entry (e.g. search a unique attribute), or name the subject precisely",
             ),
-            LdapError::BadValue { .. } => None,
+            LdapError::BadValue { .. } | LdapError::Subject(_) => None,
         }
     }
 
@@ -665,7 +692,10 @@ impl LdapConnector {
         subject: &str,
         attrs: Vec<&str>,
     ) -> Result<Option<User>, LdapError> {
-        if subject.trim().is_empty() {
+        // The one lookup form (NFKC, controls refused, bounded length): what the guards checked.
+        let subject = crate::identity::lookup_form(subject)?;
+        let subject = subject.as_ref();
+        if subject.is_empty() {
             return Ok(None);
         }
         let filter = render_filter(&self.user_filter, subject);
@@ -1163,6 +1193,54 @@ impl Connector for LdapConnector {
         out
     }
 
+    /// Every entry the user filter finds for `subject`, by its naming attributes (`uid`, `mail`,
+    /// `sAMAccountName`, `userPrincipalName`) and DN. All matches are reported, not only a unique
+    /// one: an ambiguous subject fails at execution anyway, and a protected entry among the matches
+    /// must stop it before that.
+    async fn resolve_account(&self, subject: &str) -> Resolution {
+        let subject = match crate::identity::lookup_form(subject) {
+            Ok(s) if s.is_empty() => return Resolution::NotFound,
+            Ok(s) => s.into_owned(),
+            // Execution refuses it too; nothing is resolved.
+            Err(_) => return Resolution::NotFound,
+        };
+        let Ok(_permit) = self.permits.acquire().await else {
+            return Resolution::Unavailable("connector is shutting down".into());
+        };
+        let mut ldap = match self.session().await {
+            Ok(l) => l,
+            Err(e) => return Resolution::Unavailable(e.to_string()),
+        };
+        let filter = render_filter(&self.user_filter, &subject);
+        let found = self
+            .search(
+                &mut ldap,
+                &self.cfg.base_dn,
+                Scope::Subtree,
+                &filter,
+                NAMING_ATTRS.to_vec(),
+            )
+            .await;
+        let _ = ldap.unbind().await;
+        match found {
+            Ok(entries) if entries.is_empty() => Resolution::NotFound,
+            Ok(entries) => Resolution::Account(
+                entries
+                    .iter()
+                    .flat_map(|e| {
+                        let values = e
+                            .attrs
+                            .iter()
+                            .filter(|(k, _)| NAMING_ATTRS.iter().any(|a| a.eq_ignore_ascii_case(k)))
+                            .flat_map(|(_, v)| v.iter().cloned());
+                        std::iter::once(e.dn.clone()).chain(values)
+                    })
+                    .collect(),
+            ),
+            Err(e) => Resolution::Unavailable(e.to_string()),
+        }
+    }
+
     async fn check(&self) -> CheckReport {
         let report = |ok: bool, detail: String, fix: Option<&str>| CheckReport {
             connector: self.name.clone(),
@@ -1246,6 +1324,35 @@ mod tests {
         assert_eq!(
             render_filter("(|(uid={username})(mail={email}))", "*"),
             r"(|(uid=\2a)(mail=\2a))"
+        );
+    }
+
+    #[test]
+    fn a_placeholder_inside_the_subject_is_rendered_literally_once() {
+        // Before the one-pass renderer, the `{email}` inside the subject was expanded again:
+        // `(uid=xx{email}yy)`.
+        assert_eq!(
+            render_filter("(uid={username})", "x{email}y"),
+            "(uid=x{email}y)"
+        );
+        assert_eq!(
+            render_filter("(|(uid={username})(mail={email}))", "{subject}{username}"),
+            "(|(uid={subject}{username})(mail={subject}{username}))"
+        );
+        // Braces in the template that are no placeholder stay as they are.
+        assert_eq!(render_filter("(cn={x}{subject})", "a"), "(cn={x}a)");
+    }
+
+    #[test]
+    fn a_long_subject_makes_a_filter_of_linear_size() {
+        let template = LdapFlavor::ActiveDirectory.default_user_filter();
+        let subject = "{email}".repeat(1024 / 7);
+        let filter = render_filter(template, &subject);
+        // Three placeholders (`{username}` once, `{email}` twice), each replaced by the subject once.
+        let placeholders = "{username}".len() + 2 * "{email}".len();
+        assert_eq!(
+            filter.len(),
+            template.len() - placeholders + 3 * subject.len()
         );
     }
 

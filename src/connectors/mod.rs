@@ -113,6 +113,23 @@ pub enum Memberships {
     Unavailable(String),
 }
 
+/// What a target resolves a subject to, read-only: the identifiers of the account it would act on,
+/// for the protected-subject check the executor makes right before a destructive call (see
+/// [`Connector::resolve_account`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// This target cannot report the identifiers of the account it resolves (documented per
+    /// connector); the guard's check of the action's subject is then the only one.
+    Unsupported,
+    /// The subject names no account here.
+    NotFound,
+    /// Identifiers (names, emails, user principal names, ids) of every account the subject
+    /// resolves to here.
+    Account(Vec<String>),
+    /// The target could not answer now; the caller must not read this as "not protected".
+    Unavailable(String),
+}
+
 /// A configured target system.
 #[async_trait]
 pub trait Connector: Send + Sync {
@@ -133,6 +150,14 @@ pub trait Connector: Send + Sync {
     async fn group_memberships(&self, subject: &str) -> Memberships {
         let _ = subject;
         Memberships::Unsupported
+    }
+    /// The identifiers of the account `subject` resolves to here, read-only — the same resolution
+    /// [`execute`](Self::execute) uses — so the executor can refuse to act on an account that is
+    /// protected under a name the action's subject did not spell. Targets that cannot tell keep
+    /// the default, [`Resolution::Unsupported`].
+    async fn resolve_account(&self, subject: &str) -> Resolution {
+        let _ = subject;
+        Resolution::Unsupported
     }
 }
 

@@ -24,8 +24,9 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::audit::{Actor, AuditDraft, AuditKind};
 use crate::config::Problem;
-use crate::connectors::{ConnectorSet, Operation, OperationRequest, Outcome};
+use crate::connectors::{ConnectorSet, Operation, OperationRequest, Outcome, Resolution};
 use crate::deadletter::DeadLetterSink;
+use crate::guard::ProtectedSubjects;
 use crate::guard::groups::{GroupGuard, Verdict};
 use crate::ledger::{ActionRecord, ActionState, Origin, StateStore};
 use crate::notify::{Notice, Notifier};
@@ -134,6 +135,9 @@ pub struct Executor {
     /// `[guards] protected_groups`: asked before every destructive operation (see
     /// [`crate::protected_groups`]); `None` when no group is protected.
     group_guard: Option<Arc<GroupGuard>>,
+    /// `[guards] protected`, checked again against the account the connector resolves the subject
+    /// to, right before every destructive operation; `None` (or empty) when nothing is protected.
+    protected: Option<Arc<ProtectedSubjects>>,
     /// Tells people about failed actions, lockouts and restores; never waits.
     notifier: Notifier,
     /// Shared Signals transmitter's queue: told about each successful containment.
@@ -181,6 +185,7 @@ impl Executor {
             cfg,
             inflight: Mutex::new(HashSet::new()),
             group_guard: None,
+            protected: None,
             notifier,
             signals: std::sync::OnceLock::new(),
         }
@@ -189,6 +194,17 @@ impl Executor {
     /// Check `[guards] protected_groups` through `guard` before every destructive operation.
     pub fn with_group_guard(mut self, guard: Option<Arc<GroupGuard>>) -> Self {
         self.group_guard = guard;
+        self
+    }
+
+    /// Check the identifiers a connector resolves an action's subject to (its LDAP entry's `uid`,
+    /// `mail`, `sAMAccountName`, `userPrincipalName`; a spec lookup's record; the IAM user name)
+    /// against `protected` before every destructive operation. The planning guard compares the
+    /// subject as written; this compares the account the target will actually touch, so no
+    /// spelling the target folds differently can reach a protected account. Fails closed: a
+    /// target that cannot answer now makes the action retry later, never act.
+    pub fn with_protected_subjects(mut self, protected: Arc<ProtectedSubjects>) -> Self {
+        self.protected = (!protected.is_empty()).then_some(protected);
         self
     }
 
@@ -348,12 +364,29 @@ impl Executor {
                 pre_state: rec.pre_state.clone(),
                 context: request_context(&rec),
             };
+            let destructive = rec.operation.is_destructive() && rec.reverses.is_none();
+            // Protected subjects, after resolution: the account the target resolves the subject
+            // to must not be protected under any of its names. Reversals are never blocked.
+            let mut unresolved = None;
+            if let Some(p) = self.protected.as_ref().filter(|_| destructive) {
+                match connector.resolve_account(&rec.subject).await {
+                    Resolution::Account(ids) => {
+                        if let Some(hit) = p.first_match(&ids) {
+                            let hit = hit.to_string();
+                            return self.skip_protected_account(&mut rec, &hit).await;
+                        }
+                    }
+                    Resolution::Unavailable(reason) => unresolved = Some(reason),
+                    Resolution::NotFound | Resolution::Unsupported => {}
+                }
+            }
             // Protected groups: asked here, not at planning, because membership lives in the
             // targets. Reversals are never blocked (they give access back).
-            let verdict = match &self.group_guard {
-                Some(g) if rec.operation.is_destructive() && rec.reverses.is_none() => {
-                    Some(g.check(&rec.subject).await)
-                }
+            let verdict = match (&self.group_guard, unresolved) {
+                (_, Some(reason)) => Some(Verdict::Unknown(format!(
+                    "the account could not be resolved for the protected-subject check: {reason}"
+                ))),
+                (Some(g), None) if destructive => Some(g.check(&rec.subject).await),
                 _ => None,
             };
             let result = match verdict {
@@ -364,10 +397,10 @@ impl Executor {
                     Outcome::Retry {
                         after: None,
                         reason: format!(
-                            "not called: the protected-groups check could not complete ({reason})"
+                            "not called: the protected-subject check could not complete ({reason})"
                         ),
                     },
-                    "protected-groups check incomplete",
+                    "protected-subject check incomplete",
                 ),
                 Some(Verdict::Clear) | None => connector.execute(&request).await,
             };
@@ -499,29 +532,67 @@ impl Executor {
         group: &str,
         via: &str,
     ) -> Result<(), crate::ledger::StoreError> {
+        let note = format!(
+            "protected group: member of `{group}` (per connector `{via}`); guards never act on it"
+        );
+        let detail = serde_json::json!({ "group": group, "resolved_by": via });
+        self.skip_guarded(rec, note, crate::guard::GuardHit::ProtectedGroup, detail)
+            .await?;
+        info!(
+            group,
+            via, "subject is in a protected group; action skipped"
+        );
+        Ok(())
+    }
+
+    /// The connector resolved the subject to an account one of whose names is protected: skipped
+    /// without the destructive call, audited and counted like the planning guard's skip.
+    async fn skip_protected_account(
+        &self,
+        rec: &mut ActionRecord,
+        identifier: &str,
+    ) -> Result<(), crate::ledger::StoreError> {
+        let note = format!(
+            "protected subject: resolves on `{}` to the protected account `{identifier}`; guards never act on it",
+            rec.connector
+        );
+        let detail = serde_json::json!({ "resolved_to": identifier, "resolved_by": rec.connector });
+        self.skip_guarded(rec, note, crate::guard::GuardHit::Protected, detail)
+            .await?;
+        info!(
+            resolved_to = identifier,
+            "subject resolves to a protected account; action skipped"
+        );
+        Ok(())
+    }
+
+    /// Record a guard's skip: state, audit (state change and guard record, with `detail`), metrics.
+    async fn skip_guarded(
+        &self,
+        rec: &mut ActionRecord,
+        note: String,
+        hit: crate::guard::GuardHit,
+        detail: serde_json::Value,
+    ) -> Result<(), crate::ledger::StoreError> {
         rec.state = ActionState::Skipped;
         rec.next_attempt_at = None;
-        rec.state_reason = Some(crate::ledger::StateReason::ProtectedGroup);
-        rec.note = Some(format!(
-            "protected group: member of `{group}` (per connector `{via}`); guards never act on it"
-        ));
+        rec.state_reason = Some(hit.state_reason());
+        rec.note = Some(note);
         rec.updated_at = Utc::now();
         self.store.put_action(rec).await?;
-        self.audit_state(rec, Some("protected_group")).await;
-        let mut g = AuditDraft::new(
-            AuditKind::Guard,
-            Actor::system("executor"),
-            serde_json::json!({
-                "guard": "protected_group",
-                "state": rec.state,
-                "note": rec.note,
-                "group": group,
-                "resolved_by": via,
-                "connector": rec.connector,
-                "operation": rec.operation,
-                "rule": rec.rule,
-            }),
-        );
+        self.audit_state(rec, Some(hit.as_str())).await;
+        let mut body = serde_json::json!({
+            "guard": hit.as_str(),
+            "state": rec.state,
+            "note": rec.note,
+            "connector": rec.connector,
+            "operation": rec.operation,
+            "rule": rec.rule,
+        });
+        if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), detail) {
+            body.extend(extra);
+        }
+        let mut g = AuditDraft::new(AuditKind::Guard, Actor::system("executor"), body);
         g.subject = Some(rec.subject.clone());
         g.action_key = Some(rec.key.clone());
         if let Origin::Alert { alert_id, .. } = &rec.origin {
@@ -532,13 +603,9 @@ impl Executor {
         }
         self.metrics
             .guard_blocks
-            .with_label_values(&[crate::guard::GuardHit::ProtectedGroup.as_str()])
+            .with_label_values(&[hit.as_str()])
             .inc();
         self.count_end(rec, "skipped");
-        info!(
-            group,
-            via, "subject is in a protected group; action skipped"
-        );
         Ok(())
     }
 

@@ -22,13 +22,14 @@
 //! the breaker is disabled.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
 use crate::config::Problem;
-use crate::identity::Identity;
+use crate::identity::{Identity, fold, local_part};
 use crate::ledger::{ActionRecord, ActionState, StateReason};
 
 mod breaker;
@@ -43,9 +44,12 @@ pub struct GuardConfig {
     /// Record every action as `skipped` with note `dry_run`; call nothing. Overrides every policy.
     pub dry_run: bool,
     /// Break-glass and service accounts that are never touched: exact names or globs
-    /// (`svc-*@corp.example`), matched case-insensitively against the action's subject. Matching goes
-    /// through identity resolution (`[identity]`): protecting `admin@corp.example` also protects
-    /// `CORP\admin` and `admin@corp.com` when those are configured aliases.
+    /// (`svc-*@corp.example`), matched against the action's subject the way directories match
+    /// names (NFKC, case folding: `ｂｒｅａｋｇｌａｓｓ` and `breakglaſs` are `breakglass`), and against
+    /// the account a connector resolves it to before any destructive call. Matching goes through
+    /// identity resolution (`[identity]`): protecting `admin@corp.example` also protects
+    /// `CORP\admin` and `admin@corp.com` when those are configured aliases — and always the bare
+    /// username `admin` and `admin@` any other domain (see [`ProtectedSubjects`]).
     pub protected: Vec<String>,
     /// Groups whose members are never touched (`break-glass`, `tier0-admins`), by group name,
     /// case-insensitive. Resolved at execution, through the connectors that can list a subject's
@@ -207,6 +211,16 @@ pub enum GuardHit {
 }
 
 impl GuardHit {
+    /// The typed reason an action stopped by this guard carries.
+    pub fn state_reason(self) -> StateReason {
+        match self {
+            GuardHit::Protected => StateReason::Protected,
+            GuardHit::DryRun => StateReason::DryRun,
+            GuardHit::ProtectedGroup => StateReason::ProtectedGroup,
+            GuardHit::Breaker => StateReason::Breaker,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             GuardHit::Protected => "protected",
@@ -217,12 +231,116 @@ impl GuardHit {
     }
 }
 
-pub struct Guards {
-    dry_run: bool,
+/// The compiled `[guards] protected` list: what planning checks every action's subject against, and
+/// what the executor checks the account a connector resolved against (see
+/// [`crate::executor::Executor::with_protected_subjects`]).
+///
+/// # Matching
+///
+/// Every protected entry and every subject is compared by its [`fold`]ed key (NFKC, full case
+/// folding, invisible characters dropped — what directories do when they match), in its own
+/// spelling and in its canonical one (`[identity]` aliases and `default_domain`). On top of that,
+/// **a protected name's username is protected on its own**: protecting `breakglass@example.org`
+/// (or `CORP\breakglass`, or a bare `breakglass`) also protects the bare subject `breakglass` and
+/// `breakglass@` *any* domain. A directory's default filter finds the entry with `uid=breakglass`
+/// from a bare name, and a target may resolve `breakglass@other.example` by its local part; the
+/// guard cannot know which a target does, so it protects every spelling one could resolve to the
+/// protected account. That can only protect more, never lock anyone out. Globs get the same rule
+/// when their username part names something (`svc-*@corp.example` protects `svc-backup` and
+/// `svc-backup@elsewhere`); a username part that is only wildcards (`*@corp.example`) does not,
+/// or it would protect every account everywhere.
+#[derive(Debug, Clone, Default)]
+pub struct ProtectedSubjects {
+    /// Folded protected names, in their own and their canonical spelling.
     exact: HashSet<String>,
     globs: GlobSet,
-    /// Subjects and patterns are compared in their canonical spelling as well as their own.
+    /// Folded usernames of the protected names (see the matching rule above).
+    locals: HashSet<String>,
+    local_globs: GlobSet,
+    /// Subjects are compared in their canonical spelling as well as their own.
     identity: Identity,
+}
+
+fn is_glob(p: &str) -> bool {
+    p.contains(['*', '?', '[', '{'])
+}
+
+fn glob(p: &str) -> Result<Glob, String> {
+    // A backslash in a glob escapes; `CORP\svc-*` means the literal down-level name.
+    Glob::new(&p.replace('\\', "\\\\")).map_err(|e| format!("protected glob `{p}`: {e}"))
+}
+
+impl ProtectedSubjects {
+    /// Compile `protected` (validated config); an invalid glob is an error naming it.
+    pub fn new(protected: &[String], identity: Identity) -> Result<Self, String> {
+        let mut exact = HashSet::new();
+        let mut locals = HashSet::new();
+        let mut builder = GlobSetBuilder::new();
+        let mut local_builder = GlobSetBuilder::new();
+        for p in protected {
+            let mut forms = vec![fold(p)];
+            forms.extend(identity.guard_forms(p));
+            for form in forms {
+                let local = local_part(&form).map(str::to_string);
+                if is_glob(&form) {
+                    builder.add(glob(&form)?);
+                    if let Some(l) = local.filter(|l| l.chars().any(char::is_alphanumeric)) {
+                        if is_glob(&l) {
+                            local_builder.add(glob(&l)?);
+                        } else {
+                            locals.insert(l);
+                        }
+                    }
+                } else {
+                    exact.insert(form);
+                    if let Some(l) = local {
+                        locals.insert(l);
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            exact,
+            globs: builder.build().map_err(|e| e.to_string())?,
+            locals,
+            local_globs: local_builder.build().map_err(|e| e.to_string())?,
+            identity,
+        })
+    }
+
+    /// Whether nothing is protected (then the executor skips its post-resolution check).
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.globs.is_empty()
+    }
+
+    /// Whether `subject` — an action's subject, or an identifier a target resolved it to — names a
+    /// protected account under the matching rule above.
+    pub fn matches(&self, subject: &str) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let mut forms = vec![fold(subject)];
+        forms.extend(self.identity.guard_forms(subject));
+        forms.iter().any(|f| {
+            self.exact.contains(f)
+                || self.globs.is_match(f)
+                || local_part(f)
+                    .is_some_and(|l| self.locals.contains(l) || self.local_globs.is_match(l))
+        })
+    }
+
+    /// The first of `identifiers` that is protected, if any.
+    pub fn first_match<'a>(&self, identifiers: &'a [String]) -> Option<&'a str> {
+        identifiers
+            .iter()
+            .find(|i| self.matches(i))
+            .map(String::as_str)
+    }
+}
+
+pub struct Guards {
+    dry_run: bool,
+    protected: Arc<ProtectedSubjects>,
 }
 
 impl Guards {
@@ -231,43 +349,21 @@ impl Guards {
         Self::with_identity(cfg, Identity::default())
     }
 
-    /// As [`new`](Self::new), matching through `identity`: each protected name or pattern is kept in
-    /// its own spelling and in its canonical one, and a subject is tested in both of its own.
+    /// As [`new`](Self::new), matching through `identity` (see [`ProtectedSubjects`]).
     pub fn with_identity(cfg: &GuardConfig, identity: Identity) -> Result<Self, String> {
-        let mut exact = HashSet::new();
-        let mut builder = GlobSetBuilder::new();
-        for p in &cfg.protected {
-            let mut forms = vec![p.trim().to_lowercase()];
-            forms.extend(identity.guard_forms(p).iter().map(|f| f.to_lowercase()));
-            for p in forms {
-                if p.contains(['*', '?', '[', '{']) {
-                    // A backslash in a glob escapes; `CORP\svc-*` means the literal down-level name.
-                    let escaped = p.replace('\\', "\\\\");
-                    builder.add(
-                        Glob::new(&escaped).map_err(|e| format!("protected glob `{p}`: {e}"))?,
-                    );
-                } else {
-                    exact.insert(p);
-                }
-            }
-        }
         Ok(Self {
             dry_run: cfg.dry_run,
-            exact,
-            globs: builder.build().map_err(|e| e.to_string())?,
-            identity,
+            protected: Arc::new(ProtectedSubjects::new(&cfg.protected, identity)?),
         })
     }
 
+    /// The compiled protected list, for the executor's check of resolved accounts.
+    pub fn protected(&self) -> Arc<ProtectedSubjects> {
+        self.protected.clone()
+    }
+
     pub fn is_protected(&self, subject: &str) -> bool {
-        std::iter::once(subject.trim().to_lowercase())
-            .chain(
-                self.identity
-                    .guard_forms(subject)
-                    .iter()
-                    .map(|f| f.to_lowercase()),
-            )
-            .any(|s| self.exact.contains(&s) || self.globs.is_match(&s))
+        self.protected.matches(subject)
     }
 
     /// Apply every guard to a planned action; returns the guard that changed it, if any.
@@ -310,7 +406,62 @@ mod tests {
         assert!(g.is_protected("breakglass@CORP.example"));
         assert!(g.is_protected("svc-backup@corp.example"));
         assert!(!g.is_protected("alice@corp.example"));
-        assert!(!g.is_protected("svc-backup@evil.example"));
+        assert!(!g.is_protected("backup-svc@corp.example"));
+        // A protected name's username is protected in any domain (see `ProtectedSubjects`).
+        assert!(g.is_protected("svc-backup@evil.example"));
+    }
+
+    #[test]
+    fn confusable_spellings_of_a_protected_subject_are_protected() {
+        // Issue 10: each of these locked the protected LDAP entry before.
+        let g = guards(&["breakglass@example.org"], false);
+        for s in [
+            "ｂｒｅａｋｇｌａｓｓ@example.org",
+            "ｂｒｅａｋｇｌａｓｓ",
+            "breakglaſs@example.org",
+            "breakglaſs",
+            "breakglass\0@example.org",
+            "breakglass\0",
+            "break\u{200B}glass@example.org",
+            "BREAKGLASS@EXAMPLE.ORG",
+            "ＢＲＥＡＫＧＬＡＳＳ@ＥＸＡＭＰＬＥ.ＯＲＧ",
+        ] {
+            assert!(g.is_protected(s), "{s:?} should be protected");
+        }
+    }
+
+    #[test]
+    fn a_protected_username_is_protected_bare_and_in_any_domain() {
+        // No `[identity] default_domain`: the bare name used to pass.
+        let g = guards(&["breakglass@example.org", r"CORP\svc-ops"], false);
+        for s in [
+            "breakglass",
+            "BreakGlass",
+            "breakglass@other.example",
+            r"OTHER\breakglass",
+            "svc-ops",
+            "svc-ops@corp.example",
+        ] {
+            assert!(g.is_protected(s), "{s:?} should be protected");
+        }
+        for s in ["breakglass2", "xbreakglass@example.org", "jdoe", "svc-opsx"] {
+            assert!(!g.is_protected(s), "{s:?} should not be protected");
+        }
+        // A wildcard-only username protects no username everywhere.
+        let domain = guards(&["*@vip.example"], false);
+        assert!(domain.is_protected("ceo@vip.example"));
+        assert!(!domain.is_protected("ceo@corp.example"));
+        assert!(!domain.is_protected("ceo"));
+    }
+
+    #[test]
+    fn resolved_identifiers_are_checked_with_the_same_matching() {
+        let g = guards(&["breakglass@example.org"], false);
+        let p = g.protected();
+        let ids = ["cn=x,dc=example".to_string(), "breakglass".to_string()];
+        assert_eq!(p.first_match(&ids), Some("breakglass"));
+        assert_eq!(p.first_match(&["jdoe".to_string()]), None);
+        assert!(ProtectedSubjects::default().first_match(&ids).is_none());
     }
 
     #[test]
@@ -400,7 +551,11 @@ mod tests {
         ] {
             assert!(g.is_protected(s), "{s} should be protected");
         }
-        for s in [r"OTHER\admin", "admin@other.example", r"CORP\jdoe", "admin"] {
+        // The username of a protected name is protected everywhere (see `ProtectedSubjects`).
+        for s in [r"OTHER\admin", "admin@other.example", "admin"] {
+            assert!(g.is_protected(s), "{s} should be protected");
+        }
+        for s in [r"CORP\jdoe", "jdoe@corp.example"] {
             assert!(!g.is_protected(s), "{s} should not be protected");
         }
     }
@@ -419,7 +574,10 @@ mod tests {
         for s in ["admin", "Admin", "breakglass@corp.example", "BreakGlass"] {
             assert!(g.is_protected(s), "{s} should be protected");
         }
-        for s in ["jdoe", "admin@other.example", "breakglass@other.example"] {
+        for s in ["admin@other.example", "breakglass@other.example"] {
+            assert!(g.is_protected(s), "{s} should be protected");
+        }
+        for s in ["jdoe", "jdoe@corp.example"] {
             assert!(!g.is_protected(s), "{s} should not be protected");
         }
     }
@@ -461,5 +619,151 @@ mod tests {
                 "connectors.global",
             ]
         );
+    }
+
+    /// Property tests: for random subjects built from confusable alphabets, no spelling a target
+    /// could resolve to a protected account escapes the guard.
+    mod props {
+        use super::*;
+        use crate::identity::{check_subject, local_part};
+        use icu_casemap::CaseMapper;
+        use icu_normalizer::ComposingNormalizer;
+        use proptest::prelude::*;
+
+        const PROTECTED: [&str; 4] = [
+            "breakglass@example.org",
+            "svc-ops",
+            "admin@corp.example",
+            "kelvin.ffoulkes@example.org",
+        ];
+        /// Names the subjects are spelled from: the protected ones, the usernames and other domains
+        /// a directory may resolve them by, and near misses.
+        const BASES: [&str; 9] = [
+            "breakglass@example.org",
+            "breakglass",
+            "breakglass@other.example",
+            "svc-ops@corp.example",
+            "admin",
+            "kelvin.ffoulkes",
+            "breakglas",
+            "jdoe@example.org",
+            "kelvin.ffoulkes@example.org",
+        ];
+
+        /// Ways of writing one ASCII character that directories fold back onto it.
+        fn variant(c: char) -> BoxedStrategy<String> {
+            let mut options = vec![c.to_string(), c.to_ascii_uppercase().to_string()];
+            if c.is_ascii_graphic() {
+                // Fullwidth forms: U+FF01..U+FF5E mirror U+0021..U+007E.
+                options.push(char::from_u32(c as u32 + 0xFEE0).unwrap().to_string());
+            }
+            match c {
+                's' => options.push("\u{17F}".into()),  // long s
+                'k' => options.push("\u{212A}".into()), // Kelvin sign
+                'f' => options.push("\u{FB00}".into()), // ﬀ (two letters in one)
+                'i' => options.push("\u{2170}".into()), // small roman numeral one
+                _ => {}
+            }
+            prop::sample::select(options).boxed()
+        }
+
+        /// What may follow a character: nothing mostly, else a combining mark, a control, an
+        /// invisible character or a space.
+        fn noise() -> BoxedStrategy<&'static str> {
+            prop_oneof![
+                8 => Just(""),
+                1 => prop::sample::select(vec![
+                    "\u{301}", "\u{0}", "\n", "\r", "\u{85}", "\u{200B}", "\u{200D}",
+                    "\u{2060}", "\u{FEFF}", "\u{AD}", " ", "\u{3000}", "\u{A0}", "\u{202E}",
+                ]),
+            ]
+            .boxed()
+        }
+
+        fn subject() -> impl Strategy<Value = String> {
+            prop::sample::select(BASES.to_vec()).prop_flat_map(|base| {
+                let parts: Vec<_> = base.chars().map(|c| (variant(c), noise())).collect();
+                (parts, noise()).prop_map(|(parts, lead)| {
+                    let mut s = lead.to_string();
+                    for (v, n) in parts {
+                        s.push_str(&v);
+                        s.push_str(n);
+                    }
+                    s
+                })
+            })
+        }
+
+        /// A model of a directory's matching (RFC 4518 string preparation for caseIgnoreMatch),
+        /// written apart from `identity::fold`: characters mapped to nothing removed, case folded
+        /// *before* NFKC, insignificant spaces removed.
+        fn directory_fold(s: &str) -> String {
+            let mapped: String = s
+                .chars()
+                .filter(|c| {
+                    (!c.is_control() || c.is_whitespace())
+                        && !matches!(*c, '\u{AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+                            | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{1806}' | '\u{180B}'..='\u{180E}'
+                            | '\u{FE00}'..='\u{FE0F}' | '\u{34F}')
+                })
+                .map(|c| if c.is_whitespace() { ' ' } else { c })
+                .collect();
+            let folded = CaseMapper::new().fold_string(&mapped).into_owned();
+            let nfkc = ComposingNormalizer::new_nfkc()
+                .normalize(&folded)
+                .into_owned();
+            let refolded = CaseMapper::new().fold_string(&nfkc).into_owned();
+            refolded.split_whitespace().collect::<Vec<_>>().join(" ")
+        }
+
+        /// Whether a directory holding the protected accounts (by `mail` and by `uid`, the local
+        /// part) would resolve `subject` to one of them.
+        fn directory_finds_protected(subject: &str) -> bool {
+            let s = directory_fold(subject);
+            PROTECTED.iter().any(|p| {
+                let p = directory_fold(p);
+                let uid = local_part(&p).unwrap_or(&p).to_string();
+                s == p || s == uid || local_part(&s).is_some_and(|l| l == uid)
+            })
+        }
+
+        fn guards() -> Guards {
+            Guards::new(&GuardConfig {
+                protected: PROTECTED.iter().map(|p| p.to_string()).collect(),
+                ..GuardConfig::default()
+            })
+            .unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            #[test]
+            fn no_confusable_spelling_of_a_protected_account_escapes_the_guard(s in subject()) {
+                let g = guards();
+                let identity = Identity::default();
+                // Accepted subjects: the canonical form equal to a protected name under
+                // NFKC-casefold must be flagged.
+                if check_subject(&s).is_ok() {
+                    let canonical = identity.canonical(&s);
+                    if PROTECTED.iter().any(|p| directory_fold(&canonical) == directory_fold(p)) {
+                        prop_assert!(g.is_protected(&s), "accepted {s:?} ({canonical:?}) not flagged");
+                    }
+                }
+                // Whatever the guard did not flag, no directory-style folding resolves to a
+                // protected account — refused subjects included (defence in depth).
+                if directory_finds_protected(&s) {
+                    prop_assert!(g.is_protected(&s), "{s:?} resolves to a protected account but was not flagged");
+                }
+            }
+
+            #[test]
+            fn identifiers_a_target_reports_are_matched_the_same_way(s in subject()) {
+                let g = guards();
+                if directory_finds_protected(&s) {
+                    prop_assert!(g.protected().first_match(std::slice::from_ref(&s)).is_some(), "{s:?}");
+                }
+            }
+        }
     }
 }

@@ -19,6 +19,7 @@ mod okta_hook;
 mod pipeline;
 mod policy_watch;
 mod process;
+mod protected_ldap;
 mod saas;
 mod samba;
 mod scim;

@@ -23,6 +23,7 @@ use super::spec::{
 };
 use crate::connectors::{
     CheckReport, Connector, Memberships, Operation, OperationRequest, OperationResult, Outcome,
+    Resolution,
 };
 use crate::net::headers::retry_after;
 use crate::template::describe;
@@ -281,8 +282,17 @@ impl HttpConnector {
                 ),
             });
         };
+        // The one lookup form (NFKC, controls refused, bounded length): what the guards checked.
+        let subject = match crate::identity::lookup_form(&req.subject) {
+            Ok(s) => s.into_owned(),
+            Err(e) => {
+                return Run::end(Outcome::Failed {
+                    reason: format!("subject refused: {e}"),
+                });
+            }
+        };
         let mut ctx = Map::new();
-        ctx.insert("subject".into(), Value::String(req.subject.clone()));
+        ctx.insert("subject".into(), Value::String(subject));
         ctx.insert("vars".into(), Value::Object(self.vars.clone()));
         ctx.insert(
             "pre_state".into(),
@@ -1145,6 +1155,36 @@ impl Connector for HttpConnector {
         self.offers(GROUPS)
     }
 
+    /// The string values of the spec's `lookup` record (through the lookup cache, so the operation
+    /// that follows reuses it): whatever identifiers the spec records — ids always, and logins or
+    /// emails where the spec extracts them. A spec without `lookup` reports nothing.
+    async fn resolve_account(&self, subject: &str) -> Resolution {
+        if !self.offers(LOOKUP) {
+            return Resolution::Unsupported;
+        }
+        let req = OperationRequest {
+            operation: Operation::Notify, // unused by templates of `lookup`
+            subject: subject.to_string(),
+            idempotency_key: String::new(),
+            pre_state: None,
+            context: BTreeMap::new(),
+        };
+        let _permit = self.permits.acquire().await;
+        let mut trail = Vec::new();
+        match self.resolve(&req, LOOKUP, &mut trail).await {
+            Ok((record, _)) => {
+                let mut ids = Vec::new();
+                collect_strings(&record, 2, &mut ids);
+                Resolution::Account(ids)
+            }
+            Err(Outcome::NotFound) => Resolution::NotFound,
+            Err(Outcome::Retry { reason, .. }) | Err(Outcome::Failed { reason }) => {
+                Resolution::Unavailable(reason)
+            }
+            Err(other) => Resolution::Unavailable(other.as_str().to_string()),
+        }
+    }
+
     async fn group_memberships(&self, subject: &str) -> Memberships {
         if !self.offers(GROUPS) {
             return Memberships::Unsupported;
@@ -1394,6 +1434,24 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         src = inner.source();
     }
     s
+}
+
+/// Every string in `v`, down to `depth` levels of objects and arrays.
+fn collect_strings(v: &Value, depth: usize, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if !s.is_empty() => out.push(s.clone()),
+        Value::Array(items) if depth > 0 => {
+            for i in items {
+                collect_strings(i, depth - 1, out);
+            }
+        }
+        Value::Object(map) if depth > 0 => {
+            for i in map.values() {
+                collect_strings(i, depth - 1, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]
