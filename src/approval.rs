@@ -273,11 +273,11 @@ async fn decide_claimed(
     store.append_audit(vec![d]).await?;
     store.put_action(&rec).await?;
     if verdict == Verdict::Reject {
-        approvals
-            .metrics
-            .actions
-            .with_label_values(&[rec.connector.as_str(), rec.operation.as_str(), "rejected"])
-            .inc();
+        approvals.metrics.action_end(
+            rec.connector.as_str(),
+            rec.operation.as_str(),
+            crate::telemetry::ActionEnd::Rejected,
+        );
     }
     Ok(rec)
 }
@@ -318,11 +318,11 @@ async fn expire_claimed(
         // The ledger is the source of truth and the action is cancelled either way.
         tracing::error!(action_key = %rec.key, error = %e, "could not audit an approval expiry");
     }
-    approvals
-        .metrics
-        .actions
-        .with_label_values(&[rec.connector.as_str(), rec.operation.as_str(), "expired"])
-        .inc();
+    approvals.metrics.action_end(
+        rec.connector.as_str(),
+        rec.operation.as_str(),
+        crate::telemetry::ActionEnd::Expired,
+    );
     approvals.notifier.notify(Notice::ApprovalExpired {
         approval_id: rec.key.clone(),
         connector: rec.connector.clone(),
@@ -392,11 +392,11 @@ pub async fn supersede(
         }
         store.append_audit(vec![d]).await?;
         store.put_action(&rec).await?;
-        approvals
-            .metrics
-            .actions
-            .with_label_values(&[rec.connector.as_str(), rec.operation.as_str(), "superseded"])
-            .inc();
+        approvals.metrics.action_end(
+            rec.connector.as_str(),
+            rec.operation.as_str(),
+            crate::telemetry::ActionEnd::Superseded,
+        );
         info!(action_key = held_key, superseded_by = %by.key, "held action superseded");
         Ok::<_, StoreError>(true)
     }

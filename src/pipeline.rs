@@ -34,7 +34,7 @@ use crate::ledger::{ActionRecord, ActionState, Inserted, StateReason, StateStore
 use crate::notify::{Notice, Notifier};
 use crate::plan::Planner;
 use crate::policy::{Decision, Policies};
-use crate::telemetry::Metrics;
+use crate::telemetry::{ActionEnd, Metrics, PolicyErrorKind};
 
 /// Why an input could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -228,33 +228,23 @@ impl Decider {
         let refused = refused_subjects(&alert);
         if !problems.is_empty() {
             self.metrics
-                .policy_errors
-                .with_label_values(&["evaluation"])
-                .inc_by(problems.len() as u64);
+                .policy_errors(PolicyErrorKind::Evaluation, problems.len() as u64);
         }
         for d in &eval.decisions {
-            self.metrics
-                .decisions
-                .with_label_values(&[d.action.as_str(), d.mode.as_str()])
-                .inc();
+            self.metrics.decision(d.action.as_str(), d.mode.as_str());
         }
         let (mut actions, plan_problems) =
             self.planner
                 .plan(&alert, &eval.decisions, &eval.digest, now);
         if !plan_problems.is_empty() {
             self.metrics
-                .policy_errors
-                .with_label_values(&["plan"])
-                .inc_by(plan_problems.len() as u64);
+                .policy_errors(PolicyErrorKind::Plan, plan_problems.len() as u64);
         }
         problems.extend(plan_problems);
         problems.extend(refused);
         for a in &mut actions {
             if let Some(hit) = self.guards.apply(a) {
-                self.metrics
-                    .guard_blocks
-                    .with_label_values(&[hit.as_str()])
-                    .inc();
+                self.metrics.guard_block(hit.as_str());
             }
         }
         Planned {
@@ -482,13 +472,9 @@ impl Pipeline {
     ) -> Result<PipelineError, PipelineError> {
         let label = format.unwrap_or("auto");
         self.metrics
-            .alerts
-            .with_label_values(&[label, "dead_lettered"])
-            .inc();
+            .alert(label, crate::telemetry::AlertOutcome::DeadLettered);
         self.metrics
-            .dead_letters
-            .with_label_values(&["ingest"])
-            .inc();
+            .dead_letter(crate::telemetry::DeadLetterStage::Ingest);
         let mut details = serde_json::json!({
             "source": source,
             "format": label,
@@ -523,10 +509,10 @@ impl Pipeline {
             warn!(parent: &span, problem = %p, "policy problem");
         }
         let recorded = self.record_as(&planned, actor).instrument(span).await?;
-        self.metrics
-            .alerts
-            .with_label_values(&[planned.alert.source.format.as_str(), "accepted"])
-            .inc();
+        self.metrics.alert(
+            planned.alert.source.format.as_str(),
+            crate::telemetry::AlertOutcome::Accepted,
+        );
         Ok(Processed {
             alert_id: planned.alert.id,
             decisions: planned.decisions,
@@ -575,10 +561,7 @@ impl Pipeline {
     ) -> Result<Vec<RecordedAction>, PipelineError> {
         for a in &mut actions {
             if let Some(hit) = self.decider.guards.apply(a) {
-                self.metrics
-                    .guard_blocks
-                    .with_label_values(&[hit.as_str()])
-                    .inc();
+                self.metrics.guard_block(hit.as_str());
             }
         }
         let window = if coalesce {
@@ -646,10 +629,7 @@ impl Pipeline {
                 m.next_attempt_at = None;
                 m.note = Some(crate::guard::breaker_note(&open));
                 m.state_reason = Some(StateReason::Breaker);
-                self.metrics
-                    .guard_blocks
-                    .with_label_values(&[GuardHit::Breaker.as_str()])
-                    .inc();
+                self.metrics.guard_block(GuardHit::Breaker.as_str());
             }
         }
         if a.state == ActionState::AwaitingApproval && a.expires_at.is_none() {
@@ -707,32 +687,23 @@ impl Pipeline {
                         });
                     }
                     if matches!(a.state, ActionState::Skipped) {
-                        let outcome = if a.state_reason == Some(StateReason::DryRun) {
-                            "dry_run"
+                        let end = if a.state_reason == Some(StateReason::DryRun) {
+                            ActionEnd::DryRun
                         } else {
-                            "skipped"
+                            ActionEnd::Skipped
                         };
                         self.metrics
-                            .actions
-                            .with_label_values(&[
-                                a.connector.as_str(),
-                                a.operation.as_str(),
-                                outcome,
-                            ])
-                            .inc();
+                            .action_end(&a.connector, a.operation.as_str(), end);
                     }
                     (Disposition::New, None)
                 }
                 Inserted::Duplicate => (Disposition::Duplicate, None),
                 Inserted::Coalesced(into) => {
-                    self.metrics
-                        .actions
-                        .with_label_values(&[
-                            a.connector.as_str(),
-                            a.operation.as_str(),
-                            "coalesced",
-                        ])
-                        .inc();
+                    self.metrics.action_end(
+                        a.connector.as_str(),
+                        a.operation.as_str(),
+                        crate::telemetry::ActionEnd::Coalesced,
+                    );
                     (Disposition::Coalesced, Some(into))
                 }
             };

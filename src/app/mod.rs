@@ -485,10 +485,7 @@ async fn audit_watcher_rejections(
     api: Arc<ApiState>,
 ) {
     while let Some(r) = rejected.recv().await {
-        metrics
-            .policy_reloads
-            .with_label_values(&["rejected"])
-            .inc();
+        metrics.policy_reload(crate::telemetry::ReloadOutcome::Rejected);
         let Some(store) = api.store.get() else {
             warn!(rejected_digest = %r.digest, "policy change rejected before the store answered; not audited");
             continue;
@@ -554,14 +551,11 @@ async fn reload_on_sighup(
         // The error as text at once: `PolicyError` is not `Send`.
         match policies.reload().map_err(|e| e.to_string()) {
             Ok(digest) => {
-                metrics.policy_reloads.with_label_values(&["ok"]).inc();
+                metrics.policy_reload(crate::telemetry::ReloadOutcome::Ok);
                 info!(%digest, "policies reloaded on SIGHUP")
             }
             Err(e) => {
-                metrics
-                    .policy_reloads
-                    .with_label_values(&["rejected"])
-                    .inc();
+                metrics.policy_reload(crate::telemetry::ReloadOutcome::Rejected);
                 error!(error = %e, "policy reload rejected; the previous bundle keeps serving");
                 // A successful reload is recorded by `audit_policy_changes` (it sees the new
                 // digest); a rejected one changes no digest, so it is recorded here.

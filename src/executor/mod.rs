@@ -31,7 +31,7 @@ use crate::guard::groups::{GroupGuard, Verdict};
 use crate::ledger::{ActionRecord, ActionState, Origin, StateStore};
 use crate::notify::{Notice, Notifier};
 use crate::retry::{Backoff, RetryConfig};
-use crate::telemetry::Metrics;
+use crate::telemetry::{ActionEnd, Metrics};
 
 /// `[executor]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -404,10 +404,7 @@ impl Executor {
                 ),
                 Some(Verdict::Clear) | None => connector.execute(&request).await,
             };
-            self.metrics
-                .action_attempts
-                .with_label_values(&[rec.connector.as_str(), result.outcome.as_str()])
-                .inc();
+            self.metrics.attempt(rec.connector.as_str(), result.outcome.as_str());
             rec.response = Some(result.summary.clone());
             rec.pre_state = merge_pre_state(rec.pre_state.take(), result.pre_state.clone());
             rec.updated_at = Utc::now();
@@ -441,7 +438,7 @@ impl Executor {
                             reason: rec.reason.clone(),
                         });
                     }
-                    self.count_end(&rec, "succeeded");
+                    self.count_end(&rec, ActionEnd::Succeeded);
                     if let Some(notice) = success_notice(&rec) {
                         self.notifier.notify(notice);
                     }
@@ -453,7 +450,7 @@ impl Executor {
                     rec.note = Some("subject not found on this target".into());
                     self.store.put_action(&rec).await?;
                     self.audit_state(&rec, Some(result.outcome.as_str())).await;
-                    self.count_end(&rec, "not_found");
+                    self.count_end(&rec, ActionEnd::NotFound);
                     info!("subject not found on target; nothing to do");
                 }
                 Outcome::Retry { after, reason } => {
@@ -496,7 +493,7 @@ impl Executor {
         rec.updated_at = Utc::now();
         self.store.put_action(rec).await?;
         self.audit_state(rec, Some("failed")).await;
-        self.count_end(rec, "failed");
+        self.count_end(rec, ActionEnd::Failed);
         self.notifier.notify(Notice::ActionFailed {
             action_key: rec.key.clone(),
             connector: rec.connector.clone(),
@@ -509,9 +506,7 @@ impl Executor {
             },
         });
         self.metrics
-            .dead_letters
-            .with_label_values(&["action"])
-            .inc();
+            .dead_letter(crate::telemetry::DeadLetterStage::Action);
         warn!(error = %reason, attempts = rec.attempts, "action failed; dead-lettered");
         let payload = serde_json::to_vec(rec).unwrap_or_default();
         let origin = [
@@ -601,11 +596,8 @@ impl Executor {
         if let Err(e) = self.store.append_audit(vec![g]).await {
             error!(action_key = %rec.key, error = %e, "could not write the guard record to the audit trail");
         }
-        self.metrics
-            .guard_blocks
-            .with_label_values(&[hit.as_str()])
-            .inc();
-        self.count_end(rec, "skipped");
+        self.metrics.guard_block(hit.as_str());
+        self.count_end(rec, ActionEnd::Skipped);
         Ok(())
     }
 
@@ -631,7 +623,7 @@ impl Executor {
         orig.updated_at = Utc::now();
         self.store.put_action(&orig).await?;
         self.audit_state(&orig, None).await;
-        self.count_end(&orig, "restored");
+        self.count_end(&orig, ActionEnd::Restored);
         Ok(())
     }
 
@@ -677,26 +669,24 @@ impl Executor {
         }
     }
 
-    fn count_end(&self, rec: &ActionRecord, outcome: &str) {
+    fn count_end(&self, rec: &ActionRecord, end: ActionEnd) {
         self.metrics
-            .actions
-            .with_label_values(&[rec.connector.as_str(), rec.operation.as_str(), outcome])
-            .inc();
+            .action_end(&rec.connector, rec.operation.as_str(), end);
     }
 
     fn observe_containment(&self, rec: &ActionRecord) {
         let now = Utc::now();
         let secs =
             |from: chrono::DateTime<Utc>| (now - from).num_microseconds().unwrap_or(0) as f64 / 1e6;
-        self.metrics
-            .time_to_containment
-            .with_label_values(&["ingest"])
-            .observe(secs(rec.created_at).max(0.0));
+        self.metrics.containment(
+            crate::telemetry::ContainmentFrom::Ingest,
+            secs(rec.created_at).max(0.0),
+        );
         if let Origin::Alert { alert_time, .. } = &rec.origin {
-            self.metrics
-                .time_to_containment
-                .with_label_values(&["alert_time"])
-                .observe(secs(*alert_time).max(0.0));
+            self.metrics.containment(
+                crate::telemetry::ContainmentFrom::AlertTime,
+                secs(*alert_time).max(0.0),
+            );
         }
     }
 }

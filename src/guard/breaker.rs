@@ -73,10 +73,7 @@ impl Breaker {
             by_connector.insert(name.clone(), Arc::from([global.clone(), scope]));
         }
         for s in &all {
-            metrics
-                .breaker_open
-                .with_label_values(&[s.name.as_str()])
-                .set(0);
+            metrics.breaker_open(&s.name, false);
         }
         Some(Breaker {
             by_connector,
@@ -112,10 +109,7 @@ impl Breaker {
             if !a.open {
                 continue;
             }
-            self.metrics
-                .breaker_open
-                .with_label_values(&[a.scope.as_str()])
-                .set(1);
+            self.metrics.breaker_open(&a.scope, true);
             if a.tripped {
                 warn!(scope = %a.scope, subjects = a.subjects, threshold = s.threshold,
                     window_secs = s.window.as_secs(), action_key = %action.key,
@@ -155,10 +149,7 @@ impl Breaker {
     pub async fn status(&self) -> Result<Vec<BreakerState>, StoreError> {
         let states = self.store.breaker_status(&self.all, Utc::now()).await?;
         for s in &states {
-            self.metrics
-                .breaker_open
-                .with_label_values(&[s.scope.as_str()])
-                .set(i64::from(s.open));
+            self.metrics.breaker_open(&s.scope, s.open);
         }
         Ok(states)
     }
@@ -184,10 +175,7 @@ impl Breaker {
         self.store.append_audit(vec![d]).await?;
         let was_open = self.store.breaker_reset(&names).await?;
         for n in &names {
-            self.metrics
-                .breaker_open
-                .with_label_values(&[n.as_str()])
-                .set(0);
+            self.metrics.breaker_open(n, false);
         }
         tracing::info!(scopes = ?names, was_open = ?was_open, "blast-radius breaker reset");
         Ok(was_open)

@@ -187,19 +187,14 @@ impl Receivers {
         } else {
             self.handle_inner(r, token, actor.clone(), sinks).await
         };
-        self.metrics
-            .ssf_sets
-            .with_label_values(&[name, outcome.label()])
-            .inc();
+        self.metrics.ssf_set(name, outcome.label());
         match &outcome {
             Outcome::Rejected(rej) => {
                 info!(receiver = name, via, err = rej.code.as_str(), reason = %rej.description, "ssf: SET refused");
                 // Refusals before the pipeline are audited here (the pipeline audits its own).
                 if !rej.from_pipeline {
                     self.metrics
-                        .dead_letters
-                        .with_label_values(&["ingest"])
-                        .inc();
+                        .dead_letter(crate::telemetry::DeadLetterStage::Ingest);
                     let draft = AuditDraft::new(
                         AuditKind::AlertReceived,
                         actor,

@@ -29,7 +29,7 @@ use crate::config::Problem;
 use crate::net::headers::retry_after;
 use crate::net::signing::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_webhook};
 use crate::retry::Backoff;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Delivery as DeliveryOutcome, Metrics};
 
 /// Header naming the event, so webhook receivers can route without parsing the body.
 pub const EVENT_HEADER: &str = "x-deprovd-event";
@@ -136,8 +136,7 @@ pub fn build(
         return Err(problems);
     }
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
-    let notifier = Notifier::from_sender(tx)
-        .with_drop_counter(metrics.notifications.with_label_values(&["all", "dropped"]));
+    let notifier = Notifier::from_sender(tx).with_drop_counter(metrics.notifications_dropped());
     Ok((
         notifier,
         Some(NotifyService {
@@ -208,7 +207,7 @@ impl NotifyService {
                 Err(e) => {
                     // Templates were rendered against samples at startup; this is a value the
                     // samples did not foresee. Counted and logged, never retried.
-                    self.count(&sink.name, "failed");
+                    self.count(&sink.name, DeliveryOutcome::Failed);
                     error!(sink = %sink.name, event, error = %e, "cannot render notification");
                     continue;
                 }
@@ -219,17 +218,14 @@ impl NotifyService {
                 body,
             };
             if tx.try_send(delivery).is_err() {
-                self.count(&sink.name, "dropped");
+                self.count(&sink.name, DeliveryOutcome::Dropped);
                 warn!(sink = %sink.name, event, "notification sink queue full: notice dropped");
             }
         }
     }
 
-    fn count(&self, sink: &str, outcome: &str) {
-        self.metrics
-            .notifications
-            .with_label_values(&[sink, outcome])
-            .inc();
+    fn count(&self, sink: &str, outcome: DeliveryOutcome) {
+        self.metrics.notification(sink, outcome);
     }
 }
 
@@ -248,32 +244,29 @@ impl Worker {
             let next = self.rx.lock().await.recv().await;
             let Some(d) = next else { return };
             let outcome = self.deliver(&d).await;
-            self.metrics
-                .notifications
-                .with_label_values(&[self.sink.name.as_str(), outcome])
-                .inc();
+            self.metrics.notification(&self.sink.name, outcome);
         }
     }
 
     /// Post with retries; returns the metric outcome.
-    async fn deliver(&self, d: &Delivery) -> &'static str {
+    async fn deliver(&self, d: &Delivery) -> DeliveryOutcome {
         let sink = &self.sink;
         for attempt in 1..=self.max_attempts {
             match self.send_once(d).await {
                 Sent::Ok => {
                     debug!(sink = %sink.name, event = d.event, attempt, "notification delivered");
-                    return "delivered";
+                    return DeliveryOutcome::Delivered;
                 }
                 Sent::Fatal(why) => {
                     warn!(sink = %sink.name, kind = %sink.kind, event = d.event, attempt, error = %why,
                         "notification refused by the receiver; not retried");
-                    return "failed";
+                    return DeliveryOutcome::Failed;
                 }
                 Sent::Retry { after, why } => {
                     if attempt == self.max_attempts {
                         warn!(sink = %sink.name, kind = %sink.kind, event = d.event, attempts = attempt,
                             error = %why, "notification failed; retry budget spent");
-                        return "failed";
+                        return DeliveryOutcome::Failed;
                     }
                     let wait = self.backoff.delay(attempt, after, &mut rand::rng());
                     debug!(sink = %sink.name, event = d.event, attempt, error = %why,
@@ -282,7 +275,7 @@ impl Worker {
                 }
             }
         }
-        "failed"
+        DeliveryOutcome::Failed
     }
 
     async fn send_once(&self, d: &Delivery) -> Sent {

@@ -40,7 +40,7 @@ use super::{
     SET_CONTENT_TYPE, TransmitterConfig,
 };
 use crate::action::Operation;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Delivery as DeliveryOutcome, Metrics};
 
 /// Contained accounts waiting to be signalled; beyond this, new ones are dropped and counted.
 const QUEUE: usize = 1024;
@@ -79,10 +79,7 @@ impl SignalEmitter {
         if let Err(e) = self.tx.try_send(c) {
             let c = e.into_inner();
             warn!(action_key = %c.action_key, "ssf: transmit queue full; signal dropped");
-            self.metrics
-                .ssf_transmitted
-                .with_label_values(&["*", "dropped"])
-                .inc();
+            self.metrics.ssf_dropped();
         }
     }
 }
@@ -261,10 +258,7 @@ impl Transmitter {
                 tasks.spawn(async move {
                     let _permit = permit;
                     let outcome = this.deliver(&t, &set, &key).await;
-                    this.metrics
-                        .ssf_transmitted
-                        .with_label_values(&[t.name.as_str(), outcome])
-                        .inc();
+                    this.metrics.ssf_transmitted(&t.name, outcome);
                 });
             }
         }
@@ -272,7 +266,7 @@ impl Transmitter {
     }
 
     /// Push one SET to one receiver with retries; returns the outcome label.
-    async fn deliver(&self, t: &Target, set: &str, action_key: &str) -> &'static str {
+    async fn deliver(&self, t: &Target, set: &str, action_key: &str) -> DeliveryOutcome {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -288,7 +282,7 @@ impl Transmitter {
             let (retry, after, why) = match req.send().await {
                 Ok(r) if r.status().is_success() => {
                     info!(receiver = %t.name, %action_key, "ssf: SET delivered");
-                    return "delivered";
+                    return DeliveryOutcome::Delivered;
                 }
                 Ok(r) => {
                     let status = r.status().as_u16();
@@ -315,11 +309,11 @@ impl Transmitter {
             };
             if !retry {
                 warn!(receiver = %t.name, %action_key, error = %why.trim(), "ssf: receiver refused the SET");
-                return "rejected";
+                return DeliveryOutcome::Rejected;
             }
             if attempt >= self.max_attempts {
                 warn!(receiver = %t.name, %action_key, attempts = attempt, error = %why.trim(), "ssf: giving up on a SET");
-                return "failed";
+                return DeliveryOutcome::Failed;
             }
             let cap =
                 (Duration::from_millis(500) * 2u32.saturating_pow(attempt - 1)).min(MAX_BACKOFF);
@@ -469,9 +463,11 @@ mod tests {
         tokio::spawn(t.clone().run_with(stop, 2));
         let dropped = || {
             t.metrics
-                .ssf_transmitted
-                .with_label_values(&["*", "dropped"])
-                .get()
+                .value(
+                    "ssf_transmitted_total",
+                    &[("receiver", "*"), ("outcome", "dropped")],
+                )
+                .unwrap_or(0.0) as u64
         };
         // Two deliveries take both slots and hang at the receiver.
         for n in 0..2 {

@@ -1,0 +1,235 @@
+//! Typed metric events: one method per signal on [`Metrics`], and one enum per label whose values
+//! are a closed set. A call site says *what happened* (`metrics.action_end(.., ActionEnd::Expired)`);
+//! the event owns the metric, the label order and the label strings.
+
+use super::Metrics;
+
+/// Generates a label enum with its Prometheus value per variant.
+macro_rules! label_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $label:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, for initialising series at zero.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label),+
+                }
+            }
+        }
+    };
+}
+
+label_enum! {
+    /// `alerts_total{outcome}`.
+    AlertOutcome {
+        Accepted => "accepted",
+        DeadLettered => "dead_lettered",
+        Duplicate => "duplicate",
+    }
+}
+
+label_enum! {
+    /// `actions_total{outcome}`: how an action ended, or why it never ran.
+    ActionEnd {
+        Succeeded => "succeeded",
+        NotFound => "not_found",
+        Failed => "failed",
+        /// A guard skipped it (protected subject or group).
+        Skipped => "skipped",
+        DryRun => "dry_run",
+        /// Absorbed by a live action for the same subject, connector and operation.
+        Coalesced => "coalesced",
+        Rejected => "rejected",
+        Expired => "expired",
+        Superseded => "superseded",
+        Restored => "restored",
+    }
+}
+
+label_enum! {
+    /// `dead_letters_total{stage}`.
+    DeadLetterStage {
+        /// Input that could not become an alert.
+        Ingest => "ingest",
+        /// An action that failed for good.
+        Action => "action",
+    }
+}
+
+label_enum! {
+    /// `policy_errors_total{kind}`.
+    PolicyErrorKind {
+        Evaluation => "evaluation",
+        Plan => "plan",
+    }
+}
+
+label_enum! {
+    /// `policy_reloads_total{outcome}`.
+    ReloadOutcome {
+        Ok => "ok",
+        Rejected => "rejected",
+    }
+}
+
+label_enum! {
+    /// `time_to_containment_seconds{from}`.
+    ContainmentFrom {
+        /// From when the vendor saw the detection.
+        AlertTime => "alert_time",
+        /// From when deprovd recorded the action.
+        Ingest => "ingest",
+    }
+}
+
+label_enum! {
+    /// `notifications_total{outcome}` and `ssf_transmitted_total{outcome}`.
+    Delivery {
+        Delivered => "delivered",
+        /// The receiver refused it for good (4xx).
+        Rejected => "rejected",
+        /// Retries ran out.
+        Failed => "failed",
+        /// The bounded queue was full; it was never sent.
+        Dropped => "dropped",
+    }
+}
+
+/// The `sink`/`receiver` label of a notice or SET dropped before any sink or receiver saw it.
+const BEFORE_ANY_SINK: &str = "all";
+const BEFORE_ANY_RECEIVER: &str = "*";
+
+impl Metrics {
+    /// An alert was accepted, dead-lettered or recognised as a duplicate.
+    pub fn alert(&self, format: &str, outcome: AlertOutcome) {
+        self.alerts
+            .with_label_values(&[format, outcome.as_str()])
+            .inc();
+    }
+
+    /// The policy decided `action` in `mode` (both from their typed `as_str`).
+    pub fn decision(&self, action: &'static str, mode: &'static str) {
+        self.decisions.with_label_values(&[action, mode]).inc();
+    }
+
+    /// `count` policy problems of `kind` on one alert.
+    pub fn policy_errors(&self, kind: PolicyErrorKind, count: u64) {
+        self.policy_errors
+            .with_label_values(&[kind.as_str()])
+            .inc_by(count);
+    }
+
+    pub fn policy_reload(&self, outcome: ReloadOutcome) {
+        self.policy_reloads
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+    }
+
+    /// An action on `connector` ended (or never ran) with `end`.
+    pub fn action_end(&self, connector: &str, operation: &'static str, end: ActionEnd) {
+        self.actions
+            .with_label_values(&[connector, operation, end.as_str()])
+            .inc();
+    }
+
+    /// One connector call and its outcome (`Outcome::as_str`).
+    pub fn attempt(&self, connector: &str, outcome: &'static str) {
+        self.action_attempts
+            .with_label_values(&[connector, outcome])
+            .inc();
+    }
+
+    pub fn containment(&self, from: ContainmentFrom, seconds: f64) {
+        self.time_to_containment
+            .with_label_values(&[from.as_str()])
+            .observe(seconds);
+    }
+
+    /// A guard stopped or held an action (`GuardHit::as_str`).
+    pub fn guard_block(&self, guard: &'static str) {
+        self.guard_blocks.with_label_values(&[guard]).inc();
+    }
+
+    /// The breaker of `scope` (`global` or a configured connector) is open or closed.
+    pub fn breaker_open(&self, scope: &str, open: bool) {
+        self.breaker_open
+            .with_label_values(&[scope])
+            .set(i64::from(open));
+    }
+
+    pub fn dead_letter(&self, stage: DeadLetterStage) {
+        self.dead_letters.with_label_values(&[stage.as_str()]).inc();
+    }
+
+    /// A notice to `sink` ended with `outcome`.
+    pub fn notification(&self, sink: &str, outcome: Delivery) {
+        self.notifications
+            .with_label_values(&[sink, outcome.as_str()])
+            .inc();
+    }
+
+    /// The counter of notices dropped before any sink saw them (queue full).
+    pub fn notifications_dropped(&self) -> prometheus::IntCounter {
+        self.notifications
+            .with_label_values(&[BEFORE_ANY_SINK, Delivery::Dropped.as_str()])
+    }
+
+    /// A SET from `receiver` was taken or refused (`outcome`: a stable code of the receiver).
+    pub fn ssf_set(&self, receiver: &str, outcome: &'static str) {
+        self.ssf_sets.with_label_values(&[receiver, outcome]).inc();
+    }
+
+    /// A SET deprovd sent to `receiver` ended with `outcome`.
+    pub fn ssf_transmitted(&self, receiver: &str, outcome: Delivery) {
+        self.ssf_transmitted
+            .with_label_values(&[receiver, outcome.as_str()])
+            .inc();
+    }
+
+    /// A SET dropped before any receiver saw it (queue full).
+    pub fn ssf_dropped(&self) {
+        self.ssf_transmitted(BEFORE_ANY_RECEIVER, Delivery::Dropped);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_writes_its_series_with_the_enum_s_label() {
+        let m = Metrics::new();
+        m.action_end("okta", "disable_account", ActionEnd::Expired);
+        m.action_end("okta", "disable_account", ActionEnd::Expired);
+        let labels = [
+            ("connector", "okta"),
+            ("operation", "disable_account"),
+            ("outcome", "expired"),
+        ];
+        assert_eq!(m.value("actions_total", &labels), Some(2.0));
+        m.breaker_open("global", true);
+        assert_eq!(m.value("breaker_open", &[("scope", "global")]), Some(1.0));
+        m.ssf_dropped();
+        assert_eq!(
+            m.value(
+                "ssf_transmitted_total",
+                &[("receiver", "*"), ("outcome", "dropped")]
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn label_values_are_unique_per_enum() {
+        let mut seen = std::collections::HashSet::new();
+        assert!(ActionEnd::ALL.iter().all(|e| seen.insert(e.as_str())));
+        assert_eq!(seen.len(), ActionEnd::ALL.len());
+    }
+}
