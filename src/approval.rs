@@ -163,11 +163,12 @@ pub fn same_person(requester: &str, approver: &str) -> bool {
 
 /// Take the action's claim for a decision, retrying briefly while another decision holds it.
 async fn claim(store: &dyn StateStore, key: &str, owner: &str) -> Result<bool, StoreError> {
-    for attempt in 0..5u64 {
+    let mut attempts = crate::retry::Attempts::new(crate::retry::DECISION_CLAIM);
+    for _ in 0..5 {
         if store.claim(key, owner, DECISION_CLAIM).await? {
             return Ok(true);
         }
-        tokio::time::sleep(Duration::from_millis(20 * (attempt + 1))).await;
+        tokio::time::sleep(attempts.next_wait()).await;
     }
     Ok(false)
 }

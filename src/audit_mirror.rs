@@ -107,22 +107,20 @@ impl AuditMirror {
     /// Mirror until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         info!(topic = %self.topic, "audit mirror started");
-        let mut trouble = Duration::from_millis(200);
+        let mut trouble = crate::retry::Attempts::new(crate::retry::MIRROR);
         loop {
             let wait = match self.round().await {
                 Ok(true) => {
-                    trouble = Duration::from_millis(200);
+                    trouble.reset();
                     Duration::ZERO
                 }
                 Ok(false) => {
-                    trouble = Duration::from_millis(200);
+                    trouble.reset();
                     POLL
                 }
                 Err(e) => {
                     warn!(topic = %self.topic, error = %e, "audit mirror stalled; will retry");
-                    let w = trouble;
-                    trouble = (trouble * 2).min(Duration::from_secs(10));
-                    w
+                    trouble.next_wait()
                 }
             };
             if *stop.borrow() {

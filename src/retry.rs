@@ -1,5 +1,7 @@
-//! Retry policy, kept apart as in Vector: [`classify`] decides *whether* an outcome is retried, the
-//! [`Backoff`] schedule decides *when*.
+//! The one backoff schedule, kept apart from the retry *decision* as in Vector: connectors map a
+//! target's answer to an `Outcome` (whether to retry), and [`Backoff`] decides *when*. Every retry
+//! loop in deprovd uses it: the executor's durable retries and notifications (jittered, `Retry-After`
+//! as a floor), and the reconnect loops through [`Attempts`] with the presets below.
 
 use std::time::Duration;
 
@@ -65,6 +67,58 @@ impl Backoff {
             Some(f) => jittered.max(f.min(self.retry_after_cap)),
             None => jittered,
         }
+    }
+}
+
+impl Backoff {
+    /// A schedule fixed at compile time (the presets below); an impossible one fails the build.
+    pub const fn preset(base: Duration, max: Duration) -> Self {
+        assert!(!base.is_zero() && max.as_nanos() >= base.as_nanos());
+        Self {
+            base,
+            max,
+            retry_after_cap: max,
+        }
+    }
+}
+
+/// Reconnecting to a local dependency that is down (the state store at startup, the ledger under the
+/// executor, Kafka produce of a dead letter): 100 ms doubling to 5 s.
+pub const RECONNECT: Backoff = Backoff::preset(Duration::from_millis(100), Duration::from_secs(5));
+/// The audit mirror's Kafka round when it fails: 200 ms doubling to 10 s.
+pub const MIRROR: Backoff = Backoff::preset(Duration::from_millis(200), Duration::from_secs(10));
+/// Re-appending one audit record the store refused: 50 ms doubling to 200 ms (three tries).
+pub const AUDIT_WRITE: Backoff =
+    Backoff::preset(Duration::from_millis(50), Duration::from_millis(200));
+/// Waiting for another decision's claim on a held action: 20 ms doubling to 160 ms.
+pub const DECISION_CLAIM: Backoff =
+    Backoff::preset(Duration::from_millis(20), Duration::from_millis(160));
+
+/// Consecutive failures of one retried step and the wait each earns: the [`Backoff::ceiling`] of the
+/// failure count, without jitter — these loops retry one local dependency from one task, so there is
+/// no herd to spread. [`Attempts::reset`] after a success.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempts {
+    schedule: Backoff,
+    failures: u32,
+}
+
+impl Attempts {
+    pub const fn new(schedule: Backoff) -> Self {
+        Self {
+            schedule,
+            failures: 0,
+        }
+    }
+
+    /// Count one more failure; the wait before the next try.
+    pub fn next_wait(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        self.schedule.ceiling(self.failures)
+    }
+
+    pub fn reset(&mut self) {
+        self.failures = 0;
     }
 }
 
@@ -145,6 +199,16 @@ impl RetryConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn attempts_double_to_the_preset_ceiling_and_reset() {
+        let mut a = Attempts::new(RECONNECT);
+        let waits: Vec<_> = (0..8).map(|_| a.next_wait().as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        a.reset();
+        assert_eq!(a.next_wait(), Duration::from_millis(100));
+    }
+
     use super::*;
     use rand::SeedableRng;
 

@@ -260,7 +260,7 @@ async fn connect_store(
     readiness: &Readiness,
     mut stop: watch::Receiver<bool>,
 ) -> Option<Arc<dyn StateStore>> {
-    let mut wait = Duration::from_millis(200);
+    let mut attempts = crate::retry::Attempts::new(crate::retry::RECONNECT);
     loop {
         match settings.state.open().await {
             Ok(store) => {
@@ -273,10 +273,9 @@ async fn connect_store(
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(attempts.next_wait()) => {}
             _ = stop.wait_for(|s| *s) => return None,
         }
-        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
 

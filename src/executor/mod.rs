@@ -245,7 +245,7 @@ impl Executor {
     /// the handoff missed) until `shutdown` turns true; then wait for in-flight calls to finish.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
-        let mut store_backoff = Duration::from_millis(100);
+        let mut store_trouble = crate::retry::Attempts::new(crate::retry::RECONNECT);
         let mut handoffs = self
             .handoff_rx
             .lock()
@@ -264,7 +264,7 @@ impl Executor {
                 let mut wait = self.cfg.poll_interval;
                 match self.store.due_actions(Utc::now(), self.cfg.batch).await {
                     Ok(keys) => {
-                        store_backoff = Duration::from_millis(100);
+                        store_trouble.reset();
                         let mut started = 0usize;
                         for key in keys {
                             started += usize::from(self.start(key, &mut tasks));
@@ -286,8 +286,7 @@ impl Executor {
                     }
                     Err(e) => {
                         warn!(error = %e, "executor cannot read the due index; retrying");
-                        wait = store_backoff;
-                        store_backoff = (store_backoff * 2).min(Duration::from_secs(5));
+                        wait = store_trouble.next_wait();
                     }
                 }
                 next_scan = tokio::time::Instant::now() + wait;
@@ -653,7 +652,7 @@ impl Executor {
         if !rec.policy_digest.is_empty() {
             d.policy_digest = Some(rec.policy_digest.clone());
         }
-        let mut wait = Duration::from_millis(50);
+        let mut attempts = crate::retry::Attempts::new(crate::retry::AUDIT_WRITE);
         for attempt in 1..=3 {
             match self.store.append_audit(vec![d.clone()]).await {
                 Ok(_) => return,
@@ -661,10 +660,7 @@ impl Executor {
                     error!(action_key = %rec.key, state = rec.state.as_str(), error = %e,
                         "could not write the action's state change to the audit trail");
                 }
-                Err(_) => {
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
+                Err(_) => tokio::time::sleep(attempts.next_wait()).await,
             }
         }
     }

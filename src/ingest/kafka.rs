@@ -352,7 +352,7 @@ impl KafkaSource {
         format: Option<&str>,
     ) -> bool {
         let payload = msg.payload().unwrap_or_default();
-        let mut backoff = Duration::from_millis(100);
+        let mut trouble = crate::retry::Attempts::new(crate::retry::RECONNECT);
         // What to dead-letter: the whole message, or (for an envelope such as an Okta event hook)
         // each event that could not be taken, with its own bytes and where it sat.
         let refused: Vec<(Vec<u8>, String, Option<String>)> = loop {
@@ -376,8 +376,7 @@ impl KafkaSource {
                     if pipeline.is_shutting_down() {
                         return false;
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(trouble.next_wait()).await;
                 }
             }
         };
@@ -406,8 +405,7 @@ impl KafkaSource {
                         if pipeline.is_shutting_down() {
                             return false;
                         }
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        tokio::time::sleep(trouble.next_wait()).await;
                     }
                 }
             }
