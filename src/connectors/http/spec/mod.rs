@@ -5,7 +5,7 @@
 //! ```yaml
 //! name: scim                      # must equal the file stem
 //! description: Generic SCIM 2.0
-//! auth: [bearer, basic, header]   # schemes an instance may choose (see auth.rs)
+//! auth: [bearer, basic, header]   # schemes an instance may choose (see `auth/`)
 //! defaults: { user_attribute: userName }   # default instance `vars`
 //! rate_limit: { remaining_headers: [X-Rate-Limit-Remaining], reset_headers: [X-Rate-Limit-Reset],
 //!               min_remaining: 2, max_wait: 30s }   # optional; see `ratelimit.rs`
