@@ -56,38 +56,54 @@ pub enum SecretRef {
     File(PathBuf),
 }
 
+/// Why a secret reference is malformed or cannot be read. Messages name the reference, never a value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("`env:{0}` is not a valid environment variable name")]
+    BadEnvName(String),
+    #[error("`file:` needs a path")]
+    EmptyPath,
+    #[error("secrets must be given by reference, as `env:NAME` or `file:PATH`, never inline")]
+    Inline,
+    #[error("environment variable `{0}` is not set")]
+    EnvUnset(String),
+    #[error("cannot read secret file `{path}`: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
 impl SecretRef {
     /// Parse `env:NAME` / `file:PATH`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, SecretError> {
         if let Some(name) = s.strip_prefix("env:") {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "`env:{name}` is not a valid environment variable name"
-                ));
+                return Err(SecretError::BadEnvName(name.to_string()));
             }
             Ok(SecretRef::Env(name.to_string()))
         } else if let Some(path) = s.strip_prefix("file:") {
             if path.is_empty() {
-                return Err("`file:` needs a path".into());
+                return Err(SecretError::EmptyPath);
             }
             Ok(SecretRef::File(PathBuf::from(path)))
         } else {
-            Err(
-                "secrets must be given by reference, as `env:NAME` or `file:PATH`, never inline"
-                    .into(),
-            )
+            Err(SecretError::Inline)
         }
     }
 
     /// Read the secret now. Trailing newlines of files are trimmed.
-    pub fn resolve(&self) -> Result<SecretString, String> {
+    pub fn resolve(&self) -> Result<SecretString, SecretError> {
         match self {
             SecretRef::Env(name) => std::env::var(name)
                 .map(SecretString::from)
-                .map_err(|_| format!("environment variable `{name}` is not set")),
+                .map_err(|_| SecretError::EnvUnset(name.clone())),
             SecretRef::File(path) => std::fs::read_to_string(path)
                 .map(|s| SecretString::from(s.trim_end_matches(['\r', '\n']).to_string()))
-                .map_err(|e| format!("cannot read secret file `{}`: {e}", path.display())),
+                .map_err(|source| SecretError::File {
+                    path: path.display().to_string(),
+                    source,
+                }),
         }
     }
 }

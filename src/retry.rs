@@ -24,16 +24,23 @@ pub struct Backoff {
     retry_after_cap: Duration,
 }
 
+/// An impossible schedule, refused by [`Backoff::try_new`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackoffError {
+    #[error("retry base delay must be greater than zero")]
+    ZeroBase,
+    #[error("retry max delay ({max:?}) must be at least the base delay ({base:?})")]
+    MaxBelowBase { base: Duration, max: Duration },
+}
+
 impl Backoff {
     /// Rejects impossible schedules: a zero base never backs off, and `max < base` is a typo.
-    pub fn try_new(base: Duration, max: Duration) -> Result<Self, String> {
+    pub fn try_new(base: Duration, max: Duration) -> Result<Self, BackoffError> {
         if base.is_zero() {
-            return Err("retry base delay must be greater than zero".into());
+            return Err(BackoffError::ZeroBase);
         }
         if max < base {
-            return Err(format!(
-                "retry max delay ({max:?}) must be at least the base delay ({base:?})"
-            ));
+            return Err(BackoffError::MaxBelowBase { base, max });
         }
         Ok(Self {
             base,
@@ -157,7 +164,7 @@ impl Default for RetryConfig {
 impl RetryConfig {
     pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
         if let Err(e) = Backoff::try_new(self.base_delay, self.max_delay) {
-            problems.push(Problem::new(format!("{path}.base_delay"), e));
+            problems.push(Problem::new(format!("{path}.base_delay"), e.to_string()));
         }
         if self.max_attempts == 0 {
             problems.push(Problem::new(

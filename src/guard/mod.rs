@@ -265,14 +265,25 @@ fn is_glob(p: &str) -> bool {
     p.contains(['*', '?', '[', '{'])
 }
 
-fn glob(p: &str) -> Result<Glob, String> {
+/// A protected-subject pattern that does not compile.
+#[derive(Debug, thiserror::Error)]
+#[error("protected glob `{pattern}`: {source}")]
+pub struct GuardError {
+    pattern: String,
+    source: globset::Error,
+}
+
+fn glob(p: &str) -> Result<Glob, GuardError> {
     // A backslash in a glob escapes; `CORP\svc-*` means the literal down-level name.
-    Glob::new(&p.replace('\\', "\\\\")).map_err(|e| format!("protected glob `{p}`: {e}"))
+    Glob::new(&p.replace('\\', "\\\\")).map_err(|source| GuardError {
+        pattern: p.to_string(),
+        source,
+    })
 }
 
 impl ProtectedSubjects {
     /// Compile `protected` (validated config); an invalid glob is an error naming it.
-    pub fn new(protected: &[String], identity: Identity) -> Result<Self, String> {
+    pub fn new(protected: &[String], identity: Identity) -> Result<Self, GuardError> {
         let mut exact = HashSet::new();
         let mut locals = HashSet::new();
         let mut builder = GlobSetBuilder::new();
@@ -301,9 +312,15 @@ impl ProtectedSubjects {
         }
         Ok(Self {
             exact,
-            globs: builder.build().map_err(|e| e.to_string())?,
+            globs: builder.build().map_err(|source| GuardError {
+                pattern: protected.join(", "),
+                source,
+            })?,
             locals,
-            local_globs: local_builder.build().map_err(|e| e.to_string())?,
+            local_globs: local_builder.build().map_err(|source| GuardError {
+                pattern: protected.join(", "),
+                source,
+            })?,
             identity,
         })
     }
@@ -345,12 +362,12 @@ pub struct Guards {
 
 impl Guards {
     /// Build from validated config; an invalid glob is an error naming it.
-    pub fn new(cfg: &GuardConfig) -> Result<Self, String> {
+    pub fn new(cfg: &GuardConfig) -> Result<Self, GuardError> {
         Self::with_identity(cfg, Identity::default())
     }
 
     /// As [`new`](Self::new), matching through `identity` (see [`ProtectedSubjects`]).
-    pub fn with_identity(cfg: &GuardConfig, identity: Identity) -> Result<Self, String> {
+    pub fn with_identity(cfg: &GuardConfig, identity: Identity) -> Result<Self, GuardError> {
         Ok(Self {
             dry_run: cfg.dry_run,
             protected: Arc::new(ProtectedSubjects::new(&cfg.protected, identity)?),

@@ -148,7 +148,10 @@ impl KafkaConfig {
             if is_secret_property(k)
                 && let Err(e) = SecretRef::parse(v)
             {
-                problems.push(Problem::new(format!("{path}.properties.\"{k}\""), e));
+                problems.push(Problem::new(
+                    format!("{path}.properties.\"{k}\""),
+                    e.to_string(),
+                ));
             }
         }
     }

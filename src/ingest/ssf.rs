@@ -466,7 +466,9 @@ impl Receivers {
         if !status.is_success() {
             return Err(format!("HTTP {status}"));
         }
-        let doc = crate::net::read_json_capped(resp, max_bytes).await?;
+        let doc = crate::net::read_json_capped(resp, max_bytes)
+            .await
+            .map_err(|e| e.to_string())?;
         let sets = doc
             .get("sets")
             .and_then(Value::as_object)

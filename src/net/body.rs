@@ -15,6 +15,9 @@ pub enum ReadError {
     /// The connection failed while reading.
     #[error("reading the response body: {0}")]
     Read(#[from] reqwest::Error),
+    /// The body is not JSON.
+    #[error("not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
 }
 
 /// The whole body of `resp`, or [`ReadError::TooLarge`] as soon as more than `max` bytes are
@@ -54,9 +57,9 @@ pub async fn read_prefix(mut resp: reqwest::Response, max: usize) -> Vec<u8> {
 pub async fn read_json_capped(
     resp: reqwest::Response,
     max: usize,
-) -> Result<serde_json::Value, String> {
-    let body = read_capped(resp, max).await.map_err(|e| e.to_string())?;
-    serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
+) -> Result<serde_json::Value, ReadError> {
+    let body = read_capped(resp, max).await?;
+    Ok(serde_json::from_slice(&body)?)
 }
 
 #[cfg(test)]

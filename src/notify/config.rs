@@ -75,7 +75,7 @@ impl Default for NotifyConfig {
 pub struct SecretText(pub String);
 
 impl SecretText {
-    pub fn parse(&self) -> Result<SecretRef, String> {
+    pub fn parse(&self) -> Result<SecretRef, crate::config::SecretError> {
         SecretRef::parse(&self.0)
     }
 }
@@ -194,7 +194,7 @@ impl NotifyConfig {
                 )),
                 (Some(sec), _) => {
                     if let Err(e) = sec.parse() {
-                        problems.push(Problem::new(format!("{at}.secret"), e));
+                        problems.push(Problem::new(format!("{at}.secret"), e.to_string()));
                     }
                 }
                 (None, _) => {}

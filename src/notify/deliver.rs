@@ -94,7 +94,7 @@ pub fn build(
                 }
             },
             Err(e) => {
-                problems.push(Problem::new(format!("{at}.url"), e));
+                problems.push(Problem::new(format!("{at}.url"), e.to_string()));
                 None
             }
         };
@@ -103,7 +103,7 @@ pub fn build(
             Some(t) => match t.parse().and_then(|r| r.resolve()) {
                 Ok(v) => Some(v),
                 Err(e) => {
-                    problems.push(Problem::new(format!("{at}.secret"), e));
+                    problems.push(Problem::new(format!("{at}.secret"), e.to_string()));
                     None
                 }
             },

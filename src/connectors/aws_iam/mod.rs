@@ -78,7 +78,7 @@ pub fn build(name: &str, cfg: &AwsIamConfig) -> Result<Arc<dyn Connector>, Vec<P
     let mut resolve = |key: &str, r: &SecretRef| match r.resolve() {
         Ok(s) => Some(s),
         Err(e) => {
-            problems.push(Problem::new(format!("{path}.{key}"), e));
+            problems.push(Problem::new(format!("{path}.{key}"), e.to_string()));
             None
         }
     };

@@ -103,7 +103,7 @@ pub fn build(
     let password = match cfg.bind_password.resolve() {
         Ok(p) => Some(p),
         Err(e) => {
-            problems.push(Problem::new(format!("{path}.bind_password"), e));
+            problems.push(Problem::new(format!("{path}.bind_password"), e.to_string()));
             None
         }
     };

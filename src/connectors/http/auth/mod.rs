@@ -76,7 +76,10 @@ pub(super) const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 pub enum AuthError {
     /// A secret reference could not be read when the connector was built.
     #[error("cannot resolve secret {reference}: {reason}")]
-    Secret { reference: String, reason: String },
+    Secret {
+        reference: String,
+        reason: crate::config::SecretError,
+    },
     /// A secret or name cannot be sent in an HTTP header (control characters, non-ASCII).
     #[error(
         "{what} is not a valid HTTP header {part}; remove control characters and non-ASCII bytes"
