@@ -9,14 +9,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn env_or(name: &str, default: u64) -> u64 {
+pub(crate) fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -24,12 +24,12 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 /// `p50 … max` of `lat` (sorted here) in milliseconds, for one line of output.
-pub fn summary(lat: &mut [Duration]) -> String {
+pub(crate) fn summary(lat: &mut [Duration]) -> String {
     if lat.is_empty() {
         return "no samples".into();
     }
@@ -44,7 +44,7 @@ pub fn summary(lat: &mut [Duration]) -> String {
     )
 }
 
-pub fn rss_kib(pid: u32, field: &str) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -55,7 +55,7 @@ pub fn rss_kib(pid: u32, field: &str) -> Option<u64> {
 
 /// The release binary running `config`, ready (`/readyz` 200) on `port`, with the first line it
 /// printed (the dev admin token when the config names no tokens).
-pub async fn start_deprovd(config: &Path, port: u16) -> (Child, String) {
+pub(crate) async fn start_deprovd(config: &Path, port: u16) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_deprovd"))
         .args(["run", "--config"])
         .arg(config)
@@ -86,7 +86,7 @@ pub async fn start_deprovd(config: &Path, port: u16) -> (Child, String) {
 }
 
 /// SIGTERM, then wait: the graceful path, as an operator would stop it.
-pub fn stop(mut child: Child) {
+pub(crate) fn stop(mut child: Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -94,7 +94,7 @@ pub fn stop(mut child: Child) {
 }
 
 /// Leave the shared Redis as we found it: drop every key under `prefix` (a run's ledger).
-pub async fn drop_redis_prefix(prefix: &str) {
+pub(crate) async fn drop_redis_prefix(prefix: &str) {
     let Ok(client) = redis::Client::open("redis://127.0.0.1:6379/0") else {
         return;
     };

@@ -14,7 +14,7 @@ use serde::ser::{self, Serialize};
 
 /// Why a value could not be converted (only for types JSON cannot represent).
 #[derive(Debug)]
-pub struct ToValueError(String);
+pub(super) struct ToValueError(String);
 
 impl fmt::Display for ToValueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -31,12 +31,12 @@ impl ser::Error for ToValueError {
 }
 
 /// Serialize `value` into a regorus [`Value`].
-pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value, ToValueError> {
+pub(super) fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value, ToValueError> {
     value.serialize(ValueSerializer)
 }
 
 /// The serializer itself; stateless.
-pub struct ValueSerializer;
+pub(super) struct ValueSerializer;
 
 type Res = Result<Value, ToValueError>;
 
@@ -188,7 +188,7 @@ impl ser::Serializer for ValueSerializer {
 }
 
 /// Collects array elements (and tuple-variant payloads).
-pub struct SeqBuilder {
+pub(super) struct SeqBuilder {
     items: Vec<Value>,
     variant: Option<&'static str>,
 }
@@ -249,7 +249,7 @@ impl ser::SerializeTupleVariant for SeqBuilder {
 }
 
 /// Collects object members (maps, structs, struct-variant payloads).
-pub struct MapBuilder {
+pub(super) struct MapBuilder {
     map: BTreeMap<Value, Value>,
     pending_key: Option<Value>,
     variant: Option<&'static str>,

@@ -3,5 +3,5 @@
 
 #![allow(unused_imports)]
 
-pub use crate::kit::connector::{Secrets, build, run};
-pub use crate::kit::fake::{Req, Resp, percent_decode, resp, respond};
+pub(crate) use crate::kit::connector::{Secrets, build, run};
+pub(crate) use crate::kit::fake::{Req, Resp, percent_decode, resp, respond};

@@ -43,7 +43,7 @@ fn builder(
 }
 
 /// A SCIM connector `scim` to the real SCIM server, through `proxy` (which counts the calls).
-pub fn scim_connector(proxy: &CountingProxy, scim: &ScimServer) -> InstanceConfig {
+pub(crate) fn scim_connector(proxy: &CountingProxy, scim: &ScimServer) -> InstanceConfig {
     instance(json!({
         "type": "scim",
         "base_url": format!("{}/v2", proxy.url()),

@@ -27,7 +27,7 @@ use deprovd::connectors::aws_iam::IamClient;
 use secrecy::SecretString;
 
 /// The actions deprovd's IAM identity needs; the same list as docs/connectors/aws_iam.md.
-pub const DEPROVD_ACTIONS: [&str; 9] = [
+pub(crate) const DEPROVD_ACTIONS: [&str; 9] = [
     "iam:GetUser",
     "iam:ListAccessKeys",
     "iam:ListGroupsForUser",
@@ -39,18 +39,18 @@ pub const DEPROVD_ACTIONS: [&str; 9] = [
     "iam:DeleteLoginProfile",
 ];
 
-pub const ALICE_POLICY: &str = "alice-work";
+pub(crate) const ALICE_POLICY: &str = "alice-work";
 /// The IAM groups alice is a member of (a third group, `auditors`, holds nobody).
-pub const ALICE_GROUPS: [&str; 2] = ["developers", "tier0-admins"];
+pub(crate) const ALICE_GROUPS: [&str; 2] = ["developers", "tier0-admins"];
 
 /// An access key pair as IAM returned it.
 #[derive(Clone)]
-pub struct Key {
+pub(crate) struct Key {
     pub id: String,
     pub secret: String,
 }
 
-pub struct Moto {
+pub(crate) struct Moto {
     child: Child,
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
@@ -101,14 +101,14 @@ fn free_port() -> u16 {
 }
 
 /// The text between `open` and `close` (first occurrence).
-pub fn between<'a>(body: &'a str, open: &str, close: &str) -> Option<&'a str> {
+pub(crate) fn between<'a>(body: &'a str, open: &str, close: &str) -> Option<&'a str> {
     let start = body.find(open)? + open.len();
     let len = body[start..].find(close)?;
     Some(&body[start..start + len])
 }
 
 /// A client signing with `key`.
-pub fn client(endpoint: &str, key: &Key) -> IamClient {
+pub(crate) fn client(endpoint: &str, key: &Key) -> IamClient {
     IamClient::new(
         endpoint,
         "us-east-1",
@@ -130,7 +130,7 @@ fn allow(actions: &[&str]) -> String {
 
 impl Moto {
     /// Start moto, seed the users, and switch authentication on.
-    pub async fn start() -> Moto {
+    pub(crate) async fn start() -> Moto {
         let bin = moto_binary();
         for _ in 0..3 {
             let port = free_port();
@@ -241,7 +241,7 @@ impl Moto {
     }
 
     /// Write `key` to secret files and return TOML for an `aws_iam` connector using them.
-    pub fn connector_toml(&self, key: &Key) -> String {
+    pub(crate) fn connector_toml(&self, key: &Key) -> String {
         let id = self
             .dir
             .path()

@@ -28,15 +28,15 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-pub const REALM: &str = "DEPROVD.TEST";
-pub const DOMAIN: &str = "DEPROVD";
-pub const BASE_DN: &str = "DC=deprovd,DC=test";
-pub const STAFF_DN: &str = "OU=Staff,DC=deprovd,DC=test";
-pub const ADMIN_PW: &str = "Admin-Pass-4711!";
-pub const SERVICE_DN: &str = "CN=svc-deprovd,CN=Users,DC=deprovd,DC=test";
-pub const SERVICE_PW: &str = "Svc-Pass-4711!";
+pub(crate) const REALM: &str = "DEPROVD.TEST";
+pub(crate) const DOMAIN: &str = "DEPROVD";
+pub(crate) const BASE_DN: &str = "DC=deprovd,DC=test";
+pub(crate) const STAFF_DN: &str = "OU=Staff,DC=deprovd,DC=test";
+pub(crate) const ADMIN_PW: &str = "Admin-Pass-4711!";
+pub(crate) const SERVICE_DN: &str = "CN=svc-deprovd,CN=Users,DC=deprovd,DC=test";
+pub(crate) const SERVICE_PW: &str = "Svc-Pass-4711!";
 /// LDAPS (Samba's fixed port; simple binds are refused without TLS).
-pub const URL: &str = "ldaps://127.0.0.1:636";
+pub(crate) const URL: &str = "ldaps://127.0.0.1:636";
 
 const SAMBA: &str = "/usr/sbin/samba";
 const SAMBA_TOOL: &str = "/usr/bin/samba-tool";
@@ -49,7 +49,7 @@ const USER_CLASS_GUID: &str = "bf967aba-0de6-11d0-a285-00aa003049e2";
 const GROUP_CLASS_GUID: &str = "bf967a9c-0de6-11d0-a285-00aa003049e2";
 
 /// The running DC of this test run.
-pub struct SambaDc {
+pub(crate) struct SambaDc {
     dir: PathBuf,
     /// PEM of the CA that signed the DC's LDAPS certificate.
     pub ca_file: PathBuf,
@@ -63,7 +63,7 @@ pub struct SambaDc {
 static DC: OnceLock<Result<SambaDc, String>> = OnceLock::new();
 
 /// The shared DC, started on first use. Blocking (seconds, once); panics with the reason if it cannot run.
-pub fn shared() -> &'static SambaDc {
+pub(crate) fn shared() -> &'static SambaDc {
     match DC.get_or_init(start) {
         Ok(dc) => dc,
         Err(e) => panic!("{e}"),
@@ -200,17 +200,17 @@ fn smb_conf(dir: &Path) -> String {
 }
 
 impl SambaDc {
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Run `samba-tool` against the DC's database (as an administrator on the DC itself would).
-    pub fn tool(&self, args: &[&str]) -> String {
+    pub(crate) fn tool(&self, args: &[&str]) -> String {
         tool(&self.dir, args).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A new enabled user in `OU=Staff` with a random name; returns (sAMAccountName, DN, password).
-    pub fn create_user(&self) -> (String, String, String) {
+    pub(crate) fn create_user(&self) -> (String, String, String) {
         let name = format!("u{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let password = format!("Pw-{}-9!", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         self.tool(&[
@@ -229,7 +229,7 @@ impl SambaDc {
     }
 
     /// A new group in `OU=Staff` with a random name holding `members`; returns its DN.
-    pub fn create_group(&self, members: &[&str]) -> String {
+    pub(crate) fn create_group(&self, members: &[&str]) -> String {
         let name = format!("g{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         self.tool(&[
             "group",
@@ -247,7 +247,7 @@ impl SambaDc {
     }
 
     /// A simple bind over LDAPS as `dn`: `Ok(())`, or the server's result code and text.
-    pub async fn bind(&self, dn: &str, password: &str) -> Result<(), (u32, String)> {
+    pub(crate) async fn bind(&self, dn: &str, password: &str) -> Result<(), (u32, String)> {
         let mut ldap = self.connect().await;
         let r = ldap.simple_bind(dn, password).await.expect("bind request");
         let _ = ldap.unbind().await;
@@ -259,7 +259,7 @@ impl SambaDc {
     }
 
     /// The values of `attr` on `dn`, read as the administrator (sorted, DNs lower-cased for comparison).
-    pub async fn values(&self, dn: &str, attr: &str) -> Vec<String> {
+    pub(crate) async fn values(&self, dn: &str, attr: &str) -> Vec<String> {
         let mut ldap = self.connect().await;
         ldap.simple_bind(&format!("CN=Administrator,CN=Users,{BASE_DN}"), ADMIN_PW)
             .await

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 // Harness: the real SCIM server.
 // ---------------------------------------------------------------------------------------------
 
-pub fn scim2_server_binary() -> PathBuf {
+pub(crate) fn scim2_server_binary() -> PathBuf {
     let mut candidates = Vec::new();
     if let Ok(p) = std::env::var("DEPROVD_SCIM2_SERVER") {
         candidates.push(PathBuf::from(p));
@@ -38,7 +38,7 @@ pub fn scim2_server_binary() -> PathBuf {
         })
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -46,7 +46,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A running `scim2-server`, killed when dropped.
-pub struct ScimServer {
+pub(crate) struct ScimServer {
     child: Child,
     pub base: String,
     pub token: String,
@@ -63,7 +63,7 @@ impl Drop for ScimServer {
 }
 
 impl ScimServer {
-    pub async fn start() -> ScimServer {
+    pub(crate) async fn start() -> ScimServer {
         let bin = scim2_server_binary();
         let token = format!("tok-{}", uuid::Uuid::new_v4().simple());
         // A port taken between probing and binding makes readiness fail; try a few.
@@ -112,7 +112,12 @@ impl ScimServer {
         panic!("scim2-server did not become ready");
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
@@ -129,7 +134,7 @@ impl ScimServer {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
-    pub async fn create_user(&self, user_name: &str, email: &str) -> String {
+    pub(crate) async fn create_user(&self, user_name: &str, email: &str) -> String {
         let u = self
             .call(
                 reqwest::Method::POST,
@@ -145,7 +150,7 @@ impl ScimServer {
         u["id"].as_str().expect("user id").to_string()
     }
 
-    pub async fn create_group(&self, name: &str, members: &[&str]) -> String {
+    pub(crate) async fn create_group(&self, name: &str, members: &[&str]) -> String {
         let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
         let g = self
             .call(
@@ -161,12 +166,12 @@ impl ScimServer {
         g["id"].as_str().expect("group id").to_string()
     }
 
-    pub async fn user(&self, id: &str) -> Value {
+    pub(crate) async fn user(&self, id: &str) -> Value {
         self.call(reqwest::Method::GET, &format!("/Users/{id}"), None)
             .await
     }
 
-    pub async fn group_members(&self, id: &str) -> Vec<String> {
+    pub(crate) async fn group_members(&self, id: &str) -> Vec<String> {
         let g = self
             .call(reqwest::Method::GET, &format!("/Groups/{id}"), None)
             .await;
@@ -180,7 +185,11 @@ impl ScimServer {
             .unwrap_or_default()
     }
 
-    pub fn connector(&self, spec_dir: Option<&Path>, token_file: &str) -> Arc<dyn Connector> {
+    pub(crate) fn connector(
+        &self,
+        spec_dir: Option<&Path>,
+        token_file: &str,
+    ) -> Arc<dyn Connector> {
         let toml_src = format!(
             r#"
 type = "scim"
@@ -202,7 +211,7 @@ timeout = "5s"
 
 /// The real SCIM server in the connector contract suite: deactivate and group removal, then back.
 /// `Err` (the reason) when scim2-server is not installed.
-pub async fn scim_contract_case() -> Result<crate::kit::contract::Case, String> {
+pub(crate) async fn scim_contract_case() -> Result<crate::kit::contract::Case, String> {
     let installed = std::env::var("DEPROVD_SCIM2_SERVER")
         .map(PathBuf::from)
         .into_iter()

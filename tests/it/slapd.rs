@@ -23,20 +23,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const SUFFIX: &str = "dc=example,dc=org";
-pub const ROOT_DN: &str = "cn=admin,dc=example,dc=org";
-pub const ROOT_PW: &str = "root-secret";
-pub const SERVICE_DN: &str = "cn=deprovd,ou=services,dc=example,dc=org";
-pub const SERVICE_PW: &str = "deprovd-secret";
-pub const READER_DN: &str = "cn=reader,ou=services,dc=example,dc=org";
-pub const READER_PW: &str = "reader-secret";
-pub const ALICE_DN: &str = "uid=alice,ou=people,dc=example,dc=org";
-pub const ALICE_PW: &str = "alice-pw";
-pub const BOB_DN: &str = "uid=bob,ou=people,dc=example,dc=org";
-pub const BOB_PW: &str = "bob-pw";
+pub(crate) const SUFFIX: &str = "dc=example,dc=org";
+pub(crate) const ROOT_DN: &str = "cn=admin,dc=example,dc=org";
+pub(crate) const ROOT_PW: &str = "root-secret";
+pub(crate) const SERVICE_DN: &str = "cn=deprovd,ou=services,dc=example,dc=org";
+pub(crate) const SERVICE_PW: &str = "deprovd-secret";
+pub(crate) const READER_DN: &str = "cn=reader,ou=services,dc=example,dc=org";
+pub(crate) const READER_PW: &str = "reader-secret";
+pub(crate) const ALICE_DN: &str = "uid=alice,ou=people,dc=example,dc=org";
+pub(crate) const ALICE_PW: &str = "alice-pw";
+pub(crate) const BOB_DN: &str = "uid=bob,ou=people,dc=example,dc=org";
+pub(crate) const BOB_PW: &str = "bob-pw";
 /// AD-shaped users: `userAccountControl` 66048 (NORMAL_ACCOUNT | DONT_EXPIRE_PASSWORD) and 514 (disabled).
-pub const CAROL_DN: &str = "cn=carol,ou=people,dc=example,dc=org";
-pub const DAVE_DN: &str = "cn=dave,ou=people,dc=example,dc=org";
+pub(crate) const CAROL_DN: &str = "cn=carol,ou=people,dc=example,dc=org";
+pub(crate) const DAVE_DN: &str = "cn=dave,ou=people,dc=example,dc=org";
 
 const SLAPD: &str = "/usr/sbin/slapd";
 const SLAPADD: &str = "/usr/sbin/slapadd";
@@ -44,7 +44,7 @@ const MODULE_PATH: &str = "/usr/lib/ldap";
 const SCHEMA_DIR: &str = "/etc/ldap/schema";
 
 /// A running slapd. Dropping it kills the process and removes its files.
-pub struct Slapd {
+pub(crate) struct Slapd {
     child: Child,
     dir: tempfile::TempDir,
     /// `ldap://127.0.0.1:PORT` (StartTLS available when started with TLS).
@@ -57,13 +57,13 @@ pub struct Slapd {
 
 impl Slapd {
     /// Build a fresh directory and start slapd on a free loopback port; returns once it accepts connections.
-    pub fn start() -> Slapd {
+    pub(crate) fn start() -> Slapd {
         Self::launch(false)
     }
 
     /// Like [`Slapd::start`], also serving LDAPS and StartTLS with a certificate for `127.0.0.1` signed by a
     /// throwaway CA (made with the `openssl` CLI).
-    pub fn start_tls() -> Slapd {
+    pub(crate) fn start_tls() -> Slapd {
         Self::launch(true)
     }
 
@@ -168,12 +168,12 @@ impl Slapd {
         panic!("slapd failed to start five times; last log:\n{last_log}");
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
     /// Whether `dn` can bind with `password` (a simple bind on a fresh connection).
-    pub async fn can_bind(&self, dn: &str, password: &str) -> bool {
+    pub(crate) async fn can_bind(&self, dn: &str, password: &str) -> bool {
         let (conn, mut ldap) = ldap3::LdapConnAsync::new(&self.url)
             .await
             .expect("connect to test slapd");
@@ -189,12 +189,18 @@ impl Slapd {
     }
 
     /// The values of `attr` on the entry `dn`, read as the root DN (sorted, for comparison).
-    pub async fn values(&self, dn: &str, attr: &str) -> Vec<String> {
+    pub(crate) async fn values(&self, dn: &str, attr: &str) -> Vec<String> {
         self.values_as(ROOT_DN, ROOT_PW, dn, attr).await
     }
 
     /// The values of `attr` on `dn` as `bind_dn` may see them (ACLs applied).
-    pub async fn values_as(&self, bind_dn: &str, pw: &str, dn: &str, attr: &str) -> Vec<String> {
+    pub(crate) async fn values_as(
+        &self,
+        bind_dn: &str,
+        pw: &str,
+        dn: &str,
+        attr: &str,
+    ) -> Vec<String> {
         let (conn, mut ldap) = ldap3::LdapConnAsync::new(&self.url)
             .await
             .expect("connect to test slapd");
@@ -229,7 +235,7 @@ impl Slapd {
     }
 
     /// A connection bound as the root DN, for test setup and inspection.
-    pub async fn root(&self) -> ldap3::Ldap {
+    pub(crate) async fn root(&self) -> ldap3::Ldap {
         let (conn, mut ldap) = ldap3::LdapConnAsync::new(&self.url)
             .await
             .expect("connect to test slapd");

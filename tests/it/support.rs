@@ -3,14 +3,14 @@
 
 #![allow(unused_imports)]
 
-pub use crate::kit::{
+pub(crate) use crate::kit::{
     CountingProxy, DISABLE_ALL_POLICY, Reply, Seen, Target, TestApp, alert_json, eventually, kafka,
     metric_value, policy_dir, unique,
 };
 
 /// Transitional, for files not yet on [`TestApp::builder`]: build from whole-config TOML text.
 impl TestApp {
-    pub async fn spawn(toml: &str) -> TestApp {
+    pub(crate) async fn spawn(toml: &str) -> TestApp {
         let settings =
             deprovd::app::Settings::from_toml(toml, Vec::new()).expect("test config parses");
         TestApp::start(settings).await
@@ -18,7 +18,7 @@ impl TestApp {
 }
 
 /// Transitional: Redis `[state]` TOML with a random key prefix (the builder's `.redis()`).
-pub fn redis_state() -> String {
+pub(crate) fn redis_state() -> String {
     format!(
         "[state]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379/0\"\nkey_prefix = \"{}:\"\n",
         unique("deprovd-test")

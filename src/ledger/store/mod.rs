@@ -283,7 +283,7 @@ pub(crate) struct Derived<'a> {
 }
 
 impl<'a> Derived<'a> {
-    pub fn of(a: &'a ActionRecord) -> Self {
+    pub(crate) fn of(a: &'a ActionRecord) -> Self {
         Derived {
             due_ms: match a.state {
                 ActionState::Planned | ActionState::Running => {

@@ -14,7 +14,7 @@ use super::{eventually, metric_value, unique};
 
 /// Typed settings for one test app. Starts from the defaults of an empty config file; every test
 /// sets only what it is about.
-pub struct TestAppBuilder {
+pub(crate) struct TestAppBuilder {
     settings: Settings,
     dirs: Vec<tempfile::TempDir>,
 }
@@ -34,26 +34,26 @@ impl TestAppBuilder {
     }
 
     /// The embedded ledger and dead-letter file live here (a test that restarts the app keeps it).
-    pub fn data_dir(mut self, dir: &Path) -> Self {
+    pub(crate) fn data_dir(mut self, dir: &Path) -> Self {
         self.settings.data_dir = dir.to_path_buf();
         self
     }
 
     /// Read the policy bundle from `dir`.
-    pub fn policies(mut self, dir: &Path) -> Self {
+    pub(crate) fn policies(mut self, dir: &Path) -> Self {
         self.settings.policy.dir = dir.to_path_buf();
         self
     }
 
     /// Reload policies when the files change (off by default in tests).
-    pub fn watch_policies(mut self) -> Self {
+    pub(crate) fn watch_policies(mut self) -> Self {
         self.settings.policy.watch = true;
         self
     }
 
     /// Executor timings short enough for tests: scan every 50 ms, retry after 50–200 ms, three
     /// attempts.
-    pub fn fast_executor(mut self) -> Self {
+    pub(crate) fn fast_executor(mut self) -> Self {
         let e = &mut self.settings.executor;
         e.poll_interval = Duration::from_millis(50);
         e.retry.base_delay = Duration::from_millis(50);
@@ -63,13 +63,13 @@ impl TestAppBuilder {
     }
 
     /// The ledger in the local Redis under a random key prefix, so tests never share state.
-    pub fn redis(self) -> Self {
+    pub(crate) fn redis(self) -> Self {
         let prefix = format!("{}:", unique("deprovd-test"));
         self.redis_prefix(&prefix)
     }
 
     /// The ledger in the local Redis under `prefix` (a test that inspects or cleans the keys).
-    pub fn redis_prefix(mut self, prefix: &str) -> Self {
+    pub(crate) fn redis_prefix(mut self, prefix: &str) -> Self {
         self.settings.state = StoreConfig {
             backend: Backend::Redis,
             key_prefix: prefix.to_string(),
@@ -79,14 +79,14 @@ impl TestAppBuilder {
     }
 
     /// One connector instance (see [`super::connector`] for building its config).
-    pub fn connector(mut self, name: &str, config: InstanceConfig) -> Self {
+    pub(crate) fn connector(mut self, name: &str, config: InstanceConfig) -> Self {
         self.settings.connectors.insert(name.to_string(), config);
         self
     }
 
     /// A configured API token for `role`, named `<role>-bot`, stored as its SHA-256 only. An app with
     /// configured tokens has no generated dev token ([`TestApp::token`] is then empty).
-    pub fn token(mut self, role: &str, secret: &str) -> Self {
+    pub(crate) fn token(mut self, role: &str, secret: &str) -> Self {
         self.settings.api.tokens.push(TokenConfig {
             name: format!("{role}-bot"),
             role: serde_json::from_value(serde_json::json!(role)).expect("a role name"),
@@ -97,24 +97,24 @@ impl TestAppBuilder {
     }
 
     /// The `[guards]` section.
-    pub fn guards(mut self, guards: GuardConfig) -> Self {
+    pub(crate) fn guards(mut self, guards: GuardConfig) -> Self {
         self.settings.guards = guards;
         self
     }
 
     /// Any other setting, in Rust.
-    pub fn with(mut self, f: impl FnOnce(&mut Settings)) -> Self {
+    pub(crate) fn with(mut self, f: impl FnOnce(&mut Settings)) -> Self {
         f(&mut self.settings);
         self
     }
 
     /// The settings as built so far (for tests that build the application their own way).
-    pub fn settings(&self) -> &Settings {
+    pub(crate) fn settings(&self) -> &Settings {
         &self.settings
     }
 
     /// Validate, build and run the app.
-    pub async fn spawn(self) -> TestApp {
+    pub(crate) async fn spawn(self) -> TestApp {
         let mut app = TestApp::start(self.settings).await;
         app._dirs = self.dirs;
         app
@@ -122,7 +122,7 @@ impl TestAppBuilder {
 }
 
 /// The real application, started in-process on a free port (zero-to-production's `spawn_app`).
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub port: u16,
     /// The generated dev token (empty when the settings configure tokens).
     pub token: String,
@@ -136,12 +136,12 @@ pub struct TestApp {
 impl TestApp {
     /// A builder over typed [`Settings`]: the defaults of an empty config file, listening on a free
     /// loopback port, with a fresh data directory and policies read once.
-    pub fn builder() -> TestAppBuilder {
+    pub(crate) fn builder() -> TestAppBuilder {
         TestAppBuilder::new()
     }
 
     /// Validate `settings`, build the application and run it until [`TestApp::stop`].
-    pub async fn start(settings: Settings) -> TestApp {
+    pub(crate) async fn start(settings: Settings) -> TestApp {
         let problems = settings.validate();
         assert!(problems.is_empty(), "test config invalid: {problems:?}");
         let app = deprovd::app::Application::build(settings)
@@ -172,18 +172,18 @@ impl TestApp {
     }
 
     /// Poll `/readyz` until the app is ready (policies loaded, connectors built, ledger reachable).
-    pub async fn wait_ready(&self, timeout: Duration) {
+    pub(crate) async fn wait_ready(&self, timeout: Duration) {
         eventually(timeout, "app ready", || async {
             self.ready().await.then_some(())
         })
         .await;
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -192,7 +192,7 @@ impl TestApp {
         }
     }
 
-    pub async fn post_alert(&self, body: &str) -> (u16, serde_json::Value) {
+    pub(crate) async fn post_alert(&self, body: &str) -> (u16, serde_json::Value) {
         let r = self
             .http
             .post(self.url("/v1/alerts"))
@@ -206,7 +206,7 @@ impl TestApp {
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 
-    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+    pub(crate) async fn get_json(&self, path: &str) -> serde_json::Value {
         self.http
             .get(self.url(path))
             .bearer_auth(&self.token)
@@ -218,7 +218,7 @@ impl TestApp {
             .expect("json")
     }
 
-    pub async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         self.http
             .get(self.url("/metrics"))
             .send()
@@ -230,11 +230,11 @@ impl TestApp {
     }
 
     /// Value of one sample line of `/metrics` (`name{labels}` exactly as exported), if present.
-    pub async fn metric(&self, series: &str) -> Option<f64> {
+    pub(crate) async fn metric(&self, series: &str) -> Option<f64> {
         metric_value(&self.metrics().await, series)
     }
 
-    pub async fn ready(&self) -> bool {
+    pub(crate) async fn ready(&self) -> bool {
         self.http
             .get(self.url("/readyz"))
             .send()
@@ -244,7 +244,7 @@ impl TestApp {
     }
 
     /// Actions of the ledger, filtered by a query string like `subject=a@b`.
-    pub async fn actions(&self, query: &str) -> Vec<serde_json::Value> {
+    pub(crate) async fn actions(&self, query: &str) -> Vec<serde_json::Value> {
         self.get_json(&format!("/v1/actions?{query}")).await["actions"]
             .as_array()
             .cloned()

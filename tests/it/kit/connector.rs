@@ -12,12 +12,12 @@ use serde_json::{Value, json};
 
 /// An instance config from its fields (as the `[connectors.<name>]` table would hold them), parsed
 /// by the service's own deserializer (the `type` field picks HTTP spec, LDAP or IAM).
-pub fn instance(fields: Value) -> InstanceConfig {
+pub(crate) fn instance(fields: Value) -> InstanceConfig {
     InstanceConfig::deserialize(fields).unwrap_or_else(|e| panic!("connector config: {e}"))
 }
 
 /// A `webhook` connector POSTing to `{url}/{name}` without auth.
-pub fn webhook(name: &str, url: &str) -> InstanceConfig {
+pub(crate) fn webhook(name: &str, url: &str) -> InstanceConfig {
     instance(json!({
         "type": "webhook",
         "base_url": url,
@@ -27,19 +27,21 @@ pub fn webhook(name: &str, url: &str) -> InstanceConfig {
 }
 
 /// The real connectors, built from instance configs by name.
-pub fn build_set(configs: impl IntoIterator<Item = (String, InstanceConfig)>) -> ConnectorSet {
+pub(crate) fn build_set(
+    configs: impl IntoIterator<Item = (String, InstanceConfig)>,
+) -> ConnectorSet {
     let configs: BTreeMap<String, InstanceConfig> = configs.into_iter().collect();
     build_all(&configs, None).unwrap_or_else(|p| panic!("build failed: {p:#?}"))
 }
 
 /// Secret files for connector configs (`file:` references), removed with the value.
-pub struct Secrets(tempfile::TempDir);
+pub(crate) struct Secrets(tempfile::TempDir);
 
 impl Secrets {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Secrets(tempfile::tempdir().expect("tempdir"))
     }
-    pub fn file(&self, name: &str, content: &str) -> String {
+    pub(crate) fn file(&self, name: &str, content: &str) -> String {
         let p = self.0.path().join(name);
         std::fs::write(&p, content).expect("write secret");
         format!("file:{}", p.display())
@@ -47,7 +49,7 @@ impl Secrets {
 }
 
 /// The real connectors, built from `[connectors.*]` TOML exactly as the service builds them.
-pub fn build(toml_src: &str) -> ConnectorSet {
+pub(crate) fn build(toml_src: &str) -> ConnectorSet {
     #[derive(serde::Deserialize)]
     struct Root {
         connectors: BTreeMap<String, InstanceConfig>,
@@ -57,7 +59,7 @@ pub fn build(toml_src: &str) -> ConnectorSet {
 }
 
 /// One operation through a connector, with a fresh idempotency key.
-pub async fn run(
+pub(crate) async fn run(
     c: &dyn Connector,
     op: Operation,
     subject: &str,

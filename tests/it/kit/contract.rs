@@ -18,10 +18,11 @@ use deprovd::connectors::{Connector, Operation, Outcome};
 use super::connector::run;
 
 /// A snapshot of the target's state as a comparable string (the state model's `Debug`).
-pub type StateFn = Box<dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
+pub(crate) type StateFn =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
 
 /// One target under the contract.
-pub struct Case {
+pub(crate) struct Case {
     pub name: &'static str,
     pub connector: Arc<dyn Connector>,
     pub subject: String,
@@ -45,7 +46,7 @@ impl Case {
 }
 
 /// Run the round trip on `case`; panics naming the case and the step that broke the contract.
-pub async fn check(case: Case) {
+pub(crate) async fn check(case: Case) {
     let name = case.name;
     let c = &*case.connector;
     let before = (case.state)().await;

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 /// One request as the fake saw it.
 #[derive(Debug, Clone)]
-pub struct Req {
+pub(crate) struct Req {
     pub method: Method,
     pub path: String,
     pub query: BTreeMap<String, String>,
@@ -36,7 +36,7 @@ pub struct Req {
 }
 
 impl Req {
-    pub fn new(method: Method, uri: &Uri, headers: HeaderMap, raw: Bytes, port: u16) -> Req {
+    pub(crate) fn new(method: Method, uri: &Uri, headers: HeaderMap, raw: Bytes, port: u16) -> Req {
         let query = form_pairs(uri.query().unwrap_or(""));
         let is_form = headers
             .get("content-type")
@@ -60,12 +60,12 @@ impl Req {
         }
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// Path segments, percent-decoded (as the vendors' routers see them).
-    pub fn segs(&self) -> Vec<String> {
+    pub(crate) fn segs(&self) -> Vec<String> {
         self.path
             .trim_matches('/')
             .split('/')
@@ -81,7 +81,7 @@ fn form_pairs(s: &str) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-pub fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -100,15 +100,15 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 /// An answer: status, JSON body (`Null` = empty), extra headers.
-pub type Resp = (u16, Value, Vec<(String, String)>);
+pub(crate) type Resp = (u16, Value, Vec<(String, String)>);
 
-pub fn resp(status: u16, body: Value) -> Resp {
+pub(crate) fn resp(status: u16, body: Value) -> Resp {
     (status, body, Vec::new())
 }
 
 /// The answer as a response. Headers are appended: a vendor may send one twice (Okta: one `Link` per
 /// relation).
-pub fn respond((status, body, extra): Resp) -> Response {
+pub(crate) fn respond((status, body, extra): Resp) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = if body.is_null() {
         code.into_response()
@@ -127,20 +127,20 @@ pub fn respond((status, body, extra): Resp) -> Response {
 }
 
 /// Seconds since the epoch (rate-limit resets are announced in epoch seconds).
-pub fn epoch_secs(t: SystemTime) -> u64 {
+pub(crate) fn epoch_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
 /// Now, in epoch seconds.
-pub fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     epoch_secs(SystemTime::now())
 }
 
 /// A vendor's API as the fake serves it: its state model and, when it issues OAuth tokens, its
 /// token rules.
-pub trait Vendor: Send + 'static {
+pub(crate) trait Vendor: Send + 'static {
     /// Path of the OAuth token endpoint the fake serves, issuing tokens the API then accepts.
     /// `None`: no token endpoint and no token check by the fake; the vendor checks its own static
     /// credentials in [`Vendor::handle`].
@@ -166,7 +166,7 @@ pub trait Vendor: Send + 'static {
 }
 
 /// The fake's state: the vendor's model plus what the fake itself keeps.
-pub struct Inner<V> {
+pub(crate) struct Inner<V> {
     pub vendor: V,
     /// Every request, token requests included, in arrival order.
     pub log: Vec<Req>,
@@ -183,7 +183,7 @@ pub struct Inner<V> {
 }
 
 /// A running fake of one vendor; clones share the state.
-pub struct Fake<V: Vendor> {
+pub(crate) struct Fake<V: Vendor> {
     inner: Arc<Mutex<Inner<V>>>,
     /// Root URL of each listener (Slack's fake serves two hosts from one state).
     bases: Vec<String>,
@@ -200,17 +200,17 @@ impl<V: Vendor> Clone for Fake<V> {
 
 impl<V: Vendor> Fake<V> {
     /// Serve `vendor` on one loopback port.
-    pub async fn start(vendor: V) -> Self {
+    pub(crate) async fn start(vendor: V) -> Self {
         Self::serve(vendor, 1, None).await
     }
 
     /// Serve `vendor` on one port, also accepting the static `Authorization` value `auth`.
-    pub async fn start_with_static_auth(vendor: V, auth: String) -> Self {
+    pub(crate) async fn start_with_static_auth(vendor: V, auth: String) -> Self {
         Self::serve(vendor, 1, Some(auth)).await
     }
 
     /// Serve one `vendor` state on `listeners` loopback ports.
-    pub async fn start_listeners(vendor: V, listeners: usize) -> Self {
+    pub(crate) async fn start_listeners(vendor: V, listeners: usize) -> Self {
         Self::serve(vendor, listeners, None).await
     }
 
@@ -242,27 +242,27 @@ impl<V: Vendor> Fake<V> {
     }
 
     /// Root URL of the first listener.
-    pub fn base(&self) -> &str {
+    pub(crate) fn base(&self) -> &str {
         &self.bases[0]
     }
 
     /// Root URLs of every listener.
-    pub fn bases(&self) -> &[String] {
+    pub(crate) fn bases(&self) -> &[String] {
         &self.bases
     }
 
     /// The fake's state (vendor model, log, tokens) under its lock.
-    pub fn with<T>(&self, f: impl FnOnce(&mut Inner<V>) -> T) -> T {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Inner<V>) -> T) -> T {
         f(&mut self.inner.lock().expect("fake state"))
     }
 
     /// The vendor's model under the lock.
-    pub fn vendor<T>(&self, f: impl FnOnce(&mut V) -> T) -> T {
+    pub(crate) fn vendor<T>(&self, f: impl FnOnce(&mut V) -> T) -> T {
         self.with(|i| f(&mut i.vendor))
     }
 
     /// Answer the next `method` request whose path ends with `path_suffix` with `answer`, once.
-    pub fn inject(&self, method: Method, path_suffix: &str, answer: Resp) {
+    pub(crate) fn inject(&self, method: Method, path_suffix: &str, answer: Resp) {
         self.with(|i| {
             i.inject
                 .push_back((method, path_suffix.to_string(), answer))
@@ -270,12 +270,12 @@ impl<V: Vendor> Fake<V> {
     }
 
     /// Every request, token requests included.
-    pub fn requests(&self) -> Vec<Req> {
+    pub(crate) fn requests(&self) -> Vec<Req> {
         self.with(|i| i.log.clone())
     }
 
     /// Requests to the API (token requests excluded).
-    pub fn api_requests(&self) -> Vec<Req> {
+    pub(crate) fn api_requests(&self) -> Vec<Req> {
         self.with(|i| {
             i.log
                 .iter()
@@ -286,7 +286,7 @@ impl<V: Vendor> Fake<V> {
     }
 
     /// Requests to the token endpoint.
-    pub fn token_request_log(&self) -> Vec<Req> {
+    pub(crate) fn token_request_log(&self) -> Vec<Req> {
         self.with(|i| {
             i.log
                 .iter()
@@ -297,7 +297,7 @@ impl<V: Vendor> Fake<V> {
     }
 
     /// Requests to the API (token requests excluded), as "METHOD path", in order.
-    pub fn calls(&self) -> Vec<String> {
+    pub(crate) fn calls(&self) -> Vec<String> {
         self.api_requests()
             .iter()
             .map(|r| format!("{} {}", r.method, r.path))
@@ -305,25 +305,25 @@ impl<V: Vendor> Fake<V> {
     }
 
     /// How many API requests had this method and path.
-    pub fn count(&self, method: &str, path: &str) -> usize {
+    pub(crate) fn count(&self, method: &str, path: &str) -> usize {
         self.api_requests()
             .iter()
             .filter(|r| r.method.as_str() == method && r.path == path)
             .count()
     }
 
-    pub fn clear_log(&self) {
+    pub(crate) fn clear_log(&self) {
         self.with(|i| i.log.clear());
     }
 
     /// Every token issued so far stops working, as when it expires at the vendor before our cache
     /// says so.
-    pub fn expire_tokens(&self) {
+    pub(crate) fn expire_tokens(&self) {
         self.with(|i| i.valid.clear());
     }
 
     /// Token requests answered so far (issued or refused).
-    pub fn token_requests(&self) -> usize {
+    pub(crate) fn token_requests(&self) -> usize {
         self.with(|i| i.token_forms.len())
     }
 }

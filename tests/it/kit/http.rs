@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 /// One request as the target saw it.
 #[derive(Debug, Clone)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub method: Method,
     pub path: String,
     pub headers: HeaderMap,
@@ -24,28 +24,28 @@ pub struct Seen {
 
 /// A scripted answer.
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl Reply {
-    pub fn status(status: u16) -> Self {
+    pub(crate) fn status(status: u16) -> Self {
         Self {
             status,
             headers: vec![],
             body: String::new(),
         }
     }
-    pub fn json(status: u16, body: serde_json::Value) -> Self {
+    pub(crate) fn json(status: u16, body: serde_json::Value) -> Self {
         Self {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.to_string(),
         }
     }
-    pub fn header(mut self, k: &str, v: &str) -> Self {
+    pub(crate) fn header(mut self, k: &str, v: &str) -> Self {
         self.headers.push((k.into(), v.into()));
         self
     }
@@ -61,13 +61,13 @@ struct Script {
 
 /// A local HTTP server answering from a script and recording every request.
 #[derive(Clone)]
-pub struct Target {
+pub(crate) struct Target {
     pub addr: SocketAddr,
     script: Arc<Mutex<Script>>,
 }
 
 impl Target {
-    pub async fn start() -> Target {
+    pub(crate) async fn start() -> Target {
         let script = Arc::new(Mutex::new(Script::default()));
         let app = Router::new().fallback(handle).with_state(script.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -76,12 +76,12 @@ impl Target {
         Target { addr, script }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// Answer `method path` with `reply` once (queued in order), before falling back to the default.
-    pub fn then(&self, method: &str, path: &str, reply: Reply) {
+    pub(crate) fn then(&self, method: &str, path: &str, reply: Reply) {
         let mut s = self.script.lock().unwrap();
         s.queued
             .entry(format!("{method} {path}"))
@@ -90,7 +90,7 @@ impl Target {
     }
 
     /// Answer `method path` with `reply` whenever nothing is queued.
-    pub fn always(&self, method: &str, path: &str, reply: Reply) {
+    pub(crate) fn always(&self, method: &str, path: &str, reply: Reply) {
         self.script
             .lock()
             .unwrap()
@@ -98,11 +98,11 @@ impl Target {
             .insert(format!("{method} {path}"), reply);
     }
 
-    pub fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.script.lock().unwrap().seen.clone()
     }
 
-    pub fn count(&self, method: &str, path: &str) -> usize {
+    pub(crate) fn count(&self, method: &str, path: &str) -> usize {
         self.seen()
             .iter()
             .filter(|s| s.method.as_str() == method && s.path == path)
@@ -148,7 +148,7 @@ async fn handle(
 /// A recording reverse proxy in front of a real server (e.g. scim2-server), so a test can count the
 /// requests that actually reached the target — "exactly one PATCH" is counted here.
 #[derive(Clone)]
-pub struct CountingProxy {
+pub(crate) struct CountingProxy {
     pub addr: SocketAddr,
     seen: RequestLog,
 }
@@ -157,7 +157,7 @@ pub struct CountingProxy {
 type RequestLog = Arc<Mutex<Vec<(Method, String)>>>;
 
 impl CountingProxy {
-    pub async fn start(upstream: String) -> CountingProxy {
+    pub(crate) async fn start(upstream: String) -> CountingProxy {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let client = reqwest::Client::new();
         let state = (seen.clone(), client, upstream);
@@ -168,12 +168,12 @@ impl CountingProxy {
         CountingProxy { addr, seen }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// Requests with this method whose path starts with `prefix`.
-    pub fn count(&self, method: &str, prefix: &str) -> usize {
+    pub(crate) fn count(&self, method: &str, prefix: &str) -> usize {
         self.seen
             .lock()
             .unwrap()

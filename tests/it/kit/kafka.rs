@@ -11,11 +11,11 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-pub fn brokers() -> String {
+pub(crate) fn brokers() -> String {
     std::env::var("DEPROVD_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
-pub async fn create_topics(names: &[&str]) {
+pub(crate) async fn create_topics(names: &[&str]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()
@@ -42,7 +42,7 @@ pub async fn create_topics(names: &[&str]) {
     }
 }
 
-pub async fn produce(topic: &str, payload: &[u8]) {
+pub(crate) async fn produce(topic: &str, payload: &[u8]) {
     let p: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("message.timeout.ms", "10000")
@@ -58,7 +58,7 @@ pub async fn produce(topic: &str, payload: &[u8]) {
 }
 
 /// Committed offset of partition 0 of `topic` for `group` (None when nothing was committed).
-pub fn committed(group: &str, topic: &str) -> Option<i64> {
+pub(crate) fn committed(group: &str, topic: &str) -> Option<i64> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", group)
@@ -76,10 +76,10 @@ pub fn committed(group: &str, topic: &str) -> Option<i64> {
 }
 
 /// A consumed record: payload and headers as (key, value) pairs.
-pub type Record = (Vec<u8>, Vec<(String, String)>);
+pub(crate) type Record = (Vec<u8>, Vec<(String, String)>);
 
 /// Every record of partition 0 of `topic`.
-pub fn read_all(topic: &str, want: usize, timeout: Duration) -> Vec<Record> {
+pub(crate) fn read_all(topic: &str, want: usize, timeout: Duration) -> Vec<Record> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", super::unique("reader"))

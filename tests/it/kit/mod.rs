@@ -11,21 +11,21 @@
 
 #![allow(dead_code)]
 
-pub mod app;
-pub mod connector;
-pub mod contract;
-pub mod fake;
-pub mod http;
-pub mod kafka;
+pub(crate) mod app;
+pub(crate) mod connector;
+pub(crate) mod contract;
+pub(crate) mod fake;
+pub(crate) mod http;
+pub(crate) mod kafka;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-pub use app::{TestApp, TestAppBuilder};
-pub use http::{CountingProxy, Reply, Seen, Target};
+pub(crate) use app::{TestApp, TestAppBuilder};
+pub(crate) use http::{CountingProxy, Reply, Seen, Target};
 
 /// Poll `check` until it returns `Some`, or panic with `what` after `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -43,12 +43,12 @@ where
 }
 
 /// A random lower-case suffix for topic, group and key names, so tests never share state.
-pub fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A policy directory holding `files` (name → Rego or data), in a temp dir kept alive by the caller.
-pub fn policy_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+pub(crate) fn policy_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     for (name, text) in files {
         std::fs::write(dir.path().join(name), text).expect("write policy");
@@ -57,7 +57,7 @@ pub fn policy_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 /// A policy that disables every subject of every high or critical alert, on every capable connector.
-pub const DISABLE_ALL_POLICY: &str = r#"package deprovd
+pub(crate) const DISABLE_ALL_POLICY: &str = r#"package deprovd
 
 import rego.v1
 
@@ -74,7 +74,7 @@ decisions contains d if {
 "#;
 
 /// A canonical alert for `email` with id `id`.
-pub fn alert_json(id: &str, email: &str) -> String {
+pub(crate) fn alert_json(id: &str, email: &str) -> String {
     serde_json::json!({
         "id": id,
         "source": {"vendor": "test"},
@@ -87,7 +87,7 @@ pub fn alert_json(id: &str, email: &str) -> String {
     .to_string()
 }
 
-pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn metric_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| {
             l.strip_prefix(series)
