@@ -120,7 +120,6 @@ impl<'de> Deserialize<'de> for SecretRef {
     }
 }
 
-
 /// A duration written as `"250ms"`, `"10s"`, `"5m"` in the TOML.
 pub type HumanDuration = std::time::Duration;
 

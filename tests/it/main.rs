@@ -6,6 +6,7 @@ mod audit_mirror;
 mod aws_iam;
 mod fake;
 mod guards;
+mod http_limits;
 mod identity;
 mod idp;
 mod kafka;

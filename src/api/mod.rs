@@ -18,6 +18,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -35,6 +36,8 @@ use crate::ledger::{ActionFilter, ActionState, StateStore};
 use crate::lockout::{self, LockoutError, LockoutRequest};
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::telemetry::Metrics;
+
+pub mod serve;
 
 /// Roles, from least to most powerful. `admin` can do everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +96,19 @@ pub struct ApiConfig {
     pub listen: String,
     /// Largest request body accepted (bytes); larger gets 413.
     pub max_body_bytes: usize,
+    /// A request's headers must arrive within this of the connection's acceptance (or, on a
+    /// kept-alive connection, of the request's first byte); else the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A request's whole body must arrive within this of its headers; else 408 `body_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// A kept-alive connection with no request for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Connections served at once; more are accepted and closed at once. Keep it well under the
+    /// process's file-descriptor limit (`ulimit -n`), which connectors and the store share.
+    pub max_connections: usize,
     pub tokens: Vec<TokenConfig>,
 }
 
@@ -101,13 +117,50 @@ impl Default for ApiConfig {
         Self {
             listen: "127.0.0.1:8780".into(),
             max_body_bytes: 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
             tokens: Vec::new(),
         }
     }
 }
 
+/// The longest any `[api]` timeout may be: beyond it a stalled client holds a slot for no purpose.
+const MAX_API_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The most `max_connections` may be (far beyond any file-descriptor limit worth having).
+const MAX_CONNECTIONS: usize = 65_536;
+
 impl ApiConfig {
+    /// The slow-client limits the server applies.
+    pub fn limits(&self) -> serve::ServeLimits {
+        serve::ServeLimits {
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+
     pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+        for (key, value) in [
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if value.is_zero() || value > MAX_API_TIMEOUT {
+                problems.push(Problem::new(
+                    format!("{path}.{key}"),
+                    "must be more than 0s and at most 1h",
+                ));
+            }
+        }
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS {
+            problems.push(Problem::new(
+                format!("{path}.max_connections"),
+                format!("must be 1 to {MAX_CONNECTIONS}"),
+            ));
+        }
         if self.listen.parse::<SocketAddr>().is_err() {
             problems.push(Problem::new(
                 format!("{path}.listen"),
@@ -1205,6 +1258,37 @@ mod tests {
         let mut problems = Vec::new();
         distinct.validate("api", &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn slow_client_limits_have_defaults_and_impossible_ones_are_refused() {
+        let d = ApiConfig::default();
+        assert_eq!(d.header_timeout, Duration::from_secs(10));
+        assert_eq!(d.body_timeout, Duration::from_secs(30));
+        assert_eq!(d.idle_timeout, Duration::from_secs(60));
+        assert_eq!(d.max_connections, 512);
+        let mut problems = Vec::new();
+        d.validate("api", &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+
+        let bad = ApiConfig {
+            header_timeout: Duration::ZERO,
+            body_timeout: Duration::from_secs(7200),
+            idle_timeout: Duration::ZERO,
+            max_connections: 0,
+            ..ApiConfig::default()
+        };
+        let mut problems = Vec::new();
+        bad.validate("api", &mut problems);
+        let keys: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        for key in [
+            "api.header_timeout",
+            "api.body_timeout",
+            "api.idle_timeout",
+            "api.max_connections",
+        ] {
+            assert!(keys.iter().any(|k| k.contains(key)), "{key}: {keys:?}");
+        }
     }
 
     #[test]
