@@ -18,9 +18,10 @@ async fn app(api: &str) -> (TestApp, tempfile::TempDir, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
     let toml = format!(
-        "data_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n{api}\n[policy]\ndir = \"{}\"\nwatch = false\n",
+        "data_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n{api}\n[policy]\ndir = \"{}\"\nwatch = false\n[state]\npath = \"{}\"\n",
         data.path().display(),
-        policies.path().display()
+        policies.path().display(),
+        data.path().join("ledger").display()
     );
     let app = TestApp::spawn(&toml).await;
     eventually(Duration::from_secs(15), "app ready", || async {

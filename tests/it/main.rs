@@ -1,6 +1,7 @@
 //! The one integration-test binary; each module tests one part against real services.
 
 mod active_directory;
+mod api_audit;
 mod audit;
 mod audit_mirror;
 mod aws_iam;
