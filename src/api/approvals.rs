@@ -45,48 +45,86 @@ async fn decide(
 ) -> Result<Response, ApiError> {
     let b: DecisionBody = optional_body(&body, "{\"comment\": \"...\"}")?;
     let pipeline = pipeline_of(&s)?;
-    // `Idempotency-Key`: a client retrying the same decision (a lost answer) gets the action as it
-    // is now, not a 409 for a decision it made itself; a different decision under one key is 422.
-    if let Some(k) = idempotency_key(&headers)? {
-        let fresh = lockout::new_id();
-        let fingerprint = format!(
-            "{}:{key}:{}",
-            verdict.as_str(),
-            b.comment.as_deref().unwrap_or("")
-        );
-        let claimed = lockout::claim_idempotency_key(
-            store_of(&s)?.as_ref(),
-            &caller.name,
-            "approval",
-            &k,
-            &fingerprint,
-            || fresh.clone(),
-        )
-        .await?;
-        if claimed != fresh {
-            let rec = pipeline
-                .store
-                .get_action(&key)
+    let store = store_of(&s)?;
+    let idem = idempotency_key(&headers)?;
+    let fingerprint = format!(
+        "{}:{key}:{}",
+        verdict.as_str(),
+        b.comment.as_deref().unwrap_or("")
+    );
+    // The current action, answered to a retry of a decision this caller already made.
+    let replay = || async {
+        let rec = pipeline
+            .store
+            .get_action(&key)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| {
+                ApiError(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no action `{key}`"),
+                )
+            })?;
+        Ok::<_, ApiError>(Json(rec).into_response())
+    };
+    let peek = |k: String| {
+        let fingerprint = fingerprint.clone();
+        let caller = caller.name.clone();
+        async move {
+            lockout::peek_idempotency_key(store.as_ref(), &caller, "approval", &k, &fingerprint)
                 .await
-                .map_err(unavailable)?
-                .ok_or_else(|| {
-                    ApiError(
-                        StatusCode::NOT_FOUND,
-                        "not_found",
-                        format!("no action `{key}`"),
-                    )
-                })?;
-            return Ok(Json(rec).into_response());
+                .map_err(ApiError::from)
+        }
+    };
+    if let Some(k) = &idem {
+        match peek(k.clone()).await? {
+            Some(true) => return replay().await,
+            Some(false) => {
+                return Err(lockout::LockoutError::IdempotencyKeyReused(k.clone()).into());
+            }
+            None => {}
         }
     }
-    let rec = crate::approval::decide(
+    let decided = crate::approval::decide(
         &pipeline.approvals,
         &key,
         verdict,
         caller.actor(peer),
         b.comment,
     )
-    .await?;
+    .await;
+    let rec = match (decided, &idem) {
+        (Ok(rec), _) => rec,
+        // A twin of this request (same key, same decision) won the race: answer as it did.
+        (
+            Err(
+                e @ (crate::approval::ApprovalError::NotAwaiting { .. }
+                | crate::approval::ApprovalError::Busy(_)),
+            ),
+            Some(k),
+        ) => {
+            return match peek(k.clone()).await? {
+                Some(true) => replay().await,
+                _ => Err(e.into()),
+            };
+        }
+        // A refusal stores nothing under the key: a retry is decided, and refused, again.
+        (Err(e), _) => return Err(e.into()),
+    };
+    // Only a decision made is remembered, so a lost answer can be asked for again.
+    if let Some(k) = &idem {
+        let fresh = lockout::new_id();
+        lockout::claim_idempotency_key(
+            store.as_ref(),
+            &caller.name,
+            "approval",
+            k,
+            &fingerprint,
+            || fresh.clone(),
+        )
+        .await?;
+    }
     Ok(Json(rec).into_response())
 }
 

@@ -20,6 +20,7 @@ struct App {
 const ADMIN: &str = "tok-admin-audit";
 const RESPONDER: &str = "tok-responder-audit";
 const VIEWER: &str = "tok-viewer-audit";
+const APPROVER: &str = "tok-approver-audit";
 
 impl App {
     async fn start(target: &Target, extra: &str) -> App {
@@ -38,6 +39,7 @@ impl App {
             ("ada-admin", "admin", ADMIN),
             ("rita-responder", "responder", RESPONDER),
             ("vic-viewer", "viewer", VIEWER),
+            ("abe-approver", "approver", APPROVER),
         ] {
             toml.push_str(&format!(
                 "[[api.tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
@@ -358,5 +360,41 @@ async fn an_executed_manual_action_is_recorded_with_its_requester_and_lockout_id
     .await;
     assert_eq!(done["detail"]["requested_by"], "rita-responder", "{done}");
     assert_eq!(done["detail"]["request_id"], id.as_str(), "{done}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_self_approval_retried_with_its_idempotency_key_is_refused_again() {
+    let target = Target::start().await;
+    target.always("POST", "/hook", Reply::status(204));
+    let app = App::start(&target, "").await;
+    let (status, created) = app
+        .call(
+            "POST",
+            "/v1/lockouts",
+            ADMIN,
+            Some(r#"{"subject": "sam@example.org", "reason": "needs four eyes", "require_approval": true}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let key = created["actions"][0]["key"].as_str().unwrap().to_string();
+    let approve = format!("/v1/approvals/{key}/approve");
+    let idem = [("idempotency-key", "self-approval-1")];
+    for attempt in 1..=3 {
+        let (status, body) = app.call("POST", &approve, ADMIN, None, &idem).await;
+        assert_eq!(status, 403, "attempt {attempt}: {body}");
+        assert_eq!(body["code"], "self_approval", "attempt {attempt}: {body}");
+    }
+    // A decision that was made is still replayed to its retry, not refused as "not awaiting".
+    let other = [("idempotency-key", "approval-by-abe")];
+    let (first, rec) = app.call("POST", &approve, APPROVER, None, &other).await;
+    assert_eq!(first, 200, "{rec}");
+    let (again, rec) = app.call("POST", &approve, APPROVER, None, &other).await;
+    assert_eq!(again, 200, "{rec}");
+    assert_eq!(rec["key"], key.as_str());
+    // Without the key the same retry is the honest 409.
+    let (bare, _) = app.call("POST", &approve, APPROVER, None, &[]).await;
+    assert_eq!(bare, 409);
     app.stop().await;
 }
