@@ -9,7 +9,7 @@
 //! against this table, bottom to top:
 //!
 //! ```text
-//! layer 0   config
+//! layer 0   config json
 //! layer 1   telemetry net retry template
 //! layer 2   alert action audit
 //! layer 3   identity deadletter
@@ -30,6 +30,8 @@
 //! - **Vocabulary** (layers 0–3), used by everything above:
 //!   - [`config`]: `Problem` (one validation finding with its key path), `SecretRef` (`env:`/`file:`
 //!     references, never inline secrets), `DEPROVD__…` environment overrides.
+//!   - [`json`]: the one reader of untrusted JSON — serde_json refusing duplicate object keys at any
+//!     depth, so deprovd and an upstream filter can never read one document two ways.
 //!   - [`telemetry`]: tracing setup and the Prometheus registry with typed metric handles.
 //!   - [`net`]: the one outbound HTTP client factory (no redirects), the loopback URL policy, capped
 //!     body reads, `Retry-After`/rate-limit headers, webhook signing.
@@ -83,6 +85,7 @@ pub mod executor;
 pub mod guard;
 pub mod identity;
 pub mod ingest;
+pub mod json;
 pub mod ledger;
 pub mod lockout;
 pub mod net;

@@ -101,7 +101,13 @@ pub(super) async fn post_alert(
         Err(PipelineError::Rejected { reason, code }) => {
             info!(caller = %caller.name, %peer, reason = %reason, "alert rejected");
             dead_letter(body.to_vec(), reason.clone(), None).await;
-            Err(ApiError(StatusCode::BAD_REQUEST, code, reason))
+            // Over a count limit: 413 says "smaller, please", not "malformed".
+            let status = if code == "too_large" {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            Err(ApiError(status, code, reason))
         }
         Err(e @ PipelineError::Unavailable(_)) => Err(ApiError(
             StatusCode::SERVICE_UNAVAILABLE,

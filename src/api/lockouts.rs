@@ -61,7 +61,7 @@ pub(super) async fn post_lockout(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: LockoutRequest = serde_json::from_slice(&body).map_err(|e| {
+    let req: LockoutRequest = crate::json::from_slice_as(&body).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
             "invalid_json",

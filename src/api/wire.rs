@@ -55,7 +55,7 @@ pub fn optional_body<T: serde::de::DeserializeOwned + Default>(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
+    crate::json::from_slice_as(body).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
             "invalid_json",

@@ -56,7 +56,7 @@ pub async fn read_json_capped(
     max: usize,
 ) -> Result<serde_json::Value, String> {
     let body = read_capped(resp, max).await.map_err(|e| e.to_string())?;
-    serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
+    crate::json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod audit_mirror;
 mod aws_iam;
 mod fake;
 mod guards;
+mod hostile_input;
 mod http_limits;
 mod identity;
 mod idp;
