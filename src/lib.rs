@@ -22,6 +22,7 @@
 //! layer 10  api
 //! layer 11  app
 //! layer 12  cli client
+//! layer 13  fuzz
 //! ```
 //!
 //! The data path reads straight up the table: ingest → alert → policy → plan → guard → ledger →
@@ -66,6 +67,8 @@
 //!   - [`api`]: the axum HTTP surface (`/v1/*`, health, metrics) and bearer-token auth.
 //!   - [`app`]: [`app::Settings`] (the aggregate of every section) and `Application::build` →
 //!     `run_until_stopped`, which wires every part together and owns shutdown and reload.
+//!   - `fuzz` (tests only): the bounded-time fuzz suite over normalizers, templates, specs and
+//!     config.
 //!   - [`cli`] and [`client`]: what the `deprovd` subcommands do, and the responders' HTTP client.
 #![forbid(unsafe_code)]
 
@@ -82,6 +85,8 @@ pub mod config;
 pub mod connectors;
 pub mod deadletter;
 pub mod executor;
+#[cfg(test)]
+mod fuzz;
 pub mod guard;
 pub mod identity;
 pub mod ingest;
