@@ -9,7 +9,7 @@
 //! against this table, bottom to top:
 //!
 //! ```text
-//! layer 0   config
+//! layer 0   config json
 //! layer 1   telemetry net retry
 //! layer 2   template alert action audit
 //! layer 3   identity deadletter
@@ -22,6 +22,7 @@
 //! layer 10  api
 //! layer 11  app
 //! layer 12  cli client
+//! layer 13  fuzz
 //! ```
 //!
 //! The data path reads straight up the table: ingest → alert → policy → plan → guard → ledger →
@@ -30,6 +31,8 @@
 //! - **Vocabulary** (layers 0–3), used by everything above:
 //!   - [`config`]: `Problem` (one validation finding with its key path), `SecretRef` (`env:`/`file:`
 //!     references, never inline secrets), `DEPROVD__…` environment overrides.
+//!   - [`json`]: the one reader of untrusted JSON — serde_json refusing duplicate object keys at any
+//!     depth, so deprovd and an upstream filter can never read one document two ways.
 //!   - [`telemetry`]: tracing setup and the Prometheus registry with typed metric handles.
 //!   - [`net`]: the one outbound HTTP client factory (no redirects), the loopback URL policy, capped
 //!     body reads, `Retry-After`/rate-limit headers, webhook signing.
@@ -64,6 +67,8 @@
 //!   - [`api`]: the axum HTTP surface (`/v1/*`, health, metrics) and bearer-token auth.
 //!   - [`app`]: [`app::Settings`] (the aggregate of every section) and `Application::build` →
 //!     `run_until_stopped`, which wires every part together and owns shutdown and reload.
+//!   - `fuzz` (tests only): the bounded-time fuzz suite over normalizers, templates, specs and
+//!     config.
 //!   - [`cli`] and [`client`]: what the `deprovd` subcommands do, and the responders' HTTP client.
 #![forbid(unsafe_code)]
 
@@ -80,9 +85,12 @@ pub mod config;
 pub mod connectors;
 pub mod deadletter;
 pub mod executor;
+#[cfg(test)]
+mod fuzz;
 pub mod guard;
 pub mod identity;
 pub mod ingest;
+pub mod json;
 pub mod ledger;
 pub mod lockout;
 pub mod net;

@@ -692,6 +692,33 @@ pub async fn restore_action(
     Ok(restored)
 }
 
+/// Where the claim of `key` (per caller and scope) is stored.
+fn idempotency_slot(caller: &str, scope: &str, key: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [caller, scope, key] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Whether `key` was claimed (per caller and scope), without claiming it: `Some(true)` with the same
+/// `fingerprint`, `Some(false)` with another one, `None` when unclaimed. For routes that claim a key
+/// only once the request succeeded, so that a refusal is never remembered as an answer.
+pub async fn peek_idempotency_key(
+    store: &dyn StateStore,
+    caller: &str,
+    scope: &str,
+    key: &str,
+    fingerprint: &str,
+) -> Result<Option<bool>, LockoutError> {
+    let slot = idempotency_slot(caller, scope, key);
+    Ok(store
+        .get_json(IDEMPOTENCY_NS, &slot)
+        .await?
+        .map(|existing| existing["fingerprint"].as_str() == Some(fingerprint)))
+}
+
 /// An `Idempotency-Key` claim: the first request to present `key` (per caller and `scope`) stores
 /// its `fingerprint` and a fresh request id with `SET NX`; a later one with the same fingerprint gets
 /// that id back, so it replays the same request instead of making a second; a different fingerprint
@@ -704,12 +731,7 @@ pub async fn claim_idempotency_key(
     fingerprint: &str,
     fresh_id: impl Fn() -> String,
 ) -> Result<String, LockoutError> {
-    let mut h = Sha256::new();
-    for part in [caller, scope, key] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
-    }
-    let slot = hex::encode(h.finalize());
+    let slot = idempotency_slot(caller, scope, key);
     // Two rounds: a claim can expire between our failed NX and our read.
     for _ in 0..2 {
         let id = fresh_id();

@@ -214,6 +214,16 @@ pub struct Indicator {
     pub value: String,
 }
 
+/// Most events one multi-event delivery (an Okta event hook) may carry. Okta sends at most 50; twice
+/// that leaves room without letting one 1 MiB request become 100,000 alerts. More is refused whole
+/// (`too_large`, HTTP 413).
+pub const MAX_EVENTS_PER_DELIVERY: usize = 100;
+/// Most subjects one alert may name: each becomes actions on every connector that knows it, so an
+/// alert naming thousands would be a blast-radius event by itself.
+pub const MAX_SUBJECTS_PER_ALERT: usize = 100;
+/// Most indicators one alert may carry (they are kept, not acted on).
+pub const MAX_INDICATORS_PER_ALERT: usize = 1000;
+
 /// Why raw bytes could not become an [`Alert`]. The message goes to the dead-letter destination as is.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum NormalizeError {
@@ -227,6 +237,15 @@ pub enum NormalizeError {
     /// then what the document lacked (`ocsf, generic; OCSF class_uid 3002 is not …`).
     #[error("no normalizer recognizes this document (tried: {0})")]
     Unrecognized(String),
+    /// A delivery or an alert holds more than deprovd takes in one piece (events per delivery,
+    /// subjects or indicators per alert): refused whole, so nothing of it is half recorded.
+    #[error("{what}: {found} is more than the limit of {limit}; split the delivery or the alert")]
+    TooLarge {
+        /// What was counted (`data.events`, `subjects`, `indicators`).
+        what: &'static str,
+        found: usize,
+        limit: usize,
+    },
     /// The format is known but this document breaks it; `reason` names the field.
     #[error("{format}: {reason}")]
     Invalid {
@@ -246,6 +265,7 @@ impl NormalizeError {
             NormalizeError::UnknownFormat(..) => "unknown_format",
             NormalizeError::Unrecognized(_) => "unrecognized",
             NormalizeError::Invalid { .. } => "invalid",
+            NormalizeError::TooLarge { .. } => "too_large",
         }
     }
 }
@@ -317,11 +337,22 @@ mod tests {
                 format: "x",
                 reason: String::new(),
             },
+            NormalizeError::TooLarge {
+                what: "subjects",
+                found: 2,
+                limit: 1,
+            },
         ];
         let codes: Vec<_> = errs.iter().map(NormalizeError::reason_code).collect();
         assert_eq!(
             codes,
-            ["invalid_json", "unknown_format", "unrecognized", "invalid"]
+            [
+                "invalid_json",
+                "unknown_format",
+                "unrecognized",
+                "invalid",
+                "too_large"
+            ]
         );
     }
 }

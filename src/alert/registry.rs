@@ -95,7 +95,7 @@ impl NormalizerRegistry {
 
     /// Parse `bytes` once and normalize with `format` (or auto-detect when `None` or `"auto"`).
     pub fn normalize(&self, bytes: &[u8], format: Option<&str>) -> Result<Alert, NormalizeError> {
-        let doc: serde_json::Value = serde_json::from_slice(bytes)
+        let doc: serde_json::Value = crate::json::from_slice(bytes)
             .map_err(|e| NormalizeError::InvalidJson(e.to_string()))?;
         self.normalize_value(doc, format)
     }
@@ -109,31 +109,41 @@ impl NormalizerRegistry {
         bytes: &[u8],
         format: Option<&str>,
     ) -> Result<Vec<Normalized>, NormalizeError> {
-        let doc: Value = serde_json::from_slice(bytes)
+        let doc: Value = crate::json::from_slice(bytes)
             .map_err(|e| NormalizeError::InvalidJson(e.to_string()))?;
         let n = self.pick(&doc, format)?;
         let parts = n.split(doc)?;
+        if parts.len() > super::MAX_EVENTS_PER_DELIVERY {
+            return Err(NormalizeError::TooLarge {
+                what: "events in one delivery",
+                found: parts.len(),
+                limit: super::MAX_EVENTS_PER_DELIVERY,
+            });
+        }
         if let [Part { at: None, .. }] = parts.as_slice() {
             let doc = parts.into_iter().next().expect("one part").doc;
             return Ok(vec![Normalized {
                 at: None,
                 bytes: None,
-                result: n.normalize(doc),
+                result: n.normalize(doc).and_then(bounded),
             }]);
         }
         Ok(parts
             .into_iter()
             .map(|Part { at, doc }| {
                 let bytes = serde_json::to_vec(&doc).ok();
-                let result = n.normalize(doc).map_err(|e| match (e, &at) {
-                    (NormalizeError::Invalid { format, reason }, Some(at)) => {
-                        NormalizeError::Invalid {
-                            format,
-                            reason: format!("{at}: {reason}"),
+                let result = n
+                    .normalize(doc)
+                    .and_then(bounded)
+                    .map_err(|e| match (e, &at) {
+                        (NormalizeError::Invalid { format, reason }, Some(at)) => {
+                            NormalizeError::Invalid {
+                                format,
+                                reason: format!("{at}: {reason}"),
+                            }
                         }
-                    }
-                    (e, _) => e,
-                });
+                        (e, _) => e,
+                    });
                 Normalized { at, bytes, result }
             })
             .collect())
@@ -142,7 +152,7 @@ impl NormalizerRegistry {
     /// The claims of a SET the Shared Signals receiver verified (signature, issuer, audience, `iat`,
     /// `jti`): the only way to an `ssf` alert.
     pub fn normalize_verified_set(&self, claims: Value) -> Result<Alert, NormalizeError> {
-        super::ssf::Ssf.normalize(claims)
+        super::ssf::Ssf.normalize(claims).and_then(bounded)
     }
 
     /// The normalizer for `doc`: the configured one, else the first that detects it.
@@ -176,8 +186,29 @@ impl NormalizerRegistry {
         doc: serde_json::Value,
         format: Option<&str>,
     ) -> Result<Alert, NormalizeError> {
-        self.pick(&doc, format)?.normalize(doc)
+        self.pick(&doc, format)?.normalize(doc).and_then(bounded)
     }
+}
+
+/// Refuse an alert with more subjects or indicators than one alert may carry (whatever the format).
+fn bounded(alert: Alert) -> Result<Alert, NormalizeError> {
+    for (what, found, limit) in [
+        (
+            "subjects",
+            alert.subjects.len(),
+            super::MAX_SUBJECTS_PER_ALERT,
+        ),
+        (
+            "indicators",
+            alert.indicators.len(),
+            super::MAX_INDICATORS_PER_ALERT,
+        ),
+    ] {
+        if found > limit {
+            return Err(NormalizeError::TooLarge { what, found, limit });
+        }
+    }
+    Ok(alert)
 }
 
 /// One line for the dead-letter message saying what the document lacked, so an operator can tell
@@ -217,6 +248,40 @@ mod tests {
         "sub_id": {"format": "email", "email": "ceo@corp.example"},
         "events": {"https://schemas.openid.net/secevent/caep/event-type/session-revoked": {}}
     }"#;
+
+    #[test]
+    fn a_duplicate_key_anywhere_is_invalid_json_in_every_format() {
+        let r = NormalizerRegistry::new();
+        let doc = br#"{"id":"a","source":{"vendor":"t"},"severity":"low","title":"t",
+            "subjects":[{"email":"x@y.z"}],"severity":"critical"}"#;
+        for format in [None, Some("generic"), Some("ocsf"), Some("okta")] {
+            let e = r.normalize(doc, format).unwrap_err();
+            assert_eq!(e.reason_code(), "invalid_json", "{format:?}: {e}");
+            assert!(e.to_string().contains("duplicate key `severity`"), "{e}");
+            let e = r.normalize_all(doc, format).unwrap_err();
+            assert_eq!(e.reason_code(), "invalid_json", "{format:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_alert_over_the_subject_or_indicator_limit_is_too_large_in_any_format() {
+        let r = NormalizerRegistry::new();
+        let subjects: Vec<Value> = (0..=crate::alert::MAX_SUBJECTS_PER_ALERT)
+            .map(|i| serde_json::json!({"email": format!("u{i}@example.org")}))
+            .collect();
+        let doc = serde_json::json!({"id": "big", "source": {"vendor": "t"}, "severity": "high",
+            "time": "2026-01-01T00:00:00Z", "category": "malware", "title": "t", "subjects": subjects});
+        let e = r
+            .normalize(&serde_json::to_vec(&doc).unwrap(), None)
+            .unwrap_err();
+        assert_eq!(e.reason_code(), "too_large", "{e}");
+        assert!(e.to_string().contains("subjects"), "{e}");
+        let at_limit = serde_json::json!({"id": "ok", "source": {"vendor": "t"}, "severity": "high",
+            "time": "2026-01-01T00:00:00Z", "category": "malware", "title": "t",
+            "subjects": subjects[..crate::alert::MAX_SUBJECTS_PER_ALERT]});
+        let ok = r.normalize(&serde_json::to_vec(&at_limit).unwrap(), None);
+        assert!(ok.is_ok(), "{ok:?}");
+    }
 
     #[test]
     fn unsigned_set_claims_are_never_an_ssf_alert_outside_the_receiver() {

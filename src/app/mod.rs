@@ -165,21 +165,13 @@ impl Application {
         let mut tasks = JoinSet::new();
 
         let router = crate::api::router(self.api.clone(), self.settings.api.max_body_bytes);
-        let mut http_stop = stop_rx.clone();
         let listener = self.listener;
-        tasks.spawn(async move {
-            let served = axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .await;
-            if let Err(e) = served {
-                error!(error = %e, "http server failed");
-            }
-        });
+        tasks.spawn(crate::api::serve::serve(
+            listener,
+            router,
+            self.settings.api.limits(),
+            stop_rx.clone(),
+        ));
         info!(port = self.port, "http api listening");
 
         if let Some(service) = self.notify_service {

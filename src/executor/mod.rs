@@ -589,9 +589,7 @@ impl Executor {
         let mut g = AuditDraft::new(AuditKind::Guard, Actor::system("executor"), body);
         g.subject = Some(rec.subject.clone());
         g.action_key = Some(rec.key.clone());
-        if let Origin::Alert { alert_id, .. } = &rec.origin {
-            g.alert_id = Some(alert_id.clone());
-        }
+        stamp_origin(&mut g, rec);
         if let Err(e) = self.store.append_audit(vec![g]).await {
             error!(action_key = %rec.key, error = %e, "could not write the guard record to the audit trail");
         }
@@ -646,9 +644,7 @@ impl Executor {
         );
         d.subject = Some(rec.subject.clone());
         d.action_key = Some(rec.key.clone());
-        if let Origin::Alert { alert_id, .. } = &rec.origin {
-            d.alert_id = Some(alert_id.clone());
-        }
+        stamp_origin(&mut d, rec);
         if !rec.policy_digest.is_empty() {
             d.policy_digest = Some(rec.policy_digest.clone());
         }
@@ -779,6 +775,19 @@ fn request_context(rec: &ActionRecord) -> BTreeMap<String, serde_json::Value> {
         }
     }
     ctx
+}
+
+/// Say on whose behalf the executor acted: the alert, or — for a manual action — the responder who
+/// asked and the request (the lockout or restore id), so the trail answers "who locked this
+/// account" from the execution record itself.
+fn stamp_origin(d: &mut AuditDraft, rec: &ActionRecord) {
+    match &rec.origin {
+        Origin::Alert { alert_id, .. } => d.alert_id = Some(alert_id.clone()),
+        Origin::Manual { request_id, actor } => {
+            d.detail["requested_by"] = actor.clone().into();
+            d.detail["request_id"] = request_id.clone().into();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ pub async fn read_json_capped(
     max: usize,
 ) -> Result<serde_json::Value, ReadError> {
     let body = read_capped(resp, max).await?;
-    Ok(serde_json::from_slice(&body)?)
+    Ok(crate::json::from_slice(&body)?)
 }
 
 #[cfg(test)]

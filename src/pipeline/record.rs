@@ -2,6 +2,8 @@
 //! the executor, append the alert's audit batch.
 
 use super::audit::audit_batch;
+use std::collections::HashMap;
+
 use super::*;
 
 impl Pipeline {
@@ -42,9 +44,11 @@ impl Pipeline {
         request_id: &str,
         coalesce: bool,
     ) -> Result<Vec<RecordedAction>, PipelineError> {
+        let mut hits: HashMap<String, GuardHit> = HashMap::new();
         for a in &mut actions {
             if let Some(hit) = self.decider.guards.apply(a) {
                 self.metrics.guard_block(hit.as_str());
+                hits.insert(a.key.clone(), hit);
             }
         }
         let window = if coalesce {
@@ -53,14 +57,18 @@ impl Pipeline {
             Duration::ZERO
         };
         let out = self.record_actions(&actions, request_id, window).await?;
-        // Held manual actions (a lockout that asked for a second person) are guard events; alert
-        // batches carry their own.
+        // Held manual actions (a lockout that asked for a second person) and refused ones (a
+        // protected subject, dry run) are guard events; alert batches carry their own. Recorded
+        // once, when the action is new: a replayed request changes nothing and records nothing.
         let held: Vec<AuditDraft> = out
             .iter()
-            .filter(|r| {
-                r.disposition == Disposition::New && r.state == ActionState::AwaitingApproval
-            })
-            .map(|r| {
+            .filter(|r| r.disposition == Disposition::New)
+            .filter_map(|r| {
+                let event = match hits.get(&r.key) {
+                    Some(hit) => hit.as_str(),
+                    None if r.state == ActionState::AwaitingApproval => "held_for_approval",
+                    None => return None,
+                };
                 let actor = actions
                     .iter()
                     .find(|a| a.key == r.key)
@@ -69,17 +77,19 @@ impl Pipeline {
                     AuditKind::Guard,
                     Actor::system(&actor),
                     serde_json::json!({
-                        "event": "held_for_approval",
+                        "event": event,
+                        "guard": hits.get(&r.key).map(|h| h.as_str()),
                         "state": r.state,
                         "note": r.note,
                         "connector": r.connector,
                         "operation": r.operation,
                         "request_id": request_id,
+                        "requested_by": actor,
                     }),
                 );
                 g.subject = Some(r.subject.clone());
                 g.action_key = Some(r.key.clone());
-                g
+                Some(g)
             })
             .collect();
         if !held.is_empty() {

@@ -505,7 +505,7 @@ fn decode_json(segment: &str) -> Result<Value, String> {
     let bytes = URL_SAFE_NO_PAD
         .decode(segment.trim_end_matches('='))
         .map_err(|e| format!("not base64url: {e}"))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))
+    crate::json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))
 }
 
 /// A sender's value, shortened for an error message.

@@ -1,11 +1,14 @@
 //! The one integration-test binary; each module tests one part against real services.
 
 mod active_directory;
+mod api_audit;
 mod audit;
 mod audit_mirror;
 mod aws_iam;
 mod fake;
 mod guards;
+mod hostile_input;
+mod http_limits;
 mod identity;
 mod idp;
 mod kafka;

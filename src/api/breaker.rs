@@ -1,0 +1,62 @@
+//! `/v1/breaker`: the blast-radius breaker's state (viewer) and its reset (admin, audited).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tracing::info;
+
+use super::wire::{ResetBody, optional_body};
+use super::{ApiError, ApiState, Caller, error::unavailable, pipeline_of};
+
+pub(super) async fn breaker_status(
+    State(s): State<Arc<ApiState>>,
+    _caller: Caller,
+) -> Result<Response, ApiError> {
+    let pipeline = pipeline_of(&s)?;
+    let scopes = match &pipeline.approvals.breaker {
+        Some(b) => b.status().await.map_err(unavailable)?,
+        None => Vec::new(),
+    };
+    Ok(Json(serde_json::json!({
+        "enabled": pipeline.approvals.breaker.is_some(),
+        "open": scopes.iter().any(|x| x.open),
+        "scopes": scopes,
+    }))
+    .into_response())
+}
+
+/// `POST /v1/breaker/reset` (admin only): close the breaker and empty its window; audited.
+pub(super) async fn breaker_reset(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let b: ResetBody = optional_body(&body, "{\"scope\": \"global\"}")?;
+    let pipeline = pipeline_of(&s)?;
+    let Some(breaker) = &pipeline.approvals.breaker else {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "breaker_disabled",
+            crate::guard::BreakerError::Disabled.to_string(),
+        ));
+    };
+    let was_open = breaker
+        .reset(b.scope.as_deref(), caller.actor(peer))
+        .await
+        .map_err(|e| match e {
+            crate::guard::BreakerError::UnknownScope(_) => ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_scope",
+                e.to_string(),
+            ),
+            other => unavailable(other),
+        })?;
+    info!(caller = %caller.name, %peer, scopes = ?was_open, "breaker reset");
+    let scopes = breaker.status().await.map_err(unavailable)?;
+    Ok(Json(serde_json::json!({ "was_open": was_open, "scopes": scopes })).into_response())
+}
