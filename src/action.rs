@@ -322,3 +322,38 @@ pub fn coalesce_key(subject: &str, connector: &str, operation: Operation) -> Str
     }
     hex::encode(h.finalize())
 }
+
+/// A planned `disable_account` for `subject` on `connector`, caused by an alert, due now: the record
+/// unit tests of the guards, the breaker and the ledger start from.
+#[cfg(test)]
+pub(crate) fn sample(subject: &str, connector: &str) -> ActionRecord {
+    let now = Utc::now();
+    ActionRecord {
+        key: action_key("d", "r", connector, Operation::DisableAccount, subject),
+        origin: Origin::Alert {
+            alert_id: "a".into(),
+            dedup_key: "d".into(),
+            alert_time: now,
+        },
+        rule: "r".into(),
+        policy_digest: String::new(),
+        subject: subject.into(),
+        connector: connector.into(),
+        operation: Operation::DisableAccount,
+        reason: "test".into(),
+        state: ActionState::Planned,
+        attempts: 0,
+        next_attempt_at: Some(now),
+        last_error: None,
+        response: None,
+        pre_state: None,
+        reverses: None,
+        linked_alerts: Vec::new(),
+        note: None,
+        state_reason: None,
+        requested_by: None,
+        expires_at: None,
+        created_at: now,
+        updated_at: now,
+    }
+}

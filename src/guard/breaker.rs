@@ -203,41 +203,7 @@ mod tests {
     use crate::guard::BreakerOverride;
 
     fn action(subject: &str, connector: &str) -> ActionRecord {
-        let now = Utc::now();
-        ActionRecord {
-            key: crate::ledger::action_key(
-                "d",
-                "r",
-                connector,
-                crate::action::Operation::DisableAccount,
-                subject,
-            ),
-            origin: crate::ledger::Origin::Alert {
-                alert_id: "a".into(),
-                dedup_key: "d".into(),
-                alert_time: now,
-            },
-            rule: "r".into(),
-            policy_digest: String::new(),
-            subject: subject.into(),
-            connector: connector.into(),
-            operation: crate::action::Operation::DisableAccount,
-            reason: "test".into(),
-            state: ActionState::Planned,
-            attempts: 0,
-            next_attempt_at: Some(now),
-            last_error: None,
-            response: None,
-            pre_state: None,
-            reverses: None,
-            linked_alerts: Vec::new(),
-            note: None,
-            state_reason: None,
-            requested_by: None,
-            expires_at: None,
-            created_at: now,
-            updated_at: now,
-        }
+        crate::action::sample(subject, connector)
     }
 
     #[tokio::test]

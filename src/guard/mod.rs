@@ -483,34 +483,7 @@ mod tests {
 
     #[test]
     fn apply_types_why_it_skipped() {
-        let now = chrono::Utc::now();
-        let mut a = ActionRecord {
-            key: "k".into(),
-            origin: crate::ledger::Origin::Manual {
-                request_id: "r".into(),
-                actor: "alice".into(),
-            },
-            rule: "manual".into(),
-            policy_digest: String::new(),
-            subject: "breakglass@corp.example".into(),
-            connector: "okta".into(),
-            operation: crate::action::Operation::DisableAccount,
-            reason: "test".into(),
-            state: ActionState::Planned,
-            attempts: 0,
-            next_attempt_at: Some(now),
-            last_error: None,
-            response: None,
-            pre_state: None,
-            reverses: None,
-            linked_alerts: Vec::new(),
-            note: None,
-            state_reason: None,
-            requested_by: None,
-            expires_at: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let mut a = crate::action::sample("breakglass@corp.example", "okta");
         let mut b = a.clone();
         b.subject = "alice@corp.example".into();
         let g = guards(&["breakglass@corp.example"], true);
