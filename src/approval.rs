@@ -39,7 +39,7 @@ use crate::notify::Notifier;
 use crate::telemetry::Metrics;
 
 /// Note prefix of an action cancelled because nobody answered in time.
-pub const EXPIRED_NOTE: &str = "approval expired";
+pub(crate) const EXPIRED_NOTE: &str = "approval expired";
 /// Held actions, the service the pipeline (which holds them), the API (which decides them) and the
 /// expiry sweep share: it knows only the store and the guards that hold, never the pipeline.
 #[derive(Clone)]
@@ -121,13 +121,13 @@ impl From<StoreError> for ApprovalError {
 
 /// Approve or reject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Approve,
     Reject,
 }
 
 impl Verdict {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Verdict::Approve => "approved",
             Verdict::Reject => "rejected",
@@ -136,14 +136,17 @@ impl Verdict {
 }
 
 /// When a held action's approval lapses (records from before `expires_at` existed: created + ttl).
-pub fn deadline(a: &ActionRecord, ttl: Duration) -> DateTime<Utc> {
+pub(crate) fn deadline(a: &ActionRecord, ttl: Duration) -> DateTime<Utc> {
     a.expires_at.unwrap_or_else(|| {
         a.created_at + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(1))
     })
 }
 
 /// Held actions, newest first (`limit` 0: all).
-pub async fn list(store: &dyn StateStore, limit: usize) -> Result<Vec<ActionRecord>, StoreError> {
+pub(crate) async fn list(
+    store: &dyn StateStore,
+    limit: usize,
+) -> Result<Vec<ActionRecord>, StoreError> {
     store
         .list_actions(&ActionFilter {
             state: Some(ActionState::AwaitingApproval),
@@ -156,7 +159,7 @@ pub async fn list(store: &dyn StateStore, limit: usize) -> Result<Vec<ActionReco
 /// Whether two token names (a requester and an approver) name the same person: compared trimmed and
 /// case-insensitively, the same normalization under which `[api]` token names must be unique
 /// ([`crate::identity::normalize_token_name`]), so `Alice` cannot approve what `alice ` asked for.
-pub fn same_person(requester: &str, approver: &str) -> bool {
+pub(crate) fn same_person(requester: &str, approver: &str) -> bool {
     crate::identity::normalize_token_name(requester)
         == crate::identity::normalize_token_name(approver)
 }
@@ -175,7 +178,7 @@ async fn claim(store: &dyn StateStore, key: &str, owner: &str) -> Result<bool, S
 
 /// Decide on held action `key` as `actor` (name = token name, role, source address) with an
 /// optional comment. Returns the action as recorded after the decision.
-pub async fn decide(
+pub(crate) async fn decide(
     approvals: &Approvals,
     key: &str,
     verdict: Verdict,
@@ -336,7 +339,7 @@ async fn expire_claimed(
 
 /// Note prefix of a held action cancelled because a runnable action for the same (subject,
 /// connector, operation) took its place.
-pub const SUPERSEDED_NOTE: &str = "superseded by";
+pub(crate) const SUPERSEDED_NOTE: &str = "superseded by";
 
 /// Cancel held action `held_key` because runnable action `by` (a responder's lockout, or an
 /// automatic action once the breaker let it run) was recorded for the same (subject, connector,
@@ -346,7 +349,7 @@ pub const SUPERSEDED_NOTE: &str = "superseded by";
 /// them changes it: if a person approved it first, it stays approved (the target then sees the
 /// same operation twice, which is harmless for lockouts: the second finds it done); if a decision
 /// is in progress, its outcome stands. Returns whether this call cancelled it. Audited before the change.
-pub async fn supersede(
+pub(crate) async fn supersede(
     approvals: &Approvals,
     held_key: &str,
     by: &ActionRecord,
@@ -409,7 +412,10 @@ pub async fn supersede(
 }
 
 /// Cancel every held action whose deadline is at or before `now`; returns how many.
-pub async fn expire_due(approvals: &Approvals, now: DateTime<Utc>) -> Result<usize, StoreError> {
+pub(crate) async fn expire_due(
+    approvals: &Approvals,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
     let store = approvals.store.as_ref();
     let mut expired = 0;
     for a in list(store, 0).await? {
@@ -438,13 +444,13 @@ pub async fn expire_due(approvals: &Approvals, now: DateTime<Utc>) -> Result<usi
 
 /// How often [`run_expiry`] sweeps: a tenth of the TTL, between 100 ms and 5 s, so a short TTL (in
 /// tests) is honoured promptly and a long one costs one listing every few seconds.
-pub fn sweep_interval(ttl: Duration) -> Duration {
+pub(crate) fn sweep_interval(ttl: Duration) -> Duration {
     (ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(5))
 }
 
 /// Until `stop`: expire lapsed approvals and refresh the breaker gauges (another replica may have
 /// tripped or reset the breaker).
-pub async fn run_expiry(approvals: Approvals, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn run_expiry(approvals: Approvals, mut stop: watch::Receiver<bool>) {
     let every = sweep_interval(approvals.approval_ttl);
     loop {
         tokio::select! {

@@ -22,26 +22,27 @@ pub trait DeadLetterSink: Send + Sync {
 
 /// Dead letters appended as JSON lines to a file (the default without Kafka): one object per line with
 /// `time`, `reason`, `origin` and the payload (`payload` when UTF-8, else `payload_hex`).
-pub struct FileDeadLetter {
+pub(crate) struct FileDeadLetter {
     path: PathBuf,
     file: tokio::sync::Mutex<Option<tokio::fs::File>>,
 }
 
 impl FileDeadLetter {
-    pub fn new(path: &Path) -> Self {
+    pub(crate) fn new(path: &Path) -> Self {
         Self {
             path: path.to_path_buf(),
             file: tokio::sync::Mutex::new(None),
         }
     }
 
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
 
 /// The JSON line written for one dead letter (shared by the file sink and tests).
-pub fn dead_letter_record(
+pub(crate) fn dead_letter_record(
     payload: &[u8],
     reason: &str,
     origin: &[(&str, &str)],

@@ -59,7 +59,7 @@ use crate::config::Problem;
 /// The longest subject accepted anywhere a subject enters (alerts, lockouts, connector lookups), in
 /// bytes. Real account names are far shorter (an email address is at most 254 bytes, RFC 5321); the
 /// bound keeps every filter, URL and log line built from a subject small whatever an alert says.
-pub const MAX_SUBJECT_BYTES: usize = 1024;
+pub(crate) const MAX_SUBJECT_BYTES: usize = 1024;
 
 /// Why a subject was refused. Refusal is final for that subject: it never becomes an action.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,7 +121,7 @@ fn refused(c: char) -> Option<&'static str> {
 /// Accept or refuse a subject as it arrives: at most [`MAX_SUBJECT_BYTES`], and no control,
 /// invisible, separator, private-use or unassigned character anywhere (not even at the ends: a
 /// trailing NUL or newline is refused, not trimmed).
-pub fn check_subject(subject: &str) -> Result<(), SubjectError> {
+pub(crate) fn check_subject(subject: &str) -> Result<(), SubjectError> {
     if subject.len() > MAX_SUBJECT_BYTES {
         return Err(SubjectError::TooLong { len: subject.len() });
     }
@@ -138,7 +138,7 @@ pub fn check_subject(subject: &str) -> Result<(), SubjectError> {
 }
 
 /// Unicode NFKC (compatibility composition). ASCII is already in NFKC and is borrowed as it is.
-pub fn nfkc(s: &str) -> Cow<'_, str> {
+pub(crate) fn nfkc(s: &str) -> Cow<'_, str> {
     if s.is_ascii() {
         Cow::Borrowed(s)
     } else {
@@ -151,7 +151,7 @@ pub fn nfkc(s: &str) -> Cow<'_, str> {
 /// subject changes nothing. Connectors call it on every lookup input, so an action recorded before
 /// this check existed (or written to the ledger by hand) cannot smuggle a control character or a
 /// megabyte subject into a filter or a URL.
-pub fn lookup_form(subject: &str) -> Result<Cow<'_, str>, SubjectError> {
+pub(crate) fn lookup_form(subject: &str) -> Result<Cow<'_, str>, SubjectError> {
     check_subject(subject)?;
     Ok(match nfkc(subject.trim()) {
         Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
@@ -167,7 +167,7 @@ pub fn lookup_form(subject: &str) -> Result<Cow<'_, str>, SubjectError> {
 /// white space runs collapsed and trimmed (insignificant space handling). Dropping rather than
 /// refusing here is deliberate: identifiers a *target* reports are folded too, and folding
 /// `break\u{200B}glass` to `breakglass` can only make more names protected, never fewer.
-pub fn fold(name: &str) -> String {
+pub(crate) fn fold(name: &str) -> String {
     if name.is_ascii() {
         // ASCII: full case folding is lower-casing and NFKC is the identity; only the mapping and
         // the white space handling remain, done in one pass.
@@ -200,7 +200,7 @@ pub fn fold(name: &str) -> String {
 
 /// The username part of a folded name, as a directory's `uid`/`sAMAccountName` would hold it:
 /// `jdoe` for `jdoe@corp.example`, `corp\jdoe` and `jdoe`. `None` when there is none.
-pub fn local_part(folded: &str) -> Option<&str> {
+pub(crate) fn local_part(folded: &str) -> Option<&str> {
     let after_domain = folded.rsplit_once('\\').map_or(folded, |(_, u)| u);
     let user = after_domain
         .rsplit_once('@')
@@ -271,7 +271,7 @@ impl IdentityConfig {
 /// of a held action: trimmed and lower-cased. `[api]` validation refuses two tokens whose names are
 /// equal under it, and approvals compare requester and approver with it, so `Alice` cannot approve
 /// what `alice ` asked for.
-pub fn normalize_token_name(name: &str) -> String {
+pub(crate) fn normalize_token_name(name: &str) -> String {
     name.trim().to_lowercase()
 }
 

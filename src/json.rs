@@ -16,20 +16,15 @@ use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, SeqA
 use serde_json::{Map, Value};
 
 /// Parse `bytes` as one JSON document, refusing duplicate keys.
-pub fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+pub(crate) fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let v = Strict.deserialize(&mut de)?;
     de.end()?;
     Ok(v)
 }
 
-/// [`from_slice`] for text.
-pub fn from_str(text: &str) -> Result<Value, serde_json::Error> {
-    from_slice(text.as_bytes())
-}
-
 /// Parse `bytes` strictly, then into `T`.
-pub fn from_slice_as<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+pub(crate) fn from_slice_as<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
     serde_json::from_value(from_slice(bytes)?)
 }
 
@@ -116,6 +111,11 @@ impl<'de> Visitor<'de> for Strict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`from_slice`] for text.
+    fn from_str(text: &str) -> Result<Value, serde_json::Error> {
+        from_slice(text.as_bytes())
+    }
 
     #[test]
     fn a_duplicate_key_is_refused_at_any_depth_with_its_name() {

@@ -25,6 +25,11 @@
 //! layer 13  fuzz
 //! ```
 //!
+//! Modules the binary, the integration tests and the benches do not reach (`action`, `approval`,
+//! `deadletter`, `executor`, `identity`, `json`, `notify`, `retry`, `ssf`, `template`) are
+//! `pub(crate)`; what others need of them is re-exported where it is used (`ledger` re-exports the
+//! action types). `unreachable_pub` keeps every other `pub` honest.
+//!
 //! The data path reads straight up the table: ingest → alert → policy → plan → guard → ledger →
 //! executor → connectors.
 //!
@@ -72,33 +77,33 @@
 //!   - [`cli`] and [`client`]: what the `deprovd` subcommands do, and the responders' HTTP client.
 #![forbid(unsafe_code)]
 
-pub mod action;
+pub(crate) mod action;
 pub mod alert;
 pub mod api;
 pub mod app;
-pub mod approval;
+pub(crate) mod approval;
 pub mod audit;
 pub mod audit_mirror;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connectors;
-pub mod deadletter;
-pub mod executor;
+pub(crate) mod deadletter;
+pub(crate) mod executor;
 #[cfg(test)]
 mod fuzz;
 pub mod guard;
-pub mod identity;
+pub(crate) mod identity;
 pub mod ingest;
-pub mod json;
+pub(crate) mod json;
 pub mod ledger;
 pub mod lockout;
 pub mod net;
-pub mod notify;
+pub(crate) mod notify;
 pub mod pipeline;
 pub mod plan;
 pub mod policy;
-pub mod retry;
-pub mod ssf;
+pub(crate) mod retry;
+pub(crate) mod ssf;
 pub mod telemetry;
-pub mod template;
+pub(crate) mod template;

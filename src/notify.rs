@@ -12,12 +12,12 @@
 //! than a second copy of each; [`config`] is the `[notify]` section and [`template`] turns a notice
 //! into a Slack, Teams or webhook body.
 
-pub mod config;
-pub mod deliver;
-pub mod template;
+pub(crate) mod config;
+pub(crate) mod deliver;
+pub(crate) mod template;
 
-pub use config::NotifyConfig;
-pub use deliver::NotifyService;
+pub(crate) use config::NotifyConfig;
+pub(crate) use deliver::NotifyService;
 
 use serde::Serialize;
 use tokio::sync::mpsc;

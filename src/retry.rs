@@ -91,27 +91,29 @@ impl Backoff {
 
 /// Reconnecting to a local dependency that is down (the state store at startup, the ledger under the
 /// executor, Kafka produce of a dead letter): 100 ms doubling to 5 s.
-pub const RECONNECT: Backoff = Backoff::preset(Duration::from_millis(100), Duration::from_secs(5));
+pub(crate) const RECONNECT: Backoff =
+    Backoff::preset(Duration::from_millis(100), Duration::from_secs(5));
 /// The audit mirror's Kafka round when it fails: 200 ms doubling to 10 s.
-pub const MIRROR: Backoff = Backoff::preset(Duration::from_millis(200), Duration::from_secs(10));
+pub(crate) const MIRROR: Backoff =
+    Backoff::preset(Duration::from_millis(200), Duration::from_secs(10));
 /// Re-appending one audit record the store refused: 50 ms doubling to 200 ms (three tries).
-pub const AUDIT_WRITE: Backoff =
+pub(crate) const AUDIT_WRITE: Backoff =
     Backoff::preset(Duration::from_millis(50), Duration::from_millis(200));
 /// Waiting for another decision's claim on a held action: 20 ms doubling to 160 ms.
-pub const DECISION_CLAIM: Backoff =
+pub(crate) const DECISION_CLAIM: Backoff =
     Backoff::preset(Duration::from_millis(20), Duration::from_millis(160));
 
 /// Consecutive failures of one retried step and the wait each earns: the [`Backoff::ceiling`] of the
 /// failure count, without jitter — these loops retry one local dependency from one task, so there is
 /// no herd to spread. [`Attempts::reset`] after a success.
 #[derive(Debug, Clone, Copy)]
-pub struct Attempts {
+pub(crate) struct Attempts {
     schedule: Backoff,
     failures: u32,
 }
 
 impl Attempts {
-    pub const fn new(schedule: Backoff) -> Self {
+    pub(crate) const fn new(schedule: Backoff) -> Self {
         Self {
             schedule,
             failures: 0,
@@ -119,12 +121,12 @@ impl Attempts {
     }
 
     /// Count one more failure; the wait before the next try.
-    pub fn next_wait(&mut self) -> Duration {
+    pub(crate) fn next_wait(&mut self) -> Duration {
         self.failures = self.failures.saturating_add(1);
         self.schedule.ceiling(self.failures)
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
 }

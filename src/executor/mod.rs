@@ -111,7 +111,7 @@ impl Handoff {
 
 /// Per-connector limits: concurrency and retry budget.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnectorLimits {
+pub(crate) struct ConnectorLimits {
     pub concurrency: usize,
     pub max_attempts: u32,
 }
@@ -122,7 +122,7 @@ struct Lane {
 }
 
 /// Runs ledger actions through connectors. Cheap to share (`Arc`).
-pub struct Executor {
+pub(crate) struct Executor {
     store: Arc<dyn StateStore>,
     connectors: ConnectorSet,
     lanes: HashMap<String, Lane>,
@@ -150,7 +150,7 @@ pub struct Executor {
 }
 
 impl Executor {
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn StateStore>,
         connectors: ConnectorSet,
         limits: &BTreeMap<String, ConnectorLimits>,
@@ -197,7 +197,7 @@ impl Executor {
     }
 
     /// Check `[guards] protected_groups` through `guard` before every destructive operation.
-    pub fn with_group_guard(mut self, guard: Option<Arc<GroupGuard>>) -> Self {
+    pub(crate) fn with_group_guard(mut self, guard: Option<Arc<GroupGuard>>) -> Self {
         self.group_guard = guard;
         self
     }
@@ -208,20 +208,20 @@ impl Executor {
     /// subject as written; this compares the account the target will actually touch, so no
     /// spelling the target folds differently can reach a protected account. Fails closed: a
     /// target that cannot answer now makes the action retry later, never act.
-    pub fn with_protected_subjects(mut self, protected: Arc<ProtectedSubjects>) -> Self {
+    pub(crate) fn with_protected_subjects(mut self, protected: Arc<ProtectedSubjects>) -> Self {
         self.protected = (!protected.is_empty()).then_some(protected);
         self
     }
 
     /// Tell `emitter` about every successful containment (disable, revoke sessions), so deprovd's
     /// Shared Signals transmitter can push RISC/CAEP events downstream. Queue-only: never blocks.
-    pub fn signal_containment_to(&self, emitter: crate::ssf::transmit::SignalEmitter) {
+    pub(crate) fn signal_containment_to(&self, emitter: crate::ssf::transmit::SignalEmitter) {
         let _ = self.signals.set(emitter);
     }
 
     /// Handle the pipeline uses to pass each newly recorded runnable action straight to this executor,
     /// so the first connector request leaves without a poll or a scan of the due index.
-    pub fn handoff(&self) -> Handoff {
+    pub(crate) fn handoff(&self) -> Handoff {
         Handoff {
             tx: self.handoff_tx.clone(),
             wake: self.wake.clone(),
@@ -248,7 +248,7 @@ impl Executor {
 
     /// Run handed-off actions at once and scan the due index (retries, other replicas' work, anything
     /// the handoff missed) until `shutdown` turns true; then wait for in-flight calls to finish.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub(crate) async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
         let mut store_trouble = crate::retry::Attempts::new(crate::retry::RECONNECT);
         let mut handoffs = self

@@ -33,7 +33,7 @@ use crate::config::{Problem, SecretRef};
 use crate::retry::RetryConfig;
 
 /// Every event name a sink may subscribe to (the `event` of [`super::Notice`]).
-pub const EVENTS: [&str; 6] = [
+pub(crate) const EVENTS: [&str; 6] = [
     "action_failed",
     "approval_needed",
     "approval_expired",
@@ -43,7 +43,7 @@ pub const EVENTS: [&str; 6] = [
 ];
 
 /// The sink kinds: how a notice becomes an HTTP request.
-pub const KINDS: [&str; 3] = ["slack", "teams", "webhook"];
+pub(crate) const KINDS: [&str; 3] = ["slack", "teams", "webhook"];
 
 /// `[notify]`.
 #[derive(Debug, Clone, Deserialize)]

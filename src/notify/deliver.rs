@@ -32,7 +32,7 @@ use crate::retry::Backoff;
 use crate::telemetry::{Delivery as DeliveryOutcome, Metrics};
 
 /// Header naming the event, so webhook receivers can route without parsing the body.
-pub const EVENT_HEADER: &str = "x-deprovd-event";
+pub(crate) const EVENT_HEADER: &str = "x-deprovd-event";
 
 /// One sink, resolved and compiled.
 struct Sink {
@@ -55,7 +55,7 @@ struct Delivery {
 }
 
 /// The delivery task, built by [`build`] and run by the application.
-pub struct NotifyService {
+pub(crate) struct NotifyService {
     rx: mpsc::Receiver<Notice>,
     sinks: Vec<Arc<Sink>>,
     metrics: Arc<Metrics>,
@@ -68,7 +68,7 @@ pub struct NotifyService {
 /// Resolve the sinks' secrets, check their URLs and compile their templates. With no sinks the
 /// notifier is [`Notifier::disabled`] and there is nothing to run. Every problem is listed (paths
 /// as in the config; never a secret's value).
-pub fn build(
+pub(crate) fn build(
     cfg: &NotifyConfig,
     metrics: Arc<Metrics>,
 ) -> Result<(Notifier, Option<NotifyService>), Vec<Problem>> {
@@ -164,7 +164,7 @@ enum Sent {
 impl NotifyService {
     /// Deliver until `stop` turns true. Notices still queued or retrying then are abandoned (they
     /// are best effort; the audit trail holds the facts).
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut workers = JoinSet::new();
         let mut queues = Vec::new();
         for sink in &self.sinks {

@@ -119,7 +119,7 @@ const FACTS: [(&str, &str); 15] = [
 ];
 
 /// How notices become bodies for one sink.
-pub struct Renderer {
+pub(crate) struct Renderer {
     env: Environment<'static>,
     /// `webhook` without an override for an event: the notice JSON itself.
     raw_json: bool,
@@ -135,7 +135,7 @@ impl std::fmt::Debug for Renderer {
 
 impl Renderer {
     /// Compile the kind's defaults and the sink's overrides. Errors name the event.
-    pub fn new(
+    pub(crate) fn new(
         kind: &str,
         overrides: &BTreeMap<String, String>,
     ) -> Result<Self, Vec<(String, String)>> {
@@ -174,7 +174,7 @@ impl Renderer {
     }
 
     /// The request body for `notice`: JSON bytes.
-    pub fn render(&self, notice: &Notice) -> Result<Vec<u8>, String> {
+    pub(crate) fn render(&self, notice: &Notice) -> Result<Vec<u8>, String> {
         let event = notice.event();
         let Ok(tpl) = self.env.get_template(&format!("body/{event}")) else {
             if self.raw_json {
@@ -203,7 +203,7 @@ impl Renderer {
 
 /// Problems of a sink's templates as (event, message): compile errors, and render errors or non-JSON
 /// output against [`sample`] of each event. Pure; used by config validation.
-pub fn check(kind: &str, overrides: &BTreeMap<String, String>) -> Vec<(String, String)> {
+pub(crate) fn check(kind: &str, overrides: &BTreeMap<String, String>) -> Vec<(String, String)> {
     let renderer = match Renderer::new(kind, overrides) {
         Ok(r) => r,
         Err(problems) => return problems,
@@ -272,7 +272,7 @@ fn facts(fields: &Value) -> Vec<BTreeMap<&'static str, String>> {
 }
 
 /// A plausible notice of `event`, with every optional field set, for checking templates.
-pub fn sample(event: &str) -> Option<Notice> {
+pub(crate) fn sample(event: &str) -> Option<Notice> {
     let s = |v: &str| v.to_string();
     Some(match event {
         "action_failed" => Notice::ActionFailed {

@@ -29,8 +29,8 @@
 //! token = "env:CRM_SSF_TOKEN"
 //! ```
 
-pub mod transmit;
-pub mod verify;
+pub(crate) mod transmit;
+pub(crate) mod verify;
 
 use std::time::Duration;
 
@@ -39,20 +39,18 @@ use serde::Deserialize;
 use crate::config::{Problem, SecretRef};
 
 /// RFC 8935 push delivery method URI (SSF 1.0 `delivery_methods_supported`).
-pub const PUSH_METHOD: &str = "urn:ietf:rfc:8935";
-/// RFC 8936 poll delivery method URI.
-pub const POLL_METHOD: &str = "urn:ietf:rfc:8936";
+pub(crate) const PUSH_METHOD: &str = "urn:ietf:rfc:8935";
 /// RISC account-disabled: what deprovd emits after `disable_account` succeeds.
-pub const RISC_ACCOUNT_DISABLED: &str =
+pub(crate) const RISC_ACCOUNT_DISABLED: &str =
     "https://schemas.openid.net/secevent/risc/event-type/account-disabled";
 /// RISC account-enabled: what deprovd emits after a restore re-enables an account it had disabled.
-pub const RISC_ACCOUNT_ENABLED: &str =
+pub(crate) const RISC_ACCOUNT_ENABLED: &str =
     "https://schemas.openid.net/secevent/risc/event-type/account-enabled";
 /// CAEP session-revoked: what deprovd emits after `revoke_sessions` succeeds.
-pub const CAEP_SESSION_REVOKED: &str =
+pub(crate) const CAEP_SESSION_REVOKED: &str =
     "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
 /// The media type of a SET on the wire (RFC 8417 §2.3, RFC 8935 §2).
-pub const SET_CONTENT_TYPE: &str = "application/secevent+jwt";
+pub(crate) const SET_CONTENT_TYPE: &str = "application/secevent+jwt";
 
 /// The `[ssf]` table. Empty by default: no receivers, no transmitter.
 #[derive(Debug, Clone, Default, Deserialize)]

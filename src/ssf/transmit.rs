@@ -330,7 +330,7 @@ impl Transmitter {
 ///
 /// RS256: PKCS#8 (`PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`). ES256: PKCS#8 on P-256 (convert a
 /// SEC1 `EC PRIVATE KEY` with `openssl pkcs8 -topk8 -nocrypt`).
-pub fn signing_key(
+pub(crate) fn signing_key(
     pem_text: &str,
     alg: &str,
     kid: &str,

@@ -89,7 +89,7 @@ impl Rejection {
 
 /// A SET whose signature and claims checked out.
 #[derive(Debug, Clone)]
-pub struct VerifiedSet {
+pub(crate) struct VerifiedSet {
     /// The whole claims object (what the `ssf` normalizer reads and `raw` keeps).
     pub claims: Value,
     pub jti: String,
@@ -99,7 +99,7 @@ pub struct VerifiedSet {
 }
 
 /// Parse an allow-listed JWS algorithm name; symmetric and `none` are refused.
-pub fn parse_alg(name: &str) -> Result<Algorithm, String> {
+pub(crate) fn parse_alg(name: &str) -> Result<Algorithm, String> {
     if name.eq_ignore_ascii_case("none") || name.to_ascii_uppercase().starts_with("HS") {
         return Err(format!(
             "`{name}` is refused: SETs must be signed with an asymmetric key (RS*, PS*, ES*)"
@@ -134,7 +134,7 @@ struct KeyCache {
 }
 
 /// Verifies SETs from one transmitter; holds its cached JWKS. Cheap to share (`Arc`).
-pub struct Verifier {
+pub(crate) struct Verifier {
     cfg: ReceiverConfig,
     algorithms: Vec<Algorithm>,
     http: reqwest::Client,
@@ -148,7 +148,7 @@ pub struct Verifier {
 const MAX_DOC_BYTES: usize = 256 * 1024;
 
 impl Verifier {
-    pub fn new(cfg: ReceiverConfig, http: reqwest::Client) -> Arc<Self> {
+    pub(crate) fn new(cfg: ReceiverConfig, http: reqwest::Client) -> Arc<Self> {
         let algorithms = cfg
             .algorithms
             .iter()
@@ -163,12 +163,12 @@ impl Verifier {
         })
     }
 
-    pub fn config(&self) -> &ReceiverConfig {
+    pub(crate) fn config(&self) -> &ReceiverConfig {
         &self.cfg
     }
 
     /// Check `token` completely (see the module table). `now` is injected for tests.
-    pub async fn verify(
+    pub(crate) async fn verify(
         &self,
         token: &str,
         now: chrono::DateTime<chrono::Utc>,
