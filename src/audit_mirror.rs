@@ -21,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -28,6 +29,21 @@ use tracing::{info, warn};
 
 use crate::config::Problem;
 use crate::ledger::{StateStore, StoreError};
+
+/// Why a mirroring round stopped; the next round retries from the cursor.
+#[derive(Debug, thiserror::Error)]
+enum MirrorError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("queueing audit record {seq}: {source}")]
+    Queue { seq: u64, source: KafkaError },
+    #[error("producing audit record {seq}: {source}")]
+    Produce { seq: u64, source: KafkaError },
+    #[error("producing audit record {seq}: cancelled")]
+    Cancelled { seq: u64 },
+}
 
 /// State-store namespace of the mirror's cursor (key: topic → `{"seq": n}`).
 pub const CURSOR_NS: &str = "audit_mirror";
@@ -136,22 +152,16 @@ impl AuditMirror {
     }
 
     /// One batch. `Ok(true)` when records were mirrored (more may be waiting).
-    async fn round(&self) -> Result<bool, String> {
-        if !self.hold_lease().await.map_err(|e| e.to_string())? {
+    async fn round(&self) -> Result<bool, MirrorError> {
+        if !self.hold_lease().await? {
             return Ok(false);
         }
-        let cursor = Self::cursor(self.store.as_ref(), &self.topic)
-            .await
-            .map_err(|e| e.to_string())?;
-        let head = self.store.audit_head().await.map_err(|e| e.to_string())?;
+        let cursor = Self::cursor(self.store.as_ref(), &self.topic).await?;
+        let head = self.store.audit_head().await?;
         if head.is_none_or(|h| h.seq <= cursor) {
             return Ok(false);
         }
-        let records = self
-            .store
-            .audit_range(cursor + 1, BATCH)
-            .await
-            .map_err(|e| e.to_string())?;
+        let records = self.store.audit_range(cursor + 1, BATCH).await?;
         let Some(last) = records.last().map(|r| r.seq) else {
             return Ok(false);
         };
@@ -159,19 +169,19 @@ impl AuditMirror {
         // them in order on the partition and retries without duplicating.
         let mut pending = Vec::with_capacity(records.len());
         for r in &records {
-            let payload = serde_json::to_vec(r).map_err(|e| e.to_string())?;
+            let payload = serde_json::to_vec(r)?;
             let key = r.seq.to_string();
             let send = self
                 .producer
                 .send_result(FutureRecord::to(&self.topic).key(&key).payload(&payload))
-                .map_err(|(e, _)| format!("queueing audit record {}: {e}", r.seq))?;
+                .map_err(|(source, _)| MirrorError::Queue { seq: r.seq, source })?;
             pending.push(send);
         }
         for (r, p) in records.iter().zip(pending) {
             match p.await {
                 Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(format!("producing audit record {}: {e}", r.seq)),
-                Err(_) => return Err(format!("producing audit record {}: cancelled", r.seq)),
+                Ok(Err((source, _))) => return Err(MirrorError::Produce { seq: r.seq, source }),
+                Err(_) => return Err(MirrorError::Cancelled { seq: r.seq }),
             }
         }
         self.store
@@ -182,8 +192,7 @@ impl AuditMirror {
                 false,
                 None,
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         Ok(true)
     }
 

@@ -17,7 +17,27 @@ pub trait DeadLetterSink: Send + Sync {
         payload: &[u8],
         reason: &str,
         origin: &[(&str, &str)],
-    ) -> Result<(), String>;
+    ) -> Result<(), DeadLetterError>;
+}
+
+/// Why a dead letter could not be stored; the caller keeps the source unacknowledged and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error("{0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("cannot open dead-letter file {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Creating the file's directory, writing or syncing failed.
+    #[error("{0}")]
+    Write(#[from] std::io::Error),
+    #[error("dead-letter produce to `{topic}` failed: {source}")]
+    Produce {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
 }
 
 /// Dead letters appended as JSON lines to a file (the default without Kafka): one object per line with
@@ -67,30 +87,28 @@ impl DeadLetterSink for FileDeadLetter {
         payload: &[u8],
         reason: &str,
         origin: &[(&str, &str)],
-    ) -> Result<(), String> {
-        let mut line = serde_json::to_vec(&dead_letter_record(payload, reason, origin))
-            .map_err(|e| e.to_string())?;
+    ) -> Result<(), DeadLetterError> {
+        let mut line = serde_json::to_vec(&dead_letter_record(payload, reason, origin))?;
         line.push(b'\n');
         let mut guard = self.file.lock().await;
         if guard.is_none() {
             if let Some(dir) = self.path.parent() {
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                tokio::fs::create_dir_all(dir).await?;
             }
             let f = tokio::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&self.path)
                 .await
-                .map_err(|e| {
-                    format!("cannot open dead-letter file {}: {e}", self.path.display())
+                .map_err(|source| DeadLetterError::Open {
+                    path: self.path.clone(),
+                    source,
                 })?;
             *guard = Some(f);
         }
         let f = guard.as_mut().expect("opened above");
-        f.write_all(&line).await.map_err(|e| e.to_string())?;
-        f.sync_data().await.map_err(|e| e.to_string())?;
+        f.write_all(&line).await?;
+        f.sync_data().await?;
         Ok(())
     }
 }

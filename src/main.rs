@@ -144,16 +144,14 @@ struct ServerArgs {
     json: bool,
 }
 
-fn parse_operation(s: &str) -> Result<deprovd::connectors::Operation, String> {
-    deprovd::connectors::Operation::parse(s).ok_or_else(|| {
-        format!(
-            "unknown operation `{s}` (known: {})",
-            deprovd::connectors::Operation::ALL
-                .map(|o| o.as_str())
-                .join(", ")
-        )
-    })
+fn parse_operation(s: &str) -> Result<deprovd::connectors::Operation, UnknownOperation> {
+    deprovd::connectors::Operation::parse(s).ok_or_else(|| UnknownOperation(s.to_string()))
 }
+
+/// An `--operation` value that names no operation; clap prints the message.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown operation `{0}` (known: {known})", known = deprovd::connectors::Operation::ALL.map(|o| o.as_str()).join(", "))]
+struct UnknownOperation(String);
 
 /// Run one client subcommand against a deprovd server.
 fn client_command(server: ServerArgs, command: deprovd::client::Command) -> ExitCode {

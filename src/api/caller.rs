@@ -73,6 +73,25 @@ pub struct Caller {
     pub role: Role,
 }
 
+/// Why the configured tokens cannot be loaded. Messages name the token entry, never the value.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("api token `{name}`: {source}")]
+    Secret {
+        name: String,
+        source: crate::config::SecretError,
+    },
+    #[error("api token `{name}`: sha256: {source}")]
+    NotHex {
+        name: String,
+        source: hex::FromHexError,
+    },
+    #[error("api token `{name}`: sha256 must be 32 bytes")]
+    WrongLength { name: String },
+    #[error("api token `{name}` has neither token nor sha256")]
+    Missing { name: String },
+}
+
 /// Hashes of every accepted token.
 pub struct TokenStore {
     entries: Vec<([u8; 32], Caller)>,
@@ -84,29 +103,30 @@ pub fn hash_token(token: &str) -> [u8; 32] {
 
 impl TokenStore {
     /// Resolve references and hash them. Errors name the token entry, never the value.
-    pub fn from_config(tokens: &[TokenConfig]) -> Result<Self, String> {
+    pub fn from_config(tokens: &[TokenConfig]) -> Result<Self, TokenError> {
         use secrecy::ExposeSecret;
         let mut entries = Vec::new();
         for t in tokens {
+            let name = || t.name.clone();
             let hash = match (&t.token, &t.sha256) {
                 (Some(r), _) => hash_token(
                     r.resolve()
-                        .map_err(|e| format!("api token `{}`: {e}", t.name))?
+                        .map_err(|source| TokenError::Secret {
+                            name: name(),
+                            source,
+                        })?
                         .expose_secret(),
                 ),
                 (None, Some(h)) => {
-                    let bytes = hex::decode(h)
-                        .map_err(|e| format!("api token `{}`: sha256: {e}", t.name))?;
+                    let bytes = hex::decode(h).map_err(|source| TokenError::NotHex {
+                        name: name(),
+                        source,
+                    })?;
                     bytes
                         .try_into()
-                        .map_err(|_| format!("api token `{}`: sha256 must be 32 bytes", t.name))?
+                        .map_err(|_| TokenError::WrongLength { name: name() })?
                 }
-                (None, None) => {
-                    return Err(format!(
-                        "api token `{}` has neither token nor sha256",
-                        t.name
-                    ));
-                }
+                (None, None) => return Err(TokenError::Missing { name: name() }),
             };
             entries.push((
                 hash,

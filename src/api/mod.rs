@@ -57,7 +57,7 @@ pub mod serve;
 mod trail;
 pub mod wire;
 
-pub use caller::{Caller, Role, TokenConfig, TokenStore, hash_token};
+pub use caller::{Caller, Role, TokenConfig, TokenError, TokenStore, hash_token};
 pub use error::ApiError;
 
 /// `[api]` settings.

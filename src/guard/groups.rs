@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::GuardError;
 use crate::connectors::{Connector, ConnectorSet, Memberships};
 
 /// How long a definite verdict is reused for the same subject.
@@ -64,7 +65,7 @@ impl std::fmt::Debug for GroupGuard {
 impl GroupGuard {
     /// `None` when no group is protected. An error when groups are protected but no configured
     /// connector can list memberships: the guard could never clear anyone, or worse, never protect.
-    pub fn new(groups: &[String], connectors: &ConnectorSet) -> Result<Option<Self>, String> {
+    pub fn new(groups: &[String], connectors: &ConnectorSet) -> Result<Option<Self>, GuardError> {
         let groups: HashSet<String> = groups
             .iter()
             .map(|g| g.trim().to_lowercase())
@@ -79,12 +80,7 @@ impl GroupGuard {
             .map(|(n, c)| (n.clone(), c.clone()))
             .collect();
         if sources.is_empty() {
-            return Err(
-                "guards.protected_groups is set but no configured connector can list group \
-                 memberships (okta, entra, scim and ldap/active_directory can; a spec needs a \
-                 `groups` operation)"
-                    .into(),
-            );
+            return Err(GuardError::NoGroupSource);
         }
         Ok(Some(Self {
             groups,
@@ -285,7 +281,10 @@ mod tests {
     fn protected_groups_without_a_source_is_a_startup_error() {
         let (set, _) = set(vec![("aws", Memberships::Unsupported)]);
         let err = GroupGuard::new(&["break-glass".into()], &set).unwrap_err();
-        assert!(err.contains("no configured connector can list"), "{err}");
+        assert!(
+            err.to_string().contains("no configured connector can list"),
+            "{err}"
+        );
         assert!(GroupGuard::new(&[], &set).unwrap().is_none());
     }
 }

@@ -265,17 +265,26 @@ fn is_glob(p: &str) -> bool {
     p.contains(['*', '?', '[', '{'])
 }
 
-/// A protected-subject pattern that does not compile.
+/// Why the guards cannot be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("protected glob `{pattern}`: {source}")]
-pub struct GuardError {
-    pattern: String,
-    source: globset::Error,
+pub enum GuardError {
+    /// A protected-subject pattern that does not compile.
+    #[error("protected glob `{pattern}`: {source}")]
+    Glob {
+        pattern: String,
+        source: globset::Error,
+    },
+    /// Groups are protected but no connector can list memberships: the guard could never clear
+    /// anyone, or worse, never protect.
+    #[error(
+        "guards.protected_groups is set but no configured connector can list group memberships (okta, entra, scim and ldap/active_directory can; a spec needs a `groups` operation)"
+    )]
+    NoGroupSource,
 }
 
 fn glob(p: &str) -> Result<Glob, GuardError> {
     // A backslash in a glob escapes; `CORP\svc-*` means the literal down-level name.
-    Glob::new(&p.replace('\\', "\\\\")).map_err(|source| GuardError {
+    Glob::new(&p.replace('\\', "\\\\")).map_err(|source| GuardError::Glob {
         pattern: p.to_string(),
         source,
     })
@@ -312,12 +321,12 @@ impl ProtectedSubjects {
         }
         Ok(Self {
             exact,
-            globs: builder.build().map_err(|source| GuardError {
+            globs: builder.build().map_err(|source| GuardError::Glob {
                 pattern: protected.join(", "),
                 source,
             })?,
             locals,
-            local_globs: local_builder.build().map_err(|source| GuardError {
+            local_globs: local_builder.build().map_err(|source| GuardError::Glob {
                 pattern: protected.join(", "),
                 source,
             })?,

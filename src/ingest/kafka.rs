@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use crate::audit::Actor;
 use crate::config::{Problem, SecretRef};
-use crate::deadletter::DeadLetterSink;
+use crate::deadletter::{DeadLetterError, DeadLetterSink};
 use crate::pipeline::{Pipeline, PipelineError};
 
 /// `[kafka]` settings.
@@ -157,14 +157,17 @@ impl KafkaConfig {
     }
 
     /// librdkafka config with secrets resolved. Errors name the property, never its value.
-    fn client_config(&self) -> Result<ClientConfig, String> {
+    fn client_config(&self) -> Result<ClientConfig, KafkaSetupError> {
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", &self.brokers);
         for (k, v) in &self.properties {
             if is_secret_property(k) {
                 let secret = SecretRef::parse(v)
                     .and_then(|r| r.resolve())
-                    .map_err(|e| format!("kafka property `{k}`: {e}"))?;
+                    .map_err(|source| KafkaSetupError::Secret {
+                        property: k.clone(),
+                        source,
+                    })?;
                 use secrecy::ExposeSecret;
                 cc.set(k, secret.expose_secret());
             } else {
@@ -174,7 +177,7 @@ impl KafkaConfig {
         Ok(cc)
     }
 
-    pub fn consumer(&self) -> Result<StreamConsumer, String> {
+    pub fn consumer(&self) -> Result<StreamConsumer, KafkaSetupError> {
         let mut cc = self.client_config()?;
         cc.set("group.id", &self.group_id)
             .set("enable.auto.offset.store", "false");
@@ -186,11 +189,13 @@ impl KafkaConfig {
         ] {
             set_default(&mut cc, k, v);
         }
-        cc.create()
-            .map_err(|e| format!("cannot create Kafka consumer: {e}"))
+        cc.create().map_err(|source| KafkaSetupError::Create {
+            client: "consumer",
+            source,
+        })
     }
 
-    pub fn producer(&self) -> Result<FutureProducer, String> {
+    pub fn producer(&self) -> Result<FutureProducer, KafkaSetupError> {
         let mut cc = self.client_config()?;
         for (k, v) in [
             ("acks", "all"),
@@ -208,9 +213,31 @@ impl KafkaConfig {
         ] {
             cc.remove(k);
         }
-        cc.create()
-            .map_err(|e| format!("cannot create Kafka producer: {e}"))
+        cc.create().map_err(|source| KafkaSetupError::Create {
+            client: "producer",
+            source,
+        })
     }
+}
+
+/// Why a Kafka client could not be set up. Messages name the property, never its value.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("kafka property `{property}`: {source}")]
+    Secret {
+        property: String,
+        source: crate::config::SecretError,
+    },
+    #[error("cannot create Kafka {client}: {source}")]
+    Create {
+        client: &'static str,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("cannot subscribe to {topics:?}: {source}")]
+    Subscribe {
+        topics: Vec<String>,
+        source: rdkafka::error::KafkaError,
+    },
 }
 
 /// Dead letters produced to a Kafka topic: original bytes as the value, reason and origin as headers.
@@ -233,7 +260,7 @@ impl KafkaDeadLetter {
         payload: &[u8],
         reason: &str,
         origin: &[(&str, &str)],
-    ) -> Result<(), String> {
+    ) -> Result<(), DeadLetterError> {
         let mut headers = OwnedHeaders::new().insert(Header {
             key: "deprovd-reason",
             value: Some(reason),
@@ -250,7 +277,10 @@ impl KafkaDeadLetter {
             .send(record, Duration::from_secs(30))
             .await
             .map(|_| ())
-            .map_err(|(e, _)| format!("dead-letter produce to `{topic}` failed: {e}"))
+            .map_err(|(source, _)| DeadLetterError::Produce {
+                topic: topic.to_string(),
+                source,
+            })
     }
 }
 
@@ -261,7 +291,7 @@ impl DeadLetterSink for KafkaDeadLetter {
         payload: &[u8],
         reason: &str,
         origin: &[(&str, &str)],
-    ) -> Result<(), String> {
+    ) -> Result<(), DeadLetterError> {
         self.send_to(&self.topic, payload, reason, origin).await
     }
 }
@@ -276,13 +306,16 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    pub fn new(cfg: KafkaConfig) -> Result<Self, String> {
+    pub fn new(cfg: KafkaConfig) -> Result<Self, KafkaSetupError> {
         let consumer = cfg.consumer()?;
         let producer = cfg.producer()?;
         let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
-            .map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
+            .map_err(|source| KafkaSetupError::Subscribe {
+                topics: cfg.topics.clone(),
+                source,
+            })?;
         Ok(Self {
             dlq: KafkaDeadLetter::new(producer, String::new()),
             consumer,

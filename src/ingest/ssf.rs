@@ -119,6 +119,27 @@ struct Receiver {
     poll_token: Option<SecretString>,
 }
 
+/// Why the receivers cannot be set up, or why one poll request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiverError {
+    #[error("ssf receiver HTTP client: {0}")]
+    Client(#[from] crate::net::ClientError),
+    #[error("ssf.receivers[{index}].poll_token: {source}")]
+    PollToken {
+        index: usize,
+        source: crate::config::SecretError,
+    },
+    /// The poll request got no answer.
+    #[error("{0}")]
+    Request(#[from] reqwest::Error),
+    #[error("HTTP {0}")]
+    Status(reqwest::StatusCode),
+    #[error("{0}")]
+    Read(#[from] crate::net::ReadError),
+    #[error("answer has no `sets` object")]
+    NoSets,
+}
+
 /// Every configured receiver by name. Built at startup (secrets resolved then); shared by the API
 /// and the pollers.
 pub struct Receivers {
@@ -128,15 +149,14 @@ pub struct Receivers {
 }
 
 impl Receivers {
-    pub fn build(cfg: &SsfConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, String> {
-        let http = crate::net::client(Some(Duration::from_secs(15)))
-            .map_err(|e| format!("ssf receiver HTTP client: {e}"))?;
+    pub fn build(cfg: &SsfConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, ReceiverError> {
+        let http = crate::net::client(Some(Duration::from_secs(15)))?;
         let mut by_name = BTreeMap::new();
         for (i, r) in cfg.receivers.iter().enumerate() {
             let poll_token = match &r.poll_token {
                 Some(t) => Some(
                     t.resolve()
-                        .map_err(|e| format!("ssf.receivers[{i}].poll_token: {e}"))?,
+                        .map_err(|source| ReceiverError::PollToken { index: i, source })?,
                 ),
                 None => None,
             };
@@ -452,7 +472,7 @@ impl Receivers {
         token: Option<&SecretString>,
         body: &Value,
         max_bytes: usize,
-    ) -> Result<(Vec<(String, String)>, bool), String> {
+    ) -> Result<(Vec<(String, String)>, bool), ReceiverError> {
         let mut req = self
             .http
             .post(url)
@@ -461,18 +481,16 @@ impl Receivers {
         if let Some(t) = token {
             req = req.bearer_auth(t.expose_secret());
         }
-        let resp = req.send().await.map_err(|e| e.to_string())?;
+        let resp = req.send().await?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(format!("HTTP {status}"));
+            return Err(ReceiverError::Status(status));
         }
-        let doc = crate::net::read_json_capped(resp, max_bytes)
-            .await
-            .map_err(|e| e.to_string())?;
+        let doc = crate::net::read_json_capped(resp, max_bytes).await?;
         let sets = doc
             .get("sets")
             .and_then(Value::as_object)
-            .ok_or("answer has no `sets` object")?
+            .ok_or(ReceiverError::NoSets)?
             .iter()
             .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
             .collect();

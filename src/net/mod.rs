@@ -40,6 +40,9 @@ pub fn client_builder() -> reqwest::ClientBuilder {
         .user_agent(concat!("deprovd/", env!("CARGO_PKG_VERSION")))
 }
 
+/// Why a URL does not parse (`url::ParseError`, named through reqwest, which re-exports `Url` only).
+pub type UrlParseError = <reqwest::Url as std::str::FromStr>::Err;
+
 /// Why a client could not be built (the TLS backend failed to initialise).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the HTTP client: {0}")]

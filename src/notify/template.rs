@@ -174,31 +174,52 @@ impl Renderer {
     }
 
     /// The request body for `notice`: JSON bytes.
-    pub(crate) fn render(&self, notice: &Notice) -> Result<Vec<u8>, String> {
+    pub(crate) fn render(&self, notice: &Notice) -> Result<Vec<u8>, RenderError> {
         let event = notice.event();
         let Ok(tpl) = self.env.get_template(&format!("body/{event}")) else {
             if self.raw_json {
-                return serde_json::to_vec(notice).map_err(|e| e.to_string());
+                return Ok(serde_json::to_vec(notice)?);
             }
-            return Err(format!("no template for `{event}`"));
+            return Err(RenderError::NoTemplate(event));
         };
-        let fields = serde_json::to_value(notice).map_err(|e| e.to_string())?;
+        let fields = serde_json::to_value(notice)?;
         let headline = self
             .env
             .get_template(&format!("headline/{event}"))
             .and_then(|t| t.render(minijinja::context! { notice => Jv::from_serialize(&fields) }))
-            .map_err(|e| format!("headline: {}", describe(&e)))?;
+            .map_err(|e| RenderError::Headline(describe(&e)))?;
         let ctx = minijinja::context! {
             event => event,
             headline => headline,
             facts => facts(&fields),
             notice => Jv::from_serialize(&fields),
         };
-        let text = tpl.render(ctx).map_err(|e| describe(&e))?;
-        let body: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("template output is not JSON ({e})"))?;
-        serde_json::to_vec(&body).map_err(|e| e.to_string())
+        let text = tpl
+            .render(ctx)
+            .map_err(|e| RenderError::Body(describe(&e)))?;
+        let body: Value = serde_json::from_str(&text).map_err(RenderError::NotJson)?;
+        Ok(serde_json::to_vec(&body)?)
     }
+}
+
+/// Why a notice could not be turned into a request body.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RenderError {
+    /// A custom sink kind without a template for this event.
+    #[error("no template for `{0}`")]
+    NoTemplate(&'static str),
+    /// The headline template failed (message from [`describe`]).
+    #[error("headline: {0}")]
+    Headline(String),
+    /// The body template failed (message from [`describe`]).
+    #[error("{0}")]
+    Body(String),
+    /// The body template rendered something that is not JSON.
+    #[error("template output is not JSON ({0})")]
+    NotJson(serde_json::Error),
+    /// The notice or the body could not be encoded as JSON.
+    #[error("{0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 /// Problems of a sink's templates as (event, message): compile errors, and render errors or non-JSON

@@ -119,37 +119,69 @@ fn data_prefix(rel: &str) -> Vec<&str> {
     parts
 }
 
+/// Why a data file cannot be loaded. Each message starts with the file (and line, where known).
+#[derive(Debug, thiserror::Error)]
+enum DataFileError {
+    #[error("{file}: not UTF-8: {source}")]
+    NotUtf8 {
+        file: String,
+        source: std::str::Utf8Error,
+    },
+    #[error("{file}:{line}: invalid JSON: {source}")]
+    Json {
+        file: String,
+        line: usize,
+        source: serde_json::Error,
+    },
+    #[error("{file}:{line}: invalid YAML: {source}")]
+    Yaml {
+        file: String,
+        line: usize,
+        source: yaml_serde::Error,
+    },
+    #[error("{file}: not a data file")]
+    NotData { file: String },
+    #[error("{file}:1: the top level of a data file must be an object")]
+    NotObject { file: String },
+    #[error("{file}: {source}")]
+    Convert {
+        file: String,
+        source: super::value::ToValueError,
+    },
+}
+
 /// Parse the data file into a regorus value, wrapped under its directory prefix.
-fn parse_data(file: &SourceFile) -> Result<Value, String> {
-    let text =
-        std::str::from_utf8(&file.bytes).map_err(|e| format!("{}: not UTF-8: {e}", file.rel))?;
-    let doc: serde_json::Value = match file.kind {
-        FileKind::DataJson => serde_json::from_str(text).map_err(|e| {
-            format!(
-                "{}:{}: invalid JSON: {e}",
-                file.rel,
-                e.line().max(1) // serde_json reports line 0 for EOF errors on empty input
-            )
+fn parse_data(f: &SourceFile) -> Result<Value, DataFileError> {
+    let file = || f.rel.clone();
+    let text = std::str::from_utf8(&f.bytes).map_err(|source| DataFileError::NotUtf8 {
+        file: file(),
+        source,
+    })?;
+    let doc: serde_json::Value = match f.kind {
+        FileKind::DataJson => serde_json::from_str(text).map_err(|source| DataFileError::Json {
+            file: file(),
+            // serde_json reports line 0 for EOF errors on empty input
+            line: source.line().max(1),
+            source,
         })?,
-        FileKind::DataYaml => yaml_serde::from_str(text).map_err(|e| {
-            let line = e.location().map(|l| l.line()).unwrap_or(1);
-            format!("{}:{line}: invalid YAML: {e}", file.rel)
+        FileKind::DataYaml => yaml_serde::from_str(text).map_err(|source| DataFileError::Yaml {
+            file: file(),
+            line: source.location().map(|l| l.line()).unwrap_or(1),
+            source,
         })?,
-        FileKind::Rego => return Err(format!("{}: not a data file", file.rel)),
+        FileKind::Rego => return Err(DataFileError::NotData { file: file() }),
     };
     let doc = match doc {
         serde_json::Value::Object(_) => doc,
         // An empty YAML file is null: treat as no data rather than an error.
         serde_json::Value::Null => serde_json::Value::Object(Default::default()),
-        _ => {
-            return Err(format!(
-                "{}:1: the top level of a data file must be an object",
-                file.rel
-            ));
-        }
+        _ => return Err(DataFileError::NotObject { file: file() }),
     };
-    let mut value = super::value::to_value(&doc).map_err(|e| format!("{}: {e}", file.rel))?;
-    for key in data_prefix(&file.rel).into_iter().rev() {
+    let mut value = super::value::to_value(&doc).map_err(|source| DataFileError::Convert {
+        file: file(),
+        source,
+    })?;
+    for key in data_prefix(&f.rel).into_iter().rev() {
         let mut map = std::collections::BTreeMap::new();
         map.insert(Value::from(key), value);
         value = Value::from(map);
@@ -219,7 +251,7 @@ pub(crate) fn build_engine(
                         ));
                     }
                 }
-                Err(p) => problems.push(p),
+                Err(p) => problems.push(p.to_string()),
             },
         }
     }

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::bundle::{self, Bundle, Executable};
-use super::value::to_value;
+use super::value::{ToValueError, to_value};
 use super::{Backend, Decision, ENTRYPOINT, PolicyConfig, PolicyError};
 use crate::alert::Alert;
 
@@ -48,6 +48,26 @@ impl std::fmt::Debug for Policies {
     }
 }
 
+/// Why one alert's evaluation produced no result; recorded among the [`Evaluation`]'s errors.
+#[derive(Debug, thiserror::Error)]
+enum EvalError {
+    /// Part of the input document could not be converted to a regorus value.
+    #[error("{part} to policy input: {source}")]
+    Input {
+        part: &'static str,
+        source: ToValueError,
+    },
+    /// The bundle's data could not be loaded into a new VM.
+    #[error("loading data into the VM: {0}")]
+    LoadData(String),
+    /// The policy failed at run time (over budget, a runtime error); regorus' message.
+    #[error("{0}")]
+    Failed(String),
+    /// No evaluator could be set up on this thread.
+    #[error("policy evaluator unavailable")]
+    Unavailable,
+}
+
 /// A thread's evaluator, tied to the bundle it was built from.
 struct Worker {
     bundle_id: u64,
@@ -66,13 +86,13 @@ thread_local! {
 }
 
 impl Worker {
-    fn build(bundle: &Bundle) -> Result<Worker, String> {
+    fn build(bundle: &Bundle) -> Result<Worker, EvalError> {
         let kind = match &bundle.executable {
             Executable::Vm { program, data } => {
                 let mut vm = RegoVM::new();
                 vm.load_program(program.clone());
                 vm.set_data(data.clone())
-                    .map_err(|e| format!("loading data into the VM: {e}"))?;
+                    .map_err(|e| EvalError::LoadData(e.to_string()))?;
                 vm.set_execution_timer_config(Some(bundle.timer));
                 vm.set_max_instructions(bundle.max_instructions);
                 WorkerKind::Vm(Box::new(vm))
@@ -85,17 +105,17 @@ impl Worker {
         })
     }
 
-    fn run(&mut self, input: Value) -> Result<Value, String> {
+    fn run(&mut self, input: Value) -> Result<Value, EvalError> {
         match &mut self.kind {
             WorkerKind::Vm(vm) => {
                 vm.set_input(input);
-                vm.execute().map_err(|e| e.to_string())
+                vm.execute().map_err(|e| EvalError::Failed(e.to_string()))
             }
             WorkerKind::Interpreter(engine) => {
                 engine.set_input(input);
-                engine
-                    .eval_rule(ENTRYPOINT.to_string())
-                    .map_err(|e| bundle::tidy_rego_error("policy", &e.to_string()))
+                engine.eval_rule(ENTRYPOINT.to_string()).map_err(|e| {
+                    EvalError::Failed(bundle::tidy_rego_error("policy", &e.to_string()))
+                })
             }
         }
     }
@@ -128,7 +148,7 @@ fn build_input(
     now: DateTime<Utc>,
     context: &serde_json::Value,
     with_raw: bool,
-) -> Result<Value, String> {
+) -> Result<Value, EvalError> {
     let view = AlertView {
         id: &alert.id,
         source: &alert.source,
@@ -142,13 +162,14 @@ fn build_input(
         indicators: &alert.indicators,
         labels: &alert.labels,
     };
-    let alert_value = to_value(&view).map_err(|e| format!("alert to policy input: {e}"))?;
+    let input_err = |part| move |source| EvalError::Input { part, source };
+    let alert_value = to_value(&view).map_err(input_err("alert"))?;
     let raw = if with_raw {
-        to_value(&alert.raw).map_err(|e| format!("raw alert to policy input: {e}"))?
+        to_value(&alert.raw).map_err(input_err("raw alert"))?
     } else {
         Value::Null
     };
-    let context = to_value(context).map_err(|e| format!("context to policy input: {e}"))?;
+    let context = to_value(context).map_err(input_err("context"))?;
     let mut input = BTreeMap::new();
     input.insert(Value::from("alert"), alert_value);
     input.insert(Value::from("raw"), raw);
@@ -255,7 +276,7 @@ impl Policies {
         let mut decisions = Vec::new();
         let mut errors = Vec::new();
         match build_input(alert, now, context, bundle.uses_raw) {
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
             Ok(input) => match WORKER.with(|cell| {
                 let mut slot = cell.borrow_mut();
                 if slot.as_ref().map(|w| w.bundle_id) != Some(bundle.id) {
@@ -263,7 +284,7 @@ impl Policies {
                 }
                 match slot.as_mut() {
                     Some(worker) => worker.run(input),
-                    None => Err("policy evaluator unavailable".to_string()),
+                    None => Err(EvalError::Unavailable),
                 }
             }) {
                 Ok(result) => collect_decisions(result, &mut decisions, &mut errors),

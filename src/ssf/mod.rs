@@ -189,15 +189,30 @@ pub struct TransmitReceiverConfig {
 
 /// A URL deprovd may fetch keys from or send SETs and tokens to: `https://`, or plain `http://` on
 /// this machine only (tests, sidecars).
-pub(crate) fn check_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+pub(crate) fn check_url(url: &str) -> Result<(), UrlError> {
+    let parsed = reqwest::Url::parse(url).map_err(|source| UrlError::NotUrl {
+        url: url.to_string(),
+        source,
+    })?;
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if crate::net::is_loopback_url(&parsed) => Ok(()),
-        _ => Err(format!(
-            "`{url}` must be an https:// URL (plain http only to localhost / 127.0.0.1)"
-        )),
+        _ => Err(UrlError::NotHttps {
+            url: url.to_string(),
+        }),
     }
+}
+
+/// Why [`check_url`] refused a URL.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UrlError {
+    #[error("`{url}` is not a URL: {source}")]
+    NotUrl {
+        url: String,
+        source: crate::net::UrlParseError,
+    },
+    #[error("`{url}` must be an https:// URL (plain http only to localhost / 127.0.0.1)")]
+    NotHttps { url: String },
 }
 
 fn good_name(name: &str) -> bool {
@@ -237,19 +252,19 @@ impl SsfConfig {
                 )),
                 (Some(u), None) => {
                     if let Err(e) = check_url(u) {
-                        p.push(Problem::new(format!("{at}.config_url"), e));
+                        p.push(Problem::new(format!("{at}.config_url"), e.to_string()));
                     }
                 }
                 (None, Some(u)) => {
                     if let Err(e) = check_url(u) {
-                        p.push(Problem::new(format!("{at}.jwks_uri"), e));
+                        p.push(Problem::new(format!("{at}.jwks_uri"), e.to_string()));
                     }
                 }
             }
             if let Some(u) = &r.poll_url
                 && let Err(e) = check_url(u)
             {
-                p.push(Problem::new(format!("{at}.poll_url"), e));
+                p.push(Problem::new(format!("{at}.poll_url"), e.to_string()));
             }
             if !r.push && r.poll_url.is_none() {
                 p.push(Problem::new(
@@ -289,14 +304,14 @@ impl SsfConfig {
             }
             for (j, a) in r.algorithms.iter().enumerate() {
                 if let Err(e) = verify::parse_alg(a) {
-                    p.push(Problem::new(format!("{at}.algorithms[{j}]"), e));
+                    p.push(Problem::new(format!("{at}.algorithms[{j}]"), e.to_string()));
                 }
             }
         }
         if let Some(t) = &self.transmitter {
             let at = format!("{path}.transmitter");
             if let Err(e) = check_url(&t.issuer) {
-                p.push(Problem::new(format!("{at}.issuer"), e));
+                p.push(Problem::new(format!("{at}.issuer"), e.to_string()));
             }
             if !matches!(t.alg.as_str(), "RS256" | "ES256") {
                 p.push(Problem::new(
@@ -328,7 +343,7 @@ impl SsfConfig {
                     ));
                 }
                 if let Err(e) = check_url(&r.push_url) {
-                    p.push(Problem::new(format!("{rat}.push_url"), e));
+                    p.push(Problem::new(format!("{rat}.push_url"), e.to_string()));
                 }
                 if r.audience.trim().is_empty() {
                     p.push(Problem::new(format!("{rat}.audience"), "must not be empty"));

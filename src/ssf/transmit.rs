@@ -118,19 +118,22 @@ pub struct Transmitter {
 impl Transmitter {
     /// Load the key (resolving its secret reference) and the receivers' tokens. Fails with a message
     /// naming the key path when a secret is missing or the key unusable.
-    pub fn build(cfg: &TransmitterConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, String> {
+    pub fn build(
+        cfg: &TransmitterConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, TransmitError> {
         let pem = cfg
             .signing_key
             .resolve()
-            .map_err(|e| format!("ssf.transmitter.signing_key: {e}"))?;
+            .map_err(|e| TransmitError::SigningKey(KeyError::Secret(e)))?;
         let (alg, key, public_jwk) = signing_key(pem.expose_secret(), &cfg.alg, &cfg.kid)
-            .map_err(|e| format!("ssf.transmitter.signing_key: {e}"))?;
+            .map_err(TransmitError::SigningKey)?;
         let mut targets = Vec::new();
         for (i, r) in cfg.receivers.iter().enumerate() {
             let token = match &r.token {
                 Some(t) => Some(
                     t.resolve()
-                        .map_err(|e| format!("ssf.transmitter.receivers[{i}].token: {e}"))?,
+                        .map_err(|source| TransmitError::ReceiverToken { index: i, source })?,
                 ),
                 None => None,
             };
@@ -141,8 +144,7 @@ impl Transmitter {
                 token,
             }));
         }
-        let http = crate::net::client(Some(Duration::from_secs(10)))
-            .map_err(|e| format!("ssf transmitter HTTP client: {e}"))?;
+        let http = crate::net::client(Some(Duration::from_secs(10)))?;
         let (tx, rx) = mpsc::channel(QUEUE);
         Ok(Arc::new(Self {
             issuer: cfg.issuer.trim_end_matches('/').to_string(),
@@ -184,8 +186,8 @@ impl Transmitter {
     }
 
     /// Sign the SET for `c` addressed to `audience`.
-    pub fn sign(&self, c: &Contained, audience: &str, now: i64) -> Result<String, String> {
-        let event = event_for(c.operation).ok_or("operation has no signal")?;
+    pub fn sign(&self, c: &Contained, audience: &str, now: i64) -> Result<String, TransmitError> {
+        let event = event_for(c.operation).ok_or(TransmitError::NoSignal)?;
         let payload = if event == RISC_ACCOUNT_DISABLED {
             json!({ "reason": "hijacking" })
         } else if event == RISC_ACCOUNT_ENABLED {
@@ -215,7 +217,7 @@ impl Transmitter {
         let mut header = Header::new(self.alg);
         header.typ = Some("secevent+jwt".into());
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.key).map_err(|e| format!("signing a SET: {e}"))
+        jsonwebtoken::encode(&header, &claims, &self.key).map_err(TransmitError::Sign)
     }
 
     /// Deliver queued signals until `stop`; in-flight deliveries are abandoned at stop.
@@ -334,50 +336,90 @@ pub(crate) fn signing_key(
     pem_text: &str,
     alg: &str,
     kid: &str,
-) -> Result<(Algorithm, EncodingKey, Value), String> {
+) -> Result<(Algorithm, EncodingKey, Value), KeyError> {
     use ring::signature::KeyPair;
-    let block = pem::parse(pem_text.as_bytes()).map_err(|e| format!("not a PEM key: {e}"))?;
+    let block = pem::parse(pem_text.as_bytes()).map_err(KeyError::NotPem)?;
     let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
     match alg {
         "RS256" => {
             let kp = match block.tag() {
                 "PRIVATE KEY" => ring::signature::RsaKeyPair::from_pkcs8(block.contents()),
                 "RSA PRIVATE KEY" => ring::signature::RsaKeyPair::from_der(block.contents()),
-                other => return Err(format!("a `{other}` PEM is not an RSA private key")),
+                other => return Err(KeyError::NotRsa(other.to_string())),
             }
-            .map_err(|e| format!("unusable RSA private key: {e}"))?;
+            .map_err(KeyError::RsaRejected)?;
             let c: ring::rsa::PublicKeyComponents<Vec<u8>> = kp.public().into();
-            let key = EncodingKey::from_rsa_pem(pem_text.as_bytes())
-                .map_err(|e| format!("unusable RSA private key: {e}"))?;
+            let key =
+                EncodingKey::from_rsa_pem(pem_text.as_bytes()).map_err(KeyError::RsaUnusable)?;
             let jwk = json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
                              "n": b64(&c.n), "e": b64(&c.e)});
             Ok((Algorithm::RS256, key, jwk))
         }
         "ES256" => {
             if block.tag() != "PRIVATE KEY" {
-                return Err(format!(
-                    "a `{}` PEM is not PKCS#8; convert it with `openssl pkcs8 -topk8 -nocrypt`",
-                    block.tag()
-                ));
+                return Err(KeyError::NotPkcs8(block.tag().to_string()));
             }
             let kp = ring::signature::EcdsaKeyPair::from_pkcs8(
                 &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
                 block.contents(),
                 &ring::rand::SystemRandom::new(),
             )
-            .map_err(|e| format!("unusable P-256 private key: {e}"))?;
+            .map_err(KeyError::EcRejected)?;
             let point = kp.public_key().as_ref();
             if point.len() != 65 || point[0] != 4 {
-                return Err("unexpected P-256 public key encoding".into());
+                return Err(KeyError::EcEncoding);
             }
-            let key = EncodingKey::from_ec_pem(pem_text.as_bytes())
-                .map_err(|e| format!("unusable P-256 private key: {e}"))?;
+            let key =
+                EncodingKey::from_ec_pem(pem_text.as_bytes()).map_err(KeyError::EcUnusable)?;
             let jwk = json!({"kty": "EC", "kid": kid, "use": "sig", "alg": "ES256", "crv": "P-256",
                              "x": b64(&point[1..33]), "y": b64(&point[33..])});
             Ok((Algorithm::ES256, key, jwk))
         }
-        other => Err(format!("alg `{other}` is not supported (RS256, ES256)")),
+        other => Err(KeyError::AlgUnsupported(other.to_string())),
     }
+}
+
+/// Why the transmitter cannot start, or cannot sign one SET.
+#[derive(Debug, thiserror::Error)]
+pub enum TransmitError {
+    #[error("ssf.transmitter.signing_key: {0}")]
+    SigningKey(KeyError),
+    #[error("ssf.transmitter.receivers[{index}].token: {source}")]
+    ReceiverToken {
+        index: usize,
+        source: crate::config::SecretError,
+    },
+    #[error("ssf transmitter HTTP client: {0}")]
+    Client(#[from] crate::net::ClientError),
+    #[error("operation has no signal")]
+    NoSignal,
+    #[error("signing a SET: {0}")]
+    Sign(jsonwebtoken::errors::Error),
+}
+
+/// Why the configured signing key cannot be used (see [`signing_key`] for what is accepted).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0}")]
+    Secret(crate::config::SecretError),
+    #[error("not a PEM key: {0}")]
+    NotPem(pem::PemError),
+    #[error("a `{0}` PEM is not an RSA private key")]
+    NotRsa(String),
+    #[error("unusable RSA private key: {0}")]
+    RsaRejected(ring::error::KeyRejected),
+    #[error("unusable RSA private key: {0}")]
+    RsaUnusable(jsonwebtoken::errors::Error),
+    #[error("a `{0}` PEM is not PKCS#8; convert it with `openssl pkcs8 -topk8 -nocrypt`")]
+    NotPkcs8(String),
+    #[error("unusable P-256 private key: {0}")]
+    EcRejected(ring::error::KeyRejected),
+    #[error("unexpected P-256 public key encoding")]
+    EcEncoding,
+    #[error("unusable P-256 private key: {0}")]
+    EcUnusable(jsonwebtoken::errors::Error),
+    #[error("alg `{0}` is not supported (RS256, ES256)")]
+    AlgUnsupported(String),
 }
 
 #[cfg(test)]

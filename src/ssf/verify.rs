@@ -99,11 +99,9 @@ pub(crate) struct VerifiedSet {
 }
 
 /// Parse an allow-listed JWS algorithm name; symmetric and `none` are refused.
-pub(crate) fn parse_alg(name: &str) -> Result<Algorithm, String> {
+pub(crate) fn parse_alg(name: &str) -> Result<Algorithm, VerifyError> {
     if name.eq_ignore_ascii_case("none") || name.to_ascii_uppercase().starts_with("HS") {
-        return Err(format!(
-            "`{name}` is refused: SETs must be signed with an asymmetric key (RS*, PS*, ES*)"
-        ));
+        return Err(VerifyError::AlgRefused(name.to_string()));
     }
     match Algorithm::from_str(name) {
         Ok(
@@ -116,10 +114,48 @@ pub(crate) fn parse_alg(name: &str) -> Result<Algorithm, String> {
             | Algorithm::ES256
             | Algorithm::ES384),
         ) => Ok(a),
-        _ => Err(format!(
-            "`{name}` is not a supported algorithm (RS256/384/512, PS256/384/512, ES256/384)"
-        )),
+        _ => Err(VerifyError::AlgUnsupported(name.to_string())),
     }
+}
+
+/// Why an algorithm name, a JWS segment or the transmitter's keys were refused or could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum VerifyError {
+    #[error("`{0}` is refused: SETs must be signed with an asymmetric key (RS*, PS*, ES*)")]
+    AlgRefused(String),
+    #[error("`{0}` is not a supported algorithm (RS256/384/512, PS256/384/512, ES256/384)")]
+    AlgUnsupported(String),
+    #[error("not base64url: {0}")]
+    NotBase64(base64::DecodeError),
+    #[error("not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("GET {url}: {source}")]
+    Request { url: String, source: reqwest::Error },
+    #[error("GET {url}: HTTP {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("GET {url}: {source}")]
+    Read {
+        url: String,
+        source: crate::net::ReadError,
+    },
+    #[error("{config_url} names issuer `{issuer}`, not the configured `{expected}`")]
+    WrongIssuer {
+        config_url: String,
+        /// As the metadata wrote it, clipped.
+        issuer: String,
+        expected: String,
+    },
+    #[error("{config_url} has no `jwks_uri`")]
+    NoJwksUri { config_url: String },
+    #[error("{0}")]
+    JwksUri(#[from] super::UrlError),
+    #[error("no config_url or jwks_uri")]
+    NoKeySource,
+    #[error("{jwks_uri} is not a JWK set (no `keys` array)")]
+    NotJwkSet { jwks_uri: String },
 }
 
 #[derive(Default)]
@@ -366,39 +402,43 @@ impl Verifier {
                 cache.last_error = None;
             }
             Err(e) => {
-                cache.last_error = Some(e.clone());
+                cache.last_error = Some(e.to_string());
                 tracing::warn!(receiver = %self.cfg.name, error = %e, "ssf: cannot fetch the transmitter's keys");
             }
         }
     }
 
-    async fn fetch_keys(&self) -> Result<Vec<Jwk>, String> {
+    async fn fetch_keys(&self) -> Result<Vec<Jwk>, VerifyError> {
         let jwks_uri = match (&self.cfg.jwks_uri, &self.cfg.config_url) {
             (Some(u), _) => u.clone(),
             (None, Some(config_url)) => {
                 let meta = self.get_json(config_url).await?;
                 let issuer = meta.get("issuer").and_then(Value::as_str).unwrap_or("");
                 if issuer != self.cfg.issuer {
-                    return Err(format!(
-                        "{config_url} names issuer `{}`, not the configured `{}`",
-                        clip(issuer),
-                        self.cfg.issuer
-                    ));
+                    return Err(VerifyError::WrongIssuer {
+                        config_url: config_url.clone(),
+                        issuer: clip(issuer),
+                        expected: self.cfg.issuer.clone(),
+                    });
                 }
                 let uri = meta
                     .get("jwks_uri")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| format!("{config_url} has no `jwks_uri`"))?;
+                    .ok_or_else(|| VerifyError::NoJwksUri {
+                        config_url: config_url.clone(),
+                    })?;
                 super::check_url(uri)?;
                 uri.to_string()
             }
-            (None, None) => return Err("no config_url or jwks_uri".into()),
+            (None, None) => return Err(VerifyError::NoKeySource),
         };
         let doc = self.get_json(&jwks_uri).await?;
-        let keys = doc
-            .get("keys")
-            .and_then(Value::as_array)
-            .ok_or_else(|| format!("{jwks_uri} is not a JWK set (no `keys` array)"))?;
+        let keys =
+            doc.get("keys")
+                .and_then(Value::as_array)
+                .ok_or_else(|| VerifyError::NotJwkSet {
+                    jwks_uri: jwks_uri.clone(),
+                })?;
         // One odd key (an unknown `kty`) must not hide the others.
         Ok(keys
             .iter()
@@ -406,20 +446,29 @@ impl Verifier {
             .collect())
     }
 
-    async fn get_json(&self, url: &str) -> Result<Value, String> {
+    async fn get_json(&self, url: &str) -> Result<Value, VerifyError> {
         let resp = self
             .http
             .get(url)
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|source| VerifyError::Request {
+                url: url.to_string(),
+                source,
+            })?;
         if !resp.status().is_success() {
-            return Err(format!("GET {url}: HTTP {}", resp.status()));
+            return Err(VerifyError::Status {
+                url: url.to_string(),
+                status: resp.status(),
+            });
         }
         crate::net::read_json_capped(resp, MAX_DOC_BYTES)
             .await
-            .map_err(|e| format!("GET {url}: {e}"))
+            .map_err(|source| VerifyError::Read {
+                url: url.to_string(),
+                source,
+            })
     }
 }
 
@@ -501,11 +550,11 @@ fn decoding_key(jwk: &Jwk, alg: Algorithm) -> Result<DecodingKey, Rejection> {
         .map_err(|e| Rejection::new(ErrCode::InvalidKey, format!("unusable key in JWKS: {e}")))
 }
 
-fn decode_json(segment: &str) -> Result<Value, String> {
+fn decode_json(segment: &str) -> Result<Value, VerifyError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(segment.trim_end_matches('='))
-        .map_err(|e| format!("not base64url: {e}"))?;
-    crate::json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))
+        .map_err(VerifyError::NotBase64)?;
+    crate::json::from_slice(&bytes).map_err(VerifyError::NotJson)
 }
 
 /// A sender's value, shortened for an error message.

@@ -218,12 +218,11 @@ impl IamClient {
         secret_access_key: &SecretString,
         session_token: Option<&SecretString>,
         timeout: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::net::ClientError> {
         let http = crate::net::client_builder()
             .timeout(timeout)
             .connect_timeout(timeout)
-            .build()
-            .map_err(|e| crate::net::ClientError::from(e).to_string())?;
+            .build()?;
         let credentials = Credentials::new(
             access_key_id.expose_secret().trim(),
             secret_access_key.expose_secret().trim(),

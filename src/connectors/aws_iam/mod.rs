@@ -107,7 +107,7 @@ pub fn build(name: &str, cfg: &AwsIamConfig) -> Result<Arc<dyn Connector>, Vec<P
         token.as_ref(),
         cfg.timeout,
     )
-    .map_err(|e| vec![Problem::new(format!("{path}.endpoint"), e)])?;
+    .map_err(|e| vec![Problem::new(format!("{path}.endpoint"), e.to_string())])?;
     Ok(Arc::new(AwsIamConnector {
         name: name.to_string(),
         client,

@@ -7,35 +7,41 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Mod, Scope, SearchEntry};
 use secrecy::ExposeSecret;
 use tracing::debug;
 
-use super::{LdapConnector, LdapError};
+use super::{LdapConfigError, LdapConnector, LdapError};
 
 /// A rustls client config trusting exactly the CA certificates in `file`. The ring provider is named
 /// explicitly so this never depends on which provider happens to be the process default.
 pub(super) fn tls_config_trusting(
     file: &std::path::Path,
-) -> Result<Arc<rustls::ClientConfig>, String> {
+) -> Result<Arc<rustls::ClientConfig>, LdapConfigError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
+    let path = || file.to_path_buf();
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(file)
-        .map_err(|e| format!("cannot read CA file `{}`: {e}", file.display()))?;
-    for cert in certs {
-        let cert =
-            cert.map_err(|e| format!("CA file `{}` is not valid PEM: {e}", file.display()))?;
-        roots.add(cert).map_err(|e| {
-            format!(
-                "CA file `{}` holds an unusable certificate: {e}",
-                file.display()
-            )
+    let certs =
+        CertificateDer::pem_file_iter(file).map_err(|source| LdapConfigError::CaUnreadable {
+            path: path(),
+            source,
         })?;
+    for cert in certs {
+        let cert = cert.map_err(|source| LdapConfigError::CaNotPem {
+            path: path(),
+            source,
+        })?;
+        roots
+            .add(cert)
+            .map_err(|source| LdapConfigError::CaUnusable {
+                path: path(),
+                source,
+            })?;
     }
     if roots.is_empty() {
-        return Err(format!("CA file `{}` holds no certificate", file.display()));
+        return Err(LdapConfigError::CaEmpty { path: path() });
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .map_err(LdapConfigError::Tls)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))

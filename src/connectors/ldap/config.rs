@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::LdapConfigError;
 use crate::config::{Problem, SecretRef};
 use crate::net::is_loopback_host;
 
@@ -187,7 +188,7 @@ impl LdapConfig {
             .as_deref()
             .unwrap_or(flavor.default_user_filter());
         if let Err(why) = check_filter_template(template) {
-            problems.push(Problem::new(format!("{path}.user_filter"), why));
+            problems.push(Problem::new(format!("{path}.user_filter"), why.to_string()));
         }
         crate::connectors::validate_limits(
             path,
@@ -199,22 +200,17 @@ impl LdapConfig {
     }
 }
 
-pub(super) fn check_filter_template(template: &str) -> Result<(), String> {
+pub(super) fn check_filter_template(template: &str) -> Result<(), LdapConfigError> {
     if !PLACEHOLDERS.iter().any(|p| template.contains(p)) {
-        return Err(format!(
-            "`{template}` uses none of {{username}}, {{email}}, {{subject}}: it would match the same entries for every subject"
-        ));
+        return Err(LdapConfigError::FilterMatchesAll(template.to_string()));
     }
     let without = render_filter(template, "");
     if let Some(start) = without.find('{')
         && without[start..].contains('}')
     {
-        return Err(format!(
-            "`{template}` has an unknown placeholder; use {{username}}, {{email}} or {{subject}}"
-        ));
+        return Err(LdapConfigError::FilterPlaceholder(template.to_string()));
     }
-    ldap3::parse_filter(render_filter(template, "probe")).map_err(|()| {
-        format!("`{template}` is not a valid LDAP filter (RFC 4515), e.g. `(uid={{username}})`")
-    })?;
+    ldap3::parse_filter(render_filter(template, "probe"))
+        .map_err(|()| LdapConfigError::FilterSyntax(template.to_string()))?;
     Ok(())
 }

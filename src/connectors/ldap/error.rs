@@ -1,6 +1,8 @@
 //! LDAP result codes and transport failures, and how each maps to an [`Outcome`]: what retries,
 //! what fails, and what an operator should do about it.
 
+use std::path::PathBuf;
+
 use crate::connectors::Outcome;
 
 /// Why an LDAP step failed. Mapped to an [`Outcome`] by [`LdapError::outcome`].
@@ -43,6 +45,39 @@ pub enum LdapError {
         attr: &'static str,
         value: String,
     },
+}
+
+/// Why the configured CA file or user filter cannot be used; found when the connector is built or
+/// the config validated, reported as a problem at its key.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LdapConfigError {
+    #[error("cannot read CA file `{}`: {source}", path.display())]
+    CaUnreadable {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("CA file `{}` is not valid PEM: {source}", path.display())]
+    CaNotPem {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("CA file `{}` holds an unusable certificate: {source}", path.display())]
+    CaUnusable {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("CA file `{}` holds no certificate", path.display())]
+    CaEmpty { path: PathBuf },
+    #[error("TLS setup failed: {0}")]
+    Tls(rustls::Error),
+    #[error(
+        "`{0}` uses none of {{username}}, {{email}}, {{subject}}: it would match the same entries for every subject"
+    )]
+    FilterMatchesAll(String),
+    #[error("`{0}` has an unknown placeholder; use {{username}}, {{email}} or {{subject}}")]
+    FilterPlaceholder(String),
+    #[error("`{0}` is not a valid LDAP filter (RFC 4515), e.g. `(uid={{username}})`")]
+    FilterSyntax(String),
 }
 
 /// RFC 4511 Appendix A result code names (the ones worth naming).

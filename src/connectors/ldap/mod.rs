@@ -71,6 +71,7 @@ use config::render_filter;
 use operations::failed;
 
 pub use config::{LdapConfig, LdapFlavor, escape_filter_value};
+use error::LdapConfigError;
 pub use error::LdapError;
 
 /// `pwdAccountLockedTime` value that ppolicy treats as "locked until an administrator unlocks".
@@ -112,7 +113,7 @@ pub fn build(
         Some(file) => match tls_config_trusting(file) {
             Ok(c) => Some(c),
             Err(e) => {
-                problems.push(Problem::new(format!("{path}.ca_file"), e));
+                problems.push(Problem::new(format!("{path}.ca_file"), e.to_string()));
                 None
             }
         },

@@ -75,22 +75,44 @@ impl fmt::Debug for AuthConfig {
 }
 
 /// Why `url` may not receive credentials, if it may not: https, or plain http to a loopback host.
-pub fn check_credential_url(url: &str) -> Result<reqwest::Url, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+pub fn check_credential_url(url: &str) -> Result<reqwest::Url, CredentialUrlError> {
+    let parsed = reqwest::Url::parse(url).map_err(|source| CredentialUrlError::NotUrl {
+        url: url.to_string(),
+        source,
+    })?;
     let loopback = crate::net::is_loopback_url(&parsed);
     match parsed.scheme() {
         "https" => {}
         "http" if loopback => {}
         s => {
-            return Err(format!(
-                "`{url}`: scheme `{s}` would expose credentials; use https (http only for loopback)"
-            ));
+            return Err(CredentialUrlError::Scheme {
+                url: url.to_string(),
+                scheme: s.to_string(),
+            });
         }
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(format!("`{url}` must not embed credentials"));
+        return Err(CredentialUrlError::EmbeddedCredentials {
+            url: url.to_string(),
+        });
     }
     Ok(parsed)
+}
+
+/// Why [`check_credential_url`] refused a URL.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialUrlError {
+    #[error("`{url}` is not a URL: {source}")]
+    NotUrl {
+        url: String,
+        source: crate::net::UrlParseError,
+    },
+    #[error(
+        "`{url}`: scheme `{scheme}` would expose credentials; use https (http only for loopback)"
+    )]
+    Scheme { url: String, scheme: String },
+    #[error("`{url}` must not embed credentials")]
+    EmbeddedCredentials { url: String },
 }
 
 impl AuthConfig {
@@ -144,7 +166,7 @@ impl AuthConfig {
                 client_auth,
             } => {
                 if let Err(m) = check_credential_url(token_url) {
-                    problems.push(Problem::new(format!("{path}.token_url"), m));
+                    problems.push(Problem::new(format!("{path}.token_url"), m.to_string()));
                 }
                 if client_id.trim().is_empty() {
                     problems.push(Problem::new(
@@ -202,7 +224,7 @@ impl AuthConfig {
                 }
                 scopes_ok(scopes, problems);
                 if let Some(Err(m)) = token_url.as_deref().map(check_credential_url) {
-                    problems.push(Problem::new(format!("{path}.token_url"), m));
+                    problems.push(Problem::new(format!("{path}.token_url"), m.to_string()));
                 }
             }
             _ => {}
@@ -227,7 +249,7 @@ impl AuthConfig {
             Ok(v)
         }
         fn url(u: &str, what: &str) -> Result<reqwest::Url, AuthError> {
-            check_credential_url(u).map_err(|reason| AuthError::Key {
+            check_credential_url(u).map_err(|reason| AuthError::Url {
                 what: what.to_string(),
                 reason,
             })

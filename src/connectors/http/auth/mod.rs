@@ -36,7 +36,7 @@ mod config;
 mod tests;
 mod token;
 
-pub use config::{AuthConfig, check_credential_url};
+pub use config::{AuthConfig, CredentialUrlError, check_credential_url};
 use token::Grant;
 pub use token::TokenSource;
 
@@ -91,6 +91,12 @@ pub enum AuthError {
     /// A private key or service-account key file is unusable (found when the connector is built).
     #[error("{what}: {reason}")]
     Key { what: String, reason: String },
+    /// A URL taken from a key file may not receive credentials.
+    #[error("{what}: {reason}")]
+    Url {
+        what: String,
+        reason: CredentialUrlError,
+    },
     /// The token endpoint could not issue an access token. `retry` tells a transient failure (network,
     /// 429, 5xx) from a refusal of the client's credentials, which retrying cannot fix.
     #[error("cannot get an access token from {url}: {reason}")]

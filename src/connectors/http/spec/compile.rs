@@ -207,7 +207,7 @@ impl Compiler<'_> {
             }
             match compile_extract(e) {
                 Ok(x) => extract.push((k.clone(), x)),
-                Err(m) => self.problem(&p, m),
+                Err(m) => self.problem(&p, m.to_string()),
             }
         }
         let mut outcomes = Vec::new();
@@ -216,7 +216,7 @@ impl Compiler<'_> {
             let status = match parse_status(&rule.status) {
                 Ok(s) => s,
                 Err(m) => {
-                    self.problem(&format!("{p}.status"), m);
+                    self.problem(&format!("{p}.status"), m.to_string());
                     continue;
                 }
             };
@@ -224,7 +224,7 @@ impl Compiler<'_> {
                 None => None,
                 Some(b) => match (parse_pointer(&b.pointer), &b.equals, b.exists) {
                     (Err(m), _, _) => {
-                        self.problem(&format!("{p}.body.pointer"), m);
+                        self.problem(&format!("{p}.body.pointer"), m.to_string());
                         None
                     }
                     (Ok(ptr), Some(v), None) => Some((ptr, BodyTest::Equals(v.clone()))),
@@ -292,7 +292,7 @@ impl Compiler<'_> {
         }
         if let Some(Paginate::NextLink { pointer }) = &step.paginate {
             if let Err(m) = parse_pointer(pointer) {
-                self.problem(&format!("{path}.paginate.next_link.pointer"), m);
+                self.problem(&format!("{path}.paginate.next_link.pointer"), m.to_string());
             }
         }
         if let Some(Paginate::Scim { count: 0 }) = &step.paginate {
@@ -303,7 +303,10 @@ impl Compiler<'_> {
         }
         if let Some(Paginate::PageToken { pointer, .. }) = &step.paginate {
             if let Err(m) = parse_pointer(pointer) {
-                self.problem(&format!("{path}.paginate.page_token.pointer"), m);
+                self.problem(
+                    &format!("{path}.paginate.page_token.pointer"),
+                    m.to_string(),
+                );
             }
         }
         if let Some(Paginate::Offset { size: 0, .. }) = &step.paginate {
@@ -367,12 +370,12 @@ impl Compiler<'_> {
 }
 
 /// Inclusive status ranges.
-pub(crate) fn parse_status(p: &StatusPattern) -> Result<Vec<(u16, u16)>, String> {
+pub(crate) fn parse_status(p: &StatusPattern) -> Result<Vec<(u16, u16)>, SpecError> {
     let valid = |c: u16| {
         if (100..=599).contains(&c) {
             Ok(c)
         } else {
-            Err(format!("{c} is not an HTTP status code"))
+            Err(SpecError::StatusCode(c))
         }
     };
     match p {
@@ -399,9 +402,7 @@ pub(crate) fn parse_status(p: &StatusPattern) -> Result<Vec<(u16, u16)>, String>
             } else if let Ok(c) = t.parse::<u16>() {
                 return Ok(vec![(valid(c)?, c)]);
             }
-            Err(format!(
-                "`{t}` is not a status pattern; use 404, \"4xx\", \"400-499\" or a list"
-            ))
+            Err(SpecError::StatusPattern(t.to_string()))
         }
     }
 }

@@ -110,6 +110,20 @@ pub use format::{
 };
 pub(crate) use pointer::parse_pointer;
 
+/// A status pattern, JSON pointer or header name in a spec that is not one; reported as a problem at
+/// its key.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpecError {
+    #[error("{0} is not an HTTP status code")]
+    StatusCode(u16),
+    #[error("`{0}` is not a status pattern; use 404, \"4xx\", \"400-499\" or a list")]
+    StatusPattern(String),
+    #[error("`{0}` is not a JSON pointer: it must be empty or start with `/`")]
+    Pointer(String),
+    #[error("`{0}` is not a valid header name")]
+    HeaderName(String),
+}
+
 /// The operation that resolves a subject to the target's id; not a policy action.
 pub const LOOKUP: &str = "lookup";
 /// The read-only preflight operation used by `deprovd connectors check`.
@@ -296,7 +310,7 @@ impl Spec {
         for (name, ep) in &raw.endpoints {
             if let Some(url) = &ep.base_url {
                 if let Err(m) = super::auth::check_credential_url(url) {
-                    c.problem(&format!("endpoints.{name}.base_url"), m);
+                    c.problem(&format!("endpoints.{name}.base_url"), m.to_string());
                 }
             }
         }

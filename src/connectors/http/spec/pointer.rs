@@ -3,14 +3,12 @@
 use super::*;
 
 /// `""`, `"/a/b/0"`, `"/a/*/id"`; `~0`/`~1` unescaped per RFC 6901.
-pub(crate) fn parse_pointer(p: &str) -> Result<Vec<Seg>, String> {
+pub(crate) fn parse_pointer(p: &str) -> Result<Vec<Seg>, SpecError> {
     if p.is_empty() {
         return Ok(Vec::new());
     }
     let Some(rest) = p.strip_prefix('/') else {
-        return Err(format!(
-            "`{p}` is not a JSON pointer: it must be empty or start with `/`"
-        ));
+        return Err(SpecError::Pointer(p.to_string()));
     };
     Ok(rest
         .split('/')
@@ -24,13 +22,13 @@ pub(crate) fn parse_pointer(p: &str) -> Result<Vec<Seg>, String> {
         .collect())
 }
 
-pub(super) fn compile_extract(e: &ExtractSpec) -> Result<Extractor, String> {
+pub(super) fn compile_extract(e: &ExtractSpec) -> Result<Extractor, SpecError> {
     match e {
         ExtractSpec::Pointer(p) => {
             if let Some(h) = p.strip_prefix("header:") {
                 HeaderName::from_bytes(h.trim().as_bytes())
                     .map(Extractor::Header)
-                    .map_err(|_| format!("`{h}` is not a valid header name"))
+                    .map_err(|_| SpecError::HeaderName(h.to_string()))
             } else {
                 parse_pointer(p).map(Extractor::Pointer)
             }
