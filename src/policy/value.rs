@@ -215,38 +215,28 @@ impl ser::SerializeSeq for SeqBuilder {
     }
 }
 
-impl ser::SerializeTuple for SeqBuilder {
-    type Ok = Value;
-    type Error = ToValueError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ToValueError> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Res {
-        self.finish()
-    }
+/// Tuples, tuple structs and tuple variants collect like sequences: `$method` (the trait's name for
+/// adding one element) pushes as [`ser::SerializeSeq::serialize_element`] does.
+macro_rules! seq_like {
+    ($($trait:ident::$method:ident),*) => {$(
+        impl ser::$trait for SeqBuilder {
+            type Ok = Value;
+            type Error = ToValueError;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ToValueError> {
+                ser::SerializeSeq::serialize_element(self, value)
+            }
+            fn end(self) -> Res {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTupleStruct for SeqBuilder {
-    type Ok = Value;
-    type Error = ToValueError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ToValueError> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Res {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleVariant for SeqBuilder {
-    type Ok = Value;
-    type Error = ToValueError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ToValueError> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Res {
-        self.finish()
-    }
-}
+seq_like!(
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 /// Collects object members (maps, structs, struct-variant payloads).
 pub(super) struct MapBuilder {
