@@ -198,6 +198,13 @@ pub(super) fn parse<T: for<'de> Deserialize<'de>>(
 
 // ---- the signed client ---------------------------------------------------------------------------
 
+/// One page of a list call: its items, and where the next page starts.
+struct Page<T> {
+    items: Vec<T>,
+    is_truncated: bool,
+    marker: Option<String>,
+}
+
 /// A SigV4-signing IAM Query API client. Public so operators' tooling and the integration tests can
 /// make the same signed calls the connector makes.
 pub struct IamClient {
@@ -340,76 +347,73 @@ impl IamClient {
         }
     }
 
-    /// Every access key of `user` (`ListAccessKeys`, following `Marker`).
-    pub async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKey>, IamError> {
-        let mut keys = Vec::new();
+    /// Every item of the `Marker`-paginated list `action` for `user`: `page` reads one answer.
+    async fn list_all<T>(
+        &self,
+        action: &'static str,
+        user: &str,
+        page: impl Fn(&str) -> Result<Page<T>, IamError>,
+    ) -> Result<Vec<T>, IamError> {
+        let mut items = Vec::new();
         let mut marker: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let mut params = vec![("UserName", user)];
             if let Some(m) = marker.as_deref() {
                 params.push(("Marker", m));
             }
-            let body = self.call("ListAccessKeys", &params).await?;
-            let page =
-                parse::<ListAccessKeysResponse>("ListAccessKeys", &body)?.list_access_keys_result;
-            keys.extend(page.access_key_metadata.member);
-            match (page.is_truncated, page.marker) {
+            let p = page(&self.call(action, &params).await?)?;
+            items.extend(p.items);
+            match (p.is_truncated, p.marker) {
                 (true, Some(m)) if !m.is_empty() => marker = Some(m),
-                _ => return Ok(keys),
+                _ => return Ok(items),
             }
         }
         Err(IamError::BadResponse {
-            action: "ListAccessKeys",
+            action,
             detail: format!("still truncated after {MAX_PAGES} pages"),
         })
+    }
+
+    /// Every access key of `user` (`ListAccessKeys`, following `Marker`).
+    pub async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKey>, IamError> {
+        self.list_all("ListAccessKeys", user, |body| {
+            let p =
+                parse::<ListAccessKeysResponse>("ListAccessKeys", body)?.list_access_keys_result;
+            Ok(Page {
+                items: p.access_key_metadata.member,
+                is_truncated: p.is_truncated,
+                marker: p.marker,
+            })
+        })
+        .await
     }
 
     /// Names of `user`'s inline policies (`ListUserPolicies`, following `Marker`).
     pub async fn list_user_policies(&self, user: &str) -> Result<Vec<String>, IamError> {
-        let mut names = Vec::new();
-        let mut marker: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut params = vec![("UserName", user)];
-            if let Some(m) = marker.as_deref() {
-                params.push(("Marker", m));
-            }
-            let body = self.call("ListUserPolicies", &params).await?;
-            let page = parse::<ListUserPoliciesResponse>("ListUserPolicies", &body)?
+        self.list_all("ListUserPolicies", user, |body| {
+            let p = parse::<ListUserPoliciesResponse>("ListUserPolicies", body)?
                 .list_user_policies_result;
-            names.extend(page.policy_names.member);
-            match (page.is_truncated, page.marker) {
-                (true, Some(m)) if !m.is_empty() => marker = Some(m),
-                _ => return Ok(names),
-            }
-        }
-        Err(IamError::BadResponse {
-            action: "ListUserPolicies",
-            detail: format!("still truncated after {MAX_PAGES} pages"),
+            Ok(Page {
+                items: p.policy_names.member,
+                is_truncated: p.is_truncated,
+                marker: p.marker,
+            })
         })
+        .await
     }
 
     /// Names of the IAM groups `user` belongs to (`ListGroupsForUser`, following `Marker`).
     pub async fn list_groups_for_user(&self, user: &str) -> Result<Vec<String>, IamError> {
-        let mut names = Vec::new();
-        let mut marker: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut params = vec![("UserName", user)];
-            if let Some(m) = marker.as_deref() {
-                params.push(("Marker", m));
-            }
-            let body = self.call("ListGroupsForUser", &params).await?;
-            let page = parse::<ListGroupsForUserResponse>("ListGroupsForUser", &body)?
+        self.list_all("ListGroupsForUser", user, |body| {
+            let p = parse::<ListGroupsForUserResponse>("ListGroupsForUser", body)?
                 .list_groups_for_user_result;
-            names.extend(page.groups.member.into_iter().map(|g| g.group_name));
-            match (page.is_truncated, page.marker) {
-                (true, Some(m)) if !m.is_empty() => marker = Some(m),
-                _ => return Ok(names),
-            }
-        }
-        Err(IamError::BadResponse {
-            action: "ListGroupsForUser",
-            detail: format!("still truncated after {MAX_PAGES} pages"),
+            Ok(Page {
+                items: p.groups.member.into_iter().map(|g| g.group_name).collect(),
+                is_truncated: p.is_truncated,
+                marker: p.marker,
+            })
         })
+        .await
     }
 
     /// The inline policy document `name` of `user` (URL-decoded), `None` if absent.
