@@ -80,9 +80,18 @@ pub struct OperationResult {
 
 impl OperationResult {
     pub fn new(outcome: Outcome, summary: impl Into<String>) -> Self {
+        Self::with_pre_state(outcome, None, summary)
+    }
+
+    /// A result recording `pre_state`, what a reversal needs.
+    pub fn with_pre_state(
+        outcome: Outcome,
+        pre_state: Option<serde_json::Value>,
+        summary: impl Into<String>,
+    ) -> Self {
         Self {
             outcome,
-            pre_state: None,
+            pre_state,
             summary: summary.into(),
         }
     }

@@ -65,18 +65,6 @@ pub fn revoke_older_sessions_policy(cutoff: chrono::DateTime<chrono::Utc>) -> St
     .to_string()
 }
 
-fn result(
-    outcome: Outcome,
-    pre_state: Option<Value>,
-    summary: impl Into<String>,
-) -> OperationResult {
-    OperationResult {
-        outcome,
-        pre_state,
-        summary: summary.into(),
-    }
-}
-
 /// Whether a stored document is our deny-all (compared as JSON: IAM may reformat what it stores).
 fn is_deny_all(document: &str) -> bool {
     let parsed = |d: &str| serde_json::from_str::<Value>(d).ok();
@@ -132,7 +120,7 @@ impl AwsIamConnector {
         });
         let policy_in_place = policy.as_deref().is_some_and(is_deny_all);
         if active.is_empty() && policy_in_place && !had_profile {
-            return Ok(result(
+            return Ok(OperationResult::with_pre_state(
                 Outcome::AlreadyDone,
                 Some(pre),
                 format!("{user}: no active key, {DENY_POLICY_NAME} attached, no console password"),
@@ -148,14 +136,14 @@ impl AwsIamConnector {
                 Ok(()) => {}
                 // Deleted in between: it can no longer be used either.
                 Err(e) if e.code() == Some("NoSuchEntity") => {}
-                Err(e) => return Ok(result(e.outcome(), Some(pre), "")),
+                Err(e) => return Ok(OperationResult::with_pre_state(e.outcome(), Some(pre), "")),
             }
         }
         let deleted = match self.client.delete_login_profile(user).await {
             Ok(d) => d,
-            Err(e) => return Ok(result(e.outcome(), Some(pre), "")),
+            Err(e) => return Ok(OperationResult::with_pre_state(e.outcome(), Some(pre), "")),
         };
-        Ok(result(
+        Ok(OperationResult::with_pre_state(
             Outcome::Done,
             Some(pre),
             format!(
@@ -224,7 +212,7 @@ impl AwsIamConnector {
             format!("; {}", notes.join("; "))
         };
         if to_activate.is_empty() && policy.is_none() {
-            return Ok(result(
+            return Ok(OperationResult::with_pre_state(
                 Outcome::AlreadyDone,
                 Some(pre),
                 format!("{user}: recorded keys active, {DENY_POLICY_NAME} absent{notes}"),
@@ -238,15 +226,15 @@ impl AwsIamConnector {
             {
                 Ok(()) => {}
                 Err(e) if e.code() == Some("NoSuchEntity") => {}
-                Err(e) => return Ok(result(e.outcome(), Some(pre), "")),
+                Err(e) => return Ok(OperationResult::with_pre_state(e.outcome(), Some(pre), "")),
             }
         }
         if policy.is_some()
             && let Err(e) = self.client.delete_user_policy(user, DENY_POLICY_NAME).await
         {
-            return Ok(result(e.outcome(), Some(pre), ""));
+            return Ok(OperationResult::with_pre_state(e.outcome(), Some(pre), ""));
         }
-        Ok(result(
+        Ok(OperationResult::with_pre_state(
             Outcome::Done,
             Some(pre),
             format!(
@@ -262,7 +250,7 @@ impl AwsIamConnector {
         self.client
             .put_user_policy(user, REVOKE_POLICY_NAME, &revoke_older_sessions_policy(now))
             .await?;
-        Ok(result(
+        Ok(OperationResult::with_pre_state(
             Outcome::Done,
             None,
             format!(

@@ -47,18 +47,6 @@ pub(super) struct Membership {
     value: String,
 }
 
-fn result(
-    outcome: Outcome,
-    pre_state: Option<Value>,
-    summary: impl Into<String>,
-) -> OperationResult {
-    OperationResult {
-        outcome,
-        pre_state,
-        summary: summary.into(),
-    }
-}
-
 pub(super) fn failed(reason: impl Into<String>) -> OperationResult {
     OperationResult::new(
         Outcome::Failed {
@@ -141,7 +129,7 @@ impl LdapConnector {
             .clone()
             .unwrap_or_else(|| json!({ "dn": user.dn, LOCK_ATTR: current }));
         if current.as_deref() == Some(PERMANENT_LOCK) {
-            return Ok(result(
+            return Ok(OperationResult::with_pre_state(
                 Outcome::AlreadyDone,
                 Some(pre),
                 format!("{} already permanently locked", user.dn),
@@ -153,7 +141,7 @@ impl LdapConnector {
             vec![Mod::Replace(LOCK_ATTR.to_string(), set(PERMANENT_LOCK))],
         )
         .await?;
-        Ok(result(
+        Ok(OperationResult::with_pre_state(
             Outcome::Done,
             Some(pre),
             format!("locked {} ({LOCK_ATTR}={PERMANENT_LOCK})", user.dn),
@@ -178,7 +166,7 @@ impl LdapConnector {
             .map(str::to_string);
         let pre = json!({ "dn": user.dn, LOCK_ATTR: current });
         if current == desired {
-            return Ok(result(
+            return Ok(OperationResult::with_pre_state(
                 Outcome::AlreadyDone,
                 Some(pre),
                 format!("{} already in the recorded lock state", user.dn),
@@ -193,7 +181,7 @@ impl LdapConnector {
             Err(e) if desired.is_none() && e.rc() == Some(16) => {}
             other => other?,
         }
-        Ok(result(
+        Ok(OperationResult::with_pre_state(
             Outcome::Done,
             Some(pre),
             match desired {
@@ -249,7 +237,7 @@ impl LdapConnector {
             json!({ "dn": user.dn, UAC_ATTR: current })
         };
         if desired == current {
-            return Ok(result(
+            return Ok(OperationResult::with_pre_state(
                 Outcome::AlreadyDone,
                 Some(pre),
                 format!("{} already has {UAC_ATTR}={current}", user.dn),
@@ -265,7 +253,7 @@ impl LdapConnector {
             ],
         )
         .await?;
-        Ok(result(
+        Ok(OperationResult::with_pre_state(
             Outcome::Done,
             Some(pre),
             format!("{} {UAC_ATTR} {current} -> {desired}", user.dn),
@@ -331,7 +319,7 @@ impl LdapConnector {
         all.extend(found.iter().cloned());
         let pre = pre_state_of(&user.dn, &all);
         if found.is_empty() {
-            return result(
+            return OperationResult::with_pre_state(
                 Outcome::AlreadyDone,
                 Some(pre),
                 format!("{} is in no group under {}", user.dn, self.group_base_dn),
@@ -346,13 +334,17 @@ impl LdapConnector {
                 // Gone already (raced with another change, or the group was deleted).
                 Err(e) if matches!(e.rc(), Some(16 | 32)) => {}
                 Err(e) if e.is_retryable() => {
-                    return result(e.outcome(), Some(pre), format!("removed {removed} so far"));
+                    return OperationResult::with_pre_state(
+                        e.outcome(),
+                        Some(pre),
+                        format!("removed {removed} so far"),
+                    );
                 }
                 Err(e) => refused.push(e.outcome_reason()),
             }
         }
         if !refused.is_empty() {
-            return result(
+            return OperationResult::with_pre_state(
                 Outcome::Failed {
                     reason: refused.join("; "),
                 },
@@ -360,7 +352,7 @@ impl LdapConnector {
                 format!("removed {removed}, refused {}", refused.len()),
             );
         }
-        result(
+        OperationResult::with_pre_state(
             Outcome::Done,
             Some(pre),
             format!("removed {} from {removed} group membership(s)", user.dn),
