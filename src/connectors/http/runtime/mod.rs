@@ -205,13 +205,7 @@ impl HttpConnector {
     /// Resolve a subject with the spec's `lookup` operation; `pre_state` holds what it records
     /// (for SCIM: `{ "id": ... }`).
     pub async fn lookup(&self, subject: &str) -> OperationResult {
-        let req = OperationRequest {
-            operation: Operation::Notify, // unused by templates of `lookup`
-            subject: subject.to_string(),
-            idempotency_key: String::new(),
-            pre_state: None,
-            context: BTreeMap::new(),
-        };
+        let req = read_request(subject);
         let _permit = self.permits.acquire().await;
         let mut trail = Vec::new();
         let (outcome, pre_state) = match self.resolve(&req, LOOKUP, &mut trail).await {
@@ -254,6 +248,18 @@ impl Run {
             trail: Vec::new(),
             record: None,
         }
+    }
+}
+
+/// The request for a read-only operation (`lookup`, `groups`) on `subject`. Their templates see
+/// only the subject, so the operation named here is never used.
+fn read_request(subject: &str) -> OperationRequest {
+    OperationRequest {
+        operation: Operation::Notify,
+        subject: subject.to_string(),
+        idempotency_key: String::new(),
+        pre_state: None,
+        context: BTreeMap::new(),
     }
 }
 
@@ -336,13 +342,7 @@ impl Connector for HttpConnector {
         if !self.offers(LOOKUP) {
             return Resolution::Unsupported;
         }
-        let req = OperationRequest {
-            operation: Operation::Notify, // unused by templates of `lookup`
-            subject: subject.to_string(),
-            idempotency_key: String::new(),
-            pre_state: None,
-            context: BTreeMap::new(),
-        };
+        let req = read_request(subject);
         let _permit = self.permits.acquire().await;
         let mut trail = Vec::new();
         match self.resolve(&req, LOOKUP, &mut trail).await {
@@ -363,13 +363,7 @@ impl Connector for HttpConnector {
         if !self.offers(GROUPS) {
             return Memberships::Unsupported;
         }
-        let req = OperationRequest {
-            operation: Operation::Notify, // unused by templates of `groups`
-            subject: subject.to_string(),
-            idempotency_key: String::new(),
-            pre_state: None,
-            context: BTreeMap::new(),
-        };
+        let req = read_request(subject);
         let _permit = self.permits.acquire().await;
         let run = self.run_named(GROUPS, &req, None).await;
         match run.outcome {
