@@ -257,8 +257,8 @@ async fn decide_claimed(
     rec.note = Some(note);
     rec.updated_at = now;
     // Audited before the change: an approval that ran but left no trace would defeat the trail.
-    let mut d = AuditDraft::new(
-        AuditKind::Guard,
+    let d = guard_audit(
+        &rec,
         actor.clone(),
         serde_json::json!({
             "event": verdict.as_str(),
@@ -269,11 +269,6 @@ async fn decide_claimed(
             "operation": rec.operation,
         }),
     );
-    d.subject = Some(rec.subject.clone());
-    d.action_key = Some(rec.key.clone());
-    if let crate::ledger::Origin::Alert { alert_id, .. } = &rec.origin {
-        d.alert_id = Some(alert_id.clone());
-    }
     store.append_audit(vec![d]).await?;
     store.put_action(&rec).await?;
     if verdict == Verdict::Reject {
@@ -284,6 +279,18 @@ async fn decide_claimed(
         );
     }
     Ok(rec)
+}
+
+/// The guard audit record of a decision on held action `rec`: `detail`, with the action's subject,
+/// key and alert.
+fn guard_audit(rec: &ActionRecord, actor: Actor, detail: serde_json::Value) -> AuditDraft {
+    let mut d = AuditDraft::new(AuditKind::Guard, actor, detail);
+    d.subject = Some(rec.subject.clone());
+    d.action_key = Some(rec.key.clone());
+    if let crate::ledger::Origin::Alert { alert_id, .. } = &rec.origin {
+        d.alert_id = Some(alert_id.clone());
+    }
+    d
 }
 
 /// Cancel a held action whose deadline passed (caller holds its claim): audited and notified.
@@ -302,8 +309,8 @@ async fn expire_claimed(
     ));
     rec.updated_at = now;
     approvals.store.put_action(rec).await?;
-    let mut d = AuditDraft::new(
-        AuditKind::Guard,
+    let d = guard_audit(
+        rec,
         Actor::system("approvals"),
         serde_json::json!({
             "event": "approval_expired",
@@ -313,11 +320,6 @@ async fn expire_claimed(
             "operation": rec.operation,
         }),
     );
-    d.subject = Some(rec.subject.clone());
-    d.action_key = Some(rec.key.clone());
-    if let crate::ledger::Origin::Alert { alert_id, .. } = &rec.origin {
-        d.alert_id = Some(alert_id.clone());
-    }
     if let Err(e) = approvals.store.append_audit(vec![d]).await {
         // The ledger is the source of truth and the action is cancelled either way.
         tracing::error!(action_key = %rec.key, error = %e, "could not audit an approval expiry");
@@ -378,8 +380,8 @@ pub(crate) async fn supersede(
             by.requester()
         ));
         rec.updated_at = now;
-        let mut d = AuditDraft::new(
-            AuditKind::Guard,
+        let d = guard_audit(
+            &rec,
             Actor::system("approvals"),
             serde_json::json!({
                 "event": "superseded",
@@ -389,11 +391,6 @@ pub(crate) async fn supersede(
                 "operation": rec.operation,
             }),
         );
-        d.subject = Some(rec.subject.clone());
-        d.action_key = Some(rec.key.clone());
-        if let crate::ledger::Origin::Alert { alert_id, .. } = &rec.origin {
-            d.alert_id = Some(alert_id.clone());
-        }
         store.append_audit(vec![d]).await?;
         store.put_action(&rec).await?;
         approvals.metrics.action_end(
