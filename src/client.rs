@@ -212,49 +212,36 @@ pub async fn run(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), ClientError> {
-    let (value, text) = match command {
-        Command::Lockout(req) => {
-            let v = client.lockout(req).await?;
-            let t = decode::<Created>(&v).map(|c| render_created(&c));
-            (v, t)
-        }
-        Command::Restore(id) => {
-            let v = client.restore(id).await?;
-            let t = decode::<Restored>(&v).map(|r| render_restored(&r));
-            (v, t)
-        }
-        Command::Status(id) if is_action_key(id) => {
-            let v = client.status(id).await?;
-            let t = decode::<ActionRecord>(&v).map(|a| render_action(&a));
-            (v, t)
-        }
-        Command::Status(id) => {
-            let v = client.status(id).await?;
-            let t = decode::<Status>(&v).map(|s| render_status(&s));
-            (v, t)
-        }
-        Command::Approvals => {
-            let v = client.approvals().await?;
-            let t = decode::<Vec<ActionRecord>>(&v["approvals"]).map(|a| render_approvals(&a));
-            (v, t)
-        }
+    let value = match command {
+        Command::Lockout(req) => client.lockout(req).await?,
+        Command::Restore(id) => client.restore(id).await?,
+        Command::Status(id) => client.status(id).await?,
+        Command::Approvals => client.approvals().await?,
         Command::Approve {
             id,
             reject,
             comment,
-        } => {
-            let v = client.decide(id, *reject, comment.as_deref()).await?;
-            let t = decode::<ActionRecord>(&v).map(|a| render_action(&a));
-            (v, t)
-        }
+        } => client.decide(id, *reject, comment.as_deref()).await?,
     };
     let printed = if json {
         serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
     } else {
-        text?
+        render(command, &value)?
     };
     out.write_all(printed.as_bytes())
         .map_err(|e| ClientError::Decode(format!("cannot write output: {e}")))
+}
+
+/// The text (a table, or lines) for the server's answer `v` to `command`.
+fn render(command: &Command, v: &Value) -> Result<String, ClientError> {
+    Ok(match command {
+        Command::Lockout(_) => render_created(&decode(v)?),
+        Command::Restore(_) => render_restored(&decode(v)?),
+        Command::Status(id) if is_action_key(id) => render_action(&decode(v)?),
+        Command::Status(_) => render_status(&decode(v)?),
+        Command::Approvals => render_approvals(&decode::<Vec<ActionRecord>>(&v["approvals"])?),
+        Command::Approve { .. } => render_action(&decode(v)?),
+    })
 }
 
 fn decode<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ClientError> {
