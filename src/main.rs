@@ -153,6 +153,15 @@ fn parse_operation(s: &str) -> Result<deprovd::connectors::Operation, UnknownOpe
 #[error("unknown operation `{0}` (known: {known})", known = deprovd::connectors::Operation::ALL.map(|o| o.as_str()).join(", "))]
 struct UnknownOperation(String);
 
+/// Run `f` to completion on a new multi-threaded runtime.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
 /// Run one client subcommand against a deprovd server.
 fn client_command(server: ServerArgs, command: deprovd::client::Command) -> ExitCode {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -209,11 +218,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             deprovd::telemetry::init_tracing(&settings.telemetry);
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(async move {
+            block_on(async move {
                 let app = match deprovd::app::Application::build(settings).await {
                     Ok(a) => a,
                     Err(e) => {
@@ -279,11 +284,7 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(deprovd::cli::connectors_check(&settings))
+            block_on(deprovd::cli::connectors_check(&settings))
         }
         Command::Lockout {
             subject,
@@ -333,11 +334,7 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(deprovd::cli::audit_verify(&settings, from))
+            block_on(deprovd::cli::audit_verify(&settings, from))
         }
     }
 }
