@@ -316,6 +316,11 @@ mod tests {
         h
     }
 
+    /// A 200 carrying `pairs`, seen at `now`.
+    fn observe_ok(g: &RateGate, now: Instant, pairs: &[(&'static str, &str)]) {
+        g.observe(StatusCode::OK, &headers(pairs), now, SystemTime::now());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn exhausted_budget_waits_for_the_reset_announced_in_epoch_seconds() {
         let g = gate(0);
@@ -352,11 +357,10 @@ mod tests {
     async fn plenty_of_budget_never_waits_and_each_request_is_counted() {
         let g = gate(2);
         let now = Instant::now();
-        g.observe(
-            StatusCode::OK,
-            &headers(&[("x-ratelimit-remaining", "4"), ("x-ratelimit-reset", "60")]),
+        observe_ok(
+            &g,
             now,
-            SystemTime::now(),
+            &[("x-ratelimit-remaining", "4"), ("x-ratelimit-reset", "60")],
         );
         // 4 → 3, 3 → 2: above the floor, no wait.
         assert_eq!(g.admit(now), Admission::After(Duration::ZERO));
@@ -371,14 +375,13 @@ mod tests {
     async fn concurrent_requests_share_one_budget() {
         let g = std::sync::Arc::new(gate(0));
         let now = Instant::now();
-        g.observe(
-            StatusCode::OK,
-            &headers(&[
+        observe_ok(
+            &g,
+            now,
+            &[
                 ("x-rate-limit-remaining", "2"),
                 ("x-rate-limit-reset", "10"),
-            ]),
-            now,
-            SystemTime::now(),
+            ],
         );
         let mut tasks = Vec::new();
         for _ in 0..4 {
@@ -455,20 +458,14 @@ mod tests {
         let g = RateGate::new(spec.compile("r", &mut Vec::new()).expect("policy"));
         let now = Instant::now();
         // The default names are not read any more …
-        g.observe(
-            StatusCode::OK,
-            &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "9")]),
+        observe_ok(
+            &g,
             now,
-            SystemTime::now(),
+            &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "9")],
         );
         assert_eq!(g.admit(now), Admission::After(Duration::ZERO));
         // … the configured ones are.
-        g.observe(
-            StatusCode::OK,
-            &headers(&[("x-budget-left", "0"), ("x-budget-reset", "9")]),
-            now,
-            SystemTime::now(),
-        );
+        observe_ok(&g, now, &[("x-budget-left", "0"), ("x-budget-reset", "9")]);
         assert_eq!(g.admit(now), Admission::After(Duration::from_secs(9)));
     }
 
@@ -480,11 +477,10 @@ mod tests {
         };
         let g = RateGate::new(spec.compile("r", &mut Vec::new()).expect("policy"));
         let now = Instant::now();
-        g.observe(
-            StatusCode::OK,
-            &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "9")]),
+        observe_ok(
+            &g,
             now,
-            SystemTime::now(),
+            &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "9")],
         );
         assert_eq!(g.admit(now), Admission::After(Duration::ZERO));
     }

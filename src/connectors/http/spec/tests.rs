@@ -10,6 +10,17 @@ fn problems(src: &str) -> Vec<String> {
         .collect()
 }
 
+/// `got` has as many problems as `want`, and one starting with each of `want`.
+fn assert_problems(got: &[String], want: &[&str]) {
+    for w in want {
+        assert!(
+            got.iter().any(|g| g.starts_with(w)),
+            "missing {w:?} in {got:#?}"
+        );
+    }
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+}
+
 #[test]
 fn builtin_specs_load() {
     for (file, src) in crate::connectors::http::BUILTIN_SPECS {
@@ -51,13 +62,7 @@ operations:
         "t.yaml: operations.disable_account[1].outcomes[0].status: `6xx` is not a status pattern",
         "t.yaml: operations.disable_account.record.a: uses `lookup` but the spec has no `lookup` operation",
     ];
-    for w in want {
-        assert!(
-            got.iter().any(|g| g.starts_with(w)),
-            "missing {w:?} in {got:#?}"
-        );
-    }
-    assert_eq!(got.len(), want.len(), "{got:#?}");
+    assert_problems(&got, &want);
 }
 
 #[test]
@@ -78,13 +83,7 @@ operations:
         "t.yaml: operations.check[0].paginate.page_token.pointer: ",
         "t.yaml: operations.check[1].paginate.offset.size: must be at least 1",
     ];
-    for w in want {
-        assert!(
-            got.iter().any(|g| g.starts_with(w)),
-            "missing {w:?} in {got:#?}"
-        );
-    }
-    assert_eq!(got.len(), want.len(), "{got:#?}");
+    assert_problems(&got, &want);
 }
 
 #[test]
@@ -129,13 +128,7 @@ operations:
         "t.yaml: operations.notify[0].outcomes[0].header: give exactly one",
         "t.yaml: operations.notify[0].outcomes[1].header.name: ",
     ];
-    for w in want {
-        assert!(
-            got.iter().any(|g| g.starts_with(w)),
-            "missing {w:?} in {got:#?}"
-        );
-    }
-    assert_eq!(got.len(), want.len(), "{got:#?}");
+    assert_problems(&got, &want);
 }
 
 #[test]
