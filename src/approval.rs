@@ -18,7 +18,7 @@
 //! # Races
 //!
 //! Approve, reject, expiry and other replicas may act on one action at once. Each decision first
-//! takes the action's executor claim ([`StateStore::claim`], `SET NX PX`), re-reads the record,
+//! takes the action's executor claim ([`ActionStore::claim`], `SET NX PX`), re-reads the record,
 //! decides on what it finds, writes, and releases the claim, so exactly one of them changes a held
 //! action and the others see the result (a second approval gets 409). The executor never claims a
 //! held action (it is not due), so the claim costs it nothing.
@@ -33,7 +33,9 @@ use tracing::{info, warn};
 use crate::audit::{Actor, AuditDraft, AuditKind};
 use crate::executor::Handoff;
 use crate::guard::Breaker;
-use crate::ledger::{ActionFilter, ActionRecord, ActionState, StateReason, StateStore, StoreError};
+use crate::ledger::{
+    ActionFilter, ActionRecord, ActionState, ActionStore, AuditStore, StateReason, StoreError,
+};
 use crate::notify::Notice;
 use crate::notify::Notifier;
 use crate::telemetry::Metrics;
@@ -44,7 +46,10 @@ pub(crate) const EXPIRED_NOTE: &str = "approval expired";
 /// expiry sweep share: it knows only the store and the guards that hold, never the pipeline.
 #[derive(Clone)]
 pub struct Approvals {
-    pub store: Arc<dyn StateStore>,
+    /// Held actions: read, decided, claimed while deciding.
+    pub actions: Arc<dyn ActionStore>,
+    /// Where every decision, expiry and supersession is recorded before it takes effect.
+    pub audit: Arc<dyn AuditStore>,
     /// Hands an approved action to this process's executor at once.
     pub handoff: Option<Handoff>,
     /// How long a held action waits for an approver before it is cancelled.
@@ -59,13 +64,15 @@ pub struct Approvals {
 impl Approvals {
     /// Defaults: a 24 h TTL, no breaker, notices dropped.
     pub fn new(
-        store: Arc<dyn StateStore>,
+        actions: Arc<dyn ActionStore>,
+        audit: Arc<dyn AuditStore>,
         handoff: Option<Handoff>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             metrics,
-            store,
+            actions,
+            audit,
             handoff,
             approval_ttl: Duration::from_secs(24 * 3600),
             notifier: Notifier::disabled(),
@@ -144,7 +151,7 @@ pub(crate) fn deadline(a: &ActionRecord, ttl: Duration) -> DateTime<Utc> {
 
 /// Held actions, newest first (`limit` 0: all).
 pub(crate) async fn list(
-    store: &dyn StateStore,
+    store: &dyn ActionStore,
     limit: usize,
 ) -> Result<Vec<ActionRecord>, StoreError> {
     store
@@ -165,7 +172,7 @@ pub(crate) fn same_person(requester: &str, approver: &str) -> bool {
 }
 
 /// Take the action's claim for a decision, retrying briefly while another decision holds it.
-async fn claim(store: &dyn StateStore, key: &str, owner: &str) -> Result<bool, StoreError> {
+async fn claim(store: &dyn ActionStore, key: &str, owner: &str) -> Result<bool, StoreError> {
     let mut attempts = crate::retry::Attempts::new(crate::retry::DECISION_CLAIM);
     for _ in 0..5 {
         if store.claim(key, owner, DECISION_CLAIM).await? {
@@ -185,7 +192,7 @@ pub(crate) async fn decide(
     actor: Actor,
     comment: Option<String>,
 ) -> Result<ActionRecord, ApprovalError> {
-    let store = approvals.store.as_ref();
+    let store = approvals.actions.as_ref();
     let owner = format!("approval-{}", uuid::Uuid::new_v4());
     if !claim(store, key, &owner).await? {
         return Err(ApprovalError::Busy(key.to_string()));
@@ -211,7 +218,7 @@ async fn decide_claimed(
     actor: &Actor,
     comment: Option<String>,
 ) -> Result<ActionRecord, ApprovalError> {
-    let store = approvals.store.as_ref();
+    let store = approvals.actions.as_ref();
     let mut rec = store
         .get_action(key)
         .await?
@@ -269,7 +276,7 @@ async fn decide_claimed(
             "operation": rec.operation,
         }),
     );
-    store.append_audit(vec![d]).await?;
+    approvals.audit.append_audit(vec![d]).await?;
     store.put_action(&rec).await?;
     if verdict == Verdict::Reject {
         approvals.metrics.action_end(
@@ -308,7 +315,7 @@ async fn expire_claimed(
         deadline.to_rfc3339()
     ));
     rec.updated_at = now;
-    approvals.store.put_action(rec).await?;
+    approvals.actions.put_action(rec).await?;
     let d = guard_audit(
         rec,
         Actor::system("approvals"),
@@ -320,7 +327,7 @@ async fn expire_claimed(
             "operation": rec.operation,
         }),
     );
-    if let Err(e) = approvals.store.append_audit(vec![d]).await {
+    if let Err(e) = approvals.audit.append_audit(vec![d]).await {
         // The ledger is the source of truth and the action is cancelled either way.
         tracing::error!(action_key = %rec.key, error = %e, "could not audit an approval expiry");
     }
@@ -356,7 +363,7 @@ pub(crate) async fn supersede(
     held_key: &str,
     by: &ActionRecord,
 ) -> Result<bool, StoreError> {
-    let store = approvals.store.as_ref();
+    let store = approvals.actions.as_ref();
     let owner = format!("supersede-{}", uuid::Uuid::new_v4());
     if !claim(store, held_key, &owner).await? {
         warn!(action_key = held_key, superseded_by = %by.key,
@@ -391,7 +398,7 @@ pub(crate) async fn supersede(
                 "operation": rec.operation,
             }),
         );
-        store.append_audit(vec![d]).await?;
+        approvals.audit.append_audit(vec![d]).await?;
         store.put_action(&rec).await?;
         approvals.metrics.action_end(
             rec.connector.as_str(),
@@ -413,7 +420,7 @@ pub(crate) async fn expire_due(
     approvals: &Approvals,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
-    let store = approvals.store.as_ref();
+    let store = approvals.actions.as_ref();
     let mut expired = 0;
     for a in list(store, 0).await? {
         if deadline(&a, approvals.approval_ttl) > now {
@@ -522,7 +529,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let store: Arc<dyn StateStore> = Arc::new(
+        let store: Arc<dyn crate::ledger::StateStore> = Arc::new(
             crate::ledger::store::embedded::EmbeddedStore::open(&dir.path().join("l")).unwrap(),
         );
         let caps = BTreeMap::from([(

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::Problem;
-use crate::ledger::{StateStore, StoreError};
+use crate::ledger::{AuditStore, DocStore, StoreError};
 
 /// Why a mirroring round stopped; the next round retries from the cursor.
 #[derive(Debug, thiserror::Error)]
@@ -95,16 +95,25 @@ impl AuditConfig {
 
 /// The mirror task.
 pub struct AuditMirror {
-    store: Arc<dyn StateStore>,
+    /// The trail it copies.
+    trail: Arc<dyn AuditStore>,
+    /// The cursor and the lease.
+    docs: Arc<dyn DocStore>,
     producer: FutureProducer,
     topic: String,
     owner: String,
 }
 
 impl AuditMirror {
-    pub fn new(store: Arc<dyn StateStore>, producer: FutureProducer, topic: String) -> Self {
+    pub fn new(
+        trail: Arc<dyn AuditStore>,
+        docs: Arc<dyn DocStore>,
+        producer: FutureProducer,
+        topic: String,
+    ) -> Self {
         Self {
-            store,
+            trail,
+            docs,
             producer,
             topic,
             owner: format!("mirror-{}", uuid::Uuid::new_v4()),
@@ -112,7 +121,7 @@ impl AuditMirror {
     }
 
     /// The last `seq` acknowledged by the broker (0: none yet).
-    pub async fn cursor(store: &dyn StateStore, topic: &str) -> Result<u64, StoreError> {
+    pub async fn cursor(store: &dyn DocStore, topic: &str) -> Result<u64, StoreError> {
         Ok(store
             .get_json(CURSOR_NS, topic)
             .await?
@@ -156,12 +165,12 @@ impl AuditMirror {
         if !self.hold_lease().await? {
             return Ok(false);
         }
-        let cursor = Self::cursor(self.store.as_ref(), &self.topic).await?;
-        let head = self.store.audit_head().await?;
+        let cursor = Self::cursor(self.docs.as_ref(), &self.topic).await?;
+        let head = self.trail.audit_head().await?;
         if head.is_none_or(|h| h.seq <= cursor) {
             return Ok(false);
         }
-        let records = self.store.audit_range(cursor + 1, BATCH).await?;
+        let records = self.trail.audit_range(cursor + 1, BATCH).await?;
         let Some(last) = records.last().map(|r| r.seq) else {
             return Ok(false);
         };
@@ -184,7 +193,7 @@ impl AuditMirror {
                 Err(_) => return Err(MirrorError::Cancelled { seq: r.seq }),
             }
         }
-        self.store
+        self.docs
             .put_json(
                 CURSOR_NS,
                 &self.topic,
@@ -200,15 +209,15 @@ impl AuditMirror {
     async fn hold_lease(&self) -> Result<bool, StoreError> {
         let doc = serde_json::json!({ "owner": self.owner });
         if self
-            .store
+            .docs
             .put_json(LEASE_NS, &self.topic, &doc, true, Some(LEASE_TTL))
             .await?
         {
             return Ok(true);
         }
-        match self.store.get_json(LEASE_NS, &self.topic).await? {
+        match self.docs.get_json(LEASE_NS, &self.topic).await? {
             Some(d) if d["owner"].as_str() == Some(self.owner.as_str()) => {
-                self.store
+                self.docs
                     .put_json(LEASE_NS, &self.topic, &doc, false, Some(LEASE_TTL))
                     .await?;
                 Ok(true)

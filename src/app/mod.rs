@@ -35,7 +35,7 @@ use crate::deadletter::{DeadLetterSink, FileDeadLetter};
 use crate::executor::{ConnectorLimits, Executor};
 use crate::guard::Guards;
 use crate::ingest::kafka::{KafkaDeadLetter, KafkaSource};
-use crate::ledger::StateStore;
+use crate::ledger::{AuditStore, StateStore};
 use crate::notify::{Notifier, NotifyService};
 use crate::pipeline::{Decider, Pipeline};
 use crate::plan::Planner;
@@ -354,6 +354,7 @@ async fn start_core(
         &settings.guards.breaker,
         settings.connectors.keys(),
         store.clone(),
+        store.clone(),
         metrics.clone(),
         notifier.clone(),
     )
@@ -398,7 +399,12 @@ async fn start_core(
     ));
     if let (Some(topic), Some(k)) = (&settings.audit.kafka_topic, &settings.kafka) {
         let producer = k.producer().map_err(anyhow::Error::msg)?;
-        let mirror = crate::audit_mirror::AuditMirror::new(store.clone(), producer, topic.clone());
+        let mirror = crate::audit_mirror::AuditMirror::new(
+            store.clone(),
+            store.clone(),
+            producer,
+            topic.clone(),
+        );
         tasks.spawn(mirror.run(stop.clone()));
     }
     let pipeline_store = store.clone();
@@ -431,7 +437,7 @@ async fn start_core(
 }
 
 /// Append one record; a failure is logged, not returned (nothing waits on these records).
-async fn append_best_effort(store: &dyn StateStore, draft: AuditDraft) {
+async fn append_best_effort(store: &dyn AuditStore, draft: AuditDraft) {
     let kind = draft.kind.as_str();
     if let Err(e) = store.append_audit(vec![draft]).await {
         error!(error = %e, kind, "could not write to the audit trail");

@@ -10,7 +10,7 @@ use tracing::warn;
 use super::{BreakerConfig, GLOBAL_SCOPE};
 use crate::audit::{Actor, AuditDraft, AuditKind};
 use crate::ledger::{
-    ActionRecord, ActionState, BreakerScope, BreakerState, StateStore, StoreError,
+    ActionRecord, ActionState, AuditStore, BreakerScope, BreakerState, BreakerStore, StoreError,
 };
 use crate::notify::{Notice, Notifier};
 use crate::telemetry::Metrics;
@@ -35,7 +35,10 @@ pub struct Breaker {
     global_only: Arc<[BreakerScope]>,
     /// Every scope, global first, then connectors by name.
     all: Vec<BreakerScope>,
-    store: Arc<dyn StateStore>,
+    /// The shared windows and open flags.
+    windows: Arc<dyn BreakerStore>,
+    /// Where trips and resets are recorded.
+    audit: Arc<dyn AuditStore>,
     metrics: Arc<Metrics>,
     notifier: Notifier,
 }
@@ -45,7 +48,8 @@ impl Breaker {
     pub fn new<'a>(
         cfg: &BreakerConfig,
         connectors: impl IntoIterator<Item = &'a String>,
-        store: Arc<dyn StateStore>,
+        windows: Arc<dyn BreakerStore>,
+        audit: Arc<dyn AuditStore>,
         metrics: Arc<Metrics>,
         notifier: Notifier,
     ) -> Option<Breaker> {
@@ -79,7 +83,8 @@ impl Breaker {
             by_connector,
             global_only: Arc::from([global]),
             all,
-            store,
+            windows,
+            audit,
             metrics,
             notifier,
         })
@@ -101,7 +106,7 @@ impl Breaker {
             .get(&action.connector)
             .unwrap_or(&self.global_only);
         let admitted = self
-            .store
+            .windows
             .breaker_admit(scopes, &action.subject, Utc::now())
             .await?;
         let mut open = Vec::new();
@@ -129,7 +134,7 @@ impl Breaker {
                 d.action_key = Some(action.key.clone());
                 // Best effort: the flag is already set in the store, so failing the alert here would
                 // not record the trip on redelivery either (that admission no longer trips it).
-                if let Err(e) = self.store.append_audit(vec![d]).await {
+                if let Err(e) = self.audit.append_audit(vec![d]).await {
                     tracing::error!(scope = %a.scope, error = %e, "could not audit a breaker trip");
                 }
                 self.notifier.notify(Notice::BreakerTripped {
@@ -147,7 +152,7 @@ impl Breaker {
     /// Every scope's state; refreshes `deprovd_breaker_open` (another replica may have tripped or
     /// reset it).
     pub async fn status(&self) -> Result<Vec<BreakerState>, StoreError> {
-        let states = self.store.breaker_status(&self.all, Utc::now()).await?;
+        let states = self.windows.breaker_status(&self.all, Utc::now()).await?;
         for s in &states {
             self.metrics.breaker_open(&s.scope, s.open);
         }
@@ -172,8 +177,8 @@ impl Breaker {
             serde_json::json!({ "event": "breaker_reset", "scopes": names }),
         );
         // Audited before it happens: a reset that left no trace would defeat the trail.
-        self.store.append_audit(vec![d]).await?;
-        let was_open = self.store.breaker_reset(&names).await?;
+        self.audit.append_audit(vec![d]).await?;
+        let was_open = self.windows.breaker_reset(&names).await?;
         for n in &names {
             self.metrics.breaker_open(n, false);
         }
@@ -209,7 +214,7 @@ mod tests {
     #[tokio::test]
     async fn breaker_trip_is_notified_audited_and_gauged_once_and_reset_only_names_known_scopes() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn StateStore> =
+        let store: Arc<dyn crate::ledger::StateStore> =
             Arc::new(crate::ledger::store::embedded::EmbeddedStore::open(dir.path()).unwrap());
         let metrics = Arc::new(Metrics::new());
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
@@ -228,6 +233,7 @@ mod tests {
         let b = Breaker::new(
             &cfg,
             &names,
+            store.clone(),
             store.clone(),
             metrics.clone(),
             Notifier::from_sender(tx),

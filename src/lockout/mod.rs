@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::action::Operation;
 use crate::ledger::{
-    ActionRecord, ActionState, Origin, StateReason, StateStore, StoreError, action_key,
+    ActionRecord, ActionState, ActionStore, DocStore, Origin, StateReason, StoreError, action_key,
 };
 use crate::pipeline::{Pipeline, PipelineError, RecordedAction};
 use crate::plan::normalize_subject;
@@ -257,7 +257,7 @@ pub fn new_id() -> String {
 }
 
 /// The stored lockout `id`.
-pub async fn get(store: &dyn StateStore, id: &str) -> Result<Lockout, LockoutError> {
+pub async fn get(store: &(impl DocStore + ?Sized), id: &str) -> Result<Lockout, LockoutError> {
     let doc = store
         .get_json(LOCKOUT_NS, id)
         .await?
@@ -270,7 +270,10 @@ pub async fn get(store: &dyn StateStore, id: &str) -> Result<Lockout, LockoutErr
 }
 
 /// The lockout with every action's live state (and its reversal's, once restored).
-pub async fn status(store: &dyn StateStore, id: &str) -> Result<Status, LockoutError> {
+pub async fn status(
+    store: &(impl DocStore + ActionStore + ?Sized),
+    id: &str,
+) -> Result<Status, LockoutError> {
     let lockout = get(store, id).await?;
     let mut actions = Vec::with_capacity(lockout.actions.len());
     let mut settled = true;
@@ -333,7 +336,7 @@ fn idempotency_slot(caller: &str, scope: &str, key: &str) -> String {
 /// `fingerprint`, `Some(false)` with another one, `None` when unclaimed. For routes that claim a key
 /// only once the request succeeded, so that a refusal is never remembered as an answer.
 pub async fn peek_idempotency_key(
-    store: &dyn StateStore,
+    store: &dyn DocStore,
     caller: &str,
     scope: &str,
     key: &str,
@@ -351,7 +354,7 @@ pub async fn peek_idempotency_key(
 /// that id back, so it replays the same request instead of making a second; a different fingerprint
 /// is [`LockoutError::IdempotencyKeyReused`].
 pub async fn claim_idempotency_key(
-    store: &dyn StateStore,
+    store: &dyn DocStore,
     caller: &str,
     scope: &str,
     key: &str,

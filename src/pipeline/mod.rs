@@ -178,7 +178,7 @@ impl Pipeline {
     ) -> Self {
         let metrics = decider.metrics.clone();
         Self {
-            approvals: Approvals::new(store.clone(), handoff, metrics.clone()),
+            approvals: Approvals::new(store.clone(), store.clone(), handoff, metrics.clone()),
             metrics,
             decider,
             store,
