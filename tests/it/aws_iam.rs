@@ -306,7 +306,7 @@ async fn aws_iam_type_routes_to_the_native_connector() {
 
 #[tokio::test]
 async fn throttling_and_server_errors_retry_and_requests_are_signed_query_calls() {
-    use crate::support::{Reply, Target};
+    use crate::kit::{Reply, Target};
     let target = Target::start().await;
     let throttled = Reply {
         status: 400,
@@ -424,7 +424,7 @@ async fn lists_a_users_iam_groups_with_only_the_least_privilege_read() {
 
 #[tokio::test]
 async fn group_listing_follows_the_marker_across_pages() {
-    use crate::support::{Reply, Target};
+    use crate::kit::{Reply, Target};
     let target = Target::start().await;
     let page = |groups: &[&str], next: Option<&str>| {
         let members: String = groups
