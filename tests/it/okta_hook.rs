@@ -37,10 +37,7 @@ async fn app(hook: &Target) -> (TestApp, tempfile::TempDir, tempfile::TempDir) {
         .redis()
         .spawn()
         .await;
-    eventually(Duration::from_secs(10), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+    app.wait_ready(Duration::from_secs(10)).await;
     (app, data, policies)
 }
 

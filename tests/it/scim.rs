@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::kit::connector::{request, retrying, run_expecting};
 use crate::scim_server::{ScimServer, free_port};
 use axum::Router;
 use axum::body::Bytes;
@@ -17,20 +18,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use deprovd::connectors::http::{ConnectorConfig, build_connectors};
-use deprovd::connectors::{Connector, Operation, OperationRequest, Outcome};
+use deprovd::connectors::{Connector, Operation, Outcome};
 use deprovd::net::signing::verify_webhook;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-
-fn request(op: Operation, subject: &str, pre_state: Option<Value>) -> OperationRequest {
-    OperationRequest {
-        operation: op,
-        subject: subject.to_string(),
-        idempotency_key: format!("key-{}", uuid::Uuid::new_v4().simple()),
-        pre_state,
-        context: BTreeMap::new(),
-    }
-}
 
 fn unique(prefix: &str) -> String {
     format!(
@@ -59,19 +50,27 @@ async fn scim_disable_is_idempotent_and_enable_restores() {
         .create_user(&name, &format!("{name}@example.com"))
         .await;
 
-    let r = conn
-        .execute(&request(Operation::DisableAccount, &name, None))
-        .await;
-    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
+    let r = run_expecting(
+        &*conn,
+        Operation::DisableAccount,
+        &name,
+        None,
+        Outcome::Done,
+    )
+    .await;
     assert_eq!(r.pre_state, Some(json!({"prior_active": true})));
     let after = scim.user(&id).await;
     assert_eq!(after["active"], json!(false), "{after}");
     let version = after["meta"]["version"].clone();
 
-    let again = conn
-        .execute(&request(Operation::DisableAccount, &name, None))
-        .await;
-    assert_eq!(again.outcome, Outcome::AlreadyDone, "{}", again.summary);
+    let again = run_expecting(
+        &*conn,
+        Operation::DisableAccount,
+        &name,
+        None,
+        Outcome::AlreadyDone,
+    )
+    .await;
     assert!(
         !again.summary.contains("PATCH"),
         "no write expected: {}",
@@ -84,33 +83,30 @@ async fn scim_disable_is_idempotent_and_enable_restores() {
         "the user must not have been modified"
     );
 
-    let en = conn
-        .execute(&request(
-            Operation::EnableAccount,
-            &name,
-            r.pre_state.clone(),
-        ))
-        .await;
-    assert_eq!(en.outcome, Outcome::Done, "{}", en.summary);
+    run_expecting(
+        &*conn,
+        Operation::EnableAccount,
+        &name,
+        r.pre_state.clone(),
+        Outcome::Done,
+    )
+    .await;
     assert_eq!(scim.user(&id).await["active"], json!(true));
 
     // Reversing a disable that found the account already inactive leaves it inactive.
     conn.execute(&request(Operation::DisableAccount, &name, None))
         .await;
-    let keep = conn
-        .execute(&request(
-            Operation::EnableAccount,
-            &name,
-            Some(json!({"prior_active": false})),
-        ))
-        .await;
-    assert_eq!(keep.outcome, Outcome::AlreadyDone, "{}", keep.summary);
+    run_expecting(
+        &*conn,
+        Operation::EnableAccount,
+        &name,
+        Some(json!({"prior_active": false})),
+        Outcome::AlreadyDone,
+    )
+    .await;
     assert_eq!(scim.user(&id).await["active"], json!(false));
     // A manual enable (no pre-state) does enable.
-    let manual = conn
-        .execute(&request(Operation::EnableAccount, &name, None))
-        .await;
-    assert_eq!(manual.outcome, Outcome::Done, "{}", manual.summary);
+    run_expecting(&*conn, Operation::EnableAccount, &name, None, Outcome::Done).await;
     assert_eq!(scim.user(&id).await["active"], json!(true));
 }
 
@@ -122,10 +118,14 @@ async fn scim_lookup_falls_back_to_email_and_unknown_user_is_not_found() {
     let email = format!("{name}@corp.example.com");
     let id = scim.create_user(&name, &email).await;
 
-    let r = conn
-        .execute(&request(Operation::DisableAccount, &email, None))
-        .await;
-    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
+    run_expecting(
+        &*conn,
+        Operation::DisableAccount,
+        &email,
+        None,
+        Outcome::Done,
+    )
+    .await;
     assert_eq!(scim.user(&id).await["active"], json!(false));
 
     for op in [
@@ -167,10 +167,14 @@ async fn scim_group_memberships_are_removed_recorded_and_restored() {
     }
     let unrelated = scim.create_group(&unique("unrelated"), &[&other]).await;
 
-    let r = conn
-        .execute(&request(Operation::RemoveGroupMemberships, &name, None))
-        .await;
-    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
+    let r = run_expecting(
+        &*conn,
+        Operation::RemoveGroupMemberships,
+        &name,
+        None,
+        Outcome::Done,
+    )
+    .await;
     assert_eq!(
         r.summary.matches("GET /v2/Groups →").count(),
         2,
@@ -199,19 +203,23 @@ async fn scim_group_memberships_are_removed_recorded_and_restored() {
     }
     assert_eq!(scim.group_members(&unrelated).await, vec![other.clone()]);
 
-    let again = conn
-        .execute(&request(Operation::RemoveGroupMemberships, &name, None))
-        .await;
-    assert_eq!(again.outcome, Outcome::AlreadyDone, "{}", again.summary);
+    run_expecting(
+        &*conn,
+        Operation::RemoveGroupMemberships,
+        &name,
+        None,
+        Outcome::AlreadyDone,
+    )
+    .await;
 
-    let restored = conn
-        .execute(&request(
-            Operation::RestoreGroupMemberships,
-            &name,
-            r.pre_state.clone(),
-        ))
-        .await;
-    assert_eq!(restored.outcome, Outcome::Done, "{}", restored.summary);
+    run_expecting(
+        &*conn,
+        Operation::RestoreGroupMemberships,
+        &name,
+        r.pre_state.clone(),
+        Outcome::Done,
+    )
+    .await;
     for (gid, _) in &member_of {
         assert!(
             scim.group_members(gid).await.contains(&id),
@@ -372,13 +380,9 @@ async fn target_failures_map_to_retry_and_failed() {
     let r = webhook(&base, "limited", none)
         .execute(&request(Operation::Notify, "u@example.com", None))
         .await;
-    match r.outcome {
-        Outcome::Retry { after, reason } => {
-            assert_eq!(after, Some(Duration::from_secs(2)));
-            assert!(reason.contains("429"), "{reason}");
-        }
-        other => panic!("expected retry, got {other:?}"),
-    }
+    let (after, reason) = retrying(&r);
+    assert_eq!(after, Some(Duration::from_secs(2)));
+    assert!(reason.contains("429"), "{reason}");
 
     let r = webhook(&base, "broken", none)
         .execute(&request(Operation::Notify, "u@example.com", None))
