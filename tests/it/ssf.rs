@@ -49,6 +49,8 @@ struct TxState {
     /// SETs not yet acknowledged or errored, by jti (RFC 8936 §2.4: redelivered until then).
     outstanding: BTreeMap<String, String>,
     polls: Vec<Value>,
+    /// When each poll arrived.
+    poll_times: Vec<std::time::Instant>,
 }
 
 /// A Shared Signals transmitter: `/.well-known/ssf-configuration`, `/jwks`, and an RFC 8936 poll
@@ -101,6 +103,9 @@ impl Transmitter {
         self.state.lock().unwrap().polls.clone()
     }
 
+    fn poll_times(&self) -> Vec<std::time::Instant> {
+        self.state.lock().unwrap().poll_times.clone()
+    }
 }
 
 async fn tx_metadata(State(s): State<Arc<Mutex<TxState>>>) -> Json<Value> {
@@ -135,6 +140,7 @@ async fn tx_poll(
     }
     let mut s = s.lock().unwrap();
     s.polls.push(body.clone());
+    s.poll_times.push(std::time::Instant::now());
     for jti in body["ack"].as_array().into_iter().flatten() {
         s.outstanding.remove(jti.as_str().unwrap_or_default());
     }
@@ -1001,12 +1007,24 @@ async fn a_poll_round_that_settles_nothing_waits_instead_of_spinning() {
         (tx.polls().len() >= 2).then_some(())
     })
     .await;
-    // A rate, measured over a fixed window: with a 50 ms interval and backoff, a handful of polls
-    // a second; a loop without a pause makes hundreds.
+    // While stuck the receiver backs off: every poll comes at least the 50 ms interval (longer each
+    // round) after the one before; a loop without a pause would poll again at once. Six gaps in a
+    // row, however long they take, rather than a count over a wall-clock window.
     let before = tx.polls().len();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let polls = tx.polls().len() - before;
-    assert!(polls <= 20, "{polls} polls in one second while stuck");
+    eventually(
+        Duration::from_secs(15),
+        "six more polls while stuck",
+        || async { (tx.polls().len() > before + 6).then_some(()) },
+    )
+    .await;
+    let times = tx.poll_times();
+    for w in times[before - 1..].windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= Duration::from_millis(50),
+            "polls only {gap:?} apart while stuck"
+        );
+    }
     assert!(tx.polls().iter().all(|p| p["ack"] == json!([])));
 
     // Once the keys are back the SET is processed and acknowledged (the backoff is capped).
