@@ -10,7 +10,7 @@ use deprovd::connectors::ldap::{LdapConfig, LdapFlavor, build};
 use deprovd::connectors::{Connector, Operation, Outcome};
 use serde_json::{Value, json};
 
-use crate::kit::connector::{instance, request, run_expecting};
+use crate::kit::connector::{RunExt, instance, request};
 use crate::kit::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir};
 use crate::samba::{self, SambaDc};
 
@@ -65,25 +65,25 @@ async fn contained_ad_user_cannot_bind_and_loses_groups_until_restored() {
     let ad = connector(dc, samba::STAFF_DN);
 
     // Contain: disable (by email = the `mail` attribute) and remove groups (by sAMAccountName).
-    let disabled = run_expecting(
-        &*ad,
-        Operation::DisableAccount,
-        &format!("{name}@deprovd.test"),
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let disabled = ad
+        .expecting(
+            Operation::DisableAccount,
+            &format!("{name}@deprovd.test"),
+            None,
+            Outcome::Done,
+        )
+        .await;
     let disable_pre = disabled.pre_state.clone().expect("prior UAC recorded");
     assert_eq!(disable_pre["userAccountControl"], 512);
     assert_eq!(dc.values(&dn, "userAccountControl").await, vec!["514"]);
-    let removed = run_expecting(
-        &*ad,
-        Operation::RemoveGroupMemberships,
-        &name,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let removed = ad
+        .expecting(
+            Operation::RemoveGroupMemberships,
+            &name,
+            None,
+            Outcome::Done,
+        )
+        .await;
     let groups_pre = removed.pre_state.clone().expect("removed groups recorded");
 
     // The effect, as AD itself reports it.
@@ -109,16 +109,9 @@ async fn contained_ad_user_cannot_bind_and_loses_groups_until_restored() {
     );
 
     // Repeats are no-ops.
-    run_expecting(
-        &*ad,
-        Operation::DisableAccount,
-        &name,
-        None,
-        Outcome::AlreadyDone,
-    )
-    .await;
-    run_expecting(
-        &*ad,
+    ad.expecting(Operation::DisableAccount, &name, None, Outcome::AlreadyDone)
+        .await;
+    ad.expecting(
         Operation::RemoveGroupMemberships,
         &name,
         None,
@@ -127,16 +120,14 @@ async fn contained_ad_user_cannot_bind_and_loses_groups_until_restored() {
     .await;
 
     // Restore from the recorded pre-states.
-    run_expecting(
-        &*ad,
+    ad.expecting(
         Operation::EnableAccount,
         &name,
         Some(disable_pre),
         Outcome::Done,
     )
     .await;
-    run_expecting(
-        &*ad,
+    ad.expecting(
         Operation::RestoreGroupMemberships,
         &name,
         Some(groups_pre),

@@ -27,7 +27,7 @@ impl App {
         let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
         let mut builder = TestApp::builder()
             .policies(policies.path())
-            .with(|s| s.executor.poll_interval = Duration::from_millis(50))
+            .quick_scan()
             .connector("hook", webhook("hook", &target.url()))
             .with(|s| guards(&mut s.guards));
         for (name, role, tok) in [

@@ -118,7 +118,7 @@ async fn scenario(prefix: String) {
     std::fs::write(&config_file, &toml).unwrap();
     let app = TestApp::builder()
         .policies(policies.path())
-        .with(|s| s.executor.poll_interval = Duration::from_millis(50))
+        .quick_scan()
         .connector("wh", webhook("wh", &target.url()))
         .redis_prefix(&prefix)
         .spawn()

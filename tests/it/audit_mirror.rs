@@ -32,11 +32,9 @@ fn builder(
     TestApp::builder()
         .data_dir(data)
         .policies(policies)
-        .with(|s| {
-            s.executor.poll_interval = Duration::from_millis(50);
-            s.kafka = Some(kafka);
-            s.audit.kafka_topic = Some(audit.to_string());
-        })
+        .quick_scan()
+        .kafka(kafka)
+        .with(|s| s.audit.kafka_topic = Some(audit.to_string()))
         .connector("wh", webhook("wh", &target.url()))
         .redis_prefix(prefix)
 }

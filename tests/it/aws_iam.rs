@@ -10,7 +10,7 @@ use deprovd::connectors::aws_iam::{
 use deprovd::connectors::{Connector, InstanceConfig, Memberships, Operation, Outcome, build_all};
 use serde_json::Value;
 
-use crate::kit::connector::{request, run_expecting};
+use crate::kit::connector::{RunExt, request};
 use crate::moto::{self, ALICE_GROUPS, ALICE_POLICY, Key, Moto};
 
 fn connector(server: &Moto, key: &Key) -> Arc<dyn Connector> {
@@ -135,7 +135,9 @@ async fn contain_locks_the_user_out_and_restore_puts_it_back_as_it_was() {
 
     // Contain, naming alice by ARN.
     let arn = "arn:aws:iam::123456789012:user/alice";
-    let r = run_expecting(&*iam, Operation::DisableAccount, arn, None, Outcome::Done).await;
+    let r = iam
+        .expecting(Operation::DisableAccount, arn, None, Outcome::Done)
+        .await;
     let pre = r.pre_state.clone().expect("contain records its pre-state");
     assert_eq!(
         pre["keys_deactivated"],
@@ -159,33 +161,32 @@ async fn contain_locks_the_user_out_and_restore_puts_it_back_as_it_was() {
     assert_eq!(err.code(), Some("AccessDenied"), "{err}");
 
     // A repeat finds everything in place; a retry carrying the first attempt's pre-state keeps it.
-    run_expecting(
-        &*iam,
+    iam.expecting(
         Operation::DisableAccount,
         "alice",
         None,
         Outcome::AlreadyDone,
     )
     .await;
-    let retry = run_expecting(
-        &*iam,
-        Operation::DisableAccount,
-        "alice",
-        Some(pre.clone()),
-        Outcome::AlreadyDone,
-    )
-    .await;
+    let retry = iam
+        .expecting(
+            Operation::DisableAccount,
+            "alice",
+            Some(pre.clone()),
+            Outcome::AlreadyDone,
+        )
+        .await;
     assert_eq!(retry.pre_state.as_ref(), Some(&pre));
 
     // Restore from the recorded pre-state.
-    let r = run_expecting(
-        &*iam,
-        Operation::EnableAccount,
-        "alice",
-        Some(pre.clone()),
-        Outcome::Done,
-    )
-    .await;
+    let r = iam
+        .expecting(
+            Operation::EnableAccount,
+            "alice",
+            Some(pre.clone()),
+            Outcome::Done,
+        )
+        .await;
     assert!(r.summary.contains("cannot be restored"), "{}", r.summary);
     alice_self
         .get_user("alice")
@@ -210,8 +211,7 @@ async fn contain_locks_the_user_out_and_restore_puts_it_back_as_it_was() {
     // The one documented difference: a deleted console password cannot come back.
     assert!(!after.login_profile);
 
-    run_expecting(
-        &*iam,
+    iam.expecting(
         Operation::EnableAccount,
         "alice",
         Some(pre),
@@ -233,8 +233,7 @@ async fn unknown_users_are_not_found_and_bad_subjects_fail() {
         assert_eq!(r.outcome, Outcome::NotFound, "{op}: {r:?}");
     }
     // An email is taken as the whole user name, never cut to its local part (`alice` exists).
-    run_expecting(
-        &*iam,
+    iam.expecting(
         Operation::DisableAccount,
         "alice@example.org",
         None,
@@ -260,14 +259,8 @@ async fn revoke_sessions_denies_tokens_issued_before_now() {
     let server = Moto::start().await;
     let iam = connector(&server, &server.deprovd);
     let auditor = moto::client(&server.endpoint, &server.auditor);
-    run_expecting(
-        &*iam,
-        Operation::RevokeSessions,
-        "alice",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    iam.expecting(Operation::RevokeSessions, "alice", None, Outcome::Done)
+        .await;
     let doc = auditor
         .get_user_policy("alice", REVOKE_POLICY_NAME)
         .await

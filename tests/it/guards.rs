@@ -67,7 +67,7 @@ impl App {
         let policies = policy_dir(&[("p.rego", policy)]);
         let mut builder = TestApp::builder()
             .policies(policies.path())
-            .with(|s| s.executor.poll_interval = Duration::from_millis(50))
+            .quick_scan()
             .connector("hook", webhook("hook", &target.url()))
             .with(|s| guards(&mut s.guards))
             .redis();
@@ -152,15 +152,19 @@ impl App {
             "{action}"
         );
         assert!(self.approvals().await.iter().all(|a| a["key"] != key));
-        let (s, v) = self
-            .call(
-                Method::POST,
-                &format!("/v1/approvals/{key}/approve"),
-                Some(token("approver")),
-                None,
-            )
-            .await;
+        let (s, v) = self.approve(key, "approver").await;
         assert_eq!((s, v["code"].as_str()), (409, Some(code)), "{v}");
+    }
+
+    /// Approve held action `key` as `role`, without a comment.
+    async fn approve(&self, key: &str, role: &str) -> (u16, Value) {
+        self.call(
+            Method::POST,
+            &format!("/v1/approvals/{key}/approve"),
+            Some(token(role)),
+            None,
+        )
+        .await
     }
 
     async fn audit(&self) -> Vec<Value> {
@@ -418,14 +422,7 @@ async fn requester_cannot_approve_their_own_action_and_policy_holds_flow_through
             .await;
         assert_eq!((s, v["code"].as_str()), (403, Some("self_approval")), "{v}");
     }
-    let (s, v) = app
-        .call(
-            Method::POST,
-            &format!("/v1/approvals/{}/approve", keys[0]),
-            Some(token("responder")),
-            None,
-        )
-        .await;
+    let (s, v) = app.approve(&keys[0], "responder").await;
     assert_eq!((s, v["code"].as_str()), (403, Some("forbidden")), "{v}");
     assert_eq!(app.target.count("POST", "/hook"), 0, "nothing ran");
 
@@ -501,14 +498,7 @@ async fn requester_cannot_approve_their_own_action_and_policy_holds_flow_through
         1,
         "only the approved one ran"
     );
-    let (s, v) = app
-        .call(
-            Method::POST,
-            &format!("/v1/approvals/{}/approve", keys[1]),
-            Some(token("approver")),
-            None,
-        )
-        .await;
+    let (s, v) = app.approve(&keys[1], "approver").await;
     assert_eq!(
         (s, v["code"].as_str()),
         (409, Some("not_awaiting_approval")),
@@ -526,14 +516,7 @@ async fn requester_cannot_approve_their_own_action_and_policy_holds_flow_through
         .find(|h| h["key"] == key.as_str())
         .expect("held");
     assert_eq!(h["requested_by"], "policy:test.ask_first");
-    let (s, v) = app
-        .call(
-            Method::POST,
-            &format!("/v1/approvals/{key}/approve"),
-            Some(token("approver")),
-            None,
-        )
-        .await;
+    let (s, v) = app.approve(&key, "approver").await;
     assert_eq!(s, 200, "{v}");
     eventually(
         Duration::from_secs(15),

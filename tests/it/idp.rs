@@ -12,7 +12,7 @@ use axum::http::Method;
 use deprovd::connectors::{Memberships, Operation, Outcome};
 use serde_json::json;
 
-use crate::kit::connector::{Secrets, build, connector, failed, retrying, run, run_expecting};
+use crate::kit::connector::{RunExt, Secrets, build, connector, failed, retrying, run};
 use crate::kit::eventually;
 use crate::kit::fake::{Fake, Req, Vendor, WRONG_SECRET, now_secs};
 use crate::kit::vendors::PRIVATE_PEM;
@@ -30,14 +30,9 @@ async fn okta_contain_then_restore_leaves_the_org_as_it_was() {
     let before = fake.with(|i| i.vendor.clone());
     let subject = "alice.smith@example.com"; // the email; the login differs
 
-    let d = run_expecting(
-        &*okta,
-        Operation::DisableAccount,
-        subject,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let d = okta
+        .expecting(Operation::DisableAccount, subject, None, Outcome::Done)
+        .await;
     assert_eq!(d.pre_state, Some(json!({"prior_status": "ACTIVE"})));
     assert_eq!(
         fake.calls(),
@@ -64,14 +59,14 @@ async fn okta_contain_then_restore_leaves_the_org_as_it_was() {
 
     // Suspending twice would be Okta's 400 E0000001: the status is read first instead.
     fake.clear_log();
-    let again = run_expecting(
-        &*okta,
-        Operation::DisableAccount,
-        subject,
-        None,
-        Outcome::AlreadyDone,
-    )
-    .await;
+    let again = okta
+        .expecting(
+            Operation::DisableAccount,
+            subject,
+            None,
+            Outcome::AlreadyDone,
+        )
+        .await;
     assert!(
         !fake.calls().iter().any(|c| c.starts_with("POST")),
         "{:?}",
@@ -79,27 +74,21 @@ async fn okta_contain_then_restore_leaves_the_org_as_it_was() {
     );
     assert_eq!(again.pre_state, Some(json!({"prior_status": "SUSPENDED"})));
 
-    run_expecting(
-        &*okta,
-        Operation::RevokeSessions,
-        subject,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    okta.expecting(Operation::RevokeSessions, subject, None, Outcome::Done)
+        .await;
     assert_eq!(
         fake.with(|i| i.vendor.sessions_cleared.clone()),
         [("00u1alice".to_string(), "true".to_string())]
     );
 
-    let g = run_expecting(
-        &*okta,
-        Operation::RemoveGroupMemberships,
-        subject,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let g = okta
+        .expecting(
+            Operation::RemoveGroupMemberships,
+            subject,
+            None,
+            Outcome::Done,
+        )
+        .await;
     let recorded: BTreeSet<String> = g.pre_state.as_ref().expect("pre_state")["groups"]
         .as_array()
         .expect("groups")
@@ -124,8 +113,7 @@ async fn okta_contain_then_restore_leaves_the_org_as_it_was() {
             "APP_GROUP skipped"
         );
     });
-    run_expecting(
-        &*okta,
+    okta.expecting(
         Operation::RemoveGroupMemberships,
         subject,
         None,
@@ -135,8 +123,7 @@ async fn okta_contain_then_restore_leaves_the_org_as_it_was() {
 
     // Restore: unsuspend (the disable found the user ACTIVE) and re-add the recorded groups.
     fake.clear_log();
-    run_expecting(
-        &*okta,
+    okta.expecting(
         Operation::EnableAccount,
         subject,
         d.pre_state.clone(),
@@ -147,8 +134,7 @@ async fn okta_contain_then_restore_leaves_the_org_as_it_was() {
         fake.calls()
             .contains(&"POST /api/v1/users/00u1alice/lifecycle/unsuspend".to_string())
     );
-    run_expecting(
-        &*okta,
+    okta.expecting(
         Operation::RestoreGroupMemberships,
         subject,
         g.pre_state.clone(),
@@ -173,8 +159,7 @@ async fn okta_contain_then_restore_leaves_the_org_as_it_was() {
 
     // The reversal of a disable that found the user already suspended leaves it suspended.
     run(&*okta, Operation::DisableAccount, subject, None).await;
-    run_expecting(
-        &*okta,
+    okta.expecting(
         Operation::EnableAccount,
         subject,
         Some(json!({"prior_status": "SUSPENDED"})),
@@ -209,8 +194,7 @@ async fn okta_lists_a_users_group_names_for_the_protected_groups_guard() {
 async fn okta_lifecycle_errors_map_to_outcomes() {
     let (fake, okta, _s) = okta_ssws(json!({})).await;
     // Unknown user: E0000007 on the login, no match by email → not_found.
-    run_expecting(
-        &*okta,
+    okta.expecting(
         Operation::DisableAccount,
         "nobody@example.com",
         None,
@@ -218,8 +202,7 @@ async fn okta_lifecycle_errors_map_to_outcomes() {
     )
     .await;
     // Already deactivated: contained already.
-    run_expecting(
-        &*okta,
+    okta.expecting(
         Operation::DisableAccount,
         "gone@example.com",
         None,
@@ -289,8 +272,7 @@ async fn okta_lifecycle_errors_map_to_outcomes() {
         }
         other => panic!("expected retry with a delay, got {other:?}"),
     }
-    run_expecting(
-        &*okta,
+    okta.expecting(
         Operation::DisableAccount,
         "bob@example.com",
         None,
@@ -302,14 +284,14 @@ async fn okta_lifecycle_errors_map_to_outcomes() {
 #[tokio::test]
 async fn okta_deactivate_mode_deactivates_and_restore_reactivates_without_email() {
     let (fake, okta, _s) = okta_ssws(json!({"disable_mode": "deactivate"})).await;
-    let d = run_expecting(
-        &*okta,
-        Operation::DisableAccount,
-        "bob@example.com",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let d = okta
+        .expecting(
+            Operation::DisableAccount,
+            "bob@example.com",
+            None,
+            Outcome::Done,
+        )
+        .await;
     assert!(
         fake.calls()
             .contains(&"POST /api/v1/users/00u2bob/lifecycle/deactivate".to_string())
@@ -318,8 +300,7 @@ async fn okta_deactivate_mode_deactivates_and_restore_reactivates_without_email(
         fake.with(|i| i.vendor.users["00u2bob"].status.clone()),
         "DEPROVISIONED"
     );
-    run_expecting(
-        &*okta,
+    okta.expecting(
         Operation::EnableAccount,
         "bob@example.com",
         d.pre_state,
@@ -361,8 +342,7 @@ key_id = "test-kid"
         key = secrets.file("okta.pem", PRIVATE_PEM)
     ));
     let okta = set["okta"].clone();
-    run_expecting(
-        &*okta,
+    okta.expecting(
         Operation::RevokeSessions,
         "bob@example.com",
         None,
@@ -370,8 +350,7 @@ key_id = "test-kid"
     )
     .await;
     assert_eq!(fake.token_requests(), 1, "one token for lookup and revoke");
-    run_expecting(
-        &*okta,
+    okta.expecting(
         Operation::RevokeSessions,
         "bob@example.com",
         None,
@@ -412,14 +391,14 @@ async fn okta_group_pages_follow_the_link_header_and_every_page_is_removed_and_r
     let before = fake.with(|i| i.vendor.clone());
     let subject = "asmith@example.com";
 
-    let g = run_expecting(
-        &*okta,
-        Operation::RemoveGroupMemberships,
-        subject,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let g = okta
+        .expecting(
+            Operation::RemoveGroupMemberships,
+            subject,
+            None,
+            Outcome::Done,
+        )
+        .await;
     // Alice is in 7 groups: 4 pages of 2, each asked for with Okta's cursor.
     let pages: Vec<Req> = fake
         .requests()
@@ -461,8 +440,7 @@ async fn okta_group_pages_follow_the_link_header_and_every_page_is_removed_and_r
         }
     });
 
-    run_expecting(
-        &*okta,
+    okta.expecting(
         Operation::RestoreGroupMemberships,
         subject,
         g.pre_state.clone(),
@@ -533,14 +511,8 @@ async fn contain_resolves_the_subject_once_for_all_its_operations() {
         i.vendor.users.insert(u.id.clone(), u);
     });
     fake.clear_log();
-    run_expecting(
-        &*okta,
-        Operation::DisableAccount,
-        subject,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    okta.expecting(Operation::DisableAccount, subject, None, Outcome::Done)
+        .await;
     assert_eq!(
         fake.calls(),
         [
@@ -656,14 +628,14 @@ async fn a_distant_okta_reset_ends_the_attempt_as_retry_instead_of_blocking() {
 async fn entra_confirm_compromised_marks_the_user_risky_after_disabling_only_when_configured() {
     // Default: no Identity Protection call (it needs a P2 licence and its own permission).
     let (fake, entra, _s) = entra().await;
-    run_expecting(
-        &*entra,
-        Operation::DisableAccount,
-        "alice@contoso.com",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    entra
+        .expecting(
+            Operation::DisableAccount,
+            "alice@contoso.com",
+            None,
+            Outcome::Done,
+        )
+        .await;
     assert!(fake.with(|i| i.vendor.compromised.is_empty()));
     assert!(
         fake.calls()
@@ -678,14 +650,14 @@ async fn entra_confirm_compromised_marks_the_user_risky_after_disabling_only_whe
         "entra",
         entra_config(&fake, &secret, json!({"confirm_compromised": true})),
     );
-    run_expecting(
-        &*confirming,
-        Operation::DisableAccount,
-        "bob@contoso.com",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    confirming
+        .expecting(
+            Operation::DisableAccount,
+            "bob@contoso.com",
+            None,
+            Outcome::Done,
+        )
+        .await;
     let api: Vec<Req> = fake
         .requests()
         .into_iter()
@@ -715,14 +687,9 @@ async fn entra_contain_then_restore_leaves_the_tenant_as_it_was() {
     let before = fake.with(|i| i.vendor.clone());
     let subject = "alice@contoso.com";
 
-    let d = run_expecting(
-        &*entra,
-        Operation::DisableAccount,
-        subject,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let d = entra
+        .expecting(Operation::DisableAccount, subject, None, Outcome::Done)
+        .await;
     assert_eq!(d.pre_state, Some(json!({"prior_enabled": true})));
     let reqs = fake.requests();
     let api: Vec<&Req> = reqs
@@ -744,24 +711,19 @@ async fn entra_contain_then_restore_leaves_the_tenant_as_it_was() {
     }));
     assert!(!fake.with(|i| i.vendor.users["u-alice"].1));
 
-    run_expecting(
-        &*entra,
-        Operation::DisableAccount,
-        subject,
-        None,
-        Outcome::AlreadyDone,
-    )
-    .await;
+    entra
+        .expecting(
+            Operation::DisableAccount,
+            subject,
+            None,
+            Outcome::AlreadyDone,
+        )
+        .await;
 
     fake.clear_log();
-    run_expecting(
-        &*entra,
-        Operation::RevokeSessions,
-        subject,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    entra
+        .expecting(Operation::RevokeSessions, subject, None, Outcome::Done)
+        .await;
     assert_eq!(fake.with(|i| i.vendor.revoked.clone()), ["u-alice"]);
     let post = fake
         .requests()
@@ -771,14 +733,14 @@ async fn entra_contain_then_restore_leaves_the_tenant_as_it_was() {
     assert!(post.raw.is_empty(), "revokeSignInSessions takes no body");
 
     fake.clear_log();
-    let g = run_expecting(
-        &*entra,
-        Operation::RemoveGroupMemberships,
-        subject,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let g = entra
+        .expecting(
+            Operation::RemoveGroupMemberships,
+            subject,
+            None,
+            Outcome::Done,
+        )
+        .await;
     let pages = fake
         .calls()
         .iter()
@@ -817,22 +779,22 @@ async fn entra_contain_then_restore_leaves_the_tenant_as_it_was() {
     assert!(fake.with(|i| i.vendor.groups["g-sec"].members.contains("u-bob")));
 
     fake.clear_log();
-    run_expecting(
-        &*entra,
-        Operation::EnableAccount,
-        subject,
-        d.pre_state.clone(),
-        Outcome::Done,
-    )
-    .await;
-    run_expecting(
-        &*entra,
-        Operation::RestoreGroupMemberships,
-        subject,
-        g.pre_state.clone(),
-        Outcome::Done,
-    )
-    .await;
+    entra
+        .expecting(
+            Operation::EnableAccount,
+            subject,
+            d.pre_state.clone(),
+            Outcome::Done,
+        )
+        .await;
+    entra
+        .expecting(
+            Operation::RestoreGroupMemberships,
+            subject,
+            g.pre_state.clone(),
+            Outcome::Done,
+        )
+        .await;
     let adds: Vec<Req> = fake
         .requests()
         .into_iter()
@@ -846,14 +808,14 @@ async fn entra_contain_then_restore_leaves_the_tenant_as_it_was() {
         );
     }
     // Restoring again meets Graph's "already exist" 400 and counts it as done.
-    run_expecting(
-        &*entra,
-        Operation::RestoreGroupMemberships,
-        subject,
-        g.pre_state.clone(),
-        Outcome::Done,
-    )
-    .await;
+    entra
+        .expecting(
+            Operation::RestoreGroupMemberships,
+            subject,
+            g.pre_state.clone(),
+            Outcome::Done,
+        )
+        .await;
 
     let mut after = fake.with(|i| i.vendor.clone());
     after.revoked.clear();
@@ -917,36 +879,36 @@ async fn entra_429_is_retried_after_retry_after_and_an_expired_token_is_refreshe
 
     // The token expires at Graph mid-run: 401 InvalidAuthenticationToken → one refresh → success.
     fake.expire_tokens();
-    run_expecting(
-        &*entra,
-        Operation::DisableAccount,
-        "bob@contoso.com",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    entra
+        .expecting(
+            Operation::DisableAccount,
+            "bob@contoso.com",
+            None,
+            Outcome::Done,
+        )
+        .await;
     assert_eq!(fake.token_requests(), 2);
     assert!(!fake.with(|i| i.vendor.users["u-bob"].1));
 
-    run_expecting(
-        &*entra,
-        Operation::DisableAccount,
-        "nobody@contoso.com",
-        None,
-        Outcome::NotFound,
-    )
-    .await;
+    entra
+        .expecting(
+            Operation::DisableAccount,
+            "nobody@contoso.com",
+            None,
+            Outcome::NotFound,
+        )
+        .await;
 
     // A subject that is the mail address, not the UPN: found by `$filter=mail eq '...'` (quotes doubled).
     fake.clear_log();
-    run_expecting(
-        &*entra,
-        Operation::DisableAccount,
-        "alice.o'neil@contoso.com",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    entra
+        .expecting(
+            Operation::DisableAccount,
+            "alice.o'neil@contoso.com",
+            None,
+            Outcome::Done,
+        )
+        .await;
     let filter = fake
         .requests()
         .into_iter()
@@ -1028,14 +990,9 @@ async fn google_suspend_sign_out_and_token_revocation_with_domain_wide_delegatio
         limited.outcome
     );
 
-    let d = run_expecting(
-        &*google,
-        Operation::DisableAccount,
-        subject,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let d = google
+        .expecting(Operation::DisableAccount, subject, None, Outcome::Done)
+        .await;
     assert_eq!(d.pre_state, Some(json!({"prior_suspended": false})));
     assert!(fake.with(|i| i.vendor.users["1001"].1));
     let put = fake
@@ -1045,34 +1002,24 @@ async fn google_suspend_sign_out_and_token_revocation_with_domain_wide_delegatio
         .expect("put");
     assert_eq!(put.path, "/admin/directory/v1/users/1001");
     assert_eq!(put.body, json!({"suspended": true}));
-    run_expecting(
-        &*google,
-        Operation::DisableAccount,
-        subject,
-        None,
-        Outcome::AlreadyDone,
-    )
-    .await;
+    google
+        .expecting(
+            Operation::DisableAccount,
+            subject,
+            None,
+            Outcome::AlreadyDone,
+        )
+        .await;
 
-    run_expecting(
-        &*google,
-        Operation::RevokeSessions,
-        subject,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    google
+        .expecting(Operation::RevokeSessions, subject, None, Outcome::Done)
+        .await;
     assert_eq!(fake.with(|i| i.vendor.signed_out.clone()), ["1001"]);
 
     fake.clear_log();
-    run_expecting(
-        &*google,
-        Operation::RevokeTokens,
-        subject,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    google
+        .expecting(Operation::RevokeTokens, subject, None, Outcome::Done)
+        .await;
     assert!(fake.with(|i| i.vendor.users["1001"].2.is_empty()));
     let deletes: BTreeSet<String> = fake
         .calls()
@@ -1088,33 +1035,28 @@ async fn google_suspend_sign_out_and_token_revocation_with_domain_wide_delegatio
                 .to_string(),
         ])
     );
-    run_expecting(
-        &*google,
-        Operation::RevokeTokens,
-        subject,
-        None,
-        Outcome::AlreadyDone,
-    )
-    .await;
+    google
+        .expecting(Operation::RevokeTokens, subject, None, Outcome::AlreadyDone)
+        .await;
 
-    run_expecting(
-        &*google,
-        Operation::EnableAccount,
-        subject,
-        d.pre_state.clone(),
-        Outcome::Done,
-    )
-    .await;
+    google
+        .expecting(
+            Operation::EnableAccount,
+            subject,
+            d.pre_state.clone(),
+            Outcome::Done,
+        )
+        .await;
     assert!(!fake.with(|i| i.vendor.users["1001"].1), "unsuspended");
 
-    run_expecting(
-        &*google,
-        Operation::DisableAccount,
-        "nobody@acme.example",
-        None,
-        Outcome::NotFound,
-    )
-    .await;
+    google
+        .expecting(
+            Operation::DisableAccount,
+            "nobody@acme.example",
+            None,
+            Outcome::NotFound,
+        )
+        .await;
     assert_eq!(
         fake.token_requests(),
         1,

@@ -34,10 +34,8 @@ fn builder(
     TestApp::builder()
         .data_dir(data)
         .policies(policies)
-        .with(|s| {
-            s.executor.poll_interval = Duration::from_millis(50);
-            s.kafka = Some(kafka);
-        })
+        .quick_scan()
+        .kafka(kafka)
 }
 
 /// An app reading a fresh topic (with its dead-letter topic) into a webhook connector `good` whose

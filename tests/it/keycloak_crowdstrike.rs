@@ -14,7 +14,7 @@ use axum::http::Method;
 use deprovd::connectors::{Memberships, Operation, Outcome};
 use serde_json::json;
 
-use crate::kit::connector::{Secrets, connector, failed, retrying, run, run_expecting};
+use crate::kit::connector::{RunExt, Secrets, connector, failed, retrying, run};
 use crate::kit::fake::{Fake, Req, WRONG_SECRET, epoch_secs};
 use crate::kit::vendors::crowdstrike::*;
 use crate::kit::vendors::keycloak::*;
@@ -30,14 +30,9 @@ async fn keycloak_contain_then_restore_leaves_the_realm_as_it_was() {
     let before = fake.with(|i| i.vendor.users.clone());
     let subject = "Alice.Smith@example.com";
 
-    let d = run_expecting(
-        &*kc,
-        Operation::DisableAccount,
-        subject,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let d = kc
+        .expecting(Operation::DisableAccount, subject, None, Outcome::Done)
+        .await;
     assert_eq!(d.pre_state, Some(json!({"prior_enabled": true})));
     let users_path = format!("/admin/realms/{REALM}/users");
     let alice_path = format!("{users_path}/{ALICE}");
@@ -93,14 +88,8 @@ async fn keycloak_contain_then_restore_leaves_the_realm_as_it_was() {
 
     // Sessions: POST .../logout, no body.
     fake.clear_log();
-    run_expecting(
-        &*kc,
-        Operation::RevokeSessions,
-        subject,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    kc.expecting(Operation::RevokeSessions, subject, None, Outcome::Done)
+        .await;
     assert_eq!(
         fake.calls().last(),
         Some(&format!("POST {alice_path}/logout"))
@@ -109,21 +98,20 @@ async fn keycloak_contain_then_restore_leaves_the_realm_as_it_was() {
 
     // Disabling again is already_done, without a write, recording that it was already disabled.
     fake.clear_log();
-    let again = run_expecting(
-        &*kc,
-        Operation::DisableAccount,
-        subject,
-        None,
-        Outcome::AlreadyDone,
-    )
-    .await;
+    let again = kc
+        .expecting(
+            Operation::DisableAccount,
+            subject,
+            None,
+            Outcome::AlreadyDone,
+        )
+        .await;
     assert_eq!(again.pre_state, Some(json!({"prior_enabled": false})));
     assert!(!fake.calls().iter().any(|c| c.starts_with("PUT")));
 
     // Restore from the first action's pre-state: re-enabled, the user exactly as before.
     fake.clear_log();
-    run_expecting(
-        &*kc,
+    kc.expecting(
         Operation::EnableAccount,
         subject,
         d.pre_state.clone(),
@@ -142,8 +130,7 @@ async fn keycloak_contain_then_restore_leaves_the_realm_as_it_was() {
 
     // Restoring the second (already_done) disable leaves the user alone.
     fake.clear_log();
-    run_expecting(
-        &*kc,
+    kc.expecting(
         Operation::EnableAccount,
         subject,
         again.pre_state,
@@ -162,7 +149,8 @@ async fn keycloak_finds_users_by_username_and_id_and_reports_unknown_ones_as_not
     let users_path = format!("/admin/realms/{REALM}/users");
 
     // A username without an email: the email search finds nothing, the username search finds bob.
-    run_expecting(&*kc, Operation::DisableAccount, "bob", None, Outcome::Done).await;
+    kc.expecting(Operation::DisableAccount, "bob", None, Outcome::Done)
+        .await;
     let reqs = fake.api_requests();
     assert_eq!(reqs[1].path, users_path);
     assert_eq!(
@@ -174,7 +162,8 @@ async fn keycloak_finds_users_by_username_and_id_and_reports_unknown_ones_as_not
 
     // The Keycloak user id (a per-system id of the subject).
     fake.clear_log();
-    run_expecting(&*kc, Operation::EnableAccount, BOB, None, Outcome::Done).await;
+    kc.expecting(Operation::EnableAccount, BOB, None, Outcome::Done)
+        .await;
     assert_eq!(
         fake.calls(),
         [
@@ -188,16 +177,15 @@ async fn keycloak_finds_users_by_username_and_id_and_reports_unknown_ones_as_not
     assert!(fake.with(|i| i.vendor.users[BOB].enabled));
 
     // Carol was disabled before anyone acted: already_done, and a restore leaves her disabled.
-    let c = run_expecting(
-        &*kc,
-        Operation::DisableAccount,
-        "carol@example.com",
-        None,
-        Outcome::AlreadyDone,
-    )
-    .await;
-    run_expecting(
-        &*kc,
+    let c = kc
+        .expecting(
+            Operation::DisableAccount,
+            "carol@example.com",
+            None,
+            Outcome::AlreadyDone,
+        )
+        .await;
+    kc.expecting(
         Operation::EnableAccount,
         "carol@example.com",
         c.pre_state,
@@ -209,8 +197,7 @@ async fn keycloak_finds_users_by_username_and_id_and_reports_unknown_ones_as_not
     // Nobody: three lookups, the last a 404 {"error": "User not found"}, and nothing written.
     fake.clear_log();
     let before = fake.with(|i| i.vendor.clone());
-    run_expecting(
-        &*kc,
+    kc.expecting(
         Operation::DisableAccount,
         "nobody@example.com",
         None,
@@ -226,14 +213,8 @@ async fn keycloak_lookup_never_takes_a_substring_match_from_a_server_that_ignore
     let (fake, kc, _s) = keycloak().await;
     fake.with(|i| i.vendor.ignore_exact = true);
     // "asmith" is a substring of "asmith2": an old server answers both; only the equal one is taken.
-    run_expecting(
-        &*kc,
-        Operation::DisableAccount,
-        "asmith",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    kc.expecting(Operation::DisableAccount, "asmith", None, Outcome::Done)
+        .await;
     let users = fake.with(|i| i.vendor.users.clone());
     assert!(!users[ALICE].enabled);
     assert!(
@@ -245,7 +226,8 @@ async fn keycloak_lookup_never_takes_a_substring_match_from_a_server_that_ignore
 #[tokio::test]
 async fn keycloak_token_is_refreshed_once_after_a_401_then_fails() {
     let (fake, kc, _s) = keycloak().await;
-    run_expecting(&*kc, Operation::RevokeSessions, "bob", None, Outcome::Done).await;
+    kc.expecting(Operation::RevokeSessions, "bob", None, Outcome::Done)
+        .await;
     assert_eq!(fake.token_requests(), 1, "one token for lookup and logout");
 
     // Mid-run the token stops being accepted (expired / revoked at Keycloak): 401 → one refresh → retry.
@@ -290,14 +272,9 @@ async fn crowdstrike_contain_then_lift_leaves_the_host_as_it_was() {
     let (fake, cs, _s) = falcon().await;
     let before = fake.with(|i| i.vendor.devices.clone());
 
-    let c = run_expecting(
-        &*cs,
-        Operation::ContainHost,
-        "WKS-ALICE-01",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let c = cs
+        .expecting(Operation::ContainHost, "WKS-ALICE-01", None, Outcome::Done)
+        .await;
     assert_eq!(
         c.pre_state,
         Some(json!({"device_id": AID_ALICE, "hostname": "WKS-ALICE-01", "prior_status": "normal"}))
@@ -346,8 +323,7 @@ async fn crowdstrike_contain_then_lift_leaves_the_host_as_it_was() {
 
     // Containment is asynchronous: asked again while pending, and once contained, nothing is sent.
     fake.clear_log();
-    run_expecting(
-        &*cs,
+    cs.expecting(
         Operation::ContainHost,
         "WKS-ALICE-01",
         None,
@@ -355,8 +331,7 @@ async fn crowdstrike_contain_then_lift_leaves_the_host_as_it_was() {
     )
     .await;
     fake.with(|i| i.vendor.settle());
-    run_expecting(
-        &*cs,
+    cs.expecting(
         Operation::ContainHost,
         AID_ALICE,
         None,
@@ -367,8 +342,7 @@ async fn crowdstrike_contain_then_lift_leaves_the_host_as_it_was() {
 
     // Lift from the recorded pre-state: lift_containment on the recorded device id.
     fake.clear_log();
-    run_expecting(
-        &*cs,
+    cs.expecting(
         Operation::LiftContainment,
         "WKS-ALICE-01",
         c.pre_state.clone(),
@@ -383,8 +357,7 @@ async fn crowdstrike_contain_then_lift_leaves_the_host_as_it_was() {
     );
     assert_eq!(post.body, json!({"ids": [AID_ALICE]}));
     // Lifting while the lift is pending is already_done; then the host is exactly as before.
-    run_expecting(
-        &*cs,
+    cs.expecting(
         Operation::LiftContainment,
         "WKS-ALICE-01",
         c.pre_state,
@@ -410,14 +383,14 @@ async fn crowdstrike_host_contained_before_is_already_done_and_stays_contained_o
     let (fake, cs, _s) = falcon().await;
     // The alert spelled the name in lower case; Falcon has it in upper case (FQL values are
     // case-sensitive): the upper-case spelling is tried before the device id.
-    let c = run_expecting(
-        &*cs,
-        Operation::ContainHost,
-        "srv-db-01",
-        None,
-        Outcome::AlreadyDone,
-    )
-    .await;
+    let c = cs
+        .expecting(
+            Operation::ContainHost,
+            "srv-db-01",
+            None,
+            Outcome::AlreadyDone,
+        )
+        .await;
     assert_eq!(
         fake.api_requests()
             .iter()
@@ -426,8 +399,7 @@ async fn crowdstrike_host_contained_before_is_already_done_and_stays_contained_o
         ["hostname:'srv-db-01'", "hostname:'SRV-DB-01'"]
     );
     assert_eq!(c.pre_state.as_ref().unwrap()["prior_status"], "contained");
-    run_expecting(
-        &*cs,
+    cs.expecting(
         Operation::LiftContainment,
         "srv-db-01",
         c.pre_state,
@@ -446,14 +418,8 @@ async fn crowdstrike_fql_is_escaped_and_wildcards_duplicates_and_unknown_hosts_n
     let (fake, cs, _s) = falcon().await;
 
     // A quote in the name is escaped in the FQL string, and the right host is contained.
-    run_expecting(
-        &*cs,
-        Operation::ContainHost,
-        "o'brien-pc",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    cs.expecting(Operation::ContainHost, "o'brien-pc", None, Outcome::Done)
+        .await;
     assert_eq!(
         fake.api_requests()[0]
             .query
@@ -483,7 +449,8 @@ async fn crowdstrike_fql_is_escaped_and_wildcards_duplicates_and_unknown_hosts_n
         1,
         "nothing more sent"
     );
-    run_expecting(&*cs, Operation::ContainHost, AID_NEW, None, Outcome::Done).await;
+    cs.expecting(Operation::ContainHost, AID_NEW, None, Outcome::Done)
+        .await;
     assert_eq!(
         fake.with(|i| i.vendor.devices[AID_OLD].status.clone()),
         "normal"
@@ -491,8 +458,7 @@ async fn crowdstrike_fql_is_escaped_and_wildcards_duplicates_and_unknown_hosts_n
 
     // An unknown host: both queries answer no resources → not_found, nothing sent.
     fake.clear_log();
-    run_expecting(
-        &*cs,
+    cs.expecting(
         Operation::ContainHost,
         "WKS-NOBODY",
         None,
@@ -544,14 +510,8 @@ async fn crowdstrike_429_waits_for_x_ratelimit_retryafter_and_401_refreshes_the_
 
     // The token expires at CrowdStrike mid-run: 401 in CrowdStrike's envelope → one refresh → success.
     fake.expire_tokens();
-    run_expecting(
-        &*cs,
-        Operation::ContainHost,
-        "WKS-ALICE-01",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    cs.expecting(Operation::ContainHost, "WKS-ALICE-01", None, Outcome::Done)
+        .await;
     assert_eq!(fake.token_requests(), 2);
 
     // The API client is deleted: the new token is refused as well → one refresh, then failed.

@@ -8,7 +8,7 @@ use deprovd::connectors::ldap::{LdapConfig, LdapFlavor, PERMANENT_LOCK, build};
 use deprovd::connectors::{Connector, Memberships, Operation, Outcome};
 use serde_json::{Value, json};
 
-use crate::kit::connector::{request, run_expecting};
+use crate::kit::connector::{RunExt, request};
 use crate::slapd::{self, Slapd};
 
 const PEOPLE: &str = "ou=people,dc=example,dc=org";
@@ -74,14 +74,14 @@ async fn disabled_user_cannot_bind_until_enabled() {
     let ldap = service(&server);
     assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
 
-    let r = run_expecting(
-        &*ldap,
-        Operation::DisableAccount,
-        "alice@example.org",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let r = ldap
+        .expecting(
+            Operation::DisableAccount,
+            "alice@example.org",
+            None,
+            Outcome::Done,
+        )
+        .await;
     let pre = r.pre_state.expect("disable records the prior lock state");
     assert_eq!(pre["pwdAccountLockedTime"], Value::Null);
     assert_eq!(pre["dn"], slapd::ALICE_DN);
@@ -98,8 +98,7 @@ async fn disabled_user_cannot_bind_until_enabled() {
         "only the subject is locked"
     );
 
-    run_expecting(
-        &*ldap,
+    ldap.expecting(
         Operation::DisableAccount,
         "alice",
         None,
@@ -107,8 +106,7 @@ async fn disabled_user_cannot_bind_until_enabled() {
     )
     .await;
 
-    run_expecting(
-        &*ldap,
+    ldap.expecting(
         Operation::EnableAccount,
         "alice",
         Some(pre.clone()),
@@ -123,8 +121,7 @@ async fn disabled_user_cannot_bind_until_enabled() {
     );
     assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
 
-    run_expecting(
-        &*ldap,
+    ldap.expecting(
         Operation::EnableAccount,
         "alice",
         Some(pre),
@@ -146,8 +143,7 @@ async fn enable_restores_a_lock_that_predated_the_action() {
         .execute(&request(Operation::DisableAccount, "bob", None))
         .await;
     assert_eq!(second.outcome, Outcome::AlreadyDone);
-    run_expecting(
-        &*ldap,
+    ldap.expecting(
         Operation::EnableAccount,
         "bob",
         second.pre_state,
@@ -171,14 +167,14 @@ async fn group_removal_round_trip_leaves_memberships_as_before() {
     let ldap = service(&server);
     let before = memberships(&server).await;
 
-    let r = run_expecting(
-        &*ldap,
-        Operation::RemoveGroupMemberships,
-        "alice",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let r = ldap
+        .expecting(
+            Operation::RemoveGroupMemberships,
+            "alice",
+            None,
+            Outcome::Done,
+        )
+        .await;
     let pre = r.pre_state.expect("removal records the groups");
     assert_eq!(pre["groups"], json!([DEVS, ENGINEERING, VPN]));
     assert_eq!(
@@ -191,8 +187,7 @@ async fn group_removal_round_trip_leaves_memberships_as_before() {
         "alice is out of every group (member and memberUid), bob untouched"
     );
 
-    run_expecting(
-        &*ldap,
+    ldap.expecting(
         Operation::RemoveGroupMemberships,
         "alice",
         None,
@@ -200,8 +195,7 @@ async fn group_removal_round_trip_leaves_memberships_as_before() {
     )
     .await;
 
-    run_expecting(
-        &*ldap,
+    ldap.expecting(
         Operation::RestoreGroupMemberships,
         "alice",
         Some(pre.clone()),
@@ -230,8 +224,7 @@ async fn restore_from_a_bare_group_list_picks_each_groups_member_attribute() {
     let server = Slapd::start();
     let ldap = service(&server);
     let before = memberships(&server).await;
-    run_expecting(
-        &*ldap,
+    ldap.expecting(
         Operation::RemoveGroupMemberships,
         "alice",
         None,
@@ -241,8 +234,7 @@ async fn restore_from_a_bare_group_list_picks_each_groups_member_attribute() {
 
     // A responder restoring by hand may only know the group DNs.
     let pre = json!({ "groups": [ENGINEERING, VPN, DEVS] });
-    run_expecting(
-        &*ldap,
+    ldap.expecting(
         Operation::RestoreGroupMemberships,
         "alice",
         Some(pre),
@@ -271,18 +263,17 @@ async fn retried_removal_keeps_the_groups_an_earlier_attempt_recorded() {
     .success()
     .expect("remove alice from engineering");
 
-    let r = run_expecting(
-        &*ldap,
-        Operation::RemoveGroupMemberships,
-        "alice",
-        Some(earlier),
-        Outcome::Done,
-    )
-    .await;
+    let r = ldap
+        .expecting(
+            Operation::RemoveGroupMemberships,
+            "alice",
+            Some(earlier),
+            Outcome::Done,
+        )
+        .await;
     let pre = r.pre_state.expect("pre-state");
     assert_eq!(pre["groups"], json!([DEVS, ENGINEERING, VPN]));
-    run_expecting(
-        &*ldap,
+    ldap.expecting(
         Operation::RestoreGroupMemberships,
         "alice",
         Some(pre),
@@ -329,8 +320,7 @@ async fn a_group_that_cannot_lose_its_last_member_fails_the_action_but_not_the_r
     );
     assert_eq!(server.values(solo, "member").await, vec![slapd::ALICE_DN]);
 
-    run_expecting(
-        &*ldap,
+    ldap.expecting(
         Operation::RestoreGroupMemberships,
         "alice",
         Some(pre),
@@ -533,14 +523,14 @@ async fn ad_flavor_toggles_only_the_accountdisable_bit() {
     };
 
     // By userPrincipalName (the default AD filter); DONT_EXPIRE_PASSWORD (0x10000) must survive.
-    let r = run_expecting(
-        &*ad,
-        Operation::DisableAccount,
-        "carol@corp.example.org",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let r = ad
+        .expecting(
+            Operation::DisableAccount,
+            "carol@corp.example.org",
+            None,
+            Outcome::Done,
+        )
+        .await;
     let pre = r.pre_state.expect("prior userAccountControl recorded");
     assert_eq!(pre["userAccountControl"], 66048);
     assert_eq!(uac(slapd::CAROL_DN).await, vec!["66050"]);
@@ -548,27 +538,20 @@ async fn ad_flavor_toggles_only_the_accountdisable_bit() {
         .execute(&request(Operation::DisableAccount, "carol", None))
         .await;
     assert_eq!(again.outcome, Outcome::AlreadyDone);
-    run_expecting(
-        &*ad,
-        Operation::EnableAccount,
-        "carol",
-        Some(pre),
-        Outcome::Done,
-    )
-    .await;
+    ad.expecting(Operation::EnableAccount, "carol", Some(pre), Outcome::Done)
+        .await;
     assert_eq!(uac(slapd::CAROL_DN).await, vec!["66048"]);
 
     // Dave was disabled before deprovd acted: disable is a no-op and its reversal keeps him disabled.
-    let r = run_expecting(
-        &*ad,
-        Operation::DisableAccount,
-        "dave",
-        None,
-        Outcome::AlreadyDone,
-    )
-    .await;
-    run_expecting(
-        &*ad,
+    let r = ad
+        .expecting(
+            Operation::DisableAccount,
+            "dave",
+            None,
+            Outcome::AlreadyDone,
+        )
+        .await;
+    ad.expecting(
         Operation::EnableAccount,
         "dave",
         r.pre_state,
@@ -580,17 +563,16 @@ async fn ad_flavor_toggles_only_the_accountdisable_bit() {
     // Group removal uses `member` only; round trip restores it.
     let staff = "cn=ad-staff,ou=groups,dc=example,dc=org";
     let before = server.values(staff, "member").await;
-    let r = run_expecting(
-        &*ad,
-        Operation::RemoveGroupMemberships,
-        "carol",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let r = ad
+        .expecting(
+            Operation::RemoveGroupMemberships,
+            "carol",
+            None,
+            Outcome::Done,
+        )
+        .await;
     assert_eq!(server.values(staff, "member").await, vec![slapd::BOB_DN]);
-    run_expecting(
-        &*ad,
+    ad.expecting(
         Operation::RestoreGroupMemberships,
         "carol",
         r.pre_state,
@@ -613,14 +595,9 @@ async fn ldaps_and_starttls_trust_a_private_ca() {
         LdapFlavor::OpenLdap,
         &format!("ca_file = \"{}\"", ca.display()),
     );
-    let r = run_expecting(
-        &*over_ldaps,
-        Operation::DisableAccount,
-        "alice",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let r = over_ldaps
+        .expecting(Operation::DisableAccount, "alice", None, Outcome::Done)
+        .await;
     assert!(!server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
 
     let over_starttls = connector_with(
@@ -631,14 +608,14 @@ async fn ldaps_and_starttls_trust_a_private_ca() {
         LdapFlavor::OpenLdap,
         &format!("starttls = true\nca_file = \"{}\"", ca.display()),
     );
-    run_expecting(
-        &*over_starttls,
-        Operation::EnableAccount,
-        "alice",
-        r.pre_state,
-        Outcome::Done,
-    )
-    .await;
+    over_starttls
+        .expecting(
+            Operation::EnableAccount,
+            "alice",
+            r.pre_state,
+            Outcome::Done,
+        )
+        .await;
     assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
 }
 

@@ -32,7 +32,7 @@ async fn app(hook: &Target) -> (TestApp, tempfile::TempDir, tempfile::TempDir) {
     let app = TestApp::builder()
         .data_dir(data.path())
         .policies(policies.path())
-        .with(|s| s.executor.poll_interval = Duration::from_millis(50))
+        .quick_scan()
         .connector("hook", webhook("hook", &hook.url()))
         .redis()
         .spawn()

@@ -15,7 +15,7 @@ use axum::http::Method;
 use deprovd::connectors::{InstanceConfig, Memberships, Operation, Outcome, build_all};
 use serde_json::{Value, json};
 
-use crate::kit::connector::{Secrets, connector, retrying, run, run_expecting};
+use crate::kit::connector::{RunExt, Secrets, connector, retrying, run};
 use crate::kit::fake::{Fake, now_secs, resp};
 use crate::kit::vendors::github::*;
 use crate::kit::vendors::slack::*;
@@ -37,14 +37,14 @@ async fn slack_contain_then_restore_leaves_the_workspace_as_it_was() {
 
     // The subject is an email: userName finds nobody, emails.value finds W0ALICE.
     fake.clear_log();
-    let d = run_expecting(
-        &*slack,
-        Operation::DisableAccount,
-        "alice@example.com",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let d = slack
+        .expecting(
+            Operation::DisableAccount,
+            "alice@example.com",
+            None,
+            Outcome::Done,
+        )
+        .await;
     assert_eq!(d.pre_state, Some(json!({"prior_active": true})));
     assert_eq!(
         fake.calls(),
@@ -73,14 +73,14 @@ async fn slack_contain_then_restore_leaves_the_workspace_as_it_was() {
 
     // Sessions: the Web API on the other host, with the admin token, JSON body.
     fake.clear_log();
-    run_expecting(
-        &*slack,
-        Operation::RevokeSessions,
-        "alice@example.com",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    slack
+        .expecting(
+            Operation::RevokeSessions,
+            "alice@example.com",
+            None,
+            Outcome::Done,
+        )
+        .await;
     let reqs = fake.requests();
     let reset = reqs.last().unwrap();
     assert_eq!(
@@ -101,25 +101,25 @@ async fn slack_contain_then_restore_leaves_the_workspace_as_it_was() {
 
     // A repeat is already_done and writes nothing.
     fake.clear_log();
-    run_expecting(
-        &*slack,
-        Operation::DisableAccount,
-        "alice@example.com",
-        None,
-        Outcome::AlreadyDone,
-    )
-    .await;
+    slack
+        .expecting(
+            Operation::DisableAccount,
+            "alice@example.com",
+            None,
+            Outcome::AlreadyDone,
+        )
+        .await;
     assert!(fake.calls().iter().all(|c| c.starts_with("GET ")));
 
     // Restore with the recorded pre-state: active again, exactly as before.
-    run_expecting(
-        &*slack,
-        Operation::EnableAccount,
-        "alice@example.com",
-        d.pre_state.clone(),
-        Outcome::Done,
-    )
-    .await;
+    slack
+        .expecting(
+            Operation::EnableAccount,
+            "alice@example.com",
+            d.pre_state.clone(),
+            Outcome::Done,
+        )
+        .await;
     let patch = fake.requests().into_iter().last().unwrap();
     assert_eq!(
         patch.body["Operations"],
@@ -135,14 +135,14 @@ async fn slack_contain_then_restore_leaves_the_workspace_as_it_was() {
     assert_eq!(e.outcome, Outcome::AlreadyDone);
     assert_eq!(fake.vendor(|s| s.users.clone()), before);
 
-    run_expecting(
-        &*slack,
-        Operation::DisableAccount,
-        "nobody@example.com",
-        None,
-        Outcome::NotFound,
-    )
-    .await;
+    slack
+        .expecting(
+            Operation::DisableAccount,
+            "nobody@example.com",
+            None,
+            Outcome::NotFound,
+        )
+        .await;
 }
 
 #[tokio::test]
@@ -171,14 +171,9 @@ async fn slack_ok_false_with_http_200_is_a_failure_and_error_codes_map_to_outcom
             reset_answer("user_not_found"),
         );
     }
-    run_expecting(
-        &*slack,
-        Operation::RevokeSessions,
-        "mona",
-        None,
-        Outcome::NotFound,
-    )
-    .await;
+    slack
+        .expecting(Operation::RevokeSessions, "mona", None, Outcome::NotFound)
+        .await;
 
     fake.inject(
         Method::POST,
@@ -207,14 +202,9 @@ async fn slack_ok_false_with_http_200_is_a_failure_and_error_codes_map_to_outcom
     assert_eq!(after, Some(Duration::from_secs(7)));
     assert!(reason.contains("ratelimited"), "{reason}");
     assert!(fake.vendor(|s| s.sessions_reset.is_empty()));
-    run_expecting(
-        &*slack,
-        Operation::RevokeSessions,
-        "mona",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    slack
+        .expecting(Operation::RevokeSessions, "mona", None, Outcome::Done)
+        .await;
     assert_eq!(fake.vendor(|s| s.sessions_reset.clone()), ["W0MONA"]);
 
     // One token for both APIs, but it lacks admin.users:write: Slack's own missing_scope, named.
@@ -292,7 +282,9 @@ async fn github_contain_then_restore_reinvites_with_the_role_and_immediate_teams
     assert!(check.ok, "{check:?}");
 
     fake.clear_log();
-    let d = run_expecting(&*gh, Operation::DisableAccount, "Mona", None, Outcome::Done).await;
+    let d = gh
+        .expecting(Operation::DisableAccount, "Mona", None, Outcome::Done)
+        .await;
     assert_eq!(
         fake.calls(),
         [
@@ -329,14 +321,14 @@ async fn github_contain_then_restore_reinvites_with_the_role_and_immediate_teams
 
     // Repeat: not a member any more → already_done, no write.
     fake.clear_log();
-    let again = run_expecting(
-        &*gh,
-        Operation::DisableAccount,
-        "mona",
-        None,
-        Outcome::AlreadyDone,
-    )
-    .await;
+    let again = gh
+        .expecting(
+            Operation::DisableAccount,
+            "mona",
+            None,
+            Outcome::AlreadyDone,
+        )
+        .await;
     assert_eq!(
         fake.calls(),
         ["GET /users/mona", "GET /orgs/acme/memberships/mona"]
@@ -346,8 +338,7 @@ async fn github_contain_then_restore_reinvites_with_the_role_and_immediate_teams
         json!(false)
     );
     // Restoring that no-op removal gives nothing back.
-    run_expecting(
-        &*gh,
+    gh.expecting(
         Operation::EnableAccount,
         "mona",
         again.pre_state,
@@ -358,14 +349,14 @@ async fn github_contain_then_restore_reinvites_with_the_role_and_immediate_teams
 
     // Restore: re-invite as admin, then the recorded teams with their team roles.
     fake.clear_log();
-    let e = run_expecting(
-        &*gh,
-        Operation::EnableAccount,
-        "mona",
-        d.pre_state.clone(),
-        Outcome::Done,
-    )
-    .await;
+    let e = gh
+        .expecting(
+            Operation::EnableAccount,
+            "mona",
+            d.pre_state.clone(),
+            Outcome::Done,
+        )
+        .await;
     assert_eq!(
         fake.calls(),
         [
@@ -399,16 +390,14 @@ async fn github_contain_then_restore_reinvites_with_the_role_and_immediate_teams
 async fn github_not_a_member_is_already_done_and_an_unknown_login_is_not_found() {
     let (fake, gh, _s) = github(json!({"org": "acme"})).await;
     let before = fake.vendor(|g| g.clone());
-    run_expecting(
-        &*gh,
+    gh.expecting(
         Operation::DisableAccount,
         "outsider",
         None,
         Outcome::AlreadyDone,
     )
     .await;
-    run_expecting(
-        &*gh,
+    gh.expecting(
         Operation::DisableAccount,
         "alice@example.com",
         None,
@@ -472,7 +461,9 @@ async fn github_primary_and_secondary_rate_limits_are_retried_after_the_signalle
         r.outcome
     );
 
-    let ok = run_expecting(&*gh, Operation::DisableAccount, "octo", None, Outcome::Done).await;
+    let ok = gh
+        .expecting(Operation::DisableAccount, "octo", None, Outcome::Done)
+        .await;
     assert_eq!(
         ok.pre_state.as_ref().unwrap()["maintainer_of"],
         json!(["engineering"])
@@ -534,7 +525,9 @@ async fn github_primary_and_secondary_rate_limits_are_retried_after_the_signalle
 async fn github_revoke_tokens_deletes_only_the_users_sso_credential_authorizations() {
     let (fake, gh, _s) = github(json!({"org": "acme"})).await;
     fake.clear_log();
-    let r = run_expecting(&*gh, Operation::RevokeTokens, "mona", None, Outcome::Done).await;
+    let r = gh
+        .expecting(Operation::RevokeTokens, "mona", None, Outcome::Done)
+        .await;
     assert_eq!(
         fake.calls(),
         [
@@ -556,14 +549,8 @@ async fn github_revoke_tokens_deletes_only_the_users_sso_credential_authorizatio
     );
     let left: Vec<u64> = fake.vendor(|g| g.credentials.iter().map(|c| c.id).collect());
     assert_eq!(left, [170]);
-    run_expecting(
-        &*gh,
-        Operation::RevokeTokens,
-        "mona",
-        None,
-        Outcome::AlreadyDone,
-    )
-    .await;
+    gh.expecting(Operation::RevokeTokens, "mona", None, Outcome::AlreadyDone)
+        .await;
 
     // More than a page (100) of authorizations: the Link header is followed, every one is revoked.
     fake.vendor(|g| {
@@ -577,7 +564,9 @@ async fn github_revoke_tokens_deletes_only_the_users_sso_credential_authorizatio
         }
     });
     fake.clear_log();
-    let many = run_expecting(&*gh, Operation::RevokeTokens, "hubot", None, Outcome::Done).await;
+    let many = gh
+        .expecting(Operation::RevokeTokens, "hubot", None, Outcome::Done)
+        .await;
     let pages: Vec<Option<String>> = fake
         .requests()
         .iter()
@@ -602,14 +591,14 @@ async fn github_emu_suspends_and_reactivates_through_enterprise_scim() {
     let id = "7fce0092-d52e-4f76-b727-3955bd72c939";
     assert!(gh.check().await.ok);
     fake.clear_log();
-    let d = run_expecting(
-        &*gh,
-        Operation::DisableAccount,
-        "mona@acme.example",
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let d = gh
+        .expecting(
+            Operation::DisableAccount,
+            "mona@acme.example",
+            None,
+            Outcome::Done,
+        )
+        .await;
     assert_eq!(
         fake.calls(),
         [
@@ -634,8 +623,7 @@ async fn github_emu_suspends_and_reactivates_through_enterprise_scim() {
     // The organization was not touched.
     assert_eq!(fake.vendor(|g| g.members.clone()), before.members);
 
-    run_expecting(
-        &*gh,
+    gh.expecting(
         Operation::DisableAccount,
         "mona@acme.example",
         None,
@@ -643,8 +631,7 @@ async fn github_emu_suspends_and_reactivates_through_enterprise_scim() {
     )
     .await;
 
-    run_expecting(
-        &*gh,
+    gh.expecting(
         Operation::EnableAccount,
         "mona@acme.example",
         d.pre_state,
@@ -657,8 +644,7 @@ async fn github_emu_suspends_and_reactivates_through_enterprise_scim() {
     );
     assert_eq!(fake.vendor(|g| g.clone()), before);
 
-    run_expecting(
-        &*gh,
+    gh.expecting(
         Operation::DisableAccount,
         "nobody@acme.example",
         None,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::kit::connector::{request, retrying, run_expecting};
+use crate::kit::connector::{RunExt, request, retrying};
 use crate::scim_server::{ScimServer, free_port};
 use axum::Router;
 use axum::body::Bytes;
@@ -50,27 +50,17 @@ async fn scim_disable_is_idempotent_and_enable_restores() {
         .create_user(&name, &format!("{name}@example.com"))
         .await;
 
-    let r = run_expecting(
-        &*conn,
-        Operation::DisableAccount,
-        &name,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let r = conn
+        .expecting(Operation::DisableAccount, &name, None, Outcome::Done)
+        .await;
     assert_eq!(r.pre_state, Some(json!({"prior_active": true})));
     let after = scim.user(&id).await;
     assert_eq!(after["active"], json!(false), "{after}");
     let version = after["meta"]["version"].clone();
 
-    let again = run_expecting(
-        &*conn,
-        Operation::DisableAccount,
-        &name,
-        None,
-        Outcome::AlreadyDone,
-    )
-    .await;
+    let again = conn
+        .expecting(Operation::DisableAccount, &name, None, Outcome::AlreadyDone)
+        .await;
     assert!(
         !again.summary.contains("PATCH"),
         "no write expected: {}",
@@ -83,8 +73,7 @@ async fn scim_disable_is_idempotent_and_enable_restores() {
         "the user must not have been modified"
     );
 
-    run_expecting(
-        &*conn,
+    conn.expecting(
         Operation::EnableAccount,
         &name,
         r.pre_state.clone(),
@@ -96,8 +85,7 @@ async fn scim_disable_is_idempotent_and_enable_restores() {
     // Reversing a disable that found the account already inactive leaves it inactive.
     conn.execute(&request(Operation::DisableAccount, &name, None))
         .await;
-    run_expecting(
-        &*conn,
+    conn.expecting(
         Operation::EnableAccount,
         &name,
         Some(json!({"prior_active": false})),
@@ -106,7 +94,8 @@ async fn scim_disable_is_idempotent_and_enable_restores() {
     .await;
     assert_eq!(scim.user(&id).await["active"], json!(false));
     // A manual enable (no pre-state) does enable.
-    run_expecting(&*conn, Operation::EnableAccount, &name, None, Outcome::Done).await;
+    conn.expecting(Operation::EnableAccount, &name, None, Outcome::Done)
+        .await;
     assert_eq!(scim.user(&id).await["active"], json!(true));
 }
 
@@ -118,14 +107,8 @@ async fn scim_lookup_falls_back_to_email_and_unknown_user_is_not_found() {
     let email = format!("{name}@corp.example.com");
     let id = scim.create_user(&name, &email).await;
 
-    run_expecting(
-        &*conn,
-        Operation::DisableAccount,
-        &email,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    conn.expecting(Operation::DisableAccount, &email, None, Outcome::Done)
+        .await;
     assert_eq!(scim.user(&id).await["active"], json!(false));
 
     for op in [
@@ -167,14 +150,14 @@ async fn scim_group_memberships_are_removed_recorded_and_restored() {
     }
     let unrelated = scim.create_group(&unique("unrelated"), &[&other]).await;
 
-    let r = run_expecting(
-        &*conn,
-        Operation::RemoveGroupMemberships,
-        &name,
-        None,
-        Outcome::Done,
-    )
-    .await;
+    let r = conn
+        .expecting(
+            Operation::RemoveGroupMemberships,
+            &name,
+            None,
+            Outcome::Done,
+        )
+        .await;
     assert_eq!(
         r.summary.matches("GET /v2/Groups →").count(),
         2,
@@ -203,8 +186,7 @@ async fn scim_group_memberships_are_removed_recorded_and_restored() {
     }
     assert_eq!(scim.group_members(&unrelated).await, vec![other.clone()]);
 
-    run_expecting(
-        &*conn,
+    conn.expecting(
         Operation::RemoveGroupMemberships,
         &name,
         None,
@@ -212,8 +194,7 @@ async fn scim_group_memberships_are_removed_recorded_and_restored() {
     )
     .await;
 
-    run_expecting(
-        &*conn,
+    conn.expecting(
         Operation::RestoreGroupMemberships,
         &name,
         r.pre_state.clone(),

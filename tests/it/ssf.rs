@@ -226,16 +226,21 @@ fn builder(
     TestApp::builder()
         .data_dir(data)
         .policies(policies)
-        .with(|s| s.executor.poll_interval = Duration::from_millis(50))
+        .quick_scan()
         .connector("good", webhook("good", target))
         .redis()
         .ssf(ssf)
 }
 
-/// Push `set` to receiver `name`; it must be refused with `status` and the RFC 8935 `err` code.
-async fn push_refused(app: &TestApp, name: &str, set: &str, status: u16, err: &str) {
-    let (got, body) = push(app, name, set).await;
-    assert_eq!((got, body["err"].as_str()), (status, Some(err)), "{body}");
+/// Push `set` to receiver `idp`; it must be refused with 400 and the RFC 8935 `err` code.
+async fn push_refused(app: &TestApp, set: &str, err: &str) {
+    let (status, body) = push(app, "idp", set).await;
+    assert_eq!((status, body["err"].as_str()), (400, Some(err)), "{body}");
+}
+
+/// [`push_refused`] for `claims` signed with the transmitter's own key `k1`.
+async fn push_refused_k1(app: &TestApp, claims: &Value, err: &str) {
+    push_refused(app, &sign("ssf/k1.pem", "k1", claims), err).await;
 }
 
 struct Setup {
@@ -364,31 +369,17 @@ async fn forged_misaddressed_foreign_and_unauthenticated_sets_are_refused_with_r
     // Signed by a key that is not the transmitter's, under the transmitter's kid.
     let (_, c) = compromise(&tx, &email);
     let forged = sign("idp/test-rsa-private.pem", "k1", &c);
-    push_refused(&s.app, "idp", &forged, 400, "invalid_key").await;
+    push_refused(&s.app, &forged, "invalid_key").await;
 
     // Addressed to another receiver.
     let (_, mut c) = compromise(&tx, &email);
     c["aud"] = "https://someone-else.test".into();
-    push_refused(
-        &s.app,
-        "idp",
-        &sign("ssf/k1.pem", "k1", &c),
-        400,
-        "invalid_audience",
-    )
-    .await;
+    push_refused_k1(&s.app, &c, "invalid_audience").await;
 
     // From an issuer this receiver does not listen to.
     let (_, mut c) = compromise(&tx, &email);
     c["iss"] = "https://evil.test".into();
-    push_refused(
-        &s.app,
-        "idp",
-        &sign("ssf/k1.pem", "k1", &c),
-        400,
-        "invalid_issuer",
-    )
-    .await;
+    push_refused_k1(&s.app, &c, "invalid_issuer").await;
 
     // Unsigned (`alg: none`).
     let (_, c) = compromise(&tx, &email);
@@ -401,7 +392,7 @@ async fn forged_misaddressed_foreign_and_unauthenticated_sets_are_refused_with_r
         b64(&json!({"alg": "none", "kid": "k1", "typ": "secevent+jwt"})),
         b64(&c)
     );
-    push_refused(&s.app, "idp", &unsigned, 400, "invalid_key").await;
+    push_refused(&s.app, &unsigned, "invalid_key").await;
 
     // Signed with the transmitter's key but not typed as a SET (another kind of JWT replayed here).
     let (_, c) = compromise(&tx, &email);
@@ -424,14 +415,7 @@ async fn forged_misaddressed_foreign_and_unauthenticated_sets_are_refused_with_r
     // Two events in one SET.
     let (_, mut c) = compromise(&tx, &email);
     c["events"][ACCOUNT_DISABLED] = json!({"reason": "hijacking"});
-    push_refused(
-        &s.app,
-        "idp",
-        &sign("ssf/k1.pem", "k1", &c),
-        400,
-        "invalid_request",
-    )
-    .await;
+    push_refused_k1(&s.app, &c, "invalid_request").await;
 
     // Too old, and from the future.
     let (_, mut c) = compromise(&tx, &email);
@@ -448,14 +432,7 @@ async fn forged_misaddressed_foreign_and_unauthenticated_sets_are_refused_with_r
     );
     let (_, mut c) = compromise(&tx, &email);
     c["iat"] = (chrono::Utc::now().timestamp() + 3600).into();
-    push_refused(
-        &s.app,
-        "idp",
-        &sign("ssf/k1.pem", "k1", &c),
-        400,
-        "invalid_request",
-    )
-    .await;
+    push_refused_k1(&s.app, &c, "invalid_request").await;
 
     // Wrong media type, no token, bad token, no such receiver.
     let (_, c) = compromise(&tx, &email);

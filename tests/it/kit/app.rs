@@ -8,6 +8,7 @@ use deprovd::api::TokenConfig;
 use deprovd::app::Settings;
 use deprovd::connectors::InstanceConfig;
 use deprovd::guard::GuardConfig;
+use deprovd::ingest::kafka::KafkaConfig;
 use deprovd::ledger::store::{Backend, StoreConfig};
 
 use super::{eventually, metric_value, unique};
@@ -54,15 +55,27 @@ impl TestAppBuilder {
         self
     }
 
+    /// The executor scans the ledger for due actions every 50 ms (retries keep their defaults).
+    pub(crate) fn quick_scan(mut self) -> Self {
+        self.settings.executor.poll_interval = Duration::from_millis(50);
+        self
+    }
+
+    /// Alerts from Kafka: the `[kafka]` source.
+    pub(crate) fn kafka(mut self, kafka: KafkaConfig) -> Self {
+        self.settings.kafka = Some(kafka);
+        self
+    }
+
     /// Executor timings short enough for tests: scan every 50 ms, retry after 50–200 ms, three
     /// attempts.
-    pub(crate) fn fast_executor(mut self) -> Self {
-        let e = &mut self.settings.executor;
-        e.poll_interval = Duration::from_millis(50);
+    pub(crate) fn fast_executor(self) -> Self {
+        let mut this = self.quick_scan();
+        let e = &mut this.settings.executor;
         e.retry.base_delay = Duration::from_millis(50);
         e.retry.max_delay = Duration::from_millis(200);
         e.retry.max_attempts = 3;
-        self
+        this
     }
 
     /// The ledger in the local Redis under a random key prefix, so tests never share state.

@@ -100,6 +100,30 @@ pub(crate) async fn run_expecting(
     r
 }
 
+/// Operations through a real connector, as the tests drive them.
+pub(crate) trait RunExt {
+    /// [`run_expecting`] on this connector: one operation, its outcome asserted.
+    async fn expecting(
+        &self,
+        op: Operation,
+        subject: &str,
+        pre_state: Option<Value>,
+        expected: Outcome,
+    ) -> OperationResult;
+}
+
+impl RunExt for Arc<dyn Connector> {
+    async fn expecting(
+        &self,
+        op: Operation,
+        subject: &str,
+        pre_state: Option<Value>,
+        expected: Outcome,
+    ) -> OperationResult {
+        run_expecting(&**self, op, subject, pre_state, expected).await
+    }
+}
+
 /// The reason of a `Failed` outcome; panics with the whole result on any other outcome.
 pub(crate) fn failed(r: &OperationResult) -> &str {
     match &r.outcome {
