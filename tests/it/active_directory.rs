@@ -3,15 +3,14 @@
 //! bind is refused by AD as "account disabled" (data 533), group membership is gone, and restore brings
 //! both back.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deprovd::connectors::ldap::{LdapConfig, LdapFlavor, build};
-use deprovd::connectors::{Connector, Operation, OperationRequest, Outcome};
+use deprovd::connectors::{Connector, Operation, Outcome};
 use serde_json::{Value, json};
 
-use crate::kit::connector::instance;
+use crate::kit::connector::{RunExt, instance, request};
 use crate::kit::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir};
 use crate::samba::{self, SambaDc};
 
@@ -41,16 +40,6 @@ fn connector(dc: &SambaDc, base_dn: &str) -> Arc<dyn Connector> {
     build("ad", &cfg, LdapFlavor::ActiveDirectory).expect("connector builds")
 }
 
-fn request(op: Operation, subject: &str, pre_state: Option<Value>) -> OperationRequest {
-    OperationRequest {
-        operation: op,
-        subject: subject.to_string(),
-        idempotency_key: uuid::Uuid::new_v4().to_string(),
-        pre_state,
-        context: BTreeMap::new(),
-    }
-}
-
 /// Samba start is blocking (seconds, once per run): keep it off the test's async runtime.
 async fn dc() -> &'static SambaDc {
     tokio::task::spawn_blocking(samba::shared)
@@ -77,20 +66,24 @@ async fn contained_ad_user_cannot_bind_and_loses_groups_until_restored() {
 
     // Contain: disable (by email = the `mail` attribute) and remove groups (by sAMAccountName).
     let disabled = ad
-        .execute(&request(
+        .expecting(
             Operation::DisableAccount,
             &format!("{name}@deprovd.test"),
             None,
-        ))
+            Outcome::Done,
+        )
         .await;
-    assert_eq!(disabled.outcome, Outcome::Done, "{disabled:?}");
     let disable_pre = disabled.pre_state.clone().expect("prior UAC recorded");
     assert_eq!(disable_pre["userAccountControl"], 512);
     assert_eq!(dc.values(&dn, "userAccountControl").await, vec!["514"]);
     let removed = ad
-        .execute(&request(Operation::RemoveGroupMemberships, &name, None))
+        .expecting(
+            Operation::RemoveGroupMemberships,
+            &name,
+            None,
+            Outcome::Done,
+        )
         .await;
-    assert_eq!(removed.outcome, Outcome::Done, "{removed:?}");
     let groups_pre = removed.pre_state.clone().expect("removed groups recorded");
 
     // The effect, as AD itself reports it.
@@ -116,28 +109,31 @@ async fn contained_ad_user_cannot_bind_and_loses_groups_until_restored() {
     );
 
     // Repeats are no-ops.
-    let again = ad
-        .execute(&request(Operation::DisableAccount, &name, None))
+    ad.expecting(Operation::DisableAccount, &name, None, Outcome::AlreadyDone)
         .await;
-    assert_eq!(again.outcome, Outcome::AlreadyDone, "{again:?}");
-    let again = ad
-        .execute(&request(Operation::RemoveGroupMemberships, &name, None))
-        .await;
-    assert_eq!(again.outcome, Outcome::AlreadyDone, "{again:?}");
+    ad.expecting(
+        Operation::RemoveGroupMemberships,
+        &name,
+        None,
+        Outcome::AlreadyDone,
+    )
+    .await;
 
     // Restore from the recorded pre-states.
-    let enabled = ad
-        .execute(&request(Operation::EnableAccount, &name, Some(disable_pre)))
-        .await;
-    assert_eq!(enabled.outcome, Outcome::Done, "{enabled:?}");
-    let readded = ad
-        .execute(&request(
-            Operation::RestoreGroupMemberships,
-            &name,
-            Some(groups_pre),
-        ))
-        .await;
-    assert_eq!(readded.outcome, Outcome::Done, "{readded:?}");
+    ad.expecting(
+        Operation::EnableAccount,
+        &name,
+        Some(disable_pre),
+        Outcome::Done,
+    )
+    .await;
+    ad.expecting(
+        Operation::RestoreGroupMemberships,
+        &name,
+        Some(groups_pre),
+        Outcome::Done,
+    )
+    .await;
     assert_eq!(dc.bind(&dn, &password).await, Ok(()), "binds again");
     assert_eq!(dc.values(&dn, "userAccountControl").await, uac_before);
     let mut vpn_members = vec![dn.to_lowercase(), other_dn.to_lowercase()];
@@ -206,10 +202,7 @@ async fn lockout_api_contains_an_ad_user_and_restore_undoes_it() {
         )
         .spawn()
         .await;
-    eventually(Duration::from_secs(15), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+    app.wait_ready(Duration::from_secs(15)).await;
     let post = |path: String, body: Option<Value>| {
         let app = &app;
         async move {

@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{DISABLE_ALL_POLICY, Reply, Target, eventually, policy_dir};
+use deprovd::guard::GuardConfig;
 
-/// The real app with named tokens (admin, responder, viewer) and one webhook connector.
+use crate::kit::connector::webhook;
+use crate::kit::{DISABLE_ALL_POLICY, Reply, Target, TestApp, eventually, policy_dir};
+
+/// The real app with named tokens (admin, responder, viewer, approver) and one webhook connector.
 struct App {
-    port: u16,
-    http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<()>>,
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    app: TestApp,
+    _policies: tempfile::TempDir,
 }
 
 const ADMIN: &str = "tok-admin-audit";
@@ -23,60 +23,27 @@ const VIEWER: &str = "tok-viewer-audit";
 const APPROVER: &str = "tok-approver-audit";
 
 impl App {
-    async fn start(target: &Target, extra: &str) -> App {
-        let data = tempfile::tempdir().unwrap();
+    async fn start(target: &Target, guards: impl FnOnce(&mut GuardConfig)) -> App {
         let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-        let mut toml = format!(
-            "data_dir = \"{}\"\n{extra}\n[api]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = \"{}\"\nwatch = false\n\
-             [state]\npath = \"{}\"\n[executor]\npoll_interval = \"50ms\"\n\
-             [connectors.hook]\ntype = \"webhook\"\nbase_url = \"{}\"\nauth = {{ scheme = \"none\" }}\nvars = {{ path = \"hook\" }}\n",
-            data.path().display(),
-            policies.path().display(),
-            data.path().join("ledger").display(),
-            target.url()
-        );
+        let mut builder = TestApp::builder()
+            .policies(policies.path())
+            .quick_scan()
+            .connector("hook", webhook("hook", &target.url()))
+            .with(|s| guards(&mut s.guards));
         for (name, role, tok) in [
             ("ada-admin", "admin", ADMIN),
             ("rita-responder", "responder", RESPONDER),
             ("vic-viewer", "viewer", VIEWER),
             ("abe-approver", "approver", APPROVER),
         ] {
-            toml.push_str(&format!(
-                "[[api.tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
-                hex::encode(deprovd::api::hash_token(tok))
-            ));
+            builder = builder.named_token(name, role, tok);
         }
-        let settings = deprovd::app::Settings::from_toml(&toml, Vec::new()).expect("config");
-        let built = deprovd::app::Application::build(settings)
-            .await
-            .expect("build");
-        let port = built.port();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            built
-                .run_until_stopped(async move {
-                    let _ = rx.await;
-                })
-                .await
-                .expect("runs");
-        });
-        let app = App {
-            port,
-            http: reqwest::Client::new(),
-            stop: Some(tx),
-            handle: Some(handle),
-            _dirs: (data, policies),
-        };
-        eventually(Duration::from_secs(15), "app ready", || async {
-            let r = app.http.get(app.url("/readyz")).send().await.ok()?;
-            r.status().is_success().then_some(())
-        })
-        .await;
-        app
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        let app = builder.spawn().await;
+        app.wait_ready(Duration::from_secs(15)).await;
+        App {
+            app,
+            _policies: policies,
+        }
     }
 
     async fn call(
@@ -88,8 +55,9 @@ impl App {
         headers: &[(&str, &str)],
     ) -> (u16, Value) {
         let mut req = self
+            .app
             .http
-            .request(method.parse().unwrap(), self.url(path))
+            .request(method.parse().unwrap(), self.app.url(path))
             .bearer_auth(token);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -121,13 +89,8 @@ impl App {
             .collect()
     }
 
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.expect("app task");
-        }
+    async fn stop(self) {
+        self.app.stop().await;
     }
 }
 
@@ -144,7 +107,7 @@ type Probe<'a> = (
 async fn every_authenticated_call_on_every_route_is_exactly_one_api_call_record() {
     let target = Target::start().await;
     target.always("POST", "/hook", Reply::status(204));
-    let app = App::start(&target, "").await;
+    let app = App::start(&target, |_| {}).await;
     let (status, created) = app
         .call(
             "POST",
@@ -245,8 +208,8 @@ async fn every_authenticated_call_on_every_route_is_exactly_one_api_call_record(
 async fn an_accepted_alert_is_recorded_by_its_own_record_and_a_refused_call_is_recorded_as_forbidden()
  {
     let target = Target::start().await;
-    let app = App::start(&target, "").await;
-    let alert = crate::support::alert_json("audit-alert-1", "dora@example.org");
+    let app = App::start(&target, |_| {}).await;
+    let alert = crate::kit::alert_json("audit-alert-1", "dora@example.org");
     let (status, _) = app
         .call("POST", "/v1/alerts", ADMIN, Some(&alert), &[])
         .await;
@@ -300,10 +263,9 @@ async fn an_accepted_alert_is_recorded_by_its_own_record_and_a_refused_call_is_r
 async fn a_lockout_of_a_protected_subject_leaves_a_guard_record_naming_the_requester() {
     let target = Target::start().await;
     target.always("POST", "/hook", Reply::status(204));
-    let app = App::start(
-        &target,
-        "[guards]\nprotected = [\"breakglass@example.org\"]",
-    )
+    let app = App::start(&target, |g| {
+        g.protected = vec!["breakglass@example.org".into()]
+    })
     .await;
     let (status, created) = app
         .call(
@@ -334,7 +296,7 @@ async fn a_lockout_of_a_protected_subject_leaves_a_guard_record_naming_the_reque
 async fn an_executed_manual_action_is_recorded_with_its_requester_and_lockout_id() {
     let target = Target::start().await;
     target.always("POST", "/hook", Reply::status(204));
-    let app = App::start(&target, "").await;
+    let app = App::start(&target, |_| {}).await;
     let (status, created) = app
         .call(
             "POST",
@@ -367,7 +329,7 @@ async fn an_executed_manual_action_is_recorded_with_its_requester_and_lockout_id
 async fn a_refused_self_approval_retried_with_its_idempotency_key_is_refused_again() {
     let target = Target::start().await;
     target.always("POST", "/hook", Reply::status(204));
-    let app = App::start(&target, "").await;
+    let app = App::start(&target, |_| {}).await;
     let (status, created) = app
         .call(
             "POST",

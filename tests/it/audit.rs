@@ -8,32 +8,15 @@ use std::time::Duration;
 use deprovd::app::Settings;
 use deprovd::audit::{AuditRecord, Tamper};
 
-use crate::support::{
+use crate::kit::connector::webhook;
+use crate::kit::{
     DISABLE_ALL_POLICY, Reply, Target, TestApp, alert_json, eventually, policy_dir, unique,
 };
 
-fn config(data: &std::path::Path, policies: &std::path::Path, prefix: &str, url: &str) -> String {
+/// The config file `deprovd audit verify` reads: the ledger in Redis under `prefix`.
+fn cli_config(prefix: &str) -> String {
     format!(
-        r#"data_dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-[policy]
-dir = "{}"
-watch = false
-[executor]
-poll_interval = "50ms"
-[state]
-backend = "redis"
-redis_url = "redis://127.0.0.1:6379/0"
-key_prefix = "{prefix}"
-[connectors.wh]
-type = "webhook"
-base_url = "{url}"
-auth = {{ scheme = "none" }}
-vars = {{ path = "wh" }}
-"#,
-        data.display(),
-        policies.display(),
+        "[state]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379/0\"\nkey_prefix = \"{prefix}\"\n"
     )
 }
 
@@ -130,14 +113,17 @@ async fn scenario(prefix: String) {
     target.always("POST", "/wh", Reply::status(204));
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let toml = config(data.path(), policies.path(), &prefix, &target.url());
+    let toml = cli_config(&prefix);
     let config_file = data.path().join("deprovd.toml");
     std::fs::write(&config_file, &toml).unwrap();
-    let app = TestApp::spawn(&toml).await;
-    eventually(Duration::from_secs(10), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+    let app = TestApp::builder()
+        .policies(policies.path())
+        .quick_scan()
+        .connector("wh", webhook("wh", &target.url()))
+        .redis_prefix(&prefix)
+        .spawn()
+        .await;
+    app.wait_ready(Duration::from_secs(10)).await;
 
     // Three alerts, each disabling one subject through the webhook target.
     let mut alerts = Vec::new();

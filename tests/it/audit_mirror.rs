@@ -10,50 +10,33 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::support::kafka::{brokers, create_topics, produce};
-use crate::support::{
-    DISABLE_ALL_POLICY, Reply, Target, TestApp, alert_json, eventually, policy_dir, unique,
+use crate::kit::connector::webhook;
+use crate::kit::kafka::{brokers, create_topics, produce, source};
+use crate::kit::{
+    DISABLE_ALL_POLICY, Reply, Target, TestApp, TestAppBuilder, alert_json, eventually, policy_dir,
+    unique,
 };
 
-fn config(
+/// The app: a webhook connector `wh` at `target`, alerts from Kafka topic `alerts` read as
+/// `group`, the audit trail mirrored to topic `audit`, the ledger in Redis under `prefix`, its data
+/// in `data` (kept across a restart).
+fn builder(
     data: &std::path::Path,
     policies: &std::path::Path,
     target: &Target,
     prefix: &str,
-    alerts: &str,
+    (alerts, group): (&str, &str),
     audit: &str,
-) -> String {
-    format!(
-        r#"data_dir = "{data}"
-[api]
-listen = "127.0.0.1:0"
-[policy]
-dir = "{policies}"
-watch = false
-[executor]
-poll_interval = "50ms"
-[connectors.wh]
-type = "webhook"
-base_url = "{url}"
-auth = {{ scheme = "none" }}
-vars = {{ path = "wh" }}
-[kafka]
-brokers = "{brokers}"
-topics = ["{alerts}"]
-group_id = "{group}"
-[audit]
-kafka_topic = "{audit}"
-[state]
-backend = "redis"
-redis_url = "redis://127.0.0.1:6379/0"
-key_prefix = "{prefix}"
-"#,
-        data = data.display(),
-        policies = policies.display(),
-        url = target.url(),
-        brokers = brokers(),
-        group = unique("deprovd"),
-    )
+) -> TestAppBuilder {
+    let kafka = source(&[alerts], group, serde_json::json!({}));
+    TestApp::builder()
+        .data_dir(data)
+        .policies(policies)
+        .quick_scan()
+        .kafka(kafka)
+        .with(|s| s.audit.kafka_topic = Some(audit.to_string()))
+        .connector("wh", webhook("wh", &target.url()))
+        .redis_prefix(prefix)
 }
 
 /// Marks the end of what the test reads from the mirror topic.
@@ -124,10 +107,7 @@ async fn settled(prefix: &str, topic: &str, calls: usize) -> Vec<AuditRecord> {
 }
 
 async fn run_some_alerts(app: &TestApp, n: usize) {
-    eventually(Duration::from_secs(20), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+    app.wait_ready(Duration::from_secs(20)).await;
     for _ in 0..n {
         let email = format!("{}@corp.example", unique("m"));
         let (status, _) = app.post_alert(&alert_json(&unique("a"), &email)).await;
@@ -144,22 +124,26 @@ async fn audit_records_reach_kafka_in_order_with_their_hashes_and_resume_after_r
     let prefix = format!("{}:", unique("deprovd-mirror"));
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let cfg = config(
-        data.path(),
-        policies.path(),
-        &target,
-        &prefix,
-        &alerts,
-        &audit,
-    );
-
-    let app = TestApp::spawn(&cfg).await;
+    // One consumer group for both processes, as one deployment restarted.
+    let group = unique("deprovd");
+    let spawn = || {
+        builder(
+            data.path(),
+            policies.path(),
+            &target,
+            &prefix,
+            (&alerts, &group),
+            &audit,
+        )
+        .spawn()
+    };
+    let app = spawn().await;
     run_some_alerts(&app, 3).await;
     let first_run = settled(&prefix, &audit, 3).await;
     app.stop().await;
 
     // Restart: a second process resumes from the stored cursor.
-    let app = TestApp::spawn(&cfg).await;
+    let app = spawn().await;
     run_some_alerts(&app, 2).await;
     let stored = settled(&prefix, &audit, 5).await;
     app.stop().await;

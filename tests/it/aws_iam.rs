@@ -7,22 +7,11 @@ use std::sync::Arc;
 use deprovd::connectors::aws_iam::{
     AwsIamConfig, DENY_POLICY_NAME, IamClient, REVOKE_POLICY_NAME, build,
 };
-use deprovd::connectors::{
-    Connector, InstanceConfig, Memberships, Operation, OperationRequest, Outcome, build_all,
-};
+use deprovd::connectors::{Connector, InstanceConfig, Memberships, Operation, Outcome, build_all};
 use serde_json::Value;
 
+use crate::kit::connector::{RunExt, request};
 use crate::moto::{self, ALICE_GROUPS, ALICE_POLICY, Key, Moto};
-
-fn request(op: Operation, subject: &str, pre_state: Option<Value>) -> OperationRequest {
-    OperationRequest {
-        operation: op,
-        subject: subject.to_string(),
-        idempotency_key: uuid::Uuid::new_v4().to_string(),
-        pre_state,
-        context: BTreeMap::new(),
-    }
-}
 
 fn connector(server: &Moto, key: &Key) -> Arc<dyn Connector> {
     let cfg: AwsIamConfig = toml::from_str(&server.connector_toml(key)).expect("config parses");
@@ -147,9 +136,8 @@ async fn contain_locks_the_user_out_and_restore_puts_it_back_as_it_was() {
     // Contain, naming alice by ARN.
     let arn = "arn:aws:iam::123456789012:user/alice";
     let r = iam
-        .execute(&request(Operation::DisableAccount, arn, None))
+        .expecting(Operation::DisableAccount, arn, None, Outcome::Done)
         .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
     let pre = r.pre_state.clone().expect("contain records its pre-state");
     assert_eq!(
         pre["keys_deactivated"],
@@ -173,29 +161,32 @@ async fn contain_locks_the_user_out_and_restore_puts_it_back_as_it_was() {
     assert_eq!(err.code(), Some("AccessDenied"), "{err}");
 
     // A repeat finds everything in place; a retry carrying the first attempt's pre-state keeps it.
-    let again = iam
-        .execute(&request(Operation::DisableAccount, "alice", None))
-        .await;
-    assert_eq!(again.outcome, Outcome::AlreadyDone, "{again:?}");
+    iam.expecting(
+        Operation::DisableAccount,
+        "alice",
+        None,
+        Outcome::AlreadyDone,
+    )
+    .await;
     let retry = iam
-        .execute(&request(
+        .expecting(
             Operation::DisableAccount,
             "alice",
             Some(pre.clone()),
-        ))
+            Outcome::AlreadyDone,
+        )
         .await;
-    assert_eq!(retry.outcome, Outcome::AlreadyDone, "{retry:?}");
     assert_eq!(retry.pre_state.as_ref(), Some(&pre));
 
     // Restore from the recorded pre-state.
     let r = iam
-        .execute(&request(
+        .expecting(
             Operation::EnableAccount,
             "alice",
             Some(pre.clone()),
-        ))
+            Outcome::Done,
+        )
         .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
     assert!(r.summary.contains("cannot be restored"), "{}", r.summary);
     alice_self
         .get_user("alice")
@@ -220,10 +211,13 @@ async fn contain_locks_the_user_out_and_restore_puts_it_back_as_it_was() {
     // The one documented difference: a deleted console password cannot come back.
     assert!(!after.login_profile);
 
-    let again = iam
-        .execute(&request(Operation::EnableAccount, "alice", Some(pre)))
-        .await;
-    assert_eq!(again.outcome, Outcome::AlreadyDone, "{again:?}");
+    iam.expecting(
+        Operation::EnableAccount,
+        "alice",
+        Some(pre),
+        Outcome::AlreadyDone,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -239,14 +233,13 @@ async fn unknown_users_are_not_found_and_bad_subjects_fail() {
         assert_eq!(r.outcome, Outcome::NotFound, "{op}: {r:?}");
     }
     // An email is taken as the whole user name, never cut to its local part (`alice` exists).
-    let r = iam
-        .execute(&request(
-            Operation::DisableAccount,
-            "alice@example.org",
-            None,
-        ))
-        .await;
-    assert_eq!(r.outcome, Outcome::NotFound, "{r:?}");
+    iam.expecting(
+        Operation::DisableAccount,
+        "alice@example.org",
+        None,
+        Outcome::NotFound,
+    )
+    .await;
     let r = iam
         .execute(&request(
             Operation::DisableAccount,
@@ -266,10 +259,8 @@ async fn revoke_sessions_denies_tokens_issued_before_now() {
     let server = Moto::start().await;
     let iam = connector(&server, &server.deprovd);
     let auditor = moto::client(&server.endpoint, &server.auditor);
-    let r = iam
-        .execute(&request(Operation::RevokeSessions, "alice", None))
+    iam.expecting(Operation::RevokeSessions, "alice", None, Outcome::Done)
         .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
     let doc = auditor
         .get_user_policy("alice", REVOKE_POLICY_NAME)
         .await
@@ -306,7 +297,7 @@ async fn aws_iam_type_routes_to_the_native_connector() {
 
 #[tokio::test]
 async fn throttling_and_server_errors_retry_and_requests_are_signed_query_calls() {
-    use crate::support::{Reply, Target};
+    use crate::kit::{Reply, Target};
     let target = Target::start().await;
     let throttled = Reply {
         status: 400,
@@ -424,7 +415,7 @@ async fn lists_a_users_iam_groups_with_only_the_least_privilege_read() {
 
 #[tokio::test]
 async fn group_listing_follows_the_marker_across_pages() {
-    use crate::support::{Reply, Target};
+    use crate::kit::{Reply, Target};
     let target = Target::start().await;
     let page = |groups: &[&str], next: Option<&str>| {
         let members: String = groups

@@ -2,7 +2,6 @@
 //! holding a flood, admin reset and approval by a second person, self-approval refused, expiry that
 //! never executes, the `deprovd approvals|approve` CLI, and the RBAC matrix of every `/v1` endpoint.
 
-use std::process::Command;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -12,10 +11,8 @@ use deprovd::guard::GuardConfig;
 
 use crate::kit::connector::webhook;
 use crate::kit::{
-    DISABLE_ALL_POLICY, Reply, Target, TestApp, alert_json, eventually, policy_dir, unique,
+    DISABLE_ALL_POLICY, Reply, Target, TestApp, alert_json, deprovd, eventually, policy_dir, unique,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_deprovd");
 
 /// Roles and their tokens: every test app accepts exactly these.
 const TOKENS: [(&str, &str); 5] = [
@@ -51,6 +48,8 @@ decisions contains d if {
 /// helpers speak as the role each endpoint needs.
 struct App {
     app: TestApp,
+    /// The webhook target behind connector `hook`; it accepts every call.
+    target: Target,
     _policies: tempfile::TempDir,
 }
 
@@ -62,11 +61,13 @@ impl std::ops::Deref for App {
 }
 
 impl App {
-    async fn spawn(policy: &str, target: &Target, guards: impl FnOnce(&mut GuardConfig)) -> App {
+    async fn spawn(policy: &str, guards: impl FnOnce(&mut GuardConfig)) -> App {
+        let target = Target::start().await;
+        target.always("POST", "/hook", Reply::status(204));
         let policies = policy_dir(&[("p.rego", policy)]);
         let mut builder = TestApp::builder()
             .policies(policies.path())
-            .with(|s| s.executor.poll_interval = Duration::from_millis(50))
+            .quick_scan()
             .connector("hook", webhook("hook", &target.url()))
             .with(|s| guards(&mut s.guards))
             .redis();
@@ -75,6 +76,7 @@ impl App {
         }
         let app = App {
             app: builder.spawn().await,
+            target,
             _policies: policies,
         };
         app.wait_ready(Duration::from_secs(15)).await;
@@ -140,6 +142,31 @@ impl App {
     }
 
     /// Every audit record (newest first).
+    /// Held action `key` is cancelled with a note starting `note`: it has left the approval queue,
+    /// and an approval now is refused with 409 `code`.
+    async fn assert_cancelled_for_good(&self, key: &str, note: &str, code: &str) {
+        let action = self.get(&format!("/v1/actions/{key}"), "viewer").await;
+        assert_eq!(action["state"], "cancelled", "{action}");
+        assert!(
+            action["note"].as_str().is_some_and(|n| n.starts_with(note)),
+            "{action}"
+        );
+        assert!(self.approvals().await.iter().all(|a| a["key"] != key));
+        let (s, v) = self.approve(key, "approver").await;
+        assert_eq!((s, v["code"].as_str()), (409, Some(code)), "{v}");
+    }
+
+    /// Approve held action `key` as `role`, without a comment.
+    async fn approve(&self, key: &str, role: &str) -> (u16, Value) {
+        self.call(
+            Method::POST,
+            &format!("/v1/approvals/{key}/approve"),
+            Some(token(role)),
+            None,
+        )
+        .await
+    }
+
     async fn audit(&self) -> Vec<Value> {
         self.get("/v1/audit?limit=1000", "viewer").await["records"]
             .as_array()
@@ -156,9 +183,7 @@ fn count_state(actions: &[Value], state: &str) -> usize {
 async fn breaker_lets_exactly_n_through_holds_the_rest_until_admin_reset_and_approval() {
     const N: usize = 3;
     const FLOOD: usize = 8;
-    let target = Target::start().await;
-    target.always("POST", "/hook", Reply::status(204));
-    let app = App::spawn(DISABLE_ALL_POLICY, &target, |g| {
+    let app = App::spawn(DISABLE_ALL_POLICY, |g| {
         g.approval_ttl = Duration::from_secs(3600);
         g.breaker.threshold = N as u64;
         g.breaker.window = Duration::from_secs(600);
@@ -196,7 +221,7 @@ async fn breaker_lets_exactly_n_through_holds_the_rest_until_admin_reset_and_app
     )
     .await;
     assert_eq!(
-        target.count("POST", "/hook"),
+        app.target.count("POST", "/hook"),
         N,
         "exactly N lockouts executed"
     );
@@ -270,7 +295,7 @@ async fn breaker_lets_exactly_n_through_holds_the_rest_until_admin_reset_and_app
         app.metric("deprovd_breaker_open{scope=\"global\"}").await,
         Some(0.0)
     );
-    assert_eq!(target.count("POST", "/hook"), N, "a reset runs nothing");
+    assert_eq!(app.target.count("POST", "/hook"), N, "a reset runs nothing");
 
     // A different person approves each held action: now they proceed.
     for h in &held {
@@ -302,9 +327,10 @@ async fn breaker_lets_exactly_n_through_holds_the_rest_until_admin_reset_and_app
         },
     )
     .await;
-    assert_eq!(target.count("POST", "/hook"), FLOOD);
+    assert_eq!(app.target.count("POST", "/hook"), FLOOD);
     assert!(app.approvals().await.is_empty());
-    let bodies: Vec<String> = target
+    let bodies: Vec<String> = app
+        .target
         .seen()
         .iter()
         .map(|s| String::from_utf8_lossy(&s.body).into_owned())
@@ -349,30 +375,9 @@ async fn breaker_lets_exactly_n_through_holds_the_rest_until_admin_reset_and_app
     app.stop().await;
 }
 
-/// Run the `deprovd` binary; (exit code, stdout, stderr).
-async fn deprovd(args: Vec<String>) -> (i32, String, String) {
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(BIN)
-            .args(&args)
-            .env_remove("DEPROVD_URL")
-            .env_remove("DEPROVD_TOKEN")
-            .output()
-            .expect("run deprovd");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn requester_cannot_approve_their_own_action_and_policy_holds_flow_through_approval() {
-    let target = Target::start().await;
-    target.always("POST", "/hook", Reply::status(204));
-    let app = App::spawn(APPROVAL_POLICY, &target, |g| {
+    let app = App::spawn(APPROVAL_POLICY, |g| {
         g.approval_ttl = Duration::from_secs(3600)
     })
     .await;
@@ -417,16 +422,9 @@ async fn requester_cannot_approve_their_own_action_and_policy_holds_flow_through
             .await;
         assert_eq!((s, v["code"].as_str()), (403, Some("self_approval")), "{v}");
     }
-    let (s, v) = app
-        .call(
-            Method::POST,
-            &format!("/v1/approvals/{}/approve", keys[0]),
-            Some(token("responder")),
-            None,
-        )
-        .await;
+    let (s, v) = app.approve(&keys[0], "responder").await;
     assert_eq!((s, v["code"].as_str()), (403, Some("forbidden")), "{v}");
-    assert_eq!(target.count("POST", "/hook"), 0, "nothing ran");
+    assert_eq!(app.target.count("POST", "/hook"), 0, "nothing ran");
 
     // Through the CLI: the list shows both; self-approval exits 1 naming the code.
     let server = app.url("");
@@ -439,42 +437,52 @@ async fn requester_cannot_approve_their_own_action_and_policy_holds_flow_through
         ]);
         v
     };
-    let (code, out, err) = deprovd(with(vec!["approvals".into()], "viewer")).await;
+    let (code, out, err) = deprovd(with(vec!["approvals".into()], "viewer"), vec![]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("ID "), "{out}");
     for k in &keys {
         assert!(out.contains(k.as_str()), "{out}");
     }
     assert!(out.contains("admin-bot"), "{out}");
-    let (code, _, err) = deprovd(with(vec!["approve".into(), keys[0].clone()], "admin")).await;
+    let (code, _, err) = deprovd(
+        with(vec!["approve".into(), keys[0].clone()], "admin"),
+        vec![],
+    )
+    .await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("self_approval"), "{err}");
 
     // Another person decides: one approved (it runs), one rejected (it never does).
-    let (code, out, err) = deprovd(with(
-        vec![
-            "approve".into(),
-            keys[0].clone(),
-            "--comment".into(),
-            "confirmed with the user's manager".into(),
-            "--json".into(),
-        ],
-        "approver",
-    ))
+    let (code, out, err) = deprovd(
+        with(
+            vec![
+                "approve".into(),
+                keys[0].clone(),
+                "--comment".into(),
+                "confirmed with the user's manager".into(),
+                "--json".into(),
+            ],
+            "approver",
+        ),
+        vec![],
+    )
     .await;
     assert_eq!(code, 0, "{err}");
     let approved: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(approved["state"], "planned");
-    let (code, out, err) = deprovd(with(
-        vec![
-            "approve".into(),
-            keys[1].clone(),
-            "--reject".into(),
-            "--comment".into(),
-            "sessions can stay".into(),
-        ],
-        "approver",
-    ))
+    let (code, out, err) = deprovd(
+        with(
+            vec![
+                "approve".into(),
+                keys[1].clone(),
+                "--reject".into(),
+                "--comment".into(),
+                "sessions can stay".into(),
+            ],
+            "approver",
+        ),
+        vec![],
+    )
     .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("cancelled"), "{out}");
@@ -486,18 +494,11 @@ async fn requester_cannot_approve_their_own_action_and_policy_holds_flow_through
     let rejected = app.get(&format!("/v1/actions/{}", keys[1]), "viewer").await;
     assert_eq!(rejected["state"], "cancelled");
     assert_eq!(
-        target.count("POST", "/hook"),
+        app.target.count("POST", "/hook"),
         1,
         "only the approved one ran"
     );
-    let (s, v) = app
-        .call(
-            Method::POST,
-            &format!("/v1/approvals/{}/approve", keys[1]),
-            Some(token("approver")),
-            None,
-        )
-        .await;
+    let (s, v) = app.approve(&keys[1], "approver").await;
     assert_eq!(
         (s, v["code"].as_str()),
         (409, Some("not_awaiting_approval")),
@@ -515,14 +516,7 @@ async fn requester_cannot_approve_their_own_action_and_policy_holds_flow_through
         .find(|h| h["key"] == key.as_str())
         .expect("held");
     assert_eq!(h["requested_by"], "policy:test.ask_first");
-    let (s, v) = app
-        .call(
-            Method::POST,
-            &format!("/v1/approvals/{key}/approve"),
-            Some(token("approver")),
-            None,
-        )
-        .await;
+    let (s, v) = app.approve(&key, "approver").await;
     assert_eq!(s, 200, "{v}");
     eventually(
         Duration::from_secs(15),
@@ -533,15 +527,13 @@ async fn requester_cannot_approve_their_own_action_and_policy_holds_flow_through
         },
     )
     .await;
-    assert_eq!(target.count("POST", "/hook"), 2);
+    assert_eq!(app.target.count("POST", "/hook"), 2);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_responders_lockout_is_not_absorbed_by_a_held_action_and_runs_at_once() {
-    let target = Target::start().await;
-    target.always("POST", "/hook", Reply::status(204));
-    let app = App::spawn(APPROVAL_POLICY, &target, |g| {
+    let app = App::spawn(APPROVAL_POLICY, |g| {
         g.approval_ttl = Duration::from_secs(3600)
     })
     .await;
@@ -577,36 +569,15 @@ async fn a_responders_lockout_is_not_absorbed_by_a_held_action_and_runs_at_once(
         (a["state"] == "succeeded").then_some(())
     })
     .await;
-    assert_eq!(target.count("POST", "/hook"), 1);
+    assert_eq!(app.target.count("POST", "/hook"), 1);
 
     // The held action was cancelled as superseded: it can no longer run after an approval.
-    let old = app.get(&format!("/v1/actions/{held}"), "viewer").await;
-    assert_eq!(old["state"], "cancelled", "{old}");
-    assert!(
-        old["note"]
-            .as_str()
-            .is_some_and(|n| n.starts_with(&format!("superseded by {lockout}"))),
-        "{old}"
-    );
-    assert!(
-        app.approvals()
-            .await
-            .iter()
-            .all(|a| a["key"] != held.as_str())
-    );
-    let (s, v) = app
-        .call(
-            Method::POST,
-            &format!("/v1/approvals/{held}/approve"),
-            Some(token("approver")),
-            None,
-        )
-        .await;
-    assert_eq!(
-        (s, v["code"].as_str()),
-        (409, Some("not_awaiting_approval")),
-        "{v}"
-    );
+    app.assert_cancelled_for_good(
+        &held,
+        &format!("superseded by {lockout}"),
+        "not_awaiting_approval",
+    )
+    .await;
     let trail = app.audit().await;
     assert!(
         trail.iter().any(|r| r["detail"]["event"] == "superseded"
@@ -619,18 +590,13 @@ async fn a_responders_lockout_is_not_absorbed_by_a_held_action_and_runs_at_once(
     let again = app.alert(&unique("alert"), &email).await;
     assert_eq!(again["actions"][0]["disposition"], "coalesced", "{again}");
     assert_eq!(again["actions"][0]["coalesced_into"], lockout.as_str());
-    assert_eq!(target.count("POST", "/hook"), 1);
+    assert_eq!(app.target.count("POST", "/hook"), 1);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn expired_approval_is_cancelled_notified_in_the_trail_and_never_executes() {
-    let target = Target::start().await;
-    target.always("POST", "/hook", Reply::status(204));
-    let app = App::spawn(APPROVAL_POLICY, &target, |g| {
-        g.approval_ttl = Duration::from_secs(1)
-    })
-    .await;
+    let app = App::spawn(APPROVAL_POLICY, |g| g.approval_ttl = Duration::from_secs(1)).await;
     let email = format!("{}@corp.example", unique("ivan"));
     let processed = app.alert(&unique("alert"), &email).await;
     let key = processed["actions"][0]["key"].as_str().unwrap().to_string();
@@ -641,38 +607,16 @@ async fn expired_approval_is_cancelled_notified_in_the_trail_and_never_executes(
         (a["state"] == "cancelled").then_some(a)
     })
     .await;
-    assert!(
-        expired["note"]
-            .as_str()
-            .is_some_and(|n| n.starts_with("approval expired")),
-        "{expired}"
-    );
-    assert!(
-        app.approvals()
-            .await
-            .iter()
-            .all(|h| h["key"] != key.as_str())
-    );
-    let (s, v) = app
-        .call(
-            Method::POST,
-            &format!("/v1/approvals/{key}/approve"),
-            Some(token("approver")),
-            None,
-        )
+    assert_eq!(expired["state"], "cancelled", "{expired}");
+    app.assert_cancelled_for_good(&key, "approval expired", "approval_expired")
         .await;
-    assert_eq!(
-        (s, v["code"].as_str()),
-        (409, Some("approval_expired")),
-        "{v}"
-    );
     let after = app.get(&format!("/v1/actions/{key}"), "viewer").await;
     assert_eq!(
         after["state"], "cancelled",
         "a late approval changes nothing"
     );
     assert_eq!(after["next_attempt_at"], Value::Null);
-    assert_eq!(target.count("POST", "/hook"), 0, "never executed");
+    assert_eq!(app.target.count("POST", "/hook"), 0, "never executed");
     let audit = app.audit().await;
     let exp: Vec<&Value> = audit
         .iter()
@@ -693,9 +637,7 @@ type Row = (Method, String, Option<Value>, &'static [&'static str], u16);
 
 #[tokio::test]
 async fn rbac_matrix_every_endpoint_by_every_role_and_without_or_with_a_bad_token() {
-    let target = Target::start().await;
-    target.always("POST", "/hook", Reply::status(204));
-    let app = App::spawn(DISABLE_ALL_POLICY, &target, |_| {}).await;
+    let app = App::spawn(DISABLE_ALL_POLICY, |_| {}).await;
 
     // Fixtures: a lockout (its id and one action key) to read and restore.
     let subject = format!("{}@corp.example", unique("judy"));
@@ -849,9 +791,7 @@ async fn rbac_matrix_every_endpoint_by_every_role_and_without_or_with_a_bad_toke
 
 #[tokio::test]
 async fn manual_lockouts_count_towards_the_breaker_but_are_never_held() {
-    let target = Target::start().await;
-    target.always("POST", "/hook", Reply::status(204));
-    let app = App::spawn(DISABLE_ALL_POLICY, &target, |g| {
+    let app = App::spawn(DISABLE_ALL_POLICY, |g| {
         g.breaker.threshold = 1;
         g.breaker.window = Duration::from_secs(600);
     })
@@ -896,15 +836,13 @@ async fn manual_lockouts_count_towards_the_breaker_but_are_never_held() {
         processed["actions"][0]["state"], "awaiting_approval",
         "{processed}"
     );
-    assert_eq!(target.count("POST", "/hook"), 2);
+    assert_eq!(app.target.count("POST", "/hook"), 2);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_retried_approval_with_one_idempotency_key_answers_the_same_and_runs_once() {
-    let target = Target::start().await;
-    target.always("POST", "/hook", Reply::status(204));
-    let app = App::spawn(APPROVAL_POLICY, &target, |g| {
+    let app = App::spawn(APPROVAL_POLICY, |g| {
         g.approval_ttl = Duration::from_secs(3600)
     })
     .await;
@@ -948,7 +886,7 @@ async fn a_retried_approval_with_one_idempotency_key_answers_the_same_and_runs_o
     })
     .await;
     assert_eq!(
-        target.count("POST", "/hook"),
+        app.target.count("POST", "/hook"),
         1,
         "one call for one approval"
     );

@@ -5,24 +5,22 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir, redis_state};
+use crate::kit::connector::webhook;
+use crate::kit::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir};
 
+/// The app with its executor off (nothing here should act), its data in the returned directory.
 async fn app() -> (TestApp, tempfile::TempDir, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let toml = format!(
-        "data_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = \"{}\"\nwatch = false\n\
-         [executor]\nenabled = false\n\
-         [connectors.hook]\ntype = \"webhook\"\nbase_url = \"http://127.0.0.1:9\"\nauth = {{ scheme = \"none\" }}\nvars = {{ path = \"hook\" }}\n{}",
-        data.path().display(),
-        policies.path().display(),
-        redis_state()
-    );
-    let app = TestApp::spawn(&toml).await;
-    eventually(Duration::from_secs(15), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+    let app = TestApp::builder()
+        .data_dir(data.path())
+        .policies(policies.path())
+        .with(|s| s.executor.enabled = false)
+        .connector("hook", webhook("hook", "http://127.0.0.1:9"))
+        .redis()
+        .spawn()
+        .await;
+    app.wait_ready(Duration::from_secs(15)).await;
     (app, data, policies)
 }
 

@@ -7,28 +7,27 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::support::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir};
+use deprovd::api::ApiConfig;
+
+use crate::kit::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir};
 
 /// Short limits, so a test sees them pass in well under a second.
-const SHORT: &str =
-    "header_timeout = \"300ms\"\nbody_timeout = \"300ms\"\nidle_timeout = \"600ms\"\n";
+fn short(api: &mut ApiConfig) {
+    api.header_timeout = Duration::from_millis(300);
+    api.body_timeout = Duration::from_millis(300);
+    api.idle_timeout = Duration::from_millis(600);
+}
 
-/// An app with `api` as the rest of its `[api]` table.
-async fn app(api: &str) -> (TestApp, tempfile::TempDir, tempfile::TempDir) {
-    let data = tempfile::tempdir().unwrap();
+/// An app with its `[api]` table as `api` leaves it.
+async fn app(api: impl FnOnce(&mut ApiConfig)) -> (TestApp, tempfile::TempDir) {
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let toml = format!(
-        "data_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n{api}\n[policy]\ndir = \"{}\"\nwatch = false\n[state]\npath = \"{}\"\n",
-        data.path().display(),
-        policies.path().display(),
-        data.path().join("ledger").display()
-    );
-    let app = TestApp::spawn(&toml).await;
-    eventually(Duration::from_secs(15), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
-    (app, data, policies)
+    let app = TestApp::builder()
+        .policies(policies.path())
+        .with(|s| api(&mut s.api))
+        .spawn()
+        .await;
+    app.wait_ready(Duration::from_secs(15)).await;
+    (app, policies)
 }
 
 /// Read until the server closes the connection (EOF or reset); what was read, and when it closed.
@@ -50,7 +49,7 @@ async fn read_until_closed(stream: &mut (impl AsyncReadExt + Unpin), within: Dur
 
 #[tokio::test]
 async fn slowloris_headers_are_cut_off_at_the_header_timeout() {
-    let (app, _d, _p) = app(SHORT).await;
+    let (app, _p) = app(short).await;
     let stream = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     let (mut rx, mut tx) = stream.into_split();
     let started = Instant::now();
@@ -88,7 +87,7 @@ async fn slowloris_headers_are_cut_off_at_the_header_timeout() {
 
 #[tokio::test]
 async fn a_body_shorter_than_its_content_length_gets_408_at_the_body_timeout() {
-    let (app, _d, _p) = app(SHORT).await;
+    let (app, _p) = app(short).await;
     let mut stream = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     let head = format!(
         "POST /v1/alerts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
@@ -111,7 +110,7 @@ async fn a_body_shorter_than_its_content_length_gets_408_at_the_body_timeout() {
 
 #[tokio::test]
 async fn a_body_dripped_slowly_misses_its_deadline_even_though_bytes_keep_coming() {
-    let (app, _d, _p) = app(SHORT).await;
+    let (app, _p) = app(short).await;
     let stream = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     let (mut rx, mut tx) = stream.into_split();
     let head = format!(
@@ -137,7 +136,7 @@ async fn a_body_dripped_slowly_misses_its_deadline_even_though_bytes_keep_coming
 
 #[tokio::test]
 async fn an_idle_kept_alive_connection_is_closed_at_the_idle_timeout() {
-    let (app, _d, _p) = app(SHORT).await;
+    let (app, _p) = app(short).await;
     let mut stream = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -160,7 +159,11 @@ async fn an_idle_kept_alive_connection_is_closed_at_the_idle_timeout() {
 
 #[tokio::test]
 async fn a_flood_of_idle_connections_cannot_keep_healthz_out_of_reach() {
-    let (app, _d, _p) = app(&format!("{SHORT}max_connections = 16")).await;
+    let (app, _p) = app(|api| {
+        short(api);
+        api.max_connections = 16;
+    })
+    .await;
     // Three times the limit, all silent. The excess is closed at once; the rest at the header
     // timeout — the server never holds more than 16.
     let mut flood = Vec::new();
@@ -208,7 +211,11 @@ async fn a_flood_of_idle_connections_cannot_keep_healthz_out_of_reach() {
 #[tokio::test]
 async fn shutdown_is_graceful_with_connections_open() {
     // Long timeouts: only the shutdown can close the kept-alive connection in this test's time.
-    let (app, _d, _p) = app("idle_timeout = \"1h\"\nheader_timeout = \"1h\"").await;
+    let (app, _p) = app(|api| {
+        api.idle_timeout = Duration::from_secs(3600);
+        api.header_timeout = Duration::from_secs(3600);
+    })
+    .await;
     let mut idle = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await

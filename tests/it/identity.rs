@@ -20,7 +20,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use crate::support::{Reply, Target, TestApp, eventually, policy_dir, redis_state, unique};
+use deprovd::connectors::InstanceConfig;
+
+use crate::kit::connector::{Secrets, instance, webhook};
+use crate::kit::{Reply, Target, TestApp, TestAppBuilder, eventually, policy_dir, unique};
 
 /// Disables every subject of every alert, named as the alert gave it: email, else `DOMAIN\user`,
 /// else the bare username. No severity or category condition: it targets everyone.
@@ -183,50 +186,38 @@ async fn start_directory(users: BTreeMap<String, Vec<String>>) -> (String, Dir) 
     (format!("http://{addr}/scim/v2"), dir)
 }
 
-fn config(data: &std::path::Path, policies: &std::path::Path, extra: &str) -> String {
-    format!(
-        r#"data_dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-[policy]
-dir = "{}"
-watch = false
-[executor]
-poll_interval = "50ms"
-[executor.retry]
-base_delay = "50ms"
-max_delay = "200ms"
-max_attempts = 3
-[identity]
-domain_aliases = {{ "CORP" = "corp.example", "corp.com" = "corp.example" }}
-[connectors.hook]
-type = "webhook"
-auth = {{ scheme = "none" }}
-vars = {{ path = "hook" }}
-{extra}
-{}"#,
-        data.display(),
-        policies.display(),
-        redis_state(),
-    )
+/// The SCIM directory at `url` as connector `dir`, its bearer token at `token`.
+fn directory_connector(url: &str, token: &str) -> InstanceConfig {
+    instance(json!({
+        "type": "scim",
+        "base_url": url,
+        "auth": {"scheme": "bearer", "token": token},
+    }))
 }
 
-async fn spawn(extra: &str, hook: &Target) -> (TestApp, tempfile::TempDir, tempfile::TempDir) {
-    let data = tempfile::tempdir().unwrap();
-    let token = data.path().join("dir-token");
-    std::fs::write(&token, DIR_TOKEN).unwrap();
-    let extra = extra.replace("DIR_TOKEN", &format!("file:{}", token.display()));
+/// The app: a webhook connector `hook` at `hook`, `CORP` and `corp.com` as aliases of
+/// `corp.example`, and what `more` adds (it gets the directory token's secret reference).
+async fn spawn(
+    hook: &Target,
+    more: impl FnOnce(TestAppBuilder, String) -> TestAppBuilder,
+) -> (TestApp, Secrets, tempfile::TempDir) {
+    let secrets = Secrets::new();
+    let token = secrets.file("dir-token", DIR_TOKEN);
     let policies = policy_dir(&[("p.rego", EVERYONE_POLICY)]);
-    let toml = config(data.path(), policies.path(), &extra).replace(
-        "[connectors.hook]\n",
-        &format!("[connectors.hook]\nbase_url = \"{}\"\n", hook.url()),
-    );
-    let app = TestApp::spawn(&toml).await;
-    eventually(Duration::from_secs(10), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
-    (app, data, policies)
+    let builder = TestApp::builder()
+        .policies(policies.path())
+        .fast_executor()
+        .with(|s| {
+            s.identity.domain_aliases = BTreeMap::from([
+                ("CORP".to_string(), "corp.example".to_string()),
+                ("corp.com".to_string(), "corp.example".to_string()),
+            ])
+        })
+        .connector("hook", webhook("hook", &hook.url()))
+        .redis();
+    let app = more(builder, token).spawn().await;
+    app.wait_ready(Duration::from_secs(10)).await;
+    (app, secrets, policies)
 }
 
 /// Wait until no action is `planned` or `running`.
@@ -259,7 +250,7 @@ fn generic(id: &str, subjects: Value) -> String {
 async fn two_spellings_of_one_account_dedupe_to_one_call() {
     let hook = Target::start().await;
     hook.always("POST", "/hook", Reply::status(204));
-    let (app, _d, _p) = spawn("", &hook).await;
+    let (app, _d, _p) = spawn(&hook, |b, _| b).await;
     let (s1, b1) = app
         .post_alert(&generic(&unique("a"), json!([r"CORP\jdoe"])))
         .await;
@@ -285,7 +276,7 @@ async fn two_spellings_of_one_account_dedupe_to_one_call() {
 async fn a_manual_lockout_of_a_down_level_name_joins_the_alerts_action() {
     let hook = Target::start().await;
     hook.always("POST", "/hook", Reply::status(204));
-    let (app, _d, _p) = spawn("", &hook).await;
+    let (app, _d, _p) = spawn(&hook, |b, _| b).await;
     let (status, body) = app
         .post_alert(&generic(&unique("a"), json!(["jdoe@corp.example"])))
         .await;
@@ -326,11 +317,11 @@ async fn a_member_of_a_protected_group_is_never_called() {
         ),
     ]))
     .await;
-    let extra = format!(
-        "[connectors.dir]\ntype = \"scim\"\nbase_url = \"{dir_url}\"\nauth = {{ scheme = \"bearer\", token = \"DIR_TOKEN\" }}\n\
-         [guards]\nprotected_groups = [\"break-glass\"]\n"
-    );
-    let (app, _d, _p) = spawn(&extra, &hook).await;
+    let (app, _d, _p) = spawn(&hook, |b, token| {
+        b.connector("dir", directory_connector(&dir_url, &token))
+            .with(|s| s.guards.protected_groups = vec!["break-glass".into()])
+    })
+    .await;
     let (status, body) = app
         .post_alert(&generic(
             &unique("a"),
@@ -538,12 +529,14 @@ async fn random_alerts_never_call_a_protected_subject() {
         let hook = Target::start().await;
         hook.always("POST", "/hook", Reply::status(204));
         let (dir_url, dir) = start_directory(directory).await;
-        let extra = format!(
-            "[connectors.dir]\ntype = \"scim\"\nbase_url = \"{dir_url}\"\nauth = {{ scheme = \"bearer\", token = \"DIR_TOKEN\" }}\n\
-             [guards]\nprotected = {}\nprotected_groups = [\"break-glass\"]\n",
-            serde_json::to_string(&entries).unwrap()
-        );
-        let (app, _d, _p) = spawn(&extra, &hook).await;
+        let (app, _d, _p) = spawn(&hook, |b, token| {
+            b.connector("dir", directory_connector(&dir_url, &token))
+                .with(|s| {
+                    s.guards.protected = entries.clone();
+                    s.guards.protected_groups = vec!["break-glass".into()];
+                })
+        })
+        .await;
         for _ in 0..ALERTS {
             let n = rng.random_range(1..=3);
             let named: Vec<Account> = (0..n)

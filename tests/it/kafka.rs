@@ -9,7 +9,7 @@ use deprovd::ingest::kafka::KafkaConfig;
 use serde_json::json;
 
 use crate::kit::connector::{instance, webhook};
-use crate::kit::kafka::{brokers, committed, create_topics, produce, read_all};
+use crate::kit::kafka::{committed, create_topics, produce, read_all, source};
 use crate::kit::{
     CountingProxy, DISABLE_ALL_POLICY, Reply, Target, TestApp, TestAppBuilder, alert_json,
     eventually, policy_dir, unique,
@@ -18,13 +18,11 @@ use crate::scim_server::ScimServer;
 
 /// A Kafka source reading `topic` as `group`, fetching and committing quickly.
 fn kafka_config(topic: &str, group: &str) -> KafkaConfig {
-    serde_json::from_value(json!({
-        "brokers": brokers(),
-        "topics": [topic],
-        "group_id": group,
-        "properties": {"fetch.wait.max.ms": "5", "auto.commit.interval.ms": "100"},
-    }))
-    .expect("kafka config")
+    source(
+        &[topic],
+        group,
+        json!({"fetch.wait.max.ms": "5", "auto.commit.interval.ms": "100"}),
+    )
 }
 
 /// The app as these tests run it: a 50 ms executor scan and a Kafka source.
@@ -36,10 +34,44 @@ fn builder(
     TestApp::builder()
         .data_dir(data)
         .policies(policies)
-        .with(|s| {
-            s.executor.poll_interval = Duration::from_millis(50);
-            s.kafka = Some(kafka);
-        })
+        .quick_scan()
+        .kafka(kafka)
+}
+
+/// An app reading a fresh topic (with its dead-letter topic) into a webhook connector `good` whose
+/// target accepts every call.
+struct Fed {
+    target: Target,
+    topic: String,
+    group: String,
+    dlq: String,
+    app: TestApp,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+/// A ready [`Fed`] app.
+async fn fed() -> Fed {
+    let target = Target::start().await;
+    target.always("POST", "/good", Reply::status(204));
+    let (topic, group) = (unique("alerts"), unique("deprovd"));
+    let dlq = format!("{topic}.dlq");
+    create_topics(&[&topic, &dlq]).await;
+    let data = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    let app = builder(data.path(), policies.path(), kafka_config(&topic, &group))
+        .connector("good", webhook("good", &target.url()))
+        .redis()
+        .spawn()
+        .await;
+    app.wait_ready(Duration::from_secs(20)).await;
+    Fed {
+        target,
+        topic,
+        group,
+        dlq,
+        app,
+        _dirs: (data, policies),
+    }
 }
 
 /// A SCIM connector `scim` to the real SCIM server, through `proxy` (which counts the calls).
@@ -97,7 +129,7 @@ async fn kafka_alert_disables_the_user_once_even_when_redelivered() {
     )
     .await;
     let m = app.metrics().await;
-    let v = |s: &str| crate::support::metric_value(&m, s);
+    let v = |s: &str| crate::kit::metric_value(&m, s);
     assert_eq!(
         v("deprovd_decisions_total{action=\"disable_account\",mode=\"enforce\"}"),
         Some(1.0),
@@ -132,22 +164,14 @@ async fn kafka_alert_disables_the_user_once_even_when_redelivered() {
 
 #[tokio::test]
 async fn malformed_message_is_dead_lettered_and_the_consumer_moves_on() {
-    let target = Target::start().await;
-    target.always("POST", "/good", Reply::status(204));
-    let (topic, group) = (unique("alerts"), unique("deprovd"));
-    let dlq = format!("{topic}.dlq");
-    create_topics(&[&topic, &dlq]).await;
-    let data = tempfile::tempdir().unwrap();
-    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let app = builder(data.path(), policies.path(), kafka_config(&topic, &group))
-        .connector("good", webhook("good", &target.url()))
-        .redis()
-        .spawn()
-        .await;
-    eventually(Duration::from_secs(20), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+    let Fed {
+        target,
+        topic,
+        group,
+        dlq,
+        app,
+        _dirs,
+    } = fed().await;
 
     produce(&topic, b"{\"this is\": not json").await;
     let email = format!("{}@corp.example", unique("bob"));
@@ -234,22 +258,14 @@ async fn ledger_down_at_start_means_not_ready_and_no_offsets_stored() {
 
 #[tokio::test]
 async fn an_okta_hook_message_becomes_one_alert_per_event_and_a_bad_event_is_dead_lettered_alone() {
-    let target = Target::start().await;
-    target.always("POST", "/good", Reply::status(204));
-    let (topic, group) = (unique("alerts"), unique("deprovd"));
-    let dlq = format!("{topic}.dlq");
-    create_topics(&[&topic, &dlq]).await;
-    let data = tempfile::tempdir().unwrap();
-    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let app = builder(data.path(), policies.path(), kafka_config(&topic, &group))
-        .connector("good", webhook("good", &target.url()))
-        .redis()
-        .spawn()
-        .await;
-    eventually(Duration::from_secs(20), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+    let Fed {
+        target,
+        topic,
+        group,
+        dlq,
+        app,
+        _dirs,
+    } = fed().await;
 
     let event = |uuid: Option<String>, login: String| {
         let mut e = serde_json::json!({

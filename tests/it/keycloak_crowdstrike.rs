@@ -1,351 +1,28 @@
-//! The Keycloak (Admin REST API) and CrowdStrike Falcon (Hosts API) connectors, built from TOML config by
-//! `deprovd::connectors::build_all` exactly as the service builds them, against local fakes written from
-//! the vendors' API references: exact methods, paths, query strings, bodies and auth headers asserted,
-//! form-encoded client-credentials token requests checked, the vendors' error shapes reproduced (Keycloak
-//! `{"error": "User not found"}` / `HTTP 401 Unauthorized`; CrowdStrike's `{meta, resources, errors}`
-//! envelope, `X-RateLimit-RetryAfter` on 429, asynchronous `containment_pending` states), and the Keycloak
-//! fake applies Keycloak 24's full-replacement PUT semantics, so a partial write would visibly lose data.
+//! The Keycloak (Admin REST API) and CrowdStrike Falcon (Hosts API) connectors, built from their
+//! config by `deprovd::connectors::build_all` exactly as the service builds them, against the vendor
+//! fakes of [`crate::kit::vendors`]: exact methods, paths, query strings, bodies and auth headers
+//! asserted, form-encoded client-credentials token requests checked, the vendors' error shapes
+//! reproduced (Keycloak `{"error": "User not found"}` / `HTTP 401 Unauthorized`; CrowdStrike's
+//! `{meta, resources, errors}` envelope, `X-RateLimit-RetryAfter` on 429, asynchronous
+//! `containment_pending` states), and the Keycloak fake applies Keycloak 24's full-replacement PUT
+//! semantics, so a partial write would visibly lose data.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::Method;
-use deprovd::connectors::{Connector, Memberships, Operation, Outcome};
-use serde_json::{Value, json};
+use deprovd::connectors::{Memberships, Operation, Outcome};
+use serde_json::json;
 
-use crate::kit::connector::{Secrets, build, run};
-use crate::kit::contract::Case;
-use crate::kit::fake::{Fake, Req, Resp, Vendor, epoch_secs, resp};
-use crate::support::{TestApp, eventually, policy_dir, redis_state, unique};
+use crate::kit::connector::{RunExt, Secrets, connector, failed, retrying, run};
+use crate::kit::fake::{Fake, Req, WRONG_SECRET, epoch_secs};
+use crate::kit::vendors::crowdstrike::*;
+use crate::kit::vendors::keycloak::*;
+use crate::kit::{TestApp, eventually, policy_dir, unique};
 
 // ---------------------------------------------------------------------------------------------
 // Keycloak Admin REST API.
 // ---------------------------------------------------------------------------------------------
-
-const REALM: &str = "corp";
-const KC_CLIENT: &str = "deprovd-containment";
-const KC_SECRET: &str = "kc-client-secret-value";
-
-/// The user as Keycloak stores it (what a full representation shows).
-#[derive(Clone, Debug, PartialEq)]
-struct KcUser {
-    id: String,
-    username: String,
-    email: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    enabled: bool,
-    email_verified: bool,
-    attributes: BTreeMap<String, Vec<String>>,
-    required_actions: Vec<String>,
-    created: u64,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-struct Keycloak {
-    users: BTreeMap<String, KcUser>,
-    /// Online sessions per user id (not part of the user: logout cannot be "restored").
-    sessions: BTreeMap<String, u32>,
-    /// User ids logged out, in order.
-    logouts: Vec<String>,
-    /// An older server that ignores `exact=true` and searches by substring.
-    ignore_exact: bool,
-    /// Groups in the order Keycloak lists them: (id, name, path, ids of direct members).
-    groups: Vec<(String, String, String, BTreeSet<String>)>,
-}
-
-impl KcUser {
-    fn brief(&self) -> Value {
-        json!({
-            "id": self.id, "username": self.username, "email": self.email,
-            "firstName": self.first_name, "lastName": self.last_name,
-            "enabled": self.enabled, "emailVerified": self.email_verified,
-            "createdTimestamp": self.created,
-        })
-    }
-    /// `GET /users/{id}`: the full UserRepresentation (Keycloak omits null fields and empty attributes).
-    fn full(&self) -> Value {
-        let mut v = self.brief();
-        let m = v.as_object_mut().expect("object");
-        m.retain(|_, x| !x.is_null());
-        if !self.attributes.is_empty() {
-            m.insert("attributes".into(), json!(self.attributes));
-        }
-        m.insert("totp".into(), json!(false));
-        m.insert("disableableCredentialTypes".into(), json!([]));
-        m.insert("requiredActions".into(), json!(self.required_actions));
-        m.insert("notBefore".into(), json!(0));
-        m.insert(
-            "access".into(),
-            json!({"manageGroupMembership": true, "view": true, "mapRoles": true,
-                   "impersonate": false, "manage": true}),
-        );
-        v
-    }
-}
-
-fn kc_error(status: u16, message: &str) -> Resp {
-    resp(status, json!({"error": message}))
-}
-
-impl Vendor for Keycloak {
-    const TOKEN_PATH: Option<&'static str> = Some("/realms/corp/protocol/openid-connect/token");
-
-    fn check_token_request(form: &BTreeMap<String, String>, _token_url: &str) -> Result<(), Resp> {
-        // client_secret_post: grant_type, client_id, client_secret and nothing else.
-        let keys: Vec<&str> = form.keys().map(String::as_str).collect();
-        if keys != ["client_id", "client_secret", "grant_type"]
-            || form["grant_type"] != "client_credentials"
-        {
-            return Err(resp(
-                400,
-                json!({"error": "invalid_request", "error_description": format!("unexpected form {keys:?}")}),
-            ));
-        }
-        if form["client_id"] != KC_CLIENT || form["client_secret"] != KC_SECRET {
-            return Err(resp(
-                401,
-                json!({"error": "unauthorized_client",
-                       "error_description": "Invalid client or Invalid client credentials"}),
-            ));
-        }
-        Ok(())
-    }
-
-    fn token_response(token: &str) -> Resp {
-        resp(
-            200,
-            json!({"access_token": token, "expires_in": 300, "refresh_expires_in": 0,
-                   "token_type": "Bearer", "not-before-policy": 0, "scope": "profile email"}),
-        )
-    }
-
-    fn unauthorized() -> Resp {
-        kc_error(401, "HTTP 401 Unauthorized")
-    }
-
-    fn handle(&mut self, req: &Req, _base: &str) -> Resp {
-        let segs = req.segs();
-        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-        match segs.as_slice() {
-            ["admin", "realms", realm, ..] if *realm != REALM => kc_error(404, "Realm not found."),
-            ["admin", "realms", _, "users"] if req.method == Method::GET => {
-                let exact = req.query.get("exact").map(String::as_str) == Some("true")
-                    && !self.ignore_exact;
-                let matches = |have: &Option<String>, want: &str| {
-                    let have = have.as_deref().unwrap_or_default();
-                    let want = want.to_lowercase();
-                    if exact {
-                        have == want
-                    } else {
-                        have.contains(&want)
-                    }
-                };
-                let found: Vec<Value> = self
-                    .users
-                    .values()
-                    .filter(|u| {
-                        req.query.get("email").is_none_or(|e| matches(&u.email, e))
-                            && req
-                                .query
-                                .get("username")
-                                .is_none_or(|n| matches(&Some(u.username.clone()), n))
-                    })
-                    .map(|u| {
-                        if req.query.get("briefRepresentation").map(String::as_str) == Some("true")
-                        {
-                            u.brief()
-                        } else {
-                            u.full()
-                        }
-                    })
-                    .collect();
-                let max = req
-                    .query
-                    .get("max")
-                    .and_then(|m| m.parse().ok())
-                    .unwrap_or(100);
-                resp(200, Value::Array(found.into_iter().take(max).collect()))
-            }
-            ["admin", "realms", _, "users", id] => match req.method.as_str() {
-                "GET" => match self.users.get(*id) {
-                    Some(u) => resp(200, u.full()),
-                    None => kc_error(404, "User not found"),
-                },
-                "PUT" => self.put_user(id, req),
-                _ => kc_error(405, "HTTP 405 Method Not Allowed"),
-            },
-            // The groups the user is a direct member of, paged by `first` (offset, default 0) and `max`
-            // (default 100); brief GroupRepresentations.
-            ["admin", "realms", _, "users", id, "groups"] if req.method == Method::GET => {
-                if !self.users.contains_key(*id) {
-                    return kc_error(404, "User not found");
-                }
-                let num = |k: &str, d: usize| match req.query.get(k) {
-                    None => Ok(d),
-                    Some(v) => v
-                        .parse::<usize>()
-                        .map_err(|_| kc_error(400, "Invalid query")),
-                };
-                let (first, max) = match (num("first", 0), num("max", 100)) {
-                    (Ok(f), Ok(m)) => (f, m),
-                    (Err(e), _) | (_, Err(e)) => return e,
-                };
-                let page: Vec<Value> = self
-                    .groups
-                    .iter()
-                    .filter(|g| g.3.contains(*id))
-                    .skip(first)
-                    .take(max)
-                    .map(|(gid, name, path, _)| {
-                        json!({"id": gid, "name": name, "path": path, "subGroupCount": 0})
-                    })
-                    .collect();
-                resp(200, Value::Array(page))
-            }
-            ["admin", "realms", _, "users", id, "logout"] if req.method == Method::POST => {
-                if !self.users.contains_key(*id) {
-                    return kc_error(404, "User not found");
-                }
-                if !req.raw.is_empty() {
-                    return kc_error(400, "logout takes no body");
-                }
-                self.sessions.insert(id.to_string(), 0);
-                self.logouts.push(id.to_string());
-                resp(204, Value::Null)
-            }
-            _ => kc_error(404, "HTTP 404 Not Found"),
-        }
-    }
-}
-
-impl Keycloak {
-    /// Keycloak 24+ `PUT /users/{id}`: the representation replaces the user's root attributes and
-    /// `attributes` (an omitted one is cleared); `enabled`, `emailVerified`, `requiredActions` change
-    /// only when present; the username is read-only.
-    fn put_user(&mut self, id: &str, req: &Req) -> Resp {
-        if req.header("content-type") != Some("application/json") {
-            return kc_error(415, "HTTP 415 Unsupported Media Type");
-        }
-        let Some(rep) = req.body.as_object() else {
-            return kc_error(400, "unable to read contents from stream");
-        };
-        let Some(u) = self.users.get_mut(id) else {
-            return kc_error(404, "User not found");
-        };
-        let text = |k: &str| rep.get(k).and_then(Value::as_str).map(str::to_string);
-        if text("username").is_some_and(|n| n != u.username) {
-            return resp(
-                400,
-                json!({"field": "username", "errorMessage": "error-user-attribute-read-only",
-                       "params": ["username"]}),
-            );
-        }
-        u.email = text("email");
-        u.first_name = text("firstName");
-        u.last_name = text("lastName");
-        u.attributes = rep
-            .get("attributes")
-            .and_then(|a| serde_json::from_value(a.clone()).ok())
-            .unwrap_or_default();
-        if let Some(e) = rep.get("enabled").and_then(Value::as_bool) {
-            u.enabled = e;
-        }
-        if let Some(e) = rep.get("emailVerified").and_then(Value::as_bool) {
-            u.email_verified = e;
-        }
-        if let Some(r) = rep.get("requiredActions") {
-            u.required_actions = serde_json::from_value(r.clone()).unwrap_or_default();
-        }
-        resp(204, Value::Null)
-    }
-}
-
-fn keycloak_world() -> Keycloak {
-    let mut k = Keycloak::default();
-    let mut add = |id: &str, username: &str, email: Option<&str>, first: &str, enabled: bool| {
-        let mut attributes = BTreeMap::new();
-        attributes.insert("department".to_string(), vec!["finance".to_string()]);
-        attributes.insert("employeeNumber".to_string(), vec![format!("E-{id}")]);
-        k.users.insert(
-            id.to_string(),
-            KcUser {
-                id: id.to_string(),
-                username: username.to_string(),
-                email: email.map(str::to_string),
-                first_name: Some(first.to_string()),
-                last_name: Some("Example".to_string()),
-                enabled,
-                email_verified: true,
-                attributes,
-                required_actions: vec![],
-                created: 1_700_000_000_000,
-            },
-        );
-        k.sessions.insert(id.to_string(), 2);
-    };
-    add(
-        "6f1c2d1e-0000-4000-8000-00000000a11c",
-        "asmith",
-        Some("alice.smith@example.com"),
-        "Alice",
-        true,
-    );
-    add(
-        "6f1c2d1e-0000-4000-8000-0000000a11c2",
-        "asmith2",
-        Some("alice.smith2@example.com"),
-        "Alicia",
-        true,
-    );
-    add(
-        "6f1c2d1e-0000-4000-8000-000000000b0b",
-        "bob",
-        None,
-        "Bob",
-        true,
-    );
-    add(
-        "6f1c2d1e-0000-4000-8000-000000000ca7",
-        "carol",
-        Some("carol@example.com"),
-        "Carol",
-        false,
-    );
-    k
-}
-
-const ALICE: &str = "6f1c2d1e-0000-4000-8000-00000000a11c";
-const BOB: &str = "6f1c2d1e-0000-4000-8000-000000000b0b";
-const CAROL: &str = "6f1c2d1e-0000-4000-8000-000000000ca7";
-
-fn keycloak_toml(name: &str, base: &str, secret_ref: &str) -> String {
-    format!(
-        r#"
-[connectors.{name}]
-type = "keycloak"
-base_url = "{base}"
-vars = {{ realm = "{REALM}" }}
-[connectors.{name}.auth]
-scheme = "oauth2"
-token_url = "{base}/realms/{REALM}/protocol/openid-connect/token"
-client_id = "{KC_CLIENT}"
-client_secret = "{secret_ref}"
-"#
-    )
-}
-
-async fn keycloak() -> (Fake<Keycloak>, Arc<dyn Connector>, Secrets) {
-    let secrets = Secrets::new();
-    let fake = Fake::start(keycloak_world()).await;
-    let set = build(&keycloak_toml(
-        "keycloak",
-        fake.base(),
-        &secrets.file("kc-secret", KC_SECRET),
-    ));
-    (fake, set["keycloak"].clone(), secrets)
-}
 
 #[tokio::test]
 async fn keycloak_contain_then_restore_leaves_the_realm_as_it_was() {
@@ -353,8 +30,9 @@ async fn keycloak_contain_then_restore_leaves_the_realm_as_it_was() {
     let before = fake.with(|i| i.vendor.users.clone());
     let subject = "Alice.Smith@example.com";
 
-    let d = run(&*kc, Operation::DisableAccount, subject, None).await;
-    assert_eq!(d.outcome, Outcome::Done, "{}", d.summary);
+    let d = kc
+        .expecting(Operation::DisableAccount, subject, None, Outcome::Done)
+        .await;
     assert_eq!(d.pre_state, Some(json!({"prior_enabled": true})));
     let users_path = format!("/admin/realms/{REALM}/users");
     let alice_path = format!("{users_path}/{ALICE}");
@@ -410,8 +88,8 @@ async fn keycloak_contain_then_restore_leaves_the_realm_as_it_was() {
 
     // Sessions: POST .../logout, no body.
     fake.clear_log();
-    let r = run(&*kc, Operation::RevokeSessions, subject, None).await;
-    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
+    kc.expecting(Operation::RevokeSessions, subject, None, Outcome::Done)
+        .await;
     assert_eq!(
         fake.calls().last(),
         Some(&format!("POST {alice_path}/logout"))
@@ -420,15 +98,26 @@ async fn keycloak_contain_then_restore_leaves_the_realm_as_it_was() {
 
     // Disabling again is already_done, without a write, recording that it was already disabled.
     fake.clear_log();
-    let again = run(&*kc, Operation::DisableAccount, subject, None).await;
-    assert_eq!(again.outcome, Outcome::AlreadyDone, "{}", again.summary);
+    let again = kc
+        .expecting(
+            Operation::DisableAccount,
+            subject,
+            None,
+            Outcome::AlreadyDone,
+        )
+        .await;
     assert_eq!(again.pre_state, Some(json!({"prior_enabled": false})));
     assert!(!fake.calls().iter().any(|c| c.starts_with("PUT")));
 
     // Restore from the first action's pre-state: re-enabled, the user exactly as before.
     fake.clear_log();
-    let e = run(&*kc, Operation::EnableAccount, subject, d.pre_state.clone()).await;
-    assert_eq!(e.outcome, Outcome::Done, "{}", e.summary);
+    kc.expecting(
+        Operation::EnableAccount,
+        subject,
+        d.pre_state.clone(),
+        Outcome::Done,
+    )
+    .await;
     assert_eq!(
         fake.api_requests().last().map(|r| r.body.clone()),
         Some({
@@ -441,8 +130,13 @@ async fn keycloak_contain_then_restore_leaves_the_realm_as_it_was() {
 
     // Restoring the second (already_done) disable leaves the user alone.
     fake.clear_log();
-    let e = run(&*kc, Operation::EnableAccount, subject, again.pre_state).await;
-    assert_eq!(e.outcome, Outcome::AlreadyDone, "{}", e.summary);
+    kc.expecting(
+        Operation::EnableAccount,
+        subject,
+        again.pre_state,
+        Outcome::AlreadyDone,
+    )
+    .await;
     assert!(!fake.calls().iter().any(|c| c.starts_with("PUT")));
     assert_eq!(fake.with(|i| i.vendor.users.clone()), before);
     let report = kc.check().await;
@@ -455,8 +149,8 @@ async fn keycloak_finds_users_by_username_and_id_and_reports_unknown_ones_as_not
     let users_path = format!("/admin/realms/{REALM}/users");
 
     // A username without an email: the email search finds nothing, the username search finds bob.
-    let r = run(&*kc, Operation::DisableAccount, "bob", None).await;
-    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
+    kc.expecting(Operation::DisableAccount, "bob", None, Outcome::Done)
+        .await;
     let reqs = fake.api_requests();
     assert_eq!(reqs[1].path, users_path);
     assert_eq!(
@@ -468,8 +162,8 @@ async fn keycloak_finds_users_by_username_and_id_and_reports_unknown_ones_as_not
 
     // The Keycloak user id (a per-system id of the subject).
     fake.clear_log();
-    let r = run(&*kc, Operation::EnableAccount, BOB, None).await;
-    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
+    kc.expecting(Operation::EnableAccount, BOB, None, Outcome::Done)
+        .await;
     assert_eq!(
         fake.calls(),
         [
@@ -483,23 +177,33 @@ async fn keycloak_finds_users_by_username_and_id_and_reports_unknown_ones_as_not
     assert!(fake.with(|i| i.vendor.users[BOB].enabled));
 
     // Carol was disabled before anyone acted: already_done, and a restore leaves her disabled.
-    let c = run(&*kc, Operation::DisableAccount, "carol@example.com", None).await;
-    assert_eq!(c.outcome, Outcome::AlreadyDone, "{}", c.summary);
-    let c = run(
-        &*kc,
+    let c = kc
+        .expecting(
+            Operation::DisableAccount,
+            "carol@example.com",
+            None,
+            Outcome::AlreadyDone,
+        )
+        .await;
+    kc.expecting(
         Operation::EnableAccount,
         "carol@example.com",
         c.pre_state,
+        Outcome::AlreadyDone,
     )
     .await;
-    assert_eq!(c.outcome, Outcome::AlreadyDone, "{}", c.summary);
     assert!(!fake.with(|i| i.vendor.users[CAROL].enabled));
 
     // Nobody: three lookups, the last a 404 {"error": "User not found"}, and nothing written.
     fake.clear_log();
     let before = fake.with(|i| i.vendor.clone());
-    let nf = run(&*kc, Operation::DisableAccount, "nobody@example.com", None).await;
-    assert_eq!(nf.outcome, Outcome::NotFound, "{}", nf.summary);
+    kc.expecting(
+        Operation::DisableAccount,
+        "nobody@example.com",
+        None,
+        Outcome::NotFound,
+    )
+    .await;
     assert_eq!(fake.calls().len(), 3, "{:?}", fake.calls());
     assert_eq!(fake.with(|i| i.vendor.clone()), before);
 }
@@ -509,8 +213,8 @@ async fn keycloak_lookup_never_takes_a_substring_match_from_a_server_that_ignore
     let (fake, kc, _s) = keycloak().await;
     fake.with(|i| i.vendor.ignore_exact = true);
     // "asmith" is a substring of "asmith2": an old server answers both; only the equal one is taken.
-    let r = run(&*kc, Operation::DisableAccount, "asmith", None).await;
-    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
+    kc.expecting(Operation::DisableAccount, "asmith", None, Outcome::Done)
+        .await;
     let users = fake.with(|i| i.vendor.users.clone());
     assert!(!users[ALICE].enabled);
     assert!(
@@ -522,68 +226,40 @@ async fn keycloak_lookup_never_takes_a_substring_match_from_a_server_that_ignore
 #[tokio::test]
 async fn keycloak_token_is_refreshed_once_after_a_401_then_fails() {
     let (fake, kc, _s) = keycloak().await;
-    let r = run(&*kc, Operation::RevokeSessions, "bob", None).await;
-    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
+    kc.expecting(Operation::RevokeSessions, "bob", None, Outcome::Done)
+        .await;
     assert_eq!(fake.token_requests(), 1, "one token for lookup and logout");
 
     // Mid-run the token stops being accepted (expired / revoked at Keycloak): 401 → one refresh → retry.
     // (The subject's id comes from the connector's lookup cache, so the logout is the first call.)
-    fake.expire_tokens();
-    fake.clear_log();
-    let r = run(&*kc, Operation::RevokeSessions, "bob", None).await;
-    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
-    assert_eq!(fake.token_requests(), 2);
-    let logout = format!("POST /admin/realms/{REALM}/users/{BOB}/logout");
-    assert_eq!(
-        fake.calls(),
-        [logout.clone(), logout],
-        "the refused request is sent once more with the new token"
-    );
-    let reqs = fake.api_requests();
-    assert_ne!(
-        reqs[0].header("authorization"),
-        reqs[1].header("authorization")
-    );
-
     // The service account is disabled at Keycloak: the fresh token is refused too → one refresh, then
     // a terminal failure carrying Keycloak's words.
-    fake.with(|i| i.refuse_new_tokens = true);
-    fake.expire_tokens();
-    fake.clear_log();
-    let r = run(&*kc, Operation::RevokeSessions, "bob", None).await;
-    match &r.outcome {
-        Outcome::Failed { reason } => assert!(
-            reason.contains("401") && reason.contains("HTTP 401 Unauthorized"),
-            "{reason}"
-        ),
-        other => panic!("expected failed, got {other:?}"),
-    }
-    assert_eq!(fake.token_requests(), 3, "exactly one more refresh");
-    assert_eq!(fake.calls().len(), 2, "one retry: {:?}", fake.calls());
+    fake.check_token_refresh(
+        &*kc,
+        Operation::RevokeSessions,
+        "bob",
+        &format!("POST /admin/realms/{REALM}/users/{BOB}/logout"),
+        "HTTP 401 Unauthorized",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn keycloak_wrong_client_secret_fails_terminally_without_leaking_it() {
     let secrets = Secrets::new();
     let fake = Fake::start(keycloak_world()).await;
-    let set = build(&keycloak_toml(
+    let kc = connector(
         "kc",
-        fake.base(),
-        &secrets.file("wrong", "not-the-secret"),
-    ));
-    let r = run(&*set["kc"], Operation::DisableAccount, "bob", None).await;
-    match &r.outcome {
-        Outcome::Failed { reason } => {
-            assert!(
-                reason.contains("Invalid client or Invalid client credentials"),
-                "{reason}"
-            );
-            assert!(!reason.contains("not-the-secret"), "{reason}");
-        }
-        other => panic!("expected failed, got {other:?}"),
-    }
-    assert!(fake.calls().is_empty(), "no API call without a token");
-    let report = set["kc"].check().await;
+        keycloak_config(fake.base(), &secrets.file("wrong", WRONG_SECRET)),
+    );
+    fake.check_refused_client(
+        &*kc,
+        Operation::DisableAccount,
+        "bob",
+        "Invalid client or Invalid client credentials",
+    )
+    .await;
+    let report = kc.check().await;
     assert!(!report.ok, "{report:?}");
 }
 
@@ -591,279 +267,14 @@ async fn keycloak_wrong_client_secret_fails_terminally_without_leaking_it() {
 // CrowdStrike Falcon Hosts API.
 // ---------------------------------------------------------------------------------------------
 
-const CS_CLIENT: &str = "0123456789abcdef0123456789abcdef";
-const CS_SECRET: &str = "cs-client-secret-value";
-
-#[derive(Clone, Debug, PartialEq)]
-struct Device {
-    hostname: String,
-    /// normal | containment_pending | contained | lift_containment_pending
-    status: String,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-struct Falcon {
-    devices: BTreeMap<String, Device>,
-    /// (action_name, ids) of every accepted devices-actions call.
-    actions: Vec<(String, Vec<String>)>,
-}
-
-impl Falcon {
-    /// The sensor checks in: pending states complete.
-    fn settle(&mut self) {
-        for d in self.devices.values_mut() {
-            d.status = match d.status.as_str() {
-                "containment_pending" => "contained".into(),
-                "lift_containment_pending" => "normal".into(),
-                s => s.to_string(),
-            };
-        }
-    }
-}
-
-fn cs_meta() -> Value {
-    json!({"query_time": 0.004, "powered_by": "device-api",
-           "trace_id": uuid::Uuid::new_v4().to_string()})
-}
-
-fn cs_error(status: u16, message: &str) -> Resp {
-    (
-        status,
-        json!({"meta": cs_meta(), "resources": [], "errors": [{"code": status, "message": message}]}),
-        rate_headers(),
-    )
-}
-
-fn rate_headers() -> Vec<(String, String)> {
-    vec![
-        ("X-RateLimit-Limit".into(), "6000".into()),
-        ("X-RateLimit-Remaining".into(), "5999".into()),
-        ("X-Cs-Region".into(), "us-1".into()),
-    ]
-}
-
-/// One FQL comparison `prop:'value'` (backslash escapes), as the Hosts API parses it.
-fn parse_fql(filter: &str) -> Option<(String, String)> {
-    let (prop, rest) = filter.split_once(':')?;
-    let mut chars = rest.strip_prefix('\'')?.chars();
-    let mut value = String::new();
-    loop {
-        match chars.next()? {
-            '\\' => value.push(chars.next()?),
-            '\'' => break,
-            c => value.push(c),
-        }
-    }
-    chars.next().is_none().then(|| (prop.to_string(), value))
-}
-
-/// FQL string equality: case-sensitive (as the FQL reference says values are), `*` a wildcard.
-fn fql_matches(pattern: &str, value: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == value;
-    }
-    let mut rest = value;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else {
-                return false;
-            };
-            rest = r;
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else if let Some(at) = rest.find(part) {
-            rest = &rest[at + part.len()..];
-        } else {
-            return false;
-        }
-    }
-    true
-}
-
-impl Vendor for Falcon {
-    const TOKEN_PATH: Option<&'static str> = Some("/oauth2/token");
-
-    fn check_token_request(form: &BTreeMap<String, String>, _token_url: &str) -> Result<(), Resp> {
-        // oauth2AccessToken: client_id and client_secret (member_cid optional); generic OAuth clients add
-        // grant_type=client_credentials, which the endpoint accepts.
-        let keys: Vec<&str> = form.keys().map(String::as_str).collect();
-        if keys != ["client_id", "client_secret", "grant_type"]
-            || form["grant_type"] != "client_credentials"
-        {
-            return Err(cs_error(400, &format!("unexpected form {keys:?}")));
-        }
-        if form["client_id"] != CS_CLIENT || form["client_secret"] != CS_SECRET {
-            return Err(cs_error(403, "access denied, invalid client"));
-        }
-        Ok(())
-    }
-
-    fn token_response(token: &str) -> Resp {
-        (
-            201,
-            json!({"access_token": token, "token_type": "bearer", "expires_in": 1799}),
-            rate_headers(),
-        )
-    }
-
-    fn unauthorized() -> Resp {
-        cs_error(401, "access denied, invalid bearer token")
-    }
-
-    fn handle(&mut self, req: &Req, _base: &str) -> Resp {
-        match (req.method.as_str(), req.path.as_str()) {
-            ("GET", "/devices/queries/devices/v1") => {
-                let limit: usize = req
-                    .query
-                    .get("limit")
-                    .and_then(|l| l.parse().ok())
-                    .unwrap_or(100);
-                let ids: Vec<String> = match req.query.get("filter") {
-                    None => self.devices.keys().cloned().collect(),
-                    Some(f) => match parse_fql(f) {
-                        Some((p, v)) if p == "hostname" => self
-                            .devices
-                            .iter()
-                            .filter(|(_, d)| fql_matches(&v, &d.hostname))
-                            .map(|(id, _)| id.clone())
-                            .collect(),
-                        Some((p, v)) if p == "device_id" => self
-                            .devices
-                            .keys()
-                            .filter(|id| fql_matches(&v, id))
-                            .cloned()
-                            .collect(),
-                        _ => return cs_error(400, &format!("Invalid filter: {f}")),
-                    },
-                };
-                let total = ids.len();
-                let mut meta = cs_meta();
-                meta["pagination"] = json!({"offset": 0, "limit": limit, "total": total});
-                (
-                    200,
-                    json!({"meta": meta, "resources": ids.into_iter().take(limit).collect::<Vec<_>>(), "errors": []}),
-                    rate_headers(),
-                )
-            }
-            ("GET", "/devices/entities/devices/v2") => {
-                let resources: Vec<Value> = req
-                    .query
-                    .get("ids")
-                    .and_then(|id| self.devices.get(id).map(|d| (id, d)))
-                    .map(|(id, d)| {
-                        json!({"device_id": id, "cid": "c1d2e3", "hostname": d.hostname,
-                               "status": d.status, "platform_name": "Windows",
-                               "last_seen": "2026-11-26T09:00:00Z"})
-                    })
-                    .into_iter()
-                    .collect();
-                (
-                    200,
-                    json!({"meta": cs_meta(), "resources": resources, "errors": []}),
-                    rate_headers(),
-                )
-            }
-            ("POST", "/devices/entities/devices-actions/v2") => {
-                if req.header("content-type") != Some("application/json") {
-                    return cs_error(400, "Content-Type must be application/json");
-                }
-                let action = req.query.get("action_name").cloned().unwrap_or_default();
-                let ids: Vec<String> = req.body["ids"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if ids.is_empty() || req.body.as_object().map(|o| o.len()) != Some(1) {
-                    return cs_error(400, "body must be {\"ids\": [...]}");
-                }
-                let to = match action.as_str() {
-                    "contain" => "containment_pending",
-                    "lift_containment" => "lift_containment_pending",
-                    _ => return cs_error(400, &format!("invalid action_name {action}")),
-                };
-                for id in &ids {
-                    let Some(d) = self.devices.get_mut(id) else {
-                        return cs_error(404, &format!("Device {id} not found"));
-                    };
-                    d.status = to.to_string();
-                }
-                self.actions.push((action, ids.clone()));
-                (
-                    202,
-                    json!({"meta": cs_meta(),
-                           "resources": ids.iter().map(|id| json!({"id": id, "path": ""})).collect::<Vec<_>>(),
-                           "errors": []}),
-                    rate_headers(),
-                )
-            }
-            _ => cs_error(404, "Not Found"),
-        }
-    }
-}
-
-const AID_ALICE: &str = "4a1c9e2b3d4e5f6a7b8c9d0e1f2a3b40";
-const AID_OBRIEN: &str = "4a1c9e2b3d4e5f6a7b8c9d0e1f2a3b41";
-const AID_OLD: &str = "4a1c9e2b3d4e5f6a7b8c9d0e1f2a3b42";
-const AID_NEW: &str = "4a1c9e2b3d4e5f6a7b8c9d0e1f2a3b43";
-const AID_SERVER: &str = "4a1c9e2b3d4e5f6a7b8c9d0e1f2a3b44";
-
-fn falcon_world() -> Falcon {
-    let mut f = Falcon::default();
-    for (id, host, status) in [
-        (AID_ALICE, "WKS-ALICE-01", "normal"),
-        (AID_OBRIEN, "o'brien-pc", "normal"),
-        (AID_OLD, "WKS-REIMAGED", "normal"),
-        (AID_NEW, "WKS-REIMAGED", "normal"),
-        (AID_SERVER, "SRV-DB-01", "contained"),
-    ] {
-        f.devices.insert(
-            id.to_string(),
-            Device {
-                hostname: host.to_string(),
-                status: status.to_string(),
-            },
-        );
-    }
-    f
-}
-
-fn falcon_toml(name: &str, base: &str, secret_ref: &str) -> String {
-    format!(
-        r#"
-[connectors.{name}]
-type = "crowdstrike"
-base_url = "{base}"
-[connectors.{name}.auth]
-scheme = "oauth2"
-token_url = "{base}/oauth2/token"
-client_id = "{CS_CLIENT}"
-client_secret = "{secret_ref}"
-"#
-    )
-}
-
-async fn falcon() -> (Fake<Falcon>, Arc<dyn Connector>, Secrets) {
-    let secrets = Secrets::new();
-    let fake = Fake::start(falcon_world()).await;
-    let set = build(&falcon_toml(
-        "falcon",
-        fake.base(),
-        &secrets.file("cs-secret", CS_SECRET),
-    ));
-    (fake, set["falcon"].clone(), secrets)
-}
-
 #[tokio::test]
 async fn crowdstrike_contain_then_lift_leaves_the_host_as_it_was() {
     let (fake, cs, _s) = falcon().await;
     let before = fake.with(|i| i.vendor.devices.clone());
 
-    let c = run(&*cs, Operation::ContainHost, "WKS-ALICE-01", None).await;
-    assert_eq!(c.outcome, Outcome::Done, "{}", c.summary);
+    let c = cs
+        .expecting(Operation::ContainHost, "WKS-ALICE-01", None, Outcome::Done)
+        .await;
     assert_eq!(
         c.pre_state,
         Some(json!({"device_id": AID_ALICE, "hostname": "WKS-ALICE-01", "prior_status": "normal"}))
@@ -912,23 +323,32 @@ async fn crowdstrike_contain_then_lift_leaves_the_host_as_it_was() {
 
     // Containment is asynchronous: asked again while pending, and once contained, nothing is sent.
     fake.clear_log();
-    let again = run(&*cs, Operation::ContainHost, "WKS-ALICE-01", None).await;
-    assert_eq!(again.outcome, Outcome::AlreadyDone, "{}", again.summary);
+    cs.expecting(
+        Operation::ContainHost,
+        "WKS-ALICE-01",
+        None,
+        Outcome::AlreadyDone,
+    )
+    .await;
     fake.with(|i| i.vendor.settle());
-    let again = run(&*cs, Operation::ContainHost, AID_ALICE, None).await;
-    assert_eq!(again.outcome, Outcome::AlreadyDone, "{}", again.summary);
+    cs.expecting(
+        Operation::ContainHost,
+        AID_ALICE,
+        None,
+        Outcome::AlreadyDone,
+    )
+    .await;
     assert!(!fake.calls().iter().any(|c| c.starts_with("POST")));
 
     // Lift from the recorded pre-state: lift_containment on the recorded device id.
     fake.clear_log();
-    let l = run(
-        &*cs,
+    cs.expecting(
         Operation::LiftContainment,
         "WKS-ALICE-01",
         c.pre_state.clone(),
+        Outcome::Done,
     )
     .await;
-    assert_eq!(l.outcome, Outcome::Done, "{}", l.summary);
     let post = fake.api_requests().pop().expect("a request");
     assert_eq!(post.path, "/devices/entities/devices-actions/v2");
     assert_eq!(
@@ -937,14 +357,13 @@ async fn crowdstrike_contain_then_lift_leaves_the_host_as_it_was() {
     );
     assert_eq!(post.body, json!({"ids": [AID_ALICE]}));
     // Lifting while the lift is pending is already_done; then the host is exactly as before.
-    let l = run(
-        &*cs,
+    cs.expecting(
         Operation::LiftContainment,
         "WKS-ALICE-01",
         c.pre_state,
+        Outcome::AlreadyDone,
     )
     .await;
-    assert_eq!(l.outcome, Outcome::AlreadyDone, "{}", l.summary);
     fake.with(|i| i.vendor.settle());
     assert_eq!(fake.with(|i| i.vendor.devices.clone()), before);
     assert_eq!(
@@ -964,8 +383,14 @@ async fn crowdstrike_host_contained_before_is_already_done_and_stays_contained_o
     let (fake, cs, _s) = falcon().await;
     // The alert spelled the name in lower case; Falcon has it in upper case (FQL values are
     // case-sensitive): the upper-case spelling is tried before the device id.
-    let c = run(&*cs, Operation::ContainHost, "srv-db-01", None).await;
-    assert_eq!(c.outcome, Outcome::AlreadyDone, "{}", c.summary);
+    let c = cs
+        .expecting(
+            Operation::ContainHost,
+            "srv-db-01",
+            None,
+            Outcome::AlreadyDone,
+        )
+        .await;
     assert_eq!(
         fake.api_requests()
             .iter()
@@ -974,8 +399,13 @@ async fn crowdstrike_host_contained_before_is_already_done_and_stays_contained_o
         ["hostname:'srv-db-01'", "hostname:'SRV-DB-01'"]
     );
     assert_eq!(c.pre_state.as_ref().unwrap()["prior_status"], "contained");
-    let l = run(&*cs, Operation::LiftContainment, "srv-db-01", c.pre_state).await;
-    assert_eq!(l.outcome, Outcome::AlreadyDone, "{}", l.summary);
+    cs.expecting(
+        Operation::LiftContainment,
+        "srv-db-01",
+        c.pre_state,
+        Outcome::AlreadyDone,
+    )
+    .await;
     assert!(fake.with(|i| i.vendor.actions.is_empty()), "nothing sent");
     assert_eq!(
         fake.with(|i| i.vendor.devices[AID_SERVER].status.clone()),
@@ -988,8 +418,8 @@ async fn crowdstrike_fql_is_escaped_and_wildcards_duplicates_and_unknown_hosts_n
     let (fake, cs, _s) = falcon().await;
 
     // A quote in the name is escaped in the FQL string, and the right host is contained.
-    let r = run(&*cs, Operation::ContainHost, "o'brien-pc", None).await;
-    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
+    cs.expecting(Operation::ContainHost, "o'brien-pc", None, Outcome::Done)
+        .await;
     assert_eq!(
         fake.api_requests()[0]
             .query
@@ -1019,8 +449,8 @@ async fn crowdstrike_fql_is_escaped_and_wildcards_duplicates_and_unknown_hosts_n
         1,
         "nothing more sent"
     );
-    let r = run(&*cs, Operation::ContainHost, AID_NEW, None).await;
-    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
+    cs.expecting(Operation::ContainHost, AID_NEW, None, Outcome::Done)
+        .await;
     assert_eq!(
         fake.with(|i| i.vendor.devices[AID_OLD].status.clone()),
         "normal"
@@ -1028,8 +458,13 @@ async fn crowdstrike_fql_is_escaped_and_wildcards_duplicates_and_unknown_hosts_n
 
     // An unknown host: both queries answer no resources → not_found, nothing sent.
     fake.clear_log();
-    let r = run(&*cs, Operation::ContainHost, "WKS-NOBODY", None).await;
-    assert_eq!(r.outcome, Outcome::NotFound, "{}", r.summary);
+    cs.expecting(
+        Operation::ContainHost,
+        "WKS-NOBODY",
+        None,
+        Outcome::NotFound,
+    )
+    .await;
     let reqs = fake.api_requests();
     assert_eq!(
         reqs.iter()
@@ -1058,20 +493,16 @@ async fn crowdstrike_429_waits_for_x_ratelimit_retryafter_and_401_refreshes_the_
         ),
     );
     let r = run(&*cs, Operation::ContainHost, "WKS-ALICE-01", None).await;
-    match &r.outcome {
-        Outcome::Retry { after, reason } => {
-            let after = after.expect("a retry time");
-            assert!(
-                after > Duration::from_secs(1) && after <= Duration::from_secs(3),
-                "{after:?} is not the time left to {reset}"
-            );
-            assert!(
-                reason.contains("429") && reason.contains("API rate limit exceeded."),
-                "{reason}"
-            );
-        }
-        other => panic!("expected retry, got {other:?}"),
-    }
+    let (after, reason) = retrying(&r);
+    let after = after.expect("a retry time");
+    assert!(
+        after > Duration::from_secs(1) && after <= Duration::from_secs(3),
+        "{after:?} is not the time left to {reset}"
+    );
+    assert!(
+        reason.contains("429") && reason.contains("API rate limit exceeded."),
+        "{reason}"
+    );
     assert_eq!(
         fake.with(|i| i.vendor.devices[AID_ALICE].status.clone()),
         "normal"
@@ -1079,8 +510,8 @@ async fn crowdstrike_429_waits_for_x_ratelimit_retryafter_and_401_refreshes_the_
 
     // The token expires at CrowdStrike mid-run: 401 in CrowdStrike's envelope → one refresh → success.
     fake.expire_tokens();
-    let r = run(&*cs, Operation::ContainHost, "WKS-ALICE-01", None).await;
-    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
+    cs.expecting(Operation::ContainHost, "WKS-ALICE-01", None, Outcome::Done)
+        .await;
     assert_eq!(fake.token_requests(), 2);
 
     // The API client is deleted: the new token is refused as well → one refresh, then failed.
@@ -1088,13 +519,11 @@ async fn crowdstrike_429_waits_for_x_ratelimit_retryafter_and_401_refreshes_the_
     fake.expire_tokens();
     fake.clear_log();
     let r = run(&*cs, Operation::LiftContainment, "WKS-ALICE-01", None).await;
-    match &r.outcome {
-        Outcome::Failed { reason } => assert!(
-            reason.contains("401") && reason.contains("access denied, invalid bearer token"),
-            "{reason}"
-        ),
-        other => panic!("expected failed, got {other:?}"),
-    }
+    let reason = failed(&r);
+    assert!(
+        reason.contains("401") && reason.contains("access denied, invalid bearer token"),
+        "{reason}"
+    );
     assert_eq!(fake.token_requests(), 3, "exactly one more refresh");
     assert_eq!(fake.calls().len(), 2, "one retry: {:?}", fake.calls());
 }
@@ -1103,20 +532,17 @@ async fn crowdstrike_429_waits_for_x_ratelimit_retryafter_and_401_refreshes_the_
 async fn crowdstrike_refused_client_fails_terminally_with_the_envelope_message() {
     let secrets = Secrets::new();
     let fake = Fake::start(falcon_world()).await;
-    let set = build(&falcon_toml(
+    let cs = connector(
         "cs",
-        fake.base(),
-        &secrets.file("wrong", "not-the-secret"),
-    ));
-    let r = run(&*set["cs"], Operation::ContainHost, "WKS-ALICE-01", None).await;
-    match &r.outcome {
-        Outcome::Failed { reason } => {
-            assert!(reason.contains("access denied, invalid client"), "{reason}");
-            assert!(!reason.contains("not-the-secret"), "{reason}");
-        }
-        other => panic!("expected failed, got {other:?}"),
-    }
-    assert!(fake.calls().is_empty());
+        falcon_config(fake.base(), &secrets.file("wrong", WRONG_SECRET)),
+    );
+    fake.check_refused_client(
+        &*cs,
+        Operation::ContainHost,
+        "WKS-ALICE-01",
+        "access denied, invalid client",
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1145,35 +571,23 @@ async fn alert_contains_the_host_at_crowdstrikes_reset_time_while_keycloak_repor
     let secrets = Secrets::new();
     let cs = Fake::start(falcon_world()).await;
     let kc = Fake::start(keycloak_world()).await;
-    let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", CONTAIN_POLICY)]);
-    let app = TestApp::spawn(&format!(
-        r#"data_dir = "{data}"
-[api]
-listen = "127.0.0.1:0"
-[policy]
-dir = "{policies}"
-watch = false
-[executor]
-poll_interval = "50ms"
-[executor.retry]
-base_delay = "50ms"
-max_delay = "200ms"
-max_attempts = 4
-{falcon}
-{keycloak}
-{state}"#,
-        data = data.path().display(),
-        policies = policies.path().display(),
-        falcon = falcon_toml("falcon", cs.base(), &secrets.file("cs", CS_SECRET)),
-        keycloak = keycloak_toml("keycloak", kc.base(), &secrets.file("kc", KC_SECRET)),
-        state = redis_state(),
-    ))
-    .await;
-    eventually(Duration::from_secs(10), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+    let app = TestApp::builder()
+        .policies(policies.path())
+        .fast_executor()
+        .max_attempts(4)
+        .connector(
+            "falcon",
+            falcon_config(cs.base(), &secrets.file("cs", CS_SECRET)),
+        )
+        .connector(
+            "keycloak",
+            keycloak_config(kc.base(), &secrets.file("kc", KC_SECRET)),
+        )
+        .redis()
+        .spawn()
+        .await;
+    app.wait_ready(Duration::from_secs(10)).await;
 
     // CrowdStrike's gateway answers the first containment with 429 until the next whole second + 2.
     let reset = epoch_secs(SystemTime::now()) + 3;
@@ -1329,41 +743,4 @@ async fn keycloak_lists_a_users_group_names_and_paths_across_pages_without_chang
         fake.calls()
     );
     assert_eq!(fake.with(|i| i.vendor.clone()), before, "nothing changed");
-}
-
-/// Keycloak in the connector contract suite: disable, then enable; the realm's users as before.
-pub(crate) async fn keycloak_contract_case() -> Case {
-    let (fake, kc, secrets) = keycloak().await;
-    let f = fake.clone();
-    Case {
-        name: "keycloak",
-        connector: kc,
-        subject: "Alice.Smith@example.com".into(),
-        pairs: vec![(Operation::DisableAccount, Operation::EnableAccount)],
-        state: Box::new(move || {
-            let users = f.vendor(|v| v.users.clone());
-            Box::pin(async move { format!("{users:#?}") })
-        }),
-        settle: None,
-        keep: Box::new((fake, secrets)),
-    }
-}
-
-/// CrowdStrike in the connector contract suite: contain, then lift; the host as before. The fake's
-/// sensor settles each pending change after every operation.
-pub(crate) async fn crowdstrike_contract_case() -> Case {
-    let (fake, cs, secrets) = falcon().await;
-    let (f, s) = (fake.clone(), fake.clone());
-    Case {
-        name: "crowdstrike",
-        connector: cs,
-        subject: "WKS-ALICE-01".into(),
-        pairs: vec![(Operation::ContainHost, Operation::LiftContainment)],
-        state: Box::new(move || {
-            let devices = f.vendor(|v| v.devices.clone());
-            Box::pin(async move { format!("{devices:#?}") })
-        }),
-        settle: Some(Box::new(move || s.vendor(|v| v.settle()))),
-        keep: Box::new((fake, secrets)),
-    }
 }

@@ -1,14 +1,14 @@
 //! The LDAP connector against a real slapd with the ppolicy overlay (see `slapd.rs`): every test checks
 //! the directory's effect — who can bind, who is in which group — not just the connector's answer.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use deprovd::config::SecretRef;
 use deprovd::connectors::ldap::{LdapConfig, LdapFlavor, PERMANENT_LOCK, build};
-use deprovd::connectors::{Connector, Memberships, Operation, OperationRequest, Outcome};
+use deprovd::connectors::{Connector, Memberships, Operation, Outcome};
 use serde_json::{Value, json};
 
+use crate::kit::connector::{RunExt, request};
 use crate::slapd::{self, Slapd};
 
 const PEOPLE: &str = "ou=people,dc=example,dc=org";
@@ -68,16 +68,6 @@ fn rand_suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-fn request(op: Operation, subject: &str, pre_state: Option<Value>) -> OperationRequest {
-    OperationRequest {
-        operation: op,
-        subject: subject.to_string(),
-        idempotency_key: rand_suffix(),
-        pre_state,
-        context: BTreeMap::new(),
-    }
-}
-
 #[tokio::test]
 async fn disabled_user_cannot_bind_until_enabled() {
     let server = Slapd::start();
@@ -85,13 +75,13 @@ async fn disabled_user_cannot_bind_until_enabled() {
     assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
 
     let r = ldap
-        .execute(&request(
+        .expecting(
             Operation::DisableAccount,
             "alice@example.org",
             None,
-        ))
+            Outcome::Done,
+        )
         .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
     let pre = r.pre_state.expect("disable records the prior lock state");
     assert_eq!(pre["pwdAccountLockedTime"], Value::Null);
     assert_eq!(pre["dn"], slapd::ALICE_DN);
@@ -108,19 +98,21 @@ async fn disabled_user_cannot_bind_until_enabled() {
         "only the subject is locked"
     );
 
-    let again = ldap
-        .execute(&request(Operation::DisableAccount, "alice", None))
-        .await;
-    assert_eq!(again.outcome, Outcome::AlreadyDone, "{again:?}");
+    ldap.expecting(
+        Operation::DisableAccount,
+        "alice",
+        None,
+        Outcome::AlreadyDone,
+    )
+    .await;
 
-    let r = ldap
-        .execute(&request(
-            Operation::EnableAccount,
-            "alice",
-            Some(pre.clone()),
-        ))
-        .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    ldap.expecting(
+        Operation::EnableAccount,
+        "alice",
+        Some(pre.clone()),
+        Outcome::Done,
+    )
+    .await;
     assert!(
         server
             .values(slapd::ALICE_DN, "pwdAccountLockedTime")
@@ -129,10 +121,13 @@ async fn disabled_user_cannot_bind_until_enabled() {
     );
     assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
 
-    let again = ldap
-        .execute(&request(Operation::EnableAccount, "alice", Some(pre)))
-        .await;
-    assert_eq!(again.outcome, Outcome::AlreadyDone, "{again:?}");
+    ldap.expecting(
+        Operation::EnableAccount,
+        "alice",
+        Some(pre),
+        Outcome::AlreadyDone,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -148,10 +143,13 @@ async fn enable_restores_a_lock_that_predated_the_action() {
         .execute(&request(Operation::DisableAccount, "bob", None))
         .await;
     assert_eq!(second.outcome, Outcome::AlreadyDone);
-    let r = ldap
-        .execute(&request(Operation::EnableAccount, "bob", second.pre_state))
-        .await;
-    assert_eq!(r.outcome, Outcome::AlreadyDone, "{r:?}");
+    ldap.expecting(
+        Operation::EnableAccount,
+        "bob",
+        second.pre_state,
+        Outcome::AlreadyDone,
+    )
+    .await;
     assert!(!server.can_bind(slapd::BOB_DN, slapd::BOB_PW).await);
 }
 
@@ -170,9 +168,13 @@ async fn group_removal_round_trip_leaves_memberships_as_before() {
     let before = memberships(&server).await;
 
     let r = ldap
-        .execute(&request(Operation::RemoveGroupMemberships, "alice", None))
+        .expecting(
+            Operation::RemoveGroupMemberships,
+            "alice",
+            None,
+            Outcome::Done,
+        )
         .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
     let pre = r.pre_state.expect("removal records the groups");
     assert_eq!(pre["groups"], json!([DEVS, ENGINEERING, VPN]));
     assert_eq!(
@@ -185,19 +187,21 @@ async fn group_removal_round_trip_leaves_memberships_as_before() {
         "alice is out of every group (member and memberUid), bob untouched"
     );
 
-    let again = ldap
-        .execute(&request(Operation::RemoveGroupMemberships, "alice", None))
-        .await;
-    assert_eq!(again.outcome, Outcome::AlreadyDone, "{again:?}");
+    ldap.expecting(
+        Operation::RemoveGroupMemberships,
+        "alice",
+        None,
+        Outcome::AlreadyDone,
+    )
+    .await;
 
-    let r = ldap
-        .execute(&request(
-            Operation::RestoreGroupMemberships,
-            "alice",
-            Some(pre.clone()),
-        ))
-        .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    ldap.expecting(
+        Operation::RestoreGroupMemberships,
+        "alice",
+        Some(pre.clone()),
+        Outcome::Done,
+    )
+    .await;
     assert_eq!(memberships(&server).await, before);
 
     let again = ldap
@@ -220,21 +224,23 @@ async fn restore_from_a_bare_group_list_picks_each_groups_member_attribute() {
     let server = Slapd::start();
     let ldap = service(&server);
     let before = memberships(&server).await;
-    let r = ldap
-        .execute(&request(Operation::RemoveGroupMemberships, "alice", None))
-        .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    ldap.expecting(
+        Operation::RemoveGroupMemberships,
+        "alice",
+        None,
+        Outcome::Done,
+    )
+    .await;
 
     // A responder restoring by hand may only know the group DNs.
     let pre = json!({ "groups": [ENGINEERING, VPN, DEVS] });
-    let r = ldap
-        .execute(&request(
-            Operation::RestoreGroupMemberships,
-            "alice",
-            Some(pre),
-        ))
-        .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    ldap.expecting(
+        Operation::RestoreGroupMemberships,
+        "alice",
+        Some(pre),
+        Outcome::Done,
+    )
+    .await;
     assert_eq!(memberships(&server).await, before);
 }
 
@@ -258,23 +264,22 @@ async fn retried_removal_keeps_the_groups_an_earlier_attempt_recorded() {
     .expect("remove alice from engineering");
 
     let r = ldap
-        .execute(&request(
+        .expecting(
             Operation::RemoveGroupMemberships,
             "alice",
             Some(earlier),
-        ))
+            Outcome::Done,
+        )
         .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
     let pre = r.pre_state.expect("pre-state");
     assert_eq!(pre["groups"], json!([DEVS, ENGINEERING, VPN]));
-    let r = ldap
-        .execute(&request(
-            Operation::RestoreGroupMemberships,
-            "alice",
-            Some(pre),
-        ))
-        .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    ldap.expecting(
+        Operation::RestoreGroupMemberships,
+        "alice",
+        Some(pre),
+        Outcome::Done,
+    )
+    .await;
     assert_eq!(memberships(&server).await, before);
 }
 
@@ -315,14 +320,13 @@ async fn a_group_that_cannot_lose_its_last_member_fails_the_action_but_not_the_r
     );
     assert_eq!(server.values(solo, "member").await, vec![slapd::ALICE_DN]);
 
-    let r = ldap
-        .execute(&request(
-            Operation::RestoreGroupMemberships,
-            "alice",
-            Some(pre),
-        ))
-        .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    ldap.expecting(
+        Operation::RestoreGroupMemberships,
+        "alice",
+        Some(pre),
+        Outcome::Done,
+    )
+    .await;
     assert_eq!(memberships(&server).await, before);
 }
 
@@ -520,13 +524,13 @@ async fn ad_flavor_toggles_only_the_accountdisable_bit() {
 
     // By userPrincipalName (the default AD filter); DONT_EXPIRE_PASSWORD (0x10000) must survive.
     let r = ad
-        .execute(&request(
+        .expecting(
             Operation::DisableAccount,
             "carol@corp.example.org",
             None,
-        ))
+            Outcome::Done,
+        )
         .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
     let pre = r.pre_state.expect("prior userAccountControl recorded");
     assert_eq!(pre["userAccountControl"], 66048);
     assert_eq!(uac(slapd::CAROL_DN).await, vec!["66050"]);
@@ -534,39 +538,47 @@ async fn ad_flavor_toggles_only_the_accountdisable_bit() {
         .execute(&request(Operation::DisableAccount, "carol", None))
         .await;
     assert_eq!(again.outcome, Outcome::AlreadyDone);
-    let r = ad
-        .execute(&request(Operation::EnableAccount, "carol", Some(pre)))
+    ad.expecting(Operation::EnableAccount, "carol", Some(pre), Outcome::Done)
         .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
     assert_eq!(uac(slapd::CAROL_DN).await, vec!["66048"]);
 
     // Dave was disabled before deprovd acted: disable is a no-op and its reversal keeps him disabled.
     let r = ad
-        .execute(&request(Operation::DisableAccount, "dave", None))
+        .expecting(
+            Operation::DisableAccount,
+            "dave",
+            None,
+            Outcome::AlreadyDone,
+        )
         .await;
-    assert_eq!(r.outcome, Outcome::AlreadyDone, "{r:?}");
-    let r = ad
-        .execute(&request(Operation::EnableAccount, "dave", r.pre_state))
-        .await;
-    assert_eq!(r.outcome, Outcome::AlreadyDone, "{r:?}");
+    ad.expecting(
+        Operation::EnableAccount,
+        "dave",
+        r.pre_state,
+        Outcome::AlreadyDone,
+    )
+    .await;
     assert_eq!(uac(slapd::DAVE_DN).await, vec!["514"]);
 
     // Group removal uses `member` only; round trip restores it.
     let staff = "cn=ad-staff,ou=groups,dc=example,dc=org";
     let before = server.values(staff, "member").await;
     let r = ad
-        .execute(&request(Operation::RemoveGroupMemberships, "carol", None))
-        .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
-    assert_eq!(server.values(staff, "member").await, vec![slapd::BOB_DN]);
-    let r = ad
-        .execute(&request(
-            Operation::RestoreGroupMemberships,
+        .expecting(
+            Operation::RemoveGroupMemberships,
             "carol",
-            r.pre_state,
-        ))
+            None,
+            Outcome::Done,
+        )
         .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    assert_eq!(server.values(staff, "member").await, vec![slapd::BOB_DN]);
+    ad.expecting(
+        Operation::RestoreGroupMemberships,
+        "carol",
+        r.pre_state,
+        Outcome::Done,
+    )
+    .await;
     assert_eq!(server.values(staff, "member").await, before);
 }
 
@@ -584,9 +596,8 @@ async fn ldaps_and_starttls_trust_a_private_ca() {
         &format!("ca_file = \"{}\"", ca.display()),
     );
     let r = over_ldaps
-        .execute(&request(Operation::DisableAccount, "alice", None))
+        .expecting(Operation::DisableAccount, "alice", None, Outcome::Done)
         .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
     assert!(!server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
 
     let over_starttls = connector_with(
@@ -597,10 +608,14 @@ async fn ldaps_and_starttls_trust_a_private_ca() {
         LdapFlavor::OpenLdap,
         &format!("starttls = true\nca_file = \"{}\"", ca.display()),
     );
-    let r = over_starttls
-        .execute(&request(Operation::EnableAccount, "alice", r.pre_state))
+    over_starttls
+        .expecting(
+            Operation::EnableAccount,
+            "alice",
+            r.pre_state,
+            Outcome::Done,
+        )
         .await;
-    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
     assert!(server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await);
 }
 

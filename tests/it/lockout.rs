@@ -2,7 +2,6 @@
 //! raced), guards, the executor marking originals `restored`, against the real SCIM server; and the
 //! `deprovd lockout|status|restore` CLI as a process.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -10,12 +9,10 @@ use serde_json::{Value, json};
 use crate::kafka::scim_connector;
 use crate::kit::connector::webhook;
 use crate::kit::{
-    CountingProxy, DISABLE_ALL_POLICY, Reply, Target, TestApp, TestAppBuilder, eventually,
+    CountingProxy, DISABLE_ALL_POLICY, Reply, Target, TestApp, TestAppBuilder, deprovd, eventually,
     policy_dir, unique,
 };
 use crate::scim_server::ScimServer;
-
-const BIN: &str = env!("CARGO_BIN_EXE_deprovd");
 
 /// The app as these tests run it: fast executor timings.
 fn builder(data: &std::path::Path, policies: &std::path::Path) -> TestAppBuilder {
@@ -23,13 +20,6 @@ fn builder(data: &std::path::Path, policies: &std::path::Path) -> TestAppBuilder
         .data_dir(data)
         .policies(policies)
         .fast_executor()
-}
-
-async fn ready(app: &TestApp) {
-    eventually(Duration::from_secs(15), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
 }
 
 async fn post(
@@ -84,7 +74,7 @@ async fn lockout_then_restore_round_trips_active_and_groups_on_real_scim() {
         .connector("scim", scim_connector(&proxy, &scim))
         .spawn()
         .await;
-    ready(&app).await;
+    app.wait_ready(Duration::from_secs(15)).await;
 
     let (status, created) = post(
         &app,
@@ -207,7 +197,7 @@ async fn raced_lockouts_with_one_idempotency_key_make_one_lockout_and_one_call()
         .connector("scim", scim_connector(&proxy, &scim))
         .spawn()
         .await;
-    ready(&app).await;
+    app.wait_ready(Duration::from_secs(15)).await;
 
     let key = uuid::Uuid::new_v4().to_string();
     let body = json!({"subject": email, "reason": "token theft", "connectors": ["scim"]});
@@ -255,7 +245,7 @@ async fn protected_subject_is_skipped_and_never_called_while_others_are_locked_o
         })
         .spawn()
         .await;
-    ready(&app).await;
+    app.wait_ready(Duration::from_secs(15)).await;
 
     for subject in ["BreakGlass@corp.example", "svc-backup@corp.example"] {
         let (status, created) = post(
@@ -506,26 +496,6 @@ async fn rbac_viewer_cannot_lock_out_and_no_token_is_401() {
     app.stop().await;
 }
 
-/// Run the `deprovd` binary with `args` and extra environment; (exit code, stdout, stderr).
-async fn deprovd(args: Vec<String>, env: Vec<(&'static str, String)>) -> (i32, String, String) {
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(BIN)
-            .args(&args)
-            .env_remove("DEPROVD_URL")
-            .env_remove("DEPROVD_TOKEN")
-            .envs(env)
-            .output()
-            .expect("run deprovd");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn cli_lockout_status_restore_round_trip() {
     let target = Target::start().await;
@@ -541,7 +511,7 @@ async fn cli_lockout_status_restore_round_trip() {
         .connector("hook", webhook("hook", &target.url()))
         .spawn()
         .await;
-    ready(&app).await;
+    app.wait_ready(Duration::from_secs(15)).await;
     let server = app.url("");
     let subject = format!("{}@corp.example", unique("frank"));
     let with_server = |mut v: Vec<String>| {

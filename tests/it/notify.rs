@@ -12,49 +12,31 @@ use axum::http::HeaderMap;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::support::{
-    DISABLE_ALL_POLICY, Reply, Seen, Target, TestApp, alert_json, eventually, metric_value,
-    policy_dir, redis_state, unique,
+use crate::kit::connector::webhook;
+use crate::kit::{
+    DISABLE_ALL_POLICY, Reply, Seen, Target, TestApp, TestAppBuilder, alert_json, eventually,
+    metric_value, policy_dir, unique,
 };
 
-/// App config: one webhook connector `conn` at `target` (path `/conn`), policies that disable every
+/// The app: one webhook connector `conn` at `target` (path `/conn`), policies that disable every
 /// subject of a high alert, fast notification retries (a `Retry-After` over `max_delay = 2s` is cut
-/// to it), and `sinks` (TOML `[[notify.sinks]]`).
-fn config(
-    data: &std::path::Path,
-    policies: &std::path::Path,
-    target: &Target,
-    sinks: &str,
-) -> String {
-    format!(
-        r#"data_dir = "{data}"
-[api]
-listen = "127.0.0.1:0"
-[policy]
-dir = "{policies}"
-watch = false
-[executor]
-poll_interval = "50ms"
-[executor.retry]
-base_delay = "50ms"
-max_delay = "200ms"
-max_attempts = 2
-[connectors.conn]
-type = "webhook"
-base_url = "{url}"
-auth = {{ scheme = "none" }}
-vars = {{ path = "conn" }}
-[notify.retry]
-base_delay = "50ms"
-max_delay = "2s"
-max_attempts = 4
-{sinks}
-{state}"#,
-        data = data.display(),
-        policies = policies.display(),
-        url = target.url(),
-        state = redis_state(),
-    )
+/// to it), and `sinks` (`[[notify.sinks]]` entries).
+fn app(policies: &std::path::Path, target: &Target, sinks: Vec<Value>) -> TestAppBuilder {
+    let mut app = TestApp::builder()
+        .policies(policies)
+        .fast_executor()
+        .max_attempts(2)
+        .connector("conn", webhook("conn", &target.url()))
+        .redis()
+        .with(|s| {
+            s.notify.retry.base_delay = Duration::from_millis(50);
+            s.notify.retry.max_delay = Duration::from_secs(2);
+            s.notify.retry.max_attempts = 4;
+        });
+    for sink in sinks {
+        app = app.notify_sink(sink);
+    }
+    app
 }
 
 /// A secret file holding `value`; the config refers to it as `file:PATH`.
@@ -64,15 +46,13 @@ fn secret_file(dir: &std::path::Path, name: &str, value: &str) -> String {
     format!("file:{}", p.display())
 }
 
-fn sink(name: &str, kind: &str, url: &str, extra: &str) -> String {
-    format!("[[notify.sinks]]\nname = \"{name}\"\nkind = \"{kind}\"\nurl = \"{url}\"\n{extra}\n")
-}
-
-async fn ready(app: &TestApp) {
-    eventually(Duration::from_secs(15), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+/// A `[[notify.sinks]]` entry: `name`, `kind`, `url` and the fields of `extra`.
+fn sink(name: &str, kind: &str, url: &str, extra: Value) -> Value {
+    let mut sink = json!({"name": name, "kind": kind, "url": url});
+    if let (Some(sink), Some(extra)) = (sink.as_object_mut(), extra.as_object()) {
+        sink.extend(extra.clone());
+    }
+    sink
 }
 
 async fn lockout(app: &TestApp, subject: &str) -> String {
@@ -141,11 +121,10 @@ async fn slack_teams_and_signed_webhook_get_documented_bodies_for_lockout_and_re
     chat.always("POST", "/workflows/teams", Reply::status(202));
     chat.always("POST", "/hook", Reply::status(204));
 
-    let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
     let secrets = tempfile::tempdir().unwrap();
     let hook_secret = "whsec-notify-test-0123456789";
-    let sinks = [
+    let sinks = vec![
         sink(
             "slack",
             "slack",
@@ -154,7 +133,7 @@ async fn slack_teams_and_signed_webhook_get_documented_bodies_for_lockout_and_re
                 "slack",
                 &format!("{}/services/T000/B000/XXXX", chat.url()),
             ),
-            "",
+            json!({}),
         ),
         sink(
             "teams",
@@ -164,21 +143,17 @@ async fn slack_teams_and_signed_webhook_get_documented_bodies_for_lockout_and_re
                 "teams",
                 &format!("{}/workflows/teams", chat.url()),
             ),
-            "events = [\"lockout_done\"]",
+            json!({"events": ["lockout_done"]}),
         ),
         sink(
             "soar",
             "webhook",
             &secret_file(secrets.path(), "hook", &format!("{}/hook", chat.url())),
-            &format!(
-                "secret = \"{}\"",
-                secret_file(secrets.path(), "hook-secret", hook_secret)
-            ),
+            json!({"secret": secret_file(secrets.path(), "hook-secret", hook_secret)}),
         ),
-    ]
-    .concat();
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &conn, &sinks)).await;
-    ready(&app).await;
+    ];
+    let app = app(policies.path(), &conn, sinks).spawn().await;
+    app.wait_ready(Duration::from_secs(15)).await;
 
     let subject = format!("{}@corp.example", unique("alice"));
     let id = lockout(&app, &subject).await;
@@ -327,16 +302,15 @@ async fn a_receiver_answering_500_then_200_gets_the_notice_and_429_retry_after_i
     );
     hook.always("POST", "/limited", Reply::status(200));
 
-    let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
     let secrets = tempfile::tempdir().unwrap();
     let secret = secret_file(secrets.path(), "s", "k");
-    let sinks = [
+    let sinks = vec![
         sink(
             "flaky",
             "webhook",
             &secret_file(secrets.path(), "flaky", &format!("{}/flaky", hook.url())),
-            &format!("secret = \"{secret}\""),
+            json!({"secret": secret}),
         ),
         sink(
             "limited",
@@ -346,12 +320,11 @@ async fn a_receiver_answering_500_then_200_gets_the_notice_and_429_retry_after_i
                 "limited",
                 &format!("{}/limited", hook.url()),
             ),
-            &format!("secret = \"{secret}\""),
+            json!({"secret": secret}),
         ),
-    ]
-    .concat();
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &conn, &sinks)).await;
-    ready(&app).await;
+    ];
+    let app = app(policies.path(), &conn, sinks).spawn().await;
+    app.wait_ready(Duration::from_secs(15)).await;
 
     let subject = format!("{}@corp.example", unique("bob"));
     lockout(&app, &subject).await;
@@ -411,17 +384,16 @@ async fn a_huge_retry_after_is_cut_to_max_delay_and_the_notice_still_arrives() {
     );
     hook.always("POST", "/greedy", Reply::status(200));
 
-    let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
     let secrets = tempfile::tempdir().unwrap();
-    let sinks = sink(
+    let sinks = vec![sink(
         "greedy",
         "slack",
         &secret_file(secrets.path(), "u", &format!("{}/greedy", hook.url())),
-        "concurrency = 1",
-    );
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &conn, &sinks)).await;
-    ready(&app).await;
+        json!({"concurrency": 1}),
+    )];
+    let app = app(policies.path(), &conn, sinks).spawn().await;
+    app.wait_ready(Duration::from_secs(15)).await;
 
     lockout(&app, &format!("{}@corp.example", unique("gina"))).await;
     // `[notify.retry] max_delay` is 2s: the retry comes that soon, not in three years.
@@ -461,18 +433,17 @@ async fn an_endless_error_body_is_read_only_up_to_a_cap() {
     let url = format!("http://{}/refuse", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, refusing).await.unwrap() });
 
-    let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
     let secrets = tempfile::tempdir().unwrap();
-    let sinks = sink(
+    let sinks = vec![sink(
         "endless",
         "slack",
         &secret_file(secrets.path(), "u", &url),
         // A request timeout far beyond this test: only the cap can end the read.
-        "concurrency = 1\ntimeout = \"10m\"",
-    );
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &conn, &sinks)).await;
-    ready(&app).await;
+        json!({"concurrency": 1, "timeout": "10m"}),
+    )];
+    let app = app(policies.path(), &conn, sinks).spawn().await;
+    app.wait_ready(Duration::from_secs(15)).await;
 
     lockout(&app, &format!("{}@corp.example", unique("hank"))).await;
     eventually(Duration::from_secs(10), "the refusal recorded", || async {
@@ -513,18 +484,17 @@ async fn a_hung_receiver_never_delays_a_lockout() {
     conn.always("POST", "/conn", Reply::status(200));
     let hung = hung_receiver().await;
 
-    let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
     let secrets = tempfile::tempdir().unwrap();
-    let sinks = sink(
+    let sinks = vec![sink(
         "stuck",
         "slack",
         &secret_file(secrets.path(), "u", &hung.url),
         // One worker, a request timeout far beyond this test: the receiver holds it the whole time.
-        "concurrency = 1\ntimeout = \"10m\"",
-    );
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &conn, &sinks)).await;
-    ready(&app).await;
+        json!({"concurrency": 1, "timeout": "10m"}),
+    )];
+    let app = app(policies.path(), &conn, sinks).spawn().await;
+    app.wait_ready(Duration::from_secs(15)).await;
 
     let first = format!("{}@corp.example", unique("carol"));
     lockout(&app, &first).await;
@@ -581,20 +551,16 @@ async fn a_failed_action_is_announced_with_its_error_and_alert() {
     let hook = Target::start().await;
     hook.always("POST", "/hook", Reply::status(200));
 
-    let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
     let secrets = tempfile::tempdir().unwrap();
-    let sinks = sink(
+    let sinks = vec![sink(
         "soar",
         "webhook",
         &secret_file(secrets.path(), "u", &format!("{}/hook", hook.url())),
-        &format!(
-            "secret = \"{}\"\nevents = [\"action_failed\"]",
-            secret_file(secrets.path(), "s", "k")
-        ),
-    );
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &conn, &sinks)).await;
-    ready(&app).await;
+        json!({"secret": secret_file(secrets.path(), "s", "k"), "events": ["action_failed"]}),
+    )];
+    let app = app(policies.path(), &conn, sinks).spawn().await;
+    app.wait_ready(Duration::from_secs(15)).await;
 
     let subject = format!("{}@corp.example", unique("erin"));
     let alert_id = unique("alert");
@@ -667,23 +633,25 @@ async fn the_guards_notices_reach_the_sinks_breaker_tripped_and_approval_needed(
     let hook = Target::start().await;
     hook.always("POST", "/hook", Reply::status(200));
 
-    let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
     let secrets = tempfile::tempdir().unwrap();
-    let sinks = format!(
-        "{}[guards.breaker]\nthreshold = 1\nwindow = \"10m\"\n",
-        sink(
-            "soar",
-            "webhook",
-            &secret_file(secrets.path(), "u", &format!("{}/hook", hook.url())),
-            &format!(
-                "secret = \"{}\"\nevents = [\"breaker_tripped\", \"approval_needed\"]",
-                secret_file(secrets.path(), "s", "k")
-            ),
-        )
-    );
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &conn, &sinks)).await;
-    ready(&app).await;
+    let sinks = vec![sink(
+        "soar",
+        "webhook",
+        &secret_file(secrets.path(), "u", &format!("{}/hook", hook.url())),
+        json!({
+            "secret": secret_file(secrets.path(), "s", "k"),
+            "events": ["breaker_tripped", "approval_needed"],
+        }),
+    )];
+    let app = app(policies.path(), &conn, sinks)
+        .with(|s| {
+            s.guards.breaker.threshold = 1;
+            s.guards.breaker.window = Duration::from_secs(600);
+        })
+        .spawn()
+        .await;
+    app.wait_ready(Duration::from_secs(15)).await;
 
     let first = format!("{}@corp.example", unique("frank"));
     let second = format!("{}@corp.example", unique("grace"));

@@ -32,15 +32,12 @@ async fn app(hook: &Target) -> (TestApp, tempfile::TempDir, tempfile::TempDir) {
     let app = TestApp::builder()
         .data_dir(data.path())
         .policies(policies.path())
-        .with(|s| s.executor.poll_interval = Duration::from_millis(50))
+        .quick_scan()
         .connector("hook", webhook("hook", &hook.url()))
         .redis()
         .spawn()
         .await;
-    eventually(Duration::from_secs(10), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+    app.wait_ready(Duration::from_secs(10)).await;
     (app, data, policies)
 }
 

@@ -29,10 +29,7 @@ async fn with_one_good_webhook() -> (Target, tempfile::TempDir, tempfile::TempDi
         .connector("good", webhook("good", &target.url()))
         .spawn()
         .await;
-    eventually(Duration::from_secs(10), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+    app.wait_ready(Duration::from_secs(10)).await;
     (target, data, policies, app)
 }
 
@@ -61,10 +58,7 @@ async fn a_hostile_retry_after_is_cut_to_max_retry_after() {
         .connector("greedy", webhook("greedy", &target.url()))
         .spawn()
         .await;
-    eventually(Duration::from_secs(10), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+    app.wait_ready(Duration::from_secs(10)).await;
 
     let subject = format!("{}@corp.example", unique("oscar"));
     let (status, body) = app
@@ -115,10 +109,7 @@ async fn retry_after_is_honoured_and_a_failing_target_fails_alone() {
         .connector("good", webhook("good", &url))
         .spawn()
         .await;
-    eventually(Duration::from_secs(10), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+    app.wait_ready(Duration::from_secs(10)).await;
 
     let subject = format!("{}@corp.example", unique("mallory"));
     let (status, body) = app

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::kit::connector::instance;
+use crate::kit::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir};
 use crate::slapd::{self, Slapd};
-use crate::support::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir, redis_state};
 
 const BREAKGLASS_DN: &str = "uid=breakglass,ou=people,dc=example,dc=org";
 const BREAKGLASS_PW: &str = "breakglass-pw";
@@ -41,40 +42,35 @@ async fn add_person(server: &Slapd, uid: &str, mail: &str, password: &str, numbe
         .expect("entry added");
 }
 
-fn config(data: &std::path::Path, policies: &std::path::Path, server: &Slapd) -> String {
-    let secret = data.join("ldap-pw");
+/// The app: an `ldap` connector `directory` to `server` binding as the service account, and two
+/// protected subjects.
+async fn app(policies: &std::path::Path, server: &Slapd) -> TestApp {
+    let secret = server
+        .dir()
+        .join(format!("pw-{}", uuid::Uuid::new_v4().simple()));
     std::fs::write(&secret, format!("{}\n", slapd::SERVICE_PW)).expect("write secret");
-    format!(
-        r#"data_dir = "{data}"
-[api]
-listen = "127.0.0.1:0"
-[policy]
-dir = "{policies}"
-watch = false
-[executor]
-poll_interval = "50ms"
-[executor.retry]
-base_delay = "50ms"
-max_delay = "200ms"
-max_attempts = 3
-[guards]
-protected = ["breakglass@example.org", "root-ops@example.org"]
-[connectors.directory]
-type = "ldap"
-url = "{url}"
-bind_dn = "{bind_dn}"
-bind_password = "file:{secret}"
-base_dn = "ou=people,dc=example,dc=org"
-group_base_dn = "ou=groups,dc=example,dc=org"
-timeout = "5s"
-{state}"#,
-        state = redis_state(),
-        data = data.display(),
-        policies = policies.display(),
-        url = server.url,
-        bind_dn = slapd::SERVICE_DN,
-        secret = secret.display(),
-    )
+    let directory = instance(json!({
+        "type": "ldap",
+        "url": server.url,
+        "bind_dn": slapd::SERVICE_DN,
+        "bind_password": format!("file:{}", secret.display()),
+        "base_dn": "ou=people,dc=example,dc=org",
+        "group_base_dn": "ou=groups,dc=example,dc=org",
+        "timeout": "5s",
+    }));
+    TestApp::builder()
+        .policies(policies)
+        .fast_executor()
+        .with(|s| {
+            s.guards.protected = vec![
+                "breakglass@example.org".into(),
+                "root-ops@example.org".into(),
+            ]
+        })
+        .connector("directory", directory)
+        .redis()
+        .spawn()
+        .await
 }
 
 async fn lockout(app: &TestApp, subject: &str) -> (u16, Value) {
@@ -132,13 +128,9 @@ async fn folded_spellings_and_resolved_aliases_never_lock_a_protected_entry() {
         "10101",
     )
     .await;
-    let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &server)).await;
-    eventually(Duration::from_secs(15), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+    let app = app(policies.path(), &server).await;
+    app.wait_ready(Duration::from_secs(15)).await;
 
     // Planning guard: each spelling the directory would fold onto `breakglass` is skipped.
     for subject in [

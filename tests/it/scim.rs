@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::kit::connector::{RunExt, request, retrying};
 use crate::scim_server::{ScimServer, free_port};
 use axum::Router;
 use axum::body::Bytes;
@@ -17,20 +18,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use deprovd::connectors::http::{ConnectorConfig, build_connectors};
-use deprovd::connectors::{Connector, Operation, OperationRequest, Outcome};
+use deprovd::connectors::{Connector, Operation, Outcome};
 use deprovd::net::signing::verify_webhook;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-
-fn request(op: Operation, subject: &str, pre_state: Option<Value>) -> OperationRequest {
-    OperationRequest {
-        operation: op,
-        subject: subject.to_string(),
-        idempotency_key: format!("key-{}", uuid::Uuid::new_v4().simple()),
-        pre_state,
-        context: BTreeMap::new(),
-    }
-}
 
 fn unique(prefix: &str) -> String {
     format!(
@@ -60,18 +51,16 @@ async fn scim_disable_is_idempotent_and_enable_restores() {
         .await;
 
     let r = conn
-        .execute(&request(Operation::DisableAccount, &name, None))
+        .expecting(Operation::DisableAccount, &name, None, Outcome::Done)
         .await;
-    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
     assert_eq!(r.pre_state, Some(json!({"prior_active": true})));
     let after = scim.user(&id).await;
     assert_eq!(after["active"], json!(false), "{after}");
     let version = after["meta"]["version"].clone();
 
     let again = conn
-        .execute(&request(Operation::DisableAccount, &name, None))
+        .expecting(Operation::DisableAccount, &name, None, Outcome::AlreadyDone)
         .await;
-    assert_eq!(again.outcome, Outcome::AlreadyDone, "{}", again.summary);
     assert!(
         !again.summary.contains("PATCH"),
         "no write expected: {}",
@@ -84,33 +73,29 @@ async fn scim_disable_is_idempotent_and_enable_restores() {
         "the user must not have been modified"
     );
 
-    let en = conn
-        .execute(&request(
-            Operation::EnableAccount,
-            &name,
-            r.pre_state.clone(),
-        ))
-        .await;
-    assert_eq!(en.outcome, Outcome::Done, "{}", en.summary);
+    conn.expecting(
+        Operation::EnableAccount,
+        &name,
+        r.pre_state.clone(),
+        Outcome::Done,
+    )
+    .await;
     assert_eq!(scim.user(&id).await["active"], json!(true));
 
     // Reversing a disable that found the account already inactive leaves it inactive.
     conn.execute(&request(Operation::DisableAccount, &name, None))
         .await;
-    let keep = conn
-        .execute(&request(
-            Operation::EnableAccount,
-            &name,
-            Some(json!({"prior_active": false})),
-        ))
-        .await;
-    assert_eq!(keep.outcome, Outcome::AlreadyDone, "{}", keep.summary);
+    conn.expecting(
+        Operation::EnableAccount,
+        &name,
+        Some(json!({"prior_active": false})),
+        Outcome::AlreadyDone,
+    )
+    .await;
     assert_eq!(scim.user(&id).await["active"], json!(false));
     // A manual enable (no pre-state) does enable.
-    let manual = conn
-        .execute(&request(Operation::EnableAccount, &name, None))
+    conn.expecting(Operation::EnableAccount, &name, None, Outcome::Done)
         .await;
-    assert_eq!(manual.outcome, Outcome::Done, "{}", manual.summary);
     assert_eq!(scim.user(&id).await["active"], json!(true));
 }
 
@@ -122,10 +107,8 @@ async fn scim_lookup_falls_back_to_email_and_unknown_user_is_not_found() {
     let email = format!("{name}@corp.example.com");
     let id = scim.create_user(&name, &email).await;
 
-    let r = conn
-        .execute(&request(Operation::DisableAccount, &email, None))
+    conn.expecting(Operation::DisableAccount, &email, None, Outcome::Done)
         .await;
-    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
     assert_eq!(scim.user(&id).await["active"], json!(false));
 
     for op in [
@@ -168,9 +151,13 @@ async fn scim_group_memberships_are_removed_recorded_and_restored() {
     let unrelated = scim.create_group(&unique("unrelated"), &[&other]).await;
 
     let r = conn
-        .execute(&request(Operation::RemoveGroupMemberships, &name, None))
+        .expecting(
+            Operation::RemoveGroupMemberships,
+            &name,
+            None,
+            Outcome::Done,
+        )
         .await;
-    assert_eq!(r.outcome, Outcome::Done, "{}", r.summary);
     assert_eq!(
         r.summary.matches("GET /v2/Groups →").count(),
         2,
@@ -199,19 +186,21 @@ async fn scim_group_memberships_are_removed_recorded_and_restored() {
     }
     assert_eq!(scim.group_members(&unrelated).await, vec![other.clone()]);
 
-    let again = conn
-        .execute(&request(Operation::RemoveGroupMemberships, &name, None))
-        .await;
-    assert_eq!(again.outcome, Outcome::AlreadyDone, "{}", again.summary);
+    conn.expecting(
+        Operation::RemoveGroupMemberships,
+        &name,
+        None,
+        Outcome::AlreadyDone,
+    )
+    .await;
 
-    let restored = conn
-        .execute(&request(
-            Operation::RestoreGroupMemberships,
-            &name,
-            r.pre_state.clone(),
-        ))
-        .await;
-    assert_eq!(restored.outcome, Outcome::Done, "{}", restored.summary);
+    conn.expecting(
+        Operation::RestoreGroupMemberships,
+        &name,
+        r.pre_state.clone(),
+        Outcome::Done,
+    )
+    .await;
     for (gid, _) in &member_of {
         assert!(
             scim.group_members(gid).await.contains(&id),
@@ -372,13 +361,9 @@ async fn target_failures_map_to_retry_and_failed() {
     let r = webhook(&base, "limited", none)
         .execute(&request(Operation::Notify, "u@example.com", None))
         .await;
-    match r.outcome {
-        Outcome::Retry { after, reason } => {
-            assert_eq!(after, Some(Duration::from_secs(2)));
-            assert!(reason.contains("429"), "{reason}");
-        }
-        other => panic!("expected retry, got {other:?}"),
-    }
+    let (after, reason) = retrying(&r);
+    assert_eq!(after, Some(Duration::from_secs(2)));
+    assert!(reason.contains("429"), "{reason}");
 
     let r = webhook(&base, "broken", none)
         .execute(&request(Operation::Notify, "u@example.com", None))

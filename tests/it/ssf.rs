@@ -15,8 +15,9 @@ use axum::routing::{get, post};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::support::{
-    DISABLE_ALL_POLICY, Reply, Target, TestApp, eventually, policy_dir, redis_state, unique,
+use crate::kit::connector::webhook;
+use crate::kit::{
+    DISABLE_ALL_POLICY, Reply, Target, TestApp, TestAppBuilder, eventually, policy_dir, unique,
 };
 
 const CREDENTIAL_COMPROMISE: &str =
@@ -48,6 +49,8 @@ struct TxState {
     /// SETs not yet acknowledged or errored, by jti (RFC 8936 §2.4: redelivered until then).
     outstanding: BTreeMap<String, String>,
     polls: Vec<Value>,
+    /// When each poll arrived.
+    poll_times: Vec<std::time::Instant>,
 }
 
 /// A Shared Signals transmitter: `/.well-known/ssf-configuration`, `/jwks`, and an RFC 8936 poll
@@ -99,6 +102,10 @@ impl Transmitter {
     fn polls(&self) -> Vec<Value> {
         self.state.lock().unwrap().polls.clone()
     }
+
+    fn poll_times(&self) -> Vec<std::time::Instant> {
+        self.state.lock().unwrap().poll_times.clone()
+    }
 }
 
 async fn tx_metadata(State(s): State<Arc<Mutex<TxState>>>) -> Json<Value> {
@@ -133,6 +140,7 @@ async fn tx_poll(
     }
     let mut s = s.lock().unwrap();
     s.polls.push(body.clone());
+    s.poll_times.push(std::time::Instant::now());
     for jti in body["ack"].as_array().into_iter().flatten() {
         s.outstanding.remove(jti.as_str().unwrap_or_default());
     }
@@ -192,35 +200,47 @@ fn compromise(tx: &Transmitter, email: &str) -> (String, Value) {
     )
 }
 
-fn receiver(name: &str, tx: &Transmitter, extra: &str) -> String {
-    format!(
-        "[[ssf.receivers]]\nname = \"{name}\"\nissuer = \"{}\"\naudience = \"{AUDIENCE}\"\nconfig_url = \"{}/.well-known/ssf-configuration\"\n{extra}\n",
-        tx.issuer(),
-        tx.url
-    )
+/// A `[[ssf.receivers]]` entry for `tx`: `name`, its issuer and configuration URL, and the fields of
+/// `extra`.
+fn receiver(name: &str, tx: &Transmitter, extra: Value) -> Value {
+    let mut receiver = json!({
+        "name": name,
+        "issuer": tx.issuer(),
+        "audience": AUDIENCE,
+        "config_url": format!("{}/.well-known/ssf-configuration", tx.url),
+    });
+    if let (Some(receiver), Some(extra)) = (receiver.as_object_mut(), extra.as_object()) {
+        receiver.extend(extra.clone());
+    }
+    receiver
 }
 
-fn config(data: &std::path::Path, policies: &std::path::Path, target: &str, extra: &str) -> String {
-    format!(
-        r#"data_dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-[policy]
-dir = "{}"
-watch = false
-[executor]
-poll_interval = "50ms"
-[connectors.good]
-type = "webhook"
-base_url = "{target}"
-auth = {{ scheme = "none" }}
-vars = {{ path = "good" }}
-{extra}
-{}"#,
-        data.display(),
-        policies.display(),
-        redis_state()
-    )
+/// The app: a webhook connector `good` at `target`, the ledger in Redis, `ssf` as its `[ssf]`
+/// section, its data in `data`.
+fn builder(
+    data: &std::path::Path,
+    policies: &std::path::Path,
+    target: &str,
+    ssf: Value,
+) -> TestAppBuilder {
+    TestApp::builder()
+        .data_dir(data)
+        .policies(policies)
+        .quick_scan()
+        .connector("good", webhook("good", target))
+        .redis()
+        .ssf(ssf)
+}
+
+/// Push `set` to receiver `idp`; it must be refused with 400 and the RFC 8935 `err` code.
+async fn push_refused(app: &TestApp, set: &str, err: &str) {
+    let (status, body) = push(app, "idp", set).await;
+    assert_eq!((status, body["err"].as_str()), (400, Some(err)), "{body}");
+}
+
+/// [`push_refused`] for `claims` signed with the transmitter's own key `k1`.
+async fn push_refused_k1(app: &TestApp, claims: &Value, err: &str) {
+    push_refused(app, &sign("ssf/k1.pem", "k1", claims), err).await;
 }
 
 struct Setup {
@@ -230,16 +250,20 @@ struct Setup {
     app: TestApp,
 }
 
-async fn deprovd_with(ssf: &str) -> Setup {
+/// The app receiving from `receivers`.
+async fn deprovd_receiving(receivers: Vec<Value>) -> Setup {
+    deprovd_with(json!({"receivers": receivers})).await
+}
+
+async fn deprovd_with(ssf: Value) -> Setup {
     let target = Target::start().await;
     target.always("POST", "/good", Reply::status(204));
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let app = TestApp::spawn(&config(data.path(), policies.path(), &target.url(), ssf)).await;
-    eventually(Duration::from_secs(10), "app ready", || async {
-        app.ready().await.then_some(())
-    })
-    .await;
+    let app = builder(data.path(), policies.path(), &target.url(), ssf)
+        .spawn()
+        .await;
+    app.wait_ready(Duration::from_secs(10)).await;
     Setup {
         target,
         data,
@@ -292,7 +316,7 @@ fn acted_on(target: &Target) -> Vec<String> {
 #[tokio::test]
 async fn pushed_credential_compromise_set_disables_the_user_and_a_replay_never_acts_twice() {
     let tx = Transmitter::start().await;
-    let s = deprovd_with(&receiver("idp", &tx, "")).await;
+    let s = deprovd_receiving(vec![receiver("idp", &tx, json!({}))]).await;
     let email = format!("{}@corp.example", unique("alice"));
     let (jti, c) = compromise(&tx, &email);
     let set = sign("ssf/k1.pem", "k1", &c);
@@ -339,38 +363,23 @@ async fn pushed_credential_compromise_set_disables_the_user_and_a_replay_never_a
 #[tokio::test]
 async fn forged_misaddressed_foreign_and_unauthenticated_sets_are_refused_with_rfc_codes() {
     let tx = Transmitter::start().await;
-    let s = deprovd_with(&receiver("idp", &tx, "")).await;
+    let s = deprovd_receiving(vec![receiver("idp", &tx, json!({}))]).await;
     let email = format!("{}@corp.example", unique("bob"));
 
     // Signed by a key that is not the transmitter's, under the transmitter's kid.
     let (_, c) = compromise(&tx, &email);
     let forged = sign("idp/test-rsa-private.pem", "k1", &c);
-    let (status, body) = push(&s.app, "idp", &forged).await;
-    assert_eq!(
-        (status, body["err"].as_str()),
-        (400, Some("invalid_key")),
-        "{body}"
-    );
+    push_refused(&s.app, &forged, "invalid_key").await;
 
     // Addressed to another receiver.
     let (_, mut c) = compromise(&tx, &email);
     c["aud"] = "https://someone-else.test".into();
-    let (status, body) = push(&s.app, "idp", &sign("ssf/k1.pem", "k1", &c)).await;
-    assert_eq!(
-        (status, body["err"].as_str()),
-        (400, Some("invalid_audience")),
-        "{body}"
-    );
+    push_refused_k1(&s.app, &c, "invalid_audience").await;
 
     // From an issuer this receiver does not listen to.
     let (_, mut c) = compromise(&tx, &email);
     c["iss"] = "https://evil.test".into();
-    let (status, body) = push(&s.app, "idp", &sign("ssf/k1.pem", "k1", &c)).await;
-    assert_eq!(
-        (status, body["err"].as_str()),
-        (400, Some("invalid_issuer")),
-        "{body}"
-    );
+    push_refused_k1(&s.app, &c, "invalid_issuer").await;
 
     // Unsigned (`alg: none`).
     let (_, c) = compromise(&tx, &email);
@@ -383,12 +392,7 @@ async fn forged_misaddressed_foreign_and_unauthenticated_sets_are_refused_with_r
         b64(&json!({"alg": "none", "kid": "k1", "typ": "secevent+jwt"})),
         b64(&c)
     );
-    let (status, body) = push(&s.app, "idp", &unsigned).await;
-    assert_eq!(
-        (status, body["err"].as_str()),
-        (400, Some("invalid_key")),
-        "{body}"
-    );
+    push_refused(&s.app, &unsigned, "invalid_key").await;
 
     // Signed with the transmitter's key but not typed as a SET (another kind of JWT replayed here).
     let (_, c) = compromise(&tx, &email);
@@ -411,12 +415,7 @@ async fn forged_misaddressed_foreign_and_unauthenticated_sets_are_refused_with_r
     // Two events in one SET.
     let (_, mut c) = compromise(&tx, &email);
     c["events"][ACCOUNT_DISABLED] = json!({"reason": "hijacking"});
-    let (status, body) = push(&s.app, "idp", &sign("ssf/k1.pem", "k1", &c)).await;
-    assert_eq!(
-        (status, body["err"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
+    push_refused_k1(&s.app, &c, "invalid_request").await;
 
     // Too old, and from the future.
     let (_, mut c) = compromise(&tx, &email);
@@ -433,12 +432,7 @@ async fn forged_misaddressed_foreign_and_unauthenticated_sets_are_refused_with_r
     );
     let (_, mut c) = compromise(&tx, &email);
     c["iat"] = (chrono::Utc::now().timestamp() + 3600).into();
-    let (status, body) = push(&s.app, "idp", &sign("ssf/k1.pem", "k1", &c)).await;
-    assert_eq!(
-        (status, body["err"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
+    push_refused_k1(&s.app, &c, "invalid_request").await;
 
     // Wrong media type, no token, bad token, no such receiver.
     let (_, c) = compromise(&tx, &email);
@@ -519,9 +513,11 @@ async fn forged_misaddressed_foreign_and_unauthenticated_sets_are_refused_with_r
 #[tokio::test]
 async fn rotated_key_is_picked_up_and_the_rotated_out_key_is_refused() {
     let tx = Transmitter::start().await;
-    let ssf = receiver("idp", &tx, "jwks_refetch_interval = \"0s\"")
-        + &receiver("idp-slow", &tx, "jwks_refetch_interval = \"1h\"");
-    let s = deprovd_with(&ssf).await;
+    let s = deprovd_receiving(vec![
+        receiver("idp", &tx, json!({"jwks_refetch_interval": "0s"})),
+        receiver("idp-slow", &tx, json!({"jwks_refetch_interval": "1h"})),
+    ])
+    .await;
     let user = |n: &str| format!("{}@corp.example", unique(n));
 
     let (_, c) = compromise(&tx, &user("before"));
@@ -598,18 +594,19 @@ async fn polled_sets_are_acked_by_jti_after_the_ledger_and_bad_ones_returned_as_
     let tx = Transmitter::start().await;
     let token_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(token_file.path(), POLL_TOKEN).unwrap();
-    let extra = format!(
-        "push = false\npoll_url = \"{}/poll\"\npoll_token = \"file:{}\"\npoll_interval = \"50ms\"",
-        tx.url,
-        token_file.path().display()
-    );
+    let extra = json!({
+        "push": false,
+        "poll_url": format!("{}/poll", tx.url),
+        "poll_token": format!("file:{}", token_file.path().display()),
+        "poll_interval": "50ms",
+    });
     let email = format!("{}@corp.example", unique("carol"));
     let (good_jti, c) = compromise(&tx, &email);
     tx.queue(&good_jti, sign("ssf/k1.pem", "k1", &c));
     let (bad_jti, c) = compromise(&tx, &email);
     tx.queue(&bad_jti, sign("idp/test-rsa-private.pem", "k1", &c));
 
-    let s = deprovd_with(&receiver("idp", &tx, &extra)).await;
+    let s = deprovd_receiving(vec![receiver("idp", &tx, extra)]).await;
     let ack_poll = eventually(
         Duration::from_secs(15),
         "a poll acknowledging the SETs",
@@ -651,10 +648,13 @@ async fn a_lockout_on_one_deprovd_is_signalled_to_another_and_contains_the_user_
     let issuer_a = format!("http://127.0.0.1:{port_a}");
 
     // B listens to A.
-    let b_ssf = format!(
-        "[[ssf.receivers]]\nname = \"deprovd-a\"\nissuer = \"{issuer_a}\"\naudience = \"{AUDIENCE}\"\nconfig_url = \"{issuer_a}/.well-known/ssf-configuration\"\n"
-    );
-    let b = deprovd_with(&b_ssf).await;
+    let b = deprovd_receiving(vec![json!({
+        "name": "deprovd-a",
+        "issuer": issuer_a,
+        "audience": AUDIENCE,
+        "config_url": format!("{issuer_a}/.well-known/ssf-configuration"),
+    })])
+    .await;
     let b_token = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(b_token.path(), &b.app.token).unwrap();
 
@@ -665,21 +665,22 @@ async fn a_lockout_on_one_deprovd_is_signalled_to_another_and_contains_the_user_
     a_target.always("POST", "/good", Reply::status(204));
     let a_data = tempfile::tempdir().unwrap();
     let a_policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
-    let a_ssf = format!(
-        "[ssf.transmitter]\nissuer = \"{issuer_a}\"\nsigning_key = \"file:{}\"\nkid = \"a-1\"\n[[ssf.transmitter.receivers]]\nname = \"b\"\npush_url = \"{}\"\naudience = \"{AUDIENCE}\"\ntoken = \"file:{}\"\n",
-        key_file.path().display(),
-        b.app.url("/v1/ssf/deprovd-a"),
-        b_token.path().display()
-    );
-    let a_config = config(a_data.path(), a_policies.path(), &a_target.url(), &a_ssf).replace(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"127.0.0.1:{port_a}\""),
-    );
-    let a = TestApp::spawn(&a_config).await;
-    eventually(Duration::from_secs(10), "A ready", || async {
-        a.ready().await.then_some(())
-    })
-    .await;
+    let a_ssf = json!({"transmitter": {
+        "issuer": issuer_a,
+        "signing_key": format!("file:{}", key_file.path().display()),
+        "kid": "a-1",
+        "receivers": [{
+            "name": "b",
+            "push_url": b.app.url("/v1/ssf/deprovd-a"),
+            "audience": AUDIENCE,
+            "token": format!("file:{}", b_token.path().display()),
+        }],
+    }});
+    let a = builder(a_data.path(), a_policies.path(), &a_target.url(), a_ssf)
+        .with(|s| s.api.listen = format!("127.0.0.1:{port_a}"))
+        .spawn()
+        .await;
+    a.wait_ready(Duration::from_secs(10)).await;
 
     // A publishes its metadata and the public half of its key.
     let meta: Value = a
@@ -768,13 +769,18 @@ async fn containment_and_restore_signals_are_signed_sets_retried_after_a_5xx() {
         Reply::status(503).header("Retry-After", "1"),
     );
     crm.always("POST", "/ssf", Reply::status(202));
-    let ssf = format!(
-        "[ssf.transmitter]\nissuer = \"https://deprovd.test\"\nsigning_key = \"file:{}\"\nkid = \"k1\"\n[[ssf.transmitter.receivers]]\nname = \"crm\"\npush_url = \"{}/ssf\"\naudience = \"https://crm.test\"\ntoken = \"file:{}\"\n",
-        key_file.path().display(),
-        crm.url(),
-        token_file.path().display()
-    );
-    let s = deprovd_with(&ssf).await;
+    let s = deprovd_with(json!({"transmitter": {
+        "issuer": "https://deprovd.test",
+        "signing_key": format!("file:{}", key_file.path().display()),
+        "kid": "k1",
+        "receivers": [{
+            "name": "crm",
+            "push_url": format!("{}/ssf", crm.url()),
+            "audience": "https://crm.test",
+            "token": format!("file:{}", token_file.path().display()),
+        }],
+    }}))
+    .await;
     let email = format!("{}@corp.example", unique("erin"));
     let r = s
         .app
@@ -921,7 +927,12 @@ async fn containment_and_restore_signals_are_signed_sets_retried_after_a_5xx() {
 #[tokio::test]
 async fn an_unreachable_jwks_asks_the_transmitter_to_retry_instead_of_refusing_the_set() {
     let tx = Transmitter::start().await;
-    let s = deprovd_with(&receiver("idp", &tx, "jwks_refetch_interval = \"0s\"")).await;
+    let s = deprovd_receiving(vec![receiver(
+        "idp",
+        &tx,
+        json!({"jwks_refetch_interval": "0s"}),
+    )])
+    .await;
     let email = format!("{}@corp.example", unique("frank"));
     let (_, c) = compromise(&tx, &email);
     let set = sign("ssf/k1.pem", "k1", &c);
@@ -958,26 +969,39 @@ async fn a_poll_round_that_settles_nothing_waits_instead_of_spinning() {
     tx.state.lock().unwrap().jwks_down = true;
     let token_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(token_file.path(), POLL_TOKEN).unwrap();
-    let extra = format!(
-        "push = false\npoll_url = \"{}/poll\"\npoll_token = \"file:{}\"\npoll_interval = \"50ms\"",
-        tx.url,
-        token_file.path().display()
-    );
+    let mut extra = json!({
+        "push": false,
+        "poll_url": format!("{}/poll", tx.url),
+        "poll_token": format!("file:{}", token_file.path().display()),
+        "poll_interval": "50ms",
+    });
     let email = format!("{}@corp.example", unique("gina"));
     let (jti, c) = compromise(&tx, &email);
     tx.queue(&jti, sign("ssf/k1.pem", "k1", &c));
-    let extra = format!("{extra}\njwks_refetch_interval = \"0s\"");
-    let s = deprovd_with(&receiver("idp", &tx, &extra)).await;
+    extra["jwks_refetch_interval"] = json!("0s");
+    let s = deprovd_receiving(vec![receiver("idp", &tx, extra)]).await;
     eventually(Duration::from_secs(10), "the first polls", || async {
         (tx.polls().len() >= 2).then_some(())
     })
     .await;
-    // A rate, measured over a fixed window: with a 50 ms interval and backoff, a handful of polls
-    // a second; a loop without a pause makes hundreds.
+    // While stuck the receiver backs off: every poll comes at least the 50 ms interval (longer each
+    // round) after the one before; a loop without a pause would poll again at once. Six gaps in a
+    // row, however long they take, rather than a count over a wall-clock window.
     let before = tx.polls().len();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let polls = tx.polls().len() - before;
-    assert!(polls <= 20, "{polls} polls in one second while stuck");
+    eventually(
+        Duration::from_secs(15),
+        "six more polls while stuck",
+        || async { (tx.polls().len() > before + 6).then_some(()) },
+    )
+    .await;
+    let times = tx.poll_times();
+    for w in times[before - 1..].windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= Duration::from_millis(50),
+            "polls only {gap:?} apart while stuck"
+        );
+    }
     assert!(tx.polls().iter().all(|p| p["ack"] == json!([])));
 
     // Once the keys are back the SET is processed and acknowledged (the backoff is capped).

@@ -8,6 +8,7 @@ use deprovd::api::TokenConfig;
 use deprovd::app::Settings;
 use deprovd::connectors::InstanceConfig;
 use deprovd::guard::GuardConfig;
+use deprovd::ingest::kafka::KafkaConfig;
 use deprovd::ledger::store::{Backend, StoreConfig};
 
 use super::{eventually, metric_value, unique};
@@ -26,16 +27,19 @@ impl TestAppBuilder {
         // Tests change policies only where they test reloading (`watch_policies`).
         settings.policy.watch = false;
         let data = tempfile::tempdir().expect("data dir");
-        settings.data_dir = data.path().to_path_buf();
+        let dir = data.path().to_path_buf();
         Self {
             settings,
             dirs: vec![data],
         }
+        .data_dir(&dir)
     }
 
-    /// The embedded ledger and dead-letter file live here (a test that restarts the app keeps it).
+    /// The embedded ledger (`<dir>/ledger`) and the dead-letter files live here (a test that
+    /// restarts the app keeps it). Never the defaults' `./deprovd-data`, which every test would share.
     pub(crate) fn data_dir(mut self, dir: &Path) -> Self {
         self.settings.data_dir = dir.to_path_buf();
+        self.settings.state.path = dir.join("ledger");
         self
     }
 
@@ -51,15 +55,27 @@ impl TestAppBuilder {
         self
     }
 
+    /// The executor scans the ledger for due actions every 50 ms (retries keep their defaults).
+    pub(crate) fn quick_scan(mut self) -> Self {
+        self.settings.executor.poll_interval = Duration::from_millis(50);
+        self
+    }
+
+    /// Alerts from Kafka: the `[kafka]` source.
+    pub(crate) fn kafka(mut self, kafka: KafkaConfig) -> Self {
+        self.settings.kafka = Some(kafka);
+        self
+    }
+
     /// Executor timings short enough for tests: scan every 50 ms, retry after 50–200 ms, three
     /// attempts.
-    pub(crate) fn fast_executor(mut self) -> Self {
-        let e = &mut self.settings.executor;
-        e.poll_interval = Duration::from_millis(50);
+    pub(crate) fn fast_executor(self) -> Self {
+        let mut this = self.quick_scan();
+        let e = &mut this.settings.executor;
         e.retry.base_delay = Duration::from_millis(50);
         e.retry.max_delay = Duration::from_millis(200);
         e.retry.max_attempts = 3;
-        self
+        this
     }
 
     /// The ledger in the local Redis under a random key prefix, so tests never share state.
@@ -73,8 +89,15 @@ impl TestAppBuilder {
         self.settings.state = StoreConfig {
             backend: Backend::Redis,
             key_prefix: prefix.to_string(),
+            path: self.settings.state.path.clone(),
             ..StoreConfig::default()
         };
+        self
+    }
+
+    /// How many times the executor tries an action before it fails it.
+    pub(crate) fn max_attempts(mut self, attempts: u32) -> Self {
+        self.settings.executor.retry.max_attempts = attempts;
         self
     }
 
@@ -86,13 +109,31 @@ impl TestAppBuilder {
 
     /// A configured API token for `role`, named `<role>-bot`, stored as its SHA-256 only. An app with
     /// configured tokens has no generated dev token ([`TestApp::token`] is then empty).
-    pub(crate) fn token(mut self, role: &str, secret: &str) -> Self {
+    pub(crate) fn token(self, role: &str, secret: &str) -> Self {
+        self.named_token(&format!("{role}-bot"), role, secret)
+    }
+
+    /// A configured API token `name` for `role`, stored as its SHA-256 only.
+    pub(crate) fn named_token(mut self, name: &str, role: &str, secret: &str) -> Self {
         self.settings.api.tokens.push(TokenConfig {
-            name: format!("{role}-bot"),
+            name: name.to_string(),
             role: serde_json::from_value(serde_json::json!(role)).expect("a role name"),
             token: None,
             sha256: Some(hex::encode(deprovd::api::hash_token(secret))),
         });
+        self
+    }
+
+    /// One notification sink, a `[[notify.sinks]]` entry parsed by the service's own deserializer.
+    pub(crate) fn notify_sink(mut self, sink: serde_json::Value) -> Self {
+        let sink = serde_json::from_value(sink).unwrap_or_else(|e| panic!("notify sink: {e}"));
+        self.settings.notify.sinks.push(sink);
+        self
+    }
+
+    /// The `[ssf]` section (receivers, transmitter), parsed by the service's own deserializer.
+    pub(crate) fn ssf(mut self, ssf: serde_json::Value) -> Self {
+        self.settings.ssf = serde_json::from_value(ssf).unwrap_or_else(|e| panic!("ssf: {e}"));
         self
     }
 

@@ -2,9 +2,11 @@
 //! builds them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use deprovd::connectors::{
-    Connector, ConnectorSet, InstanceConfig, Operation, OperationRequest, OperationResult,
+    Connector, ConnectorSet, InstanceConfig, Operation, OperationRequest, OperationResult, Outcome,
     build_all,
 };
 use serde::Deserialize;
@@ -34,6 +36,11 @@ pub(crate) fn build_set(
     build_all(&configs, None).unwrap_or_else(|p| panic!("build failed: {p:#?}"))
 }
 
+/// One real connector, built from its instance config as the service builds instance `name`.
+pub(crate) fn connector(name: &str, config: InstanceConfig) -> Arc<dyn Connector> {
+    build_set([(name.to_string(), config)])[name].clone()
+}
+
 /// Secret files for connector configs (`file:` references), removed with the value.
 pub(crate) struct Secrets(tempfile::TempDir);
 
@@ -58,6 +65,17 @@ pub(crate) fn build(toml_src: &str) -> ConnectorSet {
     build_all(&root.connectors, None).unwrap_or_else(|p| panic!("build failed: {p:#?}"))
 }
 
+/// A request for one operation, with a fresh idempotency key.
+pub(crate) fn request(op: Operation, subject: &str, pre_state: Option<Value>) -> OperationRequest {
+    OperationRequest {
+        operation: op,
+        subject: subject.to_string(),
+        idempotency_key: format!("key-{}", uuid::Uuid::new_v4().simple()),
+        pre_state,
+        context: BTreeMap::new(),
+    }
+}
+
 /// One operation through a connector, with a fresh idempotency key.
 pub(crate) async fn run(
     c: &dyn Connector,
@@ -65,12 +83,60 @@ pub(crate) async fn run(
     subject: &str,
     pre_state: Option<Value>,
 ) -> OperationResult {
-    c.execute(&OperationRequest {
-        operation: op,
-        subject: subject.to_string(),
-        idempotency_key: format!("key-{}", uuid::Uuid::new_v4().simple()),
-        pre_state,
-        context: BTreeMap::new(),
-    })
-    .await
+    c.execute(&request(op, subject, pre_state)).await
+}
+
+/// [`run`], asserting that the outcome is `expected` (the failure names the operation, the subject
+/// and the whole result).
+pub(crate) async fn run_expecting(
+    c: &dyn Connector,
+    op: Operation,
+    subject: &str,
+    pre_state: Option<Value>,
+    expected: Outcome,
+) -> OperationResult {
+    let r = run(c, op, subject, pre_state).await;
+    assert_eq!(r.outcome, expected, "{op:?} on {subject}: {r:?}");
+    r
+}
+
+/// Operations through a real connector, as the tests drive them.
+pub(crate) trait RunExt {
+    /// [`run_expecting`] on this connector: one operation, its outcome asserted.
+    async fn expecting(
+        &self,
+        op: Operation,
+        subject: &str,
+        pre_state: Option<Value>,
+        expected: Outcome,
+    ) -> OperationResult;
+}
+
+impl RunExt for Arc<dyn Connector> {
+    async fn expecting(
+        &self,
+        op: Operation,
+        subject: &str,
+        pre_state: Option<Value>,
+        expected: Outcome,
+    ) -> OperationResult {
+        run_expecting(&**self, op, subject, pre_state, expected).await
+    }
+}
+
+/// The reason of a `Failed` outcome; panics with the whole result on any other outcome.
+pub(crate) fn failed(r: &OperationResult) -> &str {
+    match &r.outcome {
+        Outcome::Failed { reason } => reason,
+        _ => panic!("expected failed, got {r:?}"),
+    }
+}
+
+/// The requested wait and the reason of a `Retry` outcome; panics with the whole result on any
+/// other outcome.
+pub(crate) fn retrying(r: &OperationResult) -> (Option<Duration>, &str) {
+    match &r.outcome {
+        Outcome::Retry { after, reason } => (*after, reason),
+        _ => panic!("expected retry, got {r:?}"),
+    }
 }

@@ -5,9 +5,9 @@
 //! contain → contain again (`already_done`, nothing changed) → restore from the first pre-state →
 //! the target's state equals the state before.
 //!
-//! Each area file contributes its case (`contract_case()` next to its fake); the table below lists
-//! them. The per-connector tests keep asserting the wire details; this suite asserts the one
-//! guarantee every connector shares.
+//! Each vendor model contributes its case (`vendors::<vendor>::contract_case()`), and each real
+//! server its own next to its tests; the table below lists them. The per-connector tests keep
+//! asserting the wire details; this suite asserts the one guarantee every connector shares.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,10 +16,31 @@ use std::sync::Arc;
 use deprovd::connectors::{Connector, Operation, Outcome};
 
 use super::connector::run;
+use super::fake::{Fake, Vendor};
+use super::vendors;
 
 /// A snapshot of the target's state as a comparable string (the state model's `Debug`).
 pub(crate) type StateFn =
     Box<dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
+
+/// Disable the account and remove its group memberships; restore both.
+pub(crate) const DISABLE_AND_UNGROUP: [(Operation, Operation); 2] = [
+    (Operation::DisableAccount, Operation::EnableAccount),
+    (
+        Operation::RemoveGroupMemberships,
+        Operation::RestoreGroupMemberships,
+    ),
+];
+
+/// A state reader over a vendor fake: what `show` prints of the vendor's model (leaving out what a
+/// round trip cannot give back, such as cleared sessions).
+pub(crate) fn fake_state<V: Vendor>(fake: &Fake<V>, show: fn(&V) -> String) -> StateFn {
+    let fake = fake.clone();
+    Box::new(move || {
+        let state = fake.vendor(|v| show(v));
+        Box::pin(async move { state })
+    })
+}
 
 /// One target under the contract.
 pub(crate) struct Case {
@@ -99,11 +120,11 @@ pub(crate) async fn check(case: Case) {
 #[tokio::test]
 async fn every_connector_contains_repeats_as_already_done_and_restores_the_state_it_found() {
     let mut cases = vec![
-        crate::idp::okta_contract_case().await,
-        crate::idp::entra_contract_case().await,
-        crate::keycloak_crowdstrike::keycloak_contract_case().await,
-        crate::keycloak_crowdstrike::crowdstrike_contract_case().await,
-        crate::saas::slack_contract_case().await,
+        vendors::okta::contract_case().await,
+        vendors::entra::contract_case().await,
+        vendors::keycloak::contract_case().await,
+        vendors::crowdstrike::contract_case().await,
+        vendors::slack::contract_case().await,
         crate::ldap::slapd_contract_case().await,
     ];
     match crate::scim_server::scim_contract_case().await {

@@ -15,7 +15,13 @@ use axum::extract::State;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use deprovd::connectors::{Connector, Operation, Outcome};
 use serde_json::{Value, json};
+
+use super::connector::{failed, run, run_expecting};
+
+/// A client secret no vendor fake accepts ([`Fake::check_refused_client`]).
+pub(crate) const WRONG_SECRET: &str = "not-the-secret";
 
 /// One request as the fake saw it.
 #[derive(Debug, Clone)]
@@ -325,6 +331,66 @@ impl<V: Vendor> Fake<V> {
     /// Token requests answered so far (issued or refused).
     pub(crate) fn token_requests(&self) -> usize {
         self.with(|i| i.token_forms.len())
+    }
+
+    /// An OAuth connector `c` configured with [`WRONG_SECRET`], which the vendor's token endpoint
+    /// refuses: `op` fails terminally with the vendor's `words`, never echoing the secret, and no API
+    /// call is made without a token.
+    pub(crate) async fn check_refused_client(
+        &self,
+        c: &dyn Connector,
+        op: Operation,
+        subject: &str,
+        words: &str,
+    ) {
+        let r = run(c, op, subject, None).await;
+        let reason = failed(&r);
+        assert!(reason.contains(words), "{reason}");
+        assert!(!reason.contains(WRONG_SECRET), "{reason}");
+        assert!(self.calls().is_empty(), "no API call without a token");
+    }
+
+    /// The token-refresh contract of an OAuth connector `c` holding a cached token: when the vendor
+    /// stops accepting that token (it expired at the vendor first), the 401 causes exactly one refresh
+    /// and one retry of the refused request (`refused_call`, "METHOD path"), now with the new token,
+    /// and `op` is done; when the client's fresh tokens are refused too (the client was disabled), one
+    /// more refresh and then a terminal failure carrying the 401 and the vendor's `words`.
+    pub(crate) async fn check_token_refresh(
+        &self,
+        c: &dyn Connector,
+        op: Operation,
+        subject: &str,
+        refused_call: &str,
+        words: &str,
+    ) {
+        let issued = self.token_requests();
+        self.expire_tokens();
+        self.clear_log();
+        run_expecting(c, op, subject, None, Outcome::Done).await;
+        assert_eq!(self.token_requests(), issued + 1, "one refresh");
+        assert_eq!(
+            self.calls(),
+            [refused_call, refused_call],
+            "the refused request is sent once more with the new token"
+        );
+        let reqs = self.api_requests();
+        assert_ne!(
+            reqs[0].header("authorization"),
+            reqs[1].header("authorization")
+        );
+
+        self.with(|i| i.refuse_new_tokens = true);
+        self.expire_tokens();
+        self.clear_log();
+        let r = run(c, op, subject, None).await;
+        let reason = failed(&r);
+        assert!(reason.contains("401") && reason.contains(words), "{reason}");
+        assert_eq!(
+            self.token_requests(),
+            issued + 2,
+            "exactly one more refresh"
+        );
+        assert_eq!(self.calls().len(), 2, "one retry: {:?}", self.calls());
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use deprovd::ingest::kafka::KafkaConfig;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -13,6 +14,18 @@ use rdkafka::{Offset, TopicPartitionList};
 
 pub(crate) fn brokers() -> String {
     std::env::var("DEPROVD_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// A `[kafka]` source on the test broker reading `topics` as `group`, with librdkafka `properties`
+/// (a JSON object of strings), parsed by the service's own deserializer.
+pub(crate) fn source(topics: &[&str], group: &str, properties: serde_json::Value) -> KafkaConfig {
+    serde_json::from_value(serde_json::json!({
+        "brokers": brokers(),
+        "topics": topics,
+        "group_id": group,
+        "properties": properties,
+    }))
+    .expect("kafka config")
 }
 
 pub(crate) async fn create_topics(names: &[&str]) {

@@ -3,11 +3,14 @@
 //! - [`app`]: the real application in-process from typed settings (`TestApp::builder()`).
 //! - [`connector`]: connector instance configs for the builder, and the real connectors built from them.
 //! - [`fake`]: one generic vendor fake (recorded requests, one-shot scripted answers, an OAuth token
-//!   endpoint); each vendor's state model lives next to the tests of that vendor.
+//!   endpoint).
+//! - [`vendors`]: one state model per vendor (Okta, Entra, Google, Keycloak, CrowdStrike, Slack,
+//!   GitHub) for the fake to serve.
 //! - [`http`]: a scriptable HTTP target and a counting proxy.
 //! - [`kafka`]: topics, producing and reading back against the test broker.
 //! - [`contract`]: the connector contract suite (contain → already done → restore → state unchanged).
-//! - here: polling with a deadline ([`eventually`]), unique names, policies and alerts.
+//! - here: polling with a deadline ([`eventually`]), running the `deprovd` binary ([`deprovd`]),
+//!   unique names, policies and alerts.
 
 #![allow(dead_code)]
 
@@ -17,6 +20,7 @@ pub(crate) mod contract;
 pub(crate) mod fake;
 pub(crate) mod http;
 pub(crate) mod kafka;
+pub(crate) mod vendors;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -40,6 +44,30 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Run this tree's `deprovd` binary with `args` and extra environment (no `DEPROVD_URL` or
+/// `DEPROVD_TOKEN` from the test's own); (exit code, stdout, stderr).
+pub(crate) async fn deprovd(
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_deprovd"))
+            .args(&args)
+            .env_remove("DEPROVD_URL")
+            .env_remove("DEPROVD_TOKEN")
+            .envs(env)
+            .output()
+            .expect("run deprovd");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("deprovd task")
 }
 
 /// A random lower-case suffix for topic, group and key names, so tests never share state.
