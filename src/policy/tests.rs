@@ -21,6 +21,12 @@ fn config(dir: &Path, engine: Backend) -> PolicyConfig {
     }
 }
 
+/// The bundle in `dir`, loaded on the VM and on the interpreter.
+fn on_both_engines(dir: &Path) -> [(Backend, Arc<Policies>); 2] {
+    [Backend::Vm, Backend::Interpreter]
+        .map(|engine| (engine, Policies::load(&config(dir, engine)).unwrap()))
+}
+
 fn now() -> DateTime<Utc> {
     "2026-11-26T05:01:00Z".parse().unwrap()
 }
@@ -82,8 +88,7 @@ fn samples() -> Vec<(Alert, Vec<Decision>)> {
 
 #[test]
 fn shipped_samples_produce_expected_decisions_on_both_engines() {
-    for engine in [Backend::Vm, Backend::Interpreter] {
-        let policies = Policies::load(&config(&shipped_dir(), engine)).unwrap();
+    for (engine, policies) in on_both_engines(&shipped_dir()) {
         assert_eq!(policies.backend(), engine);
         let mut rules_seen = std::collections::BTreeSet::new();
         for (alert, expected) in samples() {
@@ -212,8 +217,7 @@ decisions contains {"action": "notify", "rule": "no_subject"}
 decisions contains "not an object"
 "#,
     );
-    for engine in [Backend::Vm, Backend::Interpreter] {
-        let policies = Policies::load(&config(dir.path(), engine)).unwrap();
+    for (engine, policies) in on_both_engines(dir.path()) {
         let eval = policies.evaluate(
             &alert("x", "other", "high", serde_json::json!([])),
             now(),
@@ -250,8 +254,7 @@ fn undefined_decisions_mean_no_decisions() {
         "p.rego",
         "package deprovd\nimport rego.v1\ndecisions := {\"never\"} if input.alert.id == \"nope\"\n",
     );
-    for engine in [Backend::Vm, Backend::Interpreter] {
-        let policies = Policies::load(&config(dir.path(), engine)).unwrap();
+    for (engine, policies) in on_both_engines(dir.path()) {
         let eval = policies.evaluate(
             &alert("x", "other", "high", serde_json::json!([])),
             now(),
@@ -281,8 +284,7 @@ decisions contains d if {
 }
 "#,
     );
-    for engine in [Backend::Vm, Backend::Interpreter] {
-        let policies = Policies::load(&config(dir.path(), engine)).unwrap();
+    for (engine, policies) in on_both_engines(dir.path()) {
         let eval = policies.evaluate(
             &alert(
                 "a-9",
@@ -411,14 +413,13 @@ decisions contains {"action": "notify", "subject": data.root_key, "rule": data.t
     );
     write(dir.path(), "data.json", r#"{"root_key": "r@example.com"}"#);
     write(dir.path(), "team/a/data.yaml", "rule_name: from-yaml\n");
-    for engine in [Backend::Vm, Backend::Interpreter] {
-        let policies = Policies::load(&config(dir.path(), engine)).unwrap();
+    for (engine, policies) in on_both_engines(dir.path()) {
         let eval = policies.evaluate(
             &alert("x", "other", "high", serde_json::json!([])),
             now(),
             &serde_json::Value::Null,
         );
-        assert_eq!(eval.errors, Vec::<String>::new());
+        assert_eq!(eval.errors, Vec::<String>::new(), "{engine:?}");
         assert_eq!(eval.decisions[0].subject, "r@example.com");
         assert_eq!(eval.decisions[0].rule, "from-yaml");
     }
