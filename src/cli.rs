@@ -421,7 +421,8 @@ pub async fn healthcheck(url: &str, timeout: std::time::Duration) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("deprovd healthcheck: {url}: {e}");
+            // `{:#}` of anyhow: the error with its causes (e.g. "Connection refused").
+            eprintln!("deprovd healthcheck: {url}: {:#}", anyhow::Error::from(e));
             ExitCode::FAILURE
         }
     }
