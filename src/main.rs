@@ -115,6 +115,16 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Ask a running deprovd whether it is ready (GET /readyz): exit 0 if so, 1 if not or no answer.
+    /// For container health checks: needs no shell, curl or token.
+    Healthcheck {
+        /// The URL to GET.
+        #[arg(long, default_value = deprovd::cli::HEALTHCHECK_URL)]
+        url: String,
+        /// Give up after this long (e.g. `3s`).
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Subcommand)]
@@ -228,7 +238,9 @@ fn main() -> ExitCode {
                 };
                 if let Some(token) = app.generated_token() {
                     // Printed once, to stdout only, so a developer can call the API; never logged.
-                    println!("deprovd dev admin token (shown once): {token}");
+                    deprovd::cli::print_line(format_args!(
+                        "deprovd dev admin token (shown once): {token}"
+                    ));
                 }
                 match app.run_until_stopped(deprovd::app::shutdown_signal()).await {
                     Ok(()) => ExitCode::SUCCESS,
@@ -242,7 +254,7 @@ fn main() -> ExitCode {
         Command::Validate { config } => match load(Some(&config)) {
             Ok(s) => match deprovd::cli::validate_deep(&s) {
                 Ok(()) => {
-                    println!("{}: ok", config.display());
+                    deprovd::cli::print_line(format_args!("{}: ok", config.display()));
                     ExitCode::SUCCESS
                 }
                 Err(problems) => {
@@ -253,10 +265,10 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Schema { .. } => {
-            println!(
+            deprovd::cli::print_line(format_args!(
                 "{}",
                 serde_json::to_string_pretty(&deprovd::alert::alert_json_schema()).expect("json")
-            );
+            ));
             ExitCode::SUCCESS
         }
         Command::Policy {
@@ -336,5 +348,10 @@ fn main() -> ExitCode {
             };
             block_on(deprovd::cli::audit_verify(&settings, from))
         }
+        Command::Healthcheck { url, timeout } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(deprovd::cli::healthcheck(&url, timeout)),
     }
 }

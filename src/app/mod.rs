@@ -42,6 +42,7 @@ use crate::plan::Planner;
 use crate::policy::Policies;
 use crate::telemetry::Metrics;
 
+mod series;
 mod settings;
 
 pub use settings::Settings;
@@ -80,6 +81,7 @@ impl Application {
             crate::connectors::build_all(&settings.connectors, settings.connector_specs.as_deref())
                 .map_err(crate::config::Problems)
                 .context("building connectors")?;
+        series::init(&metrics, &settings, &connectors);
 
         let (notifier, notify_service) =
             crate::notify::deliver::build(&settings.notify, metrics.clone())

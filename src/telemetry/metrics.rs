@@ -7,9 +7,15 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use super::events::{ActionEnd, AlertOutcome, ContainmentFrom, DeadLetterStage, Delivery};
+use super::events::{PolicyErrorKind, ReloadOutcome};
+
 /// Every metric deprovd exports, names as in DESIGN.md (all prefixed `deprovd_`).
 pub struct Metrics {
     registry: Registry,
+    /// The standard `process_*` metrics (CPU, resident memory, open fds, start time), unprefixed as
+    /// every Prometheus client exports them, so they sit in a registry of their own.
+    process: Registry,
     /// `alerts_total{source,outcome}`: source = format name, outcome = accepted | dead_lettered | duplicate.
     pub(super) alerts: IntCounterVec,
     pub policy_eval_seconds: Histogram,
@@ -155,6 +161,81 @@ impl Metrics {
                 &["receiver", "outcome"]
             )),
             registry,
+            process: process_registry(),
+        }
+        .with_build_info()
+    }
+
+    /// `deprovd_build_info{version,profile,arch} 1`: which build each replica runs, joinable onto
+    /// any other series (`* on (instance) group_left(version) deprovd_build_info`).
+    fn with_build_info(self) -> Self {
+        let info = IntGaugeVec::new(
+            Opts::new(
+                "build_info",
+                "Always 1; the labels say which build is running.",
+            ),
+            &["version", "profile", "arch"],
+        )
+        .expect("valid metric");
+        self.registry
+            .register(Box::new(info.clone()))
+            .expect("unique metric");
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        info.with_label_values(&[env!("CARGO_PKG_VERSION"), profile, std::env::consts::ARCH])
+            .set(1);
+        self
+    }
+
+    /// Export every series whose label values are known at startup at zero, so the first event of a
+    /// kind is a change a `rate()` or `increase()` can see (a counter born at 1 is invisible to
+    /// both), and dashboards and alert rules find their series before anything has happened.
+    pub fn init_series(&self, known: &KnownLabels<'_>) {
+        for source in &known.sources {
+            for outcome in AlertOutcome::ALL {
+                self.alerts.with_label_values(&[*source, outcome.as_str()]);
+            }
+        }
+        for action in &known.actions {
+            for mode in &known.modes {
+                self.decisions.with_label_values(&[*action, *mode]);
+            }
+        }
+        for (connector, operations) in &known.connectors {
+            for operation in operations {
+                for end in ActionEnd::ALL {
+                    self.actions
+                        .with_label_values(&[*connector, *operation, end.as_str()]);
+                }
+            }
+            for outcome in &known.attempt_outcomes {
+                self.action_attempts
+                    .with_label_values(&[*connector, *outcome]);
+            }
+        }
+        for guard in &known.guards {
+            self.guard_blocks.with_label_values(&[*guard]);
+        }
+        for sink in &known.sinks {
+            for outcome in Delivery::ALL {
+                self.notifications
+                    .with_label_values(&[*sink, outcome.as_str()]);
+            }
+        }
+        for from in ContainmentFrom::ALL {
+            self.time_to_containment.with_label_values(&[from.as_str()]);
+        }
+        for kind in PolicyErrorKind::ALL {
+            self.policy_errors.with_label_values(&[kind.as_str()]);
+        }
+        for outcome in ReloadOutcome::ALL {
+            self.policy_reloads.with_label_values(&[outcome.as_str()]);
+        }
+        for stage in DeadLetterStage::ALL {
+            self.dead_letters.with_label_values(&[stage.as_str()]);
         }
     }
 
@@ -185,12 +266,47 @@ impl Metrics {
 
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
         let mut buf = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
+            .encode(&families, &mut buf)
             .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("prometheus text is UTF-8")
     }
+}
+
+/// The label values of series to export at zero from the start ([`Metrics::init_series`]): what the
+/// configuration and the code's closed sets name. The caller (the application, which sees every
+/// layer) fills it; this layer knows only strings.
+#[derive(Debug, Default)]
+pub struct KnownLabels<'a> {
+    /// Alert formats (`alerts_total{source}`).
+    pub sources: Vec<&'a str>,
+    /// Decision actions and modes (`decisions_total{action,mode}`).
+    pub actions: Vec<&'a str>,
+    pub modes: Vec<&'a str>,
+    /// Each connector instance with the operations it supports (`actions_total`,
+    /// `action_attempts_total`). `breaker_open{scope}` is set at zero by the breaker itself, and
+    /// only when it is enabled.
+    pub connectors: Vec<(&'a str, Vec<&'a str>)>,
+    /// Connector call outcomes (`action_attempts_total{outcome}`).
+    pub attempt_outcomes: Vec<&'a str>,
+    /// Guards (`guard_blocks_total{guard}`).
+    pub guards: Vec<&'a str>,
+    /// Notification sinks (`notifications_total{sink}`).
+    pub sinks: Vec<&'a str>,
+}
+
+/// A registry with the process collector (Linux `/proc/self`; elsewhere it exports nothing).
+fn process_registry() -> Registry {
+    let registry = Registry::new();
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("unique metric");
+    registry
 }
 
 impl Default for Metrics {

@@ -14,7 +14,7 @@ pub use events::{
     ActionEnd, AlertOutcome, ContainmentFrom, DeadLetterStage, Delivery, PolicyErrorKind,
     ReloadOutcome,
 };
-pub use metrics::Metrics;
+pub use metrics::{KnownLabels, Metrics};
 
 /// `[telemetry]` settings.
 #[derive(Debug, Clone, Deserialize)]

@@ -366,7 +366,8 @@ async fn a_receiver_answering_500_then_200_gets_the_notice_and_429_retry_after_i
             &m,
             "deprovd_notifications_total{outcome=\"failed\",sink=\"flaky\"}"
         ),
-        None
+        Some(0.0),
+        "exported at zero from the start, and never counted"
     );
     app.stop().await;
 }
@@ -531,7 +532,8 @@ async fn a_hung_receiver_never_delays_a_lockout() {
     assert_eq!(
         app.metric("deprovd_notifications_total{outcome=\"delivered\",sink=\"stuck\"}")
             .await,
-        None
+        Some(0.0),
+        "exported at zero from the start, and never counted"
     );
     for s in &subjects {
         let a = app.actions(&format!("subject={s}")).await;
