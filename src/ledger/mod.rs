@@ -216,8 +216,10 @@ pub trait BreakerStore: Send + Sync {
 }
 
 /// Durable state shared by the pipeline, the executor, the API, the audit trail and the guards: the
-/// four narrow stores together, for wiring. Each caller takes only the narrow trait it uses
-/// (`&dyn AuditStore`, …); an `Arc<dyn StateStore>` upcasts to any of them.
+/// four narrow stores together, for wiring (`app`, the pipeline and the API state hold it). Services and
+/// functions take only the narrow traits they use — the approvals service `ActionStore` + `AuditStore`,
+/// the breaker `BreakerStore` + `AuditStore`, the audit mirror `AuditStore` + `DocStore`, lockout lookups
+/// `DocStore` (+ `ActionStore`) — and an `Arc<dyn StateStore>` upcasts to any of them.
 #[async_trait]
 pub trait StateStore: ActionStore + DocStore + AuditStore + BreakerStore {
     /// Round trip to the backend; readiness depends on it.
