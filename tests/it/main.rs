@@ -13,6 +13,7 @@ mod idp;
 mod kafka;
 mod keycloak_crowdstrike;
 mod kit;
+mod lanes;
 mod ldap;
 mod lockout;
 mod moto;

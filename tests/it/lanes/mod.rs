@@ -1,0 +1,136 @@
+//! No connector slows another (issue 16): a throttled target and a target that hangs until its
+//! timeout only ever consume their own lanes. The fast connector's time from alert to request,
+//! and a responder's manual lockout on it, stay within a small factor of the same run without the
+//! slow connectors.
+//!
+//! Two replicas share one Redis ledger, as in production: an ingest-only replica takes the alerts
+//! and an executor replica runs them, so every action goes through the ledger's due index and the
+//! executor's claims (the path a backlog can clog), not only the in-process handoff.
+
+pub(crate) mod load;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::kit::connector::instance;
+use crate::kit::{DISABLE_ALL_POLICY, TestApp, policy_dir, unique};
+use load::{FastTarget, hanging_target, latencies, quantile, summary, throttled_target};
+
+/// Alerts per run: each is one action per configured connector.
+const ALERTS: usize = 150;
+
+/// What one run measured on the fast connector.
+struct Run {
+    /// Alert POST → fast target request, sorted.
+    alerts: Vec<Duration>,
+    /// Lockout POST → fast target request.
+    lockout: Duration,
+}
+
+/// One run: `ALERTS` alerts, then a manual lockout on the fast connector, with or without the slow
+/// connectors configured beside it.
+async fn run(with_slow: bool) -> Run {
+    let fast = FastTarget::start().await;
+    let (throttled, hanging) = (throttled_target().await, hanging_target().await);
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    let prefix = format!("{}:", unique("lanes"));
+    let replica = |executor: bool| {
+        let mut b = TestApp::builder()
+            .policies(policies.path())
+            .redis_prefix(&prefix)
+            .fast_executor()
+            .connector(
+                "fast",
+                instance(load::webhook_fields(&fast.url(), Duration::from_secs(5))),
+            )
+            .with(move |s| {
+                s.guards.breaker.enabled = false;
+                s.executor.enabled = executor;
+                // A scaled-down backlog: the claim batch is smaller than one run's slow actions.
+                s.executor.batch = 64;
+            });
+        if with_slow {
+            b = b
+                .connector(
+                    "throttled",
+                    instance(load::webhook_fields(
+                        &format!("http://{}", throttled),
+                        Duration::from_secs(5),
+                    )),
+                )
+                .connector(
+                    "hanging",
+                    instance(load::webhook_fields(
+                        &format!("http://{}", hanging.0),
+                        Duration::from_secs(1),
+                    )),
+                );
+        }
+        b.spawn()
+    };
+    let ingest = replica(false).await;
+    let executor = replica(true).await;
+    ingest.wait_ready(Duration::from_secs(20)).await;
+    executor.wait_ready(Duration::from_secs(20)).await;
+
+    let run_id = unique("lanes");
+    let sent = load::post_alerts(&ingest.url(""), &ingest.token, &run_id, ALERTS).await;
+    let alerts = latencies(&fast, &sent, Duration::from_secs(120)).await;
+
+    // A responder's lockout on the fast connector, behind whatever backlog the slow ones have.
+    let t0 = Instant::now();
+    let r = ingest
+        .http
+        .post(ingest.url("/v1/lockouts"))
+        .bearer_auth(&ingest.token)
+        .json(&json!({
+            "subject": format!("{run_id}-manual@example.com"),
+            "connectors": ["fast"],
+            "operations": ["disable_account"],
+            "reason": "phished",
+        }))
+        .send()
+        .await
+        .expect("post lockout");
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .expect("lockout id")
+        .to_string();
+    let lockout = latencies(&fast, &[(id, t0)], Duration::from_secs(120)).await[0];
+    ingest.stop().await;
+    executor.stop().await;
+    Run { alerts, lockout }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_throttled_and_a_hanging_connector_do_not_delay_a_fast_one() {
+    let alone = run(false).await;
+    let beside = run(true).await;
+    eprintln!(
+        "fast connector, alert → request ({ALERTS} alerts)\n  alone:          {}  lockout {:.1} ms\n  beside slow:    {}  lockout {:.1} ms",
+        summary(&alone.alerts),
+        alone.lockout.as_secs_f64() * 1e3,
+        summary(&beside.alerts),
+        beside.lockout.as_secs_f64() * 1e3,
+    );
+    // Within a small factor, with a floor for scheduling noise on a busy test machine.
+    let bound = |d: Duration| d * 3 + Duration::from_millis(250);
+    for q in [0.5, 0.99] {
+        let (a, b) = (quantile(&alone.alerts, q), quantile(&beside.alerts, q));
+        assert!(
+            b <= bound(a),
+            "p{} alert → request: {b:?} beside the slow connectors, {a:?} alone",
+            q * 100.0
+        );
+    }
+    let worst_alone = quantile(&alone.alerts, 0.99).max(alone.lockout);
+    assert!(
+        beside.lockout <= bound(worst_alone),
+        "a manual lockout on the fast connector waited {:?} behind the slow connectors' backlog \
+         ({:?} alone)",
+        beside.lockout,
+        alone.lockout
+    );
+}
