@@ -13,6 +13,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::alert::Severity;
+
 /// What can be done to an account or host. The policy's `action` field uses the same names.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
@@ -218,6 +220,10 @@ pub enum Origin {
         dedup_key: String,
         /// When the vendor saw the detection (for time-to-containment).
         alert_time: DateTime<Utc>,
+        /// The alert's severity: how urgent the action is within its connector's lane (see
+        /// [`Urgency`]). Absent in records written before it was kept (read as medium).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        severity: Option<Severity>,
     },
     /// A responder's manual lockout or restore.
     Manual { request_id: String, actor: String },
@@ -294,6 +300,45 @@ impl ActionRecord {
     pub fn is_automatic(&self) -> bool {
         matches!(self.origin, Origin::Alert { .. })
     }
+
+    /// How urgent this action is among the due actions of its connector's lane.
+    pub fn urgency(&self) -> Urgency {
+        Urgency::of(&self.origin)
+    }
+}
+
+/// The order in which a connector's lane starts its due actions: a responder's manual action
+/// (lockout or restore) first, then automatic ones by their alert's severity, critical first; the
+/// stores break ties by the time the action became due (oldest first), then by key. So a storm of
+/// low-severity notifications never delays a critical disable on the same connector, and nothing
+/// on another connector delays either (each connector has its own lane).
+///
+/// Ranks are small integers, most urgent `0`, [`Urgency::LEVELS`] in all; an automatic action
+/// whose severity is unknown ranks as medium.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Urgency(u8);
+
+impl Urgency {
+    /// Number of ranks: manual, then critical, high, medium, low, informational.
+    pub const LEVELS: u8 = 6;
+
+    pub fn of(origin: &Origin) -> Urgency {
+        Urgency(match origin {
+            Origin::Manual { .. } => 0,
+            Origin::Alert { severity, .. } => match severity.unwrap_or(Severity::Medium) {
+                Severity::Critical => 1,
+                Severity::High => 2,
+                Severity::Medium => 3,
+                Severity::Low => 4,
+                Severity::Informational => 5,
+            },
+        })
+    }
+
+    /// `0` is the most urgent.
+    pub fn rank(self) -> u8 {
+        self.0
+    }
 }
 
 /// `sha256(dedup key, rule, connector, operation, subject)`, hex. Fields are length-prefixed so that no
@@ -334,6 +379,7 @@ pub(crate) fn sample(subject: &str, connector: &str) -> ActionRecord {
             alert_id: "a".into(),
             dedup_key: "d".into(),
             alert_time: now,
+            severity: None,
         },
         rule: "r".into(),
         policy_digest: String::new(),

@@ -11,8 +11,8 @@
 //! ```text
 //! layer 0   config json
 //! layer 1   telemetry net retry
-//! layer 2   template alert action audit
-//! layer 3   identity deadletter
+//! layer 2   template alert audit
+//! layer 3   action identity deadletter
 //! layer 4   connectors ledger policy notify ssf
 //! layer 5   plan guard
 //! layer 6   executor

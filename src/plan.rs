@@ -152,6 +152,7 @@ impl Planner {
                         alert_id: alert.id.clone(),
                         dedup_key: dedup_key.clone(),
                         alert_time: alert.time,
+                        severity: Some(alert.severity),
                     },
                     rule: d.rule.clone(),
                     policy_digest: policy_digest.to_string(),

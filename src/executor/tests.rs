@@ -43,6 +43,7 @@ fn success_notices_name_the_lockout_only_when_there_is_one() {
         alert_id: "a1".into(),
         dedup_key: "d".into(),
         alert_time: chrono::Utc::now(),
+        severity: None,
     };
     match success_notice(&rec(Operation::DisableAccount, manual("L1"), None)) {
         Some(Notice::LockoutDone { lockout_id, .. }) => {

@@ -83,6 +83,7 @@ pub(crate) fn record(name: &str, subject: &str, created: DateTime<Utc>) -> Actio
             alert_id: format!("alert-{name}"),
             dedup_key: name.to_string(),
             alert_time: created,
+            severity: None,
         },
         rule: "rule-1".into(),
         policy_digest: "sha256:0123".into(),
