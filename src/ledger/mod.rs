@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use crate::action::{
-    ActionRecord, ActionState, Operation, Origin, StateReason, action_key, coalesce_key,
+    ActionRecord, ActionState, Operation, Origin, StateReason, Urgency, action_key, coalesce_key,
 };
 use crate::audit::{AuditDraft, AuditHead, AuditRecord};
 
@@ -40,6 +40,31 @@ pub struct ActionFilter {
     pub state: Option<ActionState>,
     pub alert_id: Option<String>,
     pub limit: usize,
+}
+
+/// One lane's share of a claim round ([`ActionStore::claim_lanes`]): a connector instance and how
+/// many of its due actions the caller can start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneRequest<'a> {
+    pub connector: &'a str,
+    /// At most this many are claimed; `0` only reports the lane's backlog.
+    pub limit: usize,
+}
+
+/// What one claim round found in one lane.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LaneDue {
+    /// Keys claimed for the caller, most urgent first.
+    pub claimed: Vec<String>,
+    /// Actions due at `now` that this round did not claim: waiting for a free slot, or held by
+    /// another executor's claim. The lane's queue depth.
+    pub waiting: u64,
+    /// Earliest `next_attempt_at` among the actions due at `now` (claimed by this round or not):
+    /// how long the lane's oldest due action has waited.
+    pub oldest_due: Option<DateTime<Utc>>,
+    /// Earliest `next_attempt_at` after `now`: when the lane next has work, so the executor can
+    /// sleep until then.
+    pub next_due: Option<DateTime<Utc>>,
 }
 
 /// One blast-radius breaker scope as the store needs it: `global` or a connector instance name,
@@ -134,6 +159,19 @@ pub trait ActionStore: Send + Sync {
 
     /// Take an exclusive, expiring claim on an action (Redis `SET NX PX`). Only the holder runs it.
     async fn claim(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// The executor's claim round: for each lane (connector instance), claim up to `limit` of its
+    /// due actions for `owner` for `ttl` (as [`claim`](Self::claim) would), most urgent first —
+    /// [`Urgency`], then the time each became due, then key — skipping actions someone already
+    /// holds; and report each lane's backlog. Lanes are indexed apart, so a lane's cost does not
+    /// grow with another lane's backlog. One round trip for all lanes; answers in request order.
+    async fn claim_lanes(
+        &self,
+        lanes: &[LaneRequest<'_>],
+        now: DateTime<Utc>,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Vec<LaneDue>, StoreError>;
 
     /// Release a claim held by `owner` (a claim held by someone else is left alone).
     async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError>;

@@ -6,6 +6,11 @@
 //! - **records** by action key: the source of truth; everything else can be rebuilt from it.
 //! - **due index** ordered by `next_attempt_at` (ms): the executor asks "what is due now, earliest first"
 //!   and "when is the next one due" on every loop; both must be a range read, never a scan.
+//! - **lane index**, one per connector instance, holding the same entries as the due index ordered
+//!   by ([`Urgency`](crate::ledger::Urgency) rank, `next_attempt_at`): the executor claims each
+//!   connector's most urgent due actions without reading past another connector's backlog, so a
+//!   throttled or hanging target's queue costs nothing to the others' claims. A store written before
+//!   lanes existed is indexed at open (from the due index), so no pending action is stranded.
 //! - **pending set**: `deprovd_ledger_pending` is scraped every few seconds; it must be O(1).
 //! - **coalesce slots** with an expiry (the coalesce window): an alert storm for one subject must find
 //!   the live action in one lookup, inside the same atomic step as the insert, so two replicas racing
@@ -264,11 +269,25 @@ pub(crate) const ALL_STATES: [ActionState; 8] = [
     ActionState::Restored,
 ];
 
+/// Width of one urgency rank in a lane score (ms): ten trillion milliseconds, about 317 years past
+/// the epoch, so `rank * LANE_SPAN_MS + due ms` orders by rank, then time, and stays an exact
+/// integer in an f64 (Redis scores) for every rank.
+pub(crate) const LANE_SPAN_MS: i64 = 10_000_000_000_000;
+
+/// A lane-index score: `rank`, then `due_ms` (clamped into the rank's span).
+pub(crate) fn lane_score(rank: u8, due_ms: i64) -> i64 {
+    i64::from(rank) * LANE_SPAN_MS + due_ms.clamp(0, LANE_SPAN_MS - 1)
+}
+
 /// What the indexes need to know about a record, computed in one place so that both backends apply
 /// exactly the trait's rules.
 pub(crate) struct Derived<'a> {
-    /// Due-index score: `Some` exactly when `planned` with a `next_attempt_at`.
+    /// Due-index score: `Some` exactly when `planned` or `running` with a `next_attempt_at`.
     pub due_ms: Option<i64>,
+    /// The lane (connector instance) it is indexed under while due.
+    pub connector: &'a str,
+    /// Urgency rank within the lane ([`Urgency::rank`](crate::ledger::Urgency::rank)).
+    pub rank: u8,
     /// Counts towards `pending_count`.
     pub pending: bool,
     /// Holds (or may take) the coalesce slot.
@@ -291,6 +310,8 @@ impl<'a> Derived<'a> {
                 }
                 _ => None,
             },
+            connector: &a.connector,
+            rank: a.urgency().rank(),
             pending: a.state.is_pending(),
             absorbs: a.state.absorbs_duplicates(),
             state: a.state.as_str(),
@@ -302,6 +323,13 @@ impl<'a> Derived<'a> {
             created_ms: a.created_at.timestamp_millis(),
             coalesce: coalesce_key(&a.subject, &a.connector, a.operation),
         }
+    }
+}
+
+impl Derived<'_> {
+    /// Lane-index score while due ([`lane_score`]).
+    pub(crate) fn lane_score(&self) -> Option<i64> {
+        self.due_ms.map(|ms| lane_score(self.rank, ms))
     }
 }
 

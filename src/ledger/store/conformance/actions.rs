@@ -459,6 +459,137 @@ pub(crate) async fn claim_is_exclusive_and_released_only_by_its_owner(store: Arc
     assert!(!store.claim("k1", "worker-a", ttl).await.unwrap());
 }
 
+/// Each connector is a lane: a claim round takes a lane's due actions most urgent first (manual,
+/// then by severity, then oldest due), never reads another lane's backlog, skips what someone holds,
+/// and reports the lane's waiting count, oldest due time and next due time.
+pub(crate) async fn lanes_claim_per_connector_most_urgent_first(store: Arc<dyn StateStore>) {
+    use crate::alert::Severity;
+    use crate::ledger::LaneRequest;
+    let now = ms(Utc::now());
+    let at = |secs: i64| now - chrono::Duration::seconds(secs);
+    let on = |name: &str, connector: &str, due: DateTime<Utc>, severity: Option<Severity>| {
+        let mut r = record(name, &format!("{name}@example.com"), due);
+        r.key = action_key(
+            name,
+            "rule-1",
+            connector,
+            Operation::DisableAccount,
+            &r.subject,
+        );
+        r.connector = connector.to_string();
+        if let Origin::Alert { severity: s, .. } = &mut r.origin {
+            *s = severity;
+        }
+        r
+    };
+    // A backlog on `slow`, due long before anything on `fast`.
+    let backlog: Vec<ActionRecord> = (0..40)
+        .map(|i| {
+            on(
+                &format!("slow-{i}"),
+                "slow",
+                at(3600 - i),
+                Some(Severity::High),
+            )
+        })
+        .collect();
+    let low_old = on("low-old", "fast", at(50), Some(Severity::Low));
+    let crit_new = on("crit-new", "fast", at(5), Some(Severity::Critical));
+    let crit_old = on("crit-old", "fast", at(10), Some(Severity::Critical));
+    let unknown = on("unknown", "fast", at(40), None);
+    let mut manual = on("manual", "fast", at(1), None);
+    manual.origin = Origin::Manual {
+        request_id: "lockout-1".into(),
+        actor: "alice".into(),
+    };
+    let later = on(
+        "later",
+        "fast",
+        now + chrono::Duration::seconds(30),
+        Some(Severity::Critical),
+    );
+    for r in backlog
+        .iter()
+        .chain([&low_old, &crit_new, &crit_old, &unknown, &manual, &later])
+    {
+        assert_eq!(
+            store.insert_action(r, LONG, None).await.unwrap(),
+            Inserted::New
+        );
+    }
+    // Someone else holds the older critical one.
+    assert!(store.claim(&crit_old.key, "other", LONG).await.unwrap());
+
+    let ask = |fast: usize, slow: usize| {
+        [
+            LaneRequest {
+                connector: "fast",
+                limit: fast,
+            },
+            LaneRequest {
+                connector: "slow",
+                limit: slow,
+            },
+            LaneRequest {
+                connector: "idle",
+                limit: 4,
+            },
+        ]
+    };
+    let got = store
+        .claim_lanes(&ask(3, 0), now, "me", LONG)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(
+        got[0].claimed,
+        vec![
+            manual.key.clone(),
+            crit_new.key.clone(),
+            unknown.key.clone()
+        ],
+        "manual first, then critical (the held one skipped), then medium (unknown severity)"
+    );
+    assert_eq!(got[0].waiting, 2, "the held critical and the low one");
+    assert_eq!(got[0].oldest_due, Some(low_old.next_attempt_at.unwrap()));
+    assert_eq!(got[0].next_due, Some(later.next_attempt_at.unwrap()));
+    assert!(got[1].claimed.is_empty(), "limit 0 only reports");
+    assert_eq!(got[1].waiting, 40);
+    assert_eq!(got[1].oldest_due, Some(backlog[0].next_attempt_at.unwrap()));
+    assert_eq!(got[1].next_due, None);
+    assert_eq!(got[2], crate::ledger::LaneDue::default());
+
+    // Claimed actions are not claimed again; the rest follow in order.
+    let got = store
+        .claim_lanes(&ask(5, 2), now, "me", LONG)
+        .await
+        .unwrap();
+    assert_eq!(got[0].claimed, vec![low_old.key.clone()]);
+    assert_eq!(
+        got[1].claimed,
+        vec![backlog[0].key.clone(), backlog[1].key.clone()]
+    );
+    assert_eq!(got[1].waiting, 38);
+
+    // A finished action leaves its lane; one that is due again (a retry) re-enters it.
+    let mut done = crit_new.clone();
+    done.state = ActionState::Succeeded;
+    done.next_attempt_at = None;
+    store.put_action(&done).await.unwrap();
+    let mut retry = unknown.clone();
+    retry.next_attempt_at = Some(now + chrono::Duration::seconds(10));
+    store.put_action(&retry).await.unwrap();
+    let got = store
+        .claim_lanes(&ask(0, 0), now + chrono::Duration::seconds(20), "me", LONG)
+        .await
+        .unwrap();
+    assert_eq!(
+        got[0].waiting, 4,
+        "manual, crit-old, low-old and the retry; not the finished one"
+    );
+    assert_eq!(got[0].next_due, Some(later.next_attempt_at.unwrap()));
+}
+
 pub(crate) async fn claim_expires_after_its_ttl(store: Arc<dyn StateStore>) {
     assert!(
         store

@@ -42,6 +42,7 @@ macro_rules! for_each_case {
             next_due_at_tracks_the_earliest_due_action,
             claim_is_exclusive_and_released_only_by_its_owner,
             claim_expires_after_its_ttl,
+            lanes_claim_per_connector_most_urgent_first,
             list_filters_newest_first,
             pending_count_follows_state,
             put_of_an_unknown_action_is_an_error,

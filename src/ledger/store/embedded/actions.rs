@@ -1,7 +1,7 @@
 //! [`ActionStore`] for [`EmbeddedStore`].
 
 use super::*;
-use crate::ledger::ActionStore;
+use crate::ledger::{ActionStore, LaneRequest};
 
 #[async_trait]
 impl ActionStore for EmbeddedStore {
@@ -97,6 +97,23 @@ impl ActionStore for EmbeddedStore {
             Ok(taken)
         })
         .await
+    }
+
+    async fn claim_lanes(
+        &self,
+        lanes: &[LaneRequest<'_>],
+        now: DateTime<Utc>,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Vec<LaneDue>, StoreError> {
+        let lanes: Vec<(String, usize)> = lanes
+            .iter()
+            .map(|l| (l.connector.to_string(), l.limit))
+            .collect();
+        let owner = owner.to_string();
+        let (now, ttl_ms) = (now.timestamp_millis(), duration_ms(ttl).max(1));
+        self.run(move |db| claim_lanes_tx(db, &lanes, now, &owner, ttl_ms))
+            .await
     }
 
     async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {

@@ -15,6 +15,7 @@
 //! |---|---|---|
 //! | `actions` | action key | JSON record |
 //! | `due` | (next attempt ms, action key) | () |
+//! | `lanes` | (connector, [`lane_score`] of urgency rank and next attempt ms, action key) | () |
 //! | `pending` | action key | () |
 //! | `coalesce` | coalesce key | (action key, expires ms) |
 //! | `claims` | action key | (owner, expires ms) |
@@ -45,11 +46,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
-use super::{Derived, decode, effective_limit, encode, from_ms, head_string, matches, parse_head};
+use super::{
+    Derived, LANE_SPAN_MS, decode, effective_limit, encode, from_ms, head_string, lane_score,
+    matches, parse_head,
+};
 use crate::audit::{AuditDraft, AuditHead, AuditRecord, seal_all};
 use crate::ledger::{
-    ActionFilter, ActionRecord, BreakerAdmission, BreakerScope, BreakerState, Inserted, StateStore,
-    StoreError,
+    ActionFilter, ActionRecord, BreakerAdmission, BreakerScope, BreakerState, Inserted, LaneDue,
+    StateStore, StoreError, Urgency,
 };
 
 /// Name of the ledger file inside the data directory.
@@ -59,6 +63,9 @@ const FILE_NAME: &str = "ledger.redb";
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("actions");
 /// Due index: the executor's "what is due now, earliest first" is a range read from the start.
 const DUE: TableDefinition<(i64, &str), ()> = TableDefinition::new("due");
+/// Lane index: the due index per connector, by (urgency rank, next attempt): a claim round reads
+/// only the lanes it asks for, most urgent first.
+const LANES: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("lanes");
 /// Pending set: `pending_count` is the table length, which redb keeps in O(1).
 const PENDING: TableDefinition<&str, ()> = TableDefinition::new("pending");
 /// Coalesce slots: coalesce key → (holding action key, expiry ms). One lookup per insert.
@@ -161,6 +168,7 @@ impl EmbeddedStore {
         {
             tx.open_table(RECORDS).map_err(db_err)?;
             tx.open_table(DUE).map_err(db_err)?;
+            tx.open_table(LANES).map_err(db_err)?;
             tx.open_table(PENDING).map_err(db_err)?;
             tx.open_table(COALESCE).map_err(db_err)?;
             tx.open_table(CLAIMS).map_err(db_err)?;
@@ -176,6 +184,7 @@ impl EmbeddedStore {
             tx.open_table(BREAKER_COUNTS).map_err(db_err)?;
             tx.open_table(BREAKER_OPEN).map_err(db_err)?;
         }
+        index_lanes(&tx)?;
         tx.commit().map_err(db_err)?;
         Ok(EmbeddedStore {
             db: Arc::new(db),
@@ -196,12 +205,54 @@ impl EmbeddedStore {
     }
 }
 
+/// Give every due action its lane entry: a ledger written before lanes existed has due actions
+/// that no lane holds, and the executor claims only through lanes. Cheap when nothing is missing
+/// (one lookup per due action, and the due index holds only unfinished work).
+fn index_lanes(tx: &WriteTransaction) -> Result<(), StoreError> {
+    let mut missing = Vec::new();
+    {
+        let due = tx.open_table(DUE).map_err(db_err)?;
+        let records = tx.open_table(RECORDS).map_err(db_err)?;
+        let lanes = tx.open_table(LANES).map_err(db_err)?;
+        for entry in due.iter().map_err(db_err)? {
+            let (k, _) = entry.map_err(db_err)?;
+            let key = k.value().1;
+            let Some(g) = records.get(key).map_err(db_err)? else {
+                continue;
+            };
+            let rec = decode(key, g.value())?;
+            let d = Derived::of(&rec);
+            if let Some(score) = d.lane_score()
+                && lanes
+                    .get((d.connector, score, key))
+                    .map_err(db_err)?
+                    .is_none()
+            {
+                missing.push((rec.connector.clone(), score, key.to_string()));
+            }
+        }
+    }
+    let mut lanes = tx.open_table(LANES).map_err(db_err)?;
+    for (connector, score, key) in &missing {
+        lanes
+            .insert((connector.as_str(), *score, key.as_str()), ())
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 /// Add `key`'s entries to every index derived from `d`.
 fn index_add(tx: &WriteTransaction, d: &Derived<'_>, key: &str) -> Result<(), StoreError> {
     if let Some(due) = d.due_ms {
         tx.open_table(DUE)
             .map_err(db_err)?
             .insert((due, key), ())
+            .map_err(db_err)?;
+    }
+    if let Some(score) = d.lane_score() {
+        tx.open_table(LANES)
+            .map_err(db_err)?
+            .insert((d.connector, score, key), ())
             .map_err(db_err)?;
     }
     if d.pending {
@@ -238,6 +289,12 @@ fn index_remove(tx: &WriteTransaction, d: &Derived<'_>, key: &str) -> Result<(),
         tx.open_table(DUE)
             .map_err(db_err)?
             .remove((due, key))
+            .map_err(db_err)?;
+    }
+    if let Some(score) = d.lane_score() {
+        tx.open_table(LANES)
+            .map_err(db_err)?
+            .remove((d.connector, score, key))
             .map_err(db_err)?;
     }
     if d.pending {
@@ -380,6 +437,71 @@ fn put_tx(db: &Database, mut action: ActionRecord) -> Result<(), StoreError> {
     }
     tx.commit().map_err(db_err)?;
     Ok(())
+}
+
+/// One claim round ([`ActionStore::claim_lanes`](crate::ledger::ActionStore::claim_lanes)) in one
+/// write transaction: for each lane, walk its ranks most urgent first and take the due actions no
+/// live claim holds, then measure what is left.
+fn claim_lanes_tx(
+    db: &Database,
+    lanes: &[(String, usize)],
+    now: i64,
+    owner: &str,
+    ttl_ms: i64,
+) -> Result<Vec<LaneDue>, StoreError> {
+    let tx = db.begin_write().map_err(db_err)?;
+    let mut out = Vec::with_capacity(lanes.len());
+    {
+        let index = tx.open_table(LANES).map_err(db_err)?;
+        let mut claims = tx.open_table(CLAIMS).map_err(db_err)?;
+        for (connector, limit) in lanes {
+            let c = connector.as_str();
+            let mut claimed = Vec::new();
+            let (mut due, mut oldest, mut next) = (0u64, None::<i64>, None::<i64>);
+            for rank in 0..Urgency::LEVELS {
+                let base = lane_score(rank, 0);
+                let due_end = lane_score(rank, now).saturating_add(1);
+                for entry in index
+                    .range((c, base, "")..(c, due_end, ""))
+                    .map_err(db_err)?
+                {
+                    let (k, _) = entry.map_err(db_err)?;
+                    let (_, score, key) = k.value();
+                    due += 1;
+                    oldest = Some(oldest.map_or(score - base, |o| o.min(score - base)));
+                    if claimed.len() >= *limit {
+                        continue;
+                    }
+                    let held = claims
+                        .get(key)
+                        .map_err(db_err)?
+                        .is_some_and(|g| g.value().1 > now);
+                    if !held {
+                        claims
+                            .insert(key, (owner, now.saturating_add(ttl_ms)))
+                            .map_err(db_err)?;
+                        claimed.push(key.to_string());
+                    }
+                }
+                let first_later = index
+                    .range((c, due_end, "")..(c, base + LANE_SPAN_MS, ""))
+                    .map_err(db_err)?
+                    .next();
+                if let Some(entry) = first_later {
+                    let at = entry.map_err(db_err)?.0.value().1 - base;
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+            }
+            out.push(LaneDue {
+                waiting: due - claimed.len() as u64,
+                claimed,
+                oldest_due: oldest.map(from_ms).transpose()?,
+                next_due: next.map(from_ms).transpose()?,
+            });
+        }
+    }
+    tx.commit().map_err(db_err)?;
+    Ok(out)
 }
 
 fn list_tx(db: &Database, filter: &ActionFilter) -> Result<Vec<ActionRecord>, StoreError> {

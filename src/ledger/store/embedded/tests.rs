@@ -210,3 +210,36 @@ async fn a_second_open_of_the_same_dir_is_refused_with_a_clear_error() {
     let err = EmbeddedStore::open(dir.path()).unwrap_err();
     assert!(err.to_string().contains("already open"), "{err}");
 }
+
+/// A ledger written before lanes existed has due actions in no lane: opening it indexes them, so
+/// the executor (which claims only through lanes) still runs them.
+#[tokio::test]
+async fn opening_a_ledger_without_lanes_puts_its_due_actions_in_their_lanes() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now();
+    let a = conformance::record("a", "alice", now);
+    let lane = [crate::ledger::LaneRequest {
+        connector: "okta",
+        limit: 4,
+    }];
+    {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store
+            .insert_action(&a, Duration::from_secs(60), None)
+            .await
+            .unwrap();
+        // As an older version wrote it: the due index only.
+        let tx = store.db.begin_write().unwrap();
+        tx.delete_table(LANES).unwrap();
+        tx.open_table(LANES).unwrap();
+        tx.commit().unwrap();
+        let found = store.claim_lanes(&lane, now, "w", Duration::from_secs(60));
+        assert!(found.await.unwrap()[0].claimed.is_empty());
+    }
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let found = store
+        .claim_lanes(&lane, now, "w", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(found[0].claimed, vec![a.key.clone()]);
+}

@@ -1,7 +1,7 @@
 //! [`ActionStore`] for [`RedisStore`].
 
 use super::*;
-use crate::ledger::ActionStore;
+use crate::ledger::{ActionStore, LaneRequest};
 
 #[async_trait]
 impl ActionStore for RedisStore {
@@ -19,6 +19,7 @@ impl ActionStore for RedisStore {
         let reply: Vec<String> = INSERT
             .key(self.key("action", &action.key))
             .key(self.key("coalesce", &d.coalesce))
+            .key(self.key("lane", d.connector))
             .arg(&*self.base)
             .arg(&action.key)
             .arg(json)
@@ -34,6 +35,7 @@ impl ActionStore for RedisStore {
             .arg(opt(d.alert_id))
             .arg(absorbing)
             .arg(superseded)
+            .arg(lane_arg(&d))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis_err(&format!("recording action `{}`", action.key), e))?;
@@ -61,6 +63,7 @@ impl ActionStore for RedisStore {
         let existed: i64 = PUT
             .key(self.key("action", &action.key))
             .key(self.key("coalesce", &d.coalesce))
+            .key(self.key("lane", d.connector))
             .arg(&*self.base)
             .arg(&action.key)
             .arg(json)
@@ -71,6 +74,7 @@ impl ActionStore for RedisStore {
             .arg(d.state)
             .arg(d.subject)
             .arg(opt(d.alert_id))
+            .arg(lane_arg(&d))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis_err(&format!("updating action `{}`", action.key), e))?;
@@ -135,6 +139,49 @@ impl ActionStore for RedisStore {
             .await
             .map_err(|e| redis_err(&format!("claiming action `{key}`"), e))?;
         Ok(set.is_some())
+    }
+
+    async fn claim_lanes(
+        &self,
+        lanes: &[LaneRequest<'_>],
+        now: DateTime<Utc>,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Vec<LaneDue>, StoreError> {
+        if lanes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut call = CLAIM_LANES.prepare_invoke();
+        for l in lanes {
+            call.key(self.key("lane", l.connector));
+        }
+        call.arg(&*self.base)
+            .arg(owner)
+            .arg(px_ms(ttl).max(1))
+            .arg(i64::from(Urgency::LEVELS));
+        for b in rank_bounds(now.timestamp_millis()) {
+            call.arg(b);
+        }
+        for l in lanes {
+            call.arg(l.limit);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<(Vec<String>, i64, i64, i64)> = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| redis_err("claiming due actions", e))?;
+        let time = |ms: i64| (ms >= 0).then(|| from_ms(ms)).transpose();
+        reply
+            .into_iter()
+            .map(|(claimed, waiting, oldest, next)| {
+                Ok(LaneDue {
+                    claimed,
+                    waiting: u64::try_from(waiting).unwrap_or(0),
+                    oldest_due: time(oldest)?,
+                    next_due: time(next)?,
+                })
+            })
+            .collect()
     }
 
     async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {

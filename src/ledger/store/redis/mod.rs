@@ -16,6 +16,7 @@
 //! | `action:<key>` | string | the record, as JSON |
 //! | `linked:<key>` | sorted set | alerts coalesced into the action (score: first linked, ms) |
 //! | `due` | sorted set | planned actions with a next attempt (score: `next_attempt_at` ms) |
+//! | `lane:<connector>` | sorted set | the same entries per connector (score: [`lane_score`] of urgency rank and `next_attempt_at` ms) |
 //! | `pending` | set | keys of pending actions |
 //! | `coalesce:<coalesce key>` | string with `PX` = window | key of the action holding the slot |
 //! | `claim:<key>` | string with `PX` = ttl | the claim's owner |
@@ -51,13 +52,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    ALL_STATES, Derived, decode, effective_limit, encode, from_ms, head_string, matches,
-    parse_head, redact_url,
+    ALL_STATES, Derived, LANE_SPAN_MS, decode, effective_limit, encode, from_ms, head_string,
+    lane_score, matches, parse_head, redact_url,
 };
 use crate::audit::{AuditDraft, AuditHead, AuditRecord, seal_all};
 use crate::ledger::{
     ActionFilter, ActionRecord, ActionState, BreakerAdmission, BreakerScope, BreakerState,
-    Inserted, StateStore, StoreError,
+    Inserted, LaneDue, StateStore, StoreError, Urgency,
 };
 
 /// How long `connect` (and each reconnect attempt) may take: a down Redis must fail startup fast,
@@ -77,10 +78,10 @@ fn px_ms(d: Duration) -> u64 {
         .min(MAX_PX_MS)
 }
 
-/// KEYS: record, coalesce slot. ARGV: base, key, json, created ms, due ms or '', pending 0/1,
+/// KEYS: record, coalesce slot, lane. ARGV: base, key, json, created ms, due ms or '', pending 0/1,
 /// absorbs 0/1, window ms, linked alert or '', now ms, state, subject, alert id or '',
 /// `,state,state,` of the holder states that absorb this action, `,state,` of the holder states
-/// that this action supersedes (see [`ActionState::absorbs`](crate::ledger::ActionState::absorbs)).
+/// that this action supersedes, lane score (see [`ActionState::absorbs`](crate::ledger::ActionState::absorbs)).
 /// Returns `{'duplicate'}`, `{'coalesced', holder}`, `{'superseded', holder}` or `{'new'}`.
 static INSERT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -112,7 +113,10 @@ if holder then
 end
 local key = ARGV[2]
 redis.call('SET', KEYS[1], ARGV[3])
-if ARGV[5] ~= '' then redis.call('ZADD', base .. 'due', ARGV[5], key) end
+if ARGV[5] ~= '' then
+  redis.call('ZADD', base .. 'due', ARGV[5], key)
+  redis.call('ZADD', KEYS[3], ARGV[16], key)
+end
 if ARGV[6] == '1' then redis.call('SADD', base .. 'pending', key) end
 redis.call('ZADD', base .. 'created', ARGV[4], key)
 redis.call('ZADD', base .. 'state:' .. ARGV[11], ARGV[4], key)
@@ -127,8 +131,9 @@ return {'new'}
     )
 });
 
-/// KEYS: record, coalesce slot. ARGV: base, key, json, created ms, due ms or '', pending 0/1,
-/// absorbs 0/1, state, subject, alert id or ''. Returns 0 when the record does not exist.
+/// KEYS: record, coalesce slot, lane. ARGV: base, key, json, created ms, due ms or '', pending 0/1,
+/// absorbs 0/1, state, subject, alert id or '', lane score or ''. Returns 0 when the record does
+/// not exist.
 static PUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -148,8 +153,10 @@ end
 redis.call('SET', KEYS[1], ARGV[3])
 if ARGV[5] ~= '' then
   redis.call('ZADD', base .. 'due', ARGV[5], key)
+  redis.call('ZADD', KEYS[3], ARGV[11], key)
 else
   redis.call('ZREM', base .. 'due', key)
+  redis.call('ZREM', KEYS[3], key)
 end
 if ARGV[6] == '1' then
   redis.call('SADD', base .. 'pending', key)
@@ -164,6 +171,80 @@ if ARGV[7] == '0' and redis.call('GET', KEYS[2]) == key then
   redis.call('DEL', KEYS[2])
 end
 return 1
+"#,
+    )
+});
+
+/// KEYS: one lane per lane asked for. ARGV: base, owner, ttl ms, rank count `L`, then per rank
+/// (most urgent first) its lowest score, its last due score (rank base + now ms) and its highest
+/// score, then per lane the number to claim. For each lane and rank: count the due entries, note
+/// the earliest, claim (`SET NX PX`, as [`ActionStore::claim`](crate::ledger::ActionStore::claim))
+/// due entries in score order until the lane's number is reached — examining at most twice that
+/// plus 16, so entries other executors hold cost a bounded amount — and note the earliest entry not
+/// yet due. Returns per lane `{claimed keys, due and not claimed, earliest due ms or -1, next due
+/// ms or -1}` (times without the rank base). Claim keys are derived from `base` (the `{ledger}`
+/// slot, as every key here).
+static CLAIM_LANES: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local base, owner, ttl, levels = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local out = {}
+for i = 1, #KEYS do
+  local lane = KEYS[i]
+  local limit = tonumber(ARGV[4 + 3 * levels + i])
+  local claimed = {}
+  local due, oldest, nxt = 0, -1, -1
+  local budget = limit * 2 + 16
+  for r = 0, levels - 1 do
+    local lo, hi, top = ARGV[5 + 3 * r], ARGV[6 + 3 * r], ARGV[7 + 3 * r]
+    local n = redis.call('ZCOUNT', lane, lo, hi)
+    if n > 0 then
+      due = due + n
+      local first = redis.call('ZRANGEBYSCORE', lane, lo, hi, 'WITHSCORES', 'LIMIT', 0, 1)
+      local at = tonumber(first[2]) - tonumber(lo)
+      if oldest < 0 or at < oldest then oldest = at end
+      local offset = 0
+      while #claimed < limit and budget > 0 and offset < n do
+        local page = redis.call('ZRANGEBYSCORE', lane, lo, hi, 'LIMIT', offset,
+          math.min(budget, limit - #claimed + 8))
+        if #page == 0 then break end
+        for _, k in ipairs(page) do
+          budget = budget - 1
+          if #claimed < limit and redis.call('SET', base .. 'claim:' .. k, owner, 'NX', 'PX', ttl) then
+            claimed[#claimed + 1] = k
+          end
+        end
+        offset = offset + #page
+      end
+    end
+    local later = redis.call('ZRANGEBYSCORE', lane, '(' .. hi, top, 'WITHSCORES', 'LIMIT', 0, 1)
+    if #later > 0 then
+      local at = tonumber(later[2]) - tonumber(lo)
+      if nxt < 0 or at < nxt then nxt = at end
+    end
+  end
+  out[#out + 1] = {claimed, due - #claimed, oldest, nxt}
+end
+return out
+"#,
+    )
+});
+
+/// KEYS: the lane of each action given. ARGV: base, then per action its key, due ms and lane
+/// score. Indexes each action in its lane if the due index still holds it at that due time (so a
+/// concurrent update is never undone), leaving an existing lane entry alone. Returns how many were
+/// added.
+static LANE_INDEX: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local added = 0
+for i = 1, #KEYS do
+  local key, due, score = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
+  if redis.call('ZSCORE', ARGV[1] .. 'due', key) == due then
+    added = added + redis.call('ZADD', KEYS[i], 'NX', score, key)
+  end
+end
+return added
 "#,
     )
 });
@@ -354,7 +435,15 @@ impl RedisStore {
         // Load the scripts now, so that the first insert is already a single `EVALSHA` round trip and
         // a Redis that refuses scripts (ACL, disabled Lua) fails startup rather than the first alert.
         let mut loader = conn.clone();
-        for script in [&*INSERT, &*PUT, &*RELEASE, &*AUDIT_APPEND, &*BREAKER_ADMIT] {
+        for script in [
+            &*INSERT,
+            &*PUT,
+            &*RELEASE,
+            &*AUDIT_APPEND,
+            &*BREAKER_ADMIT,
+            &*CLAIM_LANES,
+            &*LANE_INDEX,
+        ] {
             script
                 .prepare_invoke()
                 .load_async(&mut loader)
@@ -366,13 +455,52 @@ impl RedisStore {
                     )
                 })?;
         }
-        Ok(RedisStore {
+        let store = RedisStore {
             conn,
             base: Arc::from(format!("{prefix}{{ledger}}:")),
             audit_head: Arc::default(),
             audit_append: Arc::default(),
             audit_queue: Arc::default(),
-        })
+        };
+        store.index_lanes().await?;
+        Ok(store)
+    }
+
+    /// Give every due action its lane entry: a ledger written before lanes existed (or by an older
+    /// replica) has due actions that no lane holds, and the executor claims only through lanes.
+    /// Idempotent and safe beside running replicas ([`LANE_INDEX`] re-checks each entry); costs
+    /// one read of the due index, which holds only unfinished work.
+    async fn index_lanes(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let due: Vec<String> = ::redis::cmd("ZRANGE")
+            .arg(self.index("due"))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_err("reading the due index", e))?;
+        for chunk in due.chunks(256) {
+            let mut call = LANE_INDEX.prepare_invoke();
+            call.arg(&*self.base);
+            let mut any = false;
+            for rec in self.fetch(chunk).await?.into_iter().flatten() {
+                let d = Derived::of(&rec);
+                if let (Some(due), Some(score)) = (d.due_ms, d.lane_score()) {
+                    call.key(self.key("lane", d.connector))
+                        .arg(&rec.key)
+                        .arg(due)
+                        .arg(score);
+                    any = true;
+                }
+            }
+            if any {
+                let _: i64 = call
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| redis_err("indexing due actions by connector", e))?;
+            }
+        }
+        Ok(())
     }
 
     fn key(&self, kind: &str, id: &str) -> String {
@@ -450,6 +578,20 @@ fn opt(s: Option<&str>) -> &str {
 
 fn due_arg(d: &Derived<'_>) -> String {
     d.due_ms.map(|ms| ms.to_string()).unwrap_or_default()
+}
+
+fn lane_arg(d: &Derived<'_>) -> String {
+    d.lane_score().map(|s| s.to_string()).unwrap_or_default()
+}
+
+/// [`CLAIM_LANES`]'s per-rank bounds for `now_ms`: lowest score, last due score, highest score.
+fn rank_bounds(now_ms: i64) -> Vec<i64> {
+    (0..Urgency::LEVELS)
+        .flat_map(|r| {
+            let lo = lane_score(r, 0);
+            [lo, lane_score(r, now_ms), lo + LANE_SPAN_MS - 1]
+        })
+        .collect()
 }
 
 fn flag(b: bool) -> &'static str {

@@ -278,7 +278,43 @@ async fn records_are_json_under_the_prefix_and_cleanup_finds_them_all() {
     let parsed: ActionRecord = serde_json::from_str(&raw).unwrap();
     assert_eq!(parsed, a);
 
-    // record, due, pending, created, state, subject, alert, coalesce slot, claim.
-    assert_eq!(cleanup(&store, &prefix).await, 9);
+    // record, due, lane, pending, created, state, subject, alert, coalesce slot, claim.
+    assert_eq!(cleanup(&store, &prefix).await, 10);
     assert_eq!(cleanup(&store, &prefix).await, 0);
+}
+
+/// A ledger written before lanes existed (or by an older replica) has due actions in no lane:
+/// connecting indexes them, so the executor (which claims only through lanes) still runs them.
+#[tokio::test]
+async fn connecting_to_a_ledger_without_lanes_puts_its_due_actions_in_their_lanes() {
+    let prefix = prefix();
+    let store = RedisStore::connect(URL, &prefix).await.unwrap();
+    let now = Utc::now();
+    let a = conformance::record("a", "alice", now);
+    store
+        .insert_action(&a, Duration::from_secs(60), None)
+        .await
+        .unwrap();
+    // As an older version wrote it: the due index only.
+    let mut conn = store.conn.clone();
+    let _: i64 = ::redis::cmd("DEL")
+        .arg(store.key("lane", "okta"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let lane = [crate::ledger::LaneRequest {
+        connector: "okta",
+        limit: 4,
+    }];
+    let ttl = Duration::from_secs(60);
+    assert!(
+        store.claim_lanes(&lane, now, "w", ttl).await.unwrap()[0]
+            .claimed
+            .is_empty()
+    );
+
+    let store = RedisStore::connect(URL, &prefix).await.unwrap();
+    let found = store.claim_lanes(&lane, now, "w", ttl).await.unwrap();
+    assert_eq!(found[0].claimed, vec![a.key.clone()]);
+    cleanup(&store, &prefix).await;
 }
