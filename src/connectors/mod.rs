@@ -97,6 +97,29 @@ impl OperationResult {
     }
 }
 
+tokio::task_local! {
+    /// Time the current operation spent waiting for its target's announced rate budget (see
+    /// [`http::ratelimit`]), summed over its requests; set only inside [`measuring_rate_wait`].
+    static RATE_WAIT: std::cell::Cell<Duration>;
+}
+
+/// Run `operation` and say how long it waited for its target's rate budget: the executor reports
+/// that wait (`deprovd_action_wait_seconds{reason="rate_budget"}`) apart from the call itself.
+pub async fn measuring_rate_wait<F: std::future::Future>(operation: F) -> (F::Output, Duration) {
+    RATE_WAIT
+        .scope(std::cell::Cell::new(Duration::ZERO), async move {
+            let out = operation.await;
+            (out, RATE_WAIT.with(std::cell::Cell::get))
+        })
+        .await
+}
+
+/// Count `waited` towards the current operation's rate-budget wait (nothing outside
+/// [`measuring_rate_wait`]).
+pub(crate) fn note_rate_wait(waited: Duration) {
+    let _ = RATE_WAIT.try_with(|w| w.set(w.get() + waited));
+}
+
 /// One line of `deprovd connectors check`.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {

@@ -90,6 +90,18 @@ label_enum! {
 }
 
 label_enum! {
+    /// `action_wait_seconds{reason}`: what an action waited for.
+    WaitReason {
+        /// Due, but not started yet: its lane was full, or the next claim round had not come.
+        Queued => "queued",
+        /// Inside the connector call, paced by the target's announced rate budget.
+        RateBudget => "rate_budget",
+        /// The delay scheduled before a retry.
+        RetryBackoff => "retry_backoff",
+    }
+}
+
+label_enum! {
     /// `notifications_total{outcome}` and `ssf_transmitted_total{outcome}`.
     Delivery {
         Delivered => "delivered",
@@ -149,6 +161,34 @@ impl Metrics {
     pub fn containment(&self, from: ContainmentFrom, seconds: f64) {
         self.time_to_containment
             .with_label_values(&[from.as_str()])
+            .observe(seconds);
+    }
+
+    /// Every series of `connector`'s lane at zero, so dashboards and alert rules see each
+    /// configured connector before its first action.
+    pub fn lane_series(&self, connector: &str) {
+        self.lane(connector, 0, 0.0);
+        for reason in WaitReason::ALL {
+            self.action_wait
+                .with_label_values(&[connector, reason.as_str()]);
+        }
+    }
+
+    /// `connector`'s lane as a claim round saw it: due actions waiting, and how long the oldest
+    /// due one has been due.
+    pub fn lane(&self, connector: &str, waiting: u64, oldest_due_seconds: f64) {
+        self.queue_depth
+            .with_label_values(&[connector])
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        self.oldest_due
+            .with_label_values(&[connector])
+            .set(oldest_due_seconds);
+    }
+
+    /// An action on `connector` waited `seconds` for `reason`.
+    pub fn action_wait(&self, connector: &str, reason: WaitReason, seconds: f64) {
+        self.action_wait
+            .with_label_values(&[connector, reason.as_str()])
             .observe(seconds);
     }
 
@@ -224,6 +264,29 @@ mod tests {
             ),
             Some(1.0)
         );
+    }
+
+    #[test]
+    fn a_configured_connector_s_lane_series_start_at_zero() {
+        let m = Metrics::new();
+        m.lane_series("okta");
+        let okta = [("connector", "okta")];
+        assert_eq!(m.value("connector_queue_depth", &okta), Some(0.0));
+        assert_eq!(m.value("connector_oldest_due_seconds", &okta), Some(0.0));
+        for reason in ["queued", "rate_budget", "retry_backoff"] {
+            let labels = [("connector", "okta"), ("reason", reason)];
+            assert_eq!(
+                m.value("action_wait_seconds", &labels),
+                Some(0.0),
+                "{reason}"
+            );
+        }
+        m.lane("okta", 7, 12.5);
+        m.action_wait("okta", WaitReason::RateBudget, 0.3);
+        assert_eq!(m.value("connector_queue_depth", &okta), Some(7.0));
+        assert_eq!(m.value("connector_oldest_due_seconds", &okta), Some(12.5));
+        let paced = [("connector", "okta"), ("reason", "rate_budget")];
+        assert_eq!(m.value("action_wait_seconds", &paced), Some(1.0));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! enums own every label value, so no call site can pass a wrong or unbounded label.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use super::events::{ActionEnd, AlertOutcome, ContainmentFrom, DeadLetterStage, Delivery};
@@ -29,6 +29,13 @@ pub struct Metrics {
     /// `time_to_containment_seconds{from}`: from = alert_time | ingest.
     pub(super) time_to_containment: HistogramVec,
     pub ledger_pending: IntGauge,
+    /// `connector_queue_depth{connector}`: due actions waiting in a connector's lane.
+    pub(super) queue_depth: IntGaugeVec,
+    /// `connector_oldest_due_seconds{connector}`: how long the lane's oldest due action has been
+    /// due (0 when none is).
+    pub(super) oldest_due: GaugeVec,
+    /// `action_wait_seconds{connector,reason}`: time an action spent waiting, by reason.
+    pub(super) action_wait: HistogramVec,
     pub(super) guard_blocks: IntCounterVec,
     /// `breaker_open{scope}`: scope = `global` or a connector instance name (bounded by config).
     pub(super) breaker_open: IntGaugeVec,
@@ -111,7 +118,7 @@ impl Metrics {
                         "time_to_containment_seconds",
                         "From alert time or ingest time to the connector's success."
                     )
-                    .buckets(ttc_buckets),
+                    .buckets(ttc_buckets.clone()),
                     &["from"]
                 )
                 .expect("valid metric")
@@ -119,6 +126,38 @@ impl Metrics {
             ledger_pending: reg!(
                 IntGauge::new("ledger_pending", "Actions not yet in an end state.")
                     .expect("valid metric")
+            ),
+            queue_depth: reg!(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "connector_queue_depth",
+                        "Due actions waiting for a free slot in a connector's lane."
+                    ),
+                    &["connector"]
+                )
+                .expect("valid metric")
+            ),
+            oldest_due: reg!(
+                GaugeVec::new(
+                    Opts::new(
+                        "connector_oldest_due_seconds",
+                        "How long the oldest due action of a connector's lane has been due."
+                    ),
+                    &["connector"]
+                )
+                .expect("valid metric")
+            ),
+            action_wait: reg!(
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "action_wait_seconds",
+                        "Time actions waited, by connector and reason (queued in the lane, \
+                         paced by the target's rate budget, retry backoff)."
+                    )
+                    .buckets(ttc_buckets),
+                    &["connector", "reason"]
+                )
+                .expect("valid metric")
             ),
             guard_blocks: reg!(counter(
                 "guard_blocks_total",

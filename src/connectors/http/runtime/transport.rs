@@ -59,6 +59,7 @@ impl HttpConnector {
                 tracing::info!(connector = %self.name, wait_ms = wait.as_millis() as u64,
                     "the target's rate budget is (nearly) spent; waiting before the next request");
                 tokio::time::sleep(wait).await;
+                crate::connectors::note_rate_wait(wait);
             }
             Admission::TooLong(after) => {
                 tracing::info!(connector = %self.name, after_s = after.as_secs(),
