@@ -205,7 +205,7 @@ pub(crate) async fn decide(
     if verdict == Verdict::Approve
         && let Some(h) = &approvals.handoff
     {
-        h.offer(rec.key.clone());
+        h.offer(&rec);
     }
     info!(action_key = key, actor = %actor.name, verdict = verdict.as_str(), "approval decided");
     Ok(rec)

@@ -61,7 +61,8 @@
 //!   - [`plan`]: decisions → actions, one per (connector, operation, subject).
 //!   - [`guard`]: what no policy may override — protected subjects and groups, dry-run, the
 //!     blast-radius breaker.
-//!   - [`executor`]: claims due actions, runs them through connectors, retries, dead-letters.
+//!   - [`executor`]: one lane per connector (its own claims, queue and concurrency; manual and
+//!     critical first), runs actions through connectors, retries, dead-letters.
 //!   - [`approval`]: held actions — the [`approval::Approvals`] service: stamp, supersede, decide,
 //!     expire.
 //!   - [`pipeline`]: the one path every source takes: normalize → policy → plan → guards → ledger.

@@ -1,36 +1,45 @@
 //! Running one claimed action: the connector call, the guards right before it, and the outcome
 //! turned into the next ledger state.
 
+use chrono::DateTime;
+
 use super::effects::success_notice;
 use super::*;
+use crate::telemetry::WaitReason;
 
 impl Executor {
-    /// Claim, run and record one action. Every failure path leaves the ledger consistent.
-    pub(super) async fn run_one(&self, key: &str) {
-        let claimed = match self.store.claim(key, &self.owner, self.cfg.claim_ttl).await {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(action_key = key, error = %e, "cannot claim action");
-                return;
-            }
-        };
+    /// Claim (unless a claim round already did), run and record one action; returns when it is
+    /// due again if it was rescheduled. Every failure path leaves the ledger consistent.
+    pub(super) async fn run_one(&self, key: &str, claimed: bool) -> Option<DateTime<Utc>> {
         if !claimed {
-            return;
+            match self.store.claim(key, &self.owner, self.cfg.claim_ttl).await {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => {
+                    warn!(action_key = key, error = %e, "cannot claim action");
+                    return None;
+                }
+            }
         }
-        if let Err(e) = self.run_claimed(key).await {
+        let due_again = self.run_claimed(key).await.unwrap_or_else(|e| {
             warn!(action_key = key, error = %e, "action left for retry after a store error");
-        }
+            None
+        });
         if let Err(e) = self.store.release(key, &self.owner).await {
             debug!(action_key = key, error = %e, "claim release failed; it expires by itself");
         }
+        due_again
     }
 
-    async fn run_claimed(&self, key: &str) -> Result<(), crate::ledger::StoreError> {
+    async fn run_claimed(
+        &self,
+        key: &str,
+    ) -> Result<Option<DateTime<Utc>>, crate::ledger::StoreError> {
         let Some(mut rec) = self.store.get_action(key).await? else {
-            return Ok(());
+            return Ok(None);
         };
         if !matches!(rec.state, ActionState::Planned | ActionState::Running) {
-            return Ok(());
+            return Ok(None);
         }
         let span = info_span!("action", action_key = %rec.key, connector = %rec.connector,
             operation = %rec.operation, alert_id = tracing::field::Empty);
@@ -38,14 +47,20 @@ impl Executor {
             span.record("alert_id", alert_id.as_str());
         }
         async {
-            let (Some(connector), Some(lane)) =
-                (self.connectors.get(&rec.connector), self.lanes.get(&rec.connector))
-            else {
+            let lane = self.lane_of.get(&rec.connector).map(|&i| &self.lanes[i]);
+            let (Some(connector), Some(lane)) = (self.connectors.get(&rec.connector), lane) else {
                 let reason = format!("connector `{}` is not configured", rec.connector);
-                return self.finish_failed(&mut rec, reason).await;
+                return self.finish_failed(&mut rec, reason).await.map(|()| None);
             };
-            let _permit = lane.permits.acquire().await.expect("semaphore never closed");
             let now = Utc::now();
+            // Time due but not started (a full lane, or the wait for the next claim round); a
+            // `running` action whose lease ended was not waiting in the queue.
+            if rec.state == ActionState::Planned
+                && let Some(due) = rec.next_attempt_at
+            {
+                let waited = (now - due).num_milliseconds().max(0) as f64 / 1e3;
+                self.metrics.action_wait(&rec.connector, WaitReason::Queued, waited);
+            }
             rec.state = ActionState::Running;
             rec.attempts += 1;
             rec.next_attempt_at = Some(now + self.cfg.claim_ttl);
@@ -69,7 +84,7 @@ impl Executor {
                     Resolution::Account(ids) => {
                         if let Some(hit) = p.first_match(&ids) {
                             let hit = hit.to_string();
-                            return self.skip_protected_account(&mut rec, &hit).await;
+                            return self.skip_protected_account(&mut rec, &hit).await.map(|()| None);
                         }
                     }
                     Resolution::Unavailable(reason) => unresolved = Some(reason),
@@ -87,7 +102,7 @@ impl Executor {
             };
             let result = match verdict {
                 Some(Verdict::Protected { group, connector: via }) => {
-                    return self.skip_protected_group(&mut rec, &group, &via).await;
+                    return self.skip_protected_group(&mut rec, &group, &via).await.map(|()| None);
                 }
                 Some(Verdict::Unknown(reason)) => crate::connectors::OperationResult::new(
                     Outcome::Retry {
@@ -98,7 +113,18 @@ impl Executor {
                     },
                     "protected-subject check incomplete",
                 ),
-                Some(Verdict::Clear) | None => connector.execute(&request).await,
+                Some(Verdict::Clear) | None => {
+                    let (result, paced) =
+                        crate::connectors::measuring_rate_wait(connector.execute(&request)).await;
+                    if !paced.is_zero() {
+                        self.metrics.action_wait(
+                            &rec.connector,
+                            WaitReason::RateBudget,
+                            paced.as_secs_f64(),
+                        );
+                    }
+                    result
+                }
             };
             self.metrics.attempt(rec.connector.as_str(), result.outcome.as_str());
             rec.response = Some(result.summary.clone());
@@ -155,9 +181,14 @@ impl Executor {
                             "gave up after {} attempts; last error: {reason}",
                             rec.attempts
                         );
-                        return self.finish_failed(&mut rec, reason).await;
+                        return self.finish_failed(&mut rec, reason).await.map(|()| None);
                     }
                     let delay = self.backoff.delay(rec.attempts, after, &mut rand::rng());
+                    self.metrics.action_wait(
+                        &rec.connector,
+                        WaitReason::RetryBackoff,
+                        delay.as_secs_f64(),
+                    );
                     rec.state = ActionState::Planned;
                     rec.last_error = Some(reason.clone());
                     rec.next_attempt_at = Some(
@@ -167,12 +198,13 @@ impl Executor {
                     self.audit_state(&rec, Some("retry")).await;
                     info!(attempts = rec.attempts, delay_ms = delay.as_millis() as u64, error = %reason,
                         "action will be retried");
+                    return Ok(rec.next_attempt_at);
                 }
                 Outcome::Failed { reason } => {
-                    return self.finish_failed(&mut rec, reason).await;
+                    return self.finish_failed(&mut rec, reason).await.map(|()| None);
                 }
             }
-            Ok(())
+            Ok(None)
         }
         .instrument(span)
         .await

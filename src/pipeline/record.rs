@@ -166,7 +166,7 @@ impl Pipeline {
                     if a.state == ActionState::Planned
                         && let Some(h) = &self.approvals.handoff
                     {
-                        h.offer(a.key.clone());
+                        h.offer(a);
                     }
                     if a.state == ActionState::AwaitingApproval {
                         self.approvals.notifier.notify(Notice::ApprovalNeeded {
