@@ -24,8 +24,8 @@ type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
 /// The fast target: answers every request at once and records when the first request for each
 /// alert (`context.alert_id`) or lockout (`context.request_id`) arrived.
-pub struct FastTarget {
-    pub addr: SocketAddr,
+pub(crate) struct FastTarget {
+    pub(crate) addr: SocketAddr,
     arrivals: Arrivals,
 }
 
@@ -50,30 +50,26 @@ async fn fast(State(arrivals): State<Arrivals>, body: Bytes) -> StatusCode {
 }
 
 impl FastTarget {
-    pub async fn start() -> FastTarget {
+    pub(crate) async fn start() -> FastTarget {
         let arrivals = Arrivals::default();
         let app = Router::new().fallback(fast).with_state(arrivals.clone());
         let addr = serve(app).await;
         FastTarget { addr, arrivals }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// When the first request for `id` arrived, if it has.
-    pub fn arrival(&self, id: &str) -> Option<Instant> {
+    pub(crate) fn arrival(&self, id: &str) -> Option<Instant> {
         self.arrivals.lock().unwrap().get(id).copied()
-    }
-
-    pub fn arrived(&self) -> usize {
-        self.arrivals.lock().unwrap().len()
     }
 }
 
 /// A target whose rate budget is always spent: `429` with `Retry-After: 1` and Okta-style
 /// rate-limit headers (nothing left until a reset one second away).
-pub async fn throttled_target() -> SocketAddr {
+pub(crate) async fn throttled_target() -> SocketAddr {
     async fn throttled() -> Response {
         let reset = (chrono::Utc::now().timestamp() + 1).to_string();
         (
@@ -92,7 +88,7 @@ pub async fn throttled_target() -> SocketAddr {
 
 /// A target that accepts every connection and never answers: each call ends at the connector's
 /// timeout. The connections are held until the returned guard is dropped.
-pub async fn hanging_target() -> (SocketAddr, HangGuard) {
+pub(crate) async fn hanging_target() -> (SocketAddr, HangGuard) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -105,7 +101,7 @@ pub async fn hanging_target() -> (SocketAddr, HangGuard) {
 }
 
 /// Stops the hanging target (and drops its connections) when dropped.
-pub struct HangGuard(tokio::task::JoinHandle<()>);
+pub(crate) struct HangGuard(tokio::task::JoinHandle<()>);
 
 impl Drop for HangGuard {
     fn drop(&mut self) {
@@ -121,7 +117,7 @@ async fn serve(app: Router) -> SocketAddr {
 }
 
 /// A `webhook` connector instance (TOML/JSON fields) posting to `url` with a `timeout`.
-pub fn webhook_fields(url: &str, timeout: Duration) -> serde_json::Value {
+pub(crate) fn webhook_fields(url: &str, timeout: Duration) -> serde_json::Value {
     serde_json::json!({
         "type": "webhook",
         "base_url": url,
@@ -131,7 +127,7 @@ pub fn webhook_fields(url: &str, timeout: Duration) -> serde_json::Value {
 }
 
 /// One high-severity alert for a distinct subject.
-pub fn alert(id: &str) -> String {
+pub(crate) fn alert(id: &str) -> String {
     serde_json::json!({
         "id": id,
         "source": {"vendor": "test"},
@@ -146,7 +142,12 @@ pub fn alert(id: &str) -> String {
 
 /// A burst of `n` alerts posted back to back to `api` (base URL) with `token`; returns each alert
 /// id with the instant just before its POST.
-pub async fn post_alerts(api: &str, token: &str, run: &str, n: usize) -> Vec<(String, Instant)> {
+pub(crate) async fn post_alerts(
+    api: &str,
+    token: &str,
+    run: &str,
+    n: usize,
+) -> Vec<(String, Instant)> {
     let http = reqwest::Client::new();
     let mut sent = Vec::with_capacity(n);
     for i in 0..n {
@@ -168,14 +169,17 @@ pub async fn post_alerts(api: &str, token: &str, run: &str, n: usize) -> Vec<(St
 
 /// Wait (polling, with a deadline) until the fast target saw every alert of `sent`, then return
 /// each alert's time from POST to the fast target's request, sorted.
-pub async fn latencies(
+pub(crate) async fn latencies(
     fast: &FastTarget,
     sent: &[(String, Instant)],
     deadline: Duration,
 ) -> Vec<Duration> {
     let until = Instant::now() + deadline;
     loop {
-        let missing = sent.iter().filter(|(id, _)| fast.arrival(id).is_none()).count();
+        let missing = sent
+            .iter()
+            .filter(|(id, _)| fast.arrival(id).is_none())
+            .count();
         if missing == 0 {
             break;
         }
@@ -195,7 +199,7 @@ pub async fn latencies(
 }
 
 /// The `q` quantile (0..=1) of sorted `lat`.
-pub fn quantile(lat: &[Duration], q: f64) -> Duration {
+pub(crate) fn quantile(lat: &[Duration], q: f64) -> Duration {
     if lat.is_empty() {
         return Duration::ZERO;
     }
@@ -204,7 +208,7 @@ pub fn quantile(lat: &[Duration], q: f64) -> Duration {
 }
 
 /// `p50 … ms, p99 … ms, max … ms`.
-pub fn summary(lat: &[Duration]) -> String {
+pub(crate) fn summary(lat: &[Duration]) -> String {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     format!(
         "p50 {:7.1} ms  p99 {:7.1} ms  max {:7.1} ms",
