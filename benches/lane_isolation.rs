@@ -92,7 +92,15 @@ async fn run(alerts: usize, batch: u64, with_slow: bool) -> (Vec<Duration>, Dura
     }
     let (url, token) = api.unwrap();
     let started = Instant::now();
-    let sent = load::post_alerts(&url, &token, &run_id, alerts).await;
+    let alert = |id: &str| {
+        serde_json::json!({
+            "id": id, "source": {"vendor": "bench"}, "time": chrono::Utc::now().to_rfc3339(),
+            "severity": "high", "category": "credential_theft", "title": "bench alert",
+            "subjects": [{"email": format!("{id}@bench.example")}],
+        })
+        .to_string()
+    };
+    let sent = load::post_alerts(&url, &token, &run_id, alerts, alert).await;
     let lat = latencies(&fast, &sent, Duration::from_secs(600)).await;
     let all = started.elapsed();
     for child in replicas {

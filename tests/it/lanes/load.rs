@@ -126,27 +126,14 @@ pub(crate) fn webhook_fields(url: &str, timeout: Duration) -> serde_json::Value 
     })
 }
 
-/// One high-severity alert for a distinct subject.
-pub(crate) fn alert(id: &str) -> String {
-    serde_json::json!({
-        "id": id,
-        "source": {"vendor": "test"},
-        "time": chrono::Utc::now().to_rfc3339(),
-        "severity": "high",
-        "category": "credential_theft",
-        "title": "Credential theft detected",
-        "subjects": [{"email": format!("{id}@example.com")}],
-    })
-    .to_string()
-}
-
-/// A burst of `n` alerts posted back to back to `api` (base URL) with `token`; returns each alert
-/// id with the instant just before its POST.
+/// A burst of `n` alerts (`alert(id)` is the document) posted back to back to `api` (base URL)
+/// with `token`; returns each alert id with the instant just before its POST.
 pub(crate) async fn post_alerts(
     api: &str,
     token: &str,
     run: &str,
     n: usize,
+    alert: impl Fn(&str) -> String,
 ) -> Vec<(String, Instant)> {
     let http = reqwest::Client::new();
     let mut sent = Vec::with_capacity(n);

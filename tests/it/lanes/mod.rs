@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::kit::connector::instance;
-use crate::kit::{DISABLE_ALL_POLICY, TestApp, policy_dir, unique};
+use crate::kit::{DISABLE_ALL_POLICY, TestApp, alert_json, eventually, policy_dir, unique};
 use load::{FastTarget, hanging_target, latencies, quantile, summary, throttled_target};
 
 /// Alerts per run: each is one action per configured connector.
@@ -75,7 +75,8 @@ async fn run(with_slow: bool) -> Run {
     executor.wait_ready(Duration::from_secs(20)).await;
 
     let run_id = unique("lanes");
-    let sent = load::post_alerts(&ingest.url(""), &ingest.token, &run_id, ALERTS).await;
+    let subject = |id: &str| alert_json(id, &format!("{id}@example.com"));
+    let sent = load::post_alerts(&ingest.url(""), &ingest.token, &run_id, ALERTS, subject).await;
     let alerts = latencies(&fast, &sent, Duration::from_secs(120)).await;
 
     // A responder's lockout on the fast connector, behind whatever backlog the slow ones have.
@@ -99,6 +100,16 @@ async fn run(with_slow: bool) -> Run {
         .expect("lockout id")
         .to_string();
     let lockout = latencies(&fast, &[(id, t0)], Duration::from_secs(120)).await[0];
+    if with_slow {
+        // Not vacuous: the slow lanes really had a backlog meanwhile, and their gauges show it.
+        for lane in ["throttled", "hanging"] {
+            let series = format!("deprovd_connector_queue_depth{{connector=\"{lane}\"}}");
+            eventually(Duration::from_secs(10), &series, || async {
+                executor.metric(&series).await.filter(|n| *n > 0.0)
+            })
+            .await;
+        }
+    }
     ingest.stop().await;
     executor.stop().await;
     Run { alerts, lockout }
@@ -133,4 +144,96 @@ async fn a_throttled_and_a_hanging_connector_do_not_delay_a_fast_one() {
         beside.lockout,
         alone.lockout
     );
+}
+
+/// A policy that disables every subject of every alert, whatever its severity.
+const DISABLE_EVERY_SEVERITY: &str = r#"package deprovd
+
+import rego.v1
+
+decisions contains d if {
+    some s in input.alert.subjects
+    d := {"action": "disable_account", "subject": s.email, "reason": "test", "rule": "test.every"}
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn within_a_lane_a_manual_lockout_then_a_critical_alert_go_before_older_low_ones() {
+    let fast = FastTarget::start().await;
+    let policies = policy_dir(&[("p.rego", DISABLE_EVERY_SEVERITY)]);
+    let prefix = format!("{}:", unique("lanes"));
+    let mut fields = load::webhook_fields(&fast.url(), Duration::from_secs(5));
+    fields["concurrency"] = json!(1);
+    let replica = |executor: bool| {
+        TestApp::builder()
+            .policies(policies.path())
+            .redis_prefix(&prefix)
+            .fast_executor()
+            .connector("fast", instance(fields.clone()))
+            .with(move |s| {
+                s.guards.breaker.enabled = false;
+                s.executor.enabled = executor;
+            })
+            .spawn()
+    };
+    // The backlog is recorded before any executor runs: a storm of low-severity alerts, then a
+    // critical one, then a responder's lockout.
+    let ingest = replica(false).await;
+    ingest.wait_ready(Duration::from_secs(20)).await;
+    let run_id = unique("order");
+    let with_severity = |severity: &'static str| {
+        move |id: &str| {
+            let mut a: serde_json::Value =
+                serde_json::from_str(&alert_json(id, &format!("{id}@example.com"))).unwrap();
+            a["severity"] = json!(severity);
+            a.to_string()
+        }
+    };
+    let api = ingest.url("");
+    let lows = load::post_alerts(&api, &ingest.token, &run_id, 20, with_severity("low")).await;
+    let critical = format!("{run_id}-critical");
+    let crit =
+        load::post_alerts(&api, &ingest.token, &critical, 1, with_severity("critical")).await;
+    let r = ingest
+        .http
+        .post(ingest.url("/v1/lockouts"))
+        .bearer_auth(&ingest.token)
+        .json(&json!({
+            "subject": format!("{run_id}-manual@example.com"),
+            "operations": ["disable_account"],
+            "reason": "phished",
+        }))
+        .send()
+        .await
+        .expect("post lockout");
+    assert_eq!(r.status(), 202);
+    let lockout = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .expect("lockout id")
+        .to_string();
+
+    // One slot: the executor starts them one at a time, most urgent first.
+    let executor = replica(true).await;
+    let now = Instant::now();
+    let mut all = lows.clone();
+    all.extend(crit.iter().cloned());
+    all.push((lockout.clone(), now));
+    latencies(&fast, &all, Duration::from_secs(60)).await;
+    let mut order: Vec<(Instant, String)> = all
+        .iter()
+        .map(|(id, _)| (fast.arrival(id).expect("arrived"), id.clone()))
+        .collect();
+    order.sort();
+    let order: Vec<&str> = order.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(order[0], lockout, "{order:?}");
+    assert_eq!(order[1], crit[0].0, "{order:?}");
+    // Then the low ones (among themselves oldest first, to the millisecond: see the store
+    // conformance case `lanes_claim_per_connector_most_urgent_first`).
+    let mut rest = order[2..].to_vec();
+    rest.sort();
+    let mut low_ids: Vec<&str> = lows.iter().map(|(id, _)| id.as_str()).collect();
+    low_ids.sort();
+    assert_eq!(rest, low_ids);
+    ingest.stop().await;
+    executor.stop().await;
 }
