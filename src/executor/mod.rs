@@ -224,7 +224,6 @@ impl Executor {
                     concurrency: 8,
                     max_attempts: cfg.retry.max_attempts,
                 });
-                metrics.lane_series(name);
                 Lane {
                     connector: name.clone(),
                     concurrency: l.concurrency.max(1),
@@ -405,8 +404,8 @@ impl Executor {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Lane `i` has a free slot and something to claim: a handoff found it full, a slot freed
-    /// while actions waited, or its next action is due.
+    /// Lane `i` has a free slot and something to claim: a handoff, a slot freed while actions
+    /// waited, or its next action is due.
     fn wants(&self, i: usize, l: &LaneState, now: tokio::time::Instant) -> bool {
         l.busy < self.lanes[i].concurrency && (l.dirty || l.next_due.is_some_and(|t| t <= now))
     }
@@ -453,15 +452,12 @@ impl Executor {
         for (i, l) in lanes.iter().enumerate() {
             let free = self.lanes[i].concurrency.saturating_sub(l.busy);
             let limit = free.min(self.cfg.batch);
-            if (limit > 0 && (scan || self.wants(i, l, now))) || gauges {
+            let claim = limit > 0 && (scan || self.wants(i, l, now));
+            if claim || gauges {
                 asked.push(i);
                 requests.push(crate::ledger::LaneRequest {
                     connector: &self.lanes[i].connector,
-                    limit: if scan || self.wants(i, l, now) {
-                        limit
-                    } else {
-                        0
-                    },
+                    limit: if claim { limit } else { 0 },
                 });
             }
         }

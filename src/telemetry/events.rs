@@ -166,7 +166,7 @@ impl Metrics {
 
     /// Every series of `connector`'s lane at zero, so dashboards and alert rules see each
     /// configured connector before its first action.
-    pub fn lane_series(&self, connector: &str) {
+    pub(super) fn lane_series(&self, connector: &str) {
         self.lane(connector, 0, 0.0);
         for reason in WaitReason::ALL {
             self.action_wait

@@ -254,6 +254,7 @@ impl Metrics {
                 self.action_attempts
                     .with_label_values(&[*connector, *outcome]);
             }
+            self.lane_series(connector);
         }
         for guard in &known.guards {
             self.guard_blocks.with_label_values(&[*guard]);
@@ -326,7 +327,8 @@ pub struct KnownLabels<'a> {
     pub actions: Vec<&'a str>,
     pub modes: Vec<&'a str>,
     /// Each connector instance with the operations it supports (`actions_total`,
-    /// `action_attempts_total`). `breaker_open{scope}` is set at zero by the breaker itself, and
+    /// `action_attempts_total`; its lane's `connector_queue_depth`, `connector_oldest_due_seconds`
+    /// and `action_wait_seconds`). `breaker_open{scope}` is set at zero by the breaker itself, and
     /// only when it is enabled.
     pub connectors: Vec<(&'a str, Vec<&'a str>)>,
     /// Connector call outcomes (`action_attempts_total{outcome}`).
