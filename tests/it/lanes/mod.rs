@@ -20,6 +20,31 @@ use load::{FastTarget, hanging_target, latencies, quantile, summary, throttled_t
 /// Alerts per run: each is one action per configured connector.
 const ALERTS: usize = 150;
 
+/// A responder's `disable_account` lockout of `subject` on the fast connector; its id and the
+/// instant just before the POST.
+async fn lock_out(app: &TestApp, subject: &str) -> (String, Instant) {
+    let t0 = Instant::now();
+    let r = app
+        .http
+        .post(app.url("/v1/lockouts"))
+        .bearer_auth(&app.token)
+        .json(&json!({
+            "subject": subject,
+            "connectors": ["fast"],
+            "operations": ["disable_account"],
+            "reason": "phished",
+        }))
+        .send()
+        .await
+        .expect("post lockout");
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .expect("lockout id")
+        .to_string();
+    (id, t0)
+}
+
 /// What one run measured on the fast connector.
 struct Run {
     /// Alert POST → fast target request, sorted.
@@ -80,25 +105,7 @@ async fn run(with_slow: bool) -> Run {
     let alerts = latencies(&fast, &sent, Duration::from_secs(120)).await;
 
     // A responder's lockout on the fast connector, behind whatever backlog the slow ones have.
-    let t0 = Instant::now();
-    let r = ingest
-        .http
-        .post(ingest.url("/v1/lockouts"))
-        .bearer_auth(&ingest.token)
-        .json(&json!({
-            "subject": format!("{run_id}-manual@example.com"),
-            "connectors": ["fast"],
-            "operations": ["disable_account"],
-            "reason": "phished",
-        }))
-        .send()
-        .await
-        .expect("post lockout");
-    assert_eq!(r.status(), 202);
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .expect("lockout id")
-        .to_string();
+    let (id, t0) = lock_out(&ingest, &format!("{run_id}-manual@example.com")).await;
     let lockout = latencies(&fast, &[(id, t0)], Duration::from_secs(120)).await[0];
     if with_slow {
         // Not vacuous: the slow lanes really had a backlog meanwhile, and their gauges show it.
@@ -194,23 +201,7 @@ async fn within_a_lane_a_manual_lockout_then_a_critical_alert_go_before_older_lo
     let critical = format!("{run_id}-critical");
     let crit =
         load::post_alerts(&api, &ingest.token, &critical, 1, with_severity("critical")).await;
-    let r = ingest
-        .http
-        .post(ingest.url("/v1/lockouts"))
-        .bearer_auth(&ingest.token)
-        .json(&json!({
-            "subject": format!("{run_id}-manual@example.com"),
-            "operations": ["disable_account"],
-            "reason": "phished",
-        }))
-        .send()
-        .await
-        .expect("post lockout");
-    assert_eq!(r.status(), 202);
-    let lockout = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .expect("lockout id")
-        .to_string();
+    let (lockout, _) = lock_out(&ingest, &format!("{run_id}-manual@example.com")).await;
 
     // One slot: the executor starts them one at a time, most urgent first.
     let executor = replica(true).await;
