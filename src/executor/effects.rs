@@ -13,7 +13,7 @@ impl Executor {
         rec.next_attempt_at = None;
         rec.last_error = Some(reason.clone());
         rec.updated_at = Utc::now();
-        self.store.put_action(rec).await?;
+        self.actions.put_action(rec).await?;
         self.audit_state(rec, Some("failed")).await;
         self.count_end(rec, ActionEnd::Failed);
         self.notifier.notify(Notice::ActionFailed {
@@ -96,7 +96,7 @@ impl Executor {
         rec.state_reason = Some(hit.state_reason());
         rec.note = Some(note);
         rec.updated_at = Utc::now();
-        self.store.put_action(rec).await?;
+        self.actions.put_action(rec).await?;
         self.audit_state(rec, Some(hit.as_str())).await;
         let mut body = serde_json::json!({
             "guard": hit.as_str(),
@@ -113,7 +113,7 @@ impl Executor {
         g.subject = Some(rec.subject.clone());
         g.action_key = Some(rec.key.clone());
         stamp_origin(&mut g, rec);
-        if let Err(e) = self.store.append_audit(vec![g]).await {
+        if let Err(e) = self.audit.append_audit(vec![g]).await {
             error!(action_key = %rec.key, error = %e, "could not write the guard record to the audit trail");
         }
         self.metrics.guard_block(hit.as_str());
@@ -127,7 +127,7 @@ impl Executor {
         original: &str,
         by: &str,
     ) -> Result<(), crate::ledger::StoreError> {
-        let Some(mut orig) = self.store.get_action(original).await? else {
+        let Some(mut orig) = self.actions.get_action(original).await? else {
             warn!(
                 original,
                 "reversal succeeded but the action it undoes is gone"
@@ -141,7 +141,7 @@ impl Executor {
         orig.next_attempt_at = None;
         orig.note = Some(format!("restored by {by}"));
         orig.updated_at = Utc::now();
-        self.store.put_action(&orig).await?;
+        self.actions.put_action(&orig).await?;
         self.audit_state(&orig, None).await;
         self.count_end(&orig, ActionEnd::Restored);
         Ok(())
@@ -173,7 +173,7 @@ impl Executor {
         }
         let mut attempts = crate::retry::Attempts::new(crate::retry::AUDIT_WRITE);
         for attempt in 1..=3 {
-            match self.store.append_audit(vec![d.clone()]).await {
+            match self.audit.append_audit(vec![d.clone()]).await {
                 Ok(_) => return,
                 Err(e) if attempt == 3 => {
                     error!(action_key = %rec.key, state = rec.state.as_str(), error = %e,

@@ -50,7 +50,7 @@ use crate::connectors::{ConnectorSet, Operation, OperationRequest, Outcome, Reso
 use crate::deadletter::DeadLetterSink;
 use crate::guard::ProtectedSubjects;
 use crate::guard::groups::{GroupGuard, Verdict};
-use crate::ledger::{ActionRecord, ActionState, Origin, StateStore};
+use crate::ledger::{ActionRecord, ActionState, ActionStore, AuditStore, Origin, StateStore};
 use crate::notify::{Notice, Notifier};
 use crate::retry::{Backoff, RetryConfig};
 use crate::telemetry::{ActionEnd, Metrics};
@@ -176,7 +176,11 @@ const ORPHAN_SWEEP: Duration = Duration::from_secs(60);
 
 /// Runs ledger actions through connectors. Cheap to share (`Arc`).
 pub(crate) struct Executor {
-    store: Arc<dyn StateStore>,
+    /// The ledger's actions: due lanes, claims, records. (Built from the one `StateStore` the app
+    /// wires; the executor uses only these two parts of it.)
+    actions: Arc<dyn ActionStore>,
+    /// Where each state change is recorded.
+    audit: Arc<dyn AuditStore>,
     connectors: ConnectorSet,
     /// One per configured connector instance, in name order.
     lanes: Vec<Lane>,
@@ -240,7 +244,8 @@ impl Executor {
         Self {
             handoff_tx,
             handoff_rx: Mutex::new(Some(handoff_rx)),
-            store,
+            actions: store.clone(),
+            audit: store,
             connectors,
             lanes,
             lane_of,
@@ -352,7 +357,7 @@ impl Executor {
                         next_scan = now + self.cfg.poll_interval;
                         if gauges {
                             gauges_at = now + GAUGE_REFRESH;
-                            if let Ok(n) = self.store.pending_count().await {
+                            if let Ok(n) = self.actions.pending_count().await {
                                 self.metrics.ledger_pending.set(n as i64);
                             }
                         }
@@ -466,7 +471,7 @@ impl Executor {
         }
         let wall = Utc::now();
         let found = self
-            .store
+            .actions
             .claim_lanes(&requests, wall, &self.owner, self.cfg.claim_ttl)
             .await?;
         for (i, due) in asked.into_iter().zip(found) {
@@ -493,11 +498,11 @@ impl Executor {
     /// Due actions whose connector is no longer configured have no lane: find them in the due
     /// index (at most a batch, now and then) and fail them with that reason.
     async fn sweep_orphans(self: &Arc<Self>, tasks: &mut JoinSet<Finished>) {
-        let Ok(keys) = self.store.due_actions(Utc::now(), self.cfg.batch).await else {
+        let Ok(keys) = self.actions.due_actions(Utc::now(), self.cfg.batch).await else {
             return;
         };
         for key in keys {
-            if let Ok(Some(rec)) = self.store.get_action(&key).await
+            if let Ok(Some(rec)) = self.actions.get_action(&key).await
                 && !self.lane_of.contains_key(&rec.connector)
             {
                 self.start(key, None, false, tasks);

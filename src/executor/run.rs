@@ -12,7 +12,11 @@ impl Executor {
     /// due again if it was rescheduled. Every failure path leaves the ledger consistent.
     pub(super) async fn run_one(&self, key: &str, claimed: bool) -> Option<DateTime<Utc>> {
         if !claimed {
-            match self.store.claim(key, &self.owner, self.cfg.claim_ttl).await {
+            match self
+                .actions
+                .claim(key, &self.owner, self.cfg.claim_ttl)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => return None,
                 Err(e) => {
@@ -25,7 +29,7 @@ impl Executor {
             warn!(action_key = key, error = %e, "action left for retry after a store error");
             None
         });
-        if let Err(e) = self.store.release(key, &self.owner).await {
+        if let Err(e) = self.actions.release(key, &self.owner).await {
             debug!(action_key = key, error = %e, "claim release failed; it expires by itself");
         }
         due_again
@@ -35,7 +39,7 @@ impl Executor {
         &self,
         key: &str,
     ) -> Result<Option<DateTime<Utc>>, crate::ledger::StoreError> {
-        let Some(mut rec) = self.store.get_action(key).await? else {
+        let Some(mut rec) = self.actions.get_action(key).await? else {
             return Ok(None);
         };
         if !matches!(rec.state, ActionState::Planned | ActionState::Running) {
@@ -65,7 +69,7 @@ impl Executor {
             rec.attempts += 1;
             rec.next_attempt_at = Some(now + self.cfg.claim_ttl);
             rec.updated_at = now;
-            self.store.put_action(&rec).await?;
+            self.actions.put_action(&rec).await?;
             self.audit_state(&rec, None).await;
 
             let request = OperationRequest {
@@ -144,7 +148,7 @@ impl Executor {
                     if result.outcome == Outcome::AlreadyDone {
                         rec.note = Some("already in the desired state".into());
                     }
-                    self.store.put_action(&rec).await?;
+                    self.actions.put_action(&rec).await?;
                     self.audit_state(&rec, Some(result.outcome.as_str())).await;
                     self.observe_containment(&rec);
                     // Containment signals for forward actions; of the reversals only re-enabling
@@ -170,7 +174,7 @@ impl Executor {
                     rec.state = ActionState::Skipped;
                     rec.next_attempt_at = None;
                     rec.note = Some("subject not found on this target".into());
-                    self.store.put_action(&rec).await?;
+                    self.actions.put_action(&rec).await?;
                     self.audit_state(&rec, Some(result.outcome.as_str())).await;
                     self.count_end(&rec, ActionEnd::NotFound);
                     info!("subject not found on target; nothing to do");
@@ -194,7 +198,7 @@ impl Executor {
                     rec.next_attempt_at = Some(
                         Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
                     );
-                    self.store.put_action(&rec).await?;
+                    self.actions.put_action(&rec).await?;
                     self.audit_state(&rec, Some("retry")).await;
                     info!(attempts = rec.attempts, delay_ms = delay.as_millis() as u64, error = %reason,
                         "action will be retried");
