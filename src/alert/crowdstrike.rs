@@ -12,17 +12,15 @@
 //! truncated or mis-mapped payload, and silently treating it as notify-only would hide a compromise.
 //! Endpoint detections and incidents may legitimately name only a host, so they are kept.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use super::fields::{
-    bounded_reason, echo, push_indicator, push_subject, put_label, severity_from_name, str_of,
-    subject_from_name, time_from_epoch_ms, time_from_rfc3339,
+    FieldError, echo, normalize_object, severity_from_name, str_of, subject_from_name,
+    time_from_epoch_ms, time_from_rfc3339,
 };
 use super::generic::severity_from_score;
 use super::ocsf::{category_from_tactic, category_from_technique, category_from_text};
-use super::{Alert, Host, NormalizeError, Normalizer, Severity, Source, Subject};
+use super::{Alert, Host, NormalizeError, Normalizer, Severity, Source};
 
 const FORMAT: &str = "crowdstrike";
 /// The Streaming API event types that are alerts.
@@ -55,29 +53,23 @@ impl Normalizer for CrowdStrike {
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        if !doc.is_object() {
-            return Err(invalid("expected a JSON object (a Falcon event or alert)"));
-        }
-        let mut alert = if doc.get("metadata").is_some() && doc.get("event").is_some() {
-            stream_event(&doc)?
-        } else if doc.get("composite_id").is_some() {
-            alert_entity(&doc)?
-        } else {
-            return Err(invalid(
-                "neither a Streaming API event (metadata.eventType + event) nor an Alerts API \
-                 entity (composite_id)",
-            ));
-        };
-        alert.raw = doc;
-        Ok(alert)
+        normalize_object(FORMAT, "a Falcon event or alert", doc, |doc| {
+            if doc.get("metadata").is_some() && doc.get("event").is_some() {
+                stream_event(doc)
+            } else if doc.get("composite_id").is_some() {
+                alert_entity(doc)
+            } else {
+                Err(invalid(
+                    "neither a Streaming API event (metadata.eventType + event) nor an Alerts API \
+                     entity (composite_id)",
+                ))
+            }
+        })
     }
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 fn text(v: Option<&Value>) -> Option<String> {
@@ -210,9 +202,10 @@ fn stream_event(doc: &Value) -> Result<Alert, NormalizeError> {
             other => other.to_string(),
         });
 
-    let mut subjects = Vec::new();
-    let mut add = |s: Option<Subject>| push_subject(&mut subjects, s).map_err(invalid);
-    add(get("UserName").and_then(subject_from_name))?;
+    let mut alert = falcon_alert(id, time, (severity, severity_score), category, title);
+    alert
+        .add_subject(get("UserName").and_then(subject_from_name))
+        .map_err(invalid)?;
     // Identity Protection names the account in SourceAccount* fields as well.
     let mut src = get("SourceAccountName")
         .and_then(subject_from_name)
@@ -227,15 +220,15 @@ fn stream_event(doc: &Value) -> Result<Alert, NormalizeError> {
     if let Some(sid) = get("SourceAccountObjectSid").or_else(|| get("UserSid")) {
         src.ids.insert("windows".into(), sid.to_string());
     }
-    add(Some(src))?;
-    if IDENTITY_TYPES.contains(&event_type) && subjects.is_empty() {
+    alert.add_subject(Some(src)).map_err(invalid)?;
+    if IDENTITY_TYPES.contains(&event_type) && alert.subjects.is_empty() {
         return Err(invalid(format!(
             "{event_type} names no account (event.UserName, SourceAccountName, \
              SourceAccountUpn and SourceAccountObjectSid are all missing or blank)"
         )));
     }
 
-    let host = Host {
+    alert.set_host(Host {
         hostname: get("ComputerName")
             .or_else(|| get("SourceEndpointHostName"))
             .map(str::to_string),
@@ -248,53 +241,68 @@ fn stream_event(doc: &Value) -> Result<Alert, NormalizeError> {
             .into_iter()
             .collect(),
         os: None,
-    };
-
-    let mut indicators = Vec::new();
-    push_indicator(&mut indicators, "sha256", get("SHA256String"));
-    push_indicator(&mut indicators, "md5", get("MD5String"));
-    push_indicator(&mut indicators, "sha1", get("SHA1String"));
-    push_indicator(&mut indicators, "process", get("FileName"));
-    push_indicator(&mut indicators, "command_line", get("CommandLine"));
+    });
+    hashes_and_process(&mut alert, get("FileName"), get("CommandLine"), |k| {
+        get(&format!("{}String", k.to_ascii_uppercase()))
+    });
     if let (Some(t), Some(v)) = (get("IOCType"), get("IOCValue")) {
-        push_indicator(&mut indicators, ioc_kind(t), Some(v));
+        alert.add_indicator(ioc_kind(t), Some(v));
     }
 
-    let mut labels = BTreeMap::new();
-    put_label(&mut labels, "event_type", Some(event_type));
-    put_label(&mut labels, "mitre_tactics", tactic);
-    put_label(&mut labels, "mitre_techniques", technique_id.or(technique));
-    put_label(&mut labels, "objective", get("Objective"));
-    put_label(&mut labels, "falcon_link", get("FalconHostLink"));
+    alert.add_label("event_type", Some(event_type));
+    alert.add_label("mitre_tactics", tactic);
+    alert.add_label("mitre_techniques", technique_id.or(technique));
+    alert.add_label("objective", get("Objective"));
+    alert.add_label("falcon_link", get("FalconHostLink"));
+    Ok(alert)
+}
 
-    Ok(Alert {
+/// What both Falcon shapes start from once they know id, time, severity and score, category and
+/// title.
+fn falcon_alert(
+    id: String,
+    time: chrono::DateTime<chrono::Utc>,
+    (severity, score): (Severity, Option<f64>),
+    category: String,
+    title: String,
+) -> Alert {
+    let mut alert = Alert::new(
+        Source::of("crowdstrike", "falcon", FORMAT),
         id,
-        source: Source {
-            vendor: "crowdstrike".into(),
-            product: Some("falcon".into()),
-            format: FORMAT.into(),
-        },
         time,
         severity,
-        severity_score,
-        category,
-        title,
-        subjects,
-        host: (host != Host::default()).then_some(host),
-        indicators,
-        labels,
-        raw: Value::Null,
-    })
+    );
+    alert.severity_score = score;
+    alert.category = category;
+    alert.title = title;
+    alert
+}
+
+/// The file hashes (sha256, md5, sha1 in that order, read by `hash`), process file name and
+/// command line both Falcon shapes carry.
+fn hashes_and_process<'a>(
+    alert: &mut Alert,
+    file: Option<&str>,
+    command_line: Option<&str>,
+    hash: impl Fn(&str) -> Option<&'a str>,
+) {
+    for kind in ["sha256", "md5", "sha1"] {
+        alert.add_indicator(kind, hash(kind));
+    }
+    alert.add_indicator("process", file);
+    alert.add_indicator("command_line", command_line);
 }
 
 /// `metadata.eventCreationTime`: epoch milliseconds as Falcon documents it. Some forwarders
 /// (SIEM connector variants) write epoch seconds; for this one field a 10-digit integer cannot be a
 /// millisecond time (it would fall in 1970–1973, before Falcon existed), so it is read as seconds
 /// instead of being dead-lettered.
-fn creation_time(v: &Value) -> Result<chrono::DateTime<chrono::Utc>, String> {
+fn creation_time(v: &Value) -> Result<chrono::DateTime<chrono::Utc>, FieldError> {
     match v.as_i64() {
+        // Ten digits always fit chrono's range.
         Some(s) if (1_000_000_000..10_000_000_000).contains(&s) => {
-            chrono::DateTime::from_timestamp(s, 0).ok_or_else(|| format!("{s} is out of range"))
+            chrono::DateTime::from_timestamp(s, 0)
+                .ok_or(FieldError::SecondsOutOfRange(s.to_string()))
         }
         _ => time_from_epoch_ms(v),
     }
@@ -373,7 +381,6 @@ fn alert_entity(doc: &Value) -> Result<Alert, NormalizeError> {
         .unwrap_or_default()
         .to_string();
 
-    let mut subjects = Vec::new();
     let mut s = get("user_name")
         .and_then(subject_from_name)
         .unwrap_or_default();
@@ -387,9 +394,10 @@ fn alert_entity(doc: &Value) -> Result<Alert, NormalizeError> {
     if let Some(sid) = get("user_id") {
         s.ids.insert("windows".into(), sid.to_string());
     }
-    push_subject(&mut subjects, Some(s)).map_err(invalid)?;
+    let mut alert = falcon_alert(id, time, (severity, score), category, title);
+    alert.add_subject(Some(s)).map_err(invalid)?;
     let product = get("product");
-    if product == Some("idp") && subjects.is_empty() {
+    if product == Some("idp") && alert.subjects.is_empty() {
         return Err(invalid(
             "identity-protection alert (product `idp`) names no account (user_name, \
              user_principal and user_id are all missing or blank)",
@@ -398,50 +406,21 @@ fn alert_entity(doc: &Value) -> Result<Alert, NormalizeError> {
 
     let device = doc.get("device");
     let dget = |k: &str| text(device.and_then(|d| d.get(k)));
-    let host = Host {
+    alert.set_host(Host {
         hostname: dget("hostname"),
         id: dget("device_id").or_else(|| text(doc.get("agent_id"))),
         ips: dget("local_ip").into_iter().collect(),
         os: dget("platform_name"),
-    };
+    });
+    hashes_and_process(&mut alert, get("filename"), get("cmdline"), get);
+    alert.add_indicator("ip", str_of(device.and_then(|d| d.get("external_ip"))));
 
-    let mut indicators = Vec::new();
-    push_indicator(&mut indicators, "sha256", get("sha256"));
-    push_indicator(&mut indicators, "md5", get("md5"));
-    push_indicator(&mut indicators, "sha1", get("sha1"));
-    push_indicator(&mut indicators, "process", get("filename"));
-    push_indicator(&mut indicators, "command_line", get("cmdline"));
-    push_indicator(
-        &mut indicators,
-        "ip",
-        str_of(device.and_then(|d| d.get("external_ip"))),
-    );
-
-    let mut labels = BTreeMap::new();
-    put_label(&mut labels, "falcon_product", product);
-    put_label(&mut labels, "mitre_tactics", get("tactic_id").or(tactic));
-    put_label(&mut labels, "mitre_techniques", technique_id.or(technique));
-    put_label(&mut labels, "falcon_link", get("falcon_host_link"));
-    put_label(&mut labels, "status", get("status"));
-
-    Ok(Alert {
-        id,
-        source: Source {
-            vendor: "crowdstrike".into(),
-            product: Some("falcon".into()),
-            format: FORMAT.into(),
-        },
-        time,
-        severity,
-        severity_score: score,
-        category,
-        title,
-        subjects,
-        host: (host != Host::default()).then_some(host),
-        indicators,
-        labels,
-        raw: Value::Null,
-    })
+    alert.add_label("falcon_product", product);
+    alert.add_label("mitre_tactics", get("tactic_id").or(tactic));
+    alert.add_label("mitre_techniques", technique_id.or(technique));
+    alert.add_label("falcon_link", get("falcon_host_link"));
+    alert.add_label("status", get("status"));
+    Ok(alert)
 }
 
 #[cfg(test)]

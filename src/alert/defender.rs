@@ -8,12 +8,10 @@
 //! endpoint, mail and cloud-app alerts without a user are kept as notify-only.
 //! Full mapping tables: `docs/alert-model.md`.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use super::fields::{
-    bounded_reason, echo, push_indicator, push_subject, put_label, severity_from_name, str_of,
+    echo, normalize_object, push_indicator, push_subject, severity_from_name, str_of,
     subject_from_name, time_from_rfc3339,
 };
 use super::ocsf::{category_from_technique, category_from_text};
@@ -39,22 +37,12 @@ impl Normalizer for Defender {
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        if !doc.is_object() {
-            return Err(invalid(
-                "expected a JSON object (a Graph security alert v2)",
-            ));
-        }
-        let mut alert = build(&doc)?;
-        alert.raw = doc;
-        Ok(alert)
+        normalize_object(FORMAT, "a Graph security alert v2", doc, build)
     }
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 /// Graph `alertSeverity`: `unknown` / `unknownFutureValue` never escalate (policies can still read
@@ -218,29 +206,15 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
             "urlEvidence" => push_indicator(&mut indicators, "url", str_of(e.get("url"))),
             "fileEvidence" => {
                 let f = e.get("fileDetails");
-                push_indicator(
-                    &mut indicators,
-                    "sha256",
-                    str_of(f.and_then(|f| f.get("sha256"))),
-                );
-                push_indicator(
-                    &mut indicators,
-                    "sha1",
-                    str_of(f.and_then(|f| f.get("sha1"))),
-                );
+                for kind in ["sha256", "sha1"] {
+                    push_indicator(&mut indicators, kind, str_of(f.and_then(|f| f.get(kind))));
+                }
             }
             "processEvidence" => {
-                let f = e.get("imageFile");
-                push_indicator(
-                    &mut indicators,
-                    "sha256",
-                    str_of(f.and_then(|f| f.get("sha256"))),
-                );
-                push_indicator(
-                    &mut indicators,
-                    "command_line",
-                    str_of(e.get("processCommandLine")),
-                );
+                let sha256 = e.pointer("/imageFile/sha256");
+                push_indicator(&mut indicators, "sha256", str_of(sha256));
+                let command_line = str_of(e.get("processCommandLine"));
+                push_indicator(&mut indicators, "command_line", command_line);
             }
             "analyzedMessageEvidence" => {
                 push_indicator(&mut indicators, "ip", str_of(e.get("senderIp")));
@@ -264,36 +238,26 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
         )));
     }
 
-    let mut labels = BTreeMap::new();
-    put_label(&mut labels, "provider_alert_id", get("providerAlertId"));
-    put_label(&mut labels, "incident_id", get("incidentId"));
-    put_label(&mut labels, "service_source", service_source);
-    put_label(&mut labels, "detection_source", get("detectionSource"));
-    put_label(&mut labels, "vendor_category", get("category"));
-    put_label(&mut labels, "status", get("status"));
-    put_label(&mut labels, "alert_url", get("alertWebUrl"));
-    if !techniques.is_empty() {
-        labels.insert("mitre_techniques".into(), techniques.join(","));
-    }
-
-    Ok(Alert {
+    let mut alert = Alert::new(
+        Source::of("microsoft", &product(service_source), FORMAT),
         id,
-        source: Source {
-            vendor: "microsoft".into(),
-            product: Some(product(service_source)),
-            format: FORMAT.into(),
-        },
         time,
         severity,
-        severity_score: None,
-        category,
-        title,
-        subjects,
-        host: (host != Host::default()).then_some(host),
-        indicators,
-        labels,
-        raw: Value::Null,
-    })
+    );
+    alert.category = category;
+    alert.title = title;
+    alert.subjects = subjects;
+    alert.set_host(host);
+    alert.indicators = indicators;
+    alert.add_label("provider_alert_id", get("providerAlertId"));
+    alert.add_label("incident_id", get("incidentId"));
+    alert.add_label("service_source", service_source);
+    alert.add_label("detection_source", get("detectionSource"));
+    alert.add_label("vendor_category", get("category"));
+    alert.add_label("status", get("status"));
+    alert.add_label("alert_url", get("alertWebUrl"));
+    alert.add_list_label("mitre_techniques", techniques);
+    Ok(alert)
 }
 
 #[cfg(test)]

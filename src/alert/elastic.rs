@@ -17,14 +17,13 @@
 //!   `email`, `domain`, `full_name`; `id` → `ids.windows` for a SID, else `ids.elastic`).
 //! - `host` ← `host.name` (else `host.hostname`), `host.id`, `host.ip` (string or array), `host.os.name`.
 //! - `indicators` ← `source.ip`, `destination.ip` (`ip`), `file.hash.sha256`/`md5`/`sha1`.
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::fields::time_from_rfc3339;
 use super::fields::{
-    MAX_SUBJECTS, bounded_reason, echo, has_identifier, merge_subject, severity_from_name, str_of,
-    subject_from_name, too_many_subjects,
+    Indicators, echo, normalize_object, push_subject, severity_from_name, str_of,
+    subject_from_name, time_from_rfc3339,
 };
 use super::ocsf::{category_from_tactic, category_from_technique, category_from_text};
 use super::{Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
@@ -44,22 +43,12 @@ impl Normalizer for Elastic {
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        if !doc.is_object() {
-            return Err(invalid(
-                "expected a JSON object (an Elastic Security alert)",
-            ));
-        }
-        let mut alert = build(&doc)?;
-        alert.raw = doc;
-        Ok(alert)
+        normalize_object(FORMAT, "an Elastic Security alert", doc, build)
     }
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 /// Looks `path` (dotted) up in flat, nested or mixed form: at each level, any
@@ -140,47 +129,32 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
         .unwrap_or("other")
         .to_string();
 
-    let mut labels = BTreeMap::new();
-    let join = |set: &BTreeSet<&str>| set.iter().copied().collect::<Vec<_>>().join(",");
-    if !tactics.is_empty() {
-        labels.insert("mitre_tactics".to_string(), join(&tactics));
-    }
-    if !techniques.is_empty() {
-        labels.insert("mitre_techniques".to_string(), join(&techniques));
-    }
+    let mut alert = Alert::new(
+        Source::of("elastic", "security", FORMAT),
+        id,
+        time,
+        severity,
+    );
+    alert.severity_score = score;
+    alert.category = category;
+    alert.add_list_label("mitre_tactics", tactics);
+    alert.add_list_label("mitre_techniques", techniques);
     for (label, path) in [
         ("elastic_rule_id", "kibana.alert.rule.rule_id"),
         ("elastic_rule_type", "kibana.alert.rule.type"),
         ("elastic_workflow_status", "kibana.alert.workflow_status"),
     ] {
-        if let Some(v) = str_of(lookup(doc, path)) {
-            labels.insert(label.to_string(), v.to_string());
-        }
+        alert.add_label(label, str_of(lookup(doc, path)));
     }
 
-    let title = rule_name
+    alert.title = rule_name
         .or_else(|| str_of(lookup(doc, "kibana.alert.reason")))
         .unwrap_or_default()
         .to_string();
-
-    Ok(Alert {
-        id,
-        source: Source {
-            vendor: "elastic".into(),
-            product: Some("security".into()),
-            format: FORMAT.into(),
-        },
-        time,
-        severity,
-        severity_score: score,
-        category,
-        title,
-        subjects: subjects(doc)?,
-        host: host(doc),
-        indicators: indicators(doc),
-        labels,
-        raw: Value::Null,
-    })
+    alert.subjects = subjects(doc)?;
+    alert.set_host(host(doc));
+    alert.indicators = indicators(doc);
+    Ok(alert)
 }
 
 /// Elastic's default risk-score bands (the rule editor maps low 21, medium 47, high 73,
@@ -256,19 +230,14 @@ fn subjects(doc: &Value) -> Result<Vec<Subject>, NormalizeError> {
                     s.ids.insert(system.into(), id.to_string());
                 }
             }
-            if has_identifier(&s) {
-                merge_subject(&mut out, s);
-                if out.len() > MAX_SUBJECTS {
-                    return Err(invalid(too_many_subjects()));
-                }
-            }
+            push_subject(&mut out, Some(s)).map_err(invalid)?;
         }
     }
     Ok(out)
 }
 
-fn host(doc: &Value) -> Option<Host> {
-    let h = Host {
+fn host(doc: &Value) -> Host {
+    Host {
         hostname: str_of(lookup(doc, "host.name"))
             .or_else(|| str_of(lookup(doc, "host.hostname")))
             .map(str::to_string),
@@ -278,13 +247,11 @@ fn host(doc: &Value) -> Option<Host> {
             .map(str::to_string)
             .collect(),
         os: str_of(lookup(doc, "host.os.name")).map(str::to_string),
-    };
-    (h != Host::default()).then_some(h)
+    }
 }
 
 fn indicators(doc: &Value) -> Vec<Indicator> {
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
+    let mut out = Indicators::default();
     for (kind, path) in [
         ("ip", "source.ip"),
         ("ip", "destination.ip"),
@@ -293,15 +260,10 @@ fn indicators(doc: &Value) -> Vec<Indicator> {
         ("md5", "file.hash.md5"),
     ] {
         for value in strings(doc, path) {
-            if seen.insert((kind, value)) {
-                out.push(Indicator {
-                    kind: kind.into(),
-                    value: value.into(),
-                });
-            }
+            out.push(kind, Some(value));
         }
     }
-    out
+    out.into_vec()
 }
 
 #[cfg(test)]

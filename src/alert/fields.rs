@@ -1,10 +1,12 @@
 //! Field parsers shared by the normalizers, so that `DOMAIN\user`, UPNs, epoch times and severity
 //! names mean the same thing whatever format carried them.
 
+use std::collections::{BTreeMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{Severity, Subject};
+use super::{Alert, Host, Indicator, NormalizeError, Severity, Source, Subject};
 
 /// Smallest epoch-millisecond value we accept (1973-03-03). Anything below is almost certainly epoch
 /// *seconds*, which would silently land in January 1970 and ruin time-to-containment; rejecting it
@@ -46,71 +48,125 @@ pub(crate) fn str_of(v: Option<&Value>) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Epoch milliseconds → time. `Err` carries a reason without the field name (the caller adds it).
-pub(crate) fn time_from_epoch_ms(v: &Value) -> Result<DateTime<Utc>, String> {
+/// Why one field's value could not be read. The message names the value, never the field: the
+/// caller knows which field it read and says so (`result._time: …`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum FieldError {
+    /// Not a whole number where epoch milliseconds were expected (the value, echoed).
+    #[error("`{0}` is not an integer number of epoch milliseconds")]
+    NotEpochMs(String),
+    /// A number too small for epoch milliseconds: almost certainly seconds.
+    #[error("{0} is before 1973 in epoch milliseconds; send milliseconds, not seconds")]
+    SecondsForMs(i64),
+    /// A number of epoch milliseconds chrono cannot represent.
+    #[error("{0} epoch milliseconds is out of range")]
+    MsOutOfRange(i64),
+    /// Not a string where RFC 3339 text was expected (the value, echoed).
+    #[error("`{0}` is not an RFC 3339 string")]
+    NotRfc3339String(String),
+    /// A string that does not parse as RFC 3339.
+    #[error("`{value}` is not RFC 3339 ({error})")]
+    BadRfc3339 { value: String, error: String },
+    /// Neither a number nor a string where epoch seconds were expected (the value, echoed).
+    #[error("`{0}` is not epoch seconds")]
+    NotEpochSeconds(String),
+    /// A number too small to be an epoch-seconds event time (the text, echoed).
+    #[error("{0} is not an epoch-seconds event time")]
+    TooEarlySeconds(String),
+    /// A number of epoch seconds chrono cannot represent (the text, echoed).
+    #[error("{0} epoch seconds is out of range")]
+    SecondsOutOfRange(String),
+    /// The alert names more accounts than one alert may (see [`MAX_SUBJECTS`]).
+    #[error("more than {MAX_SUBJECTS} distinct subjects; refusing to normalize a mass event")]
+    TooManySubjects,
+}
+
+/// Epoch milliseconds → time.
+pub(crate) fn time_from_epoch_ms(v: &Value) -> Result<DateTime<Utc>, FieldError> {
     let ms = if let Some(i) = v.as_i64() {
         i
     } else if let Some(f) = v.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0) {
         f as i64
     } else {
-        return Err(format!(
-            "`{}` is not an integer number of epoch milliseconds",
-            echo(v)
-        ));
+        return Err(FieldError::NotEpochMs(echo(v)));
     };
     if ms < MIN_EPOCH_MS {
-        return Err(format!(
-            "{ms} is before 1973 in epoch milliseconds; send milliseconds, not seconds"
-        ));
+        return Err(FieldError::SecondsForMs(ms));
     }
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .ok_or_else(|| format!("{ms} epoch milliseconds is out of range"))
+    DateTime::<Utc>::from_timestamp_millis(ms).ok_or(FieldError::MsOutOfRange(ms))
 }
 
-/// RFC 3339 string → time (any offset, converted to UTC). `Err` carries a reason without the field
-/// name (the caller adds it).
-pub(crate) fn time_from_rfc3339(v: &Value) -> Result<DateTime<Utc>, String> {
+/// RFC 3339 string → time (any offset, converted to UTC).
+pub(crate) fn time_from_rfc3339(v: &Value) -> Result<DateTime<Utc>, FieldError> {
     let s = v
         .as_str()
-        .ok_or_else(|| format!("`{}` is not an RFC 3339 string", echo(v)))?;
+        .ok_or_else(|| FieldError::NotRfc3339String(echo(v)))?;
     DateTime::parse_from_rfc3339(s.trim())
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("`{}` is not RFC 3339 ({e})", echo(s)))
+        .map_err(|e| FieldError::BadRfc3339 {
+            value: echo(s),
+            error: e.to_string(),
+        })
 }
 
 /// Adds `new` to `list` (merged per account) and fails once the alert names more than
 /// [`MAX_SUBJECTS`] accounts; `None` (a user object naming nothing) is skipped.
-pub(crate) fn push_subject(list: &mut Vec<Subject>, new: Option<Subject>) -> Result<(), String> {
+pub(crate) fn push_subject(
+    list: &mut Vec<Subject>,
+    new: Option<Subject>,
+) -> Result<(), FieldError> {
     if let Some(s) = new.filter(has_identifier) {
         merge_subject(list, s);
         if list.len() > MAX_SUBJECTS {
-            return Err(too_many_subjects());
+            return Err(FieldError::TooManySubjects);
         }
     }
     Ok(())
 }
 
 /// Sets label `key` when the vendor gave a value.
-pub(crate) fn put_label(
-    labels: &mut std::collections::BTreeMap<String, String>,
-    key: &str,
-    v: Option<&str>,
-) {
+pub(crate) fn put_label(labels: &mut BTreeMap<String, String>, key: &str, v: Option<&str>) {
     if let Some(v) = v {
         labels.insert(key.to_string(), v.to_string());
     }
 }
 
 /// Appends an indicator of `kind` when the vendor gave a value, once per `(kind, value)`.
-pub(crate) fn push_indicator(out: &mut Vec<super::Indicator>, kind: &str, v: Option<&str>) {
+pub(crate) fn push_indicator(out: &mut Vec<Indicator>, kind: &str, v: Option<&str>) {
     if let Some(value) = v {
-        let i = super::Indicator {
+        let i = Indicator {
             kind: kind.into(),
             value: value.into(),
         };
         if !out.contains(&i) {
             out.push(i);
         }
+    }
+}
+
+/// Indicators in order of first appearance, each `(kind, value)` once. A set, not a scan of the
+/// list: observables are vendor-controlled and may number thousands.
+#[derive(Default)]
+pub(crate) struct Indicators {
+    list: Vec<Indicator>,
+    seen: HashSet<(String, String)>,
+}
+
+impl Indicators {
+    /// Adds `(kind, v)` when the vendor gave a value not seen yet.
+    pub(crate) fn push(&mut self, kind: &str, v: Option<&str>) {
+        if let Some(value) = v {
+            if self.seen.insert((kind.to_string(), value.to_string())) {
+                self.list.push(Indicator {
+                    kind: kind.into(),
+                    value: value.into(),
+                });
+            }
+        }
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<Indicator> {
+        self.list
     }
 }
 
@@ -193,11 +249,6 @@ pub(crate) fn has_identifier(s: &Subject) -> bool {
 /// dead-lettered with a reason instead of silently truncated (a dropped account is worse than none).
 pub(crate) const MAX_SUBJECTS: usize = 1000;
 
-/// The reason given when an alert names more than [`MAX_SUBJECTS`] accounts.
-pub(crate) fn too_many_subjects() -> String {
-    format!("more than {MAX_SUBJECTS} distinct subjects; refusing to normalize a mass event")
-}
-
 /// Adds `new` to `list`, merging it into an existing entry that names the same account: same email
 /// (case-insensitive), same per-system id, or same username with compatible domains. Alerts often
 /// name one user in several places (actor, evidence, resources); policies must see it once, or a
@@ -234,6 +285,106 @@ pub(crate) fn merge_subject(list: &mut Vec<Subject>, new: Subject) {
     }
 }
 
+impl NormalizeError {
+    /// `format` refuses the document for `reason` (bounded in length: reasons echo sender values).
+    pub(crate) fn invalid(format: &'static str, reason: impl std::fmt::Display) -> Self {
+        NormalizeError::Invalid {
+            format,
+            reason: bounded_reason(reason.to_string()),
+        }
+    }
+}
+
+/// What every vendor format's [`Normalizer::normalize`](super::Normalizer::normalize) does around
+/// its mapping: refuse anything but a JSON object (saying what `format` expected), map the object
+/// with `build`, and keep the untouched document as `raw` without copying it.
+pub(crate) fn normalize_object(
+    format: &'static str,
+    expected: &str,
+    doc: Value,
+    build: impl FnOnce(&Value) -> Result<Alert, NormalizeError>,
+) -> Result<Alert, NormalizeError> {
+    if !doc.is_object() {
+        return Err(NormalizeError::invalid(
+            format,
+            format!("expected a JSON object ({expected})"),
+        ));
+    }
+    let mut alert = build(&doc)?;
+    alert.raw = doc;
+    Ok(alert)
+}
+
+impl Source {
+    /// The source of a vendor format's alerts: `vendor`'s `product`, mapped by `format`.
+    pub(crate) fn of(vendor: &str, product: &str, format: &'static str) -> Source {
+        Source {
+            vendor: vendor.into(),
+            product: Some(product.into()),
+            format: format.into(),
+        }
+    }
+}
+
+/// Building an alert field by field: the normalizers start from the four facts every alert has and
+/// add what the document carries, with the same merging and bounds whatever the format.
+impl Alert {
+    /// An alert with only its identity, time and severity; category `other`, nothing else yet.
+    pub(crate) fn new(
+        source: Source,
+        id: String,
+        time: DateTime<Utc>,
+        severity: Severity,
+    ) -> Alert {
+        Alert {
+            id,
+            source,
+            time,
+            severity,
+            severity_score: None,
+            category: "other".into(),
+            title: String::new(),
+            subjects: Vec::new(),
+            host: None,
+            indicators: Vec::new(),
+            labels: BTreeMap::new(),
+            raw: Value::Null,
+        }
+    }
+
+    /// Adds a subject (see [`push_subject`]).
+    pub(crate) fn add_subject(&mut self, s: Option<Subject>) -> Result<(), FieldError> {
+        push_subject(&mut self.subjects, s)
+    }
+
+    /// Adds an indicator when the vendor gave a value (see [`push_indicator`]).
+    pub(crate) fn add_indicator(&mut self, kind: &str, v: Option<&str>) {
+        push_indicator(&mut self.indicators, kind, v);
+    }
+
+    /// Sets a label when the vendor gave a value.
+    pub(crate) fn add_label(&mut self, key: &str, v: Option<&str>) {
+        put_label(&mut self.labels, key, v);
+    }
+
+    /// Sets label `key` to the comma-joined `values` when there are any (ATT&CK ids, products).
+    pub(crate) fn add_list_label<'a>(
+        &mut self,
+        key: &str,
+        values: impl IntoIterator<Item = &'a str>,
+    ) {
+        let joined = values.into_iter().collect::<Vec<_>>().join(",");
+        if !joined.is_empty() {
+            self.labels.insert(key.into(), joined);
+        }
+    }
+
+    /// Sets the host unless it names nothing.
+    pub(crate) fn set_host(&mut self, host: Host) {
+        self.host = (host != Host::default()).then_some(host);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +416,7 @@ mod tests {
         assert!(
             time_from_epoch_ms(&json!(1_700_000_000))
                 .unwrap_err()
+                .to_string()
                 .contains("not seconds")
         );
         assert_eq!(
@@ -277,6 +429,7 @@ mod tests {
         assert!(
             time_from_epoch_ms(&json!(i64::MAX))
                 .unwrap_err()
+                .to_string()
                 .contains("out of range")
         );
     }
@@ -287,7 +440,7 @@ mod tests {
         assert_eq!(echo(&long).chars().count(), ECHO_MAX + 1);
         assert!(bounded_reason(long.clone()).chars().count() <= REASON_MAX + 1);
         assert_eq!(echo("short"), "short");
-        let err = time_from_epoch_ms(&json!([long])).unwrap_err();
+        let err = time_from_epoch_ms(&json!([long])).unwrap_err().to_string();
         assert!(err.len() < 300, "{err}");
     }
 

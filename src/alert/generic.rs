@@ -38,8 +38,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::fields::{
-    MAX_SUBJECTS, bounded_reason, echo, has_identifier, merge_subject, severity_from_name,
-    subject_from_name, tidy_subject, time_from_epoch_ms, too_many_subjects,
+    echo, has_identifier, push_subject, severity_from_name, subject_from_name, tidy_subject,
+    time_from_epoch_ms, time_from_rfc3339,
 };
 use super::{Alert, CATEGORIES, Host, Indicator, NormalizeError, Normalizer, Severity, Source};
 
@@ -74,11 +74,8 @@ impl Normalizer for Generic {
     }
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -123,9 +120,11 @@ fn build(obj: &Map<String, Value>) -> Result<Alert, NormalizeError> {
             ))
         })?),
     };
-    let mut labels = parse_labels(field(obj, "labels"))?;
-    let category = parse_category(field(obj, "category"), &mut labels)?;
-    let title = match field(obj, "title") {
+    let mut alert = Alert::new(source, id, time, severity);
+    alert.severity_score = severity_score;
+    alert.labels = parse_labels(field(obj, "labels"))?;
+    alert.category = parse_category(field(obj, "category"), &mut alert.labels)?;
+    alert.title = match field(obj, "title") {
         None => String::new(),
         Some(Value::String(s)) => s.clone(),
         Some(v) => {
@@ -135,20 +134,10 @@ fn build(obj: &Map<String, Value>) -> Result<Alert, NormalizeError> {
             )));
         }
     };
-    Ok(Alert {
-        id,
-        source,
-        time,
-        severity,
-        severity_score,
-        category,
-        title,
-        subjects: parse_subjects(field(obj, "subjects"))?,
-        host: parse_host(field(obj, "host"))?,
-        indicators: parse_indicators(field(obj, "indicators"))?,
-        labels,
-        raw: Value::Null,
-    })
+    alert.subjects = parse_subjects(field(obj, "subjects"))?;
+    alert.host = parse_host(field(obj, "host"))?;
+    alert.indicators = parse_indicators(field(obj, "indicators"))?;
+    Ok(alert)
 }
 
 fn parse_source(v: Option<&Value>) -> Result<Source, NormalizeError> {
@@ -191,9 +180,9 @@ fn parse_time(v: Option<&Value>) -> Result<DateTime<Utc>, NormalizeError> {
         None => Err(invalid(
             "missing required field `time` (RFC 3339 string or epoch milliseconds)",
         )),
-        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s.trim())
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| invalid(format!("`time`: `{}` is not RFC 3339 ({e})", echo(s)))),
+        Some(v @ Value::String(_)) => {
+            time_from_rfc3339(v).map_err(|e| invalid(format!("`time`: {e}")))
+        }
         Some(v @ Value::Number(_)) => {
             time_from_epoch_ms(v).map_err(|e| invalid(format!("`time`: {e}")))
         }
@@ -344,10 +333,7 @@ fn parse_subjects(v: Option<&Value>) -> Result<Vec<super::Subject>, NormalizeErr
                 )));
             }
         };
-        merge_subject(&mut out, subject);
-        if out.len() > MAX_SUBJECTS {
-            return Err(invalid(format!("`subjects`: {}", too_many_subjects())));
-        }
+        push_subject(&mut out, Some(subject)).map_err(|e| invalid(format!("`subjects`: {e}")))?;
     }
     Ok(out)
 }

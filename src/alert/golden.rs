@@ -44,6 +44,12 @@ fn cases() -> Vec<(String, String, PathBuf)> {
     out
 }
 
+/// What one case produced: the alert(s) as JSON (without `raw`), or the dead-letter message.
+enum Outcome {
+    Alert(Value),
+    Error(String),
+}
+
 fn write(path: &Path, text: &str) {
     fs::write(path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
@@ -103,18 +109,18 @@ fn golden_cases_match_expectations() {
             }
         }
         // The outcome as JSON: one alert, one error message, or an array for a split delivery.
-        let outcome: Result<Value, String> = match parts {
-            Err(e) => Err(e.to_string()),
+        let outcome = match parts {
+            Err(e) => Outcome::Error(e.to_string()),
             Ok(parts) if parts.len() == 1 && parts[0].at.is_none() => {
                 match parts.into_iter().next().unwrap().result {
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Outcome::Error(e.to_string()),
                     Ok(alert) => {
                         if alert.raw != original {
                             failures.push(format!("{label}: raw is not the original document"));
                         }
                         let mut v = serde_json::to_value(&alert).unwrap();
                         v.as_object_mut().unwrap().remove("raw");
-                        Ok(v)
+                        Outcome::Alert(v)
                     }
                 }
             }
@@ -135,11 +141,11 @@ fn golden_cases_match_expectations() {
                         }
                     }
                 }
-                Ok(Value::Array(items))
+                Outcome::Alert(Value::Array(items))
             }
         };
         match outcome {
-            Ok(actual) => {
+            Outcome::Alert(actual) => {
                 if bless {
                     let pretty = serde_json::to_string_pretty(&actual).unwrap();
                     write(&expected_path, &format!("{pretty}\n"));
@@ -164,7 +170,7 @@ fn golden_cases_match_expectations() {
                     }
                 }
             }
-            Err(message) => {
+            Outcome::Error(message) => {
                 if bless {
                     write(&error_path, &format!("{message}\n"));
                     let _ = fs::remove_file(&expected_path);

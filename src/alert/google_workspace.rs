@@ -15,14 +15,11 @@
 //!
 //! Alert types about one account (account warnings, government-backed attack) with no `data.email`
 //! are dead-lettered.
-use std::collections::{BTreeMap, HashSet};
-
 use serde_json::Value;
 
-use super::fields::time_from_rfc3339;
 use super::fields::{
-    MAX_SUBJECTS, bounded_reason, echo, merge_subject, severity_from_name, str_of,
-    subject_from_name, too_many_subjects,
+    Indicators, echo, normalize_object, push_subject, severity_from_name, str_of,
+    subject_from_name, time_from_rfc3339,
 };
 use super::ocsf::category_from_text;
 use super::{Alert, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
@@ -43,20 +40,12 @@ impl Normalizer for GoogleWorkspace {
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        if !doc.is_object() {
-            return Err(invalid("expected a JSON object (an Alert Center alert)"));
-        }
-        let mut alert = build(&doc)?;
-        alert.raw = doc;
-        Ok(alert)
+        normalize_object(FORMAT, "an Alert Center alert", doc, build)
     }
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 /// Per-type knowledge: category, default severity, and whether the alert is about one account.
@@ -128,37 +117,23 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
         )));
     }
 
-    let mut labels = BTreeMap::new();
-    labels.insert("gws_type".to_string(), alert_type.to_string());
-    if let Some(s) = str_of(doc.get("source")) {
-        labels.insert("gws_source".into(), s.to_string());
-    }
-    if let Some(t) = str_of(data.and_then(|d| d.get("@type"))) {
-        let short = t.rsplit('.').next().unwrap_or(t);
-        labels.insert("gws_data_type".into(), short.to_string());
-    }
-    if let Some(c) = str_of(doc.get("customerId")) {
-        labels.insert("gws_customer_id".into(), c.to_string());
-    }
-
-    Ok(Alert {
+    let mut alert = Alert::new(
+        Source::of("google", "workspace", FORMAT),
         id,
-        source: Source {
-            vendor: "google".into(),
-            product: Some("workspace".into()),
-            format: FORMAT.into(),
-        },
         time,
         severity,
-        severity_score: None,
-        category: info.category.to_string(),
-        title: alert_type.to_string(),
-        subjects,
-        host: None,
-        indicators: indicators(data),
-        labels,
-        raw: Value::Null,
-    })
+    );
+    alert.category = info.category.to_string();
+    alert.title = alert_type.to_string();
+    alert.subjects = subjects;
+    alert.indicators = indicators(data);
+    alert.add_label("gws_type", Some(alert_type));
+    alert.add_label("gws_source", str_of(doc.get("source")));
+    if let Some(t) = str_of(data.and_then(|d| d.get("@type"))) {
+        alert.add_label("gws_data_type", t.rsplit('.').next());
+    }
+    alert.add_label("gws_customer_id", str_of(doc.get("customerId")));
+    Ok(alert)
 }
 
 fn subjects(data: Option<&Value>) -> Result<Vec<Subject>, NormalizeError> {
@@ -171,32 +146,17 @@ fn subjects(data: Option<&Value>) -> Result<Vec<Subject>, NormalizeError> {
         .filter_map(str_of);
     let mut out = Vec::new();
     for name in names {
-        if let Some(s) = subject_from_name(name) {
-            merge_subject(&mut out, s);
-            if out.len() > MAX_SUBJECTS {
-                return Err(invalid(too_many_subjects()));
-            }
-        }
+        push_subject(&mut out, subject_from_name(name)).map_err(invalid)?;
     }
     Ok(out)
 }
 
 fn indicators(data: Option<&Value>) -> Vec<Indicator> {
-    let mut out = Vec::new();
+    let mut out = Indicators::default();
     let Some(data) = data else {
-        return out;
+        return Vec::new();
     };
-    let mut seen = HashSet::new();
-    let mut push = |kind: &'static str, v: Option<&Value>| {
-        if let Some(value) = str_of(v) {
-            if seen.insert((kind, value.to_string())) {
-                out.push(Indicator {
-                    kind: kind.into(),
-                    value: value.into(),
-                });
-            }
-        }
-    };
+    let mut push = |kind: &str, v: Option<&Value>| out.push(kind, str_of(v));
     push("ip", data.pointer("/loginDetails/ipAddress"));
     let sender = data
         .pointer("/maliciousEntity/entity/emailAddress")
@@ -211,7 +171,7 @@ fn indicators(data: Option<&Value>) -> Vec<Indicator> {
             push("sha256", Some(h));
         }
     }
-    out
+    out.into_vec()
 }
 
 #[cfg(test)]

@@ -19,12 +19,9 @@
 //!   IPs of every interface, `platform`).
 //! - `indicators` ← access key id (`aws_access_key`), remote IPs of `detail.service.action`
 //!   (`ip`), DNS request domain (`domain`).
-use std::collections::{BTreeMap, HashSet};
-
 use serde_json::Value;
 
-use super::fields::time_from_rfc3339;
-use super::fields::{bounded_reason, echo, merge_subject, str_of};
+use super::fields::{Indicators, echo, merge_subject, normalize_object, str_of, time_from_rfc3339};
 use super::{
     Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject, SubjectKind,
 };
@@ -45,37 +42,29 @@ impl Normalizer for GuardDuty {
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        if !doc.is_object() {
-            return Err(invalid("expected a JSON object (an EventBridge event)"));
-        }
-        match str_of(doc.get("detail-type")) {
-            Some(DETAIL_TYPE) => {}
-            Some(other) => {
-                return Err(invalid(format!(
-                    "detail-type `{}` is not `{DETAIL_TYPE}`; route this source to another format",
-                    echo(other)
-                )));
-            }
-            None => {
-                return Err(invalid(format!(
-                    "detail-type is missing (expected `{DETAIL_TYPE}` from an EventBridge rule)"
-                )));
-            }
-        }
-        let mut alert = build(&doc)?;
-        alert.raw = doc;
-        Ok(alert)
+        normalize_object(FORMAT, "an EventBridge event", doc, build)
     }
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 fn build(doc: &Value) -> Result<Alert, NormalizeError> {
+    match str_of(doc.get("detail-type")) {
+        Some(DETAIL_TYPE) => {}
+        Some(other) => {
+            return Err(invalid(format!(
+                "detail-type `{}` is not `{DETAIL_TYPE}`; route this source to another format",
+                echo(other)
+            )));
+        }
+        None => {
+            return Err(invalid(format!(
+                "detail-type is missing (expected `{DETAIL_TYPE}` from an EventBridge rule)"
+            )));
+        }
+    }
     let detail = doc
         .get("detail")
         .filter(|d| d.is_object())
@@ -122,8 +111,10 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
         )));
     }
 
-    let mut labels = BTreeMap::new();
-    labels.insert("guardduty_type".to_string(), finding_type.to_string());
+    let mut alert = Alert::new(Source::of("aws", "guardduty", FORMAT), id, time, severity);
+    alert.severity_score = Some(score);
+    alert.category = category(purpose, finding_type).to_string();
+    alert.add_label("guardduty_type", Some(finding_type));
     for (label, v) in [
         (
             "aws_account",
@@ -137,33 +128,15 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
         ("aws_principal_id", key.and_then(|k| k.get("principalId"))),
         ("aws_user_type", key.and_then(|k| k.get("userType"))),
     ] {
-        if let Some(v) = str_of(v) {
-            labels.insert(label.to_string(), v.to_string());
-        }
+        alert.add_label(label, str_of(v));
     }
-
-    let title = str_of(detail.get("title"))
+    alert.title = str_of(detail.get("title"))
         .unwrap_or(finding_type)
         .to_string();
-
-    Ok(Alert {
-        id,
-        source: Source {
-            vendor: "aws".into(),
-            product: Some("guardduty".into()),
-            format: FORMAT.into(),
-        },
-        time,
-        severity,
-        severity_score: Some(score),
-        category: category(purpose, finding_type).to_string(),
-        title,
-        subjects,
-        host: host(resource.and_then(|r| r.get("instanceDetails"))),
-        indicators: indicators(key, detail.pointer("/service/action")),
-        labels,
-        raw: Value::Null,
-    })
+    alert.subjects = subjects;
+    alert.set_host(host(resource.and_then(|r| r.get("instanceDetails"))));
+    alert.indicators = indicators(key, detail.pointer("/service/action"));
+    Ok(alert)
 }
 
 /// GuardDuty's documented bands (Low 1.0–3.9, Medium 4.0–6.9, High 7.0–8.9, Critical 9.0–10.0).
@@ -239,8 +212,10 @@ fn subjects(key: Option<&Value>) -> Vec<Subject> {
     out
 }
 
-fn host(inst: Option<&Value>) -> Option<Host> {
-    let inst = inst?;
+fn host(inst: Option<&Value>) -> Host {
+    let Some(inst) = inst else {
+        return Host::default();
+    };
     let nics = inst.get("networkInterfaces").and_then(Value::as_array);
     let mut ips = Vec::new();
     for nic in nics.into_iter().flatten() {
@@ -264,31 +239,22 @@ fn host(inst: Option<&Value>) -> Option<Host> {
         .flatten()
         .find_map(|n| str_of(n.get("privateDnsName")))
         .map(str::to_string);
-    let h = Host {
+    Host {
         hostname,
         id: str_of(inst.get("instanceId")).map(str::to_string),
         ips,
         os: str_of(inst.get("platform")).map(str::to_string),
-    };
-    (h != Host::default()).then_some(h)
+    }
 }
 
 fn indicators(key: Option<&Value>, action: Option<&Value>) -> Vec<Indicator> {
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    let mut push = |kind: &str, value: &str| {
-        if seen.insert((kind.to_string(), value.to_string())) {
-            out.push(Indicator {
-                kind: kind.into(),
-                value: value.into(),
-            });
-        }
-    };
+    let mut out = Indicators::default();
+    let mut push = |kind: &str, value: &str| out.push(kind, Some(value));
     if let Some(k) = str_of(key.and_then(|k| k.get("accessKeyId"))) {
         push("aws_access_key", k);
     }
     let Some(action) = action else {
-        return out;
+        return out.into_vec();
     };
     for sub in [
         "awsApiCallAction",
@@ -311,7 +277,7 @@ fn indicators(key: Option<&Value>, action: Option<&Value>) -> Vec<Indicator> {
     if let Some(d) = str_of(action.pointer("/dnsRequestAction/domain")) {
         push("domain", d);
     }
-    out
+    out.into_vec()
 }
 
 #[cfg(test)]

@@ -27,15 +27,12 @@
 //! envelope directly (without the split, e.g. `simulate`), a single-event envelope is normalized as
 //! that event and a larger one is refused naming the count, because taking the first event would
 //! silently drop the rest.
-use std::collections::BTreeMap;
-
-use super::fields::time_from_rfc3339;
 use serde_json::Value;
 
 use super::fields::{
-    MAX_SUBJECTS, bounded_reason, echo, merge_subject, str_of, subject_from_name, too_many_subjects,
+    echo, normalize_object, push_subject, str_of, subject_from_name, time_from_rfc3339,
 };
-use super::{Alert, Indicator, NormalizeError, Normalizer, Part, Severity, Source, Subject};
+use super::{Alert, NormalizeError, Normalizer, Part, Severity, Source, Subject};
 
 const FORMAT: &str = "okta";
 const HOOK_EVENT_TYPE: &str = "com.okta.event_hook";
@@ -56,35 +53,27 @@ impl Normalizer for Okta {
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        if !doc.is_object() {
-            return Err(invalid("expected a JSON object (an Okta System Log event)"));
-        }
-        let mut alert = match doc.get("data").and_then(|d| d.get("events")) {
-            Some(events) if doc.get("uuid").is_none() => {
-                let events = events
-                    .as_array()
-                    .ok_or_else(|| invalid("event hook `data.events` is not an array"))?;
-                match events.as_slice() {
-                    [] => {
-                        return Err(invalid(
-                            "event hook envelope has no events (`data.events` is empty)",
-                        ));
-                    }
-                    [one] => build(one, "data.events[0].")?,
-                    many => {
-                        return Err(invalid(format!(
-                            "event hook envelope carries {} events; this path maps one message to \
-                             one alert and will not drop the others (HTTP and Kafka ingest split \
-                             envelopes into their events)",
-                            many.len()
-                        )));
-                    }
-                }
+        normalize_object(FORMAT, "an Okta System Log event", doc, |doc| {
+            let events = match doc.get("data").and_then(|d| d.get("events")) {
+                Some(events) if doc.get("uuid").is_none() => events,
+                _ => return build(doc, ""),
+            };
+            let events = events
+                .as_array()
+                .ok_or_else(|| invalid("event hook `data.events` is not an array"))?;
+            match events.as_slice() {
+                [] => Err(invalid(
+                    "event hook envelope has no events (`data.events` is empty)",
+                )),
+                [one] => build(one, "data.events[0]."),
+                many => Err(invalid(format!(
+                    "event hook envelope carries {} events; this path maps one message to one \
+                     alert and will not drop the others (HTTP and Kafka ingest split envelopes \
+                     into their events)",
+                    many.len()
+                ))),
             }
-            _ => build(&doc, "")?,
-        };
-        alert.raw = doc;
-        Ok(alert)
+        })
     }
 
     fn split(&self, doc: Value) -> Result<Vec<Part>, NormalizeError> {
@@ -117,11 +106,8 @@ impl Normalizer for Okta {
     }
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 fn build(ev: &Value, at: &str) -> Result<Alert, NormalizeError> {
@@ -161,53 +147,30 @@ fn build(ev: &Value, at: &str) -> Result<Alert, NormalizeError> {
         .unwrap_or(event_type)
         .to_string();
 
-    let mut labels = BTreeMap::new();
-    labels.insert("okta_event_type".to_string(), event_type.to_string());
-    if let Some(r) = str_of(ev.pointer("/outcome/result")) {
-        labels.insert("okta_outcome".into(), r.to_string());
-    }
-    if let Some(r) = risk {
-        labels.insert("okta_risk_level".into(), r.to_ascii_lowercase());
-    }
-    if let Some(t) = str_of(debug.and_then(|d| d.get("threatSuspected"))) {
-        labels.insert("okta_threat_suspected".into(), t.to_string());
-    }
+    let mut alert = Alert::new(Source::of("okta", "system_log", FORMAT), id, time, severity);
+    alert.category = category;
+    alert.title = title;
+    alert.add_label("okta_event_type", Some(event_type));
+    alert.add_label("okta_outcome", str_of(ev.pointer("/outcome/result")));
+    alert.add_label(
+        "okta_risk_level",
+        risk.map(str::to_ascii_lowercase).as_deref(),
+    );
+    alert.add_label(
+        "okta_threat_suspected",
+        str_of(debug.and_then(|d| d.get("threatSuspected"))),
+    );
 
-    let subjects = subjects(ev)?;
-    if subjects.is_empty() && names_a_user(event_type) {
+    alert.subjects = subjects(ev)?;
+    if alert.subjects.is_empty() && names_a_user(event_type) {
         return Err(invalid(format!(
             "{at}eventType `{}` is about a user but neither actor nor target[] names one (type \
              `User` with `id` or `alternateId`)",
             echo(event_type)
         )));
     }
-
-    let indicators = str_of(ev.pointer("/client/ipAddress"))
-        .map(|ip| Indicator {
-            kind: "ip".into(),
-            value: ip.to_string(),
-        })
-        .into_iter()
-        .collect();
-
-    Ok(Alert {
-        id,
-        source: Source {
-            vendor: "okta".into(),
-            product: Some("system_log".into()),
-            format: FORMAT.into(),
-        },
-        time,
-        severity,
-        severity_score: None,
-        category,
-        title,
-        subjects,
-        host: None,
-        indicators,
-        labels,
-        raw: Value::Null,
-    })
+    alert.add_indicator("ip", str_of(ev.pointer("/client/ipAddress")));
+    Ok(alert)
 }
 
 /// Okta `severity` → severity. WARN is Okta's level for security-relevant events (threats,
@@ -281,10 +244,7 @@ fn subjects(ev: &Value) -> Result<Vec<Subject>, NormalizeError> {
     };
     let mut out = Vec::new();
     for s in candidates {
-        merge_subject(&mut out, s);
-        if out.len() > MAX_SUBJECTS {
-            return Err(invalid(too_many_subjects()));
-        }
+        push_subject(&mut out, Some(s)).map_err(invalid)?;
     }
     Ok(out)
 }
@@ -316,6 +276,7 @@ fn user_subject(v: &Value) -> Option<Subject> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::fields::MAX_SUBJECTS;
 
     #[test]
     fn risk_bag_values_are_read_case_insensitively() {

@@ -7,14 +7,11 @@
 //! products (Entra ID Protection, Defender for Identity) are about an account, so one without any
 //! account entity is dead-lettered. Full mapping tables: `docs/alert-model.md`.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use super::defender::category_from_graph;
 use super::fields::{
-    bounded_reason, echo, push_indicator, push_subject, put_label, severity_from_name, str_of,
-    subject_from_name, time_from_rfc3339,
+    echo, normalize_object, severity_from_name, str_of, subject_from_name, time_from_rfc3339,
 };
 use super::ocsf::{category_from_technique, category_from_text};
 use super::{Alert, Host, NormalizeError, Normalizer, Source, Subject};
@@ -55,28 +52,20 @@ impl Normalizer for Sentinel {
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        if !doc.is_object() {
-            return Err(invalid(
-                "expected a JSON object (a Sentinel incident webhook)",
-            ));
-        }
-        let inc = incident(&doc).ok_or_else(|| {
-            invalid(
-                "no incident: neither object.properties.incidentNumber nor \
-                 properties.incidentNumber is present",
-            )
-        })?;
-        let mut alert = build(inc)?;
-        alert.raw = doc;
-        Ok(alert)
+        normalize_object(FORMAT, "a Sentinel incident webhook", doc, |doc| {
+            let inc = incident(doc).ok_or_else(|| {
+                invalid(
+                    "no incident: neither object.properties.incidentNumber nor \
+                     properties.incidentNumber is present",
+                )
+            })?;
+            build(inc)
+        })
     }
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 fn strings(v: Option<&Value>) -> Vec<&str> {
@@ -168,9 +157,15 @@ fn build(inc: &Value) -> Result<Alert, NormalizeError> {
         .unwrap_or("other")
         .to_string();
 
-    let mut subjects = Vec::new();
+    let mut alert = Alert::new(
+        Source::of("microsoft", "sentinel", FORMAT),
+        id,
+        time,
+        severity,
+    );
+    alert.category = category;
+    alert.title = title;
     let mut host = Host::default();
-    let mut indicators = Vec::new();
     let entities = p.get("relatedEntities").and_then(Value::as_array);
     for e in entities.into_iter().flatten() {
         let ep = e.get("properties").unwrap_or(&Value::Null);
@@ -178,7 +173,9 @@ fn build(inc: &Value) -> Result<Alert, NormalizeError> {
         let kind = str_of(e.get("kind")).unwrap_or("").to_ascii_lowercase();
         match kind.as_str() {
             "account" | "mailbox" => {
-                push_subject(&mut subjects, Some(account_entity(ep))).map_err(invalid)?;
+                alert
+                    .add_subject(Some(account_entity(ep)))
+                    .map_err(invalid)?;
             }
             "host" if host == Host::default() => {
                 host = Host {
@@ -193,63 +190,38 @@ fn build(inc: &Value) -> Result<Alert, NormalizeError> {
                     os: eget("osFamily").map(str::to_string),
                 };
             }
-            "ip" => push_indicator(&mut indicators, "ip", eget("address")),
-            "url" => push_indicator(&mut indicators, "url", eget("url")),
-            "dns" => push_indicator(&mut indicators, "domain", eget("domainName")),
+            "ip" => alert.add_indicator("ip", eget("address")),
+            "url" => alert.add_indicator("url", eget("url")),
+            "dns" => alert.add_indicator("domain", eget("domainName")),
             "filehash" => {
                 let alg = eget("algorithm").map(str::to_ascii_lowercase);
-                push_indicator(
-                    &mut indicators,
-                    alg.as_deref().unwrap_or("hash"),
-                    eget("hashValue"),
-                );
+                alert.add_indicator(alg.as_deref().unwrap_or("hash"), eget("hashValue"));
             }
             _ => {}
         }
     }
-    if subjects.is_empty() {
+    alert.set_host(host);
+    if alert.subjects.is_empty() {
         if let Some(product) = products.iter().find(|p| IDENTITY_PRODUCTS.contains(p)) {
             return Err(invalid(format!(
                 "incident {} from `{product}` names no account (no relatedEntities of kind \
                  Account or Mailbox with accountName, upn, aadUserId or sid)",
-                number.as_deref().map(echo).unwrap_or_else(|| echo(&id)),
+                number
+                    .as_deref()
+                    .map(echo)
+                    .unwrap_or_else(|| echo(&alert.id)),
             )));
         }
     }
 
-    let mut labels = BTreeMap::new();
-    put_label(&mut labels, "incident_number", number.as_deref());
-    put_label(&mut labels, "status", get("status"));
-    put_label(&mut labels, "incident_url", get("incidentUrl"));
-    put_label(&mut labels, "provider_name", get("providerName"));
-    for (key, list) in [
-        ("mitre_tactics", &tactics),
-        ("mitre_techniques", &techniques),
-        ("alert_products", &products),
-    ] {
-        if !list.is_empty() {
-            labels.insert(key.into(), list.join(","));
-        }
-    }
-
-    Ok(Alert {
-        id,
-        source: Source {
-            vendor: "microsoft".into(),
-            product: Some("sentinel".into()),
-            format: FORMAT.into(),
-        },
-        time,
-        severity,
-        severity_score: None,
-        category,
-        title,
-        subjects,
-        host: (host != Host::default()).then_some(host),
-        indicators,
-        labels,
-        raw: Value::Null,
-    })
+    alert.add_label("incident_number", number.as_deref());
+    alert.add_label("status", get("status"));
+    alert.add_label("incident_url", get("incidentUrl"));
+    alert.add_label("provider_name", get("providerName"));
+    alert.add_list_label("mitre_tactics", tactics);
+    alert.add_list_label("mitre_techniques", techniques);
+    alert.add_list_label("alert_products", products);
+    Ok(alert)
 }
 
 #[cfg(test)]

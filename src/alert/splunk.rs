@@ -9,15 +9,14 @@
 //! ES notables of the `access` / `identity` security domain are about an account, so one without any
 //! user is dead-lettered. Full mapping tables: `docs/alert-model.md`.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::fields::{
-    bounded_reason, echo, push_indicator, push_subject, put_label, severity_from_name, str_of,
-    subject_from_name, time_from_rfc3339,
+    FieldError, echo, normalize_object, severity_from_name, str_of, subject_from_name,
+    time_from_rfc3339,
 };
 use super::generic::severity_from_score;
 use super::ocsf::{category_from_technique, category_from_text};
@@ -44,20 +43,12 @@ impl Normalizer for Splunk {
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        if !doc.is_object() {
-            return Err(invalid("expected a JSON object (a Splunk webhook payload)"));
-        }
-        let mut alert = build(&doc)?;
-        alert.raw = doc;
-        Ok(alert)
+        normalize_object(FORMAT, "a Splunk webhook payload", doc, build)
     }
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 /// Every non-blank, non-placeholder string of a single- or multi-value field.
@@ -79,22 +70,19 @@ fn first(v: Option<&Value>) -> Option<&str> {
 }
 
 /// `_time` as Splunk writes it: epoch seconds (string or number, optional fraction) or RFC 3339.
-fn parse_time(v: &Value) -> Result<DateTime<Utc>, String> {
+fn parse_time(v: &Value) -> Result<DateTime<Utc>, FieldError> {
     let text = match v {
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.trim().to_string(),
-        other => return Err(format!("`{}` is not epoch seconds", echo(other))),
+        other => return Err(FieldError::NotEpochSeconds(echo(other))),
     };
     match text.parse::<f64>() {
         Ok(secs) if secs.is_finite() => {
             if secs < MIN_EPOCH_S {
-                return Err(format!(
-                    "{} is not an epoch-seconds event time",
-                    echo(&text)
-                ));
+                return Err(FieldError::TooEarlySeconds(echo(&text)));
             }
             DateTime::<Utc>::from_timestamp_millis((secs * 1000.0).round() as i64)
-                .ok_or_else(|| format!("{} epoch seconds is out of range", echo(&text)))
+                .ok_or_else(|| FieldError::SecondsOutOfRange(echo(&text)))
         }
         _ => time_from_rfc3339(&Value::String(text)),
     }
@@ -129,7 +117,7 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
         })?,
     };
 
-    let mut labels = BTreeMap::new();
+    let mut severity_missing = false;
     let numeric = r("severity").and_then(|s| s.parse::<f64>().ok());
     let (severity, mut severity_score) = match (r("urgency"), r("severity"), numeric) {
         (Some(u), _, _) => (
@@ -156,7 +144,7 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
             None,
         ),
         (None, None, _) => {
-            labels.insert("severity_missing".into(), "true".into());
+            severity_missing = true;
             (Severity::Informational, None)
         }
     };
@@ -174,29 +162,35 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
         .unwrap_or("other")
         .to_string();
 
-    let title = rule_name.or(search_name).unwrap_or_default().to_string();
-
-    let mut subjects = Vec::new();
+    let es = str_of(doc.get("app")) == Some("SplunkEnterpriseSecuritySuite")
+        || result.get("event_id").is_some()
+        || result.get("rule_name").is_some();
+    let product = if es { "enterprise security" } else { "splunk" };
+    let mut alert = Alert::new(Source::of("splunk", product, FORMAT), id, time, severity);
+    alert.severity_score = severity_score;
+    alert.category = category;
+    alert.title = rule_name.or(search_name).unwrap_or_default().to_string();
     for key in ["user", "src_user"] {
         for name in values(result.get(key)) {
-            push_subject(&mut subjects, subject_from_name(name)).map_err(invalid)?;
+            alert
+                .add_subject(subject_from_name(name))
+                .map_err(invalid)?;
         }
     }
     let domain = r("security_domain");
-    if subjects.is_empty()
+    if alert.subjects.is_empty()
         && domain
             .is_some_and(|d| d.eq_ignore_ascii_case("access") || d.eq_ignore_ascii_case("identity"))
     {
         return Err(invalid(format!(
             "notable {} of security_domain `{}` names no account (result.user and \
              result.src_user are missing, blank or `unknown`)",
-            echo(&id),
+            echo(&alert.id),
             domain.unwrap_or_default()
         )));
     }
 
     let mut host = Host::default();
-    let mut indicators = Vec::new();
     let is_ip = |s: &str| s.parse::<IpAddr>().is_ok();
     match r("dest") {
         Some(d) if is_ip(d) => host.ips.push(d.to_string()),
@@ -206,17 +200,14 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
     if let Some(ip) = r("dest_ip").filter(|ip| !host.ips.iter().any(|h| h == ip)) {
         host.ips.push(ip.to_string());
     }
+    alert.set_host(host);
     for src in values(result.get("src"))
         .into_iter()
         .chain(values(result.get("src_ip")))
     {
-        push_indicator(
-            &mut indicators,
-            if is_ip(src) { "ip" } else { "hostname" },
-            Some(src),
-        );
+        alert.add_indicator(if is_ip(src) { "ip" } else { "hostname" }, Some(src));
     }
-    push_indicator(&mut indicators, "url", r("url"));
+    alert.add_indicator("url", r("url"));
     if let Some(hash) = r("file_hash") {
         let kind = match hash.len() {
             32 => "md5",
@@ -224,41 +215,21 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
             64 => "sha256",
             _ => "hash",
         };
-        push_indicator(&mut indicators, kind, Some(hash));
+        alert.add_indicator(kind, Some(hash));
     }
 
-    put_label(&mut labels, "search_name", search_name);
-    put_label(&mut labels, "sid", Some(sid));
-    put_label(&mut labels, "app", str_of(doc.get("app")));
-    put_label(&mut labels, "owner", str_of(doc.get("owner")));
-    put_label(&mut labels, "results_link", str_of(doc.get("results_link")));
-    put_label(&mut labels, "rule_name", rule_name);
-    put_label(&mut labels, "security_domain", domain);
-    if !techniques.is_empty() {
-        labels.insert("mitre_techniques".into(), techniques.join(","));
+    if severity_missing {
+        alert.add_label("severity_missing", Some("true"));
     }
-
-    let es = str_of(doc.get("app")) == Some("SplunkEnterpriseSecuritySuite")
-        || result.get("event_id").is_some()
-        || result.get("rule_name").is_some();
-    Ok(Alert {
-        id,
-        source: Source {
-            vendor: "splunk".into(),
-            product: Some(if es { "enterprise security" } else { "splunk" }.into()),
-            format: FORMAT.into(),
-        },
-        time,
-        severity,
-        severity_score,
-        category,
-        title,
-        subjects,
-        host: (host != Host::default()).then_some(host),
-        indicators,
-        labels,
-        raw: Value::Null,
-    })
+    alert.add_label("search_name", search_name);
+    alert.add_label("sid", Some(sid));
+    alert.add_label("app", str_of(doc.get("app")));
+    alert.add_label("owner", str_of(doc.get("owner")));
+    alert.add_label("results_link", str_of(doc.get("results_link")));
+    alert.add_label("rule_name", rule_name);
+    alert.add_label("security_domain", domain);
+    alert.add_list_label("mitre_techniques", techniques);
+    Ok(alert)
 }
 
 #[cfg(test)]

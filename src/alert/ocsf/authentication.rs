@@ -27,59 +27,51 @@ pub(super) fn build_authentication(doc: &Value) -> Result<Alert, NormalizeError>
         ));
     }
     let severity = risk.map_or(severity, |r| r.max(severity));
-    let source = source(doc);
+    let mut alert = Alert::new(source(doc), id, time, severity);
+    alert.severity_score = risk_score.or(severity_id.filter(|id| *id <= 6).map(|id| id as f64));
 
     let user = doc
         .get("user")
         .filter(|u| u.is_object())
         .or_else(|| doc.pointer("/actor/user"));
-    let mut subjects = Vec::new();
-    if let Some(s) = user.and_then(|u| user_subject(u, &source.vendor)) {
-        subjects.push(s);
+    if let Some(s) = user.and_then(|u| user_subject(u, &alert.source.vendor)) {
+        alert.subjects.push(s);
     }
-    if subjects.is_empty() {
+    if alert.subjects.is_empty() {
         return Err(invalid(
             "Authentication event names no user (`user` or `actor.user` with name, email_addr or uid)",
         ));
     }
 
-    let mut labels = BTreeMap::new();
-    put_label(&mut labels, "risk_level", risk_label(doc));
+    alert.add_label("risk_level", risk_label(doc));
     let status = str_of(doc.get("status")).or(match doc.get("status_id").and_then(Value::as_u64) {
         Some(1) => Some("Success"),
         Some(2) => Some("Failure"),
         _ => None,
     });
-    put_label(
-        &mut labels,
-        "auth_status",
-        status.map(str::to_lowercase).as_deref(),
-    );
-    if let Some(mfa) = doc.get("is_mfa").and_then(Value::as_bool) {
-        labels.insert("mfa".into(), mfa.to_string());
-    }
-    put_label(
-        &mut labels,
-        "auth_protocol",
-        str_of(doc.get("auth_protocol")),
-    );
-    put_label(&mut labels, "logon_type", str_of(doc.get("logon_type")));
-    put_label(
-        &mut labels,
+    alert.add_label("auth_status", status.map(str::to_lowercase).as_deref());
+    let mfa = doc.get("is_mfa").and_then(Value::as_bool);
+    alert.add_label("mfa", mfa.map(|m| m.to_string()).as_deref());
+    alert.add_label("auth_protocol", str_of(doc.get("auth_protocol")));
+    alert.add_label("logon_type", str_of(doc.get("logon_type")));
+    alert.add_label(
         "src_country",
         str_of(doc.pointer("/src_endpoint/location/country")),
     );
 
     let detail = str_of(doc.get("status_detail"));
     let message = str_of(doc.get("message"));
-    let category = detail
+    alert.category = detail
         .into_iter()
         .chain(message)
         .find_map(category_from_text)
         .unwrap_or("suspicious_login")
         .to_string();
-    let who = subjects[0].primary().unwrap_or("unknown user").to_string();
-    let title = message.map(str::to_string).unwrap_or_else(|| {
+    let who = alert.subjects[0]
+        .primary()
+        .unwrap_or("unknown user")
+        .to_string();
+    alert.title = message.map(str::to_string).unwrap_or_else(|| {
         let what = if failed {
             "failed sign-in"
         } else {
@@ -91,29 +83,8 @@ pub(super) fn build_authentication(doc: &Value) -> Result<Alert, NormalizeError>
         }
     });
 
-    let mut indicators = indicators(doc.get("observables"));
-    if let Some(ip) = str_of(doc.pointer("/src_endpoint/ip")) {
-        let i = Indicator {
-            kind: "ip".into(),
-            value: ip.to_string(),
-        };
-        if !indicators.contains(&i) {
-            indicators.push(i);
-        }
-    }
-
-    Ok(Alert {
-        id,
-        time,
-        severity,
-        severity_score: risk_score.or(severity_id.filter(|id| *id <= 6).map(|id| id as f64)),
-        category,
-        title,
-        subjects,
-        host: host(doc.get("device")).or_else(|| host(doc.get("dst_endpoint"))),
-        indicators,
-        labels,
-        source,
-        raw: Value::Null,
-    })
+    alert.indicators = indicators(doc.get("observables"));
+    alert.add_indicator("ip", str_of(doc.pointer("/src_endpoint/ip")));
+    alert.host = host(doc.get("device")).or_else(|| host(doc.get("dst_endpoint")));
+    Ok(alert)
 }

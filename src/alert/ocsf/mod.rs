@@ -39,13 +39,13 @@
 //! Detection: `class_uid` is one of the numbers above. Under an explicit `format = "ocsf"`, any other
 //! class is an error naming it, so a misrouted Network Activity event is dead-lettered rather than
 //! guessed at.
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
 use super::fields::{
-    MAX_SUBJECTS, bounded_reason, echo, has_identifier, merge_subject, put_label,
-    severity_from_name, str_of, subject_from_name, time_from_epoch_ms, too_many_subjects,
+    echo, has_identifier, normalize_object, push_subject, severity_from_name, str_of,
+    subject_from_name, time_from_epoch_ms,
 };
 use super::{Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
 
@@ -89,23 +89,17 @@ impl Normalizer for Ocsf {
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        if !doc.is_object() {
-            return Err(invalid("expected a JSON object (an OCSF event)"));
-        }
-        let mut alert = match check_class(&doc)? {
-            AUTHENTICATION => build_authentication(&doc)?,
-            class => build(&doc, class)?,
-        };
-        alert.raw = doc;
-        Ok(alert)
+        normalize_object(FORMAT, "an OCSF event", doc, |doc| {
+            match check_class(doc)? {
+                AUTHENTICATION => build_authentication(doc),
+                class => build(doc, class),
+            }
+        })
     }
 }
 
-pub(super) fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+pub(super) fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 pub(super) fn check_class(doc: &Value) -> Result<u64, NormalizeError> {
@@ -227,7 +221,8 @@ pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
         .and_then(Value::as_f64)
         .or(severity_id.filter(|id| *id <= 6).map(|id| id as f64));
 
-    let source = source(doc);
+    let mut alert = Alert::new(source(doc), id, time, severity);
+    alert.severity_score = severity_score;
 
     let attacks = attacks(
         infos
@@ -235,14 +230,8 @@ pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
             .map(|i| i.get("attacks"))
             .chain(std::iter::once(doc.get("attacks"))),
     );
-    let mut labels = BTreeMap::new();
-    let join = |set: &BTreeSet<&str>| set.iter().copied().collect::<Vec<_>>().join(",");
-    if !attacks.tactics.is_empty() {
-        labels.insert("mitre_tactics".into(), join(&attacks.tactics));
-    }
-    if !attacks.techniques.is_empty() {
-        labels.insert("mitre_techniques".into(), join(&attacks.techniques));
-    }
+    alert.add_list_label("mitre_tactics", attacks.tactics.iter().copied());
+    alert.add_list_label("mitre_techniques", attacks.techniques.iter().copied());
     let mut types: Vec<&str> = Vec::new();
     for info in &infos {
         let list = info.get("types").and_then(Value::as_array);
@@ -252,26 +241,23 @@ pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
             }
         }
     }
-    if !types.is_empty() {
-        labels.insert("finding_types".into(), types.join(","));
-    }
-    put_label(&mut labels, "risk_level", risk_label(doc));
+    alert.add_list_label("finding_types", types.iter().copied());
+    alert.add_label("risk_level", risk_label(doc));
     match class {
         SECURITY_FINDING => {
-            put_label(&mut labels, "finding_state", str_of(doc.get("state")));
+            alert.add_label("finding_state", str_of(doc.get("state")));
         }
         INCIDENT_FINDING => {
-            put_label(&mut labels, "incident_status", str_of(doc.get("status")));
-            put_label(&mut labels, "incident_verdict", str_of(doc.get("verdict")));
+            alert.add_label("incident_status", str_of(doc.get("status")));
+            alert.add_label("incident_verdict", str_of(doc.get("verdict")));
             let priority = doc.get("priority").and_then(|p| match p {
                 Value::String(s) => Some(s.trim().to_string()),
                 Value::Number(n) => Some(n.to_string()),
                 _ => None,
             });
-            put_label(&mut labels, "incident_priority", priority.as_deref());
-            if let Some(b) = doc.get("is_suspected_breach").and_then(Value::as_bool) {
-                labels.insert("suspected_breach".into(), b.to_string());
-            }
+            alert.add_label("incident_priority", priority.as_deref());
+            let breach = doc.get("is_suspected_breach").and_then(Value::as_bool);
+            alert.add_label("suspected_breach", breach.map(|b| b.to_string()).as_deref());
         }
         _ => {}
     }
@@ -285,7 +271,7 @@ pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
         .flat_map(|a| [str_of(a.get("name")), str_of(a.get("category"))])
         .flatten()
         .collect();
-    let category = types
+    alert.category = types
         .iter()
         .copied()
         .chain(analytic_text)
@@ -300,7 +286,7 @@ pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
         .unwrap_or("other")
         .to_string();
 
-    let title = if class == INCIDENT_FINDING {
+    alert.title = if class == INCIDENT_FINDING {
         str_of(doc.get("desc"))
             .or_else(|| str_of(doc.get("message")))
             .or_else(|| infos.iter().find_map(|i| str_of(i.get("title"))))
@@ -310,18 +296,8 @@ pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
     .unwrap_or_default()
     .to_string();
 
-    Ok(Alert {
-        id,
-        time,
-        severity,
-        severity_score,
-        category,
-        title,
-        subjects: subjects(doc, &source.vendor)?,
-        host: host(doc.get("device")),
-        indicators: indicators(doc.get("observables")),
-        labels,
-        source,
-        raw: Value::Null,
-    })
+    alert.subjects = subjects(doc, &alert.source.vendor)?;
+    alert.host = host(doc.get("device"));
+    alert.indicators = indicators(doc.get("observables"));
+    Ok(alert)
 }
