@@ -11,11 +11,14 @@
 use serde_json::Value;
 
 use super::fields::{
-    echo, normalize_object, push_indicator, push_subject, severity_from_name, str_of,
-    subject_from_name, time_from_rfc3339,
+    TimeUnit, default_severity, echo, ident, normalize_object, problem, push_indicator,
+    push_subject, severity_from_name, str_of, subject_from_name, time_or_receipt,
 };
 use super::ocsf::{category_from_technique, category_from_text};
-use super::{Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
+use super::{
+    Alert, AlertProblem, Host, Indicator, NormalizeError, Normalizer, ProblemKind, Severity,
+    Source, Subject,
+};
 
 const FORMAT: &str = "defender";
 const ODATA_ALERT: &str = "#microsoft.graph.security.alert";
@@ -47,21 +50,28 @@ fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
 
 /// Graph `alertSeverity`: `unknown` / `unknownFutureValue` never escalate (policies can still read
 /// `raw.severity`).
-fn parse_severity(v: Option<&Value>) -> Result<Severity, NormalizeError> {
+/// A severity Graph does not define (missing, not a string, another word) is the documented
+/// default, noted.
+fn parse_severity(v: Option<&Value>, notes: &mut Vec<AlertProblem>) -> Severity {
     let name = match v {
-        None | Some(Value::Null) => return Err(invalid("severity is missing")),
-        Some(v) => str_of(Some(v))
-            .ok_or_else(|| invalid(format!("severity `{}` is not a string", echo(v))))?,
+        None | Some(Value::Null) => return default_severity("severity is missing", notes),
+        Some(v) => match str_of(Some(v)) {
+            Some(name) => name,
+            None => {
+                return default_severity(format!("severity `{}` is not a string", echo(v)), notes);
+            }
+        },
     };
     if name.eq_ignore_ascii_case("unknown") || name.eq_ignore_ascii_case("unknownFutureValue") {
-        return Ok(Severity::Informational);
+        return Severity::Informational;
     }
-    severity_from_name(name).ok_or_else(|| {
-        invalid(format!(
+    severity_from_name(name).unwrap_or_else(|| {
+        let why = format!(
             "severity `{}` is not a Graph alert severity (informational, low, medium, high, \
              unknown)",
             echo(name)
-        ))
+        );
+        default_severity(why, notes)
     })
 }
 
@@ -107,22 +117,22 @@ pub(crate) fn user_account(u: &Value) -> Option<Subject> {
     if !u.is_object() {
         return None;
     }
-    let mut s = str_of(u.get("accountName"))
+    let mut s = ident(u.get("accountName"))
         .and_then(subject_from_name)
         .unwrap_or_default();
-    if let Some(d) = str_of(u.get("domainName")) {
+    if let Some(d) = ident(u.get("domainName")) {
         s.domain.get_or_insert_with(|| d.to_string());
     }
-    if let Some(upn) = str_of(u.get("userPrincipalName")) {
+    if let Some(upn) = ident(u.get("userPrincipalName")) {
         s.email = Some(upn.to_string());
     }
-    if let Some(oid) = str_of(u.get("azureAdUserId")) {
+    if let Some(oid) = ident(u.get("azureAdUserId")) {
         s.ids.insert("entra".into(), oid.to_string());
     }
-    if let Some(sid) = str_of(u.get("userSid")) {
+    if let Some(sid) = ident(u.get("userSid")) {
         s.ids.insert("windows".into(), sid.to_string());
     }
-    s.display_name = str_of(u.get("displayName")).map(str::to_string);
+    s.display_name = ident(u.get("displayName")).map(str::to_string);
     Some(s)
 }
 
@@ -139,11 +149,16 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
     let id = get("id")
         .ok_or_else(|| invalid("id is missing or blank"))?
         .to_string();
-    let time = match doc.get("createdDateTime").filter(|v| !v.is_null()) {
-        Some(t) => time_from_rfc3339(t).map_err(|e| invalid(format!("createdDateTime: {e}")))?,
-        None => return Err(invalid("createdDateTime is missing (RFC 3339)")),
-    };
-    let severity = parse_severity(doc.get("severity"))?;
+    let mut notes = Vec::new();
+    let time = time_or_receipt(
+        &[
+            ("createdDateTime", doc.get("createdDateTime")),
+            ("firstActivityDateTime", doc.get("firstActivityDateTime")),
+        ],
+        TimeUnit::Rfc3339,
+        &mut notes,
+    );
+    let severity = parse_severity(doc.get("severity"), &mut notes);
 
     let techniques: Vec<&str> = doc
         .get("mitreTechniques")
@@ -229,23 +244,20 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
     }
     let service_source = get("serviceSource");
     if subjects.is_empty() && service_source.is_some_and(|s| IDENTITY_SOURCES.contains(&s)) {
-        return Err(invalid(format!(
-            "alert {} from identity source `{}` names no account (no userEvidence or \
-             mailboxEvidence with accountName, userPrincipalName, azureAdUserId, userSid or \
-             primaryAddress)",
-            echo(&id),
-            service_source.unwrap_or_default()
-        )));
+        notes.push(problem(
+            ProblemKind::NoSubject,
+            format!(
+                "alert {} from identity source `{}` names no account (no userEvidence or \
+                 mailboxEvidence with accountName, userPrincipalName, azureAdUserId, userSid or \
+                 primaryAddress); notify-only",
+                echo(&id),
+                service_source.unwrap_or_default()
+            ),
+        ));
     }
 
-    let mut alert = Alert::new(
-        Source::of("microsoft", &product(service_source), FORMAT),
-        id,
-        time,
-        severity,
-    );
-    alert.category = category;
-    alert.title = title;
+    let source = Source::of("microsoft", &product(service_source), FORMAT);
+    let mut alert = Alert::new(source, id, time, severity, notes).described(category, title);
     alert.subjects = subjects;
     alert.set_host(host);
     alert.indicators = indicators;

@@ -1,36 +1,54 @@
-//! `guardduty`: AWS GuardDuty findings as EventBridge delivers them
-//! (`{"detail-type": "GuardDuty Finding", "source": "aws.guardduty", "detail": {finding}}`).
+//! `guardduty`: AWS GuardDuty findings, as EventBridge delivers them
+//! (`{"detail-type": "GuardDuty Finding", "source": "aws.guardduty", "detail": {finding}}`) and bare
+//! (the finding itself, as `GetFindings`, the S3 export and Security Hub's copy carry it).
 //!
 //! Mapping (full tables in `docs/alert-model.md`):
-//! - `id` ← `detail.id`; `time` ← `detail.createdAt`, else the envelope `time` (RFC 3339).
-//!   GuardDuty re-sends an updated finding under the same id, so redeliveries dedupe.
-//! - `severity` ← `detail.severity` (number): < 4 low, < 7 medium, < 9 high, ≥ 9 critical (AWS's
-//!   documented bands; 9.0–10.0 "Critical" is used by Extended Threat Detection attack sequences).
-//!   The number is kept in `severity_score`. Outside 0–10, missing or not a number → error.
-//! - `category` ← the threat purpose, the part of `detail.type` before `:` (table in the docs).
-//! - `subjects` ← `detail.resource.accessKeyDetails`: `userType` `IAMUser` → user with `username`
+//! - `id` ← the finding's `id`; `time` ← its `createdAt`, else `updatedAt`, else the envelope `time`
+//!   (RFC 3339), else the time of receipt (noted). GuardDuty re-sends an updated finding under the
+//!   same id, so redeliveries dedupe.
+//! - `severity` ← the finding's `severity` (number): < 4 low, < 7 medium, < 9 high, ≥ 9 critical
+//!   (AWS's documented bands; 9.0–10.0 "Critical" is used by Extended Threat Detection attack
+//!   sequences). The number is kept in `severity_score`. A severity name (`HIGH`) is read as one; a
+//!   number above 10 is read as a 0–100 score, noted; none readable is the default, noted.
+//! - `category` ← the threat purpose, the part of `type` before `:` (table in the docs).
+//! - `subjects` ← `resource.accessKeyDetails`: `userType` `IAMUser` → user with `username`
 //!   and `ids.aws` = the IAM user name (what IAM actions take); any other `userType` (`AssumedRole`,
 //!   `Root`, `FederatedUser`, `AWSService`) → `service_account` keyed the same way. An
 //!   `AssumedRole` whose session name (after `:` in `principalId`) is an email (IAM Identity
 //!   Center / SSO sessions) also names that person as a user subject.
-//! - A finding whose type names an IAM principal (`…:IAMUser/…`) but carries no user name is
-//!   dead-lettered: containment needs the principal.
-//! - `host` ← `detail.resource.instanceDetails` (instance id, private DNS name, private and public
+//! - A finding whose type names an IAM principal (`…:IAMUser/…`) but carries no user name is taken
+//!   as notify-only with a `no_subject` problem.
+//! - `host` ← `resource.instanceDetails` (instance id, private DNS name, private and public
 //!   IPs of every interface, `platform`).
-//! - `indicators` ← access key id (`aws_access_key`), remote IPs of `detail.service.action`
+//! - `indicators` ← access key id (`aws_access_key`), remote IPs of `service.action`
 //!   (`ip`), DNS request domain (`domain`).
 use serde_json::Value;
 
-use super::fields::{Indicators, echo, merge_subject, normalize_object, str_of, time_from_rfc3339};
+use super::fields::{
+    Indicators, TimeUnit, default_severity, echo, ident, merge_subject, normalize_object, problem,
+    severity_from_name, str_of, time_or_receipt,
+};
 use super::{
-    Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject, SubjectKind,
+    Alert, AlertProblem, Host, Indicator, NormalizeError, Normalizer, ProblemKind, Severity,
+    Source, Subject, SubjectKind,
 };
 
 const FORMAT: &str = "guardduty";
 const DETAIL_TYPE: &str = "GuardDuty Finding";
 
-/// GuardDuty finding (EventBridge envelope) normalizer.
+/// GuardDuty finding (EventBridge envelope or bare) normalizer.
 pub struct GuardDuty;
+
+/// Whether `doc` is a bare finding: a GuardDuty ARN, or `service.serviceName` `guardduty`, beside a
+/// finding `type`.
+fn is_bare_finding(doc: &Value) -> bool {
+    let arn = doc
+        .get("arn")
+        .and_then(Value::as_str)
+        .is_some_and(|a| a.starts_with("arn:") && a.contains(":guardduty:"));
+    let service = doc.pointer("/service/serviceName").and_then(Value::as_str) == Some("guardduty");
+    (arn || service) && doc.get("type").is_some_and(Value::is_string)
+}
 
 impl Normalizer for GuardDuty {
     fn name(&self) -> &'static str {
@@ -38,11 +56,21 @@ impl Normalizer for GuardDuty {
     }
 
     fn detect(&self, doc: &Value) -> bool {
+        // Any EventBridge event from GuardDuty is claimed: one that is not a finding (a malware
+        // scan result) is then refused by name rather than misread by another format.
         doc.get("detail-type").and_then(Value::as_str) == Some(DETAIL_TYPE)
+            || (doc.get("source").and_then(Value::as_str) == Some("aws.guardduty")
+                && doc.get("detail-type").is_some_and(Value::is_string))
+            || is_bare_finding(doc)
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        normalize_object(FORMAT, "an EventBridge event", doc, build)
+        normalize_object(
+            FORMAT,
+            "a GuardDuty finding or its EventBridge event",
+            doc,
+            build,
+        )
     }
 }
 
@@ -50,69 +78,105 @@ fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
     NormalizeError::invalid(FORMAT, reason)
 }
 
+/// GuardDuty's number (0–10), a name, or a number on a 0–100 scale; see the module docs.
+fn finding_severity(v: Option<&Value>, notes: &mut Vec<AlertProblem>) -> (Severity, Option<f64>) {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return (default_severity("severity is missing", notes), None);
+    };
+    let text = v.as_str().map(str::trim);
+    let score = v
+        .as_f64()
+        .or_else(|| text.and_then(|s| s.parse::<f64>().ok()))
+        .filter(|f| f.is_finite());
+    match (score, text.and_then(severity_from_name)) {
+        (Some(s), _) if (0.0..=10.0).contains(&s) => {
+            (severity_from_score(s).expect("in range"), Some(s))
+        }
+        (Some(s), _) if (10.0..=100.0).contains(&s) => {
+            let sev = severity_from_score(s / 10.0).expect("in range");
+            notes.push(problem(
+                ProblemKind::SeverityOutOfRange,
+                format!(
+                    "severity {s} is outside GuardDuty's 0–10; read as a 0–100 score ({})",
+                    sev.as_str()
+                ),
+            ));
+            (sev, Some(s))
+        }
+        (_, Some(sev)) => (sev, None),
+        (Some(s), None) => (
+            default_severity(format!("severity {s} is outside GuardDuty's 0–10"), notes),
+            Some(s),
+        ),
+        (None, None) => (
+            default_severity(format!("severity `{}` is not a number", echo(v)), notes),
+            None,
+        ),
+    }
+}
+
 fn build(doc: &Value) -> Result<Alert, NormalizeError> {
-    match str_of(doc.get("detail-type")) {
-        Some(DETAIL_TYPE) => {}
+    let (detail, prefix) = match str_of(doc.get("detail-type")) {
+        Some(DETAIL_TYPE) => (
+            doc.get("detail")
+                .filter(|d| d.is_object())
+                .ok_or_else(|| invalid("detail is missing or not an object (the finding)"))?,
+            "detail.",
+        ),
         Some(other) => {
             return Err(invalid(format!(
                 "detail-type `{}` is not `{DETAIL_TYPE}`; route this source to another format",
                 echo(other)
             )));
         }
+        None if is_bare_finding(doc) => (doc, ""),
         None => {
             return Err(invalid(format!(
-                "detail-type is missing (expected `{DETAIL_TYPE}` from an EventBridge rule)"
+                "detail-type is missing (expected `{DETAIL_TYPE}` from an EventBridge rule) and \
+                 this is not a bare finding (no GuardDuty `arn` and `type`)"
             )));
         }
-    }
-    let detail = doc
-        .get("detail")
-        .filter(|d| d.is_object())
-        .ok_or_else(|| invalid("detail is missing or not an object (the finding)"))?;
+    };
     let id = str_of(detail.get("id"))
-        .ok_or_else(|| invalid("detail.id is missing"))?
+        .ok_or_else(|| invalid(format!("{prefix}id is missing")))?
         .to_string();
-    let time = match (
-        detail.get("createdAt").filter(|v| !v.is_null()),
-        doc.get("time").filter(|v| !v.is_null()),
-    ) {
-        (Some(t), _) => {
-            time_from_rfc3339(t).map_err(|e| invalid(format!("detail.createdAt: {e}")))?
-        }
-        (None, Some(t)) => time_from_rfc3339(t).map_err(|e| invalid(format!("time: {e}")))?,
-        (None, None) => return Err(invalid("detail.createdAt and time are both missing")),
-    };
-    let finding_type = str_of(detail.get("type"))
-        .ok_or_else(|| invalid("detail.type is missing (e.g. `UnauthorizedAccess:IAMUser/…`)"))?;
-
-    let score = match detail.get("severity").filter(|v| !v.is_null()) {
-        None => return Err(invalid("detail.severity is missing")),
-        Some(v) => v
-            .as_f64()
-            .or_else(|| v.as_str().and_then(|s| s.trim().parse::<f64>().ok()))
-            .filter(|f| f.is_finite())
-            .ok_or_else(|| invalid(format!("detail.severity `{}` is not a number", echo(v))))?,
-    };
-    let severity = severity_from_score(score).ok_or_else(|| {
+    let mut notes = Vec::new();
+    let created = format!("{prefix}createdAt");
+    let updated = format!("{prefix}updatedAt");
+    let time = time_or_receipt(
+        &[
+            (created.as_str(), detail.get("createdAt")),
+            (updated.as_str(), detail.get("updatedAt")),
+            ("time", doc.get("time").filter(|_| !prefix.is_empty())),
+        ],
+        TimeUnit::Rfc3339,
+        &mut notes,
+    );
+    let finding_type = str_of(detail.get("type")).ok_or_else(|| {
         invalid(format!(
-            "detail.severity {score} is outside GuardDuty's 0–10 range"
+            "{prefix}type is missing (e.g. `UnauthorizedAccess:IAMUser/…`)"
         ))
     })?;
+    let (severity, score) = finding_severity(detail.get("severity"), &mut notes);
 
     let resource = detail.get("resource");
     let key = resource.and_then(|r| r.get("accessKeyDetails"));
     let subjects = subjects(key);
     let (purpose, resource_kind) = split_type(finding_type);
     if subjects.is_empty() && resource_kind == Some("IAMUser") {
-        return Err(invalid(format!(
-            "detail.type `{}` is about an IAM principal but \
-             detail.resource.accessKeyDetails.userName is missing",
-            echo(finding_type)
-        )));
+        notes.push(problem(
+            ProblemKind::NoSubject,
+            format!(
+                "{prefix}type `{}` is about an IAM principal but \
+                 {prefix}resource.accessKeyDetails.userName is missing; notify-only",
+                echo(finding_type)
+            ),
+        ));
     }
 
-    let mut alert = Alert::new(Source::of("aws", "guardduty", FORMAT), id, time, severity);
-    alert.severity_score = Some(score);
+    let source = Source::of("aws", "guardduty", FORMAT);
+    let mut alert = Alert::new(source, id, time, severity, notes);
+    alert.severity_score = score;
     alert.category = category(purpose, finding_type).to_string();
     alert.add_label("guardduty_type", Some(finding_type));
     for (label, v) in [
@@ -183,7 +247,7 @@ fn subjects(key: Option<&Value>) -> Vec<Subject> {
     };
     let mut out = Vec::new();
     let user_type = str_of(key.get("userType"));
-    if let Some(name) = str_of(key.get("userName")) {
+    if let Some(name) = ident(key.get("userName")) {
         let mut s = Subject {
             username: Some(name.to_string()),
             ..Subject::default()

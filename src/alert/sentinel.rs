@@ -11,10 +11,11 @@ use serde_json::Value;
 
 use super::defender::category_from_graph;
 use super::fields::{
-    echo, normalize_object, severity_from_name, str_of, subject_from_name, time_from_rfc3339,
+    TimeUnit, default_severity, echo, ident, normalize_object, severity_from_name, str_of,
+    subject_from_name, time_or_receipt,
 };
 use super::ocsf::{category_from_technique, category_from_text};
-use super::{Alert, Host, NormalizeError, Normalizer, Source, Subject};
+use super::{Alert, Host, NormalizeError, Normalizer, ProblemKind, Source, Subject};
 
 const FORMAT: &str = "sentinel";
 /// `additionalData.alertProductNames[]` values whose incidents are always about an account.
@@ -76,7 +77,7 @@ fn strings(v: Option<&Value>) -> Vec<&str> {
 
 /// Sentinel Account / Mailbox entity properties → subject.
 fn account_entity(p: &Value) -> Subject {
-    let get = |k: &str| str_of(p.get(k));
+    let get = |k: &str| ident(p.get(k));
     let mut s = get("accountName")
         .and_then(subject_from_name)
         .unwrap_or_default();
@@ -124,26 +125,28 @@ fn build(inc: &Value) -> Result<Alert, NormalizeError> {
             invalid("object.name, object.id and properties.incidentNumber are all missing")
         })?;
 
-    let time_key = ["createdTimeUtc", "firstActivityTimeUtc"]
-        .into_iter()
-        .find(|k| p.get(*k).is_some_and(|v| !v.is_null()))
-        .ok_or_else(|| {
-            invalid(
-                "properties.createdTimeUtc and firstActivityTimeUtc are both missing (RFC 3339)",
-            )
-        })?;
-    let time = time_from_rfc3339(&p[time_key])
-        .map_err(|e| invalid(format!("properties.{time_key}: {e}")))?;
-
+    let mut notes = Vec::new();
+    let time = time_or_receipt(
+        &[
+            ("properties.createdTimeUtc", p.get("createdTimeUtc")),
+            (
+                "properties.firstActivityTimeUtc",
+                p.get("firstActivityTimeUtc"),
+            ),
+        ],
+        TimeUnit::Rfc3339,
+        &mut notes,
+    );
     let severity = match get("severity") {
-        Some(n) => severity_from_name(n).ok_or_else(|| {
-            invalid(format!(
+        Some(n) => severity_from_name(n).unwrap_or_else(|| {
+            let why = format!(
                 "properties.severity `{}` is not a Sentinel severity (Informational, Low, Medium, \
                  High)",
                 echo(n)
-            ))
-        })?,
-        None => return Err(invalid("properties.severity is missing")),
+            );
+            default_severity(why, &mut notes)
+        }),
+        None => default_severity("properties.severity is missing", &mut notes),
     };
 
     let extra = p.get("additionalData");
@@ -157,14 +160,8 @@ fn build(inc: &Value) -> Result<Alert, NormalizeError> {
         .unwrap_or("other")
         .to_string();
 
-    let mut alert = Alert::new(
-        Source::of("microsoft", "sentinel", FORMAT),
-        id,
-        time,
-        severity,
-    );
-    alert.category = category;
-    alert.title = title;
+    let source = Source::of("microsoft", "sentinel", FORMAT);
+    let mut alert = Alert::new(source, id, time, severity, notes).described(category, title);
     let mut host = Host::default();
     let entities = p.get("relatedEntities").and_then(Value::as_array);
     for e in entities.into_iter().flatten() {
@@ -203,14 +200,15 @@ fn build(inc: &Value) -> Result<Alert, NormalizeError> {
     alert.set_host(host);
     if alert.subjects.is_empty() {
         if let Some(product) = products.iter().find(|p| IDENTITY_PRODUCTS.contains(p)) {
-            return Err(invalid(format!(
+            let detail = format!(
                 "incident {} from `{product}` names no account (no relatedEntities of kind \
-                 Account or Mailbox with accountName, upn, aadUserId or sid)",
+                 Account or Mailbox with accountName, upn, aadUserId or sid); notify-only",
                 number
                     .as_deref()
                     .map(echo)
                     .unwrap_or_else(|| echo(&alert.id)),
-            )));
+            );
+            alert.note(ProblemKind::NoSubject, detail);
         }
     }
 

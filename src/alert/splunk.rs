@@ -4,10 +4,13 @@
 //! `result` is the first row of the search, every value a string (or an array for multi-value
 //! fields), so numbers are parsed from strings here. Splunk's `_time` is epoch *seconds* (with an
 //! optional fraction): unlike the millisecond fields of other formats that is Splunk's documented
-//! meaning, so it is read as seconds. A plain saved search has no severity at all; it becomes
-//! `informational` (never escalates) with label `severity_missing`, rather than being lost.
-//! ES notables of the `access` / `identity` security domain are about an account, so one without any
-//! user is dead-lettered. Full mapping tables: `docs/alert-model.md`.
+//! meaning, so it is read as seconds. Without `_time` the dispatch time in a scheduled search's
+//! `sid` stands in, else the time of receipt (noted): Splunk's own documented example payload has
+//! neither. A plain saved search has no severity at all; it becomes `informational` (never
+//! escalates) with label `severity_missing`, rather than being lost. ES notables of the `access` /
+//! `identity` security domain are about an account; one without any user is still taken, as
+//! notify-only with a `no_subject` problem, so its notification is not lost. Full mapping tables:
+//! `docs/alert-model.md`.
 
 use std::net::IpAddr;
 
@@ -15,18 +18,16 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::fields::{
-    FieldError, echo, normalize_object, severity_from_name, str_of, subject_from_name,
-    time_from_rfc3339,
+    FieldError, default_severity, echo, is_placeholder, normalize_object, problem, receipt_time,
+    severity_from_name, str_of, subject_from_name, time_from_rfc3339,
 };
 use super::generic::severity_from_score;
 use super::ocsf::{category_from_technique, category_from_text};
-use super::{Alert, Host, NormalizeError, Normalizer, Severity, Source};
+use super::{Alert, AlertProblem, Host, NormalizeError, Normalizer, ProblemKind, Severity, Source};
 
 const FORMAT: &str = "splunk";
 /// Smallest `_time` accepted, in seconds (2001-09-09): a smaller number is not a Splunk event time.
 const MIN_EPOCH_S: f64 = 1_000_000_000.0;
-/// Placeholders ES and CIM searches put in identity fields when they know nothing.
-const PLACEHOLDERS: &[&str] = &["unknown", "-", "n/a", "null"];
 
 /// Splunk alert-action webhook normalizer.
 pub struct Splunk;
@@ -51,9 +52,10 @@ fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
     NormalizeError::invalid(FORMAT, reason)
 }
 
-/// Every non-blank, non-placeholder string of a single- or multi-value field.
+/// Every non-blank, non-placeholder string of a single- or multi-value field (ES and CIM searches
+/// write `unknown` or `-` when they know nothing).
 fn values(v: Option<&Value>) -> Vec<&str> {
-    let keep = |s: &&str| !PLACEHOLDERS.iter().any(|p| s.eq_ignore_ascii_case(p));
+    let keep = |s: &&str| !is_placeholder(s);
     match v {
         Some(Value::Array(a)) => a
             .iter()
@@ -106,43 +108,46 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
 
     let id = r("event_id").unwrap_or(sid).to_string();
 
+    let mut notes = Vec::new();
     let time = match result.get("_time").filter(|v| !v.is_null()) {
-        Some(t) => parse_time(t).map_err(|e| invalid(format!("result._time: {e}")))?,
-        None => time_from_sid(sid).ok_or_else(|| {
-            invalid(format!(
-                "result._time is missing and sid `{}` carries no dispatch time; add `_time` to \
-                 the search's output",
-                echo(sid)
-            ))
-        })?,
-    };
+        Some(t) => match parse_time(t) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                notes.push(problem(
+                    ProblemKind::TimeUnreadable,
+                    format!("result._time: {e}"),
+                ));
+                None
+            }
+        },
+        None => None,
+    }
+    .or_else(|| time_from_sid(sid))
+    .unwrap_or_else(|| receipt_time(&["result._time", "sid"], &mut notes));
 
     let mut severity_missing = false;
     let numeric = r("severity").and_then(|s| s.parse::<f64>().ok());
+    let by_name = |field: &str, v: &str, notes: &mut Vec<AlertProblem>| {
+        severity_from_name(v).unwrap_or_else(|| {
+            default_severity(
+                format!(
+                    "{field} `{}` is not informational, low, medium, high or critical",
+                    echo(v)
+                ),
+                notes,
+            )
+        })
+    };
     let (severity, mut severity_score) = match (r("urgency"), r("severity"), numeric) {
-        (Some(u), _, _) => (
-            severity_from_name(u).ok_or_else(|| {
-                invalid(format!(
-                    "result.urgency `{}` is not informational, low, medium, high or critical",
-                    echo(u)
-                ))
-            })?,
-            numeric,
-        ),
-        (None, Some(_), Some(n)) => (
-            severity_from_score(n)
-                .ok_or_else(|| invalid(format!("result.severity {n} is outside 0–100")))?,
-            Some(n),
-        ),
-        (None, Some(s), None) => (
-            severity_from_name(s).ok_or_else(|| {
-                invalid(format!(
-                    "result.severity `{}` is neither a severity name nor a number",
-                    echo(s)
-                ))
-            })?,
-            None,
-        ),
+        (Some(u), _, _) => (by_name("result.urgency", u, &mut notes), numeric),
+        (None, Some(_), Some(n)) => match severity_from_score(n) {
+            Some(sev) => (sev, Some(n)),
+            None => (
+                default_severity(format!("result.severity {n} is outside 0–100"), &mut notes),
+                Some(n),
+            ),
+        },
+        (None, Some(s), None) => (by_name("result.severity", s, &mut notes), None),
         (None, None, _) => {
             severity_missing = true;
             (Severity::Informational, None)
@@ -166,7 +171,13 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
         || result.get("event_id").is_some()
         || result.get("rule_name").is_some();
     let product = if es { "enterprise security" } else { "splunk" };
-    let mut alert = Alert::new(Source::of("splunk", product, FORMAT), id, time, severity);
+    let mut alert = Alert::new(
+        Source::of("splunk", product, FORMAT),
+        id,
+        time,
+        severity,
+        notes,
+    );
     alert.severity_score = severity_score;
     alert.category = category;
     alert.title = rule_name.or(search_name).unwrap_or_default().to_string();
@@ -182,12 +193,13 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
         && domain
             .is_some_and(|d| d.eq_ignore_ascii_case("access") || d.eq_ignore_ascii_case("identity"))
     {
-        return Err(invalid(format!(
+        let detail = format!(
             "notable {} of security_domain `{}` names no account (result.user and \
-             result.src_user are missing, blank or `unknown`)",
+             result.src_user are missing, blank or placeholders); notify-only",
             echo(&alert.id),
             domain.unwrap_or_default()
-        )));
+        );
+        alert.note(ProblemKind::NoSubject, detail);
     }
 
     let mut host = Host::default();

@@ -223,7 +223,13 @@ impl Normalizer for Ssf {
             .and_then(Value::as_str)
             .map(|r| format!(": {r}"))
             .unwrap_or_default();
-        let mut alert = Alert::new(Source::of("ssf", product, FORMAT), id, time, severity);
+        let mut alert = Alert::new(
+            Source::of("ssf", product, FORMAT),
+            id,
+            time,
+            severity,
+            Vec::new(),
+        );
         alert.category = category.into();
         alert.title = format!("{title} for {who}{reason}");
         alert.subjects = subjects;

@@ -44,10 +44,13 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::fields::{
-    echo, has_identifier, normalize_object, push_subject, severity_from_name, str_of,
-    subject_from_name, time_from_epoch_ms,
+    TimeUnit, default_severity, echo, has_identifier, normalize_object, problem, push_subject,
+    receipt_time, severity_from_name, str_of, subject_from_name, vendor_time,
 };
-use super::{Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
+use super::{
+    Alert, AlertProblem, Host, Indicator, NormalizeError, Normalizer, ProblemKind, Severity,
+    Source, Subject,
+};
 
 mod authentication;
 mod mapping;
@@ -167,6 +170,48 @@ pub(super) fn info_name(class: u64) -> &'static str {
     }
 }
 
+/// The event's time: `time` (epoch milliseconds, read by magnitude when a producer wrote seconds),
+/// else `fallback` (the class's creation or start time), else `time_dt` (RFC 3339), else the time
+/// of receipt; each deviation noted.
+pub(super) fn event_time(
+    doc: &Value,
+    fallback: (&str, Option<&Value>),
+    notes: &mut Vec<AlertProblem>,
+) -> chrono::DateTime<chrono::Utc> {
+    vendor_time(
+        &[("time", doc.get("time")), fallback],
+        TimeUnit::Millis,
+        notes,
+    )
+    .or_else(|| vendor_time(&[("time_dt", doc.get("time_dt"))], TimeUnit::Rfc3339, notes))
+    .unwrap_or_else(|| receipt_time(&["time", fallback.0, "time_dt"], notes))
+}
+
+/// `severity_id` / `severity` raised by the risk level, as [`parse_severity`] and
+/// [`parse_risk_level`] read them; what they cannot read is noted: an unknown severity becomes the
+/// documented default, an unknown risk level is ignored. Returns the `severity_id` too.
+pub(super) fn lenient_severity(
+    doc: &Value,
+    notes: &mut Vec<AlertProblem>,
+) -> (Severity, Option<u64>) {
+    let reason = |e: NormalizeError| match e {
+        NormalizeError::Invalid { reason, .. } => reason,
+        other => other.to_string(),
+    };
+    let (severity, id) = match parse_severity(doc) {
+        Ok(found) => found,
+        Err(e) => (default_severity(reason(e), notes), None),
+    };
+    let risk = parse_risk_level(doc).unwrap_or_else(|e| {
+        notes.push(problem(
+            ProblemKind::SeverityOutOfRange,
+            format!("{}; the risk level is not read", reason(e)),
+        ));
+        None
+    });
+    (risk.map_or(severity, |r| r.max(severity)), id)
+}
+
 pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
     let infos = finding_infos(doc, class);
     // An incident's `finding_info_list` names the findings it groups, not the incident itself.
@@ -197,31 +242,15 @@ pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
             info.and_then(|i| i.get("created_time")),
         )
     };
-    let time = match (
-        doc.get("time").filter(|v| !v.is_null()),
-        fallback.1.filter(|v| !v.is_null()),
-    ) {
-        (Some(t), _) => time_from_epoch_ms(t).map_err(|e| invalid(format!("time: {e}")))?,
-        (None, Some(t)) => {
-            time_from_epoch_ms(t).map_err(|e| invalid(format!("{}: {e}", fallback.0)))?
-        }
-        (None, None) => {
-            return Err(invalid(format!(
-                "time and {} are both missing (epoch milliseconds)",
-                fallback.0
-            )));
-        }
-    };
-
-    let (severity, severity_id) = parse_severity(doc)?;
-    let risk = parse_risk_level(doc)?;
-    let severity = risk.map_or(severity, |r| r.max(severity));
+    let mut notes = Vec::new();
+    let time = event_time(doc, fallback, &mut notes);
+    let (severity, severity_id) = lenient_severity(doc, &mut notes);
     let severity_score = doc
         .get("risk_score")
         .and_then(Value::as_f64)
         .or(severity_id.filter(|id| *id <= 6).map(|id| id as f64));
 
-    let mut alert = Alert::new(source(doc), id, time, severity);
+    let mut alert = Alert::new(source(doc), id, time, severity, notes);
     alert.severity_score = severity_score;
 
     let attacks = attacks(
