@@ -5,6 +5,8 @@
 //! (an Okta event hook) and returns one [`Alert`] — or one precise error — per document. The alert keeps the original document
 //! in [`Alert::raw`] so that policies can look at vendor fields the model does not carry.
 
+#[cfg(test)]
+mod corpus;
 pub mod crowdstrike;
 pub mod defender;
 pub mod elastic;
