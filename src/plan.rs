@@ -214,6 +214,7 @@ mod tests {
             host: None,
             indicators: vec![],
             labels: Default::default(),
+            problems: vec![],
             raw: serde_json::Value::Null,
         }
     }

@@ -8,16 +8,17 @@
 //! endpoint, mail and cloud-app alerts without a user are kept as notify-only.
 //! Full mapping tables: `docs/alert-model.md`.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use super::fields::{
-    bounded_reason, echo, push_indicator, push_subject, put_label, severity_from_name, str_of,
-    subject_from_name, time_from_rfc3339,
+    TimeUnit, default_severity, echo, ident, normalize_object, problem, push_indicator,
+    push_subject, severity_from_name, str_of, subject_from_name, time_or_receipt,
 };
 use super::ocsf::{category_from_technique, category_from_text};
-use super::{Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
+use super::{
+    Alert, AlertProblem, Host, Indicator, NormalizeError, Normalizer, ProblemKind, Severity,
+    Source, Subject,
+};
 
 const FORMAT: &str = "defender";
 const ODATA_ALERT: &str = "#microsoft.graph.security.alert";
@@ -39,41 +40,38 @@ impl Normalizer for Defender {
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        if !doc.is_object() {
-            return Err(invalid(
-                "expected a JSON object (a Graph security alert v2)",
-            ));
-        }
-        let mut alert = build(&doc)?;
-        alert.raw = doc;
-        Ok(alert)
+        normalize_object(FORMAT, "a Graph security alert v2", doc, build)
     }
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 /// Graph `alertSeverity`: `unknown` / `unknownFutureValue` never escalate (policies can still read
 /// `raw.severity`).
-fn parse_severity(v: Option<&Value>) -> Result<Severity, NormalizeError> {
+/// A severity Graph does not define (missing, not a string, another word) is the documented
+/// default, noted.
+fn parse_severity(v: Option<&Value>, notes: &mut Vec<AlertProblem>) -> Severity {
     let name = match v {
-        None | Some(Value::Null) => return Err(invalid("severity is missing")),
-        Some(v) => str_of(Some(v))
-            .ok_or_else(|| invalid(format!("severity `{}` is not a string", echo(v))))?,
+        None | Some(Value::Null) => return default_severity("severity is missing", notes),
+        Some(v) => match str_of(Some(v)) {
+            Some(name) => name,
+            None => {
+                return default_severity(format!("severity `{}` is not a string", echo(v)), notes);
+            }
+        },
     };
     if name.eq_ignore_ascii_case("unknown") || name.eq_ignore_ascii_case("unknownFutureValue") {
-        return Ok(Severity::Informational);
+        return Severity::Informational;
     }
-    severity_from_name(name).ok_or_else(|| {
-        invalid(format!(
+    severity_from_name(name).unwrap_or_else(|| {
+        let why = format!(
             "severity `{}` is not a Graph alert severity (informational, low, medium, high, \
              unknown)",
             echo(name)
-        ))
+        );
+        default_severity(why, notes)
     })
 }
 
@@ -119,22 +117,22 @@ pub(crate) fn user_account(u: &Value) -> Option<Subject> {
     if !u.is_object() {
         return None;
     }
-    let mut s = str_of(u.get("accountName"))
+    let mut s = ident(u.get("accountName"))
         .and_then(subject_from_name)
         .unwrap_or_default();
-    if let Some(d) = str_of(u.get("domainName")) {
+    if let Some(d) = ident(u.get("domainName")) {
         s.domain.get_or_insert_with(|| d.to_string());
     }
-    if let Some(upn) = str_of(u.get("userPrincipalName")) {
+    if let Some(upn) = ident(u.get("userPrincipalName")) {
         s.email = Some(upn.to_string());
     }
-    if let Some(oid) = str_of(u.get("azureAdUserId")) {
+    if let Some(oid) = ident(u.get("azureAdUserId")) {
         s.ids.insert("entra".into(), oid.to_string());
     }
-    if let Some(sid) = str_of(u.get("userSid")) {
+    if let Some(sid) = ident(u.get("userSid")) {
         s.ids.insert("windows".into(), sid.to_string());
     }
-    s.display_name = str_of(u.get("displayName")).map(str::to_string);
+    s.display_name = ident(u.get("displayName")).map(str::to_string);
     Some(s)
 }
 
@@ -151,11 +149,16 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
     let id = get("id")
         .ok_or_else(|| invalid("id is missing or blank"))?
         .to_string();
-    let time = match doc.get("createdDateTime").filter(|v| !v.is_null()) {
-        Some(t) => time_from_rfc3339(t).map_err(|e| invalid(format!("createdDateTime: {e}")))?,
-        None => return Err(invalid("createdDateTime is missing (RFC 3339)")),
-    };
-    let severity = parse_severity(doc.get("severity"))?;
+    let mut notes = Vec::new();
+    let time = time_or_receipt(
+        &[
+            ("createdDateTime", doc.get("createdDateTime")),
+            ("firstActivityDateTime", doc.get("firstActivityDateTime")),
+        ],
+        TimeUnit::Rfc3339,
+        &mut notes,
+    );
+    let severity = parse_severity(doc.get("severity"), &mut notes);
 
     let techniques: Vec<&str> = doc
         .get("mitreTechniques")
@@ -218,29 +221,15 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
             "urlEvidence" => push_indicator(&mut indicators, "url", str_of(e.get("url"))),
             "fileEvidence" => {
                 let f = e.get("fileDetails");
-                push_indicator(
-                    &mut indicators,
-                    "sha256",
-                    str_of(f.and_then(|f| f.get("sha256"))),
-                );
-                push_indicator(
-                    &mut indicators,
-                    "sha1",
-                    str_of(f.and_then(|f| f.get("sha1"))),
-                );
+                for kind in ["sha256", "sha1"] {
+                    push_indicator(&mut indicators, kind, str_of(f.and_then(|f| f.get(kind))));
+                }
             }
             "processEvidence" => {
-                let f = e.get("imageFile");
-                push_indicator(
-                    &mut indicators,
-                    "sha256",
-                    str_of(f.and_then(|f| f.get("sha256"))),
-                );
-                push_indicator(
-                    &mut indicators,
-                    "command_line",
-                    str_of(e.get("processCommandLine")),
-                );
+                let sha256 = e.pointer("/imageFile/sha256");
+                push_indicator(&mut indicators, "sha256", str_of(sha256));
+                let command_line = str_of(e.get("processCommandLine"));
+                push_indicator(&mut indicators, "command_line", command_line);
             }
             "analyzedMessageEvidence" => {
                 push_indicator(&mut indicators, "ip", str_of(e.get("senderIp")));
@@ -255,45 +244,32 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
     }
     let service_source = get("serviceSource");
     if subjects.is_empty() && service_source.is_some_and(|s| IDENTITY_SOURCES.contains(&s)) {
-        return Err(invalid(format!(
-            "alert {} from identity source `{}` names no account (no userEvidence or \
-             mailboxEvidence with accountName, userPrincipalName, azureAdUserId, userSid or \
-             primaryAddress)",
-            echo(&id),
-            service_source.unwrap_or_default()
-        )));
+        notes.push(problem(
+            ProblemKind::NoSubject,
+            format!(
+                "alert {} from identity source `{}` names no account (no userEvidence or \
+                 mailboxEvidence with accountName, userPrincipalName, azureAdUserId, userSid or \
+                 primaryAddress); notify-only",
+                echo(&id),
+                service_source.unwrap_or_default()
+            ),
+        ));
     }
 
-    let mut labels = BTreeMap::new();
-    put_label(&mut labels, "provider_alert_id", get("providerAlertId"));
-    put_label(&mut labels, "incident_id", get("incidentId"));
-    put_label(&mut labels, "service_source", service_source);
-    put_label(&mut labels, "detection_source", get("detectionSource"));
-    put_label(&mut labels, "vendor_category", get("category"));
-    put_label(&mut labels, "status", get("status"));
-    put_label(&mut labels, "alert_url", get("alertWebUrl"));
-    if !techniques.is_empty() {
-        labels.insert("mitre_techniques".into(), techniques.join(","));
-    }
-
-    Ok(Alert {
-        id,
-        source: Source {
-            vendor: "microsoft".into(),
-            product: Some(product(service_source)),
-            format: FORMAT.into(),
-        },
-        time,
-        severity,
-        severity_score: None,
-        category,
-        title,
-        subjects,
-        host: (host != Host::default()).then_some(host),
-        indicators,
-        labels,
-        raw: Value::Null,
-    })
+    let source = Source::of("microsoft", &product(service_source), FORMAT);
+    let mut alert = Alert::new(source, id, time, severity, notes).described(category, title);
+    alert.subjects = subjects;
+    alert.set_host(host);
+    alert.indicators = indicators;
+    alert.add_label("provider_alert_id", get("providerAlertId"));
+    alert.add_label("incident_id", get("incidentId"));
+    alert.add_label("service_source", service_source);
+    alert.add_label("detection_source", get("detectionSource"));
+    alert.add_label("vendor_category", get("category"));
+    alert.add_label("status", get("status"));
+    alert.add_label("alert_url", get("alertWebUrl"));
+    alert.add_list_label("mitre_techniques", techniques);
+    Ok(alert)
 }
 
 #[cfg(test)]

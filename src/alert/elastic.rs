@@ -17,17 +17,20 @@
 //!   `email`, `domain`, `full_name`; `id` → `ids.windows` for a SID, else `ids.elastic`).
 //! - `host` ← `host.name` (else `host.hostname`), `host.id`, `host.ip` (string or array), `host.os.name`.
 //! - `indicators` ← `source.ip`, `destination.ip` (`ip`), `file.hash.sha256`/`md5`/`sha1`.
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::fields::time_from_rfc3339;
 use super::fields::{
-    MAX_SUBJECTS, bounded_reason, echo, has_identifier, merge_subject, severity_from_name, str_of,
-    subject_from_name, too_many_subjects,
+    Account, Indicators, TimeUnit, account, default_severity, echo, has_identifier, ident,
+    normalize_object, problem, push_subject, severity_from_name, str_of, subject_from_name,
+    time_or_receipt,
 };
 use super::ocsf::{category_from_tactic, category_from_technique, category_from_text};
-use super::{Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
+use super::{
+    Alert, Host, Indicator, NormalizeError, Normalizer, ProblemKind, Severity, Source, Subject,
+    SubjectKind,
+};
 
 const FORMAT: &str = "elastic";
 
@@ -40,26 +43,19 @@ impl Normalizer for Elastic {
     }
 
     fn detect(&self, doc: &Value) -> bool {
-        doc.is_object() && lookup(doc, "kibana.alert.uuid").is_some()
+        doc.is_object()
+            && (lookup(doc, "kibana.alert.uuid").is_some()
+                || lookup(doc, "signal.rule.id").is_some()
+                || lookup(doc, "signal.rule.rule_id").is_some())
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        if !doc.is_object() {
-            return Err(invalid(
-                "expected a JSON object (an Elastic Security alert)",
-            ));
-        }
-        let mut alert = build(&doc)?;
-        alert.raw = doc;
-        Ok(alert)
+        normalize_object(FORMAT, "an Elastic Security alert", doc, build)
     }
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 /// Looks `path` (dotted) up in flat, nested or mixed form: at each level, any
@@ -94,44 +90,99 @@ fn strings<'a>(v: &'a Value, path: &str) -> Vec<&'a str> {
     }
 }
 
-fn build(doc: &Value) -> Result<Alert, NormalizeError> {
-    let id = str_of(lookup(doc, "kibana.alert.uuid"))
-        .ok_or_else(|| invalid("kibana.alert.uuid is missing"))?
-        .to_string();
-    let time = match lookup(doc, "@timestamp") {
-        Some(t) => time_from_rfc3339(t).map_err(|e| invalid(format!("@timestamp: {e}")))?,
-        None => return Err(invalid("@timestamp is missing")),
+/// `kibana.alert.<field>` (8.x), else where 7.x put it in a legacy `signal.*` document.
+fn alert_field<'a>(doc: &'a Value, field: &str) -> Option<&'a Value> {
+    let legacy = match field {
+        "severity" => "signal.rule.severity",
+        "risk_score" => "signal.rule.risk_score",
+        "workflow_status" => "signal.status",
+        "reason" => "signal.reason",
+        "original_time" => "signal.original_time",
+        "rule.name" => "signal.rule.name",
+        "rule.rule_id" => "signal.rule.rule_id",
+        "rule.type" => "signal.rule.type",
+        "rule.threat" => "signal.rule.threat",
+        "rule.tags" => "signal.rule.tags",
+        _ => "",
     };
+    lookup(doc, &format!("kibana.alert.{field}"))
+        .or_else(|| (!legacy.is_empty()).then(|| lookup(doc, legacy)).flatten())
+}
 
-    let score = match lookup(doc, "kibana.alert.risk_score") {
-        None => None,
-        Some(v) => Some(
-            v.as_f64()
-                .filter(|f| (0.0..=100.0).contains(f))
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "kibana.alert.risk_score `{}` is not a number from 0 to 100",
-                        echo(v)
-                    ))
-                })?,
-        ),
-    };
-    let severity = match (str_of(lookup(doc, "kibana.alert.severity")), score) {
-        (Some(name), _) => severity_from_name(name).ok_or_else(|| {
-            invalid(format!(
-                "kibana.alert.severity `{}` is not low, medium, high or critical",
-                echo(name)
-            ))
-        })?,
-        (None, Some(s)) => severity_from_risk_score(s),
-        (None, None) => {
-            return Err(invalid(
-                "kibana.alert.severity and kibana.alert.risk_score are both missing",
+/// The alert's id: `kibana.alert.uuid`; a 7.x signal has none in its source, so the document's
+/// `_id` (as rule actions post it), else the rule and the event it fired on.
+fn alert_id(doc: &Value) -> Option<String> {
+    let rule = str_of(lookup(doc, "signal.rule.id"));
+    let parent = str_of(lookup(doc, "signal.parent.id"));
+    str_of(lookup(doc, "kibana.alert.uuid"))
+        .or_else(|| str_of(doc.get("_id")))
+        .map(str::to_string)
+        .or_else(|| Some(format!("{}:{}", rule?, parent?)))
+}
+
+fn build(doc: &Value) -> Result<Alert, NormalizeError> {
+    let id = alert_id(doc).ok_or_else(|| {
+        invalid(
+            "kibana.alert.uuid is missing (and a 7.x signal has neither _id nor signal.parent.id)",
+        )
+    })?;
+    let mut notes = Vec::new();
+    let time = time_or_receipt(
+        &[
+            ("@timestamp", lookup(doc, "@timestamp")),
+            (
+                "kibana.alert.original_time",
+                alert_field(doc, "original_time"),
+            ),
+        ],
+        TimeUnit::Rfc3339,
+        &mut notes,
+    );
+
+    let score = alert_field(doc, "risk_score").and_then(|v| {
+        let n = v.as_f64().filter(|f| (0.0..=100.0).contains(f));
+        if n.is_none() {
+            notes.push(problem(
+                ProblemKind::SeverityOutOfRange,
+                format!(
+                    "kibana.alert.risk_score `{}` is not a number from 0 to 100; ignored",
+                    echo(v)
+                ),
             ));
         }
+        n
+    });
+    let name = str_of(alert_field(doc, "severity"));
+    let severity = match (name.map(|n| (n, severity_from_name(n))), score) {
+        (Some((_, Some(sev))), _) => sev,
+        (Some((n, None)), Some(s)) => {
+            let sev = severity_from_risk_score(s);
+            notes.push(problem(
+                ProblemKind::SeverityOutOfRange,
+                format!(
+                    "kibana.alert.severity `{}` is not low, medium, high or critical; used \
+                     kibana.alert.risk_score {s} ({})",
+                    echo(n),
+                    sev.as_str()
+                ),
+            ));
+            sev
+        }
+        (None, Some(s)) => severity_from_risk_score(s),
+        (Some((n, None)), None) => default_severity(
+            format!(
+                "kibana.alert.severity `{}` is not low, medium, high or critical",
+                echo(n)
+            ),
+            &mut notes,
+        ),
+        (None, None) => default_severity(
+            "kibana.alert.severity and kibana.alert.risk_score are both missing",
+            &mut notes,
+        ),
     };
 
-    let rule_name = str_of(lookup(doc, "kibana.alert.rule.name"));
+    let rule_name = str_of(alert_field(doc, "rule.name"));
     let (tactics, techniques) = attack(doc);
     let category = rule_name
         .and_then(category_from_text)
@@ -140,47 +191,28 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
         .unwrap_or("other")
         .to_string();
 
-    let mut labels = BTreeMap::new();
-    let join = |set: &BTreeSet<&str>| set.iter().copied().collect::<Vec<_>>().join(",");
-    if !tactics.is_empty() {
-        labels.insert("mitre_tactics".to_string(), join(&tactics));
-    }
-    if !techniques.is_empty() {
-        labels.insert("mitre_techniques".to_string(), join(&techniques));
-    }
-    for (label, path) in [
-        ("elastic_rule_id", "kibana.alert.rule.rule_id"),
-        ("elastic_rule_type", "kibana.alert.rule.type"),
-        ("elastic_workflow_status", "kibana.alert.workflow_status"),
+    let source = Source::of("elastic", "security", FORMAT);
+    let mut alert = Alert::new(source, id, time, severity, notes);
+    alert.severity_score = score;
+    alert.category = category;
+    alert.add_list_label("mitre_tactics", tactics);
+    alert.add_list_label("mitre_techniques", techniques);
+    for (label, field) in [
+        ("elastic_rule_id", "rule.rule_id"),
+        ("elastic_rule_type", "rule.type"),
+        ("elastic_workflow_status", "workflow_status"),
     ] {
-        if let Some(v) = str_of(lookup(doc, path)) {
-            labels.insert(label.to_string(), v.to_string());
-        }
+        alert.add_label(label, str_of(alert_field(doc, field)));
     }
 
-    let title = rule_name
-        .or_else(|| str_of(lookup(doc, "kibana.alert.reason")))
+    alert.title = rule_name
+        .or_else(|| str_of(alert_field(doc, "reason")))
         .unwrap_or_default()
         .to_string();
-
-    Ok(Alert {
-        id,
-        source: Source {
-            vendor: "elastic".into(),
-            product: Some("security".into()),
-            format: FORMAT.into(),
-        },
-        time,
-        severity,
-        severity_score: score,
-        category,
-        title,
-        subjects: subjects(doc)?,
-        host: host(doc),
-        indicators: indicators(doc),
-        labels,
-        raw: Value::Null,
-    })
+    alert.subjects = subjects(doc)?;
+    alert.set_host(host(doc));
+    alert.indicators = indicators(doc);
+    Ok(alert)
 }
 
 /// Elastic's default risk-score bands (the rule editor maps low 21, medium 47, high 73,
@@ -204,7 +236,7 @@ fn attack(doc: &Value) -> (BTreeSet<&str>, BTreeSet<&str>) {
         .into_iter()
         .chain(strings(doc, "threat.technique.subtechnique.id"))
         .collect();
-    let rule_threats = lookup(doc, "kibana.alert.rule.threat").and_then(Value::as_array);
+    let rule_threats = alert_field(doc, "rule.threat").and_then(Value::as_array);
     for t in rule_threats.into_iter().flatten() {
         tactics.extend(str_of(lookup(t, "tactic.name")));
         let list = lookup(t, "technique").and_then(Value::as_array);
@@ -218,14 +250,43 @@ fn attack(doc: &Value) -> (BTreeSet<&str>, BTreeSet<&str>) {
             );
         }
     }
+    if tactics.is_empty() && techniques.is_empty() {
+        attack_from_tags(doc, &mut tactics, &mut techniques);
+    }
     (tactics, techniques)
+}
+
+/// ATT&CK named in the rule's tags, for rules whose `threat` is empty: `Tactic: Credential Access`
+/// (Elastic's prebuilt rules since 8.9), a bare tactic name (`Credential Access`, older prebuilt
+/// rules), and technique ids (`T1110`, `Technique: T1110.003`).
+fn attack_from_tags<'a>(
+    doc: &'a Value,
+    tactics: &mut BTreeSet<&'a str>,
+    techniques: &mut BTreeSet<&'a str>,
+) {
+    let tags = match alert_field(doc, "rule.tags") {
+        Some(Value::Array(a)) => a.iter().filter_map(|t| str_of(Some(t))).collect(),
+        other => str_of(other).into_iter().collect::<Vec<_>>(),
+    };
+    for tag in tags {
+        let value = tag.split_once(':').map_or(tag, |(_, v)| v.trim());
+        let is_technique = value.starts_with(['T', 't'])
+            && value
+                .get(1..5)
+                .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()));
+        if is_technique {
+            techniques.insert(value);
+        } else if category_from_tactic(value).is_some() {
+            tactics.insert(value);
+        }
+    }
 }
 
 /// `user` and `user.target` → subjects, merged.
 fn subjects(doc: &Value) -> Result<Vec<Subject>, NormalizeError> {
     let mut out = Vec::new();
     for prefix in ["user", "user.target"] {
-        let field = |f: &str| str_of(lookup(doc, &format!("{prefix}.{f}")));
+        let field = |f: &str| ident(lookup(doc, &format!("{prefix}.{f}")));
         let names = strings(doc, &format!("{prefix}.name"));
         let email = field("email");
         let mut found: Vec<Subject> = names.iter().filter_map(|n| subject_from_name(n)).collect();
@@ -256,19 +317,36 @@ fn subjects(doc: &Value) -> Result<Vec<Subject>, NormalizeError> {
                     s.ids.insert(system.into(), id.to_string());
                 }
             }
-            if has_identifier(&s) {
-                merge_subject(&mut out, s);
-                if out.len() > MAX_SUBJECTS {
-                    return Err(invalid(too_many_subjects()));
-                }
-            }
+            push_subject(&mut out, Some(s)).map_err(invalid)?;
         }
+    }
+    if out.is_empty() {
+        push_subject(&mut out, windows_account(doc)).map_err(invalid)?;
     }
     Ok(out)
 }
 
-fn host(doc: &Value) -> Option<Host> {
-    let h = Host {
+/// Without ECS `user.*`, the account of a Windows security event in `winlog.event_data`: the
+/// `Target*` account (who logged on, was locked out, had a ticket requested), else the `Subject*`
+/// account (who acted). A computer account (`HOST$`) is a service account.
+fn windows_account(doc: &Value) -> Option<Subject> {
+    ["Target", "Subject"].into_iter().find_map(|party| {
+        let field = |f: &str| ident(lookup(doc, &format!("winlog.event_data.{party}{f}")));
+        let mut s = account(&Account {
+            name: field("UserName"),
+            domain: field("DomainName"),
+            sid: field("UserSid").filter(|sid| sid.starts_with("S-1-")),
+            ..Account::default()
+        });
+        if s.username.as_deref().is_some_and(|u| u.ends_with('$')) {
+            s.kind = SubjectKind::ServiceAccount;
+        }
+        has_identifier(&s).then_some(s)
+    })
+}
+
+fn host(doc: &Value) -> Host {
+    Host {
         hostname: str_of(lookup(doc, "host.name"))
             .or_else(|| str_of(lookup(doc, "host.hostname")))
             .map(str::to_string),
@@ -278,13 +356,11 @@ fn host(doc: &Value) -> Option<Host> {
             .map(str::to_string)
             .collect(),
         os: str_of(lookup(doc, "host.os.name")).map(str::to_string),
-    };
-    (h != Host::default()).then_some(h)
+    }
 }
 
 fn indicators(doc: &Value) -> Vec<Indicator> {
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
+    let mut out = Indicators::default();
     for (kind, path) in [
         ("ip", "source.ip"),
         ("ip", "destination.ip"),
@@ -293,15 +369,10 @@ fn indicators(doc: &Value) -> Vec<Indicator> {
         ("md5", "file.hash.md5"),
     ] {
         for value in strings(doc, path) {
-            if seen.insert((kind, value)) {
-                out.push(Indicator {
-                    kind: kind.into(),
-                    value: value.into(),
-                });
-            }
+            out.push(kind, Some(value));
         }
     }
-    out
+    out.into_vec()
 }
 
 #[cfg(test)]

@@ -1,15 +1,14 @@
 //! Field parsers shared by the normalizers, so that `DOMAIN\user`, UPNs, epoch times and severity
 //! names mean the same thing whatever format carried them.
 
+use std::collections::{BTreeMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{Severity, Subject};
-
-/// Smallest epoch-millisecond value we accept (1973-03-03). Anything below is almost certainly epoch
-/// *seconds*, which would silently land in January 1970 and ruin time-to-containment; rejecting it
-/// with a precise message is kinder than guessing.
-const MIN_EPOCH_MS: i64 = 100_000_000_000;
+use super::{
+    Alert, AlertProblem, Host, Indicator, NormalizeError, ProblemKind, Severity, Source, Subject,
+};
 
 /// Longest echo of a sender's value inside an error message. Messages go to dead-letter headers and
 /// logs; a 1 MB `time` string must not come back in full.
@@ -46,71 +45,301 @@ pub(crate) fn str_of(v: Option<&Value>) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Epoch milliseconds → time. `Err` carries a reason without the field name (the caller adds it).
-pub(crate) fn time_from_epoch_ms(v: &Value) -> Result<DateTime<Utc>, String> {
-    let ms = if let Some(i) = v.as_i64() {
-        i
-    } else if let Some(f) = v.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0) {
-        f as i64
-    } else {
-        return Err(format!(
-            "`{}` is not an integer number of epoch milliseconds",
-            echo(v)
-        ));
-    };
-    if ms < MIN_EPOCH_MS {
-        return Err(format!(
-            "{ms} is before 1973 in epoch milliseconds; send milliseconds, not seconds"
-        ));
-    }
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .ok_or_else(|| format!("{ms} epoch milliseconds is out of range"))
+/// Why one field's value could not be read. The message names the value, never the field: the
+/// caller knows which field it read and says so (`result._time: …`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum FieldError {
+    /// Not a string where RFC 3339 text was expected (the value, echoed).
+    #[error("`{0}` is not an RFC 3339 string")]
+    NotRfc3339String(String),
+    /// A string that does not parse as RFC 3339.
+    #[error("`{value}` is not RFC 3339 ({error})")]
+    BadRfc3339 { value: String, error: String },
+    /// Neither a number nor a string where epoch seconds were expected (the value, echoed).
+    #[error("`{0}` is not epoch seconds")]
+    NotEpochSeconds(String),
+    /// A number too small to be an epoch-seconds event time (the text, echoed).
+    #[error("{0} is not an epoch-seconds event time")]
+    TooEarlySeconds(String),
+    /// A number of epoch seconds chrono cannot represent (the text, echoed).
+    #[error("{0} epoch seconds is out of range")]
+    SecondsOutOfRange(String),
+    /// Neither a number nor a string where a time was expected (the value, echoed).
+    #[error("`{0}` is neither an RFC 3339 string nor an epoch number")]
+    NotATime(String),
+    /// A number too small to be an event time in any epoch unit (the value, echoed).
+    #[error("{0} is too small to be an epoch time in seconds or milliseconds")]
+    EpochTooSmall(String),
+    /// A number too large to be an event time in any epoch unit (the value, echoed).
+    #[error("{0} is too large to be an epoch time in any unit")]
+    EpochOutOfRange(String),
+    /// The alert names more accounts than one alert may (see [`MAX_SUBJECTS`]).
+    #[error("more than {MAX_SUBJECTS} distinct subjects; refusing to normalize a mass event")]
+    TooManySubjects,
 }
 
-/// RFC 3339 string → time (any offset, converted to UTC). `Err` carries a reason without the field
-/// name (the caller adds it).
-pub(crate) fn time_from_rfc3339(v: &Value) -> Result<DateTime<Utc>, String> {
+/// RFC 3339 string → time (any offset, converted to UTC).
+pub(crate) fn time_from_rfc3339(v: &Value) -> Result<DateTime<Utc>, FieldError> {
     let s = v
         .as_str()
-        .ok_or_else(|| format!("`{}` is not an RFC 3339 string", echo(v)))?;
+        .ok_or_else(|| FieldError::NotRfc3339String(echo(v)))?;
     DateTime::parse_from_rfc3339(s.trim())
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("`{}` is not RFC 3339 ({e})", echo(s)))
+        .map_err(|e| FieldError::BadRfc3339 {
+            value: echo(s),
+            error: e.to_string(),
+        })
 }
 
-/// Adds `new` to `list` (merged per account) and fails once the alert names more than
-/// [`MAX_SUBJECTS`] accounts; `None` (a user object naming nothing) is skipped.
-pub(crate) fn push_subject(list: &mut Vec<Subject>, new: Option<Subject>) -> Result<(), String> {
-    if let Some(s) = new.filter(has_identifier) {
+/// How a vendor writes a time: what its documentation says a field holds, and what
+/// [`read_time`] found a value to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimeUnit {
+    Rfc3339,
+    Seconds,
+    Millis,
+    Micros,
+    Nanos,
+}
+
+impl TimeUnit {
+    /// How the unit is named in problem notes (`epoch seconds`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            TimeUnit::Rfc3339 => "an RFC 3339 string",
+            TimeUnit::Seconds => "epoch seconds",
+            TimeUnit::Millis => "epoch milliseconds",
+            TimeUnit::Micros => "epoch microseconds",
+            TimeUnit::Nanos => "epoch nanoseconds",
+        }
+    }
+}
+
+/// An epoch number read by its magnitude: from 10^9 (2001 in seconds) seconds, from 10^11
+/// milliseconds (before 1973 in milliseconds is never an alert's time), from 10^14 microseconds,
+/// from 10^17 nanoseconds. Returns the time and the unit it was read in.
+fn epoch_by_magnitude(
+    n: f64,
+    text: &dyn Fn() -> String,
+) -> Result<(DateTime<Utc>, TimeUnit), FieldError> {
+    let (unit, per_second) = match n {
+        n if !n.is_finite() || n < 1e9 => return Err(FieldError::EpochTooSmall(text())),
+        n if n < 1e11 => (TimeUnit::Seconds, 1.0),
+        n if n < 1e14 => (TimeUnit::Millis, 1e3),
+        n if n < 1e17 => (TimeUnit::Micros, 1e6),
+        n if n < 1e20 => (TimeUnit::Nanos, 1e9),
+        _ => return Err(FieldError::EpochOutOfRange(text())),
+    };
+    let micros = (n / per_second * 1e6).round() as i64;
+    DateTime::<Utc>::from_timestamp_micros(micros)
+        .map(|t| (t, unit))
+        .ok_or_else(|| FieldError::EpochOutOfRange(text()))
+}
+
+/// Reads a time however the sender wrote it — RFC 3339, or an epoch number (JSON number or numeric
+/// string) in seconds, milliseconds, microseconds or nanoseconds by its magnitude — and says which
+/// unit it was, so the caller can note a unit other than the documented one.
+pub(crate) fn read_time(v: &Value) -> Result<(DateTime<Utc>, TimeUnit), FieldError> {
+    let number = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        other => return Err(FieldError::NotATime(echo(other))),
+    };
+    match number {
+        Some(n) => epoch_by_magnitude(n, &|| echo(v)),
+        None => time_from_rfc3339(v).map(|t| (t, TimeUnit::Rfc3339)),
+    }
+}
+
+/// The alert's time from the first of `fields` (name, value) the vendor filled in that reads, the
+/// fields documented as `documented`. A value in another unit is read by magnitude and noted
+/// (`time_unit`); an unreadable one is noted (`time_unreadable`) and the next field tried. `None`
+/// when no field reads; see [`time_or_receipt`].
+pub(crate) fn vendor_time(
+    fields: &[(&str, Option<&Value>)],
+    documented: TimeUnit,
+    notes: &mut Vec<AlertProblem>,
+) -> Option<DateTime<Utc>> {
+    for (name, v) in fields {
+        let Some(v) = v.filter(|v| !v.is_null()) else {
+            continue;
+        };
+        match read_time(v) {
+            Ok((t, unit)) => {
+                if unit != documented {
+                    notes.push(problem(
+                        ProblemKind::TimeUnit,
+                        format!(
+                            "{name}: `{}` read as {}; the field is documented as {}",
+                            echo(v),
+                            unit.name(),
+                            documented.name()
+                        ),
+                    ));
+                }
+                return Some(t);
+            }
+            Err(e) => notes.push(problem(ProblemKind::TimeUnreadable, format!("{name}: {e}"))),
+        }
+    }
+    None
+}
+
+/// As [`vendor_time`], else the time of receipt, noted (`time_from_receipt`): an alert without a
+/// readable time is still an alert, only its time-to-containment starts late.
+pub(crate) fn time_or_receipt(
+    fields: &[(&str, Option<&Value>)],
+    documented: TimeUnit,
+    notes: &mut Vec<AlertProblem>,
+) -> DateTime<Utc> {
+    vendor_time(fields, documented, notes).unwrap_or_else(|| {
+        let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
+        receipt_time(&names, notes)
+    })
+}
+
+/// The time of receipt, noted as standing in for the time fields `names`.
+pub(crate) fn receipt_time(names: &[&str], notes: &mut Vec<AlertProblem>) -> DateTime<Utc> {
+    notes.push(problem(
+        ProblemKind::TimeFromReceipt,
+        format!("no readable time in {}; timed on receipt", names.join(", ")),
+    ));
+    Utc::now()
+}
+
+/// The documented default severity for one that cannot be read, noted (`severity_unknown`):
+/// `why` says what was there.
+pub(crate) fn default_severity(
+    why: impl std::fmt::Display,
+    notes: &mut Vec<AlertProblem>,
+) -> Severity {
+    notes.push(problem(
+        ProblemKind::SeverityUnknown,
+        format!(
+            "{why}; using the default `{}`",
+            super::DEFAULT_SEVERITY.as_str()
+        ),
+    ));
+    super::DEFAULT_SEVERITY
+}
+
+/// A problem with a bounded detail.
+pub(crate) fn problem(kind: ProblemKind, detail: String) -> AlertProblem {
+    AlertProblem {
+        kind,
+        detail: bounded_reason(detail),
+    }
+}
+
+/// Adds `new` to `list` (merged per account, see [`merge_subject`]) and fails once the alert names
+/// more than [`MAX_SUBJECTS`] accounts; `None`, or a user object naming nothing but placeholders,
+/// is skipped.
+pub(crate) fn push_subject(
+    list: &mut Vec<Subject>,
+    new: Option<Subject>,
+) -> Result<(), FieldError> {
+    if let Some(s) = new {
         merge_subject(list, s);
         if list.len() > MAX_SUBJECTS {
-            return Err(too_many_subjects());
+            return Err(FieldError::TooManySubjects);
         }
     }
     Ok(())
 }
 
+/// Values vendors write into identity fields when they know nothing. They never become an
+/// identifier: taken as one, `NULL SID` or `-` would merge unrelated users on one fake id and hand
+/// a connector a name that is nobody (or, worse, somebody). Compared trimmed and case-insensitively.
+pub(crate) const PLACEHOLDERS: &[&str] = &[
+    "",
+    "-",
+    "--",
+    "?",
+    "n/a",
+    "na",
+    "none",
+    "null",
+    "(null)",
+    "nil",
+    "undefined",
+    "unknown",
+    "unknown user",
+    "null sid",
+    "s-1-0-0",
+    "anonymous logon",
+    "s-1-5-7",
+    "00000000-0000-0000-0000-000000000000",
+];
+
+/// Whether `v` is a placeholder, not an identifier (see [`PLACEHOLDERS`]).
+pub(crate) fn is_placeholder(v: &str) -> bool {
+    let v = v.trim();
+    PLACEHOLDERS.iter().any(|p| v.eq_ignore_ascii_case(p))
+}
+
+/// [`str_of`] for identity fields: `None` for a placeholder too.
+pub(crate) fn ident(v: Option<&Value>) -> Option<&str> {
+    str_of(v).filter(|s| !is_placeholder(s))
+}
+
+/// Drops every identifier of `s` that is a placeholder (and a placeholder display name).
+fn drop_placeholders(s: &mut Subject) {
+    for field in [
+        &mut s.email,
+        &mut s.username,
+        &mut s.domain,
+        &mut s.display_name,
+    ] {
+        if field.as_deref().is_some_and(is_placeholder) {
+            *field = None;
+        }
+    }
+    s.ids.retain(|_, v| !is_placeholder(v));
+}
+
 /// Sets label `key` when the vendor gave a value.
-pub(crate) fn put_label(
-    labels: &mut std::collections::BTreeMap<String, String>,
-    key: &str,
-    v: Option<&str>,
-) {
+pub(crate) fn put_label(labels: &mut BTreeMap<String, String>, key: &str, v: Option<&str>) {
     if let Some(v) = v {
         labels.insert(key.to_string(), v.to_string());
     }
 }
 
 /// Appends an indicator of `kind` when the vendor gave a value, once per `(kind, value)`.
-pub(crate) fn push_indicator(out: &mut Vec<super::Indicator>, kind: &str, v: Option<&str>) {
+pub(crate) fn push_indicator(out: &mut Vec<Indicator>, kind: &str, v: Option<&str>) {
     if let Some(value) = v {
-        let i = super::Indicator {
+        let i = Indicator {
             kind: kind.into(),
             value: value.into(),
         };
         if !out.contains(&i) {
             out.push(i);
         }
+    }
+}
+
+/// Indicators in order of first appearance, each `(kind, value)` once. A set, not a scan of the
+/// list: observables are vendor-controlled and may number thousands.
+#[derive(Default)]
+pub(crate) struct Indicators {
+    list: Vec<Indicator>,
+    seen: HashSet<(String, String)>,
+}
+
+impl Indicators {
+    /// Adds `(kind, v)` when the vendor gave a value not seen yet.
+    pub(crate) fn push(&mut self, kind: &str, v: Option<&str>) {
+        if let Some(value) = v {
+            if self.seen.insert((kind.to_string(), value.to_string())) {
+                self.list.push(Indicator {
+                    kind: kind.into(),
+                    value: value.into(),
+                });
+            }
+        }
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<Indicator> {
+        self.list
     }
 }
 
@@ -138,20 +367,20 @@ pub(crate) fn severity_from_name(name: &str) -> Option<Severity> {
 /// - contains `@` and no backslash → `email` (a UPN is treated as an email: that is how IdPs key it);
 /// - anything else → `username`.
 ///
-/// Returns `None` for a blank name.
+/// Returns `None` for a blank or placeholder name (see [`PLACEHOLDERS`]).
 pub(crate) fn subject_from_name(name: &str) -> Option<Subject> {
     let name = name.trim();
-    if name.is_empty() {
+    if is_placeholder(name) {
         return None;
     }
     let mut s = Subject::default();
     if let Some((domain, user)) = name.split_once('\\') {
         let (domain, user) = (domain.trim(), user.trim());
-        if user.is_empty() {
+        if is_placeholder(user) {
             return None;
         }
         s.username = Some(user.to_string());
-        if !domain.is_empty() {
+        if !is_placeholder(domain) {
             s.domain = Some(domain.to_string());
         }
     } else if name.contains('@') {
@@ -160,6 +389,54 @@ pub(crate) fn subject_from_name(name: &str) -> Option<Subject> {
         s.username = Some(name.to_string());
     }
     Some(s)
+}
+
+/// Every identifier one account carries, as a vendor spells them, for [`account`] to merge into
+/// one subject. Each is optional; placeholders are dropped when the subject is added.
+#[derive(Default)]
+pub(crate) struct Account<'a> {
+    /// Login as written: bare (`jdoe`), down-level (`CORP\jdoe`) or a UPN.
+    pub(crate) name: Option<&'a str>,
+    /// The account's domain when given apart from the name (`CORP`, `corp.example`).
+    pub(crate) domain: Option<&'a str>,
+    /// UPN or email address; it is the subject's email.
+    pub(crate) upn: Option<&'a str>,
+    /// Human name, for audit only.
+    pub(crate) display_name: Option<&'a str>,
+    /// A Windows SID (`ids.windows`).
+    pub(crate) sid: Option<&'a str>,
+    /// Other per-system ids, `(system, id)`.
+    pub(crate) ids: Vec<(&'static str, &'a str)>,
+}
+
+/// One subject from every identifier `a` carries: the UPN is the email, and a different UPN-like
+/// name it replaces is kept as the username (`jdoe@corp.local` beside `jdoe@corp.example`).
+pub(crate) fn account(a: &Account<'_>) -> Subject {
+    let mut s = a.name.and_then(subject_from_name).unwrap_or_default();
+    if let Some(d) = a.domain.filter(|d| !is_placeholder(d)) {
+        s.domain.get_or_insert_with(|| d.to_string());
+    }
+    if let Some(upn) = a.upn.filter(|u| !is_placeholder(u)) {
+        if let Some(old) = s.email.replace(upn.to_string()) {
+            if !old.eq_ignore_ascii_case(upn) {
+                s.username.get_or_insert(old);
+            }
+        }
+    }
+    if s.display_name.is_none() {
+        s.display_name = a.display_name.map(str::to_string);
+    }
+    for (system, id) in a
+        .sid
+        .map(|sid| ("windows", sid))
+        .into_iter()
+        .chain(a.ids.iter().copied())
+    {
+        s.ids
+            .entry(system.to_string())
+            .or_insert_with(|| id.to_string());
+    }
+    s
 }
 
 /// Trims every identifier of a sender-written subject and drops the blank ones, so that
@@ -193,16 +470,16 @@ pub(crate) fn has_identifier(s: &Subject) -> bool {
 /// dead-lettered with a reason instead of silently truncated (a dropped account is worse than none).
 pub(crate) const MAX_SUBJECTS: usize = 1000;
 
-/// The reason given when an alert names more than [`MAX_SUBJECTS`] accounts.
-pub(crate) fn too_many_subjects() -> String {
-    format!("more than {MAX_SUBJECTS} distinct subjects; refusing to normalize a mass event")
-}
-
-/// Adds `new` to `list`, merging it into an existing entry that names the same account: same email
+/// Adds `new` to `list` (placeholders dropped; nothing when no identifier is left), merging it into
+/// an existing entry that names the same account: same email
 /// (case-insensitive), same per-system id, or same username with compatible domains. Alerts often
 /// name one user in several places (actor, evidence, resources); policies must see it once, or a
 /// single compromise would count as several subjects against the blast-radius breaker.
-pub(crate) fn merge_subject(list: &mut Vec<Subject>, new: Subject) {
+pub(crate) fn merge_subject(list: &mut Vec<Subject>, mut new: Subject) {
+    drop_placeholders(&mut new);
+    if !has_identifier(&new) {
+        return;
+    }
     let same = |a: &Subject| {
         let eq = |x: &Option<String>, y: &Option<String>| match (x, y) {
             (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
@@ -234,6 +511,125 @@ pub(crate) fn merge_subject(list: &mut Vec<Subject>, new: Subject) {
     }
 }
 
+impl NormalizeError {
+    /// `format` refuses the document for `reason` (bounded in length: reasons echo sender values).
+    pub(crate) fn invalid(format: &'static str, reason: impl std::fmt::Display) -> Self {
+        NormalizeError::Invalid {
+            format,
+            reason: bounded_reason(reason.to_string()),
+        }
+    }
+}
+
+/// What every vendor format's [`Normalizer::normalize`](super::Normalizer::normalize) does around
+/// its mapping: refuse anything but a JSON object (saying what `format` expected), map the object
+/// with `build`, and keep the untouched document as `raw` without copying it.
+pub(crate) fn normalize_object(
+    format: &'static str,
+    expected: &str,
+    doc: Value,
+    build: impl FnOnce(&Value) -> Result<Alert, NormalizeError>,
+) -> Result<Alert, NormalizeError> {
+    if !doc.is_object() {
+        return Err(NormalizeError::invalid(
+            format,
+            format!("expected a JSON object ({expected})"),
+        ));
+    }
+    let mut alert = build(&doc)?;
+    alert.raw = doc;
+    Ok(alert)
+}
+
+impl Source {
+    /// The source of a vendor format's alerts: `vendor`'s `product`, mapped by `format`.
+    pub(crate) fn of(vendor: &str, product: &str, format: &'static str) -> Source {
+        Source {
+            vendor: vendor.into(),
+            product: Some(product.into()),
+            format: format.into(),
+        }
+    }
+}
+
+/// Building an alert field by field: the normalizers start from the four facts every alert has and
+/// add what the document carries, with the same merging and bounds whatever the format.
+impl Alert {
+    /// An alert with only its identity, time and severity, and the problems noted while reading
+    /// them; category `other`, nothing else yet.
+    pub(crate) fn new(
+        source: Source,
+        id: String,
+        time: DateTime<Utc>,
+        severity: Severity,
+        problems: Vec<AlertProblem>,
+    ) -> Alert {
+        Alert {
+            id,
+            source,
+            time,
+            severity,
+            severity_score: None,
+            category: "other".into(),
+            title: String::new(),
+            subjects: Vec::new(),
+            host: None,
+            indicators: Vec::new(),
+            labels: BTreeMap::new(),
+            problems,
+            raw: Value::Null,
+        }
+    }
+
+    /// Notes what was odd about the document (see [`AlertProblem`]).
+    pub(crate) fn note(&mut self, kind: ProblemKind, detail: impl Into<String>) {
+        self.problems.push(problem(kind, detail.into()));
+    }
+
+    /// The alert with its category and one-line title set (builder style).
+    pub(crate) fn described(
+        mut self,
+        category: impl Into<String>,
+        title: impl Into<String>,
+    ) -> Alert {
+        self.category = category.into();
+        self.title = title.into();
+        self
+    }
+
+    /// Adds a subject (see [`push_subject`]).
+    pub(crate) fn add_subject(&mut self, s: Option<Subject>) -> Result<(), FieldError> {
+        push_subject(&mut self.subjects, s)
+    }
+
+    /// Adds an indicator when the vendor gave a value (see [`push_indicator`]).
+    pub(crate) fn add_indicator(&mut self, kind: &str, v: Option<&str>) {
+        push_indicator(&mut self.indicators, kind, v);
+    }
+
+    /// Sets a label when the vendor gave a value.
+    pub(crate) fn add_label(&mut self, key: &str, v: Option<&str>) {
+        put_label(&mut self.labels, key, v);
+    }
+
+    /// Sets label `key` to the comma-joined `values` when there are any (ATT&CK ids, products).
+    pub(crate) fn add_list_label<'a>(
+        &mut self,
+        key: &str,
+        values: impl IntoIterator<Item = &'a str>,
+    ) {
+        let joined = values.into_iter().collect::<Vec<_>>().join(",");
+        if !joined.is_empty() {
+            self.labels.insert(key.into(), joined);
+        }
+    }
+
+    /// Sets the host unless it names nothing.
+    pub(crate) fn set_host(&mut self, host: Host) {
+        self.host = (host != Host::default()).then_some(host);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,23 +657,121 @@ mod tests {
     }
 
     #[test]
-    fn epoch_seconds_are_rejected_not_misread() {
-        assert!(
-            time_from_epoch_ms(&json!(1_700_000_000))
-                .unwrap_err()
-                .contains("not seconds")
+    fn epoch_numbers_are_read_by_magnitude_and_say_their_unit() {
+        let at = |v: Value| read_time(&v).map(|(t, u)| (t.to_rfc3339(), u));
+        let t = "2023-11-14T22:13:20+00:00".to_string();
+        let t_ms = "2023-11-14T22:13:20.123+00:00".to_string();
+        assert_eq!(at(json!(1_700_000_000)), Ok((t.clone(), TimeUnit::Seconds)));
+        assert_eq!(at(json!("1700000000")), Ok((t.clone(), TimeUnit::Seconds)));
+        assert_eq!(
+            at(json!(1_700_000_000_123i64)),
+            Ok((t_ms.clone(), TimeUnit::Millis))
         );
         assert_eq!(
-            time_from_epoch_ms(&json!(1_700_000_000_123i64))
-                .unwrap()
-                .to_rfc3339(),
-            "2023-11-14T22:13:20.123+00:00"
+            at(json!(1_700_000_000_123_000i64)),
+            Ok((t_ms.clone(), TimeUnit::Micros))
         );
-        assert!(time_from_epoch_ms(&json!("1700000000000")).is_err());
+        assert_eq!(
+            at(json!(1_700_000_000_123_000_000i64)),
+            Ok((t_ms, TimeUnit::Nanos))
+        );
+        assert_eq!(
+            at(json!("2023-11-14T23:13:20+01:00")),
+            Ok((t, TimeUnit::Rfc3339))
+        );
+        // Below 2001 in seconds is no event time in any unit; nor is a number past every unit.
         assert!(
-            time_from_epoch_ms(&json!(i64::MAX))
+            at(json!(17_723_565))
                 .unwrap_err()
-                .contains("out of range")
+                .to_string()
+                .contains("too small")
+        );
+        assert!(
+            at(json!(1e25))
+                .unwrap_err()
+                .to_string()
+                .contains("too large")
+        );
+        assert!(at(json!(true)).is_err());
+        assert!(at(json!("01/03/2026 09:15")).is_err());
+    }
+
+    #[test]
+    fn vendor_time_notes_the_unit_and_falls_back_to_receipt() {
+        let mut notes = Vec::new();
+        let seconds = json!(1_700_000_000);
+        let t = vendor_time(&[("time", Some(&seconds))], TimeUnit::Millis, &mut notes);
+        assert_eq!(t.unwrap().timestamp(), 1_700_000_000);
+        assert_eq!(notes[0].kind, ProblemKind::TimeUnit);
+        assert!(
+            notes[0].detail.contains("read as epoch seconds"),
+            "{:?}",
+            notes[0]
+        );
+        let mut notes = Vec::new();
+        let bad = json!("yesterday");
+        let before = Utc::now();
+        let t = time_or_receipt(&[("published", Some(&bad))], TimeUnit::Rfc3339, &mut notes);
+        assert!(t >= before && t <= Utc::now());
+        let kinds: Vec<_> = notes.iter().map(|p| p.kind).collect();
+        assert_eq!(
+            kinds,
+            [ProblemKind::TimeUnreadable, ProblemKind::TimeFromReceipt]
+        );
+    }
+
+    #[test]
+    fn placeholders_are_never_identifiers() {
+        for p in [
+            "NULL SID", " - ", "N/A", "unknown", "", "null", "None", "S-1-0-0",
+        ] {
+            assert!(is_placeholder(p), "{p:?}");
+            assert!(subject_from_name(p).is_none(), "{p:?}");
+        }
+        assert!(subject_from_name(r"CORP\-").is_none());
+        assert_eq!(subject_from_name(r"-\jdoe").unwrap().domain, None);
+        let mut list = Vec::new();
+        let fake = |name: &str| Subject {
+            username: Some(name.into()),
+            ids: [("windows".to_string(), "NULL SID".to_string())].into(),
+            ..Subject::default()
+        };
+        merge_subject(&mut list, fake("alice"));
+        merge_subject(&mut list, fake("bob"));
+        assert_eq!(list.len(), 2, "a shared fake id merged two users: {list:?}");
+        assert!(list.iter().all(|s| s.ids.is_empty()));
+        merge_subject(&mut list, fake("-"));
+        assert_eq!(
+            list.len(),
+            2,
+            "a subject of placeholders only is no subject"
+        );
+    }
+
+    #[test]
+    fn every_identifier_of_one_account_becomes_one_subject() {
+        let s = account(&Account {
+            name: Some("jdoe"),
+            domain: Some("CORP"),
+            upn: Some("jdoe@corp.example"),
+            sid: Some("S-1-5-21-1-2-3-1104"),
+            ids: vec![("okta", "00u1")],
+            ..Account::default()
+        });
+        assert_eq!(s.email.as_deref(), Some("jdoe@corp.example"));
+        assert_eq!(s.username.as_deref(), Some("jdoe"));
+        assert_eq!(s.domain.as_deref(), Some("CORP"));
+        assert_eq!(s.ids["windows"], "S-1-5-21-1-2-3-1104");
+        assert_eq!(s.ids["okta"], "00u1");
+        // A UPN-shaped name that differs from the UPN is kept as the login.
+        let s = account(&Account {
+            name: Some("jdoe@corp.local"),
+            upn: Some("jdoe@corp.example"),
+            ..Account::default()
+        });
+        assert_eq!(
+            (s.email.as_deref(), s.username.as_deref()),
+            (Some("jdoe@corp.example"), Some("jdoe@corp.local"))
         );
     }
 
@@ -287,7 +781,7 @@ mod tests {
         assert_eq!(echo(&long).chars().count(), ECHO_MAX + 1);
         assert!(bounded_reason(long.clone()).chars().count() <= REASON_MAX + 1);
         assert_eq!(echo("short"), "short");
-        let err = time_from_epoch_ms(&json!([long])).unwrap_err();
+        let err = read_time(&json!([long])).unwrap_err().to_string();
         assert!(err.len() < 300, "{err}");
     }
 

@@ -8,8 +8,8 @@
 //! |---|---|---|
 //! | `id` | string or number | required: no id → error naming `id` (it is half of the dedup key) |
 //! | `source` | `{vendor, product}` or a bare vendor string; absent → vendor `generic` | vendor must be non-blank |
-//! | `time` | RFC 3339 string or epoch **milliseconds** | required; values before 1973 in ms are refused as probable epoch seconds |
-//! | `severity` | a name (case-insensitive; `info`, `moderate` aliases) or a number 0–10 / 0–100 | required; unknown names and numbers outside 0–100 are errors |
+//! | `time` | RFC 3339 string or epoch **milliseconds**; seconds (or micro-, nanoseconds) read by magnitude, noted | missing or unreadable: the time of receipt, noted (`time_from_receipt`) |
+//! | `severity` | a name (case-insensitive; `info`, `moderate` aliases) or a number 0–10 / 0–100; unknown names and numbers outside 0–100: `medium`, noted (`severity_unknown`) | required: with `id`/`subjects` it is what marks a generic alert |
 //! | `category` | any case, spaces or dashes for `_`; absent → `other` | a word outside the vocabulary becomes `other`, the original kept in label `category_original` |
 //! | `subjects` | objects (the canonical shape) or bare strings; absent → none (notify-only alert) | a subject with no email, username or id is an error; more than 1000 distinct subjects is an error |
 //! | `host` | object or a bare hostname string | |
@@ -38,10 +38,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::fields::{
-    MAX_SUBJECTS, bounded_reason, echo, has_identifier, merge_subject, severity_from_name,
-    subject_from_name, tidy_subject, time_from_epoch_ms, too_many_subjects,
+    TimeUnit, default_severity, echo, has_identifier, problem, push_subject, read_time,
+    receipt_time, severity_from_name, subject_from_name, tidy_subject,
 };
-use super::{Alert, CATEGORIES, Host, Indicator, NormalizeError, Normalizer, Severity, Source};
+use super::{
+    Alert, AlertProblem, CATEGORIES, Host, Indicator, NormalizeError, Normalizer, ProblemKind,
+    Severity, Source,
+};
 
 const FORMAT: &str = "generic";
 
@@ -74,11 +77,8 @@ impl Normalizer for Generic {
     }
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -112,8 +112,9 @@ fn build(obj: &Map<String, Value>) -> Result<Alert, NormalizeError> {
         }
     };
     let source = parse_source(field(obj, "source"))?;
-    let time = parse_time(field(obj, "time"))?;
-    let (severity, score) = parse_severity(field(obj, "severity"))?;
+    let mut notes = Vec::new();
+    let time = parse_time(field(obj, "time"), &mut notes);
+    let (severity, score) = parse_severity(field(obj, "severity"), &mut notes)?;
     let severity_score = match field(obj, "severity_score") {
         None => score,
         Some(v) => Some(v.as_f64().ok_or_else(|| {
@@ -123,9 +124,11 @@ fn build(obj: &Map<String, Value>) -> Result<Alert, NormalizeError> {
             ))
         })?),
     };
-    let mut labels = parse_labels(field(obj, "labels"))?;
-    let category = parse_category(field(obj, "category"), &mut labels)?;
-    let title = match field(obj, "title") {
+    let mut alert = Alert::new(source, id, time, severity, notes);
+    alert.severity_score = severity_score;
+    alert.labels = parse_labels(field(obj, "labels"))?;
+    alert.category = parse_category(field(obj, "category"), &mut alert.labels)?;
+    alert.title = match field(obj, "title") {
         None => String::new(),
         Some(Value::String(s)) => s.clone(),
         Some(v) => {
@@ -135,20 +138,10 @@ fn build(obj: &Map<String, Value>) -> Result<Alert, NormalizeError> {
             )));
         }
     };
-    Ok(Alert {
-        id,
-        source,
-        time,
-        severity,
-        severity_score,
-        category,
-        title,
-        subjects: parse_subjects(field(obj, "subjects"))?,
-        host: parse_host(field(obj, "host"))?,
-        indicators: parse_indicators(field(obj, "indicators"))?,
-        labels,
-        raw: Value::Null,
-    })
+    alert.subjects = parse_subjects(field(obj, "subjects"))?;
+    alert.host = parse_host(field(obj, "host"))?;
+    alert.indicators = parse_indicators(field(obj, "indicators"))?;
+    Ok(alert)
 }
 
 fn parse_source(v: Option<&Value>) -> Result<Source, NormalizeError> {
@@ -186,26 +179,39 @@ fn parse_source(v: Option<&Value>) -> Result<Source, NormalizeError> {
     Ok(source)
 }
 
-fn parse_time(v: Option<&Value>) -> Result<DateTime<Utc>, NormalizeError> {
-    match v {
-        None => Err(invalid(
-            "missing required field `time` (RFC 3339 string or epoch milliseconds)",
-        )),
-        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s.trim())
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| invalid(format!("`time`: `{}` is not RFC 3339 ({e})", echo(s)))),
-        Some(v @ Value::Number(_)) => {
-            time_from_epoch_ms(v).map_err(|e| invalid(format!("`time`: {e}")))
+/// `time` as RFC 3339 or epoch milliseconds; epoch seconds (or micro-, nanoseconds) are read by
+/// magnitude and noted; missing or unreadable, the time of receipt, noted.
+fn parse_time(v: Option<&Value>, notes: &mut Vec<AlertProblem>) -> DateTime<Utc> {
+    match v.map(read_time) {
+        None => receipt_time(&["time"], notes),
+        Some(Ok((t, TimeUnit::Rfc3339 | TimeUnit::Millis))) => t,
+        Some(Ok((t, unit))) => {
+            let v = v.expect("read");
+            notes.push(problem(
+                ProblemKind::TimeUnit,
+                format!(
+                    "`time`: `{}` read as {}; send RFC 3339 or epoch milliseconds",
+                    echo(v),
+                    unit.name()
+                ),
+            ));
+            t
         }
-        Some(v) => Err(invalid(format!(
-            "`time` must be an RFC 3339 string or epoch milliseconds, got {}",
-            json_kind(v)
-        ))),
+        Some(Err(e)) => {
+            notes.push(problem(ProblemKind::TimeUnreadable, format!("`time`: {e}")));
+            receipt_time(&["time"], notes)
+        }
     }
 }
 
 /// Returns the severity and, when the sender gave a number, that number for `severity_score`.
-fn parse_severity(v: Option<&Value>) -> Result<(Severity, Option<f64>), NormalizeError> {
+/// An unknown name or a number outside 0–100 is the documented default, noted. Missing is an
+/// error: with `id` or `subjects`, `severity` is what marks a document as a generic alert (its
+/// detection), so a document without one is no alert of this format.
+fn parse_severity(
+    v: Option<&Value>,
+    notes: &mut Vec<AlertProblem>,
+) -> Result<(Severity, Option<f64>), NormalizeError> {
     let score = match v {
         None => {
             return Err(invalid(
@@ -214,26 +220,34 @@ fn parse_severity(v: Option<&Value>) -> Result<(Severity, Option<f64>), Normaliz
         }
         Some(Value::String(s)) => match severity_from_name(s) {
             Some(sev) => return Ok((sev, None)),
-            None => s.trim().parse::<f64>().map_err(|_| {
-                invalid(format!(
-                    "`severity`: `{}` is neither a known name (informational, low, medium, high, \
-                     critical) nor a number 0–100",
-                    echo(s)
-                ))
-            })?,
+            None => match s.trim().parse::<f64>() {
+                Ok(n) => n,
+                Err(_) => {
+                    let why = format!(
+                        "`severity`: `{}` is neither a known name (informational, low, medium, \
+                         high, critical) nor a number 0–100",
+                        echo(s)
+                    );
+                    return Ok((default_severity(why, notes), None));
+                }
+            },
         },
         Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
         Some(v) => {
-            return Err(invalid(format!(
+            let why = format!(
                 "`severity` must be a name or a number, got {}",
                 json_kind(v)
-            )));
+            );
+            return Ok((default_severity(why, notes), None));
         }
     };
-    match severity_from_score(score) {
-        Some(sev) => Ok((sev, Some(score))),
-        None => Err(invalid(format!("`severity`: {score} is outside 0–100"))),
-    }
+    Ok(match severity_from_score(score) {
+        Some(sev) => (sev, Some(score)),
+        None => {
+            let why = format!("`severity`: {score} is outside 0–100");
+            (default_severity(why, notes), Some(score))
+        }
+    })
 }
 
 /// Numeric severity → name. ≤ 10 reads as 0–10, above as 0–100; CVSS bands (see module docs).
@@ -344,10 +358,7 @@ fn parse_subjects(v: Option<&Value>) -> Result<Vec<super::Subject>, NormalizeErr
                 )));
             }
         };
-        merge_subject(&mut out, subject);
-        if out.len() > MAX_SUBJECTS {
-            return Err(invalid(format!("`subjects`: {}", too_many_subjects())));
-        }
+        push_subject(&mut out, Some(subject)).map_err(|e| invalid(format!("`subjects`: {e}")))?;
     }
     Ok(out)
 }

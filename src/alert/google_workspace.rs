@@ -4,28 +4,29 @@
 //! Mapping (full tables in `docs/alert-model.md`):
 //! - `id` ← `alertId`; `time` ← `createTime`, else `startTime` (RFC 3339).
 //! - `severity` ← `metadata.severity` (`HIGH`/`MEDIUM`/`LOW`, as the Alert Center UI sets it); when
-//!   absent, a per-type default (government-backed attack and leaked password high, suspicious
-//!   logins medium, anything else medium). Google has no numeric score: `severity_score` is empty.
-//! - `category` ← `type` through a small table, else the OCSF keyword table, else `other`.
-//! - `subjects` ← `data.email` (AccountWarning, StateSponsoredAttack, …) and, for Gmail phishing
-//!   data (`MailPhishing`), every `data.messages[].recipient`; merged.
+//!   absent or unreadable (noted), a per-type default (government-backed attack and leaked password
+//!   high, anything else medium). Google has no numeric score: `severity_score` is empty.
+//! - `category` ← the stable key `data.@type` (`…alertcenter.type.StateSponsoredAttack`) through a
+//!   table, refined by the display `type`; without a known `@type`, the display `type` (whose
+//!   wording changes: "Government-backed attack" is also "Government attack warning"), else the
+//!   OCSF keyword table, else `other`.
+//! - `subjects` ← `data.email` (AccountWarning, StateSponsoredAttack, …), every
+//!   `data.messages[].recipient` (`MailPhishing`), `data.affectedUserEmails[]`
+//!   (`GoogleOperations`), `data.ruleViolationInfo.triggeringUserEmail` (DLP); merged.
 //! - `indicators` ← `data.loginDetails.ipAddress` (`ip`), the phishing sender
 //!   (`data.maliciousEntity.entity.emailAddress` or `fromHeader`, `email`), message body hashes
 //!   (`md5`) and attachment hashes (`sha256`).
 //!
 //! Alert types about one account (account warnings, government-backed attack) with no `data.email`
-//! are dead-lettered.
-use std::collections::{BTreeMap, HashSet};
-
+//! are taken as notify-only with a `no_subject` problem.
 use serde_json::Value;
 
-use super::fields::time_from_rfc3339;
 use super::fields::{
-    MAX_SUBJECTS, bounded_reason, echo, merge_subject, severity_from_name, str_of,
-    subject_from_name, too_many_subjects,
+    Indicators, TimeUnit, echo, ident, normalize_object, problem, push_subject, severity_from_name,
+    str_of, subject_from_name, time_or_receipt,
 };
 use super::ocsf::category_from_text;
-use super::{Alert, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
+use super::{Alert, Indicator, NormalizeError, Normalizer, ProblemKind, Severity, Source, Subject};
 
 const FORMAT: &str = "google_workspace";
 
@@ -39,24 +40,18 @@ impl Normalizer for GoogleWorkspace {
 
     fn detect(&self, doc: &Value) -> bool {
         let is_str = |k: &str| doc.get(k).is_some_and(Value::is_string);
-        is_str("alertId") && is_str("type") && (is_str("createTime") || is_str("startTime"))
+        is_str("alertId")
+            && is_str("type")
+            && (is_str("createTime") || is_str("startTime") || is_str("customerId"))
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        if !doc.is_object() {
-            return Err(invalid("expected a JSON object (an Alert Center alert)"));
-        }
-        let mut alert = build(&doc)?;
-        alert.raw = doc;
-        Ok(alert)
+        normalize_object(FORMAT, "an Alert Center alert", doc, build)
     }
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 /// Per-type knowledge: category, default severity, and whether the alert is about one account.
@@ -66,27 +61,65 @@ struct TypeInfo {
     needs_user: bool,
 }
 
-fn type_info(alert_type: &str) -> TypeInfo {
-    let t = |category, severity, needs_user| TypeInfo {
+fn info(category: &'static str, severity: Severity, needs_user: bool) -> TypeInfo {
+    TypeInfo {
         category,
         severity,
         needs_user,
-    };
+    }
+}
+
+/// The alert's kind from its stable key, the short name of `data.@type`
+/// (`type.googleapis.com/google.apps.alertcenter.type.StateSponsoredAttack`), refined by the display
+/// `type` where one data type carries several alerts; `None` for a data type not in the table.
+fn data_type_info(data_type: &str, alert_type: &str) -> Option<TypeInfo> {
+    let display = alert_type.trim().to_ascii_lowercase();
+    Some(match data_type {
+        "AccountWarning" if display.contains("leaked password") => {
+            info("credential_theft", Severity::High, true)
+        }
+        "AccountWarning" if display.starts_with("user suspended") => {
+            info("account_takeover", Severity::High, true)
+        }
+        "AccountWarning" => info("suspicious_login", Severity::Medium, true),
+        "StateSponsoredAttack" => info("account_takeover", Severity::High, true),
+        "MailPhishing" if display.contains("malware") => info("malware", Severity::Medium, false),
+        "MailPhishing" | "PhishingSpike" | "BadWhitelist" => {
+            info("phishing", Severity::Medium, false)
+        }
+        "SuspiciousActivity" => info("suspicious_login", Severity::Medium, false),
+        "DeviceCompromised" => info("policy_violation", Severity::Medium, false),
+        "DlpRuleViolation" => info("data_exfiltration", Severity::Medium, false),
+        "UserChanges" if display.contains("admin privilege") => {
+            info("privilege_escalation", Severity::Medium, false)
+        }
+        "UserChanges" | "GoogleOperations" | "AccountSuspensionWarning" => {
+            info("other", Severity::Medium, false)
+        }
+        _ => return None,
+    })
+}
+
+/// The alert's kind from its display `type` alone (older pollers drop `data`).
+fn type_info(alert_type: &str) -> TypeInfo {
     match alert_type.trim().to_ascii_lowercase().as_str() {
         "suspicious login" | "suspicious programmatic login" | "suspicious login blocked" => {
-            t("suspicious_login", Severity::Medium, true)
+            info("suspicious_login", Severity::Medium, true)
         }
-        "leaked password" => t("credential_theft", Severity::High, true),
-        "government-backed attack" => t("account_takeover", Severity::High, true),
+        "leaked password" => info("credential_theft", Severity::High, true),
+        // The same alert has been shown as both.
+        "government-backed attack" | "government attack warning" => {
+            info("account_takeover", Severity::High, true)
+        }
         "user suspended (suspicious activity)"
         | "user suspended (spam)"
         | "user suspended (spam through relay)"
-        | "user suspended" => t("account_takeover", Severity::High, true),
+        | "user suspended" => info("account_takeover", Severity::High, true),
         "user reported phishing" | "phishing reclassification" | "user's account phishing" => {
-            t("phishing", Severity::Medium, false)
+            info("phishing", Severity::Medium, false)
         }
-        "malware reclassification" => t("malware", Severity::Medium, false),
-        other => t(
+        "malware reclassification" => info("malware", Severity::Medium, false),
+        other => info(
             category_from_text(other).unwrap_or("other"),
             Severity::Medium,
             false,
@@ -98,105 +131,89 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
     let id = str_of(doc.get("alertId"))
         .ok_or_else(|| invalid("alertId is missing"))?
         .to_string();
-    let time = match (
-        doc.get("createTime").filter(|v| !v.is_null()),
-        doc.get("startTime").filter(|v| !v.is_null()),
-    ) {
-        (Some(t), _) => time_from_rfc3339(t).map_err(|e| invalid(format!("createTime: {e}")))?,
-        (None, Some(t)) => time_from_rfc3339(t).map_err(|e| invalid(format!("startTime: {e}")))?,
-        (None, None) => return Err(invalid("createTime and startTime are both missing")),
-    };
+    let mut notes = Vec::new();
+    let time = time_or_receipt(
+        &[
+            ("createTime", doc.get("createTime")),
+            ("startTime", doc.get("startTime")),
+        ],
+        TimeUnit::Rfc3339,
+        &mut notes,
+    );
     let alert_type = str_of(doc.get("type"))
         .ok_or_else(|| invalid("type is missing (e.g. `Suspicious login`)"))?;
-    let info = type_info(alert_type);
+    let data = doc.get("data");
+    let data_type =
+        str_of(data.and_then(|d| d.get("@type"))).map(|t| t.rsplit(['.', '/']).next().unwrap_or(t));
+    let info = data_type
+        .and_then(|t| data_type_info(t, alert_type))
+        .unwrap_or_else(|| type_info(alert_type));
     let severity = match str_of(doc.pointer("/metadata/severity")) {
         None => info.severity,
-        Some(name) => severity_from_name(name).ok_or_else(|| {
-            invalid(format!(
-                "metadata.severity `{}` is not HIGH, MEDIUM or LOW",
-                echo(name)
-            ))
-        })?,
+        Some(name) => severity_from_name(name).unwrap_or_else(|| {
+            notes.push(problem(
+                ProblemKind::SeverityUnknown,
+                format!(
+                    "metadata.severity `{}` is not HIGH, MEDIUM or LOW; using the alert type's \
+                     default `{}`",
+                    echo(name),
+                    info.severity.as_str()
+                ),
+            ));
+            info.severity
+        }),
     };
 
-    let data = doc.get("data");
     let subjects = subjects(data)?;
+    let source = Source::of("google", "workspace", FORMAT);
+    let mut alert = Alert::new(source, id, time, severity, notes);
     if subjects.is_empty() && info.needs_user {
-        return Err(invalid(format!(
-            "type `{}` is about one account but data.email is missing",
+        let detail = format!(
+            "type `{}` is about one account but data.email is missing; notify-only",
             echo(alert_type)
-        )));
+        );
+        alert.note(ProblemKind::NoSubject, detail);
     }
-
-    let mut labels = BTreeMap::new();
-    labels.insert("gws_type".to_string(), alert_type.to_string());
-    if let Some(s) = str_of(doc.get("source")) {
-        labels.insert("gws_source".into(), s.to_string());
-    }
-    if let Some(t) = str_of(data.and_then(|d| d.get("@type"))) {
-        let short = t.rsplit('.').next().unwrap_or(t);
-        labels.insert("gws_data_type".into(), short.to_string());
-    }
-    if let Some(c) = str_of(doc.get("customerId")) {
-        labels.insert("gws_customer_id".into(), c.to_string());
-    }
-
-    Ok(Alert {
-        id,
-        source: Source {
-            vendor: "google".into(),
-            product: Some("workspace".into()),
-            format: FORMAT.into(),
-        },
-        time,
-        severity,
-        severity_score: None,
-        category: info.category.to_string(),
-        title: alert_type.to_string(),
-        subjects,
-        host: None,
-        indicators: indicators(data),
-        labels,
-        raw: Value::Null,
-    })
+    alert.category = info.category.to_string();
+    alert.title = alert_type.to_string();
+    alert.subjects = subjects;
+    alert.indicators = indicators(data);
+    alert.add_label("gws_type", Some(alert_type));
+    alert.add_label("gws_source", str_of(doc.get("source")));
+    alert.add_label("gws_data_type", data_type);
+    alert.add_label("gws_customer_id", str_of(doc.get("customerId")));
+    Ok(alert)
 }
 
+/// The accounts an alert is about: `data.email` (account warnings, government-backed attacks,
+/// device alerts), every phishing message's `recipient`, Google Operations'
+/// `affectedUserEmails[]`, and a DLP violation's `triggeringUserEmail`. Never an admin acting
+/// (`actorEmail`).
 fn subjects(data: Option<&Value>) -> Result<Vec<Subject>, NormalizeError> {
     let Some(data) = data else {
         return Ok(Vec::new());
     };
-    let messages = data.get("messages").and_then(Value::as_array);
+    let array = |k: &str| data.get(k).and_then(Value::as_array).into_iter().flatten();
     let names = std::iter::once(data.get("email"))
-        .chain(messages.into_iter().flatten().map(|m| m.get("recipient")))
-        .filter_map(str_of);
+        .chain(array("messages").map(|m| m.get("recipient")))
+        .chain(array("affectedUserEmails").map(Some))
+        .chain(std::iter::once(
+            data.pointer("/ruleViolationInfo/triggeringUserEmail"),
+        ))
+        .filter_map(ident);
     let mut out = Vec::new();
     for name in names {
-        if let Some(s) = subject_from_name(name) {
-            merge_subject(&mut out, s);
-            if out.len() > MAX_SUBJECTS {
-                return Err(invalid(too_many_subjects()));
-            }
-        }
+        push_subject(&mut out, subject_from_name(name)).map_err(invalid)?;
     }
     Ok(out)
 }
 
 fn indicators(data: Option<&Value>) -> Vec<Indicator> {
-    let mut out = Vec::new();
+    let mut out = Indicators::default();
     let Some(data) = data else {
-        return out;
+        return Vec::new();
     };
-    let mut seen = HashSet::new();
-    let mut push = |kind: &'static str, v: Option<&Value>| {
-        if let Some(value) = str_of(v) {
-            if seen.insert((kind, value.to_string())) {
-                out.push(Indicator {
-                    kind: kind.into(),
-                    value: value.into(),
-                });
-            }
-        }
-    };
+    let mut push = |kind: &str, v: Option<&Value>| out.push(kind, str_of(v));
     push("ip", data.pointer("/loginDetails/ipAddress"));
     let sender = data
         .pointer("/maliciousEntity/entity/emailAddress")
@@ -211,7 +228,7 @@ fn indicators(data: Option<&Value>) -> Vec<Indicator> {
             push("sha256", Some(h));
         }
     }
-    out
+    out.into_vec()
 }
 
 #[cfg(test)]

@@ -1,39 +1,54 @@
-//! `guardduty`: AWS GuardDuty findings as EventBridge delivers them
-//! (`{"detail-type": "GuardDuty Finding", "source": "aws.guardduty", "detail": {finding}}`).
+//! `guardduty`: AWS GuardDuty findings, as EventBridge delivers them
+//! (`{"detail-type": "GuardDuty Finding", "source": "aws.guardduty", "detail": {finding}}`) and bare
+//! (the finding itself, as `GetFindings`, the S3 export and Security Hub's copy carry it).
 //!
 //! Mapping (full tables in `docs/alert-model.md`):
-//! - `id` ← `detail.id`; `time` ← `detail.createdAt`, else the envelope `time` (RFC 3339).
-//!   GuardDuty re-sends an updated finding under the same id, so redeliveries dedupe.
-//! - `severity` ← `detail.severity` (number): < 4 low, < 7 medium, < 9 high, ≥ 9 critical (AWS's
-//!   documented bands; 9.0–10.0 "Critical" is used by Extended Threat Detection attack sequences).
-//!   The number is kept in `severity_score`. Outside 0–10, missing or not a number → error.
-//! - `category` ← the threat purpose, the part of `detail.type` before `:` (table in the docs).
-//! - `subjects` ← `detail.resource.accessKeyDetails`: `userType` `IAMUser` → user with `username`
+//! - `id` ← the finding's `id`; `time` ← its `createdAt`, else `updatedAt`, else the envelope `time`
+//!   (RFC 3339), else the time of receipt (noted). GuardDuty re-sends an updated finding under the
+//!   same id, so redeliveries dedupe.
+//! - `severity` ← the finding's `severity` (number): < 4 low, < 7 medium, < 9 high, ≥ 9 critical
+//!   (AWS's documented bands; 9.0–10.0 "Critical" is used by Extended Threat Detection attack
+//!   sequences). The number is kept in `severity_score`. A severity name (`HIGH`) is read as one; a
+//!   number above 10 is read as a 0–100 score, noted; none readable is the default, noted.
+//! - `category` ← the threat purpose, the part of `type` before `:` (table in the docs).
+//! - `subjects` ← `resource.accessKeyDetails`: `userType` `IAMUser` → user with `username`
 //!   and `ids.aws` = the IAM user name (what IAM actions take); any other `userType` (`AssumedRole`,
 //!   `Root`, `FederatedUser`, `AWSService`) → `service_account` keyed the same way. An
 //!   `AssumedRole` whose session name (after `:` in `principalId`) is an email (IAM Identity
 //!   Center / SSO sessions) also names that person as a user subject.
-//! - A finding whose type names an IAM principal (`…:IAMUser/…`) but carries no user name is
-//!   dead-lettered: containment needs the principal.
-//! - `host` ← `detail.resource.instanceDetails` (instance id, private DNS name, private and public
+//! - A finding whose type names an IAM principal (`…:IAMUser/…`) but carries no user name is taken
+//!   as notify-only with a `no_subject` problem.
+//! - `host` ← `resource.instanceDetails` (instance id, private DNS name, private and public
 //!   IPs of every interface, `platform`).
-//! - `indicators` ← access key id (`aws_access_key`), remote IPs of `detail.service.action`
+//! - `indicators` ← access key id (`aws_access_key`), remote IPs of `service.action`
 //!   (`ip`), DNS request domain (`domain`).
-use std::collections::{BTreeMap, HashSet};
-
 use serde_json::Value;
 
-use super::fields::time_from_rfc3339;
-use super::fields::{bounded_reason, echo, merge_subject, str_of};
+use super::fields::{
+    Indicators, TimeUnit, default_severity, echo, ident, merge_subject, normalize_object, problem,
+    severity_from_name, str_of, time_or_receipt,
+};
 use super::{
-    Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject, SubjectKind,
+    Alert, AlertProblem, Host, Indicator, NormalizeError, Normalizer, ProblemKind, Severity,
+    Source, Subject, SubjectKind,
 };
 
 const FORMAT: &str = "guardduty";
 const DETAIL_TYPE: &str = "GuardDuty Finding";
 
-/// GuardDuty finding (EventBridge envelope) normalizer.
+/// GuardDuty finding (EventBridge envelope or bare) normalizer.
 pub struct GuardDuty;
+
+/// Whether `doc` is a bare finding: a GuardDuty ARN, or `service.serviceName` `guardduty`, beside a
+/// finding `type`.
+fn is_bare_finding(doc: &Value) -> bool {
+    let arn = doc
+        .get("arn")
+        .and_then(Value::as_str)
+        .is_some_and(|a| a.starts_with("arn:") && a.contains(":guardduty:"));
+    let service = doc.pointer("/service/serviceName").and_then(Value::as_str) == Some("guardduty");
+    (arn || service) && doc.get("type").is_some_and(Value::is_string)
+}
 
 impl Normalizer for GuardDuty {
     fn name(&self) -> &'static str {
@@ -41,89 +56,129 @@ impl Normalizer for GuardDuty {
     }
 
     fn detect(&self, doc: &Value) -> bool {
+        // Any EventBridge event from GuardDuty is claimed: one that is not a finding (a malware
+        // scan result) is then refused by name rather than misread by another format.
         doc.get("detail-type").and_then(Value::as_str) == Some(DETAIL_TYPE)
+            || (doc.get("source").and_then(Value::as_str) == Some("aws.guardduty")
+                && doc.get("detail-type").is_some_and(Value::is_string))
+            || is_bare_finding(doc)
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        if !doc.is_object() {
-            return Err(invalid("expected a JSON object (an EventBridge event)"));
-        }
-        match str_of(doc.get("detail-type")) {
-            Some(DETAIL_TYPE) => {}
-            Some(other) => {
-                return Err(invalid(format!(
-                    "detail-type `{}` is not `{DETAIL_TYPE}`; route this source to another format",
-                    echo(other)
-                )));
-            }
-            None => {
-                return Err(invalid(format!(
-                    "detail-type is missing (expected `{DETAIL_TYPE}` from an EventBridge rule)"
-                )));
-            }
-        }
-        let mut alert = build(&doc)?;
-        alert.raw = doc;
-        Ok(alert)
+        normalize_object(
+            FORMAT,
+            "a GuardDuty finding or its EventBridge event",
+            doc,
+            build,
+        )
     }
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
+}
+
+/// GuardDuty's number (0–10), a name, or a number on a 0–100 scale; see the module docs.
+fn finding_severity(v: Option<&Value>, notes: &mut Vec<AlertProblem>) -> (Severity, Option<f64>) {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return (default_severity("severity is missing", notes), None);
+    };
+    let text = v.as_str().map(str::trim);
+    let score = v
+        .as_f64()
+        .or_else(|| text.and_then(|s| s.parse::<f64>().ok()))
+        .filter(|f| f.is_finite());
+    match (score, text.and_then(severity_from_name)) {
+        (Some(s), _) if (0.0..=10.0).contains(&s) => {
+            (severity_from_score(s).expect("in range"), Some(s))
+        }
+        (Some(s), _) if (10.0..=100.0).contains(&s) => {
+            let sev = severity_from_score(s / 10.0).expect("in range");
+            notes.push(problem(
+                ProblemKind::SeverityOutOfRange,
+                format!(
+                    "severity {s} is outside GuardDuty's 0–10; read as a 0–100 score ({})",
+                    sev.as_str()
+                ),
+            ));
+            (sev, Some(s))
+        }
+        (_, Some(sev)) => (sev, None),
+        (Some(s), None) => (
+            default_severity(format!("severity {s} is outside GuardDuty's 0–10"), notes),
+            Some(s),
+        ),
+        (None, None) => (
+            default_severity(format!("severity `{}` is not a number", echo(v)), notes),
+            None,
+        ),
     }
 }
 
 fn build(doc: &Value) -> Result<Alert, NormalizeError> {
-    let detail = doc
-        .get("detail")
-        .filter(|d| d.is_object())
-        .ok_or_else(|| invalid("detail is missing or not an object (the finding)"))?;
-    let id = str_of(detail.get("id"))
-        .ok_or_else(|| invalid("detail.id is missing"))?
-        .to_string();
-    let time = match (
-        detail.get("createdAt").filter(|v| !v.is_null()),
-        doc.get("time").filter(|v| !v.is_null()),
-    ) {
-        (Some(t), _) => {
-            time_from_rfc3339(t).map_err(|e| invalid(format!("detail.createdAt: {e}")))?
+    let (detail, prefix) = match str_of(doc.get("detail-type")) {
+        Some(DETAIL_TYPE) => (
+            doc.get("detail")
+                .filter(|d| d.is_object())
+                .ok_or_else(|| invalid("detail is missing or not an object (the finding)"))?,
+            "detail.",
+        ),
+        Some(other) => {
+            return Err(invalid(format!(
+                "detail-type `{}` is not `{DETAIL_TYPE}`; route this source to another format",
+                echo(other)
+            )));
         }
-        (None, Some(t)) => time_from_rfc3339(t).map_err(|e| invalid(format!("time: {e}")))?,
-        (None, None) => return Err(invalid("detail.createdAt and time are both missing")),
+        None if is_bare_finding(doc) => (doc, ""),
+        None => {
+            return Err(invalid(format!(
+                "detail-type is missing (expected `{DETAIL_TYPE}` from an EventBridge rule) and \
+                 this is not a bare finding (no GuardDuty `arn` and `type`)"
+            )));
+        }
     };
-    let finding_type = str_of(detail.get("type"))
-        .ok_or_else(|| invalid("detail.type is missing (e.g. `UnauthorizedAccess:IAMUser/…`)"))?;
-
-    let score = match detail.get("severity").filter(|v| !v.is_null()) {
-        None => return Err(invalid("detail.severity is missing")),
-        Some(v) => v
-            .as_f64()
-            .or_else(|| v.as_str().and_then(|s| s.trim().parse::<f64>().ok()))
-            .filter(|f| f.is_finite())
-            .ok_or_else(|| invalid(format!("detail.severity `{}` is not a number", echo(v))))?,
-    };
-    let severity = severity_from_score(score).ok_or_else(|| {
+    let id = str_of(detail.get("id"))
+        .ok_or_else(|| invalid(format!("{prefix}id is missing")))?
+        .to_string();
+    let mut notes = Vec::new();
+    let created = format!("{prefix}createdAt");
+    let updated = format!("{prefix}updatedAt");
+    let time = time_or_receipt(
+        &[
+            (created.as_str(), detail.get("createdAt")),
+            (updated.as_str(), detail.get("updatedAt")),
+            ("time", doc.get("time").filter(|_| !prefix.is_empty())),
+        ],
+        TimeUnit::Rfc3339,
+        &mut notes,
+    );
+    let finding_type = str_of(detail.get("type")).ok_or_else(|| {
         invalid(format!(
-            "detail.severity {score} is outside GuardDuty's 0–10 range"
+            "{prefix}type is missing (e.g. `UnauthorizedAccess:IAMUser/…`)"
         ))
     })?;
+    let (severity, score) = finding_severity(detail.get("severity"), &mut notes);
 
     let resource = detail.get("resource");
     let key = resource.and_then(|r| r.get("accessKeyDetails"));
     let subjects = subjects(key);
     let (purpose, resource_kind) = split_type(finding_type);
     if subjects.is_empty() && resource_kind == Some("IAMUser") {
-        return Err(invalid(format!(
-            "detail.type `{}` is about an IAM principal but \
-             detail.resource.accessKeyDetails.userName is missing",
-            echo(finding_type)
-        )));
+        notes.push(problem(
+            ProblemKind::NoSubject,
+            format!(
+                "{prefix}type `{}` is about an IAM principal but \
+                 {prefix}resource.accessKeyDetails.userName is missing; notify-only",
+                echo(finding_type)
+            ),
+        ));
     }
 
-    let mut labels = BTreeMap::new();
-    labels.insert("guardduty_type".to_string(), finding_type.to_string());
+    let source = Source::of("aws", "guardduty", FORMAT);
+    let mut alert = Alert::new(source, id, time, severity, notes);
+    alert.severity_score = score;
+    alert.category = category(purpose, finding_type).to_string();
+    alert.add_label("guardduty_type", Some(finding_type));
     for (label, v) in [
         (
             "aws_account",
@@ -137,33 +192,15 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
         ("aws_principal_id", key.and_then(|k| k.get("principalId"))),
         ("aws_user_type", key.and_then(|k| k.get("userType"))),
     ] {
-        if let Some(v) = str_of(v) {
-            labels.insert(label.to_string(), v.to_string());
-        }
+        alert.add_label(label, str_of(v));
     }
-
-    let title = str_of(detail.get("title"))
+    alert.title = str_of(detail.get("title"))
         .unwrap_or(finding_type)
         .to_string();
-
-    Ok(Alert {
-        id,
-        source: Source {
-            vendor: "aws".into(),
-            product: Some("guardduty".into()),
-            format: FORMAT.into(),
-        },
-        time,
-        severity,
-        severity_score: Some(score),
-        category: category(purpose, finding_type).to_string(),
-        title,
-        subjects,
-        host: host(resource.and_then(|r| r.get("instanceDetails"))),
-        indicators: indicators(key, detail.pointer("/service/action")),
-        labels,
-        raw: Value::Null,
-    })
+    alert.subjects = subjects;
+    alert.set_host(host(resource.and_then(|r| r.get("instanceDetails"))));
+    alert.indicators = indicators(key, detail.pointer("/service/action"));
+    Ok(alert)
 }
 
 /// GuardDuty's documented bands (Low 1.0–3.9, Medium 4.0–6.9, High 7.0–8.9, Critical 9.0–10.0).
@@ -210,7 +247,7 @@ fn subjects(key: Option<&Value>) -> Vec<Subject> {
     };
     let mut out = Vec::new();
     let user_type = str_of(key.get("userType"));
-    if let Some(name) = str_of(key.get("userName")) {
+    if let Some(name) = ident(key.get("userName")) {
         let mut s = Subject {
             username: Some(name.to_string()),
             ..Subject::default()
@@ -239,8 +276,10 @@ fn subjects(key: Option<&Value>) -> Vec<Subject> {
     out
 }
 
-fn host(inst: Option<&Value>) -> Option<Host> {
-    let inst = inst?;
+fn host(inst: Option<&Value>) -> Host {
+    let Some(inst) = inst else {
+        return Host::default();
+    };
     let nics = inst.get("networkInterfaces").and_then(Value::as_array);
     let mut ips = Vec::new();
     for nic in nics.into_iter().flatten() {
@@ -264,31 +303,22 @@ fn host(inst: Option<&Value>) -> Option<Host> {
         .flatten()
         .find_map(|n| str_of(n.get("privateDnsName")))
         .map(str::to_string);
-    let h = Host {
+    Host {
         hostname,
         id: str_of(inst.get("instanceId")).map(str::to_string),
         ips,
         os: str_of(inst.get("platform")).map(str::to_string),
-    };
-    (h != Host::default()).then_some(h)
+    }
 }
 
 fn indicators(key: Option<&Value>, action: Option<&Value>) -> Vec<Indicator> {
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    let mut push = |kind: &str, value: &str| {
-        if seen.insert((kind.to_string(), value.to_string())) {
-            out.push(Indicator {
-                kind: kind.into(),
-                value: value.into(),
-            });
-        }
-    };
+    let mut out = Indicators::default();
+    let mut push = |kind: &str, value: &str| out.push(kind, Some(value));
     if let Some(k) = str_of(key.and_then(|k| k.get("accessKeyId"))) {
         push("aws_access_key", k);
     }
     let Some(action) = action else {
-        return out;
+        return out.into_vec();
     };
     for sub in [
         "awsApiCallAction",
@@ -311,7 +341,7 @@ fn indicators(key: Option<&Value>, action: Option<&Value>) -> Vec<Indicator> {
     if let Some(d) = str_of(action.pointer("/dnsRequestAction/domain")) {
         push("domain", d);
     }
-    out
+    out.into_vec()
 }
 
 #[cfg(test)]

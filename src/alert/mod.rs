@@ -5,6 +5,8 @@
 //! (an Okta event hook) and returns one [`Alert`] — or one precise error — per document. The alert keeps the original document
 //! in [`Alert::raw`] so that policies can look at vendor fields the model does not carry.
 
+#[cfg(test)]
+mod corpus;
 pub mod crowdstrike;
 pub mod defender;
 pub mod elastic;
@@ -82,11 +84,78 @@ pub struct Alert {
     /// Free-form labels (tags, MITRE techniques, environment) for policies to match on.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// What was odd about the document but did not stop it being an alert (a time in seconds, a
+    /// severity out of range, a missing time replaced by the time of receipt). Policies see it as
+    /// `input.alert.problems` and may refuse to act on an alert whose facts were guessed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<AlertProblem>,
     /// The original document, untouched, for policies that need vendor fields.
     #[serde(default)]
     #[schemars(with = "serde_json::Value")]
     pub raw: serde_json::Value,
 }
+
+/// One thing that was odd about a document that still became an alert: a readable security alert
+/// is never dead-lettered over a cosmetic field, but what was guessed is said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertProblem {
+    /// What kind of oddity (a closed set, also the `kind` label of
+    /// `deprovd_alert_problems_total`).
+    pub kind: ProblemKind,
+    /// What exactly, naming the field and (shortened) value, and what was done instead.
+    pub detail: String,
+}
+
+/// The kinds of [`AlertProblem`]: bounded, so each can be a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// A time in another unit than the field documents (epoch seconds for milliseconds, or the
+    /// reverse), read by its magnitude.
+    TimeUnit,
+    /// A time field the vendor filled in that could not be read; another field or the time of
+    /// receipt was used.
+    TimeUnreadable,
+    /// No readable vendor time at all: the alert is timed on receipt.
+    TimeFromReceipt,
+    /// A numeric severity outside the vendor's documented range; the vendor's severity name, or the
+    /// number's magnitude, was used.
+    SeverityOutOfRange,
+    /// No readable severity: the documented default ([`DEFAULT_SEVERITY`]) was used.
+    SeverityUnknown,
+    /// The alert is about an account (an identity detection) but names none: notify-only.
+    NoSubject,
+}
+
+impl ProblemKind {
+    /// Every kind, for initialising metric series and documentation.
+    pub const ALL: &'static [ProblemKind] = &[
+        ProblemKind::TimeUnit,
+        ProblemKind::TimeUnreadable,
+        ProblemKind::TimeFromReceipt,
+        ProblemKind::SeverityOutOfRange,
+        ProblemKind::SeverityUnknown,
+        ProblemKind::NoSubject,
+    ];
+
+    /// Snake-case name as used in JSON and the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::TimeUnit => "time_unit",
+            ProblemKind::TimeUnreadable => "time_unreadable",
+            ProblemKind::TimeFromReceipt => "time_from_receipt",
+            ProblemKind::SeverityOutOfRange => "severity_out_of_range",
+            ProblemKind::SeverityUnknown => "severity_unknown",
+            ProblemKind::NoSubject => "no_subject",
+        }
+    }
+}
+
+/// The severity of an alert whose severity cannot be read: `medium` — enough for a policy to ask
+/// for approval or contain malware under the starter thresholds, never enough on its own for the
+/// high-only rules. The alert says so in `problems` (`severity_unknown`).
+pub const DEFAULT_SEVERITY: Severity = Severity::Medium;
 
 impl Alert {
     /// The key under which redeliveries of this alert collapse: `source.vendor/id`.

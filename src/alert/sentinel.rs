@@ -7,17 +7,15 @@
 //! products (Entra ID Protection, Defender for Identity) are about an account, so one without any
 //! account entity is dead-lettered. Full mapping tables: `docs/alert-model.md`.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use super::defender::category_from_graph;
 use super::fields::{
-    bounded_reason, echo, push_indicator, push_subject, put_label, severity_from_name, str_of,
-    subject_from_name, time_from_rfc3339,
+    TimeUnit, default_severity, echo, ident, normalize_object, severity_from_name, str_of,
+    subject_from_name, time_or_receipt,
 };
 use super::ocsf::{category_from_technique, category_from_text};
-use super::{Alert, Host, NormalizeError, Normalizer, Source, Subject};
+use super::{Alert, Host, NormalizeError, Normalizer, ProblemKind, Source, Subject};
 
 const FORMAT: &str = "sentinel";
 /// `additionalData.alertProductNames[]` values whose incidents are always about an account.
@@ -55,28 +53,20 @@ impl Normalizer for Sentinel {
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        if !doc.is_object() {
-            return Err(invalid(
-                "expected a JSON object (a Sentinel incident webhook)",
-            ));
-        }
-        let inc = incident(&doc).ok_or_else(|| {
-            invalid(
-                "no incident: neither object.properties.incidentNumber nor \
-                 properties.incidentNumber is present",
-            )
-        })?;
-        let mut alert = build(inc)?;
-        alert.raw = doc;
-        Ok(alert)
+        normalize_object(FORMAT, "a Sentinel incident webhook", doc, |doc| {
+            let inc = incident(doc).ok_or_else(|| {
+                invalid(
+                    "no incident: neither object.properties.incidentNumber nor \
+                     properties.incidentNumber is present",
+                )
+            })?;
+            build(inc)
+        })
     }
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 fn strings(v: Option<&Value>) -> Vec<&str> {
@@ -87,7 +77,7 @@ fn strings(v: Option<&Value>) -> Vec<&str> {
 
 /// Sentinel Account / Mailbox entity properties → subject.
 fn account_entity(p: &Value) -> Subject {
-    let get = |k: &str| str_of(p.get(k));
+    let get = |k: &str| ident(p.get(k));
     let mut s = get("accountName")
         .and_then(subject_from_name)
         .unwrap_or_default();
@@ -135,26 +125,28 @@ fn build(inc: &Value) -> Result<Alert, NormalizeError> {
             invalid("object.name, object.id and properties.incidentNumber are all missing")
         })?;
 
-    let time_key = ["createdTimeUtc", "firstActivityTimeUtc"]
-        .into_iter()
-        .find(|k| p.get(*k).is_some_and(|v| !v.is_null()))
-        .ok_or_else(|| {
-            invalid(
-                "properties.createdTimeUtc and firstActivityTimeUtc are both missing (RFC 3339)",
-            )
-        })?;
-    let time = time_from_rfc3339(&p[time_key])
-        .map_err(|e| invalid(format!("properties.{time_key}: {e}")))?;
-
+    let mut notes = Vec::new();
+    let time = time_or_receipt(
+        &[
+            ("properties.createdTimeUtc", p.get("createdTimeUtc")),
+            (
+                "properties.firstActivityTimeUtc",
+                p.get("firstActivityTimeUtc"),
+            ),
+        ],
+        TimeUnit::Rfc3339,
+        &mut notes,
+    );
     let severity = match get("severity") {
-        Some(n) => severity_from_name(n).ok_or_else(|| {
-            invalid(format!(
+        Some(n) => severity_from_name(n).unwrap_or_else(|| {
+            let why = format!(
                 "properties.severity `{}` is not a Sentinel severity (Informational, Low, Medium, \
                  High)",
                 echo(n)
-            ))
-        })?,
-        None => return Err(invalid("properties.severity is missing")),
+            );
+            default_severity(why, &mut notes)
+        }),
+        None => default_severity("properties.severity is missing", &mut notes),
     };
 
     let extra = p.get("additionalData");
@@ -168,9 +160,9 @@ fn build(inc: &Value) -> Result<Alert, NormalizeError> {
         .unwrap_or("other")
         .to_string();
 
-    let mut subjects = Vec::new();
+    let source = Source::of("microsoft", "sentinel", FORMAT);
+    let mut alert = Alert::new(source, id, time, severity, notes).described(category, title);
     let mut host = Host::default();
-    let mut indicators = Vec::new();
     let entities = p.get("relatedEntities").and_then(Value::as_array);
     for e in entities.into_iter().flatten() {
         let ep = e.get("properties").unwrap_or(&Value::Null);
@@ -178,7 +170,9 @@ fn build(inc: &Value) -> Result<Alert, NormalizeError> {
         let kind = str_of(e.get("kind")).unwrap_or("").to_ascii_lowercase();
         match kind.as_str() {
             "account" | "mailbox" => {
-                push_subject(&mut subjects, Some(account_entity(ep))).map_err(invalid)?;
+                alert
+                    .add_subject(Some(account_entity(ep)))
+                    .map_err(invalid)?;
             }
             "host" if host == Host::default() => {
                 host = Host {
@@ -193,63 +187,39 @@ fn build(inc: &Value) -> Result<Alert, NormalizeError> {
                     os: eget("osFamily").map(str::to_string),
                 };
             }
-            "ip" => push_indicator(&mut indicators, "ip", eget("address")),
-            "url" => push_indicator(&mut indicators, "url", eget("url")),
-            "dns" => push_indicator(&mut indicators, "domain", eget("domainName")),
+            "ip" => alert.add_indicator("ip", eget("address")),
+            "url" => alert.add_indicator("url", eget("url")),
+            "dns" => alert.add_indicator("domain", eget("domainName")),
             "filehash" => {
                 let alg = eget("algorithm").map(str::to_ascii_lowercase);
-                push_indicator(
-                    &mut indicators,
-                    alg.as_deref().unwrap_or("hash"),
-                    eget("hashValue"),
-                );
+                alert.add_indicator(alg.as_deref().unwrap_or("hash"), eget("hashValue"));
             }
             _ => {}
         }
     }
-    if subjects.is_empty() {
+    alert.set_host(host);
+    if alert.subjects.is_empty() {
         if let Some(product) = products.iter().find(|p| IDENTITY_PRODUCTS.contains(p)) {
-            return Err(invalid(format!(
+            let detail = format!(
                 "incident {} from `{product}` names no account (no relatedEntities of kind \
-                 Account or Mailbox with accountName, upn, aadUserId or sid)",
-                number.as_deref().map(echo).unwrap_or_else(|| echo(&id)),
-            )));
+                 Account or Mailbox with accountName, upn, aadUserId or sid); notify-only",
+                number
+                    .as_deref()
+                    .map(echo)
+                    .unwrap_or_else(|| echo(&alert.id)),
+            );
+            alert.note(ProblemKind::NoSubject, detail);
         }
     }
 
-    let mut labels = BTreeMap::new();
-    put_label(&mut labels, "incident_number", number.as_deref());
-    put_label(&mut labels, "status", get("status"));
-    put_label(&mut labels, "incident_url", get("incidentUrl"));
-    put_label(&mut labels, "provider_name", get("providerName"));
-    for (key, list) in [
-        ("mitre_tactics", &tactics),
-        ("mitre_techniques", &techniques),
-        ("alert_products", &products),
-    ] {
-        if !list.is_empty() {
-            labels.insert(key.into(), list.join(","));
-        }
-    }
-
-    Ok(Alert {
-        id,
-        source: Source {
-            vendor: "microsoft".into(),
-            product: Some("sentinel".into()),
-            format: FORMAT.into(),
-        },
-        time,
-        severity,
-        severity_score: None,
-        category,
-        title,
-        subjects,
-        host: (host != Host::default()).then_some(host),
-        indicators,
-        labels,
-        raw: Value::Null,
-    })
+    alert.add_label("incident_number", number.as_deref());
+    alert.add_label("status", get("status"));
+    alert.add_label("incident_url", get("incidentUrl"));
+    alert.add_label("provider_name", get("providerName"));
+    alert.add_list_label("mitre_tactics", tactics);
+    alert.add_list_label("mitre_techniques", techniques);
+    alert.add_list_label("alert_products", products);
+    Ok(alert)
 }
 
 #[cfg(test)]

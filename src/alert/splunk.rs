@@ -4,30 +4,30 @@
 //! `result` is the first row of the search, every value a string (or an array for multi-value
 //! fields), so numbers are parsed from strings here. Splunk's `_time` is epoch *seconds* (with an
 //! optional fraction): unlike the millisecond fields of other formats that is Splunk's documented
-//! meaning, so it is read as seconds. A plain saved search has no severity at all; it becomes
-//! `informational` (never escalates) with label `severity_missing`, rather than being lost.
-//! ES notables of the `access` / `identity` security domain are about an account, so one without any
-//! user is dead-lettered. Full mapping tables: `docs/alert-model.md`.
+//! meaning, so it is read as seconds. Without `_time` the dispatch time in a scheduled search's
+//! `sid` stands in, else the time of receipt (noted): Splunk's own documented example payload has
+//! neither. A plain saved search has no severity at all; it becomes `informational` (never
+//! escalates) with label `severity_missing`, rather than being lost. ES notables of the `access` /
+//! `identity` security domain are about an account; one without any user is still taken, as
+//! notify-only with a `no_subject` problem, so its notification is not lost. Full mapping tables:
+//! `docs/alert-model.md`.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::fields::{
-    bounded_reason, echo, push_indicator, push_subject, put_label, severity_from_name, str_of,
-    subject_from_name, time_from_rfc3339,
+    FieldError, default_severity, echo, is_placeholder, normalize_object, problem, receipt_time,
+    severity_from_name, str_of, subject_from_name, time_from_rfc3339,
 };
 use super::generic::severity_from_score;
 use super::ocsf::{category_from_technique, category_from_text};
-use super::{Alert, Host, NormalizeError, Normalizer, Severity, Source};
+use super::{Alert, AlertProblem, Host, NormalizeError, Normalizer, ProblemKind, Severity, Source};
 
 const FORMAT: &str = "splunk";
 /// Smallest `_time` accepted, in seconds (2001-09-09): a smaller number is not a Splunk event time.
 const MIN_EPOCH_S: f64 = 1_000_000_000.0;
-/// Placeholders ES and CIM searches put in identity fields when they know nothing.
-const PLACEHOLDERS: &[&str] = &["unknown", "-", "n/a", "null"];
 
 /// Splunk alert-action webhook normalizer.
 pub struct Splunk;
@@ -44,25 +44,18 @@ impl Normalizer for Splunk {
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        if !doc.is_object() {
-            return Err(invalid("expected a JSON object (a Splunk webhook payload)"));
-        }
-        let mut alert = build(&doc)?;
-        alert.raw = doc;
-        Ok(alert)
+        normalize_object(FORMAT, "a Splunk webhook payload", doc, build)
     }
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
-/// Every non-blank, non-placeholder string of a single- or multi-value field.
+/// Every non-blank, non-placeholder string of a single- or multi-value field (ES and CIM searches
+/// write `unknown` or `-` when they know nothing).
 fn values(v: Option<&Value>) -> Vec<&str> {
-    let keep = |s: &&str| !PLACEHOLDERS.iter().any(|p| s.eq_ignore_ascii_case(p));
+    let keep = |s: &&str| !is_placeholder(s);
     match v {
         Some(Value::Array(a)) => a
             .iter()
@@ -79,22 +72,19 @@ fn first(v: Option<&Value>) -> Option<&str> {
 }
 
 /// `_time` as Splunk writes it: epoch seconds (string or number, optional fraction) or RFC 3339.
-fn parse_time(v: &Value) -> Result<DateTime<Utc>, String> {
+fn parse_time(v: &Value) -> Result<DateTime<Utc>, FieldError> {
     let text = match v {
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.trim().to_string(),
-        other => return Err(format!("`{}` is not epoch seconds", echo(other))),
+        other => return Err(FieldError::NotEpochSeconds(echo(other))),
     };
     match text.parse::<f64>() {
         Ok(secs) if secs.is_finite() => {
             if secs < MIN_EPOCH_S {
-                return Err(format!(
-                    "{} is not an epoch-seconds event time",
-                    echo(&text)
-                ));
+                return Err(FieldError::TooEarlySeconds(echo(&text)));
             }
             DateTime::<Utc>::from_timestamp_millis((secs * 1000.0).round() as i64)
-                .ok_or_else(|| format!("{} epoch seconds is out of range", echo(&text)))
+                .ok_or_else(|| FieldError::SecondsOutOfRange(echo(&text)))
         }
         _ => time_from_rfc3339(&Value::String(text)),
     }
@@ -118,45 +108,48 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
 
     let id = r("event_id").unwrap_or(sid).to_string();
 
+    let mut notes = Vec::new();
     let time = match result.get("_time").filter(|v| !v.is_null()) {
-        Some(t) => parse_time(t).map_err(|e| invalid(format!("result._time: {e}")))?,
-        None => time_from_sid(sid).ok_or_else(|| {
-            invalid(format!(
-                "result._time is missing and sid `{}` carries no dispatch time; add `_time` to \
-                 the search's output",
-                echo(sid)
-            ))
-        })?,
-    };
+        Some(t) => match parse_time(t) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                notes.push(problem(
+                    ProblemKind::TimeUnreadable,
+                    format!("result._time: {e}"),
+                ));
+                None
+            }
+        },
+        None => None,
+    }
+    .or_else(|| time_from_sid(sid))
+    .unwrap_or_else(|| receipt_time(&["result._time", "sid"], &mut notes));
 
-    let mut labels = BTreeMap::new();
+    let mut severity_missing = false;
     let numeric = r("severity").and_then(|s| s.parse::<f64>().ok());
+    let by_name = |field: &str, v: &str, notes: &mut Vec<AlertProblem>| {
+        severity_from_name(v).unwrap_or_else(|| {
+            default_severity(
+                format!(
+                    "{field} `{}` is not informational, low, medium, high or critical",
+                    echo(v)
+                ),
+                notes,
+            )
+        })
+    };
     let (severity, mut severity_score) = match (r("urgency"), r("severity"), numeric) {
-        (Some(u), _, _) => (
-            severity_from_name(u).ok_or_else(|| {
-                invalid(format!(
-                    "result.urgency `{}` is not informational, low, medium, high or critical",
-                    echo(u)
-                ))
-            })?,
-            numeric,
-        ),
-        (None, Some(_), Some(n)) => (
-            severity_from_score(n)
-                .ok_or_else(|| invalid(format!("result.severity {n} is outside 0–100")))?,
-            Some(n),
-        ),
-        (None, Some(s), None) => (
-            severity_from_name(s).ok_or_else(|| {
-                invalid(format!(
-                    "result.severity `{}` is neither a severity name nor a number",
-                    echo(s)
-                ))
-            })?,
-            None,
-        ),
+        (Some(u), _, _) => (by_name("result.urgency", u, &mut notes), numeric),
+        (None, Some(_), Some(n)) => match severity_from_score(n) {
+            Some(sev) => (sev, Some(n)),
+            None => (
+                default_severity(format!("result.severity {n} is outside 0–100"), &mut notes),
+                Some(n),
+            ),
+        },
+        (None, Some(s), None) => (by_name("result.severity", s, &mut notes), None),
         (None, None, _) => {
-            labels.insert("severity_missing".into(), "true".into());
+            severity_missing = true;
             (Severity::Informational, None)
         }
     };
@@ -174,29 +167,42 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
         .unwrap_or("other")
         .to_string();
 
-    let title = rule_name.or(search_name).unwrap_or_default().to_string();
-
-    let mut subjects = Vec::new();
+    let es = str_of(doc.get("app")) == Some("SplunkEnterpriseSecuritySuite")
+        || result.get("event_id").is_some()
+        || result.get("rule_name").is_some();
+    let product = if es { "enterprise security" } else { "splunk" };
+    let mut alert = Alert::new(
+        Source::of("splunk", product, FORMAT),
+        id,
+        time,
+        severity,
+        notes,
+    );
+    alert.severity_score = severity_score;
+    alert.category = category;
+    alert.title = rule_name.or(search_name).unwrap_or_default().to_string();
     for key in ["user", "src_user"] {
         for name in values(result.get(key)) {
-            push_subject(&mut subjects, subject_from_name(name)).map_err(invalid)?;
+            alert
+                .add_subject(subject_from_name(name))
+                .map_err(invalid)?;
         }
     }
     let domain = r("security_domain");
-    if subjects.is_empty()
+    if alert.subjects.is_empty()
         && domain
             .is_some_and(|d| d.eq_ignore_ascii_case("access") || d.eq_ignore_ascii_case("identity"))
     {
-        return Err(invalid(format!(
+        let detail = format!(
             "notable {} of security_domain `{}` names no account (result.user and \
-             result.src_user are missing, blank or `unknown`)",
-            echo(&id),
+             result.src_user are missing, blank or placeholders); notify-only",
+            echo(&alert.id),
             domain.unwrap_or_default()
-        )));
+        );
+        alert.note(ProblemKind::NoSubject, detail);
     }
 
     let mut host = Host::default();
-    let mut indicators = Vec::new();
     let is_ip = |s: &str| s.parse::<IpAddr>().is_ok();
     match r("dest") {
         Some(d) if is_ip(d) => host.ips.push(d.to_string()),
@@ -206,17 +212,14 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
     if let Some(ip) = r("dest_ip").filter(|ip| !host.ips.iter().any(|h| h == ip)) {
         host.ips.push(ip.to_string());
     }
+    alert.set_host(host);
     for src in values(result.get("src"))
         .into_iter()
         .chain(values(result.get("src_ip")))
     {
-        push_indicator(
-            &mut indicators,
-            if is_ip(src) { "ip" } else { "hostname" },
-            Some(src),
-        );
+        alert.add_indicator(if is_ip(src) { "ip" } else { "hostname" }, Some(src));
     }
-    push_indicator(&mut indicators, "url", r("url"));
+    alert.add_indicator("url", r("url"));
     if let Some(hash) = r("file_hash") {
         let kind = match hash.len() {
             32 => "md5",
@@ -224,41 +227,21 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
             64 => "sha256",
             _ => "hash",
         };
-        push_indicator(&mut indicators, kind, Some(hash));
+        alert.add_indicator(kind, Some(hash));
     }
 
-    put_label(&mut labels, "search_name", search_name);
-    put_label(&mut labels, "sid", Some(sid));
-    put_label(&mut labels, "app", str_of(doc.get("app")));
-    put_label(&mut labels, "owner", str_of(doc.get("owner")));
-    put_label(&mut labels, "results_link", str_of(doc.get("results_link")));
-    put_label(&mut labels, "rule_name", rule_name);
-    put_label(&mut labels, "security_domain", domain);
-    if !techniques.is_empty() {
-        labels.insert("mitre_techniques".into(), techniques.join(","));
+    if severity_missing {
+        alert.add_label("severity_missing", Some("true"));
     }
-
-    let es = str_of(doc.get("app")) == Some("SplunkEnterpriseSecuritySuite")
-        || result.get("event_id").is_some()
-        || result.get("rule_name").is_some();
-    Ok(Alert {
-        id,
-        source: Source {
-            vendor: "splunk".into(),
-            product: Some(if es { "enterprise security" } else { "splunk" }.into()),
-            format: FORMAT.into(),
-        },
-        time,
-        severity,
-        severity_score,
-        category,
-        title,
-        subjects,
-        host: (host != Host::default()).then_some(host),
-        indicators,
-        labels,
-        raw: Value::Null,
-    })
+    alert.add_label("search_name", search_name);
+    alert.add_label("sid", Some(sid));
+    alert.add_label("app", str_of(doc.get("app")));
+    alert.add_label("owner", str_of(doc.get("owner")));
+    alert.add_label("results_link", str_of(doc.get("results_link")));
+    alert.add_label("rule_name", rule_name);
+    alert.add_label("security_domain", domain);
+    alert.add_list_label("mitre_techniques", techniques);
+    Ok(alert)
 }
 
 #[cfg(test)]

@@ -223,24 +223,20 @@ impl Normalizer for Ssf {
             .and_then(Value::as_str)
             .map(|r| format!(": {r}"))
             .unwrap_or_default();
-        Ok(Alert {
+        let mut alert = Alert::new(
+            Source::of("ssf", product, FORMAT),
             id,
-            source: Source {
-                vendor: "ssf".into(),
-                product: Some(product.into()),
-                format: FORMAT.into(),
-            },
             time,
             severity,
-            severity_score: None,
-            category: category.into(),
-            title: format!("{title} for {who}{reason}"),
-            subjects,
-            host,
-            indicators: Vec::new(),
-            labels,
-            raw: doc,
-        })
+            Vec::new(),
+        );
+        alert.category = category.into();
+        alert.title = format!("{title} for {who}{reason}");
+        alert.subjects = subjects;
+        alert.host = host;
+        alert.labels = labels;
+        alert.raw = doc;
+        Ok(alert)
     }
 }
 
@@ -361,11 +357,8 @@ fn read_subject(
     Ok(())
 }
 
-fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: reason.into(),
-    }
+fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 #[cfg(test)]

@@ -65,6 +65,10 @@ impl Decider {
 
     /// As [`decide`](Self::decide) for an already normalized alert (manual lockouts).
     pub fn decide_alert(&self, alert: Alert) -> Planned {
+        for p in &alert.problems {
+            self.metrics
+                .alert_problem(&alert.source.format, p.kind.as_str());
+        }
         let now = Utc::now();
         let started = Instant::now();
         let eval = self

@@ -121,6 +121,10 @@ pub struct Processed {
     /// Policy and planning problems (e.g. a decision no configured connector can carry out).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// What was odd about the alert document itself (a time in seconds, a severity guessed, a
+    /// time of receipt standing in): the alert was taken, but the sender should know.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alert_problems: Vec<crate::alert::AlertProblem>,
 }
 
 /// One document of a delivery after [`Decider::decide_all`].
@@ -394,6 +398,7 @@ impl Pipeline {
             actions: recorded,
             policy_digest: planned.policy_digest,
             problems: planned.problems,
+            alert_problems: planned.alert.problems,
         })
     }
 }

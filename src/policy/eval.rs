@@ -140,6 +140,8 @@ struct AlertView<'a> {
     indicators: &'a [crate::alert::Indicator],
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     labels: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    problems: &'a [crate::alert::AlertProblem],
 }
 
 /// Build the input document. `raw` is converted only for bundles that read it (`with_raw`).
@@ -161,6 +163,7 @@ fn build_input(
         host: alert.host.as_ref(),
         indicators: &alert.indicators,
         labels: &alert.labels,
+        problems: &alert.problems,
     };
     let input_err = |part| move |source| EvalError::Input { part, source };
     let alert_value = to_value(&view).map_err(input_err("alert"))?;

@@ -304,6 +304,56 @@ decisions contains d if {
     }
 }
 
+#[test]
+fn policies_see_the_alert_s_problems_and_may_hold_back_on_guessed_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.rego",
+        r#"package deprovd
+import rego.v1
+guessed contains p.kind if some p in input.alert.problems
+decisions contains d if {
+	count(guessed) == 0
+	d := {"action": "disable_account", "subject": input.alert.subjects[0].username, "rule": "sure"}
+}
+decisions contains d if {
+	"severity_unknown" in guessed
+	d := {"action": "notify", "subject": input.alert.subjects[0].username, "rule": "guessed"}
+}
+"#,
+    );
+    let mut guessed = alert(
+        "a-10",
+        "malware",
+        "medium",
+        serde_json::json!([{"username": "u"}]),
+    );
+    guessed.problems.push(crate::alert::AlertProblem {
+        kind: crate::alert::ProblemKind::SeverityUnknown,
+        detail: "severity `severe` is not a name; using the default `medium`".into(),
+    });
+    let sure = alert(
+        "a-11",
+        "malware",
+        "medium",
+        serde_json::json!([{"username": "u"}]),
+    );
+    for engine in [Backend::Vm, Backend::Interpreter] {
+        let policies = Policies::load(&config(dir.path(), engine)).unwrap();
+        let rules = |a: &Alert| {
+            let eval = policies.evaluate(a, now(), &serde_json::Value::Null);
+            assert_eq!(eval.errors, Vec::<String>::new(), "{engine:?}");
+            eval.decisions
+                .into_iter()
+                .map(|d| d.rule)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rules(&guessed), ["guessed"], "{engine:?}");
+        assert_eq!(rules(&sure), ["sure"], "{engine:?}");
+    }
+}
+
 const WITH_POLICY: &str = r#"package deprovd
 import rego.v1
 base := input.alert.id

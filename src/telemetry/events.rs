@@ -126,6 +126,11 @@ impl Metrics {
             .inc();
     }
 
+    /// An alert of `format` was taken with a problem of `kind` (`ProblemKind::as_str`, a closed set).
+    pub fn alert_problem(&self, format: &str, kind: &'static str) {
+        self.alert_problems.with_label_values(&[format, kind]).inc();
+    }
+
     /// The policy decided `action` in `mode` (both from their typed `as_str`).
     pub fn decision(&self, action: &'static str, mode: &'static str) {
         self.decisions.with_label_values(&[action, mode]).inc();

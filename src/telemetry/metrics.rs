@@ -18,6 +18,9 @@ pub struct Metrics {
     process: Registry,
     /// `alerts_total{source,outcome}`: source = format name, outcome = accepted | dead_lettered | duplicate.
     pub(super) alerts: IntCounterVec,
+    /// `alert_problems_total{format,kind}`: what was odd about accepted alerts (a time in seconds,
+    /// a severity out of range, a time of receipt standing in); kind = a closed set.
+    pub(super) alert_problems: IntCounterVec,
     pub policy_eval_seconds: Histogram,
     /// Policy evaluations that returned errors (bad decisions, over budget).
     pub(super) policy_errors: IntCounterVec,
@@ -79,6 +82,11 @@ impl Metrics {
                 "alerts_total",
                 "Alerts received, by source format and outcome.",
                 &["source", "outcome"]
+            )),
+            alert_problems: reg!(counter(
+                "alert_problems_total",
+                "Problems noted on accepted alerts (guessed or replaced facts), by format and kind.",
+                &["format", "kind"]
             )),
             policy_eval_seconds: reg!(
                 Histogram::with_opts(

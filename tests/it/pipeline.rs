@@ -310,3 +310,35 @@ async fn coalesced_alerts_call_the_target_once() {
     assert_eq!(target.count("POST", "/good"), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_alert_with_a_time_in_seconds_is_taken_and_its_problem_answered_and_counted() {
+    let (_target, data, _policies, app) = with_one_good_webhook().await;
+    let id = unique("alert");
+    let mut alert: serde_json::Value = serde_json::from_str(&alert_json(&id, "dana@corp.example"))
+        .expect("the kit's alert is JSON");
+    alert["time"] = chrono::Utc::now().timestamp().into();
+    let (status, body) = app.post_alert(&alert.to_string()).await;
+    assert_eq!(
+        status, 202,
+        "a readable alert is never dead-lettered: {body}"
+    );
+    assert_eq!(body["alert_problems"][0]["kind"], "time_unit", "{body}");
+    assert!(
+        body["alert_problems"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("epoch seconds")),
+        "{body}"
+    );
+    assert_eq!(body["actions"][0]["subject"], "dana@corp.example", "{body}");
+    assert_eq!(
+        app.metric("deprovd_alert_problems_total{format=\"generic\",kind=\"time_unit\"}")
+            .await,
+        Some(1.0)
+    );
+    assert!(
+        !data.path().join("alerts.dlq.jsonl").exists(),
+        "nothing dead-lettered"
+    );
+    app.stop().await;
+}

@@ -1,6 +1,7 @@
 //! Field mappings shared by every OCSF class: source, risk and severity, ATT&CK categories,
 //! subjects, host and observables.
 
+use super::super::fields::Indicators;
 use super::*;
 
 pub(super) fn source(doc: &Value) -> Source {
@@ -222,12 +223,7 @@ pub(super) fn subjects(doc: &Value, vendor: &str) -> Result<Vec<Subject>, Normal
         .flatten();
     let mut out = Vec::new();
     for user in users {
-        if let Some(s) = user_subject(user, vendor) {
-            merge_subject(&mut out, s);
-            if out.len() > MAX_SUBJECTS {
-                return Err(invalid(too_many_subjects()));
-            }
-        }
+        push_subject(&mut out, user_subject(user, vendor)).map_err(invalid)?;
     }
     Ok(out)
 }
@@ -346,9 +342,7 @@ pub(crate) fn indicator_kind(type_id: u64, value: &str, caption: Option<&str>) -
 }
 
 pub(super) fn indicators(observables: Option<&Value>) -> Vec<Indicator> {
-    let mut out: Vec<Indicator> = Vec::new();
-    // A set, not a scan of `out`: observables are vendor-controlled and may number thousands.
-    let mut seen = HashSet::new();
+    let mut out = Indicators::default();
     let list = observables.and_then(Value::as_array);
     for o in list.into_iter().flatten() {
         let Some(value) = str_of(o.get("value")) else {
@@ -356,12 +350,7 @@ pub(super) fn indicators(observables: Option<&Value>) -> Vec<Indicator> {
         };
         let type_id = o.get("type_id").and_then(Value::as_u64).unwrap_or(0);
         let kind = indicator_kind(type_id, value, str_of(o.get("type")));
-        if seen.insert((kind.clone(), value)) {
-            out.push(Indicator {
-                kind,
-                value: value.to_string(),
-            });
-        }
+        out.push(&kind, Some(value));
     }
-    out
+    out.into_vec()
 }

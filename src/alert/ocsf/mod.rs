@@ -39,15 +39,18 @@
 //! Detection: `class_uid` is one of the numbers above. Under an explicit `format = "ocsf"`, any other
 //! class is an error naming it, so a misrouted Network Activity event is dead-lettered rather than
 //! guessed at.
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
 use super::fields::{
-    MAX_SUBJECTS, bounded_reason, echo, has_identifier, merge_subject, put_label,
-    severity_from_name, str_of, subject_from_name, time_from_epoch_ms, too_many_subjects,
+    TimeUnit, default_severity, echo, has_identifier, normalize_object, problem, push_subject,
+    receipt_time, severity_from_name, str_of, subject_from_name, vendor_time,
 };
-use super::{Alert, Host, Indicator, NormalizeError, Normalizer, Severity, Source, Subject};
+use super::{
+    Alert, AlertProblem, Host, Indicator, NormalizeError, Normalizer, ProblemKind, Severity,
+    Source, Subject,
+};
 
 mod authentication;
 mod mapping;
@@ -89,23 +92,17 @@ impl Normalizer for Ocsf {
     }
 
     fn normalize(&self, doc: Value) -> Result<Alert, NormalizeError> {
-        if !doc.is_object() {
-            return Err(invalid("expected a JSON object (an OCSF event)"));
-        }
-        let mut alert = match check_class(&doc)? {
-            AUTHENTICATION => build_authentication(&doc)?,
-            class => build(&doc, class)?,
-        };
-        alert.raw = doc;
-        Ok(alert)
+        normalize_object(FORMAT, "an OCSF event", doc, |doc| {
+            match check_class(doc)? {
+                AUTHENTICATION => build_authentication(doc),
+                class => build(doc, class),
+            }
+        })
     }
 }
 
-pub(super) fn invalid(reason: impl Into<String>) -> NormalizeError {
-    NormalizeError::Invalid {
-        format: FORMAT,
-        reason: bounded_reason(reason.into()),
-    }
+pub(super) fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
+    NormalizeError::invalid(FORMAT, reason)
 }
 
 pub(super) fn check_class(doc: &Value) -> Result<u64, NormalizeError> {
@@ -173,6 +170,48 @@ pub(super) fn info_name(class: u64) -> &'static str {
     }
 }
 
+/// The event's time: `time` (epoch milliseconds, read by magnitude when a producer wrote seconds),
+/// else `fallback` (the class's creation or start time), else `time_dt` (RFC 3339), else the time
+/// of receipt; each deviation noted.
+pub(super) fn event_time(
+    doc: &Value,
+    fallback: (&str, Option<&Value>),
+    notes: &mut Vec<AlertProblem>,
+) -> chrono::DateTime<chrono::Utc> {
+    vendor_time(
+        &[("time", doc.get("time")), fallback],
+        TimeUnit::Millis,
+        notes,
+    )
+    .or_else(|| vendor_time(&[("time_dt", doc.get("time_dt"))], TimeUnit::Rfc3339, notes))
+    .unwrap_or_else(|| receipt_time(&["time", fallback.0, "time_dt"], notes))
+}
+
+/// `severity_id` / `severity` raised by the risk level, as [`parse_severity`] and
+/// [`parse_risk_level`] read them; what they cannot read is noted: an unknown severity becomes the
+/// documented default, an unknown risk level is ignored. Returns the `severity_id` too.
+pub(super) fn lenient_severity(
+    doc: &Value,
+    notes: &mut Vec<AlertProblem>,
+) -> (Severity, Option<u64>) {
+    let reason = |e: NormalizeError| match e {
+        NormalizeError::Invalid { reason, .. } => reason,
+        other => other.to_string(),
+    };
+    let (severity, id) = match parse_severity(doc) {
+        Ok(found) => found,
+        Err(e) => (default_severity(reason(e), notes), None),
+    };
+    let risk = parse_risk_level(doc).unwrap_or_else(|e| {
+        notes.push(problem(
+            ProblemKind::SeverityOutOfRange,
+            format!("{}; the risk level is not read", reason(e)),
+        ));
+        None
+    });
+    (risk.map_or(severity, |r| r.max(severity)), id)
+}
+
 pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
     let infos = finding_infos(doc, class);
     // An incident's `finding_info_list` names the findings it groups, not the incident itself.
@@ -203,31 +242,16 @@ pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
             info.and_then(|i| i.get("created_time")),
         )
     };
-    let time = match (
-        doc.get("time").filter(|v| !v.is_null()),
-        fallback.1.filter(|v| !v.is_null()),
-    ) {
-        (Some(t), _) => time_from_epoch_ms(t).map_err(|e| invalid(format!("time: {e}")))?,
-        (None, Some(t)) => {
-            time_from_epoch_ms(t).map_err(|e| invalid(format!("{}: {e}", fallback.0)))?
-        }
-        (None, None) => {
-            return Err(invalid(format!(
-                "time and {} are both missing (epoch milliseconds)",
-                fallback.0
-            )));
-        }
-    };
-
-    let (severity, severity_id) = parse_severity(doc)?;
-    let risk = parse_risk_level(doc)?;
-    let severity = risk.map_or(severity, |r| r.max(severity));
+    let mut notes = Vec::new();
+    let time = event_time(doc, fallback, &mut notes);
+    let (severity, severity_id) = lenient_severity(doc, &mut notes);
     let severity_score = doc
         .get("risk_score")
         .and_then(Value::as_f64)
         .or(severity_id.filter(|id| *id <= 6).map(|id| id as f64));
 
-    let source = source(doc);
+    let mut alert = Alert::new(source(doc), id, time, severity, notes);
+    alert.severity_score = severity_score;
 
     let attacks = attacks(
         infos
@@ -235,14 +259,8 @@ pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
             .map(|i| i.get("attacks"))
             .chain(std::iter::once(doc.get("attacks"))),
     );
-    let mut labels = BTreeMap::new();
-    let join = |set: &BTreeSet<&str>| set.iter().copied().collect::<Vec<_>>().join(",");
-    if !attacks.tactics.is_empty() {
-        labels.insert("mitre_tactics".into(), join(&attacks.tactics));
-    }
-    if !attacks.techniques.is_empty() {
-        labels.insert("mitre_techniques".into(), join(&attacks.techniques));
-    }
+    alert.add_list_label("mitre_tactics", attacks.tactics.iter().copied());
+    alert.add_list_label("mitre_techniques", attacks.techniques.iter().copied());
     let mut types: Vec<&str> = Vec::new();
     for info in &infos {
         let list = info.get("types").and_then(Value::as_array);
@@ -252,26 +270,23 @@ pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
             }
         }
     }
-    if !types.is_empty() {
-        labels.insert("finding_types".into(), types.join(","));
-    }
-    put_label(&mut labels, "risk_level", risk_label(doc));
+    alert.add_list_label("finding_types", types.iter().copied());
+    alert.add_label("risk_level", risk_label(doc));
     match class {
         SECURITY_FINDING => {
-            put_label(&mut labels, "finding_state", str_of(doc.get("state")));
+            alert.add_label("finding_state", str_of(doc.get("state")));
         }
         INCIDENT_FINDING => {
-            put_label(&mut labels, "incident_status", str_of(doc.get("status")));
-            put_label(&mut labels, "incident_verdict", str_of(doc.get("verdict")));
+            alert.add_label("incident_status", str_of(doc.get("status")));
+            alert.add_label("incident_verdict", str_of(doc.get("verdict")));
             let priority = doc.get("priority").and_then(|p| match p {
                 Value::String(s) => Some(s.trim().to_string()),
                 Value::Number(n) => Some(n.to_string()),
                 _ => None,
             });
-            put_label(&mut labels, "incident_priority", priority.as_deref());
-            if let Some(b) = doc.get("is_suspected_breach").and_then(Value::as_bool) {
-                labels.insert("suspected_breach".into(), b.to_string());
-            }
+            alert.add_label("incident_priority", priority.as_deref());
+            let breach = doc.get("is_suspected_breach").and_then(Value::as_bool);
+            alert.add_label("suspected_breach", breach.map(|b| b.to_string()).as_deref());
         }
         _ => {}
     }
@@ -285,7 +300,7 @@ pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
         .flat_map(|a| [str_of(a.get("name")), str_of(a.get("category"))])
         .flatten()
         .collect();
-    let category = types
+    alert.category = types
         .iter()
         .copied()
         .chain(analytic_text)
@@ -300,7 +315,7 @@ pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
         .unwrap_or("other")
         .to_string();
 
-    let title = if class == INCIDENT_FINDING {
+    alert.title = if class == INCIDENT_FINDING {
         str_of(doc.get("desc"))
             .or_else(|| str_of(doc.get("message")))
             .or_else(|| infos.iter().find_map(|i| str_of(i.get("title"))))
@@ -310,18 +325,8 @@ pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
     .unwrap_or_default()
     .to_string();
 
-    Ok(Alert {
-        id,
-        time,
-        severity,
-        severity_score,
-        category,
-        title,
-        subjects: subjects(doc, &source.vendor)?,
-        host: host(doc.get("device")),
-        indicators: indicators(doc.get("observables")),
-        labels,
-        source,
-        raw: Value::Null,
-    })
+    alert.subjects = subjects(doc, &alert.source.vendor)?;
+    alert.host = host(doc.get("device"));
+    alert.indicators = indicators(doc.get("observables"));
+    Ok(alert)
 }

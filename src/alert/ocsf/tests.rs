@@ -1,4 +1,5 @@
 use super::*;
+use crate::alert::fields::MAX_SUBJECTS;
 use serde_json::json;
 
 #[test]
