@@ -22,6 +22,7 @@ mod registry;
 pub mod sentinel;
 pub mod splunk;
 pub mod ssf;
+mod timestamps;
 
 pub use registry::{Normalized, Normalizer, NormalizerRegistry, Part, SSF_ONLY_VERIFIED};
 

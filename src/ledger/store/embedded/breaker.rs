@@ -91,3 +91,81 @@ impl BreakerStore for EmbeddedStore {
         .await
     }
 }
+
+/// Drop every window entry of `scope` admitted before `until_ms` (exclusive); returns how many.
+fn breaker_prune(tx: &WriteTransaction, scope: &str, until_ms: i64) -> Result<u64, StoreError> {
+    let mut times = tx.open_table(BREAKER_TIMES).map_err(db_err)?;
+    let mut subjects = tx.open_table(BREAKER_SUBJECTS).map_err(db_err)?;
+    let mut stale = Vec::new();
+    for entry in times
+        .range((scope, i64::MIN, "")..(scope, until_ms, ""))
+        .map_err(db_err)?
+    {
+        let (k, _) = entry.map_err(db_err)?;
+        let (_, ms, subject) = k.value();
+        stale.push((ms, subject.to_string()));
+    }
+    for (ms, subject) in &stale {
+        times
+            .remove((scope, *ms, subject.as_str()))
+            .map_err(db_err)?;
+        subjects.remove((scope, subject.as_str())).map_err(db_err)?;
+    }
+    Ok(stale.len() as u64)
+}
+
+fn breaker_admit_tx(
+    db: &Database,
+    scopes: &[BreakerScope],
+    subject: &str,
+    now_ms: i64,
+) -> Result<Vec<BreakerAdmission>, StoreError> {
+    let tx = db.begin_write().map_err(db_err)?;
+    let mut out = Vec::with_capacity(scopes.len());
+    for s in scopes {
+        let cutoff = now_ms.saturating_sub(duration_ms(s.window).max(1));
+        let pruned = breaker_prune(&tx, &s.name, cutoff.saturating_add(1))?;
+        let mut counts = tx.open_table(BREAKER_COUNTS).map_err(db_err)?;
+        let mut count = counts
+            .get(s.name.as_str())
+            .map_err(db_err)?
+            .map_or(0, |g| g.value())
+            .saturating_sub(pruned);
+        {
+            let mut subjects = tx.open_table(BREAKER_SUBJECTS).map_err(db_err)?;
+            let mut times = tx.open_table(BREAKER_TIMES).map_err(db_err)?;
+            let previous = subjects
+                .insert((s.name.as_str(), subject), now_ms)
+                .map_err(db_err)?
+                .map(|g| g.value());
+            match previous {
+                Some(ms) => {
+                    times
+                        .remove((s.name.as_str(), ms, subject))
+                        .map_err(db_err)?;
+                }
+                None => count += 1,
+            }
+            times
+                .insert((s.name.as_str(), now_ms, subject), ())
+                .map_err(db_err)?;
+        }
+        counts.insert(s.name.as_str(), count).map_err(db_err)?;
+        let mut open_t = tx.open_table(BREAKER_OPEN).map_err(db_err)?;
+        let mut open = open_t.get(s.name.as_str()).map_err(db_err)?.is_some();
+        let mut tripped = false;
+        if !open && count > s.threshold {
+            open_t.insert(s.name.as_str(), now_ms).map_err(db_err)?;
+            open = true;
+            tripped = true;
+        }
+        out.push(BreakerAdmission {
+            scope: s.name.clone(),
+            subjects: count,
+            open,
+            tripped,
+        });
+    }
+    tx.commit().map_err(db_err)?;
+    Ok(out)
+}
