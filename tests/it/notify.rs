@@ -56,22 +56,7 @@ fn sink(name: &str, kind: &str, url: &str, extra: Value) -> Value {
 }
 
 async fn lockout(app: &TestApp, subject: &str) -> String {
-    let r = app
-        .http
-        .post(app.url("/v1/lockouts"))
-        .bearer_auth(&app.token)
-        .json(&json!({
-            "subject": subject,
-            "connectors": ["conn"],
-            "operations": ["disable_account"],
-            "reason": "phished",
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
-    let body: Value = r.json().await.unwrap();
-    body["id"].as_str().unwrap().to_string()
+    app.disable_via_lockout(subject, "conn").await
 }
 
 /// POST requests `target` received at `path`, in arrival order.

@@ -175,6 +175,27 @@ pub(crate) struct TestApp {
 }
 
 impl TestApp {
+    /// A responder's lockout of `subject`: `disable_account` on `connector`, reason "phished".
+    /// Asserts the `202` and returns the lockout id.
+    pub(crate) async fn disable_via_lockout(&self, subject: &str, connector: &str) -> String {
+        let r = self
+            .http
+            .post(self.url("/v1/lockouts"))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({
+                "subject": subject,
+                "connectors": [connector],
+                "operations": ["disable_account"],
+                "reason": "phished",
+            }))
+            .send()
+            .await
+            .expect("post lockout");
+        assert_eq!(r.status().as_u16(), 202, "lockout of {subject} refused");
+        let body: serde_json::Value = r.json().await.expect("lockout answer is JSON");
+        body["id"].as_str().expect("lockout id").to_string()
+    }
+
     /// A builder over typed [`Settings`]: the defaults of an empty config file, listening on a free
     /// loopback port, with a fresh data directory and policies read once.
     pub(crate) fn builder() -> TestAppBuilder {

@@ -24,25 +24,7 @@ const ALERTS: usize = 150;
 /// instant just before the POST.
 async fn lock_out(app: &TestApp, subject: &str) -> (String, Instant) {
     let t0 = Instant::now();
-    let r = app
-        .http
-        .post(app.url("/v1/lockouts"))
-        .bearer_auth(&app.token)
-        .json(&json!({
-            "subject": subject,
-            "connectors": ["fast"],
-            "operations": ["disable_account"],
-            "reason": "phished",
-        }))
-        .send()
-        .await
-        .expect("post lockout");
-    assert_eq!(r.status(), 202);
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .expect("lockout id")
-        .to_string();
-    (id, t0)
+    (app.disable_via_lockout(subject, "fast").await, t0)
 }
 
 /// What one run measured on the fast connector.
