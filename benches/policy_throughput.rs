@@ -9,8 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use deprovd::alert::Alert;
-use deprovd::policy::{Backend, Policies, PolicyConfig};
+use deprovd::{Alert, Policies, PolicyBackend, PolicyConfig};
 
 const ALERTS: usize = 10_000;
 
@@ -102,7 +101,7 @@ fn make_alert(i: usize, rng: &mut Rng) -> String {
     alert.to_string()
 }
 
-fn run(engine: Backend, alerts: &[Alert], now: DateTime<Utc>) -> (f64, usize, usize) {
+fn run(engine: PolicyBackend, alerts: &[Alert], now: DateTime<Utc>) -> (f64, usize, usize) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     let config = PolicyConfig {
         dir,
@@ -140,7 +139,7 @@ fn main() {
     let now: DateTime<Utc> = "2026-11-26T05:01:00Z".parse().expect("valid time");
     println!("policy_throughput: {ALERTS} alerts, average {avg} bytes each, single thread");
     let mut results = Vec::new();
-    for engine in [Backend::Vm, Backend::Interpreter] {
+    for engine in [PolicyBackend::Vm, PolicyBackend::Interpreter] {
         let (rate, decisions, errors) = run(engine, &alerts, now);
         let name = format!("{engine:?}");
         println!(
@@ -155,7 +154,7 @@ fn main() {
         "both engines make the same number of decisions"
     );
     println!("  VM speed-up: {:.1}x", results[0].0 / results[1].0);
-    let registry = deprovd::alert::NormalizerRegistry::new();
+    let registry = deprovd::NormalizerRegistry::new();
     let started = Instant::now();
     for r in &raw {
         black_box(
@@ -182,14 +181,14 @@ fn run_decider(raw: &[String]) -> (f64, usize) {
     use std::collections::{BTreeMap, BTreeSet};
     use std::sync::Arc;
 
-    use deprovd::connectors::Operation;
-    use deprovd::guard::{GuardConfig, Guards};
-    use deprovd::pipeline::Decider;
-    use deprovd::plan::Planner;
+    use deprovd::Decider;
+    use deprovd::Operation;
+    use deprovd::Planner;
+    use deprovd::{GuardConfig, Guards};
 
     let config = PolicyConfig {
         dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
-        engine: Backend::Vm,
+        engine: PolicyBackend::Vm,
         eval_timeout: Duration::from_secs(1),
         ..PolicyConfig::default()
     };
@@ -214,7 +213,7 @@ fn run_decider(raw: &[String]) -> (f64, usize) {
         policies,
         Planner::from_capabilities(caps),
         guards,
-        Arc::new(deprovd::telemetry::Metrics::new()),
+        Arc::new(deprovd::Metrics::new()),
     );
     for r in raw.iter().take(500) {
         black_box(

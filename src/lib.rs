@@ -108,3 +108,45 @@ pub(crate) mod retry;
 pub(crate) mod ssf;
 pub mod telemetry;
 pub(crate) mod template;
+
+// The public surface: what the binary (`main.rs`), the integration tests and the benches use, by
+// name at the crate root. Everything else is reachable only inside the crate. Names that would
+// collide at the root carry their part's name (`StoreBackend`, `PolicyBackend`, `build_*_connector`).
+
+// Running the service.
+pub use app::{Application, Settings, shutdown_signal};
+pub use telemetry::{Metrics, init_tracing};
+// Alerts in.
+pub use alert::{Alert, MAX_EVENTS_PER_DELIVERY, NormalizerRegistry, alert_json_schema};
+pub use ingest::kafka::KafkaConfig;
+pub use net::signing::verify_webhook;
+// Deciding.
+pub use guard::{GuardConfig, Guards};
+pub use pipeline::Decider;
+pub use plan::Planner;
+pub use policy::{Backend as PolicyBackend, Policies, PolicyConfig};
+// Carrying out.
+pub use connectors::aws_iam::{
+    AwsIamConfig, DENY_POLICY_NAME as IAM_DENY_POLICY_NAME, IamClient,
+    REVOKE_POLICY_NAME as IAM_REVOKE_POLICY_NAME, build as build_aws_iam_connector,
+};
+pub use connectors::http::{
+    ConnectorConfig as HttpConnectorConfig, build_connectors as build_http_connectors,
+    build_one as build_http_connector, load_specs as load_connector_specs,
+};
+pub use connectors::ldap::{
+    LdapConfig, LdapFlavor, PERMANENT_LOCK as LDAP_PERMANENT_LOCK, build as build_ldap_connector,
+};
+pub use connectors::{
+    Connector, ConnectorSet, InstanceConfig, Memberships, Operation, OperationRequest,
+    OperationResult, Outcome, build_all as build_connectors,
+};
+pub use lockout::LockoutRequest;
+pub use net::client as http_client;
+// State and the record of what was done.
+pub use audit::{AuditKind, AuditRecord, Tamper, verify as verify_audit_chain};
+pub use audit_mirror::AuditMirror;
+pub use config::SecretRef;
+pub use ledger::store::{Backend as StoreBackend, StoreConfig};
+// The HTTP API.
+pub use api::{ApiConfig, ROUTES as API_ROUTES, TokenConfig, access as route_access, hash_token};

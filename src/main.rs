@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use deprovd::app::Settings;
+use deprovd::Settings;
 
 #[derive(Parser)]
 #[command(
@@ -70,7 +70,7 @@ enum Command {
         connectors: Vec<String>,
         /// Only these operations (repeatable), e.g. `remove_group_memberships`.
         #[arg(long = "operation", value_parser = parse_operation)]
-        operations: Vec<deprovd::connectors::Operation>,
+        operations: Vec<deprovd::Operation>,
         /// Incident or ticket reference.
         #[arg(long)]
         ticket: Option<String>,
@@ -154,13 +154,13 @@ struct ServerArgs {
     json: bool,
 }
 
-fn parse_operation(s: &str) -> Result<deprovd::connectors::Operation, UnknownOperation> {
-    deprovd::connectors::Operation::parse(s).ok_or_else(|| UnknownOperation(s.to_string()))
+fn parse_operation(s: &str) -> Result<deprovd::Operation, UnknownOperation> {
+    deprovd::Operation::parse(s).ok_or_else(|| UnknownOperation(s.to_string()))
 }
 
 /// An `--operation` value that names no operation; clap prints the message.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown operation `{0}` (known: {known})", known = deprovd::connectors::Operation::ALL.map(|o| o.as_str()).join(", "))]
+#[error("unknown operation `{0}` (known: {known})", known = deprovd::Operation::ALL.map(|o| o.as_str()).join(", "))]
 struct UnknownOperation(String);
 
 /// Run `f` to completion on a new multi-threaded runtime.
@@ -227,9 +227,9 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            deprovd::telemetry::init_tracing(&settings.telemetry);
+            deprovd::init_tracing(&settings.telemetry);
             block_on(async move {
-                let app = match deprovd::app::Application::build(settings).await {
+                let app = match deprovd::Application::build(settings).await {
                     Ok(a) => a,
                     Err(e) => {
                         eprintln!("deprovd cannot start: {e:#}");
@@ -242,7 +242,7 @@ fn main() -> ExitCode {
                         "deprovd dev admin token (shown once): {token}"
                     ));
                 }
-                match app.run_until_stopped(deprovd::app::shutdown_signal()).await {
+                match app.run_until_stopped(deprovd::shutdown_signal()).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("deprovd failed: {e:#}");
@@ -267,7 +267,7 @@ fn main() -> ExitCode {
         Command::Schema { .. } => {
             deprovd::cli::print_line(format_args!(
                 "{}",
-                serde_json::to_string_pretty(&deprovd::alert::alert_json_schema()).expect("json")
+                serde_json::to_string_pretty(&deprovd::alert_json_schema()).expect("json")
             ));
             ExitCode::SUCCESS
         }
@@ -308,7 +308,7 @@ fn main() -> ExitCode {
             server,
         } => client_command(
             server,
-            deprovd::client::Command::Lockout(deprovd::lockout::LockoutRequest {
+            deprovd::client::Command::Lockout(deprovd::LockoutRequest {
                 subject,
                 connectors: (!connectors.is_empty()).then_some(connectors),
                 operations: (!operations.is_empty()).then_some(operations),

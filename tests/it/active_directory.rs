@@ -6,8 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deprovd::connectors::ldap::{LdapConfig, LdapFlavor, build};
-use deprovd::connectors::{Connector, Operation, Outcome};
+use deprovd::{Connector, LdapConfig, LdapFlavor, Operation, Outcome, build_ldap_connector};
 use serde_json::{Value, json};
 
 use crate::kit::connector::{RunExt, instance, request};
@@ -37,7 +36,7 @@ fn connector(dc: &SambaDc, base_dn: &str) -> Arc<dyn Connector> {
         ca = dc.ca_file.display(),
     ))
     .expect("test config parses");
-    build("ad", &cfg, LdapFlavor::ActiveDirectory).expect("connector builds")
+    build_ldap_connector("ad", &cfg, LdapFlavor::ActiveDirectory).expect("connector builds")
 }
 
 /// Samba start is blocking (seconds, once per run): keep it off the test's async runtime.

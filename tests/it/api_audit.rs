@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use deprovd::guard::GuardConfig;
+use deprovd::GuardConfig;
 
 use crate::kit::connector::webhook;
 use crate::kit::{DISABLE_ALL_POLICY, Reply, Target, TestApp, eventually, policy_dir};
@@ -173,8 +173,8 @@ async fn every_authenticated_call_on_every_route_is_exactly_one_api_call_record(
     ];
     // The table covers every route with an access rule, and nothing else.
     let covered: Vec<(&str, &str)> = calls.iter().map(|c| (c.0, c.1)).collect();
-    for (method, route) in deprovd::api::ROUTES {
-        let rule = deprovd::api::access(&method.parse().unwrap(), route);
+    for (method, route) in deprovd::API_ROUTES {
+        let rule = deprovd::route_access(&method.parse().unwrap(), route);
         assert_eq!(
             rule.is_some(),
             covered.contains(&(*method, *route)),

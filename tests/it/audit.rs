@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use deprovd::app::Settings;
-use deprovd::audit::{AuditRecord, Tamper};
+use deprovd::{AuditRecord, Settings, Tamper};
 
 use crate::kit::connector::webhook;
 use crate::kit::{

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use deprovd::audit::AuditRecord;
+use deprovd::AuditRecord;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -77,8 +77,8 @@ fn mirrored(topic: &str, timeout: Duration) -> Vec<(String, AuditRecord)> {
 /// Wait until `calls` actions have their `succeeded` record in the trail and the mirror's cursor
 /// has reached the end of the trail; returns the trail.
 async fn settled(prefix: &str, topic: &str, calls: usize) -> Vec<AuditRecord> {
-    let store = deprovd::ledger::store::StoreConfig {
-        backend: deprovd::ledger::store::Backend::Redis,
+    let store = deprovd::StoreConfig {
+        backend: deprovd::StoreBackend::Redis,
         key_prefix: prefix.to_string(),
         ..Default::default()
     }
@@ -93,11 +93,10 @@ async fn settled(prefix: &str, topic: &str, calls: usize) -> Vec<AuditRecord> {
             let done = trail
                 .iter()
                 .filter(|r| {
-                    r.kind == deprovd::audit::AuditKind::ActionState
-                        && r.detail["state"] == "succeeded"
+                    r.kind == deprovd::AuditKind::ActionState && r.detail["state"] == "succeeded"
                 })
                 .count();
-            let cursor = deprovd::audit_mirror::AuditMirror::cursor(store.as_ref(), topic)
+            let cursor = deprovd::AuditMirror::cursor(store.as_ref(), topic)
                 .await
                 .ok()?;
             (done == calls && cursor == trail.len() as u64).then_some(trail)
@@ -174,5 +173,5 @@ async fn audit_records_reach_kafka_in_order_with_their_hashes_and_resume_after_r
     for w in got.windows(2) {
         assert_eq!(w[1].1.prev, w[0].1.hash, "chain links survive the mirror");
     }
-    assert!(deprovd::audit::verify(got.iter().map(|(_, r)| r)).is_ok());
+    assert!(deprovd::verify_audit_chain(got.iter().map(|(_, r)| r)).is_ok());
 }

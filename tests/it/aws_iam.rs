@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use deprovd::connectors::aws_iam::{
-    AwsIamConfig, DENY_POLICY_NAME, IamClient, REVOKE_POLICY_NAME, build,
+use deprovd::{
+    AwsIamConfig, Connector, IAM_DENY_POLICY_NAME, IAM_REVOKE_POLICY_NAME, IamClient,
+    InstanceConfig, Memberships, Operation, Outcome, build_aws_iam_connector, build_connectors,
 };
-use deprovd::connectors::{Connector, InstanceConfig, Memberships, Operation, Outcome, build_all};
 use serde_json::Value;
 
 use crate::kit::connector::{RunExt, request};
@@ -15,7 +15,7 @@ use crate::moto::{self, ALICE_GROUPS, ALICE_POLICY, Key, Moto};
 
 fn connector(server: &Moto, key: &Key) -> Arc<dyn Connector> {
     let cfg: AwsIamConfig = toml::from_str(&server.connector_toml(key)).expect("config parses");
-    build("aws", &cfg).unwrap_or_else(|p| panic!("connector builds: {p:?}"))
+    build_aws_iam_connector("aws", &cfg).unwrap_or_else(|p| panic!("connector builds: {p:?}"))
 }
 
 /// What an independent observer sees of alice.
@@ -151,7 +151,11 @@ async fn contain_locks_the_user_out_and_restore_puts_it_back_as_it_was() {
         contained.keys.iter().all(|(_, s)| s == "Inactive"),
         "every key inactive: {contained:?}"
     );
-    assert!(contained.policies.contains(&DENY_POLICY_NAME.to_string()));
+    assert!(
+        contained
+            .policies
+            .contains(&IAM_DENY_POLICY_NAME.to_string())
+    );
     assert!(!contained.login_profile, "console password deleted");
     // moto does not refuse inactive keys by itself; the refusal here is IAM's explicit deny.
     let err = alice_self
@@ -203,7 +207,7 @@ async fn contain_locks_the_user_out_and_restore_puts_it_back_as_it_was() {
     );
     assert!(
         auditor
-            .get_user_policy("alice", DENY_POLICY_NAME)
+            .get_user_policy("alice", IAM_DENY_POLICY_NAME)
             .await
             .expect("auditor reads")
             .is_none()
@@ -262,7 +266,7 @@ async fn revoke_sessions_denies_tokens_issued_before_now() {
     iam.expecting(Operation::RevokeSessions, "alice", None, Outcome::Done)
         .await;
     let doc = auditor
-        .get_user_policy("alice", REVOKE_POLICY_NAME)
+        .get_user_policy("alice", IAM_REVOKE_POLICY_NAME)
         .await
         .expect("auditor reads")
         .expect("revoke policy attached");
@@ -290,7 +294,7 @@ async fn aws_iam_type_routes_to_the_native_connector() {
     let mut problems = Vec::new();
     c.validate("connectors.aws", &mut problems);
     assert!(problems.is_empty(), "{problems:?}");
-    let set = build_all(&configs, None).unwrap_or_else(|p| panic!("builds: {p:?}"));
+    let set = build_connectors(&configs, None).unwrap_or_else(|p| panic!("builds: {p:?}"));
     assert!(set["aws"].supports(Operation::DisableAccount));
     assert!(set["aws"].check().await.ok);
 }
@@ -318,7 +322,7 @@ async fn throttling_and_server_errors_retry_and_requests_are_signed_query_calls(
         d = dir.path().display()
     ))
     .expect("config parses");
-    let iam = build("aws", &cfg).unwrap_or_else(|p| panic!("builds: {p:?}"));
+    let iam = build_aws_iam_connector("aws", &cfg).unwrap_or_else(|p| panic!("builds: {p:?}"));
 
     let r = iam
         .execute(&request(Operation::DisableAccount, "alice", None))
@@ -450,7 +454,7 @@ async fn group_listing_follows_the_marker_across_pages() {
         d = dir.path().display()
     ))
     .expect("config parses");
-    let iam = build("aws", &cfg).unwrap_or_else(|p| panic!("builds: {p:?}"));
+    let iam = build_aws_iam_connector("aws", &cfg).unwrap_or_else(|p| panic!("builds: {p:?}"));
     assert_eq!(
         iam.group_memberships("alice").await,
         Memberships::Groups(vec![

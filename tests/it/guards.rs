@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use deprovd::guard::GuardConfig;
+use deprovd::GuardConfig;
 
 use crate::kit::connector::webhook;
 use crate::kit::{

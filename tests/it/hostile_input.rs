@@ -138,7 +138,7 @@ fn okta_delivery(events: usize) -> String {
 #[tokio::test]
 async fn an_okta_delivery_over_the_event_cap_is_refused_whole_and_one_at_okta_size_is_taken() {
     let (app, _d, _p) = app().await;
-    let cap = deprovd::alert::MAX_EVENTS_PER_DELIVERY;
+    let cap = deprovd::MAX_EVENTS_PER_DELIVERY;
     for n in [cap + 1, 2000] {
         let started = std::time::Instant::now();
         let (status, body) = post(&app, "/v1/alerts?format=okta", &okta_delivery(n)).await;

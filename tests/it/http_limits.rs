@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use deprovd::api::ApiConfig;
+use deprovd::ApiConfig;
 
 use crate::kit::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir};
 

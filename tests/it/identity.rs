@@ -20,7 +20,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use deprovd::connectors::InstanceConfig;
+use deprovd::InstanceConfig;
 
 use crate::kit::connector::{Secrets, instance, webhook};
 use crate::kit::{Reply, Target, TestApp, TestAppBuilder, eventually, policy_dir, unique};

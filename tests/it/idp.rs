@@ -1,5 +1,5 @@
 //! The Okta, Microsoft Entra (Graph) and Google Workspace connectors, built from their config by
-//! `deprovd::connectors::build_all` exactly as the service builds them, against the vendor fakes of
+//! `deprovd::build_connectors` exactly as the service builds them, against the vendor fakes of
 //! [`crate::kit::vendors`]: exact methods, paths, query strings, bodies and auth headers are
 //! asserted, the vendors' own error shapes are reproduced (Okta E0000001/E0000007/E0000011, Graph
 //! `Request_ResourceNotFound`/`InvalidAuthenticationToken`, Google `userRateLimitExceeded`), and the
@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::http::Method;
-use deprovd::connectors::{Memberships, Operation, Outcome};
+use deprovd::{Memberships, Operation, Outcome};
 use serde_json::json;
 
 use crate::kit::connector::{RunExt, Secrets, build, connector, failed, retrying, run};

@@ -4,8 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use deprovd::connectors::InstanceConfig;
-use deprovd::ingest::kafka::KafkaConfig;
+use deprovd::{InstanceConfig, KafkaConfig};
 use serde_json::json;
 
 use crate::kit::connector::{instance, webhook};
@@ -231,7 +230,7 @@ async fn ledger_down_at_start_means_not_ready_and_no_offsets_stored() {
     let app = builder(data.path(), policies.path(), kafka_config(&topic, &group))
         .with(|s| {
             // A Redis nobody listens on: the ledger is down from the start.
-            s.state.backend = deprovd::ledger::store::Backend::Redis;
+            s.state.backend = deprovd::StoreBackend::Redis;
             s.state.redis_url = format!("redis://127.0.0.1:{closed}/0");
         })
         .spawn()

@@ -1,5 +1,5 @@
 //! The Keycloak (Admin REST API) and CrowdStrike Falcon (Hosts API) connectors, built from their
-//! config by `deprovd::connectors::build_all` exactly as the service builds them, against the vendor
+//! config by `deprovd::build_connectors` exactly as the service builds them, against the vendor
 //! fakes of [`crate::kit::vendors`]: exact methods, paths, query strings, bodies and auth headers
 //! asserted, form-encoded client-credentials token requests checked, the vendors' error shapes
 //! reproduced (Keycloak `{"error": "User not found"}` / `HTTP 401 Unauthorized`; CrowdStrike's
@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::Method;
-use deprovd::connectors::{Memberships, Operation, Outcome};
+use deprovd::{Memberships, Operation, Outcome};
 use serde_json::json;
 
 use crate::kit::connector::{RunExt, Secrets, connector, failed, retrying, run};

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use deprovd::config::SecretRef;
-use deprovd::connectors::ldap::{LdapConfig, LdapFlavor, PERMANENT_LOCK, build};
-use deprovd::connectors::{Connector, Memberships, Operation, Outcome};
+use deprovd::{
+    Connector, LDAP_PERMANENT_LOCK, LdapConfig, LdapFlavor, Memberships, Operation, Outcome,
+    SecretRef, build_ldap_connector,
+};
 use serde_json::{Value, json};
 
 use crate::kit::connector::{RunExt, request};
@@ -57,7 +58,7 @@ fn connector_with(
     ))
     .expect("test config parses");
     assert!(matches!(cfg.bind_password, SecretRef::File(_)));
-    build("directory", &cfg, flavor).expect("connector builds")
+    build_ldap_connector("directory", &cfg, flavor).expect("connector builds")
 }
 
 fn service(server: &Slapd) -> Arc<dyn Connector> {
@@ -87,7 +88,7 @@ async fn disabled_user_cannot_bind_until_enabled() {
     assert_eq!(pre["dn"], slapd::ALICE_DN);
     assert_eq!(
         server.values(slapd::ALICE_DN, "pwdAccountLockedTime").await,
-        vec![PERMANENT_LOCK.to_string()]
+        vec![LDAP_PERMANENT_LOCK.to_string()]
     );
     assert!(
         !server.can_bind(slapd::ALICE_DN, slapd::ALICE_PW).await,

@@ -505,7 +505,7 @@ async fn cli_lockout_status_restore_round_trip() {
     // The embedded store here, so lockout documents are exercised on both backends end to end.
     let app = builder(data.path(), policies.path())
         .with(|s| {
-            s.state.backend = deprovd::ledger::store::Backend::Embedded;
+            s.state.backend = deprovd::StoreBackend::Embedded;
             s.state.path = data.path().join("ledger");
         })
         .connector("hook", webhook("hook", &target.url()))

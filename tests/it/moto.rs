@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use deprovd::connectors::aws_iam::IamClient;
+use deprovd::IamClient;
 use secrecy::SecretString;
 
 /// The actions deprovd's IAM identity needs; the same list as docs/connectors/aws_iam.md.

@@ -163,7 +163,7 @@ async fn slack_teams_and_signed_webhook_get_documented_bodies_for_lockout_and_re
         .as_secs();
     let key = SecretString::from(hook_secret.to_string());
     assert!(
-        deprovd::net::signing::verify_webhook(
+        deprovd::verify_webhook(
             &key,
             &header(&hook, "x-deprovd-timestamp"),
             &header(&hook, "x-deprovd-signature"),
@@ -174,7 +174,7 @@ async fn slack_teams_and_signed_webhook_get_documented_bodies_for_lockout_and_re
         "signature verifies over timestamp + body"
     );
     assert!(
-        !deprovd::net::signing::verify_webhook(
+        !deprovd::verify_webhook(
             &SecretString::from("another-secret".to_string()),
             &header(&hook, "x-deprovd-timestamp"),
             &header(&hook, "x-deprovd-signature"),
@@ -592,8 +592,8 @@ secret = "inline-secret"
 [notify.sinks.templates]
 restored = '{"who": {{ notice.subjet | tojson }}}'
 "#;
-    let settings = deprovd::app::Settings::from_toml(text, Vec::new()).unwrap();
-    let err = deprovd::app::Application::build(settings)
+    let settings = deprovd::Settings::from_toml(text, Vec::new()).unwrap();
+    let err = deprovd::Application::build(settings)
         .await
         .err()
         .expect("startup refuses");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use deprovd::audit::AuditKind;
+use deprovd::AuditKind;
 
 use crate::kit::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir, unique};
 
@@ -19,8 +19,8 @@ async fn a_broken_bundle_rejected_by_the_watcher_is_audited() {
         .redis_prefix(&prefix)
         .spawn()
         .await;
-    let store = deprovd::ledger::store::StoreConfig {
-        backend: deprovd::ledger::store::Backend::Redis,
+    let store = deprovd::StoreConfig {
+        backend: deprovd::StoreBackend::Redis,
         key_prefix: prefix.clone(),
         ..Default::default()
     }

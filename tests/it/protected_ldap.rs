@@ -184,7 +184,7 @@ async fn folded_spellings_and_resolved_aliases_never_lock_a_protected_entry() {
     assert_eq!(action["state"], "succeeded", "{action}");
     assert_eq!(
         server.values(slapd::ALICE_DN, "pwdAccountLockedTime").await,
-        vec![deprovd::connectors::ldap::PERMANENT_LOCK.to_string()],
+        vec![deprovd::LDAP_PERMANENT_LOCK.to_string()],
         "{action}"
     );
     app.stop().await;

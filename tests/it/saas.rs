@@ -1,5 +1,5 @@
 //! The Slack and GitHub connectors (`connectors/slack.yaml`, `connectors/github.yaml`), built from
-//! their config by `deprovd::connectors::build_all` exactly as the service builds them, against the
+//! their config by `deprovd::build_connectors` exactly as the service builds them, against the
 //! vendor fakes of [`crate::kit::vendors`]: Slack's SCIM 2.0 API and Web API
 //! (`admin.users.session.reset`, `auth.test`, HTTP 200 with `{"ok": false, "error": ...}` for
 //! failures, 429 `ratelimited` with Retry-After) on two hosts with two tokens; GitHub's REST API
@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use axum::http::Method;
-use deprovd::connectors::{InstanceConfig, Memberships, Operation, Outcome, build_all};
+use deprovd::{InstanceConfig, Memberships, Operation, Outcome, build_connectors};
 use serde_json::{Value, json};
 
 use crate::kit::connector::{RunExt, Secrets, connector, retrying, run};
@@ -255,7 +255,7 @@ vars = {{ org = "acme" }}
 "#
     ))
     .expect("parses");
-    let Err(problems) = build_all(&root.connectors, None) else {
+    let Err(problems) = build_connectors(&root.connectors, None) else {
         panic!("must be refused")
     };
     let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();

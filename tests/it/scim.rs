@@ -17,9 +17,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use deprovd::connectors::http::{ConnectorConfig, build_connectors};
-use deprovd::connectors::{Connector, Operation, Outcome};
-use deprovd::net::signing::verify_webhook;
+use deprovd::{
+    Connector, HttpConnectorConfig, Operation, Outcome, build_http_connectors, verify_webhook,
+};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -341,13 +341,13 @@ async fn spawn_target() -> (String, Arc<Mutex<Received>>) {
 }
 
 fn webhook(base: &str, path: &str, auth: &str) -> Arc<dyn Connector> {
-    let cfg: ConnectorConfig = toml::from_str(&format!(
+    let cfg: HttpConnectorConfig = toml::from_str(&format!(
         "type = \"webhook\"\nbase_url = \"{base}\"\nauth = {auth}\nvars = {{ path = \"{path}\" }}\ntimeout = \"5s\"\n"
     ))
     .expect("config");
     let mut configs = BTreeMap::new();
     configs.insert("hook".to_string(), cfg);
-    build_connectors(&configs, None)
+    build_http_connectors(&configs, None)
         .unwrap_or_else(|p| panic!("{p:?}"))
         .remove("hook")
         .expect("built")
@@ -487,11 +487,11 @@ operations:
 "#,
     )
     .expect("write spec");
-    let cfg: ConnectorConfig = toml::from_str(&format!(
+    let cfg: HttpConnectorConfig = toml::from_str(&format!(
         "type = \"etagged\"\nbase_url = \"{base}\"\nauth = {{ scheme = \"none\" }}\n"
     ))
     .expect("config");
-    let set = build_connectors(&BTreeMap::from([("t".to_string(), cfg)]), Some(dir.path()))
+    let set = build_http_connectors(&BTreeMap::from([("t".to_string(), cfg)]), Some(dir.path()))
         .unwrap_or_else(|p| panic!("{p:?}"));
     let r = set["t"]
         .execute(&request(Operation::DisableAccount, "x", None))
@@ -523,14 +523,14 @@ operations:
     )
     .expect("write spec");
     let build = |escape: bool| {
-        let cfg: ConnectorConfig = toml::from_str(&format!(
+        let cfg: HttpConnectorConfig = toml::from_str(&format!(
             "type = \"paged\"\nbase_url = \"{base}\"\nauth = {{ scheme = \"none\" }}\nvars = {{ escape = {escape} }}\n"
         ))
         .expect("config");
-        let specs = deprovd::connectors::http::load_specs(Some(dir.path())).expect("specs");
-        let client = deprovd::net::client(None).expect("client");
+        let specs = deprovd::load_connector_specs(Some(dir.path())).expect("specs");
+        let client = deprovd::http_client(None).expect("client");
         let mut problems = Vec::new();
-        deprovd::connectors::http::build_one("p", &cfg, &specs, &client, &mut problems)
+        deprovd::build_http_connector("p", &cfg, &specs, &client, &mut problems)
             .unwrap_or_else(|| panic!("{problems:?}"))
     };
     let r = build(false).lookup("anyone").await;

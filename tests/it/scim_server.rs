@@ -11,8 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deprovd::connectors::Connector;
-use deprovd::connectors::http::{ConnectorConfig, build_connectors};
+use deprovd::{Connector, HttpConnectorConfig, build_http_connectors};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
@@ -200,11 +199,11 @@ timeout = "5s"
             self.base,
             self.secrets.path().join(token_file).display()
         );
-        let cfg: ConnectorConfig = toml::from_str(&toml_src).expect("connector config");
+        let cfg: HttpConnectorConfig = toml::from_str(&toml_src).expect("connector config");
         let mut configs = BTreeMap::new();
         configs.insert("scim-test".to_string(), cfg);
-        let set = build_connectors(&configs, spec_dir)
-            .unwrap_or_else(|p| panic!("build_connectors failed: {p:?}"));
+        let set = build_http_connectors(&configs, spec_dir)
+            .unwrap_or_else(|p| panic!("build_http_connectors failed: {p:?}"));
         set["scim-test"].clone()
     }
 }
@@ -234,12 +233,12 @@ pub(crate) async fn scim_contract_case() -> Result<crate::kit::contract::Case, S
         subject: email,
         pairs: vec![
             (
-                deprovd::connectors::Operation::DisableAccount,
-                deprovd::connectors::Operation::EnableAccount,
+                deprovd::Operation::DisableAccount,
+                deprovd::Operation::EnableAccount,
             ),
             (
-                deprovd::connectors::Operation::RemoveGroupMemberships,
-                deprovd::connectors::Operation::RestoreGroupMemberships,
+                deprovd::Operation::RemoveGroupMemberships,
+                deprovd::Operation::RestoreGroupMemberships,
             ),
         ],
         state: Box::new(move || {

@@ -4,12 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use deprovd::api::TokenConfig;
-use deprovd::app::Settings;
-use deprovd::connectors::InstanceConfig;
-use deprovd::guard::GuardConfig;
-use deprovd::ingest::kafka::KafkaConfig;
-use deprovd::ledger::store::{Backend, StoreConfig};
+use deprovd::{
+    GuardConfig, InstanceConfig, KafkaConfig, Settings, StoreBackend, StoreConfig, TokenConfig,
+};
 
 use super::{eventually, metric_value, unique};
 
@@ -87,7 +84,7 @@ impl TestAppBuilder {
     /// The ledger in the local Redis under `prefix` (a test that inspects or cleans the keys).
     pub(crate) fn redis_prefix(mut self, prefix: &str) -> Self {
         self.settings.state = StoreConfig {
-            backend: Backend::Redis,
+            backend: StoreBackend::Redis,
             key_prefix: prefix.to_string(),
             path: self.settings.state.path.clone(),
             ..StoreConfig::default()
@@ -119,7 +116,7 @@ impl TestAppBuilder {
             name: name.to_string(),
             role: serde_json::from_value(serde_json::json!(role)).expect("a role name"),
             token: None,
-            sha256: Some(hex::encode(deprovd::api::hash_token(secret))),
+            sha256: Some(hex::encode(deprovd::hash_token(secret))),
         });
         self
     }
@@ -206,7 +203,7 @@ impl TestApp {
     pub(crate) async fn start(settings: Settings) -> TestApp {
         let problems = settings.validate();
         assert!(problems.is_empty(), "test config invalid: {problems:?}");
-        let app = deprovd::app::Application::build(settings)
+        let app = deprovd::Application::build(settings)
             .await
             .expect("application builds");
         let port = app.port();

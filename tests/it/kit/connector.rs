@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deprovd::connectors::{
+use deprovd::{
     Connector, ConnectorSet, InstanceConfig, Operation, OperationRequest, OperationResult, Outcome,
-    build_all,
+    build_connectors,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -33,7 +33,7 @@ pub(crate) fn build_set(
     configs: impl IntoIterator<Item = (String, InstanceConfig)>,
 ) -> ConnectorSet {
     let configs: BTreeMap<String, InstanceConfig> = configs.into_iter().collect();
-    build_all(&configs, None).unwrap_or_else(|p| panic!("build failed: {p:#?}"))
+    build_connectors(&configs, None).unwrap_or_else(|p| panic!("build failed: {p:#?}"))
 }
 
 /// One real connector, built from its instance config as the service builds instance `name`.
@@ -62,7 +62,7 @@ pub(crate) fn build(toml_src: &str) -> ConnectorSet {
         connectors: BTreeMap<String, InstanceConfig>,
     }
     let root: Root = toml::from_str(toml_src).expect("config parses");
-    build_all(&root.connectors, None).unwrap_or_else(|p| panic!("build failed: {p:#?}"))
+    build_connectors(&root.connectors, None).unwrap_or_else(|p| panic!("build failed: {p:#?}"))
 }
 
 /// A request for one operation, with a fresh idempotency key.

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use deprovd::connectors::{Connector, Operation, Outcome};
+use deprovd::{Connector, Operation, Outcome};
 
 use super::connector::run;
 use super::fake::{Fake, Vendor};

@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use deprovd::connectors::{Connector, Operation, Outcome};
+use deprovd::{Connector, Operation, Outcome};
 use serde_json::{Value, json};
 
 use super::connector::{failed, run, run_expecting};

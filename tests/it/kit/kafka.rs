@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use deprovd::ingest::kafka::KafkaConfig;
+use deprovd::KafkaConfig;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use deprovd::connectors::{Connector, InstanceConfig};
+use deprovd::{Connector, InstanceConfig};
 use serde_json::{Value, json};
 
 use super::invalid_client;

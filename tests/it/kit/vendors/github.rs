@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use deprovd::connectors::{Connector, InstanceConfig};
+use deprovd::{Connector, InstanceConfig};
 use serde_json::{Value, json};
 
 use crate::kit::connector::{Secrets, connector, instance};

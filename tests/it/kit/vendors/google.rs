@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use deprovd::connectors::InstanceConfig;
+use deprovd::InstanceConfig;
 use serde_json::{Value, json};
 
 use super::{PRIVATE_PEM, invalid_client, verify_assertion};

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use deprovd::connectors::Connector;
+use deprovd::Connector;
 use serde_json::{Value, json};
 
 use super::{invalid_client, verify_assertion};

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::http::Method;
-use deprovd::connectors::{Connector, InstanceConfig, Operation};
+use deprovd::{Connector, InstanceConfig, Operation};
 use serde_json::{Value, json};
 
 use crate::kit::connector::{Secrets, connector, instance};
