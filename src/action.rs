@@ -283,7 +283,61 @@ pub struct ActionRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What makes one action: why it exists and what it does. [`ActionRecord::planned`] turns it into a
+/// fresh record; everything else on the record is state the ledger and the executor move along.
+#[derive(Debug, Clone)]
+pub struct NewAction {
+    pub key: String,
+    pub origin: Origin,
+    pub rule: String,
+    pub policy_digest: String,
+    pub subject: String,
+    pub connector: String,
+    pub operation: Operation,
+    pub reason: String,
+}
+
 impl ActionRecord {
+    /// A fresh action, planned and due at `now`: no attempts, no answer, nothing to reverse yet.
+    /// Callers that hold it (approval) or skip it (dry run) set `state`, `next_attempt_at`, `note`
+    /// and `state_reason` after.
+    pub fn planned(new: NewAction, now: DateTime<Utc>) -> Self {
+        let NewAction {
+            key,
+            origin,
+            rule,
+            policy_digest,
+            subject,
+            connector,
+            operation,
+            reason,
+        } = new;
+        Self {
+            key,
+            origin,
+            rule,
+            policy_digest,
+            subject,
+            connector,
+            operation,
+            reason,
+            state: ActionState::Planned,
+            attempts: 0,
+            next_attempt_at: Some(now),
+            last_error: None,
+            response: None,
+            pre_state: None,
+            reverses: None,
+            linked_alerts: Vec::new(),
+            note: None,
+            state_reason: None,
+            requested_by: None,
+            expires_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// Who asked for this action: the recorded `requested_by`, else derived from its origin (the
     /// API caller of a manual action, `policy:<rule>` for an automatic one).
     pub fn requester(&self) -> String {
@@ -373,7 +427,7 @@ pub fn coalesce_key(subject: &str, connector: &str, operation: Operation) -> Str
 #[cfg(test)]
 pub(crate) fn sample(subject: &str, connector: &str) -> ActionRecord {
     let now = Utc::now();
-    ActionRecord {
+    let new = NewAction {
         key: action_key("d", "r", connector, Operation::DisableAccount, subject),
         origin: Origin::Alert {
             alert_id: "a".into(),
@@ -387,19 +441,6 @@ pub(crate) fn sample(subject: &str, connector: &str) -> ActionRecord {
         connector: connector.into(),
         operation: Operation::DisableAccount,
         reason: "test".into(),
-        state: ActionState::Planned,
-        attempts: 0,
-        next_attempt_at: Some(now),
-        last_error: None,
-        response: None,
-        pre_state: None,
-        reverses: None,
-        linked_alerts: Vec::new(),
-        note: None,
-        state_reason: None,
-        requested_by: None,
-        expires_at: None,
-        created_at: now,
-        updated_at: now,
-    }
+    };
+    ActionRecord::planned(new, now)
 }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::alert::Alert;
 use crate::connectors::{ConnectorSet, Operation};
 use crate::identity::Identity;
-use crate::ledger::{ActionRecord, ActionState, Origin, StateReason, action_key};
+use crate::ledger::{ActionRecord, ActionState, NewAction, Origin, StateReason, action_key};
 use crate::policy::{Decision, Mode};
 
 /// What each configured connector can do; built once from the [`ConnectorSet`].
@@ -146,34 +146,29 @@ impl Planner {
                         Some(StateReason::DryRun),
                     ),
                 };
-                actions.entry(key.clone()).or_insert_with(|| ActionRecord {
-                    key,
-                    origin: Origin::Alert {
-                        alert_id: alert.id.clone(),
-                        dedup_key: dedup_key.clone(),
-                        alert_time: alert.time,
-                        severity: Some(alert.severity),
-                    },
-                    rule: d.rule.clone(),
-                    policy_digest: policy_digest.to_string(),
-                    subject: subject.clone(),
-                    connector: connector.to_string(),
-                    operation: d.action,
-                    reason: d.reason.clone(),
-                    state,
-                    attempts: 0,
-                    next_attempt_at: (state == ActionState::Planned).then_some(now),
-                    last_error: None,
-                    response: None,
-                    pre_state: None,
-                    reverses: None,
-                    linked_alerts: Vec::new(),
-                    note,
-                    state_reason,
-                    requested_by: None,
-                    expires_at: None,
-                    created_at: now,
-                    updated_at: now,
+                actions.entry(key.clone()).or_insert_with(|| {
+                    let new = NewAction {
+                        key,
+                        origin: Origin::Alert {
+                            alert_id: alert.id.clone(),
+                            dedup_key: dedup_key.clone(),
+                            alert_time: alert.time,
+                            severity: Some(alert.severity),
+                        },
+                        rule: d.rule.clone(),
+                        policy_digest: policy_digest.to_string(),
+                        subject: subject.clone(),
+                        connector: connector.to_string(),
+                        operation: d.action,
+                        reason: d.reason.clone(),
+                    };
+                    ActionRecord {
+                        state,
+                        next_attempt_at: (state == ActionState::Planned).then_some(now),
+                        note,
+                        state_reason,
+                        ..ActionRecord::planned(new, now)
+                    }
                 });
             }
         }

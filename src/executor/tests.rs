@@ -1,13 +1,13 @@
 use super::effects::success_notice;
 use super::run::merge_pre_state;
 use crate::action::Operation;
-use crate::ledger::{ActionRecord, ActionState, Origin};
+use crate::ledger::{ActionRecord, ActionState, NewAction, Origin};
 use crate::notify::Notice;
 use serde_json::json;
 
 fn rec(op: Operation, origin: Origin, reverses: Option<&str>) -> ActionRecord {
     let now = chrono::Utc::now();
-    ActionRecord {
+    let new = NewAction {
         key: "k2".into(),
         origin,
         rule: "r".into(),
@@ -16,20 +16,13 @@ fn rec(op: Operation, origin: Origin, reverses: Option<&str>) -> ActionRecord {
         connector: "okta".into(),
         operation: op,
         reason: "x".into(),
+    };
+    ActionRecord {
         state: ActionState::Succeeded,
         attempts: 1,
         next_attempt_at: None,
-        last_error: None,
-        response: None,
-        pre_state: None,
         reverses: reverses.map(str::to_string),
-        linked_alerts: vec![],
-        note: None,
-        state_reason: None,
-        requested_by: None,
-        expires_at: None,
-        created_at: now,
-        updated_at: now,
+        ..ActionRecord::planned(new, now)
     }
 }
 

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use crate::action::{
-    ActionRecord, ActionState, Operation, Origin, StateReason, Urgency, action_key, coalesce_key,
+    ActionRecord, ActionState, NewAction, Operation, Origin, StateReason, Urgency, action_key,
+    coalesce_key,
 };
 use crate::audit::{AuditDraft, AuditHead, AuditRecord};
 

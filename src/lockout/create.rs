@@ -90,36 +90,31 @@ pub fn plan(
                 continue;
             }
             let key = action_key(id, MANUAL_RULE, connector, *op, &subject);
-            actions.entry(key.clone()).or_insert_with(|| ActionRecord {
-                key,
-                origin: Origin::Manual {
-                    request_id: id.to_string(),
-                    actor: requester.to_string(),
-                },
-                rule: MANUAL_RULE.to_string(),
-                policy_digest: String::new(),
-                subject: subject.clone(),
-                connector: connector.to_string(),
-                operation: *op,
-                reason: req.reason.trim().to_string(),
-                state: if req.require_approval {
-                    ActionState::AwaitingApproval
+            actions.entry(key.clone()).or_insert_with(|| {
+                let new = NewAction {
+                    key,
+                    origin: Origin::Manual {
+                        request_id: id.to_string(),
+                        actor: requester.to_string(),
+                    },
+                    rule: MANUAL_RULE.to_string(),
+                    policy_digest: String::new(),
+                    subject: subject.clone(),
+                    connector: connector.to_string(),
+                    operation: *op,
+                    reason: req.reason.trim().to_string(),
+                };
+                let fresh = ActionRecord::planned(new, now);
+                if req.require_approval {
+                    ActionRecord {
+                        state: ActionState::AwaitingApproval,
+                        next_attempt_at: None,
+                        state_reason: Some(StateReason::FourEyes),
+                        ..fresh
+                    }
                 } else {
-                    ActionState::Planned
-                },
-                attempts: 0,
-                next_attempt_at: (!req.require_approval).then_some(now),
-                last_error: None,
-                response: None,
-                pre_state: None,
-                reverses: None,
-                linked_alerts: Vec::new(),
-                note: None,
-                state_reason: req.require_approval.then_some(StateReason::FourEyes),
-                requested_by: None,
-                expires_at: None,
-                created_at: now,
-                updated_at: now,
+                    fresh
+                }
             });
         }
     }

@@ -20,7 +20,8 @@ use sha2::{Digest, Sha256};
 
 use crate::action::Operation;
 use crate::ledger::{
-    ActionRecord, ActionState, ActionStore, DocStore, Origin, StateReason, StoreError, action_key,
+    ActionRecord, ActionState, ActionStore, DocStore, NewAction, Origin, StateReason, StoreError,
+    action_key,
 };
 use crate::pipeline::{Pipeline, PipelineError, RecordedAction};
 use crate::plan::normalize_subject;

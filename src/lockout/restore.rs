@@ -51,7 +51,7 @@ pub(super) fn reversal_for(original: &ActionRecord, request_id: &str, actor: &st
         }
     }
     let now = Utc::now();
-    Plan::Reverse(Box::new(ActionRecord {
+    let new = NewAction {
         key: restore_key(original, op),
         origin: Origin::Manual {
             request_id: request_id.to_string(),
@@ -63,20 +63,11 @@ pub(super) fn reversal_for(original: &ActionRecord, request_id: &str, actor: &st
         connector: original.connector.clone(),
         operation: op,
         reason: format!("restore: {}", original.reason),
-        state: ActionState::Planned,
-        attempts: 0,
-        next_attempt_at: Some(now),
-        last_error: None,
-        response: None,
+    };
+    Plan::Reverse(Box::new(ActionRecord {
         pre_state: original.pre_state.clone(),
         reverses: Some(original.key.clone()),
-        linked_alerts: Vec::new(),
-        note: None,
-        state_reason: None,
-        requested_by: None,
-        expires_at: None,
-        created_at: now,
-        updated_at: now,
+        ..ActionRecord::planned(new, now)
     }))
 }
 

@@ -65,17 +65,12 @@ pub async fn read_json_capped(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
 
-    /// A one-shot HTTP server on loopback answering 200 with a chunked body: `chunks` chunks of
-    /// `size` bytes, or endless chunks when `chunks` is `None`.
+    /// Answers 200 with a chunked body: `chunks` chunks of `size` bytes, or endless chunks when
+    /// `chunks` is `None`.
     async fn serve(chunks: Option<usize>, size: usize) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut req = [0u8; 4096];
-            let _ = s.read(&mut req).await;
+        crate::net::one_shot(move |mut s| async move {
             let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
                         transfer-encoding: chunked\r\n\r\n";
             if s.write_all(head.as_bytes()).await.is_err() {
@@ -90,8 +85,8 @@ mod tests {
                 sent += 1;
             }
             let _ = s.write_all(b"0\r\n\r\n").await;
-        });
-        format!("http://{addr}/")
+        })
+        .await
     }
 
     async fn get(url: &str) -> reqwest::Response {
@@ -124,21 +119,17 @@ mod tests {
 
     #[tokio::test]
     async fn an_announced_length_over_the_cap_is_refused_before_reading() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut req = [0u8; 4096];
-            let _ = s.read(&mut req).await;
+        let url = crate::net::one_shot(|mut s| async move {
             // Announces 10 MB, sends nothing more and keeps the connection open.
             let _ = s
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10000000\r\n\r\n")
                 .await;
             tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-        });
+        })
+        .await;
         let r = tokio::time::timeout(
             std::time::Duration::from_secs(10),
-            read_capped(get(&format!("http://{addr}/")).await, 1024),
+            read_capped(get(&url).await, 1024),
         )
         .await
         .expect("refused from the header alone");

@@ -87,6 +87,24 @@ pub fn is_loopback_url(url: &reqwest::Url) -> bool {
 }
 
 #[cfg(test)]
+/// A one-shot HTTP server on loopback: it reads the request, then `answer` writes the response.
+pub(crate) async fn one_shot<F, Fut>(answer: F) -> String
+where
+    F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut req = [0u8; 4096];
+        let _ = tokio::io::AsyncReadExt::read(&mut s, &mut req).await;
+        answer(s).await;
+    });
+    format!("http://{addr}/")
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -125,20 +143,16 @@ mod tests {
 
     #[tokio::test]
     async fn clients_do_not_follow_redirects() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf).await;
+        use tokio::io::AsyncWriteExt;
+        let url = one_shot(|mut s| async move {
             s.write_all(b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/elsewhere\r\nContent-Length: 0\r\n\r\n")
                 .await
                 .unwrap();
-        });
+        })
+        .await;
         let resp = client(Some(Duration::from_secs(5)))
             .unwrap()
-            .get(format!("http://{addr}/"))
+            .get(&url)
             .send()
             .await
             .unwrap();

@@ -46,6 +46,17 @@ fn variant_object(variant: &'static str, inner: Value) -> Value {
     Value::from(map)
 }
 
+/// `fn $name(self, v: $from) -> Res` for each integer type, widening it to `$to` first.
+macro_rules! widen_integers {
+    ($($name:ident: $from:ty => $to:ty),* $(,)?) => {
+        $(
+            fn $name(self, v: $from) -> Res {
+                Ok(Value::from(<$to>::from(v)))
+            }
+        )*
+    };
+}
+
 impl ser::Serializer for ValueSerializer {
     type Ok = Value;
     type Error = ToValueError;
@@ -60,35 +71,12 @@ impl ser::Serializer for ValueSerializer {
     fn serialize_bool(self, v: bool) -> Res {
         Ok(Value::Bool(v))
     }
-    fn serialize_i8(self, v: i8) -> Res {
-        Ok(Value::from(i64::from(v)))
-    }
-    fn serialize_i16(self, v: i16) -> Res {
-        Ok(Value::from(i64::from(v)))
-    }
-    fn serialize_i32(self, v: i32) -> Res {
-        Ok(Value::from(i64::from(v)))
-    }
-    fn serialize_i64(self, v: i64) -> Res {
-        Ok(Value::from(v))
-    }
-    fn serialize_i128(self, v: i128) -> Res {
-        Ok(Value::from(v))
-    }
-    fn serialize_u8(self, v: u8) -> Res {
-        Ok(Value::from(u64::from(v)))
-    }
-    fn serialize_u16(self, v: u16) -> Res {
-        Ok(Value::from(u64::from(v)))
-    }
-    fn serialize_u32(self, v: u32) -> Res {
-        Ok(Value::from(u64::from(v)))
-    }
-    fn serialize_u64(self, v: u64) -> Res {
-        Ok(Value::from(v))
-    }
-    fn serialize_u128(self, v: u128) -> Res {
-        Ok(Value::from(v))
+    // Integers widen losslessly to the 64- or 128-bit integer regorus stores.
+    widen_integers! {
+        serialize_i8: i8 => i64, serialize_i16: i16 => i64, serialize_i32: i32 => i64,
+        serialize_i64: i64 => i64, serialize_i128: i128 => i128,
+        serialize_u8: u8 => u64, serialize_u16: u16 => u64, serialize_u32: u32 => u64,
+        serialize_u64: u64 => u64, serialize_u128: u128 => u128,
     }
     fn serialize_f32(self, v: f32) -> Res {
         self.serialize_f64(f64::from(v))

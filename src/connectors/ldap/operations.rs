@@ -94,8 +94,12 @@ impl LdapConnector {
 
     pub(super) async fn run(&self, ldap: &mut Ldap, req: &OperationRequest) -> OperationResult {
         let r = match (req.operation, self.flavor) {
-            (Operation::DisableAccount, LdapFlavor::OpenLdap) => self.lock(ldap, req).await,
-            (Operation::EnableAccount, LdapFlavor::OpenLdap) => self.unlock(ldap, req).await,
+            (Operation::DisableAccount, LdapFlavor::OpenLdap) => {
+                self.set_lock(ldap, req, true).await
+            }
+            (Operation::EnableAccount, LdapFlavor::OpenLdap) => {
+                self.set_lock(ldap, req, false).await
+            }
             (Operation::DisableAccount, LdapFlavor::ActiveDirectory) => {
                 self.set_disabled_bit(ldap, req, true).await
             }
@@ -113,63 +117,42 @@ impl LdapConnector {
         r.unwrap_or_else(|e| OperationResult::new(e.outcome(), ""))
     }
 
-    /// OpenLDAP: ppolicy permanent lock.
-    async fn lock(
+    /// OpenLDAP: ppolicy permanent lock (`lock`), or `pwdAccountLockedTime` put back as recorded
+    /// (absent unless it was set before).
+    async fn set_lock(
         &self,
         ldap: &mut Ldap,
         req: &OperationRequest,
+        lock: bool,
     ) -> Result<OperationResult, LdapError> {
         let Some(user) = self.find_user(ldap, &req.subject, vec![LOCK_ATTR]).await? else {
             return Ok(OperationResult::new(Outcome::NotFound, "no matching entry"));
         };
         let current = user.first(LOCK_ATTR).map(str::to_string);
-        // A retry keeps the pre-state of the first attempt: by now the lock may be ours.
-        let pre = req
-            .pre_state
-            .clone()
-            .unwrap_or_else(|| json!({ "dn": user.dn, LOCK_ATTR: current }));
-        if current.as_deref() == Some(PERMANENT_LOCK) {
-            return Ok(OperationResult::with_pre_state(
-                Outcome::AlreadyDone,
-                Some(pre),
-                format!("{} already permanently locked", user.dn),
-            ));
-        }
-        self.modify(
-            ldap,
-            &user.dn,
-            vec![Mod::Replace(LOCK_ATTR.to_string(), set(PERMANENT_LOCK))],
-        )
-        .await?;
-        Ok(OperationResult::with_pre_state(
-            Outcome::Done,
-            Some(pre),
-            format!("locked {} ({LOCK_ATTR}={PERMANENT_LOCK})", user.dn),
-        ))
-    }
-
-    /// OpenLDAP: put `pwdAccountLockedTime` back as recorded (absent unless it was set before).
-    async fn unlock(
-        &self,
-        ldap: &mut Ldap,
-        req: &OperationRequest,
-    ) -> Result<OperationResult, LdapError> {
-        let Some(user) = self.find_user(ldap, &req.subject, vec![LOCK_ATTR]).await? else {
-            return Ok(OperationResult::new(Outcome::NotFound, "no matching entry"));
+        let fresh = || json!({ "dn": user.dn, LOCK_ATTR: current });
+        let (desired, pre) = if lock {
+            // A retry keeps the pre-state of the first attempt: by now the lock may be ours.
+            let pre = req.pre_state.clone().unwrap_or_else(fresh);
+            (Some(PERMANENT_LOCK.to_string()), pre)
+        } else {
+            let recorded = req
+                .pre_state
+                .as_ref()
+                .and_then(|p| p.get(LOCK_ATTR))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            (recorded, fresh())
         };
-        let current = user.first(LOCK_ATTR).map(str::to_string);
-        let desired = req
-            .pre_state
-            .as_ref()
-            .and_then(|p| p.get(LOCK_ATTR))
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let pre = json!({ "dn": user.dn, LOCK_ATTR: current });
         if current == desired {
+            let detail = if lock {
+                format!("{} already permanently locked", user.dn)
+            } else {
+                format!("{} already in the recorded lock state", user.dn)
+            };
             return Ok(OperationResult::with_pre_state(
                 Outcome::AlreadyDone,
                 Some(pre),
-                format!("{} already in the recorded lock state", user.dn),
+                detail,
             ));
         }
         let change = match &desired {
@@ -186,6 +169,7 @@ impl LdapConnector {
             Some(pre),
             match desired {
                 None => format!("unlocked {}", user.dn),
+                Some(v) if lock => format!("locked {} ({LOCK_ATTR}={v})", user.dn),
                 Some(v) => format!("restored {} {LOCK_ATTR}={v}", user.dn),
             },
         ))

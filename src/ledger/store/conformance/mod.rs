@@ -22,7 +22,8 @@ pub(crate) use docs::*;
 
 use crate::action::Operation;
 use crate::ledger::{
-    ActionFilter, ActionRecord, ActionState, BreakerScope, Inserted, Origin, StateStore, action_key,
+    ActionFilter, ActionRecord, ActionState, BreakerScope, Inserted, NewAction, Origin, StateStore,
+    action_key,
 };
 
 /// Calls `$m!` with the name of every case.
@@ -78,7 +79,7 @@ fn ms(t: DateTime<Utc>) -> DateTime<Utc> {
 /// records (e.g. through Lua's cjson) would mangle.
 pub(crate) fn record(name: &str, subject: &str, created: DateTime<Utc>) -> ActionRecord {
     let created = ms(created);
-    ActionRecord {
+    let new = NewAction {
         key: action_key(name, "rule-1", "okta", Operation::DisableAccount, subject),
         origin: Origin::Alert {
             alert_id: format!("alert-{name}"),
@@ -92,22 +93,13 @@ pub(crate) fn record(name: &str, subject: &str, created: DateTime<Utc>) -> Actio
         connector: "okta".into(),
         operation: Operation::DisableAccount,
         reason: "impossible travel".into(),
-        state: ActionState::Planned,
-        attempts: 0,
-        next_attempt_at: Some(created),
-        last_error: None,
-        response: None,
+    };
+    ActionRecord {
         pre_state: Some(
             serde_json::json!({"groups": [], "status": "ACTIVE", "score": 0.123_456_789_012_345_6}),
         ),
-        reverses: None,
-        linked_alerts: Vec::new(),
         note: Some("ünïcödé ✓".into()),
-        state_reason: None,
-        requested_by: None,
-        expires_at: None,
-        created_at: created,
-        updated_at: created,
+        ..ActionRecord::planned(new, created)
     }
 }
 
