@@ -223,6 +223,12 @@ fn split_type(t: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The category of a finding type (`UnauthorizedAccess:IAMUser/ConsoleLoginSuccess.B`), for the
+/// `asff` format's GuardDuty findings.
+pub(super) fn category_of_type(finding_type: &str) -> &'static str {
+    category(split_type(finding_type).0, finding_type)
+}
+
 /// Threat purpose → category. Credential exfiltration from an instance is credential theft whatever
 /// its purpose prefix says.
 fn category(purpose: &str, finding_type: &str) -> &'static str {

@@ -5,6 +5,7 @@
 //! (an Okta event hook) and returns one [`Alert`] — or one precise error — per document. The alert keeps the original document
 //! in [`Alert::raw`] so that policies can look at vendor fields the model does not carry.
 
+pub mod asff;
 #[cfg(test)]
 mod corpus;
 pub mod crowdstrike;

@@ -73,6 +73,7 @@ impl NormalizerRegistry {
                 Box::new(super::splunk::Splunk),
                 Box::new(super::okta::Okta),
                 Box::new(super::guardduty::GuardDuty),
+                Box::new(super::asff::Asff),
                 Box::new(super::elastic::Elastic),
                 Box::new(super::google_workspace::GoogleWorkspace),
                 // Not `ssf`: see `normalize_verified_set`.
