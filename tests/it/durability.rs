@@ -168,3 +168,47 @@ async fn redis_killed_during_a_kafka_stream_keeps_every_committed_alert_and_acts
         calls - keys.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aof_mode_stays_not_ready_on_a_redis_without_fsync_always_until_it_is_fixed() {
+    let data = tempfile::tempdir().unwrap();
+    let redis = tokio::task::spawn_blocking({
+        let dir = data.path().join("redis");
+        move || RedisProc::start(&dir, &["--appendonly", "no"])
+    })
+    .await
+    .unwrap();
+    let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
+    let redis_config = RedisConfig {
+        durability: Durability::Aof,
+        ..RedisConfig::single(&redis.url(), &format!("{}:", unique("deprovd-aof")))
+    };
+    let app = TestApp::builder()
+        .data_dir(&data.path().join("app"))
+        .policies(policies.path())
+        .with(|s| {
+            s.state.backend = Backend::Redis;
+            s.state.redis = redis_config;
+        })
+        .spawn()
+        .await;
+    // Refused: never ready, HTTP ingest refuses (nothing could be acknowledged durably).
+    let (status, _) = app.post_alert(&alert_json(&unique("a"), "ann@corp.example")).await;
+    assert_eq!(status, 503);
+    assert!(!app.ready().await);
+
+    // Fixed on the Redis side at runtime: deprovd notices on its next attempt, no restart.
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    for (k, v) in [("appendonly", "yes"), ("appendfsync", "always")] {
+        let _: () = ::redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(k)
+            .arg(v)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    app.wait_ready(Duration::from_secs(30)).await;
+    app.stop().await;
+}
