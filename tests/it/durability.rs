@@ -6,9 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use deprovd::ledger::store::Backend;
-use deprovd::ledger::store::redis::{Durability, RedisConfig, RedisStore};
-use deprovd::ledger::{ActionFilter, ActionState, ActionStore};
+use deprovd::{
+    ActionFilter, ActionState, ActionStore, RedisConfig, RedisDurability as Durability, RedisStore,
+    StoreBackend as Backend,
+};
 use rand::Rng;
 use serde_json::json;
 
