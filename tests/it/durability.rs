@@ -16,7 +16,9 @@ use serde_json::json;
 use crate::kit::connector::webhook;
 use crate::kit::kafka::{committed, create_topics, producer, send, source};
 use crate::kit::redis::RedisProc;
-use crate::kit::{DISABLE_ALL_POLICY, Reply, Target, TestApp, alert_json, eventually, policy_dir, unique};
+use crate::kit::{
+    DISABLE_ALL_POLICY, Reply, Target, TestApp, alert_json, eventually, policy_dir, unique,
+};
 
 /// Alerts in the stream, one subject each.
 const ALERTS: usize = 300;
@@ -126,24 +128,33 @@ async fn redis_killed_during_a_kafka_stream_keeps_every_committed_alert_and_acts
     producing.await.unwrap();
 
     // Everything is consumed and committed, and every action has run.
-    eventually(Duration::from_secs(120), "every offset committed", || async {
-        (committed(&group, &topic) == Some(ALERTS as i64)).then_some(())
-    })
+    eventually(
+        Duration::from_secs(120),
+        "every offset committed",
+        || async { (committed(&group, &topic) == Some(ALERTS as i64)).then_some(()) },
+    )
     .await;
     let store = RedisStore::connect(&redis.url(), &prefix).await.unwrap();
     let missing = all_recorded_below(&store, &run, ALERTS as i64).await;
-    assert!(missing.is_empty(), "committed but not in the ledger: {missing:?}");
-    eventually(Duration::from_secs(120), "every action succeeded", || async {
-        let done = store
-            .list_actions(&ActionFilter {
-                state: Some(ActionState::Succeeded),
-                limit: 0,
-                ..Default::default()
-            })
-            .await
-            .ok()?;
-        (done.len() == ALERTS).then_some(())
-    })
+    assert!(
+        missing.is_empty(),
+        "committed but not in the ledger: {missing:?}"
+    );
+    eventually(
+        Duration::from_secs(120),
+        "every action succeeded",
+        || async {
+            let done = store
+                .list_actions(&ActionFilter {
+                    state: Some(ActionState::Succeeded),
+                    limit: 0,
+                    ..Default::default()
+                })
+                .await
+                .ok()?;
+            (done.len() == ALERTS).then_some(())
+        },
+    )
     .await;
     app.stop().await;
 
@@ -154,13 +165,19 @@ async fn redis_killed_during_a_kafka_stream_keeps_every_committed_alert_and_acts
     for seen in target.seen() {
         let body: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
         let subject = body["subject"].as_str().unwrap().to_string();
-        let key = seen.headers["idempotency-key"].to_str().unwrap().to_string();
+        let key = seen.headers["idempotency-key"]
+            .to_str()
+            .unwrap()
+            .to_string();
         keys.entry(subject).or_default().insert(key);
         calls += 1;
     }
     assert_eq!(keys.len(), ALERTS, "every subject was acted on");
     let twice: Vec<_> = keys.iter().filter(|(_, k)| k.len() != 1).collect();
-    assert!(twice.is_empty(), "subjects acted on under two keys: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "subjects acted on under two keys: {twice:?}"
+    );
     println!(
         "redis crash test: {kills} SIGKILLs, {ALERTS} alerts, {checked} committed offsets checked \
          after restarts + {ALERTS} at the end, {calls} target calls for {} actions ({} redeliveries \
@@ -194,7 +211,9 @@ async fn aof_mode_stays_not_ready_on_a_redis_without_fsync_always_until_it_is_fi
         .spawn()
         .await;
     // Refused: never ready, HTTP ingest refuses (nothing could be acknowledged durably).
-    let (status, _) = app.post_alert(&alert_json(&unique("a"), "ann@corp.example")).await;
+    let (status, _) = app
+        .post_alert(&alert_json(&unique("a"), "ann@corp.example"))
+        .await;
     assert_eq!(status, 503);
     assert!(!app.ready().await);
 

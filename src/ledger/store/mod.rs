@@ -412,7 +412,6 @@ mod tests {
             backend: Backend::Embedded,
             redis: redis::RedisConfig::single("nonsense", "p:"),
             path: PathBuf::new(),
-            ..StoreConfig::default()
         };
         let mut problems = Vec::new();
         c.validate("state", &mut problems);

@@ -65,7 +65,11 @@ impl RedisProc {
     fn wait_for(&self, up: bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.ping() != up {
-            assert!(Instant::now() < deadline, "redis on {} up = {up}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis on {} up = {up}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }

@@ -150,7 +150,11 @@ impl fmt::Debug for RedisConfig {
             .field("url", &self.url.as_deref().map(redact_url))
             .field(
                 "cluster",
-                &self.cluster.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+                &self
+                    .cluster
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
             )
             .field("sentinel", &self.sentinel)
             .field("key_prefix", &self.key_prefix)

@@ -115,10 +115,10 @@ impl LedgerConn {
         match &mut self.inner {
             Inner::Single(c) => c.req_packed_command(cmd).await,
             Inner::Cluster(c) => c.req_packed_command(cmd).await,
-            Inner::Sentinel(c) => c.run(|mut conn| async move {
-                conn.req_packed_command(cmd).await
-            })
-            .await,
+            Inner::Sentinel(c) => {
+                c.run(|mut conn| async move { conn.req_packed_command(cmd).await })
+                    .await
+            }
         }
     }
 
@@ -193,9 +193,26 @@ fn is_read(cmd: &Cmd) -> bool {
         return false;
     };
     const READS: [&[u8]; 20] = [
-        b"GET", b"MGET", b"EXISTS", b"ZRANGE", b"ZRANGEBYSCORE", b"ZREVRANGE", b"ZSCORE",
-        b"ZCOUNT", b"ZCARD", b"LRANGE", b"LLEN", b"SCARD", b"SMEMBERS", b"SISMEMBER", b"PING",
-        b"SCAN", b"INFO", b"CONFIG", b"SCRIPT", b"PTTL",
+        b"GET",
+        b"MGET",
+        b"EXISTS",
+        b"ZRANGE",
+        b"ZRANGEBYSCORE",
+        b"ZREVRANGE",
+        b"ZSCORE",
+        b"ZCOUNT",
+        b"ZCARD",
+        b"LRANGE",
+        b"LLEN",
+        b"SCARD",
+        b"SMEMBERS",
+        b"SISMEMBER",
+        b"PING",
+        b"SCAN",
+        b"INFO",
+        b"CONFIG",
+        b"SCRIPT",
+        b"PTTL",
     ];
     READS.iter().any(|r| name.eq_ignore_ascii_case(r))
 }

@@ -188,13 +188,22 @@ mod tests {
         let e = refuse_if_any(
             Durability::Aof,
             "`redis://***@h:6379/0`",
-            vec!["`appendonly` is `no`, must be `yes`".into(), "`appendfsync` is `everysec`, must be `always`".into()],
+            vec![
+                "`appendonly` is `no`, must be `yes`".into(),
+                "`appendfsync` is `everysec`, must be `always`".into(),
+            ],
             AOF_FIX,
         )
         .unwrap_err();
         let text = e.to_string();
         assert!(!e.is_retryable());
-        for want in ["durability = \"aof\"", "appendonly", "everysec", "CONFIG SET appendfsync always", "aof_always_asserted"] {
+        for want in [
+            "durability = \"aof\"",
+            "appendonly",
+            "everysec",
+            "CONFIG SET appendfsync always",
+            "aof_always_asserted",
+        ] {
             assert!(text.contains(want), "missing {want}: {text}");
         }
     }

@@ -53,10 +53,10 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, ErrorKind, RedisError, ServerErrorKind, Value};
 
-pub use config::{Durability, RedisConfig, SentinelConfig, Topology};
-use conn::LedgerConn;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+pub use config::{Durability, RedisConfig, SentinelConfig, Topology};
+use conn::LedgerConn;
 
 use super::{
     Derived, LANE_SPAN_MS, decode, effective_limit, encode, from_ms, head_string, lane_score,
@@ -182,7 +182,11 @@ impl RedisStore {
             ),
             Topology::Sentinel(s) => (
                 connect_sentinel(s, wait).await?,
-                format!("sentinel master `{}` via {}", s.master_name, shown_list(&s.urls)),
+                format!(
+                    "sentinel master `{}` via {}",
+                    s.master_name,
+                    shown_list(&s.urls)
+                ),
             ),
         };
         durability::check(&conn, config, &fence, &shown).await?;
@@ -327,7 +331,10 @@ impl RedisStore {
 
 /// `urls` with credentials redacted, for messages.
 fn shown_list(urls: &[String]) -> String {
-    let shown: Vec<String> = urls.iter().map(|u| format!("`{}`", redact_url(u))).collect();
+    let shown: Vec<String> = urls
+        .iter()
+        .map(|u| format!("`{}`", redact_url(u)))
+        .collect();
     shown.join(", ")
 }
 
@@ -406,8 +413,8 @@ async fn connect_sentinel(
             .map_err(|e| StoreError::Other(format!("[state.redis] sentinel.password: {e}")))?;
         node = node.set_password(secrecy::ExposeSecret::expose_secret(&secret));
     }
-    let node = ::redis::sentinel::SentinelNodeConnectionInfo::default()
-        .set_redis_connection_info(node);
+    let node =
+        ::redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(node);
     let conn = bounded(
         &format!(
             "finding the primary `{}` through the sentinels at {shown}",

@@ -94,9 +94,11 @@ impl RedisProc {
         let pid: u32 = line.trim().parse().expect("a pid");
         self.guard = Some((child, stdin, pid));
         let url = self.url();
-        wait_until(Duration::from_secs(20), &format!("redis on {url} answers PING"), || {
-            ping(&url)
-        });
+        wait_until(
+            Duration::from_secs(20),
+            &format!("redis on {url} answers PING"),
+            || ping(&url),
+        );
     }
 
     /// SIGKILL: no shutdown, no final fsync beyond what the server already did.
@@ -197,13 +199,17 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout)
         );
         for n in &nodes {
-            wait_until(Duration::from_secs(30), "cluster_state:ok on every node", || {
-                let mut c = n.client();
-                ::redis::cmd("CLUSTER")
-                    .arg("INFO")
-                    .query::<String>(&mut c)
-                    .is_ok_and(|i| i.contains("cluster_state:ok"))
-            });
+            wait_until(
+                Duration::from_secs(30),
+                "cluster_state:ok on every node",
+                || {
+                    let mut c = n.client();
+                    ::redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query::<String>(&mut c)
+                        .is_ok_and(|i| i.contains("cluster_state:ok"))
+                },
+            );
         }
         Cluster { nodes, _dir: dir }
     }

@@ -91,7 +91,11 @@ fn refused(e: StoreError) -> String {
 async fn aof_mode_refuses_a_redis_that_could_lose_acknowledged_writes() {
     let dir = tempfile::tempdir().unwrap();
     let node = RedisProc::start(dir.path(), &["--appendonly", "no"]);
-    let msg = refused(RedisStore::open(&aof_config(&node, false)).await.unwrap_err());
+    let msg = refused(
+        RedisStore::open(&aof_config(&node, false))
+            .await
+            .unwrap_err(),
+    );
     assert!(msg.contains("`appendonly` is `no`, must be `yes`"), "{msg}");
     assert!(
         msg.contains("`appendfsync` is `everysec`, must be `always`"),
@@ -115,9 +119,21 @@ async fn aof_mode_refuses_a_redis_that_could_lose_acknowledged_writes() {
 #[tokio::test]
 async fn aof_mode_with_config_renamed_needs_the_operators_assertion_and_aof_on() {
     let dir = tempfile::tempdir().unwrap();
-    let renamed = ["--appendonly", "yes", "--appendfsync", "always", "--rename-command", "CONFIG", ""];
+    let renamed = [
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--rename-command",
+        "CONFIG",
+        "",
+    ];
     let node = RedisProc::start(&dir.path().join("on"), &renamed);
-    let msg = refused(RedisStore::open(&aof_config(&node, false)).await.unwrap_err());
+    let msg = refused(
+        RedisStore::open(&aof_config(&node, false))
+            .await
+            .unwrap_err(),
+    );
     assert!(msg.contains("cannot be checked"), "{msg}");
     assert!(msg.contains("aof_always_asserted"), "{msg}");
     RedisStore::open(&aof_config(&node, true)).await.unwrap();
@@ -168,15 +184,17 @@ async fn replicas_mode_acknowledges_only_what_a_replica_holds() {
     assert!(msg.contains("0 replica(s) connected, 1 required"), "{msg}");
 
     let port = primary.port.to_string();
-    let mut replica =
-        RedisProc::start(&dir.path().join("r"), &["--replicaof", "127.0.0.1", &port]);
+    let mut replica = RedisProc::start(&dir.path().join("r"), &["--replicaof", "127.0.0.1", &port]);
     replicas_online(&primary, 1);
     let store = RedisStore::open(&replicas_config(&primary.url(), &prefix))
         .await
         .unwrap();
     let a = conformance::record("a", "alice", Utc::now());
     assert_eq!(
-        store.insert_action(&a, Duration::from_secs(60), None).await.unwrap(),
+        store
+            .insert_action(&a, Duration::from_secs(60), None)
+            .await
+            .unwrap(),
         Inserted::New
     );
     // Acknowledged means the replica has it.
@@ -200,7 +218,10 @@ async fn replicas_mode_acknowledges_only_what_a_replica_holds() {
     replica.restart();
     replicas_online(&primary, 1);
     assert_eq!(
-        store.insert_action(&b, Duration::from_secs(60), None).await.unwrap(),
+        store
+            .insert_action(&b, Duration::from_secs(60), None)
+            .await
+            .unwrap(),
         Inserted::Duplicate
     );
 }
@@ -218,8 +239,7 @@ impl Sentinels {
         let dir = tempfile::tempdir().unwrap();
         let primary = RedisProc::start(&dir.path().join("p"), &[]);
         let port = primary.port.to_string();
-        let replica =
-            RedisProc::start(&dir.path().join("r"), &["--replicaof", "127.0.0.1", &port]);
+        let replica = RedisProc::start(&dir.path().join("r"), &["--replicaof", "127.0.0.1", &port]);
         replicas_online(&primary, 1);
         let sentinels = (0..3)
             .map(|i| {
@@ -264,22 +284,26 @@ async fn sentinel_failover_loses_nothing_acknowledged_in_replicas_mode() {
     let mut ha = Sentinels::start();
     // Every sentinel knows the replica and its peers before anything fails.
     for s in &ha.sentinels {
-        wait_until(Duration::from_secs(30), "sentinels see replica and peers", || {
-            let mut c = s.client();
-            let master: Vec<String> = ::redis::cmd("SENTINEL")
-                .arg("master")
-                .arg("ledger")
-                .query(&mut c)
-                .unwrap_or_default();
-            let field = |name: &str| {
-                master
-                    .iter()
-                    .position(|f| f == name)
-                    .and_then(|i| master.get(i + 1))
-                    .and_then(|v| v.parse::<u32>().ok())
-            };
-            field("num-slaves") == Some(1) && field("num-other-sentinels") == Some(2)
-        });
+        wait_until(
+            Duration::from_secs(30),
+            "sentinels see replica and peers",
+            || {
+                let mut c = s.client();
+                let master: Vec<String> = ::redis::cmd("SENTINEL")
+                    .arg("master")
+                    .arg("ledger")
+                    .query(&mut c)
+                    .unwrap_or_default();
+                let field = |name: &str| {
+                    master
+                        .iter()
+                        .position(|f| f == name)
+                        .and_then(|i| master.get(i + 1))
+                        .and_then(|v| v.parse::<u32>().ok())
+                };
+                field("num-slaves") == Some(1) && field("num-other-sentinels") == Some(2)
+            },
+        );
     }
     let config = RedisConfig {
         url: None,
@@ -304,8 +328,14 @@ async fn sentinel_failover_loses_nothing_acknowledged_in_replicas_mode() {
     for i in 0..120 {
         let rec = conformance::record(&format!("r{i}"), &format!("user{i}"), Utc::now());
         loop {
-            assert!(tokio::time::Instant::now() < deadline, "writes never resumed");
-            match store.insert_action(&rec, Duration::from_secs(600), None).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "writes never resumed"
+            );
+            match store
+                .insert_action(&rec, Duration::from_secs(600), None)
+                .await
+            {
                 Ok(Inserted::New | Inserted::Duplicate) => break,
                 Ok(other) => panic!("{other:?}"),
                 Err(e) => {
@@ -324,7 +354,11 @@ async fn sentinel_failover_loses_nothing_acknowledged_in_replicas_mode() {
             ha.primary.kill9();
         }
     }
-    assert_eq!(ha.primary_port(), Some(new_port), "the replica was promoted");
+    assert_eq!(
+        ha.primary_port(),
+        Some(new_port),
+        "the replica was promoted"
+    );
     assert_ne!(old_port, new_port);
     assert!(errors > 0, "the failover was noticed");
 
