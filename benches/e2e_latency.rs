@@ -69,6 +69,7 @@ async fn main() {
 listen = "127.0.0.1:{port}"
 [state]
 backend = "redis"
+[state.redis]
 key_prefix = "deprovd-bench-{run_id}:"
 [policy]
 dir = "{d}/policies"

@@ -32,6 +32,7 @@ fn config(
 listen = "127.0.0.1:{port}"
 [state]
 backend = "redis"
+[state.redis]
 key_prefix = "{prefix}"
 [policy]
 dir = "{policies}"

@@ -57,7 +57,9 @@ async fn main() {
     .unwrap();
     let port = free_port();
     let state = if redis {
-        format!("[state]\nbackend = \"redis\"\nkey_prefix = \"deprovd-bench-{run_id}:\"\n")
+        format!(
+            "[state]\nbackend = \"redis\"\n[state.redis]\nkey_prefix = \"deprovd-bench-{run_id}:\"\n"
+        )
     } else {
         String::new()
     };

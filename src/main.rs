@@ -254,6 +254,9 @@ fn main() -> ExitCode {
         Command::Validate { config } => match load(Some(&config)) {
             Ok(s) => match deprovd::cli::validate_deep(&s) {
                 Ok(()) => {
+                    for w in s.warnings() {
+                        eprintln!("warning: {w}");
+                    }
                     deprovd::cli::print_line(format_args!("{}: ok", config.display()));
                     ExitCode::SUCCESS
                 }

@@ -71,6 +71,9 @@ impl Application {
         if !problems.is_empty() {
             return Err(crate::config::Problems(problems).into());
         }
+        for w in settings.warnings() {
+            warn!(path = %w.path, "{}", w.message);
+        }
         let metrics = Arc::new(Metrics::new());
         let readiness = Arc::new(Readiness::default());
 
@@ -261,6 +264,11 @@ async fn connect_store(
                 readiness.store.store(true, Ordering::Relaxed);
                 info!(backend = ?settings.state.backend, "state store connected");
                 return Some(store);
+            }
+            // A store that answers but cannot keep what it acknowledges: said loudly, and checked
+            // again on the same schedule, so fixing the Redis settings needs no restart.
+            Err(e @ crate::ledger::StoreError::Refused(_)) => {
+                error!(error = %e, "state store refused; not ready, consuming nothing");
             }
             Err(e) => {
                 warn!(error = %e, "state store unavailable; not ready, consuming nothing");

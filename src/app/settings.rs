@@ -104,6 +104,14 @@ impl Settings {
         }
     }
 
+    /// Valid but unsafe in production (relaxed Redis durability), with key paths: `deprovd
+    /// validate` prints them and startup logs them; neither refuses.
+    pub fn warnings(&self) -> Vec<Problem> {
+        let mut w = Vec::new();
+        self.state.warnings("state", &mut w);
+        w
+    }
+
     /// Pure validation: every problem, with its key path; nothing is connected or resolved.
     pub fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();

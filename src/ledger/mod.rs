@@ -114,6 +114,10 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("state store error: {0}")]
     Other(String),
+    /// The store answers but is configured so that it could lose an acknowledged write (the
+    /// configured durability cannot be met): deprovd refuses to use it until that is fixed.
+    #[error("state store refused: {0}")]
+    Refused(String),
 }
 
 impl StoreError {

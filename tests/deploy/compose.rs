@@ -188,7 +188,8 @@ fn deprovd_env(
 
 /// Start deprovd with compose's environment for its service. The only changes are the ones a
 /// container's network and image make for it, mapped to this machine: the broker and Redis at the
-/// test services (compose: `kafka:9092`, `redis:6379`), the listen address on a free loopback port
+/// test services (compose: `kafka:9092`, `redis:6379`, whose `appendfsync always` the shared test
+/// Redis does not have, so durability is relaxed), the listen address on a free loopback port
 /// (compose: `0.0.0.0:8780` inside the container), the config file at the path compose mounts it
 /// from, the image's `/etc/deprovd/{policies,connectors}` and `/var/lib/deprovd` at the repository's
 /// and a temporary directory, and a fresh key prefix and consumer group so runs do not meet.
@@ -217,7 +218,7 @@ pub(crate) fn start(overrides: &[(&str, &str)]) -> Option<ComposedDeprovd> {
         );
     }
     assert_eq!(env["DEPROVD__KAFKA__BROKERS"], "kafka:9092");
-    assert_eq!(env["DEPROVD__STATE__REDIS_URL"], "redis://redis:6379/0");
+    assert_eq!(env["DEPROVD__STATE__REDIS__URL"], "redis://redis:6379/0");
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let kafka = std::env::var("DEPROVD_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
@@ -226,9 +227,12 @@ pub(crate) fn start(overrides: &[(&str, &str)]) -> Option<ComposedDeprovd> {
     let machine = [
         ("DEPROVD__KAFKA__BROKERS", kafka),
         (
-            "DEPROVD__STATE__REDIS_URL",
+            "DEPROVD__STATE__REDIS__URL",
             "redis://127.0.0.1:6379/0".into(),
         ),
+        // Compose's Redis runs `appendfsync always` (the example's `durability = "aof"` checks it);
+        // the shared test Redis does not.
+        ("DEPROVD__STATE__REDIS__DURABILITY", "relaxed".into()),
         ("DEPROVD__API__LISTEN", format!("127.0.0.1:{port}")),
         ("DEPROVD_CONFIG", config.display().to_string()),
         ("DEPROVD__DATA_DIR", data.path().display().to_string()),
@@ -241,7 +245,7 @@ pub(crate) fn start(overrides: &[(&str, &str)]) -> Option<ComposedDeprovd> {
             repo.join("connectors").display().to_string(),
         ),
         (
-            "DEPROVD__STATE__KEY_PREFIX",
+            "DEPROVD__STATE__REDIS__KEY_PREFIX",
             format!("deploy-test-{unique}:"),
         ),
         ("DEPROVD__KAFKA__GROUP_ID", format!("deploy-test-{unique}")),

@@ -15,7 +15,7 @@ use crate::kit::{
 /// The config file `deprovd audit verify` reads: the ledger in Redis under `prefix`.
 fn cli_config(prefix: &str) -> String {
     format!(
-        "[state]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379/0\"\nkey_prefix = \"{prefix}\"\n"
+        "[state]\nbackend = \"redis\"\n[state.redis]\nurl = \"redis://127.0.0.1:6379/0\"\nkey_prefix = \"{prefix}\"\n"
     )
 }
 

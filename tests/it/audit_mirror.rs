@@ -79,7 +79,7 @@ fn mirrored(topic: &str, timeout: Duration) -> Vec<(String, AuditRecord)> {
 async fn settled(prefix: &str, topic: &str, calls: usize) -> Vec<AuditRecord> {
     let store = deprovd::StoreConfig {
         backend: deprovd::StoreBackend::Redis,
-        key_prefix: prefix.to_string(),
+        redis: deprovd::RedisConfig::single("redis://127.0.0.1:6379/0", prefix),
         ..Default::default()
     }
     .open()

@@ -231,7 +231,7 @@ async fn ledger_down_at_start_means_not_ready_and_no_offsets_stored() {
         .with(|s| {
             // A Redis nobody listens on: the ledger is down from the start.
             s.state.backend = deprovd::StoreBackend::Redis;
-            s.state.redis_url = format!("redis://127.0.0.1:{closed}/0");
+            s.state.redis.url = Some(format!("redis://127.0.0.1:{closed}/0"));
         })
         .spawn()
         .await;

@@ -21,7 +21,7 @@ async fn a_broken_bundle_rejected_by_the_watcher_is_audited() {
         .await;
     let store = deprovd::StoreConfig {
         backend: deprovd::StoreBackend::Redis,
-        key_prefix: prefix.clone(),
+        redis: deprovd::RedisConfig::single("redis://127.0.0.1:6379/0", &prefix),
         ..Default::default()
     }
     .open()

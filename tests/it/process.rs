@@ -452,3 +452,43 @@ fn validate_lists_every_problem_with_its_path() {
     }
     assert!(!err.contains("T="), "no secret values printed");
 }
+
+#[test]
+fn validate_warns_about_relaxed_redis_durability_but_accepts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relaxed.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[state]\nbackend = \"redis\"\n[policy]\ndir = \"{}\"\n",
+            repo().join("policies").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: state.redis.durability: is \"relaxed\""),
+        "{err}"
+    );
+    std::fs::write(
+        &path,
+        format!(
+            "[state]\nbackend = \"redis\"\n[state.redis]\ndurability = \"aof\"\n[policy]\ndir = \"{}\"\n",
+            repo().join("policies").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+}

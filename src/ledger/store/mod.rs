@@ -38,7 +38,6 @@ pub mod redis;
 #[cfg(test)]
 mod conformance;
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -69,12 +68,13 @@ pub enum Backend {
 /// [state]
 /// backend = "embedded"              # or "redis"
 /// path = "./deprovd-data"           # embedded only: directory holding the ledger file
-/// redis_url = "redis://127.0.0.1:6379/0"  # redis only; may carry a password, never logged whole
-/// key_prefix = "deprovd:"           # redis only: every key starts with it
-/// ```
 ///
-/// `Debug` redacts the credentials in `redis_url`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+/// [state.redis]                     # redis only; see redis::RedisConfig
+/// url = "redis://127.0.0.1:6379/0"  # or cluster = [...], or sentinel = { master_name, urls }
+/// key_prefix = "deprovd:"
+/// durability = "aof"                # relaxed (default) | aof | replicas
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// Which backend holds the ledger.
@@ -83,25 +83,13 @@ pub struct StoreConfig {
     /// Directory of the embedded store's file (created if missing).
     #[serde(default = "default_path")]
     pub path: PathBuf,
-    /// Redis connection URL (`redis://[user][:password@]host[:port][/db]`). A plain string because
-    /// operators paste it from their Redis provider; log it only through [`redact_url`].
-    #[serde(default = "default_redis_url")]
-    pub redis_url: String,
-    /// Prefix of every Redis key, so that several deployments (or tests) can share one Redis.
-    #[serde(default = "default_key_prefix")]
-    pub key_prefix: String,
+    /// The Redis ledger: topology, key prefix, durability. `Debug` redacts its credentials.
+    #[serde(default)]
+    pub redis: redis::RedisConfig,
 }
 
 fn default_path() -> PathBuf {
     PathBuf::from("./deprovd-data")
-}
-
-fn default_redis_url() -> String {
-    "redis://127.0.0.1:6379/0".to_string()
-}
-
-fn default_key_prefix() -> String {
-    "deprovd:".to_string()
 }
 
 impl Default for StoreConfig {
@@ -109,20 +97,8 @@ impl Default for StoreConfig {
         Self {
             backend: Backend::default(),
             path: default_path(),
-            redis_url: default_redis_url(),
-            key_prefix: default_key_prefix(),
+            redis: redis::RedisConfig::default(),
         }
-    }
-}
-
-impl fmt::Debug for StoreConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoreConfig")
-            .field("backend", &self.backend)
-            .field("path", &self.path)
-            .field("redis_url", &redact_url(&self.redis_url))
-            .field("key_prefix", &self.key_prefix)
-            .finish()
     }
 }
 
@@ -139,43 +115,15 @@ impl StoreConfig {
                     ));
                 }
             }
-            Backend::Redis => {
-                let shown = redact_url(&self.redis_url);
-                if let Err(e) = ::redis::Client::open(self.redis_url.as_str()) {
-                    problems.push(Problem::new(
-                        format!("{path}.redis_url"),
-                        format!(
-                            "`{shown}` is not a usable Redis URL ({e}); expected \
-                             `redis://[user][:password@]host[:port][/db]`"
-                        ),
-                    ));
-                } else if self.redis_url.starts_with("rediss")
-                    || self.redis_url.starts_with("valkeys")
-                {
-                    problems.push(Problem::new(
-                        format!("{path}.redis_url"),
-                        format!("`{shown}` asks for TLS, which this build does not include; use `redis://`"),
-                    ));
-                }
-                if self.key_prefix.is_empty() {
-                    problems.push(Problem::new(
-                        format!("{path}.key_prefix"),
-                        "must not be empty: the prefix keeps deprovd's keys apart from other users of the Redis",
-                    ));
-                } else if self
-                    .key_prefix
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control())
-                {
-                    problems.push(Problem::new(
-                        format!("{path}.key_prefix"),
-                        format!(
-                            "`{}` contains whitespace or control characters",
-                            self.key_prefix.escape_debug()
-                        ),
-                    ));
-                }
-            }
+            Backend::Redis => self.redis.validate(&format!("{path}.redis"), problems),
+        }
+    }
+
+    /// Settings that are valid but unsafe in production (`deprovd validate` prints them, startup
+    /// logs them): relaxed Redis durability.
+    pub fn warnings(&self, path: &str, warnings: &mut Vec<Problem>) {
+        if self.backend == Backend::Redis {
+            self.redis.warnings(&format!("{path}.redis"), warnings);
         }
     }
 
@@ -195,8 +143,7 @@ impl StoreConfig {
                 Ok(Arc::new(store))
             }
             Backend::Redis => {
-                let store =
-                    self::redis::RedisStore::connect(&self.redis_url, &self.key_prefix).await?;
+                let store = self::redis::RedisStore::open(&self.redis).await?;
                 Ok(Arc::new(store))
             }
         }
@@ -417,14 +364,17 @@ mod tests {
         assert_eq!(c, StoreConfig::default());
         assert_eq!(c.backend, Backend::Embedded);
         assert_eq!(c.path, PathBuf::from("./deprovd-data"));
-        assert_eq!(c.redis_url, "redis://127.0.0.1:6379/0");
-        assert_eq!(c.key_prefix, "deprovd:");
+        assert_eq!(
+            c.redis.topology(),
+            redis::Topology::Single("redis://127.0.0.1:6379/0")
+        );
+        assert_eq!(c.redis.key_prefix, "deprovd:");
     }
 
     #[test]
     fn redis_table_parses_and_validates() {
         let c = parse(
-            "[state]\nbackend = \"redis\"\nredis_url = \"redis://:pw@10.0.0.1:6380/2\"\nkey_prefix = \"prod:\"\n",
+            "[state]\nbackend = \"redis\"\n[state.redis]\nurl = \"redis://:pw@10.0.0.1:6380/2\"\nkey_prefix = \"prod:\"\n",
         )
         .unwrap();
         assert_eq!(c.backend, Backend::Redis);
@@ -443,14 +393,13 @@ mod tests {
     fn validate_reports_every_redis_problem_with_its_path_and_no_password() {
         let c = StoreConfig {
             backend: Backend::Redis,
-            redis_url: "http://admin:s3cret@host/".into(),
-            key_prefix: String::new(),
+            redis: redis::RedisConfig::single("http://admin:s3cret@host/", ""),
             ..StoreConfig::default()
         };
         let mut problems = Vec::new();
         c.validate("state", &mut problems);
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, ["state.redis_url", "state.key_prefix"]);
+        assert_eq!(paths, ["state.redis.url", "state.redis.key_prefix"]);
         assert!(
             problems.iter().all(|p| !p.message.contains("s3cret")),
             "{problems:?}"
@@ -461,9 +410,8 @@ mod tests {
     fn validate_checks_only_the_selected_backend() {
         let c = StoreConfig {
             backend: Backend::Embedded,
-            redis_url: "nonsense".into(),
+            redis: redis::RedisConfig::single("nonsense", "p:"),
             path: PathBuf::new(),
-            ..StoreConfig::default()
         };
         let mut problems = Vec::new();
         c.validate("state", &mut problems);
@@ -495,7 +443,7 @@ mod tests {
     #[test]
     fn debug_of_config_never_shows_the_redis_password() {
         let c = StoreConfig {
-            redis_url: "redis://user:hunter2@localhost/0".into(),
+            redis: redis::RedisConfig::single("redis://user:hunter2@localhost/0", "p:"),
             ..StoreConfig::default()
         };
         let shown = format!("{c:?}");

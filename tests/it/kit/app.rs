@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use deprovd::{
-    GuardConfig, InstanceConfig, KafkaConfig, Settings, StoreBackend, StoreConfig, TokenConfig,
+    GuardConfig, InstanceConfig, KafkaConfig, RedisConfig, Settings, StoreBackend, StoreConfig,
+    TokenConfig,
 };
 
 use super::{eventually, metric_value, unique};
@@ -85,9 +86,8 @@ impl TestAppBuilder {
     pub(crate) fn redis_prefix(mut self, prefix: &str) -> Self {
         self.settings.state = StoreConfig {
             backend: StoreBackend::Redis,
-            key_prefix: prefix.to_string(),
+            redis: RedisConfig::single("redis://127.0.0.1:6379/0", prefix),
             path: self.settings.state.path.clone(),
-            ..StoreConfig::default()
         };
         self
     }

@@ -56,11 +56,20 @@ pub(crate) async fn create_topics(names: &[&str]) {
 }
 
 pub(crate) async fn produce(topic: &str, payload: &[u8]) {
-    let p: FutureProducer = ClientConfig::new()
+    send(&producer(), topic, payload).await;
+}
+
+/// A producer to the test broker, for tests that send many messages.
+pub(crate) fn producer() -> FutureProducer {
+    ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("message.timeout.ms", "10000")
         .create()
-        .expect("producer");
+        .expect("producer")
+}
+
+/// Send one message through `p` and wait for the broker's acknowledgement.
+pub(crate) async fn send(p: &FutureProducer, topic: &str, payload: &[u8]) {
     p.send(
         FutureRecord::<(), [u8]>::to(topic).payload(payload),
         Duration::from_secs(10),

@@ -8,6 +8,7 @@
 //!   GitHub) for the fake to serve.
 //! - [`http`]: a scriptable HTTP target and a counting proxy.
 //! - [`kafka`]: topics, producing and reading back against the test broker.
+//! - [`redis`]: a `redis-server` of the test's own, to SIGKILL and restart from its AOF.
 //! - [`contract`]: the connector contract suite (contain → already done → restore → state unchanged).
 //! - here: polling with a deadline ([`eventually`]), running the `deprovd` binary ([`deprovd`]),
 //!   unique names, policies and alerts.
@@ -20,6 +21,7 @@ pub(crate) mod contract;
 pub(crate) mod fake;
 pub(crate) mod http;
 pub(crate) mod kafka;
+pub(crate) mod redis;
 pub(crate) mod vendors;
 
 use std::future::Future;

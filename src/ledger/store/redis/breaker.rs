@@ -15,7 +15,10 @@ impl BreakerStore for RedisStore {
             return Ok(Vec::new());
         }
         let now_ms = now.timestamp_millis();
-        let mut call = BREAKER_ADMIT.arg(&*self.base);
+        // The script names its keys from ARGV[1]; KEYS[1] (unused by it) routes the call to the
+        // `{ledger}` slot's node on a Cluster, where a call without keys would go to any node.
+        let mut call = BREAKER_ADMIT.key(self.index("breaker"));
+        call.arg(&*self.base);
         call.arg(subject).arg(now_ms);
         for s in scopes {
             let window = px_ms(s.window).max(1);

@@ -41,7 +41,10 @@
 mod actions;
 mod audit;
 mod breaker;
+mod config;
+mod conn;
 mod docs;
+mod durability;
 mod scripts;
 
 use std::sync::Arc;
@@ -49,8 +52,11 @@ use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, ErrorKind, RedisError, ServerErrorKind, Value};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+pub use config::{Durability, RedisConfig, SentinelConfig, Topology};
+use conn::LedgerConn;
 
 use super::{
     Derived, LANE_SPAN_MS, decode, effective_limit, encode, from_ms, head_string, lane_score,
@@ -95,7 +101,7 @@ const AUDIT_APPEND_ATTEMPTS: usize = 64;
 /// itself after an outage).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: LedgerConn,
     /// `<prefix>{ledger}:`, the start of every key.
     base: Arc<str>,
     /// The audit head this process saw last (`<seq>:<hash>`, `''` for none): the guess each append
@@ -116,8 +122,9 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-/// Connection trouble (down, timeout, failover, loading) is [`StoreError::Unavailable`] and worth
-/// retrying; anything else (a script bug, wrong data type, auth) is not.
+/// Connection trouble (down, timeout, failover, loading, too few replicas for `WAIT`) is
+/// [`StoreError::Unavailable`] and worth retrying; anything else (a script bug, wrong data type,
+/// auth) is not.
 fn redis_err(context: &str, e: RedisError) -> StoreError {
     let transient = e.is_io_error()
         || e.is_timeout()
@@ -132,6 +139,10 @@ fn redis_err(context: &str, e: RedisError) -> StoreError {
                     | ServerErrorKind::MasterDown
                     | ServerErrorKind::ReadOnly
             )
+            // A failover in progress: the sentinels name no reachable primary yet, or the
+            // cluster has no connection to the slot's node yet.
+            | ErrorKind::MasterNameNotFoundBySentinel
+            | ErrorKind::ClusterConnectionNotFound
         );
     if transient {
         StoreError::Unavailable(format!("{context}: {e}"))
@@ -141,38 +152,47 @@ fn redis_err(context: &str, e: RedisError) -> StoreError {
 }
 
 impl RedisStore {
-    /// Connect to `url` and keep every key under `prefix` (e.g. `deprovd:`). Fails within about
-    /// [`CONNECT_TIMEOUT`] with [`StoreError::Unavailable`] when Redis is down or unreachable; an
-    /// unparsable URL is [`StoreError::Other`]. Error messages show the URL with its credentials
-    /// redacted.
+    /// Connect to one node at `url` and keep every key under `prefix` (e.g. `deprovd:`), with
+    /// `relaxed` durability (tests and tools; the service opens [`RedisStore::open`]).
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
-        let shown = redact_url(url);
-        let client = Client::open(url).map_err(|e| {
-            StoreError::Other(format!(
-                "invalid Redis URL `{shown}`: {e}; expected `redis://[user][:password@]host[:port][/db]`"
-            ))
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            // Reconnects happen in the background after an outage; keep each round short so that
-            // callers see `Unavailable` (and retry on their own schedule) instead of waiting.
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = tokio::time::timeout(
-            CONNECT_TIMEOUT + Duration::from_millis(500),
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| {
-            StoreError::Unavailable(format!(
-                "connecting to Redis at `{shown}` took longer than {CONNECT_TIMEOUT:?}; is it running and reachable?"
-            ))
-        })?
-        .map_err(|e| redis_err(&format!("connecting to Redis at `{shown}`"), e))?;
+        Self::open(&RedisConfig::single(url, prefix)).await
+    }
+
+    /// Connect as `[state.redis]` says: one node, a Cluster or a Sentinel-watched primary; check
+    /// that the server meets the configured [`Durability`] (else [`StoreError::Refused`], listing
+    /// what is wrong); load the scripts. Fails within about [`CONNECT_TIMEOUT`] with
+    /// [`StoreError::Unavailable`] when Redis is down or unreachable; an unparsable URL is
+    /// [`StoreError::Other`]. Error messages show URLs with their credentials redacted.
+    pub async fn open(config: &RedisConfig) -> Result<RedisStore, StoreError> {
+        let base: Arc<str> = Arc::from(format!("{}{{ledger}}:", config.key_prefix));
+        let fence = format!("{base}wait-fence");
+        let wait = (config.durability == Durability::Replicas).then(|| conn::WaitFor {
+            replicas: config.replicas,
+            timeout_ms: px_ms(config.wait_timeout).max(1),
+            fence: fence.clone(),
+        });
+        let (conn, shown) = match config.topology() {
+            Topology::Single(url) => (
+                connect_single(url, wait).await?,
+                format!("`{}`", redact_url(url)),
+            ),
+            Topology::Cluster(urls) => (
+                connect_cluster(urls, wait).await?,
+                format!("cluster {}", shown_list(urls)),
+            ),
+            Topology::Sentinel(s) => (
+                connect_sentinel(s, wait).await?,
+                format!(
+                    "sentinel master `{}` via {}",
+                    s.master_name,
+                    shown_list(&s.urls)
+                ),
+            ),
+        };
+        durability::check(&conn, config, &fence, &shown).await?;
         // Load the scripts now, so that the first insert is already a single `EVALSHA` round trip and
         // a Redis that refuses scripts (ACL, disabled Lua) fails startup rather than the first alert.
-        let mut loader = conn.clone();
+        let mut loader = conn.without_wait();
         for script in [
             &*INSERT,
             &*PUT,
@@ -188,14 +208,14 @@ impl RedisStore {
                 .await
                 .map_err(|e| {
                     redis_err(
-                        &format!("loading the ledger scripts into Redis at `{shown}`"),
+                        &format!("loading the ledger scripts into Redis at {shown}"),
                         e,
                     )
                 })?;
         }
         let store = RedisStore {
             conn,
-            base: Arc::from(format!("{prefix}{{ledger}}:")),
+            base,
             audit_head: Arc::default(),
             audit_append: Arc::default(),
             audit_queue: Arc::default(),
@@ -309,6 +329,110 @@ impl RedisStore {
     }
 }
 
+/// `urls` with credentials redacted, for messages.
+fn shown_list(urls: &[String]) -> String {
+    let shown: Vec<String> = urls
+        .iter()
+        .map(|u| format!("`{}`", redact_url(u)))
+        .collect();
+    shown.join(", ")
+}
+
+fn bad_url(shown: &str, e: RedisError) -> StoreError {
+    StoreError::Other(format!(
+        "invalid Redis URL `{shown}`: {e}; expected `redis://[user][:password@]host[:port][/db]`"
+    ))
+}
+
+/// Bound `connecting` by [`CONNECT_TIMEOUT`] (plus a margin): a down Redis fails startup fast.
+async fn bounded<T>(
+    what: &str,
+    connecting: impl std::future::Future<Output = Result<T, RedisError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_millis(500), connecting)
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!(
+                "{what} took longer than {CONNECT_TIMEOUT:?}; is it running and reachable?"
+            ))
+        })?
+        .map_err(|e| redis_err(what, e))
+}
+
+async fn connect_single(url: &str, wait: Option<conn::WaitFor>) -> Result<LedgerConn, StoreError> {
+    let shown = redact_url(url);
+    let client = Client::open(url).map_err(|e| bad_url(&shown, e))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        // Reconnects happen in the background after an outage; keep each round short so that
+        // callers see `Unavailable` (and retry on their own schedule) instead of waiting.
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(1));
+    let manager = bounded(
+        &format!("connecting to Redis at `{shown}`"),
+        ConnectionManager::new_with_config(client, config),
+    )
+    .await?;
+    Ok(LedgerConn::single(manager, wait))
+}
+
+async fn connect_cluster(
+    urls: &[String],
+    wait: Option<conn::WaitFor>,
+) -> Result<LedgerConn, StoreError> {
+    let shown = shown_list(urls);
+    let client = ::redis::cluster::ClusterClientBuilder::new(urls.to_vec())
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(RESPONSE_TIMEOUT)
+        // MOVED/ASK and a failover's CLUSTERDOWN are retried inside the client a few times, then
+        // the caller sees `Unavailable` and retries on its own schedule.
+        .retries(3)
+        .build()
+        .map_err(|e| bad_url(&shown, e))?;
+    let conn = bounded(
+        &format!("connecting to Redis Cluster at {shown}"),
+        client.get_async_connection(),
+    )
+    .await?;
+    Ok(LedgerConn::cluster(conn, wait))
+}
+
+async fn connect_sentinel(
+    s: &SentinelConfig,
+    wait: Option<conn::WaitFor>,
+) -> Result<LedgerConn, StoreError> {
+    let shown = shown_list(&s.urls);
+    let mut node = ::redis::RedisConnectionInfo::default().set_db(s.db);
+    if let Some(user) = &s.username {
+        node = node.set_username(user);
+    }
+    if let Some(p) = &s.password {
+        let secret = crate::config::SecretRef::parse(p)
+            .and_then(|r| r.resolve())
+            .map_err(|e| StoreError::Other(format!("[state.redis] sentinel.password: {e}")))?;
+        node = node.set_password(secrecy::ExposeSecret::expose_secret(&secret));
+    }
+    let node =
+        ::redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(node);
+    let conn = bounded(
+        &format!(
+            "finding the primary `{}` through the sentinels at {shown}",
+            s.master_name
+        ),
+        conn::SentinelConn::connect(
+            &s.urls,
+            &s.master_name,
+            node,
+            s.db,
+            CONNECT_TIMEOUT,
+            RESPONSE_TIMEOUT,
+        ),
+    )
+    .await?;
+    Ok(LedgerConn::sentinel(conn, wait))
+}
+
 /// ARGV value for an optional string.
 fn opt(s: Option<&str>) -> &str {
     s.unwrap_or("")
@@ -406,4 +530,8 @@ impl RedisStore {
 }
 
 #[cfg(test)]
+mod testkit;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_topology;

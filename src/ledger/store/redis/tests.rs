@@ -206,8 +206,7 @@ async fn config_opens_a_redis_store_under_its_prefix() {
     let prefix = prefix();
     let config = crate::ledger::store::StoreConfig {
         backend: crate::ledger::store::Backend::Redis,
-        redis_url: URL.into(),
-        key_prefix: prefix.clone(),
+        redis: RedisConfig::single(URL, &prefix),
         ..Default::default()
     };
     let store = config.open().await.unwrap();
