@@ -372,7 +372,7 @@ fn aws_subject(name: &str, kind: SubjectKind) -> Subject {
 
 /// `arn:aws:iam::123456789012:user/division/alice` → `alice` (IAM names are the last path part).
 fn name_in_arn(arn: &str) -> Option<&str> {
-    let resource = arn.strip_prefix("arn:")?.splitn(6, ':').nth(4)?;
+    let resource = arn.strip_prefix("arn:")?.splitn(5, ':').nth(4)?;
     let (_, path) = resource.split_once('/')?;
     path.rsplit('/').next().filter(|n| !n.is_empty())
 }
