@@ -327,7 +327,9 @@ fn policy_command(command: PolicyCommand) -> ExitCode {
     let default_dir = || PathBuf::from("policies");
     match command {
         PolicyCommand::Sign(SignCommand::Keygen { out }) => deprovd::cli::policy_keygen(&out),
-        PolicyCommand::Sign(SignCommand::Sign { dir, key }) => deprovd::cli::policy_sign(&dir, &key),
+        PolicyCommand::Sign(SignCommand::Sign { dir, key }) => {
+            deprovd::cli::policy_sign(&dir, &key)
+        }
         PolicyCommand::Sign(SignCommand::Verify { dir, key }) => {
             deprovd::cli::policy_verify(&dir, &key)
         }

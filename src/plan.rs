@@ -312,12 +312,16 @@ mod tests {
         let mut held = decision(Operation::DisableAccount, None, Mode::Approval);
         held.rule = "rule-2".into();
         held.subject = "alice@corp.example".into();
-        let ds = [decision(Operation::DisableAccount, None, Mode::Enforce), held];
+        let ds = [
+            decision(Operation::DisableAccount, None, Mode::Enforce),
+            held,
+        ];
         let (actions, problems) = p.plan(&alert(), &ds, "d", Utc::now());
         assert_eq!(actions.len(), 2, "both are still planned");
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
-            problems[0].contains("`rule-1` and `rule-2`") && problems[0].contains("enforce and approval"),
+            problems[0].contains("`rule-1` and `rule-2`")
+                && problems[0].contains("enforce and approval"),
             "{problems:?}"
         );
     }

@@ -231,8 +231,16 @@ impl Application {
             };
             let _ = api.store.set(store.clone());
             if let Err(e) = start_core(
-                settings, store, readiness, metrics, (policies, shadow), connectors, kafka, api,
-                notifier, core_stop,
+                settings,
+                store,
+                readiness,
+                metrics,
+                (policies, shadow),
+                connectors,
+                kafka,
+                api,
+                notifier,
+                core_stop,
             )
             .await
             {

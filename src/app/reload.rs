@@ -56,7 +56,9 @@ pub(super) async fn reload_on_sighup(
         if let Some(s) = &shadow {
             match s.policies.reload() {
                 Ok(digest) => info!(%digest, "shadow policies reloaded on SIGHUP"),
-                Err(e) => error!(error = %e, "shadow policy reload rejected; the previous shadow bundle stays"),
+                Err(e) => {
+                    error!(error = %e, "shadow policy reload rejected; the previous shadow bundle stays")
+                }
             }
         }
         // The error as text at once: `PolicyError` is not `Send`.
@@ -83,4 +85,3 @@ pub(super) async fn reload_on_sighup(
         }
     }
 }
-

@@ -20,8 +20,8 @@ use crate::telemetry::Metrics;
 mod policy;
 
 pub use policy::{
-    DiffArgs, EvalArgs, TestArgs, policy_check, policy_diff, policy_eval, policy_keygen, policy_sign,
-    policy_test, policy_verify,
+    DiffArgs, EvalArgs, TestArgs, policy_check, policy_diff, policy_eval, policy_keygen,
+    policy_sign, policy_test, policy_verify,
 };
 
 /// `println!` that ends the process quietly when stdout's reader is gone ([`print_line`]).

@@ -96,7 +96,10 @@ pub fn policy_check(config: &PolicyConfig, dir: &Path, json: bool, strict: bool)
             .iter()
             .try_for_each(|f| writeln!(out, "{f}"))
             .and_then(|()| {
-                let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
+                let errors = findings
+                    .iter()
+                    .filter(|f| f.severity == Severity::Error)
+                    .count();
                 writeln!(
                     out,
                     "{}: {errors} error(s), {} warning(s)",
@@ -187,9 +190,17 @@ pub fn policy_eval(settings: &Settings, args: &EvalArgs) -> ExitCode {
     if let Err(e) = read {
         return fail(&format!("cannot read {}: {e}", args.alert.display()));
     }
-    let parts = match decider.registry.normalize_all(&bytes, args.format.as_deref()) {
+    let parts = match decider
+        .registry
+        .normalize_all(&bytes, args.format.as_deref())
+    {
         Ok(p) => p,
-        Err(e) => return fail(&format!("cannot normalize the alert ({}): {e}", e.reason_code())),
+        Err(e) => {
+            return fail(&format!(
+                "cannot normalize the alert ({}): {e}",
+                e.reason_code()
+            ));
+        }
     };
     let now = args.now.unwrap_or_else(Utc::now);
     let context = serde_json::Value::Null;
@@ -418,7 +429,10 @@ pub fn policy_keygen(out: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("deprovd policy keygen: cannot write {}: {e}", key_path.display());
+            eprintln!(
+                "deprovd policy keygen: cannot write {}: {e}",
+                key_path.display()
+            );
             ExitCode::from(2)
         }
     }

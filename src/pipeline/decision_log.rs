@@ -53,8 +53,13 @@ impl DecisionLog {
     pub fn new(
         cfg: &DecisionLogConfig,
         stop: watch::Receiver<bool>,
-    ) -> Result<(DecisionLog, impl std::future::Future<Output = ()> + Send + 'static), DecisionLogError>
-    {
+    ) -> Result<
+        (
+            DecisionLog,
+            impl std::future::Future<Output = ()> + Send + 'static,
+        ),
+        DecisionLogError,
+    > {
         let client = crate::net::client(Some(cfg.timeout))?;
         let (tx, rx) = mpsc::channel(cfg.queue.max(1));
         let dropped = Arc::new(AtomicU64::new(0));

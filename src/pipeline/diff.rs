@@ -329,7 +329,10 @@ impl DiffReport {
             self.counts.connectors_changed
         )?;
         if self.changes.is_empty() {
-            return writeln!(out, "no change: the candidate decides every alert as the live bundle does");
+            return writeln!(
+                out,
+                "no change: the candidate decides every alert as the live bundle does"
+            );
         }
         let mut kind = None;
         for c in &self.changes {
@@ -368,20 +371,50 @@ mod tests {
     fn every_kind_of_change_is_found_with_the_responsible_rules() {
         let key = |s: &str, op| (s.to_string(), op);
         let live: Sides = [
-            (key("a", Operation::DisableAccount), side(&["enforce"], &["okta"], "live.a")),
-            (key("b", Operation::DisableAccount), side(&["enforce"], &["okta"], "live.b")),
-            (key("c", Operation::RevokeSessions), side(&["enforce"], &["okta"], "live.c")),
-            (key("same", Operation::RevokeSessions), side(&["enforce"], &["okta"], "x")),
+            (
+                key("a", Operation::DisableAccount),
+                side(&["enforce"], &["okta"], "live.a"),
+            ),
+            (
+                key("b", Operation::DisableAccount),
+                side(&["enforce"], &["okta"], "live.b"),
+            ),
+            (
+                key("c", Operation::RevokeSessions),
+                side(&["enforce"], &["okta"], "live.c"),
+            ),
+            (
+                key("same", Operation::RevokeSessions),
+                side(&["enforce"], &["okta"], "x"),
+            ),
         ]
         .into_iter()
         .collect();
         let candidate: Sides = [
-            (key("a", Operation::DisableAccount), side(&["approval"], &["okta"], "cand.a")),
-            (key("c", Operation::RevokeSessions), side(&["enforce"], &["okta", "entra"], "cand.c")),
-            (key("d", Operation::DisableAccount), side(&["enforce"], &[], "cand.d")),
-            (key("e", Operation::Notify), side(&["enforce"], &["chat"], "cand.e")),
-            (key("f", Operation::DisableAccount), side(&["dry_run"], &["okta"], "cand.f")),
-            (key("same", Operation::RevokeSessions), side(&["enforce"], &["okta"], "x")),
+            (
+                key("a", Operation::DisableAccount),
+                side(&["approval"], &["okta"], "cand.a"),
+            ),
+            (
+                key("c", Operation::RevokeSessions),
+                side(&["enforce"], &["okta", "entra"], "cand.c"),
+            ),
+            (
+                key("d", Operation::DisableAccount),
+                side(&["enforce"], &[], "cand.d"),
+            ),
+            (
+                key("e", Operation::Notify),
+                side(&["enforce"], &["chat"], "cand.e"),
+            ),
+            (
+                key("f", Operation::DisableAccount),
+                side(&["dry_run"], &["okta"], "cand.f"),
+            ),
+            (
+                key("same", Operation::RevokeSessions),
+                side(&["enforce"], &["okta"], "x"),
+            ),
         ]
         .into_iter()
         .collect();
@@ -389,19 +422,54 @@ mod tests {
             .into_iter()
             .map(|d| {
                 let rules: Vec<String> = d.rules.into_iter().collect();
-                (d.key.0.clone(), d.kind, format!("{} {}", d.detail, rules.join(",")), d.contains)
+                (
+                    d.key.0.clone(),
+                    d.kind,
+                    format!("{} {}", d.detail, rules.join(",")),
+                    d.contains,
+                )
             })
             .collect();
         assert_eq!(
             found,
             vec![
-                ("a".into(), ChangeKind::ModeChanged, "enforce → approval cand.a".into(), false),
-                ("b".into(), ChangeKind::NoLongerContained, "enforce live.b".into(), false),
-                ("c".into(), ChangeKind::ConnectorsChanged, "okta → entra, okta cand.c".into(), false),
-                ("d".into(), ChangeKind::NewlyContained, "enforce cand.d".into(), true),
+                (
+                    "a".into(),
+                    ChangeKind::ModeChanged,
+                    "enforce → approval cand.a".into(),
+                    false
+                ),
+                (
+                    "b".into(),
+                    ChangeKind::NoLongerContained,
+                    "enforce live.b".into(),
+                    false
+                ),
+                (
+                    "c".into(),
+                    ChangeKind::ConnectorsChanged,
+                    "okta → entra, okta cand.c".into(),
+                    false
+                ),
+                (
+                    "d".into(),
+                    ChangeKind::NewlyContained,
+                    "enforce cand.d".into(),
+                    true
+                ),
                 // `notify` and dry-run-only decisions are new, but contain no one.
-                ("e".into(), ChangeKind::NewlyContained, "enforce cand.e".into(), false),
-                ("f".into(), ChangeKind::NewlyContained, "dry_run cand.f".into(), false),
+                (
+                    "e".into(),
+                    ChangeKind::NewlyContained,
+                    "enforce cand.e".into(),
+                    false
+                ),
+                (
+                    "f".into(),
+                    ChangeKind::NewlyContained,
+                    "dry_run cand.f".into(),
+                    false
+                ),
             ]
         );
     }

@@ -37,7 +37,10 @@ impl Retainer {
         store: Arc<dyn AlertStore>,
         keep: Duration,
         stop: watch::Receiver<bool>,
-    ) -> (Retainer, impl std::future::Future<Output = ()> + Send + 'static) {
+    ) -> (
+        Retainer,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
         let (tx, rx) = mpsc::channel(QUEUE);
         (
             Retainer {

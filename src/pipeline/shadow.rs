@@ -105,9 +105,7 @@ impl Shadow {
         decisions: &[Decision],
         actions: &[ActionRecord],
     ) {
-        let eval = self
-            .policies
-            .evaluate(alert, now, &serde_json::Value::Null);
+        let eval = self.policies.evaluate(alert, now, &serde_json::Value::Null);
         let (shadow_actions, _) = planner.plan(alert, &eval.decisions, &eval.digest, now);
         let identity = planner.identity();
         let live = sides(identity, alert, decisions, actions);

@@ -150,7 +150,10 @@ pub(crate) fn explain(
     let mut vars: Vec<String> = Vec::new();
     for k in 0..=stmts.len() {
         let fields: Vec<String> = vars.iter().map(|v| format!("{v:?}: {v}")).collect();
-        text.push_str(&format!("{PREFIX}{k} contains {{{}}} if {{\n", fields.join(", ")));
+        text.push_str(&format!(
+            "{PREFIX}{k} contains {{{}}} if {{\n",
+            fields.join(", ")
+        ));
         text.push_str("\ttrue\n");
         for s in &stmts[..k] {
             text.push_str(&format!("\t{}\n", ast::stmt_text(s)));
@@ -201,7 +204,10 @@ pub(crate) fn explain(
         };
         let mut sides = engine.clone();
         let src = format!("{header}{}{}", side(&lhs, "l"), side(&rhs, "r"));
-        if sides.add_policy("<deprovd-test-compare>.rego".into(), src).is_ok() {
+        if sides
+            .add_policy("<deprovd-test-compare>.rego".into(), src)
+            .is_ok()
+        {
             let l = defined(&mut sides, format!("{package}.__deprovd_side_l"));
             let r = defined(&mut sides, format!("{package}.__deprovd_side_r"));
             let first = |v: Option<Value>| match v {

@@ -36,14 +36,23 @@ pub(crate) fn explain(files: &[SourceFile], input: Value) -> Result<Explanation,
     engine.set_gather_prints(true);
     let modules = engine.get_modules().clone();
     let mut rules = Vec::new();
-    for m in modules.iter().filter(|m| ast::package_path(m) == "data.deprovd") {
+    for m in modules
+        .iter()
+        .filter(|m| ast::package_path(m) == "data.deprovd")
+    {
         for rule in &m.policy {
             let (name, kind) = ast::head(rule);
             if name != "decisions" || kind != HeadKind::Set {
                 continue;
             }
             let span = rule.span();
-            let head = span.text().lines().next().unwrap_or_default().trim().to_string();
+            let head = span
+                .text()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
             let mut firing = RuleFiring {
                 location: ast::location(span),
                 head,
@@ -63,10 +72,7 @@ pub(crate) fn explain(files: &[SourceFile], input: Value) -> Result<Explanation,
                     firing.fired = !firing.decisions.is_empty();
                 }
                 Err(e) => {
-                    firing.error = Some(bundle::tidy_rego_error(
-                        span.source.file(),
-                        &e.to_string(),
-                    ))
+                    firing.error = Some(bundle::tidy_rego_error(span.source.file(), &e.to_string()))
                 }
             }
             rules.push(firing);

@@ -78,8 +78,11 @@ pub fn check_bundle(dir: &Path, config: &PolicyConfig) -> Result<Vec<Finding>, P
         Err(e) => return Err(e),
         Ok(_) => {}
     }
-    let (mut engine, _) = bundle::build_engine(&files, None)
-        .map_err(|problems| PolicyError::Invalid { dir: dir.to_path_buf(), problems })?;
+    let (mut engine, _) =
+        bundle::build_engine(&files, None).map_err(|problems| PolicyError::Invalid {
+            dir: dir.to_path_buf(),
+            problems,
+        })?;
     let modules: Vec<ModuleRef> = engine
         .get_modules()
         .iter()
@@ -119,7 +122,12 @@ fn visit_query(q: &Query, f: &mut dyn FnMut(&Expr)) {
 fn visit_stmt(s: &LiteralStmt, f: &mut dyn FnMut(&Expr)) {
     match &s.literal {
         Literal::SomeVars { .. } => {}
-        Literal::SomeIn { key, value, collection, .. } => {
+        Literal::SomeIn {
+            key,
+            value,
+            collection,
+            ..
+        } => {
             if let Some(k) = key {
                 visit_expr(k, f);
             }
@@ -152,7 +160,9 @@ fn visit_expr(e: &Expr, f: &mut dyn FnMut(&Expr)) {
             visit_expr(term, f);
             visit_query(query, f);
         }
-        Expr::ObjectCompr { key, value, query, .. } => {
+        Expr::ObjectCompr {
+            key, value, query, ..
+        } => {
             visit_expr(key, f);
             visit_expr(value, f);
             visit_query(query, f);
@@ -174,7 +184,12 @@ fn visit_expr(e: &Expr, f: &mut dyn FnMut(&Expr)) {
             visit_expr(lhs, f);
             visit_expr(rhs, f);
         }
-        Expr::Membership { key, value, collection, .. } => {
+        Expr::Membership {
+            key,
+            value,
+            collection,
+            ..
+        } => {
             if let Some(k) = key {
                 visit_expr(k, f);
             }
@@ -262,8 +277,15 @@ fn builders(modules: &[ModuleRef]) -> Builders {
     let mut out = Builders::new();
     for m in modules {
         for rule in &m.policy {
-            let Rule::Spec { head: RuleHead::Func { args, assign: Some(assign), .. }, .. } =
-                rule.as_ref()
+            let Rule::Spec {
+                head:
+                    RuleHead::Func {
+                        args,
+                        assign: Some(assign),
+                        ..
+                    },
+                ..
+            } = rule.as_ref()
             else {
                 continue;
             };
@@ -329,7 +351,13 @@ fn category_constraint(s: &LiteralStmt) -> Option<String> {
     let Literal::Expr { expr, .. } = &s.literal else {
         return None;
     };
-    let Expr::BoolExpr { op: regorus::unstable::BoolOp::Eq, lhs, rhs, .. } = expr.as_ref() else {
+    let Expr::BoolExpr {
+        op: regorus::unstable::BoolOp::Eq,
+        lhs,
+        rhs,
+        ..
+    } = expr.as_ref()
+    else {
         return None;
     };
     let is_category = |e: &Expr| e.span().text().replace(' ', "") == "input.alert.category";
@@ -344,7 +372,10 @@ fn category_constraint(s: &LiteralStmt) -> Option<String> {
 
 /// Categories one body is limited to: its own constraints, and one level of helper rules named as
 /// a bare statement (`credential_theft` where `credential_theft if { input.alert.category == … }`).
-fn body_categories(stmts: &[LiteralStmt], helpers: &BTreeMap<String, Option<BTreeSet<String>>>) -> Option<BTreeSet<String>> {
+fn body_categories(
+    stmts: &[LiteralStmt],
+    helpers: &BTreeMap<String, Option<BTreeSet<String>>>,
+) -> Option<BTreeSet<String>> {
     let mut limit: Option<BTreeSet<String>> = None;
     let mut narrow = |set: BTreeSet<String>| {
         limit = Some(match limit.take() {
@@ -369,7 +400,10 @@ fn body_categories(stmts: &[LiteralStmt], helpers: &BTreeMap<String, Option<BTre
 fn lint_mode_conflicts(modules: &[ModuleRef], out: &mut Vec<Finding>) {
     let builders = builders(modules);
     let mut found: Vec<DecisionRule> = Vec::new();
-    for m in modules.iter().filter(|m| ast::package_path(m) == "data.deprovd") {
+    for m in modules
+        .iter()
+        .filter(|m| ast::package_path(m) == "data.deprovd")
+    {
         // Helper rules' categories: the union over their bodies, if every body is limited.
         let mut helpers: BTreeMap<String, Option<BTreeSet<String>>> = BTreeMap::new();
         for rule in &m.policy {
@@ -387,13 +421,25 @@ fn lint_mode_conflicts(modules: &[ModuleRef], out: &mut Vec<Finding>) {
             }
             let entry = helpers.entry(name).or_insert(union.clone());
             if entry.is_some() && union.is_some() {
-                *entry = Some(entry.take().unwrap_or_default().union(&union.unwrap_or_default()).cloned().collect());
+                *entry = Some(
+                    entry
+                        .take()
+                        .unwrap_or_default()
+                        .union(&union.unwrap_or_default())
+                        .cloned()
+                        .collect(),
+                );
             } else {
                 *entry = None;
             }
         }
         for rule in &m.policy {
-            let Rule::Spec { head: RuleHead::Set { key: Some(key), .. }, bodies, span } = rule.as_ref() else {
+            let Rule::Spec {
+                head: RuleHead::Set { key: Some(key), .. },
+                bodies,
+                span,
+            } = rule.as_ref()
+            else {
                 continue;
             };
             if ast::head(rule).0 != "decisions" {
@@ -423,7 +469,11 @@ fn lint_mode_conflicts(modules: &[ModuleRef], out: &mut Vec<Finding>) {
                             .and_then(|(_, _, v)| ast::string_literal(v)),
                         _ => None,
                     };
-                    (literal_at(a), literal_at(md).or(Some("enforce".into())), subject)
+                    (
+                        literal_at(a),
+                        literal_at(md).or(Some("enforce".into())),
+                        subject,
+                    )
                 } else if let Expr::Call { fcn, params, .. } = value {
                     match builders.get(fcn.span().text()) {
                         Some((a, md)) => (
@@ -436,7 +486,9 @@ fn lint_mode_conflicts(modules: &[ModuleRef], out: &mut Vec<Finding>) {
                 } else {
                     continue;
                 };
-                let (Some(action), Some(mode)) = (action, mode) else { continue };
+                let (Some(action), Some(mode)) = (action, mode) else {
+                    continue;
+                };
                 found.push(DecisionRule {
                     location: ast::location(span),
                     action,

@@ -36,10 +36,14 @@ decision(action, subject, mode) := {"action": action, "subject": subject, "mode"
     let text: Vec<String> = f.iter().map(ToString::to_string).collect();
     assert_eq!(f.len(), 2, "{text:#?}");
     assert_eq!(f[0].location, "p.rego:4:32", "{text:#?}");
-    assert!(f[0].message.contains("unknown action `disable_acount`"), "{text:#?}");
+    assert!(
+        f[0].message.contains("unknown action `disable_acount`"),
+        "{text:#?}"
+    );
     assert_eq!(f[1].location, "p.rego:7:44", "{text:#?}");
     assert!(
-        f[1].message.contains("unknown mode `enforced` passed to `decision`"),
+        f[1].message
+            .contains("unknown mode `enforced` passed to `decision`"),
         "{text:#?}"
     );
     assert!(f.iter().all(|x| x.severity == Severity::Error));
@@ -76,7 +80,10 @@ decisions contains d if {
     let text: Vec<String> = f.iter().map(ToString::to_string).collect();
     // c (any category) conflicts with a and with b; a and b exclude each other.
     assert_eq!(f.len(), 2, "{text:#?}");
-    assert!(f.iter().all(|x| x.severity == Severity::Warning), "{text:#?}");
+    assert!(
+        f.iter().all(|x| x.severity == Severity::Warning),
+        "{text:#?}"
+    );
     assert!(f.iter().all(|x| x.location == "p.rego:18:1"), "{text:#?}");
     assert!(text[0].contains("mode `dry_run`"), "{text:#?}");
 }

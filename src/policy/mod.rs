@@ -48,9 +48,9 @@ use serde::{Deserialize, Serialize};
 use crate::action::Operation;
 use crate::config::Problem;
 
-pub use eval::{Evaluation, Policies, Rejected};
 pub use coverage::{CoverageReport, FileCoverage};
 pub use debug::{Compare, Failure};
+pub use eval::{Evaluation, Policies, Rejected};
 pub use explain::{Explanation, RuleFiring};
 pub use lint::{Finding, Severity, check_bundle};
 pub use signature::{
@@ -122,7 +122,10 @@ pub struct DecisionLogConfig {
     pub include_input: bool,
     #[serde(default = "DecisionLogConfig::default_queue")]
     pub queue: usize,
-    #[serde(default = "DecisionLogConfig::default_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "DecisionLogConfig::default_timeout",
+        with = "humantime_serde"
+    )]
     pub timeout: Duration,
 }
 

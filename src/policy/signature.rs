@@ -34,15 +34,21 @@ pub enum SignatureError {
         #[source]
         source: std::io::Error,
     },
-    #[error("`{path}` is not an Ed25519 private key in PKCS#8 PEM (`deprovd policy keygen` writes one)")]
+    #[error(
+        "`{path}` is not an Ed25519 private key in PKCS#8 PEM (`deprovd policy keygen` writes one)"
+    )]
     BadPrivateKey { path: PathBuf },
     #[error("`{path}` is not an Ed25519 public key (32 bytes, base64)")]
     BadPublicKey { path: PathBuf },
-    #[error("the bundle has no `{SIGNATURE_FILE}`: sign it with `deprovd policy sign DIR --key KEY`")]
+    #[error(
+        "the bundle has no `{SIGNATURE_FILE}`: sign it with `deprovd policy sign DIR --key KEY`"
+    )]
     Missing,
     #[error("`{SIGNATURE_FILE}` is not a base64 Ed25519 signature")]
     Malformed,
-    #[error("the signature does not match the bundle: a file changed after signing, or another key signed it")]
+    #[error(
+        "the signature does not match the bundle: a file changed after signing, or another key signed it"
+    )]
     Mismatch,
     #[error("cannot generate a key pair")]
     Generate,
@@ -146,7 +152,9 @@ mod tests {
 
         assert!(matches!(
             verify_bundle(dir.path(), &kpub),
-            Err(super::super::PolicyError::Signature(SignatureError::Missing))
+            Err(super::super::PolicyError::Signature(
+                SignatureError::Missing
+            ))
         ));
         sign_bundle(dir.path(), &kp).unwrap();
         verify_bundle(dir.path(), &kpub).unwrap();
@@ -154,7 +162,9 @@ mod tests {
         std::fs::write(dir.path().join("data.yaml"), "a: 2\n").unwrap();
         assert!(matches!(
             verify_bundle(dir.path(), &kpub),
-            Err(super::super::PolicyError::Signature(SignatureError::Mismatch))
+            Err(super::super::PolicyError::Signature(
+                SignatureError::Mismatch
+            ))
         ));
         // Another key's signature does not verify either.
         sign_bundle(dir.path(), &kp).unwrap();

@@ -76,13 +76,23 @@ fn failures_show_the_compared_values_the_bindings_and_prints() {
     let cmp = find(&r, "test_compares");
     assert_eq!(cmp.status, TestStatus::Fail);
     assert!(cmp.location.starts_with("p_test.rego:"), "{}", cmp.location);
-    assert!(cmp.prints.iter().any(|p| p.contains("a@x")), "{:?}", cmp.prints);
+    assert!(
+        cmp.prints.iter().any(|p| p.contains("a@x")),
+        "{:?}",
+        cmp.prints
+    );
     let f = cmp.failure.as_ref().unwrap();
-    assert!(f.statement.as_deref().unwrap().starts_with("got =="), "{f:?}");
+    assert!(
+        f.statement.as_deref().unwrap().starts_with("got =="),
+        "{f:?}"
+    );
     let c = f.compare.as_ref().unwrap();
     assert_eq!(c.actual, serde_json::json!(["a@x"]));
     assert_eq!(c.expected_expr, r#"{"b@x", "a@x", "c@x"}"#);
-    assert_eq!(c.missing, vec![serde_json::json!("b@x"), serde_json::json!("c@x")]);
+    assert_eq!(
+        c.missing,
+        vec![serde_json::json!("b@x"), serde_json::json!("c@x")]
+    );
     assert!(c.unexpected.is_empty());
 
     let undef = find(&r, "test_undefined");
@@ -95,12 +105,21 @@ fn failures_show_the_compared_values_the_bindings_and_prints() {
     let mut text = Vec::new();
     r.write_text(&mut text, false).unwrap();
     let text = String::from_utf8(text).unwrap();
-    assert!(text.contains("data.deprovd_test.test_compares: FAIL"), "{text}");
+    assert!(
+        text.contains("data.deprovd_test.test_compares: FAIL"),
+        "{text}"
+    );
     assert!(text.contains("actual   got = [\"a@x\"]"), "{text}");
     assert!(text.contains("- missing    \"b@x\""), "{text}");
     assert!(text.contains("n = 0"), "{text}");
-    assert!(!text.contains("test_passes"), "passing tests only with -v: {text}");
-    assert!(text.contains("PASS: 2/4") && text.contains("FAIL: 2/4"), "{text}");
+    assert!(
+        !text.contains("test_passes"),
+        "passing tests only with -v: {text}"
+    );
+    assert!(
+        text.contains("PASS: 2/4") && text.contains("FAIL: 2/4"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -109,7 +128,13 @@ fn a_bundle_the_server_refuses_fails_before_any_test_runs() {
         "d := decision(\"disable_account\"",
         "d := decison(\"disable_account\"",
     );
-    let dir = bundle(&[("p.rego", &misspelt), ("p_test.rego", "package t\nimport rego.v1\ntest_ok if true\n")]);
+    let dir = bundle(&[
+        ("p.rego", &misspelt),
+        (
+            "p_test.rego",
+            "package t\nimport rego.v1\ntest_ok if true\n",
+        ),
+    ]);
     for engine in [Backend::Auto, Backend::Vm, Backend::Interpreter] {
         let opts = TestOptions {
             config: PolicyConfig {
@@ -154,7 +179,10 @@ fn run_filters_tests_by_regex_and_coverage_counts_policy_lines() {
 
 #[test]
 fn unreadable_directory_is_an_error_not_a_report() {
-    let err = run_tests(Path::new("/nonexistent/deprovd-policies"), &TestOptions::default());
+    let err = run_tests(
+        Path::new("/nonexistent/deprovd-policies"),
+        &TestOptions::default(),
+    );
     assert!(matches!(err, Err(PolicyError::Io { .. })), "{err:?}");
 }
 

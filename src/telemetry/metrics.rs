@@ -290,7 +290,8 @@ impl Metrics {
             self.policy_reloads.with_label_values(&[outcome.as_str()]);
         }
         for kind in ShadowDisagreement::ALL {
-            self.shadow_disagreements.with_label_values(&[kind.as_str()]);
+            self.shadow_disagreements
+                .with_label_values(&[kind.as_str()]);
         }
         for stage in DeadLetterStage::ALL {
             self.dead_letters.with_label_values(&[stage.as_str()]);

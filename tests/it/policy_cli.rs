@@ -15,7 +15,9 @@ fn repo() -> &'static Path {
 
 fn deprovd(args: &[&str], dir: Option<&Path>) -> Output {
     let mut c = Command::new(BIN);
-    c.args(args).env_remove("DEPROVD_CONFIG").current_dir(repo());
+    c.args(args)
+        .env_remove("DEPROVD_CONFIG")
+        .current_dir(repo());
     if let Some(d) = dir {
         c.arg(d);
     }
@@ -57,13 +59,20 @@ fn policy_test_refuses_a_bundle_the_server_would_refuse() {
     // `validate`'s view agrees: the same bundle is refused by `policy check`.
     let out = deprovd(&["policy", "check"], Some(dir.path()));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains("deprovd.rego:"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("deprovd.rego:"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
 fn policy_test_json_coverage_and_threshold() {
     let policies = repo().join("policies");
-    let out = deprovd(&["policy", "test", "--format", "json", "--coverage"], Some(&policies));
+    let out = deprovd(
+        &["policy", "test", "--format", "json", "--coverage"],
+        Some(&policies),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert!(report["passed"].as_u64().unwrap() >= 8, "{report}");
@@ -72,14 +81,27 @@ fn policy_test_json_coverage_and_threshold() {
     let pct = report["coverage"]["percent"].as_f64().unwrap();
     assert!(pct > 50.0, "{report}");
 
-    let out = deprovd(&["policy", "test", "--min-coverage", "100.01"], Some(&policies));
+    let out = deprovd(
+        &["policy", "test", "--min-coverage", "100.01"],
+        Some(&policies),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
-    assert!(text(&out.stderr).contains("under --min-coverage"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("under --min-coverage"),
+        "{}",
+        text(&out.stderr)
+    );
 
-    let out = deprovd(&["policy", "test", "-v", "--run", "impossible_travel"], Some(&policies));
+    let out = deprovd(
+        &["policy", "test", "-v", "--run", "impossible_travel"],
+        Some(&policies),
+    );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("test_impossible_travel_revokes_sessions_only: PASS"), "{stdout}");
+    assert!(
+        stdout.contains("test_impossible_travel_revokes_sessions_only: PASS"),
+        "{stdout}"
+    );
     assert!(stdout.contains("PASS: 1/1"), "{stdout}");
 }
 
@@ -96,7 +118,10 @@ fn failing_test_shows_expected_and_actual() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("actual   subjects = [\"a@x\"]"), "{stdout}");
-    assert!(stdout.contains("expected {\"b@x\"} = [\"b@x\"]"), "{stdout}");
+    assert!(
+        stdout.contains("expected {\"b@x\"} = [\"b@x\"]"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -108,7 +133,10 @@ fn policy_check_names_unknown_actions_with_their_position() {
     let out = deprovd(&["policy", "check"], Some(dir.path()));
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("p.rego:5:32: error: unknown action `disable_acount`"), "{stdout}");
+    assert!(
+        stdout.contains("p.rego:5:32: error: unknown action `disable_acount`"),
+        "{stdout}"
+    );
     let out = deprovd(&["policy", "check"], Some(&repo().join("policies")));
     assert!(out.status.success(), "{}", text(&out.stdout));
 }
@@ -122,7 +150,15 @@ fn policy_eval_prints_the_input_decisions_actions_and_fired_rules() {
         .unwrap()
         .to_string();
     let mut child = Command::new(BIN)
-        .args(["policy", "eval", "--alert", "-", "--explain", "--now", "2026-11-26T05:01:00Z"])
+        .args([
+            "policy",
+            "eval",
+            "--alert",
+            "-",
+            "--explain",
+            "--now",
+            "2026-11-26T05:01:00Z",
+        ])
         .args(["--policies", "policies"])
         .env_remove("DEPROVD_CONFIG")
         .current_dir(repo())
@@ -131,7 +167,12 @@ fn policy_eval_prints_the_input_decisions_actions_and_fired_rules() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(line.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(line.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -140,7 +181,9 @@ fn policy_eval_prints_the_input_decisions_actions_and_fired_rules() {
     assert!(doc["input"].get("context").is_some(), "{doc}");
     let decisions = doc["decisions"].as_array().unwrap();
     assert!(
-        decisions.iter().any(|d| d["action"] == "disable_account" && d["rule"] == "credential_theft.contain"),
+        decisions
+            .iter()
+            .any(|d| d["action"] == "disable_account" && d["rule"] == "credential_theft.contain"),
         "{doc}"
     );
     assert!(!doc["actions"].as_array().unwrap().is_empty(), "{doc}");
@@ -151,7 +194,11 @@ fn policy_eval_prints_the_input_decisions_actions_and_fired_rules() {
         .filter(|r| r["fired"] == true)
         .collect();
     assert_eq!(fired.len(), 2, "disable + revoke rules fired: {doc}");
-    assert!(fired.iter().all(|r| r["location"].as_str().unwrap().starts_with("deprovd.rego:")));
+    assert!(
+        fired
+            .iter()
+            .all(|r| r["location"].as_str().unwrap().starts_with("deprovd.rego:"))
+    );
 }
 
 fn diff(candidate: &Path, extra: &[&str]) -> Output {
@@ -168,11 +215,15 @@ fn diff(candidate: &Path, extra: &[&str]) -> Output {
 
 #[test]
 fn policy_diff_shows_who_a_lower_threshold_would_contain() {
-    let candidate = shipped_with(|d| d.replace("credential_theft: high", "credential_theft: medium"));
+    let candidate =
+        shipped_with(|d| d.replace("credential_theft: high", "credential_theft: medium"));
     let out = diff(candidate.path(), &["--format", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(report["counts"]["newly_contained"].as_u64().unwrap() >= 2, "{report}");
+    assert!(
+        report["counts"]["newly_contained"].as_u64().unwrap() >= 2,
+        "{report}"
+    );
     assert_eq!(report["counts"]["no_longer_contained"], 0, "{report}");
     let changes = report["changes"].as_array().unwrap();
     assert!(
@@ -185,10 +236,18 @@ fn policy_diff_shows_who_a_lower_threshold_would_contain() {
     // The same change as a CI gate: more new subjects than allowed is exit 3.
     let out = diff(candidate.path(), &["--max-new", "0"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains("NEWLY CONTAINED"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("NEWLY CONTAINED"),
+        "{}",
+        text(&out.stdout)
+    );
     // Against itself nothing changes.
     let same = shipped_with(|d| d.to_string());
     let out = diff(same.path(), &["--max-new", "0"]);
     assert!(out.status.success(), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains("no change"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("no change"),
+        "{}",
+        text(&out.stdout)
+    );
 }

@@ -72,7 +72,10 @@ async fn shadow_disagreements_are_counted_and_shown_and_alerts_are_retained() {
         Some(1.0)
     );
     assert!(
-        app.actions("").await.iter().all(|a| a["rule"] != "shadow.hold"),
+        app.actions("")
+            .await
+            .iter()
+            .all(|a| a["rule"] != "shadow.hold"),
         "the shadow bundle is never executed"
     );
 
@@ -96,7 +99,10 @@ async fn shadow_disagreements_are_counted_and_shown_and_alerts_are_retained() {
     .await;
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].alert.id, "shadow-1");
-    assert_eq!(kept[0].alert.subjects[0].email.as_deref(), Some("jdoe@example.com"));
+    assert_eq!(
+        kept[0].alert.subjects[0].email.as_deref(),
+        Some("jdoe@example.com")
+    );
 }
 
 #[tokio::test]

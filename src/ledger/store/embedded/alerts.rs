@@ -75,7 +75,8 @@ impl AlertStore for EmbeddedStore {
             let tx = db.begin_write().map_err(db_err)?;
             let removed = {
                 let mut t = tx.open_table(ALERTS).map_err(db_err)?;
-                let old = t.extract_from_if((i64::MIN, "")..(before, ""), |_, _| true)
+                let old = t
+                    .extract_from_if((i64::MIN, "")..(before, ""), |_, _| true)
                     .map_err(db_err)?;
                 let mut n = 0u64;
                 for row in old {
