@@ -103,6 +103,38 @@ async fn shadow_disagreements_are_counted_and_shown_and_alerts_are_retained() {
         kept[0].alert.subjects[0].email.as_deref(),
         Some("jdoe@example.com")
     );
+    drop(store);
+
+    // `policy diff --since` replays the retained alert through the live bundle and the candidate.
+    let config = data.path().join("deprovd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[state]\nbackend = \"embedded\"\npath = {:?}\n[policy]\ndir = {:?}\nretain_alerts = \"1h\"\n",
+            data.path().join("ledger"),
+            live.path()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deprovd"))
+        .args([
+            "policy", "diff", "--since", "1h", "--format", "json", "--config",
+        ])
+        .arg(&config)
+        .arg("--candidate")
+        .arg(shadow.path())
+        .env_remove("DEPROVD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["alerts"], 1, "{report}");
+    assert_eq!(report["counts"]["mode_changed"], 1, "{report}");
+    assert_eq!(report["changes"][0]["alerts"][0], "shadow-1", "{report}");
 }
 
 #[tokio::test]
