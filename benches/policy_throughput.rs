@@ -2,7 +2,8 @@
 //!
 //! `cargo bench --bench policy_throughput`. Builds 10,000 varied canonical alerts of about 1.3 KB
 //! (serialized), parses them into `Alert`s up front (parsing happens before evaluation in the
-//! service), then times `Policies::evaluate` over all of them for each engine and prints alerts/s.
+//! service), then times `Policies::evaluate` over all of them for each engine and prints alerts/s;
+//! then the full decision path, its extra cost with a shadow bundle, and `policy diff`'s replay rate.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -168,16 +169,38 @@ fn main() {
         "  normalize    {rate:>10.0} alerts/s  ({:.1} µs/alert: bytes → canonical Alert, format detected)",
         1e6 / rate
     );
-    let (rate, actions) = run_decider(&raw);
+    let (rate, actions) = run_decider(&raw, None);
     println!(
         "  full path    {rate:>10.0} alerts/s  ({:.1} µs/alert: bytes → normalize → evaluate (VM) → plan → guards; {actions} actions)",
         1e6 / rate
     );
+    // Shadow mode and replay diff, with a candidate that contains credential theft from `medium`.
+    let candidate = candidate_bundle();
+    let (shadow_rate, _) = run_decider(&raw, Some(candidate.path()));
+    println!(
+        "  + shadow     {shadow_rate:>10.0} alerts/s  ({:.1} µs/alert; shadow mode adds {:.1} µs/alert)",
+        1e6 / shadow_rate,
+        1e6 / shadow_rate - 1e6 / rate
+    );
+    let (replay_rate, changes) = run_replay(&alerts, candidate.path());
+    println!(
+        "  replay diff  {replay_rate:>10.0} alerts/s  (live + candidate per alert, compared; {changes} change lines)"
+    );
 }
 
-/// The service's whole CPU path per alert, as the pipeline runs it on a blocking thread: parse the
-/// bytes, normalize, evaluate, plan against two connectors, apply guards.
-fn run_decider(raw: &[String]) -> (f64, usize) {
+/// The starter bundle with `thresholds.credential_theft` lowered from high to medium.
+fn candidate_bundle() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for f in ["deprovd.rego", "data.yaml"] {
+        let text = std::fs::read_to_string(src.join(f)).expect("starter file");
+        let text = text.replace("credential_theft: high", "credential_theft: medium");
+        std::fs::write(dir.path().join(f), text).expect("write candidate");
+    }
+    dir
+}
+
+fn decider(dir: &Path) -> deprovd::Decider {
     use std::collections::{BTreeMap, BTreeSet};
     use std::sync::Arc;
 
@@ -187,12 +210,12 @@ fn run_decider(raw: &[String]) -> (f64, usize) {
     use deprovd::{GuardConfig, Guards};
 
     let config = PolicyConfig {
-        dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+        dir: dir.to_path_buf(),
         engine: PolicyBackend::Vm,
         eval_timeout: Duration::from_secs(1),
         ..PolicyConfig::default()
     };
-    let policies = Policies::load(&config).expect("starter policies load");
+    let policies = Policies::load(&config).expect("bundle loads");
     let mut caps = BTreeMap::new();
     caps.insert(
         "idp".to_string(),
@@ -209,12 +232,45 @@ fn run_decider(raw: &[String]) -> (f64, usize) {
         ..GuardConfig::default()
     })
     .expect("guards");
-    let decider = Decider::new(
+    Decider::new(
         policies,
         Planner::from_capabilities(caps),
         guards,
         Arc::new(deprovd::Metrics::new()),
-    );
+    )
+}
+
+/// `policy diff`'s work: every alert through the live and the candidate bundle, compared.
+fn run_replay(alerts: &[Alert], candidate: &Path) -> (f64, usize) {
+    let live = decider(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"));
+    let cand = decider(candidate);
+    let mut warm = deprovd::Replay::new(&live, &cand);
+    for a in alerts.iter().take(500) {
+        warm.add(a.clone());
+    }
+    let mut replay = deprovd::Replay::new(&live, &cand);
+    for a in alerts {
+        replay.add(black_box(a.clone()));
+    }
+    let report = replay.finish();
+    (report.alerts_per_second, report.changes.len())
+}
+
+/// The service's whole CPU path per alert, as the pipeline runs it on a blocking thread: parse the
+/// bytes, normalize, evaluate, plan against two connectors, apply guards — and, with `shadow`,
+/// evaluate and compare that bundle too.
+fn run_decider(raw: &[String], shadow: Option<&Path>) -> (f64, usize) {
+    let mut decider = decider(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"));
+    if let Some(dir) = shadow {
+        let config = PolicyConfig {
+            dir: dir.to_path_buf(),
+            engine: PolicyBackend::Vm,
+            eval_timeout: Duration::from_secs(1),
+            ..PolicyConfig::default()
+        };
+        let policies = Policies::load(&config).expect("shadow bundle loads");
+        decider.shadow = Some(std::sync::Arc::new(deprovd::Shadow::new(policies)));
+    }
     for r in raw.iter().take(500) {
         black_box(
             decider

@@ -122,7 +122,7 @@ pub use ingest::kafka::KafkaConfig;
 pub use net::signing::verify_webhook;
 // Deciding.
 pub use guard::{GuardConfig, Guards};
-pub use pipeline::Decider;
+pub use pipeline::{Decider, Replay, Shadow};
 pub use plan::Planner;
 pub use policy::{Backend as PolicyBackend, Policies, PolicyConfig};
 // Carrying out.

@@ -199,8 +199,221 @@ fn client_command(server: ServerArgs, command: deprovd::client::Command) -> Exit
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Run every `test_*` rule, like `opa test`; exit 1 on failure.
-    Test { dir: Option<PathBuf> },
+    /// Compile the bundle as the server would, then run every `test_*` rule, like `opa test`.
+    /// Exit 1 when a test fails, the bundle does not compile, or coverage is under --min-coverage.
+    Test {
+        /// Policy directory (default: ./policies).
+        dir: Option<PathBuf>,
+        /// Only tests whose full name (`data.pkg.test_x`) matches this regular expression.
+        #[arg(long)]
+        run: Option<String>,
+        /// List passing tests too, with their print() output.
+        #[arg(long, short)]
+        verbose: bool,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+        /// Report covered and uncovered lines per policy file.
+        #[arg(long)]
+        coverage: bool,
+        /// Exit 1 when total coverage is under this percentage (implies --coverage).
+        #[arg(long, value_name = "PERCENT")]
+        min_coverage: Option<f64>,
+        /// The server's config: its `[policy]` engine and limits are used to compile.
+        #[arg(long, short, env = "DEPROVD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Compile the bundle as the server would and lint its decisions (unknown actions or modes,
+    /// one subject and action decided in two modes); findings as file:line:col. Exit 1 on an error.
+    Check {
+        /// Policy directory (default: ./policies).
+        dir: Option<PathBuf>,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+        /// Warnings fail too.
+        #[arg(long)]
+        strict: bool,
+        #[arg(long, short, env = "DEPROVD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Evaluate one alert: print the exact input handed to Rego, the decisions and the planned
+    /// actions, as JSON. Changes nothing.
+    Eval {
+        /// Alert file, or `-` for stdin.
+        #[arg(long)]
+        alert: PathBuf,
+        /// Alert format (default: detect).
+        #[arg(long)]
+        format: Option<String>,
+        /// Policy directory (default: the config's, or ./policies).
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// The input's `now` (RFC 3339; default: the current time).
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+        /// Show which `decisions` rules fired and what each produced.
+        #[arg(long)]
+        explain: bool,
+        #[arg(long, short, env = "DEPROVD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Replay alerts through the live bundle and a candidate; print per subject and action what
+    /// would change. Exit 3 when more than --max-new distinct subjects would be newly contained.
+    Diff {
+        /// The candidate bundle's directory.
+        #[arg(long)]
+        candidate: PathBuf,
+        /// JSONL file of alerts to replay.
+        #[arg(long, conflicts_with = "since", required_unless_present = "since")]
+        alerts: Option<PathBuf>,
+        /// Replay the alerts the state store retained over this last stretch (e.g. `7d`); needs
+        /// `[policy] retain_alerts` on the server.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Alert format of --alerts (default: detect per line).
+        #[arg(long = "alert-format")]
+        alert_format: Option<String>,
+        /// The live bundle (default: the config's policy.dir, or ./policies).
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// Exit 3 when the candidate would newly contain more distinct subjects than this.
+        #[arg(long)]
+        max_new: Option<usize>,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+        #[arg(long, short, env = "DEPROVD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Bundle signatures: key generation, signing, verification.
+    #[command(flatten)]
+    Sign(SignCommand),
+}
+
+#[derive(Subcommand)]
+enum SignCommand {
+    /// Write a new Ed25519 key pair: OUT.key (private, PKCS#8 PEM, mode 0600) and OUT.pub (public,
+    /// base64) — the file `[policy] verify_key` names.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a bundle directory: writes DIR/.signature over every policy and data file.
+    Sign {
+        dir: PathBuf,
+        /// The private key (`keygen`'s OUT.key).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check a bundle's signature as the server does with `verify_key`; exit 1 when it does not match.
+    Verify {
+        dir: PathBuf,
+        /// The public key (`keygen`'s OUT.pub).
+        #[arg(long)]
+        key: PathBuf,
+    },
+}
+
+/// The `[policy]` section of `config`, or the defaults without one.
+fn policy_config(config: Option<&std::path::Path>) -> Result<deprovd::PolicyConfig, ExitCode> {
+    match config {
+        Some(_) => load(config).map(|s| s.policy),
+        None => Ok(deprovd::PolicyConfig::default()),
+    }
+}
+
+fn policy_command(command: PolicyCommand) -> ExitCode {
+    let default_dir = || PathBuf::from("policies");
+    match command {
+        PolicyCommand::Sign(SignCommand::Keygen { out }) => deprovd::cli::policy_keygen(&out),
+        PolicyCommand::Sign(SignCommand::Sign { dir, key }) => {
+            deprovd::cli::policy_sign(&dir, &key)
+        }
+        PolicyCommand::Sign(SignCommand::Verify { dir, key }) => {
+            deprovd::cli::policy_verify(&dir, &key)
+        }
+        PolicyCommand::Test {
+            dir,
+            run,
+            verbose,
+            format,
+            coverage,
+            min_coverage,
+            config,
+        } => match policy_config(config.as_deref()) {
+            Ok(cfg) => deprovd::cli::policy_test(
+                &cfg,
+                &deprovd::cli::TestArgs {
+                    dir: dir.unwrap_or_else(default_dir),
+                    run,
+                    verbose,
+                    json: format == "json",
+                    coverage,
+                    min_coverage,
+                },
+            ),
+            Err(code) => code,
+        },
+        PolicyCommand::Check {
+            dir,
+            format,
+            strict,
+            config,
+        } => match policy_config(config.as_deref()) {
+            Ok(cfg) => deprovd::cli::policy_check(
+                &cfg,
+                &dir.unwrap_or_else(default_dir),
+                format == "json",
+                strict,
+            ),
+            Err(code) => code,
+        },
+        PolicyCommand::Eval {
+            alert,
+            format,
+            policies,
+            now,
+            explain,
+            config,
+        } => match load(config.as_deref()) {
+            Ok(s) => deprovd::cli::policy_eval(
+                &s,
+                &deprovd::cli::EvalArgs {
+                    alert,
+                    format,
+                    policies,
+                    now,
+                    explain,
+                },
+            ),
+            Err(code) => code,
+        },
+        PolicyCommand::Diff {
+            candidate,
+            alerts,
+            since,
+            alert_format,
+            policies,
+            max_new,
+            format,
+            config,
+        } => match load(config.as_deref()) {
+            Ok(s) => deprovd::cli::policy_diff(
+                &s,
+                &deprovd::cli::DiffArgs {
+                    candidate,
+                    alerts,
+                    since,
+                    format: alert_format,
+                    policies,
+                    max_new,
+                    json: format == "json",
+                },
+            ),
+            Err(code) => code,
+        },
+    }
 }
 
 #[derive(Subcommand)]
@@ -274,12 +487,7 @@ fn main() -> ExitCode {
             ));
             ExitCode::SUCCESS
         }
-        Command::Policy {
-            command: PolicyCommand::Test { dir },
-        } => {
-            let dir = dir.unwrap_or_else(|| PathBuf::from("policies"));
-            deprovd::cli::policy_test(&dir)
-        }
+        Command::Policy { command } => policy_command(command),
         Command::Simulate {
             alerts,
             format,

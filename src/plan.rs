@@ -77,6 +77,26 @@ impl Planner {
         let dedup_key = alert.dedup_key();
         let mut actions: BTreeMap<String, ActionRecord> = BTreeMap::new();
         let mut problems = Vec::new();
+        // (subject, action) → (mode, rule) of the first decision seen: two modes for one pair are
+        // both carried out (enforce and approval side by side), which is rarely what was meant.
+        let mut modes: BTreeMap<(String, Operation), (Mode, &str)> = BTreeMap::new();
+        for d in decisions {
+            let pair = (self.identity.resolve(&d.subject, &alert.subjects), d.action);
+            match modes.get(&pair) {
+                Some((mode, rule)) if *mode != d.mode => problems.push(format!(
+                    "rules `{rule}` and `{}` decide {} for `{}` in two modes ({} and {}): both are planned",
+                    d.rule,
+                    d.action,
+                    pair.0,
+                    mode.as_str(),
+                    d.mode.as_str()
+                )),
+                Some(_) => {}
+                None => {
+                    modes.insert(pair, (d.mode, d.rule.as_str()));
+                }
+            }
+        }
         for d in decisions {
             // The decision (and the audit trail) keep the policy's spelling; the action gets one
             // spelling per account, so idempotency keys and coalescing see one subject.
@@ -284,6 +304,26 @@ mod tests {
             Utc::now(),
         );
         assert_eq!(a[0].state, ActionState::Skipped);
+    }
+
+    #[test]
+    fn two_modes_for_one_subject_and_action_are_a_problem() {
+        let p = planner();
+        let mut held = decision(Operation::DisableAccount, None, Mode::Approval);
+        held.rule = "rule-2".into();
+        held.subject = "alice@corp.example".into();
+        let ds = [
+            decision(Operation::DisableAccount, None, Mode::Enforce),
+            held,
+        ];
+        let (actions, problems) = p.plan(&alert(), &ds, "d", Utc::now());
+        assert_eq!(actions.len(), 2, "both are still planned");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("`rule-1` and `rule-2`")
+                && problems[0].contains("enforce and approval"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `/v1/breaker`: the blast-radius breaker's state (viewer) and its reset (admin, audited).
+//! `/v1/breaker`: the blast-radius breaker's state (viewer) and its reset (admin, audited); and
+//! `/v1/policy/shadow` (viewer): what the shadow bundle would have done differently.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,4 +60,23 @@ pub(super) async fn breaker_reset(
     info!(caller = %caller.name, %peer, scopes = ?was_open, "breaker reset");
     let scopes = breaker.status().await.map_err(unavailable)?;
     Ok(Json(serde_json::json!({ "was_open": was_open, "scopes": scopes })).into_response())
+}
+
+/// `GET /v1/policy/shadow` (viewer): both digests, counts per kind of disagreement and the latest
+/// disagreements of the `[policy] shadow_dir` bundle; 404 when no shadow is configured.
+pub(super) async fn shadow_report(
+    State(s): State<Arc<ApiState>>,
+    _caller: Caller,
+) -> Result<Response, ApiError> {
+    let pipeline = pipeline_of(&s)?;
+    let Some(shadow) = &pipeline.decider.shadow else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "no_shadow",
+            "no shadow bundle: set [policy] shadow_dir to evaluate a candidate beside the live one"
+                .into(),
+        ));
+    };
+    let live = pipeline.decider.policies.digest();
+    Ok(Json(shadow.report(&live)).into_response())
 }

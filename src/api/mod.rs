@@ -252,7 +252,7 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("POST", "/v1/alerts") | ("POST", "/v1/ssf/{receiver}") => (Role::Ingest, UnlessAccepted),
         ("GET", "/v1/alerts") => (Role::Ingest, Always),
         ("GET", "/v1/actions" | "/v1/actions/{key}" | "/v1/lockouts/{id}" | "/v1/audit")
-        | ("GET", "/v1/approvals" | "/v1/breaker") => (Role::Viewer, Always),
+        | ("GET", "/v1/approvals" | "/v1/breaker" | "/v1/policy/shadow") => (Role::Viewer, Always),
         ("POST", "/v1/actions/{key}/restore" | "/v1/lockouts" | "/v1/lockouts/{id}/restore") => {
             (Role::Responder, Always)
         }
@@ -284,6 +284,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/approvals/{id}/reject"),
     ("GET", "/v1/breaker"),
     ("POST", "/v1/breaker/reset"),
+    ("GET", "/v1/policy/shadow"),
     ("POST", "/v1/ssf/{receiver}"),
     ("GET", "/v1/ssf/jwks"),
     ("GET", "/.well-known/ssf-configuration"),
@@ -307,6 +308,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/v1/approvals/{id}/reject", post(approvals::reject))
         .route("/v1/breaker", get(breaker::breaker_status))
         .route("/v1/breaker/reset", post(breaker::breaker_reset))
+        .route("/v1/policy/shadow", get(breaker::shadow_report))
         .route("/v1/ssf/{receiver}", post(alerts::post_ssf_set))
         .route("/v1/ssf/jwks", get(alerts::ssf_jwks))
         .route(

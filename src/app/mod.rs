@@ -42,6 +42,7 @@ use crate::plan::Planner;
 use crate::policy::Policies;
 use crate::telemetry::Metrics;
 
+mod reload;
 mod series;
 mod settings;
 
@@ -56,6 +57,8 @@ pub struct Application {
     readiness: Arc<Readiness>,
     api: Arc<ApiState>,
     policies: Arc<Policies>,
+    /// The `[policy] shadow_dir` bundle, evaluated beside `policies`, never executed.
+    shadow: Option<Arc<crate::pipeline::Shadow>>,
     connectors: ConnectorSet,
     kafka: Option<Arc<KafkaSource>>,
     generated_token: Option<String>,
@@ -78,6 +81,7 @@ impl Application {
         let readiness = Arc::new(Readiness::default());
 
         let policies = Policies::load(&settings.policy).context("loading policies")?;
+        let shadow = reload::load_shadow(&settings.policy).context("loading shadow policies")?;
         readiness.policies.store(true, Ordering::Relaxed);
 
         let connectors =
@@ -140,6 +144,7 @@ impl Application {
             readiness,
             api,
             policies,
+            shadow,
             connectors,
             kafka,
             generated_token,
@@ -200,9 +205,13 @@ impl Application {
                 self.api.clone(),
             ));
         }
+        if let Some(shadow) = &self.shadow {
+            tasks.spawn(reload::watch_shadow(shadow.clone(), stop_rx.clone()));
+        }
         #[cfg(unix)]
-        tasks.spawn(reload_on_sighup(
+        tasks.spawn(reload::reload_on_sighup(
             self.policies.clone(),
+            self.shadow.clone(),
             self.metrics.clone(),
             self.api.clone(),
             stop_rx.clone(),
@@ -214,6 +223,7 @@ impl Application {
         let metrics = self.metrics.clone();
         let api = self.api.clone();
         let policies = self.policies.clone();
+        let shadow = self.shadow.clone();
         let connectors = self.connectors.clone();
         let kafka = self.kafka.clone();
         let notifier = self.notifier.clone();
@@ -224,7 +234,15 @@ impl Application {
             };
             let _ = api.store.set(store.clone());
             if let Err(e) = start_core(
-                settings, store, readiness, metrics, policies, connectors, kafka, api, notifier,
+                settings,
+                store,
+                readiness,
+                metrics,
+                (policies, shadow),
+                connectors,
+                kafka,
+                api,
+                notifier,
                 core_stop,
             )
             .await
@@ -287,7 +305,7 @@ async fn start_core(
     store: Arc<dyn StateStore>,
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
-    policies: Arc<Policies>,
+    (policies, shadow): (Arc<Policies>, Option<Arc<crate::pipeline::Shadow>>),
     connectors: ConnectorSet,
     kafka: Option<Arc<KafkaSource>>,
     api: Arc<ApiState>,
@@ -359,7 +377,14 @@ async fn start_core(
         executor.signal_containment_to(t.emitter());
     }
     let planner = Planner::new(&connectors).with_identity(identity);
-    let decider = Decider::new(policies, planner, guards, metrics.clone());
+    let mut decider = Decider::new(policies, planner, guards, metrics.clone());
+    decider.shadow = shadow;
+    let mut decision_log = None;
+    if let Some(cfg) = &settings.policy.decision_log {
+        let (log, task) = crate::pipeline::DecisionLog::new(cfg, stop.clone())?;
+        decider.decision_log = Some(log);
+        decision_log = Some(task);
+    }
     let breaker = crate::guard::Breaker::new(
         &settings.guards.breaker,
         settings.connectors.keys(),
@@ -369,15 +394,20 @@ async fn start_core(
         notifier.clone(),
     )
     .map(Arc::new);
-    let pipeline = Arc::new(
-        Pipeline::new(
-            decider,
-            store.clone(),
-            settings.executor.enabled.then(|| executor.handoff()),
-            settings.coalesce_window,
-        )
-        .with_guards(breaker, settings.guards.approval_ttl, notifier.clone()),
-    );
+    let mut pipeline = Pipeline::new(
+        decider,
+        store.clone(),
+        settings.executor.enabled.then(|| executor.handoff()),
+        settings.coalesce_window,
+    )
+    .with_guards(breaker, settings.guards.approval_ttl, notifier.clone());
+    let mut retention = None;
+    if let Some(keep) = settings.policy.retain_alerts {
+        let (retainer, task) = crate::pipeline::Retainer::new(store.clone(), keep, stop.clone());
+        pipeline.retainer = Some(retainer);
+        retention = Some(task);
+    }
+    let pipeline = Arc::new(pipeline);
     let _ = readiness.pipeline.set(pipeline.clone());
 
     let mut start = AuditDraft::new(
@@ -401,6 +431,12 @@ async fn start_core(
     append_best_effort(store.as_ref(), start).await;
 
     let mut tasks = JoinSet::new();
+    if let Some(task) = retention {
+        tasks.spawn(task);
+    }
+    if let Some(task) = decision_log {
+        tasks.spawn(task);
+    }
     tasks.spawn(audit_policy_changes(
         pipeline.decider.policies.clone(),
         serving.to_string(),
@@ -534,52 +570,6 @@ async fn watch_store(
 }
 
 #[cfg(unix)]
-async fn reload_on_sighup(
-    policies: Arc<Policies>,
-    metrics: Arc<Metrics>,
-    api: Arc<ApiState>,
-    mut stop: watch::Receiver<bool>,
-) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        warn!("cannot listen for SIGHUP; policy reload only by file change");
-        return;
-    };
-    loop {
-        // Decide inside `select!`, act outside it: the stop branch's borrow of the watch channel is
-        // not `Send` and must not live across the audit append's await.
-        let hup_received = tokio::select! {
-            _ = hup.recv() => true,
-            _ = stop.wait_for(|s| *s) => false,
-        };
-        if !hup_received {
-            return;
-        }
-        // The error as text at once: `PolicyError` is not `Send`.
-        match policies.reload().map_err(|e| e.to_string()) {
-            Ok(digest) => {
-                metrics.policy_reload(crate::telemetry::ReloadOutcome::Ok);
-                info!(%digest, "policies reloaded on SIGHUP")
-            }
-            Err(e) => {
-                metrics.policy_reload(crate::telemetry::ReloadOutcome::Rejected);
-                error!(error = %e, "policy reload rejected; the previous bundle keeps serving");
-                // A successful reload is recorded by `audit_policy_changes` (it sees the new
-                // digest); a rejected one changes no digest, so it is recorded here.
-                if let Some(store) = api.store.get() {
-                    let mut d = AuditDraft::new(
-                        AuditKind::PolicyReload,
-                        Actor::system("sighup"),
-                        serde_json::json!({ "outcome": "rejected", "error": e }),
-                    );
-                    d.policy_digest = Some(policies.digest().to_string());
-                    append_best_effort(store.as_ref(), d).await;
-                }
-            }
-        }
-    }
-}
-
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

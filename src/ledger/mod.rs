@@ -258,13 +258,58 @@ pub trait BreakerStore: Send + Sync {
     ) -> Result<Vec<BreakerState>, StoreError>;
 }
 
+/// One alert kept for replay (`deprovd policy diff --since`): the normalized alert (its `raw`
+/// included) and when it was received.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetainedAlert {
+    pub received_at: DateTime<Utc>,
+    pub alert: crate::alert::Alert,
+}
+
+/// Where a page of [`AlertStore::retained_alerts`] ended: pass it back to read the next page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertCursor {
+    pub received_ms: i64,
+    pub id: String,
+}
+
+impl RetainedAlert {
+    /// The cursor just after this alert.
+    pub fn cursor(&self) -> AlertCursor {
+        AlertCursor {
+            received_ms: self.received_at.timestamp_millis(),
+            id: self.alert.id.clone(),
+        }
+    }
+}
+
+/// Raw alerts kept for a retention window (`[policy] retain_alerts`), oldest first.
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    /// Keep `alerts`, keyed by (received ms, alert id): the same alert received at the same
+    /// millisecond is kept once. One round trip / transaction for the batch.
+    async fn retain_alerts(&self, alerts: &[RetainedAlert]) -> Result<(), StoreError>;
+
+    /// Up to `limit` alerts received at or after `since` (and after `after`, when given), oldest
+    /// first.
+    async fn retained_alerts(
+        &self,
+        since: DateTime<Utc>,
+        after: Option<&AlertCursor>,
+        limit: usize,
+    ) -> Result<Vec<RetainedAlert>, StoreError>;
+
+    /// Forget every alert received before `before`; returns how many were removed.
+    async fn prune_alerts(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
 /// Durable state shared by the pipeline, the executor, the API, the audit trail and the guards: the
 /// four narrow stores together, for wiring (`app`, the pipeline and the API state hold it). Services and
 /// functions take only the narrow traits they use — the approvals service `ActionStore` + `AuditStore`,
 /// the breaker `BreakerStore` + `AuditStore`, the audit mirror `AuditStore` + `DocStore`, lockout lookups
 /// `DocStore` (+ `ActionStore`) — and an `Arc<dyn StateStore>` upcasts to any of them.
 #[async_trait]
-pub trait StateStore: ActionStore + DocStore + AuditStore + BreakerStore {
+pub trait StateStore: ActionStore + DocStore + AuditStore + BreakerStore + AlertStore {
     /// Round trip to the backend; readiness depends on it.
     async fn ping(&self) -> Result<(), StoreError>;
 }

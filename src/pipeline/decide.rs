@@ -10,6 +10,10 @@ pub struct Decider {
     pub planner: Planner,
     pub guards: Guards,
     pub metrics: Arc<Metrics>,
+    /// A candidate bundle evaluated beside the live one, never executed (`[policy] shadow_dir`).
+    pub shadow: Option<Arc<super::Shadow>>,
+    /// Exports every evaluation in OPA's decision-log shape (`[policy.decision_log]`).
+    pub decision_log: Option<super::DecisionLog>,
 }
 
 impl Decider {
@@ -25,6 +29,8 @@ impl Decider {
             planner,
             guards,
             metrics,
+            shadow: None,
+            decision_log: None,
         }
     }
 
@@ -65,18 +71,28 @@ impl Decider {
 
     /// As [`decide`](Self::decide) for an already normalized alert (manual lockouts).
     pub fn decide_alert(&self, alert: Alert) -> Planned {
+        self.decide_alert_at(alert, Utc::now())
+    }
+
+    /// As [`decide_alert`](Self::decide_alert) with `now` given: the input's `now` and the actions'
+    /// times. Replays (`policy diff`, `policy eval --now`) pin it so two bundles see the same clock.
+    pub fn decide_alert_at(&self, alert: Alert, now: chrono::DateTime<Utc>) -> Planned {
         for p in &alert.problems {
             self.metrics
                 .alert_problem(&alert.source.format, p.kind.as_str());
         }
-        let now = Utc::now();
         let started = Instant::now();
         let eval = self
             .policies
             .evaluate(&alert, now, &serde_json::Value::Null);
+        let elapsed = started.elapsed();
         self.metrics
             .policy_eval_seconds
-            .observe(started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
+        if let Some(log) = &self.decision_log {
+            let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+            log.record(&self.policies, &alert, now, &eval, ns);
+        }
         let mut problems = eval.errors;
         // Subjects with control or invisible characters are refused, not dropped: the alert is
         // kept and audited with one problem per refused field, and planning makes no action
@@ -98,6 +114,17 @@ impl Decider {
         }
         problems.extend(plan_problems);
         problems.extend(refused);
+        if let Some(shadow) = &self.shadow {
+            // Compared before the guards: they apply alike to both bundles' actions.
+            shadow.observe(
+                &self.planner,
+                &self.metrics,
+                &alert,
+                now,
+                &eval.decisions,
+                &actions,
+            );
+        }
         for a in &mut actions {
             if let Some(hit) = self.guards.apply(a) {
                 self.metrics.guard_block(hit.as_str());

@@ -27,9 +27,17 @@ use tracing::{Instrument, debug, warn};
 
 mod audit;
 mod decide;
+mod decision_log;
+mod diff;
 mod record;
+mod retain;
+mod shadow;
 
 pub use decide::Decider;
+pub use decision_log::{DecisionLog, DecisionLogError};
+pub use diff::{Change, ChangeKind, DiffCounts, DiffReport, Replay};
+pub use retain::Retainer;
+pub use shadow::{Disagreement, Shadow, ShadowReport};
 
 use crate::alert::{Alert, NormalizeError, NormalizerRegistry};
 use crate::approval::Approvals;
@@ -170,6 +178,8 @@ pub struct Pipeline {
     /// Held actions and the guards that hold them: the executor handoff, the blast-radius breaker,
     /// the approval TTL and the notifier that tells approvers.
     pub approvals: Approvals,
+    /// Keeps decided alerts for replay (`[policy] retain_alerts`); `None`: not kept.
+    pub retainer: Option<Retainer>,
     shutting_down: AtomicBool,
 }
 
@@ -187,6 +197,7 @@ impl Pipeline {
             decider,
             store,
             coalesce_window,
+            retainer: None,
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -388,6 +399,9 @@ impl Pipeline {
             warn!(parent: &span, problem = %p, "policy problem");
         }
         let recorded = self.record_as(&planned, actor).instrument(span).await?;
+        if let Some(r) = &self.retainer {
+            r.retain(&planned.alert);
+        }
         self.metrics.alert(
             planned.alert.source.format.as_str(),
             crate::telemetry::AlertOutcome::Accepted,

@@ -39,6 +39,19 @@ pub(crate) enum FileKind {
 pub(crate) struct Scan {
     pub files: Vec<SourceFile>,
     pub digest: String,
+    /// The detached signature (`.signature`), when the directory has one.
+    pub signature: Option<Vec<u8>>,
+}
+
+impl Scan {
+    /// The digest, extended by the signature's when there is one: a change of signature alone is a
+    /// change for the watcher (a rejected unsigned bundle is retried once it is signed).
+    pub(crate) fn fingerprint(&self) -> String {
+        match &self.signature {
+            Some(sig) => format!("{}+{}", self.digest, hex::encode(Sha256::digest(sig))),
+            None => self.digest.clone(),
+        }
+    }
 }
 
 fn classify(name: &str) -> Option<FileKind> {
@@ -67,9 +80,15 @@ pub(crate) fn scan(dir: &Path) -> Result<Scan, PolicyError> {
         hasher.update((f.bytes.len() as u64).to_be_bytes());
         hasher.update(&f.bytes);
     }
+    let signature = match std::fs::read(dir.join(super::signature::SIGNATURE_FILE)) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_err(&dir.join(super::signature::SIGNATURE_FILE), e)),
+    };
     Ok(Scan {
         files,
         digest: hex::encode(hasher.finalize()),
+        signature,
     })
 }
 
@@ -360,6 +379,11 @@ impl Bundle {
         if !scan.files.iter().any(|f| f.kind == FileKind::Rego) {
             return Err(PolicyError::NoPolicies { dir: dir.clone() });
         }
+        // Only reviewed policies run: the signature is checked before anything is parsed.
+        if let Some(key) = &config.verify_key {
+            let public = super::signature::read_public_key(key)?;
+            super::signature::verify(&scan.files, scan.signature.as_deref(), &public)?;
+        }
         let timer = config.timer();
         let (mut engine, packages) = build_engine(&scan.files, Some(timer)).map_err(&invalid)?;
         // Without the entrypoint every alert would silently get no decisions: refuse the bundle.
@@ -383,8 +407,13 @@ impl Bundle {
         })?;
 
         let executable = match config.engine {
-            Backend::Interpreter => Executable::Interpreter {
-                engine: Box::new(engine),
+            // The bytecode compiler still checks the bundle: an unknown function or undefined
+            // variable is an error whatever evaluates it (the interpreter would only meet it per alert).
+            Backend::Interpreter => match compile_vm(&compiled, &engine) {
+                Err(VmFailure::Invalid(problem)) => return Err(invalid(vec![problem])),
+                _ => Executable::Interpreter {
+                    engine: Box::new(engine),
+                },
             },
             Backend::Auto | Backend::Vm => match compile_vm(&compiled, &engine) {
                 Ok((program, data)) => Executable::Vm { program, data },

@@ -301,6 +301,38 @@ impl Policies {
         }
     }
 
+    /// The input document the serving bundle is given for `alert`, as JSON: exactly what
+    /// [`evaluate`](Self::evaluate) hands to Rego (`raw` is `null` when no module reads it).
+    pub fn input_document(
+        &self,
+        alert: &Alert,
+        now: DateTime<Utc>,
+        context: &serde_json::Value,
+    ) -> Result<serde_json::Value, PolicyError> {
+        let bundle = self.bundle();
+        let input = build_input(alert, now, context, bundle.uses_raw)
+            .map_err(|e| PolicyError::Input(e.to_string()))?;
+        serde_json::to_value(&input).map_err(|e| PolicyError::Input(e.to_string()))
+    }
+
+    /// Which `decisions` rules fire for `alert`, each evaluated alone on the interpreter (the files
+    /// are read again: run it where the bundle does not change underfoot, as the CLI does).
+    pub fn explain(
+        &self,
+        alert: &Alert,
+        now: DateTime<Utc>,
+        context: &serde_json::Value,
+    ) -> Result<super::Explanation, PolicyError> {
+        let bundle = self.bundle();
+        let input = build_input(alert, now, context, bundle.uses_raw)
+            .map_err(|e| PolicyError::Input(e.to_string()))?;
+        let scan = bundle::scan(&self.config.dir)?;
+        super::explain::explain(&scan.files, input).map_err(|problems| PolicyError::Invalid {
+            dir: self.config.dir.clone(),
+            problems,
+        })
+    }
+
     /// Re-read and recompile the directory, then swap atomically. On error the serving version stays.
     /// Returns the digest now serving. Called on SIGHUP and by the watcher.
     pub fn reload(&self) -> Result<String, PolicyError> {
@@ -387,19 +419,20 @@ impl Policies {
                 // Reading files and compiling are blocking work.
                 let outcome = tokio::task::spawn_blocking(move || {
                     let scan = bundle::scan(&this.config.dir).map_err(WatchFailure::Scan)?;
-                    if *scan.digest == *this.digest() || Some(&scan.digest) == failed.as_ref() {
+                    let fingerprint = scan.fingerprint();
+                    if *scan.digest == *this.digest() || Some(&fingerprint) == failed.as_ref() {
                         return Ok(None);
                     }
                     let digest = scan.digest.clone();
                     this.reload()
                         .map(Some)
-                        .map_err(|e| WatchFailure::Compile(digest, e))
+                        .map_err(|e| WatchFailure::Compile(digest, fingerprint, e))
                 })
                 .await;
                 match outcome {
                     Ok(Ok(Some(_))) => last_failed = None,
                     Ok(Ok(None)) => {}
-                    Ok(Err(WatchFailure::Compile(digest, e))) => {
+                    Ok(Err(WatchFailure::Compile(digest, fingerprint, e))) => {
                         tracing::error!(
                             dir = %self.config.dir.display(),
                             digest = %digest,
@@ -412,7 +445,7 @@ impl Policies {
                                 error: e.to_string(),
                             });
                         }
-                        last_failed = Some(digest);
+                        last_failed = Some(fingerprint);
                     }
                     Ok(Err(WatchFailure::Scan(e))) => {
                         tracing::warn!(error = %e, "cannot read the policy directory; will retry");
@@ -435,7 +468,8 @@ pub struct Rejected {
 
 enum WatchFailure {
     Scan(PolicyError),
-    Compile(String, PolicyError),
+    /// Digest (reported), fingerprint (remembered: digest and signature) and why.
+    Compile(String, String, PolicyError),
 }
 
 // `Policies` is shared across threads by `Arc`; keep it that way.

@@ -8,7 +8,7 @@
 //! let eval = policies.evaluate(&alert, Utc::now(), &ctx);   // on a blocking thread: CPU work
 //! policies.reload()?;                                        // on SIGHUP; old version keeps serving on error
 //! policies.clone().spawn_watcher(shutdown_rx);               // reload on file change (if `watch`)
-//! run_tests(dir, &mut stdout)?;                              // `deprovd policy test`
+//! run_tests(dir, &TestOptions::default())?;                // `deprovd policy test`
 //! ```
 //!
 //! # Contract with policy authors
@@ -27,8 +27,14 @@
 //! and `walk` reachable from the entrypoint); such a bundle falls back to the interpreter with a warning.
 //! Either way an evaluation is bounded by `eval_timeout` (and an instruction limit on the VM).
 
+mod ast;
 mod bundle;
+mod coverage;
+mod debug;
 mod eval;
+mod explain;
+mod lint;
+mod signature;
 mod testing;
 #[cfg(test)]
 mod tests;
@@ -42,8 +48,15 @@ use serde::{Deserialize, Serialize};
 use crate::action::Operation;
 use crate::config::Problem;
 
+pub use coverage::{CoverageReport, FileCoverage};
+pub use debug::{Compare, Failure};
 pub use eval::{Evaluation, Policies, Rejected};
-pub use testing::{TestSummary, run_tests};
+pub use explain::{Explanation, RuleFiring};
+pub use lint::{Finding, Severity, check_bundle};
+pub use signature::{
+    SIGNATURE_FILE, SignatureError, generate_key, read_public_key, sign_bundle, verify_bundle,
+};
+pub use testing::{TestOptions, TestReport, TestResult, TestStatus, run_tests, write_report};
 
 /// The rule every bundle must define: the set of decisions for the input alert.
 pub const ENTRYPOINT: &str = "data.deprovd.decisions";
@@ -57,6 +70,9 @@ pub const ENTRYPOINT: &str = "data.deprovd.decisions";
 /// watch = true              # reload when the files change
 /// engine = "auto"           # auto | vm | interpreter
 /// max_instructions = 1000000
+/// retain_alerts = "30d"     # keep decided alerts for `policy diff --since` (default: not kept)
+/// shadow_dir = "./candidate" # evaluate a candidate beside the live bundle, never executed
+/// verify_key = "/etc/deprovd/policy.pub"  # load only bundles signed by its private key
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -72,6 +88,54 @@ pub struct PolicyConfig {
     pub engine: Backend,
     /// VM instruction budget per evaluation: a second, clock-independent bound next to `eval_timeout`.
     pub max_instructions: usize,
+    /// Keep every decided alert this long in the state store, for `deprovd policy diff --since`
+    /// (e.g. `"30d"`); absent: alerts are not kept.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub retain_alerts: Option<Duration>,
+    /// A candidate bundle evaluated on live traffic beside `dir`, its decisions compared and never
+    /// executed (`GET /v1/policy/shadow`); hot-reloaded like `dir`. Absent: no shadow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_dir: Option<PathBuf>,
+    /// Ed25519 public key (base64 file, `deprovd policy keygen`): when set, a bundle loads (and
+    /// reloads) only with a valid `.signature` by the matching private key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_key: Option<PathBuf>,
+    /// Export every evaluation in OPA's decision-log shape (`[policy.decision_log]`); absent: not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_log: Option<DecisionLogConfig>,
+}
+
+/// `[policy.decision_log]`: where evaluations are exported, OPA style.
+///
+/// ```toml
+/// [policy.decision_log]
+/// url = "https://logs.example/v1/decisions"   # takes a JSON array of OPA decision-log events
+/// include_input = false                        # the input holds personal data: off by default
+/// queue = 10000                                # events waiting; beyond, new ones are dropped
+/// timeout = "5s"
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionLogConfig {
+    pub url: String,
+    #[serde(default)]
+    pub include_input: bool,
+    #[serde(default = "DecisionLogConfig::default_queue")]
+    pub queue: usize,
+    #[serde(
+        default = "DecisionLogConfig::default_timeout",
+        with = "humantime_serde"
+    )]
+    pub timeout: Duration,
+}
+
+impl DecisionLogConfig {
+    fn default_queue() -> usize {
+        10_000
+    }
+    fn default_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
 }
 
 impl Default for PolicyConfig {
@@ -82,6 +146,10 @@ impl Default for PolicyConfig {
             watch: true,
             engine: Backend::Auto,
             max_instructions: 1_000_000,
+            retain_alerts: None,
+            shadow_dir: None,
+            verify_key: None,
+            decision_log: None,
         }
     }
 }
@@ -105,6 +173,30 @@ impl PolicyConfig {
                 format!("{path}.eval_timeout"),
                 "is over 10s: evaluation is per alert and blocks a worker thread; use at most \"10s\"",
             ));
+        }
+        if self.retain_alerts.is_some_and(|d| d.is_zero()) {
+            problems.push(Problem::new(
+                format!("{path}.retain_alerts"),
+                "must be greater than zero (e.g. \"30d\"), or absent to keep no alerts",
+            ));
+        }
+        if let Some(log) = &self.decision_log {
+            let url = reqwest::Url::parse(&log.url);
+            let ok = url.as_ref().is_ok_and(|u| {
+                u.scheme() == "https" || (u.scheme() == "http" && crate::net::is_loopback_url(u))
+            });
+            if !ok {
+                problems.push(Problem::new(
+                    format!("{path}.decision_log.url"),
+                    "must be an https URL (http only to a loopback address)",
+                ));
+            }
+            if log.queue == 0 {
+                problems.push(Problem::new(
+                    format!("{path}.decision_log.queue"),
+                    "must be greater than zero",
+                ));
+            }
         }
         if self.max_instructions == 0 {
             problems.push(Problem::new(
@@ -149,8 +241,12 @@ pub enum PolicyError {
     NoPolicies { dir: PathBuf },
     #[error("policy bundle `{dir}` has {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]
     Invalid { dir: PathBuf, problems: Vec<String> },
-    #[error("cannot write test report: {0}")]
+    #[error("cannot write the report: {0}")]
     Output(#[source] std::io::Error),
+    #[error("cannot build the policy input: {0}")]
+    Input(String),
+    #[error("policy bundle signature: {0}")]
+    Signature(#[from] SignatureError),
 }
 
 /// How a decision is to be carried out.

@@ -1,186 +1,255 @@
-//! `deprovd policy test`: run every `test_*` rule of a policy directory, like `opa test`.
+//! `deprovd policy test`: compile the bundle exactly as the server does, then run every `test_*` rule,
+//! like `opa test` — with the values behind a failure, `print()` output, a name filter and coverage.
 
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use regorus::Value;
+use serde::Serialize;
 
-use super::PolicyError;
-use super::bundle::{self, FileKind};
+use super::bundle::{self, Bundle};
+use super::coverage::{self, CoverageReport};
+use super::{PolicyConfig, PolicyError, ast, debug};
 
-/// Outcome of a test run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TestSummary {
-    pub passed: usize,
-    /// Tests that were false/undefined or raised an error.
-    pub failed: usize,
+/// What to run and how.
+#[derive(Debug, Clone, Default)]
+pub struct TestOptions {
+    /// The serving configuration (engine, limits); its `dir` is replaced by the directory tested.
+    pub config: PolicyConfig,
+    /// Run only tests whose full path (`data.pkg.test_x`) matches.
+    pub run: Option<regex::Regex>,
+    /// Collect line coverage of the non-test modules.
+    pub coverage: bool,
 }
 
-impl TestSummary {
-    pub fn total(&self) -> usize {
-        self.passed + self.failed
+/// How one test ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestStatus {
+    Pass,
+    /// False or undefined.
+    Fail,
+    /// Raised an error (over budget, a runtime error).
+    Error,
+}
+
+impl TestStatus {
+    fn label(self) -> &'static str {
+        match self {
+            TestStatus::Pass => "PASS",
+            TestStatus::Fail => "FAIL",
+            TestStatus::Error => "ERROR",
+        }
+    }
+}
+
+/// One test's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    /// `data.<package>.<test>`.
+    pub name: String,
+    /// `file:line:col` of the rule.
+    pub location: String,
+    pub status: TestStatus,
+    pub duration_ms: f64,
+    /// What `print()` wrote while the test ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prints: Vec<String>,
+    /// For failures: where the test stopped holding and the values involved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<debug::Failure>,
+    /// For errors: regorus' message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestReport {
+    /// Digest of the bundle tested (as the server would record it); absent when it did not compile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Which evaluator the server would run it on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<super::Backend>,
+    /// Why the server would refuse the bundle; when non-empty no test ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub compile_errors: Vec<String>,
+    pub tests: Vec<TestResult>,
+    pub passed: usize,
+    pub failed: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<CoverageReport>,
+}
+
+impl TestReport {
+    /// True when the bundle compiled and every test passed; the CLI exits 1 otherwise.
+    pub fn ok(&self) -> bool {
+        self.compile_errors.is_empty() && self.failed == 0
     }
 
-    /// True when every test passed; the CLI exits 1 otherwise.
-    pub fn ok(&self) -> bool {
-        self.failed == 0
+    /// The `opa test`-style text report. `verbose` lists passing tests and every test's prints.
+    pub fn write_text(&self, out: &mut dyn Write, verbose: bool) -> std::io::Result<()> {
+        if !self.compile_errors.is_empty() {
+            writeln!(
+                out,
+                "COMPILE ERROR: the server would refuse this bundle ({} problem(s)); no test ran:",
+                self.compile_errors.len()
+            )?;
+            for p in &self.compile_errors {
+                writeln!(out, "  {p}")?;
+            }
+            return Ok(());
+        }
+        for t in &self.tests {
+            if t.status == TestStatus::Pass && !verbose {
+                continue;
+            }
+            writeln!(
+                out,
+                "{}: {} ({:.1}ms)  {}",
+                t.name,
+                t.status.label(),
+                t.duration_ms,
+                t.location
+            )?;
+            if let Some(e) = &t.error {
+                writeln!(out, "  error: {e}")?;
+            }
+            if let Some(f) = &t.failure {
+                f.write_text(out)?;
+            }
+            if !t.prints.is_empty() && (verbose || t.status != TestStatus::Pass) {
+                writeln!(out, "  print output:")?;
+                for p in &t.prints {
+                    writeln!(out, "    {p}")?;
+                }
+            }
+        }
+        let total = self.passed + self.failed;
+        writeln!(out, "{}", "-".repeat(80))?;
+        writeln!(out, "PASS: {}/{total}", self.passed)?;
+        if self.failed > 0 {
+            writeln!(out, "FAIL: {}/{total}", self.failed)?;
+        }
+        if let Some(c) = &self.coverage {
+            c.write_text(out)?;
+        }
+        Ok(())
     }
 }
 
 /// Per-test budget: generous, but a runaway test must not hang CI.
 const TEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Names of the `test_*` rules a module defines, in order of first appearance.
-///
-/// regorus does not expose its AST in this build, so rule heads are found lexically: a test rule head
-/// starts at column 0 with `test_` (as `opa fmt` writes it). Indented lines are rule bodies.
-fn test_rule_names(source: &str) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for line in source.lines() {
-        if !line.starts_with("test_") {
-            continue;
-        }
-        let name: String = line
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        if !names.contains(&name) {
-            names.push(name);
-        }
-    }
-    names
-}
-
-/// Run every `test_*` rule under `dir` (all `*.rego` and data files, loaded as for serving), printing
-/// `data.<package>.<test>: PASS|FAIL|ERROR` per test and then `PASS: n/m` (and `FAIL: k/m` if any
-/// failed). A test passes when it evaluates to `true`.
-pub fn run_tests(dir: &Path, out: &mut dyn Write) -> Result<TestSummary, PolicyError> {
+/// Compile `dir` as the server would with `opts.config` (so a bundle the server refuses fails here
+/// too, before any test runs), then run every matching `test_*` rule on the interpreter (tests use
+/// `with`, which the VM lacks). `Err` only when the directory cannot be read or holds no policy.
+pub fn run_tests(dir: &Path, opts: &TestOptions) -> Result<TestReport, PolicyError> {
     let scan = bundle::scan(dir)?;
+    let files = scan.files.clone();
+    let mut config = opts.config.clone();
+    config.dir = dir.to_path_buf();
+    let mut report = TestReport {
+        digest: None,
+        engine: None,
+        compile_errors: Vec::new(),
+        tests: Vec::new(),
+        passed: 0,
+        failed: 0,
+        coverage: None,
+    };
+    match Bundle::compile(scan, &config) {
+        Ok(b) => {
+            report.digest = Some(b.digest.to_string());
+            report.engine = Some(b.backend());
+        }
+        Err(PolicyError::Invalid { problems, .. }) => {
+            report.compile_errors = problems;
+            return Ok(report);
+        }
+        Err(PolicyError::Signature(e)) => {
+            report.compile_errors = vec![format!("{}: {e}", super::SIGNATURE_FILE)];
+            return Ok(report);
+        }
+        Err(e) => return Err(e),
+    }
     let timer = regorus::utils::limits::ExecutionTimerConfig {
         limit: TEST_TIMEOUT,
         check_interval: std::num::NonZeroU32::MIN.saturating_add(31),
     };
-    let (mut engine, packages) =
-        bundle::build_engine(&scan.files, Some(timer)).map_err(|problems| {
-            PolicyError::Invalid {
-                dir: dir.to_path_buf(),
-                problems,
-            }
-        })?;
-
-    let mut tests: Vec<String> = Vec::new();
-    for (rel, package) in &packages {
-        let Some(file) = scan
-            .files
-            .iter()
-            .find(|f| &f.rel == rel && f.kind == FileKind::Rego)
-        else {
+    let (mut engine, _) = match bundle::build_engine(&files, Some(timer)) {
+        Ok(e) => e,
+        Err(problems) => {
+            report.compile_errors = problems;
+            return Ok(report);
+        }
+    };
+    engine.set_gather_prints(true);
+    let modules = engine.get_modules().clone();
+    // The pristine engine failures are explained on: the coverage engine accumulates state.
+    let pristine = engine.clone();
+    if opts.coverage {
+        engine.set_enable_coverage(true);
+    }
+    for test in ast::test_rules(&modules) {
+        if opts.run.as_ref().is_some_and(|re| !re.is_match(&test.path)) {
             continue;
+        }
+        let started = Instant::now();
+        let outcome = engine.eval_rule(test.path.clone());
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let prints = engine.take_prints().unwrap_or_default();
+        let mut result = TestResult {
+            name: test.path.clone(),
+            location: test.location.clone(),
+            status: TestStatus::Pass,
+            duration_ms,
+            prints,
+            failure: None,
+            error: None,
         };
-        let source = String::from_utf8_lossy(&file.bytes);
-        for name in test_rule_names(&source) {
-            let path = format!("{package}.{name}");
-            if !tests.contains(&path) {
-                tests.push(path);
+        match outcome {
+            Ok(Value::Bool(true)) => {}
+            Ok(value) => {
+                result.status = TestStatus::Fail;
+                result.failure = Some(debug::explain(&pristine, &modules, &test.path, &value));
+            }
+            Err(e) => {
+                result.status = TestStatus::Error;
+                result.error = Some(bundle::tidy_rego_error(&test.file, &e.to_string()));
             }
         }
-    }
-    tests.sort();
-
-    let mut summary = TestSummary::default();
-    for path in &tests {
-        let (verdict, detail) = match engine.eval_rule(path.clone()) {
-            Ok(Value::Bool(true)) => ("PASS", String::new()),
-            Ok(Value::Undefined) => ("FAIL", String::new()),
-            Ok(other) => ("FAIL", format!(" (evaluated to {other})")),
-            Err(e) => ("ERROR", format!("\n  {e}")),
-        };
-        if verdict == "PASS" {
-            summary.passed += 1;
+        if result.status == TestStatus::Pass {
+            report.passed += 1;
         } else {
-            summary.failed += 1;
+            report.failed += 1;
         }
-        writeln!(out, "{path}: {verdict}{detail}").map_err(PolicyError::Output)?;
+        report.tests.push(result);
     }
-    let total = summary.total();
-    writeln!(out, "{}", "-".repeat(80)).map_err(PolicyError::Output)?;
-    writeln!(out, "PASS: {}/{total}", summary.passed).map_err(PolicyError::Output)?;
-    if summary.failed > 0 {
-        writeln!(out, "FAIL: {}/{total}", summary.failed).map_err(PolicyError::Output)?;
+    if opts.coverage {
+        report.coverage = Some(coverage::summarize(&engine));
     }
-    Ok(summary)
+    Ok(report)
+}
+
+/// Write `report` to `out` as text or as one JSON document.
+pub fn write_report(
+    report: &TestReport,
+    json: bool,
+    verbose: bool,
+    out: &mut dyn Write,
+) -> Result<(), PolicyError> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, report)
+            .map_err(|e| PolicyError::Output(e.into()))?;
+        writeln!(out).map_err(PolicyError::Output)
+    } else {
+        report.write_text(out, verbose).map_err(PolicyError::Output)
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_test_rule_heads_only_at_column_zero() {
-        let src = "package p\ntest_a if {\n  test_b := 1\n}\ntest_a if true\ntest_c := true\n";
-        assert_eq!(test_rule_names(src), vec!["test_a", "test_c"]);
-    }
-
-    #[test]
-    fn reports_passing_failing_and_erroring_tests() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("x_test.rego"),
-            r#"package x_test
-import rego.v1
-
-test_passes if { 1 + 1 == 2 }
-test_fails if { 1 + 1 == 3 }
-test_uses_data if { data.limits.max == 3 }
-"#,
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("data.yaml"), "limits:\n  max: 3\n").unwrap();
-        let mut out = Vec::new();
-        let summary = run_tests(dir.path(), &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert_eq!(
-            summary,
-            TestSummary {
-                passed: 2,
-                failed: 1
-            }
-        );
-        assert!(!summary.ok());
-        assert!(text.contains("data.x_test.test_passes: PASS"), "{text}");
-        assert!(text.contains("data.x_test.test_fails: FAIL"), "{text}");
-        assert!(text.contains("data.x_test.test_uses_data: PASS"), "{text}");
-        assert!(
-            text.contains("PASS: 2/3") && text.contains("FAIL: 1/3"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn shipped_policy_tests_pass() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-        let mut out = Vec::new();
-        let summary = run_tests(&dir, &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(summary.ok(), "{text}");
-        assert!(summary.passed >= 8, "{text}");
-    }
-
-    #[test]
-    fn parse_errors_are_all_reported_with_file_and_line() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.rego"), "package a\n\nx := [\n").unwrap();
-        std::fs::write(dir.path().join("b.rego"), "package b\ny if {\n").unwrap();
-        std::fs::write(dir.path().join("data.json"), "{\"k\": \n").unwrap();
-        let err = run_tests(dir.path(), &mut Vec::new()).unwrap_err();
-        let PolicyError::Invalid { problems, .. } = &err else {
-            panic!("expected Invalid, got {err}");
-        };
-        assert_eq!(problems.len(), 3, "{err}");
-        let text = err.to_string();
-        assert!(text.contains("a.rego:"), "{text}");
-        assert!(text.contains("b.rego:"), "{text}");
-        assert!(text.contains("data.json:2"), "{text}");
-    }
-}
+#[path = "testing_tests.rs"]
+mod tests;

@@ -72,6 +72,17 @@ label_enum! {
 }
 
 label_enum! {
+    /// `shadow_disagreements_total{kind}`: how the shadow bundle's decision on a (subject, action)
+    /// differed from the live one's.
+    ShadowDisagreement {
+        NewlyContained => "newly_contained",
+        NoLongerContained => "no_longer_contained",
+        ModeChanged => "mode_changed",
+        ConnectorsChanged => "connectors_changed",
+    }
+}
+
+label_enum! {
     /// `policy_reloads_total{outcome}`.
     ReloadOutcome {
         Ok => "ok",
@@ -141,6 +152,13 @@ impl Metrics {
         self.policy_errors
             .with_label_values(&[kind.as_str()])
             .inc_by(count);
+    }
+
+    /// The shadow bundle disagreed with the live one on one (subject, action) of an alert.
+    pub fn shadow_disagreement(&self, kind: ShadowDisagreement) {
+        self.shadow_disagreements
+            .with_label_values(&[kind.as_str()])
+            .inc();
     }
 
     pub fn policy_reload(&self, outcome: ReloadOutcome) {

@@ -8,7 +8,7 @@ use prometheus::{
 };
 
 use super::events::{ActionEnd, AlertOutcome, ContainmentFrom, DeadLetterStage, Delivery};
-use super::events::{PolicyErrorKind, ReloadOutcome};
+use super::events::{PolicyErrorKind, ReloadOutcome, ShadowDisagreement};
 
 /// Every metric deprovd exports, names as in DESIGN.md (all prefixed `deprovd_`).
 pub struct Metrics {
@@ -44,6 +44,8 @@ pub struct Metrics {
     pub(super) breaker_open: IntGaugeVec,
     /// `policy_reloads_total{outcome}`.
     pub(super) policy_reloads: IntCounterVec,
+    /// `shadow_disagreements_total{kind}`: the shadow bundle decided a (subject, action) otherwise.
+    pub(super) shadow_disagreements: IntCounterVec,
     /// `dead_letters_total{stage}`: stage = ingest | action.
     pub(super) dead_letters: IntCounterVec,
     /// `notifications_total{sink,outcome}`: outcome = delivered | failed | dropped; sink = a
@@ -187,6 +189,11 @@ impl Metrics {
                 "Policy bundle reloads, by outcome.",
                 &["outcome"]
             )),
+            shadow_disagreements: reg!(counter(
+                "shadow_disagreements_total",
+                "Subject-action pairs the shadow bundle decided otherwise than the live one, by kind.",
+                &["kind"]
+            )),
             dead_letters: reg!(counter(
                 "dead_letters_total",
                 "Inputs or actions dead-lettered, by stage.",
@@ -281,6 +288,10 @@ impl Metrics {
         }
         for outcome in ReloadOutcome::ALL {
             self.policy_reloads.with_label_values(&[outcome.as_str()]);
+        }
+        for kind in ShadowDisagreement::ALL {
+            self.shadow_disagreements
+                .with_label_values(&[kind.as_str()]);
         }
         for stage in DeadLetterStage::ALL {
             self.dead_letters.with_label_values(&[stage.as_str()]);

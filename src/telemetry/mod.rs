@@ -12,7 +12,7 @@ mod metrics;
 
 pub use events::{
     ActionEnd, AlertOutcome, ContainmentFrom, DeadLetterStage, Delivery, PolicyErrorKind,
-    ReloadOutcome, WaitReason,
+    ReloadOutcome, ShadowDisagreement, WaitReason,
 };
 pub use metrics::{KnownLabels, Metrics};
 

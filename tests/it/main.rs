@@ -21,6 +21,8 @@ mod moto;
 mod notify;
 mod okta_hook;
 mod pipeline;
+mod policy_cli;
+mod policy_shadow;
 mod policy_watch;
 mod process;
 mod protected_ldap;

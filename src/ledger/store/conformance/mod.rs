@@ -11,11 +11,13 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 mod actions;
+mod alerts;
 mod audit;
 mod breaker;
 mod docs;
 
 pub(crate) use actions::*;
+pub(crate) use alerts::*;
 pub(crate) use audit::*;
 pub(crate) use breaker::*;
 pub(crate) use docs::*;
@@ -60,6 +62,8 @@ macro_rules! for_each_case {
             breaker_window_forgets_subjects_admitted_before_it,
             breaker_reset_closes_and_empties_the_window,
             concurrent_admissions_trip_the_breaker_exactly_once,
+            retained_alerts_page_oldest_first_from_since,
+            pruning_forgets_alerts_received_before_the_cutoff,
         );
     };
 }

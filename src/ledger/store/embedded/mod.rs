@@ -23,6 +23,7 @@
 //! | `by_subject` / `by_alert` / `by_state` | (subject / alert id / state, created ms, action key) | () |
 //! | `docs` | (namespace, key) | (expires ms or 0, JSON document) |
 //! | `audit` | seq | JSON audit record |
+//! | `alerts` | (received ms, alert id) | JSON retained alert (`[policy] retain_alerts`) |
 //! | `audit_meta` | `head` | `<seq>:<hash>` of the last audit record |
 //! | `breaker_subjects` / `breaker_times` | (scope, subject) / (scope, ms, subject) | last admitted ms / () |
 //! | `breaker_counts` / `breaker_open` | scope | distinct subjects / trip time ms (present while open) |
@@ -34,6 +35,7 @@
 //! overwritten in place once stale, so they need no sweeper.
 
 mod actions;
+mod alerts;
 mod audit;
 mod breaker;
 mod docs;
@@ -88,6 +90,9 @@ const BY_STATE: SecondaryIndex = TableDefinition::new("by_state");
 /// Small JSON documents beside the ledger (lockouts, idempotency claims): (namespace, key) →
 /// (expiry ms, 0 for never; JSON bytes).
 const DOCS: TableDefinition<(&str, &str), (i64, &[u8])> = TableDefinition::new("docs");
+
+/// Retained alerts for replay: (received ms, alert id) → JSON [`RetainedAlert`](crate::ledger::RetainedAlert).
+const ALERTS: TableDefinition<(i64, &str), &[u8]> = TableDefinition::new("alerts");
 
 /// The audit trail: seq → JSON [`AuditRecord`](crate::audit::AuditRecord).
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
@@ -180,6 +185,7 @@ impl EmbeddedStore {
             tx.open_table(BY_STATE).map_err(db_err)?;
             tx.open_table(DOCS).map_err(db_err)?;
             tx.open_table(AUDIT).map_err(db_err)?;
+            tx.open_table(ALERTS).map_err(db_err)?;
             tx.open_table(AUDIT_META).map_err(db_err)?;
             tx.open_table(BREAKER_SUBJECTS).map_err(db_err)?;
             tx.open_table(BREAKER_TIMES).map_err(db_err)?;

@@ -39,6 +39,7 @@
 //! merges them back into `linked_alerts`.
 
 mod actions;
+mod alerts;
 mod audit;
 mod breaker;
 mod config;

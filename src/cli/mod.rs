@@ -17,6 +17,13 @@ use crate::plan::Planner;
 use crate::policy::Policies;
 use crate::telemetry::Metrics;
 
+mod policy;
+
+pub use policy::{
+    DiffArgs, EvalArgs, TestArgs, policy_check, policy_diff, policy_eval, policy_keygen,
+    policy_sign, policy_test, policy_verify,
+};
+
 /// `println!` that ends the process quietly when stdout's reader is gone ([`print_line`]).
 macro_rules! out {
     ($($arg:tt)*) => {
@@ -65,24 +72,10 @@ pub fn validate_deep(settings: &Settings) -> Result<(), Problems> {
     }
 }
 
-/// `deprovd policy test DIR`: exit 0 when every test passes, 1 when one fails, 2 when the bundle does
-/// not load.
-pub fn policy_test(dir: &Path) -> ExitCode {
-    let mut out = std::io::stdout().lock();
-    match crate::policy::run_tests(dir, &mut out) {
-        Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("deprovd policy test: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
 /// What each connector instance can do, from specs alone (no secrets): the configured instances, or,
 /// when none are configured, one instance per built-in spec named after its type, so `simulate`
 /// shows the actions a typical deployment would take.
-fn capabilities(
+pub(crate) fn capabilities(
     settings: &Settings,
 ) -> Result<BTreeMap<String, BTreeSet<Operation>>, Vec<Problem>> {
     let specs = load_specs(settings.connector_specs.as_deref())?;
