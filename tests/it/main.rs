@@ -23,6 +23,7 @@ mod pipeline;
 mod policy_watch;
 mod process;
 mod protected_ldap;
+mod replicas;
 mod saas;
 mod samba;
 mod scim;
