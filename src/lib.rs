@@ -148,5 +148,6 @@ pub use audit::{AuditKind, AuditRecord, Tamper, verify as verify_audit_chain};
 pub use audit_mirror::AuditMirror;
 pub use config::SecretRef;
 pub use ledger::store::{Backend as StoreBackend, StoreConfig};
+pub use ledger::{ActionFilter, ActionState};
 // The HTTP API.
 pub use api::{ApiConfig, ROUTES as API_ROUTES, TokenConfig, access as route_access, hash_token};

@@ -12,8 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use deprovd::app::Settings;
-use deprovd::ledger::{ActionFilter, ActionState};
+use deprovd::{ActionFilter, ActionState, Settings};
 use rand::{Rng, SeedableRng};
 
 use crate::kit::fake::Fake;
