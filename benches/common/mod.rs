@@ -53,10 +53,41 @@ pub(crate) fn rss_kib(pid: u32, field: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// CPU time (user + system) the process `pid` has used so far, from fields 14 and 15 of
+/// `/proc/<pid>/stat` (clock ticks, converted with `getconf CLK_TCK`, 100 on Linux when unknown).
+/// This counts every thread of the process — the async runtime, librdkafka's and the blocking pool —
+/// and nothing of the broker, Redis or the load generator, so a busy machine barely distorts it.
+pub(crate) fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count fields after the last `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let hz = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|&hz| hz > 0)
+        .unwrap_or(100);
+    Some(Duration::from_micros((utime + stime) * 1_000_000 / hz))
+}
+
+/// The deprovd binary the benches start: `DEPROVD_BENCH_BIN` when set (to measure another build,
+/// e.g. a saved copy of `main`'s, with the same load generator), else the one cargo just built.
+pub(crate) fn deprovd_bin() -> std::path::PathBuf {
+    std::env::var_os("DEPROVD_BENCH_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_deprovd").into())
+}
+
 /// The release binary running `config`, ready (`/readyz` 200) on `port`, with the first line it
 /// printed (the dev admin token when the config names no tokens).
 pub(crate) async fn start_deprovd(config: &Path, port: u16) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deprovd"))
+    let mut child = Command::new(deprovd_bin())
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "warn")

@@ -264,7 +264,9 @@ const VERIFY_PAGE: usize = 1000;
 /// record; `Err`: the store could not be read. Reads page by page, so memory stays flat however long
 /// the trail.
 ///
-/// With `from > 1`, record `from - 1` is the trusted anchor (its own hash is still checked). Pages
+/// With `from > 1`, record `from - 1` is the trusted anchor (its own hash is still checked), or — when
+/// it lies inside a batch-sealed batch — the seal before that batch (the batch's records before
+/// `from` are then checked too, but not counted). Pages
 /// continue at the next expected seq, which is the stored position in an untampered prefix; start
 /// from 1 for the authoritative answer on a trail already known to be tampered with.
 pub async fn audit_check(
@@ -275,18 +277,30 @@ pub async fn audit_check(
     use crate::ledger::StoreError;
     let head = store.audit_head().await?;
     let from = from.unwrap_or(1).max(1);
-    let mut v = if from > 1 {
-        let Some(anchor) = store.audit_range(from - 1, 1).await?.pop() else {
+    // The anchor must seal what precedes it: inside a batch, step back to the seal before the
+    // batch (its records from there to `from - 1` are verified too, but not counted).
+    let mut anchor = None;
+    let mut at = from - 1;
+    while at > 0 {
+        let Some(r) = store.audit_range(at, 1).await?.pop() else {
             return Ok(Err(VerifyError {
-                seq: from - 1,
+                seq: at,
                 tamper: Tamper::Truncated {
                     last: 0,
                     head: head.map_or(0, |h| h.seq),
                 },
             }));
         };
+        if r.seals() {
+            anchor = Some(r);
+            break;
+        }
+        at -= 1;
+    }
+    let mut v = if let Some(anchor) = anchor {
+        // A record-sealed anchor's own hash is still checked (a batch's seal needs its batch).
         let computed = anchor.compute_hash();
-        if computed != anchor.hash {
+        if anchor.v == 1 && computed != anchor.hash {
             return Ok(Err(VerifyError {
                 seq: anchor.seq,
                 tamper: Tamper::Edited {
@@ -299,6 +313,7 @@ pub async fn audit_check(
     } else {
         Verifier::new()
     };
+    let context = from - 1 - at;
     loop {
         let pos = v.next_seq();
         let page = match store.audit_range(pos, VERIFY_PAGE).await {
@@ -345,7 +360,7 @@ pub async fn audit_check(
             break;
         }
     }
-    Ok(v.finish(head.as_ref()))
+    Ok(v.finish(head.as_ref()).map(|n| n.saturating_sub(context)))
 }
 
 /// `deprovd audit verify`: exit 0 when the trail is intact, 1 when a record was edited, deleted or

@@ -13,8 +13,8 @@ impl Executor {
         rec.next_attempt_at = None;
         rec.last_error = Some(reason.clone());
         rec.updated_at = Utc::now();
-        self.actions.put_action(rec).await?;
-        self.audit_state(rec, Some("failed")).await;
+        self.transition(rec, || vec![self.state_record(rec, Some("failed"))], true)
+            .await?;
         self.count_end(rec, ActionEnd::Failed);
         self.notifier.notify(Notice::ActionFailed {
             action_key: rec.key.clone(),
@@ -96,8 +96,6 @@ impl Executor {
         rec.state_reason = Some(hit.state_reason());
         rec.note = Some(note);
         rec.updated_at = Utc::now();
-        self.actions.put_action(rec).await?;
-        self.audit_state(rec, Some(hit.as_str())).await;
         let mut body = serde_json::json!({
             "guard": hit.as_str(),
             "state": rec.state,
@@ -109,13 +107,15 @@ impl Executor {
         if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), detail) {
             body.extend(extra);
         }
-        let mut g = AuditDraft::new(AuditKind::Guard, Actor::system("executor"), body);
-        g.subject = Some(rec.subject.clone());
-        g.action_key = Some(rec.key.clone());
-        stamp_origin(&mut g, rec);
-        if let Err(e) = self.audit.append_audit(vec![g]).await {
-            error!(action_key = %rec.key, error = %e, "could not write the guard record to the audit trail");
-        }
+        let rec = &*rec;
+        let records = || {
+            let mut g = AuditDraft::new(AuditKind::Guard, Actor::system("executor"), body.clone());
+            g.subject = Some(rec.subject.clone());
+            g.action_key = Some(rec.key.clone());
+            stamp_origin(&mut g, rec);
+            vec![self.state_record(rec, Some(hit.as_str())), g]
+        };
+        self.transition(rec, records, true).await?;
         self.metrics.guard_block(hit.as_str());
         self.count_end(rec, ActionEnd::Skipped);
         Ok(())
@@ -141,14 +141,54 @@ impl Executor {
         orig.next_attempt_at = None;
         orig.note = Some(format!("restored by {by}"));
         orig.updated_at = Utc::now();
-        self.actions.put_action(&orig).await?;
-        self.audit_state(&orig, None).await;
+        self.transition(&orig, || vec![self.state_record(&orig, None)], false)
+            .await?;
         self.count_end(&orig, ActionEnd::Restored);
         Ok(())
     }
 
-    /// Append an `action_state` record for `rec`'s new state (`outcome`: the connector's answer).
-    pub(super) async fn audit_state(&self, rec: &ActionRecord, outcome: Option<&str>) {
+    /// Write `rec`'s new state with its audit `records` (built when needed) and, with `release`,
+    /// give up this executor's claim on it — one store step
+    /// ([`record_transition`](crate::ledger::ActionStore::record_transition)). Should that fail, the
+    /// state is written alone (its error is returned: the action is retried after the lease) and
+    /// the records appended after it, retried a few times, then logged: the ledger is the source of
+    /// truth, and the connector call has happened either way.
+    pub(super) async fn transition(
+        &self,
+        rec: &ActionRecord,
+        records: impl Fn() -> Vec<AuditDraft>,
+        release: bool,
+    ) -> Result<(), crate::ledger::StoreError> {
+        let owner = release.then_some(self.owner.as_str());
+        match self.actions.record_transition(rec, records(), owner).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                debug!(action_key = %rec.key, error = %e, "combined state and audit write failed; writing them apart");
+            }
+        }
+        self.actions.put_action(rec).await?;
+        let drafts = records();
+        if !drafts.is_empty() {
+            let mut attempts = crate::retry::Attempts::new(crate::retry::AUDIT_WRITE);
+            for attempt in 1..=3 {
+                match self.audit.append_audit(drafts.clone()).await {
+                    Ok(_) => break,
+                    Err(e) if attempt == 3 => {
+                        error!(action_key = %rec.key, state = rec.state.as_str(), error = %e,
+                            "could not write the action's state change to the audit trail");
+                    }
+                    Err(_) => tokio::time::sleep(attempts.next_wait()).await,
+                }
+            }
+        }
+        if release {
+            self.release(&rec.key).await;
+        }
+        Ok(())
+    }
+
+    /// The `action_state` record of `rec`'s new state (`outcome`: the connector's answer).
+    pub(super) fn state_record(&self, rec: &ActionRecord, outcome: Option<&str>) -> AuditDraft {
         let mut d = AuditDraft::new(
             AuditKind::ActionState,
             Actor::system("executor"),
@@ -171,17 +211,7 @@ impl Executor {
         if !rec.policy_digest.is_empty() {
             d.policy_digest = Some(rec.policy_digest.clone());
         }
-        let mut attempts = crate::retry::Attempts::new(crate::retry::AUDIT_WRITE);
-        for attempt in 1..=3 {
-            match self.audit.append_audit(vec![d.clone()]).await {
-                Ok(_) => return,
-                Err(e) if attempt == 3 => {
-                    error!(action_key = %rec.key, state = rec.state.as_str(), error = %e,
-                        "could not write the action's state change to the audit trail");
-                }
-                Err(_) => tokio::time::sleep(attempts.next_wait()).await,
-            }
-        }
+        d
     }
 
     pub(super) fn count_end(&self, rec: &ActionRecord, end: ActionEnd) {

@@ -29,10 +29,17 @@
 //! (or this one after restart) finishes it. Connectors read state before writing, so a repeated call
 //! after such a crash is `already_done`, not a second side effect.
 //!
-//! Every state change is also an `action_state` record in the audit trail, written right after the
-//! ledger update. The ledger is the source of truth, so an audit append that still fails after a few
-//! quick retries is logged at error level rather than undoing the change (the connector call has
-//! happened either way).
+//! # Cost per action
+//!
+//! A claim round claims *and reads* its actions in one store step; an action then costs two
+//! writes: `running` (the lease, before the call) and its outcome, which carries the outcome's
+//! `action_state` audit record and releases the claim in the same store step
+//! ([`ActionStore::record_transition`]; on Redis one script run, grouped with every other change in
+//! flight). The `running` state is in the ledger, not the trail: each attempt leaves one
+//! `action_state` record, with its outcome and attempt number (a crash mid-call shows as the next
+//! attempt's number). If the combined step fails, the state is written alone and the audit records
+//! are appended after it with a few quick retries, then logged at error level rather than undoing
+//! the change (the ledger is the source of truth; the connector call has happened either way).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -298,11 +305,13 @@ impl Executor {
     /// Run `key` in lane `lane` (`None`: its connector has no lane) unless this process already
     /// works on it (a call that outlived its claim, claimed again); `claimed` when a claim round
     /// already took its claim.
+    /// `rec` is the action as read with its claim, when the claim round read it.
     fn start(
         self: &Arc<Self>,
         key: String,
         lane: Option<usize>,
         claimed: bool,
+        rec: Option<ActionRecord>,
         tasks: &mut JoinSet<Finished>,
     ) -> bool {
         if !self
@@ -315,7 +324,7 @@ impl Executor {
         }
         let this = self.clone();
         tasks.spawn(async move {
-            let due_again = this.run_one(&key, claimed).await;
+            let due_again = this.run_one(&key, claimed, rec).await;
             this.inflight.lock().expect("not poisoned").remove(&key);
             (lane, due_again)
         });
@@ -477,8 +486,10 @@ impl Executor {
         for (i, due) in asked.into_iter().zip(found) {
             let lane = &self.lanes[i];
             let l = &mut lanes[i];
+            let mut records = due.records.into_iter();
             for key in due.claimed {
-                if self.start(key, Some(i), true, tasks) {
+                let rec = records.next().flatten();
+                if self.start(key, Some(i), true, rec, tasks) {
                     l.busy += 1;
                 }
             }
@@ -505,7 +516,7 @@ impl Executor {
             if let Ok(Some(rec)) = self.actions.get_action(&key).await
                 && !self.lane_of.contains_key(&rec.connector)
             {
-                self.start(key, None, false, tasks);
+                self.start(key, None, false, None, tasks);
             }
         }
     }

@@ -8,9 +8,15 @@ use super::*;
 use crate::telemetry::WaitReason;
 
 impl Executor {
-    /// Claim (unless a claim round already did), run and record one action; returns when it is
-    /// due again if it was rescheduled. Every failure path leaves the ledger consistent.
-    pub(super) async fn run_one(&self, key: &str, claimed: bool) -> Option<DateTime<Utc>> {
+    /// Claim (unless a claim round already did), run and record one action (`rec`: as read with
+    /// its claim, if it was); returns when it is due again if it was rescheduled. Every failure
+    /// path leaves the ledger consistent, and the claim released (the outcome's write releases it).
+    pub(super) async fn run_one(
+        &self,
+        key: &str,
+        claimed: bool,
+        rec: Option<ActionRecord>,
+    ) -> Option<DateTime<Utc>> {
         if !claimed {
             match self
                 .actions
@@ -25,26 +31,38 @@ impl Executor {
                 }
             }
         }
-        let due_again = self.run_claimed(key).await.unwrap_or_else(|e| {
-            warn!(action_key = key, error = %e, "action left for retry after a store error");
-            None
-        });
+        match self.run_claimed(key, rec).await {
+            Ok(due_again) => due_again,
+            Err(e) => {
+                warn!(action_key = key, error = %e, "action left for retry after a store error");
+                self.release(key).await;
+                None
+            }
+        }
+    }
+
+    /// Give up the claim on `key` without writing the action.
+    pub(super) async fn release(&self, key: &str) {
         if let Err(e) = self.actions.release(key, &self.owner).await {
             debug!(action_key = key, error = %e, "claim release failed; it expires by itself");
         }
-        due_again
     }
 
     async fn run_claimed(
         &self,
         key: &str,
+        rec: Option<ActionRecord>,
     ) -> Result<Option<DateTime<Utc>>, crate::ledger::StoreError> {
-        let Some(mut rec) = self.actions.get_action(key).await? else {
+        let rec = match rec {
+            Some(rec) => Some(rec),
+            None => self.actions.get_action(key).await?,
+        };
+        let Some(mut rec) =
+            rec.filter(|r| matches!(r.state, ActionState::Planned | ActionState::Running))
+        else {
+            self.release(key).await;
             return Ok(None);
         };
-        if !matches!(rec.state, ActionState::Planned | ActionState::Running) {
-            return Ok(None);
-        }
         let span = info_span!("action", action_key = %rec.key, connector = %rec.connector,
             operation = %rec.operation, alert_id = tracing::field::Empty);
         if let Origin::Alert { alert_id, .. } = &rec.origin {
@@ -69,8 +87,8 @@ impl Executor {
             rec.attempts += 1;
             rec.next_attempt_at = Some(now + self.cfg.claim_ttl);
             rec.updated_at = now;
-            self.actions.put_action(&rec).await?;
-            self.audit_state(&rec, None).await;
+            // The lease, in the ledger only: the attempt's outcome is its audit record.
+            self.transition(&rec, Vec::new, false).await?;
 
             let request = OperationRequest {
                 operation: rec.operation,
@@ -148,8 +166,9 @@ impl Executor {
                     if result.outcome == Outcome::AlreadyDone {
                         rec.note = Some("already in the desired state".into());
                     }
-                    self.actions.put_action(&rec).await?;
-                    self.audit_state(&rec, Some(result.outcome.as_str())).await;
+                    let outcome = result.outcome.as_str();
+                    self.transition(&rec, || vec![self.state_record(&rec, Some(outcome))], true)
+                        .await?;
                     self.observe_containment(&rec);
                     // Containment signals for forward actions; of the reversals only re-enabling
                     // an account has one (RISC account-enabled).
@@ -174,8 +193,9 @@ impl Executor {
                     rec.state = ActionState::Skipped;
                     rec.next_attempt_at = None;
                     rec.note = Some("subject not found on this target".into());
-                    self.actions.put_action(&rec).await?;
-                    self.audit_state(&rec, Some(result.outcome.as_str())).await;
+                    let outcome = result.outcome.as_str();
+                    self.transition(&rec, || vec![self.state_record(&rec, Some(outcome))], true)
+                        .await?;
                     self.count_end(&rec, ActionEnd::NotFound);
                     info!("subject not found on target; nothing to do");
                 }
@@ -198,8 +218,8 @@ impl Executor {
                     rec.next_attempt_at = Some(
                         Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
                     );
-                    self.actions.put_action(&rec).await?;
-                    self.audit_state(&rec, Some("retry")).await;
+                    self.transition(&rec, || vec![self.state_record(&rec, Some("retry"))], true)
+                        .await?;
                     info!(attempts = rec.attempts, delay_ms = delay.as_millis() as u64, error = %reason,
                         "action will be retried");
                     return Ok(rec.next_attempt_at);

@@ -186,6 +186,11 @@ impl KafkaConfig {
             ("auto.commit.interval.ms", "1000"),
             ("auto.offset.reset", "earliest"),
             ("enable.partition.eof", "false"),
+            // Memory stays bounded in a storm: librdkafka prefetches at most this much of the
+            // backlog (its defaults, 64 MB and 100,000 messages per partition, are most of a
+            // replica's memory once a topic is far behind). Still minutes of work at full speed.
+            ("queued.max.messages.kbytes", "16384"),
+            ("queued.min.messages", "10000"),
         ] {
             set_default(&mut cc, k, v);
         }
@@ -297,6 +302,9 @@ impl DeadLetterSink for KafkaDeadLetter {
 }
 
 /// Consume until `shutdown`, processing every message through `pipeline`.
+/// How often the consumer lag gauge is refreshed.
+const LAG_INTERVAL: Duration = Duration::from_secs(2);
+
 pub struct KafkaSource {
     cfg: KafkaConfig,
     consumer: StreamConsumer,
@@ -330,6 +338,10 @@ impl KafkaSource {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let health = tokio::spawn(self.clone().watch_health(shutdown.clone()));
+        let lag = tokio::spawn(
+            self.clone()
+                .watch_lag(pipeline.metrics.clone(), shutdown.clone()),
+        );
         info!(topics = ?self.cfg.topics, group = %self.cfg.group_id, "kafka source started");
         let format = (self.cfg.format != "auto").then(|| self.cfg.format.clone());
         let mut inflight = FuturesOrdered::new();
@@ -359,6 +371,7 @@ impl KafkaSource {
             self.store_offset(&msg, durable);
         }
         health.abort();
+        lag.abort();
         // Commit what was stored before leaving the group, so a clean restart does not redeliver.
         if let Err(e) = self
             .consumer
@@ -447,6 +460,44 @@ impl KafkaSource {
             }
         }
         true
+    }
+
+    /// Export the consumer lag every [`LAG_INTERVAL`]: for each assigned partition, its high
+    /// watermark minus this consumer's position. Messages taken but not yet durable (at most
+    /// `max_in_flight`) are not counted; a partition not fetched yet counts 0. One watermark query
+    /// per assigned partition, on a blocking thread.
+    async fn watch_lag(
+        self: Arc<Self>,
+        metrics: Arc<crate::telemetry::Metrics>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let this = self.clone();
+            if let Ok(Some(lag)) = tokio::task::spawn_blocking(move || this.lag()).await {
+                metrics.kafka_lag(lag);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(LAG_INTERVAL) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    fn lag(&self) -> Option<u64> {
+        let positions = self.consumer.position().ok()?;
+        let mut total = 0u64;
+        for e in positions.elements() {
+            let rdkafka::Offset::Offset(position) = e.offset() else {
+                continue;
+            };
+            if let Ok((_, high)) =
+                self.consumer
+                    .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1))
+            {
+                total += u64::try_from(high - position).unwrap_or(0);
+            }
+        }
+        Some(total)
     }
 
     async fn watch_health(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {

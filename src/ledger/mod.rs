@@ -53,10 +53,14 @@ pub struct LaneRequest<'a> {
 }
 
 /// What one claim round found in one lane.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LaneDue {
     /// Keys claimed for the caller, most urgent first.
     pub claimed: Vec<String>,
+    /// The claimed actions as read in the same atomic step as their claims (claim-and-read: the
+    /// executor needs no separate read per action), in `claimed` order; `None` where a claimed key
+    /// has no record.
+    pub records: Vec<Option<ActionRecord>>,
     /// Actions due at `now` that this round did not claim: waiting for a free slot, or held by
     /// another executor's claim. The lane's queue depth.
     pub waiting: u64,
@@ -180,6 +184,21 @@ pub trait ActionStore: Send + Sync {
 
     /// Release a claim held by `owner` (a claim held by someone else is left alone).
     async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// The executor's one write per state change: [`put_action`](Self::put_action) of `action`,
+    /// the change's `audit` records appended to the trail (as
+    /// [`AuditStore::append_audit`] would), and with `release_for` the claim that owner holds on
+    /// it released (as [`release`](Self::release)) — together. Redis does all three in one script
+    /// run, atomically (the record never changes without its audit records, nor they without it),
+    /// and groups concurrent callers' changes into one round trip; the embedded store does them in
+    /// turn. An error may leave the action as it was; the caller then falls back to the separate
+    /// steps.
+    async fn record_transition(
+        &self,
+        action: &ActionRecord,
+        audit: Vec<AuditDraft>,
+        release_for: Option<&str>,
+    ) -> Result<(), StoreError>;
 
     /// Actions matching `filter`, newest first.
     async fn list_actions(&self, filter: &ActionFilter) -> Result<Vec<ActionRecord>, StoreError>;

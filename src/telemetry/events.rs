@@ -208,6 +208,12 @@ impl Metrics {
             .set(oldest_due_seconds);
     }
 
+    /// The Kafka source's backlog: `messages` on its assigned partitions not yet taken.
+    pub fn kafka_lag(&self, messages: u64) {
+        self.kafka_consumer_lag
+            .set(i64::try_from(messages).unwrap_or(i64::MAX));
+    }
+
     /// An action on `connector` waited `seconds` for `reason`.
     pub fn action_wait(&self, connector: &str, reason: WaitReason, seconds: f64) {
         self.action_wait

@@ -32,6 +32,8 @@ pub struct Metrics {
     /// `time_to_containment_seconds{from}`: from = alert_time | ingest.
     pub(super) time_to_containment: HistogramVec,
     pub ledger_pending: IntGauge,
+    /// `kafka_consumer_lag`: messages on the assigned partitions not yet taken by this replica.
+    pub(super) kafka_consumer_lag: IntGauge,
     /// `connector_queue_depth{connector}`: due actions waiting in a connector's lane.
     pub(super) queue_depth: IntGaugeVec,
     /// `connector_oldest_due_seconds{connector}`: how long the lane's oldest due action has been
@@ -136,6 +138,13 @@ impl Metrics {
             ledger_pending: reg!(
                 IntGauge::new("ledger_pending", "Actions not yet in an end state.")
                     .expect("valid metric")
+            ),
+            kafka_consumer_lag: reg!(
+                IntGauge::new(
+                    "kafka_consumer_lag",
+                    "Messages on this replica's assigned partitions not yet taken (high watermark minus position)."
+                )
+                .expect("valid metric")
             ),
             queue_depth: reg!(
                 IntGaugeVec::new(

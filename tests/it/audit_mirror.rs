@@ -168,10 +168,7 @@ async fn audit_records_reach_kafka_in_order_with_their_hashes_and_resume_after_r
     for ((key, mirrored), stored) in got.iter().zip(&stored) {
         assert_eq!(key, &mirrored.seq.to_string(), "keyed by seq");
         assert_eq!(mirrored, stored, "the record as stored");
-        assert_eq!(mirrored.hash, mirrored.compute_hash(), "hash intact");
     }
-    for w in got.windows(2) {
-        assert_eq!(w[1].1.prev, w[0].1.hash, "chain links survive the mirror");
-    }
+    // Seals and links survive the mirror: the mirrored copy verifies as a chain on its own.
     assert!(deprovd::verify_audit_chain(got.iter().map(|(_, r)| r)).is_ok());
 }

@@ -26,6 +26,7 @@ mod policy_shadow;
 mod policy_watch;
 mod process;
 mod protected_ldap;
+mod replicas;
 mod saas;
 mod samba;
 mod scim;

@@ -186,6 +186,8 @@ pub(crate) struct Inner<V> {
     /// Newly issued tokens are not accepted by the API (a client disabled after issuing).
     pub refuse_new_tokens: bool,
     pub token_forms: Vec<BTreeMap<String, String>>,
+    /// How long every answer takes (a slow target keeps calls in flight).
+    pub delay: std::time::Duration,
 }
 
 /// A running fake of one vendor; clones share the state.
@@ -230,6 +232,7 @@ impl<V: Vendor> Fake<V> {
             valid: BTreeSet::new(),
             refuse_new_tokens: false,
             token_forms: Vec::new(),
+            delay: std::time::Duration::ZERO,
         }));
         let mut bases = Vec::new();
         for _ in 0..listeners {
@@ -404,6 +407,10 @@ async fn serve<V: Vendor>(
     raw: Bytes,
 ) -> Response {
     let req = Req::new(method, &uri, headers, raw, port);
+    let delay = inner.lock().expect("fake state").delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let answer = {
         let mut inner = inner.lock().expect("fake state");
         inner.log.push(req.clone());

@@ -29,13 +29,18 @@ pub(crate) fn source(topics: &[&str], group: &str, properties: serde_json::Value
 }
 
 pub(crate) async fn create_topics(names: &[&str]) {
+    create_partitioned_topics(names, 1).await;
+}
+
+/// As [`create_topics`], each topic with `partitions` partitions.
+pub(crate) async fn create_partitioned_topics(names: &[&str], partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()
         .expect("admin client");
     let topics: Vec<NewTopic> = names
         .iter()
-        .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1)))
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
         .collect();
     let res = admin
         .create_topics(
@@ -95,6 +100,34 @@ pub(crate) fn committed(group: &str, topic: &str) -> Option<i64> {
         Some(Offset::Offset(o)) => Some(o),
         _ => None,
     }
+}
+
+/// For each of the `partitions` partitions of `topic`: (offset `group` committed, high watermark).
+pub(crate) fn progress(group: &str, topic: &str, partitions: i32) -> Vec<(Option<i64>, i64)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(5))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| {
+            let committed = match got.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            };
+            let (_, high) = c
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .expect("watermarks");
+            (committed, high)
+        })
+        .collect()
 }
 
 /// A consumed record: payload and headers as (key, value) pairs.

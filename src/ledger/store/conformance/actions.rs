@@ -550,6 +550,15 @@ pub(crate) async fn lanes_claim_per_connector_most_urgent_first(store: Arc<dyn S
         ],
         "manual first, then critical (the held one skipped), then medium (unknown severity)"
     );
+    assert_eq!(
+        got[0].records,
+        vec![
+            Some(manual.clone()),
+            Some(crit_new.clone()),
+            Some(unknown.clone())
+        ],
+        "claim-and-read: each claimed action comes with its record"
+    );
     assert_eq!(got[0].waiting, 2, "the held critical and the low one");
     assert_eq!(got[0].oldest_due, Some(low_old.next_attempt_at.unwrap()));
     assert_eq!(got[0].next_due, Some(later.next_attempt_at.unwrap()));

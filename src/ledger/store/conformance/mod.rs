@@ -15,12 +15,14 @@ mod alerts;
 mod audit;
 mod breaker;
 mod docs;
+mod transition;
 
 pub(crate) use actions::*;
 pub(crate) use alerts::*;
 pub(crate) use audit::*;
 pub(crate) use breaker::*;
 pub(crate) use docs::*;
+pub(crate) use transition::*;
 
 use crate::action::Operation;
 use crate::ledger::{
@@ -49,6 +51,9 @@ macro_rules! for_each_case {
             list_filters_newest_first,
             pending_count_follows_state,
             put_of_an_unknown_action_is_an_error,
+            transition_writes_state_and_audit_and_releases_the_claim,
+            transition_of_an_unknown_action_is_an_error,
+            concurrent_transitions_and_appends_form_one_chain,
             concurrent_inserts_of_one_key_yield_exactly_one_new,
             concurrent_alerts_for_one_subject_coalesce_into_one_action,
             huge_window_and_ttl_are_accepted,

@@ -142,6 +142,21 @@ impl ActionStore for EmbeddedStore {
         .await
     }
 
+    async fn record_transition(
+        &self,
+        action: &ActionRecord,
+        audit: Vec<AuditDraft>,
+        release_for: Option<&str>,
+    ) -> Result<(), StoreError> {
+        // One process owns this store: the steps in turn keep its guarantees (the ledger first).
+        self.put_action(action).await?;
+        crate::ledger::AuditStore::append_audit(self, audit).await?;
+        if let Some(owner) = release_for {
+            self.release(&action.key, owner).await?;
+        }
+        Ok(())
+    }
+
     async fn list_actions(&self, filter: &ActionFilter) -> Result<Vec<ActionRecord>, StoreError> {
         let filter = filter.clone();
         self.run(move |db| list_tx(db, &filter)).await

@@ -17,25 +17,15 @@ impl AuditStore for EmbeddedStore {
                     Some(g) => parse_head(g.value())?,
                     None => None,
                 };
-                let sealed = seal_all(drafts, head.as_ref());
+                // One append, one batch, one seal.
+                let batch = seal_batch(drafts, head.as_ref());
                 let mut records = tx.open_table(AUDIT).map_err(db_err)?;
-                for r in &sealed {
-                    let json = serde_json::to_vec(r).map_err(|e| {
-                        StoreError::Other(format!("cannot encode audit record {}: {e}", r.seq))
-                    })?;
+                for (r, json) in batch.records.iter().zip(&batch.encoded) {
                     records.insert(r.seq, json.as_slice()).map_err(db_err)?;
                 }
-                let new_head = head_string(
-                    sealed
-                        .last()
-                        .map(|r| AuditHead {
-                            seq: r.seq,
-                            hash: r.hash.clone(),
-                        })
-                        .as_ref(),
-                );
+                let new_head = head_string(batch.head.as_ref());
                 meta.insert("head", new_head.as_str()).map_err(db_err)?;
-                sealed
+                batch.records
             };
             tx.commit().map_err(db_err)?;
             Ok(sealed)

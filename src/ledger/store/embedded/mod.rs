@@ -53,7 +53,7 @@ use super::{
     Derived, LANE_SPAN_MS, decode, effective_limit, encode, from_ms, head_string, lane_score,
     matches, parse_head,
 };
-use crate::audit::{AuditDraft, AuditHead, AuditRecord, seal_all};
+use crate::audit::{AuditDraft, AuditHead, AuditRecord, seal_batch};
 use crate::ledger::{
     ActionFilter, ActionRecord, BreakerAdmission, BreakerScope, BreakerState, Inserted, LaneDue,
     StateStore, StoreError, Urgency,

@@ -174,9 +174,13 @@ async fn edited_deleted_and_swapped_audit_records_in_the_file_are_named() {
     let mut edited = orig[2].clone();
     edited.detail["i"] = 42.into();
     store.tamper_audit(3, Some(&bytes(&edited)));
+    // The five records are one batch: its seal (on record 5) no longer matches.
     let e = verify(&store.audit_range(1, 0).await.unwrap()).unwrap_err();
-    assert_eq!(e.seq, 3);
-    assert!(matches!(e.tamper, Tamper::Edited { .. }), "{e}");
+    assert_eq!(e.seq, 1);
+    assert!(
+        matches!(e.tamper, Tamper::BatchEdited { last: 5, .. }),
+        "{e}"
+    );
     store.tamper_audit(3, Some(&bytes(&orig[2])));
 
     store.tamper_audit(2, None);

@@ -252,6 +252,7 @@ pub(super) fn claim_lanes_tx(
     {
         let index = tx.open_table(LANES).map_err(db_err)?;
         let mut claims = tx.open_table(CLAIMS).map_err(db_err)?;
+        let stored = tx.open_table(RECORDS).map_err(db_err)?;
         for (connector, limit) in lanes {
             let c = connector.as_str();
             let mut claimed = Vec::new();
@@ -290,9 +291,17 @@ pub(super) fn claim_lanes_tx(
                     next = Some(next.map_or(at, |n| n.min(at)));
                 }
             }
+            let records = claimed
+                .iter()
+                .map(|k| {
+                    let found = stored.get(k.as_str()).map_err(db_err)?;
+                    found.map(|g| decode(k, g.value())).transpose()
+                })
+                .collect::<Result<_, StoreError>>()?;
             out.push(LaneDue {
                 waiting: due - claimed.len() as u64,
                 claimed,
+                records,
                 oldest_due: oldest.map(from_ms).transpose()?,
                 next_due: next.map(from_ms).transpose()?,
             });

@@ -166,16 +166,34 @@ impl ActionStore for RedisStore {
             call.arg(l.limit);
         }
         let mut conn = self.conn.clone();
-        let reply: Vec<(Vec<String>, i64, i64, i64)> = call
+        type Reply = (
+            Vec<String>,
+            i64,
+            i64,
+            i64,
+            Vec<Option<Vec<u8>>>,
+            Vec<Vec<String>>,
+        );
+        let reply: Vec<Reply> = call
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis_err("claiming due actions", e))?;
         let time = |ms: i64| (ms >= 0).then(|| from_ms(ms)).transpose();
         reply
             .into_iter()
-            .map(|(claimed, waiting, oldest, next)| {
+            .map(|(claimed, waiting, oldest, next, raw, linked)| {
+                let records = claimed
+                    .iter()
+                    .zip(raw)
+                    .zip(linked)
+                    .map(|((k, raw), linked)| {
+                        raw.map(|raw| decode(k, &raw).map(|a| with_linked(a, linked)))
+                            .transpose()
+                    })
+                    .collect::<Result<_, StoreError>>()?;
                 Ok(LaneDue {
                     claimed,
+                    records,
                     waiting: u64::try_from(waiting).unwrap_or(0),
                     oldest_due: time(oldest)?,
                     next_due: time(next)?,
@@ -192,6 +210,18 @@ impl ActionStore for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis_err(&format!("releasing the claim on `{key}`"), e))?;
+        Ok(())
+    }
+
+    async fn record_transition(
+        &self,
+        action: &ActionRecord,
+        audit: Vec<AuditDraft>,
+        release_for: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let put = self.put_args(action)?;
+        let release = release_for.map(|owner| (action.key.clone(), owner.to_string()));
+        self.group_commit(audit, Some(put), release).await?;
         Ok(())
     }
 

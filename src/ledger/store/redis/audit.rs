@@ -9,46 +9,8 @@ impl AuditStore for RedisStore {
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
-        // Group commit: queue the batch; whoever holds the append lock next writes every queued batch
-        // in one script call (in queue order, each batch kept contiguous) and answers each caller, so
-        // concurrent alerts share round trips instead of waiting for one each.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.audit_queue
-            .lock()
-            .expect("not poisoned")
-            .push((drafts, tx));
-        {
-            let _leader = self.audit_append.lock().await;
-            let queued = std::mem::take(&mut *self.audit_queue.lock().expect("not poisoned"));
-            if !queued.is_empty() {
-                let sizes: Vec<usize> = queued.iter().map(|(d, _)| d.len()).collect();
-                let (all, waiters): (Vec<Vec<AuditDraft>>, Vec<_>) = queued.into_iter().unzip();
-                match self
-                    .append_audit_now(all.into_iter().flatten().collect())
-                    .await
-                {
-                    Ok(sealed) => {
-                        let mut sealed = sealed.into_iter();
-                        for (n, w) in sizes.into_iter().zip(waiters) {
-                            let _ = w.send(Ok(sealed.by_ref().take(n).collect()));
-                        }
-                    }
-                    Err(e) => {
-                        let retryable = e.is_retryable();
-                        let msg = e.to_string();
-                        for w in waiters {
-                            let _ = w.send(Err(if retryable {
-                                StoreError::Unavailable(msg.clone())
-                            } else {
-                                StoreError::Other(msg.clone())
-                            }));
-                        }
-                    }
-                }
-            }
-        }
-        rx.await
-            .unwrap_or_else(|_| Err(StoreError::Other("audit append abandoned".into())))
+        // Group commit (see `commit`): concurrent alerts and actions share round trips.
+        self.group_commit(drafts, None, None).await
     }
 
     async fn audit_range(

@@ -28,10 +28,13 @@
 //! | `breaker:subjects:<scope>` | sorted set, `PX` = window | subjects admitted (score: last admitted, ms) |
 //! | `breaker:open:<scope>` | string | set while the scope's breaker is open: when it tripped (ms) |
 //!
-//! Audit appends are optimistic: the client seals the batch after the head it last saw and the
-//! [`AUDIT_APPEND`] script pushes it only if the head is still that one (else it answers the current
-//! head and the client reseals and retries). Redis has no SHA-256 in Lua, so hashing must happen in
-//! the client; the check-and-push keeps the chain single even with many replicas appending, and a
+//! Audit appends and the executor's state changes share one group commit ([`commit`]): whoever
+//! writes next takes everything queued and writes it in one [`COMMIT`] script run — action records
+//! with their indexes, the claims they release, and the audit records sealed as one batch. The
+//! append is optimistic: the client seals the batch after the head it last saw and the script
+//! writes only if the head is still that one (else it writes nothing and answers the current head,
+//! and the client reseals and retries). Redis has no SHA-256 in Lua, so hashing must happen in the
+//! client; the check-and-write keeps the chain single even with many replicas appending, and a
 //! replica that appends alone pays one round trip.
 //!
 //! Linked alerts live in their own sorted set instead of inside the JSON so that the insert script never
@@ -42,6 +45,7 @@ mod actions;
 mod alerts;
 mod audit;
 mod breaker;
+mod commit;
 mod config;
 mod conn;
 mod docs;
@@ -63,14 +67,12 @@ use super::{
     Derived, LANE_SPAN_MS, decode, effective_limit, encode, from_ms, head_string, lane_score,
     matches, parse_head, redact_url,
 };
-use crate::audit::{AuditDraft, AuditHead, AuditRecord, seal_all};
+use crate::audit::{AuditDraft, AuditHead, AuditRecord, seal_batch};
 use crate::ledger::{
     ActionFilter, ActionRecord, BreakerAdmission, BreakerScope, BreakerState, Inserted, LaneDue,
     StateStore, StoreError, Urgency,
 };
-use scripts::{
-    AUDIT_APPEND, BREAKER_ADMIT, CLAIM_LANES, INSERT, LANE_INDEX, PUT, RELEASE, holder_sets,
-};
+use scripts::{BREAKER_ADMIT, CLAIM_LANES, COMMIT, INSERT, LANE_INDEX, PUT, RELEASE, holder_sets};
 
 /// How long `connect` (and each reconnect attempt) may take: a down Redis must fail startup fast,
 /// with a clear error, rather than hang the service.
@@ -89,12 +91,6 @@ fn px_ms(d: Duration) -> u64 {
         .min(MAX_PX_MS)
 }
 
-/// A queued audit batch and the caller waiting for its sealed records.
-type AuditWaiter = (
-    Vec<AuditDraft>,
-    tokio::sync::oneshot::Sender<Result<Vec<AuditRecord>, StoreError>>,
-);
-
 /// How many times an audit append reseals after losing a race before giving up as unavailable.
 const AUDIT_APPEND_ATTEMPTS: usize = 64;
 
@@ -111,8 +107,8 @@ pub struct RedisStore {
     /// Serializes this process's audit appends: concurrent alerts would otherwise race each other's
     /// optimistic check-and-push and could starve; only other replicas' appends cause retries now.
     audit_append: Arc<tokio::sync::Mutex<()>>,
-    /// Batches waiting for the next group commit, each with the caller to answer.
-    audit_queue: Arc<std::sync::Mutex<Vec<AuditWaiter>>>,
+    /// Changes waiting for the next group commit ([`commit`]), each with the caller to answer.
+    audit_queue: Arc<std::sync::Mutex<Vec<commit::Queued>>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -198,7 +194,7 @@ impl RedisStore {
             &*INSERT,
             &*PUT,
             &*RELEASE,
-            &*AUDIT_APPEND,
+            &*COMMIT,
             &*BREAKER_ADMIT,
             &*CLAIM_LANES,
             &*LANE_INDEX,
@@ -315,15 +311,7 @@ impl RedisStore {
                 })?;
             out.push(match raw {
                 None => None,
-                Some(raw) => {
-                    let mut a = decode(k, &raw)?;
-                    for l in linked {
-                        if !a.linked_alerts.contains(&l) {
-                            a.linked_alerts.push(l);
-                        }
-                    }
-                    Some(a)
-                }
+                Some(raw) => Some(with_linked(decode(k, &raw)?, linked)),
             });
         }
         Ok(out)
@@ -434,6 +422,16 @@ async fn connect_sentinel(
     Ok(LedgerConn::sentinel(conn, wait))
 }
 
+/// `a` with the alerts coalesced into it (kept in their own sorted set) merged back.
+fn with_linked(mut a: ActionRecord, linked: Vec<String>) -> ActionRecord {
+    for l in linked {
+        if !a.linked_alerts.contains(&l) {
+            a.linked_alerts.push(l);
+        }
+    }
+    a
+}
+
 /// ARGV value for an optional string.
 fn opt(s: Option<&str>) -> &str {
     s.unwrap_or("")
@@ -470,63 +468,6 @@ impl StateStore for RedisStore {
             .await
             .map_err(|e| redis_err("pinging Redis", e))?;
         Ok(())
-    }
-}
-
-impl RedisStore {
-    /// One optimistic check-and-push of `drafts` after the last head this process saw; reseals and
-    /// retries when another replica appended in between.
-    async fn append_audit_now(
-        &self,
-        drafts: Vec<AuditDraft>,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
-        let mut expected = self.audit_head.lock().expect("not poisoned").clone();
-        for _ in 0..AUDIT_APPEND_ATTEMPTS {
-            let head = parse_head(&expected)?;
-            let sealed = seal_all(drafts.clone(), head.as_ref());
-            let new_head = head_string(
-                sealed
-                    .last()
-                    .map(|r| AuditHead {
-                        seq: r.seq,
-                        hash: r.hash.clone(),
-                    })
-                    .as_ref(),
-            );
-            let mut call = AUDIT_APPEND.key(self.index("audit"));
-            call.key(self.key("audit", "head"))
-                .arg(&expected)
-                .arg(&new_head);
-            for r in &sealed {
-                call.arg(serde_json::to_vec(r).map_err(|e| {
-                    StoreError::Other(format!("cannot encode audit record {}: {e}", r.seq))
-                })?);
-            }
-            let mut conn = self.conn.clone();
-            let reply: Vec<String> = call
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| redis_err("appending to the audit trail", e))?;
-            match reply.as_slice() {
-                [ok] if ok == "ok" => {
-                    *self.audit_head.lock().expect("not poisoned") = new_head;
-                    return Ok(sealed);
-                }
-                [c, current] if c == "conflict" => {
-                    // Another appender moved the head: reseal after it.
-                    expected.clone_from(current);
-                    *self.audit_head.lock().expect("not poisoned") = current.clone();
-                }
-                other => {
-                    return Err(StoreError::Other(format!(
-                        "unexpected reply from the audit append script: {other:?}"
-                    )));
-                }
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "the audit head kept moving during {AUDIT_APPEND_ATTEMPTS} append attempts; retry"
-        )))
     }
 }
 

@@ -112,7 +112,8 @@ return 1
 /// due entries in score order until the lane's number is reached — examining at most twice that
 /// plus 16, so entries other executors hold cost a bounded amount — and note the earliest entry not
 /// yet due. Returns per lane `{claimed keys, due and not claimed, earliest due ms or -1, next due
-/// ms or -1}` (times without the rank base). Claim keys are derived from `base` (the `{ledger}`
+/// ms or -1, claimed records, their linked alerts}` (times without the rank base; a record is nil
+/// when missing): claim-and-read, so the executor reads nothing more before it runs an action. Claim keys are derived from `base` (the `{ledger}`
 /// slot, as every key here).
 pub(super) static CLAIM_LANES: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -153,7 +154,12 @@ for i = 1, #KEYS do
       if nxt < 0 or at < nxt then nxt = at end
     end
   end
-  out[#out + 1] = {claimed, due - #claimed, oldest, nxt}
+  local records, linked = {}, {}
+  for j, k in ipairs(claimed) do
+    records[j] = redis.call('GET', base .. 'action:' .. k)
+    linked[j] = redis.call('ZRANGE', base .. 'linked:' .. k, 0, -1)
+  end
+  out[#out + 1] = {claimed, due - #claimed, oldest, nxt, records, linked}
 end
 return out
 "#,
@@ -191,16 +197,74 @@ return 0
     )
 });
 
-/// KEYS: audit list, audit head. ARGV: expected head (`''` for an empty trail), new head, records….
-/// Returns `{'ok'}`, or `{'conflict', current head}` without writing anything.
-pub(super) static AUDIT_APPEND: LazyLock<Script> = LazyLock::new(|| {
+/// The group commit: state changes, claim releases and audit records of any number of callers in
+/// one atomic run. KEYS: audit list, audit head, then per put its record, coalesce slot and lane,
+/// then per release its claim. ARGV: base, expected head (`''` for an empty trail), new head, put
+/// count `P`, release count `R`, then per put its key, json, created ms, due ms or '', pending 0/1,
+/// absorbs 0/1, state, subject, alert id or '', lane score or '' (as [`PUT`]), then per release the
+/// owner (as [`RELEASE`]), then the sealed audit records. When records are given and the head is
+/// not the expected one, answers `{'conflict', current head}` having written nothing; else applies
+/// every put (a put of a missing record is skipped and its key returned), release and record and
+/// answers `{'ok', missing keys…}`.
+pub(super) static COMMIT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local cur = redis.call('GET', KEYS[2]) or ''
-if cur ~= ARGV[1] then return {'conflict', cur} end
-for i = 3, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
-redis.call('SET', KEYS[2], ARGV[2])
-return {'ok'}
+local base, P, R = ARGV[1], tonumber(ARGV[4]), tonumber(ARGV[5])
+local first = 6 + 10 * P + R
+if #ARGV >= first then
+  local cur = redis.call('GET', KEYS[2]) or ''
+  if cur ~= ARGV[2] then return {'conflict', cur} end
+end
+local out = {'ok'}
+for i = 0, P - 1 do
+  local rk, ck, lk = KEYS[3 + 3 * i], KEYS[4 + 3 * i], KEYS[5 + 3 * i]
+  local a = 6 + 10 * i
+  local key, state, subject = ARGV[a], ARGV[a + 6], ARGV[a + 7]
+  local old = redis.call('GET', rk)
+  if not old then
+    out[#out + 1] = key
+  else
+    local ok, doc = pcall(cjson.decode, old)
+    if ok and type(doc) == 'table' then
+      if type(doc.state) == 'string' and doc.state ~= state then
+        redis.call('ZREM', base .. 'state:' .. doc.state, key)
+      end
+      if type(doc.subject) == 'string' and doc.subject ~= subject then
+        redis.call('ZREM', base .. 'subject:' .. doc.subject, key)
+      end
+    end
+    local created = ARGV[a + 2]
+    redis.call('SET', rk, ARGV[a + 1])
+    if ARGV[a + 3] ~= '' then
+      redis.call('ZADD', base .. 'due', ARGV[a + 3], key)
+      redis.call('ZADD', lk, ARGV[a + 9], key)
+    else
+      redis.call('ZREM', base .. 'due', key)
+      redis.call('ZREM', lk, key)
+    end
+    if ARGV[a + 4] == '1' then
+      redis.call('SADD', base .. 'pending', key)
+    else
+      redis.call('SREM', base .. 'pending', key)
+    end
+    redis.call('ZADD', base .. 'created', created, key)
+    redis.call('ZADD', base .. 'state:' .. state, created, key)
+    redis.call('ZADD', base .. 'subject:' .. subject, created, key)
+    if ARGV[a + 8] ~= '' then redis.call('ZADD', base .. 'alert:' .. ARGV[a + 8], created, key) end
+    if ARGV[a + 5] == '0' and redis.call('GET', ck) == key then
+      redis.call('DEL', ck)
+    end
+  end
+end
+for j = 0, R - 1 do
+  local claim = KEYS[3 + 3 * P + j]
+  if redis.call('GET', claim) == ARGV[6 + 10 * P + j] then redis.call('DEL', claim) end
+end
+if #ARGV >= first then
+  for i = first, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+  redis.call('SET', KEYS[2], ARGV[3])
+end
+return out
 "#,
     )
 });

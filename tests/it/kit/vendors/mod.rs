@@ -8,6 +8,7 @@
 
 pub(crate) mod crowdstrike;
 pub(crate) mod entra;
+pub(crate) mod flaky;
 pub(crate) mod github;
 pub(crate) mod google;
 pub(crate) mod keycloak;

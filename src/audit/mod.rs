@@ -4,18 +4,30 @@
 //!
 //! # Why a hash chain
 //!
-//! Each record carries `prev` (the hash of the previous record) and `hash` (the SHA-256 of its own
-//! canonical bytes, which include `prev`). Editing a record changes its hash; deleting or reordering
-//! records breaks a `prev` link or the `seq` run. [`verify`] walks the chain and names the first bad
-//! record. The chain cannot stop someone who rewrites *every* later record (and the head); mirror the
-//! head elsewhere (a log shipper, a Kafka topic) to anchor it.
+//! Records are appended in batches (an alert's records; everything one group commit writes), and
+//! each batch is sealed by one SHA-256 that covers its records and the seal of the batch before.
+//! Editing a record changes its batch's seal; deleting or reordering records breaks the `seq` run or
+//! a `prev` link. [`verify`] walks the chain and names the first bad record (for an edit: the first
+//! record of the batch whose seal no longer matches). The chain cannot stop someone who rewrites
+//! *every* later record (and the head); mirror the head elsewhere (a log shipper, a Kafka topic) to
+//! anchor it.
 //!
-//! # Canonical bytes
+//! # Two record formats, one chain
 //!
-//! `serde_json` of [`Canonical`], a struct with a fixed field order that holds every field except
-//! `hash`. `detail` is a `serde_json::Value` whose object keys serialize in a deterministic order
-//! (sorted, or document order once parsed back), so a record read back from the store hashes to the
-//! same bytes it was sealed with.
+//! - **Batch-sealed** (`"v": 2`, written today; see [`batch`]): every record of a batch carries the
+//!   same `prev` — the seal of the batch before — and only the batch's **last** record carries
+//!   `hash`, the hex SHA-256 of the batch's records' canonical bytes, each followed by `\n`. A
+//!   record's canonical bytes are `serde_json` of [`CanonicalV2`]: every field but `hash`, `v` last.
+//!   One hash and one serialization per record (the stored bytes *are* the canonical bytes, the
+//!   seal's with `hash` spliced in), where the first format paid a hash and two serializations each.
+//! - **Record-sealed** (no `v`, written before; still verified): every record carries `prev` (the
+//!   hash of the record before) and `hash`, the SHA-256 of its [`Canonical`] bytes.
+//!
+//! A trail may hold both: the first batch written by a newer deprovd chains onto the last
+//! record-sealed record's hash, so an upgraded deployment keeps one verifiable chain. `detail` is a
+//! `serde_json::Value` whose object keys serialize in a deterministic order (sorted, or document
+//! order once parsed back), so a record read back from the store hashes to the bytes it was sealed
+//! with.
 //!
 //! # Who assigns `seq` and `prev`
 //!
@@ -27,6 +39,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub mod batch;
+
+pub use batch::{CanonicalV2, SealedBatch, seal_batch};
 
 /// `prev` of the first record: 64 zeros.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -137,10 +153,24 @@ pub struct AuditRecord {
     pub policy_digest: Option<String>,
     #[serde(default)]
     pub detail: serde_json::Value,
-    /// `hash` of record `seq - 1`, or [`GENESIS`].
+    /// Record-sealed: `hash` of record `seq - 1`. Batch-sealed: the seal (`hash`) of the batch
+    /// before. [`GENESIS`] at the start.
     pub prev: String,
-    /// Hex SHA-256 of this record's [`canonical_bytes`](AuditRecord::canonical_bytes).
+    /// The record format: `2` for batch-sealed records, absent (`1`) for record-sealed ones.
+    #[serde(default = "v1", skip_serializing_if = "is_v1")]
+    pub v: u8,
+    /// Record-sealed: hex SHA-256 of this record's [`canonical_bytes`](AuditRecord::canonical_bytes).
+    /// Batch-sealed: the batch's seal on its last record, empty (absent) on the others.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hash: String,
+}
+
+fn v1() -> u8 {
+    1
+}
+
+fn is_v1(v: &u8) -> bool {
+    *v == 1
 }
 
 /// The hashed form: every field but `hash`, in a fixed order. Changing this struct changes every
@@ -160,8 +190,10 @@ struct Canonical<'a> {
 }
 
 impl AuditRecord {
-    /// Place `draft` in the chain at `seq` after a record whose hash is `prev`, and compute its hash.
-    pub fn seal(draft: AuditDraft, seq: u64, prev: &str) -> AuditRecord {
+    /// Place `draft` in the chain at `seq` after a record whose hash is `prev`, and compute its hash
+    /// (the record-sealed format, see [`seal_all`]).
+    #[cfg(test)]
+    pub(crate) fn seal(draft: AuditDraft, seq: u64, prev: &str) -> AuditRecord {
         let mut r = AuditRecord {
             seq,
             time: draft.time,
@@ -173,13 +205,14 @@ impl AuditRecord {
             policy_digest: draft.policy_digest,
             detail: draft.detail,
             prev: prev.to_string(),
+            v: 1,
             hash: String::new(),
         };
         r.hash = r.compute_hash();
         r
     }
 
-    /// The bytes the hash covers.
+    /// The bytes a record-sealed record's hash covers.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let c = Canonical {
             seq: self.seq,
@@ -197,14 +230,23 @@ impl AuditRecord {
         serde_json::to_vec(&c).unwrap_or_default()
     }
 
-    /// Hex SHA-256 of the canonical bytes.
+    /// Whether this record seals everything before it in the chain (a record-sealed record, or the
+    /// last record of a batch): verification can start after it.
+    pub fn seals(&self) -> bool {
+        !self.hash.is_empty()
+    }
+
+    /// Hex SHA-256 of the record-sealed canonical bytes (for a batch-sealed record, use a
+    /// [`Verifier`]: its seal covers its whole batch).
     pub fn compute_hash(&self) -> String {
         hex::encode(Sha256::digest(self.canonical_bytes()))
     }
 }
 
-/// Seal `drafts` as consecutive records after `head` (`None`: the chain is empty).
-pub fn seal_all(drafts: Vec<AuditDraft>, head: Option<&AuditHead>) -> Vec<AuditRecord> {
+/// Seal `drafts` as consecutive record-sealed (format 1) records after `head` (`None`: the chain
+/// is empty): how trails were written before batch sealing; kept to show old trails still verify.
+#[cfg(test)]
+pub(crate) fn seal_all(drafts: Vec<AuditDraft>, head: Option<&AuditHead>) -> Vec<AuditRecord> {
     let (mut seq, mut prev) = match head {
         Some(h) => (h.seq, h.hash.clone()),
         None => (0, GENESIS.to_string()),
@@ -254,6 +296,20 @@ pub enum Tamper {
     /// The stored bytes are not a record at all.
     #[error("it is not a valid audit record: {0}")]
     Unreadable(String),
+    /// A batch-sealed batch starting here does not hash to the seal on its last record (`last`):
+    /// one of its records (or the seal) was edited.
+    #[error(
+        "the batch of records from it to {last} does not match its seal (edited): stored {stored}, computed {computed}"
+    )]
+    BatchEdited {
+        last: u64,
+        stored: String,
+        computed: String,
+    },
+    /// A batch-sealed batch starting here has no seal: its last record was deleted or edited, or
+    /// the chain was cut off inside it.
+    #[error("the batch of records from it to {last} has no seal (its sealing record is gone)")]
+    Unsealed { last: u64 },
 }
 
 /// The first bad record and why.
@@ -274,6 +330,8 @@ pub struct Verifier {
     prev: String,
     /// Records accepted so far.
     count: u64,
+    /// The batch-sealed batch being read: its first seq and running hash, until its seal.
+    batch: Option<(u64, Sha256)>,
 }
 
 impl Default for Verifier {
@@ -289,15 +347,19 @@ impl Verifier {
             next: 1,
             prev: GENESIS.to_string(),
             count: 0,
+            batch: None,
         }
     }
 
-    /// Start after `anchor` (for `--from SEQ`: the anchor is record `SEQ - 1`, trusted as read).
+    /// Start after `anchor`, trusted as read (for `--from SEQ`). The anchor must seal what came
+    /// before it — a record-sealed record or the last record of a batch ([`AuditRecord::seals`]):
+    /// a batch's seal covers all its records, so verification cannot start inside one.
     pub fn after(anchor: &AuditRecord) -> Verifier {
         Verifier {
             next: anchor.seq + 1,
             prev: anchor.hash.clone(),
             count: 0,
+            batch: None,
         }
     }
 
@@ -313,6 +375,18 @@ impl Verifier {
 
     /// Accept the next record or say what is wrong with it.
     pub fn feed(&mut self, r: &AuditRecord) -> Result<(), VerifyError> {
+        if r.v == 2 {
+            return self.feed_batched(r);
+        }
+        if let Some((first, _)) = &self.batch {
+            // A record-sealed record where the open batch's next record or seal should be.
+            return Err(VerifyError {
+                seq: *first,
+                tamper: Tamper::Unsealed {
+                    last: self.next - 1,
+                },
+            });
+        }
         let computed = r.compute_hash();
         if computed != r.hash {
             return Err(VerifyError {
@@ -323,6 +397,44 @@ impl Verifier {
                 },
             });
         }
+        self.check_place(r)?;
+        self.accept(r);
+        Ok(())
+    }
+
+    /// A batch-sealed record: in its place, following the seal before its batch; the batch's
+    /// running hash checked against the seal on its last record.
+    fn feed_batched(&mut self, r: &AuditRecord) -> Result<(), VerifyError> {
+        self.check_place(r)?;
+        let bytes = CanonicalV2::of(r).to_bytes();
+        let (first, hasher) = self.batch.get_or_insert_with(|| (r.seq, Sha256::new()));
+        batch::absorb(hasher, &bytes);
+        if !r.hash.is_empty() {
+            let first = *first;
+            let computed = self
+                .batch
+                .take()
+                .map(|(_, h)| hex::encode(h.finalize()))
+                .unwrap_or_default();
+            if computed != r.hash {
+                return Err(VerifyError {
+                    seq: first,
+                    tamper: Tamper::BatchEdited {
+                        last: r.seq,
+                        stored: r.hash.clone(),
+                        computed,
+                    },
+                });
+            }
+            self.prev.clone_from(&r.hash);
+        }
+        self.next += 1;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// `r` sits at the expected `seq` and links to the expected `prev`.
+    fn check_place(&self, r: &AuditRecord) -> Result<(), VerifyError> {
         if r.seq > self.next {
             return Err(VerifyError {
                 seq: self.next,
@@ -345,43 +457,57 @@ impl Verifier {
                 },
             });
         }
+        Ok(())
+    }
+
+    /// A record-sealed record passed: it is the new link.
+    fn accept(&mut self, r: &AuditRecord) {
         self.next += 1;
         self.prev.clone_from(&r.hash);
         self.count += 1;
-        Ok(())
     }
 
     /// After the last record: the store's head must be the last record accepted.
     pub fn finish(&self, head: Option<&AuditHead>) -> Result<u64, VerifyError> {
-        if let Some(h) = head {
-            let last = self.next - 1;
-            if h.seq > last {
-                return Err(VerifyError {
-                    seq: self.next,
-                    tamper: Tamper::Truncated { last, head: h.seq },
-                });
-            }
-            if h.seq == last && h.hash != self.prev {
-                return Err(VerifyError {
-                    seq: last,
-                    tamper: Tamper::Edited {
-                        stored: self.prev.clone(),
-                        computed: h.hash.clone(),
-                    },
-                });
-            }
+        let last = self.next - 1;
+        if let Some(h) = head
+            && h.seq > last
+        {
+            return Err(VerifyError {
+                seq: self.next,
+                tamper: Tamper::Truncated { last, head: h.seq },
+            });
+        }
+        if let Some((first, _)) = &self.batch {
+            return Err(VerifyError {
+                seq: *first,
+                tamper: Tamper::Unsealed { last },
+            });
+        }
+        if let Some(h) = head
+            && h.seq == last
+            && h.hash != self.prev
+        {
+            return Err(VerifyError {
+                seq: last,
+                tamper: Tamper::Edited {
+                    stored: self.prev.clone(),
+                    computed: h.hash.clone(),
+                },
+            });
         }
         Ok(self.count)
     }
 }
 
-/// Verify a whole chain from the genesis; returns the number of records verified.
+/// Verify a whole chain from the genesis (ending on a sealed batch); returns the number of
+/// records verified.
 pub fn verify<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) -> Result<u64, VerifyError> {
     let mut v = Verifier::new();
     for r in records {
         v.feed(r)?;
     }
-    Ok(v.count())
+    v.finish(None)
 }
 
 /// Filter for `GET /v1/audit`; every set field must match.
@@ -408,192 +534,4 @@ impl AuditFilter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn draft(i: u32) -> AuditDraft {
-        let mut d = AuditDraft::new(
-            AuditKind::Decision,
-            Actor::system("test"),
-            serde_json::json!({"i": i, "z": [1.5, {"b": 1, "a": "ü"}]}),
-        );
-        d.subject = Some(format!("user{i}@corp.example"));
-        d.alert_id = Some(format!("alert-{i}"));
-        d
-    }
-
-    fn chain(n: u32) -> Vec<AuditRecord> {
-        seal_all((1..=n).map(draft).collect(), None)
-    }
-
-    #[test]
-    fn a_fresh_chain_starts_at_genesis_and_verifies() {
-        let c = chain(5);
-        assert_eq!(c[0].prev, GENESIS);
-        assert_eq!(c[0].seq, 1);
-        assert_eq!(c[1].prev, c[0].hash);
-        assert_eq!(verify(&c), Ok(5));
-        assert_eq!(verify(&[]), Ok(0));
-    }
-
-    #[test]
-    fn a_record_hashes_the_same_after_a_json_round_trip() {
-        for r in chain(3) {
-            let back: AuditRecord =
-                serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
-            assert_eq!(back.compute_hash(), r.hash);
-        }
-    }
-
-    #[test]
-    fn hash_excludes_itself_and_covers_every_other_field() {
-        let r = chain(1).remove(0);
-        let mut h = r.clone();
-        h.hash = "x".into();
-        assert_eq!(h.compute_hash(), r.hash);
-        type Edit = Box<dyn Fn(&mut AuditRecord)>;
-        let edits: Vec<Edit> = vec![
-            Box::new(|r: &mut AuditRecord| r.seq += 1),
-            Box::new(|r: &mut AuditRecord| r.time += chrono::Duration::nanoseconds(1)),
-            Box::new(|r: &mut AuditRecord| r.kind = AuditKind::Guard),
-            Box::new(|r: &mut AuditRecord| r.actor.name.push('x')),
-            Box::new(|r: &mut AuditRecord| r.actor.source = Some("10.0.0.1:1".into())),
-            Box::new(|r: &mut AuditRecord| r.subject = None),
-            Box::new(|r: &mut AuditRecord| r.alert_id = Some("other".into())),
-            Box::new(|r: &mut AuditRecord| r.action_key = Some("k".into())),
-            Box::new(|r: &mut AuditRecord| r.policy_digest = Some("d".into())),
-            Box::new(|r: &mut AuditRecord| r.detail["i"] = 2.into()),
-            Box::new(|r: &mut AuditRecord| r.prev = "1".repeat(64)),
-        ];
-        for (i, edit) in edits.iter().enumerate() {
-            let mut e = r.clone();
-            edit(&mut e);
-            assert_ne!(e.compute_hash(), r.hash, "edit {i} not covered by the hash");
-        }
-    }
-
-    #[test]
-    fn an_edited_record_is_named() {
-        let mut c = chain(5);
-        c[2].detail["i"] = 99.into();
-        let e = verify(&c).unwrap_err();
-        assert_eq!(e.seq, 3);
-        assert!(matches!(e.tamper, Tamper::Edited { .. }), "{e}");
-    }
-
-    #[test]
-    fn an_edit_with_a_recomputed_hash_breaks_the_next_link() {
-        let mut c = chain(5);
-        c[2].detail["i"] = 99.into();
-        c[2].hash = c[2].compute_hash();
-        let e = verify(&c).unwrap_err();
-        assert_eq!(e.seq, 4);
-        assert!(
-            matches!(e.tamper, Tamper::BrokenLink { before: 3, .. }),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn a_deleted_record_is_named() {
-        let mut c = chain(5);
-        c.remove(1);
-        let e = verify(&c).unwrap_err();
-        assert_eq!(
-            e,
-            VerifyError {
-                seq: 2,
-                tamper: Tamper::Missing { found: 3 }
-            }
-        );
-        // Deleting the first record is caught too.
-        let mut c = chain(3);
-        c.remove(0);
-        assert_eq!(verify(&c).unwrap_err().seq, 1);
-    }
-
-    #[test]
-    fn swapped_records_are_named() {
-        let mut c = chain(5);
-        c.swap(1, 2);
-        let e = verify(&c).unwrap_err();
-        assert_eq!(
-            e,
-            VerifyError {
-                seq: 2,
-                tamper: Tamper::Missing { found: 3 }
-            }
-        );
-        let mut c = chain(5);
-        c[3] = c[1].clone();
-        let e = verify(&c).unwrap_err();
-        assert_eq!(
-            e,
-            VerifyError {
-                seq: 4,
-                tamper: Tamper::OutOfOrder { found: 2 }
-            }
-        );
-    }
-
-    #[test]
-    fn renumbered_records_after_a_deletion_fail_on_their_hash() {
-        let mut c = chain(4);
-        c.remove(1);
-        c[1].seq = 2;
-        assert_eq!(verify(&c).unwrap_err().seq, 2);
-    }
-
-    #[test]
-    fn a_cut_off_tail_is_caught_against_the_head() {
-        let c = chain(4);
-        let head = AuditHead {
-            seq: 4,
-            hash: c[3].hash.clone(),
-        };
-        let mut v = Verifier::new();
-        for r in &c[..2] {
-            v.feed(r).unwrap();
-        }
-        let e = v.finish(Some(&head)).unwrap_err();
-        assert_eq!(
-            e,
-            VerifyError {
-                seq: 3,
-                tamper: Tamper::Truncated { last: 2, head: 4 }
-            }
-        );
-        let mut v = Verifier::new();
-        for r in &c {
-            v.feed(r).unwrap();
-        }
-        assert_eq!(v.finish(Some(&head)), Ok(4));
-    }
-
-    #[test]
-    fn verification_can_start_after_an_anchor() {
-        let c = chain(6);
-        let mut v = Verifier::after(&c[2]);
-        for r in &c[3..] {
-            v.feed(r).unwrap();
-        }
-        assert_eq!(v.count(), 3);
-        assert_eq!(v.next_seq(), 7);
-    }
-
-    #[test]
-    fn filter_matches_every_set_field() {
-        let r = chain(2).remove(1);
-        let mut f = AuditFilter {
-            subject: Some("user2@corp.example".into()),
-            alert_id: Some("alert-2".into()),
-            ..Default::default()
-        };
-        assert!(f.matches(&r));
-        f.since = Some(r.time + chrono::Duration::seconds(1));
-        assert!(!f.matches(&r));
-        f.since = None;
-        f.action_key = Some("k".into());
-        assert!(!f.matches(&r));
-    }
-}
+mod tests;
