@@ -105,6 +105,7 @@ async fn main() {
 listen = "127.0.0.1:{port}"
 [state]
 backend = "redis"
+[state.redis]
 key_prefix = "{prefix}"
 [policy]
 dir = "{d}/policies"

@@ -141,6 +141,7 @@ async fn run(alerts: usize, users: usize, kills: usize) -> Report {
     let config = format!(
         r#"[state]
 backend = "redis"
+[state.redis]
 key_prefix = "{prefix}"
 [policy]
 dir = "{policies}"
