@@ -4,7 +4,7 @@
 //!   `htmx.org@2.0.11` (`dist/htmx.min.js`, 52,182 bytes, SHA-256
 //!   `d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717`). Rebuild: `npm pack
 //!   htmx.org@2` in a scratch directory, untar, copy `package/dist/htmx.min.js` to
-//!   `src/console/assets/`, update the version, size and checksum here and in [`HTMX_SHA256`].
+//!   `src/console/assets/`, update the version, size and checksum here and in the test below.
 //!   A unit test checks the checksum, so the file cannot change unnoticed.
 //! - `console.css`: the one stylesheet (ours).
 //!
@@ -21,9 +21,6 @@ use sha2::{Digest, Sha256};
 
 /// The vendored htmx, as published.
 const HTMX: &[u8] = include_bytes!("assets/htmx.min.js");
-/// SHA-256 of [`HTMX`] as published on npm (checked by a test).
-pub(crate) const HTMX_SHA256: &str =
-    "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717";
 pub(crate) const HTMX_NAME: &str = "htmx-2.0.11.min.js";
 const CSS: &[u8] = include_bytes!("assets/console.css");
 pub(crate) const CSS_NAME: &str = "console.css";
@@ -88,6 +85,9 @@ pub(crate) async fn serve(Path(name): Path<String>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SHA-256 of [`HTMX`] as published on npm.
+    const HTMX_SHA256: &str = "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717";
 
     #[test]
     fn the_vendored_htmx_is_the_published_file() {

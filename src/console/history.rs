@@ -42,7 +42,7 @@ fn text(v: &serde_json::Value, key: &str) -> String {
 /// One line saying what an audit record is about (its fields as text; maud escapes them).
 pub(crate) fn summary(r: &AuditRecord) -> String {
     let d = &r.detail;
-    let s = match r.kind {
+    match r.kind {
         AuditKind::AlertReceived => format!(
             "{} alert “{}” ({})",
             text(d, "outcome"),
@@ -72,8 +72,7 @@ pub(crate) fn summary(r: &AuditRecord) -> String {
             }
             s
         }
-    };
-    s
+    }
 }
 
 fn records_table(records: &[AuditRecord]) -> Markup {
