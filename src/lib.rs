@@ -27,7 +27,7 @@
 //! ```
 //!
 //! Modules the binary, the integration tests and the benches do not reach (`action`, `approval`,
-//! `deadletter`, `executor`, `identity`, `json`, `notify`, `retry`, `ssf`, `template`) are
+//! `console`, `deadletter`, `executor`, `identity`, `json`, `notify`, `retry`, `ssf`, `template`) are
 //! `pub(crate)`; what others need of them is re-exported where it is used (`ledger` re-exports the
 //! action types). `unreachable_pub` keeps every other `pub` honest.
 //!
@@ -92,7 +92,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connectors;
-pub mod console;
+pub(crate) mod console;
 pub(crate) mod deadletter;
 pub(crate) mod executor;
 #[cfg(test)]
@@ -119,6 +119,7 @@ pub(crate) mod template;
 
 // Running the service.
 pub use app::{Application, Settings, shutdown_signal};
+pub use console::ConsoleConfig;
 pub use telemetry::{Metrics, init_tracing};
 // Alerts in.
 pub use alert::{Alert, MAX_EVENTS_PER_DELIVERY, NormalizerRegistry, alert_json_schema};

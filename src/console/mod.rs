@@ -116,7 +116,7 @@ pub(crate) struct ConsoleState {
 }
 
 /// What each configured connector instance calls, in words: its type and where.
-pub fn targets(connectors: &BTreeMap<String, InstanceConfig>) -> BTreeMap<String, String> {
+pub(crate) fn targets(connectors: &BTreeMap<String, InstanceConfig>) -> BTreeMap<String, String> {
     connectors
         .iter()
         .map(|(name, c)| {
@@ -131,7 +131,7 @@ pub fn targets(connectors: &BTreeMap<String, InstanceConfig>) -> BTreeMap<String
 }
 
 /// The console's routes, to merge beside the API's; `v1` is the API router they call through.
-pub fn router(
+pub(crate) fn router(
     api: Arc<ApiState>,
     v1: Router,
     config: ConsoleConfig,
