@@ -184,7 +184,7 @@ async fn responders_lock_out_approve_and_restore_in_a_real_browser() {
         r["detail"]["via"] == "console"
             && r["detail"]["route"] == "/v1/lockouts"
             && r["actor"]["name"] == "vic"
-            && r["detail"]["status"] == Value::from(403)
+            && r["detail"]["status"] == 403
     }));
     // Nothing was locked out by the cross-origin attempts: two lockouts (bob, alice) in all.
     let manual: Vec<&Value> = records
