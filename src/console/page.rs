@@ -46,12 +46,13 @@ pub(crate) fn layout(title: &str, signed: Option<&Signed>, nav: Nav, body: Marku
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="htmx-config" content=(HTMX_CONFIG);
-                meta name="referrer" content="no-referrer";
+                meta name="referrer" content="same-origin";
                 title { (title) " · deprovd" }
                 link rel="stylesheet" href=(CSS_ASSET.href) integrity=(CSS_ASSET.integrity);
                 script src=(HTMX_ASSET.href) integrity=(HTMX_ASSET.integrity) defer {}
             }
-            body {
+            // Nothing of a page (ledger data) goes into htmx's localStorage history cache.
+            body hx-history="false" {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
                     span.brand { "deprovd" }

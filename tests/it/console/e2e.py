@@ -67,7 +67,9 @@ def sign_in(browser, token, screen=None):
     # The token is nowhere in the browser but the cookie jar's HttpOnly session id.
     assert token not in page.url
     assert page.evaluate("() => document.cookie") == "", "session cookie readable by script"
-    assert page.evaluate("() => localStorage.length + sessionStorage.length") == 0
+    stored = page.evaluate("() => JSON.stringify([{...localStorage}, {...sessionStorage}])")
+    assert token not in stored and "deprovd_console" not in stored, stored
+    assert "<main" not in stored, f"a page was cached in browser storage: {stored[:200]}"
     cookie = [c for c in ctx.cookies() if c["name"] == "deprovd_console"][0]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
     assert len(cookie["value"]) == 64 and token not in cookie["value"]
