@@ -164,6 +164,7 @@ async fn every_authenticated_call_on_every_route_is_exactly_one_api_call_record(
         ("POST", "/v1/approvals/{id}/reject", &reject, None, &[]),
         ("GET", "/v1/breaker", "/v1/breaker", None, &[]),
         ("POST", "/v1/breaker/reset", "/v1/breaker/reset", None, &[]),
+        ("GET", "/v1/policy/shadow", "/v1/policy/shadow", None, &[]),
         (
             "POST",
             "/v1/ssf/{receiver}",
