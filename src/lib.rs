@@ -20,13 +20,14 @@
 //! layer 8   pipeline
 //! layer 9   ingest lockout audit_mirror
 //! layer 10  api
-//! layer 11  app
-//! layer 12  cli client
-//! layer 13  fuzz
+//! layer 11  console
+//! layer 12  app
+//! layer 13  cli client
+//! layer 14  fuzz
 //! ```
 //!
 //! Modules the binary, the integration tests and the benches do not reach (`action`, `approval`,
-//! `deadletter`, `executor`, `identity`, `json`, `notify`, `retry`, `ssf`, `template`) are
+//! `console`, `deadletter`, `executor`, `identity`, `json`, `notify`, `retry`, `ssf`, `template`) are
 //! `pub(crate)`; what others need of them is re-exported where it is used (`ledger` re-exports the
 //! action types). `unreachable_pub` keeps every other `pub` honest.
 //!
@@ -66,11 +67,13 @@
 //!   - [`approval`]: held actions — the [`approval::Approvals`] service: stamp, supersede, decide,
 //!     expire.
 //!   - [`pipeline`]: the one path every source takes: normalize → policy → plan → guards → ledger.
-//! - **Edges** (layers 9–12):
+//! - **Edges** (layers 9–13):
 //!   - [`ingest`]: sources of raw alert bytes — Kafka, a JSONL file, the Shared Signals receiver.
 //!   - [`lockout`]: responders' manual lockouts and restores, entering the pipeline at the guards.
 //!   - [`audit_mirror`]: copies the audit trail to a Kafka topic from a cursor kept in the store.
 //!   - [`api`]: the axum HTTP surface (`/v1/*`, health, metrics) and bearer-token auth.
+//!   - [`console`]: the responders' web console under `/console`, which calls the `/v1` router
+//!     in-process as the signed-in token's holder (same roles, same audit), so it sits above `api`.
 //!   - [`app`]: [`app::Settings`] (the aggregate of every section) and `Application::build` →
 //!     `run_until_stopped`, which wires every part together and owns shutdown and reload.
 //!   - `fuzz` (tests only): the bounded-time fuzz suite over normalizers, templates, specs and
@@ -89,6 +92,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connectors;
+pub(crate) mod console;
 pub(crate) mod deadletter;
 pub(crate) mod executor;
 #[cfg(test)]
@@ -115,6 +119,7 @@ pub(crate) mod template;
 
 // Running the service.
 pub use app::{Application, Settings, shutdown_signal};
+pub use console::ConsoleConfig;
 pub use telemetry::{Metrics, init_tracing};
 // Alerts in.
 pub use alert::{Alert, MAX_EVENTS_PER_DELIVERY, NormalizerRegistry, alert_json_schema};

@@ -9,12 +9,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::caller::{Caller, peer};
+use super::caller::{Caller, Delegated, peer};
 use super::error::ErrorCode;
 use super::serve::BodyDeadline;
 use super::{ApiError, ApiState, AuditMode};
@@ -42,10 +42,16 @@ pub async fn layer(State(s): State<Arc<ApiState>>, req: Request, next: Next) -> 
     let (mut parts, body) = req.into_parts();
     let peer = peer(&parts);
     let set_errors = route == "/v1/ssf/{receiver}";
-    let caller = match Caller::authenticate(&s.tokens, &parts.headers) {
-        Ok(c) => c,
-        Err(e) if set_errors => return super::alerts::set_auth_error(e),
-        Err(e) => return e.into_response(),
+    // The console's calls come with their caller already signed in (see [`Delegated`]).
+    let delegated = parts.extensions.remove::<Delegated>();
+    let via = delegated.as_ref().map(|_| "console");
+    let caller = match delegated {
+        Some(Delegated(c)) => c,
+        None => match Caller::authenticate(&s.tokens, &parts.headers) {
+            Ok(c) => c,
+            Err(e) if set_errors => return super::alerts::set_auth_error(e),
+            Err(e) => return e.into_response(),
+        },
     };
     let Some(store) = s.store.get().cloned() else {
         return ApiError(
@@ -69,9 +75,9 @@ pub async fn layer(State(s): State<Arc<ApiState>>, req: Request, next: Next) -> 
             (status, Some(code), response)
         }
         Ok(()) => {
-            // The handler's `Caller` extractor finds it here.
-            let checked = Caller::from_request_parts(&mut parts, &s).await;
-            debug_assert!(checked.is_ok());
+            // The handler's `Caller` extractor finds it here (checked just above, for a bearer
+            // caller and a delegated one alike).
+            parts.extensions.insert(caller.clone());
             let deadline = parts.extensions.get::<BodyDeadline>().cloned();
             let response = next.run(Request::from_parts(parts, body)).await;
             let status = if deadline.is_some_and(|d| d.missed()) {
@@ -99,6 +105,9 @@ pub async fn layer(State(s): State<Arc<ApiState>>, req: Request, next: Next) -> 
             "code": code,
         }),
     );
+    if let Some(via) = via {
+        d.detail["via"] = via.into();
+    }
     // The resource the call was about, so `GET /v1/audit?action_key=` finds who looked at it.
     let segment = || uri.path().split('/').nth(3).map(str::to_string);
     if route.starts_with("/v1/actions/{key}") || route.starts_with("/v1/approvals/{id}") {

@@ -73,6 +73,14 @@ pub struct Caller {
     pub role: Role,
 }
 
+/// A caller already authenticated by an in-process client of the `/v1` router (the responders'
+/// console, which signed its holder in with a token and keeps a session). The audit layer takes it
+/// in place of a bearer header and then applies the route's role rule and audit record exactly as
+/// for a bearer call, noting `"via": "console"`. Only code in this process can put it in a request's
+/// extensions; nothing from the network can.
+#[derive(Debug, Clone)]
+pub struct Delegated(pub Caller);
+
 /// Why the configured tokens cannot be loaded. Messages name the token entry, never the value.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -151,10 +159,16 @@ impl TokenStore {
 
     /// Constant-time lookup over all entries.
     pub fn verify(&self, presented: &str) -> Option<Caller> {
-        let h = hash_token(presented);
+        self.verify_hash(&hash_token(presented))
+    }
+
+    /// The holder of the token whose SHA-256 is `h`, by the same constant-time walk: a console
+    /// session keeps only the hash, and finds its holder (name and role as configured now) on
+    /// every request.
+    pub fn verify_hash(&self, h: &[u8; 32]) -> Option<Caller> {
         let mut found: Option<&Caller> = None;
         for (stored, caller) in &self.entries {
-            if bool::from(stored.ct_eq(&h)) && found.is_none() {
+            if bool::from(stored.ct_eq(h)) && found.is_none() {
                 found = Some(caller);
             }
         }

@@ -5,7 +5,7 @@
 //! (the route layer that writes the `api_call` record), [`error`] (JSON errors with a stable
 //! `code`), [`wire`] (query and body types), [`serve`] (the accept loop and its slow-client limits),
 //! and one file per resource: [`alerts`] (ingest, Okta verification, Shared Signals), [`actions`],
-//! [`lockouts`], [`approvals`], [`breaker`], [`trail`] (`GET /v1/audit`).
+//! [`lockouts`], [`approvals`], [`breaker`], [`trail`] (`GET /v1/audit`, `GET /v1/audit/verify`).
 //!
 //! **Who may call what** is decided in one place, [`access`]: every `/v1` route names the role it
 //! needs, and the audit layer authenticates and checks it before any handler runs, so a handler
@@ -20,6 +20,12 @@
 //! (`POST /v1/alerts`, `POST /v1/ssf/{receiver}`) are recorded when refused or failed; an accepted
 //! delivery is recorded by each alert's own `alert_received` record (caller, peer), so ingest stays
 //! at one audit round trip per alert.
+//!
+//! **In-process callers**: the responders' console (`crate::console`, a layer above) calls these same
+//! routes through this router with a [`Delegated`] caller in the request's extensions instead of a
+//! bearer header, so the console gets exactly the API's roles, audit records (marked `"via":
+//! "console"`), idempotency and errors. Extensions are never read from the wire, so no network
+//! request can carry one.
 //!
 //! Responder routes (`/v1/lockouts`, restores, approve/reject) honour an `Idempotency-Key` header: the
 //! first request with a key claims it in the state store with `SET NX` (per caller and route)
@@ -57,7 +63,7 @@ pub mod serve;
 mod trail;
 pub mod wire;
 
-pub use caller::{Caller, Role, TokenConfig, TokenError, TokenStore, hash_token};
+pub use caller::{Caller, Delegated, Role, TokenConfig, TokenError, TokenStore, hash_token};
 pub use error::ApiError;
 
 /// `[api]` settings.
@@ -252,6 +258,7 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("POST", "/v1/alerts") | ("POST", "/v1/ssf/{receiver}") => (Role::Ingest, UnlessAccepted),
         ("GET", "/v1/alerts") => (Role::Ingest, Always),
         ("GET", "/v1/actions" | "/v1/actions/{key}" | "/v1/lockouts/{id}" | "/v1/audit")
+        | ("GET", "/v1/audit/verify")
         | ("GET", "/v1/approvals" | "/v1/breaker" | "/v1/policy/shadow") => (Role::Viewer, Always),
         ("POST", "/v1/actions/{key}/restore" | "/v1/lockouts" | "/v1/lockouts/{id}/restore") => {
             (Role::Responder, Always)
@@ -279,6 +286,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/lockouts/{id}"),
     ("POST", "/v1/lockouts/{id}/restore"),
     ("GET", "/v1/audit"),
+    ("GET", "/v1/audit/verify"),
     ("GET", "/v1/approvals"),
     ("POST", "/v1/approvals/{id}/approve"),
     ("POST", "/v1/approvals/{id}/reject"),
@@ -303,6 +311,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/v1/lockouts/{id}", get(lockouts::get_lockout))
         .route("/v1/lockouts/{id}/restore", post(lockouts::restore_lockout))
         .route("/v1/audit", get(trail::list_audit))
+        .route("/v1/audit/verify", get(trail::verify_audit))
         .route("/v1/approvals", get(approvals::list_approvals))
         .route("/v1/approvals/{id}/approve", post(approvals::approve))
         .route("/v1/approvals/{id}/reject", post(approvals::reject))

@@ -1,4 +1,5 @@
-//! `GET /v1/audit` (viewer): matching records of the trail, newest first, with a bounded scan.
+//! `GET /v1/audit` (viewer): matching records of the trail, newest first, with a bounded scan;
+//! `GET /v1/audit/verify` (viewer): the whole chain checked, as `deprovd audit verify` does.
 
 use std::sync::Arc;
 
@@ -86,4 +87,22 @@ pub(super) async fn list_audit(
         end = start - 1;
     }
     Ok(Json(serde_json::json!({ "records": out, "complete": complete })).into_response())
+}
+
+/// `GET /v1/audit/verify`: walk the whole trail and check every link and the head, as `deprovd audit
+/// verify` does (page by page; memory stays flat). `{"intact": true, "verified": n}` or
+/// `{"intact": false, "verified": null, "error": "..."}` naming the first bad record.
+pub(super) async fn verify_audit(
+    State(s): State<Arc<ApiState>>,
+    _caller: Caller,
+) -> Result<Response, ApiError> {
+    let store = store_of(&s)?;
+    let checked = crate::ledger::audit_check(store.as_ref(), None)
+        .await
+        .map_err(super::error::unavailable)?;
+    Ok(Json(match checked {
+        Ok(n) => serde_json::json!({ "intact": true, "verified": n }),
+        Err(e) => serde_json::json!({ "intact": false, "verified": null, "error": e.to_string() }),
+    })
+    .into_response())
 }

@@ -174,7 +174,14 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
-        let router = crate::api::router(self.api.clone(), self.settings.api.max_body_bytes);
+        let v1 = crate::api::router(self.api.clone(), self.settings.api.max_body_bytes);
+        // The console calls the `/v1` router in-process (same roles, same audit), beside it.
+        let router = v1.clone().merge(crate::console::router(
+            self.api.clone(),
+            v1,
+            self.settings.console.clone(),
+            crate::console::targets(&self.settings.connectors),
+        ));
         let listener = self.listener;
         tasks.spawn(crate::api::serve::serve(
             listener,

@@ -19,6 +19,8 @@ pub struct Settings {
     /// Where the embedded ledger and the dead-letter file live.
     pub data_dir: PathBuf,
     pub api: crate::api::ApiConfig,
+    /// The responders' console under `/console` on the API's port.
+    pub console: crate::console::ConsoleConfig,
     pub state: crate::ledger::store::StoreConfig,
     pub policy: crate::policy::PolicyConfig,
     /// Kafka source; absent means HTTP ingest only.
@@ -48,6 +50,7 @@ impl Default for Settings {
         Self {
             data_dir: PathBuf::from("./deprovd-data"),
             api: Default::default(),
+            console: Default::default(),
             state: Default::default(),
             policy: Default::default(),
             kafka: None,
@@ -116,6 +119,7 @@ impl Settings {
     pub fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         self.api.validate("api", &mut p);
+        self.console.validate("console", &mut p);
         self.state.validate("state", &mut p);
         self.policy.validate("policy", &mut p);
         let formats = crate::alert::NormalizerRegistry::new().names();

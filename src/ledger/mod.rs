@@ -4,6 +4,7 @@
 //! (single node, on disk, zero setup).
 
 pub mod store;
+mod verify;
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ pub use crate::action::{
     coalesce_key,
 };
 use crate::audit::{AuditDraft, AuditHead, AuditRecord};
+pub use verify::audit_check;
 
 /// Result of [`StateStore::insert_action`].
 #[derive(Debug, Clone, PartialEq)]

@@ -353,6 +353,8 @@ pub(crate) struct Bundle {
     /// an input without it. Reading `raw` in any form needs the word, so this cannot hide it from a
     /// policy that uses it.
     pub uses_raw: bool,
+    /// When this version was compiled (startup or the reload that brought it in), for the console.
+    pub loaded_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Whether `source` contains `raw` as a whole word (an identifier, a string key, a path segment).
@@ -437,6 +439,7 @@ impl Bundle {
         };
         Ok(Bundle {
             uses_raw,
+            loaded_at: chrono::Utc::now(),
             id: NEXT_BUNDLE_ID.fetch_add(1, Ordering::Relaxed),
             digest: scan.digest.into(),
             executable,

@@ -254,6 +254,11 @@ impl Policies {
         self.bundle().digest.clone()
     }
 
+    /// When the serving bundle was loaded (at start, or by the reload that brought it in).
+    pub fn loaded_at(&self) -> DateTime<Utc> {
+        self.bundle().loaded_at
+    }
+
     /// Which evaluator the serving bundle runs on (after any fallback).
     pub fn backend(&self) -> Backend {
         self.bundle().backend()

@@ -158,6 +158,7 @@ async fn every_authenticated_call_on_every_route_is_exactly_one_api_call_record(
             &[],
         ),
         ("GET", "/v1/audit", "/v1/audit", None, &[]),
+        ("GET", "/v1/audit/verify", "/v1/audit/verify", None, &[]),
         ("GET", "/v1/approvals", "/v1/approvals", None, &[]),
         ("POST", "/v1/approvals/{id}/approve", &approve, None, &[]),
         ("POST", "/v1/approvals/{id}/reject", &reject, None, &[]),

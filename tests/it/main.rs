@@ -5,6 +5,7 @@ mod api_audit;
 mod audit;
 mod audit_mirror;
 mod aws_iam;
+mod console;
 mod durability;
 mod guards;
 mod hostile_input;
