@@ -104,7 +104,7 @@ fn make_alert(i: usize, rng: &mut Rng) -> String {
 fn run(engine: PolicyBackend, alerts: &[Alert], now: DateTime<Utc>) -> (f64, usize, usize) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     let config = PolicyConfig {
-        dir,
+        dir: Some(dir),
         engine,
         eval_timeout: Duration::from_secs(1),
         ..PolicyConfig::default()
@@ -187,7 +187,7 @@ fn run_decider(raw: &[String]) -> (f64, usize) {
     use deprovd::{GuardConfig, Guards};
 
     let config = PolicyConfig {
-        dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+        dir: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")),
         engine: PolicyBackend::Vm,
         eval_timeout: Duration::from_secs(1),
         ..PolicyConfig::default()

@@ -3,165 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use deprovd::Settings;
-
-#[derive(Parser)]
-#[command(
-    name = "deprovd",
-    version,
-    about = "Policy-driven security auto-deprovisioning"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the service (no config: a loopback dev server with an embedded ledger).
-    Run {
-        #[arg(long, short, env = "DEPROVD_CONFIG")]
-        config: Option<PathBuf>,
-    },
-    /// Check a config file and print every problem with its key path.
-    Validate {
-        #[arg(long, short, env = "DEPROVD_CONFIG")]
-        config: PathBuf,
-    },
-    /// Print a JSON Schema.
-    Schema {
-        #[arg(value_parser = ["alert"])]
-        what: String,
-    },
-    /// Policy tools.
-    Policy {
-        #[command(subcommand)]
-        command: PolicyCommand,
-    },
-    /// Replay alerts through normalization, policies and planning; print what would be done, do nothing.
-    Simulate {
-        /// JSONL file, one alert per line.
-        #[arg(long)]
-        alerts: PathBuf,
-        /// Alert format (default: detect per line).
-        #[arg(long)]
-        format: Option<String>,
-        /// Policy directory (default: the config's, or ./policies).
-        #[arg(long)]
-        policies: Option<PathBuf>,
-        #[arg(long, short, env = "DEPROVD_CONFIG")]
-        config: Option<PathBuf>,
-    },
-    /// Connector tools.
-    Connectors {
-        #[command(subcommand)]
-        command: ConnectorsCommand,
-    },
-    /// Lock a subject out now (disable + revoke sessions everywhere, unless narrowed).
-    Lockout {
-        /// Email, username or per-system id.
-        subject: String,
-        /// Why (required; stored and audited).
-        #[arg(long)]
-        reason: String,
-        /// Only these connector instances (repeatable).
-        #[arg(long = "connector")]
-        connectors: Vec<String>,
-        /// Only these operations (repeatable), e.g. `remove_group_memberships`.
-        #[arg(long = "operation", value_parser = parse_operation)]
-        operations: Vec<deprovd::Operation>,
-        /// Incident or ticket reference.
-        #[arg(long)]
-        ticket: Option<String>,
-        /// Hold every action until another person approves it (`deprovd approve ID`).
-        #[arg(long)]
-        require_approval: bool,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-    /// Undo a lockout (its id) or one action (its 64-hex key) from the recorded pre-state.
-    Restore {
-        id: String,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-    /// Show a lockout's live per-connector status (or one action's, by key).
-    Status {
-        id: String,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-    /// List actions awaiting approval (held by policy, the breaker, or a four-eyes lockout).
-    Approvals {
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-    /// Approve a held action by its id (a ledger key) so it runs; `--reject` cancels it instead.
-    /// The approver must not be the requester.
-    Approve {
-        id: String,
-        /// Reject instead of approve: the action is cancelled.
-        #[arg(long)]
-        reject: bool,
-        /// Why, for the audit trail.
-        #[arg(long)]
-        comment: Option<String>,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-    /// Audit trail tools.
-    Audit {
-        #[command(subcommand)]
-        command: AuditCommand,
-    },
-    /// Ask a running deprovd whether it is ready (GET /readyz): exit 0 if so, 1 if not or no answer.
-    /// For container health checks: needs no shell, curl or token.
-    Healthcheck {
-        /// The URL to GET.
-        #[arg(long, default_value = deprovd::cli::HEALTHCHECK_URL)]
-        url: String,
-        /// Give up after this long (e.g. `3s`).
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-        timeout: std::time::Duration,
-    },
-}
-
-#[derive(Subcommand)]
-enum AuditCommand {
-    /// Check the hash chain in the configured state store; exit 1 naming the first edited, deleted or
-    /// reordered record, 2 when the store cannot be read.
-    Verify {
-        #[arg(long, short, env = "DEPROVD_CONFIG")]
-        config: Option<PathBuf>,
-        /// Start at this record (the one before it is trusted as the anchor).
-        #[arg(long)]
-        from: Option<u64>,
-    },
-}
-
-/// Where the API is and who is calling: for the client subcommands.
-#[derive(clap::Args)]
-struct ServerArgs {
-    /// deprovd API base URL.
-    #[arg(long, env = "DEPROVD_URL", default_value = deprovd::client::DEFAULT_SERVER)]
-    server: String,
-    /// Bearer token (role responder to act, approver to approve, viewer to read).
-    #[arg(long, env = "DEPROVD_TOKEN", hide_env_values = true)]
-    token: String,
-    /// Print the server's JSON answer instead of a table.
-    #[arg(long)]
-    json: bool,
-}
-
-fn parse_operation(s: &str) -> Result<deprovd::Operation, UnknownOperation> {
-    deprovd::Operation::parse(s).ok_or_else(|| UnknownOperation(s.to_string()))
-}
-
-/// An `--operation` value that names no operation; clap prints the message.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown operation `{0}` (known: {known})", known = deprovd::Operation::ALL.map(|o| o.as_str()).join(", "))]
-struct UnknownOperation(String);
+use deprovd::cli::args::{
+    ActionsCommand, AuditCommand, BreakerCommand, Cli, Command, ConnectorsCommand, PolicyCommand,
+    ServerArgs,
+};
+use deprovd::client::views::{ActionsFilter, AuditFilter, View};
 
 /// Run `f` to completion on a new multi-threaded runtime.
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -172,6 +20,11 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// Run one responder view against a deprovd server.
+fn view(server: ServerArgs, view: View) -> ExitCode {
+    client_command(server, deprovd::client::Command::View(view))
+}
+
 /// Run one client subcommand against a deprovd server.
 fn client_command(server: ServerArgs, command: deprovd::client::Command) -> ExitCode {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -179,11 +32,12 @@ fn client_command(server: ServerArgs, command: deprovd::client::Command) -> Exit
         .build()
         .expect("tokio runtime");
     rt.block_on(async move {
+        let json = server.wants_json();
         let token = secrecy::SecretString::from(server.token);
         let result = match deprovd::client::Client::new(&server.server, token) {
             Ok(client) => {
                 let mut out = std::io::stdout().lock();
-                deprovd::client::run(&client, &command, server.json, &mut out).await
+                deprovd::client::run(&client, &command, json, &mut out).await
             }
             Err(e) => Err(e),
         };
@@ -197,21 +51,6 @@ fn client_command(server: ServerArgs, command: deprovd::client::Command) -> Exit
     })
 }
 
-#[derive(Subcommand)]
-enum PolicyCommand {
-    /// Run every `test_*` rule, like `opa test`; exit 1 on failure.
-    Test { dir: Option<PathBuf> },
-}
-
-#[derive(Subcommand)]
-enum ConnectorsCommand {
-    /// Preflight every configured connector: reachable, credentials valid, permitted. Changes nothing.
-    Check {
-        #[arg(long, short, env = "DEPROVD_CONFIG")]
-        config: Option<PathBuf>,
-    },
-}
-
 fn load(config: Option<&std::path::Path>) -> Result<Settings, ExitCode> {
     Settings::load(config).map_err(|problems| {
         eprint!("{problems}");
@@ -222,48 +61,39 @@ fn load(config: Option<&std::path::Path>) -> Result<Settings, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => {
-            let settings = match load(config.as_deref()) {
+        Command::Run {
+            config,
+            dev,
+            listen,
+            dev_token,
+        } => {
+            let mut settings = match load(config.as_deref()) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            deprovd::init_tracing(&settings.telemetry);
-            block_on(async move {
-                let app = match deprovd::Application::build(settings).await {
-                    Ok(a) => a,
+            let dev_dir = if dev {
+                match deprovd::cli::dev_settings(&mut settings) {
+                    Ok(dir) => Some(dir),
                     Err(e) => {
-                        eprintln!("deprovd cannot start: {e:#}");
+                        eprintln!("deprovd cannot start: {e}");
                         return ExitCode::from(2);
                     }
-                };
-                if let Some(token) = app.generated_token() {
-                    // Printed once, to stdout only, so a developer can call the API; never logged.
-                    deprovd::cli::print_line(format_args!(
-                        "deprovd dev admin token (shown once): {token}"
-                    ));
                 }
-                match app.run_until_stopped(deprovd::shutdown_signal()).await {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("deprovd failed: {e:#}");
-                        ExitCode::FAILURE
-                    }
-                }
-            })
+            } else {
+                None
+            };
+            if let Some(listen) = listen {
+                settings.api.listen = listen;
+            }
+            deprovd::init_tracing(&settings.telemetry);
+            let code = block_on(deprovd::cli::run(settings, dev_token));
+            drop(dev_dir);
+            code
         }
-        Command::Validate { config } => match load(Some(&config)) {
-            Ok(s) => match deprovd::cli::validate_deep(&s) {
-                Ok(()) => {
-                    deprovd::cli::print_line(format_args!("{}: ok", config.display()));
-                    ExitCode::SUCCESS
-                }
-                Err(problems) => {
-                    eprint!("{problems}");
-                    ExitCode::from(2)
-                }
-            },
-            Err(code) => code,
-        },
+        Command::Validate { config } => {
+            let code = deprovd::cli::validate(config.as_deref(), std::env::vars());
+            ExitCode::from(code)
+        }
         Command::Schema { .. } => {
             deprovd::cli::print_line(format_args!(
                 "{}",
@@ -277,8 +107,12 @@ fn main() -> ExitCode {
             let dir = dir.unwrap_or_else(|| PathBuf::from("policies"));
             deprovd::cli::policy_test(&dir)
         }
+        Command::Policy {
+            command: PolicyCommand::Init { dir, force },
+        } => deprovd::cli::policy_init(&dir, force),
         Command::Simulate {
             alerts,
+            allow_problems,
             format,
             policies,
             config,
@@ -287,7 +121,13 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            deprovd::cli::simulate(&settings, &alerts, format.as_deref(), policies.as_deref())
+            deprovd::cli::simulate(
+                &settings,
+                &alerts,
+                format.as_deref(),
+                policies.as_deref(),
+                allow_problems,
+            )
         }
         Command::Connectors {
             command: ConnectorsCommand::Check { config },
@@ -339,6 +179,68 @@ fn main() -> ExitCode {
                 comment,
             },
         ),
+        Command::Actions { command } => match command {
+            ActionsCommand::List {
+                subject,
+                state,
+                alert,
+                connector,
+                since,
+                limit,
+                server,
+            } => view(
+                server,
+                View::Actions(ActionsFilter {
+                    subject,
+                    state,
+                    alert,
+                    connector,
+                    since,
+                    limit,
+                }),
+            ),
+            ActionsCommand::Show { id, server } => view(server, View::ActionShow(id)),
+            ActionsCommand::Retry { id, server } => view(server, View::ActionRetry(id)),
+        },
+        Command::Lockouts {
+            subject,
+            limit,
+            before,
+            server,
+        } => view(
+            server,
+            View::Lockouts {
+                subject,
+                limit,
+                before,
+            },
+        ),
+        Command::Breaker { command, server } => match command {
+            None | Some(BreakerCommand::Status) => view(server, View::Breaker),
+            Some(BreakerCommand::Reset { scope }) => view(server, View::BreakerReset(scope)),
+        },
+        Command::Audit {
+            command:
+                AuditCommand::Tail {
+                    subject,
+                    alert,
+                    action,
+                    since,
+                    limit,
+                    server,
+                },
+        } => view(
+            server,
+            View::AuditTail(AuditFilter {
+                subject,
+                alert,
+                action,
+                since,
+                limit,
+            }),
+        ),
+        Command::Completions { shell } => deprovd::cli::completions(shell),
+        Command::Man => deprovd::cli::man_page(),
         Command::Audit {
             command: AuditCommand::Verify { config, from },
         } => {

@@ -48,7 +48,7 @@ impl From<LockoutError> for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             LockoutError::NotFound(_) => StatusCode::NOT_FOUND,
-            LockoutError::NotRestorable(_) => StatusCode::CONFLICT,
+            LockoutError::NotRestorable(_) | LockoutError::NotRetryable(_) => StatusCode::CONFLICT,
             LockoutError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError(status, e.code(), e.to_string())

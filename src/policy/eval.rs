@@ -228,9 +228,14 @@ fn collect_decisions(result: Value, decisions: &mut Vec<Decision>, errors: &mut 
 impl Policies {
     /// Read, compile and (for the VM) probe the bundle in `config.dir`.
     pub fn load(config: &PolicyConfig) -> Result<Arc<Policies>, PolicyError> {
-        let bundle = Bundle::compile(bundle::scan(&config.dir)?, config)?;
+        let bundle = Bundle::compile(config.scan()?, config)?;
+        if config.dir.is_none() {
+            tracing::info!(
+                "no [policy] dir set: serving the embedded starter policies (`deprovd policy init DIR` writes them out for editing)"
+            );
+        }
         tracing::info!(
-            dir = %config.dir.display(),
+            dir = %config.location(),
             digest = %bundle.digest,
             backend = ?bundle.backend(),
             "policy bundle loaded"
@@ -304,7 +309,7 @@ impl Policies {
     /// Re-read and recompile the directory, then swap atomically. On error the serving version stays.
     /// Returns the digest now serving. Called on SIGHUP and by the watcher.
     pub fn reload(&self) -> Result<String, PolicyError> {
-        let scan = bundle::scan(&self.config.dir)?;
+        let scan = self.config.scan()?;
         let old = self.bundle();
         if *old.digest == *scan.digest {
             return Ok(scan.digest);
@@ -316,7 +321,7 @@ impl Policies {
             Err(p) => *p.into_inner() = new.clone(),
         }
         tracing::info!(
-            dir = %self.config.dir.display(),
+            dir = %self.config.location(),
             old_digest = %old.digest,
             new_digest = %digest,
             backend = ?new.backend(),
@@ -345,7 +350,8 @@ impl Policies {
         shutdown: watch::Receiver<bool>,
         rejected: tokio::sync::mpsc::Sender<Rejected>,
     ) -> JoinHandle<()> {
-        if !self.config.watch {
+        // The embedded starter set cannot change while the process runs: nothing to watch.
+        if !self.config.watch || self.config.dir.is_none() {
             return tokio::spawn(async {});
         }
         self.spawn_watcher_inner(Duration::from_secs(1), shutdown, Some(rejected))
@@ -386,7 +392,7 @@ impl Policies {
                 let failed = last_failed.clone();
                 // Reading files and compiling are blocking work.
                 let outcome = tokio::task::spawn_blocking(move || {
-                    let scan = bundle::scan(&this.config.dir).map_err(WatchFailure::Scan)?;
+                    let scan = this.config.scan().map_err(WatchFailure::Scan)?;
                     if *scan.digest == *this.digest() || Some(&scan.digest) == failed.as_ref() {
                         return Ok(None);
                     }
@@ -401,7 +407,7 @@ impl Policies {
                     Ok(Ok(None)) => {}
                     Ok(Err(WatchFailure::Compile(digest, e))) => {
                         tracing::error!(
-                            dir = %self.config.dir.display(),
+                            dir = %self.config.location(),
                             digest = %digest,
                             error = %e,
                             "policy change rejected; the previous version keeps serving"

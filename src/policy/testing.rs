@@ -64,7 +64,7 @@ pub fn run_tests(dir: &Path, out: &mut dyn Write) -> Result<TestSummary, PolicyE
     let (mut engine, packages) =
         bundle::build_engine(&scan.files, Some(timer)).map_err(|problems| {
             PolicyError::Invalid {
-                dir: dir.to_path_buf(),
+                dir: format!("`{}`", dir.display()),
                 problems,
             }
         })?;
