@@ -245,15 +245,22 @@ paths = {
     "/v1/ssf/{receiver}": {"post": op(
         "Shared Signals push delivery (RFC 8935)", "ingest",
         {"202": answer("Accepted"),
-         "400": answer("RFC 8935 error", obj(["err"], {"err": S, "description": S}))},
+         "default": answer("RFC 8935 error", obj(["err"], {"err": S, "description": S}))},
         params=[p("receiver")],
         body={"required": True, "content": {"application/secevent+jwt": {"schema": S}}})},
     "/v1/ssf/jwks": {"get": op("deprovd's transmitter keys", None,
-                               {"200": answer("JWKS", {"type": "object"})}, public=True)},
+                               {"200": answer("JWKS", {"type": "object"}),
+                                "404": answer("No transmitter is configured")}, public=True)},
     "/.well-known/ssf-configuration": {"get": op(
         "deprovd's transmitter metadata", None,
-        {"200": answer("SSF metadata", {"type": "object"})}, public=True)},
+        {"200": answer("SSF metadata", {"type": "object"}),
+         "404": answer("No transmitter is configured")}, public=True)},
 }
+
+# Shared Signals answers every refusal in RFC 8935's shape, authentication included.
+SET_ERROR = paths["/v1/ssf/{receiver}"]["post"]["responses"]["default"]
+for code in ("401", "403"):
+    paths["/v1/ssf/{receiver}"]["post"]["responses"][code] = dict(SET_ERROR, description=code)
 
 doc = {
     "openapi": "3.1.0",

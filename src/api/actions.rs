@@ -18,8 +18,9 @@ use crate::lockout;
 pub(super) async fn list_actions(
     State(s): State<Arc<ApiState>>,
     _caller: Caller,
-    Query(q): Query<ActionsQuery>,
+    q: Result<Query<ActionsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(super::error::bad_query)?;
     let filter = ActionFilter {
         subject: q.subject.map(|s| crate::plan::normalize_subject(&s)),
         state: q.state,

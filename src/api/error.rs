@@ -68,6 +68,12 @@ impl From<crate::approval::ApprovalError> for ApiError {
     }
 }
 
+/// A query string that does not parse: 400 `bad_query` as JSON, like every other refusal (axum's
+/// own rejection is plain text).
+pub(crate) fn bad_query(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, "bad_query", e.body_text())
+}
+
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError(
         StatusCode::SERVICE_UNAVAILABLE,

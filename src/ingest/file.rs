@@ -9,9 +9,10 @@ use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
 /// [`read_jsonl`], where the path `-` means standard input (`deprovd simulate --alerts -`).
-pub fn read_jsonl_or_stdin(
-    path: &Path,
-) -> Box<dyn Iterator<Item = Result<(usize, Vec<u8>), io::Error>>> {
+/// Numbered lines, as [`read_jsonl`] yields them, from a file or standard input.
+pub type Lines = Box<dyn Iterator<Item = Result<(usize, Vec<u8>), io::Error>>>;
+
+pub fn read_jsonl_or_stdin(path: &Path) -> Lines {
     if path == Path::new("-") {
         Box::new(read_lines(
             Ok(Box::new(BufReader::new(io::stdin())) as Box<dyn BufRead>),

@@ -11,6 +11,16 @@ use crate::scim_server::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_deprovd");
 
+/// A Python tool: the checkout's `.venv/bin/NAME` (where scripts/test.sh installs it), else `PATH`.
+fn tool(name: &str) -> Command {
+    let venv = repo(".venv/bin").join(name);
+    Command::new(if venv.is_file() {
+        venv.into_os_string()
+    } else {
+        name.into()
+    })
+}
+
 fn repo(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
@@ -40,7 +50,7 @@ async fn the_served_document_is_the_checked_in_one_and_is_valid_openapi() {
         .output()
         .expect("python3");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new("openapi-spec-validator")
+    let out = tool("openapi-spec-validator")
         .arg(repo("docs/openapi.json"))
         .output()
         .expect("openapi-spec-validator (pip, in .venv; scripts/test.sh installs it)");
@@ -96,9 +106,12 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
         let out = tokio::task::spawn_blocking({
             let base = base.clone();
             move || {
-                Command::new("schemathesis")
+                tool("schemathesis")
                     .args(["run", &format!("{base}/v1/openapi.json"), "--url", &base])
                     .args(["-H", &format!("Authorization: Bearer tok-{role}-0123456789")])
+                    // Push deliveries are `application/secevent+jwt` (signed JWTs), which schemathesis
+                    // cannot generate; tests/it/ssf.rs covers that route with real SETs.
+                    .args(["--exclude-path", "/v1/ssf/{receiver}"])
                     .args([
                         "--checks",
                         "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
