@@ -260,9 +260,7 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
             | "/v1/actions/{key}/retry"
             | "/v1/lockouts"
             | "/v1/lockouts/{id}/restore",
-        ) => {
-            (Role::Responder, Always)
-        }
+        ) => (Role::Responder, Always),
         ("POST", "/v1/approvals/{id}/approve" | "/v1/approvals/{id}/reject") => {
             (Role::Approver, Always)
         }
@@ -452,7 +450,10 @@ mod tests {
         }
         for (method, route) in ROUTES {
             let op = &doc["paths"][route][method.to_ascii_lowercase()];
-            assert!(op.is_object(), "{method} {route} is routed but not documented");
+            assert!(
+                op.is_object(),
+                "{method} {route} is routed but not documented"
+            );
             // Public routes say so; the others need the bearer token.
             let public = access(&method.parse().unwrap(), route).is_none();
             assert_eq!(

@@ -160,9 +160,7 @@ pub enum Command {
         command: AuditCommand,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
     /// Print the man page (roff) to stdout: `deprovd man > /usr/local/share/man/man1/deprovd.1`.
     Man,
     /// Ask a running deprovd whether it is ready (GET /readyz): exit 0 if so, 1 if not or no answer.
@@ -320,4 +318,3 @@ pub fn parse_operation(s: &str) -> Result<crate::connectors::Operation, UnknownO
 #[derive(Debug, thiserror::Error)]
 #[error("unknown operation `{0}` (known: {known})", known = crate::connectors::Operation::ALL.map(|o| o.as_str()).join(", "))]
 pub struct UnknownOperation(String);
-

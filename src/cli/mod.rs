@@ -16,13 +16,13 @@ pub mod args;
 mod run;
 mod validate;
 
-pub use run::{DevDir, banner, dev_settings, run};
-pub use validate::{validate, validate_problems};
 use crate::guard::Guards;
 use crate::pipeline::Decider;
 use crate::plan::Planner;
 use crate::policy::Policies;
 use crate::telemetry::Metrics;
+pub use run::{DevDir, banner, dev_settings, run};
+pub use validate::{validate, validate_problems};
 
 /// `println!` that ends the process quietly when stdout's reader is gone ([`print_line`]).
 macro_rules! out {

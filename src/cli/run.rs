@@ -93,7 +93,10 @@ mod tests {
             b.contains("export DEPROVD_URL=http://127.0.0.1:8780 DEPROVD_TOKEN=dpv_x"),
             "{b}"
         );
-        assert!(b.contains("deprovd dev admin token (shown once): dpv_x"), "{b}");
+        assert!(
+            b.contains("deprovd dev admin token (shown once): dpv_x"),
+            "{b}"
+        );
     }
 
     #[test]

@@ -250,7 +250,10 @@ pub fn render_breaker(enabled: Option<bool>, scopes: &[BreakerState]) -> String 
             ]
         })
         .collect();
-    let mut out = table(&["SCOPE", "STATE", "SUBJECTS", "WINDOW", "OPENED AT"], &rows);
+    let mut out = table(
+        &["SCOPE", "STATE", "SUBJECTS", "WINDOW", "OPENED AT"],
+        &rows,
+    );
     if scopes.iter().any(|s| s.open) {
         out.push_str("while open, automatic actions are held for approval; an admin closes it with: deprovd breaker reset [--scope SCOPE]\n");
     }

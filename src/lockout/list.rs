@@ -55,7 +55,9 @@ pub async fn list(
         let Origin::Manual { request_id, .. } = &a.origin else {
             continue;
         };
-        if q.before.as_deref().is_some_and(|b| request_id.as_str() >= b)
+        if q.before
+            .as_deref()
+            .is_some_and(|b| request_id.as_str() >= b)
             || q.id_prefix
                 .as_deref()
                 .is_some_and(|p| !request_id.starts_with(p))

@@ -160,7 +160,10 @@ pub enum Backend {
 pub enum PolicyError {
     /// The OS error is part of the message, not a `source`, so `{:#}` chains do not print it twice.
     #[error("cannot read `{path}`: {error} (check that it is readable)")]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error(
         "policy directory `{dir}` does not exist: set `[policy] dir` to your bundle, write the starter \
          set there with `deprovd policy init {dir}`, or leave `dir` unset to serve the embedded starter policies"

@@ -100,7 +100,10 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
         let on_disk = super::super::bundle::scan(&root).unwrap();
         let embedded = scan();
-        assert_eq!(embedded.digest, on_disk.digest, "embedded bundle differs from policies/");
+        assert_eq!(
+            embedded.digest, on_disk.digest,
+            "embedded bundle differs from policies/"
+        );
         assert_eq!(
             embedded.files.iter().map(|f| &f.rel).collect::<Vec<_>>(),
             on_disk.files.iter().map(|f| &f.rel).collect::<Vec<_>>()
@@ -124,7 +127,11 @@ mod tests {
         init(&target, true).unwrap();
         assert_eq!(
             std::fs::read(target.join("deprovd.rego")).unwrap(),
-            FILES.iter().find(|f| f.rel == "deprovd.rego").unwrap().bytes
+            FILES
+                .iter()
+                .find(|f| f.rel == "deprovd.rego")
+                .unwrap()
+                .bytes
         );
     }
 }

@@ -612,7 +612,10 @@ fn config_defaults_parse_and_validation_reports_every_problem() {
     }
     let root: Root = toml::from_str("[policy]\neval_timeout = \"20ms\"\n").unwrap();
     assert_eq!(root.policy.eval_timeout, Duration::from_millis(20));
-    assert_eq!(root.policy.dir, None, "unset: the embedded starter policies");
+    assert_eq!(
+        root.policy.dir, None,
+        "unset: the embedded starter policies"
+    );
     assert!(root.policy.watch);
     assert!(toml::from_str::<Root>("[policy]\nwatcher = true\n").is_err());
 

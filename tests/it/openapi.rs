@@ -49,7 +49,11 @@ async fn the_served_document_is_the_checked_in_one_and_is_valid_openapi() {
         .arg("--check")
         .output()
         .expect("python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = tool("openapi-spec-validator")
         .arg(repo("docs/openapi.json"))
         .output()
@@ -86,7 +90,10 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     for role in roles {
-        cmd.env(format!("ST_{}", role.to_uppercase()), format!("tok-{role}-0123456789"));
+        cmd.env(
+            format!("ST_{}", role.to_uppercase()),
+            format!("tok-{role}-0123456789"),
+        );
     }
     let mut child = cmd.spawn().unwrap();
     let base = format!("http://127.0.0.1:{port}");

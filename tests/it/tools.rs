@@ -10,14 +10,21 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::kit::connector::webhook;
-use crate::kit::{DISABLE_ALL_POLICY, Reply, Target, TestApp, deprovd, eventually, policy_dir, unique};
+use crate::kit::{
+    DISABLE_ALL_POLICY, Reply, Target, TestApp, deprovd, eventually, policy_dir, unique,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_deprovd");
 
 /// `deprovd` with no inherited config, client or dev-token environment.
 fn bare() -> Command {
     let mut c = Command::new(BIN);
-    for var in ["DEPROVD_CONFIG", "DEPROVD_URL", "DEPROVD_TOKEN", "DEPROVD_DEV_TOKEN"] {
+    for var in [
+        "DEPROVD_CONFIG",
+        "DEPROVD_URL",
+        "DEPROVD_TOKEN",
+        "DEPROVD_DEV_TOKEN",
+    ] {
         c.env_remove(var);
     }
     c
@@ -69,7 +76,9 @@ async fn run_dev_from_an_empty_directory_serves_the_embedded_policies_and_prints
     .unwrap();
     let export = banner.last().expect("banner").trim().to_string();
     assert!(
-        banner.iter().any(|l| l.contains("embedded starter policies")),
+        banner
+            .iter()
+            .any(|l| l.contains("embedded starter policies")),
         "{banner:?}"
     );
     // export DEPROVD_URL=http://127.0.0.1:PORT DEPROVD_TOKEN=dpv_…
@@ -119,14 +128,26 @@ async fn run_dev_from_an_empty_directory_serves_the_embedded_policies_and_prints
     // The CLI works with exactly what the banner exported.
     let (code, out, err) = deprovd(
         vec!["actions".into(), "list".into()],
-        vec![("DEPROVD_URL", url.clone()), ("DEPROVD_TOKEN", token.clone())],
+        vec![
+            ("DEPROVD_URL", url.clone()),
+            ("DEPROVD_TOKEN", token.clone()),
+        ],
     )
     .await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("no actions match") || out.contains("ACTION"), "{out}");
+    assert!(
+        out.contains("no actions match") || out.contains("ACTION"),
+        "{out}"
+    );
 
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
@@ -156,7 +177,10 @@ fn a_missing_policy_directory_is_named_as_a_directory_and_startup_fails() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("policy directory"), "{err}");
     assert!(err.contains("deprovd policy init"), "{err}");
-    assert!(!err.contains("No such file"), "the OS error is not repeated: {err}");
+    assert!(
+        !err.contains("No such file"),
+        "the OS error is not repeated: {err}"
+    );
 }
 
 #[test]
@@ -301,8 +325,15 @@ fn completions_and_the_man_page_know_every_command() {
         None,
     );
     assert_eq!(code, 0);
-    assert!(out.starts_with(".ie") || out.contains(".TH deprovd"), "roff: {}", &out[..80.min(out.len())]);
-    assert!(out.contains("DEPROVD ACTIONS RETRY"), "subcommands are documented");
+    assert!(
+        out.starts_with(".ie") || out.contains(".TH deprovd"),
+        "roff: {}",
+        &out[..80.min(out.len())]
+    );
+    assert!(
+        out.contains("DEPROVD ACTIONS RETRY"),
+        "subcommands are documented"
+    );
 }
 
 #[tokio::test]
@@ -345,10 +376,24 @@ async fn responders_find_and_fix_things_by_short_ids_from_the_cli() {
     let (code, out, _) = cli(&["lockouts", "--format", "json"]).await;
     assert_eq!(code, 0);
     let page: Value = serde_json::from_str(&out).unwrap();
-    assert!(page["lockouts"].as_array().unwrap().iter().any(|l| l["id"] == id.as_str()));
+    assert!(
+        page["lockouts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["id"] == id.as_str())
+    );
 
     // Actions: the table's 12-character key works everywhere a key is taken.
-    let (code, out, err) = cli(&["actions", "list", "--state", "failed", "--connector", "hook"]).await;
+    let (code, out, err) = cli(&[
+        "actions",
+        "list",
+        "--state",
+        "failed",
+        "--connector",
+        "hook",
+    ])
+    .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&key[..12]), "{out}");
     let (code, out, err) = cli(&["actions", "show", &key[..12]]).await;
@@ -360,10 +405,14 @@ async fn responders_find_and_fix_things_by_short_ids_from_the_cli() {
     let (code, out, err) = cli(&["actions", "retry", &key[..12]]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("retry planned"), "{out}");
-    eventually(Duration::from_secs(20), "the retried action succeeds", || async {
-        let a = app.get_json(&format!("/v1/actions/{key}")).await;
-        (a["state"] == "succeeded").then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the retried action succeeds",
+        || async {
+            let a = app.get_json(&format!("/v1/actions/{key}")).await;
+            (a["state"] == "succeeded").then_some(())
+        },
+    )
     .await;
     let (code, _, err) = cli(&["actions", "retry", &key]).await;
     assert_eq!(code, 1, "a succeeded action is not retried");
@@ -373,7 +422,9 @@ async fn responders_find_and_fix_things_by_short_ids_from_the_cli() {
     let (code, _, err) = cli(&["actions", "show", "ffffffffffff0"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("no action id starts with"), "{err}");
-    let second = app.disable_via_lockout(&format!("{}@corp.example", unique("jon")), "hook").await;
+    let second = app
+        .disable_via_lockout(&format!("{}@corp.example", unique("jon")), "hook")
+        .await;
     let common: String = id
         .chars()
         .zip(second.chars())
@@ -404,11 +455,13 @@ async fn responders_find_and_fix_things_by_short_ids_from_the_cli() {
         .filter(|l| l.starts_with("deprovd_http_requests_total{"))
         .collect();
     assert!(
-        http.iter().any(|l| l.contains("route=\"/v1/lockouts\"") && l.contains("status=\"200\"")),
+        http.iter()
+            .any(|l| l.contains("route=\"/v1/lockouts\"") && l.contains("status=\"200\"")),
         "{http:#?}"
     );
     assert!(
-        http.iter().any(|l| l.contains("route=\"/v1/actions/{key}/retry\"")),
+        http.iter()
+            .any(|l| l.contains("route=\"/v1/actions/{key}/retry\"")),
         "{http:#?}"
     );
     assert!(

@@ -344,7 +344,9 @@ pub(crate) fn matches(f: &ActionFilter, a: &ActionRecord) -> bool {
     if f.connector.as_deref().is_some_and(|c| c != a.connector)
         || f.rule.as_deref().is_some_and(|r| r != a.rule)
         || f.since.is_some_and(|t| a.created_at < t)
-        || f.key_prefix.as_deref().is_some_and(|p| !a.key.starts_with(p))
+        || f.key_prefix
+            .as_deref()
+            .is_some_and(|p| !a.key.starts_with(p))
     {
         return false;
     }
