@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// Where the client commands look by default: the service's default listen address (the same
+/// value as `client::DEFAULT_SERVER`, which sits beside this module in the layer table).
+const DEFAULT_SERVER: &str = "http://127.0.0.1:8780";
+
 #[derive(Parser)]
 #[command(
     name = "deprovd",
@@ -210,7 +214,7 @@ pub enum AuditCommand {
 #[derive(clap::Args)]
 pub struct ServerArgs {
     /// deprovd API base URL.
-    #[arg(long, env = "DEPROVD_URL", default_value = crate::client::DEFAULT_SERVER)]
+    #[arg(long, env = "DEPROVD_URL", default_value = DEFAULT_SERVER)]
     pub server: String,
     /// Bearer token (role responder to act, approver to approve, viewer to read).
     #[arg(long, env = "DEPROVD_TOKEN", hide_env_values = true)]

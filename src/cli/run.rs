@@ -62,11 +62,13 @@ pub async fn run(settings: Settings, dev_token: Option<String>) -> ExitCode {
         }
     };
     if let Some(token) = app.generated_token() {
-        // Printed once, to stdout only, so a developer can call the API; never logged.
-        super::print_line(format_args!(
-            "{}",
-            banner(&app.url(), token, &policies, &data_dir)
-        ));
+        // Printed once, to stdout only, so a developer can call the API; never logged. One write,
+        // and its failure ignored: a reader that took the first line and left (a supervisor, a test)
+        // must not stop the server, as `print_line`'s quiet exit on a broken pipe would.
+        use std::io::Write;
+        let text = banner(&app.url(), token, &policies, &data_dir);
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     }
     match app.run_until_stopped(crate::app::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

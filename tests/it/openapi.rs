@@ -126,8 +126,10 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
                         "examples,coverage,fuzzing",
                         "--max-examples",
                         "30",
+                        // One worker: schemathesis 4.32 raised an internal KeyError (its own
+                        // strategy cache) once with two; the server is not what is under test there.
                         "--workers",
-                        "2",
+                        "1",
                         "--seed",
                         "12",
                         "--no-color",
