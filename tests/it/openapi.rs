@@ -112,8 +112,11 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
     for role in ["admin", "viewer"] {
         let out = tokio::task::spawn_blocking({
             let base = base.clone();
+            let workdir = dir.path().to_path_buf();
             move || {
                 tool("schemathesis")
+                    // Its crash cache (`.schemathesis/`) goes to the temp dir, not the checkout.
+                    .current_dir(&workdir)
                     .args(["run", &format!("{base}/v1/openapi.json"), "--url", &base])
                     .args(["-H", &format!("Authorization: Bearer tok-{role}-0123456789")])
                     // Push deliveries are `application/secevent+jwt` (signed JWTs), which schemathesis
