@@ -105,7 +105,7 @@ fn make_alert(i: usize, rng: &mut Rng) -> String {
 fn run(engine: PolicyBackend, alerts: &[Alert], now: DateTime<Utc>) -> (f64, usize, usize) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     let config = PolicyConfig {
-        dir,
+        dir: Some(dir),
         engine,
         eval_timeout: Duration::from_secs(1),
         ..PolicyConfig::default()
@@ -210,7 +210,7 @@ fn decider(dir: &Path) -> deprovd::Decider {
     use deprovd::{GuardConfig, Guards};
 
     let config = PolicyConfig {
-        dir: dir.to_path_buf(),
+        dir: Some(dir.to_path_buf()),
         engine: PolicyBackend::Vm,
         eval_timeout: Duration::from_secs(1),
         ..PolicyConfig::default()
@@ -263,7 +263,7 @@ fn run_decider(raw: &[String], shadow: Option<&Path>) -> (f64, usize) {
     let mut decider = decider(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"));
     if let Some(dir) = shadow {
         let config = PolicyConfig {
-            dir: dir.to_path_buf(),
+            dir: Some(dir.to_path_buf()),
             engine: PolicyBackend::Vm,
             eval_timeout: Duration::from_secs(1),
             ..PolicyConfig::default()

@@ -86,6 +86,11 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 export DEPROVD_PLAYWRIGHT_PYTHON="$ROOT/.venv/bin/python"
 export DEPROVD_CHROMIUM=/usr/bin/chromium
+# The OpenAPI document's checkers (tests/it/openapi.rs): the spec validator and the API fuzzer.
+if [ ! -x "$ROOT/.venv/bin/openapi-spec-validator" ] || [ ! -x "$ROOT/.venv/bin/schemathesis" ]; then
+  log "installing openapi-spec-validator and schemathesis into .venv"
+  "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check openapi-spec-validator schemathesis
+fi
 export DEPROVD_SCIM2_SERVER="$ROOT/.venv/bin/scim2-server"
 export DEPROVD_MOTO_SERVER="$ROOT/.venv/bin/moto_server"
 

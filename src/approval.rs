@@ -524,7 +524,7 @@ mod tests {
         )
         .unwrap();
         let policies = crate::policy::Policies::load(&crate::policy::PolicyConfig {
-            dir: dir.path().join("p"),
+            dir: Some(dir.path().join("p")),
             watch: false,
             ..Default::default()
         })

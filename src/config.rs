@@ -152,9 +152,56 @@ pub type HumanDuration = std::time::Duration;
 /// (double underscore separates key path segments, names are lower-cased; the value is read as a TOML
 /// scalar when it parses as one — `true`, `8`, `"x"` — and as a string otherwise).
 pub fn apply_env_overrides(
-    mut doc: toml::Table,
+    doc: toml::Table,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> toml::Table {
+    apply_env_overrides_traced(doc, vars).0
+}
+
+/// One `DEPROVD__…` variable that set a value: the dotted key path it set and its name, so a
+/// problem with that value blames the variable rather than the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    pub path: String,
+    pub var: String,
+}
+
+impl Override {
+    /// Whether a problem at `problem_path` is about the value this variable set (the key itself, a
+    /// key below it, or the table it was set in when the problem names the key as unknown).
+    pub fn blames(&self, problem_path: &str) -> bool {
+        problem_path == self.path
+            || problem_path
+                .strip_prefix(self.path.as_str())
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    }
+}
+
+/// Name the environment variable behind each problem it caused: ` (set by DEPROVD__API__LISTEN)`
+/// is added to the message. The last variable applied to a path wins, as in the document.
+pub fn blame_overrides(problems: &mut [Problem], overrides: &[Override]) {
+    for p in problems {
+        if let Some(o) = overrides.iter().rev().find(|o| o.blames(&p.path)) {
+            p.message = format!(
+                "{} (set by environment variable `{}`, not the file)",
+                p.message, o.var
+            );
+        }
+    }
+}
+
+/// [`apply_env_overrides`], also returning which variable set which key path.
+pub fn apply_env_overrides_traced(
+    mut doc: toml::Table,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> (toml::Table, Vec<Override>) {
+    let mut applied = Vec::new();
+    // Sorted, so that the outcome never depends on the environment's order.
+    let mut vars: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("DEPROVD__"))
+        .collect();
+    vars.sort();
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix("DEPROVD__") else {
             continue;
@@ -163,6 +210,10 @@ pub fn apply_env_overrides(
         if path.iter().any(String::is_empty) {
             continue;
         }
+        applied.push(Override {
+            path: path.join("."),
+            var: name.clone(),
+        });
         let parsed = format!("v = {value}")
             .parse::<toml::Table>()
             .ok()
@@ -180,7 +231,44 @@ pub fn apply_env_overrides(
         }
         table.insert(path[path.len() - 1].clone(), parsed);
     }
-    doc
+    (doc, applied)
+}
+
+/// Every secret reference in `doc` (a string `env:NAME` or `file:PATH` at any depth) that cannot be
+/// resolved now: the variable is unset or empty, the file is missing, unreadable or empty. Found by
+/// walking the document, so no section can forget to report its own; values are never printed.
+pub fn unresolved_secrets(doc: &toml::Table) -> Vec<Problem> {
+    fn walk(path: &str, v: &toml::Value, out: &mut Vec<Problem>) {
+        match v {
+            toml::Value::String(s) if s.starts_with("env:") || s.starts_with("file:") => {
+                let Ok(r) = SecretRef::parse(s) else { return };
+                if let Err(e) = r.resolve() {
+                    out.push(Problem::new(path, e.to_string()));
+                }
+            }
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(&p, v, out);
+                }
+            }
+            toml::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(&format!("{path}[{i}]"), v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (k, v) in doc {
+        walk(k, v, &mut out);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -208,6 +296,38 @@ mod tests {
         std::fs::write(&path, "s3cret\n").unwrap();
         let ok = SecretRef::File(path).resolve().unwrap();
         assert_eq!(secrecy::ExposeSecret::expose_secret(&ok), "s3cret");
+    }
+
+    #[test]
+    fn a_problem_with_an_overridden_value_names_the_variable() {
+        let (doc, overrides) = apply_env_overrides_traced(
+            toml::Table::new(),
+            vec![("DEPROVD__API__LISTEN".to_string(), "nope".to_string())],
+        );
+        assert_eq!(doc["api"]["listen"].as_str(), Some("nope"));
+        let mut problems = vec![
+            Problem::new("api.listen", "is not host:port"),
+            Problem::new("api.listen_x", "other"),
+        ];
+        blame_overrides(&mut problems, &overrides);
+        assert!(
+            problems[0].message.contains("`DEPROVD__API__LISTEN`"),
+            "{}",
+            problems[0]
+        );
+        assert_eq!(problems[1].message, "other");
+    }
+
+    #[test]
+    fn unresolved_secret_references_are_found_anywhere_in_the_document() {
+        let doc: toml::Table = toml::from_str(
+            "[a]\nt = \"env:DEPROVD_TEST_SURELY_UNSET_42\"\nok = \"plain\"\n[[b]]\nf = \"file:/nonexistent/x\"\n",
+        )
+        .unwrap();
+        let p = unresolved_secrets(&doc);
+        let paths: Vec<_> = p.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["a.t", "b[0].f"], "{p:?}");
+        assert!(p[0].message.contains("is not set"), "{}", p[0]);
     }
 
     #[test]

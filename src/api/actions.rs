@@ -18,13 +18,18 @@ use crate::lockout;
 pub(super) async fn list_actions(
     State(s): State<Arc<ApiState>>,
     _caller: Caller,
-    Query(q): Query<ActionsQuery>,
+    q: Result<Query<ActionsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(super::error::bad_query)?;
     let filter = ActionFilter {
         subject: q.subject.map(|s| crate::plan::normalize_subject(&s)),
         state: q.state,
         alert_id: q.alert_id,
+        connector: q.connector,
+        since: q.since,
+        key_prefix: q.key_prefix.map(|p| p.to_ascii_lowercase()),
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        ..ActionFilter::default()
     };
     let actions = store_of(&s)?.list_actions(&filter).await.map_err(|e| {
         ApiError(
@@ -54,6 +59,18 @@ pub(super) async fn get_action(
             e.to_string(),
         )),
     }
+}
+
+/// `POST /v1/actions/{key}/retry` (responder): plan a failed action again with a fresh budget.
+pub(super) async fn retry_action(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let pipeline = pipeline_of(&s)?;
+    let rec = lockout::retry_action(pipeline, &key, caller.actor(peer)).await?;
+    Ok((StatusCode::ACCEPTED, Json(rec)).into_response())
 }
 
 pub(super) async fn restore_action(

@@ -25,8 +25,9 @@ use crate::lockout;
 pub(super) async fn list_approvals(
     State(s): State<Arc<ApiState>>,
     _caller: Caller,
-    Query(q): Query<ApprovalsQuery>,
+    q: Result<Query<ApprovalsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(super::error::bad_query)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let approvals = crate::approval::list(store_of(&s)?.as_ref(), limit)
         .await

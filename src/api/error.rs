@@ -48,7 +48,7 @@ impl From<LockoutError> for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             LockoutError::NotFound(_) => StatusCode::NOT_FOUND,
-            LockoutError::NotRestorable(_) => StatusCode::CONFLICT,
+            LockoutError::NotRestorable(_) | LockoutError::NotRetryable(_) => StatusCode::CONFLICT,
             LockoutError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError(status, e.code(), e.to_string())
@@ -66,6 +66,12 @@ impl From<crate::approval::ApprovalError> for ApiError {
         };
         ApiError(status, e.code(), e.to_string())
     }
+}
+
+/// A query string that does not parse: 400 `bad_query` as JSON, like every other refusal (axum's
+/// own rejection is plain text).
+pub(crate) fn bad_query(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, "bad_query", e.body_text())
 }
 
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> ApiError {

@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracing::info;
 
+use super::wire::LockoutsQuery;
 use super::{ApiError, ApiState, Caller, pipeline_of, store_of};
 use crate::lockout::{self, LockoutRequest};
 
@@ -75,6 +76,32 @@ pub(super) async fn post_lockout(
     let created = lockout::create(pipeline, &req, &id, &caller.name).await?;
     info!(lockout_id = %created.id, caller = %caller.name, %peer, "lockout requested");
     Ok((StatusCode::ACCEPTED, Json(created)).into_response())
+}
+
+/// `GET /v1/lockouts` (viewer): lockouts newest first, a page at a time (`limit`, `before`).
+pub(super) async fn list_lockouts(
+    State(s): State<Arc<ApiState>>,
+    _caller: Caller,
+    q: Result<Query<LockoutsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("{e}; use limit, before, id_prefix and subject"),
+        )
+    })?;
+    let page = lockout::list(
+        store_of(&s)?.as_ref(),
+        &lockout::LockoutQuery {
+            limit: q.limit.unwrap_or(50),
+            before: q.before,
+            id_prefix: q.id_prefix,
+            subject: q.subject.map(|s| crate::plan::normalize_subject(&s)),
+        },
+    )
+    .await?;
+    Ok(Json(page).into_response())
 }
 
 pub(super) async fn get_lockout(

@@ -259,10 +259,15 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("GET", "/v1/alerts") => (Role::Ingest, Always),
         ("GET", "/v1/actions" | "/v1/actions/{key}" | "/v1/lockouts/{id}" | "/v1/audit")
         | ("GET", "/v1/audit/verify")
+        | ("GET", "/v1/lockouts")
         | ("GET", "/v1/approvals" | "/v1/breaker" | "/v1/policy/shadow") => (Role::Viewer, Always),
-        ("POST", "/v1/actions/{key}/restore" | "/v1/lockouts" | "/v1/lockouts/{id}/restore") => {
-            (Role::Responder, Always)
-        }
+        (
+            "POST",
+            "/v1/actions/{key}/restore"
+            | "/v1/actions/{key}/retry"
+            | "/v1/lockouts"
+            | "/v1/lockouts/{id}/restore",
+        ) => (Role::Responder, Always),
         ("POST", "/v1/approvals/{id}/approve" | "/v1/approvals/{id}/reject") => {
             (Role::Approver, Always)
         }
@@ -282,6 +287,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/actions"),
     ("GET", "/v1/actions/{key}"),
     ("POST", "/v1/actions/{key}/restore"),
+    ("POST", "/v1/actions/{key}/retry"),
+    ("GET", "/v1/lockouts"),
     ("POST", "/v1/lockouts"),
     ("GET", "/v1/lockouts/{id}"),
     ("POST", "/v1/lockouts/{id}/restore"),
@@ -296,7 +303,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/ssf/{receiver}"),
     ("GET", "/v1/ssf/jwks"),
     ("GET", "/.well-known/ssf-configuration"),
+    ("GET", "/v1/openapi.json"),
 ];
+
+/// The OpenAPI 3.1 description of every route above, served at `/v1/openapi.json`: the checked-in
+/// `docs/openapi.json` (written by `scripts/openapi.py`; the suite checks it against the router).
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
 pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
     Router::new()
@@ -307,7 +319,11 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/v1/actions", get(actions::list_actions))
         .route("/v1/actions/{key}", get(actions::get_action))
         .route("/v1/actions/{key}/restore", post(actions::restore_action))
-        .route("/v1/lockouts", post(lockouts::post_lockout))
+        .route("/v1/actions/{key}/retry", post(actions::retry_action))
+        .route(
+            "/v1/lockouts",
+            post(lockouts::post_lockout).get(lockouts::list_lockouts),
+        )
         .route("/v1/lockouts/{id}", get(lockouts::get_lockout))
         .route("/v1/lockouts/{id}/restore", post(lockouts::restore_lockout))
         .route("/v1/audit", get(trail::list_audit))
@@ -330,10 +346,42 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
             audit::layer,
         ))
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/v1/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        // Every request, matched or not, counted by its route template.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_request,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
+}
+
+/// `deprovd_http_requests_total` and `deprovd_http_request_duration_seconds` for one request,
+/// labelled by the matched route's template (`unmatched` for a path no route has).
+async fn count_request(
+    State(s): State<Arc<ApiState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = crate::telemetry::HttpMethod::of(req.method().as_str());
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    s.metrics.http_request(
+        &route,
+        method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
@@ -388,10 +436,44 @@ mod tests {
                     | "/metrics"
                     | "/v1/ssf/jwks"
                     | "/.well-known/ssf-configuration"
+                    | "/v1/openapi.json"
             );
             let rule = access(&method.parse().unwrap(), route);
             assert_eq!(rule.is_none(), public, "{method} {route}: {rule:?}");
         }
+    }
+
+    #[test]
+    fn every_route_is_in_the_openapi_document_and_nothing_else_is() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("OpenAPI is JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut documented = 0;
+        for (path, ops) in paths {
+            for method in ops.as_object().expect("operations").keys() {
+                documented += 1;
+                let m = method.to_ascii_uppercase();
+                assert!(
+                    ROUTES.iter().any(|(rm, rp)| *rm == m && rp == path),
+                    "{m} {path} is documented but not routed"
+                );
+            }
+        }
+        for (method, route) in ROUTES {
+            let op = &doc["paths"][route][method.to_ascii_lowercase()];
+            assert!(
+                op.is_object(),
+                "{method} {route} is routed but not documented"
+            );
+            // Public routes say so; the others need the bearer token.
+            let public = access(&method.parse().unwrap(), route).is_none();
+            assert_eq!(
+                op["security"] == serde_json::json!([]),
+                public,
+                "{method} {route}: security does not match the access table"
+            );
+        }
+        assert_eq!(documented, ROUTES.len());
     }
 
     #[test]

@@ -18,7 +18,26 @@ pub struct ActionsQuery {
     pub subject: Option<String>,
     pub state: Option<ActionState>,
     pub alert_id: Option<String>,
+    /// A connector instance.
+    pub connector: Option<String>,
+    /// RFC 3339: actions created at or after.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Actions whose key starts with this (lower-case hex).
+    pub key_prefix: Option<String>,
     pub limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockoutsQuery {
+    /// Most lockouts returned (default 50, at most 200).
+    pub limit: Option<usize>,
+    /// The `next` of the previous page: only lockouts older than this id.
+    pub before: Option<String>,
+    /// Lockouts whose id starts with this.
+    pub id_prefix: Option<String>,
+    /// Lockouts of this subject.
+    pub subject: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -70,6 +70,16 @@ impl Application {
     /// Validate, load policies and connectors, bind the listener. Fails (listing every problem) on
     /// bad config, policies or connector specs; does not need the store or Kafka to be up.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_dev_token(settings, None).await
+    }
+
+    /// [`Application::build`], and when no `[[api.tokens]]` are configured, `dev_token` (not a
+    /// random one) is the admin token: `deprovd run --dev --dev-token …` gives a stable token across
+    /// restarts for scripts and a browser. Ignored when tokens are configured.
+    pub async fn build_with_dev_token(
+        settings: Settings,
+        dev_token: Option<String>,
+    ) -> anyhow::Result<Self> {
         let problems = settings.validate();
         if !problems.is_empty() {
             return Err(crate::config::Problems(problems).into());
@@ -89,6 +99,10 @@ impl Application {
                 .map_err(crate::config::Problems)
                 .context("building connectors")?;
         series::init(&metrics, &settings, &connectors);
+        // A guard no connector can satisfy stops startup here, before anything listens, rather
+        // than leaving the pipeline unbuilt behind a live API.
+        crate::guard::groups::GroupGuard::new(&settings.guards.protected_groups, &connectors)
+            .context("guards.protected_groups")?;
 
         let (notifier, notify_service) =
             crate::notify::deliver::build(&settings.notify, metrics.clone())
@@ -98,7 +112,7 @@ impl Application {
         let mut tokens =
             TokenStore::from_config(&settings.api.tokens).map_err(anyhow::Error::msg)?;
         let generated_token = if settings.api.tokens.is_empty() {
-            let token = random_token();
+            let token = dev_token.unwrap_or_else(random_token);
             tokens.add(&token, "generated-admin", Role::Admin);
             Some(token)
         } else {
@@ -157,6 +171,17 @@ impl Application {
         self.port
     }
 
+    /// The API's base URL as a client on this host reaches it (`http://127.0.0.1:8780`); a wildcard
+    /// listen address is shown as loopback.
+    pub fn url(&self) -> String {
+        let ip = match self.listener.local_addr() {
+            Ok(a) if a.ip().is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+            Ok(a) => a.ip(),
+            Err(_) => std::net::IpAddr::from([127, 0, 0, 1]),
+        };
+        format!("http://{}", std::net::SocketAddr::new(ip, self.port))
+    }
+
     /// The admin token generated because no `[[api.tokens]]` were configured (dev mode).
     pub fn generated_token(&self) -> Option<&str> {
         self.generated_token.as_deref()
@@ -173,6 +198,9 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        // A part that cannot start or dies after start reports here, and the process stops with
+        // that cause rather than staying half alive (health 200, readiness 503, the wrong reason).
+        let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(4);
 
         let v1 = crate::api::router(self.api.clone(), self.settings.api.max_body_bytes);
         // The console calls the `/v1` router in-process (same roles, same audit), beside it.
@@ -183,12 +211,24 @@ impl Application {
             crate::console::targets(&self.settings.connectors),
         ));
         let listener = self.listener;
-        tasks.spawn(crate::api::serve::serve(
-            listener,
-            router,
-            self.settings.api.limits(),
-            stop_rx.clone(),
-        ));
+        tasks.spawn({
+            let serve = crate::api::serve::serve(
+                listener,
+                router,
+                self.settings.api.limits(),
+                stop_rx.clone(),
+            );
+            let fatal = fatal_tx.clone();
+            let stop = stop_rx.clone();
+            async move {
+                serve.await;
+                if !*stop.borrow() {
+                    let _ = fatal
+                        .send(anyhow::anyhow!("the HTTP API stopped serving"))
+                        .await;
+                }
+            }
+        });
         info!(port = self.port, "http api listening");
 
         if let Some(service) = self.notify_service {
@@ -235,6 +275,7 @@ impl Application {
         let kafka = self.kafka.clone();
         let notifier = self.notifier.clone();
         let core_stop = stop_rx.clone();
+        let core_fatal = fatal_tx.clone();
         tasks.spawn(async move {
             let Some(store) = connect_store(&settings, &readiness, core_stop.clone()).await else {
                 return;
@@ -254,11 +295,30 @@ impl Application {
             )
             .await
             {
-                error!(error = %format!("{e:#}"), "cannot start the pipeline");
+                error!(error = %format!("{e:#}"), "the pipeline failed; stopping");
+                let _ = core_fatal.send(e.context("the pipeline failed")).await;
             }
         });
+        drop(fatal_tx);
 
-        shutdown.await;
+        tokio::pin!(shutdown);
+        let failure = loop {
+            tokio::select! {
+                _ = &mut shutdown => break None,
+                Some(e) = fatal_rx.recv() => break Some(e),
+                Some(joined) = tasks.join_next() => {
+                    if let Err(e) = joined {
+                        if e.is_panic() {
+                            break Some(anyhow::anyhow!("a task panicked: {}", panic_message(e)));
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(e) = &failure {
+            error!(error = %format!("{e:#}"), "stopping: a part of deprovd failed");
+            self.readiness.store.store(false, Ordering::Relaxed);
+        }
         info!("shutting down");
         if let Some(p) = self.readiness.pipeline.get() {
             p.begin_shutdown();
@@ -266,7 +326,22 @@ impl Application {
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
         info!("stopped");
-        Ok(())
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The text of a panicked task's payload, for the exit message.
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_string()),
+        Err(e) => e.to_string(),
     }
 }
 
@@ -485,7 +560,14 @@ async fn start_core(
     if let Some(k) = kafka {
         tasks.spawn(k.run(pipeline, stop.clone()));
     }
-    while tasks.join_next().await.is_some() {}
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(e) = joined {
+            if e.is_panic() {
+                // The rest stop with the process (the caller signals stop on this error).
+                return Err(anyhow::anyhow!("a task panicked: {}", panic_message(e)));
+            }
+        }
+    }
     Ok(())
 }
 

@@ -19,7 +19,7 @@ pub(super) fn load_shadow(cfg: &PolicyConfig) -> Result<Option<Arc<Shadow>>, Pol
         return Ok(None);
     };
     let mut shadow_cfg = cfg.clone();
-    shadow_cfg.dir = dir.clone();
+    shadow_cfg.dir = Some(dir.clone());
     shadow_cfg.shadow_dir = None;
     let policies = Policies::load(&shadow_cfg)?;
     info!(dir = %dir.display(), digest = %policies.digest(), "shadow policies loaded: evaluated beside the live bundle, never executed");

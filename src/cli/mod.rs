@@ -11,11 +11,18 @@ use crate::action::Operation;
 use crate::app::Settings;
 use crate::config::{Problem, Problems};
 use crate::connectors::http::load_specs;
+
+pub mod args;
+mod run;
+mod validate;
+
 use crate::guard::Guards;
 use crate::pipeline::Decider;
 use crate::plan::Planner;
 use crate::policy::Policies;
 use crate::telemetry::Metrics;
+pub use run::{DevDir, banner, dev_settings, run};
+pub use validate::{validate, validate_problems};
 
 mod policy;
 
@@ -31,44 +38,24 @@ macro_rules! out {
     };
 }
 
-/// Everything `validate` can check without connecting anywhere: the config itself, the connector
-/// specs and instances, and the policy bundle (compiled). Secrets are not resolved.
-pub fn validate_deep(settings: &Settings) -> Result<(), Problems> {
-    let mut problems = settings.validate();
-    match load_specs(settings.connector_specs.as_deref()) {
-        Ok(specs) => {
-            for (name, c) in &settings.connectors {
-                let crate::connectors::InstanceConfig::Http(c) = c else {
-                    continue;
-                };
-                if let Some(spec) = specs.get(&c.kind) {
-                    crate::connectors::http::check_against_spec(
-                        &format!("connectors.{name}"),
-                        c,
-                        spec,
-                        &mut problems,
-                    );
-                } else {
-                    problems.push(Problem::new(
-                        format!("connectors.{name}.type"),
-                        format!(
-                            "unknown connector type `{}` (known: {})",
-                            c.kind,
-                            specs.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    ));
-                }
+/// `deprovd policy init DIR`: write the embedded starter set; exit 0, or 2 naming what stopped it.
+pub fn policy_init(dir: &Path, force: bool) -> ExitCode {
+    match crate::policy::starter::init(dir, force) {
+        Ok(written) => {
+            for path in &written {
+                out!("wrote {}", path.display());
             }
+            out!(
+                "next: set `[policy] dir = \"{}\"` in your config, then `deprovd policy test {}`",
+                dir.display(),
+                dir.display()
+            );
+            ExitCode::SUCCESS
         }
-        Err(p) => problems.extend(p),
-    }
-    if let Err(e) = Policies::load(&settings.policy) {
-        problems.push(Problem::new("policy", e.to_string()));
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Problems(problems))
+        Err(e) => {
+            eprintln!("deprovd policy init: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -119,10 +106,11 @@ pub fn simulate(
     alerts: &Path,
     format: Option<&str>,
     policies: Option<&Path>,
+    allow_problems: bool,
 ) -> ExitCode {
     let mut policy_cfg = settings.policy.clone();
     if let Some(dir) = policies {
-        policy_cfg.dir = dir.to_path_buf();
+        policy_cfg.dir = Some(dir.to_path_buf());
     }
     let policies = match Policies::load(&policy_cfg) {
         Ok(p) => p,
@@ -154,7 +142,9 @@ pub fn simulate(
     );
     let mut out = std::io::stdout().lock();
     let mut failed = false;
-    for item in crate::ingest::file::read_jsonl(alerts) {
+    // Lines that were not alerts, or alerts with problems noted: exit 1 unless allowed.
+    let mut flawed = 0usize;
+    for item in crate::ingest::file::read_jsonl_or_stdin(alerts) {
         // A delivery that splits (an Okta event hook) prints one line per event, with `at`.
         let lines: Vec<serde_json::Value> = match item {
             Ok((n, bytes)) => match decider.decide_all(&bytes, format) {
@@ -195,17 +185,32 @@ pub fn simulate(
                 }
             },
             Err(e) => {
-                eprintln!("deprovd simulate: cannot read {}: {e}", alerts.display());
+                eprintln!("deprovd simulate: cannot read the alerts: {e}");
                 failed = true;
                 break;
             }
         };
+        flawed += lines
+            .iter()
+            .filter(|l| {
+                l.get("error").is_some()
+                    || l["problems"].as_array().is_some_and(|p| !p.is_empty())
+                    || l["alert"]["problems"]
+                        .as_array()
+                        .is_some_and(|p| !p.is_empty())
+            })
+            .count();
         if lines.iter().any(|line| writeln!(out, "{line}").is_err()) {
             break;
         }
     }
     if failed {
         ExitCode::from(2)
+    } else if flawed > 0 && !allow_problems {
+        eprintln!(
+            "deprovd simulate: {flawed} line(s) were rejected or had problems (see `error` / `problems` above; --allow-problems to exit 0)"
+        );
+        ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     }
@@ -347,4 +352,53 @@ pub fn print_line(line: std::fmt::Arguments<'_>) {
         eprintln!("deprovd: cannot write to stdout: {e}");
         std::process::exit(1);
     }
+}
+
+/// `deprovd completions SHELL`: the completion script for `shell`, generated from the clap
+/// definitions (so it always knows every subcommand and flag).
+pub fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory;
+    let mut cmd = args::Cli::command();
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "deprovd", &mut buf);
+    print_line(format_args!("{}", String::from_utf8_lossy(&buf).trim_end()));
+    ExitCode::SUCCESS
+}
+
+/// `deprovd man`: the man page (section 1, roff), generated from the clap definitions, with every
+/// subcommand's options under SUBCOMMANDS.
+pub fn man_page() -> ExitCode {
+    use clap::CommandFactory;
+    let cmd = args::Cli::command();
+    let mut buf = Vec::new();
+    if let Err(e) = render_man(&cmd, &mut buf) {
+        eprintln!("deprovd man: {e}");
+        return ExitCode::FAILURE;
+    }
+    print_line(format_args!("{}", String::from_utf8_lossy(&buf).trim_end()));
+    ExitCode::SUCCESS
+}
+
+/// The page of `cmd`, then a section per subcommand (recursively) with its usage and options.
+fn render_man(cmd: &clap::Command, out: &mut Vec<u8>) -> std::io::Result<()> {
+    clap_mangen::Man::new(cmd.clone()).render(out)?;
+    fn walk(prefix: &str, cmd: &clap::Command, out: &mut Vec<u8>) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = format!("{prefix} {}", sub.get_name());
+            writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
+            if let Some(about) = sub.get_long_about().or(sub.get_about()) {
+                writeln!(out, "{}", about.to_string().replace('\n', "\n.br\n"))?;
+            }
+            // clap names are `'static`: this page is rendered once per process.
+            let title: &'static str = Box::leak(name.clone().into_boxed_str());
+            let man = clap_mangen::Man::new(sub.clone().name(title));
+            man.render_synopsis_section(out)?;
+            if sub.get_arguments().any(|a| !a.is_hide_set()) {
+                man.render_options_section(out)?;
+            }
+            walk(&name, sub, out)?;
+        }
+        Ok(())
+    }
+    walk("deprovd", cmd, out)
 }

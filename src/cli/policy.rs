@@ -151,7 +151,7 @@ fn decider(settings: &Settings, policy: &PolicyConfig) -> Result<Decider, SetupE
 fn with_dir(settings: &Settings, dir: Option<&Path>) -> PolicyConfig {
     let mut cfg = settings.policy.clone();
     if let Some(d) = dir {
-        cfg.dir = d.to_path_buf();
+        cfg.dir = Some(d.to_path_buf());
     }
     cfg
 }
@@ -285,11 +285,11 @@ pub fn policy_diff(settings: &Settings, args: &DiffArgs) -> ExitCode {
     };
     let live_cfg = with_dir(settings, args.policies.as_deref());
     let mut cand_cfg = live_cfg.clone();
-    cand_cfg.dir = args.candidate.clone();
+    cand_cfg.dir = Some(args.candidate.clone());
     let (live, candidate) = match (decider(settings, &live_cfg), decider(settings, &cand_cfg)) {
         (Ok(l), Ok(c)) => (l, c),
-        (Err(e), _) => return fail(&format!("live bundle {}: {e}", live_cfg.dir.display())),
-        (_, Err(e)) => return fail(&format!("candidate {}: {e}", cand_cfg.dir.display())),
+        (Err(e), _) => return fail(&format!("live bundle {}: {e}", live_cfg.location())),
+        (_, Err(e)) => return fail(&format!("candidate {}: {e}", cand_cfg.location())),
     };
     let mut replay = Replay::new(&live, &candidate);
     match (&args.alerts, args.since) {

@@ -8,14 +8,41 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
+/// [`read_jsonl`], where the path `-` means standard input (`deprovd simulate --alerts -`).
+/// Numbered lines, as [`read_jsonl`] yields them, from a file or standard input.
+pub type Lines = Box<dyn Iterator<Item = Result<(usize, Vec<u8>), io::Error>>>;
+
+pub fn read_jsonl_or_stdin(path: &Path) -> Lines {
+    if path == Path::new("-") {
+        Box::new(read_lines(
+            Ok(Box::new(BufReader::new(io::stdin())) as Box<dyn BufRead>),
+            "standard input".to_string(),
+        ))
+    } else {
+        Box::new(read_jsonl(path))
+    }
+}
+
 /// Reads `path` lazily and yields `(line number, line bytes)` for every line that holds a document.
 ///
 /// Line numbers are 1-based and count every physical line, so they match an editor. Blank lines and
 /// lines whose first non-blank byte is `#` are skipped (fixture files carry comments). The trailing
 /// `\n` / `\r\n` is removed. An I/O error (including failing to open the file) is yielded once and
 /// ends the iteration, so the caller sees the error rather than a silently short replay.
-pub fn read_jsonl(path: &Path) -> impl Iterator<Item = Result<(usize, Vec<u8>), io::Error>> {
-    let mut reader = File::open(path).map(BufReader::new);
+pub fn read_jsonl(
+    path: &Path,
+) -> impl Iterator<Item = Result<(usize, Vec<u8>), io::Error>> + use<> {
+    let name = path.display().to_string();
+    let reader = File::open(path)
+        .map(|f| Box::new(BufReader::new(f)) as Box<dyn BufRead>)
+        .map_err(|e| io::Error::new(e.kind(), format!("opening {name}: {e}")));
+    read_lines(reader, name)
+}
+
+fn read_lines(
+    mut reader: io::Result<Box<dyn BufRead>>,
+    name: String,
+) -> impl Iterator<Item = Result<(usize, Vec<u8>), io::Error>> {
     let mut line_no = 0usize;
     let mut done = false;
     std::iter::from_fn(move || {
@@ -26,8 +53,7 @@ pub fn read_jsonl(path: &Path) -> impl Iterator<Item = Result<(usize, Vec<u8>), 
             Ok(r) => r,
             Err(e) => {
                 done = true;
-                let e = io::Error::new(e.kind(), format!("opening {}: {e}", path.display()));
-                return Some(Err(e));
+                return Some(Err(io::Error::new(e.kind(), e.to_string())));
             }
         };
         loop {
@@ -51,7 +77,7 @@ pub fn read_jsonl(path: &Path) -> impl Iterator<Item = Result<(usize, Vec<u8>), 
                     done = true;
                     let e = io::Error::new(
                         e.kind(),
-                        format!("reading {} after line {line_no}: {e}", path.display()),
+                        format!("reading {name} after line {line_no}: {e}"),
                     );
                     return Some(Err(e));
                 }

@@ -42,6 +42,14 @@ pub struct ActionFilter {
     pub subject: Option<String>,
     pub state: Option<ActionState>,
     pub alert_id: Option<String>,
+    /// The connector instance.
+    pub connector: Option<String>,
+    /// The policy rule id (`manual` for responders' lockouts, `restore` for restores).
+    pub rule: Option<String>,
+    /// Created at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// The key starts with this (lower-case hex): how the CLI finds an action by a short prefix.
+    pub key_prefix: Option<String>,
     pub limit: usize,
 }
 

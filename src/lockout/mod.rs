@@ -27,12 +27,16 @@ use crate::pipeline::{Pipeline, PipelineError, RecordedAction};
 use crate::plan::normalize_subject;
 
 mod create;
+mod list;
 mod restore;
+mod retry;
 #[cfg(test)]
 mod tests;
 
 pub use create::{create, plan};
+pub use list::{LockoutPage, LockoutQuery, MAX_PAGE, list};
 pub use restore::{restore_action, restore_key, restore_lockout};
+pub use retry::retry_action;
 
 /// State-store namespace of lockout documents (id → [`Lockout`]).
 pub const LOCKOUT_NS: &str = "lockout";
@@ -61,6 +65,9 @@ pub enum LockoutError {
     /// The action exists but cannot be undone now (HTTP 409).
     #[error("{0}")]
     NotRestorable(String),
+    /// The action is not in a state a retry can start from, or is being worked on (HTTP 409).
+    #[error("{0}")]
+    NotRetryable(String),
     /// The `Idempotency-Key` was used before with a different request (HTTP 422).
     #[error(
         "Idempotency-Key `{0}` was already used with a different request; use a new key for a new request"
@@ -78,6 +85,7 @@ impl LockoutError {
             LockoutError::Invalid { code, .. } => code,
             LockoutError::NotFound(_) => "not_found",
             LockoutError::NotRestorable(_) => "not_restorable",
+            LockoutError::NotRetryable(_) => "not_retryable",
             LockoutError::IdempotencyKeyReused(_) => "idempotency_key_reused",
             LockoutError::Unavailable(_) => "unavailable",
         }

@@ -191,7 +191,7 @@ decisions contains d if {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("p.rego"), POLICY).unwrap();
         let policies = Policies::load(&crate::policy::PolicyConfig {
-            dir: dir.path().to_path_buf(),
+            dir: Some(dir.path().to_path_buf()),
             watch: false,
             ..Default::default()
         })

@@ -181,7 +181,7 @@ mod tests {
         let (log, task) = DecisionLog::new(&cfg, stop_rx).unwrap();
         let task = tokio::spawn(task);
         let policies = Policies::load(&PolicyConfig {
-            dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+            dir: Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")),
             ..PolicyConfig::default()
         })
         .unwrap();
@@ -220,7 +220,7 @@ mod tests {
         // The delivery task is never started: the queue holds one event, the second is dropped.
         let (log, _task) = DecisionLog::new(&cfg, stop_rx).unwrap();
         let policies = Policies::load(&PolicyConfig {
-            dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+            dir: Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")),
             ..PolicyConfig::default()
         })
         .unwrap();

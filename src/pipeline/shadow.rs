@@ -151,7 +151,7 @@ impl Shadow {
         ShadowReport {
             live_digest: live_digest.to_string(),
             shadow_digest: self.policies.digest().to_string(),
-            dir: self.policies.config().dir.display().to_string(),
+            dir: self.policies.config().location(),
             evaluated: st.evaluated,
             disagreeing_alerts: st.disagreeing_alerts,
             errors: st.errors,

@@ -54,7 +54,7 @@ impl Scan {
     }
 }
 
-fn classify(name: &str) -> Option<FileKind> {
+pub(crate) fn classify(name: &str) -> Option<FileKind> {
     if name.ends_with(".rego") {
         Some(FileKind::Rego)
     } else if name == "data.json" {
@@ -70,32 +70,53 @@ fn classify(name: &str) -> Option<FileKind> {
 /// `.git` are skipped) and compute the bundle digest: SHA-256 over the files sorted by relative path,
 /// each contributing its path, a NUL, its length (u64 big-endian) and its bytes.
 pub(crate) fn scan(dir: &Path) -> Result<Scan, PolicyError> {
+    // The root is named as a directory, with the fix, rather than as an OS error on a "file".
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(PolicyError::MissingDir {
+                dir: dir.to_path_buf(),
+            });
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(PolicyError::NotADir {
+                dir: dir.to_path_buf(),
+            });
+        }
+        _ => {}
+    }
     let mut files = Vec::new();
     walk(dir, dir, &mut files)?;
     files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    let digest = digest_of(&files);
+    let signature_path = dir.join(super::signature::SIGNATURE_FILE);
+    let signature = match std::fs::read(&signature_path) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_err(&signature_path, e)),
+    };
+    Ok(Scan {
+        files,
+        digest,
+        signature,
+    })
+}
+
+/// The bundle digest of `files`, sorted by relative path (see [`scan`]).
+pub(crate) fn digest_of(files: &[SourceFile]) -> String {
     let mut hasher = Sha256::new();
-    for f in &files {
+    for f in files {
         hasher.update(f.rel.as_bytes());
         hasher.update([0u8]);
         hasher.update((f.bytes.len() as u64).to_be_bytes());
         hasher.update(&f.bytes);
     }
-    let signature = match std::fs::read(dir.join(super::signature::SIGNATURE_FILE)) {
-        Ok(b) => Some(b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io_err(&dir.join(super::signature::SIGNATURE_FILE), e)),
-    };
-    Ok(Scan {
-        files,
-        digest: hex::encode(hasher.finalize()),
-        signature,
-    })
+    hex::encode(hasher.finalize())
 }
 
-fn io_err(path: &Path, source: std::io::Error) -> PolicyError {
+fn io_err(path: &Path, error: std::io::Error) -> PolicyError {
     PolicyError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -373,7 +394,7 @@ impl Bundle {
         let uses_raw = scan.files.iter().any(|f| {
             f.kind == FileKind::Rego && !f.rel.ends_with("_test.rego") && mentions_raw(&f.bytes)
         });
-        let dir = config.dir.clone();
+        let dir = config.location();
         let invalid = |problems: Vec<String>| PolicyError::Invalid {
             dir: dir.clone(),
             problems,
@@ -427,7 +448,7 @@ impl Bundle {
                 }
                 Err(VmFailure::Unsupported(e)) => {
                     tracing::warn!(
-                        dir = %config.dir.display(),
+                        dir = %config.location(),
                         error = %e,
                         "regorus VM cannot compile the policy bundle; falling back to the slower interpreter"
                     );

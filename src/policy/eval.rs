@@ -228,9 +228,14 @@ fn collect_decisions(result: Value, decisions: &mut Vec<Decision>, errors: &mut 
 impl Policies {
     /// Read, compile and (for the VM) probe the bundle in `config.dir`.
     pub fn load(config: &PolicyConfig) -> Result<Arc<Policies>, PolicyError> {
-        let bundle = Bundle::compile(bundle::scan(&config.dir)?, config)?;
+        let bundle = Bundle::compile(config.scan()?, config)?;
+        if config.dir.is_none() {
+            tracing::info!(
+                "no [policy] dir set: serving the embedded starter policies (`deprovd policy init DIR` writes them out for editing)"
+            );
+        }
         tracing::info!(
-            dir = %config.dir.display(),
+            dir = %config.location(),
             digest = %bundle.digest,
             backend = ?bundle.backend(),
             "policy bundle loaded"
@@ -331,9 +336,9 @@ impl Policies {
         let bundle = self.bundle();
         let input = build_input(alert, now, context, bundle.uses_raw)
             .map_err(|e| PolicyError::Input(e.to_string()))?;
-        let scan = bundle::scan(&self.config.dir)?;
+        let scan = self.config.scan()?;
         super::explain::explain(&scan.files, input).map_err(|problems| PolicyError::Invalid {
-            dir: self.config.dir.clone(),
+            dir: self.config.location(),
             problems,
         })
     }
@@ -341,7 +346,7 @@ impl Policies {
     /// Re-read and recompile the directory, then swap atomically. On error the serving version stays.
     /// Returns the digest now serving. Called on SIGHUP and by the watcher.
     pub fn reload(&self) -> Result<String, PolicyError> {
-        let scan = bundle::scan(&self.config.dir)?;
+        let scan = self.config.scan()?;
         let old = self.bundle();
         if *old.digest == *scan.digest {
             return Ok(scan.digest);
@@ -353,7 +358,7 @@ impl Policies {
             Err(p) => *p.into_inner() = new.clone(),
         }
         tracing::info!(
-            dir = %self.config.dir.display(),
+            dir = %self.config.location(),
             old_digest = %old.digest,
             new_digest = %digest,
             backend = ?new.backend(),
@@ -382,7 +387,8 @@ impl Policies {
         shutdown: watch::Receiver<bool>,
         rejected: tokio::sync::mpsc::Sender<Rejected>,
     ) -> JoinHandle<()> {
-        if !self.config.watch {
+        // The embedded starter set cannot change while the process runs: nothing to watch.
+        if !self.config.watch || self.config.dir.is_none() {
             return tokio::spawn(async {});
         }
         self.spawn_watcher_inner(Duration::from_secs(1), shutdown, Some(rejected))
@@ -423,7 +429,7 @@ impl Policies {
                 let failed = last_failed.clone();
                 // Reading files and compiling are blocking work.
                 let outcome = tokio::task::spawn_blocking(move || {
-                    let scan = bundle::scan(&this.config.dir).map_err(WatchFailure::Scan)?;
+                    let scan = this.config.scan().map_err(WatchFailure::Scan)?;
                     let fingerprint = scan.fingerprint();
                     if *scan.digest == *this.digest() || Some(&fingerprint) == failed.as_ref() {
                         return Ok(None);
@@ -439,7 +445,7 @@ impl Policies {
                     Ok(Ok(None)) => {}
                     Ok(Err(WatchFailure::Compile(digest, fingerprint, e))) => {
                         tracing::error!(
-                            dir = %self.config.dir.display(),
+                            dir = %self.config.location(),
                             digest = %digest,
                             error = %e,
                             "policy change rejected; the previous version keeps serving"

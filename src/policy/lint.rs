@@ -54,7 +54,7 @@ pub fn check_bundle(dir: &Path, config: &PolicyConfig) -> Result<Vec<Finding>, P
     let scan = bundle::scan(dir)?;
     let files = scan.files.clone();
     let mut config = config.clone();
-    config.dir = dir.to_path_buf();
+    config.dir = Some(dir.to_path_buf());
     let compiled = Bundle::compile(scan, &config);
     let compile_error = |p: String| {
         let (location, message) = split_location(&p);
@@ -80,7 +80,7 @@ pub fn check_bundle(dir: &Path, config: &PolicyConfig) -> Result<Vec<Finding>, P
     }
     let (mut engine, _) =
         bundle::build_engine(&files, None).map_err(|problems| PolicyError::Invalid {
-            dir: dir.to_path_buf(),
+            dir: format!("`{}`", dir.display()),
             problems,
         })?;
     let modules: Vec<ModuleRef> = engine

@@ -35,6 +35,7 @@ mod eval;
 mod explain;
 mod lint;
 mod signature;
+pub mod starter;
 mod testing;
 #[cfg(test)]
 mod tests;
@@ -77,8 +78,9 @@ pub const ENTRYPOINT: &str = "data.deprovd.decisions";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
-    /// Directory holding the bundle (searched recursively; hidden entries skipped).
-    pub dir: PathBuf,
+    /// Directory holding the bundle (searched recursively; hidden entries skipped). Unset: the
+    /// starter policies compiled into the binary ([`starter`]), logged as such.
+    pub dir: Option<PathBuf>,
     /// Time budget for one evaluation; exceeding it yields an error for that alert, never a hang.
     #[serde(with = "humantime_serde")]
     pub eval_timeout: Duration,
@@ -141,7 +143,7 @@ impl DecisionLogConfig {
 impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
-            dir: PathBuf::from("./policies"),
+            dir: None,
             eval_timeout: Duration::from_millis(50),
             watch: true,
             engine: Backend::Auto,
@@ -157,10 +159,10 @@ impl Default for PolicyConfig {
 impl PolicyConfig {
     /// Pure validation: report every problem under `path` (normally `"policy"`).
     pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
-        if self.dir.as_os_str().is_empty() {
+        if self.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
             problems.push(Problem::new(
                 format!("{path}.dir"),
-                "must name the policy directory",
+                "must name the policy directory (or leave it unset for the embedded starter policies)",
             ));
         }
         if self.eval_timeout.is_zero() {
@@ -206,6 +208,23 @@ impl PolicyConfig {
         }
     }
 
+    /// Read the bundle's files: the directory, or the embedded starter set when none is set.
+    pub(crate) fn scan(&self) -> Result<bundle::Scan, PolicyError> {
+        match &self.dir {
+            Some(dir) => bundle::scan(dir),
+            None => Ok(starter::scan()),
+        }
+    }
+
+    /// Where the bundle comes from, for log lines and messages: `` `./policies` `` or
+    /// "the embedded starter policies".
+    pub fn location(&self) -> String {
+        match &self.dir {
+            Some(dir) => format!("`{}`", dir.display()),
+            None => starter::EMBEDDED_NAME.to_string(),
+        }
+    }
+
     pub(crate) fn timer(&self) -> regorus::utils::limits::ExecutionTimerConfig {
         regorus::utils::limits::ExecutionTimerConfig {
             limit: self.eval_timeout,
@@ -231,16 +250,23 @@ pub enum Backend {
 /// Why a policy bundle could not be loaded, reloaded or tested.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("cannot read policy file `{path}`: {source} (check that it exists and is readable)")]
+    /// The OS error is part of the message, not a `source`, so `{:#}` chains do not print it twice.
+    #[error("cannot read `{path}`: {error} (check that it is readable)")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("no *.rego files under `{dir}`: point policy.dir at the policy directory")]
-    NoPolicies { dir: PathBuf },
-    #[error("policy bundle `{dir}` has {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]
-    Invalid { dir: PathBuf, problems: Vec<String> },
+    #[error(
+        "policy directory `{dir}` does not exist: set `[policy] dir` to your bundle, write the starter \
+         set there with `deprovd policy init {dir}`, or leave `dir` unset to serve the embedded starter policies"
+    )]
+    MissingDir { dir: PathBuf },
+    #[error("`{dir}` is not a directory: `[policy] dir` names the folder holding the *.rego files")]
+    NotADir { dir: PathBuf },
+    #[error("no *.rego files in {dir}: point `[policy] dir` at the policy directory")]
+    NoPolicies { dir: String },
+    #[error("policy bundle {dir} has {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]
+    Invalid { dir: String, problems: Vec<String> },
     #[error("cannot write the report: {0}")]
     Output(#[source] std::io::Error),
     #[error("cannot build the policy input: {0}")]

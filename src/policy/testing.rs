@@ -150,7 +150,7 @@ pub fn run_tests(dir: &Path, opts: &TestOptions) -> Result<TestReport, PolicyErr
     let scan = bundle::scan(dir)?;
     let files = scan.files.clone();
     let mut config = opts.config.clone();
-    config.dir = dir.to_path_buf();
+    config.dir = Some(dir.to_path_buf());
     let mut report = TestReport {
         digest: None,
         engine: None,

@@ -15,7 +15,7 @@ fn shipped_dir() -> PathBuf {
 
 fn config(dir: &Path, engine: Backend) -> PolicyConfig {
     PolicyConfig {
-        dir: dir.to_path_buf(),
+        dir: Some(dir.to_path_buf()),
         engine,
         ..PolicyConfig::default()
     }
@@ -612,7 +612,10 @@ fn config_defaults_parse_and_validation_reports_every_problem() {
     }
     let root: Root = toml::from_str("[policy]\neval_timeout = \"20ms\"\n").unwrap();
     assert_eq!(root.policy.eval_timeout, Duration::from_millis(20));
-    assert_eq!(root.policy.dir, PathBuf::from("./policies"));
+    assert_eq!(
+        root.policy.dir, None,
+        "unset: the embedded starter policies"
+    );
     assert!(root.policy.watch);
     assert!(toml::from_str::<Root>("[policy]\nwatcher = true\n").is_err());
 
@@ -620,7 +623,7 @@ fn config_defaults_parse_and_validation_reports_every_problem() {
     root.policy.validate("policy", &mut problems);
     assert!(problems.is_empty());
     let bad = PolicyConfig {
-        dir: PathBuf::new(),
+        dir: Some(PathBuf::new()),
         eval_timeout: Duration::ZERO,
         max_instructions: 0,
         ..PolicyConfig::default()

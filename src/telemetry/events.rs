@@ -161,6 +161,24 @@ impl Metrics {
             .inc();
     }
 
+    /// One HTTP API request answered: `route` is the router's template or `unmatched` (bounded by
+    /// the route table), `method` a closed set.
+    pub fn http_request(
+        &self,
+        route: &str,
+        method: HttpMethod,
+        status: u16,
+        elapsed: std::time::Duration,
+    ) {
+        let status = status.min(999).to_string();
+        self.http_requests
+            .with_label_values(&[route, method.as_str(), status.as_str()])
+            .inc();
+        self.http_duration
+            .with_label_values(&[route, method.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+
     pub fn policy_reload(&self, outcome: ReloadOutcome) {
         self.policy_reloads
             .with_label_values(&[outcome.as_str()])
@@ -323,5 +341,26 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         assert!(ActionEnd::ALL.iter().all(|e| seen.insert(e.as_str())));
         assert_eq!(seen.len(), ActionEnd::ALL.len());
+    }
+}
+
+label_enum! {
+    /// `http_requests_total{method}`: the methods the API serves, and `other`.
+    HttpMethod {
+        Get => "GET",
+        Post => "POST",
+        Head => "HEAD",
+        Other => "other",
+    }
+}
+
+impl HttpMethod {
+    pub fn of(method: &str) -> Self {
+        match method {
+            "GET" => HttpMethod::Get,
+            "POST" => HttpMethod::Post,
+            "HEAD" => HttpMethod::Head,
+            _ => HttpMethod::Other,
+        }
     }
 }

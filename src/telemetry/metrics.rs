@@ -59,6 +59,11 @@ pub struct Metrics {
     /// `ssf_transmitted_total{receiver,outcome}`: SETs deprovd sent; outcome = delivered | rejected |
     /// failed | dropped (queue full, receiver `*`).
     pub(super) ssf_transmitted: IntCounterVec,
+    /// `http_requests_total{route,method,status}`: route = the router's template
+    /// (`/v1/actions/{key}`) or `unmatched`, never the raw path, so cardinality stays bounded.
+    pub(super) http_requests: IntCounterVec,
+    /// `http_request_duration_seconds{route,method}`: handler time, same labels.
+    pub(super) http_duration: HistogramVec,
 }
 
 impl Metrics {
@@ -223,6 +228,25 @@ impl Metrics {
                 "Shared Signals SETs sent, by receiver and outcome.",
                 &["receiver", "outcome"]
             )),
+            http_requests: reg!(counter(
+                "http_requests_total",
+                "HTTP API requests, by route template, method and status.",
+                &["route", "method", "status"]
+            )),
+            http_duration: reg!(
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "http_request_duration_seconds",
+                        "HTTP API request handling time, by route template and method."
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                        2.5, 10.0
+                    ]),
+                    &["route", "method"]
+                )
+                .expect("valid metric")
+            ),
             registry,
             process: process_registry(),
         }

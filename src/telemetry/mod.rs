@@ -11,8 +11,8 @@ mod events;
 mod metrics;
 
 pub use events::{
-    ActionEnd, AlertOutcome, ContainmentFrom, DeadLetterStage, Delivery, PolicyErrorKind,
-    ReloadOutcome, ShadowDisagreement, WaitReason,
+    ActionEnd, AlertOutcome, ContainmentFrom, DeadLetterStage, Delivery, HttpMethod,
+    PolicyErrorKind, ReloadOutcome, ShadowDisagreement, WaitReason,
 };
 pub use metrics::{KnownLabels, Metrics};
 

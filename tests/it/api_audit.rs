@@ -126,6 +126,7 @@ async fn every_authenticated_call_on_every_route_is_exactly_one_api_call_record(
     let restore_lockout = format!("{lockout_path}/restore");
     let action_path = format!("/v1/actions/{key}");
     let restore_action = format!("{action_path}/restore");
+    let retry_action = format!("{action_path}/retry");
     let approve = format!("/v1/approvals/{key}/approve");
     let reject = format!("/v1/approvals/{key}/reject");
     let okta = [("x-okta-verification-challenge", "challenge-1")];
@@ -142,6 +143,8 @@ async fn every_authenticated_call_on_every_route_is_exactly_one_api_call_record(
             None,
             &[],
         ),
+        ("POST", "/v1/actions/{key}/retry", &retry_action, None, &[]),
+        ("GET", "/v1/lockouts", "/v1/lockouts", None, &[]),
         (
             "POST",
             "/v1/lockouts",

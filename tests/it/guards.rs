@@ -710,6 +710,20 @@ async fn rbac_matrix_every_endpoint_by_every_role_and_without_or_with_a_bad_toke
             404,
         ),
         (
+            Method::POST,
+            format!("/v1/actions/{unknown}/retry"),
+            None,
+            &["responder", "admin"],
+            404,
+        ),
+        (
+            Method::GET,
+            "/v1/lockouts".into(),
+            None,
+            &["viewer", "responder", "approver", "admin"],
+            200,
+        ),
+        (
             Method::GET,
             "/v1/approvals".into(),
             None,

@@ -628,6 +628,10 @@ async fn cli_lockout_status_restore_round_trip() {
     )
     .await;
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("not_found"), "{err}");
+    // Ids are taken by unique prefix; nothing starts with this one.
+    assert!(
+        err.contains("no action or lockout id starts with `no-such-lockout`"),
+        "{err}"
+    );
     app.stop().await;
 }

@@ -288,6 +288,15 @@ pub(crate) fn matches(f: &ActionFilter, a: &ActionRecord) -> bool {
     if f.state.is_some_and(|s| s != a.state) {
         return false;
     }
+    if f.connector.as_deref().is_some_and(|c| c != a.connector)
+        || f.rule.as_deref().is_some_and(|r| r != a.rule)
+        || f.since.is_some_and(|t| a.created_at < t)
+        || f.key_prefix
+            .as_deref()
+            .is_some_and(|p| !a.key.starts_with(p))
+    {
+        return false;
+    }
     if let Some(id) = f.alert_id.as_deref() {
         let caused = matches!(&a.origin, Origin::Alert { alert_id, .. } if alert_id == id);
         if !caused && !a.linked_alerts.iter().any(|l| l == id) {

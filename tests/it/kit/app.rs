@@ -43,7 +43,7 @@ impl TestAppBuilder {
 
     /// Read the policy bundle from `dir`.
     pub(crate) fn policies(mut self, dir: &Path) -> Self {
-        self.settings.policy.dir = dir.to_path_buf();
+        self.settings.policy.dir = Some(dir.to_path_buf());
         self
     }
 

@@ -687,6 +687,7 @@ pub(crate) async fn list_filters_newest_first(store: Arc<dyn StateStore>) {
         state,
         alert_id: alert.map(str::to_string),
         limit,
+        ..ActionFilter::default()
     };
     assert_eq!(
         keys(&list(f(None, None, None, 2)).await),
@@ -739,6 +740,46 @@ pub(crate) async fn list_filters_newest_first(store: Arc<dyn StateStore>) {
             .is_empty()
     );
     assert!(list(f(Some("nobody"), None, None, 0)).await.is_empty());
+    // Connector, rule, creation time and key prefix narrow the listing too.
+    let by = |filter: ActionFilter| list(filter);
+    assert_eq!(
+        keys(
+            &by(ActionFilter {
+                connector: Some("entra".into()),
+                ..ActionFilter::default()
+            })
+            .await
+        ),
+        [&b2.key]
+    );
+    assert_eq!(
+        keys(
+            &by(ActionFilter {
+                since: Some(b1.created_at),
+                ..ActionFilter::default()
+            })
+            .await
+        ),
+        [&m1.key, &b2.key, &b1.key]
+    );
+    assert_eq!(
+        keys(
+            &by(ActionFilter {
+                key_prefix: Some(b2.key[..10].to_string()),
+                ..ActionFilter::default()
+            })
+            .await
+        ),
+        [&b2.key]
+    );
+    assert!(
+        by(ActionFilter {
+            rule: Some("no-such-rule".into()),
+            ..ActionFilter::default()
+        })
+        .await
+        .is_empty()
+    );
     // Manual actions have no alert id.
     assert!(list(f(None, None, Some("req-1"), 0)).await.is_empty());
 

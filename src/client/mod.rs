@@ -18,6 +18,11 @@ use serde_json::Value;
 use crate::ledger::ActionRecord;
 use crate::lockout::{Created, LockoutRequest, Restored, Status};
 
+mod resolve;
+pub mod views;
+
+use resolve::{Kinds, Resolved};
+
 /// Default server: the service's default listen address.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8780";
 /// Attempts for one request when the server cannot be reached or is not ready.
@@ -39,13 +44,24 @@ pub enum ClientError {
     /// The server's answer was not what this client understands (version mismatch?).
     #[error("unexpected answer from deprovd: {0}")]
     Decode(String),
+    /// No action or lockout id starts with the prefix given.
+    #[error("no {what} id starts with `{prefix}`")]
+    NotFound { what: &'static str, prefix: String },
+    /// More than one id starts with the prefix given: type more of it.
+    #[error("`{prefix}` is ambiguous: it starts {} ids (type more of it):\n  {}", .matches.len(), .matches.join("\n  "))]
+    Ambiguous {
+        prefix: String,
+        matches: Vec<String>,
+    },
 }
 
 impl ClientError {
     /// Process exit code: 1 when the server refused, 2 when it could not be asked.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            ClientError::Api { .. } => ExitCode::from(1),
+            ClientError::Api { .. }
+            | ClientError::NotFound { .. }
+            | ClientError::Ambiguous { .. } => ExitCode::from(1),
             _ => ExitCode::from(2),
         }
     }
@@ -137,12 +153,11 @@ impl Client {
             .await
     }
 
-    /// Restore a lockout (UUID) or a single action (64-hex ledger key).
+    /// Restore a lockout or a single action, by its id or any unique prefix of it.
     pub async fn restore(&self, id: &str) -> Result<Value, ClientError> {
-        let path = if is_action_key(id) {
-            format!("/v1/actions/{id}/restore")
-        } else {
-            format!("/v1/lockouts/{}/restore", path_segment(id))
+        let path = match self.resolve(id, Kinds::Both).await? {
+            Resolved::Action(key) => format!("/v1/actions/{key}/restore"),
+            Resolved::Lockout(id) => format!("/v1/lockouts/{}/restore", path_segment(&id)),
         };
         let key = uuid::Uuid::new_v4().to_string();
         self.send(Method::POST, &path, None, Some(&key)).await
@@ -161,19 +176,29 @@ impl Client {
         comment: Option<&str>,
     ) -> Result<Value, ClientError> {
         let verb = if reject { "reject" } else { "approve" };
-        let path = format!("/v1/approvals/{}/{verb}", path_segment(key));
+        let key = self.resolve_action(key).await?;
+        let path = format!("/v1/approvals/{}/{verb}", path_segment(&key));
         let body = serde_json::json!({ "comment": comment });
         self.send(Method::POST, &path, Some(&body), None).await
     }
 
-    /// Status of a lockout (UUID) or a single action (64-hex ledger key).
+    /// Status of a lockout or a single action, by its id or any unique prefix of it.
     pub async fn status(&self, id: &str) -> Result<Value, ClientError> {
-        let path = if is_action_key(id) {
-            format!("/v1/actions/{id}")
-        } else {
-            format!("/v1/lockouts/{}", path_segment(id))
+        let path = match self.resolve(id, Kinds::Both).await? {
+            Resolved::Action(key) => format!("/v1/actions/{key}"),
+            Resolved::Lockout(id) => format!("/v1/lockouts/{}", path_segment(&id)),
         };
         self.send(Method::GET, &path, None, None).await
+    }
+
+    /// `GET` `path_and_query` (a read of the API).
+    pub async fn get(&self, path_and_query: &str) -> Result<Value, ClientError> {
+        self.send(Method::GET, path_and_query, None, None).await
+    }
+
+    /// `POST` `path` with an optional JSON body.
+    pub async fn post(&self, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
+        self.send(Method::POST, path, body, None).await
     }
 }
 
@@ -183,7 +208,7 @@ pub fn is_action_key(id: &str) -> bool {
 }
 
 /// Keep a user-typed id inside one path segment.
-fn path_segment(id: &str) -> String {
+pub(crate) fn path_segment(id: &str) -> String {
     id.chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect()
@@ -203,6 +228,8 @@ pub enum Command {
         reject: bool,
         comment: Option<String>,
     },
+    /// The responders' finders and fixers ([`views`]).
+    View(views::View),
 }
 
 /// Run one client command, printing to `out`.
@@ -222,6 +249,7 @@ pub async fn run(
             reject,
             comment,
         } => client.decide(id, *reject, comment.as_deref()).await?,
+        Command::View(v) => v.fetch(client).await?,
     };
     let printed = if json {
         serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
@@ -237,19 +265,21 @@ fn render(command: &Command, v: &Value) -> Result<String, ClientError> {
     Ok(match command {
         Command::Lockout(_) => render_created(&decode(v)?),
         Command::Restore(_) => render_restored(&decode(v)?),
-        Command::Status(id) if is_action_key(id) => render_action(&decode(v)?),
+        // An action answers with its record; a lockout with its status (which lists `actions`).
+        Command::Status(_) if v.get("actions").is_none() => render_action(&decode(v)?),
         Command::Status(_) => render_status(&decode(v)?),
         Command::Approvals => render_approvals(&decode::<Vec<ActionRecord>>(&v["approvals"])?),
         Command::Approve { .. } => render_action(&decode(v)?),
+        Command::View(view) => view.render(v)?,
     })
 }
 
-fn decode<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ClientError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ClientError> {
     serde_json::from_value(v.clone()).map_err(|e| ClientError::Decode(e.to_string()))
 }
 
 /// Rows as aligned columns under a header.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -277,7 +307,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// First 12 characters of a ledger key: enough to recognise it in a table.
-fn short(key: &str) -> String {
+pub(crate) fn short(key: &str) -> String {
     key.chars().take(12).collect()
 }
 
