@@ -225,6 +225,13 @@ paths = {
                 q("action_key", S, "Action key"), q("since", TIME, "At or after"),
                 q("until", TIME, "At or before"),
                 q("limit", LIMIT, "Most returned (default 100, at most 1000)")])},
+    "/v1/audit/verify": {"get": op(
+        "Verify the stored audit chain from its first record (as `deprovd audit verify`)", "viewer",
+        {"200": answer("The verdict: records verified, or the first bad record and how it was "
+                       "tampered with", {"type": "object"})})},
+    "/v1/policy/shadow": {"get": op(
+        "The shadow bundle's disagreements with the live one (`[policy] shadow_dir`)", "viewer",
+        {"200": answer("Counts by kind and the recent disagreements", {"type": "object"})})},
     "/v1/approvals": {"get": op("Actions awaiting approval", "viewer",
                                 {"200": answer("Held actions", ref("Approvals"))},
                                 params=[q("limit", LIMIT, "Most returned")])},

@@ -13,12 +13,16 @@ use crate::policy::Policies;
 /// Run `deprovd validate` on `path` (none: the dev setup) with environment `env`; print `ok` or
 /// every problem, and return the exit code (0 or 2).
 pub fn validate(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> u8 {
-    let problems = validate_problems(path, env);
+    let (problems, warnings) = findings(path, env);
     let name = path.map_or_else(
         || "(no config: the dev setup)".to_string(),
         |p| p.display().to_string(),
     );
     if problems.is_empty() {
+        // Valid but unsafe in production (relaxed Redis durability): said, never refused.
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
         super::print_line(format_args!("{name}: ok"));
         0
     } else {
@@ -32,11 +36,21 @@ pub fn validate_problems(
     path: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Vec<Problem> {
+    findings(path, env).0
+}
+
+/// The problems and, for settings that parsed, the warnings.
+fn findings(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> (Vec<Problem>, Vec<Problem>) {
     let (settings, mut problems) = Settings::check(path, env);
+    let mut warnings = Vec::new();
     if let Some(settings) = settings {
         problems.extend(deep_problems(&settings));
+        warnings = settings.warnings();
     }
-    problems
+    (problems, warnings)
 }
 
 /// The checks beyond the config's own values: connector specs and instances, guards that no

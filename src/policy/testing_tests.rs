@@ -183,7 +183,10 @@ fn unreadable_directory_is_an_error_not_a_report() {
         Path::new("/nonexistent/deprovd-policies"),
         &TestOptions::default(),
     );
-    assert!(matches!(err, Err(PolicyError::Io { .. })), "{err:?}");
+    assert!(
+        matches!(err, Err(PolicyError::MissingDir { .. })),
+        "{err:?}"
+    );
 }
 
 #[test]

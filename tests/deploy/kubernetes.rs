@@ -160,6 +160,7 @@ fn the_configmap_config_validates_and_every_secret_it_references_comes_from_the_
         .as_array()
         .unwrap()
         .clone();
+    let mut secrets = Vec::new();
     for line in config.lines().filter(|l| l.contains("\"env:")) {
         let name = line
             .split("\"env:")
@@ -168,6 +169,7 @@ fn the_configmap_config_validates_and_every_secret_it_references_comes_from_the_
             .split('"')
             .next()
             .unwrap();
+        secrets.push(name.to_string());
         let from = env.iter().find(|e| e["name"] == name);
         assert!(
             from.is_some_and(|e| e["valueFrom"]["secretKeyRef"]["name"] == "deprovd-secrets"),
@@ -178,7 +180,12 @@ fn the_configmap_config_validates_and_every_secret_it_references_comes_from_the_
     let path = dir.path().join("deprovd.toml");
     std::fs::write(&path, config).unwrap();
     // The image's paths, mapped to the repository (as the image's COPY lines put them there).
-    let out = run(Command::new(BIN)
+    // The Secret's values, as the pod would have them (validate checks every `env:` reference).
+    let mut validate = Command::new(BIN);
+    for name in &secrets {
+        validate.env(name, "from-the-secret");
+    }
+    let out = run(validate
         .args(["validate", "--config"])
         .arg(&path)
         .env("DEPROVD__POLICY__DIR", repo().join("policies"))

@@ -866,9 +866,14 @@ vars = {{ mode = "emu", enterprise = "acme-emu" }}
     let validate = |toml: &str| {
         let path = dir.path().join("deprovd.toml");
         std::fs::write(&path, toml).unwrap();
+        // The tokens the config references, set as a deployment would set them.
         std::process::Command::new(env!("CARGO_BIN_EXE_deprovd"))
             .args(["validate", "--config"])
             .arg(&path)
+            .env("GITHUB_TOKEN", "t")
+            .env("GITHUB_SCIM_TOKEN", "t")
+            .env("SLACK_TOKEN", "t")
+            .env("SLACK_ADMIN_TOKEN", "t")
             .output()
             .unwrap()
     };
