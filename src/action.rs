@@ -397,7 +397,7 @@ impl Urgency {
 
 /// `sha256(dedup key, rule, connector, operation, subject)`, hex. Fields are length-prefixed so that no
 /// two different tuples can produce the same preimage.
-pub fn action_key(
+pub(crate) fn action_key(
     dedup_key: &str,
     rule: &str,
     connector: &str,
@@ -413,7 +413,7 @@ pub fn action_key(
 }
 
 /// The coalescing identity of an action: at most one live action per (subject, connector, operation).
-pub fn coalesce_key(subject: &str, connector: &str, operation: Operation) -> String {
+pub(crate) fn coalesce_key(subject: &str, connector: &str, operation: Operation) -> String {
     let mut h = Sha256::new();
     for part in [subject, connector, operation.as_str()] {
         h.update((part.len() as u64).to_be_bytes());

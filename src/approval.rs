@@ -45,7 +45,7 @@ pub(crate) const EXPIRED_NOTE: &str = "approval expired";
 /// Held actions, the service the pipeline (which holds them), the API (which decides them) and the
 /// expiry sweep share: it knows only the store and the guards that hold, never the pipeline.
 #[derive(Clone)]
-pub struct Approvals {
+pub(crate) struct Approvals {
     /// Held actions: read, decided, claimed while deciding.
     pub actions: Arc<dyn ActionStore>,
     /// Where every decision, expiry and supersession is recorded before it takes effect.
@@ -63,7 +63,7 @@ pub struct Approvals {
 
 impl Approvals {
     /// Defaults: a 24 h TTL, no breaker, notices dropped.
-    pub fn new(
+    pub(crate) fn new(
         actions: Arc<dyn ActionStore>,
         audit: Arc<dyn AuditStore>,
         handoff: Option<Handoff>,
@@ -86,7 +86,7 @@ const DECISION_CLAIM: Duration = Duration::from_secs(10);
 
 /// Why a decision on a held action was refused. Each maps to one HTTP status and stable `code`.
 #[derive(Debug, thiserror::Error)]
-pub enum ApprovalError {
+pub(crate) enum ApprovalError {
     /// No action with this key (404).
     #[error("no action with key `{0}`")]
     NotFound(String),
@@ -108,7 +108,7 @@ pub enum ApprovalError {
 }
 
 impl ApprovalError {
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             ApprovalError::NotFound(_) => "not_found",
             ApprovalError::SelfApproval(_) => "self_approval",

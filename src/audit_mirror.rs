@@ -46,9 +46,9 @@ enum MirrorError {
 }
 
 /// State-store namespace of the mirror's cursor (key: topic → `{"seq": n}`).
-pub const CURSOR_NS: &str = "audit_mirror";
+pub(crate) const CURSOR_NS: &str = "audit_mirror";
 /// State-store namespace of the mirror's lease (key: topic → `{"owner": id}`).
-pub const LEASE_NS: &str = "audit_mirror_lease";
+pub(crate) const LEASE_NS: &str = "audit_mirror_lease";
 /// Records read and produced per round.
 const BATCH: usize = 256;
 /// How long a lease lasts without renewal; renewed every round.

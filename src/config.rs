@@ -145,19 +145,6 @@ impl<'de> Deserialize<'de> for SecretRef {
     }
 }
 
-/// A duration written as `"250ms"`, `"10s"`, `"5m"` in the TOML.
-pub type HumanDuration = std::time::Duration;
-
-/// Parse a TOML document into a generic tree, then apply `DEPROVD__A__B=value` environment overrides
-/// (double underscore separates key path segments, names are lower-cased; the value is read as a TOML
-/// scalar when it parses as one — `true`, `8`, `"x"` — and as a string otherwise).
-pub fn apply_env_overrides(
-    doc: toml::Table,
-    vars: impl IntoIterator<Item = (String, String)>,
-) -> toml::Table {
-    apply_env_overrides_traced(doc, vars).0
-}
-
 /// One `DEPROVD__…` variable that set a value: the dotted key path it set and its name, so a
 /// problem with that value blames the variable rather than the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,7 +166,7 @@ impl Override {
 
 /// Name the environment variable behind each problem it caused: ` (set by DEPROVD__API__LISTEN)`
 /// is added to the message. The last variable applied to a path wins, as in the document.
-pub fn blame_overrides(problems: &mut [Problem], overrides: &[Override]) {
+pub(crate) fn blame_overrides(problems: &mut [Problem], overrides: &[Override]) {
     for p in problems {
         if let Some(o) = overrides.iter().rev().find(|o| o.blames(&p.path)) {
             p.message = format!(
@@ -191,7 +178,7 @@ pub fn blame_overrides(problems: &mut [Problem], overrides: &[Override]) {
 }
 
 /// [`apply_env_overrides`], also returning which variable set which key path.
-pub fn apply_env_overrides_traced(
+pub(crate) fn apply_env_overrides_traced(
     mut doc: toml::Table,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> (toml::Table, Vec<Override>) {
@@ -237,7 +224,7 @@ pub fn apply_env_overrides_traced(
 /// Every secret reference in `doc` (a string `env:NAME` or `file:PATH` at any depth) that cannot be
 /// resolved now: the variable is unset or empty, the file is missing, unreadable or empty. Found by
 /// walking the document, so no section can forget to report its own; values are never printed.
-pub fn unresolved_secrets(doc: &toml::Table) -> Vec<Problem> {
+pub(crate) fn unresolved_secrets(doc: &toml::Table) -> Vec<Problem> {
     fn walk(path: &str, v: &toml::Value, out: &mut Vec<Problem>) {
         match v {
             toml::Value::String(s) if s.starts_with("env:") || s.starts_with("file:") => {

@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 
 /// Where malformed input and failed actions go, with the reason and where they came from.
 #[async_trait]
-pub trait DeadLetterSink: Send + Sync {
+pub(crate) trait DeadLetterSink: Send + Sync {
     /// Durably record `payload` (the original bytes) with `reason` and `origin` key/values. Only returns
     /// `Ok` once the record is stored: callers acknowledge the source after it.
     async fn send(
@@ -22,7 +22,7 @@ pub trait DeadLetterSink: Send + Sync {
 
 /// Why a dead letter could not be stored; the caller keeps the source unacknowledged and retries.
 #[derive(Debug, thiserror::Error)]
-pub enum DeadLetterError {
+pub(crate) enum DeadLetterError {
     #[error("{0}")]
     Encode(#[from] serde_json::Error),
     #[error("cannot open dead-letter file {}: {source}", path.display())]

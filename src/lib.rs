@@ -26,10 +26,13 @@
 //! layer 14  fuzz
 //! ```
 //!
-//! Modules the binary, the integration tests and the benches do not reach (`action`, `approval`,
-//! `console`, `deadletter`, `executor`, `identity`, `json`, `notify`, `retry`, `ssf`, `template`) are
-//! `pub(crate)`; what others need of them is re-exported where it is used (`ledger` re-exports the
-//! action types). `unreachable_pub` keeps every other `pub` honest.
+//! **The public surface is curated.** Every module is `pub(crate)` except `cli` and `client`, the
+//! binary's front end (argument definitions, subcommands, the responders' HTTP client), which
+//! `main.rs` — a separate crate — calls into. What the binary, the integration tests and the benches
+//! need from the rest is re-exported by name at the crate root (the `pub use` list at the end of this
+//! file: `deprovd::Settings`, `deprovd::Connector`, `deprovd::StoreBackend`, …), so a newcomer reads
+//! the whole public API in one place. `unreachable_pub` (in `Cargo.toml`'s `[lints]`) keeps every
+//! other `pub` honest: an item nothing outside its module's crate can reach is `pub(crate)`.
 //!
 //! The data path reads straight up the table: ingest → alert → policy → plan → guard → ledger →
 //! executor → connectors.
@@ -82,35 +85,35 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod action;
-pub mod alert;
-pub mod api;
-pub mod app;
+pub(crate) mod alert;
+pub(crate) mod api;
+pub(crate) mod app;
 pub(crate) mod approval;
-pub mod audit;
-pub mod audit_mirror;
+pub(crate) mod audit;
+pub(crate) mod audit_mirror;
 pub mod cli;
 pub mod client;
-pub mod config;
-pub mod connectors;
+pub(crate) mod config;
+pub(crate) mod connectors;
 pub(crate) mod console;
 pub(crate) mod deadletter;
 pub(crate) mod executor;
 #[cfg(test)]
 mod fuzz;
-pub mod guard;
+pub(crate) mod guard;
 pub(crate) mod identity;
-pub mod ingest;
+pub(crate) mod ingest;
 pub(crate) mod json;
-pub mod ledger;
-pub mod lockout;
-pub mod net;
+pub(crate) mod ledger;
+pub(crate) mod lockout;
+pub(crate) mod net;
 pub(crate) mod notify;
-pub mod pipeline;
-pub mod plan;
-pub mod policy;
+pub(crate) mod pipeline;
+pub(crate) mod plan;
+pub(crate) mod policy;
 pub(crate) mod retry;
 pub(crate) mod ssf;
-pub mod telemetry;
+pub(crate) mod telemetry;
 pub(crate) mod template;
 
 // The public surface: what the binary (`main.rs`), the integration tests and the benches use, by

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 /// secrets and no raw alert documents ever go in here.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum Notice {
+pub(crate) enum Notice {
     /// An action reached `failed` (retry budget spent or a terminal error).
     ActionFailed {
         action_key: String,
@@ -81,7 +81,7 @@ pub enum Notice {
 
 impl Notice {
     /// The event name used in config (`events = [...]`) and templates.
-    pub fn event(&self) -> &'static str {
+    pub(crate) fn event(&self) -> &'static str {
         match self {
             Notice::ActionFailed { .. } => "action_failed",
             Notice::ApprovalNeeded { .. } => "approval_needed",
@@ -95,7 +95,7 @@ impl Notice {
 
 /// Cheap to clone; hand one to every part that has news.
 #[derive(Clone, Debug, Default)]
-pub struct Notifier {
+pub(crate) struct Notifier {
     tx: Option<mpsc::Sender<Notice>>,
     /// Counts notices dropped on a full queue (`deprovd_notifications_total{sink="all",outcome="dropped"}`).
     dropped: Option<prometheus::IntCounter>,
@@ -103,7 +103,7 @@ pub struct Notifier {
 
 impl Notifier {
     /// A notifier with no sinks: every notice is dropped (nothing is configured to hear it).
-    pub fn disabled() -> Self {
+    pub(crate) fn disabled() -> Self {
         Self {
             tx: None,
             dropped: None,
@@ -111,7 +111,7 @@ impl Notifier {
     }
 
     /// A notifier feeding `tx`; the receiving side delivers.
-    pub fn from_sender(tx: mpsc::Sender<Notice>) -> Self {
+    pub(crate) fn from_sender(tx: mpsc::Sender<Notice>) -> Self {
         Self {
             tx: Some(tx),
             dropped: None,
@@ -119,14 +119,14 @@ impl Notifier {
     }
 
     /// Count notices dropped because the queue was full.
-    pub fn with_drop_counter(mut self, counter: prometheus::IntCounter) -> Self {
+    pub(crate) fn with_drop_counter(mut self, counter: prometheus::IntCounter) -> Self {
         self.dropped = Some(counter);
         self
     }
 
     /// Queue a notice without waiting. Returns false when it was dropped (no sinks, or the queue is
     /// full).
-    pub fn notify(&self, notice: Notice) -> bool {
+    pub(crate) fn notify(&self, notice: Notice) -> bool {
         match &self.tx {
             None => false,
             Some(tx) => match tx.try_send(notice) {

@@ -198,7 +198,7 @@ impl Planner {
 
 /// Trim, and lower-case email-like subjects so `Alice@Corp.example` and `alice@corp.example` are one
 /// subject for idempotency and coalescing. Other identifiers (per-system ids) keep their case.
-pub fn normalize_subject(s: &str) -> String {
+pub(crate) fn normalize_subject(s: &str) -> String {
     let s = s.trim();
     if s.contains('@') {
         s.to_lowercase()

@@ -44,7 +44,7 @@ const DETAIL_TYPES: &[&str] = &[
 ];
 
 /// AWS Security Hub (ASFF) normalizer.
-pub struct Asff;
+pub(crate) struct Asff;
 
 /// A bare ASFF finding: `SchemaVersion` beside `ProductArn` (both required by ASFF).
 fn is_finding(doc: &Value) -> bool {

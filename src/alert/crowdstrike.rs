@@ -54,7 +54,7 @@ fn stream_type(t: &str) -> Option<&'static str> {
 }
 
 /// CrowdStrike Falcon normalizer (Streaming API events and Alerts API entities).
-pub struct CrowdStrike;
+pub(crate) struct CrowdStrike;
 
 impl Normalizer for CrowdStrike {
     fn name(&self) -> &'static str {

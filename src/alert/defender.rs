@@ -26,7 +26,7 @@ const ODATA_ALERT: &str = "#microsoft.graph.security.alert";
 const IDENTITY_SOURCES: &[&str] = &["azureAdIdentityProtection", "microsoftDefenderForIdentity"];
 
 /// Microsoft Graph security alert v2 normalizer.
-pub struct Defender;
+pub(crate) struct Defender;
 
 impl Normalizer for Defender {
     fn name(&self) -> &'static str {

@@ -35,7 +35,7 @@ use super::{
 const FORMAT: &str = "elastic";
 
 /// Elastic Security alert normalizer.
-pub struct Elastic;
+pub(crate) struct Elastic;
 
 impl Normalizer for Elastic {
     fn name(&self) -> &'static str {

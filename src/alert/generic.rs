@@ -49,7 +49,7 @@ use super::{
 const FORMAT: &str = "generic";
 
 /// The canonical alert JSON, forgiving where a sender reasonably can be (see the module docs).
-pub struct Generic;
+pub(crate) struct Generic;
 
 impl Normalizer for Generic {
     fn name(&self) -> &'static str {

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{Alert, CATEGORIES, NormalizeError, Normalized, NormalizerRegistry};
+use super::registry::Normalized;
+use super::{Alert, CATEGORIES, NormalizeError, NormalizerRegistry};
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")

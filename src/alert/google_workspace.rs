@@ -31,7 +31,7 @@ use super::{Alert, Indicator, NormalizeError, Normalizer, ProblemKind, Severity,
 const FORMAT: &str = "google_workspace";
 
 /// Google Workspace Alert Center normalizer.
-pub struct GoogleWorkspace;
+pub(crate) struct GoogleWorkspace;
 
 impl Normalizer for GoogleWorkspace {
     fn name(&self) -> &'static str {

@@ -37,7 +37,7 @@ const FORMAT: &str = "guardduty";
 const DETAIL_TYPE: &str = "GuardDuty Finding";
 
 /// GuardDuty finding (EventBridge envelope or bare) normalizer.
-pub struct GuardDuty;
+pub(crate) struct GuardDuty;
 
 /// Whether `doc` is a bare finding: a GuardDuty ARN, or `service.serviceName` `guardduty`, beside a
 /// finding `type`.

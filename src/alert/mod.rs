@@ -5,27 +5,28 @@
 //! (an Okta event hook) and returns one [`Alert`] — or one precise error — per document. The alert keeps the original document
 //! in [`Alert::raw`] so that policies can look at vendor fields the model does not carry.
 
-pub mod asff;
+pub(crate) mod asff;
 #[cfg(test)]
 mod corpus;
-pub mod crowdstrike;
-pub mod defender;
-pub mod elastic;
+pub(crate) mod crowdstrike;
+pub(crate) mod defender;
+pub(crate) mod elastic;
 mod fields;
-pub mod generic;
+pub(crate) mod generic;
 #[cfg(test)]
 mod golden;
-pub mod google_workspace;
-pub mod guardduty;
-pub mod ocsf;
-pub mod okta;
+pub(crate) mod google_workspace;
+pub(crate) mod guardduty;
+pub(crate) mod ocsf;
+pub(crate) mod okta;
 mod registry;
-pub mod sentinel;
-pub mod splunk;
-pub mod ssf;
+pub(crate) mod sentinel;
+pub(crate) mod splunk;
+pub(crate) mod ssf;
 mod timestamps;
 
-pub use registry::{Normalized, Normalizer, NormalizerRegistry, Part, SSF_ONLY_VERIFIED};
+pub use registry::NormalizerRegistry;
+pub(crate) use registry::{Normalizer, Part, SSF_ONLY_VERIFIED};
 
 use std::collections::BTreeMap;
 
@@ -34,11 +35,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of the canonical model; bumped on any incompatible change to [`Alert`].
-pub const ALERT_SCHEMA_VERSION: &str = "1";
+pub(crate) const ALERT_SCHEMA_VERSION: &str = "1";
 
 /// The closed vocabulary of [`Alert::category`]. Normalizers map vendor taxonomies onto these words so
 /// that a policy can say `input.alert.category == "credential_theft"` without knowing any vendor.
-pub const CATEGORIES: &[&str] = &[
+pub(crate) const CATEGORIES: &[&str] = &[
     "credential_theft",
     "account_takeover",
     "malware",
@@ -157,7 +158,7 @@ impl ProblemKind {
 /// The severity of an alert whose severity cannot be read: `medium` — enough for a policy to ask
 /// for approval or contain malware under the starter thresholds, never enough on its own for the
 /// high-only rules. The alert says so in `problems` (`severity_unknown`).
-pub const DEFAULT_SEVERITY: Severity = Severity::Medium;
+pub(crate) const DEFAULT_SEVERITY: Severity = Severity::Medium;
 
 impl Alert {
     /// The key under which redeliveries of this alert collapse: `source.vendor/id`.
@@ -291,9 +292,9 @@ pub struct Indicator {
 pub const MAX_EVENTS_PER_DELIVERY: usize = 100;
 /// Most subjects one alert may name: each becomes actions on every connector that knows it, so an
 /// alert naming thousands would be a blast-radius event by itself.
-pub const MAX_SUBJECTS_PER_ALERT: usize = 100;
+pub(crate) const MAX_SUBJECTS_PER_ALERT: usize = 100;
 /// Most indicators one alert may carry (they are kept, not acted on).
-pub const MAX_INDICATORS_PER_ALERT: usize = 1000;
+pub(crate) const MAX_INDICATORS_PER_ALERT: usize = 1000;
 
 /// Why raw bytes could not become an [`Alert`]. The message goes to the dead-letter destination as is.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]

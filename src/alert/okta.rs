@@ -39,7 +39,7 @@ const FORMAT: &str = "okta";
 const HOOK_EVENT_TYPE: &str = "com.okta.event_hook";
 
 /// Okta System Log event / event hook normalizer.
-pub struct Okta;
+pub(crate) struct Okta;
 
 impl Normalizer for Okta {
     fn name(&self) -> &'static str {

@@ -234,7 +234,7 @@ fn why_unrecognized(doc: &serde_json::Value) -> String {
 const SSF: &str = "ssf";
 
 /// Why `format = ssf` is refused on `/v1/alerts` and Kafka.
-pub const SSF_ONLY_VERIFIED: &str = "SETs are accepted only by the Shared Signals receiver \
+pub(crate) const SSF_ONLY_VERIFIED: &str = "SETs are accepted only by the Shared Signals receiver \
     (POST /v1/ssf/{receiver} or its poll client), which verifies their signature; format `ssf` \
     cannot be used on other sources";
 

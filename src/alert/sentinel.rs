@@ -27,7 +27,7 @@ const IDENTITY_PRODUCTS: &[&str] = &[
 ];
 
 /// Microsoft Sentinel incident (automation rule / Logic App webhook) normalizer.
-pub struct Sentinel;
+pub(crate) struct Sentinel;
 
 /// The incident resource (`{name, id, properties}`) inside the envelope, or the document itself.
 fn incident(doc: &Value) -> Option<&Value> {

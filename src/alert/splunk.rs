@@ -30,7 +30,7 @@ const FORMAT: &str = "splunk";
 const MIN_EPOCH_S: f64 = 1_000_000_000.0;
 
 /// Splunk alert-action webhook normalizer.
-pub struct Splunk;
+pub(crate) struct Splunk;
 
 impl Normalizer for Splunk {
     fn name(&self) -> &'static str {

@@ -32,11 +32,11 @@ use super::{Alert, Host, NormalizeError, Normalizer, Severity, Source, Subject};
 const FORMAT: &str = "ssf";
 
 /// Prefix of every CAEP event type URI.
-pub const CAEP: &str = "https://schemas.openid.net/secevent/caep/event-type/";
+pub(crate) const CAEP: &str = "https://schemas.openid.net/secevent/caep/event-type/";
 /// Prefix of every RISC event type URI.
-pub const RISC: &str = "https://schemas.openid.net/secevent/risc/event-type/";
+pub(crate) const RISC: &str = "https://schemas.openid.net/secevent/risc/event-type/";
 /// Prefix of the SSF stream-control events (verification, stream-updated): no alert.
-pub const SSF_CONTROL: &str = "https://schemas.openid.net/secevent/ssf/event-type/";
+pub(crate) const SSF_CONTROL: &str = "https://schemas.openid.net/secevent/ssf/event-type/";
 
 /// Severity and category of each supported event, by its full type URI.
 fn classify(event_type: &str, event: &Value) -> Option<(Severity, &'static str, &'static str)> {
@@ -129,7 +129,7 @@ fn risk_level(event: &Value) -> (Severity, &'static str, &'static str) {
 }
 
 /// Shared Signals (CAEP / RISC) SET claims normalizer.
-pub struct Ssf;
+pub(crate) struct Ssf;
 
 impl Normalizer for Ssf {
     fn name(&self) -> &'static str {

@@ -30,7 +30,7 @@ fn outcome(status: StatusCode) -> &'static str {
     }
 }
 
-pub async fn layer(State(s): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+pub(crate) async fn layer(State(s): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()

@@ -68,7 +68,7 @@ pub struct TokenConfig {
 /// route needs ([`super::access`]); the audit layer extracts it first and leaves it in the request's
 /// extensions, so a handler taking a `Caller` neither hashes the token twice nor can skip the check.
 #[derive(Debug, Clone)]
-pub struct Caller {
+pub(crate) struct Caller {
     pub name: String,
     pub role: Role,
 }
@@ -79,11 +79,11 @@ pub struct Caller {
 /// for a bearer call, noting `"via": "console"`. Only code in this process can put it in a request's
 /// extensions; nothing from the network can.
 #[derive(Debug, Clone)]
-pub struct Delegated(pub Caller);
+pub(crate) struct Delegated(pub Caller);
 
 /// Why the configured tokens cannot be loaded. Messages name the token entry, never the value.
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     #[error("api token `{name}`: {source}")]
     Secret {
         name: String,
@@ -101,7 +101,7 @@ pub enum TokenError {
 }
 
 /// Hashes of every accepted token.
-pub struct TokenStore {
+pub(crate) struct TokenStore {
     entries: Vec<([u8; 32], Caller)>,
 }
 
@@ -111,7 +111,7 @@ pub fn hash_token(token: &str) -> [u8; 32] {
 
 impl TokenStore {
     /// Resolve references and hash them. Errors name the token entry, never the value.
-    pub fn from_config(tokens: &[TokenConfig]) -> Result<Self, TokenError> {
+    pub(crate) fn from_config(tokens: &[TokenConfig]) -> Result<Self, TokenError> {
         use secrecy::ExposeSecret;
         let mut entries = Vec::new();
         for t in tokens {
@@ -147,7 +147,7 @@ impl TokenStore {
         Ok(Self { entries })
     }
 
-    pub fn add(&mut self, token: &str, name: &str, role: Role) {
+    pub(crate) fn add(&mut self, token: &str, name: &str, role: Role) {
         self.entries.push((
             hash_token(token),
             Caller {
@@ -158,14 +158,14 @@ impl TokenStore {
     }
 
     /// Constant-time lookup over all entries.
-    pub fn verify(&self, presented: &str) -> Option<Caller> {
+    pub(crate) fn verify(&self, presented: &str) -> Option<Caller> {
         self.verify_hash(&hash_token(presented))
     }
 
     /// The holder of the token whose SHA-256 is `h`, by the same constant-time walk: a console
     /// session keeps only the hash, and finds its holder (name and role as configured now) on
     /// every request.
-    pub fn verify_hash(&self, h: &[u8; 32]) -> Option<Caller> {
+    pub(crate) fn verify_hash(&self, h: &[u8; 32]) -> Option<Caller> {
         let mut found: Option<&Caller> = None;
         for (stored, caller) in &self.entries {
             if bool::from(stored.ct_eq(h)) && found.is_none() {
@@ -178,7 +178,7 @@ impl TokenStore {
 
 impl Caller {
     /// The caller as named in the audit trail.
-    pub fn actor(&self, peer: SocketAddr) -> Actor {
+    pub(crate) fn actor(&self, peer: SocketAddr) -> Actor {
         Actor {
             name: self.name.clone(),
             role: Some(self.role.as_str().to_string()),
@@ -188,7 +188,7 @@ impl Caller {
 }
 
 /// The peer address of a request (set by the server for every connection).
-pub fn peer(parts: &Parts) -> SocketAddr {
+pub(crate) fn peer(parts: &Parts) -> SocketAddr {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -197,7 +197,10 @@ pub fn peer(parts: &Parts) -> SocketAddr {
 
 impl Caller {
     /// The holder of the bearer token in `headers`: 401 without one or with an unknown one.
-    pub fn authenticate(tokens: &TokenStore, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    pub(crate) fn authenticate(
+        tokens: &TokenStore,
+        headers: &HeaderMap,
+    ) -> Result<Caller, ApiError> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -221,7 +224,7 @@ impl Caller {
     }
 
     /// 403 unless this caller's role allows `needed`.
-    pub fn require(&self, needed: Role) -> Result<(), ApiError> {
+    pub(crate) fn require(&self, needed: Role) -> Result<(), ApiError> {
         if self.role.allows(needed) {
             return Ok(());
         }

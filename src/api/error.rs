@@ -14,11 +14,11 @@ struct ErrorBody {
 }
 
 /// An error response with a stable `code`.
-pub struct ApiError(pub StatusCode, pub &'static str, pub String);
+pub(crate) struct ApiError(pub StatusCode, pub &'static str, pub String);
 
 /// The `code` of an error response, left in the response's extensions for the audit layer.
 #[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
+pub(crate) struct ErrorCode(pub &'static str);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -54,17 +54,18 @@ use crate::telemetry::Metrics;
 mod actions;
 mod alerts;
 mod approvals;
-pub mod audit;
+pub(crate) mod audit;
 mod breaker;
-pub mod caller;
-pub mod error;
+pub(crate) mod caller;
+pub(crate) mod error;
 mod lockouts;
-pub mod serve;
+pub(crate) mod serve;
 mod trail;
-pub mod wire;
+pub(crate) mod wire;
 
-pub use caller::{Caller, Delegated, Role, TokenConfig, TokenError, TokenStore, hash_token};
-pub use error::ApiError;
+pub(crate) use caller::{Caller, Delegated, Role, TokenStore};
+pub use caller::{TokenConfig, hash_token};
+pub(crate) use error::ApiError;
 
 /// `[api]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -196,7 +197,7 @@ impl ApiConfig {
 
 /// What `/readyz` reports. Components flip their flag as they connect and disconnect.
 #[derive(Default)]
-pub struct Readiness {
+pub(crate) struct Readiness {
     pub store: AtomicBool,
     pub policies: AtomicBool,
     /// `None` when Kafka is not configured.
@@ -219,7 +220,7 @@ impl Readiness {
 }
 
 /// Shared state of the router.
-pub struct ApiState {
+pub(crate) struct ApiState {
     pub tokens: TokenStore,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
@@ -308,9 +309,9 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The OpenAPI 3.1 description of every route above, served at `/v1/openapi.json`: the checked-in
 /// `docs/openapi.json` (written by `scripts/openapi.py`; the suite checks it against the router).
-pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+pub(crate) const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
-pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
+pub(crate) fn router(state: Arc<ApiState>, max_body: usize) -> Router {
     Router::new()
         .route(
             "/v1/alerts",

@@ -54,16 +54,16 @@ pub struct ServeLimits {
 
 /// Set on a request whose body missed its deadline, so the audit layer records what the client got.
 #[derive(Clone, Default)]
-pub struct BodyDeadline(Arc<AtomicBool>);
+pub(crate) struct BodyDeadline(Arc<AtomicBool>);
 
 impl BodyDeadline {
-    pub fn missed(&self) -> bool {
+    pub(crate) fn missed(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
 }
 
 /// Serve `router` on `listener` until `stop` turns true, then drain and return.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ServeLimits,

@@ -8,13 +8,13 @@ use super::ApiError;
 use crate::ledger::ActionState;
 
 #[derive(Debug, Deserialize)]
-pub struct AlertQuery {
+pub(crate) struct AlertQuery {
     /// Alert format; `auto` (default) detects it.
     pub format: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ActionsQuery {
+pub(crate) struct ActionsQuery {
     pub subject: Option<String>,
     pub state: Option<ActionState>,
     pub alert_id: Option<String>,
@@ -29,7 +29,7 @@ pub struct ActionsQuery {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LockoutsQuery {
+pub(crate) struct LockoutsQuery {
     /// Most lockouts returned (default 50, at most 200).
     pub limit: Option<usize>,
     /// The `next` of the previous page: only lockouts older than this id.
@@ -42,7 +42,7 @@ pub struct LockoutsQuery {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditQuery {
+pub(crate) struct AuditQuery {
     pub subject: Option<String>,
     pub alert_id: Option<String>,
     pub action_key: Option<String>,
@@ -55,19 +55,19 @@ pub struct AuditQuery {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ApprovalsQuery {
+pub(crate) struct ApprovalsQuery {
     pub limit: Option<usize>,
 }
 
 /// Optional body of approve / reject.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DecisionBody {
+pub(crate) struct DecisionBody {
     pub comment: Option<String>,
 }
 
 /// An optional JSON body: empty means the default.
-pub fn optional_body<T: serde::de::DeserializeOwned + Default>(
+pub(crate) fn optional_body<T: serde::de::DeserializeOwned + Default>(
     body: &[u8],
     shape: &str,
 ) -> Result<T, ApiError> {
@@ -85,7 +85,7 @@ pub fn optional_body<T: serde::de::DeserializeOwned + Default>(
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ResetBody {
+pub(crate) struct ResetBody {
     /// `global` or a connector instance; absent: every scope.
     pub scope: Option<String>,
 }

@@ -17,7 +17,7 @@ use super::*;
 /// The hashed form of a batch-sealed record: every field but `hash`, in the order the record is
 /// stored. Changing it changes every seal; add a format version instead.
 #[derive(Serialize)]
-pub struct CanonicalV2<'a> {
+pub(crate) struct CanonicalV2<'a> {
     seq: u64,
     time: &'a DateTime<Utc>,
     kind: AuditKind,
@@ -33,7 +33,7 @@ pub struct CanonicalV2<'a> {
 
 impl<'a> CanonicalV2<'a> {
     /// The canonical view of `r` (its `hash` left out).
-    pub fn of(r: &'a AuditRecord) -> Self {
+    pub(crate) fn of(r: &'a AuditRecord) -> Self {
         CanonicalV2 {
             seq: r.seq,
             time: &r.time,
@@ -50,7 +50,7 @@ impl<'a> CanonicalV2<'a> {
     }
 
     /// The bytes the batch seal covers for this record (and, but for the seal, its stored form).
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         // Serializing plain data (strings, numbers, a `Value`) into a Vec cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
     }
@@ -64,7 +64,7 @@ pub(super) fn absorb(hasher: &mut Sha256, bytes: &[u8]) {
 
 /// A sealed batch, ready to store.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SealedBatch {
+pub(crate) struct SealedBatch {
     /// The records, in order; the last carries the seal.
     pub records: Vec<AuditRecord>,
     /// Each record's stored JSON (its canonical bytes; the seal's with `hash`).
@@ -75,7 +75,7 @@ pub struct SealedBatch {
 
 impl SealedBatch {
     /// The drafts back, for resealing after another appender moved the head.
-    pub fn into_drafts(self) -> Vec<AuditDraft> {
+    pub(crate) fn into_drafts(self) -> Vec<AuditDraft> {
         self.records
             .into_iter()
             .map(AuditRecord::into_draft)
@@ -100,7 +100,7 @@ impl AuditRecord {
 }
 
 /// Seal `drafts` as one batch after `head` (`None`: the chain is empty).
-pub fn seal_batch(drafts: Vec<AuditDraft>, head: Option<&AuditHead>) -> SealedBatch {
+pub(crate) fn seal_batch(drafts: Vec<AuditDraft>, head: Option<&AuditHead>) -> SealedBatch {
     let (mut seq, prev) = match head {
         Some(h) => (h.seq, h.hash.as_str()),
         None => (0, GENESIS),

@@ -40,12 +40,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub mod batch;
+pub(crate) mod batch;
 
-pub use batch::{CanonicalV2, SealedBatch, seal_batch};
+pub(crate) use batch::{CanonicalV2, seal_batch};
 
 /// `prev` of the first record: 64 zeros.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What a record is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -323,7 +323,7 @@ pub struct VerifyError {
 
 /// Checks records one by one, so a long trail can be verified page by page.
 #[derive(Debug, Clone)]
-pub struct Verifier {
+pub(crate) struct Verifier {
     /// The next record's expected `seq`.
     next: u64,
     /// The next record's expected `prev`.
@@ -342,7 +342,7 @@ impl Default for Verifier {
 
 impl Verifier {
     /// Start at the genesis.
-    pub fn new() -> Verifier {
+    pub(crate) fn new() -> Verifier {
         Verifier {
             next: 1,
             prev: GENESIS.to_string(),
@@ -354,7 +354,7 @@ impl Verifier {
     /// Start after `anchor`, trusted as read (for `--from SEQ`). The anchor must seal what came
     /// before it — a record-sealed record or the last record of a batch ([`AuditRecord::seals`]):
     /// a batch's seal covers all its records, so verification cannot start inside one.
-    pub fn after(anchor: &AuditRecord) -> Verifier {
+    pub(crate) fn after(anchor: &AuditRecord) -> Verifier {
         Verifier {
             next: anchor.seq + 1,
             prev: anchor.hash.clone(),
@@ -364,17 +364,18 @@ impl Verifier {
     }
 
     /// The expected `seq` of the next record.
-    pub fn next_seq(&self) -> u64 {
+    pub(crate) fn next_seq(&self) -> u64 {
         self.next
     }
 
+    #[cfg(test)]
     /// Number of records accepted so far.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.count
     }
 
     /// Accept the next record or say what is wrong with it.
-    pub fn feed(&mut self, r: &AuditRecord) -> Result<(), VerifyError> {
+    pub(crate) fn feed(&mut self, r: &AuditRecord) -> Result<(), VerifyError> {
         if r.v == 2 {
             return self.feed_batched(r);
         }
@@ -468,7 +469,7 @@ impl Verifier {
     }
 
     /// After the last record: the store's head must be the last record accepted.
-    pub fn finish(&self, head: Option<&AuditHead>) -> Result<u64, VerifyError> {
+    pub(crate) fn finish(&self, head: Option<&AuditHead>) -> Result<u64, VerifyError> {
         let last = self.next - 1;
         if let Some(h) = head
             && h.seq > last
@@ -512,7 +513,7 @@ pub fn verify<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) -> Result<
 
 /// Filter for `GET /v1/audit`; every set field must match.
 #[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
+pub(crate) struct AuditFilter {
     pub subject: Option<String>,
     pub alert_id: Option<String>,
     pub action_key: Option<String>,
@@ -521,7 +522,7 @@ pub struct AuditFilter {
 }
 
 impl AuditFilter {
-    pub fn matches(&self, r: &AuditRecord) -> bool {
+    pub(crate) fn matches(&self, r: &AuditRecord) -> bool {
         let eq = |want: &Option<String>, have: &Option<String>| {
             want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
         };

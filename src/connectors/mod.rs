@@ -4,9 +4,9 @@
 //! `connectors/*.yaml` run by [`http`], protocols that are not HTTP (LDAP) natively. Every call returns an
 //! [`Outcome`]; the executor alone decides what to do with it (retry, fail, record).
 
-pub mod aws_iam;
-pub mod http;
-pub mod ldap;
+pub(crate) mod aws_iam;
+pub(crate) mod http;
+pub(crate) mod ldap;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -105,7 +105,9 @@ tokio::task_local! {
 
 /// Run `operation` and say how long it waited for its target's rate budget: the executor reports
 /// that wait (`deprovd_action_wait_seconds{reason="rate_budget"}`) apart from the call itself.
-pub async fn measuring_rate_wait<F: std::future::Future>(operation: F) -> (F::Output, Duration) {
+pub(crate) async fn measuring_rate_wait<F: std::future::Future>(
+    operation: F,
+) -> (F::Output, Duration) {
     RATE_WAIT
         .scope(std::cell::Cell::new(Duration::ZERO), async move {
             let out = operation.await;

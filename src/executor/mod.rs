@@ -123,7 +123,7 @@ const HANDOFF_CAPACITY: usize = 4096;
 
 /// The pipeline's side of the direct handoff (see [`Executor::handoff`]).
 #[derive(Clone)]
-pub struct Handoff {
+pub(crate) struct Handoff {
     /// Connector names whose lanes just got a runnable action.
     tx: mpsc::Sender<String>,
     wake: Arc<Notify>,
@@ -133,7 +133,7 @@ impl Handoff {
     /// `action` was just recorded, runnable: its lane claims at once if it has a free slot. Never
     /// blocks ingestion: when the queue is full the executor is woken to claim for every lane
     /// instead (the action is in the ledger either way).
-    pub fn offer(&self, action: &ActionRecord) {
+    pub(crate) fn offer(&self, action: &ActionRecord) {
         if self.tx.try_send(action.connector.clone()).is_err() {
             self.wake.notify_one();
         }

@@ -17,7 +17,7 @@ use crate::telemetry::Metrics;
 
 /// Why a breaker reset was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum BreakerError {
+pub(crate) enum BreakerError {
     #[error("no breaker scope `{0}` (scopes: `global` and each connector instance)")]
     UnknownScope(String),
     #[error("the blast-radius breaker is disabled (`[guards.breaker] enabled = false`)")]
@@ -27,7 +27,7 @@ pub enum BreakerError {
 }
 
 /// The blast-radius breaker at run time (see the module docs). Cheap to share (`Arc`).
-pub struct Breaker {
+pub(crate) struct Breaker {
     /// `[global, <connector>]` per connector instance, built once so an admission allocates no
     /// scope list.
     by_connector: HashMap<String, Arc<[BreakerScope]>>,
@@ -45,7 +45,7 @@ pub struct Breaker {
 
 impl Breaker {
     /// `None` when the breaker is disabled: then the pipeline makes no breaker round trip at all.
-    pub fn new<'a>(
+    pub(crate) fn new<'a>(
         cfg: &BreakerConfig,
         connectors: impl IntoIterator<Item = &'a String>,
         windows: Arc<dyn BreakerStore>,
@@ -90,8 +90,9 @@ impl Breaker {
         })
     }
 
+    #[cfg(test)]
     /// Every scope with its limits, global first.
-    pub fn scopes(&self) -> &[BreakerScope] {
+    pub(crate) fn scopes(&self) -> &[BreakerScope] {
         &self.all
     }
 
@@ -100,7 +101,7 @@ impl Breaker {
     /// audited and notified here, by the one admission that caused it. A redelivered alert's
     /// actions are admitted again before the ledger finds them duplicates; that only refreshes the
     /// subject's place in the window (a subject is never counted twice).
-    pub async fn admit(&self, action: &ActionRecord) -> Result<Vec<String>, StoreError> {
+    pub(crate) async fn admit(&self, action: &ActionRecord) -> Result<Vec<String>, StoreError> {
         let scopes = self
             .by_connector
             .get(&action.connector)
@@ -151,7 +152,7 @@ impl Breaker {
 
     /// Every scope's state; refreshes `deprovd_breaker_open` (another replica may have tripped or
     /// reset it).
-    pub async fn status(&self) -> Result<Vec<BreakerState>, StoreError> {
+    pub(crate) async fn status(&self) -> Result<Vec<BreakerState>, StoreError> {
         let states = self.windows.breaker_status(&self.all, Utc::now()).await?;
         for s in &states {
             self.metrics.breaker_open(&s.scope, s.open);
@@ -161,7 +162,7 @@ impl Breaker {
 
     /// Close `scope` (or every scope) and empty its window; audited with `actor`. Returns the scopes
     /// that were open. Held actions stay held: each still needs an approver.
-    pub async fn reset(
+    pub(crate) async fn reset(
         &self,
         scope: Option<&str>,
         actor: Actor,
@@ -188,7 +189,7 @@ impl Breaker {
 }
 
 /// A held action's note when the breaker held it.
-pub fn breaker_note(open: &[String]) -> String {
+pub(crate) fn breaker_note(open: &[String]) -> String {
     format!(
         "held by the blast-radius breaker (open: {}); an approver must approve it",
         open.join(", ")
@@ -196,7 +197,7 @@ pub fn breaker_note(open: &[String]) -> String {
 }
 
 /// Whether `state` is the one [`Breaker::admit`] looks at: runnable, not a reversal.
-pub fn breaker_counts(action: &ActionRecord) -> bool {
+pub(crate) fn breaker_counts(action: &ActionRecord) -> bool {
     action.state == ActionState::Planned && action.reverses.is_none()
 }
 

@@ -26,13 +26,13 @@ use super::GuardError;
 use crate::connectors::{Connector, ConnectorSet, Memberships};
 
 /// How long a definite verdict is reused for the same subject.
-pub const CACHE_TTL: Duration = Duration::from_secs(30);
+pub(crate) const CACHE_TTL: Duration = Duration::from_secs(30);
 /// Most subjects remembered; past it the cache is cleared (it is an optimisation, not a record).
 const CACHE_MAX: usize = 10_000;
 
 /// What the guard concluded about one subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// In no protected group on any source that knows the subject.
     Clear,
     /// Member of `group` according to `connector`: never act.
@@ -42,7 +42,7 @@ pub enum Verdict {
 }
 
 /// The guard, built once from the config and the connector set; shared by `Arc`.
-pub struct GroupGuard {
+pub(crate) struct GroupGuard {
     /// Protected group names, lower-cased.
     groups: HashSet<String>,
     /// Connectors that can list group memberships, by name.
@@ -65,7 +65,10 @@ impl std::fmt::Debug for GroupGuard {
 impl GroupGuard {
     /// `None` when no group is protected. An error when groups are protected but no configured
     /// connector can list memberships: the guard could never clear anyone, or worse, never protect.
-    pub fn new(groups: &[String], connectors: &ConnectorSet) -> Result<Option<Self>, GuardError> {
+    pub(crate) fn new(
+        groups: &[String],
+        connectors: &ConnectorSet,
+    ) -> Result<Option<Self>, GuardError> {
         let groups: HashSet<String> = groups
             .iter()
             .map(|g| g.trim().to_lowercase())
@@ -90,7 +93,7 @@ impl GroupGuard {
     }
 
     /// Names of the connectors asked, for the startup log.
-    pub fn sources(&self) -> Vec<&str> {
+    pub(crate) fn sources(&self) -> Vec<&str> {
         self.sources.iter().map(|(n, _)| n.as_str()).collect()
     }
 
@@ -112,7 +115,7 @@ impl GroupGuard {
     }
 
     /// Ask every source about `subject` (the action's canonical subject), or reuse a recent verdict.
-    pub async fn check(&self, subject: &str) -> Verdict {
+    pub(crate) async fn check(&self, subject: &str) -> Verdict {
         let key = subject.trim().to_lowercase();
         if let Some((at, v)) = self.cache.lock().expect("not poisoned").get(&key)
             && at.elapsed() < CACHE_TTL

@@ -33,9 +33,9 @@ use crate::identity::{Identity, fold, local_part};
 use crate::ledger::{ActionRecord, ActionState, StateReason};
 
 mod breaker;
-pub mod groups;
+pub(crate) mod groups;
 
-pub use breaker::{Breaker, BreakerError, breaker_counts, breaker_note};
+pub(crate) use breaker::{Breaker, BreakerError, breaker_counts, breaker_note};
 
 /// `[guards]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -109,7 +109,7 @@ pub struct BreakerOverride {
 }
 
 /// Scope name of the breaker that counts every connector together.
-pub const GLOBAL_SCOPE: &str = "global";
+pub(crate) const GLOBAL_SCOPE: &str = "global";
 
 impl GuardConfig {
     /// Breaker overrides must name configured connectors, and no connector may be called

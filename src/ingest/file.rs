@@ -10,9 +10,9 @@ use std::path::Path;
 
 /// [`read_jsonl`], where the path `-` means standard input (`deprovd simulate --alerts -`).
 /// Numbered lines, as [`read_jsonl`] yields them, from a file or standard input.
-pub type Lines = Box<dyn Iterator<Item = Result<(usize, Vec<u8>), io::Error>>>;
+pub(crate) type Lines = Box<dyn Iterator<Item = Result<(usize, Vec<u8>), io::Error>>>;
 
-pub fn read_jsonl_or_stdin(path: &Path) -> Lines {
+pub(crate) fn read_jsonl_or_stdin(path: &Path) -> Lines {
     if path == Path::new("-") {
         Box::new(read_lines(
             Ok(Box::new(BufReader::new(io::stdin())) as Box<dyn BufRead>),
@@ -29,7 +29,7 @@ pub fn read_jsonl_or_stdin(path: &Path) -> Lines {
 /// lines whose first non-blank byte is `#` are skipped (fixture files carry comments). The trailing
 /// `\n` / `\r\n` is removed. An I/O error (including failing to open the file) is yielded once and
 /// ends the iteration, so the caller sees the error rather than a silently short replay.
-pub fn read_jsonl(
+pub(crate) fn read_jsonl(
     path: &Path,
 ) -> impl Iterator<Item = Result<(usize, Vec<u8>), io::Error>> + use<> {
     let name = path.display().to_string();

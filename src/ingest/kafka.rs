@@ -246,13 +246,13 @@ pub enum KafkaSetupError {
 }
 
 /// Dead letters produced to a Kafka topic: original bytes as the value, reason and origin as headers.
-pub struct KafkaDeadLetter {
+pub(crate) struct KafkaDeadLetter {
     producer: FutureProducer,
     topic: String,
 }
 
 impl KafkaDeadLetter {
-    pub fn new(producer: FutureProducer, topic: impl Into<String>) -> Self {
+    pub(crate) fn new(producer: FutureProducer, topic: impl Into<String>) -> Self {
         Self {
             producer,
             topic: topic.into(),
@@ -305,7 +305,7 @@ impl DeadLetterSink for KafkaDeadLetter {
 /// How often the consumer lag gauge is refreshed.
 const LAG_INTERVAL: Duration = Duration::from_secs(2);
 
-pub struct KafkaSource {
+pub(crate) struct KafkaSource {
     cfg: KafkaConfig,
     consumer: StreamConsumer,
     dlq: KafkaDeadLetter,
@@ -314,7 +314,7 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    pub fn new(cfg: KafkaConfig) -> Result<Self, KafkaSetupError> {
+    pub(crate) fn new(cfg: KafkaConfig) -> Result<Self, KafkaSetupError> {
         let consumer = cfg.consumer()?;
         let producer = cfg.producer()?;
         let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
@@ -332,7 +332,7 @@ impl KafkaSource {
         })
     }
 
-    pub async fn run(
+    pub(crate) async fn run(
         self: Arc<Self>,
         pipeline: Arc<Pipeline>,
         mut shutdown: watch::Receiver<bool>,

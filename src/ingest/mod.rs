@@ -5,6 +5,6 @@
 //! 202) only once the pipeline says the actions are in the ledger — or once the bytes are in the
 //! dead-letter destination with their reason. Nothing is dropped silently.
 
-pub mod file;
-pub mod kafka;
-pub mod ssf;
+pub(crate) mod file;
+pub(crate) mod kafka;
+pub(crate) mod ssf;

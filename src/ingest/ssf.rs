@@ -49,7 +49,7 @@ const MAX_POLL_BYTES_PER_SET: usize = 64 * 1024;
 
 /// What became of one SET.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Verified and recorded (`alert_id` is `None` for stream-control events).
     Accepted { alert_id: Option<String> },
     /// Its `jti` was seen before; `prior` says what became of the earlier copy.
@@ -74,7 +74,7 @@ impl Outcome {
 
 /// What became of the first copy of a SET whose `jti` arrives again.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Prior {
+pub(crate) enum Prior {
     /// Recorded: this copy is acknowledged (push 202, poll `ack`) and not acted on again.
     Done,
     /// Still being processed, or released after the ledger was down (or its claim just expired):
@@ -108,7 +108,7 @@ impl Prior {
 }
 
 /// The parts of the running service a SET needs once verified.
-pub struct Sinks<'a> {
+pub(crate) struct Sinks<'a> {
     pub pipeline: &'a Arc<Pipeline>,
     pub store: &'a dyn StateStore,
     pub dead_letters: Option<&'a Arc<dyn DeadLetterSink>>,
@@ -121,7 +121,7 @@ struct Receiver {
 
 /// Why the receivers cannot be set up, or why one poll request failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ReceiverError {
+pub(crate) enum ReceiverError {
     #[error("ssf receiver HTTP client: {0}")]
     Client(#[from] crate::net::ClientError),
     #[error("ssf.receivers[{index}].poll_token: {source}")]
@@ -142,14 +142,17 @@ pub enum ReceiverError {
 
 /// Every configured receiver by name. Built at startup (secrets resolved then); shared by the API
 /// and the pollers.
-pub struct Receivers {
+pub(crate) struct Receivers {
     by_name: BTreeMap<String, Receiver>,
     metrics: Arc<Metrics>,
     http: reqwest::Client,
 }
 
 impl Receivers {
-    pub fn build(cfg: &SsfConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, ReceiverError> {
+    pub(crate) fn build(
+        cfg: &SsfConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, ReceiverError> {
         let http = crate::net::client(Some(Duration::from_secs(15)))?;
         let mut by_name = BTreeMap::new();
         for (i, r) in cfg.receivers.iter().enumerate() {
@@ -175,17 +178,17 @@ impl Receivers {
         }))
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
 
     /// Whether a receiver `name` is configured (unknown names must not become metric labels).
-    pub fn has(&self, name: &str) -> bool {
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.by_name.contains_key(name)
     }
 
     /// Verify, deduplicate and record one SET for receiver `name` (see the module docs).
-    pub async fn handle(
+    pub(crate) async fn handle(
         &self,
         name: &str,
         token: &str,
@@ -337,7 +340,7 @@ impl Receivers {
     }
 
     /// Poll every receiver that has a `poll_url` until `stop`.
-    pub async fn run_pollers(
+    pub(crate) async fn run_pollers(
         self: Arc<Self>,
         pipeline: Arc<Pipeline>,
         store: Arc<dyn StateStore>,
@@ -528,7 +531,7 @@ fn jti_key(receiver: &str, iss: &str, jti: &str) -> String {
 /// received answers as the first copy did once it settled: 202 when recorded (a transmitter's retry
 /// after a lost 202 must not be told "refused" — 400 is final), 400 when refused, 503 while the
 /// first copy is still in flight or was released because the ledger was down.
-pub fn push_response(outcome: &Outcome) -> (StatusCode, Option<Value>) {
+pub(crate) fn push_response(outcome: &Outcome) -> (StatusCode, Option<Value>) {
     match outcome {
         Outcome::Accepted { .. } | Outcome::Duplicate { prior: Prior::Done } => {
             (StatusCode::ACCEPTED, None)

@@ -3,7 +3,7 @@
 //! [`store::redis::RedisStore`] (production, shared by replicas) and [`store::embedded::EmbeddedStore`]
 //! (single node, on disk, zero setup).
 
-pub mod store;
+pub(crate) mod store;
 mod verify;
 
 use std::time::Duration;
@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use crate::action::{
-    ActionRecord, ActionState, NewAction, Operation, Origin, StateReason, Urgency, action_key,
-    coalesce_key,
+pub use crate::action::ActionState;
+pub(crate) use crate::action::{
+    ActionRecord, NewAction, Operation, Origin, StateReason, Urgency, action_key, coalesce_key,
 };
 use crate::audit::{AuditDraft, AuditHead, AuditRecord};
 pub use verify::audit_check;

@@ -4,7 +4,7 @@ use super::*;
 
 /// Expand a request into actions: validate it against the configured connectors and key every action
 /// by the request id. Pure: guards are applied when recording.
-pub fn plan(
+pub(crate) fn plan(
     capabilities: &BTreeMap<String, std::collections::BTreeSet<Operation>>,
     req: &LockoutRequest,
     id: &str,
@@ -152,7 +152,7 @@ fn summary(r: &RecordedAction) -> ActionSummary {
 
 /// Record a lockout under request id `id` (a fresh [`new_id`], or the one an `Idempotency-Key`
 /// claim holds). Recording again with the same id and request changes nothing and answers the same.
-pub async fn create(
+pub(crate) async fn create(
     pipeline: &Pipeline,
     req: &LockoutRequest,
     id: &str,

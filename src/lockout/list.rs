@@ -11,7 +11,7 @@ use super::{Lockout, LockoutError, MANUAL_RULE};
 use crate::ledger::{ActionFilter, ActionStore, DocStore, Origin};
 
 /// Most lockouts one page holds.
-pub const MAX_PAGE: usize = 200;
+pub(crate) const MAX_PAGE: usize = 200;
 /// Actions examined per page asked for: a lockout is a few actions (operations × connectors).
 const ACTIONS_PER_LOCKOUT: usize = 16;
 
@@ -25,7 +25,7 @@ pub struct LockoutPage {
 
 /// Which lockouts to list.
 #[derive(Debug, Clone, Default)]
-pub struct LockoutQuery {
+pub(crate) struct LockoutQuery {
     /// Most lockouts returned (1..=[`MAX_PAGE`]).
     pub limit: usize,
     /// Only lockouts older than this id (ids are UUIDv7, so they sort by creation time).
@@ -37,7 +37,7 @@ pub struct LockoutQuery {
 }
 
 /// Lockouts matching `q`, newest first.
-pub async fn list(
+pub(crate) async fn list(
     store: &(impl ActionStore + DocStore + ?Sized),
     q: &LockoutQuery,
 ) -> Result<LockoutPage, LockoutError> {

@@ -33,29 +33,29 @@ mod retry;
 #[cfg(test)]
 mod tests;
 
-pub use create::{create, plan};
-pub use list::{LockoutPage, LockoutQuery, MAX_PAGE, list};
-pub use restore::{restore_action, restore_key, restore_lockout};
-pub use retry::retry_action;
+pub(crate) use create::{create, plan};
+pub(crate) use list::{LockoutPage, LockoutQuery, list};
+pub(crate) use restore::{restore_action, restore_key, restore_lockout};
+pub(crate) use retry::retry_action;
 
 /// State-store namespace of lockout documents (id → [`Lockout`]).
-pub const LOCKOUT_NS: &str = "lockout";
+pub(crate) const LOCKOUT_NS: &str = "lockout";
 /// State-store namespace of `Idempotency-Key` claims.
-pub const IDEMPOTENCY_NS: &str = "idempotency";
+pub(crate) const IDEMPOTENCY_NS: &str = "idempotency";
 /// How long an `Idempotency-Key` is remembered: long enough for any client's retries.
-pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Rule id of manual lockout actions.
-pub const MANUAL_RULE: &str = "manual";
+pub(crate) const MANUAL_RULE: &str = "manual";
 /// Rule id of reversal actions.
-pub const RESTORE_RULE: &str = "restore";
+pub(crate) const RESTORE_RULE: &str = "restore";
 /// What a lockout does when the request names no operations.
-pub const DEFAULT_OPERATIONS: [Operation; 2] =
+pub(crate) const DEFAULT_OPERATIONS: [Operation; 2] =
     [Operation::DisableAccount, Operation::RevokeSessions];
 
 /// Why a lockout or restore request could not be served. Each variant maps to one HTTP status and a
 /// stable `code` ([`LockoutError::code`]).
 #[derive(Debug, thiserror::Error)]
-pub enum LockoutError {
+pub(crate) enum LockoutError {
     /// The request itself is wrong (HTTP 422); `code` says how.
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
@@ -80,7 +80,7 @@ pub enum LockoutError {
 
 impl LockoutError {
     /// Stable machine-readable code for API errors.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             LockoutError::Invalid { code, .. } => code,
             LockoutError::NotFound(_) => "not_found",
@@ -261,12 +261,15 @@ pub struct Restored {
 }
 
 /// A new lockout request id: UUIDv7, so ids sort by creation time.
-pub fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
 /// The stored lockout `id`.
-pub async fn get(store: &(impl DocStore + ?Sized), id: &str) -> Result<Lockout, LockoutError> {
+pub(crate) async fn get(
+    store: &(impl DocStore + ?Sized),
+    id: &str,
+) -> Result<Lockout, LockoutError> {
     let doc = store
         .get_json(LOCKOUT_NS, id)
         .await?
@@ -279,7 +282,7 @@ pub async fn get(store: &(impl DocStore + ?Sized), id: &str) -> Result<Lockout, 
 }
 
 /// The lockout with every action's live state (and its reversal's, once restored).
-pub async fn status(
+pub(crate) async fn status(
     store: &(impl DocStore + ActionStore + ?Sized),
     id: &str,
 ) -> Result<Status, LockoutError> {
@@ -344,7 +347,7 @@ fn idempotency_slot(caller: &str, scope: &str, key: &str) -> String {
 /// Whether `key` was claimed (per caller and scope), without claiming it: `Some(true)` with the same
 /// `fingerprint`, `Some(false)` with another one, `None` when unclaimed. For routes that claim a key
 /// only once the request succeeded, so that a refusal is never remembered as an answer.
-pub async fn peek_idempotency_key(
+pub(crate) async fn peek_idempotency_key(
     store: &dyn DocStore,
     caller: &str,
     scope: &str,
@@ -362,7 +365,7 @@ pub async fn peek_idempotency_key(
 /// its `fingerprint` and a fresh request id with `SET NX`; a later one with the same fingerprint gets
 /// that id back, so it replays the same request instead of making a second; a different fingerprint
 /// is [`LockoutError::IdempotencyKeyReused`].
-pub async fn claim_idempotency_key(
+pub(crate) async fn claim_idempotency_key(
     store: &dyn DocStore,
     caller: &str,
     scope: &str,

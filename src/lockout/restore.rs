@@ -4,7 +4,7 @@ use super::*;
 
 /// Key of the reversal of `original`: derived from it alone, so any number of restore requests (for
 /// a lockout or for the action directly) record one reversal.
-pub fn restore_key(original: &ActionRecord, reversal: Operation) -> String {
+pub(crate) fn restore_key(original: &ActionRecord, reversal: Operation) -> String {
     action_key(
         &original.key,
         RESTORE_RULE,
@@ -120,7 +120,7 @@ async fn restore_all(
 
 /// Reverse every succeeded action of lockout `id`. Idempotent: each reversal's key derives from the
 /// action it undoes.
-pub async fn restore_lockout(
+pub(crate) async fn restore_lockout(
     pipeline: &Pipeline,
     id: &str,
     actor: &str,
@@ -139,7 +139,7 @@ pub async fn restore_lockout(
 
 /// Reverse one action, automatic or manual. Unlike a lockout restore, an action that cannot be
 /// reversed now is an error ([`LockoutError::NotRestorable`]): the caller asked for exactly this one.
-pub async fn restore_action(
+pub(crate) async fn restore_action(
     pipeline: &Pipeline,
     key: &str,
     actor: &str,

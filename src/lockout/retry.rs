@@ -17,7 +17,7 @@ const RETRY_CLAIM: Duration = Duration::from_secs(10);
 
 /// Plan failed action `key` again, as `actor`. The claim keeps an executor or an approver from
 /// changing it meanwhile.
-pub async fn retry_action(
+pub(crate) async fn retry_action(
     pipeline: &Pipeline,
     key: &str,
     actor: Actor,

@@ -8,7 +8,7 @@
 
 /// Why a capped body could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// The body (announced or received) is longer than the cap; reading stopped there.
     #[error("response body larger than {0} bytes")]
     TooLarge(usize),
@@ -22,7 +22,10 @@ pub enum ReadError {
 
 /// The whole body of `resp`, or [`ReadError::TooLarge`] as soon as more than `max` bytes are
 /// announced (`Content-Length`) or received — never buffering more than `max` plus one chunk.
-pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, ReadError> {
+pub(crate) async fn read_capped(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, ReadError> {
     if resp.content_length().is_some_and(|n| n > max as u64) {
         return Err(ReadError::TooLarge(max));
     }
@@ -39,7 +42,7 @@ pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<
 /// The first `max` bytes of a body, for an error message: read chunk by chunk, the rest dropped with
 /// the connection; a read error ends it early with what arrived. Unlike [`read_capped`], a longer body
 /// is not an error — an excerpt is all the caller wants.
-pub async fn read_prefix(mut resp: reqwest::Response, max: usize) -> Vec<u8> {
+pub(crate) async fn read_prefix(mut resp: reqwest::Response, max: usize) -> Vec<u8> {
     let mut buf = Vec::new();
     while buf.len() < max {
         match resp.chunk().await {
@@ -54,7 +57,7 @@ pub async fn read_prefix(mut resp: reqwest::Response, max: usize) -> Vec<u8> {
 }
 
 /// As [`read_capped`], parsed as JSON.
-pub async fn read_json_capped(
+pub(crate) async fn read_json_capped(
     resp: reqwest::Response,
     max: usize,
 ) -> Result<serde_json::Value, ReadError> {

@@ -9,7 +9,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 /// else a rate-limit reset header (`X-RateLimit-Reset` / `RateLimit-Reset`, CrowdStrike's
 /// `X-RateLimit-RetryAfter`: epoch seconds when large, epoch milliseconds when larger still, otherwise
 /// seconds from now). A date in the past means "now" (zero).
-pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(v) = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()) {
         if let Some(d) = parse_retry_after(v, now) {
             return Some(d);
@@ -43,7 +43,7 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 }
 
 /// One `Retry-After` value.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));

@@ -4,25 +4,25 @@
 //! ([`signing`]). Connectors, notifications, Shared Signals and the CLI client all use it, so a
 //! hardening made here holds everywhere.
 
-pub mod body;
-pub mod headers;
-pub mod signing;
+pub(crate) mod body;
+pub(crate) mod headers;
+pub(crate) mod signing;
 
 use std::time::Duration;
 
-pub use body::{ReadError, read_capped, read_json_capped, read_prefix};
+pub(crate) use body::{ReadError, read_json_capped, read_prefix};
 
 /// RFC 3986 §2.3 unreserved characters (`A-Z a-z 0-9 - . _ ~`) stay; everything else is `%XX` of
 /// its UTF-8 bytes. Used for URL path segments (a subject like `../Groups/x` cannot walk a target's
 /// API) and for AWS Query API form values (what AWS's own SDKs send).
-pub const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+pub(crate) const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
 
 /// `value` percent-encoded with [`UNRESERVED`].
-pub fn encode_unreserved(value: &str) -> String {
+pub(crate) fn encode_unreserved(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()
 }
 
@@ -32,7 +32,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The one way to build an HTTP client: rustls, **no redirects** (a redirect could carry credentials
 /// elsewhere and hides misconfigured base URLs), bounded connect time, deprovd's user agent. Callers
 /// add their own overall `timeout` and then `build()`.
-pub fn client_builder() -> reqwest::ClientBuilder {
+pub(crate) fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .use_rustls_tls()
         .redirect(reqwest::redirect::Policy::none())
@@ -41,7 +41,7 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 }
 
 /// Why a URL does not parse (`url::ParseError`, named through reqwest, which re-exports `Url` only).
-pub type UrlParseError = <reqwest::Url as std::str::FromStr>::Err;
+pub(crate) type UrlParseError = <reqwest::Url as std::str::FromStr>::Err;
 
 /// Why a client could not be built (the TLS backend failed to initialise).
 #[derive(Debug, thiserror::Error)]
@@ -66,12 +66,12 @@ pub fn client(timeout: Option<Duration>) -> Result<reqwest::Client, ClientError>
 /// The URL is parsed, not matched by prefix: `http://localhost:80@evil.example/` (userinfo) and
 /// `http://127.evil.example/` (a DNS name) are remote hosts. Anything that does not parse is not
 /// loopback.
-pub fn is_loopback_host(url: &str) -> bool {
+pub(crate) fn is_loopback_host(url: &str) -> bool {
     reqwest::Url::parse(url).is_ok_and(|u| is_loopback_url(&u))
 }
 
 /// As [`is_loopback_host`], for an already parsed URL.
-pub fn is_loopback_url(url: &reqwest::Url) -> bool {
+pub(crate) fn is_loopback_url(url: &reqwest::Url) -> bool {
     let Some(host) = url.host_str() else {
         return false;
     };

@@ -6,13 +6,13 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
 /// Header carrying the webhook signature: `sha256=<hex of HMAC-SHA256(secret, "<timestamp>.<body>")>`.
-pub const SIGNATURE_HEADER: &str = "x-deprovd-signature";
+pub(crate) const SIGNATURE_HEADER: &str = "x-deprovd-signature";
 /// Header carrying the Unix time (seconds) covered by the signature, so a receiver can refuse replays.
-pub const TIMESTAMP_HEADER: &str = "x-deprovd-timestamp";
+pub(crate) const TIMESTAMP_HEADER: &str = "x-deprovd-timestamp";
 
 /// `sha256=<hex>` of HMAC-SHA256(secret, `"<timestamp>.<body>"`). Including the timestamp in the MAC stops
 /// an attacker from replaying an old body with a fresh timestamp.
-pub fn sign_webhook(secret: &SecretString, timestamp: u64, body: &[u8]) -> String {
+pub(crate) fn sign_webhook(secret: &SecretString, timestamp: u64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
         .expect("HMAC accepts keys of any length");
     mac.update(timestamp.to_string().as_bytes());

@@ -34,10 +34,10 @@ mod retain;
 mod shadow;
 
 pub use decide::Decider;
-pub use decision_log::{DecisionLog, DecisionLogError};
-pub use diff::{Change, ChangeKind, DiffCounts, DiffReport, Replay};
-pub use retain::Retainer;
-pub use shadow::{Disagreement, Shadow, ShadowReport};
+pub(crate) use decision_log::DecisionLog;
+pub use diff::Replay;
+pub(crate) use retain::Retainer;
+pub use shadow::Shadow;
 
 use crate::alert::{Alert, NormalizeError, NormalizerRegistry};
 use crate::approval::Approvals;
@@ -52,19 +52,13 @@ use crate::telemetry::{ActionEnd, Metrics, PolicyErrorKind};
 
 /// Why an input could not be taken.
 #[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
+pub(crate) enum PipelineError {
     /// The input itself is bad: dead-letter it with this reason (HTTP: 400). Retrying cannot help.
     #[error("{reason}")]
     Rejected { reason: String, code: &'static str },
     /// A dependency (the ledger) is down: do not acknowledge; retry later (HTTP: 503).
     #[error("not durable yet: {0}")]
     Unavailable(String),
-}
-
-impl PipelineError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, PipelineError::Unavailable(_))
-    }
 }
 
 /// The result of the pure part: what would be done.
@@ -81,7 +75,7 @@ pub struct Planned {
 /// What recording did with one planned action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Disposition {
+pub(crate) enum Disposition {
     /// Recorded as a new action (possibly superseding a held one).
     New,
     /// An action with the same idempotency key exists (a redelivery): nothing changed.
@@ -91,7 +85,7 @@ pub enum Disposition {
 }
 
 impl Disposition {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Disposition::New => "new",
             Disposition::Duplicate => "duplicate",
@@ -102,7 +96,7 @@ impl Disposition {
 
 /// What happened to one planned action when it was recorded.
 #[derive(Debug, Clone, Serialize)]
-pub struct RecordedAction {
+pub(crate) struct RecordedAction {
     pub key: String,
     pub connector: String,
     pub operation: crate::action::Operation,
@@ -121,7 +115,7 @@ pub struct RecordedAction {
 
 /// The result of [`Pipeline::process`]: the HTTP API returns it as the 202 body.
 #[derive(Debug, Clone, Serialize)]
-pub struct Processed {
+pub(crate) struct Processed {
     pub alert_id: String,
     pub decisions: Vec<Decision>,
     pub actions: Vec<RecordedAction>,
@@ -147,7 +141,7 @@ pub struct DecidedPart {
 
 /// One document of a split delivery that could not be taken: dead-letter `payload` with `reason`.
 #[derive(Debug, Clone, Serialize)]
-pub struct RejectedPart {
+pub(crate) struct RejectedPart {
     /// Where it sat in the delivery (`data.events[3]`).
     pub at: String,
     pub code: &'static str,
@@ -159,7 +153,7 @@ pub struct RejectedPart {
 
 /// The result of [`Pipeline::process_delivery`].
 #[derive(Debug, Clone, Serialize)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     /// Whether the input was an envelope of several documents (its answer is then a list).
     pub split: bool,
     /// Every document taken, in order.
@@ -169,7 +163,7 @@ pub struct Delivery {
 }
 
 /// Everything the path needs, shared by every source (`Arc`).
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     pub decider: Decider,
     pub store: Arc<dyn StateStore>,
     pub metrics: Arc<Metrics>,
@@ -184,7 +178,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(
+    pub(crate) fn new(
         decider: Decider,
         store: Arc<dyn StateStore>,
         handoff: Option<Handoff>,
@@ -204,7 +198,7 @@ impl Pipeline {
 
     /// Add the guards that need the store or people: the breaker (`None`: disabled), the approval
     /// TTL of held actions, and the notifier that tells approvers.
-    pub fn with_guards(
+    pub(crate) fn with_guards(
         mut self,
         breaker: Option<Arc<Breaker>>,
         approval_ttl: Duration,
@@ -217,55 +211,18 @@ impl Pipeline {
     }
 
     /// Sources stop retrying (and do not acknowledge) once this is set.
-    pub fn begin_shutdown(&self) {
+    pub(crate) fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
     }
 
-    pub fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
     }
 
-    /// Decide on a blocking thread, then record every action in the ledger. Returns only when the
-    /// input is durable (or rejected): the caller acknowledges its source after this.
-    pub async fn process(
-        self: &Arc<Self>,
-        bytes: &[u8],
-        format: Option<&str>,
-        source: &'static str,
-    ) -> Result<Processed, PipelineError> {
-        self.process_as(bytes, format, source, Actor::system(source))
-            .await
-    }
-
-    /// As [`process`](Self::process), naming who sent the alert in the audit trail (the API's caller
-    /// with role and peer address).
-    pub async fn process_as(
-        self: &Arc<Self>,
-        bytes: &[u8],
-        format: Option<&str>,
-        source: &'static str,
-        actor: Actor,
-    ) -> Result<Processed, PipelineError> {
-        let this = self.clone();
-        let owned = bytes.to_vec();
-        let format_owned = format.map(str::to_string);
-        let decided = tokio::task::spawn_blocking(move || {
-            this.decider.decide(&owned, format_owned.as_deref())
-        })
-        .await
-        .map_err(|e| PipelineError::Unavailable(format!("policy evaluation task failed: {e}")))?;
-        match decided {
-            Ok(planned) => self.accept(planned, source, actor).await,
-            Err(e) => Err(self
-                .reject(&e, format, source, actor, bytes.len(), None)
-                .await?),
-        }
-    }
-
     /// The Shared Signals receiver's path, and the only way to an `ssf` alert: as
-    /// [`process_as`](Self::process_as) for the claims of a SET whose signature, issuer, audience,
+    /// [`process_delivery`](Self::process_delivery) for the claims of a SET whose signature, issuer, audience,
     /// `iat` and `jti` the receiver checked. (`format = ssf` is refused on every other path.)
-    pub async fn process_verified_set(
+    pub(crate) async fn process_verified_set(
         self: &Arc<Self>,
         claims: serde_json::Value,
         actor: Actor,
@@ -285,12 +242,13 @@ impl Pipeline {
         }
     }
 
-    /// The path HTTP and Kafka ingest take: like [`process_as`](Self::process_as), but a delivery
+    /// The path HTTP and Kafka ingest take: decide on a blocking thread, then record every action in
+    /// the ledger, returning only when the input is durable (or rejected) — but a delivery
     /// that carries several documents (an Okta event hook) becomes one alert per document, and a
     /// document that cannot be normalized is rejected alone — the caller dead-letters each
     /// [`RejectedPart`] with its own bytes and acknowledges the delivery. A single document (every
-    /// other format) behaves exactly as `process_as`: accepted, or `Err(Rejected)` for the whole.
-    pub async fn process_delivery(
+    /// other format) is accepted, or `Err(Rejected)` for the whole.
+    pub(crate) async fn process_delivery(
         self: &Arc<Self>,
         bytes: &[u8],
         format: Option<&str>,

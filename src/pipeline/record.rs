@@ -7,14 +7,9 @@ use std::collections::HashMap;
 use super::*;
 
 impl Pipeline {
-    /// Write planned actions to the ledger and the alert's audit batch; hand the ones that can run
-    /// now to the executor.
-    pub async fn record(&self, planned: &Planned) -> Result<Vec<RecordedAction>, PipelineError> {
-        self.record_as(planned, Actor::system("pipeline")).await
-    }
-
-    /// As [`record`](Self::record), naming who sent the alert in the audit trail.
-    pub async fn record_as(
+    /// Write planned actions to the ledger and the alert's audit batch, naming who sent the alert in
+    /// the audit trail; hand the ones that can run now to the executor.
+    pub(crate) async fn record_as(
         &self,
         planned: &Planned,
         actor: Actor,
@@ -38,7 +33,7 @@ impl Pipeline {
     ///
     /// `coalesce = false` is for reversals: they neither take a coalesce slot (a later lockout's
     /// restore must not be absorbed by an earlier, finished reversal) nor are meant to be absorbed.
-    pub async fn record_manual(
+    pub(crate) async fn record_manual(
         &self,
         mut actions: Vec<ActionRecord>,
         request_id: &str,

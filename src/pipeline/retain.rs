@@ -26,14 +26,14 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// The pipeline's end of the queue.
 #[derive(Debug, Clone)]
-pub struct Retainer {
+pub(crate) struct Retainer {
     tx: mpsc::Sender<RetainedAlert>,
     dropped: Arc<AtomicU64>,
 }
 
 impl Retainer {
     /// A retainer and the task that drains it into `store`, keeping alerts for `keep`.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn AlertStore>,
         keep: Duration,
         stop: watch::Receiver<bool>,
@@ -52,7 +52,7 @@ impl Retainer {
     }
 
     /// Queue `alert`; never waits. A full or closed queue drops it.
-    pub fn retain(&self, alert: &Alert) {
+    pub(crate) fn retain(&self, alert: &Alert) {
         let item = RetainedAlert {
             received_at: Utc::now(),
             alert: alert.clone(),
@@ -68,8 +68,9 @@ impl Retainer {
         }
     }
 
+    #[cfg(test)]
     /// Alerts dropped since start because the queue was full.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 /// Coverage of one module.
 #[derive(Debug, Clone, Serialize)]
-pub struct FileCoverage {
+pub(crate) struct FileCoverage {
     pub file: String,
     pub covered_lines: usize,
     pub uncovered_lines: usize,
@@ -22,7 +22,7 @@ pub struct FileCoverage {
 
 /// Coverage of the bundle.
 #[derive(Debug, Clone, Serialize)]
-pub struct CoverageReport {
+pub(crate) struct CoverageReport {
     pub files: Vec<FileCoverage>,
     pub covered_lines: usize,
     pub uncovered_lines: usize,

@@ -15,7 +15,7 @@ use super::ast::{self, ModuleRef};
 
 /// What the runner could find out about a failing test.
 #[derive(Debug, Clone, Serialize)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// What the test evaluated to (`undefined` for a body that did not hold).
     pub result: String,
     /// The first statement that did not hold, as written, with its `file:line:col`.
@@ -33,7 +33,7 @@ pub struct Failure {
 
 /// The two sides of a failing `==`.
 #[derive(Debug, Clone, Serialize)]
-pub struct Compare {
+pub(crate) struct Compare {
     pub actual_expr: String,
     pub actual: serde_json::Value,
     pub expected_expr: String,

@@ -23,14 +23,14 @@ use crate::action::Operation;
 /// How bad a finding is: errors fail `policy check`, warnings only with `--strict`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Severity {
+pub(crate) enum Severity {
     Error,
     Warning,
 }
 
 /// One problem found, at `file:line:col`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Finding {
+pub(crate) struct Finding {
     pub location: String,
     pub severity: Severity,
     pub message: String,
@@ -50,7 +50,7 @@ const MODES: [&str; 3] = ["enforce", "approval", "dry_run"];
 
 /// Compile `dir` with `config` (its `dir` replaced) and lint it. Compile problems come back as
 /// errors (regorus' own `file:line:col: message`); `Err` only when the directory cannot be read.
-pub fn check_bundle(dir: &Path, config: &PolicyConfig) -> Result<Vec<Finding>, PolicyError> {
+pub(crate) fn check_bundle(dir: &Path, config: &PolicyConfig) -> Result<Vec<Finding>, PolicyError> {
     let scan = bundle::scan(dir)?;
     let files = scan.files.clone();
     let mut config = config.clone();

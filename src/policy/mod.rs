@@ -35,7 +35,7 @@ mod eval;
 mod explain;
 mod lint;
 mod signature;
-pub mod starter;
+pub(crate) mod starter;
 mod testing;
 #[cfg(test)]
 mod tests;
@@ -49,18 +49,17 @@ use serde::{Deserialize, Serialize};
 use crate::action::Operation;
 use crate::config::Problem;
 
-pub use coverage::{CoverageReport, FileCoverage};
-pub use debug::{Compare, Failure};
-pub use eval::{Evaluation, Policies, Rejected};
-pub use explain::{Explanation, RuleFiring};
-pub use lint::{Finding, Severity, check_bundle};
-pub use signature::{
-    SIGNATURE_FILE, SignatureError, generate_key, read_public_key, sign_bundle, verify_bundle,
+pub use eval::Policies;
+pub(crate) use eval::{Evaluation, Rejected};
+pub(crate) use explain::Explanation;
+pub(crate) use lint::{Severity, check_bundle};
+pub(crate) use signature::{
+    SIGNATURE_FILE, SignatureError, generate_key, sign_bundle, verify_bundle,
 };
-pub use testing::{TestOptions, TestReport, TestResult, TestStatus, run_tests, write_report};
+pub(crate) use testing::{TestOptions, run_tests, write_report};
 
 /// The rule every bundle must define: the set of decisions for the input alert.
-pub const ENTRYPOINT: &str = "data.deprovd.decisions";
+pub(crate) const ENTRYPOINT: &str = "data.deprovd.decisions";
 
 /// `[policy]` section of the configuration.
 ///

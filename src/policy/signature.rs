@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::bundle::SourceFile;
 
 /// The signature file inside a bundle directory.
-pub const SIGNATURE_FILE: &str = ".signature";
+pub(crate) const SIGNATURE_FILE: &str = ".signature";
 
 /// Why a bundle could not be signed or verified.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +69,7 @@ pub(crate) fn manifest(files: &[SourceFile]) -> Vec<u8> {
 }
 
 /// A new key pair: (PKCS#8 PEM private key, base64 public key).
-pub fn generate_key() -> Result<(String, String), SignatureError> {
+pub(crate) fn generate_key() -> Result<(String, String), SignatureError> {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| SignatureError::Generate)?;
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| SignatureError::Generate)?;
@@ -85,7 +85,7 @@ fn read(path: &Path) -> Result<Vec<u8>, SignatureError> {
 }
 
 /// The public key in `path` (base64 of 32 bytes).
-pub fn read_public_key(path: &Path) -> Result<Vec<u8>, SignatureError> {
+pub(crate) fn read_public_key(path: &Path) -> Result<Vec<u8>, SignatureError> {
     let text = read(path)?;
     let bad = || SignatureError::BadPublicKey {
         path: path.to_path_buf(),
@@ -98,7 +98,7 @@ pub fn read_public_key(path: &Path) -> Result<Vec<u8>, SignatureError> {
 
 /// Sign the bundle in `dir` with the PEM private key at `key`; writes `dir/.signature` and returns
 /// the signature.
-pub fn sign_bundle(dir: &Path, key: &Path) -> Result<String, super::PolicyError> {
+pub(crate) fn sign_bundle(dir: &Path, key: &Path) -> Result<String, super::PolicyError> {
     let scan = super::bundle::scan(dir)?;
     let pem_text = read(key)?;
     let bad = || SignatureError::BadPrivateKey {
@@ -129,7 +129,7 @@ pub(crate) fn verify(
 }
 
 /// Verify the bundle in `dir` against the public key at `key` (`deprovd policy verify`).
-pub fn verify_bundle(dir: &Path, key: &Path) -> Result<(), super::PolicyError> {
+pub(crate) fn verify_bundle(dir: &Path, key: &Path) -> Result<(), super::PolicyError> {
     let scan = super::bundle::scan(dir)?;
     let public = read_public_key(key)?;
     Ok(verify(&scan.files, scan.signature.as_deref(), &public)?)

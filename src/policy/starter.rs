@@ -31,7 +31,7 @@ pub(crate) const FILES: &[StarterFile] = starter!(
 );
 
 /// What a log line or an error message calls the embedded bundle.
-pub const EMBEDDED_NAME: &str = "the embedded starter policies";
+pub(crate) const EMBEDDED_NAME: &str = "the embedded starter policies";
 
 /// The embedded bundle as if read from a directory: the same files [`super::bundle::scan`] would
 /// pick from `policies/`, with the same digest.
@@ -58,7 +58,7 @@ pub(crate) fn scan() -> Scan {
 
 /// Why `policy init` wrote nothing.
 #[derive(Debug, thiserror::Error)]
-pub enum InitError {
+pub(crate) enum InitError {
     #[error(
         "`{}` already exists; nothing was written (pass --force to overwrite the starter files)",
         .0.display()
@@ -73,7 +73,7 @@ pub enum InitError {
 
 /// Write the starter set under `dir` (created if missing) and return the paths written. Without
 /// `force`, refuses before writing anything when any of the files already exists.
-pub fn init(dir: &Path, force: bool) -> Result<Vec<PathBuf>, InitError> {
+pub(crate) fn init(dir: &Path, force: bool) -> Result<Vec<PathBuf>, InitError> {
     let targets: Vec<PathBuf> = FILES.iter().map(|f| dir.join(f.rel)).collect();
     if !force {
         if let Some(existing) = targets.iter().find(|p| p.exists()) {

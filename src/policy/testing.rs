@@ -14,7 +14,7 @@ use super::{PolicyConfig, PolicyError, ast, debug};
 
 /// What to run and how.
 #[derive(Debug, Clone, Default)]
-pub struct TestOptions {
+pub(crate) struct TestOptions {
     /// The serving configuration (engine, limits); its `dir` is replaced by the directory tested.
     pub config: PolicyConfig,
     /// Run only tests whose full path (`data.pkg.test_x`) matches.
@@ -26,7 +26,7 @@ pub struct TestOptions {
 /// How one test ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum TestStatus {
+pub(crate) enum TestStatus {
     Pass,
     /// False or undefined.
     Fail,
@@ -46,7 +46,7 @@ impl TestStatus {
 
 /// One test's outcome.
 #[derive(Debug, Clone, Serialize)]
-pub struct TestResult {
+pub(crate) struct TestResult {
     /// `data.<package>.<test>`.
     pub name: String,
     /// `file:line:col` of the rule.
@@ -66,7 +66,7 @@ pub struct TestResult {
 
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
-pub struct TestReport {
+pub(crate) struct TestReport {
     /// Digest of the bundle tested (as the server would record it); absent when it did not compile.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
@@ -85,12 +85,12 @@ pub struct TestReport {
 
 impl TestReport {
     /// True when the bundle compiled and every test passed; the CLI exits 1 otherwise.
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.compile_errors.is_empty() && self.failed == 0
     }
 
     /// The `opa test`-style text report. `verbose` lists passing tests and every test's prints.
-    pub fn write_text(&self, out: &mut dyn Write, verbose: bool) -> std::io::Result<()> {
+    pub(crate) fn write_text(&self, out: &mut dyn Write, verbose: bool) -> std::io::Result<()> {
         if !self.compile_errors.is_empty() {
             writeln!(
                 out,
@@ -146,7 +146,7 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Compile `dir` as the server would with `opts.config` (so a bundle the server refuses fails here
 /// too, before any test runs), then run every matching `test_*` rule on the interpreter (tests use
 /// `with`, which the VM lacks). `Err` only when the directory cannot be read or holds no policy.
-pub fn run_tests(dir: &Path, opts: &TestOptions) -> Result<TestReport, PolicyError> {
+pub(crate) fn run_tests(dir: &Path, opts: &TestOptions) -> Result<TestReport, PolicyError> {
     let scan = bundle::scan(dir)?;
     let files = scan.files.clone();
     let mut config = opts.config.clone();
@@ -235,7 +235,7 @@ pub fn run_tests(dir: &Path, opts: &TestOptions) -> Result<TestReport, PolicyErr
 }
 
 /// Write `report` to `out` as text or as one JSON document.
-pub fn write_report(
+pub(crate) fn write_report(
     report: &TestReport,
     json: bool,
     verbose: bool,

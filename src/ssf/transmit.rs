@@ -53,7 +53,7 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// One containment to signal.
 #[derive(Debug, Clone)]
-pub struct Contained {
+pub(crate) struct Contained {
     pub subject: String,
     pub operation: Operation,
     pub action_key: String,
@@ -64,7 +64,7 @@ pub struct Contained {
 
 /// The executor's handle: queue a containment without waiting. Cheap to clone.
 #[derive(Clone)]
-pub struct SignalEmitter {
+pub(crate) struct SignalEmitter {
     tx: mpsc::Sender<Contained>,
     metrics: Arc<Metrics>,
 }
@@ -72,7 +72,7 @@ pub struct SignalEmitter {
 impl SignalEmitter {
     /// Queue `c` if its operation has a signal (disable_account, a restore's enable_account,
     /// revoke_sessions). Never blocks.
-    pub fn contained(&self, c: Contained) {
+    pub(crate) fn contained(&self, c: Contained) {
         if event_for(c.operation).is_none() {
             return;
         }
@@ -101,7 +101,7 @@ struct Target {
 }
 
 /// The configured transmitter: keys, metadata, receivers and the delivery queue.
-pub struct Transmitter {
+pub(crate) struct Transmitter {
     issuer: String,
     kid: String,
     alg: Algorithm,
@@ -118,7 +118,7 @@ pub struct Transmitter {
 impl Transmitter {
     /// Load the key (resolving its secret reference) and the receivers' tokens. Fails with a message
     /// naming the key path when a secret is missing or the key unusable.
-    pub fn build(
+    pub(crate) fn build(
         cfg: &TransmitterConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, TransmitError> {
@@ -161,7 +161,7 @@ impl Transmitter {
         }))
     }
 
-    pub fn emitter(&self) -> SignalEmitter {
+    pub(crate) fn emitter(&self) -> SignalEmitter {
         SignalEmitter {
             tx: self.tx.clone(),
             metrics: self.metrics.clone(),
@@ -169,7 +169,7 @@ impl Transmitter {
     }
 
     /// `GET /.well-known/ssf-configuration` (SSF 1.0 §7.1).
-    pub fn metadata(&self) -> Value {
+    pub(crate) fn metadata(&self) -> Value {
         json!({
             "spec_version": "1_0",
             "issuer": self.issuer,
@@ -181,12 +181,17 @@ impl Transmitter {
     }
 
     /// `GET /v1/ssf/jwks`: the public key only.
-    pub fn jwks(&self) -> Value {
+    pub(crate) fn jwks(&self) -> Value {
         json!({ "keys": [self.public_jwk] })
     }
 
     /// Sign the SET for `c` addressed to `audience`.
-    pub fn sign(&self, c: &Contained, audience: &str, now: i64) -> Result<String, TransmitError> {
+    pub(crate) fn sign(
+        &self,
+        c: &Contained,
+        audience: &str,
+        now: i64,
+    ) -> Result<String, TransmitError> {
         let event = event_for(c.operation).ok_or(TransmitError::NoSignal)?;
         let payload = if event == RISC_ACCOUNT_DISABLED {
             json!({ "reason": "hijacking" })
@@ -221,7 +226,7 @@ impl Transmitter {
     }
 
     /// Deliver queued signals until `stop`; in-flight deliveries are abandoned at stop.
-    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+    pub(crate) async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
         self.run_with(stop, CONCURRENCY).await
     }
 
@@ -381,7 +386,7 @@ pub(crate) fn signing_key(
 
 /// Why the transmitter cannot start, or cannot sign one SET.
 #[derive(Debug, thiserror::Error)]
-pub enum TransmitError {
+pub(crate) enum TransmitError {
     #[error("ssf.transmitter.signing_key: {0}")]
     SigningKey(KeyError),
     #[error("ssf.transmitter.receivers[{index}].token: {source}")]
@@ -399,7 +404,7 @@ pub enum TransmitError {
 
 /// Why the configured signing key cannot be used (see [`signing_key`] for what is accepted).
 #[derive(Debug, thiserror::Error)]
-pub enum KeyError {
+pub(crate) enum KeyError {
     #[error("{0}")]
     Secret(crate::config::SecretError),
     #[error("not a PEM key: {0}")]

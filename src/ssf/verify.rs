@@ -41,23 +41,21 @@ use super::ReceiverConfig;
 
 /// The RFC 8935 §2.4 error codes a receiver answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrCode {
+pub(crate) enum ErrCode {
     InvalidRequest,
     InvalidKey,
     InvalidIssuer,
     InvalidAudience,
-    AuthenticationFailed,
     AccessDenied,
 }
 
 impl ErrCode {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ErrCode::InvalidRequest => "invalid_request",
             ErrCode::InvalidKey => "invalid_key",
             ErrCode::InvalidIssuer => "invalid_issuer",
             ErrCode::InvalidAudience => "invalid_audience",
-            ErrCode::AuthenticationFailed => "authentication_failed",
             ErrCode::AccessDenied => "access_denied",
         }
     }
@@ -66,7 +64,7 @@ impl ErrCode {
 /// Why a SET was refused: the RFC code and a description for the transmitter (no secrets in it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {description}", code.as_str())]
-pub struct Rejection {
+pub(crate) struct Rejection {
     pub code: ErrCode,
     pub description: String,
     /// The pipeline refused the verified SET's event (it already audited and counted that).
@@ -77,7 +75,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    pub fn new(code: ErrCode, description: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrCode, description: impl Into<String>) -> Self {
         Self {
             code,
             description: description.into(),

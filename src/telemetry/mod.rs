@@ -10,11 +10,12 @@ use serde::Deserialize;
 mod events;
 mod metrics;
 
-pub use events::{
+pub(crate) use events::{
     ActionEnd, AlertOutcome, ContainmentFrom, DeadLetterStage, Delivery, HttpMethod,
     PolicyErrorKind, ReloadOutcome, ShadowDisagreement, WaitReason,
 };
-pub use metrics::{KnownLabels, Metrics};
+pub(crate) use metrics::KnownLabels;
+pub use metrics::Metrics;
 
 /// `[telemetry]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -84,7 +85,7 @@ pub fn init_tracing(cfg: &TelemetryConfig) {
 }
 
 /// The text-format subscriber: [`EscapeControls`] on every field, ANSI colour only if `ansi`.
-pub fn text_subscriber<W>(
+pub(crate) fn text_subscriber<W>(
     filter: tracing_subscriber::EnvFilter,
     writer: W,
     ansi: bool,
@@ -106,7 +107,7 @@ where
 /// forget. (tracing-subscriber's own sanitising escapes ESC and C1 but keeps line breaks.) Field
 /// names are written without ANSI styling, as the escaping writer cannot tell styling from data.
 #[derive(Debug, Default)]
-pub struct EscapeControls(tracing_subscriber::fmt::format::DefaultFields);
+pub(crate) struct EscapeControls(tracing_subscriber::fmt::format::DefaultFields);
 
 impl<'w> tracing_subscriber::fmt::FormatFields<'w> for EscapeControls {
     fn format_fields<R: tracing_subscriber::field::RecordFields>(

@@ -78,7 +78,7 @@ pub(crate) const CLASSES_TEXT: &str =
     "Security Finding 2001, Detection Finding 2004, Incident Finding 2005, Authentication 3002";
 
 /// OCSF findings (classes 2001, 2004, 2005) and risky authentications (3002) normalizer.
-pub struct Ocsf;
+pub(crate) struct Ocsf;
 
 impl Normalizer for Ocsf {
     fn name(&self) -> &'static str {

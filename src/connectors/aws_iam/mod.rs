@@ -51,20 +51,21 @@ use super::{
 };
 use crate::config::{Problem, SecretRef};
 
-pub use client::{AccessKey, IamClient, IamUser};
+pub(crate) use client::AccessKey;
+pub use client::IamClient;
 pub use config::AwsIamConfig;
-pub use error::IamError;
-pub use operations::{revoke_older_sessions_policy, user_name_of};
+pub(crate) use error::IamError;
+pub(crate) use operations::user_name_of;
 
 /// Name of the inline deny-all policy `disable_account` attaches and `enable_account` removes.
 pub const DENY_POLICY_NAME: &str = "deprovd-deny-all";
 /// Name of the inline policy `revoke_sessions` attaches (replaced, with a newer cut-off, on each call).
 pub const REVOKE_POLICY_NAME: &str = "deprovd-revoke-older-sessions";
 /// The deny-all document: one explicit Deny overrides every Allow the user has.
-pub const DENY_ALL_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"DeprovdDenyAll","Effect":"Deny","Action":"*","Resource":"*"}]}"#;
+pub(crate) const DENY_ALL_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"DeprovdDenyAll","Effect":"Deny","Action":"*","Resource":"*"}]}"#;
 
 /// What this connector can do.
-pub const SUPPORTED: [Operation; 3] = [
+pub(crate) const SUPPORTED: [Operation; 3] = [
     Operation::DisableAccount,
     Operation::EnableAccount,
     Operation::RevokeSessions,
@@ -116,7 +117,7 @@ pub fn build(name: &str, cfg: &AwsIamConfig) -> Result<Arc<dyn Connector>, Vec<P
 }
 
 /// The connector instance.
-pub struct AwsIamConnector {
+pub(crate) struct AwsIamConnector {
     name: String,
     client: IamClient,
     /// Bounds calls in flight (IAM throttles per account).

@@ -9,7 +9,7 @@ use super::{
 use crate::connectors::{Operation, OperationRequest, OperationResult, Outcome};
 
 /// The IAM user name a subject designates. See the module docs.
-pub fn user_name_of(subject: &str) -> Result<String, IamError> {
+pub(crate) fn user_name_of(subject: &str) -> Result<String, IamError> {
     let bad = |why| IamError::BadSubject {
         subject: subject.to_string(),
         why,
@@ -49,7 +49,7 @@ pub fn user_name_of(subject: &str) -> Result<String, IamError> {
 }
 
 /// The policy `revoke_sessions` attaches: deny everything to tokens issued before `cutoff`.
-pub fn revoke_older_sessions_policy(cutoff: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn revoke_older_sessions_policy(cutoff: chrono::DateTime<chrono::Utc>) -> String {
     json!({
         "Version": "2012-10-17",
         "Statement": [{

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::client::{ListAccessKeysResponse, decode, encode, parse, parse_error};
+use super::operations::revoke_older_sessions_policy;
 use super::*;
 
 const MINIMAL: &str = r#"

@@ -79,35 +79,35 @@ impl LookupCacheConfig {
 
 /// A cached lookup result.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Cached {
+pub(crate) enum Cached {
     /// What `lookup` recorded (`{ "id": … }`).
     Found(Value),
     NotFound,
 }
 
 /// One subject's slot; its async lock makes lookups of that subject single-flight.
-pub type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Cached)>>>;
+pub(crate) type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Cached)>>>;
 
 #[derive(Debug)]
-pub struct LookupCache {
+pub(crate) struct LookupCache {
     cfg: LookupCacheConfig,
     slots: Mutex<HashMap<String, (Instant, Slot)>>,
 }
 
 impl LookupCache {
-    pub fn new(cfg: LookupCacheConfig) -> Self {
+    pub(crate) fn new(cfg: LookupCacheConfig) -> Self {
         LookupCache {
             cfg,
             slots: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         !self.cfg.ttl.is_zero()
     }
 
     /// Whether a value stored at `at` may still be used at `now`.
-    pub fn fresh(&self, at: Instant, value: &Cached, now: Instant) -> bool {
+    pub(crate) fn fresh(&self, at: Instant, value: &Cached, now: Instant) -> bool {
         let ttl = match value {
             Cached::Found(_) => self.cfg.ttl,
             Cached::NotFound => self.cfg.not_found_ttl,
@@ -116,7 +116,7 @@ impl LookupCache {
     }
 
     /// The slot of `subject`, created if absent (evicting when full).
-    pub fn slot(&self, subject: &str) -> Slot {
+    pub(crate) fn slot(&self, subject: &str) -> Slot {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, s)) = slots.get(subject) {
             return s.clone();
@@ -130,7 +130,7 @@ impl LookupCache {
     }
 
     /// Forget `subject` (its id turned out stale).
-    pub fn invalidate(&self, subject: &str) {
+    pub(crate) fn invalidate(&self, subject: &str) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.remove(subject);
     }
@@ -162,13 +162,10 @@ impl LookupCache {
         }
     }
 
+    #[cfg(test)]
     /// Subjects held (for tests and metrics).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

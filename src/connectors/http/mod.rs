@@ -18,11 +18,11 @@
 //! lookup_cache = { ttl = "60s", not_found_ttl = "10s", max_entries = 10000 }
 //! ```
 
-pub mod auth;
-pub mod lookup_cache;
-pub mod ratelimit;
-pub mod runtime;
-pub mod spec;
+pub(crate) mod auth;
+pub(crate) mod lookup_cache;
+pub(crate) mod ratelimit;
+pub(crate) mod runtime;
+pub(crate) mod spec;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,15 +32,15 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-pub use auth::{Auth, AuthConfig};
-pub use runtime::{EndpointParts, HttpConnector, HttpConnectorParts};
-pub use spec::Spec;
+pub(crate) use auth::AuthConfig;
+pub(crate) use runtime::{EndpointParts, HttpConnector, HttpConnectorParts};
+pub(crate) use spec::Spec;
 
 use crate::config::Problem;
 use crate::connectors::ConnectorSet;
 
 /// Specs shipped inside the binary: (file name, source).
-pub const BUILTIN_SPECS: &[(&str, &str)] = &[
+pub(crate) const BUILTIN_SPECS: &[(&str, &str)] = &[
     (
         "crowdstrike.yaml",
         include_str!("../../../connectors/crowdstrike.yaml"),
@@ -68,7 +68,7 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
 ];
 
 /// Loaded specs by type name.
-pub type SpecSet = BTreeMap<String, Arc<Spec>>;
+pub(crate) type SpecSet = BTreeMap<String, Arc<Spec>>;
 
 /// One `[connectors.<name>]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -384,7 +384,7 @@ pub fn build_one(
 /// What an instance must agree on with its spec: accepted auth schemes (its own and its endpoints'),
 /// declared endpoints, vars the spec uses (no typos, none missing). Pure: `deprovd validate` runs it
 /// too, without resolving secrets. `path` is `connectors.<name>`.
-pub fn check_against_spec(
+pub(crate) fn check_against_spec(
     path: &str,
     cfg: &ConnectorConfig,
     spec: &Spec,

@@ -27,13 +27,13 @@ use tokio::time::Instant;
 use crate::config::Problem;
 
 /// Header names read when a spec names none (case-insensitive, as all HTTP header names).
-pub const DEFAULT_REMAINING_HEADERS: [&str; 3] = [
+pub(crate) const DEFAULT_REMAINING_HEADERS: [&str; 3] = [
     "x-rate-limit-remaining",
     "x-ratelimit-remaining",
     "ratelimit-remaining",
 ];
 /// Reset headers: epoch seconds when the value is large (Okta, GitHub, CrowdStrike), else seconds from now.
-pub const DEFAULT_RESET_HEADERS: [&str; 4] = [
+pub(crate) const DEFAULT_RESET_HEADERS: [&str; 4] = [
     "x-rate-limit-reset",
     "x-ratelimit-reset",
     "x-ratelimit-retryafter",
@@ -55,7 +55,7 @@ const MAX_RESET: Duration = Duration::from_secs(24 * 3600);
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RateLimitSpec {
+pub(crate) struct RateLimitSpec {
     #[serde(default)]
     pub remaining_headers: Option<Vec<String>>,
     #[serde(default)]
@@ -117,7 +117,7 @@ impl Default for RatePolicy {
 
 impl RateLimitSpec {
     /// Parse the header names; problems are reported under `path`.
-    pub fn compile(&self, path: &str, problems: &mut Vec<Problem>) -> Option<RatePolicy> {
+    pub(crate) fn compile(&self, path: &str, problems: &mut Vec<Problem>) -> Option<RatePolicy> {
         let before = problems.len();
         let mut names = |key: &str, given: &Option<Vec<String>>, defaults: &[&str]| {
             let list: Vec<String> = match given {
@@ -170,14 +170,14 @@ struct State {
 
 /// One instance's view of its target's budget. See the module docs.
 #[derive(Debug)]
-pub struct RateGate {
+pub(crate) struct RateGate {
     policy: RatePolicy,
     state: Mutex<State>,
 }
 
 /// The gate's answer for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// Send after waiting this long (zero: now).
     After(Duration),
     /// The wait is longer than `max_wait`: give up this attempt and retry after this long.
@@ -185,7 +185,7 @@ pub enum Admission {
 }
 
 impl RateGate {
-    pub fn new(policy: RatePolicy) -> Self {
+    pub(crate) fn new(policy: RatePolicy) -> Self {
         RateGate {
             policy,
             state: Mutex::new(State::default()),
@@ -197,7 +197,7 @@ impl RateGate {
     }
 
     /// Reserve the next request's place: how long it must wait first. Counts it against the budget.
-    pub fn admit(&self, now: Instant) -> Admission {
+    pub(crate) fn admit(&self, now: Instant) -> Admission {
         if !self.policy.enabled {
             return Admission::After(Duration::ZERO);
         }
@@ -230,8 +230,9 @@ impl RateGate {
         }
     }
 
+    #[cfg(test)]
     /// Wait as [`RateGate::admit`] says; `Err(after)` when the wait is too long to sleep here.
-    pub async fn acquire(&self) -> Result<(), Duration> {
+    pub(crate) async fn acquire(&self) -> Result<(), Duration> {
         match self.admit(Instant::now()) {
             Admission::After(d) if d.is_zero() => Ok(()),
             Admission::After(d) => {
@@ -243,7 +244,13 @@ impl RateGate {
     }
 
     /// Learn from a response's headers. `wall` converts epoch-second resets.
-    pub fn observe(&self, status: StatusCode, headers: &HeaderMap, now: Instant, wall: SystemTime) {
+    pub(crate) fn observe(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        now: Instant,
+        wall: SystemTime,
+    ) {
         if !self.policy.enabled {
             return;
         }

@@ -120,7 +120,7 @@ pub(super) fn render_filter(template: &str, subject: &str) -> String {
 
 /// RFC 4515 §3 escaping of an assertion value: `\`, `*`, `(`, `)` and NUL become `\XX`, so user input can
 /// never change the structure of a filter.
-pub fn escape_filter_value(value: &str) -> String {
+pub(crate) fn escape_filter_value(value: &str) -> String {
     ldap3::ldap_escape(value).into_owned()
 }
 

@@ -7,7 +7,7 @@ use crate::connectors::Outcome;
 
 /// Why an LDAP step failed. Mapped to an [`Outcome`] by [`LdapError::outcome`].
 #[derive(Debug, thiserror::Error)]
-pub enum LdapError {
+pub(crate) enum LdapError {
     /// The server answered with a non-success result code.
     #[error("LDAP {op} on `{target}` failed: {code} ({rc}){}", if text.is_empty() { String::new() } else { format!(": {text}") })]
     Result {
@@ -128,7 +128,7 @@ impl LdapError {
     }
 
     /// The result code, when the server answered.
-    pub fn rc(&self) -> Option<u32> {
+    pub(crate) fn rc(&self) -> Option<u32> {
         match self {
             LdapError::Result { rc, .. } => Some(*rc),
             _ => None,
@@ -137,7 +137,7 @@ impl LdapError {
 
     /// Whether trying again later may succeed: lost connections, timeouts, a busy or unavailable
     /// server, a concurrent change. Credentials, permissions, TLS trust and bad config do not heal.
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             LdapError::Result { rc, .. } => matches!(rc, 3 | 16 | 51 | 52 | 80),
             LdapError::Transport { source, .. } => match source {
@@ -160,7 +160,7 @@ impl LdapError {
     }
 
     /// What an operator should do about a terminal failure.
-    pub fn fix(&self) -> Option<&'static str> {
+    pub(crate) fn fix(&self) -> Option<&'static str> {
         match self {
             LdapError::Result { rc, .. } => match rc {
                 49 => Some(
@@ -203,7 +203,7 @@ impl LdapError {
     }
 
     /// The outcome the executor should see.
-    pub fn outcome(&self) -> Outcome {
+    pub(crate) fn outcome(&self) -> Outcome {
         let reason = match self.fix() {
             Some(fix) => format!("{self}; fix: {fix}"),
             None => self.to_string(),

@@ -70,14 +70,14 @@ use client::tls_config_trusting;
 use config::render_filter;
 use operations::failed;
 
-pub use config::{LdapConfig, LdapFlavor, escape_filter_value};
+pub use config::{LdapConfig, LdapFlavor};
 use error::LdapConfigError;
-pub use error::LdapError;
+pub(crate) use error::LdapError;
 
 /// `pwdAccountLockedTime` value that ppolicy treats as "locked until an administrator unlocks".
 pub const PERMANENT_LOCK: &str = "000001010000Z";
 /// The ACCOUNTDISABLE bit of AD's `userAccountControl`.
-pub const ACCOUNTDISABLE: u32 = 0x2;
+pub(crate) const ACCOUNTDISABLE: u32 = 0x2;
 
 const LOCK_ATTR: &str = "pwdAccountLockedTime";
 /// The attributes naming a user, reported to the executor's protected-subject check.
@@ -85,7 +85,7 @@ const NAMING_ATTRS: [&str; 4] = ["uid", "mail", "sAMAccountName", "userPrincipal
 const UAC_ATTR: &str = "userAccountControl";
 
 /// What both flavors can do (LDAP has no sessions or tokens to revoke).
-pub const SUPPORTED: [Operation; 4] = [
+pub(crate) const SUPPORTED: [Operation; 4] = [
     Operation::DisableAccount,
     Operation::EnableAccount,
     Operation::RemoveGroupMemberships,
@@ -140,7 +140,7 @@ pub fn build(
 }
 
 /// The connector instance.
-pub struct LdapConnector {
+pub(crate) struct LdapConnector {
     name: String,
     flavor: LdapFlavor,
     cfg: LdapConfig,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::config::{check_filter_template, render_filter};
+use super::config::{check_filter_template, escape_filter_value, render_filter};
 use super::error::rc_name;
 use super::*;
 use crate::config::SecretRef;

@@ -32,8 +32,8 @@
 //! - `put_action` on a key that was never inserted is an error ([`StoreError::Other`]): the executor
 //!   only ever updates what it read, and silently creating a record here would bypass coalescing.
 
-pub mod embedded;
-pub mod redis;
+pub(crate) mod embedded;
+pub(crate) mod redis;
 
 #[cfg(test)]
 mod conformance;
@@ -153,7 +153,7 @@ impl StoreConfig {
 /// `url` with its credentials replaced by `***`, safe to log: the userinfo (`user:password@`) and the
 /// values of `password`/`pass`/`user`/`username` query parameters. A string that is not a URL at all
 /// is hidden entirely, since it may be a bare password pasted into the wrong field.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return "***".to_string();
     };

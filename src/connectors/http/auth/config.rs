@@ -75,7 +75,7 @@ impl fmt::Debug for AuthConfig {
 }
 
 /// Why `url` may not receive credentials, if it may not: https, or plain http to a loopback host.
-pub fn check_credential_url(url: &str) -> Result<reqwest::Url, CredentialUrlError> {
+pub(crate) fn check_credential_url(url: &str) -> Result<reqwest::Url, CredentialUrlError> {
     let parsed = reqwest::Url::parse(url).map_err(|source| CredentialUrlError::NotUrl {
         url: url.to_string(),
         source,

@@ -36,12 +36,12 @@ mod config;
 mod tests;
 mod token;
 
-pub use config::{AuthConfig, CredentialUrlError, check_credential_url};
+pub(crate) use config::{AuthConfig, CredentialUrlError, check_credential_url};
 use token::Grant;
-pub use token::TokenSource;
+pub(crate) use token::TokenSource;
 
 /// Every scheme name an instance may choose and a spec may accept.
-pub const SCHEMES: [&str; 8] = [
+pub(crate) const SCHEMES: [&str; 8] = [
     "none",
     "bearer",
     "basic",
@@ -54,7 +54,7 @@ pub const SCHEMES: [&str; 8] = [
 
 /// A cached access token is replaced this long before it expires (or at half its lifetime when that is
 /// shorter), so a request never leaves with a token that expires in flight.
-pub const REFRESH_EARLY: Duration = Duration::from_secs(60);
+pub(crate) const REFRESH_EARLY: Duration = Duration::from_secs(60);
 /// Lifetime of the JWT client assertions we sign (`private_key_jwt`); Okta and Entra accept up to 1 hour.
 pub(super) const ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
 /// Lifetime asked for in a Google service-account assertion: Google's maximum.
@@ -64,10 +64,10 @@ pub(super) const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 /// Token requests of a request built without a timeout.
 pub(super) const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// `client_assertion_type` of RFC 7523 §2.2.
-pub const JWT_BEARER_ASSERTION_TYPE: &str =
+pub(crate) const JWT_BEARER_ASSERTION_TYPE: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// `grant_type` of RFC 7523 §2.1, used by Google service accounts.
-pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub(crate) const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Google's token endpoint, when the key file names none.
 pub(super) const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 

@@ -41,9 +41,6 @@ use crate::connectors::{
 use crate::net::headers::retry_after;
 use crate::template::describe;
 
-pub use paging::link_with_rel;
-pub use transport::MAX_BODY_BYTES;
-
 /// Longest target message kept in a reason.
 const MAX_MESSAGE_CHARS: usize = 300;
 

@@ -132,7 +132,7 @@ pub(super) fn set_query_param(url: &mut reqwest::Url, name: &str, value: &str) {
 
 /// The URL of the `Link` entry (RFC 8288) whose `rel` includes `rel`: `<https://x/p2>; rel="next"`.
 /// Entries may share one header value, comma-separated.
-pub fn link_with_rel(value: &str, rel: &str) -> Option<String> {
+pub(crate) fn link_with_rel(value: &str, rel: &str) -> Option<String> {
     let mut rest = value;
     loop {
         let start = rest.find('<')?;

@@ -1,4 +1,4 @@
-use super::paging::merge_pages;
+use super::paging::{link_with_rel, merge_pages};
 use super::response::{default_outcome, pointer_get};
 use super::*;
 use crate::connectors::http::spec::parse_pointer;

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Largest response body read; anything longer is refused (a target is not trusted to be small).
-pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 impl HttpConnector {
     /// Add the instance's credentials (fetching an access token if the scheme needs one).

@@ -6,7 +6,7 @@ use super::*;
 /// A spec file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SpecFile {
+pub(crate) struct SpecFile {
     /// The target type; instances refer to it as `type`. Must equal the file stem.
     pub name: String,
     /// One line for humans (`deprovd connectors list`).
@@ -33,20 +33,22 @@ pub struct SpecFile {
 /// credentials (`[connectors.<name>.endpoints.<endpoint>]`); by default it uses the instance's `auth`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EndpointSpec {
+pub(crate) struct EndpointSpec {
     /// Root URL used when the instance sets none (the vendor's fixed API host). Without it the
     /// instance's `base_url` is the default.
     #[serde(default)]
     pub base_url: Option<String>,
-    /// One line for humans: what the endpoint is and when to override it.
+    /// One line for humans: what the endpoint is and when to override it. Read by people editing
+    /// the spec, never by deprovd; kept so `deny_unknown_fields` accepts it.
     #[serde(default)]
+    #[allow(dead_code, reason = "documentation inside the spec file, for people")]
     pub description: String,
 }
 
 /// One operation: HTTP steps run in order, then `record` builds the pre-state.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OperationSpec {
+pub(crate) struct OperationSpec {
     /// A condition over `vars` only: when it is false the instance does not offer the operation at all
     /// (e.g. GitHub's `groups` only in `mode = "org"`), rather than offering one that always fails.
     #[serde(default)]
@@ -60,7 +62,7 @@ pub struct OperationSpec {
 /// One HTTP request (or one per item with `foreach`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StepSpec {
+pub(crate) struct StepSpec {
     /// How later templates refer to this step (`steps.<name>`).
     #[serde(default)]
     pub name: Option<String>,
@@ -98,7 +100,7 @@ pub struct StepSpec {
 /// A value taken from the response: a pointer (with `*`), `header:<Name>`, or a projection.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum ExtractSpec {
+pub(crate) enum ExtractSpec {
     Pointer(String),
     Project(Projection),
 }
@@ -106,7 +108,7 @@ pub enum ExtractSpec {
 /// `{ from: "/Resources/*", fields: { id: /id } }`: a list of objects with the named fields.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Projection {
+pub(crate) struct Projection {
     pub from: String,
     pub fields: BTreeMap<String, String>,
 }
@@ -114,7 +116,7 @@ pub struct Projection {
 /// Status → outcome, optionally narrowed by a body predicate and a `when` expression.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OutcomeRule {
+pub(crate) struct OutcomeRule {
     pub status: StatusPattern,
     #[serde(default)]
     pub body: Option<BodyPredicate>,
@@ -133,7 +135,7 @@ pub struct OutcomeRule {
 /// `200`, `"2xx"`, `"400-499"` or a list of those.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum StatusPattern {
+pub(crate) enum StatusPattern {
     Code(u16),
     Text(String),
     List(Vec<StatusPattern>),
@@ -142,7 +144,7 @@ pub enum StatusPattern {
 /// A test on the response body: the value at `pointer` equals `equals`, or (`exists`) is present.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BodyPredicate {
+pub(crate) struct BodyPredicate {
     pub pointer: String,
     #[serde(default)]
     pub equals: Option<Value>,
@@ -154,7 +156,7 @@ pub struct BodyPredicate {
 /// is present.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HeaderPredicate {
+pub(crate) struct HeaderPredicate {
     pub name: String,
     #[serde(default)]
     pub equals: Option<String>,
@@ -165,7 +167,7 @@ pub struct HeaderPredicate {
 /// What a step's response means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StepOutcome {
+pub(crate) enum StepOutcome {
     Done,
     AlreadyDone,
     NotFound,
@@ -178,7 +180,7 @@ pub enum StepOutcome {
 /// How to fetch further pages; extracted lists are concatenated across pages.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub enum Paginate {
+pub(crate) enum Paginate {
     /// Follow the URL at `pointer` (absolute or relative; must stay on the base URL's origin).
     NextLink { pointer: String },
     /// RFC 8288 `Link: <url>; rel="next"` response header (Okta, GitHub); must stay on the base URL's

@@ -104,9 +104,8 @@ use crate::action::Operation;
 use crate::config::Problem;
 
 use compile::Compiler;
-pub use format::{
-    BodyPredicate, EndpointSpec, ExtractSpec, HeaderPredicate, OperationSpec, OutcomeRule,
-    Paginate, Projection, SpecFile, StatusPattern, StepOutcome, StepSpec,
+pub(crate) use format::{
+    ExtractSpec, OperationSpec, Paginate, SpecFile, StatusPattern, StepOutcome, StepSpec,
 };
 pub(crate) use pointer::parse_pointer;
 
@@ -125,14 +124,14 @@ pub(crate) enum SpecError {
 }
 
 /// The operation that resolves a subject to the target's id; not a policy action.
-pub const LOOKUP: &str = "lookup";
+pub(crate) const LOOKUP: &str = "lookup";
 /// The read-only preflight operation used by `deprovd connectors check`.
-pub const CHECK: &str = "check";
+pub(crate) const CHECK: &str = "check";
 /// The read-only operation that lists the subject's group names (its `record` has `names`: a list of
 /// strings), for `[guards] protected_groups`. Optional: a spec without it cannot answer.
-pub const GROUPS: &str = "groups";
+pub(crate) const GROUPS: &str = "groups";
 /// Built-in values every step has, besides its extracts.
-pub const BUILTIN_EXTRACTS: [&str; 4] = ["status", "etag", "processed", "skipped"];
+pub(crate) const BUILTIN_EXTRACTS: [&str; 4] = ["status", "etag", "processed", "skipped"];
 
 // ---------------------------------------------------------------------------------------------
 // The compiled form.

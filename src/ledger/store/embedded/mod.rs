@@ -113,7 +113,7 @@ const BREAKER_OPEN: TableDefinition<&str, i64> = TableDefinition::new("breaker_o
 
 /// The ledger in a single redb file under a data directory. Cheap to clone (shares the database).
 #[derive(Clone)]
-pub struct EmbeddedStore {
+pub(crate) struct EmbeddedStore {
     /// Shared with the blocking tasks that do the work.
     db: Arc<Database>,
     /// The file, for error messages.
@@ -158,7 +158,7 @@ impl EmbeddedStore {
     /// Open (or create) the ledger file in `dir`, creating the directory if needed. Blocking: call it
     /// at startup or from `spawn_blocking`. An unclean shutdown is repaired here, and every
     /// committed transaction is visible afterwards.
-    pub fn open(dir: &Path) -> Result<EmbeddedStore, StoreError> {
+    pub(crate) fn open(dir: &Path) -> Result<EmbeddedStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Other(format!(
                 "cannot create the data directory `{}`: {e}; set [state].path to a writable directory",

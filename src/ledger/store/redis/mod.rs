@@ -60,7 +60,8 @@ use ::redis::{Client, ErrorKind, RedisError, ServerErrorKind, Value};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-pub use config::{Durability, RedisConfig, SentinelConfig, Topology};
+pub use config::{Durability, RedisConfig};
+pub(crate) use config::{SentinelConfig, Topology};
 use conn::LedgerConn;
 
 use super::{
