@@ -27,8 +27,8 @@
 use serde_json::Value;
 
 use super::fields::{
-    Indicators, TimeUnit, default_severity, echo, ident, merge_subject, normalize_object, problem,
-    severity_from_name, str_of, time_or_receipt,
+    Indicators, TimeUnit, default_severity, echo, id_or_derived, ident, merge_subject,
+    normalize_object, problem, severity_from_name, str_of, time_or_receipt,
 };
 use super::{
     Alert, AlertProblem, Host, Indicator, NormalizeError, Normalizer, Part, ProblemKind, Severity,
@@ -136,10 +136,8 @@ fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
 }
 
 fn build(f: &Value) -> Result<Alert, NormalizeError> {
-    let id = str_of(f.get("Id"))
-        .ok_or_else(|| invalid("`Id` is missing (ASFF requires it)"))?
-        .to_string();
     let mut notes = Vec::new();
+    let id = id_or_derived(str_of(f.get("Id")), "Id", f, &mut notes);
     let time = time_or_receipt(
         &[
             ("CreatedAt", f.get("CreatedAt")),
@@ -484,7 +482,7 @@ mod tests {
             "Severity": {"Label": "HIGH"},
             "Resources": [{"Type": "AwsIamAccessKey", "Id": "AWS::IAM::AccessKey:AKIA1",
                            "Details": {"AwsIamAccessKey": {"PrincipalName": "alice", "PrincipalType": "IAMUser"}}}]});
-        let bad = json!({"SchemaVersion": "2018-10-08", "ProductArn": "arn:aws:securityhub:us-east-1::product/aws/guardduty"});
+        let bad = json!("not a finding");
         let delivery = json!({"Findings": [good, bad]});
         let parts = registry
             .normalize_all(&serde_json::to_vec(&delivery).unwrap(), Some("asff"))
@@ -500,7 +498,7 @@ mod tests {
         assert_eq!(alert.problems[0].kind, ProblemKind::TimeFromReceipt);
         let err = parts[1].result.as_ref().unwrap_err().to_string();
         assert!(
-            err.contains("Findings[1]") && err.contains("`Id` is missing"),
+            err.contains("Findings[1]") && err.contains("expected a JSON object"),
             "{err}"
         );
     }

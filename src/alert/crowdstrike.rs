@@ -4,7 +4,8 @@
 //! - **Streaming API** event: `{metadata: {eventType, eventCreationTime, offset}, event: {…}}` with
 //!   `eventType` one of the detection families: the current `EppDetectionSummaryEvent` (also
 //!   spelled `EPPDetectionSummaryEvent`), `XdrDetectionSummaryEvent`, `IdpDetectionSummaryEvent`,
-//!   `MobileDetectionSummaryEvent`, `DataProtectionDetectionSummaryEvent`, and the legacy
+//!   `MobileDetectionSummaryEvent`, `DataProtectionDetectionSummaryEvent`,
+//!   `OverwatchGenericDetectionSummaryEvent`, and the legacy
 //!   `DetectionSummaryEvent`, `IdentityProtectionEvent`, `IncidentSummaryEvent`. Other stream
 //!   event types (auth audits, user activity) are not detections and are rejected by name.
 //! - **Alerts API** entity (`GET /alerts/entities/alerts/v2`): a flat object with `composite_id`,
@@ -16,8 +17,8 @@
 use serde_json::Value;
 
 use super::fields::{
-    Account, TimeUnit, account, default_severity, echo, ident, normalize_object, problem,
-    severity_from_name, str_of, time_or_receipt,
+    Account, TimeUnit, account, default_severity, echo, id_or_derived, ident, normalize_object,
+    problem, severity_from_name, str_of, time_or_receipt,
 };
 use super::ocsf::{category_from_tactic, category_from_technique, category_from_text};
 use super::{Alert, AlertProblem, Host, NormalizeError, Normalizer, ProblemKind, Severity, Source};
@@ -31,6 +32,7 @@ const STREAM_TYPES: &[&str] = &[
     "IdpDetectionSummaryEvent",
     "MobileDetectionSummaryEvent",
     "DataProtectionDetectionSummaryEvent",
+    "OverwatchGenericDetectionSummaryEvent",
     "DetectionSummaryEvent",
     "IdentityProtectionEvent",
     "IncidentSummaryEvent",
@@ -43,6 +45,7 @@ const SCORED_TYPES: &[&str] = &[
     "XdrDetectionSummaryEvent",
     "MobileDetectionSummaryEvent",
     "DataProtectionDetectionSummaryEvent",
+    "OverwatchGenericDetectionSummaryEvent",
 ];
 
 /// `eventType` as Falcon documents it, whatever its case.
@@ -246,7 +249,8 @@ fn stream_event(doc: &Value) -> Result<Alert, NormalizeError> {
     let get = |k: &str| str_of(ev.get(k));
 
     // `IncidentID` is how Falcon spells it; `IncidentId` is kept for forwarders that re-case.
-    let id = [
+    let mut notes = Vec::new();
+    let vendor_id = [
         "CompositeId",
         "DetectId",
         "IncidentID",
@@ -262,15 +266,13 @@ fn stream_event(doc: &Value) -> Result<Alert, NormalizeError> {
         doc.pointer("/metadata/offset")
             .and_then(Value::as_u64)
             .map(|o| format!("offset:{o}"))
-    })
-    .ok_or_else(|| {
-        invalid(format!(
-            "{event_type}: event.CompositeId, DetectId, IncidentID and metadata.offset are \
-                 all missing"
-        ))
-    })?;
-
-    let mut notes = Vec::new();
+    });
+    let id = id_or_derived(
+        vendor_id.as_deref(),
+        "event.CompositeId, DetectId, IncidentID and metadata.offset",
+        doc,
+        &mut notes,
+    );
     let time = time_or_receipt(
         &[(
             "metadata.eventCreationTime",
@@ -428,11 +430,13 @@ fn hashes_and_process<'a>(
 
 fn alert_entity(doc: &Value) -> Result<Alert, NormalizeError> {
     let get = |k: &str| str_of(doc.get(k));
-    let id = get("composite_id")
-        .ok_or_else(|| invalid("composite_id is blank or not a string"))?
-        .to_string();
-
     let mut notes = Vec::new();
+    let id = id_or_derived(
+        get("composite_id").or_else(|| get("id")),
+        "composite_id (and id)",
+        doc,
+        &mut notes,
+    );
     let time = time_or_receipt(
         &[
             ("timestamp", doc.get("timestamp")),

@@ -11,8 +11,8 @@
 use serde_json::Value;
 
 use super::fields::{
-    TimeUnit, default_severity, echo, ident, normalize_object, problem, push_indicator,
-    push_subject, severity_from_name, str_of, subject_from_name, time_or_receipt,
+    TimeUnit, default_severity, echo, id_or_derived, ident, normalize_object, problem,
+    push_indicator, push_subject, severity_from_name, str_of, subject_from_name, time_or_receipt,
 };
 use super::ocsf::{category_from_technique, category_from_text};
 use super::{
@@ -146,10 +146,8 @@ fn evidence_kind(e: &Value) -> &str {
 
 fn build(doc: &Value) -> Result<Alert, NormalizeError> {
     let get = |k: &str| str_of(doc.get(k));
-    let id = get("id")
-        .ok_or_else(|| invalid("id is missing or blank"))?
-        .to_string();
     let mut notes = Vec::new();
+    let id = id_or_derived(get("id"), "id", doc, &mut notes);
     let time = time_or_receipt(
         &[
             ("createdDateTime", doc.get("createdDateTime")),

@@ -22,8 +22,8 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::fields::{
-    Account, Indicators, TimeUnit, account, default_severity, echo, has_identifier, ident,
-    normalize_object, problem, push_subject, severity_from_name, str_of, subject_from_name,
+    Account, Indicators, TimeUnit, account, default_severity, echo, has_identifier, id_or_derived,
+    ident, normalize_object, problem, push_subject, severity_from_name, str_of, subject_from_name,
     time_or_receipt,
 };
 use super::ocsf::{category_from_tactic, category_from_technique, category_from_text};
@@ -121,12 +121,13 @@ fn alert_id(doc: &Value) -> Option<String> {
 }
 
 fn build(doc: &Value) -> Result<Alert, NormalizeError> {
-    let id = alert_id(doc).ok_or_else(|| {
-        invalid(
-            "kibana.alert.uuid is missing (and a 7.x signal has neither _id nor signal.parent.id)",
-        )
-    })?;
     let mut notes = Vec::new();
+    let id = id_or_derived(
+        alert_id(doc).as_deref(),
+        "kibana.alert.uuid (and a 7.x signal's _id, signal.parent.id)",
+        doc,
+        &mut notes,
+    );
     let time = time_or_receipt(
         &[
             ("@timestamp", lookup(doc, "@timestamp")),
@@ -210,6 +211,14 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
         .unwrap_or_default()
         .to_string();
     alert.subjects = subjects(doc)?;
+    // Which subject was acted upon (ECS `user.target`), so a policy can contain only the account
+    // that was changed, or only the one that changed it (`user`).
+    alert.add_label(
+        "elastic_user_target",
+        strings(doc, "user.target.name")
+            .into_iter()
+            .find(|n| !super::fields::is_placeholder(n)),
+    );
     alert.set_host(host(doc));
     alert.indicators = indicators(doc);
     Ok(alert)
@@ -282,7 +291,12 @@ fn attack_from_tags<'a>(
     }
 }
 
-/// `user` and `user.target` → subjects, merged.
+/// `user` and `user.target` → subjects, merged, the acting `user` first. ECS ("User fields usage
+/// and examples", ECS reference 8.x/9.x, read 2026-12-03) puts the account that performed an IAM
+/// action in `user` and the account it was performed on in `user.target`. An account-manipulation
+/// detection (a user added to a privileged group, a password reset) is evidence against both: the
+/// actor's credentials made a change an attacker makes, and the target is the account an attacker
+/// keeps as persistence. Both are candidates; label `elastic_user_target` says which is which.
 fn subjects(doc: &Value) -> Result<Vec<Subject>, NormalizeError> {
     let mut out = Vec::new();
     for prefix in ["user", "user.target"] {

@@ -145,10 +145,155 @@ pub(crate) const PLACEHOLDERS: &[&str] = &[
     "00000000-0000-0000-0000-000000000000",
 ];
 
-/// Whether `v` is a placeholder, not an identifier (see [`PLACEHOLDERS`]).
+/// Windows' built-in service principals. They are real accounts, but not anyone's: no connector can
+/// (or should try to) disable `NT AUTHORITY\SYSTEM`, and a directory user that happens to be called
+/// `system` must not be contained because an EDR saw a process run as the local system. An alert
+/// naming only these is about its host. Compared as [`PLACEHOLDERS`] are; a down-level name in the
+/// `NT AUTHORITY` domain is dropped whatever its user part.
+pub(crate) const BUILTIN_ACCOUNTS: &[&str] = &[
+    "system",
+    "local system",
+    "localsystem",
+    "nt authority\\system",
+    "local service",
+    "nt authority\\local service",
+    "network service",
+    "nt authority\\network service",
+    "s-1-5-18",
+    "s-1-5-19",
+    "s-1-5-20",
+];
+
+/// The domain of Windows' built-in service principals (see [`BUILTIN_ACCOUNTS`]).
+const NT_AUTHORITY: &str = "nt authority";
+
+/// Whether `v` is a placeholder or a built-in service principal, not an identifier (see
+/// [`PLACEHOLDERS`], [`BUILTIN_ACCOUNTS`]). A non-blank one is remembered for the alert's
+/// `placeholder_identifier` problem (see [`collect_dropped`]).
 pub(crate) fn is_placeholder(v: &str) -> bool {
     let v = v.trim();
+    let is = |list: &[&str]| list.iter().any(|p| v.eq_ignore_ascii_case(p));
+    let dropped = is(PLACEHOLDERS) || is(BUILTIN_ACCOUNTS);
+    if dropped && !v.is_empty() {
+        remember_dropped(v);
+    }
+    dropped
+}
+
+/// Whether `v` is one of the [`PLACEHOLDERS`] vendors write when they know nothing, in a field that
+/// is not an account (a Splunk `urgency` of `unknown`): nothing is noted.
+pub(crate) fn is_unknown(v: &str) -> bool {
+    let v = v.trim();
     PLACEHOLDERS.iter().any(|p| v.eq_ignore_ascii_case(p))
+}
+
+/// Most distinct dropped values one alert notes: a document made of placeholders must not make an
+/// alert of problems.
+const DROPPED_MAX: usize = 8;
+
+thread_local! {
+    /// The placeholder identifiers dropped while one document is normalized on this thread: `Some`
+    /// only inside [`collect_dropped`]. Normalization is synchronous (it runs on one thread from
+    /// start to end, never across an `.await`), so the values dropped deep inside a normalizer's
+    /// field readers reach the registry without every reader carrying a notes list.
+    static DROPPED: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn remember_dropped(v: &str) {
+    DROPPED.with_borrow_mut(|d| {
+        if let Some(list) = d
+            && list.len() < DROPPED_MAX
+            && !list.iter().any(|x| x.eq_ignore_ascii_case(v))
+        {
+            list.push(echo(v));
+        }
+    });
+}
+
+/// Runs `f` (the normalization of one document) and returns, beside its result, the distinct
+/// non-blank placeholder identifiers the field readers dropped meanwhile, in order of first sight.
+pub(crate) fn collect_dropped<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    /// Restores the outer collection (none, normally) even if `f` panics.
+    struct Scope(Option<Vec<String>>);
+    impl Drop for Scope {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            DROPPED.with_borrow_mut(|d| *d = outer);
+        }
+    }
+    let outer = DROPPED.with_borrow_mut(|d| d.replace(Vec::new()));
+    let scope = Scope(outer);
+    let out = f();
+    let dropped = DROPPED.with_borrow_mut(|d| d.take()).unwrap_or_default();
+    drop(scope);
+    (out, dropped)
+}
+
+/// Notes each dropped placeholder identifier on `alert` (`placeholder_identifier`).
+pub(crate) fn note_dropped(alert: &mut Alert, dropped: Vec<String>) {
+    for v in dropped {
+        alert.note(
+            ProblemKind::PlaceholderIdentifier,
+            format!(
+                "an identity field holds `{v}`, a placeholder or built-in account that names no \
+                 one; not taken as an identifier"
+            ),
+        );
+    }
+}
+
+/// The alert id of a document that carries none: `sha256:` and the hex SHA-256 of the document's
+/// canonical JSON — object keys sorted (by code point) at every depth, no whitespace, strings and
+/// numbers as serde_json writes them. A redelivery of the same document, however re-indented or
+/// re-ordered by a forwarder, gets the same id (so it maps onto the same ledger entries); any
+/// change of a value gives another.
+pub(crate) fn derived_id(doc: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = serde_json::to_vec(&Canonical(doc)).expect("a JSON value serializes");
+    format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
+}
+
+/// A [`Value`] serialized with its object keys sorted, whether or not serde_json's
+/// `preserve_order` feature (which would keep insertion order) is switched on by some dependency.
+struct Canonical<'a>(&'a Value);
+
+impl serde::Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                ser.collect_map(entries.into_iter().map(|(k, v)| (k, Canonical(v))))
+            }
+            Value::Array(items) => ser.collect_seq(items.iter().map(Canonical)),
+            other => serde::Serialize::serialize(other, ser),
+        }
+    }
+}
+
+/// The vendor's id (`given`, read from `field`), or — when `doc`, the object that should carry it,
+/// has none — the [`derived_id`] of `doc`, noted (`id_derived`): a readable alert is never
+/// dead-lettered for want of an id.
+pub(crate) fn id_or_derived(
+    given: Option<&str>,
+    field: &str,
+    doc: &Value,
+    notes: &mut Vec<AlertProblem>,
+) -> String {
+    match given {
+        Some(id) => id.to_string(),
+        None => {
+            let id = derived_id(doc);
+            notes.push(problem(
+                ProblemKind::IdDerived,
+                format!(
+                    "{field} is missing or blank; the id is derived from the document's content, \
+                     so only a redelivery of the same document is recognized as one"
+                ),
+            ));
+            id
+        }
+    }
 }
 
 /// [`str_of`] for identity fields: `None` for a placeholder too.
@@ -253,6 +398,10 @@ pub(crate) fn subject_from_name(name: &str) -> Option<Subject> {
         if is_placeholder(user) {
             return None;
         }
+        if domain.eq_ignore_ascii_case(NT_AUTHORITY) {
+            remember_dropped(name);
+            return None;
+        }
         s.username = Some(user.to_string());
         if !is_placeholder(domain) {
             s.domain = Some(domain.to_string());
@@ -286,8 +435,22 @@ pub(crate) struct Account<'a> {
 /// One subject from every identifier `a` carries: the UPN is the email, and a different UPN-like
 /// name it replaces is kept as the username (`jdoe@corp.local` beside `jdoe@corp.example`).
 pub(crate) fn account(a: &Account<'_>) -> Subject {
-    let mut s = a.name.and_then(subject_from_name).unwrap_or_default();
-    if let Some(d) = a.domain.filter(|d| !is_placeholder(d)) {
+    let builtin_domain = a
+        .domain
+        .is_some_and(|d| d.trim().eq_ignore_ascii_case(NT_AUTHORITY));
+    let name = match a.name {
+        Some(n) if builtin_domain => {
+            remember_dropped(&format!(
+                "{}\\{}",
+                a.domain.unwrap_or_default().trim(),
+                n.trim()
+            ));
+            None
+        }
+        other => other,
+    };
+    let mut s = name.and_then(subject_from_name).unwrap_or_default();
+    if let Some(d) = a.domain.filter(|d| !builtin_domain && !is_placeholder(d)) {
         s.domain.get_or_insert_with(|| d.to_string());
     }
     if let Some(upn) = a.upn.filter(|u| !is_placeholder(u)) {
@@ -647,6 +810,93 @@ mod tests {
             (s.email.as_deref(), s.username.as_deref()),
             (Some("jdoe@corp.example"), Some("jdoe@corp.local"))
         );
+    }
+
+    #[test]
+    fn a_derived_id_is_the_same_for_the_same_document_however_written() {
+        let a = crate::json::from_slice(
+            r#"{"b": {"y": [1, "two", {"q": null, "p": true}], "x": "é"}, "a": 1.5}"#.as_bytes(),
+        )
+        .unwrap();
+        let b = crate::json::from_slice(
+            b"{\n  \"a\" : 1.5,\n  \"b\":{\"x\":\"\\u00e9\",\"y\":[1,\"two\",{\"p\":true,\"q\":null}]}}",
+        )
+        .unwrap();
+        let id = derived_id(&a);
+        assert_eq!(
+            id,
+            derived_id(&b),
+            "key order and whitespace changed the id"
+        );
+        assert!(id.starts_with("sha256:") && id.len() == 7 + 64, "{id}");
+        // The canonical text: keys sorted at every depth, no whitespace.
+        assert_eq!(
+            serde_json::to_string(&Canonical(&a)).unwrap(),
+            r#"{"a":1.5,"b":{"x":"é","y":[1,"two",{"p":true,"q":null}]}}"#
+        );
+        let other = json!({"a": 1.5, "b": {"x": "é", "y": [1, "two", {"p": false, "q": null}]}});
+        assert_ne!(id, derived_id(&other), "a changed value kept the id");
+        let reordered = json!({"a": 1.5, "b": {"x": "é", "y": ["two", 1, {"p": true, "q": null}]}});
+        assert_ne!(id, derived_id(&reordered), "array order is content");
+    }
+
+    #[test]
+    fn a_missing_id_is_derived_and_noted_a_given_one_kept() {
+        let doc = json!({"title": "no id"});
+        let mut notes = Vec::new();
+        assert_eq!(id_or_derived(Some("v-1"), "id", &doc, &mut notes), "v-1");
+        assert!(notes.is_empty());
+        let id = id_or_derived(None, "id", &doc, &mut notes);
+        assert_eq!(id, derived_id(&doc));
+        assert_eq!(notes[0].kind, ProblemKind::IdDerived);
+        assert!(
+            notes[0].detail.starts_with("id is missing"),
+            "{:?}",
+            notes[0]
+        );
+    }
+
+    #[test]
+    fn dropped_placeholders_are_collected_per_normalization() {
+        let ((), outside) = collect_dropped(|| ());
+        assert!(outside.is_empty());
+        // Outside a collection nothing is remembered (and nothing leaks into the next one).
+        assert!(subject_from_name("N/A").is_none());
+        let (s, dropped) = collect_dropped(|| {
+            assert!(subject_from_name(" - ").is_none());
+            assert!(subject_from_name("n/a").is_none());
+            assert!(subject_from_name(r"NT AUTHORITY\SYSTEM").is_none());
+            assert!(subject_from_name(r"NT AUTHORITY\IUSR").is_none());
+            let s = account(&Account {
+                name: Some("SYSTEM"),
+                domain: Some("NT AUTHORITY"),
+                sid: Some("S-1-5-18"),
+                ..Account::default()
+            });
+            assert!(subject_from_name("").is_none());
+            let mut list = Vec::new();
+            merge_subject(&mut list, s.clone());
+            assert!(
+                list.is_empty(),
+                "the local system became a subject: {list:?}"
+            );
+            s
+        });
+        assert_eq!(s.domain, None);
+        assert_eq!(
+            dropped,
+            [
+                "-",
+                "n/a",
+                r"NT AUTHORITY\SYSTEM",
+                r"NT AUTHORITY\IUSR",
+                "S-1-5-18"
+            ],
+            "blank values are absence, not placeholders; repeats are noted once"
+        );
+        // A real account in a real domain is kept, whatever it is called.
+        let (s, dropped) = collect_dropped(|| subject_from_name(r"CORP\jdoe"));
+        assert!(s.is_some() && dropped.is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!
 //! | field | accepted | strict about |
 //! |---|---|---|
-//! | `id` | string or number | required: no id → error naming `id` (it is half of the dedup key) |
+//! | `id` | string or number; missing or blank → derived from the document's content, noted (`id_derived`) | other types are errors |
 //! | `source` | `{vendor, product}` or a bare vendor string; absent → vendor `generic` | vendor must be non-blank |
 //! | `time` | RFC 3339 string or epoch **milliseconds**; seconds (or micro-, nanoseconds) read by magnitude, noted | missing or unreadable: the time of receipt, noted (`time_from_receipt`) |
 //! | `severity` | a name (case-insensitive; `info`, `moderate` aliases) or a number 0–10 / 0–100; unknown names and numbers outside 0–100: `medium`, noted (`severity_unknown`) | required: with `id`/`subjects` it is what marks a generic alert |
@@ -29,8 +29,8 @@
 //! must fail loudly, naming the key.
 //!
 //! **Detection** (auto format): a JSON object without `class_uid` (so never an OCSF event) that has
-//! `severity` and at least one of `id` or `subjects`. A document that looks generic but lacks `id`
-//! therefore reaches this normalizer and gets the precise "missing required field `id`" error.
+//! `severity` and at least one of `id` or `subjects`. A document with subjects but no `id` is an
+//! alert whose id is derived from its content (`sha256:…`), so a redelivery still dedups.
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -38,8 +38,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::fields::{
-    TimeUnit, default_severity, echo, has_identifier, problem, push_subject, read_time,
-    receipt_time, severity_from_name, subject_from_name, tidy_subject,
+    TimeUnit, default_severity, echo, has_identifier, id_or_derived, problem, push_subject,
+    read_time, receipt_time, severity_from_name, subject_from_name, tidy_subject,
 };
 use super::{
     Alert, AlertProblem, CATEGORIES, Host, Indicator, NormalizeError, Normalizer, ProblemKind,
@@ -71,7 +71,7 @@ impl Normalizer for Generic {
                 json_kind(&doc)
             )));
         };
-        let mut alert = build(obj)?;
+        let mut alert = build(&doc, obj)?;
         alert.raw = doc;
         Ok(alert)
     }
@@ -98,12 +98,13 @@ fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
 }
 
 /// Everything but `raw`, which the caller moves in afterwards (no copy of the document).
-fn build(obj: &Map<String, Value>) -> Result<Alert, NormalizeError> {
+/// `doc` is the document, `obj` the same as a map.
+fn build(doc: &Value, obj: &Map<String, Value>) -> Result<Alert, NormalizeError> {
+    let mut notes = Vec::new();
     let id = match field(obj, "id") {
-        None => return Err(invalid("missing required field `id`")),
         Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
-        Some(Value::String(_)) => return Err(invalid("`id` is blank")),
         Some(Value::Number(n)) => n.to_string(),
+        None | Some(Value::String(_)) => id_or_derived(None, "`id`", doc, &mut notes),
         Some(v) => {
             return Err(invalid(format!(
                 "`id` must be a string, got {}",
@@ -112,7 +113,6 @@ fn build(obj: &Map<String, Value>) -> Result<Alert, NormalizeError> {
         }
     };
     let source = parse_source(field(obj, "source"))?;
-    let mut notes = Vec::new();
     let time = parse_time(field(obj, "time"), &mut notes);
     let (severity, score) = parse_severity(field(obj, "severity"), &mut notes)?;
     let severity_score = match field(obj, "severity_score") {

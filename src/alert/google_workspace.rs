@@ -22,8 +22,8 @@
 use serde_json::Value;
 
 use super::fields::{
-    Indicators, TimeUnit, echo, ident, normalize_object, problem, push_subject, severity_from_name,
-    str_of, subject_from_name, time_or_receipt,
+    Indicators, TimeUnit, echo, id_or_derived, ident, normalize_object, problem, push_subject,
+    severity_from_name, str_of, subject_from_name, time_or_receipt,
 };
 use super::ocsf::category_from_text;
 use super::{Alert, Indicator, NormalizeError, Normalizer, ProblemKind, Severity, Source, Subject};
@@ -128,10 +128,8 @@ fn type_info(alert_type: &str) -> TypeInfo {
 }
 
 fn build(doc: &Value) -> Result<Alert, NormalizeError> {
-    let id = str_of(doc.get("alertId"))
-        .ok_or_else(|| invalid("alertId is missing"))?
-        .to_string();
     let mut notes = Vec::new();
+    let id = id_or_derived(str_of(doc.get("alertId")), "alertId", doc, &mut notes);
     let time = time_or_receipt(
         &[
             ("createTime", doc.get("createTime")),

@@ -25,8 +25,8 @@
 use serde_json::Value;
 
 use super::fields::{
-    Indicators, TimeUnit, default_severity, echo, ident, merge_subject, normalize_object, problem,
-    severity_from_name, str_of, time_or_receipt,
+    Indicators, TimeUnit, default_severity, echo, id_or_derived, ident, merge_subject,
+    normalize_object, problem, severity_from_name, str_of, time_or_receipt,
 };
 use super::{
     Alert, AlertProblem, Host, Indicator, NormalizeError, Normalizer, ProblemKind, Severity,
@@ -137,10 +137,9 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
             )));
         }
     };
-    let id = str_of(detail.get("id"))
-        .ok_or_else(|| invalid(format!("{prefix}id is missing")))?
-        .to_string();
     let mut notes = Vec::new();
+    let id_field = format!("{prefix}id");
+    let id = id_or_derived(str_of(detail.get("id")), &id_field, detail, &mut notes);
     let created = format!("{prefix}createdAt");
     let updated = format!("{prefix}updatedAt");
     let time = time_or_receipt(

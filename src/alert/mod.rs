@@ -129,6 +129,12 @@ pub enum ProblemKind {
     SeverityUnknown,
     /// The alert is about an account (an identity detection) but names none: notify-only.
     NoSubject,
+    /// The document carries no id: the alert's id is derived from its content
+    /// (`sha256:` of its canonical JSON), so only a redelivery of the same document dedups.
+    IdDerived,
+    /// An identity field held a placeholder (`N/A`, `-`, `unknown`, `NULL SID`) or a built-in
+    /// service principal (`NT AUTHORITY\SYSTEM`) that was dropped, not taken as an identifier.
+    PlaceholderIdentifier,
 }
 
 impl ProblemKind {
@@ -140,6 +146,8 @@ impl ProblemKind {
         ProblemKind::SeverityOutOfRange,
         ProblemKind::SeverityUnknown,
         ProblemKind::NoSubject,
+        ProblemKind::IdDerived,
+        ProblemKind::PlaceholderIdentifier,
     ];
 
     /// Snake-case name as used in JSON and the metric label.
@@ -151,6 +159,8 @@ impl ProblemKind {
             ProblemKind::SeverityOutOfRange => "severity_out_of_range",
             ProblemKind::SeverityUnknown => "severity_unknown",
             ProblemKind::NoSubject => "no_subject",
+            ProblemKind::IdDerived => "id_derived",
+            ProblemKind::PlaceholderIdentifier => "placeholder_identifier",
         }
     }
 }
@@ -323,7 +333,7 @@ pub enum NormalizeError {
     Invalid {
         /// The normalizer that rejected the document.
         format: &'static str,
-        /// What is wrong, naming the field (`finding_info.uid and metadata.uid are both missing`).
+        /// What is wrong, naming the field (`eventType is missing`).
         reason: String,
     },
 }

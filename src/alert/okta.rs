@@ -1,7 +1,8 @@
 //! `okta`: Okta System Log events (`/api/v1/logs`, log streaming) and the Okta event hook envelope.
 //!
 //! Mapping (full tables in `docs/alert-model.md`):
-//! - `id` ← `uuid`; `time` ← `published` (RFC 3339). Both required.
+//! - `id` ← `uuid` (missing: derived from the event's content, noted `id_derived`); `time` ←
+//!   `published` (RFC 3339; missing: the time of receipt, noted).
 //! - `severity` ← the higher of `severity` (DEBUG/INFO → informational, WARN → medium, ERROR → high)
 //!   and the risk level in `debugContext.debugData.risk` (`{level=HIGH, …}` → high). Okta has no
 //!   numeric score, so `severity_score` stays empty.
@@ -23,14 +24,14 @@
 //! 50 System Log events per call. [`Normalizer::split`] cuts the envelope into its events before
 //! normalizing, so HTTP and Kafka ingest turn one delivery into one alert per event, each with its
 //! own event as `raw`, and an event that cannot be normalized is dead-lettered alone (its reason
-//! names it: `data.events[3]: uuid is missing`). An envelope without events is an error. Given an
+//! names it: `data.events[3]: eventType is missing`). An envelope without events is an error. Given an
 //! envelope directly (without the split, e.g. `simulate`), a single-event envelope is normalized as
 //! that event and a larger one is refused naming the count, because taking the first event would
 //! silently drop the rest.
 use serde_json::Value;
 
 use super::fields::{
-    TimeUnit, default_severity, echo, ident, normalize_object, push_subject, str_of,
+    TimeUnit, default_severity, echo, id_or_derived, ident, normalize_object, push_subject, str_of,
     subject_from_name, time_or_receipt,
 };
 use super::{Alert, NormalizeError, Normalizer, Part, ProblemKind, Severity, Source, Subject};
@@ -122,10 +123,9 @@ fn build(ev: &Value, at: &str) -> Result<Alert, NormalizeError> {
             "{at}: expected an Okta System Log event object"
         )));
     }
-    let id = str_of(ev.get("uuid"))
-        .ok_or_else(|| invalid(format!("{at}uuid is missing")))?
-        .to_string();
     let mut notes = Vec::new();
+    let uuid = format!("{at}uuid");
+    let id = id_or_derived(str_of(ev.get("uuid")), &uuid, ev, &mut notes);
     let published = format!("{at}published");
     let time = time_or_receipt(
         &[(published.as_str(), ev.get("published"))],
@@ -290,7 +290,10 @@ fn names_a_user(event_type: &str) -> bool {
 /// Event families in which the actor is the person the event is about: they signed in, answered
 /// (or denied) an MFA challenge, reported suspicious activity on their own account, or their
 /// session roamed. Their `target[]` holds the app, policy or authenticator, or at most the same
-/// user again.
+/// user again. Within those families, the events an admin (or Okta itself) performs on a user —
+/// clearing their sessions, a Universal Logout — name that user as the target and the admin as the
+/// actor (Okta System Log event types, developer.okta.com/docs/reference/api/event-types, and the
+/// Okta Workflows ITP "Universal Logout" event reference, read 2026-12-03).
 fn actor_is_subject(event_type: &str) -> bool {
     const PREFIXES: &[&str] = &[
         "user.session.",
@@ -304,7 +307,9 @@ fn actor_is_subject(event_type: &str) -> bool {
         "user.account.report_suspicious_activity_by_enduser",
         "security.threat.detected",
     ];
-    PREFIXES.iter().any(|p| event_type.starts_with(p)) || TYPES.contains(&event_type)
+    const DONE_TO_A_USER: &[&str] = &["user.session.clear", "user.authentication.universal_logout"];
+    !DONE_TO_A_USER.contains(&event_type)
+        && (PREFIXES.iter().any(|p| event_type.starts_with(p)) || TYPES.contains(&event_type))
 }
 
 /// The subjects of one event, per family: the actor for sign-in and MFA events (a `User` target
@@ -431,5 +436,11 @@ mod tests {
         assert_eq!(who("user.mfa.okta_verify.deny_push"), "admin@corp.example");
         assert_eq!(who("user.account.lock"), "jdoe@corp.example");
         assert_eq!(who("user.lifecycle.suspend"), "jdoe@corp.example");
+        // An admin (or Okta's ITP) acting on a user's sessions: the user, not the admin.
+        assert_eq!(who("user.session.clear"), "jdoe@corp.example");
+        assert_eq!(
+            who("user.authentication.universal_logout"),
+            "jdoe@corp.example"
+        );
     }
 }

@@ -1,9 +1,10 @@
 //! Picks the normalizer for a document: the one configured for the source, else the first whose
 //! `detect` says yes.
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{Alert, NormalizeError};
+use super::{Alert, NormalizeError, ProblemKind};
 
 /// One document cut out of a delivery by [`Normalizer::split`].
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +111,18 @@ impl NormalizerRegistry {
         bytes: &[u8],
         format: Option<&str>,
     ) -> Result<Vec<Normalized>, NormalizeError> {
+        self.normalize_all_received(bytes, format, Utc::now())
+    }
+
+    /// As [`normalize_all`](Self::normalize_all) for a delivery received at `received_at` (a Kafka
+    /// record's timestamp, an HTTP request's arrival): the time of an alert that carries no
+    /// readable time of its own (`time_from_receipt`).
+    pub fn normalize_all_received(
+        &self,
+        bytes: &[u8],
+        format: Option<&str>,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<Normalized>, NormalizeError> {
         let doc: Value = crate::json::from_slice(bytes)
             .map_err(|e| NormalizeError::InvalidJson(e.to_string()))?;
         let n = self.pick(&doc, format)?;
@@ -126,25 +139,22 @@ impl NormalizerRegistry {
             return Ok(vec![Normalized {
                 at: None,
                 bytes: None,
-                result: n.normalize(doc).and_then(bounded),
+                result: run(n, doc, received_at),
             }]);
         }
         Ok(parts
             .into_iter()
             .map(|Part { at, doc }| {
                 let bytes = serde_json::to_vec(&doc).ok();
-                let result = n
-                    .normalize(doc)
-                    .and_then(bounded)
-                    .map_err(|e| match (e, &at) {
-                        (NormalizeError::Invalid { format, reason }, Some(at)) => {
-                            NormalizeError::Invalid {
-                                format,
-                                reason: format!("{at}: {reason}"),
-                            }
+                let result = run(n, doc, received_at).map_err(|e| match (e, &at) {
+                    (NormalizeError::Invalid { format, reason }, Some(at)) => {
+                        NormalizeError::Invalid {
+                            format,
+                            reason: format!("{at}: {reason}"),
                         }
-                        (e, _) => e,
-                    });
+                    }
+                    (e, _) => e,
+                });
                 Normalized { at, bytes, result }
             })
             .collect())
@@ -153,7 +163,7 @@ impl NormalizerRegistry {
     /// The claims of a SET the Shared Signals receiver verified (signature, issuer, audience, `iat`,
     /// `jti`): the only way to an `ssf` alert.
     pub fn normalize_verified_set(&self, claims: Value) -> Result<Alert, NormalizeError> {
-        super::ssf::Ssf.normalize(claims).and_then(bounded)
+        run(&super::ssf::Ssf, claims, Utc::now())
     }
 
     /// The normalizer for `doc`: the configured one, else the first that detects it.
@@ -187,8 +197,29 @@ impl NormalizerRegistry {
         doc: serde_json::Value,
         format: Option<&str>,
     ) -> Result<Alert, NormalizeError> {
-        self.pick(&doc, format)?.normalize(doc).and_then(bounded)
+        run(self.pick(&doc, format)?, doc, Utc::now())
     }
+}
+
+/// One document through `n`, with what every format shares: the placeholder identifiers the field
+/// readers dropped noted (`placeholder_identifier`), an alert timed on receipt given
+/// `received_at` (the normalizers only know the wall clock), and the per-alert bounds.
+fn run(
+    n: &dyn Normalizer,
+    doc: Value,
+    received_at: DateTime<Utc>,
+) -> Result<Alert, NormalizeError> {
+    let (result, dropped) = super::fields::collect_dropped(|| n.normalize(doc));
+    let mut alert = result?;
+    super::fields::note_dropped(&mut alert, dropped);
+    if alert
+        .problems
+        .iter()
+        .any(|p| p.kind == ProblemKind::TimeFromReceipt)
+    {
+        alert.time = received_at;
+    }
+    bounded(alert)
 }
 
 /// Refuse an alert with more subjects or indicators than one alert may carry (whatever the format).
@@ -341,6 +372,58 @@ mod tests {
             err.to_string(),
             format!("unknown format `qradar` (known: {known})")
         );
+    }
+
+    #[test]
+    fn an_alert_without_a_time_is_timed_at_the_given_receipt() {
+        let r = NormalizerRegistry::new();
+        let received = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+        let untimed = br#"{"id": "u1", "severity": "high", "subjects": ["jdoe@corp.example"]}"#;
+        let parts = r.normalize_all_received(untimed, None, received).unwrap();
+        let alert = parts[0].result.as_ref().unwrap();
+        assert_eq!(alert.time, received);
+        assert_eq!(alert.problems[0].kind, ProblemKind::TimeFromReceipt);
+        // A vendor time wins over the time of receipt.
+        let timed = br#"{"id": "t1", "severity": "high", "time": "2026-03-01T09:15:00Z"}"#;
+        let parts = r.normalize_all_received(timed, None, received).unwrap();
+        let alert = parts[0].result.as_ref().unwrap();
+        assert_eq!(alert.time.to_rfc3339(), "2026-03-01T09:15:00+00:00");
+        // Each event of a split delivery too.
+        let hook = br#"{"eventType": "com.okta.event_hook", "data": {"events": [
+            {"uuid": "e1", "eventType": "user.account.lock", "target": [{"type": "User", "alternateId": "a@corp.example"}]},
+            {"uuid": "e2", "eventType": "user.account.lock", "published": "2026-03-01T09:15:00Z",
+             "target": [{"type": "User", "alternateId": "b@corp.example"}]}]}}"#;
+        let parts = r.normalize_all_received(hook, None, received).unwrap();
+        let times: Vec<_> = parts
+            .iter()
+            .map(|p| p.result.as_ref().unwrap().time.to_rfc3339())
+            .collect();
+        assert_eq!(
+            times,
+            ["2026-01-01T00:00:00+00:00", "2026-03-01T09:15:00+00:00"]
+        );
+    }
+
+    #[test]
+    fn dropped_placeholder_identifiers_are_noted_on_the_alert() {
+        let r = NormalizerRegistry::new();
+        let doc = br#"{"result": {"_time": "1772356500", "user": ["N/A", "jdoe"],
+            "src_user": "NT AUTHORITY\\SYSTEM", "urgency": "high"},
+            "sid": "s1", "search_name": "x"}"#;
+        let alert = r.normalize(doc, None).unwrap();
+        assert_eq!(alert.subjects.len(), 1);
+        let noted: Vec<_> = alert
+            .problems
+            .iter()
+            .filter(|p| p.kind == ProblemKind::PlaceholderIdentifier)
+            .map(|p| p.detail.as_str())
+            .collect();
+        assert_eq!(noted.len(), 2, "{noted:?}");
+        assert!(noted[0].contains("`N/A`"), "{noted:?}");
+        assert!(noted[1].contains(r"`NT AUTHORITY\SYSTEM`"), "{noted:?}");
+        // Nothing dropped, nothing noted.
+        let clean = br#"{"result": {"_time": "1772356500", "user": "jdoe"}, "sid": "s2", "search_name": "x"}"#;
+        assert!(r.normalize(clean, None).unwrap().problems.is_empty());
     }
 
     #[test]

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::defender::category_from_graph;
 use super::fields::{
-    TimeUnit, default_severity, echo, ident, normalize_object, severity_from_name, str_of,
-    subject_from_name, time_or_receipt,
+    TimeUnit, default_severity, echo, id_or_derived, ident, normalize_object, severity_from_name,
+    str_of, subject_from_name, time_or_receipt,
 };
 use super::ocsf::{category_from_technique, category_from_text};
 use super::{Alert, Host, NormalizeError, Normalizer, ProblemKind, Source, Subject};
@@ -115,17 +115,19 @@ fn build(inc: &Value) -> Result<Alert, NormalizeError> {
             Value::String(s) => s.trim().to_string(),
             other => other.to_string(),
         });
-    let id = str_of(inc.get("name"))
+    let mut notes = Vec::new();
+    let vendor_id = str_of(inc.get("name"))
         .map(str::to_string)
         .or_else(|| str_of(inc.get("id")).and_then(|i| i.rsplit('/').next().map(str::to_string)))
         .or_else(|| get("providerIncidentId").map(str::to_string))
         .or_else(|| number.clone().map(|n| format!("incident:{n}")))
-        .filter(|i| !i.is_empty())
-        .ok_or_else(|| {
-            invalid("object.name, object.id and properties.incidentNumber are all missing")
-        })?;
-
-    let mut notes = Vec::new();
+        .filter(|i| !i.is_empty());
+    let id = id_or_derived(
+        vendor_id.as_deref(),
+        "object.name, object.id and properties.incidentNumber",
+        inc,
+        &mut notes,
+    );
     let time = time_or_receipt(
         &[
             ("properties.createdTimeUtc", p.get("createdTimeUtc")),

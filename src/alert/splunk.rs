@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::fields::{
-    FieldError, default_severity, echo, is_placeholder, normalize_object, problem, receipt_time,
-    severity_from_name, str_of, subject_from_name, time_from_rfc3339,
+    FieldError, default_severity, echo, is_placeholder, is_unknown, normalize_object, problem,
+    receipt_time, severity_from_name, str_of, subject_from_name, time_from_rfc3339,
 };
 use super::generic::severity_from_score;
 use super::ocsf::{category_from_technique, category_from_text};
@@ -55,14 +55,15 @@ fn invalid(reason: impl std::fmt::Display) -> NormalizeError {
 /// Every non-blank, non-placeholder string of a single- or multi-value field (ES and CIM searches
 /// write `unknown` or `-` when they know nothing).
 fn values(v: Option<&Value>) -> Vec<&str> {
-    let keep = |s: &&str| !is_placeholder(s);
+    strings(v).into_iter().filter(|s| !is_unknown(s)).collect()
+}
+
+/// Every non-blank string of a single- or multi-value field, placeholders included: the account
+/// fields, whose placeholders the subject reader drops and notes.
+fn strings(v: Option<&Value>) -> Vec<&str> {
     match v {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| str_of(Some(x)))
-            .filter(keep)
-            .collect(),
-        other => str_of(other).filter(keep).into_iter().collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(|x| str_of(Some(x))).collect(),
+        other => str_of(other).into_iter().collect(),
     }
 }
 
@@ -181,23 +182,42 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
     alert.severity_score = severity_score;
     alert.category = category;
     alert.title = rule_name.or(search_name).unwrap_or_default().to_string();
+    let mut rba_system = None;
     for key in ["user", "src_user"] {
-        for name in values(result.get(key)) {
+        for name in strings(result.get(key)) {
             alert
                 .add_subject(subject_from_name(name))
                 .map_err(invalid)?;
         }
     }
+    // Risk-based alerting: a "Risk Threshold Exceeded" notable names the entity whose risk crossed
+    // the threshold in `risk_object`, typed by `risk_object_type` (`user`, `system`, `other`).
+    let risk_object = r("risk_object").filter(|o| !is_placeholder(o));
+    let risk_object_type = r("risk_object_type").map(str::to_ascii_lowercase);
+    match risk_object_type.as_deref() {
+        Some("user") => {
+            for name in strings(result.get("risk_object")) {
+                alert
+                    .add_subject(subject_from_name(name))
+                    .map_err(invalid)?;
+            }
+        }
+        Some("system") if r("dest").is_none() && r("dest_nt_host").is_none() => {
+            rba_system = risk_object;
+        }
+        _ => {}
+    }
     let domain = r("security_domain");
-    if alert.subjects.is_empty()
-        && domain
-            .is_some_and(|d| d.eq_ignore_ascii_case("access") || d.eq_ignore_ascii_case("identity"))
-    {
+    let about_a_user = risk_object_type.as_deref() == Some("user")
+        || domain.is_some_and(|d| {
+            d.eq_ignore_ascii_case("access") || d.eq_ignore_ascii_case("identity")
+        });
+    if alert.subjects.is_empty() && about_a_user {
         let detail = format!(
-            "notable {} of security_domain `{}` names no account (result.user and \
-             result.src_user are missing, blank or placeholders); notify-only",
+            "notable {} of security_domain `{}` names no account (result.user, result.src_user \
+             and a user risk_object are missing, blank or placeholders); notify-only",
             echo(&alert.id),
-            domain.unwrap_or_default()
+            domain.unwrap_or("-")
         );
         alert.note(ProblemKind::NoSubject, detail);
     }
@@ -207,7 +227,12 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
     match r("dest") {
         Some(d) if is_ip(d) => host.ips.push(d.to_string()),
         Some(d) => host.hostname = Some(d.to_string()),
-        None => host.hostname = r("dest_nt_host").or_else(|| r("host")).map(str::to_string),
+        None => {
+            host.hostname = r("dest_nt_host")
+                .or(rba_system)
+                .or_else(|| r("host"))
+                .map(str::to_string)
+        }
     }
     if let Some(ip) = r("dest_ip").filter(|ip| !host.ips.iter().any(|h| h == ip)) {
         host.ips.push(ip.to_string());
@@ -241,6 +266,8 @@ fn build(doc: &Value) -> Result<Alert, NormalizeError> {
     alert.add_label("rule_name", rule_name);
     alert.add_label("security_domain", domain);
     alert.add_list_label("mitre_techniques", techniques);
+    alert.add_label("risk_object", risk_object);
+    alert.add_label("risk_object_type", risk_object_type.as_deref());
     Ok(alert)
 }
 
@@ -278,7 +305,27 @@ mod tests {
     }
 
     #[test]
+    fn rba_risk_object_is_the_subject_when_a_user_and_the_host_when_a_system() {
+        let notable = |kind: &str, object: &str| {
+            json!({"sid": "s", "search_name": "Risk Threshold Exceeded For Object",
+                "result": {"_time": "1772356500", "urgency": "high", "risk_object": object,
+                    "risk_object_type": kind, "risk_score": "120"}})
+        };
+        let a = Splunk.normalize(notable("user", r"CORP\bwong")).unwrap();
+        assert_eq!(a.subjects[0].username.as_deref(), Some("bwong"));
+        assert_eq!(a.subjects[0].domain.as_deref(), Some("CORP"));
+        assert_eq!(a.labels["risk_object_type"], "user");
+        let a = Splunk.normalize(notable("system", "wks-0193")).unwrap();
+        assert!(a.subjects.is_empty());
+        assert_eq!(a.host.unwrap().hostname.as_deref(), Some("wks-0193"));
+        let a = Splunk.normalize(notable("user", "unknown")).unwrap();
+        assert_eq!(a.problems[0].kind, ProblemKind::NoSubject, "{a:?}");
+    }
+
+    #[test]
     fn placeholder_users_are_not_subjects() {
         assert_eq!(values(Some(&json!(["unknown", " jdoe ", "-"]))), ["jdoe"]);
+        // `system` is a word in most fields; only an account field drops it (as a built-in).
+        assert_eq!(values(Some(&json!("system"))), ["system"]);
     }
 }

@@ -45,8 +45,16 @@ pub(super) async fn post_alert(
             "deprovd is starting: the state store is not reachable yet".into(),
         ));
     };
+    // The body has arrived: this is the request's time of receipt.
+    let received_at = chrono::Utc::now();
     let delivery = pipeline
-        .process_delivery(&body, q.format.as_deref(), "http", caller.actor(peer))
+        .process_delivery(
+            &body,
+            q.format.as_deref(),
+            "http",
+            caller.actor(peer),
+            received_at,
+        )
         .await;
     let dead_letter = |payload: Vec<u8>, reason: String, at: Option<String>| {
         let s = s.clone();

@@ -401,12 +401,19 @@ impl KafkaSource {
         format: Option<&str>,
     ) -> bool {
         let payload = msg.payload().unwrap_or_default();
+        let received_at = received_at(msg.timestamp(), chrono::Utc::now());
         let mut trouble = crate::retry::Attempts::new(crate::retry::RECONNECT);
         // What to dead-letter: the whole message, or (for an envelope such as an Okta event hook)
         // each event that could not be taken, with its own bytes and where it sat.
         let refused: Vec<(Vec<u8>, String, Option<String>)> = loop {
             match pipeline
-                .process_delivery(payload, format, "kafka", Actor::system("kafka"))
+                .process_delivery(
+                    payload,
+                    format,
+                    "kafka",
+                    Actor::system("kafka"),
+                    received_at,
+                )
                 .await
             {
                 Ok(d) => {
@@ -525,6 +532,42 @@ impl KafkaSource {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// When a record was received: its Kafka timestamp (`CreateTime` set by the producer, or
+/// `LogAppendTime` by the broker), which is when the alert entered the pipeline even when this
+/// consumer reads it late (after a restart, behind a lag). A record without one, or with one after
+/// `now` (a producer's clock, which nothing vouches for), is received `now`.
+fn received_at(
+    ts: rdkafka::Timestamp,
+    now: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    ts.to_millis()
+        .filter(|ms| *ms > 0)
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or(now, |t| t.min(now))
+}
+
+#[cfg(test)]
+mod received_tests {
+    use super::*;
+    use rdkafka::Timestamp;
+
+    #[test]
+    fn a_record_is_received_at_its_kafka_timestamp_never_later_than_now() {
+        let now = chrono::DateTime::from_timestamp_millis(1_767_225_600_000).unwrap();
+        let earlier = 1_767_225_000_123;
+        for ts in [
+            Timestamp::CreateTime(earlier),
+            Timestamp::LogAppendTime(earlier),
+        ] {
+            assert_eq!(received_at(ts, now).timestamp_millis(), earlier);
+        }
+        assert_eq!(received_at(Timestamp::NotAvailable, now), now);
+        assert_eq!(received_at(Timestamp::CreateTime(-1), now), now);
+        let future = Timestamp::CreateTime(now.timestamp_millis() + 60_000);
+        assert_eq!(received_at(future, now), now);
     }
 }
 

@@ -47,9 +47,20 @@ impl Decider {
         bytes: &[u8],
         format: Option<&str>,
     ) -> Result<Vec<DecidedPart>, NormalizeError> {
+        self.decide_all_received(bytes, format, Utc::now())
+    }
+
+    /// As [`decide_all`](Self::decide_all) for a delivery received at `received_at`, the time of an
+    /// alert that carries none of its own (see [`NormalizerRegistry::normalize_all_received`]).
+    pub fn decide_all_received(
+        &self,
+        bytes: &[u8],
+        format: Option<&str>,
+        received_at: chrono::DateTime<Utc>,
+    ) -> Result<Vec<DecidedPart>, NormalizeError> {
         Ok(self
             .registry
-            .normalize_all(bytes, format)?
+            .normalize_all_received(bytes, format, received_at)?
             .into_iter()
             .map(|n| DecidedPart {
                 at: n.at,

@@ -247,19 +247,22 @@ impl Pipeline {
     /// that carries several documents (an Okta event hook) becomes one alert per document, and a
     /// document that cannot be normalized is rejected alone — the caller dead-letters each
     /// [`RejectedPart`] with its own bytes and acknowledges the delivery. A single document (every
-    /// other format) is accepted, or `Err(Rejected)` for the whole.
+    /// other format) is accepted, or `Err(Rejected)` for the whole. `received_at` (the Kafka
+    /// record's timestamp, the HTTP request's arrival) times an alert that carries no time.
     pub(crate) async fn process_delivery(
         self: &Arc<Self>,
         bytes: &[u8],
         format: Option<&str>,
         source: &'static str,
         actor: Actor,
+        received_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Delivery, PipelineError> {
         let this = self.clone();
         let owned = bytes.to_vec();
         let format_owned = format.map(str::to_string);
         let decided = tokio::task::spawn_blocking(move || {
-            this.decider.decide_all(&owned, format_owned.as_deref())
+            this.decider
+                .decide_all_received(&owned, format_owned.as_deref(), received_at)
         })
         .await
         .map_err(|e| PipelineError::Unavailable(format!("policy evaluation task failed: {e}")))?;

@@ -278,12 +278,15 @@ async fn an_okta_hook_message_becomes_one_alert_per_event_and_a_bad_event_is_dea
         e
     };
     let (a, b, c) = (unique("a"), unique("b"), unique("c"));
+    // No `eventType`: nothing says what happened, so it cannot be an alert.
+    let mut bad = event(Some(unique("e")), format!("{b}@corp.example"));
+    bad.as_object_mut().unwrap().remove("eventType");
     let hook = serde_json::json!({
         "eventType": "com.okta.event_hook", "eventTypeVersion": "1.0",
         "source": "https://corp.okta.com/api/v1/eventHooks/who8abc",
         "data": {"events": [
             event(Some(unique("e")), format!("{a}@corp.example")),
-            event(None, format!("{b}@corp.example")),
+            bad,
             event(Some(unique("e")), format!("{c}@corp.example")),
         ]},
     });
@@ -315,11 +318,50 @@ async fn an_okta_hook_message_becomes_one_alert_per_event_and_a_bad_event_is_dea
     };
     assert_eq!(
         header("deprovd-reason").as_deref(),
-        Some("okta: data.events[1]: uuid is missing")
+        Some("okta: data.events[1]: eventType is missing")
     );
     assert_eq!(
         header("deprovd-origin-part").as_deref(),
         Some("data.events[1]")
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_untimed_alert_is_timed_at_its_kafka_record_timestamp() {
+    let Fed {
+        target,
+        topic,
+        app,
+        _dirs,
+        ..
+    } = fed().await;
+    let email = format!("{}@corp.example", unique("late"));
+    let mut alert: serde_json::Value =
+        serde_json::from_str(&alert_json(&unique("untimed"), &email)).unwrap();
+    alert.as_object_mut().unwrap().remove("time");
+    // The record entered Kafka an hour before deprovd reads it (a consumer restarting behind a
+    // lag): its timestamp, not the moment it is normalized, is when the alert was received.
+    let created = chrono::Utc::now() - chrono::Duration::hours(1);
+    let created_ms = created.timestamp_millis();
+    let payload = alert.to_string();
+    crate::kit::kafka::producer()
+        .send(
+            rdkafka::producer::FutureRecord::<(), [u8]>::to(&topic)
+                .payload(payload.as_bytes())
+                .timestamp(created_ms),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce");
+    eventually(Duration::from_secs(20), "the account acted on", || async {
+        (target.count("POST", "/good") == 1).then_some(())
+    })
+    .await;
+    let acts = app.actions(&format!("subject={email}")).await;
+    let at = acts[0]["origin"]["alert_time"].as_str().unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
+    assert_eq!(at.timestamp_millis(), created_ms, "{acts:?}");
     app.stop().await;
 }

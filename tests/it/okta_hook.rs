@@ -26,6 +26,13 @@ fn event(uuid: Option<&str>, login: &str, event_type: &str) -> Value {
     e
 }
 
+/// An event that cannot be an alert: it says nothing about what happened (no `eventType`).
+fn broken(login: &str) -> Value {
+    let mut e = event(Some(&unique("evt")), login, "user.account.lock");
+    e.as_object_mut().unwrap().remove("eventType");
+    e
+}
+
 async fn app(hook: &Target) -> (TestApp, tempfile::TempDir, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
@@ -58,7 +65,7 @@ async fn one_hook_delivery_becomes_one_alert_per_event_and_a_bad_event_dead_lett
         "contentType": "application/json",
         "data": {"events": [
             event(Some(&ua), &format!("{a}@corp.example"), "user.account.lock"),
-            event(None, &format!("{b}@corp.example"), "user.account.lock"),
+            broken(&format!("{b}@corp.example")),
             event(Some(&uc), &format!("{c}@corp.example"), "user.account.lock"),
         ]},
     });
@@ -74,7 +81,7 @@ async fn one_hook_delivery_becomes_one_alert_per_event_and_a_bad_event_dead_lett
     assert_eq!(body["rejected"][0]["at"], "data.events[1]");
     assert_eq!(
         body["rejected"][0]["reason"],
-        "okta: data.events[1]: uuid is missing"
+        "okta: data.events[1]: eventType is missing"
     );
     // Both good events are acted on; the bad one's user is not.
     eventually(Duration::from_secs(10), "both calls made", || async {
@@ -98,7 +105,7 @@ async fn one_hook_delivery_becomes_one_alert_per_event_and_a_bad_event_dead_lett
     })
     .await;
     let rec: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(rec["reason"], "okta: data.events[1]: uuid is missing");
+    assert_eq!(rec["reason"], "okta: data.events[1]: eventType is missing");
     assert_eq!(rec["origin"]["deprovd-origin-part"], "data.events[1]");
     let payload: Value = serde_json::from_str(rec["payload"].as_str().unwrap()).unwrap();
     assert_eq!(
@@ -116,17 +123,58 @@ async fn one_hook_delivery_becomes_one_alert_per_event_and_a_bad_event_dead_lett
 }
 
 #[tokio::test]
+async fn an_event_without_uuid_gets_a_content_id_and_its_redelivery_acts_once() {
+    let hook = Target::start().await;
+    hook.always("POST", "/hook", Reply::status(204));
+    let (app, _data, _p) = app(&hook).await;
+    let login = format!("{}@corp.example", unique("u"));
+    let ev = event(None, &login, "user.account.lock");
+    let delivery =
+        |ev: &Value| json!({"eventType": "com.okta.event_hook", "data": {"events": [ev]}});
+    let (status, first) = app.post_alert(&delivery(&ev).to_string()).await;
+    assert_eq!(status, 202, "{first}");
+    let id = first["alerts"][0]["alert_id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("sha256:"), "{first}");
+    assert!(
+        first.to_string().contains("id_derived"),
+        "the derived id is noted: {first}"
+    );
+    // Okta redelivers the same event: re-indented, its keys in another order.
+    let mut keys: Vec<(String, Value)> = ev.as_object().unwrap().clone().into_iter().collect();
+    keys.reverse();
+    let reordered = format!(
+        "{{\n  \"eventType\": \"com.okta.event_hook\",\n  \"data\": {{\"events\": [{{{}}}]}}\n}}",
+        keys.iter()
+            .map(|(k, v)| format!("{}: {v}", Value::from(k.as_str())))
+            .collect::<Vec<_>>()
+            .join(",\n    ")
+    );
+    let (status, again) = app.post_alert(&reordered).await;
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(again["alerts"][0]["alert_id"], id.as_str(), "{again}");
+    eventually(Duration::from_secs(10), "the account acted on", || async {
+        (hook.count("POST", "/hook") >= 1).then_some(())
+    })
+    .await;
+    let acts = app.actions(&format!("subject={login}")).await;
+    assert_eq!(acts.len(), 1, "acted once: {acts:?}");
+    assert_eq!(hook.count("POST", "/hook"), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_delivery_whose_every_event_is_bad_is_refused() {
     let hook = Target::start().await;
     let (app, _data, _p) = app(&hook).await;
     let delivery = json!({"eventType": "com.okta.event_hook", "data": {"events": [
-        event(None, "x@corp.example", "user.account.lock"),
+        broken("x@corp.example"),
     ]}});
     let (status, body) = app.post_alert(&delivery.to_string()).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["code"], "invalid");
     assert!(
-        body.to_string().contains("data.events[0]: uuid is missing"),
+        body.to_string()
+            .contains("data.events[0]: eventType is missing"),
         "{body}"
     );
     app.stop().await;

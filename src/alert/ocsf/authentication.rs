@@ -5,12 +5,13 @@ use crate::alert::DEFAULT_SEVERITY;
 
 /// Authentication (3002): an alert only when it carries a failure or a risk.
 pub(super) fn build_authentication(doc: &Value) -> Result<Alert, NormalizeError> {
-    let id = str_of(doc.pointer("/metadata/uid"))
-        .ok_or_else(|| {
-            invalid("metadata.uid is missing (an Authentication event has no other id)")
-        })?
-        .to_string();
     let mut notes = Vec::new();
+    let id = id_or_derived(
+        str_of(doc.pointer("/metadata/uid")),
+        "metadata.uid",
+        doc,
+        &mut notes,
+    );
     let (severity, severity_id) = lenient_severity(doc, &mut notes);
     // `lenient_severity` folds a readable risk in. A risk level the producer filled in but that
     // cannot be read still says "at risk": the sign-in is an alert, at the default severity.

@@ -44,8 +44,8 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::fields::{
-    TimeUnit, default_severity, echo, has_identifier, normalize_object, problem, push_subject,
-    receipt_time, severity_from_name, str_of, subject_from_name, vendor_time,
+    TimeUnit, default_severity, echo, has_identifier, id_or_derived, normalize_object, problem,
+    push_subject, receipt_time, severity_from_name, str_of, subject_from_name, vendor_time,
 };
 use super::{
     Alert, AlertProblem, Host, Indicator, NormalizeError, Normalizer, ProblemKind, Severity,
@@ -218,16 +218,18 @@ pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
     let info = (class != INCIDENT_FINDING)
         .then(|| infos.first().copied())
         .flatten();
-    let id = str_of(info.and_then(|i| i.get("uid")))
-        .or_else(|| str_of(doc.pointer("/metadata/uid")))
-        .ok_or_else(|| {
-            invalid(if class == INCIDENT_FINDING {
-                "metadata.uid is missing (an Incident Finding has no other id)".to_string()
-            } else {
-                format!("{}.uid and metadata.uid are both missing", info_name(class))
-            })
-        })?
-        .to_string();
+    let mut notes = Vec::new();
+    let id_fields = if class == INCIDENT_FINDING {
+        "metadata.uid".to_string()
+    } else {
+        format!("{}.uid and metadata.uid", info_name(class))
+    };
+    let id = id_or_derived(
+        str_of(info.and_then(|i| i.get("uid"))).or_else(|| str_of(doc.pointer("/metadata/uid"))),
+        &id_fields,
+        doc,
+        &mut notes,
+    );
 
     let fallback = if class == INCIDENT_FINDING {
         ("start_time", doc.get("start_time"))
@@ -242,7 +244,6 @@ pub(super) fn build(doc: &Value, class: u64) -> Result<Alert, NormalizeError> {
             info.and_then(|i| i.get("created_time")),
         )
     };
-    let mut notes = Vec::new();
     let time = event_time(doc, fallback, &mut notes);
     let (severity, severity_id) = lenient_severity(doc, &mut notes);
     let severity_score = doc
