@@ -150,7 +150,7 @@ pub use connectors::{
     OperationResult, Outcome, build_all as build_connectors,
 };
 pub use lockout::LockoutRequest;
-pub use net::client as http_client;
+pub use net::{ClientTls, client as http_client};
 // State and the record of what was done.
 pub use audit::{AuditKind, AuditRecord, Tamper, verify as verify_audit_chain};
 pub use audit_mirror::AuditMirror;
@@ -159,4 +159,7 @@ pub use ledger::store::redis::{Durability as RedisDurability, RedisConfig, Redis
 pub use ledger::store::{Backend as StoreBackend, StoreConfig};
 pub use ledger::{ActionFilter, ActionState, ActionStore};
 // The HTTP API.
-pub use api::{ApiConfig, ROUTES as API_ROUTES, TokenConfig, access as route_access, hash_token};
+pub use api::{
+    ApiConfig, ROUTES as API_ROUTES, TlsConfig as ApiTlsConfig, TokenConfig,
+    access as route_access, hash_token,
+};

@@ -34,13 +34,14 @@ fn client_command(server: ServerArgs, command: deprovd::client::Command) -> Exit
     rt.block_on(async move {
         let json = server.wants_json();
         let token = secrecy::SecretString::from(server.token);
-        let result = match deprovd::client::Client::new(&server.server, token) {
-            Ok(client) => {
-                let mut out = std::io::stdout().lock();
-                deprovd::client::run(&client, &command, json, &mut out).await
-            }
-            Err(e) => Err(e),
-        };
+        let result =
+            match deprovd::client::Client::with_tls(&server.server, token, &server.tls.options()) {
+                Ok(client) => {
+                    let mut out = std::io::stdout().lock();
+                    deprovd::client::run(&client, &command, json, &mut out).await
+                }
+                Err(e) => Err(e),
+            };
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -344,10 +345,10 @@ fn main() -> ExitCode {
             };
             block_on(deprovd::cli::audit_verify(&settings, from))
         }
-        Command::Healthcheck { url, timeout } => tokio::runtime::Builder::new_current_thread()
+        Command::Healthcheck { url, timeout, tls } => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("tokio runtime")
-            .block_on(deprovd::cli::healthcheck(&url, timeout)),
+            .block_on(deprovd::cli::healthcheck(&url, timeout, &tls.options())),
     }
 }

@@ -4,6 +4,7 @@
 //! Layout: [`caller`] (who is calling: bearer tokens, roles, the [`Caller`] extractor), [`audit`]
 //! (the route layer that writes the `api_call` record), [`error`] (JSON errors with a stable
 //! `code`), [`wire`] (query and body types), [`serve`] (the accept loop and its slow-client limits),
+//! [`tls`] (`[api.tls]`: HTTPS, client certificates, certificate reload without a restart),
 //! and one file per resource: [`alerts`] (ingest, Okta verification, Shared Signals), [`actions`],
 //! [`lockouts`], [`approvals`], [`breaker`], [`trail`] (`GET /v1/audit`, `GET /v1/audit/verify`).
 //!
@@ -60,12 +61,14 @@ pub(crate) mod caller;
 pub(crate) mod error;
 mod lockouts;
 pub(crate) mod serve;
+pub(crate) mod tls;
 mod trail;
 pub(crate) mod wire;
 
 pub(crate) use caller::{Caller, Delegated, Role, TokenStore};
 pub use caller::{TokenConfig, hash_token};
 pub(crate) use error::ApiError;
+pub use tls::TlsConfig;
 
 /// `[api]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +92,8 @@ pub struct ApiConfig {
     /// process's file-descriptor limit (`ulimit -n`), which connectors and the store share.
     pub max_connections: usize,
     pub tokens: Vec<TokenConfig>,
+    /// `[api.tls]`: serve HTTPS (and optionally require client certificates) on `listen`.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ApiConfig {
@@ -101,6 +106,7 @@ impl Default for ApiConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: 512,
             tokens: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -145,6 +151,9 @@ impl ApiConfig {
                 format!("{path}.listen"),
                 format!("`{}` is not an address like 127.0.0.1:8780", self.listen),
             ));
+        }
+        if let Some(tls) = &self.tls {
+            tls.validate(&format!("{path}.tls"), problems);
         }
         if self.max_body_bytes < 1024 {
             problems.push(Problem::new(

@@ -15,6 +15,13 @@
 //! - **Idle connections expire.** A kept-alive connection with no request for `idle_timeout` is
 //!   closed.
 //!
+//! - **TLS handshakes share the header deadline.** With `[api.tls]` the handshake runs inside the
+//!   same `header_timeout` from acceptance, so a client that stalls mid-handshake is closed like a
+//!   slowloris; a failed handshake (plain HTTP on the TLS port, no or a foreign client certificate)
+//!   closes the connection before any HTTP is read. Each connection takes the TLS configuration
+//!   serving when it was accepted ([`super::tls::ServerTls`]), so certificates change without
+//!   touching the listener.
+//!
 //! Time is tokio's clock, so the limits follow `tokio::time::pause()` in tests. Shutdown is graceful:
 //! on the stop signal no new connection is accepted, each connection finishes its request in flight
 //! and closes, and [`serve`] returns when every connection has.
@@ -42,6 +49,8 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
+use super::tls::ServerTls;
+
 /// The slow-client limits (`[api]` `header_timeout`, `body_timeout`, `idle_timeout`,
 /// `max_connections`).
 #[derive(Debug, Clone, Copy)]
@@ -62,11 +71,13 @@ impl BodyDeadline {
     }
 }
 
-/// Serve `router` on `listener` until `stop` turns true, then drain and return.
+/// Serve `router` on `listener` (over TLS when `tls` is given) until `stop` turns true, then drain
+/// and return.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ServeLimits,
+    tls: Option<Arc<ServerTls>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -97,6 +108,7 @@ pub(crate) async fn serve(
             peer,
             router.clone(),
             limits,
+            tls.as_ref().map(|t| t.acceptor()),
             stop.clone(),
             slot,
         ));
@@ -111,14 +123,46 @@ async fn serve_connection(
     peer: SocketAddr,
     router: Router,
     limits: ServeLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
 ) {
     let activity = Arc::new(Activity::new(limits));
-    let io = TokioIo::new(Watched {
+    let watched = Watched {
         inner: stream,
         activity: activity.clone(),
-    });
+    };
+    let Some(acceptor) = tls else {
+        return http(TokioIo::new(watched), peer, router, limits, activity, stop).await;
+    };
+    // The handshake's bytes count as the head's: it must end within the header deadline.
+    let handshake = tokio::select! {
+        r = acceptor.accept(watched) => Some(r),
+        why = activity.expired() => {
+            debug!(%peer, reason = why, "closing a connection whose TLS handshake ran out of time");
+            None
+        }
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    match handshake {
+        Some(Ok(stream)) => http(TokioIo::new(stream), peer, router, limits, activity, stop).await,
+        Some(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed; connection closed"),
+        None => {}
+    }
+}
+
+/// HTTP/1.1 on an accepted (and, with TLS, handshaken) connection, until it ends, runs out of time
+/// or `stop`.
+async fn http<I>(
+    io: TokioIo<I>,
+    peer: SocketAddr,
+    router: Router,
+    limits: ServeLimits,
+    activity: Arc<Activity>,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = {
         let activity = activity.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {

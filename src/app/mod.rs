@@ -64,6 +64,8 @@ pub struct Application {
     generated_token: Option<String>,
     notifier: Notifier,
     notify_service: Option<NotifyService>,
+    /// `[api.tls]`: the certificate serving now, swapped on file change or SIGHUP.
+    tls: Option<Arc<crate::api::tls::ServerTls>>,
 }
 
 impl Application {
@@ -89,6 +91,15 @@ impl Application {
         }
         let metrics = Arc::new(Metrics::new());
         let readiness = Arc::new(Readiness::default());
+        // Every problem with the certificate, key and client CA files at once, before anything
+        // else is loaded (`deprovd validate` reports the same).
+        let tls = match &settings.api.tls {
+            Some(t) => Some(
+                crate::api::tls::ServerTls::load(t, "api.tls", metrics.clone())
+                    .map_err(crate::config::Problems)?,
+            ),
+            None => None,
+        };
 
         let policies = Policies::load(&settings.policy).context("loading policies")?;
         let shadow = reload::load_shadow(&settings.policy).context("loading shadow policies")?;
@@ -164,6 +175,7 @@ impl Application {
             generated_token,
             notifier,
             notify_service,
+            tls,
         })
     }
 
@@ -171,15 +183,16 @@ impl Application {
         self.port
     }
 
-    /// The API's base URL as a client on this host reaches it (`http://127.0.0.1:8780`); a wildcard
-    /// listen address is shown as loopback.
+    /// The API's base URL as a client on this host reaches it (`http://127.0.0.1:8780`, `https://…`
+    /// with `[api.tls]`); a wildcard listen address is shown as loopback.
     pub fn url(&self) -> String {
         let ip = match self.listener.local_addr() {
             Ok(a) if a.ip().is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
             Ok(a) => a.ip(),
             Err(_) => std::net::IpAddr::from([127, 0, 0, 1]),
         };
-        format!("http://{}", std::net::SocketAddr::new(ip, self.port))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", std::net::SocketAddr::new(ip, self.port))
     }
 
     /// The admin token generated because no `[[api.tokens]]` were configured (dev mode).
@@ -203,11 +216,15 @@ impl Application {
         let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(4);
 
         let v1 = crate::api::router(self.api.clone(), self.settings.api.max_body_bytes);
+        // Over HTTPS the session cookie is `Secure` whatever `[console] secure_cookie` says; the
+        // setting stays for TLS that ends at a proxy in front.
+        let mut console = self.settings.console.clone();
+        console.secure_cookie |= self.tls.is_some();
         // The console calls the `/v1` router in-process (same roles, same audit), beside it.
         let router = v1.clone().merge(crate::console::router(
             self.api.clone(),
             v1,
-            self.settings.console.clone(),
+            console,
             crate::console::targets(&self.settings.connectors),
         ));
         let listener = self.listener;
@@ -216,6 +233,7 @@ impl Application {
                 listener,
                 router,
                 self.settings.api.limits(),
+                self.tls.clone(),
                 stop_rx.clone(),
             );
             let fatal = fatal_tx.clone();
@@ -229,7 +247,17 @@ impl Application {
                 }
             }
         });
-        info!(port = self.port, "http api listening");
+        match &self.tls {
+            Some(tls) => {
+                info!(
+                    port = self.port,
+                    client_certificates = tls.requires_client_certificates(),
+                    "https api listening"
+                );
+                tasks.spawn(tls.clone().watch(stop_rx.clone()));
+            }
+            None => info!(port = self.port, "http api listening"),
+        }
 
         if let Some(service) = self.notify_service {
             tasks.spawn(service.run(stop_rx.clone()));
@@ -259,6 +287,7 @@ impl Application {
         tasks.spawn(reload::reload_on_sighup(
             self.policies.clone(),
             self.shadow.clone(),
+            self.tls.clone(),
             self.metrics.clone(),
             self.api.clone(),
             stop_rx.clone(),

@@ -1,5 +1,5 @@
-//! Policy reloads beside the file watcher: SIGHUP (live and shadow bundles), and the shadow
-//! bundle's own loading and watcher.
+//! Reloads beside the file watchers: SIGHUP (live and shadow policy bundles, the API's TLS
+//! certificate), and the shadow bundle's own loading and watcher.
 
 use std::sync::Arc;
 
@@ -34,13 +34,14 @@ pub(super) async fn watch_shadow(shadow: Arc<Shadow>, stop: watch::Receiver<bool
 pub(super) async fn reload_on_sighup(
     policies: Arc<Policies>,
     shadow: Option<Arc<Shadow>>,
+    tls: Option<Arc<crate::api::tls::ServerTls>>,
     metrics: Arc<Metrics>,
     api: Arc<ApiState>,
     mut stop: watch::Receiver<bool>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        warn!("cannot listen for SIGHUP; policy reload only by file change");
+        warn!("cannot listen for SIGHUP; policy and certificate reload only by file change");
         return;
     };
     loop {
@@ -52,6 +53,14 @@ pub(super) async fn reload_on_sighup(
         };
         if !hup_received {
             return;
+        }
+        // The certificate first: it is what a rotation script sends SIGHUP for. It logs and counts
+        // its own outcome; SIGHUP retries even a set the watcher refused.
+        if let Some(tls) = &tls {
+            let tls = tls.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || tls.reload("SIGHUP", true)).await {
+                error!(error = %e, "TLS reload task failed");
+            }
         }
         if let Some(s) = &shadow {
             match s.policies.reload() {

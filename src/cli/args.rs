@@ -176,6 +176,8 @@ pub enum Command {
         /// Give up after this long (e.g. `3s`).
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
 }
 
@@ -225,6 +227,34 @@ pub struct ServerArgs {
     /// Same as `--format json`.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// Trust for an `https://` deprovd with a private or self-signed CA, and the client certificate
+/// one with `[api.tls] client_ca` requires. Verification is never switched off.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// PEM CA certificate(s) to trust for an https:// server, instead of the public roots.
+    #[arg(long, env = "DEPROVD_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate, for a server that requires one (mutual TLS).
+    #[arg(long, env = "DEPROVD_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "DEPROVD_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The client's TLS options.
+    pub fn options(&self) -> crate::net::ClientTls {
+        crate::net::ClientTls {
+            ca_cert: self.ca_cert.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        }
+    }
 }
 
 /// How client commands print.

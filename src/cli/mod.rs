@@ -304,11 +304,15 @@ pub const HEALTHCHECK_URL: &str = "http://127.0.0.1:8780/readyz";
 /// `deprovd healthcheck`: GET `url` (normally `/readyz`); exit 0 on a 2xx answer, 1 on anything else
 /// or no answer within `timeout`. For container health checks, which run in an image with no shell
 /// or curl: the answer (the readiness report) goes to stdout or stderr, so `docker inspect` shows
-/// why a replica is unhealthy.
-pub async fn healthcheck(url: &str, timeout: std::time::Duration) -> ExitCode {
+/// why a replica is unhealthy. An `https://` URL is verified against `tls.ca_cert` when given.
+pub async fn healthcheck(
+    url: &str,
+    timeout: std::time::Duration,
+    tls: &crate::net::ClientTls,
+) -> ExitCode {
     /// The readiness report is a few dozen bytes; anything longer is cut.
     const MAX_BODY: usize = 4096;
-    let client = match crate::net::client(Some(timeout)) {
+    let client = match crate::net::client_with_tls(Some(timeout), tls) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("deprovd healthcheck: {e}");

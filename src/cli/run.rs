@@ -22,10 +22,12 @@ impl Drop for DevDir {
 }
 
 /// Turn `settings` into Vault-style dev mode: a fresh ledger and dead-letter files in a temp dir
-/// (nothing persists), the loopback listener, and the embedded policies unless a dir was given.
+/// (nothing persists), the loopback listener over plain HTTP (no `[api.tls]`, even from an
+/// environment override), and the embedded policies unless a dir was given.
 pub fn dev_settings(settings: &mut Settings) -> std::io::Result<DevDir> {
     let dir = std::env::temp_dir().join(format!("deprovd-dev-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
+    settings.api.tls = None;
     settings.data_dir = dir.clone();
     settings.state.backend = crate::ledger::store::Backend::Embedded;
     settings.state.path = dir.join("ledger");

@@ -1,6 +1,7 @@
 //! `deprovd validate`: every problem a config has, in one run, each with its key path — the parse
 //! (every unknown key and bad type), values, unset secret references, connector specs and instances,
-//! guards that can never work, and the policy bundle — without connecting anywhere.
+//! guards that can never work, the policy bundle and the API's TLS files — without connecting
+//! anywhere.
 
 use std::path::Path;
 
@@ -54,7 +55,8 @@ fn findings(
 }
 
 /// The checks beyond the config's own values: connector specs and instances, guards that no
-/// configured connector can satisfy, and the policy bundle (compiled).
+/// configured connector can satisfy, the policy bundle (compiled), and the API's TLS files (read
+/// and paired as startup would).
 fn deep_problems(settings: &Settings) -> Vec<Problem> {
     let mut problems = Vec::new();
     let specs = match load_specs(settings.connector_specs.as_deref()) {
@@ -109,6 +111,9 @@ fn deep_problems(settings: &Settings) -> Vec<Problem> {
     if let Err(e) = Policies::load(&settings.policy) {
         problems.push(Problem::new("policy", e.to_string()));
     }
+    if let Some(tls) = &settings.api.tls {
+        problems.extend(tls.check_files("api.tls"));
+    }
     problems
 }
 
@@ -144,6 +149,19 @@ mod tests {
                 .any(|p| p.message.contains("DEPROVD_TEST_UNSET_SECRET_7")),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn unreadable_tls_files_are_problems_with_their_key_paths() {
+        let problems = check(
+            "[api.tls]\ncert = \"/nonexistent/api.crt\"\nkey = \"/nonexistent/api.key\"\n\
+             client_ca = \"/nonexistent/clients.pem\"\n",
+            Vec::new(),
+        );
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        for want in ["api.tls.cert", "api.tls.key", "api.tls.client_ca"] {
+            assert!(paths.contains(&want), "missing {want} in {problems:?}");
+        }
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub enum ClientError {
         code: String,
         message: String,
     },
+    /// The TLS options (`--ca-cert`, `--client-cert`, `--client-key`) cannot be used.
+    #[error("{0}")]
+    Tls(String),
     /// The server's answer was not what this client understands (version mismatch?).
     #[error("unexpected answer from deprovd: {0}")]
     Decode(String),
@@ -77,12 +80,18 @@ pub struct Client {
 impl Client {
     /// `server` is the base URL (`http://127.0.0.1:8780`); `token` a bearer token of the right role.
     pub fn new(server: &str, token: SecretString) -> Result<Client, ClientError> {
-        let http = crate::net::client(Some(Duration::from_secs(30))).map_err(|e| {
-            ClientError::Unreachable {
-                server: server.to_string(),
-                reason: e.to_string(),
-            }
-        })?;
+        Self::with_tls(server, token, &crate::net::ClientTls::default())
+    }
+
+    /// [`Client::new`] for an `https://` server with a private CA or client certificates
+    /// (`--ca-cert`, `--client-cert`, `--client-key`).
+    pub fn with_tls(
+        server: &str,
+        token: SecretString,
+        tls: &crate::net::ClientTls,
+    ) -> Result<Client, ClientError> {
+        let http = crate::net::client_with_tls(Some(Duration::from_secs(30)), tls)
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
         Ok(Client {
             base: server.trim_end_matches('/').to_string(),
             token,

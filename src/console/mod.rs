@@ -10,7 +10,7 @@
 //!
 //! **Sessions** ([`session`]): a deprovd token is exchanged once for a random session id (256 bits
 //! from the OS-seeded CSPRNG) in an `HttpOnly; SameSite=Strict; Path=/console` cookie (`Secure`
-//! with `[console] secure_cookie`). The session lives in the state store's document space under
+//! with `[api.tls]` or `[console] secure_cookie`). The session lives in the state store's document space under
 //! the SHA-256 of its id, so every replica sharing the store shares sessions; it holds the token's
 //! SHA-256 (never the token), and each request finds the holder again in the configured tokens, so
 //! a token removed from the config ends its sessions at the next restart. Idle and absolute
@@ -72,8 +72,8 @@ pub struct ConsoleConfig {
     /// A session ends this long after sign-in, however busy.
     #[serde(with = "humantime_serde")]
     pub session_max: Duration,
-    /// Mark the session cookie `Secure`: set it when browsers reach deprovd over HTTPS (a TLS
-    /// proxy in front); a `Secure` cookie is never sent over plain HTTP.
+    /// Mark the session cookie `Secure` (never sent over plain HTTP). Automatic with `[api.tls]`;
+    /// set it when a TLS proxy in front serves browsers HTTPS while deprovd itself speaks HTTP.
     pub secure_cookie: bool,
 }
 

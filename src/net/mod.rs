@@ -59,6 +59,98 @@ pub fn client(timeout: Option<Duration>) -> Result<reqwest::Client, ClientError>
     Ok(b.build()?)
 }
 
+/// How the CLI and `deprovd healthcheck` reach a deprovd whose API serves HTTPS with a private CA
+/// or requires client certificates (`[api.tls]`): verification is never switched off, the CA is
+/// named instead.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// PEM CA certificate(s) to trust *instead of* the public roots (a self-signed or private-CA
+    /// deployment), as `curl --cacert` does.
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// PEM client certificate chain, for a deployment with `client_ca` (mTLS).
+    pub client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<std::path::PathBuf>,
+}
+
+/// Why a client with [`ClientTls`] could not be built. Messages name files, never their contents.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientTlsError {
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} holds no PEM certificate (--ca-cert / DEPROVD_CA_CERT)")]
+    NoCertificate { path: String },
+    #[error(
+        "a client certificate needs its key, and a key its certificate: give both --client-cert and --client-key"
+    )]
+    HalfIdentity,
+    #[error("{what} {path} is not usable: {source}")]
+    Unusable {
+        what: &'static str,
+        path: String,
+        source: reqwest::Error,
+    },
+    #[error(transparent)]
+    Build(#[from] ClientError),
+}
+
+fn read_pem(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ClientTlsError> {
+    std::fs::read(path).map_err(|source| ClientTlsError::Read {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// [`client`] that also trusts `tls.ca_cert` (and only it) and presents `tls.client_cert`.
+pub(crate) fn client_with_tls(
+    timeout: Option<Duration>,
+    tls: &ClientTls,
+) -> Result<reqwest::Client, ClientTlsError> {
+    let mut b = client_builder();
+    if let Some(path) = &tls.ca_cert {
+        let shown = || path.display().to_string();
+        let certs = reqwest::Certificate::from_pem_bundle(&read_pem("CA certificate", path)?)
+            .map_err(|source| ClientTlsError::Unusable {
+                what: "CA certificate",
+                path: shown(),
+                source,
+            })?;
+        if certs.is_empty() {
+            return Err(ClientTlsError::NoCertificate { path: shown() });
+        }
+        b = b.tls_built_in_root_certs(false);
+        for cert in certs {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    match (&tls.client_cert, &tls.client_key) {
+        (None, None) => {}
+        (Some(cert), Some(key)) => {
+            let mut pem = read_pem("client certificate", cert)?;
+            pem.push(b'\n');
+            pem.extend(read_pem("client key", key)?);
+            let identity =
+                reqwest::Identity::from_pem(&pem).map_err(|source| ClientTlsError::Unusable {
+                    what: "client certificate and key",
+                    path: format!("{} + {}", cert.display(), key.display()),
+                    source,
+                })?;
+            b = b.identity(identity);
+        }
+        _ => return Err(ClientTlsError::HalfIdentity),
+    }
+    let b = match timeout {
+        Some(t) => b.timeout(t),
+        None => b,
+    };
+    Ok(b.build().map_err(ClientError)?)
+}
+
 /// Whether `url` points at this machine (`localhost`, `127.0.0.0/8`, `::1`): the only place plaintext
 /// protocols may send credentials to. Native connectors, HTTP connectors and the SSF code use it to
 /// validate their endpoints.

@@ -83,7 +83,7 @@ label_enum! {
 }
 
 label_enum! {
-    /// `policy_reloads_total{outcome}`.
+    /// `policy_reloads_total{outcome}` and `tls_reloads_total{outcome}`.
     ReloadOutcome {
         Ok => "ok",
         Rejected => "rejected",
@@ -181,6 +181,13 @@ impl Metrics {
 
     pub fn policy_reload(&self, outcome: ReloadOutcome) {
         self.policy_reloads
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+    }
+
+    /// The API's TLS certificate files changed and were taken (`Ok`) or refused (`Rejected`).
+    pub fn tls_reload(&self, outcome: ReloadOutcome) {
+        self.tls_reloads
             .with_label_values(&[outcome.as_str()])
             .inc();
     }

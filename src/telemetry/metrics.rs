@@ -46,6 +46,9 @@ pub struct Metrics {
     pub(super) breaker_open: IntGaugeVec,
     /// `policy_reloads_total{outcome}`.
     pub(super) policy_reloads: IntCounterVec,
+    /// `tls_reloads_total{outcome}`: the API's certificate and key files re-read after a change
+    /// (file watch or SIGHUP); `rejected` keeps the previous certificate serving.
+    pub(super) tls_reloads: IntCounterVec,
     /// `shadow_disagreements_total{kind}`: the shadow bundle decided a (subject, action) otherwise.
     pub(super) shadow_disagreements: IntCounterVec,
     /// `dead_letters_total{stage}`: stage = ingest | action.
@@ -203,6 +206,11 @@ impl Metrics {
                 "Policy bundle reloads, by outcome.",
                 &["outcome"]
             )),
+            tls_reloads: reg!(counter(
+                "tls_reloads_total",
+                "API TLS certificate reloads, by outcome (rejected: the previous certificate keeps serving).",
+                &["outcome"]
+            )),
             shadow_disagreements: reg!(counter(
                 "shadow_disagreements_total",
                 "Subject-action pairs the shadow bundle decided otherwise than the live one, by kind.",
@@ -321,6 +329,7 @@ impl Metrics {
         }
         for outcome in ReloadOutcome::ALL {
             self.policy_reloads.with_label_values(&[outcome.as_str()]);
+            self.tls_reloads.with_label_values(&[outcome.as_str()]);
         }
         for kind in ShadowDisagreement::ALL {
             self.shadow_disagreements

@@ -35,4 +35,5 @@ mod scim;
 mod scim_server;
 mod slapd;
 mod ssf;
+mod tls;
 mod tools;
