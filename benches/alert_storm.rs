@@ -28,7 +28,7 @@ use axum::http::StatusCode;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use common::{cpu_time, env_or, free_port, rss_kib, start_deprovd};
+use common::{base_config, cpu_time, env_or, free_port, rss_kib, start_deprovd};
 
 /// Connector calls by (subject, operation).
 type Calls = Arc<Mutex<HashMap<(String, String), u32>>>;
@@ -99,18 +99,14 @@ async fn main() {
     .unwrap();
     let port = free_port();
     let prefix = format!("deprovd-storm-{run_id}:");
+    let base = base_config(
+        dir.path(),
+        port,
+        Some(&prefix),
+        &dir.path().join("policies"),
+    );
     let config = format!(
-        r#"data_dir = "{d}"
-[api]
-listen = "127.0.0.1:{port}"
-[state]
-backend = "redis"
-[state.redis]
-key_prefix = "{prefix}"
-[policy]
-dir = "{d}/policies"
-watch = false
-[kafka]
+        r#"{base}[kafka]
 brokers = "{brokers}"
 topics = ["{topic}"]
 group_id = "storm-{run_id}"
@@ -125,8 +121,7 @@ type = "webhook"
 base_url = "http://{target}"
 auth = {{ scheme = "none" }}
 concurrency = 64
-"#,
-        d = dir.path().display()
+"#
     );
     std::fs::write(dir.path().join("deprovd.toml"), config).unwrap();
     {

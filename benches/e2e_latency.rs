@@ -166,18 +166,14 @@ async fn main() {
     )
     .unwrap();
     let port = free_port();
+    let base = common::base_config(
+        dir.path(),
+        port,
+        Some(&format!("deprovd-bench-{run_id}:")),
+        &dir.path().join("policies"),
+    );
     let config = format!(
-        r#"data_dir = "{d}"
-[api]
-listen = "127.0.0.1:{port}"
-[state]
-backend = "redis"
-[state.redis]
-key_prefix = "deprovd-bench-{run_id}:"
-[policy]
-dir = "{d}/policies"
-watch = false
-[kafka]
+        r#"{base}[kafka]
 brokers = "{brokers}"
 topics = ["{topic}"]
 group_id = "bench-{run_id}"
@@ -191,8 +187,7 @@ type = "webhook"
 base_url = "http://{target}"
 auth = {{ scheme = "none" }}
 concurrency = 64
-"#,
-        d = dir.path().display()
+"#
     );
     std::fs::write(dir.path().join("deprovd.toml"), config).unwrap();
     create_topic(&brokers, &topic).await;

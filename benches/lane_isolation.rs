@@ -26,26 +26,20 @@ fn config(
     batch: u64,
     connectors: &str,
 ) -> String {
+    let base = common::base_config(
+        dir,
+        port,
+        Some(prefix),
+        &dir.parent().unwrap().join("policies"),
+    );
     format!(
-        r#"data_dir = "{d}"
-[api]
-listen = "127.0.0.1:{port}"
-[state]
-backend = "redis"
-[state.redis]
-key_prefix = "{prefix}"
-[policy]
-dir = "{policies}"
-watch = false
-[executor]
+        r#"{base}[executor]
 enabled = {executor}
 poll_interval = "200ms"
 batch = {batch}
 [guards.breaker]
 enabled = false
-{connectors}"#,
-        d = dir.display(),
-        policies = dir.parent().unwrap().join("policies").display(),
+{connectors}"#
     )
 }
 

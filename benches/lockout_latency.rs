@@ -56,29 +56,21 @@ async fn main() {
     )
     .unwrap();
     let port = free_port();
-    let state = if redis {
-        format!(
-            "[state]\nbackend = \"redis\"\n[state.redis]\nkey_prefix = \"deprovd-bench-{run_id}:\"\n"
-        )
-    } else {
-        String::new()
-    };
+    let prefix = redis.then(|| format!("deprovd-bench-{run_id}:"));
+    let base = common::base_config(
+        dir.path(),
+        port,
+        prefix.as_deref(),
+        &dir.path().join("policies"),
+    );
     let config = format!(
-        r#"data_dir = "{d}"
-[api]
-listen = "127.0.0.1:{port}"
-{state}
-[policy]
-dir = "{d}/policies"
-watch = false
-[guards.breaker]
+        r#"{base}[guards.breaker]
 enabled = false
 [connectors.sink]
 type = "webhook"
 base_url = "http://{target}"
 auth = {{ scheme = "none" }}
-"#,
-        d = dir.path().display()
+"#
     );
     std::fs::write(dir.path().join("deprovd.toml"), config).unwrap();
     let (child, first) = start_deprovd(&dir.path().join("deprovd.toml"), port).await;
@@ -123,8 +115,8 @@ auth = {{ scheme = "none" }}
         }
     }
     common::stop(child);
-    if redis {
-        common::drop_redis_prefix(&format!("deprovd-bench-{run_id}:")).await;
+    if let Some(prefix) = &prefix {
+        common::drop_redis_prefix(prefix).await;
     }
 
     println!(

@@ -575,6 +575,16 @@ mod tests {
         }
     }
 
+    /// `verdict` on `key` by the approver `name`, without a comment.
+    async fn by(
+        p: &Pipeline,
+        key: &str,
+        verdict: Verdict,
+        name: &str,
+    ) -> Result<ActionRecord, ApprovalError> {
+        decide(&p.approvals, key, verdict, person(name), None).await
+    }
+
     #[tokio::test]
     async fn held_action_is_announced_and_expires_with_a_notice_and_never_runs() {
         let (_dir, p, mut rx) = pipeline(Duration::from_secs(60)).await;
@@ -611,14 +621,7 @@ mod tests {
         assert_eq!(rec.state, ActionState::Cancelled);
         assert!(rec.note.unwrap().starts_with(EXPIRED_NOTE));
         assert!(matches!(
-            decide(
-                &p.approvals,
-                &key,
-                Verdict::Approve,
-                person("apr-bot"),
-                None
-            )
-            .await,
+            by(&p, &key, Verdict::Approve, "apr-bot").await,
             Err(ApprovalError::Expired(_))
         ));
         assert_eq!(
@@ -644,14 +647,7 @@ mod tests {
         rec.expires_at = Some(Utc::now() - chrono::Duration::seconds(1));
         p.store.put_action(&rec).await.unwrap();
         assert!(matches!(
-            decide(
-                &p.approvals,
-                &key,
-                Verdict::Approve,
-                person("apr-bot"),
-                None
-            )
-            .await,
+            by(&p, &key, Verdict::Approve, "apr-bot").await,
             Err(ApprovalError::Expired(_))
         ));
         let rec = p.store.get_action(&key).await.unwrap().unwrap();
@@ -681,7 +677,7 @@ mod tests {
         for alias in ["Resp-Bot", " resp-bot", "RESP-BOT "] {
             assert!(
                 matches!(
-                    decide(&p.approvals, &key, Verdict::Approve, person(alias), None).await,
+                    by(&p, &key, Verdict::Approve, alias).await,
                     Err(ApprovalError::SelfApproval(r)) if r == "resp-bot"
                 ),
                 "{alias:?} is the requester"
@@ -725,14 +721,7 @@ mod tests {
         );
         assert!(list(p.store.as_ref(), 0).await.unwrap().is_empty());
         assert!(matches!(
-            decide(
-                &p.approvals,
-                &held,
-                Verdict::Approve,
-                person("apr-bot"),
-                None
-            )
-            .await,
+            by(&p, &held, Verdict::Approve, "apr-bot").await,
             Err(ApprovalError::NotAwaiting {
                 state: "cancelled",
                 ..
@@ -753,7 +742,7 @@ mod tests {
         let (_dir, p, _rx) = pipeline(Duration::from_secs(60)).await;
         let key = held_lockout(&p, "id-3", "carol@corp.example").await;
         assert!(matches!(
-            decide(&p.approvals, &key, Verdict::Approve, person("resp-bot"), None).await,
+            by(&p, &key, Verdict::Approve, "resp-bot").await,
             Err(ApprovalError::SelfApproval(r)) if r == "resp-bot"
         ));
         let rec = decide(
@@ -772,28 +761,14 @@ mod tests {
             std::slice::from_ref(&key)
         );
         assert!(matches!(
-            decide(
-                &p.approvals,
-                &key,
-                Verdict::Reject,
-                person("other-bot"),
-                None
-            )
-            .await,
+            by(&p, &key, Verdict::Reject, "other-bot").await,
             Err(ApprovalError::NotAwaiting {
                 state: "planned",
                 ..
             })
         ));
         assert!(matches!(
-            decide(
-                &p.approvals,
-                &"0".repeat(64),
-                Verdict::Approve,
-                person("apr-bot"),
-                None
-            )
-            .await,
+            by(&p, &"0".repeat(64), Verdict::Approve, "apr-bot").await,
             Err(ApprovalError::NotFound(_))
         ));
     }

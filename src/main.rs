@@ -20,6 +20,15 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// Run `f` to completion on a new single-threaded runtime (client commands: one request at a time).
+fn block_on_current<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
 /// Run one responder view against a deprovd server.
 fn view(server: ServerArgs, view: View) -> ExitCode {
     client_command(server, deprovd::client::Command::View(view))
@@ -27,11 +36,7 @@ fn view(server: ServerArgs, view: View) -> ExitCode {
 
 /// Run one client subcommand against a deprovd server.
 fn client_command(server: ServerArgs, command: deprovd::client::Command) -> ExitCode {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(async move {
+    block_on_current(async move {
         let json = server.wants_json();
         let token = secrecy::SecretString::from(server.token);
         let result =
@@ -52,11 +57,14 @@ fn client_command(server: ServerArgs, command: deprovd::client::Command) -> Exit
     })
 }
 
-/// The `[policy]` section of `config`, or the defaults without one.
-fn policy_config(config: Option<&std::path::Path>) -> Result<deprovd::PolicyConfig, ExitCode> {
+/// Run `f` with the `[policy]` section of `config`, or the defaults without one.
+fn with_policy_config(
+    config: Option<&std::path::Path>,
+    f: impl FnOnce(&deprovd::PolicyConfig) -> ExitCode,
+) -> ExitCode {
     match config {
-        Some(_) => load(config).map(|s| s.policy),
-        None => Ok(deprovd::PolicyConfig::default()),
+        Some(_) => with_settings(config, |s| f(&s.policy)),
+        None => f(&deprovd::PolicyConfig::default()),
     }
 }
 
@@ -79,9 +87,9 @@ fn policy_command(command: PolicyCommand) -> ExitCode {
             coverage,
             min_coverage,
             config,
-        } => match policy_config(config.as_deref()) {
-            Ok(cfg) => deprovd::cli::policy_test(
-                &cfg,
+        } => with_policy_config(config.as_deref(), |cfg| {
+            deprovd::cli::policy_test(
+                cfg,
                 &deprovd::cli::TestArgs {
                     dir: dir.unwrap_or_else(default_dir),
                     run,
@@ -90,23 +98,21 @@ fn policy_command(command: PolicyCommand) -> ExitCode {
                     coverage,
                     min_coverage,
                 },
-            ),
-            Err(code) => code,
-        },
+            )
+        }),
         PolicyCommand::Check {
             dir,
             format,
             strict,
             config,
-        } => match policy_config(config.as_deref()) {
-            Ok(cfg) => deprovd::cli::policy_check(
-                &cfg,
+        } => with_policy_config(config.as_deref(), |cfg| {
+            deprovd::cli::policy_check(
+                cfg,
                 &dir.unwrap_or_else(default_dir),
                 format == "json",
                 strict,
-            ),
-            Err(code) => code,
-        },
+            )
+        }),
         PolicyCommand::Eval {
             alert,
             format,
@@ -114,8 +120,8 @@ fn policy_command(command: PolicyCommand) -> ExitCode {
             now,
             explain,
             config,
-        } => match load(config.as_deref()) {
-            Ok(s) => deprovd::cli::policy_eval(
+        } => with_settings(config.as_deref(), |s| {
+            deprovd::cli::policy_eval(
                 &s,
                 &deprovd::cli::EvalArgs {
                     alert,
@@ -124,9 +130,8 @@ fn policy_command(command: PolicyCommand) -> ExitCode {
                     now,
                     explain,
                 },
-            ),
-            Err(code) => code,
-        },
+            )
+        }),
         PolicyCommand::Diff {
             candidate,
             alerts,
@@ -136,8 +141,8 @@ fn policy_command(command: PolicyCommand) -> ExitCode {
             max_new,
             format,
             config,
-        } => match load(config.as_deref()) {
-            Ok(s) => deprovd::cli::policy_diff(
+        } => with_settings(config.as_deref(), |s| {
+            deprovd::cli::policy_diff(
                 &s,
                 &deprovd::cli::DiffArgs {
                     candidate,
@@ -148,17 +153,24 @@ fn policy_command(command: PolicyCommand) -> ExitCode {
                     max_new,
                     json: format == "json",
                 },
-            ),
-            Err(code) => code,
-        },
+            )
+        }),
     }
 }
 
-fn load(config: Option<&std::path::Path>) -> Result<Settings, ExitCode> {
-    Settings::load(config).map_err(|problems| {
-        eprint!("{problems}");
-        ExitCode::from(2)
-    })
+/// Load the settings from `config` (or the defaults and the environment) and run `f` with them;
+/// a config with problems prints every one and exits 2 without calling `f`.
+fn with_settings(
+    config: Option<&std::path::Path>,
+    f: impl FnOnce(Settings) -> ExitCode,
+) -> ExitCode {
+    match Settings::load(config) {
+        Ok(settings) => f(settings),
+        Err(problems) => {
+            eprint!("{problems}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -169,11 +181,7 @@ fn main() -> ExitCode {
             dev,
             listen,
             dev_token,
-        } => {
-            let mut settings = match load(config.as_deref()) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
+        } => with_settings(config.as_deref(), |mut settings| {
             let dev_dir = if dev {
                 match deprovd::cli::dev_settings(&mut settings) {
                     Ok(dir) => Some(dir),
@@ -192,7 +200,7 @@ fn main() -> ExitCode {
             let code = block_on(deprovd::cli::run(settings, dev_token));
             drop(dev_dir);
             code
-        }
+        }),
         Command::Validate { config } => {
             let code = deprovd::cli::validate(config.as_deref(), std::env::vars());
             ExitCode::from(code)
@@ -211,11 +219,7 @@ fn main() -> ExitCode {
             format,
             policies,
             config,
-        } => {
-            let settings = match load(config.as_deref()) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
+        } => with_settings(config.as_deref(), |settings| {
             deprovd::cli::simulate(
                 &settings,
                 &alerts,
@@ -223,16 +227,12 @@ fn main() -> ExitCode {
                 policies.as_deref(),
                 allow_problems,
             )
-        }
+        }),
         Command::Connectors {
             command: ConnectorsCommand::Check { config },
-        } => {
-            let settings = match load(config.as_deref()) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
+        } => with_settings(config.as_deref(), |settings| {
             block_on(deprovd::cli::connectors_check(&settings))
-        }
+        }),
         Command::Lockout {
             subject,
             reason,
@@ -338,17 +338,11 @@ fn main() -> ExitCode {
         Command::Man => deprovd::cli::man_page(),
         Command::Audit {
             command: AuditCommand::Verify { config, from },
-        } => {
-            let settings = match load(config.as_deref()) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
+        } => with_settings(config.as_deref(), |settings| {
             block_on(deprovd::cli::audit_verify(&settings, from))
+        }),
+        Command::Healthcheck { url, timeout, tls } => {
+            block_on_current(deprovd::cli::healthcheck(&url, timeout, &tls.options()))
         }
-        Command::Healthcheck { url, timeout, tls } => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime")
-            .block_on(deprovd::cli::healthcheck(&url, timeout, &tls.options())),
     }
 }

@@ -76,6 +76,28 @@ pub(crate) fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_micros((utime + stime) * 1_000_000 / hz))
 }
 
+/// The config every bench starts from: `data_dir`, the API on `port`, the Redis ledger under
+/// `redis_prefix` (`None`: the embedded store in `data_dir`), and the policies in `policies`
+/// unwatched. A bench appends its own sections (kafka, executor, guards, connectors).
+pub(crate) fn base_config(
+    data_dir: &Path,
+    port: u16,
+    redis_prefix: Option<&str>,
+    policies: &Path,
+) -> String {
+    let state = match redis_prefix {
+        Some(prefix) => {
+            format!("[state]\nbackend = \"redis\"\n[state.redis]\nkey_prefix = \"{prefix}\"\n")
+        }
+        None => String::new(),
+    };
+    format!(
+        "data_dir = \"{d}\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n{state}[policy]\ndir = \"{p}\"\nwatch = false\n",
+        d = data_dir.display(),
+        p = policies.display(),
+    )
+}
+
 /// The deprovd binary the benches start: `DEPROVD_BENCH_BIN` when set (to measure another build,
 /// e.g. a saved copy of `main`'s, with the same load generator), else the one cargo just built.
 pub(crate) fn deprovd_bin() -> std::path::PathBuf {

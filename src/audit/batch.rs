@@ -4,7 +4,7 @@
 //!
 //! - every `ri` has `v = 2`, `prev = P` and consecutive `seq`s;
 //! - `rn.hash` = hex SHA-256 of `bytes(r1) ‖ "\n" ‖ … ‖ bytes(rn) ‖ "\n"`, where `bytes` is
-//!   `serde_json` of [`CanonicalV2`] (every field but `hash`, in the stored order); the other
+//!   `serde_json` of [`Canonical::batch_sealed`] (every field but `hash`, in the stored order); the other
 //!   records have no `hash`.
 //!
 //! The stored JSON of `ri` is exactly `bytes(ri)`, with `,"hash":"…"` spliced before the closing
@@ -13,48 +13,6 @@
 use sha2::{Digest, Sha256};
 
 use super::*;
-
-/// The hashed form of a batch-sealed record: every field but `hash`, in the order the record is
-/// stored. Changing it changes every seal; add a format version instead.
-#[derive(Serialize)]
-pub(crate) struct CanonicalV2<'a> {
-    seq: u64,
-    time: &'a DateTime<Utc>,
-    kind: AuditKind,
-    actor: &'a Actor,
-    subject: &'a Option<String>,
-    alert_id: &'a Option<String>,
-    action_key: &'a Option<String>,
-    policy_digest: &'a Option<String>,
-    detail: &'a serde_json::Value,
-    prev: &'a str,
-    v: u8,
-}
-
-impl<'a> CanonicalV2<'a> {
-    /// The canonical view of `r` (its `hash` left out).
-    pub(crate) fn of(r: &'a AuditRecord) -> Self {
-        CanonicalV2 {
-            seq: r.seq,
-            time: &r.time,
-            kind: r.kind,
-            actor: &r.actor,
-            subject: &r.subject,
-            alert_id: &r.alert_id,
-            action_key: &r.action_key,
-            policy_digest: &r.policy_digest,
-            detail: &r.detail,
-            prev: &r.prev,
-            v: 2,
-        }
-    }
-
-    /// The bytes the batch seal covers for this record (and, but for the seal, its stored form).
-    pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        // Serializing plain data (strings, numbers, a `Value`) into a Vec cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-}
 
 /// Feed one record's canonical bytes into a batch's running seal.
 pub(super) fn absorb(hasher: &mut Sha256, bytes: &[u8]) {
@@ -124,7 +82,7 @@ pub(crate) fn seal_batch(drafts: Vec<AuditDraft>, head: Option<&AuditHead>) -> S
             v: 2,
             hash: String::new(),
         };
-        let bytes = CanonicalV2::of(&r).to_bytes();
+        let bytes = Canonical::batch_sealed(&r).to_bytes();
         absorb(&mut hasher, &bytes);
         records.push(r);
         encoded.push(bytes);

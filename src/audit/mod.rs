@@ -17,11 +17,11 @@
 //! - **Batch-sealed** (`"v": 2`, written today; see [`batch`]): every record of a batch carries the
 //!   same `prev` — the seal of the batch before — and only the batch's **last** record carries
 //!   `hash`, the hex SHA-256 of the batch's records' canonical bytes, each followed by `\n`. A
-//!   record's canonical bytes are `serde_json` of [`CanonicalV2`]: every field but `hash`, `v` last.
+//!   record's canonical bytes are `serde_json` of [`Canonical`]: every field but `hash`, `v` last.
 //!   One hash and one serialization per record (the stored bytes *are* the canonical bytes, the
 //!   seal's with `hash` spliced in), where the first format paid a hash and two serializations each.
 //! - **Record-sealed** (no `v`, written before; still verified): every record carries `prev` (the
-//!   hash of the record before) and `hash`, the SHA-256 of its [`Canonical`] bytes.
+//!   hash of the record before) and `hash`, the SHA-256 of its [`Canonical`] bytes (without `v`).
 //!
 //! A trail may hold both: the first batch written by a newer deprovd chains onto the last
 //! record-sealed record's hash, so an upgraded deployment keeps one verifiable chain. `detail` is a
@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 
 pub(crate) mod batch;
 
-pub(crate) use batch::{CanonicalV2, seal_batch};
+pub(crate) use batch::seal_batch;
 
 /// `prev` of the first record: 64 zeros.
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -173,10 +173,11 @@ fn is_v1(v: &u8) -> bool {
     *v == 1
 }
 
-/// The hashed form: every field but `hash`, in a fixed order. Changing this struct changes every
-/// hash; add a version field first if it must ever change.
+/// The hashed form of a record: every field but `hash`, in the order the record is stored, with
+/// `v` last for a batch-sealed record and left out for a record-sealed one (so format-1 bytes are
+/// what they always were). Changing this struct changes every hash; add a format version instead.
 #[derive(Serialize)]
-struct Canonical<'a> {
+pub(crate) struct Canonical<'a> {
     seq: u64,
     time: &'a DateTime<Utc>,
     kind: AuditKind,
@@ -187,6 +188,38 @@ struct Canonical<'a> {
     policy_digest: &'a Option<String>,
     detail: &'a serde_json::Value,
     prev: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    v: Option<u8>,
+}
+
+impl<'a> Canonical<'a> {
+    /// The canonical view of `r` (its `hash` left out) with format `v` (`None`: record-sealed).
+    fn of(r: &'a AuditRecord, v: Option<u8>) -> Self {
+        Canonical {
+            seq: r.seq,
+            time: &r.time,
+            kind: r.kind,
+            actor: &r.actor,
+            subject: &r.subject,
+            alert_id: &r.alert_id,
+            action_key: &r.action_key,
+            policy_digest: &r.policy_digest,
+            detail: &r.detail,
+            prev: &r.prev,
+            v,
+        }
+    }
+
+    /// `r` as a batch-sealed record (format 2): what the batch seal covers, and but for the seal
+    /// its stored form.
+    pub(crate) fn batch_sealed(r: &'a AuditRecord) -> Self {
+        Self::of(r, Some(2))
+    }
+
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        // Serializing plain data (strings, numbers, a `Value`) into a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
 }
 
 impl AuditRecord {
@@ -214,20 +247,7 @@ impl AuditRecord {
 
     /// The bytes a record-sealed record's hash covers.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let c = Canonical {
-            seq: self.seq,
-            time: &self.time,
-            kind: self.kind,
-            actor: &self.actor,
-            subject: &self.subject,
-            alert_id: &self.alert_id,
-            action_key: &self.action_key,
-            policy_digest: &self.policy_digest,
-            detail: &self.detail,
-            prev: &self.prev,
-        };
-        // Serializing plain data (strings, numbers, a `Value`) into a Vec cannot fail.
-        serde_json::to_vec(&c).unwrap_or_default()
+        Canonical::of(self, None).to_bytes()
     }
 
     /// Whether this record seals everything before it in the chain (a record-sealed record, or the
@@ -407,7 +427,7 @@ impl Verifier {
     /// running hash checked against the seal on its last record.
     fn feed_batched(&mut self, r: &AuditRecord) -> Result<(), VerifyError> {
         self.check_place(r)?;
-        let bytes = CanonicalV2::of(r).to_bytes();
+        let bytes = Canonical::batch_sealed(r).to_bytes();
         let (first, hasher) = self.batch.get_or_insert_with(|| (r.seq, Sha256::new()));
         batch::absorb(hasher, &bytes);
         if !r.hash.is_empty() {

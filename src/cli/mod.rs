@@ -99,6 +99,19 @@ pub(crate) fn capabilities(
     })
 }
 
+/// One planned action as `simulate` and `policy eval` print it.
+pub(crate) fn planned_json(a: &crate::action::ActionRecord) -> serde_json::Value {
+    serde_json::json!({
+        "connector": a.connector,
+        "operation": a.operation,
+        "subject": a.subject,
+        "state": a.state,
+        "note": a.note,
+        "rule": a.rule,
+        "key": a.key,
+    })
+}
+
 /// `deprovd simulate`: one JSON line per input line —
 /// `{"line", "alert", "decisions", "actions", "problems"}` or `{"line", "error"}` — and no side effects.
 pub fn simulate(
@@ -156,15 +169,7 @@ pub fn simulate(
                                 "line": n,
                                 "alert": p.alert,
                                 "decisions": p.decisions,
-                                "actions": p.actions.iter().map(|a| serde_json::json!({
-                                    "connector": a.connector,
-                                    "operation": a.operation,
-                                    "subject": a.subject,
-                                    "state": a.state,
-                                    "note": a.note,
-                                    "rule": a.rule,
-                                    "key": a.key,
-                                })).collect::<Vec<_>>(),
+                                "actions": p.actions.iter().map(planned_json).collect::<Vec<_>>(),
                                 "problems": p.problems,
                                 "policy_digest": p.policy_digest,
                             }),

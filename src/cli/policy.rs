@@ -232,21 +232,7 @@ pub fn policy_eval(settings: &Settings, args: &EvalArgs) -> ExitCode {
                 }
                 let planned = decider.decide_alert_at(alert, now);
                 doc["decisions"] = serde_json::to_value(&planned.decisions).unwrap_or_default();
-                doc["actions"] = planned
-                    .actions
-                    .iter()
-                    .map(|a| {
-                        serde_json::json!({
-                            "connector": a.connector,
-                            "operation": a.operation,
-                            "subject": a.subject,
-                            "state": a.state,
-                            "note": a.note,
-                            "rule": a.rule,
-                            "key": a.key,
-                        })
-                    })
-                    .collect();
+                doc["actions"] = planned.actions.iter().map(super::planned_json).collect();
                 doc["problems"] = serde_json::to_value(&planned.problems).unwrap_or_default();
             }
         }

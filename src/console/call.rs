@@ -10,6 +10,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
 use tower::ServiceExt;
 
+use super::ConsoleState;
+use super::guard::Signed;
 use crate::api::{Caller, Delegated};
 
 /// Why a console page could not be served.
@@ -81,7 +83,7 @@ const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
 /// One call to the `/v1` router as `caller`, from `peer`: the API's roles and `api_call` audit
 /// record apply exactly as for a bearer call. `Ok` only for a 2xx answer, decoded as `T`.
-pub(crate) async fn v1<T: DeserializeOwned>(
+async fn v1<T: DeserializeOwned>(
     router: &Router,
     caller: &Caller,
     peer: SocketAddr,
@@ -132,6 +134,45 @@ pub(crate) async fn v1<T: DeserializeOwned>(
         route: uri.to_string(),
         reason: e.to_string(),
     })
+}
+
+/// `GET uri` from the `/v1` API as the signed-in caller (see [`v1`]).
+pub(crate) async fn get<T: DeserializeOwned>(
+    s: &ConsoleState,
+    signed: &Signed,
+    uri: &str,
+) -> Result<T, ConsoleError> {
+    v1(
+        &s.v1,
+        &signed.session.caller,
+        signed.peer,
+        Method::GET,
+        uri,
+        None,
+        None,
+    )
+    .await
+}
+
+/// `POST uri` (with an optional JSON `body` and idempotency key) to the `/v1` API as the
+/// signed-in caller (see [`v1`]).
+pub(crate) async fn post<T: DeserializeOwned>(
+    s: &ConsoleState,
+    signed: &Signed,
+    uri: &str,
+    body: Option<serde_json::Value>,
+    idempotency_key: Option<&str>,
+) -> Result<T, ConsoleError> {
+    v1(
+        &s.v1,
+        &signed.session.caller,
+        signed.peer,
+        Method::POST,
+        uri,
+        body,
+        idempotency_key,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::call::{query, seg, v1};
+use super::call::{get, query, seg};
 use super::guard::Signed;
 use super::overview::Actions;
 use super::page::{self, Nav, layout, notice, render, state_badge};
@@ -118,31 +118,22 @@ pub(crate) async fn subject(
     let found = if canonical.is_empty() {
         None
     } else {
-        let who = &signed.session.caller;
-        let actions: Actions = v1(
-            &s.v1,
-            who,
-            signed.peer,
-            Method::GET,
+        let actions: Actions = get(
+            &s,
+            &signed,
             &format!(
                 "/v1/actions?{}",
                 query(&[("subject", canonical.as_str()), ("limit", "200")])
             ),
-            None,
-            None,
         )
         .await?;
-        let records: Records = v1(
-            &s.v1,
-            who,
-            signed.peer,
-            Method::GET,
+        let records: Records = get(
+            &s,
+            &signed,
             &format!(
                 "/v1/audit?{}",
                 query(&[("subject", canonical.as_str()), ("limit", "200")])
             ),
-            None,
-            None,
         )
         .await?;
         Some((actions.actions, records))
@@ -231,7 +222,6 @@ pub(crate) async fn audit(
     signed: Signed,
     Query(f): Query<AuditForm>,
 ) -> Result<Response, ConsoleError> {
-    let who = &signed.session.caller;
     let subject = f.subject.trim();
     let subject = match (subject.is_empty(), s.api.readiness.pipeline.get()) {
         (false, Some(p)) => p.decider.planner.identity().canonical(subject),
@@ -245,29 +235,9 @@ pub(crate) async fn audit(
         ("until", f.until.trim()),
         ("limit", "200"),
     ]);
-    let records: Result<Records, ConsoleError> = v1(
-        &s.v1,
-        who,
-        signed.peer,
-        Method::GET,
-        &format!("/v1/audit?{q}"),
-        None,
-        None,
-    )
-    .await;
+    let records: Result<Records, ConsoleError> = get(&s, &signed, &format!("/v1/audit?{q}")).await;
     let verified: Option<Verified> = match f.verify {
-        Some(_) => Some(
-            v1(
-                &s.v1,
-                who,
-                signed.peer,
-                Method::GET,
-                "/v1/audit/verify",
-                None,
-                None,
-            )
-            .await?,
-        ),
+        Some(_) => Some(get(&s, &signed, "/v1/audit/verify").await?),
         None => None,
     };
     let body = html! {

@@ -11,7 +11,7 @@ use chrono::Utc;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::call::{seg, v1};
+use super::call::{post, seg};
 use super::guard::Signed;
 use super::page::{Nav, csrf, layout, notice, render};
 use super::{ConsoleError, ConsoleState};
@@ -78,14 +78,24 @@ fn offered(ops: &BTreeSet<Operation>) -> impl Iterator<Item = Operation> + '_ {
         .filter(|o| o.is_destructive() || *o == Operation::Notify)
 }
 
-fn configured(s: &ConsoleState) -> Result<BTreeSet<String>, ConsoleError> {
-    let p = s
-        .api
+/// The running pipeline, or [`ConsoleError::NotReady`] while deprovd is starting.
+fn pipeline(s: &ConsoleState) -> Result<&crate::pipeline::Pipeline, ConsoleError> {
+    s.api
         .readiness
         .pipeline
         .get()
-        .ok_or(ConsoleError::NotReady)?;
-    Ok(p.decider.planner.capabilities().keys().cloned().collect())
+        .map(|p| &**p)
+        .ok_or(ConsoleError::NotReady)
+}
+
+fn configured(s: &ConsoleState) -> Result<BTreeSet<String>, ConsoleError> {
+    Ok(pipeline(s)?
+        .decider
+        .planner
+        .capabilities()
+        .keys()
+        .cloned()
+        .collect())
 }
 
 fn form_body(s: &ConsoleState, signed: &Signed, f: &LockoutForm, error: Option<&str>) -> Markup {
@@ -201,12 +211,7 @@ pub(crate) async fn confirm(
 ) -> Result<Response, ConsoleError> {
     require_responder(&signed)?;
     let f = LockoutForm::parse(&body);
-    let pipeline = s
-        .api
-        .readiness
-        .pipeline
-        .get()
-        .ok_or(ConsoleError::NotReady)?;
+    let pipeline = pipeline(&s)?;
     let req = f.request(&configured(&s)?);
     let planned = pipeline
         .decider
@@ -300,11 +305,9 @@ pub(crate) async fn create(
     let f = LockoutForm::parse(&body);
     let req = f.request(&configured(&s)?);
     let key = Some(f.idempotency_key.as_str()).filter(|k| !k.is_empty());
-    let created: Created = v1(
-        &s.v1,
-        &signed.session.caller,
-        signed.peer,
-        Method::POST,
+    let created: Created = post(
+        &s,
+        &signed,
         "/v1/lockouts",
         Some(serde_json::to_value(&req).unwrap_or_default()),
         key,

@@ -5,13 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::Method;
 use axum::response::Response;
 use chrono::{DateTime, Duration, Timelike, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::call::v1;
+use super::call::get;
 use super::guard::Signed;
 use super::page::{self, Bar, Nav, layout, render};
 use super::{ConsoleError, ConsoleState};
@@ -155,37 +154,9 @@ pub(crate) async fn overview(
     State(s): State<Arc<ConsoleState>>,
     signed: Signed,
 ) -> Result<Response, ConsoleError> {
-    let who = &signed.session.caller;
-    let actions: Actions = v1(
-        &s.v1,
-        who,
-        signed.peer,
-        Method::GET,
-        &format!("/v1/actions?limit={SAMPLE}"),
-        None,
-        None,
-    )
-    .await?;
-    let held: Approvals = v1(
-        &s.v1,
-        who,
-        signed.peer,
-        Method::GET,
-        "/v1/approvals?limit=1000",
-        None,
-        None,
-    )
-    .await?;
-    let breaker: Breaker = v1(
-        &s.v1,
-        who,
-        signed.peer,
-        Method::GET,
-        "/v1/breaker",
-        None,
-        None,
-    )
-    .await?;
+    let actions: Actions = get(&s, &signed, &format!("/v1/actions?limit={SAMPLE}")).await?;
+    let held: Approvals = get(&s, &signed, "/v1/approvals?limit=1000").await?;
+    let breaker: Breaker = get(&s, &signed, "/v1/breaker").await?;
     let now = Utc::now();
     let st = stats(&actions.actions, now);
     let pipeline = s.api.readiness.pipeline.get();

@@ -8,7 +8,7 @@ use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 
-use super::call::{seg, v1};
+use super::call::{get, post, seg};
 use super::guard::Signed;
 use super::page::{self, Nav, csrf, layout, notice, render, state_badge};
 use super::{ConsoleError, ConsoleState};
@@ -23,16 +23,7 @@ async fn lockout_status(
     signed: &Signed,
     id: &str,
 ) -> Result<Status, ConsoleError> {
-    v1(
-        &s.v1,
-        &signed.session.caller,
-        signed.peer,
-        Method::GET,
-        &format!("/v1/lockouts/{}", seg(id)),
-        None,
-        None,
-    )
-    .await
+    get(s, signed, &format!("/v1/lockouts/{}", seg(id))).await
 }
 
 async fn get_action(
@@ -40,16 +31,7 @@ async fn get_action(
     signed: &Signed,
     key: &str,
 ) -> Result<ActionRecord, ConsoleError> {
-    v1(
-        &s.v1,
-        &signed.session.caller,
-        signed.peer,
-        Method::GET,
-        &format!("/v1/actions/{}", seg(key)),
-        None,
-        None,
-    )
-    .await
+    get(s, signed, &format!("/v1/actions/{}", seg(key))).await
 }
 
 /// The per-connector table; while unsettled it re-fetches itself (`hx-get`, every second) and is
@@ -193,17 +175,27 @@ pub(crate) async fn restore_lockout(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ConsoleError> {
-    let _: Restored = v1(
-        &s.v1,
-        &signed.session.caller,
-        signed.peer,
-        Method::POST,
-        &format!("/v1/lockouts/{}/restore", seg(&id)),
+    restore(&s, &signed, "lockouts", &id, &body).await
+}
+
+/// `POST /v1/{kind}/{id}/restore` (`kind`: `lockouts` or `actions`) with the form's idempotency
+/// key, then back to that lockout's or action's page.
+async fn restore(
+    s: &ConsoleState,
+    signed: &Signed,
+    kind: &str,
+    id: &str,
+    body: &[u8],
+) -> Result<Response, ConsoleError> {
+    let _: Restored = post(
+        s,
+        signed,
+        &format!("/v1/{kind}/{}/restore", seg(id)),
         None,
-        idempotency_key(&body).as_deref(),
+        idempotency_key(body).as_deref(),
     )
     .await?;
-    Ok(Redirect::to(&format!("/console/lockouts/{}", seg(&id))).into_response())
+    Ok(Redirect::to(&format!("/console/{kind}/{}", seg(id))).into_response())
 }
 
 pub(crate) async fn action(
@@ -254,15 +246,5 @@ pub(crate) async fn restore_action(
     Path(key): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ConsoleError> {
-    let _: Restored = v1(
-        &s.v1,
-        &signed.session.caller,
-        signed.peer,
-        Method::POST,
-        &format!("/v1/actions/{}/restore", seg(&key)),
-        None,
-        idempotency_key(&body).as_deref(),
-    )
-    .await?;
-    Ok(Redirect::to(&format!("/console/actions/{}", seg(&key))).into_response())
+    restore(&s, &signed, "actions", &key, &body).await
 }

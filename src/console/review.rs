@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::call::{seg, v1};
+use super::call::{get, post, seg};
 use super::guard::Signed;
 use super::overview::{Approvals, Breaker};
 use super::page::{self, Nav, csrf, layout, notice, render};
@@ -37,16 +37,7 @@ pub(crate) async fn approvals(
     signed: Signed,
     Query(q): Query<Done>,
 ) -> Result<Response, ConsoleError> {
-    let held: Approvals = v1(
-        &s.v1,
-        &signed.session.caller,
-        signed.peer,
-        Method::GET,
-        "/v1/approvals?limit=1000",
-        None,
-        None,
-    )
-    .await?;
+    let held: Approvals = get(&s, &signed, "/v1/approvals?limit=1000").await?;
     let may = signed.may(&Method::POST, "/v1/approvals/{id}/approve");
     let me = &signed.session.caller.name;
     let done = match q.done.as_deref() {
@@ -123,11 +114,9 @@ pub(crate) async fn decide(
         }
     };
     let comment = Some(f.comment.trim()).filter(|c| !c.is_empty());
-    let _: ActionRecord = v1(
-        &s.v1,
-        &signed.session.caller,
-        signed.peer,
-        Method::POST,
+    let _: ActionRecord = post(
+        &s,
+        &signed,
         &format!("/v1/approvals/{}/{verdict}", seg(&key)),
         Some(serde_json::json!({ "comment": comment })),
         None,
@@ -141,16 +130,7 @@ pub(crate) async fn breaker(
     signed: Signed,
     Query(q): Query<Done>,
 ) -> Result<Response, ConsoleError> {
-    let b: Breaker = v1(
-        &s.v1,
-        &signed.session.caller,
-        signed.peer,
-        Method::GET,
-        "/v1/breaker",
-        None,
-        None,
-    )
-    .await?;
+    let b: Breaker = get(&s, &signed, "/v1/breaker").await?;
     let admin = signed.may(&Method::POST, "/v1/breaker/reset");
     let body = html! {
         h1 { "Breaker" }
@@ -199,11 +179,9 @@ pub(crate) async fn reset(
     axum::extract::Form(f): axum::extract::Form<ResetForm>,
 ) -> Result<Response, ConsoleError> {
     let scope = Some(f.scope.trim()).filter(|x| !x.is_empty());
-    let _: serde_json::Value = v1(
-        &s.v1,
-        &signed.session.caller,
-        signed.peer,
-        Method::POST,
+    let _: serde_json::Value = post(
+        &s,
+        &signed,
         "/v1/breaker/reset",
         Some(serde_json::json!({ "scope": scope })),
         None,

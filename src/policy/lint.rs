@@ -127,13 +127,7 @@ fn visit_stmt(s: &LiteralStmt, f: &mut dyn FnMut(&Expr)) {
             value,
             collection,
             ..
-        } => {
-            if let Some(k) = key {
-                visit_expr(k, f);
-            }
-            visit_expr(value, f);
-            visit_expr(collection, f);
-        }
+        } => visit_membership(key.as_deref(), value, collection, f),
         Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => visit_expr(expr, f),
         Literal::Every { domain, query, .. } => {
             visit_expr(domain, f);
@@ -144,6 +138,15 @@ fn visit_stmt(s: &LiteralStmt, f: &mut dyn FnMut(&Expr)) {
         visit_expr(&w.refr, f);
         visit_expr(&w.r#as, f);
     }
+}
+
+/// `[key,] value in collection`: as `some … in` and as an expression.
+fn visit_membership(key: Option<&Expr>, value: &Expr, collection: &Expr, f: &mut dyn FnMut(&Expr)) {
+    if let Some(k) = key {
+        visit_expr(k, f);
+    }
+    visit_expr(value, f);
+    visit_expr(collection, f);
 }
 
 fn visit_expr(e: &Expr, f: &mut dyn FnMut(&Expr)) {
@@ -189,13 +192,7 @@ fn visit_expr(e: &Expr, f: &mut dyn FnMut(&Expr)) {
             value,
             collection,
             ..
-        } => {
-            if let Some(k) = key {
-                visit_expr(k, f);
-            }
-            visit_expr(value, f);
-            visit_expr(collection, f);
-        }
+        } => visit_membership(key.as_deref(), value, collection, f),
         _ => {}
     }
 }

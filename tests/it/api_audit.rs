@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use deprovd::GuardConfig;
 
 use crate::kit::connector::webhook;
-use crate::kit::{DISABLE_ALL_POLICY, Reply, Target, TestApp, eventually, policy_dir};
+use crate::kit::{DISABLE_ALL_POLICY, Target, TestApp, eventually, policy_dir};
 
 /// The real app with named tokens (admin, responder, viewer, approver) and one webhook connector.
 struct App {
@@ -105,8 +105,7 @@ type Probe<'a> = (
 
 #[tokio::test]
 async fn every_authenticated_call_on_every_route_is_exactly_one_api_call_record() {
-    let target = Target::start().await;
-    target.always("POST", "/hook", Reply::status(204));
+    let target = Target::hook().await;
     let app = App::start(&target, |_| {}).await;
     let (status, created) = app
         .call(
@@ -266,8 +265,7 @@ async fn an_accepted_alert_is_recorded_by_its_own_record_and_a_refused_call_is_r
 
 #[tokio::test]
 async fn a_lockout_of_a_protected_subject_leaves_a_guard_record_naming_the_requester() {
-    let target = Target::start().await;
-    target.always("POST", "/hook", Reply::status(204));
+    let target = Target::hook().await;
     let app = App::start(&target, |g| {
         g.protected = vec!["breakglass@example.org".into()]
     })
@@ -299,8 +297,7 @@ async fn a_lockout_of_a_protected_subject_leaves_a_guard_record_naming_the_reque
 
 #[tokio::test]
 async fn an_executed_manual_action_is_recorded_with_its_requester_and_lockout_id() {
-    let target = Target::start().await;
-    target.always("POST", "/hook", Reply::status(204));
+    let target = Target::hook().await;
     let app = App::start(&target, |_| {}).await;
     let (status, created) = app
         .call(
@@ -332,8 +329,7 @@ async fn an_executed_manual_action_is_recorded_with_its_requester_and_lockout_id
 
 #[tokio::test]
 async fn a_refused_self_approval_retried_with_its_idempotency_key_is_refused_again() {
-    let target = Target::start().await;
-    target.always("POST", "/hook", Reply::status(204));
+    let target = Target::hook().await;
     let app = App::start(&target, |_| {}).await;
     let (status, created) = app
         .call(

@@ -5,13 +5,10 @@
 use std::time::Duration;
 
 use deprovd::AuditRecord;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 
 use crate::kit::connector::webhook;
-use crate::kit::kafka::{brokers, create_topics, produce, source};
+use crate::kit::kafka::{create_topics, partition0_reader, produce, source};
 use crate::kit::{
     DISABLE_ALL_POLICY, Reply, Target, TestApp, TestAppBuilder, alert_json, eventually, policy_dir,
     unique,
@@ -44,16 +41,7 @@ const SENTINEL: &[u8] = b"end-of-test";
 
 /// Every (key, record) of partition 0 of `topic` before the [`SENTINEL`].
 fn mirrored(topic: &str, timeout: Duration) -> Vec<(String, AuditRecord)> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", unique("reader"))
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    c.assign(&tpl).unwrap();
+    let c = partition0_reader(topic);
     let deadline = std::time::Instant::now() + timeout;
     let mut out = Vec::new();
     loop {

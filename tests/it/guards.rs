@@ -11,7 +11,7 @@ use deprovd::GuardConfig;
 
 use crate::kit::connector::webhook;
 use crate::kit::{
-    DISABLE_ALL_POLICY, Reply, Target, TestApp, alert_json, deprovd, eventually, policy_dir, unique,
+    DISABLE_ALL_POLICY, Target, TestApp, alert_json, deprovd, eventually, policy_dir, unique,
 };
 
 /// Roles and their tokens: every test app accepts exactly these.
@@ -62,8 +62,7 @@ impl std::ops::Deref for App {
 
 impl App {
     async fn spawn(policy: &str, guards: impl FnOnce(&mut GuardConfig)) -> App {
-        let target = Target::start().await;
-        target.always("POST", "/hook", Reply::status(204));
+        let target = Target::hook().await;
         let policies = policy_dir(&[("p.rego", policy)]);
         let mut builder = TestApp::builder()
             .policies(policies.path())

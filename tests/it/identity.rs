@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use deprovd::InstanceConfig;
 
 use crate::kit::connector::{Secrets, instance, webhook};
-use crate::kit::{Reply, Target, TestApp, TestAppBuilder, eventually, policy_dir, unique};
+use crate::kit::{Target, TestApp, TestAppBuilder, eventually, policy_dir, unique};
 
 /// Disables every subject of every alert, named as the alert gave it: email, else `DOMAIN\user`,
 /// else the bare username. No severity or category condition: it targets everyone.
@@ -248,8 +248,7 @@ fn generic(id: &str, subjects: Value) -> String {
 
 #[tokio::test]
 async fn two_spellings_of_one_account_dedupe_to_one_call() {
-    let hook = Target::start().await;
-    hook.always("POST", "/hook", Reply::status(204));
+    let hook = Target::hook().await;
     let (app, _d, _p) = spawn(&hook, |b, _| b).await;
     let (s1, b1) = app
         .post_alert(&generic(&unique("a"), json!([r"CORP\jdoe"])))
@@ -274,8 +273,7 @@ async fn two_spellings_of_one_account_dedupe_to_one_call() {
 
 #[tokio::test]
 async fn a_manual_lockout_of_a_down_level_name_joins_the_alerts_action() {
-    let hook = Target::start().await;
-    hook.always("POST", "/hook", Reply::status(204));
+    let hook = Target::hook().await;
     let (app, _d, _p) = spawn(&hook, |b, _| b).await;
     let (status, body) = app
         .post_alert(&generic(&unique("a"), json!(["jdoe@corp.example"])))
@@ -304,8 +302,7 @@ async fn a_manual_lockout_of_a_down_level_name_joins_the_alerts_action() {
 
 #[tokio::test]
 async fn a_member_of_a_protected_group_is_never_called() {
-    let hook = Target::start().await;
-    hook.always("POST", "/hook", Reply::status(204));
+    let hook = Target::hook().await;
     let (dir_url, dir) = start_directory(BTreeMap::from([
         (
             "admin@corp.example".to_string(),
@@ -526,8 +523,7 @@ async fn random_alerts_never_call_a_protected_subject() {
             }
             directory.insert(a.canonical(), groups);
         }
-        let hook = Target::start().await;
-        hook.always("POST", "/hook", Reply::status(204));
+        let hook = Target::hook().await;
         let (dir_url, dir) = start_directory(directory).await;
         let (app, _d, _p) = spawn(&hook, |b, token| {
             b.connector("dir", directory_connector(&dir_url, &token))

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::kafka::scim_connector;
 use crate::kit::connector::webhook;
 use crate::kit::{
-    CountingProxy, DISABLE_ALL_POLICY, Reply, Target, TestApp, TestAppBuilder, deprovd, eventually,
+    CountingProxy, DISABLE_ALL_POLICY, Target, TestApp, TestAppBuilder, deprovd, eventually,
     policy_dir, unique,
 };
 use crate::scim_server::ScimServer;
@@ -230,8 +230,7 @@ async fn raced_lockouts_with_one_idempotency_key_make_one_lockout_and_one_call()
 
 #[tokio::test]
 async fn protected_subject_is_skipped_and_never_called_while_others_are_locked_out_fast() {
-    let target = Target::start().await;
-    target.always("POST", "/hook", Reply::status(204));
+    let target = Target::hook().await;
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
     let app = builder(data.path(), policies.path())
@@ -320,8 +319,7 @@ async fn protected_subject_is_skipped_and_never_called_while_others_are_locked_o
 
 #[tokio::test]
 async fn rbac_viewer_cannot_lock_out_and_no_token_is_401() {
-    let target = Target::start().await;
-    target.always("POST", "/hook", Reply::status(204));
+    let target = Target::hook().await;
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
     let tokens = [
@@ -498,8 +496,7 @@ async fn rbac_viewer_cannot_lock_out_and_no_token_is_401() {
 
 #[tokio::test]
 async fn cli_lockout_status_restore_round_trip() {
-    let target = Target::start().await;
-    target.always("POST", "/hook", Reply::status(204));
+    let target = Target::hook().await;
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("p.rego", DISABLE_ALL_POLICY)]);
     // The embedded store here, so lockout documents are exercised on both backends end to end.

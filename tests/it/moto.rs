@@ -18,13 +18,14 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use deprovd::IamClient;
 use secrecy::SecretString;
+
+use crate::scim_server::free_port;
 
 /// The actions deprovd's IAM identity needs; the same list as docs/connectors/aws_iam.md.
 pub(crate) const DEPROVD_ACTIONS: [&str; 9] = [
@@ -71,33 +72,17 @@ impl Drop for Moto {
 }
 
 fn moto_binary() -> PathBuf {
-    let mut candidates = Vec::new();
-    if let Ok(p) = std::env::var("DEPROVD_MOTO_SERVER") {
-        candidates.push(PathBuf::from(p));
-    }
-    if let Ok(p) = std::env::var("DEPROVD_SCIM2_SERVER")
-        && let Some(dir) = PathBuf::from(p).parent()
-    {
-        candidates.push(dir.join("moto_server"));
-    }
-    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server"));
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "moto_server not found (looked at {candidates:?}). Install it with \
-                 `.venv/bin/pip install 'moto[server]'` (scripts/test.sh does), or set DEPROVD_MOTO_SERVER."
-            )
-        })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral loopback port")
+    // Beside scim2-server, when that is set: the same virtualenv.
+    let beside_scim = std::env::var_os("DEPROVD_SCIM2_SERVER")
+        .and_then(|p| PathBuf::from(p).parent().map(|dir| dir.join("moto_server")));
+    crate::kit::venv_program(
+        "DEPROVD_MOTO_SERVER",
+        beside_scim,
+        "moto_server",
+        "install it with `.venv/bin/pip install 'moto[server]'` (scripts/test.sh does), or set \
+         DEPROVD_MOTO_SERVER.",
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The text between `open` and `close` (first occurrence).

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::kit::connector::webhook;
-use crate::kit::{DISABLE_ALL_POLICY, Reply, Target, TestApp, eventually, policy_dir, unique};
+use crate::kit::{DISABLE_ALL_POLICY, Target, TestApp, eventually, policy_dir, unique};
 
 fn event(uuid: Option<&str>, login: &str, event_type: &str) -> Value {
     let mut e = json!({
@@ -50,8 +50,7 @@ async fn app(hook: &Target) -> (TestApp, tempfile::TempDir, tempfile::TempDir) {
 
 #[tokio::test]
 async fn one_hook_delivery_becomes_one_alert_per_event_and_a_bad_event_dead_letters_alone() {
-    let hook = Target::start().await;
-    hook.always("POST", "/hook", Reply::status(204));
+    let hook = Target::hook().await;
     let (app, data, _p) = app(&hook).await;
     let (a, b, c) = (unique("u"), unique("u"), unique("u"));
     let (ua, uc) = (unique("evt"), unique("evt"));
@@ -124,8 +123,7 @@ async fn one_hook_delivery_becomes_one_alert_per_event_and_a_bad_event_dead_lett
 
 #[tokio::test]
 async fn an_event_without_uuid_gets_a_content_id_and_its_redelivery_acts_once() {
-    let hook = Target::start().await;
-    hook.always("POST", "/hook", Reply::status(204));
+    let hook = Target::hook().await;
     let (app, _data, _p) = app(&hook).await;
     let login = format!("{}@corp.example", unique("u"));
     let ev = event(None, &login, "user.account.lock");

@@ -4,9 +4,8 @@
 //! describe. (That every route is in it is a unit test beside the router.)
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use crate::kit::{TestApp, eventually};
+use crate::kit::{TestApp, until_ok};
 use crate::scim_server::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_deprovd");
@@ -97,16 +96,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
     }
     let mut child = cmd.spawn().unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    eventually(Duration::from_secs(20), "deprovd ready", || async {
-        http.get(format!("{base}/readyz"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| ())
-    })
-    .await;
+    until_ok(&format!("{base}/readyz"), "deprovd ready").await;
     let mut report = String::new();
     let mut failed = false;
     for role in ["admin", "viewer"] {

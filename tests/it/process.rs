@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::kit::kafka::{brokers, committed, create_topics, produce};
 use crate::kit::{
     CountingProxy, DISABLE_ALL_POLICY, alert_json, eventually, metric_value, policy_dir, unique,
+    until_ok,
 };
 use crate::scim_server::{ScimServer, free_port};
 
@@ -65,20 +66,7 @@ impl Proc {
             token,
             http: reqwest::Client::new(),
         };
-        eventually(
-            Duration::from_secs(20),
-            "deprovd answers /healthz",
-            || async {
-                p.http
-                    .get(p.url("/healthz"))
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            },
-        )
-        .await;
+        until_ok(&p.url("/healthz"), "deprovd answers /healthz").await;
         p
     }
 
@@ -431,22 +419,28 @@ fn simulate_prints_the_expected_actions_for_the_shipped_samples() {
     }
 }
 
-#[test]
-fn validate_lists_every_problem_with_its_path() {
+/// `deprovd validate` on a config file holding `toml`: its exit code and what it printed to stderr.
+fn validate(toml: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.toml");
-    std::fs::write(
-        &path,
-        "[api]\nlisten = \"everywhere\"\n[executor]\nbatch = 0\n[connectors.okta]\ntype = \"nope\"\nbase_url = \"x\"\nauth = { scheme = \"bearer\", token = \"env:T\" }\n",
-    )
-    .unwrap();
+    let path = dir.path().join("deprovd.toml");
+    std::fs::write(&path, toml).unwrap();
     let out = Command::new(BIN)
         .args(["validate", "--config"])
         .arg(&path)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_lists_every_problem_with_its_path() {
+    let (code, err) = validate(
+        "[api]\nlisten = \"everywhere\"\n[executor]\nbatch = 0\n[connectors.okta]\ntype = \"nope\"\nbase_url = \"x\"\nauth = { scheme = \"bearer\", token = \"env:T\" }\n",
+    );
+    assert_eq!(code, Some(2));
     for want in ["api.listen", "executor.batch", "connectors.okta"] {
         assert!(err.contains(want), "missing {want}:\n{err}");
     }
@@ -455,40 +449,20 @@ fn validate_lists_every_problem_with_its_path() {
 
 #[test]
 fn validate_warns_about_relaxed_redis_durability_but_accepts_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("relaxed.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[state]\nbackend = \"redis\"\n[policy]\ndir = \"{}\"\n",
-            repo().join("policies").display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["validate", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let policies = repo().join("policies");
+    let (code, err) = validate(&format!(
+        "[state]\nbackend = \"redis\"\n[policy]\ndir = \"{}\"\n",
+        policies.display()
+    ));
+    assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains("warning: state.redis.durability: is \"relaxed\""),
         "{err}"
     );
-    std::fs::write(
-        &path,
-        format!(
-            "[state]\nbackend = \"redis\"\n[state.redis]\ndurability = \"aof\"\n[policy]\ndir = \"{}\"\n",
-            repo().join("policies").display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["validate", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+    let (code, err) = validate(&format!(
+        "[state]\nbackend = \"redis\"\n[state.redis]\ndurability = \"aof\"\n[policy]\ndir = \"{}\"\n",
+        policies.display()
+    ));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("warning"), "{err}");
 }

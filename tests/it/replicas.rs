@@ -19,7 +19,7 @@ use crate::kit::fake::Fake;
 use crate::kit::kafka::{brokers, create_partitioned_topics, progress};
 use crate::kit::vendors::flaky::Flaky;
 use crate::kit::vendors::okta::{Okta, OktaUser};
-use crate::kit::{DISABLE_ALL_POLICY, alert_json, eventually, policy_dir, unique};
+use crate::kit::{DISABLE_ALL_POLICY, alert_json, eventually, policy_dir, unique, until_ok};
 use crate::scim_server::free_port;
 
 const PARTITIONS: i32 = 6;
@@ -62,19 +62,8 @@ impl Replica {
         })
         .await
         .unwrap();
-        let http = reqwest::Client::new();
-        eventually(Duration::from_secs(30), "replica answers /healthz", || {
-            let http = http.clone();
-            async move {
-                http.get(format!("http://127.0.0.1:{port}/healthz"))
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            }
-        })
-        .await;
+        let healthz = format!("http://127.0.0.1:{port}/healthz");
+        until_ok(&healthz, "replica answers /healthz").await;
         Replica { child }
     }
 

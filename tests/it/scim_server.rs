@@ -18,23 +18,19 @@ use serde_json::{Value, json};
 // Harness: the real SCIM server.
 // ---------------------------------------------------------------------------------------------
 
+/// The `scim2-server` program, or why it cannot be found.
+fn scim2_server() -> Result<PathBuf, String> {
+    crate::kit::venv_program(
+        "DEPROVD_SCIM2_SERVER",
+        None,
+        "scim2-server",
+        "install it with `python3 -m venv .venv && .venv/bin/pip install scim2-server` in the \
+         repository, or point DEPROVD_SCIM2_SERVER at the binary.",
+    )
+}
+
 pub(crate) fn scim2_server_binary() -> PathBuf {
-    let mut candidates = Vec::new();
-    if let Ok(p) = std::env::var("DEPROVD_SCIM2_SERVER") {
-        candidates.push(PathBuf::from(p));
-    }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/scim2-server"));
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "scim2-server not found (looked at {candidates:?}). Install it with \
-                 `python3 -m venv .venv && .venv/bin/pip install scim2-server` in the repository, \
-                 or point DEPROVD_SCIM2_SERVER at the binary."
-            )
-        })
+    scim2_server().unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub(crate) fn free_port() -> u16 {
@@ -211,17 +207,7 @@ timeout = "5s"
 /// The real SCIM server in the connector contract suite: deactivate and group removal, then back.
 /// `Err` (the reason) when scim2-server is not installed.
 pub(crate) async fn scim_contract_case() -> Result<crate::kit::contract::Case, String> {
-    let installed = std::env::var("DEPROVD_SCIM2_SERVER")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/scim2-server")])
-        .any(|p| p.is_file());
-    if !installed {
-        return Err(
-            "scim2-server is not installed (set DEPROVD_SCIM2_SERVER or install it in .venv)"
-                .into(),
-        );
-    }
+    scim2_server()?;
     let scim = Arc::new(ScimServer::start().await);
     let email = format!("{}@corp.example", crate::kit::unique("contract"));
     let uid = scim.create_user(&email, &email).await;

@@ -18,10 +18,12 @@
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::scim_server::free_port;
 
 pub(crate) const SUFFIX: &str = "dc=example,dc=org";
 pub(crate) const ROOT_DN: &str = "cn=admin,dc=example,dc=org";
@@ -254,13 +256,6 @@ impl Drop for Slapd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("find a free port")
-        .port()
 }
 
 /// A CA and a server certificate for IP 127.0.0.1 (rustls refuses a self-signed leaf, so two steps).

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::kit::connector::webhook;
 use crate::kit::{
-    DISABLE_ALL_POLICY, Reply, Target, TestApp, deprovd, eventually, policy_dir, unique,
+    DISABLE_ALL_POLICY, Reply, Target, TestApp, deprovd, eventually, policy_dir, unique, until_ok,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_deprovd");
@@ -94,15 +94,7 @@ async fn run_dev_from_an_empty_directory_serves_the_embedded_policies_and_prints
         .to_string();
     assert_eq!(token, "dpv_stable_dev_token_for_tests");
     let http = reqwest::Client::new();
-    eventually(Duration::from_secs(20), "dev server ready", || async {
-        http.get(format!("{url}/readyz"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| ())
-    })
-    .await;
+    until_ok(&format!("{url}/readyz"), "dev server ready").await;
     // The starter policies decide: critical credential theft → disable + revoke.
     let alert = serde_json::json!({
         "id": unique("dev"), "source": "crowdstrike", "time": "2026-11-26T10:00:00Z",

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::kit::connector::{Secrets, instance};
 use crate::kit::fake::Fake;
 use crate::kit::vendors::okta::okta_world;
-use crate::kit::{DISABLE_ALL_POLICY, TestApp, policy_dir};
+use crate::kit::{DISABLE_ALL_POLICY, TestApp, policy_dir, venv_program};
 
 const RESPONDER: &str = "resp-console-token";
 const APPROVER: &str = "appr-console-token";
@@ -23,23 +23,16 @@ const VIEWER: &str = "view-console-token";
 const ADMIN: &str = "admin-console-token";
 const INGEST: &str = "ingest-console-token";
 
+/// A Python with Playwright.
 fn python() -> PathBuf {
-    let mut candidates = Vec::new();
-    if let Ok(p) = std::env::var("DEPROVD_PLAYWRIGHT_PYTHON") {
-        candidates.push(PathBuf::from(p));
-    }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "no Python with Playwright (looked at {candidates:?}): run scripts/test.sh, or \
-                 `.venv/bin/pip install playwright` and `apt-get install chromium`, or point \
-                 DEPROVD_PLAYWRIGHT_PYTHON at one"
-            )
-        })
+    venv_program(
+        "DEPROVD_PLAYWRIGHT_PYTHON",
+        None,
+        "python",
+        "a Python with Playwright is needed: run scripts/test.sh, or `.venv/bin/pip install \
+         playwright` and `apt-get install chromium`, or point DEPROVD_PLAYWRIGHT_PYTHON at one",
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]

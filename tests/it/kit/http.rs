@@ -66,14 +66,29 @@ pub(crate) struct Target {
     script: Arc<Mutex<Script>>,
 }
 
+/// Serve `app` on a free loopback port for the rest of the test; its address.
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
 impl Target {
     pub(crate) async fn start() -> Target {
         let script = Arc::new(Mutex::new(Script::default()));
         let app = Router::new().fallback(handle).with_state(script.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Target { addr, script }
+        Target {
+            addr: serve(app).await,
+            script,
+        }
+    }
+
+    /// A webhook target that accepts every `POST /hook` (204).
+    pub(crate) async fn hook() -> Target {
+        let target = Target::start().await;
+        target.always("POST", "/hook", Reply::status(204));
+        target
     }
 
     pub(crate) fn url(&self) -> String {
@@ -162,10 +177,10 @@ impl CountingProxy {
         let client = reqwest::Client::new();
         let state = (seen.clone(), client, upstream);
         let app = Router::new().fallback(forward).with_state(Arc::new(state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        CountingProxy { addr, seen }
+        CountingProxy {
+            addr: serve(app).await,
+            seen,
+        }
     }
 
     pub(crate) fn url(&self) -> String {

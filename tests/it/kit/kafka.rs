@@ -84,13 +84,30 @@ pub(crate) async fn send(p: &FutureProducer, topic: &str, payload: &[u8]) {
     .expect("produce");
 }
 
-/// Committed offset of partition 0 of `topic` for `group` (None when nothing was committed).
-pub(crate) fn committed(group: &str, topic: &str) -> Option<i64> {
-    let c: BaseConsumer = ClientConfig::new()
+/// A consumer on the test broker in consumer group `group` (subscribed to nothing).
+fn consumer(group: &str) -> BaseConsumer {
+    ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
         .create()
-        .expect("consumer");
+        .expect("consumer")
+}
+
+/// A consumer of a fresh group assigned partition 0 of `topic` from its first record.
+pub(crate) fn partition0_reader(topic: &str) -> BaseConsumer {
+    let c = consumer(&super::unique("reader"));
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    c
+}
+
+/// Committed offset of partition 0 of `topic` for `group` (None when nothing was committed).
+pub(crate) fn committed(group: &str, topic: &str) -> Option<i64> {
+    let c = consumer(group);
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, 0);
     let got = c
@@ -104,11 +121,7 @@ pub(crate) fn committed(group: &str, topic: &str) -> Option<i64> {
 
 /// For each of the `partitions` partitions of `topic`: (offset `group` committed, high watermark).
 pub(crate) fn progress(group: &str, topic: &str, partitions: i32) -> Vec<(Option<i64>, i64)> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", group)
-        .create()
-        .expect("consumer");
+    let c = consumer(group);
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
@@ -135,17 +148,7 @@ pub(crate) type Record = (Vec<u8>, Vec<(String, String)>);
 
 /// Every record of partition 0 of `topic`.
 pub(crate) fn read_all(topic: &str, want: usize, timeout: Duration) -> Vec<Record> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", super::unique("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    c.assign(&tpl).unwrap();
+    let c = partition0_reader(topic);
     let deadline = std::time::Instant::now() + timeout;
     let mut out = Vec::new();
     while out.len() < want && std::time::Instant::now() < deadline {

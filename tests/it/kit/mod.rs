@@ -48,6 +48,45 @@ where
     }
 }
 
+/// Poll `GET url` until it answers 2xx (a server the test started is up), or panic with `what`
+/// after 30 seconds.
+pub(crate) async fn until_ok(url: &str, what: &str) {
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(30), what, || async {
+        http.get(url)
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await;
+}
+
+/// A helper program the tests run (a Python, a fake server): `$env` when set, then `also`, then
+/// `.venv/bin/<name>` in the repository, whichever is a file; else `Err` saying where it looked and
+/// how to `install` it.
+pub(crate) fn venv_program(
+    env: &str,
+    also: Option<std::path::PathBuf>,
+    name: &str,
+    install: &str,
+) -> Result<std::path::PathBuf, String> {
+    let candidates: Vec<std::path::PathBuf> = std::env::var_os(env)
+        .map(Into::into)
+        .into_iter()
+        .chain(also)
+        .chain([std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".venv/bin")
+            .join(name)])
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| format!("{name} not found (looked at {candidates:?}): {install}"))
+}
+
 /// Run this tree's `deprovd` binary with `args` and extra environment (no `DEPROVD_URL` or
 /// `DEPROVD_TOKEN` from the test's own); (exit code, stdout, stderr).
 pub(crate) async fn deprovd(

@@ -23,22 +23,13 @@ pub(crate) async fn ping_and_missing_get(store: Arc<dyn StateStore>) {
 
 pub(crate) async fn insert_new_then_duplicate_leaves_record_unchanged(store: Arc<dyn StateStore>) {
     let a = record("a", "alice", Utc::now());
-    assert_eq!(
-        store.insert_action(&a, LONG, None).await.unwrap(),
-        Inserted::New
-    );
+    assert_insert(&*store, &a, LONG, None, Inserted::New).await;
     assert_eq!(store.get_action(&a.key).await.unwrap(), Some(a.clone()));
 
     let mut again = a.clone();
     again.reason = "a redelivery must not overwrite".into();
     again.state = ActionState::Failed;
-    assert_eq!(
-        store
-            .insert_action(&again, LONG, Some("alert-a"))
-            .await
-            .unwrap(),
-        Inserted::Duplicate
-    );
+    assert_insert(&*store, &again, LONG, Some("alert-a"), Inserted::Duplicate).await;
     assert_eq!(store.get_action(&a.key).await.unwrap(), Some(a));
     assert_eq!(store.pending_count().await.unwrap(), 1);
 }
@@ -46,44 +37,37 @@ pub(crate) async fn insert_new_then_duplicate_leaves_record_unchanged(store: Arc
 pub(crate) async fn live_action_coalesces_later_alert_and_links_it(store: Arc<dyn StateStore>) {
     let now = Utc::now();
     let a = record("a", "alice", now);
-    assert_eq!(
-        store.insert_action(&a, LONG, None).await.unwrap(),
-        Inserted::New
-    );
+    assert_insert(&*store, &a, LONG, None, Inserted::New).await;
 
     let b = record("b", "alice", now);
-    assert_eq!(
-        store
-            .insert_action(&b, LONG, Some("alert-b"))
-            .await
-            .unwrap(),
-        Inserted::Coalesced(a.key.clone())
-    );
+    assert_insert(
+        &*store,
+        &b,
+        LONG,
+        Some("alert-b"),
+        Inserted::Coalesced(a.key.clone()),
+    )
+    .await;
     // The absorbed action is not recorded; the alert is linked to the live one, once.
     assert_eq!(store.get_action(&b.key).await.unwrap(), None);
     let c = record("c", "alice", now);
-    assert_eq!(
-        store
-            .insert_action(&c, LONG, Some("alert-b"))
-            .await
-            .unwrap(),
-        Inserted::Coalesced(a.key.clone())
-    );
+    assert_insert(
+        &*store,
+        &c,
+        LONG,
+        Some("alert-b"),
+        Inserted::Coalesced(a.key.clone()),
+    )
+    .await;
     let stored = store.get_action(&a.key).await.unwrap().unwrap();
     assert_eq!(stored.linked_alerts, vec!["alert-b".to_string()]);
 
     // A different subject, connector or operation is a different slot.
     let other = record("d", "bob", now);
-    assert_eq!(
-        store.insert_action(&other, LONG, None).await.unwrap(),
-        Inserted::New
-    );
+    assert_insert(&*store, &other, LONG, None, Inserted::New).await;
     let mut other_op = record("e", "alice", now);
     other_op.operation = Operation::RevokeSessions;
-    assert_eq!(
-        store.insert_action(&other_op, LONG, None).await.unwrap(),
-        Inserted::New
-    );
+    assert_insert(&*store, &other_op, LONG, None, Inserted::New).await;
 
     // Linked alerts survive an update that did not carry them.
     let mut running = a.clone();
@@ -105,27 +89,29 @@ pub(crate) async fn held_action_absorbs_held_ones_but_a_runnable_one_supersedes_
         h
     };
     let h = held("h");
-    assert_eq!(
-        store.insert_action(&h, LONG, None).await.unwrap(),
-        Inserted::New
-    );
+    assert_insert(&*store, &h, LONG, None, Inserted::New).await;
     // Another alert that would be held too (breaker still open) is absorbed by the held action.
     let h2 = held("h2");
-    assert_eq!(
-        store
-            .insert_action(&h2, LONG, Some("alert-h2"))
-            .await
-            .unwrap(),
-        Inserted::Coalesced(h.key.clone())
-    );
+    assert_insert(
+        &*store,
+        &h2,
+        LONG,
+        Some("alert-h2"),
+        Inserted::Coalesced(h.key.clone()),
+    )
+    .await;
 
     // A runnable action (a responder's lockout) is not absorbed: it is recorded, due, and takes the
     // slot; the store reports the held action it supersedes and leaves that one to the caller.
     let m = record("m", "alice", now);
-    assert_eq!(
-        store.insert_action(&m, LONG, Some("req-m")).await.unwrap(),
-        Inserted::Superseded(h.key.clone())
-    );
+    assert_insert(
+        &*store,
+        &m,
+        LONG,
+        Some("req-m"),
+        Inserted::Superseded(h.key.clone()),
+    )
+    .await;
     assert_eq!(store.get_action(&m.key).await.unwrap(), Some(m.clone()));
     assert_eq!(
         store.due_actions(now, 10).await.unwrap(),
@@ -137,21 +123,23 @@ pub(crate) async fn held_action_absorbs_held_ones_but_a_runnable_one_supersedes_
 
     // The runnable action holds the slot now: later actions, held or not, coalesce into it.
     let n = record("n", "alice", now);
-    assert_eq!(
-        store
-            .insert_action(&n, LONG, Some("alert-n"))
-            .await
-            .unwrap(),
-        Inserted::Coalesced(m.key.clone())
-    );
+    assert_insert(
+        &*store,
+        &n,
+        LONG,
+        Some("alert-n"),
+        Inserted::Coalesced(m.key.clone()),
+    )
+    .await;
     let h3 = held("h3");
-    assert_eq!(
-        store
-            .insert_action(&h3, LONG, Some("alert-h3"))
-            .await
-            .unwrap(),
-        Inserted::Coalesced(m.key.clone())
-    );
+    assert_insert(
+        &*store,
+        &h3,
+        LONG,
+        Some("alert-h3"),
+        Inserted::Coalesced(m.key.clone()),
+    )
+    .await;
     let mut linked = store
         .get_action(&m.key)
         .await
@@ -167,56 +155,32 @@ pub(crate) async fn non_absorbing_new_action_takes_no_coalesce_slot(store: Arc<d
     let mut skipped = record("s", "alice", now);
     skipped.state = ActionState::Skipped;
     skipped.next_attempt_at = None;
-    assert_eq!(
-        store.insert_action(&skipped, LONG, None).await.unwrap(),
-        Inserted::New
-    );
+    assert_insert(&*store, &skipped, LONG, None, Inserted::New).await;
 
     let a = record("a", "alice", now);
-    assert_eq!(
-        store.insert_action(&a, LONG, None).await.unwrap(),
-        Inserted::New
-    );
+    assert_insert(&*store, &a, LONG, None, Inserted::New).await;
 
     // A zero window takes no slot either.
     let z = record("z", "zed", now);
-    assert_eq!(
-        store.insert_action(&z, Duration::ZERO, None).await.unwrap(),
-        Inserted::New
-    );
+    assert_insert(&*store, &z, Duration::ZERO, None, Inserted::New).await;
     let z2 = record("z2", "zed", now);
-    assert_eq!(
-        store.insert_action(&z2, LONG, None).await.unwrap(),
-        Inserted::New
-    );
+    assert_insert(&*store, &z2, LONG, None, Inserted::New).await;
 }
 
 pub(crate) async fn failed_action_frees_its_coalesce_slot(store: Arc<dyn StateStore>) {
     let now = Utc::now();
     let mut a = record("a", "alice", now);
-    assert_eq!(
-        store.insert_action(&a, LONG, None).await.unwrap(),
-        Inserted::New
-    );
+    assert_insert(&*store, &a, LONG, None, Inserted::New).await;
     a.state = ActionState::Failed;
     a.next_attempt_at = None;
     a.last_error = Some("okta said 403".into());
     store.put_action(&a).await.unwrap();
 
     let b = record("b", "alice", now);
-    assert_eq!(
-        store
-            .insert_action(&b, LONG, Some("alert-b"))
-            .await
-            .unwrap(),
-        Inserted::New
-    );
+    assert_insert(&*store, &b, LONG, Some("alert-b"), Inserted::New).await;
     // And the new action holds the slot now.
     let c = record("c", "alice", now);
-    assert_eq!(
-        store.insert_action(&c, LONG, None).await.unwrap(),
-        Inserted::Coalesced(b.key.clone())
-    );
+    assert_insert(&*store, &c, LONG, None, Inserted::Coalesced(b.key.clone())).await;
     assert!(
         store
             .get_action(&a.key)
@@ -231,22 +195,20 @@ pub(crate) async fn failed_action_frees_its_coalesce_slot(store: Arc<dyn StateSt
 pub(crate) async fn succeeded_action_keeps_its_coalesce_slot(store: Arc<dyn StateStore>) {
     let now = Utc::now();
     let mut a = record("a", "alice", now);
-    assert_eq!(
-        store.insert_action(&a, LONG, None).await.unwrap(),
-        Inserted::New
-    );
+    assert_insert(&*store, &a, LONG, None, Inserted::New).await;
     a.state = ActionState::Succeeded;
     a.next_attempt_at = None;
     store.put_action(&a).await.unwrap();
 
     let b = record("b", "alice", now);
-    assert_eq!(
-        store
-            .insert_action(&b, LONG, Some("alert-b"))
-            .await
-            .unwrap(),
-        Inserted::Coalesced(a.key.clone())
-    );
+    assert_insert(
+        &*store,
+        &b,
+        LONG,
+        Some("alert-b"),
+        Inserted::Coalesced(a.key.clone()),
+    )
+    .await;
     let stored = store.get_action(&a.key).await.unwrap().unwrap();
     assert_eq!(stored.state, ActionState::Succeeded);
     assert_eq!(stored.linked_alerts, vec!["alert-b".to_string()]);
@@ -256,46 +218,32 @@ pub(crate) async fn action_that_does_not_hold_the_slot_cannot_free_it(store: Arc
     let now = Utc::now();
     // `early` takes no slot (zero window), so `a` is new and takes it.
     let mut early = record("early", "alice", now);
-    assert_eq!(
-        store
-            .insert_action(&early, Duration::ZERO, None)
-            .await
-            .unwrap(),
-        Inserted::New
-    );
+    assert_insert(&*store, &early, Duration::ZERO, None, Inserted::New).await;
     let a = record("a", "alice", now);
-    assert_eq!(
-        store.insert_action(&a, LONG, None).await.unwrap(),
-        Inserted::New
-    );
+    assert_insert(&*store, &a, LONG, None, Inserted::New).await;
 
     // `early` failing must leave `a`'s slot alone.
     early.state = ActionState::Failed;
     early.next_attempt_at = None;
     store.put_action(&early).await.unwrap();
     let c = record("c", "alice", now);
-    assert_eq!(
-        store.insert_action(&c, LONG, None).await.unwrap(),
-        Inserted::Coalesced(a.key.clone())
-    );
+    assert_insert(&*store, &c, LONG, None, Inserted::Coalesced(a.key.clone())).await;
 }
 
 pub(crate) async fn coalesce_slot_expires_after_the_window(store: Arc<dyn StateStore>) {
     let now = Utc::now();
     let window = Duration::from_millis(800);
     let a = record("a", "alice", now);
-    assert_eq!(
-        store.insert_action(&a, window, None).await.unwrap(),
-        Inserted::New
-    );
+    assert_insert(&*store, &a, window, None, Inserted::New).await;
     let b = record("b", "alice", now);
-    assert_eq!(
-        store
-            .insert_action(&b, window, Some("alert-b"))
-            .await
-            .unwrap(),
-        Inserted::Coalesced(a.key.clone())
-    );
+    assert_insert(
+        &*store,
+        &b,
+        window,
+        Some("alert-b"),
+        Inserted::Coalesced(a.key.clone()),
+    )
+    .await;
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(10);
@@ -319,10 +267,7 @@ pub(crate) async fn coalesce_slot_expires_after_the_window(store: Arc<dyn StateS
     // The original action is still there (only the slot expired) and the new one holds the slot.
     assert!(store.get_action(&a.key).await.unwrap().is_some());
     let c = record("c", "alice", now);
-    assert_eq!(
-        store.insert_action(&c, LONG, None).await.unwrap(),
-        Inserted::Coalesced(holder)
-    );
+    assert_insert(&*store, &c, LONG, None, Inserted::Coalesced(holder)).await;
 }
 
 pub(crate) async fn due_index_orders_earliest_first_and_follows_state(store: Arc<dyn StateStore>) {
@@ -345,10 +290,7 @@ pub(crate) async fn due_index_orders_earliest_first_and_follows_state(store: Arc
     let mut unscheduled = record("n", "u-n", t0);
     unscheduled.next_attempt_at = None;
     for r in [&a, &b, &c, &future, &held, &running, &unscheduled] {
-        assert_eq!(
-            store.insert_action(r, LONG, None).await.unwrap(),
-            Inserted::New
-        );
+        assert_insert(&*store, r, LONG, None, Inserted::New).await;
     }
 
     assert_eq!(
@@ -512,10 +454,7 @@ pub(crate) async fn lanes_claim_per_connector_most_urgent_first(store: Arc<dyn S
         .iter()
         .chain([&low_old, &crit_new, &crit_old, &unknown, &manual, &later])
     {
-        assert_eq!(
-            store.insert_action(r, LONG, None).await.unwrap(),
-            Inserted::New
-        );
+        assert_insert(&*store, r, LONG, None, Inserted::New).await;
     }
     // Someone else holds the older critical one.
     assert!(store.claim(&crit_old.key, "other", LONG).await.unwrap());
@@ -649,22 +588,20 @@ pub(crate) async fn list_filters_newest_first(store: Arc<dyn StateStore>) {
         actor: "responder@example.com".into(),
     };
     for r in [&a1, &a2, &b1, &b2, &m1] {
-        assert_eq!(
-            store.insert_action(r, LONG, None).await.unwrap(),
-            Inserted::New
-        );
+        assert_insert(&*store, r, LONG, None, Inserted::New).await;
     }
     a2.state = ActionState::Succeeded;
     store.put_action(&a2).await.unwrap();
     // alert-x is coalesced into a1.
     let x = record("x", "alice", sec(6));
-    assert_eq!(
-        store
-            .insert_action(&x, LONG, Some("alert-x"))
-            .await
-            .unwrap(),
-        Inserted::Coalesced(a1.key.clone())
-    );
+    assert_insert(
+        &*store,
+        &x,
+        LONG,
+        Some("alert-x"),
+        Inserted::Coalesced(a1.key.clone()),
+    )
+    .await;
 
     let list = |f: ActionFilter| {
         let store = Arc::clone(&store);
@@ -918,15 +855,16 @@ pub(crate) async fn concurrent_alerts_for_one_subject_coalesce_into_one_action(
 pub(crate) async fn huge_window_and_ttl_are_accepted(store: Arc<dyn StateStore>) {
     let now = Utc::now();
     let a = record("a", "alice", now);
-    assert_eq!(
-        store.insert_action(&a, Duration::MAX, None).await.unwrap(),
-        Inserted::New
-    );
+    assert_insert(&*store, &a, Duration::MAX, None, Inserted::New).await;
     let b = record("b", "alice", now);
-    assert_eq!(
-        store.insert_action(&b, Duration::MAX, None).await.unwrap(),
-        Inserted::Coalesced(a.key.clone())
-    );
+    assert_insert(
+        &*store,
+        &b,
+        Duration::MAX,
+        None,
+        Inserted::Coalesced(a.key.clone()),
+    )
+    .await;
     assert!(store.claim(&a.key, "w1", Duration::MAX).await.unwrap());
     assert!(!store.claim(&a.key, "w2", Duration::MAX).await.unwrap());
     // A zero TTL still takes the claim (for at least a moment) rather than erroring.

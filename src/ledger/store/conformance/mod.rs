@@ -74,6 +74,22 @@ macro_rules! for_each_case {
 }
 pub(crate) use for_each_case;
 
+/// Insert `a` with coalescing `window` (for `alert`) and assert the store's answer.
+async fn assert_insert(
+    store: &dyn StateStore,
+    a: &ActionRecord,
+    window: Duration,
+    alert: Option<&str>,
+    expected: Inserted,
+) {
+    assert_eq!(
+        store.insert_action(a, window, alert).await.unwrap(),
+        expected,
+        "insert_action({})",
+        a.key
+    );
+}
+
 /// A long window: nothing in a test expires by accident.
 const LONG: Duration = Duration::from_secs(600);
 
