@@ -120,6 +120,8 @@ window = "10m"
 type = "webhook"
 base_url = "http://{target}"
 auth = {{ scheme = "none" }}
+# A webhook offers only `notify` unless told: this one stands in for a real target.
+operations = ["notify", "disable_account", "enable_account", "revoke_sessions", "revoke_tokens", "reset_credentials", "contain_host", "lift_containment"]
 concurrency = 64
 "#
     );

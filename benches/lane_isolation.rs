@@ -45,7 +45,8 @@ enabled = false
 
 fn webhook(name: &str, url: &str, timeout: &str) -> String {
     format!(
-        "[connectors.{name}]\ntype = \"webhook\"\nbase_url = \"{url}\"\nauth = {{ scheme = \"none\" }}\ntimeout = \"{timeout}\"\n"
+        "[connectors.{name}]\ntype = \"webhook\"\nbase_url = \"{url}\"\nauth = {{ scheme = \"none\" }}\ntimeout = \"{timeout}\"\n\
+         operations = [\"notify\", \"disable_account\", \"revoke_sessions\"]\n"
     )
 }
 

@@ -444,3 +444,48 @@ pub(crate) fn sample(subject: &str, connector: &str) -> ActionRecord {
     };
     ActionRecord::planned(new, now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ActionState;
+
+    #[test]
+    fn the_lifecycle_diagram_in_the_docs_names_every_state() {
+        let doc = include_str!("../docs/actions.md");
+        let diagram = doc
+            .split("```mermaid")
+            .nth(1)
+            .and_then(|d| d.split("```").next())
+            .expect("docs/actions.md has a mermaid diagram");
+        // Exhaustive: a new state does not compile until it is listed here (and drawn).
+        let every = |s: ActionState| match s {
+            ActionState::Planned
+            | ActionState::AwaitingApproval
+            | ActionState::Running
+            | ActionState::Succeeded
+            | ActionState::Failed
+            | ActionState::Skipped
+            | ActionState::Cancelled
+            | ActionState::Restored => s.as_str(),
+        };
+        for state in [
+            ActionState::Planned,
+            ActionState::AwaitingApproval,
+            ActionState::Running,
+            ActionState::Succeeded,
+            ActionState::Failed,
+            ActionState::Skipped,
+            ActionState::Cancelled,
+            ActionState::Restored,
+        ] {
+            let name = every(state);
+            assert!(
+                diagram
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{name} -->"))
+                        || l.contains(&format!("--> {name}:"))),
+                "`{name}` is not drawn in docs/actions.md"
+            );
+        }
+    }
+}

@@ -316,6 +316,34 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/openapi.json"),
 ];
 
+/// The HTTP series to export at zero from the start, as (route, method, statuses): every route
+/// with the statuses its OpenAPI operation documents, plus `500` (any handler can fail, and that is
+/// the series to alert on), and `unmatched` with `404` for GET and POST. Bounded by the route table.
+pub(crate) fn known_http_series() -> Vec<(&'static str, &'static str, Vec<String>)> {
+    let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap_or_default();
+    let mut out: Vec<_> = ROUTES
+        .iter()
+        .map(|&(method, route)| {
+            let mut statuses: Vec<String> =
+                doc["paths"][route][method.to_ascii_lowercase()]["responses"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|r| r.keys())
+                    .filter(|code| code.parse::<u16>().is_ok())
+                    .cloned()
+                    .collect();
+            statuses.push("500".to_string());
+            statuses.sort();
+            statuses.dedup();
+            (route, method, statuses)
+        })
+        .collect();
+    for method in ["GET", "POST"] {
+        out.push(("unmatched", method, vec!["404".to_string()]));
+    }
+    out
+}
+
 /// The OpenAPI 3.1 description of every route above, served at `/v1/openapi.json`: the checked-in
 /// `docs/openapi.json` (written by `scripts/openapi.py`; the suite checks it against the router).
 pub(crate) const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -451,6 +479,28 @@ mod tests {
             let rule = access(&method.parse().unwrap(), route);
             assert_eq!(rule.is_none(), public, "{method} {route}: {rule:?}");
         }
+    }
+
+    #[test]
+    fn every_route_has_http_series_with_its_documented_statuses() {
+        let known = known_http_series();
+        assert_eq!(known.len(), ROUTES.len() + 2);
+        for (method, route) in ROUTES {
+            let (_, _, statuses) = known
+                .iter()
+                .find(|(r, m, _)| r == route && m == method)
+                .unwrap_or_else(|| panic!("{method} {route}"));
+            assert!(statuses.iter().any(|s| s == "500"), "{method} {route}");
+            assert!(
+                statuses.iter().any(|s| s.starts_with('2')),
+                "{method} {route}: its success status is documented: {statuses:?}"
+            );
+        }
+        let alerts = known
+            .iter()
+            .find(|(r, m, _)| *r == "/v1/alerts" && *m == "POST")
+            .unwrap();
+        assert_eq!(alerts.2, ["202", "400", "401", "403", "500"]);
     }
 
     #[test]

@@ -265,16 +265,16 @@ impl Application {
 
         // Policies: hot reload on change and on SIGHUP.
         if self.settings.policy.watch {
-            let (rejected_tx, rejected_rx) = tokio::sync::mpsc::channel(16);
+            let (events_tx, events_rx) = tokio::sync::mpsc::channel(16);
             tasks.spawn({
                 let p = self.policies.clone();
                 let rx = stop_rx.clone();
                 async move {
-                    let _ = p.spawn_watcher_reporting(rx, rejected_tx).await;
+                    let _ = p.spawn_watcher_reporting(rx, events_tx).await;
                 }
             });
-            tasks.spawn(audit_watcher_rejections(
-                rejected_rx,
+            tasks.spawn(report_watcher_events(
+                events_rx,
                 self.policies.clone(),
                 self.metrics.clone(),
                 self.api.clone(),
@@ -636,16 +636,24 @@ async fn audit_policy_changes(
     }
 }
 
-/// Audit (and count) every change the policy file watcher refused, like a rejected SIGHUP reload:
+/// Count every change the policy file watcher took, as a SIGHUP reload is counted (its audit record
+/// is `audit_policy_changes`', which sees the new digest); count and audit every change it refused:
 /// a broken bundle on disk is an event an auditor must see even though nothing changed. Ends when
 /// the watcher does (it drops the sender).
-async fn audit_watcher_rejections(
-    mut rejected: tokio::sync::mpsc::Receiver<crate::policy::Rejected>,
+async fn report_watcher_events(
+    mut events: tokio::sync::mpsc::Receiver<crate::policy::WatchEvent>,
     policies: Arc<Policies>,
     metrics: Arc<Metrics>,
     api: Arc<ApiState>,
 ) {
-    while let Some(r) = rejected.recv().await {
+    while let Some(event) = events.recv().await {
+        let r = match event {
+            crate::policy::WatchEvent::Reloaded { .. } => {
+                metrics.policy_reload(crate::telemetry::ReloadOutcome::Ok);
+                continue;
+            }
+            crate::policy::WatchEvent::Rejected(r) => r,
+        };
         metrics.policy_reload(crate::telemetry::ReloadOutcome::Rejected);
         let Some(store) = api.store.get() else {
             warn!(rejected_digest = %r.digest, "policy change rejected before the store answered; not audited");

@@ -24,6 +24,7 @@ pub(super) fn init(metrics: &Metrics, settings: &Settings, connectors: &Connecto
             (name.as_str(), ops)
         })
         .collect();
+    let http = crate::api::known_http_series();
     metrics.init_series(&KnownLabels {
         sources: formats,
         actions: Operation::ALL.map(Operation::as_str).to_vec(),
@@ -36,6 +37,16 @@ pub(super) fn init(metrics: &Metrics, settings: &Settings, connectors: &Connecto
             .sinks
             .iter()
             .map(|s| s.name.as_str())
+            .collect(),
+        http: http
+            .iter()
+            .map(|(route, method, statuses)| {
+                (
+                    *route,
+                    *method,
+                    statuses.iter().map(String::as_str).collect(),
+                )
+            })
             .collect(),
     });
 }
@@ -107,7 +118,30 @@ mod tests {
         zero("guard_blocks_total", &[("guard", "protected_group")]);
         zero("dead_letters_total", &[("stage", "action")]);
         zero("policy_reloads_total", &[("outcome", "rejected")]);
+        zero("policy_reloads_total", &[("outcome", "ok")]);
         zero("time_to_containment_seconds", &[("from", "ingest")]);
+        for (method, route) in crate::api::ROUTES {
+            zero(
+                "http_request_duration_seconds",
+                &[("route", *route), ("method", *method)],
+            );
+            zero(
+                "http_requests_total",
+                &[("route", *route), ("method", *method), ("status", "500")],
+            );
+        }
+        zero(
+            "http_requests_total",
+            &[
+                ("route", "/v1/alerts"),
+                ("method", "POST"),
+                ("status", "202"),
+            ],
+        );
+        zero(
+            "http_requests_total",
+            &[("route", "unmatched"), ("method", "GET"), ("status", "404")],
+        );
         let text = metrics.render();
         assert!(
             text.contains("deprovd_build_info{arch=") && text.contains("version=\""),

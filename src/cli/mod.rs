@@ -66,26 +66,23 @@ pub(crate) fn capabilities(
     settings: &Settings,
 ) -> Result<BTreeMap<String, BTreeSet<Operation>>, Vec<Problem>> {
     let specs = load_specs(settings.connector_specs.as_deref())?;
-    let caps = |kind: &str| -> BTreeSet<Operation> {
+    let caps = |kind: &str, configured: Option<&[Operation]>| -> BTreeSet<Operation> {
         specs
             .get(kind)
-            .map(|s| {
-                Operation::ALL
-                    .into_iter()
-                    .filter(|op| s.supports(*op))
-                    .collect()
-            })
+            .map(|s| s.offered(configured))
             .unwrap_or_default()
     };
     Ok(if settings.connectors.is_empty() {
-        specs.keys().map(|k| (k.clone(), caps(k))).collect()
+        specs.keys().map(|k| (k.clone(), caps(k, None))).collect()
     } else {
         settings
             .connectors
             .iter()
             .map(|(name, c)| {
                 let ops = match c {
-                    crate::connectors::InstanceConfig::Http(h) => caps(&h.kind),
+                    crate::connectors::InstanceConfig::Http(h) => {
+                        caps(&h.kind, h.operations.as_deref())
+                    }
                     crate::connectors::InstanceConfig::Ldap(..) => {
                         crate::connectors::ldap::SUPPORTED.into_iter().collect()
                     }

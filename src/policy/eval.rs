@@ -379,19 +379,19 @@ impl Policies {
         self.spawn_watcher_every(Duration::from_secs(1), shutdown)
     }
 
-    /// [`Policies::spawn_watcher`] that also reports every rejected change on `rejected`, so the
-    /// caller can audit it (this module does not know the audit trail). A full channel drops the
-    /// report; the rejection is still logged here.
+    /// [`Policies::spawn_watcher`] that also reports every change it took or refused on `events`,
+    /// so the caller can count and audit it (this module knows neither the metrics nor the audit
+    /// trail). A full channel drops the report; the change is still logged here.
     pub fn spawn_watcher_reporting(
         self: Arc<Self>,
         shutdown: watch::Receiver<bool>,
-        rejected: tokio::sync::mpsc::Sender<Rejected>,
+        events: tokio::sync::mpsc::Sender<WatchEvent>,
     ) -> JoinHandle<()> {
         // The embedded starter set cannot change while the process runs: nothing to watch.
         if !self.config.watch || self.config.dir.is_none() {
             return tokio::spawn(async {});
         }
-        self.spawn_watcher_inner(Duration::from_secs(1), shutdown, Some(rejected))
+        self.spawn_watcher_inner(Duration::from_secs(1), shutdown, Some(events))
     }
 
     pub(crate) fn spawn_watcher_every(
@@ -406,7 +406,7 @@ impl Policies {
         self: Arc<Self>,
         period: Duration,
         mut shutdown: watch::Receiver<bool>,
-        rejected: Option<tokio::sync::mpsc::Sender<Rejected>>,
+        events: Option<tokio::sync::mpsc::Sender<WatchEvent>>,
     ) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(period);
@@ -441,7 +441,12 @@ impl Policies {
                 })
                 .await;
                 match outcome {
-                    Ok(Ok(Some(_))) => last_failed = None,
+                    Ok(Ok(Some(digest))) => {
+                        last_failed = None;
+                        if let Some(tx) = &events {
+                            let _ = tx.try_send(WatchEvent::Reloaded { digest });
+                        }
+                    }
                     Ok(Ok(None)) => {}
                     Ok(Err(WatchFailure::Compile(digest, fingerprint, e))) => {
                         tracing::error!(
@@ -450,11 +455,11 @@ impl Policies {
                             error = %e,
                             "policy change rejected; the previous version keeps serving"
                         );
-                        if let Some(tx) = &rejected {
-                            let _ = tx.try_send(Rejected {
+                        if let Some(tx) = &events {
+                            let _ = tx.try_send(WatchEvent::Rejected(Rejected {
                                 digest: digest.clone(),
                                 error: e.to_string(),
-                            });
+                            }));
                         }
                         last_failed = Some(fingerprint);
                     }
@@ -466,6 +471,15 @@ impl Policies {
             }
         })
     }
+}
+
+/// What the file watcher did with a change on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// The new bundle compiled and now serves; its digest.
+    Reloaded { digest: String },
+    /// The new bundle was refused (once per distinct digest); the previous one keeps serving.
+    Rejected(Rejected),
 }
 
 /// A policy change the watcher refused to serve (once per distinct digest).

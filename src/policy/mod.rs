@@ -50,7 +50,7 @@ use crate::action::Operation;
 use crate::config::Problem;
 
 pub use eval::Policies;
-pub(crate) use eval::{Evaluation, Rejected};
+pub(crate) use eval::{Evaluation, WatchEvent};
 pub(crate) use explain::Explanation;
 pub(crate) use lint::{Severity, check_bundle};
 pub(crate) use signature::{

@@ -338,6 +338,13 @@ impl Metrics {
         for stage in DeadLetterStage::ALL {
             self.dead_letters.with_label_values(&[stage.as_str()]);
         }
+        for (route, method, statuses) in &known.http {
+            self.http_duration.with_label_values(&[*route, *method]);
+            for status in statuses {
+                self.http_requests
+                    .with_label_values(&[*route, *method, *status]);
+            }
+        }
     }
 
     /// The current value of one series (`name` without the `deprovd_` prefix), `None` when it
@@ -398,6 +405,9 @@ pub struct KnownLabels<'a> {
     pub guards: Vec<&'a str>,
     /// Notification sinks (`notifications_total{sink}`).
     pub sinks: Vec<&'a str>,
+    /// HTTP routes as (route template, method, statuses) (`http_requests_total{route,method,status}`
+    /// for each status, `http_request_duration_seconds{route,method}`).
+    pub http: Vec<(&'a str, &'a str, Vec<&'a str>)>,
 }
 
 /// A registry with the process collector (Linux `/proc/self`; elsewhere it exports nothing).

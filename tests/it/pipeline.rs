@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::kit::connector::webhook;
+use crate::kit::connector::{notify_webhook, webhook};
 use crate::kit::{
     DISABLE_ALL_POLICY, Reply, Target, TestApp, TestAppBuilder, alert_json, eventually, policy_dir,
     unique,
@@ -342,5 +342,72 @@ async fn an_alert_with_a_time_in_seconds_is_taken_and_its_problem_answered_and_c
         !data.path().join("alerts.dlq.jsonl").exists(),
         "nothing dead-lettered"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_webhook_without_operations_receives_only_notify() {
+    let target = Target::start().await;
+    target.always("POST", "/chat", Reply::status(204));
+    target.always("POST", "/soar", Reply::status(204));
+    let data = tempfile::tempdir().unwrap();
+    let policy = r#"package deprovd
+
+import rego.v1
+
+decisions contains d if {
+    some s in input.alert.subjects
+    some action in ["disable_account", "revoke_sessions", "notify"]
+    d := {"action": action, "subject": s.email, "reason": "test", "rule": "test.contain_and_tell"}
+}
+"#;
+    let policies = policy_dir(&[("p.rego", policy)]);
+    let app = builder(data.path(), policies.path())
+        // A notification receiver as configured in the wild: no `operations`.
+        .connector("chat", notify_webhook("chat", &target.url()))
+        // A receiver that carries out containment opts in.
+        .connector("soar", webhook("soar", &target.url()))
+        .spawn()
+        .await;
+    app.wait_ready(Duration::from_secs(10)).await;
+
+    let subject = format!("{}@corp.example", unique("nina"));
+    let (status, body) = app
+        .post_alert(&alert_json(&unique("alert"), &subject))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let planned = |connector: &str| -> Vec<String> {
+        let mut ops: Vec<String> = body["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["connector"] == connector)
+            .map(|a| a["operation"].as_str().unwrap().to_string())
+            .collect();
+        ops.sort();
+        ops
+    };
+    assert_eq!(planned("chat"), ["notify"], "{body}");
+    assert_eq!(
+        planned("soar"),
+        ["disable_account", "notify", "revoke_sessions"],
+        "{body}"
+    );
+    // And on the wire: the notification receiver is called once, with `notify`.
+    eventually(Duration::from_secs(10), "every action done", || async {
+        let actions = app.actions(&format!("subject={subject}")).await;
+        (actions.len() == 4 && actions.iter().all(|a| a["state"] == "succeeded")).then_some(())
+    })
+    .await;
+    let events: Vec<String> = target
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/chat")
+        .map(|s| {
+            let body: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+            body["event"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(events, ["deprovd.notify"]);
     app.stop().await;
 }

@@ -1,9 +1,11 @@
 //! A broken policy change picked up by the file watcher (not SIGHUP) is rejected, counted and
-//! written to the audit trail, and the previous bundle keeps serving.
+//! written to the audit trail, and the previous bundle keeps serving; the fixed change that follows
+//! is taken, counted as `outcome="ok"` and audited.
 
 use std::time::Duration;
 
 use deprovd::AuditKind;
+use serde_json::json;
 
 use crate::kit::{DISABLE_ALL_POLICY, TestApp, eventually, policy_dir, unique};
 
@@ -27,6 +29,17 @@ async fn a_broken_bundle_rejected_by_the_watcher_is_audited() {
     .open()
     .await
     .unwrap();
+    // Both outcomes exist from the start, at zero.
+    for outcome in ["ok", "rejected"] {
+        assert_eq!(
+            app.metric(&format!(
+                "deprovd_policy_reloads_total{{outcome=\"{outcome}\"}}"
+            ))
+            .await,
+            Some(0.0),
+            "{outcome}"
+        );
+    }
     // The startup record carries the serving digest.
     let started = eventually(Duration::from_secs(15), "startup audited", || async {
         let t = store.audit_range(1, 0).await.ok()?;
@@ -68,5 +81,32 @@ async fn a_broken_bundle_rejected_by_the_watcher_is_audited() {
             .await,
         Some(1.0)
     );
+    assert_eq!(
+        app.metric("deprovd_policy_reloads_total{outcome=\"ok\"}")
+            .await,
+        Some(0.0),
+        "a refused change is no reload"
+    );
+
+    // A fixed change is taken by the watcher alone (no SIGHUP), counted and audited.
+    std::fs::write(
+        policies.path().join("p.rego"),
+        DISABLE_ALL_POLICY.replace("test.disable_high", "test.fixed"),
+    )
+    .unwrap();
+    eventually(Duration::from_secs(15), "the fix counted as ok", || async {
+        app.metric("deprovd_policy_reloads_total{outcome=\"ok\"}")
+            .await
+            .filter(|v| *v == 1.0)
+    })
+    .await;
+    let reloaded = eventually(Duration::from_secs(15), "the reload audited", || async {
+        let t = store.audit_range(1, 0).await.ok()?;
+        t.into_iter()
+            .find(|r| r.kind == AuditKind::PolicyReload && r.detail["outcome"] == "ok")
+    })
+    .await;
+    assert_eq!(reloaded.detail["previous"], json!(started.policy_digest));
+    assert_ne!(reloaded.policy_digest, started.policy_digest);
     app.stop().await;
 }

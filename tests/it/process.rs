@@ -256,8 +256,9 @@ async fn a_broken_policy_on_sighup_is_rejected_and_the_old_one_keeps_serving() {
     let target = crate::kit::Target::start().await;
     target.always("POST", "/good", crate::kit::Reply::status(204));
     let connector = format!(
-        "[connectors.good]\ntype = \"webhook\"\nbase_url = \"{}\"\nauth = {{ scheme = \"none\" }}\nvars = {{ path = \"good\" }}\n",
-        target.url()
+        "[connectors.good]\ntype = \"webhook\"\nbase_url = \"{}\"\nauth = {{ scheme = \"none\" }}\nvars = {{ path = \"good\" }}\noperations = {:?}\n",
+        target.url(),
+        crate::kit::connector::WEBHOOK_OPERATIONS
     );
     let p = Proc::start(
         dir.path(),

@@ -5,7 +5,7 @@
 //! another after their lease, every partition's offsets are committed to the end, and the audit
 //! trail the three wrote is one chain that verifies.
 //!
-//! `DEPROVD_REPLICAS_ALERTS` sets the alert count of the ignored long run (README, Performance).
+//! `DEPROVD_REPLICAS_ALERTS` sets the alert count of the ignored long run (docs/performance.md).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -341,7 +341,7 @@ async fn three_replicas_killed_at_random_contain_every_account_exactly_once() {
     assert!(r.throttled > 0 && r.failed > 0, "the target misbehaved");
 }
 
-/// The long run (README, Performance): `cargo test --test it replicas -- --ignored --nocapture`.
+/// The long run (docs/performance.md): `cargo test --test it replicas -- --ignored --nocapture`.
 #[tokio::test]
 #[ignore = "long: 10,000 alerts, about two minutes"]
 async fn ten_thousand_alerts_through_three_replicas_killed_at_random() {

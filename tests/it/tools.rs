@@ -440,21 +440,32 @@ async fn responders_find_and_fix_things_by_short_ids_from_the_cli() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("retry_requested"), "{out}");
 
-    // Every call above is counted by its route template, never by the raw path.
+    // Every call above is counted by its route template, never by the raw path (every route's
+    // series exist from the start at zero: these ones have counted).
     let metrics = app.metrics().await;
     let http: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("deprovd_http_requests_total{"))
         .collect();
+    let counted = |l: &&&str| !l.ends_with(" 0");
     assert!(
         http.iter()
+            .filter(counted)
             .any(|l| l.contains("route=\"/v1/lockouts\"") && l.contains("status=\"200\"")),
         "{http:#?}"
     );
     assert!(
         http.iter()
+            .filter(counted)
             .any(|l| l.contains("route=\"/v1/actions/{key}/retry\"")),
         "{http:#?}"
+    );
+    assert!(
+        http.iter()
+            .any(|l| l.contains("route=\"/v1/breaker/reset\"")
+                && l.contains("status=\"500\"")
+                && l.ends_with(" 0")),
+        "the series to alert on exists at zero: {http:#?}"
     );
     assert!(
         !http.iter().any(|l| l.contains(&key)),

@@ -100,6 +100,10 @@ pub struct ConnectorConfig {
     /// Overrides for the spec's named `endpoints` (another root URL, other credentials).
     #[serde(default)]
     pub endpoints: BTreeMap<String, EndpointConfig>,
+    /// The operations this instance offers (each defined by its spec). Unset: the spec's
+    /// `default_operations`, else all it defines — for `webhook`, only `notify`.
+    #[serde(default)]
+    pub operations: Option<Vec<crate::action::Operation>>,
 }
 
 /// `[connectors.<name>.endpoints.<endpoint>]`: where one of the spec's further APIs lives for this
@@ -161,6 +165,12 @@ impl ConnectorConfig {
         }
         self.lookup_cache
             .validate(&format!("{path}.lookup_cache"), problems);
+        if self.operations.as_ref().is_some_and(Vec::is_empty) {
+            problems.push(Problem::new(
+                format!("{path}.operations"),
+                "must name at least one operation (omit it for the spec's default)",
+            ));
+        }
     }
 }
 
@@ -378,6 +388,7 @@ pub fn build_one(
         concurrency: cfg.concurrency,
         lookup_cache: cfg.lookup_cache.clone(),
         endpoints,
+        operations: spec.offered(cfg.operations.as_deref()),
     }))
 }
 
@@ -419,6 +430,14 @@ pub(crate) fn check_against_spec(
                     spec.file,
                     spec.auth.join(", ")
                 ),
+            ));
+        }
+    }
+    for op in cfg.operations.iter().flatten() {
+        if !spec.supports(*op) {
+            problems.push(Problem::new(
+                format!("{path}.operations"),
+                format!("{} does not define `{op}`", spec.file),
             ));
         }
     }
@@ -537,6 +556,137 @@ vars = { user_atribute = "mail" }
                 .to_string()
                 .starts_with("broken.yaml: operations.notify[0].path: template error"),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_webhook_offers_only_notify_unless_its_config_opts_into_more() {
+        use crate::action::Operation;
+        let token = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(token.path(), "scim-token").unwrap();
+        let c = cfg(&format!(
+            r#"
+[connectors.chatops]
+type = "webhook"
+base_url = "https://hooks.example"
+auth = {{ scheme = "none" }}
+
+[connectors.soar]
+type = "webhook"
+base_url = "https://soar.example"
+auth = {{ scheme = "none" }}
+operations = ["notify", "disable_account", "revoke_sessions"]
+
+[connectors.scim]
+type = "scim"
+base_url = "https://idp.example.com/scim/v2"
+auth = {{ scheme = "bearer", token = "file:{}" }}
+"#,
+            token.path().display()
+        ));
+        let set = build_connectors(&c, None).unwrap();
+        let offered = |name: &str| -> Vec<Operation> {
+            Operation::ALL
+                .into_iter()
+                .filter(|op| set[name].supports(*op))
+                .collect()
+        };
+        assert_eq!(offered("chatops"), [Operation::Notify]);
+        assert_eq!(
+            offered("soar"),
+            [
+                Operation::DisableAccount,
+                Operation::RevokeSessions,
+                Operation::Notify
+            ]
+        );
+        assert!(
+            offered("scim").contains(&Operation::DisableAccount),
+            "a spec without default_operations offers all it defines"
+        );
+        // The plan sends a decision naming no connector only where it is offered.
+        let planner = crate::plan::Planner::new(&set);
+        assert_eq!(
+            planner.capabilities()["chatops"],
+            std::collections::BTreeSet::from([Operation::Notify])
+        );
+        assert!(planner.capabilities()["soar"].contains(&Operation::DisableAccount));
+    }
+
+    #[tokio::test]
+    async fn a_webhook_refuses_an_operation_it_does_not_offer_without_sending_it() {
+        use crate::action::Operation;
+        use crate::connectors::{OperationRequest, Outcome};
+        // Port 9 on loopback: nothing listens, so a request sent would be `retry`, not `failed`.
+        let c = cfg(r#"
+[connectors.chatops]
+type = "webhook"
+base_url = "http://127.0.0.1:9"
+auth = { scheme = "none" }
+"#);
+        let set = build_connectors(&c, None).unwrap();
+        let r = set["chatops"]
+            .execute(&OperationRequest {
+                operation: Operation::DisableAccount,
+                subject: "jdoe@corp.example".into(),
+                idempotency_key: "k".into(),
+                pre_state: None,
+                context: BTreeMap::new(),
+            })
+            .await;
+        let Outcome::Failed { reason } = &r.outcome else {
+            panic!("{r:?}")
+        };
+        assert!(
+            reason.contains("does not offer `disable_account`"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn operations_must_be_defined_by_the_spec_and_not_empty() {
+        let c = cfg(r#"
+[connectors.a]
+type = "webhook"
+base_url = "https://hooks.example"
+auth = { scheme = "none" }
+operations = []
+
+[connectors.b]
+type = "webhook"
+base_url = "https://hooks.example"
+auth = { scheme = "none" }
+operations = ["remove_group_memberships"]
+"#);
+        let Err(problems) = build_connectors(&c, None) else {
+            panic!("build must fail")
+        };
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 2, "{text:#?}");
+        assert_eq!(problems[0].path, "connectors.a.operations");
+        assert_eq!(problems[1].path, "connectors.b.operations");
+        assert!(
+            problems[1]
+                .message
+                .contains("does not define `remove_group_memberships`"),
+            "{text:#?}"
+        );
+    }
+
+    #[test]
+    fn default_operations_must_name_defined_operations() {
+        let problems = Spec::parse(
+            "t.yaml",
+            "name: t\nauth: [none]\ndefault_operations: [notify, disable_account, lookup]\noperations:\n  notify:\n    steps:\n      - { method: POST, path: /n }\n",
+        )
+        .unwrap_err();
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "t.yaml: default_operations[1]: `disable_account` is not defined under `operations`",
+                "t.yaml: default_operations[2]: `lookup` is not an operation an instance can offer",
+            ]
         );
     }
 }

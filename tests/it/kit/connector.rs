@@ -18,8 +18,24 @@ pub(crate) fn instance(fields: Value) -> InstanceConfig {
     InstanceConfig::deserialize(fields).unwrap_or_else(|e| panic!("connector config: {e}"))
 }
 
-/// A `webhook` connector POSTing to `{url}/{name}` without auth.
+/// Every operation `connectors/webhook.yaml` defines (kept beside the lane load helpers, which the
+/// `lane_isolation` bench compiles too).
+pub(crate) use crate::lanes::load::WEBHOOK_OPERATIONS;
+
+/// A `webhook` connector POSTing to `{url}/{name}` without auth, opted into every operation the
+/// spec defines (see [`WEBHOOK_OPERATIONS`]).
 pub(crate) fn webhook(name: &str, url: &str) -> InstanceConfig {
+    instance(json!({
+        "type": "webhook",
+        "base_url": url,
+        "auth": {"scheme": "none"},
+        "vars": {"path": name},
+        "operations": WEBHOOK_OPERATIONS,
+    }))
+}
+
+/// A `webhook` connector as a notification receiver is configured: no `operations`, so `notify` only.
+pub(crate) fn notify_webhook(name: &str, url: &str) -> InstanceConfig {
     instance(json!({
         "type": "webhook",
         "base_url": url,

@@ -116,6 +116,19 @@ async fn serve(app: Router) -> SocketAddr {
     addr
 }
 
+/// Every operation `connectors/webhook.yaml` defines. A webhook offers only `notify` unless its
+/// `operations` lists more; the tests' webhooks stand in for real targets, so they list them all.
+pub(crate) const WEBHOOK_OPERATIONS: [&str; 8] = [
+    "notify",
+    "disable_account",
+    "enable_account",
+    "revoke_sessions",
+    "revoke_tokens",
+    "reset_credentials",
+    "contain_host",
+    "lift_containment",
+];
+
 /// A `webhook` connector instance (TOML/JSON fields) posting to `url` with a `timeout`.
 pub(crate) fn webhook_fields(url: &str, timeout: Duration) -> serde_json::Value {
     serde_json::json!({
@@ -123,6 +136,7 @@ pub(crate) fn webhook_fields(url: &str, timeout: Duration) -> serde_json::Value 
         "base_url": url,
         "auth": {"scheme": "none"},
         "timeout": format!("{}ms", timeout.as_millis()),
+        "operations": WEBHOOK_OPERATIONS,
     })
 }
 

@@ -67,6 +67,8 @@ pub struct HttpConnector {
     gate: RateGate,
     /// Recent `lookup` results, so one containment resolves its subject once.
     lookups: LookupCache,
+    /// The operations this instance offers (config, else the spec's default; see `Spec::offered`).
+    operations: std::collections::BTreeSet<Operation>,
 }
 
 /// One resolved further API: its root and, when it has its own, its credentials.
@@ -108,6 +110,8 @@ pub struct HttpConnectorParts {
     /// Every endpoint the spec declares, resolved (an undeclared endpoint makes a step fail).
     pub endpoints: BTreeMap<String, EndpointParts>,
     pub lookup_cache: LookupCacheConfig,
+    /// The operations the instance offers (`Spec::offered`): others are refused, never sent.
+    pub operations: std::collections::BTreeSet<Operation>,
 }
 
 /// A response as the runtime keeps it.
@@ -159,6 +163,7 @@ impl HttpConnector {
                 .collect(),
             gate: RateGate::new(parts.spec.rate_limit.clone()),
             lookups: LookupCache::new(parts.lookup_cache),
+            operations: parts.operations,
             spec: parts.spec,
         }
     }
@@ -311,10 +316,19 @@ impl Connector for HttpConnector {
     }
 
     fn supports(&self, op: Operation) -> bool {
-        self.offers(op.as_str())
+        self.operations.contains(&op) && self.offers(op.as_str())
     }
 
     async fn execute(&self, request: &OperationRequest) -> OperationResult {
+        if !self.operations.contains(&request.operation) {
+            // An action planned before the instance's `operations` changed: refused, not sent.
+            return into_result(Run::end(Outcome::Failed {
+                reason: format!(
+                    "connector `{}` (type {}) does not offer `{}`; list it in the instance's `operations` to allow it",
+                    self.name, self.spec.name, request.operation
+                ),
+            }));
+        }
         let _permit = self.permits.acquire().await;
         let run = self
             .run_named(request.operation.as_str(), request, None)

@@ -7,6 +7,7 @@ fn connector(spec_src: &str) -> HttpConnector {
     let spec = Spec::parse("t.yaml", spec_src).expect("spec");
     HttpConnector::new(HttpConnectorParts {
         name: "t".into(),
+        operations: spec.offered(None),
         spec: Arc::new(spec),
         base_url: Url::parse("https://target.example.com/api/").expect("url"),
         auth: Auth::None,
@@ -90,6 +91,7 @@ fn a_step_with_an_endpoint_goes_to_that_root_and_header_rules_match() {
     .expect("spec");
     let c = HttpConnector::new(HttpConnectorParts {
         name: "t".into(),
+        operations: spec.offered(None),
         spec: Arc::new(spec),
         base_url: Url::parse("https://scim.example.com/scim/v2").expect("url"),
         auth: Auth::None,

@@ -23,6 +23,11 @@ pub(crate) struct SpecFile {
     pub endpoints: BTreeMap<String, EndpointSpec>,
     /// Operation name → steps. Names are [`Operation`] names plus `lookup` and `check`.
     pub operations: BTreeMap<String, OperationSpec>,
+    /// The operations an instance offers when its config names none (`operations = [...]`).
+    /// Absent: every operation defined above. The generic `webhook` offers only `notify` this way,
+    /// so a webhook meant for notifications never receives a containment action by default.
+    #[serde(default)]
+    pub default_operations: Option<Vec<String>>,
     /// Which response headers announce the remaining budget and its reset, and how early to slow down
     /// (see `ratelimit.rs`). Absent: the common header names, pacing from 2 requests left.
     #[serde(default)]

@@ -11,6 +11,8 @@
 //!               min_remaining: 2, max_wait: 30s }   # optional; see `ratelimit.rs`
 //! endpoints:                      # optional: further APIs of the same target (see below)
 //!   web_api: { base_url: "https://slack.com/api" }
+//! default_operations: [notify]   # optional: what an instance offers unless its `operations` says
+//!                                 # otherwise (absent: every operation below; see `webhook.yaml`)
 //! operations:
 //!   lookup:   { steps: [...], record: { id: "{{ steps.find.id }}" } }  # resolves the subject
 //!   check:    { steps: [...] }                                         # read-only preflight
@@ -245,6 +247,8 @@ pub struct Spec {
     /// Declared endpoints: name → default root URL (`None`: the instance's `base_url`).
     pub endpoints: BTreeMap<String, Option<String>>,
     pub(crate) operations: BTreeMap<String, CompiledOperation>,
+    /// What an instance offers when its config names no `operations`; `None`: every one defined.
+    pub(crate) default_operations: Option<BTreeSet<Operation>>,
     pub(crate) env: Environment<'static>,
     /// `vars.<name>` referenced anywhere, so instances can be checked for missing vars at build.
     pub var_refs: BTreeSet<String>,
@@ -266,6 +270,21 @@ impl Spec {
     /// Whether the spec defines `op`.
     pub fn supports(&self, op: Operation) -> bool {
         self.operations.contains_key(op.as_str())
+    }
+
+    /// The operations an instance of this spec offers: those `configured` (the instance's
+    /// `operations`), else the spec's `default_operations`, else every one it defines. Only defined
+    /// operations are ever offered (`check_against_spec` reports a configured one that is not).
+    pub fn offered(&self, configured: Option<&[Operation]>) -> BTreeSet<Operation> {
+        Operation::ALL
+            .into_iter()
+            .filter(|op| self.supports(*op))
+            .filter(|op| match (configured, &self.default_operations) {
+                (Some(ops), _) => ops.contains(op),
+                (None, Some(ops)) => ops.contains(op),
+                (None, None) => true,
+            })
+            .collect()
     }
 
     /// Whether the spec defines the named operation (including `lookup` / `check`).
@@ -341,6 +360,25 @@ impl Spec {
                 operations.insert(name.clone(), compiled);
             }
         }
+        let default_operations = raw.default_operations.as_ref().map(|names| {
+            let mut ops = BTreeSet::new();
+            for (i, name) in names.iter().enumerate() {
+                match Operation::parse(name) {
+                    Some(op) if raw.operations.contains_key(name) => {
+                        ops.insert(op);
+                    }
+                    Some(_) => c.problem(
+                        &format!("default_operations[{i}]"),
+                        format!("`{name}` is not defined under `operations`"),
+                    ),
+                    None => c.problem(
+                        &format!("default_operations[{i}]"),
+                        format!("`{name}` is not an operation an instance can offer"),
+                    ),
+                }
+            }
+            ops
+        });
         let rate_limit = raw
             .rate_limit
             .clone()
@@ -362,6 +400,7 @@ impl Spec {
                 .map(|(k, v)| (k, v.base_url))
                 .collect(),
             operations,
+            default_operations,
             env: c.env,
             var_refs: c.var_refs,
         })
