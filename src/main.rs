@@ -113,48 +113,12 @@ fn policy_command(command: PolicyCommand) -> ExitCode {
                 strict,
             )
         }),
-        PolicyCommand::Eval {
-            alert,
-            format,
-            policies,
-            now,
-            explain,
-            config,
-        } => with_settings(config.as_deref(), |s| {
-            deprovd::cli::policy_eval(
-                &s,
-                &deprovd::cli::EvalArgs {
-                    alert,
-                    format,
-                    policies,
-                    now,
-                    explain,
-                },
-            )
-        }),
-        PolicyCommand::Diff {
-            candidate,
-            alerts,
-            since,
-            alert_format,
-            policies,
-            max_new,
-            format,
-            config,
-        } => with_settings(config.as_deref(), |s| {
-            deprovd::cli::policy_diff(
-                &s,
-                &deprovd::cli::DiffArgs {
-                    candidate,
-                    alerts,
-                    since,
-                    format: alert_format,
-                    policies,
-                    max_new,
-                    json: format == "json",
-                },
-            )
-        }),
+        PolicyCommand::Eval { args, config } => {
+            with_settings(config.as_deref(), |s| deprovd::cli::policy_eval(&s, &args))
+        }
+        PolicyCommand::Diff { args, config } => {
+            with_settings(config.as_deref(), |s| deprovd::cli::policy_diff(&s, &args))
+        }
     }
 }
 

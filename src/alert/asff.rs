@@ -321,19 +321,11 @@ fn subjects<'a>(resources: impl Iterator<Item = &'a Value>) -> Vec<Subject> {
                 if let Some(name) = name {
                     merge_subject(&mut out, aws_subject(name, kind));
                 }
-                let session = key
+                if let Some(person) = key
                     .and_then(|k| str_of(k.get("PrincipalId")))
-                    .and_then(|p| p.split_once(':'))
-                    .map(|(_, s)| s.trim())
-                    .filter(|s| s.contains('@') && !s.contains('\\'));
-                if let Some(email) = session {
-                    merge_subject(
-                        &mut out,
-                        Subject {
-                            email: Some(email.to_string()),
-                            ..Subject::default()
-                        },
-                    );
+                    .and_then(super::guardduty::session_person)
+                {
+                    merge_subject(&mut out, person);
                 }
             }
             Some("AwsIamUser") => {

@@ -263,20 +263,10 @@ fn subjects(key: Option<&Value>) -> Vec<Subject> {
         }
         out.push(s);
     }
-    if user_type == Some("AssumedRole") {
-        let session = str_of(key.get("principalId"))
-            .and_then(|p| p.split_once(':'))
-            .map(|(_, session)| session.trim())
-            .filter(|s| s.contains('@') && !s.contains('\\'));
-        if let Some(email) = session {
-            merge_subject(
-                &mut out,
-                Subject {
-                    email: Some(email.to_string()),
-                    ..Subject::default()
-                },
-            );
-        }
+    if user_type == Some("AssumedRole")
+        && let Some(person) = str_of(key.get("principalId")).and_then(session_person)
+    {
+        merge_subject(&mut out, person);
     }
     out
 }
@@ -374,4 +364,15 @@ mod tests {
         let t = "Recon:EC2/PortProbeUnprotectedPort";
         assert_eq!(category(split_type(t).0, t), "other");
     }
+}
+
+/// The person behind an assumed-role session: an AWS principal id `ROLEID:session-name` whose
+/// session name is an email address (SSO and federated sessions name themselves so).
+pub(super) fn session_person(principal_id: &str) -> Option<Subject> {
+    let (_, session) = principal_id.split_once(':')?;
+    let session = session.trim();
+    (session.contains('@') && !session.contains('\\')).then(|| Subject {
+        email: Some(session.to_string()),
+        ..Subject::default()
+    })
 }

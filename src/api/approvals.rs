@@ -129,29 +129,27 @@ async fn decide(
     Ok(Json(rec).into_response())
 }
 
-/// `POST /v1/approvals/{id}/approve` (approver or admin, not the requester): the action runs.
-pub(super) async fn approve(
-    State(s): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    caller: Caller,
-    headers: HeaderMap,
-    Path(key): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    decide(
-        s,
-        peer,
-        caller,
-        headers,
-        key,
-        body,
-        crate::approval::Verdict::Approve,
-    )
-    .await
+/// The verdict a decision route gives: `POST /v1/approvals/{id}/approve` ([`Approve`]: the action
+/// runs) and `…/reject` ([`Reject`]: it is cancelled), each for an approver or admin who is not the
+/// requester.
+pub(super) trait VerdictRoute {
+    const VERDICT: crate::approval::Verdict;
 }
 
-/// `POST /v1/approvals/{id}/reject` (approver or admin, not the requester): the action is cancelled.
-pub(super) async fn reject(
+/// `POST /v1/approvals/{id}/approve`.
+pub(super) struct Approve;
+impl VerdictRoute for Approve {
+    const VERDICT: crate::approval::Verdict = crate::approval::Verdict::Approve;
+}
+
+/// `POST /v1/approvals/{id}/reject`.
+pub(super) struct Reject;
+impl VerdictRoute for Reject {
+    const VERDICT: crate::approval::Verdict = crate::approval::Verdict::Reject;
+}
+
+/// `POST /v1/approvals/{id}/{approve,reject}`: the route's [`VerdictRoute`] on one held action.
+pub(super) async fn verdict<V: VerdictRoute>(
     State(s): State<Arc<ApiState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     caller: Caller,
@@ -159,14 +157,5 @@ pub(super) async fn reject(
     Path(key): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    decide(
-        s,
-        peer,
-        caller,
-        headers,
-        key,
-        body,
-        crate::approval::Verdict::Reject,
-    )
-    .await
+    decide(s, peer, caller, headers, key, body, V::VERDICT).await
 }

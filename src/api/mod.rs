@@ -367,8 +367,14 @@ pub(crate) fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/v1/audit", get(trail::list_audit))
         .route("/v1/audit/verify", get(trail::verify_audit))
         .route("/v1/approvals", get(approvals::list_approvals))
-        .route("/v1/approvals/{id}/approve", post(approvals::approve))
-        .route("/v1/approvals/{id}/reject", post(approvals::reject))
+        .route(
+            "/v1/approvals/{id}/approve",
+            post(approvals::verdict::<approvals::Approve>),
+        )
+        .route(
+            "/v1/approvals/{id}/reject",
+            post(approvals::verdict::<approvals::Reject>),
+        )
         .route("/v1/breaker", get(breaker::breaker_status))
         .route("/v1/breaker/reset", post(breaker::breaker_reset))
         .route("/v1/policy/shadow", get(breaker::shadow_report))

@@ -481,6 +481,11 @@ mod tests {
         problems.iter().map(|p| p.path.as_str()).collect()
     }
 
+    /// `problem`'s message contains `needle`.
+    fn assert_mentions(problem: &Problem, needle: &str) {
+        assert!(problem.message.contains(needle), "{problem}");
+    }
+
     #[test]
     fn a_matching_pair_and_ca_build_a_server_configuration() {
         let dir = tempfile::tempdir().unwrap();
@@ -509,16 +514,8 @@ mod tests {
             ["api.tls.cert", "api.tls.key", "api.tls.client_ca"],
             "{problems:?}"
         );
-        assert!(
-            problems[0].message.contains("missing.crt"),
-            "{}",
-            problems[0]
-        );
-        assert!(
-            problems[1].message.contains("no readable PEM private key"),
-            "{}",
-            problems[1]
-        );
+        assert_mentions(&problems[0], "missing.crt");
+        assert_mentions(&problems[1], "no readable PEM private key");
 
         // A CA file with no certificate, and a certificate file with none.
         let cfg = config(garbage.clone(), garbage.clone(), Some(garbage));
@@ -528,16 +525,8 @@ mod tests {
             ["api.tls.cert", "api.tls.key", "api.tls.client_ca"],
             "{problems:?}"
         );
-        assert!(
-            problems[0].message.contains("no PEM certificate"),
-            "{}",
-            problems[0]
-        );
-        assert!(
-            problems[2].message.contains("no PEM CA certificate"),
-            "{}",
-            problems[2]
-        );
+        assert_mentions(&problems[0], "no PEM certificate");
+        assert_mentions(&problems[2], "no PEM CA certificate");
     }
 
     #[test]

@@ -364,49 +364,16 @@ pub enum PolicyCommand {
     /// Evaluate one alert: print the exact input handed to Rego, the decisions and the planned
     /// actions, as JSON. Changes nothing.
     Eval {
-        /// Alert file, or `-` for stdin.
-        #[arg(long)]
-        alert: PathBuf,
-        /// Alert format (default: detect).
-        #[arg(long)]
-        format: Option<String>,
-        /// Policy directory (default: the config's, or ./policies).
-        #[arg(long)]
-        policies: Option<PathBuf>,
-        /// The input's `now` (RFC 3339; default: the current time).
-        #[arg(long)]
-        now: Option<chrono::DateTime<chrono::Utc>>,
-        /// Show which `decisions` rules fired and what each produced.
-        #[arg(long)]
-        explain: bool,
+        #[command(flatten)]
+        args: super::EvalArgs,
         #[arg(long, short, env = "DEPROVD_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Replay alerts through the live bundle and a candidate; print per subject and action what
     /// would change. Exit 3 when more than --max-new distinct subjects would be newly contained.
     Diff {
-        /// The candidate bundle's directory.
-        #[arg(long)]
-        candidate: PathBuf,
-        /// JSONL file of alerts to replay.
-        #[arg(long, conflicts_with = "since", required_unless_present = "since")]
-        alerts: Option<PathBuf>,
-        /// Replay the alerts the state store retained over this last stretch (e.g. `7d`); needs
-        /// `[policy] retain_alerts` on the server.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        since: Option<std::time::Duration>,
-        /// Alert format of --alerts (default: detect per line).
-        #[arg(long = "alert-format")]
-        alert_format: Option<String>,
-        /// The live bundle (default: the config's policy.dir, or ./policies).
-        #[arg(long)]
-        policies: Option<PathBuf>,
-        /// Exit 3 when the candidate would newly contain more distinct subjects than this.
-        #[arg(long)]
-        max_new: Option<usize>,
-        /// `text` or `json`.
-        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-        format: String,
+        #[command(flatten)]
+        args: super::DiffArgs,
         #[arg(long, short, env = "DEPROVD_CONFIG")]
         config: Option<PathBuf>,
     },

@@ -157,16 +157,22 @@ fn with_dir(settings: &Settings, dir: Option<&Path>) -> PolicyConfig {
 }
 
 /// `deprovd policy eval` options.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct EvalArgs {
     /// Alert file, or `-` for stdin: one document (a multi-event delivery gives one result each).
+    #[arg(long)]
     pub alert: PathBuf,
     /// Alert format (default: detect).
+    #[arg(long)]
     pub format: Option<String>,
+    /// Policy directory (default: the config's, or ./policies).
+    #[arg(long)]
     pub policies: Option<PathBuf>,
-    /// The `now` of the input (default: the current time).
+    /// The input's `now` (RFC 3339; default: the current time).
+    #[arg(long)]
     pub now: Option<DateTime<Utc>>,
-    /// Show which `decisions` rules fired.
+    /// Show which `decisions` rules fired and what each produced.
+    #[arg(long)]
     pub explain: bool,
 }
 
@@ -245,21 +251,39 @@ pub fn policy_eval(settings: &Settings, args: &EvalArgs) -> ExitCode {
 }
 
 /// `deprovd policy diff` options.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct DiffArgs {
+    /// The candidate bundle's directory.
+    #[arg(long)]
     pub candidate: PathBuf,
-    /// JSONL alerts to replay.
+    /// JSONL file of alerts to replay.
+    #[arg(long, conflicts_with = "since", required_unless_present = "since")]
     pub alerts: Option<PathBuf>,
-    /// Replay instead the alerts the state store retained over this last stretch
-    /// (`[policy] retain_alerts`).
+    /// Replay the alerts the state store retained over this last stretch (e.g. `7d`); needs
+    /// `[policy] retain_alerts` on the server.
+    #[arg(long, value_parser = humantime::parse_duration)]
     pub since: Option<std::time::Duration>,
-    /// Alert format of `alerts` (default: detect per line).
+    /// Alert format of --alerts (default: detect per line).
+    #[arg(long = "alert-format")]
     pub format: Option<String>,
-    /// The live bundle (default: the config's `policy.dir`).
+    /// The live bundle (default: the config's policy.dir, or ./policies).
+    #[arg(long)]
     pub policies: Option<PathBuf>,
-    /// Exit 3 when the candidate newly contains more distinct subjects than this.
+    /// Exit 3 when the candidate would newly contain more distinct subjects than this.
+    #[arg(long)]
     pub max_new: Option<usize>,
+    /// JSON output (`--format json`).
+    #[arg(long = "format", default_value = "text", value_parser = parse_json_format)]
     pub json: bool,
+}
+
+/// `--format text|json` as a flag: true for `json`.
+fn parse_json_format(s: &str) -> Result<bool, String> {
+    match s {
+        "text" => Ok(false),
+        "json" => Ok(true),
+        _ => Err("expected `text` or `json`".into()),
+    }
 }
 
 /// `deprovd policy diff`: replay alerts through the live bundle and the candidate; print per subject

@@ -342,7 +342,8 @@ async fn spawn_target() -> (String, Arc<Mutex<Received>>) {
 
 /// A `webhook` connector opted into every operation its spec defines (by default it only notifies).
 fn webhook(base: &str, path: &str, auth: &str) -> Arc<dyn Connector> {
-    let operations = serde_json::to_string(&crate::kit::connector::WEBHOOK_OPERATIONS).expect("json");
+    let operations =
+        serde_json::to_string(&crate::kit::connector::WEBHOOK_OPERATIONS).expect("json");
     let cfg: HttpConnectorConfig = toml::from_str(&format!(
         "type = \"webhook\"\nbase_url = \"{base}\"\nauth = {auth}\nvars = {{ path = \"{path}\" }}\ntimeout = \"5s\"\noperations = {operations}\n"
     ))
