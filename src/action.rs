@@ -117,6 +117,19 @@ pub enum ActionState {
 }
 
 impl ActionState {
+    /// Every state, for code that must enumerate them (the Redis store's Lua state lists, the
+    /// lifecycle diagram check). A new state belongs here as well as in the enum.
+    pub(crate) const ALL: [ActionState; 8] = [
+        ActionState::Planned,
+        ActionState::AwaitingApproval,
+        ActionState::Running,
+        ActionState::Succeeded,
+        ActionState::Failed,
+        ActionState::Skipped,
+        ActionState::Cancelled,
+        ActionState::Restored,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ActionState::Planned => "planned",
@@ -457,7 +470,8 @@ mod tests {
             .nth(1)
             .and_then(|d| d.split("```").next())
             .expect("docs/actions.md has a mermaid diagram");
-        // Exhaustive: a new state does not compile until it is listed here (and drawn).
+        // Exhaustive: a new state does not compile until it is listed here (and, with it, in
+        // `ActionState::ALL` and drawn).
         let every = |s: ActionState| match s {
             ActionState::Planned
             | ActionState::AwaitingApproval
@@ -468,16 +482,7 @@ mod tests {
             | ActionState::Cancelled
             | ActionState::Restored => s.as_str(),
         };
-        for state in [
-            ActionState::Planned,
-            ActionState::AwaitingApproval,
-            ActionState::Running,
-            ActionState::Succeeded,
-            ActionState::Failed,
-            ActionState::Skipped,
-            ActionState::Cancelled,
-            ActionState::Restored,
-        ] {
+        for state in ActionState::ALL {
             let name = every(state);
             assert!(
                 diagram

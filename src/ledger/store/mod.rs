@@ -204,18 +204,6 @@ pub(crate) fn redact_url(url: &str) -> String {
     out
 }
 
-/// Every state, for code that must enumerate them (Lua state lists, per-state indexes).
-pub(crate) const ALL_STATES: [ActionState; 8] = [
-    ActionState::Planned,
-    ActionState::AwaitingApproval,
-    ActionState::Running,
-    ActionState::Succeeded,
-    ActionState::Failed,
-    ActionState::Skipped,
-    ActionState::Cancelled,
-    ActionState::Restored,
-];
-
 /// Width of one urgency rank in a lane score (ms): ten trillion milliseconds, about 317 years past
 /// the epoch, so `rank * LANE_SPAN_MS + due ms` orders by rank, then time, and stays an exact
 /// integer in an f64 (Redis scores) for every rank.
@@ -331,6 +319,28 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<ActionRecord, StoreError
 pub(crate) fn encode(a: &ActionRecord) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(a)
         .map_err(|e| StoreError::Other(format!("cannot encode action `{}` as JSON: {e}", a.key)))
+}
+
+/// Encode a [`DocStore`](super::DocStore) document stored under (`ns`, `key`).
+pub(crate) fn encode_doc(
+    ns: &str,
+    key: &str,
+    doc: &serde_json::Value,
+) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(doc)
+        .map_err(|e| StoreError::Other(format!("cannot encode document `{ns}/{key}`: {e}")))
+}
+
+/// Decode the document stored under (`ns`, `key`), naming it when it is not JSON.
+pub(crate) fn decode_doc(
+    ns: &str,
+    key: &str,
+    bytes: &[u8],
+) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: format!("{ns}/{key}"),
+        reason: format!("not a JSON document: {e}"),
+    })
 }
 
 /// `<seq>:<hash>`, the stored form of an [`AuditHead`].

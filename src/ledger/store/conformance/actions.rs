@@ -40,25 +40,11 @@ pub(crate) async fn live_action_coalesces_later_alert_and_links_it(store: Arc<dy
     assert_insert(&*store, &a, LONG, None, Inserted::New).await;
 
     let b = record("b", "alice", now);
-    assert_insert(
-        &*store,
-        &b,
-        LONG,
-        Some("alert-b"),
-        Inserted::Coalesced(a.key.clone()),
-    )
-    .await;
+    assert_coalesced(&*store, &b, LONG, Some("alert-b"), &a).await;
     // The absorbed action is not recorded; the alert is linked to the live one, once.
     assert_eq!(store.get_action(&b.key).await.unwrap(), None);
     let c = record("c", "alice", now);
-    assert_insert(
-        &*store,
-        &c,
-        LONG,
-        Some("alert-b"),
-        Inserted::Coalesced(a.key.clone()),
-    )
-    .await;
+    assert_coalesced(&*store, &c, LONG, Some("alert-b"), &a).await;
     let stored = store.get_action(&a.key).await.unwrap().unwrap();
     assert_eq!(stored.linked_alerts, vec!["alert-b".to_string()]);
 
@@ -92,14 +78,7 @@ pub(crate) async fn held_action_absorbs_held_ones_but_a_runnable_one_supersedes_
     assert_insert(&*store, &h, LONG, None, Inserted::New).await;
     // Another alert that would be held too (breaker still open) is absorbed by the held action.
     let h2 = held("h2");
-    assert_insert(
-        &*store,
-        &h2,
-        LONG,
-        Some("alert-h2"),
-        Inserted::Coalesced(h.key.clone()),
-    )
-    .await;
+    assert_coalesced(&*store, &h2, LONG, Some("alert-h2"), &h).await;
 
     // A runnable action (a responder's lockout) is not absorbed: it is recorded, due, and takes the
     // slot; the store reports the held action it supersedes and leaves that one to the caller.
@@ -123,23 +102,9 @@ pub(crate) async fn held_action_absorbs_held_ones_but_a_runnable_one_supersedes_
 
     // The runnable action holds the slot now: later actions, held or not, coalesce into it.
     let n = record("n", "alice", now);
-    assert_insert(
-        &*store,
-        &n,
-        LONG,
-        Some("alert-n"),
-        Inserted::Coalesced(m.key.clone()),
-    )
-    .await;
+    assert_coalesced(&*store, &n, LONG, Some("alert-n"), &m).await;
     let h3 = held("h3");
-    assert_insert(
-        &*store,
-        &h3,
-        LONG,
-        Some("alert-h3"),
-        Inserted::Coalesced(m.key.clone()),
-    )
-    .await;
+    assert_coalesced(&*store, &h3, LONG, Some("alert-h3"), &m).await;
     let mut linked = store
         .get_action(&m.key)
         .await
@@ -180,7 +145,7 @@ pub(crate) async fn failed_action_frees_its_coalesce_slot(store: Arc<dyn StateSt
     assert_insert(&*store, &b, LONG, Some("alert-b"), Inserted::New).await;
     // And the new action holds the slot now.
     let c = record("c", "alice", now);
-    assert_insert(&*store, &c, LONG, None, Inserted::Coalesced(b.key.clone())).await;
+    assert_coalesced(&*store, &c, LONG, None, &b).await;
     assert!(
         store
             .get_action(&a.key)
@@ -201,14 +166,7 @@ pub(crate) async fn succeeded_action_keeps_its_coalesce_slot(store: Arc<dyn Stat
     store.put_action(&a).await.unwrap();
 
     let b = record("b", "alice", now);
-    assert_insert(
-        &*store,
-        &b,
-        LONG,
-        Some("alert-b"),
-        Inserted::Coalesced(a.key.clone()),
-    )
-    .await;
+    assert_coalesced(&*store, &b, LONG, Some("alert-b"), &a).await;
     let stored = store.get_action(&a.key).await.unwrap().unwrap();
     assert_eq!(stored.state, ActionState::Succeeded);
     assert_eq!(stored.linked_alerts, vec!["alert-b".to_string()]);
@@ -227,7 +185,7 @@ pub(crate) async fn action_that_does_not_hold_the_slot_cannot_free_it(store: Arc
     early.next_attempt_at = None;
     store.put_action(&early).await.unwrap();
     let c = record("c", "alice", now);
-    assert_insert(&*store, &c, LONG, None, Inserted::Coalesced(a.key.clone())).await;
+    assert_coalesced(&*store, &c, LONG, None, &a).await;
 }
 
 pub(crate) async fn coalesce_slot_expires_after_the_window(store: Arc<dyn StateStore>) {
@@ -236,14 +194,7 @@ pub(crate) async fn coalesce_slot_expires_after_the_window(store: Arc<dyn StateS
     let a = record("a", "alice", now);
     assert_insert(&*store, &a, window, None, Inserted::New).await;
     let b = record("b", "alice", now);
-    assert_insert(
-        &*store,
-        &b,
-        window,
-        Some("alert-b"),
-        Inserted::Coalesced(a.key.clone()),
-    )
-    .await;
+    assert_coalesced(&*store, &b, window, Some("alert-b"), &a).await;
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(10);
@@ -594,14 +545,7 @@ pub(crate) async fn list_filters_newest_first(store: Arc<dyn StateStore>) {
     store.put_action(&a2).await.unwrap();
     // alert-x is coalesced into a1.
     let x = record("x", "alice", sec(6));
-    assert_insert(
-        &*store,
-        &x,
-        LONG,
-        Some("alert-x"),
-        Inserted::Coalesced(a1.key.clone()),
-    )
-    .await;
+    assert_coalesced(&*store, &x, LONG, Some("alert-x"), &a1).await;
 
     let list = |f: ActionFilter| {
         let store = Arc::clone(&store);
@@ -736,7 +680,7 @@ pub(crate) async fn list_filters_newest_first(store: Arc<dyn StateStore>) {
 
 pub(crate) async fn pending_count_follows_state(store: Arc<dyn StateStore>) {
     let now = Utc::now();
-    let mut a = record("a", "u-a", now);
+    let a = record("a", "u-a", now);
     let mut b = record("b", "u-b", now);
     b.state = ActionState::AwaitingApproval;
     let mut c = record("c", "u-c", now);
@@ -745,19 +689,25 @@ pub(crate) async fn pending_count_follows_state(store: Arc<dyn StateStore>) {
         store.insert_action(r, LONG, None).await.unwrap();
     }
     assert_eq!(store.pending_count().await.unwrap(), 2);
-    a.state = ActionState::Running;
-    store.put_action(&a).await.unwrap();
-    assert_eq!(store.pending_count().await.unwrap(), 2);
-    a.state = ActionState::Succeeded;
-    store.put_action(&a).await.unwrap();
-    assert_eq!(store.pending_count().await.unwrap(), 1);
-    b.state = ActionState::Cancelled;
-    store.put_action(&b).await.unwrap();
-    assert_eq!(store.pending_count().await.unwrap(), 0);
-    // Re-planning a finished action (a manual retry) counts it again.
-    a.state = ActionState::Planned;
-    store.put_action(&a).await.unwrap();
-    assert_eq!(store.pending_count().await.unwrap(), 1);
+    // Each step puts one action in a new state; the count after it. The last re-plans a finished
+    // action (a manual retry), which counts it again.
+    for (r, state, pending) in [
+        (&a, ActionState::Running, 2),
+        (&a, ActionState::Succeeded, 1),
+        (&b, ActionState::Cancelled, 0),
+        (&a, ActionState::Planned, 1),
+    ] {
+        let mut r = r.clone();
+        r.state = state;
+        store.put_action(&r).await.unwrap();
+        assert_eq!(
+            store.pending_count().await.unwrap(),
+            pending,
+            "after `{}` became {}",
+            r.key,
+            state.as_str()
+        );
+    }
 }
 
 pub(crate) async fn put_of_an_unknown_action_is_an_error(store: Arc<dyn StateStore>) {
@@ -857,14 +807,7 @@ pub(crate) async fn huge_window_and_ttl_are_accepted(store: Arc<dyn StateStore>)
     let a = record("a", "alice", now);
     assert_insert(&*store, &a, Duration::MAX, None, Inserted::New).await;
     let b = record("b", "alice", now);
-    assert_insert(
-        &*store,
-        &b,
-        Duration::MAX,
-        None,
-        Inserted::Coalesced(a.key.clone()),
-    )
-    .await;
+    assert_coalesced(&*store, &b, Duration::MAX, None, &a).await;
     assert!(store.claim(&a.key, "w1", Duration::MAX).await.unwrap());
     assert!(!store.claim(&a.key, "w2", Duration::MAX).await.unwrap());
     // A zero TTL still takes the claim (for at least a moment) rather than erroring.

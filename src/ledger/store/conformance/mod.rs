@@ -75,7 +75,7 @@ macro_rules! for_each_case {
 pub(crate) use for_each_case;
 
 /// Insert `a` with coalescing `window` (for `alert`) and assert the store's answer.
-async fn assert_insert(
+pub(crate) async fn assert_insert(
     store: &dyn StateStore,
     a: &ActionRecord,
     window: Duration,
@@ -90,8 +90,20 @@ async fn assert_insert(
     );
 }
 
+/// Insert `a` with coalescing `window` (for `alert`) and assert that `holder` absorbs it.
+pub(crate) async fn assert_coalesced(
+    store: &dyn StateStore,
+    a: &ActionRecord,
+    window: Duration,
+    alert: Option<&str>,
+    holder: &ActionRecord,
+) {
+    let expected = Inserted::Coalesced(holder.key.clone());
+    assert_insert(store, a, window, alert, expected).await;
+}
+
 /// A long window: nothing in a test expires by accident.
-const LONG: Duration = Duration::from_secs(600);
+pub(crate) const LONG: Duration = Duration::from_secs(600);
 
 /// `t` truncated to whole milliseconds (index precision), so equality after a round trip is exact.
 fn ms(t: DateTime<Utc>) -> DateTime<Utc> {

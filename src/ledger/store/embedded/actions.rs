@@ -73,28 +73,19 @@ impl ActionStore for EmbeddedStore {
         let key = key.to_string();
         let owner = owner.to_string();
         let ttl_ms = duration_ms(ttl).max(1);
-        self.run(move |db| {
+        self.write_if(move |tx| {
             let now = now_ms();
-            let tx = db.begin_write().map_err(db_err)?;
-            let taken = {
-                let mut claims = tx.open_table(CLAIMS).map_err(db_err)?;
-                let held = claims
-                    .get(key.as_str())
-                    .map_err(db_err)?
-                    .is_some_and(|g| g.value().1 > now);
-                if !held {
-                    claims
-                        .insert(key.as_str(), (owner.as_str(), now.saturating_add(ttl_ms)))
-                        .map_err(db_err)?;
-                }
-                !held
-            };
-            if taken {
-                tx.commit().map_err(db_err)?;
-            } else {
-                tx.abort().map_err(db_err)?;
+            let mut claims = tx.open_table(CLAIMS).map_err(db_err)?;
+            let held = claims
+                .get(key.as_str())
+                .map_err(db_err)?
+                .is_some_and(|g| g.value().1 > now);
+            if !held {
+                claims
+                    .insert(key.as_str(), (owner.as_str(), now.saturating_add(ttl_ms)))
+                    .map_err(db_err)?;
             }
-            Ok(taken)
+            Ok(!held)
         })
         .await
     }
@@ -119,27 +110,19 @@ impl ActionStore for EmbeddedStore {
     async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
         let key = key.to_string();
         let owner = owner.to_string();
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(db_err)?;
-            let ours = {
-                let mut claims = tx.open_table(CLAIMS).map_err(db_err)?;
-                let ours = claims
-                    .get(key.as_str())
-                    .map_err(db_err)?
-                    .is_some_and(|g| g.value().0 == owner);
-                if ours {
-                    claims.remove(key.as_str()).map_err(db_err)?;
-                }
-                ours
-            };
+        self.write_if(move |tx| {
+            let mut claims = tx.open_table(CLAIMS).map_err(db_err)?;
+            let ours = claims
+                .get(key.as_str())
+                .map_err(db_err)?
+                .is_some_and(|g| g.value().0 == owner);
             if ours {
-                tx.commit().map_err(db_err)?;
-            } else {
-                tx.abort().map_err(db_err)?;
+                claims.remove(key.as_str()).map_err(db_err)?;
             }
-            Ok(())
+            Ok(ours)
         })
         .await
+        .map(drop)
     }
 
     async fn record_transition(

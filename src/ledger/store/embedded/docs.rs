@@ -13,36 +13,25 @@ impl DocStore for EmbeddedStore {
         only_if_absent: bool,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
+        let bytes = encode_doc(ns, key, doc)?;
         let (ns, key) = (ns.to_string(), key.to_string());
-        let bytes = serde_json::to_vec(doc)
-            .map_err(|e| StoreError::Other(format!("cannot encode document `{ns}/{key}`: {e}")))?;
-        self.run(move |db| {
+        self.write_if(move |tx| {
             let now = now_ms();
             let expires = ttl.map_or(0, |t| now.saturating_add(duration_ms(t).max(1)));
-            let tx = db.begin_write().map_err(db_err)?;
-            let written = {
-                let mut docs = tx.open_table(DOCS).map_err(db_err)?;
-                let live = docs
-                    .get((ns.as_str(), key.as_str()))
-                    .map_err(db_err)?
-                    .is_some_and(|g| {
-                        let (exp, _) = g.value();
-                        exp == 0 || exp > now
-                    });
-                if only_if_absent && live {
-                    false
-                } else {
-                    docs.insert((ns.as_str(), key.as_str()), (expires, bytes.as_slice()))
-                        .map_err(db_err)?;
-                    true
-                }
-            };
-            if written {
-                tx.commit().map_err(db_err)?;
-            } else {
-                tx.abort().map_err(db_err)?;
+            let mut docs = tx.open_table(DOCS).map_err(db_err)?;
+            let live = docs
+                .get((ns.as_str(), key.as_str()))
+                .map_err(db_err)?
+                .is_some_and(|g| {
+                    let (exp, _) = g.value();
+                    exp == 0 || exp > now
+                });
+            if only_if_absent && live {
+                return Ok(false);
             }
-            Ok(written)
+            docs.insert((ns.as_str(), key.as_str()), (expires, bytes.as_slice()))
+                .map_err(db_err)?;
+            Ok(true)
         })
         .await
     }
@@ -59,12 +48,7 @@ impl DocStore for EmbeddedStore {
             if exp != 0 && exp <= now_ms() {
                 return Ok(None);
             }
-            serde_json::from_slice(bytes)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
-                    key: format!("{ns}/{key}"),
-                    reason: format!("not a JSON document: {e}"),
-                })
+            decode_doc(&ns, &key, bytes).map(Some)
         })
         .await
     }

@@ -50,8 +50,8 @@ use chrono::{DateTime, Utc};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
 use super::{
-    Derived, LANE_SPAN_MS, decode, effective_limit, encode, from_ms, head_string, lane_score,
-    matches, parse_head,
+    Derived, LANE_SPAN_MS, decode, decode_doc, effective_limit, encode, encode_doc, from_ms,
+    head_string, lane_score, matches, parse_head,
 };
 use crate::audit::{AuditDraft, AuditHead, AuditRecord, seal_batch};
 use crate::ledger::{
@@ -210,6 +210,26 @@ impl EmbeddedStore {
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| StoreError::Other(format!("embedded store task failed: {e}")))?
+    }
+
+    /// Run `f` in a write transaction on the blocking pool and commit only when it reports a change:
+    /// a no-op (a claim already held, a document already there) is aborted and costs no disk write.
+    /// Returns the report.
+    async fn write_if<F>(&self, f: F) -> Result<bool, StoreError>
+    where
+        F: FnOnce(&WriteTransaction) -> Result<bool, StoreError> + Send + 'static,
+    {
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(db_err)?;
+            let changed = f(&tx)?;
+            if changed {
+                tx.commit().map_err(db_err)?;
+            } else {
+                tx.abort().map_err(db_err)?;
+            }
+            Ok(changed)
+        })
+        .await
     }
 }
 

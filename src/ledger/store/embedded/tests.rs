@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::ledger::store::conformance;
+use crate::ledger::store::conformance::{self, LONG, assert_coalesced, assert_insert};
 use crate::ledger::{ActionStore, AuditStore};
 
 /// A fresh store in a temporary directory (kept alive by the returned guard).
@@ -34,14 +34,8 @@ async fn reopening_after_drop_sees_every_committed_record_and_index() {
     );
     {
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        store
-            .insert_action(&a, Duration::from_secs(60), None)
-            .await
-            .unwrap();
-        store
-            .insert_action(&b, Duration::from_secs(60), None)
-            .await
-            .unwrap();
+        assert_insert(&store, &a, LONG, None, Inserted::New).await;
+        assert_insert(&store, &b, LONG, None, Inserted::New).await;
         store
             .claim(&a.key, "worker-1", Duration::from_secs(60))
             .await
@@ -60,13 +54,7 @@ async fn reopening_after_drop_sees_every_committed_record_and_index() {
     );
     // The coalesce slot survived too.
     let c = conformance::record("c", "alice", now);
-    assert_eq!(
-        store
-            .insert_action(&c, Duration::from_secs(60), None)
-            .await
-            .unwrap(),
-        Inserted::Coalesced(a.key.clone())
-    );
+    assert_coalesced(&store, &c, LONG, None, &a).await;
 }
 
 #[tokio::test]
@@ -78,10 +66,7 @@ async fn failed_action_removes_its_coalesce_slot_but_succeeded_keeps_it() {
     let mut a = conformance::record("a", "alice", now);
     let mut b = conformance::record("b", "bob", now);
     for r in [&a, &b] {
-        store
-            .insert_action(r, Duration::from_secs(60), None)
-            .await
-            .unwrap();
+        assert_insert(&store, r, LONG, None, Inserted::New).await;
     }
     let has_slot = |r: &ActionRecord| {
         let tx = store.db.begin_read().unwrap();
@@ -115,13 +100,7 @@ fn crash_child_writes_then_aborts() {
         let now = Utc::now();
         for i in 0..20 {
             let r = conformance::record(&format!("crash-{i}"), &format!("user-{i}"), now);
-            assert_eq!(
-                store
-                    .insert_action(&r, Duration::from_secs(60), None)
-                    .await
-                    .unwrap(),
-                Inserted::New
-            );
+            assert_insert(&store, &r, LONG, None, Inserted::New).await;
         }
     });
     // No destructors, no clean shutdown: as if the process were killed.
@@ -228,10 +207,7 @@ async fn opening_a_ledger_without_lanes_puts_its_due_actions_in_their_lanes() {
     }];
     {
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        store
-            .insert_action(&a, Duration::from_secs(60), None)
-            .await
-            .unwrap();
+        assert_insert(&store, &a, LONG, None, Inserted::New).await;
         // As an older version wrote it: the due index only.
         let tx = store.db.begin_write().unwrap();
         tx.delete_table(LANES).unwrap();

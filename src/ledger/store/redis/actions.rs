@@ -57,35 +57,7 @@ impl ActionStore for RedisStore {
     }
 
     async fn put_action(&self, action: &ActionRecord) -> Result<(), StoreError> {
-        let d = Derived::of(action);
-        let json = encode(action)?;
-        let mut conn = self.conn.clone();
-        let existed: i64 = PUT
-            .key(self.key("action", &action.key))
-            .key(self.key("coalesce", &d.coalesce))
-            .key(self.key("lane", d.connector))
-            .arg(&*self.base)
-            .arg(&action.key)
-            .arg(json)
-            .arg(d.created_ms)
-            .arg(due_arg(&d))
-            .arg(flag(d.pending))
-            .arg(flag(d.absorbs))
-            .arg(d.state)
-            .arg(d.subject)
-            .arg(opt(d.alert_id))
-            .arg(lane_arg(&d))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| redis_err(&format!("updating action `{}`", action.key), e))?;
-        if existed == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Other(format!(
-                "cannot update action `{}`: no such action (insert it with insert_action first)",
-                action.key
-            )))
-        }
+        self.put_now(self.put_args(action)?).await
     }
 
     async fn due_actions(

@@ -6,7 +6,7 @@
 
 use super::*;
 
-/// One action update as [`COMMIT`] takes it (the [`PUT`] arguments, owned).
+/// One action update as [`COMMIT`] takes it (owned).
 pub(super) struct PutArgs {
     key: String,
     record: String,
@@ -39,7 +39,7 @@ struct Committed {
 }
 
 impl RedisStore {
-    /// `action` as [`COMMIT`] (and [`PUT`]) take it.
+    /// `action` as [`COMMIT`] takes it.
     pub(super) fn put_args(&self, action: &ActionRecord) -> Result<PutArgs, StoreError> {
         let d = Derived::of(action);
         Ok(PutArgs {
@@ -85,6 +85,18 @@ impl RedisStore {
             .unwrap_or_else(|_| Err(StoreError::Other("audit append abandoned".into())))
     }
 
+    /// Write one action update now, outside the queue: [`COMMIT`] with no audit records neither
+    /// reads nor moves the audit head, so it need not wait for the append lock.
+    pub(super) async fn put_now(&self, put: PutArgs) -> Result<(), StoreError> {
+        let Committed { missing, .. } = self
+            .commit_now(Vec::new(), std::slice::from_ref(&put), &[])
+            .await?;
+        match missing.first() {
+            Some(k) => Err(no_such_action(k)),
+            None => Ok(()),
+        }
+    }
+
     /// Write every queued change in one script run (each caller's records kept contiguous, in queue
     /// order) and answer each caller.
     async fn lead(&self, queued: Vec<Queued>) {
@@ -108,9 +120,7 @@ impl RedisStore {
                 for (n, key, done) in waiters {
                     let mine: Vec<AuditRecord> = sealed.by_ref().take(n).collect();
                     let _ = done.send(match key {
-                        Some(k) if missing.contains(&k) => Err(StoreError::Other(format!(
-                            "cannot update action `{k}`: no such action (insert it with insert_action first)"
-                        ))),
+                        Some(k) if missing.contains(&k) => Err(no_such_action(&k)),
                         _ => Ok(mine),
                     });
                 }
@@ -137,8 +147,13 @@ impl RedisStore {
         puts: &[PutArgs],
         releases: &[(String, String)],
     ) -> Result<Committed, StoreError> {
-        let mut expected = self.audit_head.lock().expect("not poisoned").clone();
         let appends = !drafts.is_empty();
+        // With no records to seal the script neither checks nor moves the head.
+        let mut expected = if appends {
+            self.audit_head.lock().expect("not poisoned").clone()
+        } else {
+            String::new()
+        };
         for _ in 0..AUDIT_APPEND_ATTEMPTS {
             let head = parse_head(&expected)?;
             let batch = seal_batch(drafts, head.as_ref());
@@ -207,4 +222,11 @@ impl RedisStore {
             "the audit head kept moving during {AUDIT_APPEND_ATTEMPTS} append attempts; retry"
         )))
     }
+}
+
+/// `put_action` (alone or in a group commit) of a key that was never inserted.
+fn no_such_action(key: &str) -> StoreError {
+    StoreError::Other(format!(
+        "cannot update action `{key}`: no such action (insert it with insert_action first)"
+    ))
 }

@@ -13,8 +13,7 @@ impl DocStore for RedisStore {
         only_if_absent: bool,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
-        let bytes = serde_json::to_vec(doc)
-            .map_err(|e| StoreError::Other(format!("cannot encode document `{ns}/{key}`: {e}")))?;
+        let bytes = encode_doc(ns, key, doc)?;
         let mut cmd = ::redis::cmd("SET");
         cmd.arg(self.key("doc", &format!("{ns}:{key}"))).arg(bytes);
         if only_if_absent {
@@ -38,12 +37,6 @@ impl DocStore for RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(|e| redis_err(&format!("reading document `{ns}/{key}`"), e))?;
-        raw.map(|b| {
-            serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt {
-                key: format!("{ns}/{key}"),
-                reason: format!("not a JSON document: {e}"),
-            })
-        })
-        .transpose()
+        raw.map(|b| decode_doc(ns, key, &b)).transpose()
     }
 }

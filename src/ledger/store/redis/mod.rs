@@ -65,15 +65,15 @@ pub(crate) use config::{SentinelConfig, Topology};
 use conn::LedgerConn;
 
 use super::{
-    Derived, LANE_SPAN_MS, decode, effective_limit, encode, from_ms, head_string, lane_score,
-    matches, parse_head, redact_url,
+    Derived, LANE_SPAN_MS, decode, decode_doc, effective_limit, encode, encode_doc, from_ms,
+    head_string, lane_score, matches, parse_head, redact_url,
 };
 use crate::audit::{AuditDraft, AuditHead, AuditRecord, seal_batch};
 use crate::ledger::{
     ActionFilter, ActionRecord, BreakerAdmission, BreakerScope, BreakerState, Inserted, LaneDue,
     StateStore, StoreError, Urgency,
 };
-use scripts::{BREAKER_ADMIT, CLAIM_LANES, COMMIT, INSERT, LANE_INDEX, PUT, RELEASE, holder_sets};
+use scripts::{BREAKER_ADMIT, CLAIM_LANES, COMMIT, INSERT, LANE_INDEX, RELEASE, holder_sets};
 
 /// How long `connect` (and each reconnect attempt) may take: a down Redis must fail startup fast,
 /// with a clear error, rather than hang the service.
@@ -193,7 +193,6 @@ impl RedisStore {
         let mut loader = conn.without_wait();
         for script in [
             &*INSERT,
-            &*PUT,
             &*RELEASE,
             &*COMMIT,
             &*BREAKER_ADMIT,

@@ -5,7 +5,6 @@ use std::sync::LazyLock;
 
 use ::redis::Script;
 
-use super::super::ALL_STATES;
 use crate::ledger::ActionState;
 
 /// KEYS: record, coalesce slot, lane. ARGV: base, key, json, created ms, due ms or '', pending 0/1,
@@ -57,50 +56,6 @@ if ARGV[7] == '1' and tonumber(ARGV[8]) > 0 then
 end
 if superseded then return {'superseded', superseded} end
 return {'new'}
-"#,
-    )
-});
-
-/// KEYS: record, coalesce slot, lane. ARGV: base, key, json, created ms, due ms or '', pending 0/1,
-/// absorbs 0/1, state, subject, alert id or '', lane score or ''. Returns 0 when the record does
-/// not exist.
-pub(super) static PUT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local old = redis.call('GET', KEYS[1])
-if not old then return 0 end
-local base = ARGV[1]
-local key = ARGV[2]
-local ok, doc = pcall(cjson.decode, old)
-if ok and type(doc) == 'table' then
-  if type(doc.state) == 'string' and doc.state ~= ARGV[8] then
-    redis.call('ZREM', base .. 'state:' .. doc.state, key)
-  end
-  if type(doc.subject) == 'string' and doc.subject ~= ARGV[9] then
-    redis.call('ZREM', base .. 'subject:' .. doc.subject, key)
-  end
-end
-redis.call('SET', KEYS[1], ARGV[3])
-if ARGV[5] ~= '' then
-  redis.call('ZADD', base .. 'due', ARGV[5], key)
-  redis.call('ZADD', KEYS[3], ARGV[11], key)
-else
-  redis.call('ZREM', base .. 'due', key)
-  redis.call('ZREM', KEYS[3], key)
-end
-if ARGV[6] == '1' then
-  redis.call('SADD', base .. 'pending', key)
-else
-  redis.call('SREM', base .. 'pending', key)
-end
-redis.call('ZADD', base .. 'created', ARGV[4], key)
-redis.call('ZADD', base .. 'state:' .. ARGV[8], ARGV[4], key)
-redis.call('ZADD', base .. 'subject:' .. ARGV[9], ARGV[4], key)
-if ARGV[10] ~= '' then redis.call('ZADD', base .. 'alert:' .. ARGV[10], ARGV[4], key) end
-if ARGV[7] == '0' and redis.call('GET', KEYS[2]) == key then
-  redis.call('DEL', KEYS[2])
-end
-return 1
 "#,
     )
 });
@@ -201,7 +156,7 @@ return 0
 /// one atomic run. KEYS: audit list, audit head, then per put its record, coalesce slot and lane,
 /// then per release its claim. ARGV: base, expected head (`''` for an empty trail), new head, put
 /// count `P`, release count `R`, then per put its key, json, created ms, due ms or '', pending 0/1,
-/// absorbs 0/1, state, subject, alert id or '', lane score or '' (as [`PUT`]), then per release the
+/// absorbs 0/1, state, subject, alert id or '', lane score or '', then per release the
 /// owner (as [`RELEASE`]), then the sealed audit records. When records are given and the head is
 /// not the expected one, answers `{'conflict', current head}` having written nothing; else applies
 /// every put (a put of a missing record is skipped and its key returned), release and record and
@@ -305,7 +260,7 @@ return out
 /// `,state,state,` of the states for which `pred` holds (`,` when none).
 fn state_set(pred: impl Fn(ActionState) -> bool) -> String {
     let mut s = String::from(",");
-    for st in ALL_STATES.iter().copied().filter(|s| pred(*s)) {
+    for st in ActionState::ALL.iter().copied().filter(|s| pred(*s)) {
         s.push_str(st.as_str());
         s.push(',');
     }
@@ -317,7 +272,7 @@ fn state_set(pred: impl Fn(ActionState) -> bool) -> String {
 /// and [`ActionState::superseded_by`](crate::ledger::ActionState::superseded_by) so that the script
 /// and the trait cannot disagree.
 static HOLDER_SETS: LazyLock<Vec<(ActionState, String, String)>> = LazyLock::new(|| {
-    ALL_STATES
+    ActionState::ALL
         .iter()
         .map(|&incoming| {
             (

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::ledger::store::conformance;
+use crate::ledger::store::conformance::{self, LONG, assert_insert};
 use crate::ledger::{ActionStore, AuditStore};
 
 /// The shared test Redis.
@@ -82,10 +82,7 @@ async fn failed_action_deletes_its_coalesce_key_but_succeeded_keeps_it() {
     let mut a = conformance::record("a", "alice", now);
     let mut b = conformance::record("b", "bob", now);
     for r in [&a, &b] {
-        store
-            .insert_action(r, Duration::from_secs(60), None)
-            .await
-            .unwrap();
+        assert_insert(&store, r, LONG, None, Inserted::New).await;
     }
     let slot = |r: &ActionRecord| store.key("coalesce", &Derived::of(r).coalesce);
     assert!(exists(&store, &slot(&a)).await && exists(&store, &slot(&b)).await);
@@ -130,10 +127,7 @@ async fn outage_is_unavailable_and_the_store_recovers_when_redis_returns() {
         .await
         .unwrap();
     let a = conformance::record("a", "alice", Utc::now());
-    store
-        .insert_action(&a, Duration::from_secs(60), None)
-        .await
-        .unwrap();
+    assert_insert(&store, &a, LONG, None, Inserted::New).await;
 
     up.abort();
     let _ = up.await;
@@ -211,10 +205,7 @@ async fn config_opens_a_redis_store_under_its_prefix() {
     };
     let store = config.open().await.unwrap();
     let a = conformance::record("a", "alice", Utc::now());
-    store
-        .insert_action(&a, Duration::from_secs(60), None)
-        .await
-        .unwrap();
+    assert_insert(&*store, &a, LONG, None, Inserted::New).await;
     let direct = RedisStore::connect(URL, &prefix).await.unwrap();
     let seen = direct.get_action(&a.key).await.unwrap();
     cleanup(&direct, &prefix).await;
@@ -259,10 +250,7 @@ async fn records_are_json_under_the_prefix_and_cleanup_finds_them_all() {
     let prefix = prefix();
     let store = RedisStore::connect(URL, &prefix).await.unwrap();
     let a = conformance::record("a", "alice", Utc::now());
-    store
-        .insert_action(&a, Duration::from_secs(60), None)
-        .await
-        .unwrap();
+    assert_insert(&store, &a, LONG, None, Inserted::New).await;
     store
         .claim(&a.key, "w", Duration::from_secs(60))
         .await
@@ -290,10 +278,7 @@ async fn connecting_to_a_ledger_without_lanes_puts_its_due_actions_in_their_lane
     let store = RedisStore::connect(URL, &prefix).await.unwrap();
     let now = Utc::now();
     let a = conformance::record("a", "alice", now);
-    store
-        .insert_action(&a, Duration::from_secs(60), None)
-        .await
-        .unwrap();
+    assert_insert(&store, &a, LONG, None, Inserted::New).await;
     // As an older version wrote it: the due index only.
     let mut conn = store.conn.clone();
     let _: i64 = ::redis::cmd("DEL")

@@ -10,7 +10,7 @@ use chrono::Utc;
 use super::testkit::{Cluster, RedisProc, wait_until};
 use super::*;
 use crate::ledger::ActionStore;
-use crate::ledger::store::conformance;
+use crate::ledger::store::conformance::{self, LONG, assert_insert};
 
 fn prefix() -> String {
     format!("deprovd-test-{}:", uuid::Uuid::new_v4().simple())
@@ -47,10 +47,7 @@ async fn every_ledger_key_is_in_one_cluster_slot_on_one_primary() {
     let config = cluster_config();
     let store = RedisStore::open(&config).await.unwrap();
     let a = conformance::record("slot", "sam", Utc::now());
-    store
-        .insert_action(&a, Duration::from_secs(60), Some("x"))
-        .await
-        .unwrap();
+    assert_insert(&store, &a, LONG, Some("x"), Inserted::New).await;
     // Every key the insert wrote lives on the node that owns `{ledger}`; the others hold none.
     let counts: Vec<usize> = Cluster::shared()
         .nodes
@@ -191,13 +188,7 @@ async fn replicas_mode_acknowledges_only_what_a_replica_holds() {
         .await
         .unwrap();
     let a = conformance::record("a", "alice", Utc::now());
-    assert_eq!(
-        store
-            .insert_action(&a, Duration::from_secs(60), None)
-            .await
-            .unwrap(),
-        Inserted::New
-    );
+    assert_insert(&store, &a, LONG, None, Inserted::New).await;
     // Acknowledged means the replica has it.
     let mut rc = replica.client();
     let on_replica: bool = ::redis::cmd("EXISTS")
@@ -218,13 +209,7 @@ async fn replicas_mode_acknowledges_only_what_a_replica_holds() {
     assert!(err.to_string().contains("0 of 1 replicas"), "{err}");
     replica.restart();
     replicas_online(&primary, 1);
-    assert_eq!(
-        store
-            .insert_action(&b, Duration::from_secs(60), None)
-            .await
-            .unwrap(),
-        Inserted::Duplicate
-    );
+    assert_insert(&store, &b, LONG, None, Inserted::Duplicate).await;
 }
 
 /// A primary, its replica and three sentinels (quorum 2) on free ports.
