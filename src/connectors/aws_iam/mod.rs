@@ -186,7 +186,7 @@ impl Connector for AwsIamConnector {
         };
         match self.client.list_groups_for_user(&user).await {
             Ok(names) => Memberships::Groups(names),
-            Err(e) if e.code() == Some("NoSuchEntity") => Memberships::NotFound,
+            Err(e) if e.is_no_such_entity() => Memberships::NotFound,
             Err(e) => Memberships::Unavailable(e.to_string()),
         }
     }

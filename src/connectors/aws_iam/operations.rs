@@ -135,7 +135,7 @@ impl AwsIamConnector {
             match self.client.set_key_status(user, k, false).await {
                 Ok(()) => {}
                 // Deleted in between: it can no longer be used either.
-                Err(e) if e.code() == Some("NoSuchEntity") => {}
+                Err(e) if e.is_no_such_entity() => {}
                 Err(e) => return Ok(OperationResult::with_pre_state(e.outcome(), Some(pre), "")),
             }
         }
@@ -225,7 +225,7 @@ impl AwsIamConnector {
                 .await
             {
                 Ok(()) => {}
-                Err(e) if e.code() == Some("NoSuchEntity") => {}
+                Err(e) if e.is_no_such_entity() => {}
                 Err(e) => return Ok(OperationResult::with_pre_state(e.outcome(), Some(pre), "")),
             }
         }
