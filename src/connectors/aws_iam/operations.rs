@@ -272,12 +272,9 @@ impl AwsIamConnector {
             Operation::DisableAccount => self.disable(&user, req).await,
             Operation::EnableAccount => self.enable(&user, req).await,
             Operation::RevokeSessions => self.revoke_sessions(&user).await,
-            op => Ok(OperationResult::new(
-                Outcome::Failed {
-                    reason: format!("{op} is not supported by aws_iam connectors"),
-                },
-                "",
-            )),
+            op => Ok(OperationResult::failed(format!(
+                "{op} is not supported by aws_iam connectors"
+            ))),
         }
     }
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::client::{IamGroup, ListResponse, decode, encode, parse, parse_error};
 use super::operations::revoke_older_sessions_policy;
 use super::*;
+use crate::connectors::Outcome;
 
 const MINIMAL: &str = r#"
     access_key_id = "env:AWS_KEY"
@@ -36,9 +37,11 @@ fn minimal_config_is_valid_with_defaults() {
 
 #[test]
 fn unknown_keys_and_inline_secrets_are_refused() {
-    assert!(toml::from_str::<AwsIamConfig>(&format!("{MINIMAL}\nbogus = 1")).is_err());
-    let inline = MINIMAL.replace("env:AWS_SECRET", "wJalrXUtnFEMI");
-    assert!(toml::from_str::<AwsIamConfig>(&inline).is_err());
+    crate::connectors::contract::assert_strict_config::<AwsIamConfig>(
+        MINIMAL,
+        "env:AWS_SECRET",
+        "wJalrXUtnFEMI",
+    );
 }
 
 #[test]
