@@ -83,6 +83,16 @@ impl OperationResult {
         Self::with_pre_state(outcome, None, summary)
     }
 
+    /// A terminal failure that changed nothing (an operation not offered, a shutting-down connector).
+    pub(crate) fn failed(reason: impl Into<String>) -> Self {
+        Self::new(
+            Outcome::Failed {
+                reason: reason.into(),
+            },
+            "",
+        )
+    }
+
     /// A result recording `pre_state`, what a reversal needs.
     pub fn with_pre_state(
         outcome: Outcome,
@@ -131,6 +141,28 @@ pub struct CheckReport {
     /// What to do about a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+}
+
+impl CheckReport {
+    /// `connector` passed its preflight: `detail` says what was verified.
+    pub(crate) fn passed(connector: &str, detail: impl Into<String>) -> Self {
+        Self {
+            connector: connector.to_string(),
+            ok: true,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    /// `connector` failed its preflight: `detail` says what failed, `fix` what to do about it.
+    pub(crate) fn failed(connector: &str, detail: impl Into<String>, fix: Option<&str>) -> Self {
+        Self {
+            connector: connector.to_string(),
+            ok: false,
+            detail: detail.into(),
+            fix: fix.map(str::to_string),
+        }
+    }
 }
 
 /// What a target knows of a subject's group memberships (for `[guards] protected_groups`).
@@ -195,6 +227,11 @@ pub trait Connector: Send + Sync {
     }
 }
 
+/// A connector call's limit when the instance sets no `timeout` (every kind).
+pub(crate) fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
 /// The limits every native connector instance has: a call timeout, calls in flight, and an optional
 /// retry budget (absent: `[executor.retry].max_attempts`).
 pub(crate) fn validate_limits(
@@ -222,6 +259,33 @@ pub(crate) fn validate_limits(
             format!("{path}.max_attempts"),
             "must be at least 1 (or omitted to use [executor.retry].max_attempts)",
         ));
+    }
+}
+
+/// Checks every connector kind's unit tests share.
+#[cfg(test)]
+pub(crate) mod contract {
+    /// A config table of kind `T`: `minimal` parses; with an unknown key added, or with its secret
+    /// reference `secret_ref` replaced by the inline value `inline`, it is refused.
+    pub(crate) fn assert_strict_config<T: serde::de::DeserializeOwned>(
+        minimal: &str,
+        secret_ref: &str,
+        inline: &str,
+    ) {
+        assert!(
+            toml::from_str::<T>(minimal).is_ok(),
+            "the minimal config parses"
+        );
+        let unknown = format!("{minimal}\nbogus = 1");
+        assert!(
+            toml::from_str::<T>(&unknown).is_err(),
+            "an unknown key is refused"
+        );
+        let inline = minimal.replace(secret_ref, inline);
+        assert!(
+            toml::from_str::<T>(&inline).is_err(),
+            "an inline secret is refused"
+        );
     }
 }
 

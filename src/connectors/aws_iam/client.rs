@@ -64,17 +64,31 @@ pub struct IamUser {
     pub arn: String,
 }
 
+/// The answer of a `Marker`-paginated list call (`ListAccessKeys`, `ListUserPolicies`,
+/// `ListGroupsForUser`): `<{Action}Response><{Action}Result>…</{Action}Result></{Action}Response>`.
+/// The root element's name is not read; the result's is the call's, hence the aliases.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub(super) struct ListAccessKeysResponse {
-    pub(super) list_access_keys_result: ListAccessKeysResult,
+pub(super) struct ListResponse<T> {
+    #[serde(
+        alias = "ListAccessKeysResult",
+        alias = "ListUserPoliciesResult",
+        alias = "ListGroupsForUserResult"
+    )]
+    pub(super) result: ListResult<T>,
 }
 
+/// One page of a list call: its items, and where the next page starts. The list element is named
+/// after what it lists (`AccessKeyMetadata`, `PolicyNames`, `Groups`), hence the aliases.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct ListAccessKeysResult {
-    #[serde(default)]
-    pub(super) access_key_metadata: Members<AccessKey>,
+pub(super) struct ListResult<T> {
+    #[serde(
+        default = "Members::default",
+        alias = "AccessKeyMetadata",
+        alias = "PolicyNames",
+        alias = "Groups"
+    )]
+    pub(super) items: Members<T>,
     #[serde(default)]
     pub(super) is_truncated: bool,
     #[serde(default)]
@@ -108,45 +122,11 @@ struct GetUserPolicyResult {
     policy_document: String,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListUserPoliciesResponse {
-    list_user_policies_result: ListUserPoliciesResult,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListUserPoliciesResult {
-    #[serde(default)]
-    policy_names: Members<String>,
-    #[serde(default)]
-    is_truncated: bool,
-    #[serde(default)]
-    marker: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListGroupsForUserResponse {
-    list_groups_for_user_result: ListGroupsForUserResult,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListGroupsForUserResult {
-    #[serde(default)]
-    groups: Members<IamGroup>,
-    #[serde(default)]
-    is_truncated: bool,
-    #[serde(default)]
-    marker: Option<String>,
-}
-
 /// An IAM group as `ListGroupsForUser` describes it (only its name is read).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct IamGroup {
-    group_name: String,
+pub(super) struct IamGroup {
+    pub(super) group_name: String,
 }
 
 /// The first `<Code>` and `<Message>` anywhere in an error document. IAM nests them in
@@ -197,13 +177,6 @@ pub(super) fn parse<T: for<'de> Deserialize<'de>>(
 }
 
 // ---- the signed client ---------------------------------------------------------------------------
-
-/// One page of a list call: its items, and where the next page starts.
-struct Page<T> {
-    items: Vec<T>,
-    is_truncated: bool,
-    marker: Option<String>,
-}
 
 /// A SigV4-signing IAM Query API client. Public so operators' tooling and the integration tests can
 /// make the same signed calls the connector makes.
@@ -334,25 +307,40 @@ impl IamClient {
         })
     }
 
-    /// `GetUser`; `None` when IAM says `NoSuchEntity`.
-    pub async fn get_user(&self, user: &str) -> Result<Option<IamUser>, IamError> {
-        match self.call("GetUser", &[("UserName", user)]).await {
-            Ok(body) => Ok(Some(
-                parse::<GetUserResponse>("GetUser", &body)?
-                    .get_user_result
-                    .user,
-            )),
-            Err(e) if e.code() == Some("NoSuchEntity") => Ok(None),
+    /// [`call`](Self::call), with IAM's `NoSuchEntity` (no such user, key, policy or login profile)
+    /// as `None`.
+    async fn call_if_exists(
+        &self,
+        action: &'static str,
+        params: &[(&str, &str)],
+    ) -> Result<Option<String>, IamError> {
+        match self.call(action, params).await {
+            Ok(body) => Ok(Some(body)),
+            Err(e) if e.is_no_such_entity() => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// Every item of the `Marker`-paginated list `action` for `user`: `page` reads one answer.
-    async fn list_all<T>(
+    /// `GetUser`; `None` when IAM says `NoSuchEntity`.
+    pub async fn get_user(&self, user: &str) -> Result<Option<IamUser>, IamError> {
+        let Some(body) = self
+            .call_if_exists("GetUser", &[("UserName", user)])
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(
+            parse::<GetUserResponse>("GetUser", &body)?
+                .get_user_result
+                .user,
+        ))
+    }
+
+    /// Every item of the `Marker`-paginated list `action` for `user`.
+    async fn list_all<T: for<'de> Deserialize<'de>>(
         &self,
         action: &'static str,
         user: &str,
-        page: impl Fn(&str) -> Result<Page<T>, IamError>,
     ) -> Result<Vec<T>, IamError> {
         let mut items = Vec::new();
         let mut marker: Option<String> = None;
@@ -361,9 +349,9 @@ impl IamClient {
             if let Some(m) = marker.as_deref() {
                 params.push(("Marker", m));
             }
-            let p = page(&self.call(action, &params).await?)?;
-            items.extend(p.items);
-            match (p.is_truncated, p.marker) {
+            let page = parse::<ListResponse<T>>(action, &self.call(action, &params).await?)?.result;
+            items.extend(page.items.member);
+            match (page.is_truncated, page.marker) {
                 (true, Some(m)) if !m.is_empty() => marker = Some(m),
                 _ => return Ok(items),
             }
@@ -376,44 +364,18 @@ impl IamClient {
 
     /// Every access key of `user` (`ListAccessKeys`, following `Marker`).
     pub async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKey>, IamError> {
-        self.list_all("ListAccessKeys", user, |body| {
-            let p =
-                parse::<ListAccessKeysResponse>("ListAccessKeys", body)?.list_access_keys_result;
-            Ok(Page {
-                items: p.access_key_metadata.member,
-                is_truncated: p.is_truncated,
-                marker: p.marker,
-            })
-        })
-        .await
+        self.list_all("ListAccessKeys", user).await
     }
 
     /// Names of `user`'s inline policies (`ListUserPolicies`, following `Marker`).
     pub async fn list_user_policies(&self, user: &str) -> Result<Vec<String>, IamError> {
-        self.list_all("ListUserPolicies", user, |body| {
-            let p = parse::<ListUserPoliciesResponse>("ListUserPolicies", body)?
-                .list_user_policies_result;
-            Ok(Page {
-                items: p.policy_names.member,
-                is_truncated: p.is_truncated,
-                marker: p.marker,
-            })
-        })
-        .await
+        self.list_all("ListUserPolicies", user).await
     }
 
     /// Names of the IAM groups `user` belongs to (`ListGroupsForUser`, following `Marker`).
     pub async fn list_groups_for_user(&self, user: &str) -> Result<Vec<String>, IamError> {
-        self.list_all("ListGroupsForUser", user, |body| {
-            let p = parse::<ListGroupsForUserResponse>("ListGroupsForUser", body)?
-                .list_groups_for_user_result;
-            Ok(Page {
-                items: p.groups.member.into_iter().map(|g| g.group_name).collect(),
-                is_truncated: p.is_truncated,
-                marker: p.marker,
-            })
-        })
-        .await
+        let groups: Vec<IamGroup> = self.list_all("ListGroupsForUser", user).await?;
+        Ok(groups.into_iter().map(|g| g.group_name).collect())
     }
 
     /// The inline policy document `name` of `user` (URL-decoded), `None` if absent.
@@ -422,33 +384,27 @@ impl IamClient {
         user: &str,
         name: &str,
     ) -> Result<Option<String>, IamError> {
-        match self
-            .call("GetUserPolicy", &[("UserName", user), ("PolicyName", name)])
-            .await
-        {
-            Ok(body) => {
-                let doc = parse::<GetUserPolicyResponse>("GetUserPolicy", &body)?
-                    .get_user_policy_result
-                    .policy_document;
-                let doc = doc.trim();
-                Ok(Some(if doc.starts_with('{') {
-                    doc.to_string()
-                } else {
-                    decode(doc)
-                }))
-            }
-            Err(e) if e.code() == Some("NoSuchEntity") => Ok(None),
-            Err(e) => Err(e),
-        }
+        let params = [("UserName", user), ("PolicyName", name)];
+        let Some(body) = self.call_if_exists("GetUserPolicy", &params).await? else {
+            return Ok(None);
+        };
+        let doc = parse::<GetUserPolicyResponse>("GetUserPolicy", &body)?
+            .get_user_policy_result
+            .policy_document;
+        let doc = doc.trim();
+        Ok(Some(if doc.starts_with('{') {
+            doc.to_string()
+        } else {
+            decode(doc)
+        }))
     }
 
     /// Whether `user` has a console password (`GetLoginProfile`).
     pub async fn has_login_profile(&self, user: &str) -> Result<bool, IamError> {
-        match self.call("GetLoginProfile", &[("UserName", user)]).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("NoSuchEntity") => Ok(false),
-            Err(e) => Err(e),
-        }
+        let found = self
+            .call_if_exists("GetLoginProfile", &[("UserName", user)])
+            .await?;
+        Ok(found.is_some())
     }
 
     /// `UpdateAccessKey` to `Active` or `Inactive`.
@@ -492,25 +448,16 @@ impl IamClient {
 
     /// `DeleteUserPolicy`; `false` when it was not there.
     pub async fn delete_user_policy(&self, user: &str, name: &str) -> Result<bool, IamError> {
-        match self
-            .call(
-                "DeleteUserPolicy",
-                &[("UserName", user), ("PolicyName", name)],
-            )
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("NoSuchEntity") => Ok(false),
-            Err(e) => Err(e),
-        }
+        let params = [("UserName", user), ("PolicyName", name)];
+        let found = self.call_if_exists("DeleteUserPolicy", &params).await?;
+        Ok(found.is_some())
     }
 
     /// `DeleteLoginProfile`; `false` when there was none.
     pub async fn delete_login_profile(&self, user: &str) -> Result<bool, IamError> {
-        match self.call("DeleteLoginProfile", &[("UserName", user)]).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("NoSuchEntity") => Ok(false),
-            Err(e) => Err(e),
-        }
+        let found = self
+            .call_if_exists("DeleteLoginProfile", &[("UserName", user)])
+            .await?;
+        Ok(found.is_some())
     }
 }

@@ -26,7 +26,10 @@ pub struct AwsIamConfig {
     #[serde(default)]
     pub session_token: Option<SecretRef>,
     /// Limit for each IAM request.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "crate::connectors::default_timeout",
+        with = "humantime_serde"
+    )]
     pub timeout: Duration,
     /// Calls in flight at once (also the executor's lane width). IAM throttles per account: keep it low.
     #[serde(default = "default_concurrency")]
@@ -42,10 +45,6 @@ fn default_endpoint() -> String {
 
 fn default_region() -> String {
     "us-east-1".to_string()
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
 }
 
 fn default_concurrency() -> usize {

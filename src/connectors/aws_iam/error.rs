@@ -61,6 +61,11 @@ impl IamError {
         }
     }
 
+    /// Whether IAM said the user, key, policy or login profile does not exist (`NoSuchEntity`).
+    pub fn is_no_such_entity(&self) -> bool {
+        self.code() == Some("NoSuchEntity")
+    }
+
     /// Whether trying again later may succeed: throttling, 5xx, lost connections, timeouts.
     /// Credentials, permissions and validation errors do not heal.
     pub fn is_retryable(&self) -> bool {

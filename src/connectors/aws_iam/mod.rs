@@ -46,8 +46,7 @@ use async_trait::async_trait;
 use tokio::sync::Semaphore;
 
 use super::{
-    CheckReport, Connector, Memberships, Operation, OperationRequest, OperationResult, Outcome,
-    Resolution,
+    CheckReport, Connector, Memberships, Operation, OperationRequest, OperationResult, Resolution,
 };
 use crate::config::{Problem, SecretRef};
 
@@ -136,23 +135,13 @@ impl Connector for AwsIamConnector {
 
     async fn execute(&self, request: &OperationRequest) -> OperationResult {
         if !self.supports(request.operation) {
-            return OperationResult::new(
-                Outcome::Failed {
-                    reason: format!(
-                        "{} is not supported by the aws_iam connector `{}`",
-                        request.operation, self.name
-                    ),
-                },
-                "",
-            );
+            return OperationResult::failed(format!(
+                "{} is not supported by the aws_iam connector `{}`",
+                request.operation, self.name
+            ));
         }
         let Ok(_permit) = self.permits.acquire().await else {
-            return OperationResult::new(
-                Outcome::Failed {
-                    reason: "connector is shutting down".into(),
-                },
-                "",
-            );
+            return OperationResult::failed("connector is shutting down");
         };
         self.run(request)
             .await
@@ -163,8 +152,6 @@ impl Connector for AwsIamConnector {
         true
     }
 
-    /// Read-only: the names of the IAM groups the user is in (`ListGroupsForUser`, every page), for
-    /// `[guards] protected_groups`. A user IAM does not know is in no group here.
     /// The IAM user name the action would act on, derived without a call (IAM names users by
     /// name; a user ARN names its user by its last path segment).
     async fn resolve_account(&self, subject: &str) -> Resolution {
@@ -175,6 +162,8 @@ impl Connector for AwsIamConnector {
         }
     }
 
+    /// Read-only: the names of the IAM groups the user is in (`ListGroupsForUser`, every page), for
+    /// `[guards] protected_groups`. A user IAM does not know is in no group here.
     async fn group_memberships(&self, subject: &str) -> Memberships {
         let user = match user_name_of(subject) {
             Ok(u) => u,
@@ -186,7 +175,7 @@ impl Connector for AwsIamConnector {
         };
         match self.client.list_groups_for_user(&user).await {
             Ok(names) => Memberships::Groups(names),
-            Err(e) if e.code() == Some("NoSuchEntity") => Memberships::NotFound,
+            Err(e) if e.is_no_such_entity() => Memberships::NotFound,
             Err(e) => Memberships::Unavailable(e.to_string()),
         }
     }
@@ -194,22 +183,15 @@ impl Connector for AwsIamConnector {
     /// Read-only: `GetUser` on a user name nobody has. `NoSuchEntity` proves the endpoint is reachable,
     /// the signature and key are accepted, and `iam:GetUser` is granted on users.
     async fn check(&self) -> CheckReport {
-        let report = |ok: bool, detail: String, fix: Option<&str>| CheckReport {
-            connector: self.name.clone(),
-            ok,
-            detail,
-            fix: fix.map(str::to_string),
-        };
         match self.client.get_user("deprovd-preflight-probe").await {
-            Ok(_) => report(
-                true,
+            Ok(_) => CheckReport::passed(
+                &self.name,
                 format!(
                     "{}: credentials accepted, iam:GetUser permitted (write permissions cannot be checked without writing)",
                     self.client.endpoint
                 ),
-                None,
             ),
-            Err(e) => report(false, e.to_string(), e.fix()),
+            Err(e) => CheckReport::failed(&self.name, e.to_string(), e.fix()),
         }
     }
 }

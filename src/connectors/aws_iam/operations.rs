@@ -135,7 +135,7 @@ impl AwsIamConnector {
             match self.client.set_key_status(user, k, false).await {
                 Ok(()) => {}
                 // Deleted in between: it can no longer be used either.
-                Err(e) if e.code() == Some("NoSuchEntity") => {}
+                Err(e) if e.is_no_such_entity() => {}
                 Err(e) => return Ok(OperationResult::with_pre_state(e.outcome(), Some(pre), "")),
             }
         }
@@ -225,7 +225,7 @@ impl AwsIamConnector {
                 .await
             {
                 Ok(()) => {}
-                Err(e) if e.code() == Some("NoSuchEntity") => {}
+                Err(e) if e.is_no_such_entity() => {}
                 Err(e) => return Ok(OperationResult::with_pre_state(e.outcome(), Some(pre), "")),
             }
         }
@@ -272,12 +272,9 @@ impl AwsIamConnector {
             Operation::DisableAccount => self.disable(&user, req).await,
             Operation::EnableAccount => self.enable(&user, req).await,
             Operation::RevokeSessions => self.revoke_sessions(&user).await,
-            op => Ok(OperationResult::new(
-                Outcome::Failed {
-                    reason: format!("{op} is not supported by aws_iam connectors"),
-                },
-                "",
-            )),
+            op => Ok(OperationResult::failed(format!(
+                "{op} is not supported by aws_iam connectors"
+            ))),
         }
     }
 }

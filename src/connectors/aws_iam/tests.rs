@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::client::{ListAccessKeysResponse, decode, encode, parse, parse_error};
+use super::client::{IamGroup, ListResponse, decode, encode, parse, parse_error};
 use super::operations::revoke_older_sessions_policy;
 use super::*;
+use crate::connectors::Outcome;
 
 const MINIMAL: &str = r#"
     access_key_id = "env:AWS_KEY"
@@ -36,9 +37,11 @@ fn minimal_config_is_valid_with_defaults() {
 
 #[test]
 fn unknown_keys_and_inline_secrets_are_refused() {
-    assert!(toml::from_str::<AwsIamConfig>(&format!("{MINIMAL}\nbogus = 1")).is_err());
-    let inline = MINIMAL.replace("env:AWS_SECRET", "wJalrXUtnFEMI");
-    assert!(toml::from_str::<AwsIamConfig>(&inline).is_err());
+    crate::connectors::contract::assert_strict_config::<AwsIamConfig>(
+        MINIMAL,
+        "env:AWS_SECRET",
+        "wJalrXUtnFEMI",
+    );
 }
 
 #[test]
@@ -132,21 +135,34 @@ fn iam_responses_parse() {
       </ListAccessKeysResult>
       <ResponseMetadata><RequestId>r</RequestId></ResponseMetadata>
     </ListAccessKeysResponse>"#;
-    let r = parse::<ListAccessKeysResponse>("ListAccessKeys", body)
+    let r = parse::<ListResponse<AccessKey>>("ListAccessKeys", body)
         .unwrap()
-        .list_access_keys_result;
-    assert_eq!(r.access_key_metadata.member.len(), 2);
-    assert!(r.access_key_metadata.member[0].is_active());
-    assert!(!r.access_key_metadata.member[1].is_active());
+        .result;
+    assert_eq!(r.items.member.len(), 2);
+    assert!(r.items.member[0].is_active());
+    assert!(!r.items.member[1].is_active());
     assert!(r.is_truncated);
     assert_eq!(r.marker.as_deref(), Some("next"));
 
     let empty = r#"<ListAccessKeysResponse><ListAccessKeysResult><AccessKeyMetadata/><IsTruncated>false</IsTruncated></ListAccessKeysResult></ListAccessKeysResponse>"#;
-    let r = parse::<ListAccessKeysResponse>("ListAccessKeys", empty)
+    let r = parse::<ListResponse<AccessKey>>("ListAccessKeys", empty)
         .unwrap()
-        .list_access_keys_result;
-    assert!(r.access_key_metadata.member.is_empty());
+        .result;
+    assert!(r.items.member.is_empty());
     assert!(!r.is_truncated);
+
+    // The other list calls name their result and list elements after themselves.
+    let policies = r#"<ListUserPoliciesResponse><ListUserPoliciesResult><PolicyNames><member>deprovd-deny-all</member></PolicyNames><IsTruncated>false</IsTruncated></ListUserPoliciesResult></ListUserPoliciesResponse>"#;
+    let r = parse::<ListResponse<String>>("ListUserPolicies", policies)
+        .unwrap()
+        .result;
+    assert_eq!(r.items.member, ["deprovd-deny-all"]);
+    let groups = r#"<ListGroupsForUserResponse><ListGroupsForUserResult><Groups><member><GroupName>admins</GroupName><Arn>arn:aws:iam::1:group/admins</Arn></member></Groups><IsTruncated>true</IsTruncated><Marker>m2</Marker></ListGroupsForUserResult></ListGroupsForUserResponse>"#;
+    let r = parse::<ListResponse<IamGroup>>("ListGroupsForUser", groups)
+        .unwrap()
+        .result;
+    assert_eq!(r.items.member[0].group_name, "admins");
+    assert_eq!(r.marker.as_deref(), Some("m2"));
 }
 
 #[test]

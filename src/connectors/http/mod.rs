@@ -85,7 +85,10 @@ pub struct ConnectorConfig {
     #[serde(default)]
     pub vars: BTreeMap<String, Value>,
     /// Per HTTP request.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "crate::connectors::default_timeout",
+        with = "humantime_serde"
+    )]
     pub timeout: Duration,
     /// Operations in flight at once against this instance.
     #[serde(default = "default_concurrency")]
@@ -118,9 +121,6 @@ pub struct EndpointConfig {
     pub auth: Option<AuthConfig>,
 }
 
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
-}
 fn default_concurrency() -> usize {
     8
 }

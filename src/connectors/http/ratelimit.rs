@@ -308,10 +308,14 @@ mod tests {
     use reqwest::header::HeaderValue;
 
     fn gate(min_remaining: u64) -> RateGate {
-        let spec = RateLimitSpec {
+        gate_of(RateLimitSpec {
             min_remaining,
             ..RateLimitSpec::default()
-        };
+        })
+    }
+
+    /// The gate of a spec that compiles without problems.
+    fn gate_of(spec: RateLimitSpec) -> RateGate {
         RateGate::new(spec.compile("rate_limit", &mut Vec::new()).expect("policy"))
     }
 
@@ -326,6 +330,17 @@ mod tests {
     /// A 200 carrying `pairs`, seen at `now`.
     fn observe_ok(g: &RateGate, now: Instant, pairs: &[(&'static str, &str)]) {
         g.observe(StatusCode::OK, &headers(pairs), now, SystemTime::now());
+    }
+
+    /// What `g` answers after a 200 whose default-named headers announce an exhausted budget
+    /// (reset in 9 s).
+    fn admit_after_default_headers(g: &RateGate, now: Instant) -> Admission {
+        observe_ok(
+            g,
+            now,
+            &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "9")],
+        );
+        g.admit(now)
     }
 
     #[tokio::test(start_paused = true)]
@@ -462,15 +477,13 @@ mod tests {
             "remaining_headers: [X-Budget-Left]\nreset_headers: [X-Budget-Reset]\n",
         )
         .expect("parses");
-        let g = RateGate::new(spec.compile("r", &mut Vec::new()).expect("policy"));
+        let g = gate_of(spec);
         let now = Instant::now();
         // The default names are not read any more …
-        observe_ok(
-            &g,
-            now,
-            &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "9")],
+        assert_eq!(
+            admit_after_default_headers(&g, now),
+            Admission::After(Duration::ZERO)
         );
-        assert_eq!(g.admit(now), Admission::After(Duration::ZERO));
         // … the configured ones are.
         observe_ok(&g, now, &[("x-budget-left", "0"), ("x-budget-reset", "9")]);
         assert_eq!(g.admit(now), Admission::After(Duration::from_secs(9)));
@@ -482,13 +495,9 @@ mod tests {
             enabled: false,
             ..RateLimitSpec::default()
         };
-        let g = RateGate::new(spec.compile("r", &mut Vec::new()).expect("policy"));
-        let now = Instant::now();
-        observe_ok(
-            &g,
-            now,
-            &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "9")],
+        assert_eq!(
+            admit_after_default_headers(&gate_of(spec), Instant::now()),
+            Admission::After(Duration::ZERO)
         );
-        assert_eq!(g.admit(now), Admission::After(Duration::ZERO));
     }
 }

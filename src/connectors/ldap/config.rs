@@ -69,7 +69,10 @@ pub struct LdapConfig {
     #[serde(default)]
     pub allow_plaintext: bool,
     /// Limit for connecting and for each LDAP request.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "crate::connectors::default_timeout",
+        with = "humantime_serde"
+    )]
     pub timeout: Duration,
     /// Concurrent connections to the server at most (also the executor's lane width).
     #[serde(default = "default_concurrency")]
@@ -77,10 +80,6 @@ pub struct LdapConfig {
     /// Retry budget; falls back to `[executor.retry].max_attempts`.
     #[serde(default)]
     pub max_attempts: Option<u32>,
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
 }
 
 fn default_concurrency() -> usize {

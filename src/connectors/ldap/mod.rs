@@ -68,7 +68,6 @@ use super::{
 use crate::config::Problem;
 use client::tls_config_trusting;
 use config::render_filter;
-use operations::failed;
 
 pub use config::{LdapConfig, LdapFlavor};
 use error::LdapConfigError;
@@ -165,7 +164,7 @@ impl Connector for LdapConnector {
 
     async fn execute(&self, request: &OperationRequest) -> OperationResult {
         if !self.supports(request.operation) {
-            return failed(format!(
+            return OperationResult::failed(format!(
                 "{} is not supported by the {} connector `{}` (LDAP has no sessions to revoke; use the IdP's connector)",
                 request.operation,
                 self.flavor.type_name(),
@@ -173,7 +172,7 @@ impl Connector for LdapConnector {
             ));
         }
         let Ok(_permit) = self.permits.acquire().await else {
-            return failed("connector is shutting down");
+            return OperationResult::failed("connector is shutting down");
         };
         let mut ldap = match self.session().await {
             Ok(l) => l,
@@ -263,15 +262,11 @@ impl Connector for LdapConnector {
     }
 
     async fn check(&self) -> CheckReport {
-        let report = |ok: bool, detail: String, fix: Option<&str>| CheckReport {
-            connector: self.name.clone(),
-            ok,
-            detail,
-            fix: fix.map(str::to_string),
-        };
+        let failed =
+            |detail: String, fix: Option<&str>| CheckReport::failed(&self.name, detail, fix);
         let mut ldap = match self.session().await {
             Ok(l) => l,
-            Err(e) => return report(false, e.to_string(), e.fix()),
+            Err(e) => return failed(e.to_string(), e.fix()),
         };
         let mut bases = vec![self.cfg.base_dn.as_str()];
         if self.group_base_dn != self.cfg.base_dn {
@@ -284,8 +279,7 @@ impl Connector for LdapConnector {
             {
                 Ok(found) if found.is_empty() => {
                     let _ = ldap.unbind().await;
-                    return report(
-                        false,
+                    return failed(
                         format!("`{base}` is not visible to {}", self.cfg.bind_dn),
                         Some("grant the bind DN read on the entry (see docs/connectors/ldap.md)"),
                     );
@@ -293,7 +287,7 @@ impl Connector for LdapConnector {
                 Ok(_) => {}
                 Err(e) => {
                     let _ = ldap.unbind().await;
-                    return report(false, e.to_string(), e.fix());
+                    return failed(e.to_string(), e.fix());
                 }
             }
         }
@@ -303,15 +297,14 @@ impl Connector for LdapConnector {
             .await;
         let _ = ldap.unbind().await;
         match probe {
-            Ok(_) => report(
-                true,
+            Ok(_) => CheckReport::passed(
+                &self.name,
                 format!(
                     "bound as {}; {} and {} readable; user_filter accepted (write permission cannot be checked without writing)",
                     self.cfg.bind_dn, self.cfg.base_dn, self.group_base_dn
                 ),
-                None,
             ),
-            Err(e) => report(false, e.to_string(), e.fix()),
+            Err(e) => failed(e.to_string(), e.fix()),
         }
     }
 }

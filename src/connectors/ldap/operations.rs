@@ -47,15 +47,6 @@ pub(super) struct Membership {
     value: String,
 }
 
-pub(super) fn failed(reason: impl Into<String>) -> OperationResult {
-    OperationResult::new(
-        Outcome::Failed {
-            reason: reason.into(),
-        },
-        "",
-    )
-}
-
 impl LdapConnector {
     /// Resolve the subject to exactly one entry, or none.
     pub(super) async fn find_user(
@@ -112,7 +103,11 @@ impl LdapConnector {
             (Operation::RestoreGroupMemberships, _) => {
                 return self.restore_groups(ldap, req).await;
             }
-            (op, _) => return failed(format!("{op} is not supported by LDAP connectors")),
+            (op, _) => {
+                return OperationResult::failed(format!(
+                    "{op} is not supported by LDAP connectors"
+                ));
+            }
         };
         r.unwrap_or_else(|e| OperationResult::new(e.outcome(), ""))
     }
@@ -350,7 +345,7 @@ impl LdapConnector {
             Err(e) => return OperationResult::new(e.outcome(), ""),
         };
         let Some(pre) = req.pre_state.as_ref() else {
-            return failed(
+            return OperationResult::failed(
                 "restore_group_memberships needs the pre-state recorded by remove_group_memberships",
             );
         };

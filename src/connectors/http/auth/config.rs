@@ -28,31 +28,8 @@ pub enum AuthConfig {
     /// Okta API token: `Authorization: SSWS <token>`.
     Ssws { token: SecretRef },
     /// OAuth 2.0 client credentials grant (RFC 6749 §4.4): Microsoft identity platform (Entra / Graph),
-    /// Okta OAuth service apps. Exactly one of `client_secret` and `private_key`.
-    Oauth2 {
-        /// Token endpoint (`https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`,
-        /// `https://<org>.okta.com/oauth2/v1/token`).
-        token_url: String,
-        client_id: String,
-        /// Sent space-separated as `scope`; omitted when empty.
-        #[serde(default)]
-        scopes: Vec<String>,
-        #[serde(default)]
-        client_secret: Option<SecretRef>,
-        /// PEM private key (PKCS#8 or PKCS#1 RSA) for `private_key_jwt`.
-        #[serde(default)]
-        private_key: Option<SecretRef>,
-        /// `kid` of the assertion header: the key's id as registered with the IdP (Okta requires it).
-        #[serde(default)]
-        key_id: Option<String>,
-        /// `x5t#S256` of the assertion header: base64url SHA-256 thumbprint of the certificate uploaded to
-        /// an Entra app registration (Entra finds the key by it).
-        #[serde(default)]
-        certificate_thumbprint: Option<String>,
-        /// Overrides the default method (`client_secret_post`, or `private_key_jwt` with a key).
-        #[serde(default)]
-        client_auth: Option<ClientAuthMethod>,
-    },
+    /// Okta OAuth service apps.
+    Oauth2(Oauth2Config),
     /// Google service account with domain-wide delegation: an RS256 JWT assertion (RFC 7523) for
     /// `subject`, the Workspace admin the account acts as.
     GoogleServiceAccount {
@@ -65,6 +42,35 @@ pub enum AuthConfig {
         #[serde(default)]
         token_url: Option<String>,
     },
+}
+
+/// `auth = { scheme = "oauth2", … }`: the client credentials grant. Exactly one of `client_secret` and
+/// `private_key`.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Oauth2Config {
+    /// Token endpoint (`https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`,
+    /// `https://<org>.okta.com/oauth2/v1/token`).
+    pub token_url: String,
+    pub client_id: String,
+    /// Sent space-separated as `scope`; omitted when empty.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub client_secret: Option<SecretRef>,
+    /// PEM private key (PKCS#8 or PKCS#1 RSA) for `private_key_jwt`.
+    #[serde(default)]
+    pub private_key: Option<SecretRef>,
+    /// `kid` of the assertion header: the key's id as registered with the IdP (Okta requires it).
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// `x5t#S256` of the assertion header: base64url SHA-256 thumbprint of the certificate uploaded to
+    /// an Entra app registration (Entra finds the key by it).
+    #[serde(default)]
+    pub certificate_thumbprint: Option<String>,
+    /// Overrides the default method (`client_secret_post`, or `private_key_jwt` with a key).
+    #[serde(default)]
+    pub client_auth: Option<ClientAuthMethod>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -132,16 +138,6 @@ impl AuthConfig {
 
     /// Pure checks (no secret is read): header names, URLs, the combination of oauth2 fields.
     pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
-        let scopes_ok = |scopes: &[String], problems: &mut Vec<Problem>| {
-            for (i, s) in scopes.iter().enumerate() {
-                if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    problems.push(Problem::new(
-                        format!("{path}.scopes[{i}]"),
-                        "a scope must be non-empty and contain no spaces (give one per list item)",
-                    ));
-                }
-            }
-        };
         match self {
             AuthConfig::Header { name, .. } if HeaderName::from_bytes(name.as_bytes()).is_err() => {
                 problems.push(Problem::new(
@@ -155,55 +151,7 @@ impl AuthConfig {
                     "a basic-auth username must be non-empty and contain no `:`",
                 ));
             }
-            AuthConfig::Oauth2 {
-                token_url,
-                client_id,
-                scopes,
-                client_secret,
-                private_key,
-                key_id,
-                certificate_thumbprint,
-                client_auth,
-            } => {
-                if let Err(m) = check_credential_url(token_url) {
-                    problems.push(Problem::new(format!("{path}.token_url"), m.to_string()));
-                }
-                if client_id.trim().is_empty() {
-                    problems.push(Problem::new(
-                        format!("{path}.client_id"),
-                        "must not be empty",
-                    ));
-                }
-                scopes_ok(scopes, problems);
-                match (client_secret, private_key) {
-                    (Some(_), Some(_)) | (None, None) => problems.push(Problem::new(
-                        path.to_string(),
-                        "give exactly one of `client_secret` (client_secret_post/basic) or `private_key` (private_key_jwt)",
-                    )),
-                    (Some(_), None) => {
-                        if key_id.is_some() || certificate_thumbprint.is_some() {
-                            problems.push(Problem::new(
-                                format!("{path}.key_id"),
-                                "`key_id` and `certificate_thumbprint` only apply with `private_key`",
-                            ));
-                        }
-                        if *client_auth == Some(ClientAuthMethod::PrivateKeyJwt) {
-                            problems.push(Problem::new(
-                                format!("{path}.client_auth"),
-                                "private_key_jwt needs `private_key`, not `client_secret`",
-                            ));
-                        }
-                    }
-                    (None, Some(_)) => {
-                        if client_auth.is_some_and(|m| m != ClientAuthMethod::PrivateKeyJwt) {
-                            problems.push(Problem::new(
-                                format!("{path}.client_auth"),
-                                "a `private_key` is used with private_key_jwt only",
-                            ));
-                        }
-                    }
-                }
-            }
+            AuthConfig::Oauth2(oauth2) => oauth2.validate(path, problems),
             AuthConfig::GoogleServiceAccount {
                 subject,
                 scopes,
@@ -222,7 +170,7 @@ impl AuthConfig {
                         "list the OAuth scopes granted to the service account's client id",
                     ));
                 }
-                scopes_ok(scopes, problems);
+                check_scopes(path, scopes, problems);
                 if let Some(Err(m)) = token_url.as_deref().map(check_credential_url) {
                     problems.push(Problem::new(format!("{path}.token_url"), m.to_string()));
                 }
@@ -234,48 +182,17 @@ impl AuthConfig {
     /// Read the secrets now (at build time) so a missing one (or an unparsable key) fails startup, not the
     /// first containment.
     pub fn resolve(&self) -> Result<Auth, AuthError> {
-        fn read(r: &SecretRef) -> Result<SecretString, AuthError> {
-            r.resolve().map_err(|reason| AuthError::Secret {
-                reference: r.to_string(),
-                reason,
-            })
-        }
-        fn header_value(s: &str, what: &'static str) -> Result<HeaderValue, AuthError> {
-            let mut v = HeaderValue::from_str(s).map_err(|_| AuthError::InvalidHeader {
-                what,
-                part: "value",
-            })?;
-            v.set_sensitive(true);
-            Ok(v)
-        }
-        fn url(u: &str, what: &str) -> Result<reqwest::Url, AuthError> {
-            check_credential_url(u).map_err(|reason| AuthError::Url {
-                what: what.to_string(),
-                reason,
-            })
-        }
-        let scope = |scopes: &[String]| (!scopes.is_empty()).then(|| scopes.join(" "));
         Ok(match self {
             AuthConfig::None => Auth::None,
             AuthConfig::Bearer { token } => {
                 let token = read(token)?;
-                let value =
-                    header_value(&format!("Bearer {}", token.expose_secret()), "the token")?;
-                Auth::Header {
-                    name: AUTHORIZATION,
-                    value,
-                    secret: token,
-                }
+                authorization(bearer(&token)?, token)
             }
             AuthConfig::Ssws { token } => {
                 let token = read(token)?;
                 let value =
                     header_value(&format!("SSWS {}", token.expose_secret()), "the API token")?;
-                Auth::Header {
-                    name: AUTHORIZATION,
-                    value,
-                    secret: token,
-                }
+                authorization(value, token)
             }
             AuthConfig::Basic { username, password } => {
                 let password = read(password)?;
@@ -284,11 +201,7 @@ impl AuthConfig {
                     &format!("Basic {}", base64_encode(raw.as_bytes())),
                     "the password",
                 )?;
-                Auth::Header {
-                    name: AUTHORIZATION,
-                    value,
-                    secret: password,
-                }
+                authorization(value, password)
             }
             AuthConfig::Header { name, value } => {
                 let key = read(value)?;
@@ -305,15 +218,14 @@ impl AuthConfig {
                     secret: key,
                 }
             }
-            AuthConfig::Hmac { secret, bearer } => {
-                let bearer = match bearer {
+            AuthConfig::Hmac {
+                secret,
+                bearer: token,
+            } => {
+                let bearer = match token {
                     Some(r) => {
                         let token = read(r)?;
-                        let v = header_value(
-                            &format!("Bearer {}", token.expose_secret()),
-                            "the token",
-                        )?;
-                        Some((v, token))
+                        Some((bearer(&token)?, token))
                     }
                     None => None,
                 };
@@ -322,51 +234,7 @@ impl AuthConfig {
                     bearer,
                 }
             }
-            AuthConfig::Oauth2 {
-                token_url,
-                client_id,
-                scopes,
-                client_secret,
-                private_key,
-                key_id,
-                certificate_thumbprint,
-                client_auth,
-            } => {
-                let token_url = url(token_url, "oauth2 token_url")?;
-                let grant = match (client_secret, private_key) {
-                    (Some(secret), None) => Grant::ClientSecret {
-                        client_id: client_id.clone(),
-                        secret: read(secret)?,
-                        basic: *client_auth == Some(ClientAuthMethod::ClientSecretBasic),
-                        scope: scope(scopes),
-                    },
-                    (None, Some(key_ref)) => {
-                        let pem = read(key_ref)?;
-                        let key =
-                            jsonwebtoken::EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes())
-                                .map_err(|e| AuthError::Key {
-                                    what: format!("oauth2 private_key {key_ref}"),
-                                    reason: format!("not an RSA private key in PEM form ({e})"),
-                                })?;
-                        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-                        header.kid = key_id.clone();
-                        header.x5t_s256 = certificate_thumbprint.clone();
-                        Grant::PrivateKeyJwt {
-                            client_id: client_id.clone(),
-                            key: Box::new(key),
-                            header,
-                            scope: scope(scopes),
-                        }
-                    }
-                    _ => {
-                        return Err(AuthError::Key {
-                            what: "oauth2".into(),
-                            reason: "give exactly one of `client_secret` or `private_key`".into(),
-                        });
-                    }
-                };
-                Auth::Token(Box::new(TokenSource::new(grant, token_url)))
-            }
+            AuthConfig::Oauth2(oauth2) => oauth2.resolve()?,
             AuthConfig::GoogleServiceAccount {
                 key,
                 subject,
@@ -422,6 +290,143 @@ impl AuthConfig {
             }
         })
     }
+}
+
+impl Oauth2Config {
+    /// See [`AuthConfig::validate`].
+    fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+        if let Err(m) = check_credential_url(&self.token_url) {
+            problems.push(Problem::new(format!("{path}.token_url"), m.to_string()));
+        }
+        if self.client_id.trim().is_empty() {
+            problems.push(Problem::new(
+                format!("{path}.client_id"),
+                "must not be empty",
+            ));
+        }
+        check_scopes(path, &self.scopes, problems);
+        match (&self.client_secret, &self.private_key) {
+            (Some(_), Some(_)) | (None, None) => problems.push(Problem::new(
+                path.to_string(),
+                "give exactly one of `client_secret` (client_secret_post/basic) or `private_key` (private_key_jwt)",
+            )),
+            (Some(_), None) => {
+                if self.key_id.is_some() || self.certificate_thumbprint.is_some() {
+                    problems.push(Problem::new(
+                        format!("{path}.key_id"),
+                        "`key_id` and `certificate_thumbprint` only apply with `private_key`",
+                    ));
+                }
+                if self.client_auth == Some(ClientAuthMethod::PrivateKeyJwt) {
+                    problems.push(Problem::new(
+                        format!("{path}.client_auth"),
+                        "private_key_jwt needs `private_key`, not `client_secret`",
+                    ));
+                }
+            }
+            (None, Some(_)) => {
+                if self
+                    .client_auth
+                    .is_some_and(|m| m != ClientAuthMethod::PrivateKeyJwt)
+                {
+                    problems.push(Problem::new(
+                        format!("{path}.client_auth"),
+                        "a `private_key` is used with private_key_jwt only",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// See [`AuthConfig::resolve`].
+    fn resolve(&self) -> Result<Auth, AuthError> {
+        let token_url = url(&self.token_url, "oauth2 token_url")?;
+        let scope = (!self.scopes.is_empty()).then(|| self.scopes.join(" "));
+        let grant = match (&self.client_secret, &self.private_key) {
+            (Some(secret), None) => Grant::ClientSecret {
+                client_id: self.client_id.clone(),
+                secret: read(secret)?,
+                basic: self.client_auth == Some(ClientAuthMethod::ClientSecretBasic),
+                scope,
+            },
+            (None, Some(key_ref)) => {
+                let pem = read(key_ref)?;
+                let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes())
+                    .map_err(|e| AuthError::Key {
+                    what: format!("oauth2 private_key {key_ref}"),
+                    reason: format!("not an RSA private key in PEM form ({e})"),
+                })?;
+                let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+                header.kid = self.key_id.clone();
+                header.x5t_s256 = self.certificate_thumbprint.clone();
+                Grant::PrivateKeyJwt {
+                    client_id: self.client_id.clone(),
+                    key: Box::new(key),
+                    header,
+                    scope,
+                }
+            }
+            _ => {
+                return Err(AuthError::Key {
+                    what: "oauth2".into(),
+                    reason: "give exactly one of `client_secret` or `private_key`".into(),
+                });
+            }
+        };
+        Ok(Auth::Token(Box::new(TokenSource::new(grant, token_url))))
+    }
+}
+
+/// Each OAuth scope under `{path}.scopes` is one non-empty word.
+fn check_scopes(path: &str, scopes: &[String], problems: &mut Vec<Problem>) {
+    for (i, s) in scopes.iter().enumerate() {
+        if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            problems.push(Problem::new(
+                format!("{path}.scopes[{i}]"),
+                "a scope must be non-empty and contain no spaces (give one per list item)",
+            ));
+        }
+    }
+}
+
+/// The secret `r` names, read now.
+fn read(r: &SecretRef) -> Result<SecretString, AuthError> {
+    r.resolve().map_err(|reason| AuthError::Secret {
+        reference: r.to_string(),
+        reason,
+    })
+}
+
+/// A header value holding a credential (`what`), marked sensitive so it is never logged.
+fn header_value(s: &str, what: &'static str) -> Result<HeaderValue, AuthError> {
+    let mut v = HeaderValue::from_str(s).map_err(|_| AuthError::InvalidHeader {
+        what,
+        part: "value",
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// `Bearer <token>`.
+fn bearer(token: &SecretString) -> Result<HeaderValue, AuthError> {
+    header_value(&format!("Bearer {}", token.expose_secret()), "the token")
+}
+
+/// `Authorization: value`, with the `secret` it carries (redacted from the target's answers).
+fn authorization(value: HeaderValue, secret: SecretString) -> Auth {
+    Auth::Header {
+        name: AUTHORIZATION,
+        value,
+        secret,
+    }
+}
+
+/// A token endpoint's URL, checked as [`check_credential_url`] does.
+fn url(u: &str, what: &str) -> Result<reqwest::Url, AuthError> {
+    check_credential_url(u).map_err(|reason| AuthError::Url {
+        what: what.to_string(),
+        reason,
+    })
 }
 
 /// The fields of a Google service-account key file that we use.

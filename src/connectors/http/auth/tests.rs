@@ -23,6 +23,14 @@ fn auth_config_parses_by_scheme_and_refuses_inline_secrets_and_unknown_keys() {
     assert!(
         toml::from_str::<AuthConfig>("scheme = \"bearer\"\ntoken = \"env:X\"\nextra = 1").is_err()
     );
+    // oauth2's fields are a struct of their own: it refuses unknown keys too.
+    let oauth2 = "scheme = \"oauth2\"\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:X\"";
+    assert_eq!(
+        toml::from_str::<AuthConfig>(oauth2).unwrap().scheme(),
+        "oauth2"
+    );
+    assert!(toml::from_str::<AuthConfig>(&format!("{oauth2}\nextra = 1")).is_err());
+    assert!(toml::from_str::<AuthConfig>(&oauth2.replace("env:X", "abc")).is_err());
 }
 
 // -----------------------------------------------------------------------------------------
@@ -138,6 +146,13 @@ fn oauth2_secret(url: &str, secret: &str, extra: &str) -> AuthConfig {
     .unwrap()
 }
 
+/// [`oauth2_secret`] against `url` with no extra keys, its client secret `secret` read from a file.
+fn client_secret_auth(url: &str, secret: &str) -> Auth {
+    let dir = tempfile::tempdir().unwrap();
+    let file = secret_file(&dir, "cs", secret);
+    oauth2_secret(url, &file, "").resolve().unwrap()
+}
+
 fn verify(jwt: &str, aud: &str) -> (jsonwebtoken::Header, Value) {
     let key = jsonwebtoken::DecodingKey::from_rsa_pem(PUBLIC_PEM.as_bytes()).unwrap();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
@@ -164,9 +179,7 @@ async fn ssws_sends_the_okta_api_token_header() {
 #[tokio::test]
 async fn client_secret_post_sends_the_rfc6749_form_and_caches_the_token() {
     let (url, ep) = token_endpoint().await;
-    let dir = tempfile::tempdir().unwrap();
-    let secret = secret_file(&dir, "cs", "s3cr3t value&=");
-    let auth = oauth2_secret(&url, &secret, "").resolve().unwrap();
+    let auth = client_secret_auth(&url, "s3cr3t value&=");
     let client = reqwest::Client::new();
     let (first, lease1) = bearer_of(&auth, &client).await;
     let (second, lease2) = bearer_of(&auth, &client).await;
@@ -320,9 +333,7 @@ async fn google_service_account_assertion_impersonates_the_admin_with_the_scopes
 async fn concurrent_callers_share_one_refresh() {
     let (url, ep) = token_endpoint().await;
     ep.delay_ms.store(200, Ordering::Relaxed);
-    let dir = tempfile::tempdir().unwrap();
-    let secret = secret_file(&dir, "cs", "secret-1");
-    let auth = Arc::new(oauth2_secret(&url, &secret, "").resolve().unwrap());
+    let auth = Arc::new(client_secret_auth(&url, "secret-1"));
     let client = reqwest::Client::new();
     let mut tasks = Vec::new();
     for _ in 0..16 {
@@ -356,9 +367,7 @@ async fn a_token_inside_the_refresh_margin_is_not_reused() {
     let (url, ep) = token_endpoint().await;
     // Expires at once: every use must fetch (a cached token is never sent past its refresh time).
     ep.expires_in.store(0, Ordering::Relaxed);
-    let dir = tempfile::tempdir().unwrap();
-    let secret = secret_file(&dir, "cs", "secret-1");
-    let auth = oauth2_secret(&url, &secret, "").resolve().unwrap();
+    let auth = client_secret_auth(&url, "secret-1");
     let client = reqwest::Client::new();
     assert_eq!(bearer_of(&auth, &client).await.0, "Bearer access-token-1");
     assert_eq!(bearer_of(&auth, &client).await.0, "Bearer access-token-2");
@@ -370,9 +379,7 @@ async fn a_token_inside_the_refresh_margin_is_not_reused() {
 #[tokio::test]
 async fn invalidating_a_refused_token_refreshes_once_even_for_late_reports() {
     let (url, ep) = token_endpoint().await;
-    let dir = tempfile::tempdir().unwrap();
-    let secret = secret_file(&dir, "cs", "secret-1");
-    let auth = oauth2_secret(&url, &secret, "").resolve().unwrap();
+    let auth = client_secret_auth(&url, "secret-1");
     let client = reqwest::Client::new();
     let (_, old) = bearer_of(&auth, &client).await;
     let old = old.expect("lease");
@@ -390,9 +397,7 @@ async fn invalidating_a_refused_token_refreshes_once_even_for_late_reports() {
 #[tokio::test]
 async fn token_endpoint_refusals_are_terminal_and_outages_retryable() {
     let (url, ep) = token_endpoint().await;
-    let dir = tempfile::tempdir().unwrap();
-    let secret = secret_file(&dir, "cs", "wrong-secret");
-    let auth = oauth2_secret(&url, &secret, "").resolve().unwrap();
+    let auth = client_secret_auth(&url, "wrong-secret");
     let client = reqwest::Client::new();
     *ep.fail.lock().unwrap() = Some((
         401,

@@ -390,15 +390,13 @@ impl Connector for HttpConnector {
 
     async fn check(&self) -> CheckReport {
         if !self.spec.has_operation(CHECK) {
-            return CheckReport {
-                connector: self.name.clone(),
-                ok: true,
-                detail: format!(
+            return CheckReport::passed(
+                &self.name,
+                format!(
                     "spec {} has no check operation; credentials not verified",
                     self.spec.name
                 ),
-                fix: None,
-            };
+            );
         }
         let req = OperationRequest {
             operation: Operation::Notify,
