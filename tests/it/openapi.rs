@@ -1,7 +1,8 @@
-//! The OpenAPI 3.1 document: the served one is the checked-in one, which its generator still
-//! writes byte for byte and `openapi-spec-validator` accepts; and schemathesis, run against a live
-//! `deprovd run` with a token of every role (and none), finds no 5xx and no answer the document
-//! does not describe. (That every route is in it is a unit test beside the router.)
+//! The OpenAPI 3.1 document (generated from the handlers' types, `src/api/openapi.rs`): the served
+//! one is the checked-in one and what `deprovd schema openapi` prints, and `openapi-spec-validator`
+//! accepts it; and schemathesis, run against a live `deprovd run` with a token of every role (and
+//! none), finds no 5xx and no answer the document does not describe. (That every route is in it,
+//! and that the checked-in file is the generated one, are unit tests beside the router.)
 
 use std::process::{Command, Stdio};
 
@@ -43,15 +44,15 @@ async fn the_served_document_is_the_checked_in_one_and_is_valid_openapi() {
     assert_eq!(served, checked_in);
     app.stop().await;
 
-    let out = Command::new("python3")
-        .arg(repo("scripts/openapi.py"))
-        .arg("--check")
+    let printed = Command::new(BIN)
+        .args(["schema", "openapi"])
         .output()
-        .expect("python3");
+        .expect("deprovd schema openapi");
+    assert!(printed.status.success());
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        printed.stdout == checked_in.as_bytes(),
+        "`deprovd schema openapi` is not docs/openapi.json: rewrite it with \
+         `deprovd schema openapi > docs/openapi.json`"
     );
     let out = tool("openapi-spec-validator")
         .arg(repo("docs/openapi.json"))
