@@ -66,6 +66,44 @@ async fn the_served_document_is_the_checked_in_one_and_is_valid_openapi() {
     );
 }
 
+/// A lockout, a lockout held for four eyes and an alert: actions (planned, failing, held), lockouts,
+/// approvals and audit records of every kind for the GET routes to answer with.
+async fn seed(base: &str) {
+    let http = reqwest::Client::new();
+    let alert = std::fs::read_to_string(repo("policies/samples/alerts.jsonl")).unwrap();
+    let alert = alert.lines().next().unwrap().to_string();
+    for (role, path, body) in [
+        (
+            "responder",
+            "/v1/lockouts",
+            r#"{"subject": "seed@corp.example", "reason": "seed", "ticket": "INC-1"}"#.to_string(),
+        ),
+        (
+            "responder",
+            "/v1/lockouts",
+            r#"{"subject": "held@corp.example", "reason": "seed", "require_approval": true}"#
+                .to_string(),
+        ),
+        ("ingest", "/v1/alerts", alert),
+    ] {
+        let r = http
+            .post(format!("{base}{path}"))
+            .bearer_auth(format!("tok-{role}-0123456789"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        assert_eq!(
+            status,
+            202,
+            "{path}: {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+}
+
 #[tokio::test]
 async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,6 +121,13 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
             role.to_uppercase()
         ));
     }
+    // A connector nobody answers: seeded actions stay in the ledger with errors and retry times, so
+    // the answers schemathesis checks carry real records, not only empty lists.
+    text.push_str(&format!(
+        "[connectors.hook]\ntype = \"webhook\"\nbase_url = \"http://127.0.0.1:{}\"\nauth = {{ scheme = \"none\" }}\nvars = {{ path = \"hook\" }}\noperations = {:?}\n",
+        free_port(),
+        crate::kit::connector::WEBHOOK_OPERATIONS
+    ));
     std::fs::write(&config, text).unwrap();
     let mut cmd = Command::new(BIN);
     cmd.args(["run", "--config"])
@@ -99,6 +144,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
     let mut child = cmd.spawn().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     until_ok(&format!("{base}/readyz"), "deprovd ready").await;
+    seed(&base).await;
     let mut report = String::new();
     let mut failed = false;
     for role in roles.into_iter().chain(["anonymous"]) {
