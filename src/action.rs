@@ -103,7 +103,7 @@ impl fmt::Display for Operation {
 ///
 /// `planned → (awaiting_approval) → running → succeeded | failed | skipped | cancelled`, and
 /// `restored` once a reversal has undone a succeeded action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionState {
     Planned,
@@ -224,7 +224,7 @@ impl StateReason {
 }
 
 /// What caused an action.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Origin {
     /// A policy decision on an alert.
@@ -244,7 +244,8 @@ pub enum Origin {
 
 /// One (connector, operation, subject) to carry out, with everything needed to resume it after a crash
 /// and to reverse it later.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "Action")]
 pub struct ActionRecord {
     /// Idempotency key: see [`action_key`].
     pub key: String,

@@ -161,5 +161,5 @@ pub use ledger::{ActionFilter, ActionState, ActionStore};
 // The HTTP API.
 pub use api::{
     ApiConfig, ROUTES as API_ROUTES, TlsConfig as ApiTlsConfig, TokenConfig,
-    access as route_access, hash_token,
+    access as route_access, hash_token, openapi::openapi_json,
 };

@@ -169,11 +169,17 @@ fn main() -> ExitCode {
             let code = deprovd::cli::validate(config.as_deref(), std::env::vars());
             ExitCode::from(code)
         }
-        Command::Schema { .. } => {
-            deprovd::cli::print_line(format_args!(
-                "{}",
-                serde_json::to_string_pretty(&deprovd::alert_json_schema()).expect("json")
-            ));
+        Command::Schema { what } => {
+            if what == "openapi" {
+                // Byte for byte docs/openapi.json (print_line adds the final newline back).
+                let text = deprovd::openapi_json();
+                deprovd::cli::print_line(format_args!("{}", text.trim_end_matches('\n')));
+            } else {
+                deprovd::cli::print_line(format_args!(
+                    "{}",
+                    serde_json::to_string_pretty(&deprovd::alert_json_schema()).expect("json")
+                ));
+            }
             ExitCode::SUCCESS
         }
         Command::Policy { command } => policy_command(command),

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::info;
 
 use super::lockouts::request_id;
-use super::wire::ActionsQuery;
+use super::wire::{ActionList, ActionsQuery};
 use super::{ApiError, ApiState, Caller, pipeline_of, store_of};
 use crate::ledger::ActionFilter;
 use crate::lockout;
@@ -38,7 +38,7 @@ pub(super) async fn list_actions(
             e.to_string(),
         )
     })?;
-    Ok(Json(serde_json::json!({ "actions": actions })).into_response())
+    Ok(Json(ActionList { actions }).into_response())
 }
 
 pub(super) async fn get_action(

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::info;
 
-use super::wire::AlertQuery;
+use super::wire::{AlertAnswer, AlertQuery, DeliveryAccepted, OktaVerification, SetError};
 use super::{ApiError, ApiState, Caller};
 use crate::pipeline::PipelineError;
 
@@ -24,7 +24,10 @@ pub(super) fn set_auth_error(e: ApiError) -> Response {
     };
     let mut r = (
         e.0,
-        Json(serde_json::json!({ "err": err, "description": e.2 })),
+        Json(SetError {
+            err: err.into(),
+            description: e.2,
+        }),
     )
         .into_response();
     r.extensions_mut().insert(super::error::ErrorCode(e.1));
@@ -80,7 +83,7 @@ pub(super) async fn post_alert(
         Ok(d) if !d.split => {
             let processed = d.alerts.into_iter().next().expect("one document, accepted");
             info!(alert_id = %processed.alert_id, caller = %caller.name, %peer, actions = processed.actions.len(), "alert accepted");
-            Ok((StatusCode::ACCEPTED, Json(processed)).into_response())
+            Ok((StatusCode::ACCEPTED, Json(AlertAnswer::One(processed))).into_response())
         }
         Ok(d) => {
             // An envelope (Okta event hook): every event is its own alert; a bad one is
@@ -102,7 +105,10 @@ pub(super) async fn post_alert(
             }
             Ok((
                 StatusCode::ACCEPTED,
-                Json(serde_json::json!({"alerts": d.alerts, "rejected": d.rejected})),
+                Json(AlertAnswer::Many(DeliveryAccepted {
+                    alerts: d.alerts,
+                    rejected: d.rejected,
+                })),
             )
                 .into_response())
         }
@@ -147,7 +153,10 @@ pub(super) async fn okta_verification(
         ));
     };
     info!(caller = %caller.name, %peer, "okta event hook verified");
-    Ok(Json(serde_json::json!({ "verification": challenge })).into_response())
+    Ok(Json(OktaVerification {
+        verification: challenge.to_string(),
+    })
+    .into_response())
 }
 
 /// `POST /v1/ssf/{receiver}`: one pushed SET (RFC 8935). Answers in RFC 8935's shape
@@ -165,7 +174,10 @@ pub(super) async fn post_ssf_set(
     let set_error = |status: StatusCode, err: &str, description: String| {
         (
             status,
-            Json(serde_json::json!({ "err": err, "description": description })),
+            Json(SetError {
+                err: err.into(),
+                description,
+            }),
         )
             .into_response()
     };

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::lockouts::idempotency_key;
-use super::wire::{ApprovalsQuery, DecisionBody, optional_body};
+use super::wire::{ApprovalList, ApprovalsQuery, DecisionBody, optional_body};
 use super::{ApiError, ApiState, Caller, error::unavailable, pipeline_of, store_of};
 use crate::lockout;
 
@@ -32,7 +32,7 @@ pub(super) async fn list_approvals(
     let approvals = crate::approval::list(store_of(&s)?.as_ref(), limit)
         .await
         .map_err(unavailable)?;
-    Ok(Json(serde_json::json!({ "approvals": approvals })).into_response())
+    Ok(Json(ApprovalList { approvals }).into_response())
 }
 
 async fn decide(

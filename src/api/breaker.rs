@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tracing::info;
 
-use super::wire::{ResetBody, optional_body};
+use super::wire::{BreakerReset, BreakerView, ResetBody, optional_body};
 use super::{ApiError, ApiState, Caller, error::unavailable, pipeline_of};
 
 pub(super) async fn breaker_status(
@@ -22,11 +22,11 @@ pub(super) async fn breaker_status(
         Some(b) => b.status().await.map_err(unavailable)?,
         None => Vec::new(),
     };
-    Ok(Json(serde_json::json!({
-        "enabled": pipeline.approvals.breaker.is_some(),
-        "open": scopes.iter().any(|x| x.open),
-        "scopes": scopes,
-    }))
+    Ok(Json(BreakerView {
+        enabled: pipeline.approvals.breaker.is_some(),
+        open: scopes.iter().any(|x| x.open),
+        scopes,
+    })
     .into_response())
 }
 
@@ -59,7 +59,7 @@ pub(super) async fn breaker_reset(
         })?;
     info!(caller = %caller.name, %peer, scopes = ?was_open, "breaker reset");
     let scopes = breaker.status().await.map_err(unavailable)?;
-    Ok(Json(serde_json::json!({ "was_open": was_open, "scopes": scopes })).into_response())
+    Ok(Json(BreakerReset { was_open, scopes }).into_response())
 }
 
 /// `GET /v1/policy/shadow` (viewer): both digests, counts per kind of disagreement and the latest

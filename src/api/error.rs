@@ -7,9 +7,13 @@ use serde::Serialize;
 
 use crate::lockout::LockoutError;
 
-#[derive(Debug, Serialize)]
-struct ErrorBody {
+/// Every refusal of the API (but Shared Signals push, which answers in RFC 8935's shape).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Error")]
+pub(crate) struct ErrorBody {
+    /// Stable: branch on this.
     code: &'static str,
+    /// For people: what failed and what to do.
     message: String,
 }
 

@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::wire::AuditQuery;
+use super::wire::{AuditPage, AuditQuery, AuditVerdict};
 use super::{ApiError, ApiState, Caller, store_of};
 use crate::audit::{AuditFilter, AuditRecord};
 
@@ -86,7 +86,11 @@ pub(super) async fn list_audit(
         }
         end = start - 1;
     }
-    Ok(Json(serde_json::json!({ "records": out, "complete": complete })).into_response())
+    Ok(Json(AuditPage {
+        records: out,
+        complete,
+    })
+    .into_response())
 }
 
 /// `GET /v1/audit/verify`: walk the whole trail and check every link and the head, as `deprovd audit
@@ -101,8 +105,16 @@ pub(super) async fn verify_audit(
         .await
         .map_err(super::error::unavailable)?;
     Ok(Json(match checked {
-        Ok(n) => serde_json::json!({ "intact": true, "verified": n }),
-        Err(e) => serde_json::json!({ "intact": false, "verified": null, "error": e.to_string() }),
+        Ok(n) => AuditVerdict {
+            intact: true,
+            verified: Some(n),
+            error: None,
+        },
+        Err(e) => AuditVerdict {
+            intact: false,
+            verified: None,
+            error: Some(e.to_string()),
+        },
     })
     .into_response())
 }

@@ -37,6 +37,7 @@
 //! depends on nothing else in the crate.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -48,7 +49,7 @@ pub(crate) use batch::seal_batch;
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What a record is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditKind {
     /// An alert entered the pipeline (accepted or rejected).
@@ -82,7 +83,7 @@ impl AuditKind {
 }
 
 /// Who caused the event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Actor {
     /// Token name for API callers; `kafka`/`http`/`executor`/`deprovd` for the service itself.
     pub name: String,
@@ -136,7 +137,7 @@ impl AuditDraft {
 }
 
 /// One link of the chain, as stored and as served by `GET /v1/audit`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AuditRecord {
     /// 1, 2, 3, … without gaps.
     pub seq: u64,

@@ -46,9 +46,10 @@ pub enum Command {
         #[arg(long, short, env = "DEPROVD_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Print a JSON Schema.
+    /// Print a JSON Schema: `alert` (the canonical alert), or `openapi` (the HTTP API's OpenAPI 3.1
+    /// document, as served at /v1/openapi.json and checked in as docs/openapi.json).
     Schema {
-        #[arg(value_parser = ["alert"])]
+        #[arg(value_parser = ["alert", "openapi"])]
         what: String,
     },
     /// Policy tools.

@@ -106,7 +106,8 @@ pub struct BreakerAdmission {
 }
 
 /// What [`StateStore::breaker_status`] reports for one scope.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "BreakerScope")]
 pub struct BreakerState {
     pub scope: String,
     pub open: bool,
@@ -116,7 +117,9 @@ pub struct BreakerState {
     /// Distinct subjects in the current window.
     pub subjects: u64,
     pub threshold: u64,
+    /// The window's length, as humantime (`10m`).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub window: Duration,
 }
 

@@ -16,7 +16,7 @@ pub(crate) const MAX_PAGE: usize = 200;
 const ACTIONS_PER_LOCKOUT: usize = 16;
 
 /// One page of lockouts, newest first; `next` is the `before` of the following page.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LockoutPage {
     pub lockouts: Vec<Lockout>,
     /// Pass as `before` to get the next (older) page; absent on the last page.

@@ -115,7 +115,7 @@ impl From<PipelineError> for LockoutError {
 }
 
 /// `POST /v1/lockouts` body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LockoutRequest {
     /// Email, username or per-system id, as the connectors' lookups understand it.
@@ -145,7 +145,7 @@ impl LockoutRequest {
 }
 
 /// One action a lockout caused (its own, or the live action that absorbed it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LockoutAction {
     /// Ledger key to follow for this (connector, operation).
     pub key: String,
@@ -154,7 +154,7 @@ pub struct LockoutAction {
 }
 
 /// The stored lockout: who asked, why, and which ledger actions carry it out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Lockout {
     /// Request id (UUIDv7: sortable by time).
     pub id: String,
@@ -169,7 +169,7 @@ pub struct Lockout {
 }
 
 /// One action in a create or restore answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ActionSummary {
     pub key: String,
     pub connector: String,
@@ -182,7 +182,8 @@ pub struct ActionSummary {
 
 /// The `202` answer of `POST /v1/lockouts`. Deterministic for a given request id and body, so a
 /// replay with the same `Idempotency-Key` gets the same answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "LockoutCreated")]
 pub struct Created {
     pub id: String,
     pub subject: String,
@@ -190,7 +191,7 @@ pub struct Created {
 }
 
 /// The reversal of one action, as `GET /v1/lockouts/{id}` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReversalStatus {
     pub key: String,
     pub operation: Operation,
@@ -200,7 +201,8 @@ pub struct ReversalStatus {
 }
 
 /// Live status of one lockout action, read from the ledger.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "LockoutActionStatus")]
 pub struct ActionStatus {
     pub key: String,
     pub connector: String,
@@ -220,7 +222,8 @@ pub struct ActionStatus {
 }
 
 /// `GET /v1/lockouts/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "LockoutStatus")]
 pub struct Status {
     pub id: String,
     pub subject: String,
@@ -235,7 +238,7 @@ pub struct Status {
 }
 
 /// One line of a restore answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RestoreItem {
     /// The action being undone.
     pub original_key: String,
@@ -253,7 +256,7 @@ pub struct RestoreItem {
 }
 
 /// The `202` answer of a restore.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Restored {
     /// The lockout id, or the action key for `POST /v1/actions/{key}/restore`.
     pub id: String,

@@ -111,7 +111,7 @@ pub(super) fn compare<'a>(live: &'a Sides, candidate: &'a Sides) -> Vec<Differen
 }
 
 /// The four kinds of change, in report order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     NewlyContained,
@@ -157,7 +157,7 @@ pub struct Change {
 }
 
 /// Totals per kind (alert × subject × action occurrences).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DiffCounts {
     pub newly_contained: usize,
     pub no_longer_contained: usize,

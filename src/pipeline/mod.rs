@@ -38,6 +38,7 @@ pub(crate) use decision_log::DecisionLog;
 pub use diff::Replay;
 pub(crate) use retain::Retainer;
 pub use shadow::Shadow;
+pub(crate) use shadow::ShadowReport;
 
 use crate::alert::{Alert, NormalizeError, NormalizerRegistry};
 use crate::approval::Approvals;
@@ -73,7 +74,7 @@ pub struct Planned {
 }
 
 /// What recording did with one planned action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Disposition {
     /// Recorded as a new action (possibly superseding a held one).
@@ -95,7 +96,7 @@ impl Disposition {
 }
 
 /// What happened to one planned action when it was recorded.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub(crate) struct RecordedAction {
     pub key: String,
     pub connector: String,
@@ -114,7 +115,8 @@ pub(crate) struct RecordedAction {
 }
 
 /// The result of [`Pipeline::process`]: the HTTP API returns it as the 202 body.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "AlertAccepted")]
 pub(crate) struct Processed {
     pub alert_id: String,
     pub decisions: Vec<Decision>,
@@ -140,7 +142,7 @@ pub struct DecidedPart {
 }
 
 /// One document of a split delivery that could not be taken: dead-letter `payload` with `reason`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub(crate) struct RejectedPart {
     /// Where it sat in the delivery (`data.events[3]`).
     pub at: String,

@@ -21,7 +21,7 @@ use crate::telemetry::{Metrics, ShadowDisagreement};
 const RECENT: usize = 100;
 
 /// One (subject, action) on which the shadow bundle disagreed with the live one.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Disagreement {
     pub at: DateTime<Utc>,
     pub alert_id: String,
@@ -43,7 +43,7 @@ struct State {
 }
 
 /// What `GET /v1/policy/shadow` shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ShadowReport {
     pub live_digest: String,
     pub shadow_digest: String,
