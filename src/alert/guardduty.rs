@@ -339,6 +339,17 @@ fn indicators(key: Option<&Value>, action: Option<&Value>) -> Vec<Indicator> {
     out.into_vec()
 }
 
+/// The person behind an assumed-role session: an AWS principal id `ROLEID:session-name` whose
+/// session name is an email address (SSO and federated sessions name themselves so).
+pub(super) fn session_person(principal_id: &str) -> Option<Subject> {
+    let (_, session) = principal_id.split_once(':')?;
+    let session = session.trim();
+    (session.contains('@') && !session.contains('\\')).then(|| Subject {
+        email: Some(session.to_string()),
+        ..Subject::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,15 +375,4 @@ mod tests {
         let t = "Recon:EC2/PortProbeUnprotectedPort";
         assert_eq!(category(split_type(t).0, t), "other");
     }
-}
-
-/// The person behind an assumed-role session: an AWS principal id `ROLEID:session-name` whose
-/// session name is an email address (SSO and federated sessions name themselves so).
-pub(super) fn session_person(principal_id: &str) -> Option<Subject> {
-    let (_, session) = principal_id.split_once(':')?;
-    let session = session.trim();
-    (session.contains('@') && !session.contains('\\')).then(|| Subject {
-        email: Some(session.to_string()),
-        ..Subject::default()
-    })
 }
