@@ -273,7 +273,7 @@ pub struct DiffArgs {
     #[arg(long)]
     pub max_new: Option<usize>,
     /// JSON output (`--format json`).
-    #[arg(long = "format", default_value = "text", value_parser = parse_json_format)]
+    #[arg(long = "format", default_value = "text", action = clap::ArgAction::Set, value_parser = parse_json_format)]
     pub json: bool,
 }
 
