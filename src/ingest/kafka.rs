@@ -16,6 +16,8 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
+
+use super::rebalance::GroupContext;
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
@@ -177,7 +179,7 @@ impl KafkaConfig {
         Ok(cc)
     }
 
-    pub fn consumer(&self) -> Result<StreamConsumer, KafkaSetupError> {
+    pub(crate) fn consumer(&self) -> Result<StreamConsumer<GroupContext>, KafkaSetupError> {
         let mut cc = self.client_config()?;
         cc.set("group.id", &self.group_id)
             .set("enable.auto.offset.store", "false");
@@ -194,10 +196,11 @@ impl KafkaConfig {
         ] {
             set_default(&mut cc, k, v);
         }
-        cc.create().map_err(|source| KafkaSetupError::Create {
-            client: "consumer",
-            source,
-        })
+        cc.create_with_context(GroupContext)
+            .map_err(|source| KafkaSetupError::Create {
+                client: "consumer",
+                source,
+            })
     }
 
     pub fn producer(&self) -> Result<FutureProducer, KafkaSetupError> {
@@ -307,7 +310,7 @@ const LAG_INTERVAL: Duration = Duration::from_secs(2);
 
 pub(crate) struct KafkaSource {
     cfg: KafkaConfig,
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<GroupContext>,
     dlq: KafkaDeadLetter,
     /// Cleared while the broker cannot be reached; read by `/readyz`.
     pub healthy: Arc<AtomicBool>,

@@ -7,4 +7,5 @@
 
 pub(crate) mod file;
 pub(crate) mod kafka;
+mod rebalance;
 pub(crate) mod ssf;
