@@ -11,6 +11,11 @@ use deprovd::cli::args::{
 };
 use deprovd::client::views::{ActionsFilter, AuditFilter, View};
 
+/// jemalloc, not the system allocator: see Cargo.toml and docs/performance-2026-12.md.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Run `f` to completion on a new multi-threaded runtime.
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()

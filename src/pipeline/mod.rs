@@ -176,7 +176,17 @@ pub(crate) struct Pipeline {
     pub approvals: Approvals,
     /// Keeps decided alerts for replay (`[policy] retain_alerts`); `None`: not kept.
     pub retainer: Option<Retainer>,
+    /// One permit per core: at most this many alerts are decided at once, on tokio's blocking pool.
+    /// Without it every in-flight message (`max_in_flight`, HTTP requests) could hold a blocking
+    /// thread — each with its own policy VM and allocator cache — so a storm grew memory with the
+    /// pool instead of queueing; with it the same few warm threads take every decision.
+    deciding: tokio::sync::Semaphore,
     shutting_down: AtomicBool,
+}
+
+/// How many alerts are decided at once: the cores this process may use (at least 1).
+fn decide_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 impl Pipeline {
@@ -194,6 +204,7 @@ impl Pipeline {
             store,
             coalesce_window,
             retainer: None,
+            deciding: tokio::sync::Semaphore::new(decide_parallelism()),
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -221,6 +232,25 @@ impl Pipeline {
         self.shutting_down.load(Ordering::Relaxed)
     }
 
+    /// Run `decide` on tokio's blocking pool once one of the per-core permits is free (see
+    /// `deciding`). Waiting for a permit is back-pressure: the Kafka source stops taking messages
+    /// at `max_in_flight`, and HTTP requests wait within their deadline.
+    async fn decide_blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        decide: impl FnOnce(&Decider) -> T + Send + 'static,
+    ) -> Result<T, PipelineError> {
+        let unavailable = |e: &dyn std::fmt::Display| {
+            PipelineError::Unavailable(format!("policy evaluation: {e}"))
+        };
+        let permit = self.deciding.acquire().await.map_err(|e| unavailable(&e))?;
+        let this = self.clone();
+        let decided = tokio::task::spawn_blocking(move || decide(&this.decider))
+            .await
+            .map_err(|e| unavailable(&e));
+        drop(permit);
+        decided
+    }
+
     /// The Shared Signals receiver's path, and the only way to an `ssf` alert: as
     /// [`process_delivery`](Self::process_delivery) for the claims of a SET whose signature, issuer, audience,
     /// `iat` and `jti` the receiver checked. (`format = ssf` is refused on every other path.)
@@ -230,12 +260,9 @@ impl Pipeline {
         actor: Actor,
     ) -> Result<Processed, PipelineError> {
         let len = serde_json::to_vec(&claims).map_or(0, |v| v.len());
-        let this = self.clone();
-        let decided = tokio::task::spawn_blocking(move || this.decider.decide_verified_set(claims))
-            .await
-            .map_err(|e| {
-                PipelineError::Unavailable(format!("policy evaluation task failed: {e}"))
-            })?;
+        let decided = self
+            .decide_blocking(move |decider| decider.decide_verified_set(claims))
+            .await?;
         match decided {
             Ok(planned) => self.accept(planned, "ssf", actor).await,
             Err(e) => Err(self
@@ -259,15 +286,13 @@ impl Pipeline {
         actor: Actor,
         received_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Delivery, PipelineError> {
-        let this = self.clone();
         let owned = bytes.to_vec();
         let format_owned = format.map(str::to_string);
-        let decided = tokio::task::spawn_blocking(move || {
-            this.decider
-                .decide_all_received(&owned, format_owned.as_deref(), received_at)
-        })
-        .await
-        .map_err(|e| PipelineError::Unavailable(format!("policy evaluation task failed: {e}")))?;
+        let decided = self
+            .decide_blocking(move |decider| {
+                decider.decide_all_received(&owned, format_owned.as_deref(), received_at)
+            })
+            .await?;
         let parts = match decided {
             Ok(parts) => parts,
             Err(e) => {
