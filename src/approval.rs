@@ -415,15 +415,53 @@ pub(crate) async fn supersede(
     outcome
 }
 
-/// Cancel every held action whose deadline is at or before `now`; returns how many.
+/// Held actions the expiry sweep reads at a time: its memory stays this size however many are
+/// held (a breaker holding a flood of 100,000 once made every sweep read them all).
+const EXPIRY_PAGE: usize = 256;
+
+/// Cancel every held action whose deadline is at or before `now`; returns how many. Pages through
+/// the held actions oldest first and stops at the first page that is not all due: deadlines follow
+/// creation (`created_at` + the TTL), so the rest are later still. (After the TTL is shortened, a
+/// newer action can lapse before an older one; it is cancelled once those older ones are, and an
+/// approval after its deadline is refused meanwhile.)
 pub(crate) async fn expire_due(
     approvals: &Approvals,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
+    let mut expired = 0;
+    loop {
+        let page = approvals
+            .actions
+            .list_actions(&ActionFilter {
+                state: Some(ActionState::AwaitingApproval),
+                oldest_first: true,
+                limit: EXPIRY_PAGE,
+                ..ActionFilter::default()
+            })
+            .await?;
+        let all_due = page
+            .iter()
+            .all(|a| deadline(a, approvals.approval_ttl) <= now);
+        let n = expire_page(approvals, &page, now).await?;
+        expired += n;
+        // Another page only when this one was full, all due and moved (a due action another
+        // decision holds stays listed; the next sweep looks again).
+        if page.len() < EXPIRY_PAGE || !all_due || n == 0 {
+            return Ok(expired);
+        }
+    }
+}
+
+/// Cancel the due actions of one page; returns how many.
+async fn expire_page(
+    approvals: &Approvals,
+    page: &[ActionRecord],
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
     let store = approvals.actions.as_ref();
     let mut expired = 0;
-    for a in list(store, 0).await? {
-        if deadline(&a, approvals.approval_ttl) > now {
+    for a in page {
+        if deadline(a, approvals.approval_ttl) > now {
             continue;
         }
         let owner = format!("expiry-{}", uuid::Uuid::new_v4());
@@ -583,6 +621,21 @@ mod tests {
         name: &str,
     ) -> Result<ActionRecord, ApprovalError> {
         decide(&p.approvals, key, verdict, person(name), None).await
+    }
+
+    #[tokio::test]
+    async fn the_sweep_pages_through_more_held_actions_than_one_page_holds() {
+        let (_dir, p, mut rx) = pipeline(Duration::from_secs(60)).await;
+        let notices = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let held = EXPIRY_PAGE + 3;
+        for i in 0..held {
+            held_lockout(&p, &format!("id-{i}"), &format!("user{i}@corp.example")).await;
+        }
+        assert_eq!(expire_due(&p.approvals, Utc::now()).await.unwrap(), 0);
+        let later = Utc::now() + chrono::Duration::seconds(61);
+        assert_eq!(expire_due(&p.approvals, later).await.unwrap(), held);
+        assert!(list(p.store.as_ref(), 0).await.unwrap().is_empty());
+        notices.abort();
     }
 
     #[tokio::test]

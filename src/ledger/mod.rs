@@ -50,6 +50,9 @@ pub struct ActionFilter {
     pub since: Option<DateTime<Utc>>,
     /// The key starts with this (lower-case hex): how the CLI finds an action by a short prefix.
     pub key_prefix: Option<String>,
+    /// Oldest first instead of newest first: how the approval-expiry sweep pages through held
+    /// actions (the first to lapse come first, so it stops at the first page that is not all due).
+    pub oldest_first: bool,
     pub limit: usize,
 }
 

@@ -643,6 +643,30 @@ pub(crate) async fn list_filters_newest_first(store: Arc<dyn StateStore>) {
         ),
         [&m1.key, &b2.key, &b1.key]
     );
+    // Oldest first, through a secondary index and through the creation index, with a limit.
+    assert_eq!(
+        keys(
+            &by(ActionFilter {
+                state: Some(ActionState::Planned),
+                oldest_first: true,
+                ..ActionFilter::default()
+            })
+            .await
+        ),
+        [&a1.key, &b1.key, &m1.key]
+    );
+    assert_eq!(
+        keys(
+            &by(ActionFilter {
+                since: Some(b1.created_at),
+                oldest_first: true,
+                limit: 2,
+                ..ActionFilter::default()
+            })
+            .await
+        ),
+        [&b1.key, &b2.key]
+    );
     assert_eq!(
         keys(
             &by(ActionFilter {

@@ -332,7 +332,7 @@ pub(super) fn list_tx(
         }
         Ok(out.len() >= limit)
     };
-    // Walk the narrowest index the filter allows, newest first.
+    // Walk the narrowest index the filter allows, newest (or oldest) first.
     let by: Option<(SecondaryIndex, &str)> = if let Some(alert) = filter.alert_id.as_deref() {
         Some((BY_ALERT, alert))
     } else if let Some(subject) = filter.subject.as_deref() {
@@ -345,11 +345,15 @@ pub(super) fn list_tx(
             let index = tx.open_table(table).map_err(db_err)?;
             // An alert can be indexed twice for one action (caused, then linked): list it once.
             let mut seen = std::collections::HashSet::new();
-            for entry in index
+            let range = index
                 .range((value, i64::MIN, "")..(value, i64::MAX, ""))
-                .map_err(db_err)?
-                .rev()
-            {
+                .map_err(db_err)?;
+            let walk: Box<dyn Iterator<Item = _>> = if filter.oldest_first {
+                Box::new(range)
+            } else {
+                Box::new(range.rev())
+            };
+            for entry in walk {
                 let (k, _) = entry.map_err(db_err)?;
                 let (_, _, key) = k.value();
                 if seen.insert(key.to_string()) && consider(key)? {
@@ -359,7 +363,13 @@ pub(super) fn list_tx(
         }
         None => {
             let index = tx.open_table(CREATED).map_err(db_err)?;
-            for entry in index.iter().map_err(db_err)?.rev() {
+            let all = index.iter().map_err(db_err)?;
+            let walk: Box<dyn Iterator<Item = _>> = if filter.oldest_first {
+                Box::new(all)
+            } else {
+                Box::new(all.rev())
+            };
+            for entry in walk {
                 let (k, _) = entry.map_err(db_err)?;
                 if consider(k.value().1)? {
                     break;

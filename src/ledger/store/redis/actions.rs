@@ -199,7 +199,7 @@ impl ActionStore for RedisStore {
 
     async fn list_actions(&self, filter: &ActionFilter) -> Result<Vec<ActionRecord>, StoreError> {
         let limit = effective_limit(filter.limit);
-        // Walk the narrowest index the filter allows, newest first, re-checking the whole filter on
+        // Walk the narrowest index the filter allows, newest (or oldest) first, re-checking the whole filter on
         // each record (an index entry may be stale, and only one filter field picks the index).
         let index = if let Some(alert) = filter.alert_id.as_deref() {
             self.key("alert", alert)
@@ -216,7 +216,12 @@ impl ActionStore for RedisStore {
         let mut offset = 0usize;
         while out.len() < limit {
             let mut conn = self.conn.clone();
-            let keys: Vec<String> = ::redis::cmd("ZREVRANGE")
+            let walk = if filter.oldest_first {
+                "ZRANGE"
+            } else {
+                "ZREVRANGE"
+            };
+            let keys: Vec<String> = ::redis::cmd(walk)
                 .arg(&index)
                 .arg(offset)
                 .arg(offset + page - 1)
